@@ -1,0 +1,12 @@
+//! sipacd: an automatic call distribution engine for SIP contact centers.
+//!
+//! Protocol logic lives in sans-IO state machines (`sip::transaction`,
+//! `registrar`, `call`) that take events plus an explicit `now` and return
+//! actions; `daemon` owns the sockets, timers and signals that drive them.
+
+pub mod call;
+pub mod config;
+pub mod daemon;
+pub mod media;
+pub mod registrar;
+pub mod sip;

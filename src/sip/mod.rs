@@ -1,0 +1,8 @@
+//! SIP: message parsing around rsip, transport framing, transactions, dialogs.
+
+pub mod headers;
+pub mod message;
+pub mod peer;
+pub mod transaction;
+
+pub use peer::{Peer, Transport};
