@@ -1,0 +1,137 @@
+//! RTP/RTCP port pairs from `server.rtp_ports`.
+//!
+//! A pair is an even RTP port and the odd RTCP port above it (RFC 3550
+//! §11). A pair is never handed out twice while in use; it returns to the
+//! pool when its lease is dropped, so a leg that ends for any reason (BYE,
+//! timeout, a panicking task) gives its ports back.
+
+use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
+
+/// An RTP port and its RTCP companion (`rtp + 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortPair {
+    pub rtp: u16,
+}
+
+impl PortPair {
+    pub fn rtcp(self) -> u16 {
+        self.rtp.saturating_add(1)
+    }
+}
+
+#[derive(Debug)]
+struct PoolState {
+    free: BTreeSet<u16>,
+    /// Where the next allocation starts: rotating through the range keeps a
+    /// just-freed port idle for a while, so late packets of an old call do
+    /// not land in a new one.
+    cursor: u16,
+}
+
+/// Shared pool of port pairs. Cloning shares the same pool.
+#[derive(Debug, Clone)]
+pub struct PortPool {
+    state: Arc<Mutex<PoolState>>,
+}
+
+impl PortPool {
+    /// Every even port `p` in the range with `p + 1` also in it.
+    pub fn new(range: RangeInclusive<u16>) -> Self {
+        let (lo, hi) = (*range.start(), *range.end());
+        let first = lo + (lo % 2);
+        let free: BTreeSet<u16> = (first..hi)
+            .step_by(2)
+            .filter(|p| p.checked_add(1).is_some_and(|q| q <= hi))
+            .collect();
+        PortPool {
+            state: Arc::new(Mutex::new(PoolState { free, cursor: first })),
+        }
+    }
+
+    /// Leases a pair, or `None` when the range is exhausted (the caller
+    /// answers 503 rather than failing).
+    pub fn allocate(&self) -> Option<PortLease> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let port = st
+            .free
+            .range(st.cursor..)
+            .next()
+            .or_else(|| st.free.iter().next())
+            .copied()?;
+        st.free.remove(&port);
+        st.cursor = port.wrapping_add(2);
+        Some(PortLease {
+            pair: PortPair { rtp: port },
+            pool: self.clone(),
+        })
+    }
+
+    /// Pairs currently free.
+    pub fn available(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).free.len()
+    }
+
+    fn release(&self, pair: PortPair) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.free.insert(pair.rtp);
+    }
+}
+
+/// A pair in use; returned to the pool on drop.
+#[derive(Debug)]
+pub struct PortLease {
+    pair: PortPair,
+    pool: PortPool,
+}
+
+impl PortLease {
+    pub fn pair(&self) -> PortPair {
+        self.pair
+    }
+}
+
+impl Drop for PortLease {
+    fn drop(&mut self) {
+        self.pool.release(self.pair);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn pairs_are_even_and_inside_the_range() {
+        let pool = PortPool::new(20001..=20010);
+        assert_eq!(pool.available(), 4); // 20002,20004,20006,20008 (20010 has no 20011)
+        let lease = pool.allocate().unwrap();
+        assert_eq!(lease.pair().rtp % 2, 0);
+        assert_eq!(lease.pair().rtcp(), lease.pair().rtp + 1);
+    }
+
+    #[test]
+    fn never_handed_out_twice_and_exhaustion_is_none() {
+        let pool = PortPool::new(30000..=30007);
+        let leases: Vec<_> = std::iter::from_fn(|| pool.allocate()).collect();
+        assert_eq!(leases.len(), 4);
+        let distinct: HashSet<_> = leases.iter().map(|l| l.pair()).collect();
+        assert_eq!(distinct.len(), 4);
+        assert!(pool.allocate().is_none());
+        drop(leases);
+        assert_eq!(pool.available(), 4);
+    }
+
+    #[test]
+    fn released_port_is_not_reused_first() {
+        let pool = PortPool::new(40000..=40009);
+        let a = pool.allocate().unwrap().pair();
+        let b = pool.allocate().unwrap();
+        assert_ne!(a, b.pair());
+        // `a` was released when its lease dropped; the cursor moves on.
+        let c = pool.allocate().unwrap();
+        assert_ne!(c.pair(), a);
+    }
+}
