@@ -7,6 +7,7 @@
 pub mod call;
 pub mod config;
 pub mod daemon;
+pub mod endpoint;
 pub mod media;
 pub mod registrar;
 pub mod sip;

@@ -1,1 +1,151 @@
-//! TODO
+//! One inbound call leg as sipacd's UAS sees it, as a sans-IO state machine:
+//! ringing, answered (waiting for ACK), confirmed, ending, ended. The
+//! endpoint feeds it events with an explicit `now` and carries out the
+//! actions it returns. Media, IVR and routing attach here in later layers.
+
+use std::time::{Duration, Instant};
+
+use crate::config::Target;
+use crate::media::ports::PortLease;
+use crate::media::sdp::SdpOffer;
+use crate::sip::Peer;
+
+/// Where a call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    /// 180 sent; the answer is due at `answer_at`.
+    Ringing { answer_at: Instant },
+    /// 200 sent, ACK not yet received.
+    Answered,
+    /// ACK received: the call is up.
+    Confirmed,
+    /// We sent BYE and wait for its answer.
+    Ending,
+}
+
+/// Why a call ended, for logs and (later) call records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    CallerBye,
+    OurBye,
+    Cancelled,
+    NoAck,
+    Shutdown,
+}
+
+/// What the endpoint must do next for this call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CallAction {
+    SendAnswer,
+    SendBye,
+}
+
+/// An inbound call. Holds its RTP ports until dropped.
+#[derive(Debug)]
+pub struct Call {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote: Peer,
+    pub number: String,
+    pub target: Target,
+    pub state: CallState,
+    pub offer: Option<SdpOffer>,
+    pub ports: PortLease,
+    pub started: Instant,
+    /// SDP `o=` version, bumped on every answer we send (RFC 3264 §8).
+    pub sdp_version: u64,
+}
+
+impl Call {
+    /// A new call that is answered after `ring` (zero: at once).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        call_id: String,
+        local_tag: String,
+        remote: Peer,
+        number: String,
+        target: Target,
+        offer: Option<SdpOffer>,
+        ports: PortLease,
+        ring: Duration,
+        now: Instant,
+    ) -> (Call, Option<CallAction>) {
+        let state = CallState::Ringing { answer_at: now + ring };
+        let mut call = Call {
+            call_id,
+            local_tag,
+            remote,
+            number,
+            target,
+            state,
+            offer,
+            ports,
+            started: now,
+            sdp_version: 0,
+        };
+        let action = call.on_timeout(now);
+        (call, action)
+    }
+
+    /// The next instant this call wants to be woken at.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            CallState::Ringing { answer_at } => Some(answer_at),
+            _ => None,
+        }
+    }
+
+    pub fn on_timeout(&mut self, now: Instant) -> Option<CallAction> {
+        match self.state {
+            CallState::Ringing { answer_at } if now >= answer_at => {
+                self.state = CallState::Answered;
+                self.sdp_version += 1;
+                Some(CallAction::SendAnswer)
+            }
+            _ => None,
+        }
+    }
+
+    /// ACK for our 200. A call whose target hangs up at once (an IVR whose
+    /// start node is `hangup`) ends here with our BYE.
+    pub fn on_ack(&mut self) -> Option<CallAction> {
+        if self.state != CallState::Answered {
+            return None;
+        }
+        self.state = CallState::Confirmed;
+        if self.hangs_up_at_once() {
+            self.state = CallState::Ending;
+            return Some(CallAction::SendBye);
+        }
+        None
+    }
+
+    /// Whether the caller can still CANCEL (no final response yet).
+    pub fn is_cancellable(&self) -> bool {
+        matches!(self.state, CallState::Ringing { .. })
+    }
+
+    /// A re-INVITE: remember the new offer and answer again.
+    pub fn on_reinvite(&mut self, offer: Option<SdpOffer>) -> CallAction {
+        if offer.is_some() {
+            self.offer = offer;
+        }
+        self.sdp_version += 1;
+        CallAction::SendAnswer
+    }
+
+    /// Ask the call to end from our side (drain deadline, shutdown).
+    pub fn hang_up(&mut self) -> Option<CallAction> {
+        match self.state {
+            CallState::Confirmed | CallState::Answered => {
+                self.state = CallState::Ending;
+                Some(CallAction::SendBye)
+            }
+            _ => None,
+        }
+    }
+
+    fn hangs_up_at_once(&self) -> bool {
+        matches!(&self.target, Target::Hangup)
+    }
+}

@@ -118,7 +118,7 @@ fn start_drain(ep: &mut Endpoint, cfg: &Config) -> Instant {
     info!(calls = ep.active_calls(), drain_s = cfg.server.drain_s, "draining: new calls get 503");
     ep.start_drain();
     // Poll at least once a second while draining so the deadline is noticed.
-    ep.set_tick(Duration::from_secs(1));
+    ep.set_tick(Duration::from_secs(1), Instant::now());
     Instant::now() + Duration::from_secs(cfg.server.drain_s)
 }
 

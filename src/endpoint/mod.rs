@@ -1,0 +1,155 @@
+//! The SIP endpoint: every datagram or stream message goes
+//! bytes → parse → transaction layer → handler (OPTIONS, REGISTER, calls),
+//! and every answer comes back out through [`Endpoint::poll_transmit`].
+//! Sans-IO: the daemon supplies `now` and owns sockets and sleeps.
+
+mod calls;
+mod outbound;
+mod stats;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tracing::debug;
+
+use crate::call::Call;
+use crate::config::Config;
+use crate::media::PortPool;
+use crate::registrar::Registrar;
+use crate::sip::transaction::TransactionLayer;
+use crate::sip::Peer;
+
+pub use stats::EndpointStats;
+
+/// The two clocks a handler may need: monotonic for timers, wall for
+/// registrations that outlive the process.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub wall: SystemTime,
+}
+
+/// Methods we implement; everything else gets 405 with this list.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO";
+
+pub struct Endpoint {
+    cfg: Arc<Config>,
+    txn: TransactionLayer,
+    registrar: Registrar,
+    ports: PortPool,
+    /// Inbound calls by (Call-ID, our tag).
+    calls: HashMap<(String, String), Call>,
+    out: outbound::Queue,
+    draining: bool,
+    tick: Option<Duration>,
+    next_tick: Option<Instant>,
+    pub stats: EndpointStats,
+}
+
+impl Endpoint {
+    pub fn new(cfg: Arc<Config>, now: Now) -> Endpoint {
+        let registrar = calls::build_registrar(&cfg, now);
+        Endpoint {
+            ports: PortPool::new(cfg.server.rtp_ports.clone()),
+            txn: TransactionLayer::new(Default::default()),
+            registrar,
+            calls: HashMap::new(),
+            out: outbound::Queue::default(),
+            draining: false,
+            tick: None,
+            next_tick: None,
+            stats: EndpointStats::default(),
+            cfg,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.cfg.clone()
+    }
+
+    /// Swaps in a validated configuration. Calls in progress keep the
+    /// target they were routed to; registrations are kept.
+    pub fn apply_config(&mut self, cfg: Arc<Config>) {
+        calls::update_registrar(&mut self.registrar, &cfg);
+        if cfg.server.rtp_ports != self.cfg.server.rtp_ports {
+            // Leases of calls in progress return to the old pool, which
+            // simply goes away with them.
+            self.ports = PortPool::new(cfg.server.rtp_ports.clone());
+        }
+        self.cfg = cfg;
+    }
+
+    /// From now on new calls get 503; calls in progress continue.
+    pub fn start_drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Wake the driver at least this often (used while draining).
+    pub fn set_tick(&mut self, every: Duration, now: Instant) {
+        self.tick = Some(every);
+        self.next_tick = Some(now + every);
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Ends every call with a BYE (the drain deadline passed).
+    pub fn shutdown(&mut self, now: Now) {
+        let keys: Vec<_> = self.calls.keys().cloned().collect();
+        for key in keys {
+            self.hang_up(&key, now);
+        }
+    }
+
+    /// One message as received from `from`.
+    pub fn handle_inbound(&mut self, bytes: &[u8], from: Peer, now: Now) {
+        self.stats.count_in();
+        match crate::sip::message::parse(bytes) {
+            Ok(rsip::SipMessage::Request(req)) => self.on_request(req, from, now),
+            Ok(rsip::SipMessage::Response(resp)) => self.on_response(resp, from, now),
+            Err(err) => {
+                self.stats.count_parse_error();
+                debug!(%from, error = %err, "unparsable message");
+                if let Some(resp) = crate::sip::message::error_response(bytes, &err) {
+                    self.out.push_bytes(from, Bytes::from(resp));
+                }
+            }
+        }
+    }
+
+    /// Timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.txn.handle_timeout(now.mono);
+        self.drain_txn_events(now);
+        let due: Vec<_> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now.mono))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.call_timeout(&key, now);
+        }
+        if let Some(every) = self.tick {
+            self.next_tick = Some(now.mono + every);
+        }
+    }
+
+    /// The earliest instant the endpoint wants `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let calls = self.calls.values().filter_map(Call::poll_timeout).min();
+        [self.txn.poll_timeout(), calls, self.next_tick].into_iter().flatten().min()
+    }
+
+    /// Next message to put on the wire.
+    pub fn poll_transmit(&mut self) -> Option<(Peer, Bytes)> {
+        while let Some(t) = self.txn.poll_transmit() {
+            self.out.push_msg(t.to, &t.msg);
+        }
+        self.out.pop()
+    }
+}
