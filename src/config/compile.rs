@@ -197,14 +197,20 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
             None => server.timezone,
         };
         if s.open.is_empty() {
-            ctx.err(name.span(), format!("schedule `{}` has no `open` windows", name.get_ref()));
+            ctx.err(
+                name.span(),
+                format!("schedule `{}` has no `open` windows", name.get_ref()),
+            );
         }
         let open = ctx.windows(&s.open);
         let mut closed_dates = Vec::new();
         for d in &s.closed_dates {
             match NaiveDate::parse_from_str(d.get_ref(), "%Y-%m-%d") {
                 Ok(date) if d.get_ref().len() == 10 => closed_dates.push(date),
-                _ => ctx.err(d.span(), format!("date `{}` must be YYYY-MM-DD", d.get_ref())),
+                _ => ctx.err(
+                    d.span(),
+                    format!("date `{}` must be YYYY-MM-DD", d.get_ref()),
+                ),
             }
         }
         let sched = Schedule {
@@ -236,10 +242,16 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
         };
         let num = number.get_ref().as_str();
         if num.is_empty() || num.chars().any(|c| c.is_whitespace() || c == '@') {
-            ctx.err(number.span(), format!("number `{num}` must be a non-empty user part"));
+            ctx.err(
+                number.span(),
+                format!("number `{num}` must be a non-empty user part"),
+            );
         } else if let Some(first) = seen.insert(num, number.span().start) {
             let (line, _) = super::line_col(text, first);
-            ctx.err(number.span(), format!("number `{num}` is already routed at line {line}"));
+            ctx.err(
+                number.span(),
+                format!("number `{num}` is already routed at line {line}"),
+            );
         }
         if let Some(to) = target(&mut ctx, &names, to, Scope::Entry) {
             numbers.push(NumberRoute {
@@ -269,7 +281,9 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
         })
     } else {
         ctx.errors.sort_by_key(|(at, _)| *at);
-        Err(ConfigErrors(ctx.errors.into_iter().map(|(_, e)| e).collect()))
+        Err(ConfigErrors(
+            ctx.errors.into_iter().map(|(_, e)| e).collect(),
+        ))
     }
 }
 
@@ -278,8 +292,14 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
     match &s.sip {
         None => {
             let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5060);
-            sip.push(Listener { transport: Transport::Udp, addr: any });
-            sip.push(Listener { transport: Transport::Tcp, addr: any });
+            sip.push(Listener {
+                transport: Transport::Udp,
+                addr: any,
+            });
+            sip.push(Listener {
+                transport: Transport::Tcp,
+                addr: any,
+            });
         }
         Some(list) => {
             if list.is_empty() {
@@ -292,14 +312,22 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
                         "tcp" => Transport::Tcp,
                         _ => return None,
                     };
-                    Some(Listener { transport, addr: a.parse().ok()? })
+                    Some(Listener {
+                        transport,
+                        addr: a.parse().ok()?,
+                    })
                 });
                 match parsed {
-                    Some(p) if sip.contains(&p) => ctx.err(l.span(), format!("listener `{p}` is listed twice")),
+                    Some(p) if sip.contains(&p) => {
+                        ctx.err(l.span(), format!("listener `{p}` is listed twice"))
+                    }
                     Some(p) => sip.push(p),
                     None => ctx.err(
                         l.span(),
-                        format!("listener `{}` must be udp:IP:PORT or tcp:IP:PORT", l.get_ref()),
+                        format!(
+                            "listener `{}` must be udp:IP:PORT or tcp:IP:PORT",
+                            l.get_ref()
+                        ),
                     ),
                 }
             }
@@ -307,7 +335,10 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
     }
     let advertise = match &s.advertise {
         Some(a) => a.get_ref().parse().unwrap_or_else(|_| {
-            ctx.err(a.span(), format!("advertise `{}` must be an IP address", a.get_ref()));
+            ctx.err(
+                a.span(),
+                format!("advertise `{}` must be an IP address", a.get_ref()),
+            );
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         }),
         None => sip
@@ -327,10 +358,9 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
     let rtp_ports = match &s.rtp_ports {
         None => 10000..=20000,
         Some(r) => {
-            let parsed = r
-                .get_ref()
-                .split_once('-')
-                .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+            let parsed = r.get_ref().split_once('-').and_then(|(a, b)| {
+                Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+            });
             match parsed {
                 Some((lo, hi)) if lo < hi && lo >= 1024 => lo..=hi,
                 Some((lo, _)) if lo < 1024 => {
@@ -338,11 +368,17 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
                     10000..=20000
                 }
                 Some(_) => {
-                    ctx.err(r.span(), "rtp_ports must be LOW-HIGH with LOW < HIGH (RTP needs at least 2 ports)");
+                    ctx.err(
+                        r.span(),
+                        "rtp_ports must be LOW-HIGH with LOW < HIGH (RTP needs at least 2 ports)",
+                    );
                     10000..=20000
                 }
                 None => {
-                    ctx.err(r.span(), format!("rtp_ports `{}` must look like 20000-29999", r.get_ref()));
+                    ctx.err(
+                        r.span(),
+                        format!("rtp_ports `{}` must look like 20000-29999", r.get_ref()),
+                    );
                     10000..=20000
                 }
             }
@@ -364,7 +400,10 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
                     "MD5" => DigestAlgorithm::Md5,
                     "SHA-256" => DigestAlgorithm::Sha256,
                     _ => {
-                        ctx.err(a.span(), format!("digest algorithm `{}` must be MD5 or SHA-256", a.get_ref()));
+                        ctx.err(
+                            a.span(),
+                            format!("digest algorithm `{}` must be MD5 or SHA-256", a.get_ref()),
+                        );
                         continue;
                     }
                 };
@@ -408,8 +447,15 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
 
 fn agent(ctx: &mut Ctx, id: &S<String>, a: &RawAgent, default_tz: Tz) -> Agent {
     let name = id.get_ref();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c)) {
-        ctx.err(id.span(), format!("agent id `{name}` must be a SIP user (letters, digits, - _ . +)"));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+    {
+        ctx.err(
+            id.span(),
+            format!("agent id `{name}` must be a SIP user (letters, digits, - _ . +)"),
+        );
     }
     let credential = match (&a.password, &a.ha1) {
         (Some(_), Some(h)) => {
@@ -426,13 +472,19 @@ fn agent(ctx: &mut Ctx, id: &S<String>, a: &RawAgent, default_tz: Tz) -> Agent {
             if v.len() == 32 && v.chars().all(|c| c.is_ascii_hexdigit()) {
                 Some(Credential::Ha1(v.to_ascii_lowercase()))
             } else {
-                ctx.err(h.span(), "ha1 must be 32 hex digits: MD5(user:domain:password)");
+                ctx.err(
+                    h.span(),
+                    "ha1 must be 32 hex digits: MD5(user:domain:password)",
+                );
                 None
             }
         }
         (None, None) => {
             if a.contact.is_none() {
-                ctx.err(id.span(), format!("agent `{name}` needs `password` or `ha1` (or a static `contact`)"));
+                ctx.err(
+                    id.span(),
+                    format!("agent `{name}` needs `password` or `ha1` (or a static `contact`)"),
+                );
             }
             None
         }
@@ -441,7 +493,10 @@ fn agent(ctx: &mut Ctx, id: &S<String>, a: &RawAgent, default_tz: Tz) -> Agent {
         let v = c.get_ref();
         let ok = v.starts_with("sip:") && rsip::Uri::try_from(v.as_str()).is_ok();
         if !ok {
-            ctx.err(c.span(), format!("contact `{v}` must be a sip: URI such as sip:1001@10.0.0.5:5062"));
+            ctx.err(
+                c.span(),
+                format!("contact `{v}` must be a sip: URI such as sip:1001@10.0.0.5:5062"),
+            );
         }
         ok.then(|| v.clone())
     });
@@ -451,7 +506,10 @@ fn agent(ctx: &mut Ctx, id: &S<String>, a: &RawAgent, default_tz: Tz) -> Agent {
     };
     let shift = match &a.shift {
         Some(list) if list.is_empty() => {
-            ctx.err(id.span(), format!("agent `{name}` has an empty `shift` (omit it for always)"));
+            ctx.err(
+                id.span(),
+                format!("agent `{name}` has an empty `shift` (omit it for always)"),
+            );
             Vec::new()
         }
         Some(list) => ctx.windows(list),
@@ -480,7 +538,11 @@ impl Prompts {
             let msg = if path.exists() {
                 format!("prompt `{}` ({}): {e}", s.get_ref(), path.display())
             } else {
-                format!("prompt `{}` not found (looked for {})", s.get_ref(), path.display())
+                format!(
+                    "prompt `{}` not found (looked for {})",
+                    s.get_ref(),
+                    path.display()
+                )
             };
             ctx.err(s.span(), msg);
         }
@@ -494,7 +556,11 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         Some(s) => Strategy::parse(s.get_ref()).unwrap_or_else(|| {
             ctx.err(
                 s.span(),
-                format!("strategy `{}` must be one of {}", s.get_ref(), Strategy::NAMES.join(", ")),
+                format!(
+                    "strategy `{}` must be one of {}",
+                    s.get_ref(),
+                    Strategy::NAMES.join(", ")
+                ),
             );
             Strategy::LongestIdle
         }),
@@ -507,8 +573,14 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
             None
         }
     });
-    let closed = q.closed.as_ref().and_then(|t| target(ctx, names, t, Scope::Anywhere));
-    let overflow = q.overflow.as_ref().and_then(|t| target(ctx, names, t, Scope::Anywhere));
+    let closed = q
+        .closed
+        .as_ref()
+        .and_then(|t| target(ctx, names, t, Scope::Anywhere));
+    let overflow = q
+        .overflow
+        .as_ref()
+        .and_then(|t| target(ctx, names, t, Scope::Anywhere));
     let ring_timeout_s = match &q.ring_timeout_s {
         None => 15,
         Some(r) if *r.get_ref() == 0 => {
@@ -525,11 +597,17 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
             match (skills.get(skill.get_ref()), levels.get(skill.get_ref())) {
                 (None, _) => ctx.err(
                     skill.span(),
-                    format!("relax can only lower skills the queue requires; `{}` is not one", skill.get_ref()),
+                    format!(
+                        "relax can only lower skills the queue requires; `{}` is not one",
+                        skill.get_ref()
+                    ),
                 ),
                 (Some(base), Some(l)) if l > base => ctx.err(
                     raw_level.span(),
-                    format!("relax raises `{}` from {base} to {l}; it may only lower it", skill.get_ref()),
+                    format!(
+                        "relax raises `{}` from {base} to {l}; it may only lower it",
+                        skill.get_ref()
+                    ),
                 ),
                 _ => {}
             }
@@ -565,7 +643,9 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         ring_timeout_s,
         wrapup_s: q.wrapup_s.unwrap_or(0),
         max_wait_s: q.max_wait_s.unwrap_or(0),
-        max_waiting: q.max_waiting.map_or(0, |m| usize::try_from(m).unwrap_or(usize::MAX)),
+        max_waiting: q
+            .max_waiting
+            .map_or(0, |m| usize::try_from(m).unwrap_or(usize::MAX)),
         overflow,
         music: q.music.as_ref().map(|m| prompts.check(ctx, m)),
         announce_position_s,
@@ -580,7 +660,14 @@ fn allowed_keys(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "play" => &["prompt", "next"],
         "menu" => &["prompt", "timeout_s", "retries", "options", "on_fail"],
-        "collect" => &["prompt", "max_digits", "variable", "timeout_s", "terminator", "next"],
+        "collect" => &[
+            "prompt",
+            "max_digits",
+            "variable",
+            "timeout_s",
+            "terminator",
+            "next",
+        ],
         "schedule" => &["schedule", "open", "closed"],
         "queue" => &["queue", "priority"],
         "hangup" => &[],
@@ -592,10 +679,19 @@ fn is_dtmf(c: char) -> bool {
     c.is_ascii_digit() || c == '*' || c == '#'
 }
 
-fn compile_ivr(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, ivr: &RawIvr) -> Ivr {
+fn compile_ivr(
+    ctx: &mut Ctx,
+    names: &Names,
+    prompts: &Prompts,
+    name: &S<String>,
+    ivr: &RawIvr,
+) -> Ivr {
     let ivr_name = name.get_ref().as_str();
     if ivr_name.contains('.') || ivr_name.contains(':') {
-        ctx.err(name.span(), format!("ivr name `{ivr_name}` must not contain `.` or `:`"));
+        ctx.err(
+            name.span(),
+            format!("ivr name `{ivr_name}` must not contain `.` or `:`"),
+        );
     }
     let start = match &ivr.start {
         None => {
@@ -604,7 +700,10 @@ fn compile_ivr(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>
         }
         Some(s) => {
             if !ivr.nodes.keys().any(|k| k.get_ref() == s.get_ref()) {
-                ctx.err(s.span(), format!("ivr `{ivr_name}` has no node `{}`", s.get_ref()));
+                ctx.err(
+                    s.span(),
+                    format!("ivr `{ivr_name}` has no node `{}`", s.get_ref()),
+                );
             }
             s.get_ref().clone()
         }
@@ -638,14 +737,20 @@ fn compile_node(
     let Some(allowed) = allowed_keys(kind.get_ref()) else {
         ctx.err(
             kind.span(),
-            format!("node type `{}` must be play, menu, collect, schedule, queue or hangup", kind.get_ref()),
+            format!(
+                "node type `{}` must be play, menu, collect, schedule, queue or hangup",
+                kind.get_ref()
+            ),
         );
         return None;
     };
     let mut ok = true;
     for (k, span) in n.present_keys() {
         if !allowed.contains(&k) {
-            ctx.err(span, format!("`{k}` is not a key of a `{}` node", kind.get_ref()));
+            ctx.err(
+                span,
+                format!("`{k}` is not a key of a `{}` node", kind.get_ref()),
+            );
             ok = false;
         }
     }
@@ -653,7 +758,10 @@ fn compile_node(
     // A missing key makes the node `None` through `?` below.
     let need = |ctx: &mut Ctx, v: &Option<S<String>>, what: &str| -> Option<S<String>> {
         if v.is_none() {
-            ctx.err(key.span(), format!("{} node `{node_name}` needs `{what}`", kind.get_ref()));
+            ctx.err(
+                key.span(),
+                format!("{} node `{node_name}` needs `{what}`", kind.get_ref()),
+            );
         }
         v.clone()
     };
@@ -676,8 +784,13 @@ fn compile_node(
             let prompt = need(ctx, &n.prompt, "prompt").map(|p| prompts.check(ctx, &p));
             let mut options = BTreeMap::new();
             match &n.options {
-                None => ctx.err(key.span(), format!("menu node `{node_name}` needs `options`")),
-                Some(o) if o.get_ref().is_empty() => ctx.err(o.span(), "menu `options` must not be empty"),
+                None => ctx.err(
+                    key.span(),
+                    format!("menu node `{node_name}` needs `options`"),
+                ),
+                Some(o) if o.get_ref().is_empty() => {
+                    ctx.err(o.span(), "menu `options` must not be empty")
+                }
                 Some(o) => {
                     for (digit, t) in o.get_ref() {
                         let mut chars = digit.get_ref().chars();
@@ -689,7 +802,10 @@ fn compile_node(
                             }
                             _ => ctx.err(
                                 digit.span(),
-                                format!("menu option `{}` must be one DTMF key: 0-9, * or #", digit.get_ref()),
+                                format!(
+                                    "menu option `{}` must be one DTMF key: 0-9, * or #",
+                                    digit.get_ref()
+                                ),
                             ),
                         }
                     }
@@ -699,7 +815,10 @@ fn compile_node(
             Node::Menu {
                 prompt: prompt?,
                 timeout_s: timeout(ctx, n, 5),
-                retries: n.retries.as_ref().map_or(2, |r| u32::try_from(*r.get_ref()).unwrap_or(u32::MAX)),
+                retries: n
+                    .retries
+                    .as_ref()
+                    .map_or(2, |r| u32::try_from(*r.get_ref()).unwrap_or(u32::MAX)),
                 options,
                 on_fail: on_fail?,
             }
@@ -710,7 +829,10 @@ fn compile_node(
             if let Some(v) = &variable {
                 let s = v.get_ref();
                 if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    ctx.err(v.span(), format!("variable `{s}` must be letters, digits and _"));
+                    ctx.err(
+                        v.span(),
+                        format!("variable `{s}` must be letters, digits and _"),
+                    );
                 }
             }
             let max_digits = match &n.max_digits {
@@ -731,7 +853,10 @@ fn compile_node(
                         (None, _) => None,
                         (Some(c), None) if is_dtmf(c) => Some(c),
                         _ => {
-                            ctx.err(t.span(), "terminator must be one DTMF key (0-9, *, #) or \"\"");
+                            ctx.err(
+                                t.span(),
+                                "terminator must be one DTMF key (0-9, *, #) or \"\"",
+                            );
                             None
                         }
                     }
@@ -796,7 +921,12 @@ fn timeout(ctx: &mut Ctx, n: &RawNode, default: u64) -> u64 {
 /// Rejects routes a call can follow forever without the caller hearing a
 /// prompt or waiting: schedule nodes, queue nodes that find their queue
 /// closed, and queues that overflow at once because they are full.
-fn check_loops(ctx: &mut Ctx, raw: &RawConfig, queues: &BTreeMap<String, Queue>, ivrs: &BTreeMap<String, Ivr>) {
+fn check_loops(
+    ctx: &mut Ctx,
+    raw: &RawConfig,
+    queues: &BTreeMap<String, Queue>,
+    ivrs: &BTreeMap<String, Ivr>,
+) {
     let mut edges: BTreeMap<Target, Vec<Target>> = BTreeMap::new();
     let mut spans: BTreeMap<Target, Range<usize>> = BTreeMap::new();
     for (name, ivr) in &raw.ivr {
@@ -842,18 +972,31 @@ fn check_loops(ctx: &mut Ctx, raw: &RawConfig, queues: &BTreeMap<String, Queue>,
     let mut reported = BTreeSet::new();
     for start in edges.keys() {
         let mut path = Vec::new();
-        visit(start, &edges, &mut path, &mut done, &mut |cycle: &[Target]| {
-            let mut members: Vec<Target> = cycle.to_vec();
-            members.sort();
-            if let (Some(first), true) = (members.first(), reported.insert(members.clone())) {
-                let route: Vec<String> = cycle.iter().chain(cycle.first()).map(|t| t.to_string()).collect();
-                let span = spans.get(first).cloned().unwrap_or(0..0);
-                ctx.err(
-                    span,
-                    format!("calls can loop forever without waiting for the caller: {}", route.join(" -> ")),
-                );
-            }
-        });
+        visit(
+            start,
+            &edges,
+            &mut path,
+            &mut done,
+            &mut |cycle: &[Target]| {
+                let mut members: Vec<Target> = cycle.to_vec();
+                members.sort();
+                if let (Some(first), true) = (members.first(), reported.insert(members.clone())) {
+                    let route: Vec<String> = cycle
+                        .iter()
+                        .chain(cycle.first())
+                        .map(|t| t.to_string())
+                        .collect();
+                    let span = spans.get(first).cloned().unwrap_or(0..0);
+                    ctx.err(
+                        span,
+                        format!(
+                            "calls can loop forever without waiting for the caller: {}",
+                            route.join(" -> ")
+                        ),
+                    );
+                }
+            },
+        );
     }
 }
 
@@ -868,7 +1011,12 @@ fn visit<'g>(
         return;
     }
     if let Some(pos) = path.iter().position(|p| *p == node) {
-        let cycle: Vec<Target> = path.get(pos..).unwrap_or_default().iter().map(|t| (*t).clone()).collect();
+        let cycle: Vec<Target> = path
+            .get(pos..)
+            .unwrap_or_default()
+            .iter()
+            .map(|t| (*t).clone())
+            .collect();
         report(&cycle);
         return;
     }

@@ -43,11 +43,7 @@ impl Window {
         let (days_s, times_s) = match (parts.next(), parts.next(), parts.next()) {
             (Some(t), None, None) => (None, t),
             (Some(d), Some(t), None) => (Some(d), t),
-            _ => {
-                return Err(format!(
-                    "window `{s}` must look like `mon-fri 08:00-20:00`"
-                ))
-            }
+            _ => return Err(format!("window `{s}` must look like `mon-fri 08:00-20:00`")),
         };
         let days = match days_s {
             None => 0x7f,
@@ -161,7 +157,11 @@ fn open_at(windows: &[Window], closed: &[NaiveDate], tz: Tz, at: DateTime<Utc>) 
     let today = local.date_naive();
     let minute = (local.hour() * 60 + local.minute()) as u16;
     let date_closed = |back: u8| {
-        let day = if back == 0 { Some(today) } else { today.pred_opt() };
+        let day = if back == 0 {
+            Some(today)
+        } else {
+            today.pred_opt()
+        };
         day.is_some_and(|d| closed.contains(&d))
     };
     windows
@@ -209,8 +209,14 @@ mod tests {
         assert_eq!((w.start_min, w.end_min), (480, 1200));
         assert_eq!(Window::parse("sat 09:00-13:00").unwrap().days, 0b0100000);
         // sun-tue wraps: sun, mon, tue
-        assert_eq!(Window::parse("sun-tue 09:00-13:00").unwrap().days, 0b1000011);
-        assert_eq!(Window::parse("mon,wed-thu 09:00-10:00").unwrap().days, 0b0001101);
+        assert_eq!(
+            Window::parse("sun-tue 09:00-13:00").unwrap().days,
+            0b1000011
+        );
+        assert_eq!(
+            Window::parse("mon,wed-thu 09:00-10:00").unwrap().days,
+            0b0001101
+        );
         assert_eq!(Window::parse("00:00-24:00").unwrap().days, 0x7f);
         assert_eq!(Window::parse("00:00-24:00").unwrap().end_min, 1440);
         assert_eq!(
@@ -262,7 +268,10 @@ mod tests {
 
     #[test]
     fn closed_dates_close_windows_starting_that_day() {
-        let mut s = sched(chrono_tz::UTC, &["mon-sun 22:00-06:00", "mon-sun 09:00-17:00"]);
+        let mut s = sched(
+            chrono_tz::UTC,
+            &["mon-sun 22:00-06:00", "mon-sun 09:00-17:00"],
+        );
         s.closed_dates = vec![NaiveDate::from_ymd_opt(2026, 12, 25).unwrap()];
         assert!(!s.is_open(utc(2026, 12, 25, 10, 0)));
         assert!(!s.is_open(utc(2026, 12, 25, 23, 0)));
@@ -282,7 +291,7 @@ mod tests {
         assert!(s.is_open(utc(2026, 3, 29, 6, 0))); // 08:00 CEST
         assert!(!s.is_open(utc(2026, 3, 29, 5, 59)));
         assert!(!s.is_open(utc(2026, 3, 29, 15, 0))); // 17:00 CEST
-        // Autumn: 2026-10-25 03:00 CEST -> 02:00 CET.
+                                                      // Autumn: 2026-10-25 03:00 CEST -> 02:00 CET.
         assert!(s.is_open(utc(2026, 10, 25, 7, 0))); // 08:00 CET
         assert!(!s.is_open(utc(2026, 10, 25, 6, 30))); // 07:30 CET
     }
@@ -293,7 +302,7 @@ mod tests {
         let s = sched(chrono_tz::Europe::Berlin, &["sun 02:00-03:00"]);
         assert!(!s.is_open(utc(2026, 3, 29, 0, 59))); // 01:59 CET
         assert!(!s.is_open(utc(2026, 3, 29, 1, 0))); // 03:00 CEST
-        // A week later it is an ordinary hour.
+                                                     // A week later it is an ordinary hour.
         assert!(s.is_open(utc(2026, 4, 5, 0, 30))); // 02:30 CEST
     }
 

@@ -250,7 +250,10 @@ pub struct Ivr {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     /// Play `prompt`, then go to `next` (default: hang up).
-    Play { prompt: PathBuf, next: Target },
+    Play {
+        prompt: PathBuf,
+        next: Target,
+    },
     /// Play `prompt`, wait `timeout_s` (default 5) for one digit; invalid or
     /// missing digit replays up to `retries` (default 2) times, then `on_fail`
     /// (default: hang up).
@@ -279,7 +282,10 @@ pub enum Node {
         closed: Target,
     },
     /// Enter a queue with an extra priority (default 0).
-    Queue { queue: String, priority: i32 },
+    Queue {
+        queue: String,
+        priority: i32,
+    },
     Hangup,
 }
 

@@ -137,7 +137,13 @@ pub(crate) mod tests {
     use super::*;
 
     /// Builds a WAV header (plus `data_len` zero bytes) for tests.
-    pub(crate) fn wav_bytes(tag: u16, channels: u16, rate: u32, bits: u16, data_len: u32) -> Vec<u8> {
+    pub(crate) fn wav_bytes(
+        tag: u16,
+        channels: u16,
+        rate: u32,
+        bits: u16,
+        data_len: u32,
+    ) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(b"RIFF");
         v.extend_from_slice(&(36 + data_len).to_le_bytes());
@@ -161,15 +167,30 @@ pub(crate) mod tests {
         let p = parse(&wav_bytes(1, 1, 8000, 16, 4)).unwrap();
         assert_eq!(p.format, WavFormat::Pcm16);
         assert_eq!((p.data_offset, p.data_len), (44, 4));
-        assert_eq!(parse(&wav_bytes(6, 1, 8000, 8, 0)).unwrap().format, WavFormat::Alaw);
-        assert_eq!(parse(&wav_bytes(7, 1, 8000, 8, 0)).unwrap().format, WavFormat::Ulaw);
+        assert_eq!(
+            parse(&wav_bytes(6, 1, 8000, 8, 0)).unwrap().format,
+            WavFormat::Alaw
+        );
+        assert_eq!(
+            parse(&wav_bytes(7, 1, 8000, 8, 0)).unwrap().format,
+            WavFormat::Ulaw
+        );
     }
 
     #[test]
     fn rejects_wrong_formats() {
-        for (tag, ch, rate, bits) in [(1, 2, 8000, 16), (1, 1, 16000, 16), (1, 1, 8000, 8), (3, 1, 8000, 32), (7, 1, 8000, 16)] {
+        for (tag, ch, rate, bits) in [
+            (1, 2, 8000, 16),
+            (1, 1, 16000, 16),
+            (1, 1, 8000, 8),
+            (3, 1, 8000, 32),
+            (7, 1, 8000, 16),
+        ] {
             assert!(
-                matches!(parse(&wav_bytes(tag, ch, rate, bits, 2)), Err(WavError::Unsupported(_))),
+                matches!(
+                    parse(&wav_bytes(tag, ch, rate, bits, 2)),
+                    Err(WavError::Unsupported(_))
+                ),
                 "{tag} {ch} {rate} {bits}"
             );
         }
@@ -212,7 +233,15 @@ pub(crate) mod tests {
     #[test]
     fn demo_prompts_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
-        for name in ["menu.wav", "closed.wav", "moh.wav", "0.wav", "9.wav", "you-are-number.wav", "in-the-queue.wav"] {
+        for name in [
+            "menu.wav",
+            "closed.wav",
+            "moh.wav",
+            "0.wav",
+            "9.wav",
+            "you-are-number.wav",
+            "in-the-queue.wav",
+        ] {
             let info = read_info(&dir.join(name)).unwrap();
             assert_eq!(info.format, WavFormat::Pcm16, "{name}");
             assert!(info.data_len > 0, "{name}");
