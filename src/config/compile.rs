@@ -302,10 +302,10 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
             });
         }
         Some(list) => {
-            if list.is_empty() {
-                ctx.err(0..0, "server.sip must list at least one listener");
+            if list.get_ref().is_empty() {
+                ctx.err(list.span(), "server.sip must list at least one listener");
             }
-            for l in list {
+            for l in list.get_ref() {
                 let parsed = l.get_ref().split_once(':').and_then(|(t, a)| {
                     let transport = match t {
                         "udp" => Transport::Udp,
@@ -395,7 +395,7 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
     match &s.digest_algorithms {
         None => digest_algorithms.push(DigestAlgorithm::Md5),
         Some(list) => {
-            for a in list {
+            for a in list.get_ref() {
                 let alg = match a.get_ref().to_ascii_uppercase().as_str() {
                     "MD5" => DigestAlgorithm::Md5,
                     "SHA-256" => DigestAlgorithm::Sha256,
@@ -411,8 +411,8 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
                     digest_algorithms.push(alg);
                 }
             }
-            if list.is_empty() {
-                ctx.err(0..0, "server.digest_algorithms must not be empty");
+            if list.get_ref().is_empty() {
+                ctx.err(list.span(), "server.digest_algorithms must not be empty");
             }
         }
     }

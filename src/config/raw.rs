@@ -34,13 +34,13 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
-    pub sip: Option<Vec<S<String>>>,
+    pub sip: Option<S<Vec<S<String>>>>,
     pub advertise: Option<S<String>>,
     pub domain: Option<S<String>>,
     pub rtp_ports: Option<S<String>>,
     pub admin: Option<S<String>>,
     pub admin_token: Option<String>,
-    pub digest_algorithms: Option<Vec<S<String>>>,
+    pub digest_algorithms: Option<S<Vec<S<String>>>>,
     pub data_dir: Option<String>,
     pub prompts: Option<String>,
     pub timezone: Option<S<String>>,

@@ -624,3 +624,12 @@ fn diff_names_changes() {
     );
     assert_eq!(diff(&new, &old)[2], "agent 1002 removed");
 }
+
+#[test]
+fn empty_lists_and_incomplete_numbers() {
+    let e = errs("[server]\nsip = []\ndigest_algorithms = []\n\n[[numbers]]\nnumber = \"1\"\n");
+    has(&e, 2, 7, "at least one listener");
+    has(&e, 3, 21, "must not be empty");
+    has(&e, 5, 1, "needs `number` and `to`");
+    assert_eq!(e.len(), 3, "{e:#?}");
+}
