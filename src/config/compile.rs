@@ -1,0 +1,1029 @@
+//! Stage two: raw file -> validated `Config`, collecting every error.
+//!
+//! Each section is compiled independently; a broken value becomes an error
+//! plus a placeholder so that later checks still run and report their own
+//! problems in the same pass.
+
+use super::raw::{RawAgent, RawConfig, RawIvr, RawNode, RawQueue, RawServer, Skills, S};
+use super::schedule::{Schedule, Window};
+use super::types::*;
+use super::{wav, ConfigError, ConfigErrors, POSITION_PROMPTS};
+use crate::sip::Transport;
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+struct Ctx<'a> {
+    text: &'a str,
+    path: &'a Path,
+    errors: Vec<(usize, ConfigError)>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, span: Range<usize>, msg: impl Into<String>) {
+        let e = ConfigError::at(self.path, self.text, span.start, msg);
+        self.errors.push((span.start, e));
+    }
+
+    fn tz(&mut self, s: &S<String>) -> Option<Tz> {
+        match s.get_ref().parse::<Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                self.err(
+                    s.span(),
+                    format!(
+                        "unknown time zone `{}` (use an IANA name such as Europe/Berlin)",
+                        s.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn windows(&mut self, list: &[S<String>]) -> Vec<Window> {
+        let mut out = Vec::new();
+        for w in list {
+            match Window::parse(w.get_ref()) {
+                Ok(w) => out.push(w),
+                Err(e) => self.err(w.span(), e),
+            }
+        }
+        out
+    }
+
+    fn skills(&mut self, raw: &Skills) -> BTreeMap<String, u8> {
+        let mut out = BTreeMap::new();
+        for (name, level) in raw {
+            match u8::try_from(*level.get_ref()) {
+                Ok(l @ 1..=10) => {
+                    out.insert(name.get_ref().clone(), l);
+                }
+                _ => self.err(
+                    level.span(),
+                    format!(
+                        "skill `{}` level {} is out of range 1..10",
+                        name.get_ref(),
+                        level.get_ref()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+}
+
+/// Names every target may refer to, gathered before anything is compiled so
+/// cross references do not depend on section order.
+struct Names<'r> {
+    queues: BTreeSet<&'r str>,
+    schedules: BTreeSet<&'r str>,
+    /// IVR name -> (start node as written, node names).
+    ivrs: BTreeMap<&'r str, (Option<&'r str>, BTreeSet<&'r str>)>,
+}
+
+impl<'r> Names<'r> {
+    fn new(raw: &'r RawConfig) -> Self {
+        Names {
+            queues: raw.queues.keys().map(|k| k.get_ref().as_str()).collect(),
+            schedules: raw.schedules.keys().map(|k| k.get_ref().as_str()).collect(),
+            ivrs: raw
+                .ivr
+                .iter()
+                .map(|(k, ivr)| {
+                    let start = ivr.start.as_ref().map(|s| s.get_ref().as_str());
+                    let nodes = ivr.nodes.keys().map(|n| n.get_ref().as_str()).collect();
+                    (k.get_ref().as_str(), (start, nodes))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Where a target string is written and what it may mean there.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// Inside `[ivr.NAME]`: bare words are node names of this IVR.
+    Ivr(&'a str),
+    /// Queue `closed`/`overflow`: `queue:`, `ivr:` or `hangup`.
+    Anywhere,
+    /// `[[numbers]] to`: `queue:` or `ivr:` only.
+    Entry,
+}
+
+fn target(ctx: &mut Ctx, names: &Names, s: &S<String>, scope: Scope) -> Option<Target> {
+    let text = s.get_ref().as_str();
+    let result = if let Some(q) = text.strip_prefix("queue:") {
+        if names.queues.contains(q) {
+            Ok(Target::Queue(q.to_string()))
+        } else {
+            Err(format!("unknown queue `{q}`"))
+        }
+    } else if let Some(rest) = text.strip_prefix("ivr:") {
+        let (ivr, node) = match rest.split_once('.') {
+            Some((i, n)) => (i, Some(n)),
+            None => (rest, None),
+        };
+        match names.ivrs.get(ivr) {
+            None => Err(format!("unknown ivr `{ivr}`")),
+            Some((start, nodes)) => match node.or(*start) {
+                // A missing start is reported on the IVR itself.
+                None => return None,
+                Some(n) if nodes.contains(n) || node.is_none() => Ok(Target::Ivr {
+                    ivr: ivr.to_string(),
+                    node: n.to_string(),
+                }),
+                Some(n) => Err(format!("ivr `{ivr}` has no node `{n}`")),
+            },
+        }
+    } else {
+        match scope {
+            Scope::Ivr(ivr) => {
+                let has = names.ivrs.get(ivr).is_some_and(|(_, n)| n.contains(text));
+                if has {
+                    Ok(Target::Ivr {
+                        ivr: ivr.to_string(),
+                        node: text.to_string(),
+                    })
+                } else if text == "hangup" {
+                    Ok(Target::Hangup)
+                } else {
+                    Err(format!(
+                        "ivr `{ivr}` has no node `{text}` (or use queue:NAME, ivr:NAME, ivr:NAME.NODE, hangup)"
+                    ))
+                }
+            }
+            Scope::Anywhere if text == "hangup" => Ok(Target::Hangup),
+            Scope::Anywhere => Err(format!(
+                "target `{text}` must be queue:NAME, ivr:NAME, ivr:NAME.NODE or hangup"
+            )),
+            Scope::Entry => Err(format!(
+                "target `{text}` must be ivr:NAME, ivr:NAME.NODE or queue:NAME"
+            )),
+        }
+    };
+    match result {
+        Ok(t) => Some(t),
+        Err(m) => {
+            ctx.err(s.span(), m);
+            None
+        }
+    }
+}
+
+pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx {
+        text,
+        path,
+        errors: Vec::new(),
+    };
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let names = Names::new(&raw);
+    let server = server(&mut ctx, &raw.server, &base);
+    let prompts = Prompts {
+        dir: server.prompts.clone(),
+    };
+
+    let mut schedules = BTreeMap::new();
+    for (name, s) in &raw.schedules {
+        let timezone = match &s.timezone {
+            Some(tz) => ctx.tz(tz).unwrap_or(server.timezone),
+            None => server.timezone,
+        };
+        if s.open.is_empty() {
+            ctx.err(
+                name.span(),
+                format!("schedule `{}` has no `open` windows", name.get_ref()),
+            );
+        }
+        let open = ctx.windows(&s.open);
+        let mut closed_dates = Vec::new();
+        for d in &s.closed_dates {
+            match NaiveDate::parse_from_str(d.get_ref(), "%Y-%m-%d") {
+                Ok(date) if d.get_ref().len() == 10 => closed_dates.push(date),
+                _ => ctx.err(
+                    d.span(),
+                    format!("date `{}` must be YYYY-MM-DD", d.get_ref()),
+                ),
+            }
+        }
+        let sched = Schedule {
+            timezone,
+            open,
+            closed_dates,
+        };
+        schedules.insert(name.get_ref().clone(), sched);
+    }
+
+    let mut agents = BTreeMap::new();
+    for (id, a) in &raw.agents {
+        let agent = agent(&mut ctx, id, a, server.timezone);
+        agents.insert(id.get_ref().clone(), agent);
+    }
+
+    let mut queues = BTreeMap::new();
+    for (name, q) in &raw.queues {
+        let queue = queue(&mut ctx, &names, &prompts, name, q);
+        queues.insert(name.get_ref().clone(), queue);
+    }
+
+    let mut numbers = Vec::new();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in &raw.numbers {
+        let (Some(number), Some(to)) = (&n.get_ref().number, &n.get_ref().to) else {
+            ctx.err(n.span(), "a [[numbers]] entry needs `number` and `to`");
+            continue;
+        };
+        let num = number.get_ref().as_str();
+        if num.is_empty() || num.chars().any(|c| c.is_whitespace() || c == '@') {
+            ctx.err(
+                number.span(),
+                format!("number `{num}` must be a non-empty user part"),
+            );
+        } else if let Some(first) = seen.insert(num, number.span().start) {
+            let (line, _) = super::line_col(text, first);
+            ctx.err(
+                number.span(),
+                format!("number `{num}` is already routed at line {line}"),
+            );
+        }
+        if let Some(to) = target(&mut ctx, &names, to, Scope::Entry) {
+            numbers.push(NumberRoute {
+                number: num.to_string(),
+                to,
+            });
+        }
+    }
+
+    let mut ivrs = BTreeMap::new();
+    for (name, ivr) in &raw.ivr {
+        let compiled = compile_ivr(&mut ctx, &names, &prompts, name, ivr);
+        ivrs.insert(name.get_ref().clone(), compiled);
+    }
+
+    check_loops(&mut ctx, &raw, &queues, &ivrs);
+
+    if ctx.errors.is_empty() {
+        Ok(Config {
+            server,
+            schedules,
+            agents,
+            queues,
+            numbers,
+            ivrs,
+            source_path: path.to_path_buf(),
+        })
+    } else {
+        ctx.errors.sort_by_key(|(at, _)| *at);
+        Err(ConfigErrors(
+            ctx.errors.into_iter().map(|(_, e)| e).collect(),
+        ))
+    }
+}
+
+fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
+    let mut sip = Vec::new();
+    match &s.sip {
+        None => {
+            let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5060);
+            sip.push(Listener {
+                transport: Transport::Udp,
+                addr: any,
+            });
+            sip.push(Listener {
+                transport: Transport::Tcp,
+                addr: any,
+            });
+        }
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                ctx.err(list.span(), "server.sip must list at least one listener");
+            }
+            for l in list.get_ref() {
+                let parsed = l.get_ref().split_once(':').and_then(|(t, a)| {
+                    let transport = match t {
+                        "udp" => Transport::Udp,
+                        "tcp" => Transport::Tcp,
+                        _ => return None,
+                    };
+                    Some(Listener {
+                        transport,
+                        addr: a.parse().ok()?,
+                    })
+                });
+                match parsed {
+                    Some(p) if sip.contains(&p) => {
+                        ctx.err(l.span(), format!("listener `{p}` is listed twice"))
+                    }
+                    Some(p) => sip.push(p),
+                    None => ctx.err(
+                        l.span(),
+                        format!(
+                            "listener `{}` must be udp:IP:PORT or tcp:IP:PORT",
+                            l.get_ref()
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+    let advertise = match &s.advertise {
+        Some(a) => a.get_ref().parse().unwrap_or_else(|_| {
+            ctx.err(
+                a.span(),
+                format!("advertise `{}` must be an IP address", a.get_ref()),
+            );
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }),
+        None => sip
+            .first()
+            .map(|l| l.addr.ip())
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    };
+    let domain = match &s.domain {
+        Some(d) if d.get_ref().trim().is_empty() || d.get_ref().contains(char::is_whitespace) => {
+            ctx.err(d.span(), "domain must be a host name without spaces");
+            advertise.to_string()
+        }
+        Some(d) => d.get_ref().clone(),
+        None => advertise.to_string(),
+    };
+    let rtp_ports = match &s.rtp_ports {
+        None => 10000..=20000,
+        Some(r) => {
+            let parsed = r.get_ref().split_once('-').and_then(|(a, b)| {
+                Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+            });
+            match parsed {
+                Some((lo, hi)) if lo < hi && lo >= 1024 => lo..=hi,
+                Some((lo, _)) if lo < 1024 => {
+                    ctx.err(r.span(), "rtp_ports must start at 1024 or above");
+                    10000..=20000
+                }
+                Some(_) => {
+                    ctx.err(
+                        r.span(),
+                        "rtp_ports must be LOW-HIGH with LOW < HIGH (RTP needs at least 2 ports)",
+                    );
+                    10000..=20000
+                }
+                None => {
+                    ctx.err(
+                        r.span(),
+                        format!("rtp_ports `{}` must look like 20000-29999", r.get_ref()),
+                    );
+                    10000..=20000
+                }
+            }
+        }
+    };
+    let admin = match &s.admin {
+        None => SocketAddr::from((Ipv4Addr::LOCALHOST, 8088)),
+        Some(a) => a.get_ref().parse().unwrap_or_else(|_| {
+            ctx.err(a.span(), format!("admin `{}` must be IP:PORT", a.get_ref()));
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 8088))
+        }),
+    };
+    let mut digest_algorithms = Vec::new();
+    match &s.digest_algorithms {
+        None => digest_algorithms.push(DigestAlgorithm::Md5),
+        Some(list) => {
+            for a in list.get_ref() {
+                let alg = match a.get_ref().to_ascii_uppercase().as_str() {
+                    "MD5" => DigestAlgorithm::Md5,
+                    "SHA-256" => DigestAlgorithm::Sha256,
+                    _ => {
+                        ctx.err(
+                            a.span(),
+                            format!("digest algorithm `{}` must be MD5 or SHA-256", a.get_ref()),
+                        );
+                        continue;
+                    }
+                };
+                if !digest_algorithms.contains(&alg) {
+                    digest_algorithms.push(alg);
+                }
+            }
+            if list.get_ref().is_empty() {
+                ctx.err(list.span(), "server.digest_algorithms must not be empty");
+            }
+        }
+    }
+    let timezone = match &s.timezone {
+        Some(tz) => ctx.tz(tz).unwrap_or(Tz::UTC),
+        None => Tz::UTC,
+    };
+    let max_calls = match &s.max_calls {
+        None => 5000,
+        Some(m) if *m.get_ref() == 0 => {
+            ctx.err(m.span(), "max_calls must be at least 1");
+            5000
+        }
+        Some(m) => usize::try_from(*m.get_ref()).unwrap_or(usize::MAX),
+    };
+    ServerConfig {
+        sip,
+        advertise,
+        domain,
+        rtp_ports,
+        admin,
+        admin_token: s.admin_token.clone().filter(|t| !t.is_empty()),
+        digest_algorithms,
+        data_dir: base.join(s.data_dir.as_deref().unwrap_or("data")),
+        prompts: base.join(s.prompts.as_deref().unwrap_or("prompts")),
+        timezone,
+        drain_s: s.drain_s.unwrap_or(30),
+        max_calls,
+        rtp_timeout_s: s.rtp_timeout_s.as_ref().map_or(60, |v| *v.get_ref()),
+    }
+}
+
+fn agent(ctx: &mut Ctx, id: &S<String>, a: &RawAgent, default_tz: Tz) -> Agent {
+    let name = id.get_ref();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+    {
+        ctx.err(
+            id.span(),
+            format!("agent id `{name}` must be a SIP user (letters, digits, - _ . +)"),
+        );
+    }
+    let credential = match (&a.password, &a.ha1) {
+        (Some(_), Some(h)) => {
+            ctx.err(h.span(), "set either `password` or `ha1`, not both");
+            None
+        }
+        (Some(p), None) if p.get_ref().is_empty() => {
+            ctx.err(p.span(), "password must not be empty");
+            None
+        }
+        (Some(p), None) => Some(Credential::Password(p.get_ref().clone())),
+        (None, Some(h)) => {
+            let v = h.get_ref();
+            if v.len() == 32 && v.chars().all(|c| c.is_ascii_hexdigit()) {
+                Some(Credential::Ha1(v.to_ascii_lowercase()))
+            } else {
+                ctx.err(
+                    h.span(),
+                    "ha1 must be 32 hex digits: MD5(user:domain:password)",
+                );
+                None
+            }
+        }
+        (None, None) => {
+            if a.contact.is_none() {
+                ctx.err(
+                    id.span(),
+                    format!("agent `{name}` needs `password` or `ha1` (or a static `contact`)"),
+                );
+            }
+            None
+        }
+    };
+    let contact = a.contact.as_ref().and_then(|c| {
+        let v = c.get_ref();
+        let ok = v.starts_with("sip:") && rsip::Uri::try_from(v.as_str()).is_ok();
+        if !ok {
+            ctx.err(
+                c.span(),
+                format!("contact `{v}` must be a sip: URI such as sip:1001@10.0.0.5:5062"),
+            );
+        }
+        ok.then(|| v.clone())
+    });
+    let timezone = match &a.timezone {
+        Some(tz) => ctx.tz(tz).unwrap_or(default_tz),
+        None => default_tz,
+    };
+    let shift = match &a.shift {
+        Some(list) if list.is_empty() => {
+            ctx.err(
+                id.span(),
+                format!("agent `{name}` has an empty `shift` (omit it for always)"),
+            );
+            Vec::new()
+        }
+        Some(list) => ctx.windows(list),
+        None => Vec::new(),
+    };
+    Agent {
+        id: name.clone(),
+        name: a.name.clone().unwrap_or_else(|| name.clone()),
+        credential,
+        skills: ctx.skills(&a.skills),
+        timezone,
+        shift,
+        contact,
+    }
+}
+
+struct Prompts {
+    dir: PathBuf,
+}
+
+impl Prompts {
+    /// Resolves a prompt name and checks the file; errors point at `s`.
+    fn check(&self, ctx: &mut Ctx, s: &S<String>) -> PathBuf {
+        let path = self.dir.join(s.get_ref());
+        if let Err(e) = wav::read_info(&path) {
+            let msg = if path.exists() {
+                format!("prompt `{}` ({}): {e}", s.get_ref(), path.display())
+            } else {
+                format!(
+                    "prompt `{}` not found (looked for {})",
+                    s.get_ref(),
+                    path.display()
+                )
+            };
+            ctx.err(s.span(), msg);
+        }
+        path
+    }
+}
+
+fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &RawQueue) -> Queue {
+    let strategy = match &q.strategy {
+        None => Strategy::LongestIdle,
+        Some(s) => Strategy::parse(s.get_ref()).unwrap_or_else(|| {
+            ctx.err(
+                s.span(),
+                format!(
+                    "strategy `{}` must be one of {}",
+                    s.get_ref(),
+                    Strategy::NAMES.join(", ")
+                ),
+            );
+            Strategy::LongestIdle
+        }),
+    };
+    let schedule = q.schedule.as_ref().and_then(|s| {
+        if names.schedules.contains(s.get_ref().as_str()) {
+            Some(s.get_ref().clone())
+        } else {
+            ctx.err(s.span(), format!("unknown schedule `{}`", s.get_ref()));
+            None
+        }
+    });
+    let closed = q
+        .closed
+        .as_ref()
+        .and_then(|t| target(ctx, names, t, Scope::Anywhere));
+    let overflow = q
+        .overflow
+        .as_ref()
+        .and_then(|t| target(ctx, names, t, Scope::Anywhere));
+    let ring_timeout_s = match &q.ring_timeout_s {
+        None => 15,
+        Some(r) if *r.get_ref() == 0 => {
+            ctx.err(r.span(), "ring_timeout_s must be at least 1");
+            15
+        }
+        Some(r) => *r.get_ref(),
+    };
+    let skills = ctx.skills(&q.skills);
+    let mut relax = Vec::new();
+    for r in &q.relax {
+        let levels = ctx.skills(&r.get_ref().skills);
+        for (skill, raw_level) in &r.get_ref().skills {
+            match (skills.get(skill.get_ref()), levels.get(skill.get_ref())) {
+                (None, _) => ctx.err(
+                    skill.span(),
+                    format!(
+                        "relax can only lower skills the queue requires; `{}` is not one",
+                        skill.get_ref()
+                    ),
+                ),
+                (Some(base), Some(l)) if l > base => ctx.err(
+                    raw_level.span(),
+                    format!(
+                        "relax raises `{}` from {base} to {l}; it may only lower it",
+                        skill.get_ref()
+                    ),
+                ),
+                _ => {}
+            }
+        }
+        relax.push(Relax {
+            after_s: r.get_ref().after_s,
+            skills: levels,
+        });
+    }
+    relax.sort_by_key(|r| r.after_s);
+    let announce_position_s = q.announce_position_s.unwrap_or(0);
+    if announce_position_s > 0 {
+        for p in POSITION_PROMPTS {
+            let path = prompts.dir.join(p);
+            if let Err(e) = wav::read_info(&path) {
+                ctx.err(
+                    name.span(),
+                    format!(
+                        "queue `{}` announces positions but prompt {} is unusable: {e}",
+                        name.get_ref(),
+                        path.display()
+                    ),
+                );
+            }
+        }
+    }
+    Queue {
+        name: name.get_ref().clone(),
+        skills,
+        strategy,
+        schedule,
+        closed,
+        ring_timeout_s,
+        wrapup_s: q.wrapup_s.unwrap_or(0),
+        max_wait_s: q.max_wait_s.unwrap_or(0),
+        max_waiting: q
+            .max_waiting
+            .map_or(0, |m| usize::try_from(m).unwrap_or(usize::MAX)),
+        overflow,
+        music: q.music.as_ref().map(|m| prompts.check(ctx, m)),
+        announce_position_s,
+        relax,
+        priority: q.priority.unwrap_or(0),
+        service_level_s: q.service_level_s.unwrap_or(20),
+    }
+}
+
+/// Keys each node type accepts besides `type`.
+fn allowed_keys(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "play" => &["prompt", "next"],
+        "menu" => &["prompt", "timeout_s", "retries", "options", "on_fail"],
+        "collect" => &[
+            "prompt",
+            "max_digits",
+            "variable",
+            "timeout_s",
+            "terminator",
+            "next",
+        ],
+        "schedule" => &["schedule", "open", "closed"],
+        "queue" => &["queue", "priority"],
+        "hangup" => &[],
+        _ => return None,
+    })
+}
+
+fn is_dtmf(c: char) -> bool {
+    c.is_ascii_digit() || c == '*' || c == '#'
+}
+
+fn compile_ivr(
+    ctx: &mut Ctx,
+    names: &Names,
+    prompts: &Prompts,
+    name: &S<String>,
+    ivr: &RawIvr,
+) -> Ivr {
+    let ivr_name = name.get_ref().as_str();
+    if ivr_name.contains('.') || ivr_name.contains(':') {
+        ctx.err(
+            name.span(),
+            format!("ivr name `{ivr_name}` must not contain `.` or `:`"),
+        );
+    }
+    let start = match &ivr.start {
+        None => {
+            ctx.err(name.span(), format!("ivr `{ivr_name}` needs `start`"));
+            String::new()
+        }
+        Some(s) => {
+            if !ivr.nodes.keys().any(|k| k.get_ref() == s.get_ref()) {
+                ctx.err(
+                    s.span(),
+                    format!("ivr `{ivr_name}` has no node `{}`", s.get_ref()),
+                );
+            }
+            s.get_ref().clone()
+        }
+    };
+    let mut nodes = BTreeMap::new();
+    for (key, n) in &ivr.nodes {
+        if let Some(node) = compile_node(ctx, names, prompts, ivr_name, key, n) {
+            nodes.insert(key.get_ref().clone(), node);
+        }
+    }
+    Ivr {
+        name: ivr_name.to_string(),
+        start,
+        nodes,
+    }
+}
+
+fn compile_node(
+    ctx: &mut Ctx,
+    names: &Names,
+    prompts: &Prompts,
+    ivr: &str,
+    key: &S<String>,
+    n: &RawNode,
+) -> Option<Node> {
+    let node_name = key.get_ref();
+    let Some(kind) = &n.kind else {
+        ctx.err(key.span(), format!("node `{node_name}` needs `type`"));
+        return None;
+    };
+    let Some(allowed) = allowed_keys(kind.get_ref()) else {
+        ctx.err(
+            kind.span(),
+            format!(
+                "node type `{}` must be play, menu, collect, schedule, queue or hangup",
+                kind.get_ref()
+            ),
+        );
+        return None;
+    };
+    let mut ok = true;
+    for (k, span) in n.present_keys() {
+        if !allowed.contains(&k) {
+            ctx.err(
+                span,
+                format!("`{k}` is not a key of a `{}` node", kind.get_ref()),
+            );
+            ok = false;
+        }
+    }
+    let scope = Scope::Ivr(ivr);
+    // A missing key makes the node `None` through `?` below.
+    let need = |ctx: &mut Ctx, v: &Option<S<String>>, what: &str| -> Option<S<String>> {
+        if v.is_none() {
+            ctx.err(
+                key.span(),
+                format!("{} node `{node_name}` needs `{what}`", kind.get_ref()),
+            );
+        }
+        v.clone()
+    };
+    let tgt = |ctx: &mut Ctx, v: &Option<S<String>>| -> Option<Target> {
+        match v {
+            None => Some(Target::Hangup),
+            Some(s) => target(ctx, names, s, scope),
+        }
+    };
+    let node = match kind.get_ref().as_str() {
+        "play" => {
+            let prompt = need(ctx, &n.prompt, "prompt").map(|p| prompts.check(ctx, &p));
+            let next = tgt(ctx, &n.next);
+            Node::Play {
+                prompt: prompt?,
+                next: next?,
+            }
+        }
+        "menu" => {
+            let prompt = need(ctx, &n.prompt, "prompt").map(|p| prompts.check(ctx, &p));
+            let mut options = BTreeMap::new();
+            match &n.options {
+                None => ctx.err(
+                    key.span(),
+                    format!("menu node `{node_name}` needs `options`"),
+                ),
+                Some(o) if o.get_ref().is_empty() => {
+                    ctx.err(o.span(), "menu `options` must not be empty")
+                }
+                Some(o) => {
+                    for (digit, t) in o.get_ref() {
+                        let mut chars = digit.get_ref().chars();
+                        match (chars.next(), chars.next()) {
+                            (Some(c), None) if is_dtmf(c) => {
+                                if let Some(t) = target(ctx, names, t, scope) {
+                                    options.insert(c, t);
+                                }
+                            }
+                            _ => ctx.err(
+                                digit.span(),
+                                format!(
+                                    "menu option `{}` must be one DTMF key: 0-9, * or #",
+                                    digit.get_ref()
+                                ),
+                            ),
+                        }
+                    }
+                }
+            }
+            let on_fail = tgt(ctx, &n.on_fail);
+            Node::Menu {
+                prompt: prompt?,
+                timeout_s: timeout(ctx, n, 5),
+                retries: n
+                    .retries
+                    .as_ref()
+                    .map_or(2, |r| u32::try_from(*r.get_ref()).unwrap_or(u32::MAX)),
+                options,
+                on_fail: on_fail?,
+            }
+        }
+        "collect" => {
+            let prompt = n.prompt.as_ref().map(|p| prompts.check(ctx, p));
+            let variable = need(ctx, &n.variable, "variable");
+            if let Some(v) = &variable {
+                let s = v.get_ref();
+                if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    ctx.err(
+                        v.span(),
+                        format!("variable `{s}` must be letters, digits and _"),
+                    );
+                }
+            }
+            let max_digits = match &n.max_digits {
+                None => 10,
+                Some(m) => match u32::try_from(*m.get_ref()) {
+                    Ok(d @ 1..=64) => d,
+                    _ => {
+                        ctx.err(m.span(), "max_digits must be 1..64");
+                        10
+                    }
+                },
+            };
+            let terminator = match &n.terminator {
+                None => Some('#'),
+                Some(t) => {
+                    let mut c = t.get_ref().chars();
+                    match (c.next(), c.next()) {
+                        (None, _) => None,
+                        (Some(c), None) if is_dtmf(c) => Some(c),
+                        _ => {
+                            ctx.err(
+                                t.span(),
+                                "terminator must be one DTMF key (0-9, *, #) or \"\"",
+                            );
+                            None
+                        }
+                    }
+                }
+            };
+            let next = tgt(ctx, &n.next);
+            Node::Collect {
+                prompt,
+                max_digits,
+                variable: variable?.into_inner(),
+                timeout_s: timeout(ctx, n, 5),
+                terminator,
+                next: next?,
+            }
+        }
+        "schedule" => {
+            let schedule = need(ctx, &n.schedule, "schedule");
+            if let Some(s) = &schedule {
+                if !names.schedules.contains(s.get_ref().as_str()) {
+                    ctx.err(s.span(), format!("unknown schedule `{}`", s.get_ref()));
+                    ok = false;
+                }
+            }
+            let open = need(ctx, &n.open, "open").and_then(|t| target(ctx, names, &t, scope));
+            let closed = need(ctx, &n.closed, "closed").and_then(|t| target(ctx, names, &t, scope));
+            Node::Schedule {
+                schedule: schedule?.into_inner(),
+                open: open?,
+                closed: closed?,
+            }
+        }
+        "queue" => {
+            let queue = need(ctx, &n.queue, "queue");
+            if let Some(q) = &queue {
+                if !names.queues.contains(q.get_ref().as_str()) {
+                    ctx.err(q.span(), format!("unknown queue `{}`", q.get_ref()));
+                    ok = false;
+                }
+            }
+            Node::Queue {
+                queue: queue?.into_inner(),
+                priority: n.priority.as_ref().map_or(0, |p| *p.get_ref()),
+            }
+        }
+        _ => Node::Hangup,
+    };
+    ok.then_some(node)
+}
+
+fn timeout(ctx: &mut Ctx, n: &RawNode, default: u64) -> u64 {
+    match &n.timeout_s {
+        None => default,
+        Some(t) if *t.get_ref() == 0 => {
+            // 0 would let a menu or collect run on without waiting.
+            ctx.err(t.span(), "timeout_s must be at least 1");
+            default
+        }
+        Some(t) => *t.get_ref(),
+    }
+}
+
+/// Rejects routes a call can follow forever without the caller hearing a
+/// prompt or waiting: schedule nodes, queue nodes that find their queue
+/// closed, and queues that overflow at once because they are full.
+fn check_loops(
+    ctx: &mut Ctx,
+    raw: &RawConfig,
+    queues: &BTreeMap<String, Queue>,
+    ivrs: &BTreeMap<String, Ivr>,
+) {
+    let mut edges: BTreeMap<Target, Vec<Target>> = BTreeMap::new();
+    let mut spans: BTreeMap<Target, Range<usize>> = BTreeMap::new();
+    for (name, ivr) in &raw.ivr {
+        for key in ivr.nodes.keys() {
+            let t = Target::Ivr {
+                ivr: name.get_ref().clone(),
+                node: key.get_ref().clone(),
+            };
+            spans.insert(t, key.span());
+        }
+    }
+    for name in raw.queues.keys() {
+        spans.insert(Target::Queue(name.get_ref().clone()), name.span());
+    }
+    for (ivr_name, ivr) in ivrs {
+        for (node_name, node) in &ivr.nodes {
+            let from = Target::Ivr {
+                ivr: ivr_name.clone(),
+                node: node_name.clone(),
+            };
+            let to = match node {
+                Node::Schedule { open, closed, .. } => vec![open.clone(), closed.clone()],
+                Node::Queue { queue, .. } => vec![Target::Queue(queue.clone())],
+                _ => continue,
+            };
+            edges.insert(from, to);
+        }
+    }
+    for (name, q) in queues {
+        let mut to = Vec::new();
+        if let (Some(_), Some(c)) = (&q.schedule, &q.closed) {
+            to.push(c.clone());
+        }
+        if let (true, Some(o)) = (q.max_waiting > 0, &q.overflow) {
+            to.push(o.clone());
+        }
+        edges.insert(Target::Queue(name.clone()), to);
+    }
+
+    // Depth-first search; a back edge closes a cycle. Each cycle is reported
+    // once, at its smallest member.
+    let mut done = BTreeSet::new();
+    let mut reported = BTreeSet::new();
+    for start in edges.keys() {
+        let mut path = Vec::new();
+        visit(
+            start,
+            &edges,
+            &mut path,
+            &mut done,
+            &mut |cycle: &[Target]| {
+                let mut members: Vec<Target> = cycle.to_vec();
+                members.sort();
+                if let (Some(first), true) = (members.first(), reported.insert(members.clone())) {
+                    let route: Vec<String> = cycle
+                        .iter()
+                        .chain(cycle.first())
+                        .map(|t| t.to_string())
+                        .collect();
+                    let span = spans.get(first).cloned().unwrap_or(0..0);
+                    ctx.err(
+                        span,
+                        format!(
+                            "calls can loop forever without waiting for the caller: {}",
+                            route.join(" -> ")
+                        ),
+                    );
+                }
+            },
+        );
+    }
+}
+
+fn visit<'g>(
+    node: &'g Target,
+    edges: &'g BTreeMap<Target, Vec<Target>>,
+    path: &mut Vec<&'g Target>,
+    done: &mut BTreeSet<&'g Target>,
+    report: &mut dyn FnMut(&[Target]),
+) {
+    if done.contains(node) {
+        return;
+    }
+    if let Some(pos) = path.iter().position(|p| *p == node) {
+        let cycle: Vec<Target> = path
+            .get(pos..)
+            .unwrap_or_default()
+            .iter()
+            .map(|t| (*t).clone())
+            .collect();
+        report(&cycle);
+        return;
+    }
+    path.push(node);
+    for next in edges.get(node).map(Vec::as_slice).unwrap_or_default() {
+        visit(next, edges, path, done, report);
+    }
+    path.pop();
+    done.insert(node);
+}

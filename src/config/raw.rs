@@ -1,0 +1,158 @@
+//! Stage one: the file as written. Every table denies unknown keys (a typo
+//! must not silently change routing) and values that are checked later are
+//! `Spanned` so errors can point at them. Required keys are `Option` here so
+//! that the compile step can report all missing ones at once.
+//!
+//! No `#[serde(flatten)]`, `untagged` or internally tagged enums: serde
+//! buffers those, which loses spans. IVR nodes are therefore one flat struct
+//! whose `type` decides which keys are allowed.
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use std::collections::BTreeMap;
+
+pub type S<T> = Spanned<T>;
+pub type Skills = BTreeMap<S<String>, S<i64>>;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub schedules: BTreeMap<S<String>, RawSchedule>,
+    #[serde(default)]
+    pub agents: BTreeMap<S<String>, RawAgent>,
+    #[serde(default)]
+    pub queues: BTreeMap<S<String>, RawQueue>,
+    #[serde(default)]
+    pub numbers: Vec<S<RawNumber>>,
+    #[serde(default)]
+    pub ivr: BTreeMap<S<String>, RawIvr>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub sip: Option<S<Vec<S<String>>>>,
+    pub advertise: Option<S<String>>,
+    pub domain: Option<S<String>>,
+    pub rtp_ports: Option<S<String>>,
+    pub admin: Option<S<String>>,
+    pub admin_token: Option<String>,
+    pub digest_algorithms: Option<S<Vec<S<String>>>>,
+    pub data_dir: Option<String>,
+    pub prompts: Option<String>,
+    pub timezone: Option<S<String>>,
+    pub drain_s: Option<u64>,
+    pub max_calls: Option<S<u64>>,
+    pub rtp_timeout_s: Option<S<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    pub timezone: Option<S<String>>,
+    #[serde(default)]
+    pub open: Vec<S<String>>,
+    #[serde(default)]
+    pub closed_dates: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub name: Option<String>,
+    pub password: Option<S<String>>,
+    pub ha1: Option<S<String>>,
+    #[serde(default)]
+    pub skills: Skills,
+    pub timezone: Option<S<String>>,
+    pub shift: Option<Vec<S<String>>>,
+    pub contact: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelax {
+    pub after_s: u64,
+    #[serde(default)]
+    pub skills: Skills,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    #[serde(default)]
+    pub skills: Skills,
+    pub strategy: Option<S<String>>,
+    pub schedule: Option<S<String>>,
+    pub closed: Option<S<String>>,
+    pub ring_timeout_s: Option<S<u64>>,
+    pub wrapup_s: Option<u64>,
+    pub max_wait_s: Option<u64>,
+    pub max_waiting: Option<u64>,
+    pub overflow: Option<S<String>>,
+    pub music: Option<S<String>>,
+    pub announce_position_s: Option<u64>,
+    #[serde(default)]
+    pub relax: Vec<S<RawRelax>>,
+    pub priority: Option<i32>,
+    pub service_level_s: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNumber {
+    pub number: Option<S<String>>,
+    pub to: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIvr {
+    pub start: Option<S<String>>,
+    #[serde(default)]
+    pub nodes: BTreeMap<S<String>, RawNode>,
+}
+
+/// Union of the keys of every node type; `compile` rejects keys that do not
+/// belong to the node's `type`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    #[serde(rename = "type")]
+    pub kind: Option<S<String>>,
+    pub prompt: Option<S<String>>,
+    pub next: Option<S<String>>,
+    pub timeout_s: Option<S<u64>>,
+    pub retries: Option<S<u64>>,
+    pub options: Option<S<BTreeMap<S<String>, S<String>>>>,
+    pub on_fail: Option<S<String>>,
+    pub max_digits: Option<S<u64>>,
+    pub variable: Option<S<String>>,
+    pub terminator: Option<S<String>>,
+    pub schedule: Option<S<String>>,
+    pub open: Option<S<String>>,
+    pub closed: Option<S<String>>,
+    pub queue: Option<S<String>>,
+    pub priority: Option<S<i32>>,
+}
+
+impl RawNode {
+    /// Present keys with their spans, for "key not allowed here" errors.
+    pub fn present_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        let mut v = Vec::new();
+        macro_rules! key {
+            ($($f:ident => $n:literal),*) => {$(
+                if let Some(x) = &self.$f { v.push(($n, x.span())); }
+            )*};
+        }
+        key!(prompt => "prompt", next => "next", timeout_s => "timeout_s",
+            retries => "retries", options => "options", on_fail => "on_fail",
+            max_digits => "max_digits", variable => "variable",
+            terminator => "terminator", schedule => "schedule", open => "open",
+            closed => "closed", queue => "queue", priority => "priority");
+        v
+    }
+}

@@ -1,0 +1,303 @@
+//! Stage two: the validated configuration the daemon runs on. Every name in
+//! here resolves (targets, schedules, queues) and every file it names exists.
+
+use super::schedule::{Schedule, Window};
+use crate::sip::Transport;
+use chrono_tz::Tz;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+/// The whole contact center, as loaded from one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub schedules: BTreeMap<String, Schedule>,
+    /// Keyed by agent id (= SIP user).
+    pub agents: BTreeMap<String, Agent>,
+    pub queues: BTreeMap<String, Queue>,
+    pub numbers: Vec<NumberRoute>,
+    /// The `[ivr.NAME]` tables.
+    pub ivrs: BTreeMap<String, Ivr>,
+    /// The file this was loaded from.
+    pub source_path: PathBuf,
+}
+
+/// One SIP listener (`udp:IP:PORT` or `tcp:IP:PORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+impl fmt::Display for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = match self.transport {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        };
+        write!(f, "{t}:{}", self.addr)
+    }
+}
+
+/// Digest algorithms offered when challenging REGISTER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DigestAlgorithm {
+    /// `MD5` (RFC 2617), what every phone supports.
+    Md5,
+    /// `SHA-256` (RFC 8760).
+    Sha256,
+}
+
+impl DigestAlgorithm {
+    /// The token used in `algorithm=` and in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Md5 => "MD5",
+            DigestAlgorithm::Sha256 => "SHA-256",
+        }
+    }
+}
+
+/// `[server]`. Every key is optional; the defaults are listed per field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Default `["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"]`.
+    pub sip: Vec<Listener>,
+    /// Address written into Via, Contact and SDP. Default: the first
+    /// listener's IP when it is not a wildcard, else `127.0.0.1`.
+    pub advertise: IpAddr,
+    /// SIP domain agents register in (digest realm). Default: `advertise`.
+    pub domain: String,
+    /// UDP ports for media. Default `10000-20000` (Asterisk's rtp.conf).
+    pub rtp_ports: RangeInclusive<u16>,
+    /// Admin HTTP API. Default `127.0.0.1:8088`.
+    pub admin: SocketAddr,
+    /// Bearer token for the admin API; `None` (default, or `""`) = open.
+    pub admin_token: Option<String>,
+    /// Default `["MD5"]`.
+    pub digest_algorithms: Vec<DigestAlgorithm>,
+    /// Call records and registrations. Default `data`, relative to the
+    /// config file's directory.
+    pub data_dir: PathBuf,
+    /// Prompts directory. Default `prompts`, relative to the config file's
+    /// directory. Prompt names in the file are relative to this directory.
+    pub prompts: PathBuf,
+    /// Default zone for schedules and agents. Default `UTC`.
+    pub timezone: Tz,
+    /// Grace period for calls in progress on SIGTERM. Default 30.
+    pub drain_s: u64,
+    /// Concurrent calls before new INVITEs get 503. Default 5000.
+    pub max_calls: usize,
+    /// A leg without RTP this long is hung up. Default 60.
+    pub rtp_timeout_s: u64,
+}
+
+/// How an agent authenticates.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    Password(String),
+    /// Hex MD5(user:domain:password), lower-cased.
+    Ha1(String),
+}
+
+impl fmt::Debug for Credential {
+    // Secrets stay out of logs and debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credential::Password(_) => f.write_str("Password(***)"),
+            Credential::Ha1(_) => f.write_str("Ha1(***)"),
+        }
+    }
+}
+
+/// `[agents.ID]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    /// The table key: agent id and SIP user.
+    pub id: String,
+    /// Display name; defaults to the id.
+    pub name: String,
+    /// `None` only for agents with a static `contact` and no password.
+    pub credential: Option<Credential>,
+    /// Skill name -> level 1..=10.
+    pub skills: BTreeMap<String, u8>,
+    /// Default: `server.timezone`.
+    pub timezone: Tz,
+    /// Empty = always on shift.
+    pub shift: Vec<Window>,
+    /// Static contact (`sip:` URI) instead of REGISTER.
+    pub contact: Option<String>,
+}
+
+impl Agent {
+    /// Whether the agent is on shift at `at`.
+    pub fn on_shift(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        self.shift.is_empty() || super::schedule::windows_open(&self.shift, self.timezone, at)
+    }
+}
+
+/// How a queue picks among eligible agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    LongestIdle,
+    MostSkilled,
+    RoundRobin,
+    FewestCalls,
+    Random,
+}
+
+impl Strategy {
+    pub const NAMES: [&'static str; 5] = [
+        "longest_idle",
+        "most_skilled",
+        "round_robin",
+        "fewest_calls",
+        "random",
+    ];
+
+    pub fn parse(s: &str) -> Option<Strategy> {
+        Some(match s {
+            "longest_idle" => Strategy::LongestIdle,
+            "most_skilled" => Strategy::MostSkilled,
+            "round_robin" => Strategy::RoundRobin,
+            "fewest_calls" => Strategy::FewestCalls,
+            "random" => Strategy::Random,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a call goes next. Resolved: names exist, and an `ivr:NAME` without
+/// a node is stored with the IVR's start node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    Queue(String),
+    Ivr { ivr: String, node: String },
+    Hangup,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Queue(q) => write!(f, "queue:{q}"),
+            Target::Ivr { ivr, node } => write!(f, "ivr:{ivr}.{node}"),
+            Target::Hangup => f.write_str("hangup"),
+        }
+    }
+}
+
+/// After waiting `after_s`, these (lower) skill minimums apply instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relax {
+    pub after_s: u64,
+    pub skills: BTreeMap<String, u8>,
+}
+
+/// `[queues.NAME]`. Defaults follow Asterisk's queues.conf where it has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queue {
+    pub name: String,
+    /// Minimum level per skill; empty = any agent.
+    pub skills: BTreeMap<String, u8>,
+    /// Default `longest_idle`.
+    pub strategy: Strategy,
+    /// Outside this schedule the queue is closed. Default: always open.
+    pub schedule: Option<String>,
+    /// Where callers go while closed; `None` = hang up.
+    pub closed: Option<Target>,
+    /// Default 15 (Asterisk `timeout`).
+    pub ring_timeout_s: u64,
+    /// Default 0 (Asterisk `wrapuptime`).
+    pub wrapup_s: u64,
+    /// 0 (default) = no limit.
+    pub max_wait_s: u64,
+    /// 0 (default) = no limit (Asterisk `maxlen`).
+    pub max_waiting: usize,
+    /// On max_wait_s / max_waiting; `None` = hang up.
+    pub overflow: Option<Target>,
+    /// Music on hold, resolved against the prompts dir.
+    pub music: Option<PathBuf>,
+    /// 0 (default) = never announce the position.
+    pub announce_position_s: u64,
+    /// Sorted by `after_s`.
+    pub relax: Vec<Relax>,
+    /// Default 0; higher is served first.
+    pub priority: i32,
+    /// Default 20.
+    pub service_level_s: u64,
+}
+
+/// `[[numbers]]`: what callers dial and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberRoute {
+    pub number: String,
+    /// Never `Hangup`.
+    pub to: Target,
+}
+
+/// `[ivr.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ivr {
+    pub name: String,
+    pub start: String,
+    pub nodes: BTreeMap<String, Node>,
+}
+
+/// One IVR step. Prompts are resolved against the prompts dir.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// Play `prompt`, then go to `next` (default: hang up).
+    Play {
+        prompt: PathBuf,
+        next: Target,
+    },
+    /// Play `prompt`, wait `timeout_s` (default 5) for one digit; invalid or
+    /// missing digit replays up to `retries` (default 2) times, then `on_fail`
+    /// (default: hang up).
+    Menu {
+        prompt: PathBuf,
+        timeout_s: u64,
+        retries: u32,
+        options: BTreeMap<char, Target>,
+        on_fail: Target,
+    },
+    /// Gather up to `max_digits` (default 10) into `variable`; ends early on
+    /// `terminator` (default `#`, `""` = none) or after `timeout_s`
+    /// (default 5) without a digit.
+    Collect {
+        prompt: Option<PathBuf>,
+        max_digits: u32,
+        variable: String,
+        timeout_s: u64,
+        terminator: Option<char>,
+        next: Target,
+    },
+    /// Branch on a named schedule.
+    Schedule {
+        schedule: String,
+        open: Target,
+        closed: Target,
+    },
+    /// Enter a queue with an extra priority (default 0).
+    Queue {
+        queue: String,
+        priority: i32,
+    },
+    Hangup,
+}
+
+impl Node {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Node::Play { .. } => "play",
+            Node::Menu { .. } => "menu",
+            Node::Collect { .. } => "collect",
+            Node::Schedule { .. } => "schedule",
+            Node::Queue { .. } => "queue",
+            Node::Hangup => "hangup",
+        }
+    }
+}
