@@ -257,6 +257,7 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
             numbers.push(NumberRoute {
                 number: num.to_string(),
                 to,
+                ring_s: n.get_ref().ring_s.unwrap_or(0),
             });
         }
     }

@@ -106,6 +106,7 @@ pub struct RawQueue {
 pub struct RawNumber {
     pub number: Option<S<String>>,
     pub to: Option<S<String>>,
+    pub ring_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

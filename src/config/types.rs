@@ -236,6 +236,10 @@ pub struct NumberRoute {
     pub number: String,
     /// Never `Hangup`.
     pub to: Target,
+    /// Seconds the caller hears ringing (180) before sipacd answers; 0
+    /// (the default) answers at once. Like Asterisk's `Ringing()` before
+    /// `Answer()`: it gives callers a ring back and lets them CANCEL.
+    pub ring_s: u64,
 }
 
 /// `[ivr.NAME]`.
