@@ -1,5 +1,6 @@
 //! SIP: message parsing around rsip, transport framing, transactions, dialogs.
 
+pub mod dialog;
 pub mod headers;
 pub mod message;
 pub mod peer;
