@@ -3,7 +3,9 @@
 //! re-INVITE) and to check the ones we receive. Pure data, no I/O. No
 //! forking: one dialog per INVITE.
 
-use rsip::headers::{CSeq, CallId, Contact, ContentLength, ContentType, From, MaxForwards, Route, To, Via};
+use rsip::headers::{
+    CSeq, CallId, Contact, ContentLength, ContentType, From, MaxForwards, Route, To, Via,
+};
 use rsip::prelude::*;
 use rsip::{Header, Headers, Method, Param, Request, Response, Uri, UriWithParams};
 
@@ -38,8 +40,16 @@ impl DialogId {
     pub fn of_received_request(req: &Request) -> Result<DialogId, DialogError> {
         Ok(DialogId {
             call_id: req.call_id_header()?.value().to_string(),
-            local_tag: req.to_header()?.tag()?.ok_or(DialogError::MissingTag("To"))?.to_string(),
-            remote_tag: req.from_header()?.tag()?.map(|t| t.to_string()).unwrap_or_default(),
+            local_tag: req
+                .to_header()?
+                .tag()?
+                .ok_or(DialogError::MissingTag("To"))?
+                .to_string(),
+            remote_tag: req
+                .from_header()?
+                .tag()?
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
         })
     }
 }
@@ -65,7 +75,9 @@ impl LocalVia {
     pub fn contact(&self) -> Contact {
         match self.transport {
             Transport::Udp => Contact::new(format!("<sip:{}:{}>", self.host, self.port)),
-            Transport::Tcp => Contact::new(format!("<sip:{}:{};transport=tcp>", self.host, self.port)),
+            Transport::Tcp => {
+                Contact::new(format!("<sip:{}:{};transport=tcp>", self.host, self.port))
+            }
         }
     }
 }
@@ -94,7 +106,11 @@ impl Dialog {
         Ok(Dialog {
             call_id: req.call_id_header()?.value().to_string(),
             local_tag: local_tag.into(),
-            remote_tag: req.from_header()?.tag()?.map(|t| t.to_string()).unwrap_or_default(),
+            remote_tag: req
+                .from_header()?
+                .tag()?
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
             local_seq: None,
             remote_seq: Some(req.cseq_header()?.typed()?.seq),
             local_uri: req.to_header()?.uri()?,
@@ -117,7 +133,11 @@ impl Dialog {
                 .tag()?
                 .ok_or(DialogError::MissingTag("From"))?
                 .to_string(),
-            remote_tag: resp_2xx.to_header()?.tag()?.map(|t| t.to_string()).unwrap_or_default(),
+            remote_tag: resp_2xx
+                .to_header()?
+                .tag()?
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
             local_seq: Some(req_sent.cseq_header()?.typed()?.seq),
             remote_seq: None,
             local_uri: req_sent.from_header()?.uri()?,
@@ -168,7 +188,13 @@ impl Dialog {
             headers.push(local.contact().into());
         }
         headers.push(ContentLength::new("0").into());
-        Request { method, uri, version: rsip::Version::V2, headers, body: Vec::new() }
+        Request {
+            method,
+            uri,
+            version: rsip::Version::V2,
+            headers,
+            body: Vec::new(),
+        }
     }
 
     /// Request-URI and Route list: loose routing when the first route has
@@ -180,8 +206,12 @@ impl Dialog {
             Some(first) => {
                 let mut uri = first.uri.clone();
                 uri.params.clear();
-                let mut routes: Vec<UriWithParams> = self.route_set.iter().skip(1).cloned().collect();
-                routes.push(UriWithParams { uri: self.remote_target.clone(), params: Vec::new() });
+                let mut routes: Vec<UriWithParams> =
+                    self.route_set.iter().skip(1).cloned().collect();
+                routes.push(UriWithParams {
+                    uri: self.remote_target.clone(),
+                    params: Vec::new(),
+                });
                 (uri, routes)
             }
         }
@@ -215,12 +245,18 @@ pub fn set_body(req: &mut Request, content_type: &str, body: Vec<u8>) {
     req.headers
         .retain(|h| !matches!(h, Header::ContentLength(_) | Header::ContentType(_)));
     req.headers.push(ContentType::new(content_type).into());
-    req.headers.push(ContentLength::new(body.len().to_string()).into());
+    req.headers
+        .push(ContentLength::new(body.len().to_string()).into());
     req.body = body;
 }
 
 fn is_loose(route: &UriWithParams) -> bool {
-    route.uri.params.iter().chain(route.params.iter()).any(|p| matches!(p, Param::Lr))
+    route
+        .uri
+        .params
+        .iter()
+        .chain(route.params.iter())
+        .any(|p| matches!(p, Param::Lr))
 }
 
 /// Every Record-Route entry in header order (one header may list several).
@@ -232,4 +268,245 @@ fn record_routes(headers: &Headers) -> Result<Vec<UriWithParams>, DialogError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsip::SipMessage;
+
+    fn parse(s: &str) -> SipMessage {
+        SipMessage::try_from(s).unwrap()
+    }
+
+    fn incoming_invite(cseq: u32) -> Request {
+        let SipMessage::Request(r) = parse(&format!(
+            "INVITE sip:queue@acd.example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP p1.example.com;branch=z9hG4bKx\r\n\
+             Record-Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\n\
+             Record-Route: <sip:p3.example.com;lr>\r\n\
+             From: \"Alice\" <sip:alice@example.com>;tag=a1\r\n\
+             To: <sip:queue@acd.example.com>\r\n\
+             Call-ID: c1\r\n\
+             CSeq: {cseq} INVITE\r\n\
+             Contact: <sip:alice@10.0.0.1:5062>\r\n\
+             Content-Length: 0\r\n\r\n"
+        )) else {
+            panic!()
+        };
+        r
+    }
+
+    fn local() -> LocalVia {
+        LocalVia {
+            transport: Transport::Udp,
+            host: "acd.example.com".into(),
+            port: 5060,
+        }
+    }
+
+    fn routes(req: &Request) -> Vec<String> {
+        req.headers
+            .iter()
+            .filter_map(|h| match h {
+                Header::Route(r) => Some(r.value().to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn in_dialog(method: Method, cseq: u32, from_tag: &str, contact: &str) -> Request {
+        let SipMessage::Request(r) = parse(&format!(
+            "{method} sip:queue@10.0.0.9 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKy{cseq}\r\n\
+             From: <sip:alice@example.com>;tag={from_tag}\r\n\
+             To: <sip:queue@acd.example.com>;tag=L1\r\n\
+             Call-ID: c1\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <{contact}>\r\n\
+             Content-Length: 0\r\n\r\n"
+        )) else {
+            panic!()
+        };
+        r
+    }
+
+    #[test]
+    fn uas_dialog_keeps_record_route_order_and_builds_bye() {
+        let mut d = Dialog::from_uas(&incoming_invite(7), "L1").unwrap();
+        assert_eq!(d.remote_tag, "a1");
+        assert_eq!(d.remote_seq, Some(7));
+        assert_eq!(d.local_seq, None);
+        assert_eq!(d.remote_target.to_string(), "sip:alice@10.0.0.1:5062");
+        let rs: Vec<_> = d
+            .route_set
+            .iter()
+            .map(|r| r.uri.host().to_string())
+            .collect();
+        assert_eq!(
+            rs,
+            vec!["p1.example.com", "p2.example.com", "p3.example.com"]
+        );
+
+        let bye = d.new_request(Method::Bye, &local());
+        assert_eq!(bye.method, Method::Bye);
+        assert_eq!(bye.uri, d.remote_target, "loose routing keeps the target");
+        assert_eq!(
+            routes(&bye),
+            vec![
+                "<sip:p1.example.com;lr>",
+                "<sip:p2.example.com;lr>",
+                "<sip:p3.example.com;lr>"
+            ]
+        );
+        let cseq = bye.cseq_header().unwrap().typed().unwrap();
+        assert_eq!((cseq.seq, cseq.method), (1, Method::Bye));
+        assert_eq!(
+            bye.from_header()
+                .unwrap()
+                .tag()
+                .unwrap()
+                .unwrap()
+                .to_string(),
+            "L1"
+        );
+        assert_eq!(
+            bye.to_header().unwrap().tag().unwrap().unwrap().to_string(),
+            "a1"
+        );
+        let via = bye.via_header().unwrap().value().to_string();
+        assert!(
+            via.starts_with("SIP/2.0/UDP acd.example.com:5060;branch=z9hG4bK"),
+            "{via}"
+        );
+        assert!(via.ends_with(";rport"), "{via}");
+        // Round-trips through the parser.
+        let again = SipMessage::try_from(bye.to_string().as_str()).unwrap();
+        assert!(again.is_request());
+    }
+
+    #[test]
+    fn uac_dialog_reverses_route_set_and_acks_with_invite_cseq() {
+        let SipMessage::Request(inv) = parse(
+            "INVITE sip:agent@10.0.0.5 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP acd.example.com:5060;branch=z9hG4bKi1\r\n\
+             From: <sip:acd@acd.example.com>;tag=L9\r\n\
+             To: <sip:agent@example.com>\r\n\
+             Call-ID: c2\r\n\
+             CSeq: 41 INVITE\r\n\
+             Content-Length: 0\r\n\r\n",
+        ) else {
+            panic!()
+        };
+        let SipMessage::Response(ok) = parse(
+            "SIP/2.0 200 OK\r\n\
+             Via: SIP/2.0/UDP acd.example.com:5060;branch=z9hG4bKi1\r\n\
+             Record-Route: <sip:p1.example.com;lr>\r\n\
+             Record-Route: <sip:p2.example.com;lr>\r\n\
+             From: <sip:acd@acd.example.com>;tag=L9\r\n\
+             To: <sip:agent@example.com>;tag=R5\r\n\
+             Call-ID: c2\r\n\
+             CSeq: 41 INVITE\r\n\
+             Contact: <sip:agent@10.0.0.5:5070>\r\n\
+             Content-Length: 0\r\n\r\n",
+        ) else {
+            panic!()
+        };
+        let mut d = Dialog::from_uac(&inv, &ok).unwrap();
+        assert_eq!(
+            d.id(),
+            DialogId {
+                call_id: "c2".into(),
+                local_tag: "L9".into(),
+                remote_tag: "R5".into()
+            }
+        );
+        let rs: Vec<_> = d
+            .route_set
+            .iter()
+            .map(|r| r.uri.host().to_string())
+            .collect();
+        assert_eq!(rs, vec!["p2.example.com", "p1.example.com"]);
+
+        let ack = d.new_request(Method::Ack, &local());
+        let bye = d.new_request(Method::Bye, &local());
+        assert_eq!(ack.cseq_header().unwrap().typed().unwrap().seq, 41);
+        assert_eq!(bye.cseq_header().unwrap().typed().unwrap().seq, 42);
+        assert_ne!(ack.transaction_id().unwrap(), inv.transaction_id().unwrap());
+        assert_ne!(ack.transaction_id().unwrap(), bye.transaction_id().unwrap());
+        assert_eq!(ack.uri.to_string(), "sip:agent@10.0.0.5:5070");
+        assert_eq!(
+            routes(&ack),
+            vec!["<sip:p2.example.com;lr>", "<sip:p1.example.com;lr>"]
+        );
+        // A re-INVITE carries our Contact.
+        let reinv = d.new_request(Method::Invite, &local());
+        assert_eq!(
+            reinv.contact_header().unwrap().value(),
+            "<sip:acd.example.com:5060>"
+        );
+    }
+
+    #[test]
+    fn remote_cseq_must_not_decrease_and_refresh_updates_target() {
+        let mut d = Dialog::from_uas(&incoming_invite(7), "L1").unwrap();
+        let low = in_dialog(Method::Bye, 6, "a1", "sip:alice@10.0.0.1:5062");
+        assert!(matches!(
+            d.on_remote_request(&low),
+            Err(DialogError::CSeqOutOfOrder { got: 6, last: 7 })
+        ));
+        assert_eq!(d.remote_seq, Some(7));
+        // The ACK for the INVITE repeats its number: fine.
+        d.on_remote_request(&in_dialog(Method::Ack, 7, "a1", "sip:x@1.2.3.4"))
+            .unwrap();
+        assert_eq!(
+            d.remote_target.to_string(),
+            "sip:alice@10.0.0.1:5062",
+            "ACK is no refresh"
+        );
+        d.on_remote_request(&in_dialog(
+            Method::Invite,
+            8,
+            "a1",
+            "sip:alice@10.0.0.2:5062",
+        ))
+        .unwrap();
+        assert_eq!(d.remote_seq, Some(8));
+        assert_eq!(d.remote_target.to_string(), "sip:alice@10.0.0.2:5062");
+        let wrong = in_dialog(Method::Bye, 9, "other", "sip:alice@10.0.0.1");
+        assert!(matches!(
+            d.on_remote_request(&wrong),
+            Err(DialogError::NotThisDialog)
+        ));
+    }
+
+    #[test]
+    fn strict_route_becomes_request_uri() {
+        let mut d = Dialog::from_uas(&incoming_invite(1), "L1").unwrap();
+        d.route_set = vec![
+            UriWithParams {
+                uri: Uri::try_from("sip:strict.example.com").unwrap(),
+                params: vec![],
+            },
+            UriWithParams {
+                uri: Uri::try_from("sip:p2.example.com;lr").unwrap(),
+                params: vec![],
+            },
+        ];
+        let bye = d.new_request(Method::Bye, &local());
+        assert_eq!(bye.uri.to_string(), "sip:strict.example.com");
+        assert_eq!(
+            routes(&bye),
+            vec!["<sip:p2.example.com;lr>", "<sip:alice@10.0.0.1:5062>"]
+        );
+    }
+
+    #[test]
+    fn set_body_fixes_length_and_type() {
+        let mut d = Dialog::from_uas(&incoming_invite(1), "L1").unwrap();
+        let mut reinv = d.new_request(Method::Invite, &local());
+        set_body(&mut reinv, "application/sdp", b"v=0\r\n".to_vec());
+        let again = SipMessage::try_from(reinv.to_string().as_str()).unwrap();
+        assert_eq!(again.body(), &b"v=0\r\n".to_vec());
+    }
 }

@@ -32,7 +32,13 @@ impl ClientNonInvite {
             timers.set(TimerKind::E, now + cfg.t1);
         }
         timers.set(TimerKind::F, now + cfg.t1x64());
-        ClientNonInvite { state: State::Trying, peer, request, timers, e_interval: cfg.t1 }
+        ClientNonInvite {
+            state: State::Trying,
+            peer,
+            request,
+            timers,
+            e_interval: cfg.t1,
+        }
     }
 
     pub fn on_response(&mut self, resp: &Response, now: Instant, cfg: &TimerConfig) -> RespOutcome {

@@ -57,7 +57,10 @@ impl TxKey {
     }
 
     pub(crate) fn with_method(&self, method: Method) -> TxKey {
-        TxKey { method, ..self.clone() }
+        TxKey {
+            method,
+            ..self.clone()
+        }
     }
 
     /// The server transaction a received request belongs to.
@@ -91,7 +94,12 @@ impl TxKey {
                     req.cseq_header()?.typed()?.seq,
                     via_raw.value()
                 );
-                Ok(TxKey { side: Side::Server, branch, sent_by: String::new(), method })
+                Ok(TxKey {
+                    side: Side::Server,
+                    branch,
+                    sent_by: String::new(),
+                    method,
+                })
             }
         }
     }
@@ -100,7 +108,12 @@ impl TxKey {
     pub(crate) fn client_for_request(req: &Request) -> Result<TxKey, TxError> {
         let via = req.via_header()?.typed()?;
         let branch = via.branch().ok_or(TxError::NoBranch)?.to_string();
-        Ok(TxKey { side: Side::Client, branch, sent_by: String::new(), method: req.method })
+        Ok(TxKey {
+            side: Side::Client,
+            branch,
+            sent_by: String::new(),
+            method: req.method,
+        })
     }
 
     /// The client transaction a received response belongs to.
@@ -108,6 +121,11 @@ impl TxKey {
         let via = resp.via_header()?.typed()?;
         let branch = via.branch().ok_or(TxError::NoBranch)?.to_string();
         let method = resp.cseq_header()?.typed()?.method;
-        Ok(TxKey { side: Side::Client, branch, sent_by: String::new(), method })
+        Ok(TxKey {
+            side: Side::Client,
+            branch,
+            sent_by: String::new(),
+            method,
+        })
     }
 }

@@ -23,7 +23,11 @@ use crate::sip::Peer;
 pub enum ServerEvent {
     /// A new request; answer it with `send_response(&key, ..)`. An INVITE
     /// has already been answered with 100 Trying.
-    NewRequest { key: TxKey, req: Request, from: Peer },
+    NewRequest {
+        key: TxKey,
+        req: Request,
+        from: Peer,
+    },
     /// An ACK for a 2xx (its own transaction, nothing to answer).
     Ack { req: Request, from: Peer },
     /// A CANCEL matching a pending INVITE. Answer 200 on `cancel_key` and,
@@ -55,6 +59,8 @@ pub enum ClientEvent {
 }
 
 /// Events queued by `handle_timeout`.
+// Events are moved out at once; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxEvent {
     Server(ServerEvent),
@@ -90,6 +96,8 @@ impl ServerTx {
     }
 }
 
+// Every variant holds a whole request; the size gap is not worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum ClientTx {
     Invite(ClientInvite),
@@ -173,16 +181,28 @@ impl TransactionLayer {
         }
     }
 
-    fn on_other(&mut self, key: TxKey, req: Request, from: Peer, now: Instant) -> Option<ServerEvent> {
+    fn on_other(
+        &mut self,
+        key: TxKey,
+        req: Request,
+        from: Peer,
+        now: Instant,
+    ) -> Option<ServerEvent> {
         if let Some(tx) = self.servers.get(&key) {
             if let Some(resp) = tx.on_retransmit() {
-                self.transmits.push_back(Transmit { to: tx.peer(), msg: resp.clone().into() });
+                self.transmits.push_back(Transmit {
+                    to: tx.peer(),
+                    msg: resp.clone().into(),
+                });
             }
             return None;
         }
         let tx = if req.method == Method::Invite {
             let trying = response_for(&req, StatusCode::Trying);
-            self.transmits.push_back(Transmit { to: from, msg: trying.clone().into() });
+            self.transmits.push_back(Transmit {
+                to: from,
+                msg: trying.clone().into(),
+            });
             ServerTx::Invite(ServerInvite::new(from, trying))
         } else {
             ServerTx::NonInvite(ServerNonInvite::new(from, now, &self.cfg))
@@ -191,7 +211,13 @@ impl TransactionLayer {
         Some(ServerEvent::NewRequest { key, req, from })
     }
 
-    fn on_ack(&mut self, key: TxKey, req: Request, from: Peer, now: Instant) -> Option<ServerEvent> {
+    fn on_ack(
+        &mut self,
+        key: TxKey,
+        req: Request,
+        from: Peer,
+        now: Instant,
+    ) -> Option<ServerEvent> {
         if let Some(ServerTx::Invite(tx)) = self.servers.get_mut(&key) {
             match tx.on_ack(now, &self.cfg) {
                 AckOutcome::Absorbed => return None,
@@ -206,7 +232,13 @@ impl TransactionLayer {
         Some(ServerEvent::Ack { req, from })
     }
 
-    fn on_cancel(&mut self, key: TxKey, req: Request, from: Peer, now: Instant) -> Option<ServerEvent> {
+    fn on_cancel(
+        &mut self,
+        key: TxKey,
+        req: Request,
+        from: Peer,
+        now: Instant,
+    ) -> Option<ServerEvent> {
         let invite_key = key.with_method(Method::Invite);
         let invite_answered = match self.servers.get(&invite_key) {
             Some(ServerTx::Invite(inv)) => Some(inv.final_sent()),
@@ -229,14 +261,23 @@ impl TransactionLayer {
 
     /// Send a response within server transaction `key`. A 2xx to INVITE is
     /// then retransmitted automatically until its ACK arrives.
-    pub fn send_response(&mut self, key: &TxKey, resp: Response, now: Instant) -> Result<(), TxError> {
-        let tx = self.servers.get_mut(key).ok_or(TxError::UnknownTransaction)?;
+    pub fn send_response(
+        &mut self,
+        key: &TxKey,
+        resp: Response,
+        now: Instant,
+    ) -> Result<(), TxError> {
+        let tx = self
+            .servers
+            .get_mut(key)
+            .ok_or(TxError::UnknownTransaction)?;
         let to = tx.peer();
+        let mut retransmit = None;
         let terminated = match tx {
             ServerTx::Invite(t) => {
                 t.send(&resp, now, &self.cfg)?;
                 if resp.status_code.kind() == StatusCodeKind::Successful {
-                    self.retransmitter.start(resp.clone(), to, now)?;
+                    retransmit = Some(resp.clone());
                 }
                 false
             }
@@ -245,14 +286,25 @@ impl TransactionLayer {
         if terminated {
             self.servers.remove(key);
         }
-        self.transmits.push_back(Transmit { to, msg: resp.into() });
-        Ok(())
+        self.transmits.push_back(Transmit {
+            to,
+            msg: resp.into(),
+        });
+        // The response is out either way; a 2xx without Call-ID/CSeq
+        // cannot be matched to its ACK, so it is sent once only.
+        match retransmit {
+            Some(r) => self.retransmitter.start(r, to, now),
+            None => Ok(()),
+        }
     }
 
     /// Queue a message outside any transaction: an ACK for a 2xx, a
     /// stateless error answer to a request that cannot be keyed.
     pub fn send_stateless(&mut self, msg: impl Into<rsip::SipMessage>, to: Peer) {
-        self.transmits.push_back(Transmit { to, msg: msg.into() });
+        self.transmits.push_back(Transmit {
+            to,
+            msg: msg.into(),
+        });
     }
 
     /// Stop retransmitting 2xx responses of a call that is gone.
@@ -272,7 +324,10 @@ impl TransactionLayer {
         if self.clients.contains_key(&key) {
             return Err(TxError::Duplicate);
         }
-        self.transmits.push_back(Transmit { to, msg: req.clone().into() });
+        self.transmits.push_back(Transmit {
+            to,
+            msg: req.clone().into(),
+        });
         let tx = if req.method == Method::Invite {
             ClientTx::Invite(ClientInvite::new(req, to, now, &self.cfg))
         } else {
@@ -329,19 +384,36 @@ impl TransactionLayer {
 
     /// The earliest deadline of any timer; sleep until then.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let servers = self.servers.values().filter_map(|t| t.timers().next_timeout());
-        let clients = self.clients.values().filter_map(|t| t.timers().next_timeout());
-        servers.chain(clients).chain(self.retransmitter.poll_timeout()).min()
+        let servers = self
+            .servers
+            .values()
+            .filter_map(|t| t.timers().next_timeout());
+        let clients = self
+            .clients
+            .values()
+            .filter_map(|t| t.timers().next_timeout());
+        servers
+            .chain(clients)
+            .chain(self.retransmitter.poll_timeout())
+            .min()
     }
 
     /// Fire every timer due at `now`. Events go to `poll_event`.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut due: Vec<(Instant, TimerKind, TxKey)> = Vec::new();
         for (k, t) in &self.servers {
-            due.extend(t.timers().expired(now).map(|(at, kind)| (at, kind, k.clone())));
+            due.extend(
+                t.timers()
+                    .expired(now)
+                    .map(|(at, kind)| (at, kind, k.clone())),
+            );
         }
         for (k, t) in &self.clients {
-            due.extend(t.timers().expired(now).map(|(at, kind)| (at, kind, k.clone())));
+            due.extend(
+                t.timers()
+                    .expired(now)
+                    .map(|(at, kind)| (at, kind, k.clone())),
+            );
         }
         due.sort_by_key(|(at, kind, _)| (*at, *kind));
         for (at, kind, key) in due {
@@ -351,8 +423,10 @@ impl TransactionLayer {
         while let Some(t) = self.retransmitter.poll_transmit() {
             self.transmits.push_back(t);
         }
-        while let Some(Uas2xxEvent::AckTimeout { call_id, cseq }) = self.retransmitter.poll_event() {
-            self.events.push_back(TxEvent::Server(ServerEvent::AckTimeout { call_id, cseq }));
+        while let Some(Uas2xxEvent::AckTimeout { call_id, cseq }) = self.retransmitter.poll_event()
+        {
+            self.events
+                .push_back(TxEvent::Server(ServerEvent::AckTimeout { call_id, cseq }));
         }
     }
 
@@ -360,7 +434,9 @@ impl TransactionLayer {
         let cfg = self.cfg;
         let (fired, peer) = match key.side() {
             Side::Server => {
-                let Some(tx) = self.servers.get_mut(&key) else { return };
+                let Some(tx) = self.servers.get_mut(&key) else {
+                    return;
+                };
                 // An earlier timer of the same batch may have stopped this one.
                 if tx.timers().get(kind) != Some(at) {
                     return;
@@ -372,7 +448,9 @@ impl TransactionLayer {
                 (fired, tx.peer())
             }
             Side::Client => {
-                let Some(tx) = self.clients.get_mut(&key) else { return };
+                let Some(tx) = self.clients.get_mut(&key) else {
+                    return;
+                };
                 if tx.timers().get(kind) != Some(at) {
                     return;
                 }

@@ -27,7 +27,12 @@ pub fn response_for(req: &Request, status: StatusCode) -> Response {
         }
     }
     headers.push(ContentLength::new("0").into());
-    Response { status_code: status, version: rsip::Version::V2, headers, body: Vec::new() }
+    Response {
+        status_code: status,
+        version: rsip::Version::V2,
+        headers,
+        body: Vec::new(),
+    }
 }
 
 /// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same branch,

@@ -61,6 +61,8 @@ pub enum TxError {
 }
 
 /// What a transaction asks the layer to do when one of its timers fires.
+// Returned and consumed at once; no need to box the message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Fired {
     Nothing,

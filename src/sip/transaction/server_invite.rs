@@ -62,7 +62,12 @@ impl ServerInvite {
         self.state != State::Proceeding
     }
 
-    pub fn send(&mut self, resp: &Response, now: Instant, cfg: &TimerConfig) -> Result<(), TxError> {
+    pub fn send(
+        &mut self,
+        resp: &Response,
+        now: Instant,
+        cfg: &TimerConfig,
+    ) -> Result<(), TxError> {
         if self.state != State::Proceeding {
             return Err(TxError::InvalidState(self.state_name()));
         }

@@ -36,7 +36,12 @@ impl ServerNonInvite {
         // Leak guard, not in the RFC: a TU that never answers would keep this
         // entry forever. The client gave up after 64*T1 (timer F) anyway.
         timers.set(TimerKind::J, now + cfg.t1x64());
-        ServerNonInvite { state: State::Trying, peer, last: None, timers }
+        ServerNonInvite {
+            state: State::Trying,
+            peer,
+            last: None,
+            timers,
+        }
     }
 
     /// The response to re-send for a retransmitted request, if any.

@@ -49,7 +49,10 @@ fn invite(branch: &str) -> Request {
 
 fn answer(req: &Request, code: u16, to_tag: &str) -> Response {
     let mut resp = response_for(req, StatusCode::from(code));
-    resp.to_header_mut().unwrap().mut_tag(rsip::param::Tag::new(to_tag)).unwrap();
+    resp.to_header_mut()
+        .unwrap()
+        .mut_tag(rsip::param::Tag::new(to_tag))
+        .unwrap();
     resp
 }
 
@@ -108,12 +111,19 @@ fn server_invite_sends_100_at_once_and_reanswers_retransmissions() {
     assert_eq!(sent[0].to, udp());
 
     assert_eq!(l.on_request(invite("z9hG4bKa"), udp(), t0 + ms(100)), None);
-    assert_eq!(drain(&mut l).iter().map(status).collect::<Vec<_>>(), vec![Some(100)]);
+    assert_eq!(
+        drain(&mut l).iter().map(status).collect::<Vec<_>>(),
+        vec![Some(100)]
+    );
 
-    l.send_response(&key, answer(&invite("z9hG4bKa"), 180, "b1"), t0 + ms(200)).unwrap();
+    l.send_response(&key, answer(&invite("z9hG4bKa"), 180, "b1"), t0 + ms(200))
+        .unwrap();
     drain(&mut l);
     assert_eq!(l.on_request(invite("z9hG4bKa"), udp(), t0 + ms(300)), None);
-    assert_eq!(drain(&mut l).iter().map(status).collect::<Vec<_>>(), vec![Some(180)]);
+    assert_eq!(
+        drain(&mut l).iter().map(status).collect::<Vec<_>>(),
+        vec![Some(180)]
+    );
     assert_eq!(l.len(), 1);
 }
 
@@ -159,7 +169,10 @@ fn server_invite_h_fires_when_ack_never_comes() {
     run_until(&mut l, t0, t0 + ms(31_999));
     assert!(events(&mut l).is_empty());
     run_until(&mut l, t0, t0 + ms(32_000));
-    assert_eq!(events(&mut l), vec![TxEvent::Server(ServerEvent::Timeout { key })]);
+    assert_eq!(
+        events(&mut l),
+        vec![TxEvent::Server(ServerEvent::Timeout { key })]
+    );
     assert_eq!(l.len(), 0);
 }
 
@@ -169,15 +182,22 @@ fn server_non_invite_retransmission_gets_same_final_and_j_cleans_up() {
     let mut l = TransactionLayer::new(TimerConfig::default());
     let opt = request(Method::Options, "z9hG4bKd", 5, None);
     let key = new_request_key(l.on_request(opt.clone(), udp(), t0));
-    assert!(drain(&mut l).is_empty(), "no automatic response for non-INVITE");
+    assert!(
+        drain(&mut l).is_empty(),
+        "no automatic response for non-INVITE"
+    );
     // Retransmission in Trying: absorbed, nothing to re-send yet.
     assert_eq!(l.on_request(opt.clone(), udp(), t0 + ms(500)), None);
     assert!(drain(&mut l).is_empty());
 
-    l.send_response(&key, answer(&opt, 200, "b1"), t0 + ms(600)).unwrap();
+    l.send_response(&key, answer(&opt, 200, "b1"), t0 + ms(600))
+        .unwrap();
     assert_eq!(status(&drain(&mut l)[0]), Some(200));
     assert_eq!(l.on_request(opt.clone(), udp(), t0 + ms(1500)), None);
-    assert_eq!(drain(&mut l).iter().map(status).collect::<Vec<_>>(), vec![Some(200)]);
+    assert_eq!(
+        drain(&mut l).iter().map(status).collect::<Vec<_>>(),
+        vec![Some(200)]
+    );
     assert!(matches!(
         l.send_response(&key, answer(&opt, 500, "b1"), t0 + ms(1600)),
         Err(TxError::InvalidState(_))
@@ -199,7 +219,10 @@ fn client_invite_a_doubles_and_b_times_out() {
     let times: Vec<_> = sent.iter().map(|(d, _)| d.as_millis()).collect();
     assert_eq!(times, vec![500, 1500, 3500, 7500, 15_500, 31_500]);
     assert!(sent.iter().all(|(_, t)| method(t) == Some(Method::Invite)));
-    assert_eq!(events(&mut l), vec![TxEvent::Client(ClientEvent::Timeout { key })]);
+    assert_eq!(
+        events(&mut l),
+        vec![TxEvent::Client(ClientEvent::Timeout { key })]
+    );
     assert_eq!(l.len(), 0);
 }
 
@@ -212,24 +235,44 @@ fn client_invite_acks_486_with_same_branch_and_absorbs_retransmission() {
     drain(&mut l);
 
     let ringing = answer(&inv, 180, "b1");
-    assert!(matches!(l.on_response(ringing, udp(), t0 + ms(100)), Some(ClientEvent::Response { .. })));
+    assert!(matches!(
+        l.on_response(ringing, udp(), t0 + ms(100)),
+        Some(ClientEvent::Response { .. })
+    ));
     // A stopped by the 1xx.
     assert!(run_until(&mut l, t0, t0 + ms(5_000)).is_empty());
 
     let busy = answer(&inv, 486, "b1");
     let ev = l.on_response(busy.clone(), udp(), t0 + ms(5_000));
-    assert_eq!(ev, Some(ClientEvent::Response { key: key.clone(), resp: busy.clone() }));
+    assert_eq!(
+        ev,
+        Some(ClientEvent::Response {
+            key: key.clone(),
+            resp: busy.clone()
+        })
+    );
     let sent = drain(&mut l);
     assert_eq!(sent.len(), 1);
-    let SipMessage::Request(ack) = &sent[0].msg else { panic!("ACK expected") };
+    let SipMessage::Request(ack) = &sent[0].msg else {
+        panic!("ACK expected")
+    };
     assert_eq!(ack.method, Method::Ack);
-    assert_eq!(ack.transaction_id().unwrap().unwrap().to_string(), "z9hG4bKf");
+    assert_eq!(
+        ack.transaction_id().unwrap().unwrap().to_string(),
+        "z9hG4bKf"
+    );
     assert_eq!(ack.cseq_header().unwrap().typed().unwrap().seq, 1);
-    assert_eq!(ack.to_header().unwrap().tag().unwrap().unwrap().to_string(), "b1");
+    assert_eq!(
+        ack.to_header().unwrap().tag().unwrap().unwrap().to_string(),
+        "b1"
+    );
     assert_eq!(ack.uri, inv.uri);
 
     assert_eq!(l.on_response(busy, udp(), t0 + ms(5_100)), None);
-    assert_eq!(drain(&mut l).iter().map(method).collect::<Vec<_>>(), vec![Some(Method::Ack)]);
+    assert_eq!(
+        drain(&mut l).iter().map(method).collect::<Vec<_>>(),
+        vec![Some(Method::Ack)]
+    );
     run_until(&mut l, t0, t0 + ms(5_000) + TIMER_D);
     assert_eq!(l.len(), 0);
     assert!(events(&mut l).is_empty());
@@ -245,16 +288,28 @@ fn client_invite_2xx_passes_up_and_retransmissions_are_stray() {
     let ok = answer(&inv, 200, "b1");
     assert_eq!(
         l.on_response(ok.clone(), udp(), t0 + ms(50)),
-        Some(ClientEvent::Response { key, resp: ok.clone() })
+        Some(ClientEvent::Response {
+            key,
+            resp: ok.clone()
+        })
     );
-    assert!(drain(&mut l).is_empty(), "the TU ACKs a 2xx, not the transaction");
+    assert!(
+        drain(&mut l).is_empty(),
+        "the TU ACKs a 2xx, not the transaction"
+    );
     assert_eq!(l.len(), 0);
     assert_eq!(
         l.on_response(ok.clone(), udp(), t0 + ms(550)),
-        Some(ClientEvent::Stray2xx { resp: ok, from: udp() })
+        Some(ClientEvent::Stray2xx {
+            resp: ok,
+            from: udp()
+        })
     );
     // A stray non-2xx is dropped.
-    assert_eq!(l.on_response(answer(&inv, 486, "b1"), udp(), t0 + ms(600)), None);
+    assert_eq!(
+        l.on_response(answer(&inv, 486, "b1"), udp(), t0 + ms(600)),
+        None
+    );
 }
 
 #[test]
@@ -270,7 +325,10 @@ fn client_non_invite_e_capped_at_t2_and_f_times_out() {
         times,
         vec![500, 1500, 3500, 7500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500]
     );
-    assert_eq!(events(&mut l), vec![TxEvent::Client(ClientEvent::Timeout { key })]);
+    assert_eq!(
+        events(&mut l),
+        vec![TxEvent::Client(ClientEvent::Timeout { key })]
+    );
     assert_eq!(l.len(), 0);
 }
 
@@ -298,7 +356,11 @@ fn tcp_has_no_retransmissions_and_zero_wait_timers() {
     l.send_response(&key, answer(&inv, 486, "b1"), t0).unwrap();
     drain(&mut l);
     assert_eq!(l.poll_timeout(), Some(t0 + ms(32_000)), "only H is armed");
-    l.on_request(request(Method::Ack, "z9hG4bKj", 1, Some("b1")), tcp(), t0 + ms(10));
+    l.on_request(
+        request(Method::Ack, "z9hG4bKj", 1, Some("b1")),
+        tcp(),
+        t0 + ms(10),
+    );
     assert_eq!(l.len(), 0);
 
     // Server non-INVITE: J = 0.
@@ -309,7 +371,8 @@ fn tcp_has_no_retransmissions_and_zero_wait_timers() {
 
     // Client INVITE and non-INVITE: no A/E, only B/F.
     let ckey = l.send_request(invite("z9hG4bKl"), tcp(), t0).unwrap();
-    l.send_request(request(Method::Options, "z9hG4bKm", 1, None), tcp(), t0).unwrap();
+    l.send_request(request(Method::Options, "z9hG4bKm", 1, None), tcp(), t0)
+        .unwrap();
     drain(&mut l);
     assert!(run_until(&mut l, t0, t0 + ms(31_999)).is_empty());
     run_until(&mut l, t0, t0 + ms(32_000));
@@ -321,7 +384,10 @@ fn tcp_has_no_retransmissions_and_zero_wait_timers() {
     l.send_request(inv.clone(), tcp(), t0).unwrap();
     drain(&mut l);
     l.on_response(answer(&inv, 486, "b1"), tcp(), t0);
-    assert_eq!(drain(&mut l).iter().map(method).collect::<Vec<_>>(), vec![Some(Method::Ack)]);
+    assert_eq!(
+        drain(&mut l).iter().map(method).collect::<Vec<_>>(),
+        vec![Some(Method::Ack)]
+    );
     assert_eq!(l.len(), 0);
     let _ = ckey;
 }
@@ -334,31 +400,45 @@ fn cancel_matches_pending_invite() {
     let invite_key = new_request_key(l.on_request(inv.clone(), udp(), t0));
     drain(&mut l);
     let cancel = request(Method::Cancel, "z9hG4bKo", 1, None);
-    let Some(ServerEvent::Cancel { invite_key: ik, cancel_key, invite_answered, .. }) =
-        l.on_request(cancel.clone(), udp(), t0 + ms(100))
+    let Some(ServerEvent::Cancel {
+        invite_key: ik,
+        cancel_key,
+        invite_answered,
+        ..
+    }) = l.on_request(cancel.clone(), udp(), t0 + ms(100))
     else {
         panic!("expected Cancel")
     };
     assert_eq!(ik, invite_key);
     assert!(!invite_answered);
     assert_eq!(cancel_key.method(), Method::Cancel);
-    l.send_response(&cancel_key, answer(&cancel, 200, "b1"), t0 + ms(100)).unwrap();
-    l.send_response(&invite_key, answer(&inv, 487, "b1"), t0 + ms(100)).unwrap();
+    l.send_response(&cancel_key, answer(&cancel, 200, "b1"), t0 + ms(100))
+        .unwrap();
+    l.send_response(&invite_key, answer(&inv, 487, "b1"), t0 + ms(100))
+        .unwrap();
     assert_eq!(
         drain(&mut l).iter().map(status).collect::<Vec<_>>(),
         vec![Some(200), Some(487)]
     );
     // CANCEL retransmission re-answered with 200, not passed up.
     assert_eq!(l.on_request(cancel, udp(), t0 + ms(200)), None);
-    assert_eq!(drain(&mut l).iter().map(status).collect::<Vec<_>>(), vec![Some(200)]);
-    l.on_request(request(Method::Ack, "z9hG4bKo", 1, Some("b1")), udp(), t0 + ms(300));
+    assert_eq!(
+        drain(&mut l).iter().map(status).collect::<Vec<_>>(),
+        vec![Some(200)]
+    );
+    l.on_request(
+        request(Method::Ack, "z9hG4bKo", 1, Some("b1")),
+        udp(),
+        t0 + ms(300),
+    );
     run_until(&mut l, t0, t0 + ms(60_000));
     assert_eq!(l.len(), 0);
 
     // A CANCEL matching nothing is a plain new request (TU answers 481).
     let stray = request(Method::Cancel, "z9hG4bKzz", 1, None);
     let key = new_request_key(l.on_request(stray.clone(), udp(), t0));
-    l.send_response(&key, answer(&stray, 481, "b1"), t0).unwrap();
+    l.send_response(&key, answer(&stray, 481, "b1"), t0)
+        .unwrap();
     assert_eq!(status(&drain(&mut l)[0]), Some(481));
 }
 
@@ -368,13 +448,17 @@ fn ack_for_2xx_passes_through_and_stops_2xx_retransmission() {
     let mut l = TransactionLayer::new(TimerConfig::default());
     let inv = invite("z9hG4bKp");
     let key = new_request_key(l.on_request(inv.clone(), udp(), t0));
-    l.send_response(&key, answer(&inv, 200, "b1"), t0 + ms(10)).unwrap();
+    l.send_response(&key, answer(&inv, 200, "b1"), t0 + ms(10))
+        .unwrap();
     drain(&mut l);
     assert_eq!(l.pending_2xx(), 1);
     // Retransmitted INVITE after the 2xx is absorbed, not a second call.
     assert_eq!(l.on_request(inv.clone(), udp(), t0 + ms(20)), None);
     let resent = run_until(&mut l, t0, t0 + ms(600));
-    assert_eq!(resent.iter().map(|(_, t)| status(t)).collect::<Vec<_>>(), vec![Some(200)]);
+    assert_eq!(
+        resent.iter().map(|(_, t)| status(t)).collect::<Vec<_>>(),
+        vec![Some(200)]
+    );
 
     let ack = request(Method::Ack, "z9hG4bKq", 1, Some("b1"));
     let Some(ServerEvent::Ack { req, from }) = l.on_request(ack.clone(), udp(), t0 + ms(700))
@@ -423,14 +507,28 @@ fn rfc2543_requests_match_without_magic_cookie() {
     let key = new_request_key(l.on_request(inv.clone(), udp(), t0));
     drain(&mut l);
     assert_eq!(l.on_request(inv.clone(), udp(), t0 + ms(100)), None);
-    l.send_response(&key, answer(&inv, 486, "b1"), t0 + ms(200)).unwrap();
+    l.send_response(&key, answer(&inv, 486, "b1"), t0 + ms(200))
+        .unwrap();
     drain(&mut l);
     // The ACK has the same Via and our To tag; it must hit the transaction.
-    assert_eq!(l.on_request(request(Method::Ack, "old1", 1, Some("b1")), udp(), t0 + ms(300)), None);
-    assert!(run_until(&mut l, t0, t0 + ms(1000)).is_empty(), "G stopped by the ACK");
+    assert_eq!(
+        l.on_request(
+            request(Method::Ack, "old1", 1, Some("b1")),
+            udp(),
+            t0 + ms(300)
+        ),
+        None
+    );
+    assert!(
+        run_until(&mut l, t0, t0 + ms(1000)).is_empty(),
+        "G stopped by the ACK"
+    );
     // A different CSeq is a different transaction.
     let next = request(Method::Invite, "old1", 2, None);
-    assert!(matches!(l.on_request(next, udp(), t0), Some(ServerEvent::NewRequest { .. })));
+    assert!(matches!(
+        l.on_request(next, udp(), t0),
+        Some(ServerEvent::NewRequest { .. })
+    ));
 }
 
 #[test]
@@ -438,13 +536,24 @@ fn malformed_and_invalid_inputs_are_errors_not_panics() {
     let t0 = Instant::now();
     let mut l = TransactionLayer::new(TimerConfig::default());
     let mut no_via = invite("z9hG4bKs");
-    no_via.headers.retain(|h| !matches!(h, rsip::Header::Via(_)));
+    no_via
+        .headers
+        .retain(|h| !matches!(h, rsip::Header::Via(_)));
     assert_eq!(l.on_request(no_via.clone(), udp(), t0), None);
-    assert!(matches!(l.send_request(no_via, udp(), t0), Err(TxError::Malformed(_))));
+    assert!(matches!(
+        l.send_request(no_via, udp(), t0),
+        Err(TxError::Malformed(_))
+    ));
     let ack = request(Method::Ack, "z9hG4bKt", 1, None);
-    assert!(matches!(l.send_request(ack, udp(), t0), Err(TxError::AckNotTransactional)));
+    assert!(matches!(
+        l.send_request(ack, udp(), t0),
+        Err(TxError::AckNotTransactional)
+    ));
     let k = l.send_request(invite("z9hG4bKu"), udp(), t0).unwrap();
-    assert!(matches!(l.send_request(invite("z9hG4bKu"), udp(), t0), Err(TxError::Duplicate)));
+    assert!(matches!(
+        l.send_request(invite("z9hG4bKu"), udp(), t0),
+        Err(TxError::Duplicate)
+    ));
     assert!(matches!(
         l.send_response(&k, answer(&invite("z9hG4bKu"), 200, "x"), t0),
         Err(TxError::UnknownTransaction)
@@ -458,7 +567,10 @@ fn build_cancel_copies_invite_identity() {
     assert_eq!(c.method, Method::Cancel);
     assert_eq!(c.transaction_id().unwrap(), inv.transaction_id().unwrap());
     assert_eq!(c.cseq_header().unwrap().typed().unwrap().seq, 1);
-    assert_eq!(c.cseq_header().unwrap().typed().unwrap().method, Method::Cancel);
+    assert_eq!(
+        c.cseq_header().unwrap().typed().unwrap().method,
+        Method::Cancel
+    );
     assert!(new_branch().starts_with(MAGIC_COOKIE));
     assert_ne!(new_branch(), new_branch());
 }
@@ -492,7 +604,11 @@ mod props {
 
     fn req_for(i: usize) -> Request {
         // Two INVITEs, two non-INVITEs, each its own branch.
-        let m = if i % 2 == 0 { Method::Invite } else { Method::Options };
+        let m = if i % 2 == 0 {
+            Method::Invite
+        } else {
+            Method::Options
+        };
         request(m, &format!("z9hG4bKp{i}"), 1, None)
     }
 

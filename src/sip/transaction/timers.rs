@@ -67,7 +67,11 @@ pub struct TimerConfig {
 
 impl Default for TimerConfig {
     fn default() -> Self {
-        TimerConfig { t1: T1, t2: T2, t4: T4 }
+        TimerConfig {
+            t1: T1,
+            t2: T2,
+            t4: T4,
+        }
     }
 }
 

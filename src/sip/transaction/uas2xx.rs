@@ -72,7 +72,9 @@ impl Uas2xxRetransmitter {
             return false;
         };
         let Ok(cseq) = cseq.typed() else { return false };
-        self.entries.remove(&(call_id.value().to_string(), cseq.seq)).is_some()
+        self.entries
+            .remove(&(call_id.value().to_string(), cseq.seq))
+            .is_some()
     }
 
     /// Forget every entry of a call (e.g. it was torn down).
@@ -91,7 +93,10 @@ impl Uas2xxRetransmitter {
             if e.give_up <= now {
                 gave_up.push(k.clone());
             } else if e.next <= now {
-                self.transmits.push_back(Transmit { to: e.to, msg: e.resp.clone().into() });
+                self.transmits.push_back(Transmit {
+                    to: e.to,
+                    msg: e.resp.clone().into(),
+                });
                 e.interval = (e.interval * 2).min(t2);
                 e.next = now + e.interval;
             }
@@ -99,7 +104,10 @@ impl Uas2xxRetransmitter {
         gave_up.sort();
         for k in gave_up {
             self.entries.remove(&k);
-            self.events.push_back(Uas2xxEvent::AckTimeout { call_id: k.0, cseq: k.1 });
+            self.events.push_back(Uas2xxEvent::AckTimeout {
+                call_id: k.0,
+                cseq: k.1,
+            });
         }
     }
 
