@@ -1,5 +1,6 @@
 //! SIP: message parsing around rsip, transport framing, transactions, dialogs.
 
+pub mod dialog;
 pub mod framing;
 pub mod headers;
 pub mod message;

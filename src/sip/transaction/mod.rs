@@ -1,1 +1,74 @@
-//! TODO
+//! SIP transactions (RFC 3261 §17) as sans-IO state machines.
+//!
+//! [`TransactionLayer`] is fed received messages and the current time; it
+//! never touches a socket or a clock. Output style, used throughout:
+//!
+//! * an input method returns the one event it caused directly
+//!   (`on_request` -> `Option<ServerEvent>`, `on_response` -> `Option<ClientEvent>`);
+//! * messages to put on the wire are queued and drained with `poll_transmit`;
+//! * timer expiries (`handle_timeout`) may cause several events, which are
+//!   queued and drained with `poll_event`;
+//! * the driver sleeps until `poll_timeout`.
+//!
+//! 2xx responses to INVITE are retransmitted by the layer itself (a
+//! [`Uas2xxRetransmitter`] inside it) until the ACK arrives; that is the UAS
+//! core's job in RFC 3261 but we are only ever a UA, so it lives here.
+
+mod client_invite;
+mod client_non_invite;
+mod key;
+mod layer;
+mod messages;
+mod server_invite;
+mod server_non_invite;
+mod timers;
+mod uas2xx;
+
+#[cfg(test)]
+mod tests;
+
+pub use key::{Side, TxKey, MAGIC_COOKIE};
+pub use layer::{ClientEvent, ServerEvent, TransactionLayer, TxEvent};
+pub use messages::{build_ack, build_cancel, new_branch, response_for};
+pub use timers::{TimerConfig, TimerKind, T1, T2, T4, TIMER_D};
+pub use uas2xx::{Uas2xxEvent, Uas2xxRetransmitter};
+
+use crate::sip::Peer;
+
+/// A message the driver must serialise and send to `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: Peer,
+    pub msg: rsip::SipMessage,
+}
+
+/// Errors of the transaction layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TxError {
+    #[error("malformed message: {0}")]
+    Malformed(#[from] rsip::Error),
+    #[error("top Via has no branch parameter")]
+    NoBranch,
+    #[error("no such transaction")]
+    UnknownTransaction,
+    #[error("a transaction with this key already exists")]
+    Duplicate,
+    #[error("ACK is not sent through a client transaction; use send_stateless")]
+    AckNotTransactional,
+    #[error("cannot send this response in state {0}")]
+    InvalidState(&'static str),
+}
+
+/// What a transaction asks the layer to do when one of its timers fires.
+// Returned and consumed at once; no need to box the message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Fired {
+    Nothing,
+    Resend(rsip::SipMessage),
+    /// Quietly finished (D, I, J, K, L).
+    Terminated,
+    /// Gave up (B, F, H): the TU is told.
+    TimedOut,
+}

@@ -1,0 +1,488 @@
+//! The transaction layer: routes each message to its transaction by key,
+//! owns every transaction's timers, and queues what must be sent.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use rsip::{Method, Request, Response, StatusCode, StatusCodeKind};
+use tracing::debug;
+
+use super::client_invite::{ClientInvite, RespOutcome};
+use super::client_non_invite::ClientNonInvite;
+use super::key::{Side, TxKey};
+use super::messages::response_for;
+use super::server_invite::{AckOutcome, ServerInvite};
+use super::server_non_invite::{SendOutcome, ServerNonInvite};
+use super::timers::{TimerConfig, TimerKind, TimerTable};
+use super::uas2xx::{Uas2xxEvent, Uas2xxRetransmitter};
+use super::{Fired, Transmit, TxError};
+use crate::sip::Peer;
+
+/// Something the server side tells the TU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A new request; answer it with `send_response(&key, ..)`. An INVITE
+    /// has already been answered with 100 Trying.
+    NewRequest {
+        key: TxKey,
+        req: Request,
+        from: Peer,
+    },
+    /// An ACK for a 2xx (its own transaction, nothing to answer).
+    Ack { req: Request, from: Peer },
+    /// A CANCEL matching a pending INVITE. Answer 200 on `cancel_key` and,
+    /// unless `invite_answered`, 487 on `invite_key`.
+    Cancel {
+        invite_key: TxKey,
+        cancel_key: TxKey,
+        cancel_req: Request,
+        from: Peer,
+        invite_answered: bool,
+    },
+    /// Timer H: the ACK for our 300-699 never came.
+    Timeout { key: TxKey },
+    /// Our 2xx to an INVITE was never ACKed within 64*T1: send BYE.
+    AckTimeout { call_id: String, cseq: u32 },
+}
+
+/// Something the client side tells the TU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A response for one of our transactions (1xx, the first 2xx, the
+    /// first 300-699; the ACK for 300-699 is already sent).
+    Response { key: TxKey, resp: Response },
+    /// A 2xx to INVITE with no transaction left: a retransmission the TU
+    /// must ACK again (RFC 3261 §13.2.2.4).
+    Stray2xx { resp: Response, from: Peer },
+    /// Timer B or F: no final response.
+    Timeout { key: TxKey },
+}
+
+/// Events queued by `handle_timeout`.
+// Events are moved out at once; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxEvent {
+    Server(ServerEvent),
+    Client(ClientEvent),
+}
+
+#[derive(Debug)]
+enum ServerTx {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+impl ServerTx {
+    fn timers(&self) -> &TimerTable {
+        match self {
+            ServerTx::Invite(t) => &t.timers,
+            ServerTx::NonInvite(t) => &t.timers,
+        }
+    }
+
+    fn peer(&self) -> Peer {
+        match self {
+            ServerTx::Invite(t) => t.peer,
+            ServerTx::NonInvite(t) => t.peer,
+        }
+    }
+
+    fn on_retransmit(&self) -> Option<&Response> {
+        match self {
+            ServerTx::Invite(t) => t.on_retransmit(),
+            ServerTx::NonInvite(t) => t.on_retransmit(),
+        }
+    }
+}
+
+// Every variant holds a whole request; the size gap is not worth a Box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum ClientTx {
+    Invite(ClientInvite),
+    NonInvite(ClientNonInvite),
+}
+
+impl ClientTx {
+    fn timers(&self) -> &TimerTable {
+        match self {
+            ClientTx::Invite(t) => &t.timers,
+            ClientTx::NonInvite(t) => &t.timers,
+        }
+    }
+
+    fn peer(&self) -> Peer {
+        match self {
+            ClientTx::Invite(t) => t.peer,
+            ClientTx::NonInvite(t) => t.peer,
+        }
+    }
+}
+
+/// All transactions of the daemon. See the module docs for the I/O style.
+#[derive(Debug)]
+pub struct TransactionLayer {
+    cfg: TimerConfig,
+    servers: HashMap<TxKey, ServerTx>,
+    clients: HashMap<TxKey, ClientTx>,
+    retransmitter: Uas2xxRetransmitter,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<TxEvent>,
+}
+
+impl TransactionLayer {
+    pub fn new(cfg: TimerConfig) -> Self {
+        TransactionLayer {
+            cfg,
+            servers: HashMap::new(),
+            clients: HashMap::new(),
+            retransmitter: Uas2xxRetransmitter::new(cfg),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &TimerConfig {
+        &self.cfg
+    }
+
+    /// Live transactions (server + client). 2xx retransmissions pending an
+    /// ACK are counted separately by [`Self::pending_2xx`].
+    pub fn len(&self) -> usize {
+        self.servers.len() + self.clients.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// 2xx responses still being retransmitted while waiting for an ACK.
+    pub fn pending_2xx(&self) -> usize {
+        self.retransmitter.len()
+    }
+
+    // ----- server side -----
+
+    /// Feed a received request. Retransmissions are absorbed (the last
+    /// response is queued again) and yield `None`; so do malformed requests.
+    pub fn on_request(&mut self, req: Request, from: Peer, now: Instant) -> Option<ServerEvent> {
+        let key = match TxKey::server(&req) {
+            Ok(k) => k,
+            Err(e) => {
+                debug!(%from, error = %e, "dropping request that cannot be keyed");
+                return None;
+            }
+        };
+        match req.method {
+            Method::Ack => self.on_ack(key, req, from, now),
+            Method::Cancel => self.on_cancel(key, req, from, now),
+            _ => self.on_other(key, req, from, now),
+        }
+    }
+
+    fn on_other(
+        &mut self,
+        key: TxKey,
+        req: Request,
+        from: Peer,
+        now: Instant,
+    ) -> Option<ServerEvent> {
+        if let Some(tx) = self.servers.get(&key) {
+            if let Some(resp) = tx.on_retransmit() {
+                self.transmits.push_back(Transmit {
+                    to: tx.peer(),
+                    msg: resp.clone().into(),
+                });
+            }
+            return None;
+        }
+        let tx = if req.method == Method::Invite {
+            let trying = response_for(&req, StatusCode::Trying);
+            self.transmits.push_back(Transmit {
+                to: from,
+                msg: trying.clone().into(),
+            });
+            ServerTx::Invite(ServerInvite::new(from, trying))
+        } else {
+            ServerTx::NonInvite(ServerNonInvite::new(from, now, &self.cfg))
+        };
+        self.servers.insert(key.clone(), tx);
+        Some(ServerEvent::NewRequest { key, req, from })
+    }
+
+    fn on_ack(
+        &mut self,
+        key: TxKey,
+        req: Request,
+        from: Peer,
+        now: Instant,
+    ) -> Option<ServerEvent> {
+        if let Some(ServerTx::Invite(tx)) = self.servers.get_mut(&key) {
+            match tx.on_ack(now, &self.cfg) {
+                AckOutcome::Absorbed => return None,
+                AckOutcome::Terminated => {
+                    self.servers.remove(&key);
+                    return None;
+                }
+                AckOutcome::PassUp => {}
+            }
+        }
+        self.retransmitter.on_ack(&req);
+        Some(ServerEvent::Ack { req, from })
+    }
+
+    fn on_cancel(
+        &mut self,
+        key: TxKey,
+        req: Request,
+        from: Peer,
+        now: Instant,
+    ) -> Option<ServerEvent> {
+        let invite_key = key.with_method(Method::Invite);
+        let invite_answered = match self.servers.get(&invite_key) {
+            Some(ServerTx::Invite(inv)) => Some(inv.final_sent()),
+            _ => None,
+        };
+        let event = self.on_other(key, req, from, now)?;
+        match (event, invite_answered) {
+            (ServerEvent::NewRequest { key, req, from }, Some(invite_answered)) => {
+                Some(ServerEvent::Cancel {
+                    invite_key,
+                    cancel_key: key,
+                    cancel_req: req,
+                    from,
+                    invite_answered,
+                })
+            }
+            (event, _) => Some(event),
+        }
+    }
+
+    /// Send a response within server transaction `key`. A 2xx to INVITE is
+    /// then retransmitted automatically until its ACK arrives.
+    pub fn send_response(
+        &mut self,
+        key: &TxKey,
+        resp: Response,
+        now: Instant,
+    ) -> Result<(), TxError> {
+        let tx = self
+            .servers
+            .get_mut(key)
+            .ok_or(TxError::UnknownTransaction)?;
+        let to = tx.peer();
+        let mut retransmit = None;
+        let terminated = match tx {
+            ServerTx::Invite(t) => {
+                t.send(&resp, now, &self.cfg)?;
+                if resp.status_code.kind() == StatusCodeKind::Successful {
+                    retransmit = Some(resp.clone());
+                }
+                false
+            }
+            ServerTx::NonInvite(t) => t.send(&resp, now, &self.cfg)? == SendOutcome::Terminated,
+        };
+        if terminated {
+            self.servers.remove(key);
+        }
+        self.transmits.push_back(Transmit {
+            to,
+            msg: resp.into(),
+        });
+        // The response is out either way; a 2xx without Call-ID/CSeq
+        // cannot be matched to its ACK, so it is sent once only.
+        match retransmit {
+            Some(r) => self.retransmitter.start(r, to, now),
+            None => Ok(()),
+        }
+    }
+
+    /// Queue a message outside any transaction: an ACK for a 2xx, a
+    /// stateless error answer to a request that cannot be keyed.
+    pub fn send_stateless(&mut self, msg: impl Into<rsip::SipMessage>, to: Peer) {
+        self.transmits.push_back(Transmit {
+            to,
+            msg: msg.into(),
+        });
+    }
+
+    /// Stop retransmitting 2xx responses of a call that is gone.
+    pub fn stop_2xx_retransmissions(&mut self, call_id: &str) {
+        self.retransmitter.stop(call_id);
+    }
+
+    // ----- client side -----
+
+    /// Start a client transaction for `req` (its top Via must carry a fresh
+    /// branch, see [`super::new_branch`]) and queue it for sending.
+    pub fn send_request(&mut self, req: Request, to: Peer, now: Instant) -> Result<TxKey, TxError> {
+        if req.method == Method::Ack {
+            return Err(TxError::AckNotTransactional);
+        }
+        let key = TxKey::client_for_request(&req)?;
+        if self.clients.contains_key(&key) {
+            return Err(TxError::Duplicate);
+        }
+        self.transmits.push_back(Transmit {
+            to,
+            msg: req.clone().into(),
+        });
+        let tx = if req.method == Method::Invite {
+            ClientTx::Invite(ClientInvite::new(req, to, now, &self.cfg))
+        } else {
+            ClientTx::NonInvite(ClientNonInvite::new(req, to, now, &self.cfg))
+        };
+        self.clients.insert(key.clone(), tx);
+        Ok(key)
+    }
+
+    /// Feed a received response. Retransmitted final responses are absorbed.
+    pub fn on_response(&mut self, resp: Response, from: Peer, now: Instant) -> Option<ClientEvent> {
+        let key = match TxKey::client_for_response(&resp) {
+            Ok(k) => k,
+            Err(e) => {
+                debug!(%from, error = %e, "dropping response that cannot be keyed");
+                return None;
+            }
+        };
+        let Some(tx) = self.clients.get_mut(&key) else {
+            let is_invite_2xx = key.method() == Method::Invite
+                && resp.status_code.kind() == StatusCodeKind::Successful;
+            return is_invite_2xx.then_some(ClientEvent::Stray2xx { resp, from });
+        };
+        let to = tx.peer();
+        let out: RespOutcome = match tx {
+            ClientTx::Invite(t) => match t.on_response(&resp, now) {
+                Ok(out) => out,
+                Err(e) => {
+                    debug!(%from, error = %e, "cannot ACK response");
+                    return None;
+                }
+            },
+            ClientTx::NonInvite(t) => t.on_response(&resp, now, &self.cfg),
+        };
+        if let Some(msg) = out.send {
+            self.transmits.push_back(Transmit { to, msg });
+        }
+        if out.terminated {
+            self.clients.remove(&key);
+        }
+        out.pass_up.then_some(ClientEvent::Response { key, resp })
+    }
+
+    /// Drop a client transaction the TU no longer cares about (e.g. an
+    /// INVITE in Proceeding whose CANCEL got no 487 within 64*T1, §9.1).
+    pub fn abandon(&mut self, key: &TxKey) -> bool {
+        match key.side() {
+            Side::Client => self.clients.remove(key).is_some(),
+            Side::Server => self.servers.remove(key).is_some(),
+        }
+    }
+
+    // ----- driving -----
+
+    /// The earliest deadline of any timer; sleep until then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let servers = self
+            .servers
+            .values()
+            .filter_map(|t| t.timers().next_timeout());
+        let clients = self
+            .clients
+            .values()
+            .filter_map(|t| t.timers().next_timeout());
+        servers
+            .chain(clients)
+            .chain(self.retransmitter.poll_timeout())
+            .min()
+    }
+
+    /// Fire every timer due at `now`. Events go to `poll_event`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due: Vec<(Instant, TimerKind, TxKey)> = Vec::new();
+        for (k, t) in &self.servers {
+            due.extend(
+                t.timers()
+                    .expired(now)
+                    .map(|(at, kind)| (at, kind, k.clone())),
+            );
+        }
+        for (k, t) in &self.clients {
+            due.extend(
+                t.timers()
+                    .expired(now)
+                    .map(|(at, kind)| (at, kind, k.clone())),
+            );
+        }
+        due.sort_by_key(|(at, kind, _)| (*at, *kind));
+        for (at, kind, key) in due {
+            self.fire(key, kind, at, now);
+        }
+        self.retransmitter.handle_timeout(now);
+        while let Some(t) = self.retransmitter.poll_transmit() {
+            self.transmits.push_back(t);
+        }
+        while let Some(Uas2xxEvent::AckTimeout { call_id, cseq }) = self.retransmitter.poll_event()
+        {
+            self.events
+                .push_back(TxEvent::Server(ServerEvent::AckTimeout { call_id, cseq }));
+        }
+    }
+
+    fn fire(&mut self, key: TxKey, kind: TimerKind, at: Instant, now: Instant) {
+        let cfg = self.cfg;
+        let (fired, peer) = match key.side() {
+            Side::Server => {
+                let Some(tx) = self.servers.get_mut(&key) else {
+                    return;
+                };
+                // An earlier timer of the same batch may have stopped this one.
+                if tx.timers().get(kind) != Some(at) {
+                    return;
+                }
+                let fired = match tx {
+                    ServerTx::Invite(t) => t.on_timer(kind, now, &cfg),
+                    ServerTx::NonInvite(t) => t.on_timer(kind),
+                };
+                (fired, tx.peer())
+            }
+            Side::Client => {
+                let Some(tx) = self.clients.get_mut(&key) else {
+                    return;
+                };
+                if tx.timers().get(kind) != Some(at) {
+                    return;
+                }
+                let fired = match tx {
+                    ClientTx::Invite(t) => t.on_timer(kind, now),
+                    ClientTx::NonInvite(t) => t.on_timer(kind, now, &cfg),
+                };
+                (fired, tx.peer())
+            }
+        };
+        match fired {
+            Fired::Nothing => {}
+            Fired::Resend(msg) => self.transmits.push_back(Transmit { to: peer, msg }),
+            Fired::Terminated => {
+                self.abandon(&key);
+            }
+            Fired::TimedOut => {
+                self.abandon(&key);
+                let ev = match key.side() {
+                    Side::Server => TxEvent::Server(ServerEvent::Timeout { key }),
+                    Side::Client => TxEvent::Client(ClientEvent::Timeout { key }),
+                };
+                self.events.push_back(ev);
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<TxEvent> {
+        self.events.pop_front()
+    }
+}
