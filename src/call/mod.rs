@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::config::Target;
 use crate::media::ports::PortLease;
 use crate::media::sdp::SdpOffer;
+use crate::sip::dialog::Dialog;
 use crate::sip::Peer;
 
 /// Where a call stands.
@@ -43,8 +44,7 @@ pub enum CallAction {
 /// An inbound call. Holds its RTP ports until dropped.
 #[derive(Debug)]
 pub struct Call {
-    pub call_id: String,
-    pub local_tag: String,
+    pub dialog: Dialog,
     pub remote: Peer,
     pub number: String,
     pub target: Target,
@@ -60,8 +60,7 @@ impl Call {
     /// A new call that is answered after `ring` (zero: at once).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        call_id: String,
-        local_tag: String,
+        dialog: Dialog,
         remote: Peer,
         number: String,
         target: Target,
@@ -72,8 +71,7 @@ impl Call {
     ) -> (Call, Option<CallAction>) {
         let state = CallState::Ringing { answer_at: now + ring };
         let mut call = Call {
-            call_id,
-            local_tag,
+            dialog,
             remote,
             number,
             target,
@@ -143,6 +141,12 @@ impl Call {
             }
             _ => None,
         }
+    }
+
+    /// SDP session id for our `o=` line: stable for the call's life.
+    pub fn sdp_session_id(&self) -> u64 {
+        // Any stable number will do (RFC 4566 §5.2); the tag is random hex.
+        u64::from_str_radix(&self.dialog.local_tag, 16).unwrap_or(1) >> 2
     }
 
     fn hangs_up_at_once(&self) -> bool {

@@ -6,16 +6,17 @@ use std::time::Duration;
 use rsip::{Header, Method};
 use tracing::{debug, info};
 
-use super::{Endpoint, Now, ALLOW};
+use super::{CallKey, Endpoint, Now, ALLOW};
 use crate::call::{Call, CallAction};
 use crate::config::{Config, Target};
 use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::Registrar;
 use crate::sip::headers;
-use crate::sip::transaction::{ClientEvent, ServerEvent, TxKey};
+use crate::sip::dialog::{Dialog, LocalVia};
+use crate::sip::transaction::{ClientEvent, ServerEvent, TxEvent, TxKey};
 use crate::sip::Peer;
 
-type CallKey = (String, String);
+
 
 /// Seconds a 503 asks the sender to wait (over `max_calls` or draining).
 const RETRY_AFTER_S: u32 = 5;
@@ -47,8 +48,8 @@ impl Endpoint {
     pub(super) fn drain_txn_events(&mut self, now: Now) {
         while let Some(ev) = self.txn.poll_event() {
             match ev {
-                crate::sip::transaction::Event::Server(ev) => self.on_server_event(ev, now),
-                crate::sip::transaction::Event::Client(ev) => self.on_client_event(ev, now),
+                TxEvent::Server(ev) => self.on_server_event(ev, now),
+                TxEvent::Client(ev) => self.on_client_event(ev, now),
             }
         }
     }
@@ -56,25 +57,37 @@ impl Endpoint {
     fn on_server_event(&mut self, ev: ServerEvent, now: Now) {
         match ev {
             ServerEvent::NewRequest { key, req, from } => self.on_new_request(key, req, from, now),
-            ServerEvent::Cancel { invite_key, cancel_req, from } => {
-                self.on_cancel(invite_key, cancel_req, from, now)
+            ServerEvent::Ack { req, .. } => self.on_ack(&req, now),
+            ServerEvent::Cancel { invite_key, cancel_key, cancel_req, .. } => {
+                self.on_cancel(invite_key, cancel_key, cancel_req, now)
             }
+            // Our final non-2xx was never ACKed: nothing is left to undo.
             ServerEvent::Timeout { .. } => {}
+            ServerEvent::AckTimeout { call_id, .. } => {
+                let keys: Vec<_> = self.calls.keys().filter(|k| k.0 == call_id).cloned().collect();
+                for ck in keys {
+                    info!(call = %ck.0, "no ACK for our 200: hanging up");
+                    self.hang_up(&ck, now);
+                }
+            }
         }
     }
 
     fn on_client_event(&mut self, ev: ClientEvent, now: Now) {
         match ev {
-            ClientEvent::Response { resp, .. } => {
-                // The only requests we send so far are BYEs: any final
-                // answer (or a timeout) ends the call.
-                if resp.status_code.code() >= 200 {
-                    if let Some(key) = call_key_from_response(&resp) {
-                        self.end_call(&key, now);
-                    }
+            // The only requests we send so far are BYEs: their final answer
+            // (or a timeout) ends the call.
+            ClientEvent::Response { key, resp } if resp.status_code.code() >= 200 => {
+                if let Some(ck) = self.byes.remove(&key) {
+                    self.end_call(&ck, now);
                 }
             }
-            ClientEvent::Timeout { .. } => {}
+            ClientEvent::Timeout { key } => {
+                if let Some(ck) = self.byes.remove(&key) {
+                    self.end_call(&ck, now);
+                }
+            }
+            ClientEvent::Response { .. } | ClientEvent::Stray2xx { .. } => {}
         }
     }
 
@@ -91,12 +104,12 @@ impl Endpoint {
                 self.respond(&key, resp, now);
             }
             Method::Invite => self.on_invite(key, req, from, now),
-            Method::Ack => self.on_ack(&req, now),
             Method::Bye => self.on_bye(key, req, now),
             Method::Info => {
                 let code = if self.find_call(&req).is_some() { 200 } else { 481 };
                 self.reply(&key, &req, code, now);
             }
+            // A CANCEL that matched no INVITE (matched ones come as events).
             Method::Cancel => self.reply(&key, &req, 481, now),
             _ => {
                 let mut resp = headers::response_to(&req, 405, "Method Not Allowed", None);
@@ -138,8 +151,11 @@ impl Endpoint {
             return self.reply(&key, &req, 400, now);
         };
         let local_tag = new_tag();
+        let Ok(dialog) = Dialog::from_uas(&req, local_tag.clone()) else {
+            return self.reply(&key, &req, 400, now);
+        };
         let (call, action) =
-            Call::new(call_id.clone(), local_tag.clone(), from, number, target, offer, ports, ring, now.mono);
+            Call::new(dialog, from, number, target, offer, ports, ring, now.mono);
         info!(call = %call_id, number = %call.number, "new call");
         let ck = (call_id, local_tag.clone());
         self.invites.insert(ck.clone(), (key.clone(), req.clone()));
@@ -163,6 +179,9 @@ impl Endpoint {
             },
         };
         if let Some(call) = self.calls.get_mut(&ck) {
+            if call.dialog.on_remote_request(&req).is_err() {
+                return self.reply(&key, &req, 500, now);
+            }
             call.on_reinvite(offer);
         }
         self.invites.insert(ck.clone(), (key, req));
@@ -173,7 +192,6 @@ impl Endpoint {
         let Some(ck) = self.find_call(req) else {
             return debug!("ACK for no call");
         };
-        self.retransmit.on_ack(&ck.0, &ck.1);
         let action = self.calls.get_mut(&ck).and_then(Call::on_ack);
         self.run_action(&ck, action, now);
     }
@@ -181,6 +199,10 @@ impl Endpoint {
     fn on_bye(&mut self, key: TxKey, req: rsip::Request, now: Now) {
         match self.find_call(&req) {
             Some(ck) => {
+                let in_order = self.calls.get_mut(&ck).map(|c| c.dialog.on_remote_request(&req));
+                if let Some(Err(_)) = in_order {
+                    return self.reply(&key, &req, 500, now);
+                }
                 self.reply(&key, &req, 200, now);
                 info!(call = %ck.0, "caller hung up");
                 self.end_call(&ck, now);
@@ -189,24 +211,24 @@ impl Endpoint {
         }
     }
 
-    fn on_cancel(&mut self, invite_key: TxKey, cancel: rsip::Request, from: Peer, now: Now) {
-        let _ = from;
+    fn on_cancel(&mut self, invite_key: TxKey, cancel_key: TxKey, cancel: rsip::Request, now: Now) {
+        // 200 for the CANCEL itself, whatever happens to the INVITE.
+        self.reply(&cancel_key, &cancel, 200, now);
         let ck = self
             .invites
             .iter()
             .find(|(_, (k, _))| *k == invite_key)
             .map(|(ck, _)| ck.clone());
-        // 200 for the CANCEL itself, whatever happens to the INVITE.
-        self.txn_reply_cancel(&cancel, now);
         let Some(ck) = ck else { return };
-        if self.calls.get(&ck).is_some_and(Call::is_cancellable) {
-            if let Some((k, inv)) = self.invites.get(&ck).cloned() {
-                let resp = headers::response_to(&inv, 487, "Request Terminated", Some(&ck.1));
-                self.respond(&k, resp, now);
-            }
-            info!(call = %ck.0, "caller cancelled");
-            self.end_call(&ck, now);
+        if !self.calls.get(&ck).is_some_and(Call::is_cancellable) {
+            return; // already answered: the caller will BYE
         }
+        if let Some((k, inv)) = self.invites.get(&ck).cloned() {
+            let resp = headers::response_to(&inv, 487, "Request Terminated", Some(&ck.1));
+            self.respond(&k, resp, now);
+        }
+        info!(call = %ck.0, "caller cancelled");
+        self.end_call(&ck, now);
     }
 
     pub(super) fn call_timeout(&mut self, ck: &CallKey, now: Now) {
@@ -233,7 +255,7 @@ impl Endpoint {
     fn send_answer(&mut self, ck: &CallKey, now: Now) {
         let Some((key, inv)) = self.invites.get(ck).cloned() else { return };
         let Some(call) = self.calls.get(ck) else { return };
-        let origin = Origin { session_id: call.started_id(), version: call.sdp_version };
+        let origin = Origin { session_id: call.sdp_session_id(), version: call.sdp_version };
         let addr = self.cfg.server.advertise;
         let port = call.ports.pair().rtp;
         let body = match &call.offer {
@@ -249,21 +271,41 @@ impl Endpoint {
         resp.headers.push(Header::ContentType("application/sdp".into()));
         headers::set_body(&mut resp, body.into_bytes());
         self.stats.calls_answered += 1;
-        self.retransmit.start(ck.0.clone(), ck.1.clone(), resp.clone(), call.remote, now.mono);
         self.respond(&key, resp, now);
     }
 
     fn send_bye(&mut self, ck: &CallKey, now: Now) {
-        let Some(call) = self.calls.get(ck) else { return };
-        let _ = (call, now);
-        todo!("BYE via dialog")
+        let local = self.local_via(ck);
+        let Some(call) = self.calls.get_mut(ck) else { return };
+        let bye = call.dialog.new_request(Method::Bye, &local);
+        // In-dialog requests go where the caller's packets come from, never
+        // to an address a Contact or Via names (NAT, and loopback in tests).
+        match self.txn.send_request(bye, call.remote, now.mono) {
+            Ok(key) => {
+                self.byes.insert(key, ck.clone());
+            }
+            Err(e) => {
+                debug!(error = %e, "could not send BYE");
+                self.end_call(ck, now);
+            }
+        }
+    }
+
+    fn local_via(&self, ck: &CallKey) -> LocalVia {
+        let transport = self.calls.get(ck).map(|c| c.remote.transport).unwrap_or(crate::sip::Transport::Udp);
+        LocalVia {
+            transport,
+            host: self.cfg.server.advertise.to_string(),
+            port: self.listen_port(transport),
+        }
     }
 
     /// Forgets a call and releases its resources (ports go back on drop).
     pub(super) fn end_call(&mut self, ck: &CallKey, _now: Now) {
-        self.calls.remove(ck);
+        if self.calls.remove(ck).is_some() {
+            self.txn.stop_2xx_retransmissions(&ck.0);
+        }
         self.invites.remove(ck);
-        self.retransmit.on_ack(&ck.0, &ck.1);
     }
 
     fn find_call(&self, req: &rsip::Request) -> Option<CallKey> {
@@ -282,17 +324,18 @@ impl Endpoint {
         }
     }
 
-    fn txn_reply_cancel(&mut self, _cancel: &rsip::Request, _now: Now) {}
-
-    fn contact_for(&self, remote: Peer, user: &str) -> String {
-        let port = self
-            .cfg
+    fn listen_port(&self, transport: crate::sip::Transport) -> u16 {
+        self.cfg
             .server
             .sip
             .iter()
-            .find(|l| l.transport == remote.transport)
+            .find(|l| l.transport == transport)
             .map(|l| l.addr.port())
-            .unwrap_or(5060);
+            .unwrap_or(5060)
+    }
+
+    fn contact_for(&self, remote: Peer, user: &str) -> String {
+        let port = self.listen_port(remote.transport);
         let transport = match remote.transport {
             crate::sip::Transport::Udp => "",
             crate::sip::Transport::Tcp => ";transport=tcp",
@@ -309,10 +352,6 @@ fn resolve(cfg: &Config, to: &Target) -> Target {
     to.clone()
 }
 
-fn call_key_from_response(resp: &rsip::Response) -> Option<CallKey> {
-    Some((headers::call_id(resp)?, headers::from_tag(resp)?))
-}
-
 fn new_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
@@ -325,6 +364,7 @@ fn reason(code: u16) -> &'static str {
         481 => "Call/Transaction Does Not Exist",
         487 => "Request Terminated",
         488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
         503 => "Service Unavailable",
         _ => "",
     }

@@ -6,6 +6,8 @@
 mod calls;
 mod outbound;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use crate::call::Call;
 use crate::config::Config;
 use crate::media::PortPool;
 use crate::registrar::Registrar;
-use crate::sip::transaction::TransactionLayer;
+use crate::sip::transaction::{TransactionLayer, TxKey};
 use crate::sip::Peer;
 
 pub use stats::EndpointStats;
@@ -31,6 +33,9 @@ pub struct Now {
     pub wall: SystemTime,
 }
 
+/// A call by (Call-ID, our tag).
+type CallKey = (String, String);
+
 /// Methods we implement; everything else gets 405 with this list.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO";
 
@@ -40,7 +45,11 @@ pub struct Endpoint {
     registrar: Registrar,
     ports: PortPool,
     /// Inbound calls by (Call-ID, our tag).
-    calls: HashMap<(String, String), Call>,
+    calls: HashMap<CallKey, Call>,
+    /// The INVITE (transaction and request) each call is being answered on.
+    invites: HashMap<CallKey, (TxKey, rsip::Request)>,
+    /// BYEs we sent, to end their call when answered.
+    byes: HashMap<TxKey, CallKey>,
     out: outbound::Queue,
     draining: bool,
     tick: Option<Duration>,
@@ -56,6 +65,8 @@ impl Endpoint {
             txn: TransactionLayer::new(Default::default()),
             registrar,
             calls: HashMap::new(),
+            invites: HashMap::new(),
+            byes: HashMap::new(),
             out: outbound::Queue::default(),
             draining: false,
             tick: None,

@@ -1,7 +1,8 @@
 //! The transaction layer: routes each message to its transaction by key,
 //! owns every transaction's timers, and queues what must be sent.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::Instant;
 
 use rsip::{Method, Request, Response, StatusCode, StatusCodeKind};
@@ -129,6 +130,35 @@ pub struct TransactionLayer {
     retransmitter: Uas2xxRetransmitter,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TxEvent>,
+    /// Each transaction's next deadline, earliest first, so that waking up
+    /// costs O(log n) instead of a scan of every transaction. Entries go
+    /// stale when a timer moves; `indexed` says which entry is current.
+    deadlines: BinaryHeap<Reverse<Deadline>>,
+    indexed: HashMap<TxKey, Instant>,
+}
+
+/// A heap entry: ordered by time only.
+#[derive(Debug)]
+struct Deadline {
+    at: Instant,
+    key: TxKey,
+}
+
+impl PartialEq for Deadline {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Deadline {}
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Deadline {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.at.cmp(&other.at)
+    }
 }
 
 impl TransactionLayer {
@@ -140,6 +170,33 @@ impl TransactionLayer {
             retransmitter: Uas2xxRetransmitter::new(cfg),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
+            indexed: HashMap::new(),
+        }
+    }
+
+    /// Re-reads `key`'s next deadline into the heap after any change, and
+    /// drops stale entries from the top so `poll_timeout` is exact.
+    fn index(&mut self, key: &TxKey) {
+        let next = match key.side() {
+            Side::Server => self.servers.get(key).and_then(|t| t.timers().next_timeout()),
+            Side::Client => self.clients.get(key).and_then(|t| t.timers().next_timeout()),
+        };
+        match next {
+            None => {
+                self.indexed.remove(key);
+            }
+            Some(at) if self.indexed.get(key) != Some(&at) => {
+                self.indexed.insert(key.clone(), at);
+                self.deadlines.push(Reverse(Deadline { at, key: key.clone() }));
+            }
+            Some(_) => {}
+        }
+        while let Some(Reverse(top)) = self.deadlines.peek() {
+            if self.indexed.get(&top.key) == Some(&top.at) {
+                break;
+            }
+            self.deadlines.pop();
         }
     }
 
@@ -174,11 +231,13 @@ impl TransactionLayer {
                 return None;
             }
         };
-        match req.method {
-            Method::Ack => self.on_ack(key, req, from, now),
-            Method::Cancel => self.on_cancel(key, req, from, now),
-            _ => self.on_other(key, req, from, now),
-        }
+        let ev = match req.method {
+            Method::Ack => self.on_ack(key.clone(), req, from, now),
+            Method::Cancel => self.on_cancel(key.clone(), req, from, now),
+            _ => self.on_other(key.clone(), req, from, now),
+        };
+        self.index(&key);
+        ev
     }
 
     fn on_other(
@@ -286,6 +345,7 @@ impl TransactionLayer {
         if terminated {
             self.servers.remove(key);
         }
+        self.index(key);
         self.transmits.push_back(Transmit {
             to,
             msg: resp.into(),
@@ -334,6 +394,7 @@ impl TransactionLayer {
             ClientTx::NonInvite(ClientNonInvite::new(req, to, now, &self.cfg))
         };
         self.clients.insert(key.clone(), tx);
+        self.index(&key);
         Ok(key)
     }
 
@@ -368,56 +429,48 @@ impl TransactionLayer {
         if out.terminated {
             self.clients.remove(&key);
         }
+        self.index(&key);
         out.pass_up.then_some(ClientEvent::Response { key, resp })
     }
 
     /// Drop a client transaction the TU no longer cares about (e.g. an
     /// INVITE in Proceeding whose CANCEL got no 487 within 64*T1, §9.1).
     pub fn abandon(&mut self, key: &TxKey) -> bool {
-        match key.side() {
+        let removed = match key.side() {
             Side::Client => self.clients.remove(key).is_some(),
             Side::Server => self.servers.remove(key).is_some(),
-        }
+        };
+        self.index(key);
+        removed
     }
 
     // ----- driving -----
 
     /// The earliest deadline of any timer; sleep until then.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let servers = self
-            .servers
-            .values()
-            .filter_map(|t| t.timers().next_timeout());
-        let clients = self
-            .clients
-            .values()
-            .filter_map(|t| t.timers().next_timeout());
-        servers
-            .chain(clients)
-            .chain(self.retransmitter.poll_timeout())
-            .min()
+        let txs = self.deadlines.peek().map(|Reverse(d)| d.at);
+        txs.into_iter().chain(self.retransmitter.poll_timeout()).min()
     }
 
     /// Fire every timer due at `now`. Events go to `poll_event`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let mut due: Vec<(Instant, TimerKind, TxKey)> = Vec::new();
-        for (k, t) in &self.servers {
-            due.extend(
-                t.timers()
-                    .expired(now)
-                    .map(|(at, kind)| (at, kind, k.clone())),
-            );
-        }
-        for (k, t) in &self.clients {
-            due.extend(
-                t.timers()
-                    .expired(now)
-                    .map(|(at, kind)| (at, kind, k.clone())),
-            );
-        }
-        due.sort_by_key(|(at, kind, _)| (*at, *kind));
-        for (at, kind, key) in due {
-            self.fire(key, kind, at, now);
+        while self.deadlines.peek().is_some_and(|Reverse(d)| d.at <= now) {
+            let Some(Reverse(d)) = self.deadlines.pop() else { break };
+            if self.indexed.get(&d.key) != Some(&d.at) {
+                continue; // stale: the transaction moved on or is gone
+            }
+            self.indexed.remove(&d.key);
+            let timers = match d.key.side() {
+                Side::Server => self.servers.get(&d.key).map(ServerTx::timers),
+                Side::Client => self.clients.get(&d.key).map(ClientTx::timers),
+            };
+            let mut due: Vec<(Instant, TimerKind)> =
+                timers.map(|t| t.expired(now).collect()).unwrap_or_default();
+            due.sort();
+            for (at, kind) in due {
+                self.fire(d.key.clone(), kind, at, now);
+            }
+            self.index(&d.key);
         }
         self.retransmitter.handle_timeout(now);
         while let Some(t) = self.retransmitter.poll_transmit() {
