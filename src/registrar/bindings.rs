@@ -207,7 +207,7 @@ impl BindingTable {
 fn contact_expires(addr: &NameAddr, header: Option<u64>, default: u32) -> u64 {
     addr.param("expires")
         .flatten()
-        .and_then(|v| parse_delta(v))
+        .and_then(parse_delta)
         .or(header)
         .unwrap_or(u64::from(default))
 }
