@@ -1,1 +1,485 @@
-//! TODO
+//! SIP registrar with digest authentication (RFC 3261 §10.3, RFC 7616,
+//! RFC 8760), sans-IO: a REGISTER, its source and `now` go in, the response
+//! to send comes out. The only I/O is the optional bindings file.
+//!
+//! Failure responses, chosen so that nothing tells a prober which user
+//! names exist:
+//! * no usable credentials (none, malformed, not for an algorithm we offer,
+//!   no qop=auth/cnonce/nc, a nonce we did not issue, wrong opaque, a
+//!   replayed nc) → 401 with a fresh challenge;
+//! * a well-formed answer to our nonce that does not verify → 403, identical
+//!   for a wrong password, an unknown user, a realm mismatch, a SHA-256
+//!   answer for a user known only by an MD5 HA1, and a To user other than
+//!   the authenticated one. Unknown users are hashed against a dummy HA1 so
+//!   the work done matches;
+//! * a correct answer to an expired nonce → 401 with `stale=true`.
+
+mod bindings;
+mod contact;
+mod digest;
+mod nonce;
+mod response;
+mod store;
+
+pub use bindings::Binding;
+pub use digest::{parse_authorization, Algorithm, AuthParseError, DigestCredentials};
+pub use store::StoreError;
+
+use bindings::{BindingTable, Limits, Update, UpdateError};
+use contact::{parse_contacts, parse_name_addr, ContactValue};
+use digest::{challenge_value, constant_time_eq, hmac_sha256};
+use nonce::{NonceStatus, Nonces};
+use response::{first, values, Kind};
+use rsip::headers::UntypedHeader;
+use rsip::{Header, Method, Request, Response, StatusCode};
+
+use crate::sip::Peer;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// A user allowed to register, as configured (`[agents.ID]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    /// hex MD5(user:realm:password); used for MD5 when no password is set.
+    pub ha1_md5: Option<String>,
+    /// Needed for SHA-256; preferred over `ha1_md5` when both are set.
+    pub password: Option<String>,
+}
+
+impl Credentials {
+    fn ha1(&self, alg: Algorithm, realm: &str) -> Option<String> {
+        if let Some(p) = &self.password {
+            return Some(alg.ha1(&self.user, realm, p));
+        }
+        match (alg, &self.ha1_md5) {
+            (Algorithm::Md5, Some(h)) => Some(h.trim().to_ascii_lowercase()),
+            _ => None,
+        }
+    }
+}
+
+/// Registrar settings (from `[server]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrarConfig {
+    /// The digest realm: `server.domain`.
+    pub realm: String,
+    /// Challenged in this order (`server.digest_algorithms`).
+    pub algorithms: Vec<Algorithm>,
+    pub nonce_ttl: Duration,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+}
+
+impl RegistrarConfig {
+    /// Defaults for `realm`: MD5 only, 300 s nonces, expiry 60..3600 s.
+    pub fn new(realm: impl Into<String>) -> Self {
+        RegistrarConfig {
+            realm: realm.into(),
+            algorithms: vec![Algorithm::Md5],
+            nonce_ttl: Duration::from_secs(300),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+        }
+    }
+
+    /// Algorithms to challenge with: configured order, duplicates dropped,
+    /// MD5 when the list is empty.
+    fn offered(&self) -> Vec<Algorithm> {
+        let mut out: Vec<Algorithm> = Vec::new();
+        for a in &self.algorithms {
+            if !out.contains(a) {
+                out.push(*a);
+            }
+        }
+        if out.is_empty() {
+            out.push(Algorithm::Md5);
+        }
+        out
+    }
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig::new("localhost")
+    }
+}
+
+/// Result of checking a REGISTER's credentials.
+enum Auth {
+    Ok(String),
+    Challenge { stale: bool },
+    Forbidden,
+    BadRequest(&'static str),
+}
+
+/// The registrar: users, nonces and the location table.
+#[derive(Debug)]
+pub struct Registrar {
+    cfg: RegistrarConfig,
+    users: HashMap<String, Credentials>,
+    secret: [u8; 32],
+    nonces: Nonces,
+    table: BindingTable,
+    store: Option<PathBuf>,
+}
+
+impl Registrar {
+    /// `secret` keys nonces, opaque and To tags; keep it across restarts for
+    /// outstanding challenges to stay valid (random per start is fine too).
+    pub fn new(
+        cfg: RegistrarConfig,
+        users: impl IntoIterator<Item = Credentials>,
+        secret: [u8; 32],
+    ) -> Self {
+        Registrar {
+            nonces: Nonces::new(secret, cfg.nonce_ttl),
+            cfg,
+            users: users.into_iter().map(|c| (c.user.clone(), c)).collect(),
+            secret,
+            table: BindingTable::default(),
+            store: None,
+        }
+    }
+
+    /// Saves bindings to `path` whenever they change (does not load).
+    pub fn with_store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = Some(path.into());
+        self
+    }
+
+    /// Loads bindings saved at `path` (dropping expired ones and users not
+    /// configured) and saves there from now on. A missing file is empty; a
+    /// corrupt one is ignored with a warning. Returns how many were loaded.
+    pub fn load_from(&mut self, path: impl AsRef<Path>, now: SystemTime) -> usize {
+        let path = path.as_ref();
+        self.store = Some(path.to_path_buf());
+        let loaded = match store::load(path, now) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring registrations file");
+                return 0;
+            }
+        };
+        let mut n = 0;
+        for (user, b) in loaded {
+            if self.users.contains_key(&user) {
+                self.table.insert(&user, b);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Replaces the user list (reload). Bindings of users still present are
+    /// kept; those of removed users are dropped and returned.
+    pub fn update_users(
+        &mut self,
+        users: impl IntoIterator<Item = Credentials>,
+    ) -> Vec<(String, String)> {
+        self.users = users.into_iter().map(|c| (c.user.clone(), c)).collect();
+        let users = &self.users;
+        let gone = self.table.retain_users(|u| users.contains_key(u));
+        if !gone.is_empty() {
+            self.persist();
+        }
+        gone
+    }
+
+    /// Replaces the settings (reload); bindings are kept. Nonces issued
+    /// under another realm stop verifying.
+    pub fn update_config(&mut self, cfg: RegistrarConfig) {
+        self.nonces.set_ttl(cfg.nonce_ttl);
+        self.cfg = cfg;
+    }
+
+    pub fn config(&self) -> &RegistrarConfig {
+        &self.cfg
+    }
+
+    /// Unexpired bindings of `user`.
+    pub fn bindings(&self, user: &str, now: SystemTime) -> Vec<Binding> {
+        self.table.current(user, now)
+    }
+
+    pub fn is_registered(&self, user: &str, now: SystemTime) -> bool {
+        !self.table.current(user, now).is_empty()
+    }
+
+    /// Removes bindings expired at `now`, returning (user, contact) of each.
+    /// Call it from a timer; it also forgets old nonce counts.
+    pub fn expire(&mut self, now: SystemTime) -> Vec<(String, String)> {
+        self.nonces.prune(now);
+        let gone = self.table.expire(now);
+        if !gone.is_empty() {
+            self.persist();
+        }
+        gone
+    }
+
+    /// Handles one REGISTER received from `source` at `now` and returns the
+    /// response to send back to `source`.
+    pub fn handle_register(&mut self, req: &Request, source: Peer, now: SystemTime) -> Response {
+        let tag = self.to_tag(req);
+        let reply =
+            |status: StatusCode, extra: Vec<Header>| response::build(req, status, &tag, extra);
+
+        if req.method != Method::Register {
+            return reply(
+                StatusCode::MethodNotAllowed,
+                vec![Header::Allow(rsip::headers::Allow::new("REGISTER"))],
+            );
+        }
+        let Some(call_id) = first(req, Kind::CallId).map(str::trim) else {
+            return reply(StatusCode::BadRequest, vec![]);
+        };
+        let Some(cseq) = first(req, Kind::CSeq).and_then(parse_cseq) else {
+            return reply(StatusCode::BadRequest, vec![]);
+        };
+        let Some(to) = first(req, Kind::To).and_then(parse_name_addr) else {
+            return reply(StatusCode::BadRequest, vec![]);
+        };
+        if first(req, Kind::From).is_none() || first(req, Kind::Via).is_none() {
+            return reply(StatusCode::BadRequest, vec![]);
+        }
+        let mut contacts: Vec<ContactValue> = Vec::new();
+        for v in values(req, Kind::Contact) {
+            match parse_contacts(v) {
+                Some(c) => contacts.extend(c),
+                None => return reply(StatusCode::BadRequest, vec![]),
+            }
+        }
+
+        let user = match self.authenticate(req, now) {
+            Auth::Ok(user) => user,
+            Auth::Challenge { stale } => {
+                let extra = self.challenge(now, stale);
+                tracing::debug!(%source, stale, "REGISTER challenged");
+                return reply(StatusCode::Unauthorized, extra);
+            }
+            Auth::Forbidden => {
+                tracing::info!(%source, "REGISTER with failing credentials");
+                return reply(StatusCode::Forbidden, vec![]);
+            }
+            Auth::BadRequest(why) => {
+                tracing::debug!(%source, why, "bad REGISTER");
+                return reply(StatusCode::BadRequest, vec![]);
+            }
+        };
+        // The AOR must be the authenticated user's own (§10.3 step 3).
+        if to.user() != Some(user.as_str()) {
+            tracing::info!(%source, "REGISTER for another user's AOR");
+            return reply(StatusCode::Forbidden, vec![]);
+        }
+
+        let update = Update {
+            contacts: &contacts,
+            expires_header: first(req, Kind::Expires).and_then(bindings::parse_delta),
+            call_id,
+            cseq,
+            source,
+            now,
+        };
+        let limits = Limits {
+            min_expires: self.cfg.min_expires,
+            max_expires: self.cfg.max_expires,
+            default_expires: self.cfg.default_expires,
+        };
+        match self.table.apply(&user, &update, limits) {
+            Ok(changed) => {
+                if changed {
+                    tracing::info!(user = %user, %source, "registration updated");
+                    self.persist();
+                }
+            }
+            Err(UpdateError::BadRequest(why)) => {
+                tracing::debug!(%source, why, "bad REGISTER");
+                return reply(StatusCode::BadRequest, vec![]);
+            }
+            Err(UpdateError::IntervalTooBrief) => {
+                return reply(
+                    StatusCode::IntervalTooBrief,
+                    vec![Header::MinExpires(rsip::headers::MinExpires::new(
+                        self.cfg.min_expires.to_string(),
+                    ))],
+                );
+            }
+            Err(UpdateError::OutOfOrder) => {
+                return reply(StatusCode::ServerInternalError, vec![]);
+            }
+        }
+
+        let mut extra: Vec<Header> = self
+            .table
+            .current(&user, now)
+            .iter()
+            .map(|b| {
+                let mut v = format!("<{}>;expires={}", b.contact, b.remaining_secs(now));
+                if let Some(q) = b.q {
+                    v.push_str(&format!(";q={q}"));
+                }
+                Header::Contact(rsip::headers::Contact::new(v))
+            })
+            .collect();
+        extra.push(Header::Date(rsip::headers::Date::new(http_date(now))));
+        reply(StatusCode::OK, extra)
+    }
+
+    fn authenticate(&mut self, req: &Request, now: SystemTime) -> Auth {
+        let parsed: Vec<DigestCredentials> = values(req, Kind::Authorization)
+            .into_iter()
+            .filter_map(|v| parse_authorization(v).ok())
+            .collect();
+        // Prefer credentials for our realm; otherwise the first (which will
+        // fail as a realm mismatch, like a wrong password).
+        let Some(c) = parsed
+            .iter()
+            .find(|c| c.realm == self.cfg.realm)
+            .or(parsed.first())
+        else {
+            return Auth::Challenge { stale: false };
+        };
+        let alg = match c.algorithm.as_deref() {
+            None => Some(Algorithm::Md5),
+            Some(t) => Algorithm::from_token(t.trim()),
+        };
+        let Some(alg) = alg.filter(|a| self.cfg.offered().contains(a)) else {
+            return Auth::Challenge { stale: false };
+        };
+        let (Some(qop), Some(cnonce), Some(nc_str)) = (&c.qop, &c.cnonce, &c.nc) else {
+            return Auth::Challenge { stale: false };
+        };
+        if !qop.trim().eq_ignore_ascii_case("auth") || cnonce.is_empty() || nc_str.len() != 8 {
+            return Auth::Challenge { stale: false };
+        }
+        let Ok(nc) = u32::from_str_radix(nc_str, 16) else {
+            return Auth::Challenge { stale: false };
+        };
+        let status = self.nonces.check(&c.nonce, now);
+        if status == NonceStatus::Invalid {
+            return Auth::Challenge { stale: false };
+        }
+        if c.opaque.as_deref().is_some_and(|o| o != self.opaque()) {
+            return Auth::Challenge { stale: false };
+        }
+        if !uri_matches(&c.uri, &req.uri) {
+            return Auth::BadRequest("digest uri differs from Request-URI");
+        }
+
+        let realm = self.cfg.realm.as_str();
+        let real_ha1 = if c.realm == realm {
+            self.users.get(&c.username).and_then(|u| u.ha1(alg, realm))
+        } else {
+            None
+        };
+        let genuine = real_ha1.is_some();
+        // Unknown user: hash against a dummy so the work (and time) matches.
+        let ha1 = real_ha1.unwrap_or_else(|| alg.ha1(&c.username, realm, &self.dummy_password()));
+        let expected = alg.response(
+            &ha1,
+            &c.nonce,
+            nc_str,
+            cnonce,
+            req.method.to_string().as_str(),
+            &c.uri,
+        );
+        let answer = c.response.trim().to_ascii_lowercase();
+        let digest_ok = constant_time_eq(expected.as_bytes(), answer.as_bytes());
+        if !(digest_ok && genuine) {
+            return Auth::Forbidden;
+        }
+        if status == NonceStatus::Stale {
+            return Auth::Challenge { stale: true };
+        }
+        if !self.nonces.accept_count(&c.nonce, nc, now) {
+            return Auth::Challenge { stale: false };
+        }
+        Auth::Ok(c.username.clone())
+    }
+
+    /// One WWW-Authenticate per offered algorithm, sharing one nonce.
+    fn challenge(&mut self, now: SystemTime, stale: bool) -> Vec<Header> {
+        let nonce = self.nonces.issue(now);
+        let opaque = self.opaque();
+        self.cfg
+            .offered()
+            .into_iter()
+            .map(|alg| {
+                Header::WwwAuthenticate(rsip::headers::WwwAuthenticate::new(challenge_value(
+                    &self.cfg.realm,
+                    &nonce,
+                    &opaque,
+                    alg,
+                    stale,
+                )))
+            })
+            .collect()
+    }
+
+    fn opaque(&self) -> String {
+        let m = hmac_sha256(&self.secret, &[b"opaque", self.cfg.realm.as_bytes()]);
+        hex::encode(m.get(..8).unwrap_or(&m))
+    }
+
+    fn dummy_password(&self) -> String {
+        hex::encode(hmac_sha256(&self.secret, &[b"dummy-password"]))
+    }
+
+    /// Deterministic per request so a retransmission gets the same tag.
+    fn to_tag(&self, req: &Request) -> String {
+        let part = |k| first(req, k).unwrap_or("").as_bytes();
+        let m = hmac_sha256(
+            &self.secret,
+            &[
+                b"to-tag",
+                part(Kind::CallId),
+                b"\0",
+                part(Kind::CSeq),
+                b"\0",
+                part(Kind::From),
+            ],
+        );
+        hex::encode(m.get(..6).unwrap_or(&m))
+    }
+
+    fn persist(&self) {
+        if let Some(path) = &self.store {
+            if let Err(e) = store::save(path, &self.table) {
+                tracing::warn!(error = %e, "could not save registrations");
+            }
+        }
+    }
+}
+
+/// `CSeq: 12 REGISTER` → 12; the method must be REGISTER.
+fn parse_cseq(v: &str) -> Option<u32> {
+    let mut it = v.split_whitespace();
+    let n = it.next()?.parse::<u32>().ok()?;
+    let m = it.next()?;
+    (m.eq_ignore_ascii_case("REGISTER") && it.next().is_none()).then_some(n)
+}
+
+/// The digest `uri` must name the Request-URI; compared loosely (trimmed
+/// strings, case-insensitive, or equal once parsed) because rsip re-renders
+/// the Request-URI.
+fn uri_matches(digest_uri: &str, req_uri: &rsip::Uri) -> bool {
+    let d = digest_uri.trim();
+    let r = req_uri.to_string();
+    if d.eq_ignore_ascii_case(r.trim()) {
+        return true;
+    }
+    rsip::Uri::try_from(d).is_ok_and(|u| &u == req_uri)
+}
+
+/// RFC 1123 date for the Date header (RFC 3261 §20.17).
+fn http_date(now: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(now)
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests;
