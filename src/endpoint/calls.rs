@@ -8,9 +8,9 @@ use tracing::{debug, info};
 
 use super::{CallKey, Endpoint, Now, ALLOW};
 use crate::call::{Call, CallAction};
-use crate::config::{Config, Target};
+use crate::config::{Config, Credential, DigestAlgorithm, Target};
 use crate::media::sdp::{self, Origin, SdpOffer};
-use crate::registrar::Registrar;
+use crate::registrar::{Algorithm, Credentials, Registrar, RegistrarConfig};
 use crate::sip::headers;
 use crate::sip::dialog::{Dialog, LocalVia};
 use crate::sip::transaction::{ClientEvent, ServerEvent, TxEvent, TxKey};
@@ -21,14 +21,50 @@ use crate::sip::Peer;
 /// Seconds a 503 asks the sender to wait (over `max_calls` or draining).
 const RETRY_AFTER_S: u32 = 5;
 
+/// File in `data_dir` that keeps registrations across restarts.
+pub const BINDINGS_FILE: &str = "registrations.json";
+
 pub(super) fn build_registrar(cfg: &Config, now: Now) -> Registrar {
-    let _ = (cfg, now);
-    todo!("wire registrar")
+    // Nonces are signed with a per-process secret: after a restart a phone's
+    // old nonce simply earns a fresh challenge.
+    let mut reg = Registrar::new(registrar_config(cfg), credentials(cfg), rand::random());
+    let loaded = reg.load_from(cfg.server.data_dir.join(BINDINGS_FILE), now.wall);
+    info!(bindings = loaded, "registrations restored");
+    reg
 }
 
 pub(super) fn update_registrar(reg: &mut Registrar, cfg: &Config) {
-    let _ = (reg, cfg);
-    todo!("wire registrar")
+    reg.update_config(registrar_config(cfg));
+    for (user, contact) in reg.update_users(credentials(cfg)) {
+        info!(%user, %contact, "binding dropped: agent removed from the configuration");
+    }
+}
+
+fn registrar_config(cfg: &Config) -> RegistrarConfig {
+    let mut rc = RegistrarConfig::new(cfg.server.domain.clone());
+    rc.algorithms = cfg
+        .server
+        .digest_algorithms
+        .iter()
+        .map(|a| match a {
+            DigestAlgorithm::Md5 => Algorithm::Md5,
+            DigestAlgorithm::Sha256 => Algorithm::Sha256,
+        })
+        .collect();
+    rc
+}
+
+fn credentials(cfg: &Config) -> Vec<Credentials> {
+    cfg.agents
+        .values()
+        .filter_map(|a| {
+            let (password, ha1_md5) = match a.credential.as_ref()? {
+                Credential::Password(p) => (Some(p.clone()), None),
+                Credential::Ha1(h) => (None, Some(h.clone())),
+            };
+            Some(Credentials { user: a.id.clone(), password, ha1_md5 })
+        })
+        .collect()
 }
 
 impl Endpoint {
@@ -100,7 +136,7 @@ impl Endpoint {
                 self.respond(&key, resp, now);
             }
             Method::Register => {
-                let resp = self.registrar.handle(&req, from, now.wall);
+                let resp = self.registrar.handle_register(&req, from, now.wall);
                 self.respond(&key, resp, now);
             }
             Method::Invite => self.on_invite(key, req, from, now),

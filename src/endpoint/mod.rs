@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::call::Call;
 use crate::config::Config;
@@ -32,6 +32,9 @@ pub struct Now {
     pub mono: Instant,
     pub wall: SystemTime,
 }
+
+/// How often expired registrations are swept.
+const HOUSEKEEPING: Duration = Duration::from_secs(10);
 
 /// A call by (Call-ID, our tag).
 type CallKey = (String, String);
@@ -54,6 +57,8 @@ pub struct Endpoint {
     draining: bool,
     tick: Option<Duration>,
     next_tick: Option<Instant>,
+    /// When expired registrations are next swept (and the file rewritten).
+    housekeeping_at: Instant,
     pub stats: EndpointStats,
 }
 
@@ -71,6 +76,7 @@ impl Endpoint {
             draining: false,
             tick: None,
             next_tick: None,
+            housekeeping_at: now.mono + HOUSEKEEPING,
             stats: EndpointStats::default(),
             cfg,
         }
@@ -145,6 +151,12 @@ impl Endpoint {
         for key in due {
             self.call_timeout(&key, now);
         }
+        if now.mono >= self.housekeeping_at {
+            for (user, contact) in self.registrar.expire(now.wall) {
+                info!(%user, %contact, "registration expired");
+            }
+            self.housekeeping_at = now.mono + HOUSEKEEPING;
+        }
         if let Some(every) = self.tick {
             self.next_tick = Some(now.mono + every);
         }
@@ -153,7 +165,10 @@ impl Endpoint {
     /// The earliest instant the endpoint wants `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let calls = self.calls.values().filter_map(Call::poll_timeout).min();
-        [self.txn.poll_timeout(), calls, self.next_tick].into_iter().flatten().min()
+        [self.txn.poll_timeout(), calls, self.next_tick, Some(self.housekeeping_at)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Next message to put on the wire.
