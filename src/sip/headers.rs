@@ -280,3 +280,166 @@ pub fn stamp_via_received(req: &mut rsip::Request, source: SocketAddr) {
     via.replace(out);
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::parse;
+
+    const REQ: &str = "INVITE sip:2000@acd.example.com;user=phone SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.5:5062;rport;branch=z9hG4bKtop\r\n\
+Via: SIP/2.0/TCP proxy.example.com;branch=z9hG4bKsecond;received=192.0.2.1\r\n\
+Max-Forwards: 69\r\n\
+From: \"Agent; One\" <sip:1001@example.com>;tag=f-tag\r\n\
+To: sip:2000@acd.example.com\r\n\
+Call-ID: call-1@10.0.0.5\r\n\
+CSeq: 7 INVITE\r\n\
+Expires: 120\r\n\
+X-Sipacd-Queue: sales\r\n\
+Content-Type: Application/SDP; charset=x\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn req() -> rsip::Request {
+        match parse(REQ.as_bytes()) {
+            Ok(rsip::SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn accessors() {
+        let r = req();
+        assert_eq!(top_via_branch(&r).as_deref(), Some("z9hG4bKtop"));
+        assert_eq!(call_id(&r).as_deref(), Some("call-1@10.0.0.5"));
+        assert_eq!(cseq(&r), Some((7, rsip::Method::Invite)));
+        assert_eq!(from_tag(&r).as_deref(), Some("f-tag"));
+        assert_eq!(to_tag(&r), None);
+        assert_eq!(request_user(&r).as_deref(), Some("2000"));
+        assert_eq!(expires(&r), Some(120));
+        assert_eq!(max_forwards(&r), Some(69));
+        assert_eq!(content_type(&r).as_deref(), Some("application/sdp"));
+        let msg = rsip::SipMessage::Request(r);
+        assert_eq!(call_id(&msg).as_deref(), Some("call-1@10.0.0.5"));
+    }
+
+    #[test]
+    fn header_value_is_case_insensitive_and_covers_other() {
+        let r = req();
+        assert_eq!(header_value(&r, "x-sipacd-queue").as_deref(), Some("sales"));
+        assert_eq!(header_value(&r, "CALL-ID").as_deref(), Some("call-1@10.0.0.5"));
+        assert_eq!(header_value(&r, "i").as_deref(), Some("call-1@10.0.0.5"));
+        assert_eq!(header_value(&r, "X-Missing"), None);
+        assert_eq!(header_values(&r, "via").len(), 2);
+    }
+
+    #[test]
+    fn header_param_parsing() {
+        assert_eq!(header_param("<sip:a@b;tag=no>;tag=yes", "TAG").as_deref(), Some("yes"));
+        assert_eq!(header_param("sip:a@b;tag=x;lr", "lr").as_deref(), Some(""));
+        assert_eq!(header_param("\"x;tag=q\" <sip:a@b>", "tag"), None);
+        assert_eq!(header_param("<sip:a@b;lr>", "lr"), None);
+        assert_eq!(header_param("SIP/2.0/UDP h;branch=z9", "branch").as_deref(), Some("z9"));
+    }
+
+    #[test]
+    fn accessors_survive_garbage_values() {
+        let mut r = req();
+        r.headers = rsip::Headers::from(vec![
+            rsip::Header::CSeq(rsip::headers::CSeq::new("x INVITE")),
+            rsip::Header::Expires(rsip::headers::Expires::new("99999999999")),
+            rsip::Header::Via(rsip::headers::Via::new("garbage")),
+        ]);
+        assert_eq!(cseq(&r), None);
+        assert_eq!(expires(&r), None);
+        assert_eq!(top_via_branch(&r), None);
+        assert_eq!(from_tag(&r), None);
+        assert_eq!(call_id(&r), None);
+        assert_eq!(via_sent_by("garbage"), None);
+    }
+
+    #[test]
+    fn sent_by() {
+        assert_eq!(
+            via_sent_by("SIP/2.0/UDP [2001:db8::9]:5070;branch=x"),
+            Some(("2001:db8::9".into(), Some(5070)))
+        );
+        assert_eq!(via_sent_by("SIP/2.0/TCP host"), Some(("host".into(), None)));
+    }
+
+    #[test]
+    fn response_to_copies_per_8_2_6() {
+        let r = req();
+        let resp = response_to(&r, 180, "Ringing", Some("acd1"));
+        assert_eq!(resp.status_code, rsip::StatusCode::Ringing);
+        let names: Vec<String> = resp.headers.iter().map(|h| header_parts(h).0).collect();
+        assert_eq!(
+            names,
+            ["Via", "Via", "From", "To", "Call-ID", "CSeq", "Content-Length"]
+        );
+        let vias = header_values(&resp, "Via");
+        assert!(vias[0].contains("z9hG4bKtop") && vias[1].contains("z9hG4bKsecond"));
+        assert_eq!(to_tag(&resp).as_deref(), Some("acd1"));
+        assert_eq!(from_tag(&resp).as_deref(), Some("f-tag"));
+        assert_eq!(header_value(&resp, "Content-Length").as_deref(), Some("0"));
+
+        // An existing To tag is kept; a custom reason is kept on the wire.
+        let resp2 = response_to(&r, 486, "Agent Busy", None);
+        assert_eq!(resp2.status_code.code(), 486);
+        let wire = String::from_utf8(serialize(&resp2.into())).unwrap();
+        assert!(wire.starts_with("SIP/2.0 486 Agent Busy\r\n"), "{wire}");
+        let mut tagged = r.clone();
+        for h in tagged.headers.iter_mut() {
+            if let rsip::Header::To(to) = h {
+                to.replace("sip:2000@acd.example.com;tag=old");
+            }
+        }
+        let resp3 = response_to(&tagged, 200, "OK", Some("new"));
+        assert_eq!(to_tag(&resp3).as_deref(), Some("old"));
+        let wire = serialize(&resp3.clone().into());
+        assert!(wire.starts_with(b"SIP/2.0 200 OK\r\n"));
+        assert_eq!(parse(&wire).unwrap(), rsip::SipMessage::Response(resp3));
+    }
+
+    #[test]
+    fn stamp_received_and_rport() {
+        let mut r = req();
+        stamp_via_received(&mut r, "203.0.113.7:40000".parse().unwrap());
+        let top = top_via(&r).unwrap();
+        assert_eq!(
+            top,
+            "SIP/2.0/UDP 10.0.0.5:5062;rport=40000;branch=z9hG4bKtop;received=203.0.113.7"
+        );
+        // Only the top Via is touched.
+        assert!(header_values(&r, "Via")[1].ends_with("received=192.0.2.1"));
+    }
+
+    #[test]
+    fn stamp_received_only_when_host_differs() {
+        let raw = REQ.replace(";rport;", ";");
+        let mut r = match parse(raw.as_bytes()) {
+            Ok(rsip::SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        stamp_via_received(&mut r, "10.0.0.5:5062".parse().unwrap());
+        assert_eq!(top_via(&r).unwrap(), "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKtop");
+        stamp_via_received(&mut r, "10.0.0.6:5062".parse().unwrap());
+        stamp_via_received(&mut r, "10.0.0.7:5062".parse().unwrap());
+        assert_eq!(
+            top_via(&r).unwrap(),
+            "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKtop;received=10.0.0.7"
+        );
+    }
+
+    #[test]
+    fn stamp_received_with_domain_sent_by_and_ipv6() {
+        let raw = REQ.replace("10.0.0.5:5062;rport;", "[2001:db8::5]:5062;");
+        let mut r = match parse(raw.as_bytes()) {
+            Ok(rsip::SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        stamp_via_received(&mut r, "[2001:db8::5]:5062".parse().unwrap());
+        assert!(!top_via(&r).unwrap().contains("received"));
+        stamp_via_received(&mut r, "[2001:db8::6]:5062".parse().unwrap());
+        assert!(top_via(&r).unwrap().ends_with(";received=2001:db8::6"));
+    }
+}
