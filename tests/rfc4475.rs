@@ -101,7 +101,10 @@ fn rfc4475_torture_messages() {
         let raw = std::fs::read(dir.join(format!("{name}.dat")))
             .unwrap_or_else(|e| panic!("{name}.dat: {e}"));
         let result = parse(&raw);
-        println!("{name:10} {:?}", result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        println!(
+            "{name:10} {:?}",
+            result.as_ref().map(|_| ()).map_err(|e| e.to_string())
+        );
         match (expect, &result) {
             (Ok | OkOr(_), Result::Ok(msg)) => {
                 // What we parsed survives our own serialisation.
@@ -119,7 +122,10 @@ fn rfc4475_torture_messages() {
                     let resp = error_response(&raw, e)
                         .unwrap_or_else(|| panic!("{name}: no error response"));
                     let text = String::from_utf8(resp).unwrap();
-                    assert!(text.starts_with(&format!("SIP/2.0 {status} ")), "{name}: {text}");
+                    assert!(
+                        text.starts_with(&format!("SIP/2.0 {status} ")),
+                        "{name}: {text}"
+                    );
                     assert!(text.ends_with("Content-Length: 0\r\n\r\n"), "{name}");
                     // The response echoes the request's Call-ID and CSeq.
                     let raw_text = String::from_utf8_lossy(&raw);

@@ -255,7 +255,13 @@ pub fn stamp_via_received(req: &mut rsip::Request, source: SocketAddr) {
     let Some((head, params)) = parts.split_first() else {
         return;
     };
-    let name_of = |p: &str| p.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
+    let name_of = |p: &str| {
+        p.split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
     let has_rport = params.iter().any(|p| name_of(p) == "rport");
     let host_matches = via_sent_by(&value)
         .and_then(|(host, _)| host.parse::<IpAddr>().ok())
@@ -279,7 +285,6 @@ pub fn stamp_via_received(req: &mut rsip::Request, source: SocketAddr) {
     }
     via.replace(out);
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -326,7 +331,10 @@ Content-Length: 0\r\n\r\n";
     fn header_value_is_case_insensitive_and_covers_other() {
         let r = req();
         assert_eq!(header_value(&r, "x-sipacd-queue").as_deref(), Some("sales"));
-        assert_eq!(header_value(&r, "CALL-ID").as_deref(), Some("call-1@10.0.0.5"));
+        assert_eq!(
+            header_value(&r, "CALL-ID").as_deref(),
+            Some("call-1@10.0.0.5")
+        );
         assert_eq!(header_value(&r, "i").as_deref(), Some("call-1@10.0.0.5"));
         assert_eq!(header_value(&r, "X-Missing"), None);
         assert_eq!(header_values(&r, "via").len(), 2);
@@ -334,11 +342,17 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn header_param_parsing() {
-        assert_eq!(header_param("<sip:a@b;tag=no>;tag=yes", "TAG").as_deref(), Some("yes"));
+        assert_eq!(
+            header_param("<sip:a@b;tag=no>;tag=yes", "TAG").as_deref(),
+            Some("yes")
+        );
         assert_eq!(header_param("sip:a@b;tag=x;lr", "lr").as_deref(), Some(""));
         assert_eq!(header_param("\"x;tag=q\" <sip:a@b>", "tag"), None);
         assert_eq!(header_param("<sip:a@b;lr>", "lr"), None);
-        assert_eq!(header_param("SIP/2.0/UDP h;branch=z9", "branch").as_deref(), Some("z9"));
+        assert_eq!(
+            header_param("SIP/2.0/UDP h;branch=z9", "branch").as_deref(),
+            Some("z9")
+        );
     }
 
     #[test]
@@ -374,7 +388,15 @@ Content-Length: 0\r\n\r\n";
         let names: Vec<String> = resp.headers.iter().map(|h| header_parts(h).0).collect();
         assert_eq!(
             names,
-            ["Via", "Via", "From", "To", "Call-ID", "CSeq", "Content-Length"]
+            [
+                "Via",
+                "Via",
+                "From",
+                "To",
+                "Call-ID",
+                "CSeq",
+                "Content-Length"
+            ]
         );
         let vias = header_values(&resp, "Via");
         assert!(vias[0].contains("z9hG4bKtop") && vias[1].contains("z9hG4bKsecond"));
@@ -421,7 +443,10 @@ Content-Length: 0\r\n\r\n";
             other => panic!("{other:?}"),
         };
         stamp_via_received(&mut r, "10.0.0.5:5062".parse().unwrap());
-        assert_eq!(top_via(&r).unwrap(), "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKtop");
+        assert_eq!(
+            top_via(&r).unwrap(),
+            "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKtop"
+        );
         stamp_via_received(&mut r, "10.0.0.6:5062".parse().unwrap());
         stamp_via_received(&mut r, "10.0.0.7:5062".parse().unwrap());
         assert_eq!(

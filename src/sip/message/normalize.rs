@@ -134,7 +134,10 @@ fn starts_with_sip(line: &[u8]) -> bool {
 
 /// Parse "SIP/x.y"; `Ok(true)` when it is 2.0.
 fn version_is_2_0(v: &str) -> Result<bool, ()> {
-    let rest = v.get(4..).filter(|_| starts_with_sip(v.as_bytes())).ok_or(())?;
+    let rest = v
+        .get(4..)
+        .filter(|_| starts_with_sip(v.as_bytes()))
+        .ok_or(())?;
     let (major, minor) = rest.split_once('.').ok_or(())?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(major) || !digits(minor) {
@@ -371,7 +374,9 @@ fn apply_content_length<'a>(
         if value.is_empty() || value.len() > 10 || !value.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("bad Content-Length {:?}", clip(value)));
         }
-        let n: usize = value.parse().map_err(|_| "bad Content-Length".to_string())?;
+        let n: usize = value
+            .parse()
+            .map_err(|_| "bad Content-Length".to_string())?;
         if length.is_some_and(|prev| prev != n) {
             return Err("conflicting Content-Length headers".into());
         }

@@ -81,7 +81,10 @@ fn looks_like_request(line: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c))
     });
     let last = fields.last().unwrap_or("");
-    method_ok && last.get(..4).is_some_and(|v| v.eq_ignore_ascii_case("SIP/"))
+    method_ok
+        && last
+            .get(..4)
+            .is_some_and(|v| v.eq_ignore_ascii_case("SIP/"))
 }
 
 fn has_tag(to: &str) -> bool {

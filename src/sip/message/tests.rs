@@ -213,9 +213,13 @@ fn unknown_method_is_501_and_lowercase_is_unknown() {
 
 #[test]
 fn request_uri_forms() {
-    let with_uri = |uri: &str| INVITE.replacen("sip:1000@acd.example.com SIP", &format!("{uri} SIP"), 1);
+    let with_uri =
+        |uri: &str| INVITE.replacen("sip:1000@acd.example.com SIP", &format!("{uri} SIP"), 1);
     let req = request(&with_uri("sip:[2001:db8::1]:5070;transport=tcp;lr"));
-    assert_eq!(req.uri.to_string(), "sip:[2001:db8::1]:5070;transport=TCP;lr");
+    assert_eq!(
+        req.uri.to_string(),
+        "sip:[2001:db8::1]:5070;transport=TCP;lr"
+    );
     assert_eq!(req.uri.transport(), Some(&rsip::Transport::Tcp));
     let req = request(&with_uri("sips:+15551234@192.0.2.1:5061"));
     assert_eq!(headers::request_user(&req).as_deref(), Some("+15551234"));
@@ -229,7 +233,10 @@ fn request_uri_forms() {
 fn responses_never_get_a_status() {
     let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\n\
 To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
-    assert!(matches!(parse(ok.as_bytes()), Ok(rsip::SipMessage::Response(_))));
+    assert!(matches!(
+        parse(ok.as_bytes()),
+        Ok(rsip::SipMessage::Response(_))
+    ));
     for broken in [
         ok.replace("200 OK", "2000 OK"),
         ok.replace("200 OK", "099 Low"),
@@ -284,7 +291,10 @@ fn error_response_copies_transaction_headers() {
         Some("314159 BYE")
     );
     // Same bad request, same To tag (retransmissions match).
-    assert_eq!(error_response(raw.as_bytes(), &e), error_response(raw.as_bytes(), &e));
+    assert_eq!(
+        error_response(raw.as_bytes(), &e),
+        error_response(raw.as_bytes(), &e)
+    );
     // No Via: nowhere to send it.
     let raw: String = raw
         .split_inclusive("\r\n")
@@ -296,7 +306,10 @@ fn error_response_copies_transaction_headers() {
 #[test]
 fn error_response_keeps_an_existing_to_tag() {
     let raw = INVITE
-        .replace("To: <sip:1000@acd.example.com>", "t: <sip:1000@acd.example.com>;tag=abc")
+        .replace(
+            "To: <sip:1000@acd.example.com>",
+            "t: <sip:1000@acd.example.com>;tag=abc",
+        )
         .replacen("SIP/2.0\r\n", "SIP/9.9\r\n", 1);
     let resp = error_response(raw.as_bytes(), &err(&raw)).unwrap();
     let text = String::from_utf8(resp).unwrap();
@@ -324,8 +337,14 @@ fn serialize_round_trips() {
 
 #[test]
 fn status_and_reasons() {
-    assert_eq!(ParseError::BadRequest("x".into()).reason_phrase(), Some("Bad Request"));
-    assert_eq!(ParseError::UnsupportedUriScheme("t".into()).status(), Some(416));
+    assert_eq!(
+        ParseError::BadRequest("x".into()).reason_phrase(),
+        Some("Bad Request")
+    );
+    assert_eq!(
+        ParseError::UnsupportedUriScheme("t".into()).status(),
+        Some(416)
+    );
     assert_eq!(ParseError::Garbage("x").reason_phrase(), None);
     assert_eq!(ParseError::BadRequest("why".into()).reason(), "why");
 }

@@ -129,9 +129,9 @@ fn parse_hostport(s: &str) -> Result<rsip::HostWithPort, &'static str> {
     };
     let port = match port {
         None => None,
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(rsip::Port::from(p.parse::<u16>().map_err(|_| "port out of range")?))
-        }
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(
+            rsip::Port::from(p.parse::<u16>().map_err(|_| "port out of range")?),
+        ),
         Some(_) => return Err("bad port"),
     };
     Ok(rsip::HostWithPort { host, port })

@@ -34,7 +34,11 @@ pub(crate) fn validate(frame: &Frame<'_>) -> Result<(), ParseError> {
         let method = cseq_method(cseq).map_err(|r| bad(r.into()))?;
         if let StartLine::Request { method: m, .. } = &frame.start {
             if m != method {
-                return Err(bad(format!("CSeq method {} is not {}", clip(method), clip(m))));
+                return Err(bad(format!(
+                    "CSeq method {} is not {}",
+                    clip(method),
+                    clip(m)
+                )));
             }
         }
     }
