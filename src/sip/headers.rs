@@ -1,1 +1,470 @@
-//! TODO
+//! Small typed accessors over rsip messages, plus response building
+//! (RFC 3261 §8.2.6) and Via stamping (RFC 3581). Every accessor returns
+//! `Option` and scans the header text itself: rsip's typed headers reject
+//! much of what `message::parse` accepts (RFC 4475), and must not decide.
+
+use std::net::{IpAddr, SocketAddr};
+
+use rsip::message::HasHeaders;
+use rsip::prelude::UntypedHeader;
+
+use crate::sip::message::{expand_compact, known_method, reason_phrase, split_semis};
+
+pub use crate::sip::message::serialize;
+
+/// A header's wire name and value (`Header::Other` included).
+pub fn header_parts(header: &rsip::Header) -> (String, String) {
+    let text = header.to_string();
+    match text.split_once(':') {
+        Some((name, value)) => (name.trim().to_string(), value.trim().to_string()),
+        None => (text, String::new()),
+    }
+}
+
+/// Every value of the header `name` (case-insensitive, compact forms
+/// accepted), in message order.
+pub fn header_values<M: HasHeaders + ?Sized>(msg: &M, name: &str) -> Vec<String> {
+    let name = expand_compact(name).unwrap_or(name);
+    msg.headers()
+        .iter()
+        .map(header_parts)
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// The first value of the header `name`.
+pub fn header_value<M: HasHeaders + ?Sized>(msg: &M, name: &str) -> Option<String> {
+    let name = expand_compact(name).unwrap_or(name);
+    msg.headers()
+        .iter()
+        .map(header_parts)
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// A header parameter (`;name=value` after the address or Via sent-by),
+/// case-insensitive. A flag parameter (`;lr`) yields `Some("")`.
+pub fn header_param(value: &str, name: &str) -> Option<String> {
+    let params = params_part(value)?;
+    split_semis(params).into_iter().skip(1).find_map(|p| {
+        let (n, v) = p.split_once('=').unwrap_or((p, ""));
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// The text from the first parameter-separating ';' on: after `<...>` when
+/// the address is bracketed, else at the first ';' outside quotes.
+fn params_part(value: &str) -> Option<&str> {
+    let (mut quoted, mut escaped) = (false, false);
+    let mut first_semi = None;
+    let mut angle_close = None;
+    let mut in_angle = false;
+    for (i, c) in value.char_indices() {
+        if quoted {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' if !in_angle => quoted = true,
+            '<' => in_angle = true,
+            '>' if in_angle => {
+                in_angle = false;
+                angle_close = Some(i);
+            }
+            ';' if !in_angle && first_semi.is_none() => first_semi = Some(i),
+            _ => {}
+        }
+    }
+    match angle_close {
+        Some(i) => value.get(i + 1..),
+        None => first_semi.and_then(|i| value.get(i..)),
+    }
+    .map(|rest| if rest.starts_with(';') { rest } else { "" })
+}
+
+/// Value of the topmost Via.
+pub fn top_via<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
+    header_value(msg, "Via")
+}
+
+/// `branch` of the topmost Via (None when absent or empty, e.g. RFC 2543 peers).
+pub fn top_via_branch<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
+    top_via(msg)
+        .and_then(|v| header_param(&v, "branch"))
+        .filter(|b| !b.is_empty())
+}
+
+/// Host and port of a Via value's sent-by ("SIP/2.0/UDP host:port;...").
+pub fn via_sent_by(via: &str) -> Option<(String, Option<u16>)> {
+    let head = via.split(';').next()?;
+    let sent_by = head.split_ascii_whitespace().nth(1)?;
+    let (host, port) = if let Some(v6) = sent_by.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match sent_by.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (sent_by, None),
+        }
+    };
+    let port = match port {
+        Some(p) => Some(p.parse().ok()?),
+        None => None,
+    };
+    Some((host.to_string(), port))
+}
+
+pub fn call_id<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
+    header_value(msg, "Call-ID").filter(|v| !v.is_empty())
+}
+
+/// CSeq number and method (None for a method rsip cannot represent).
+pub fn cseq<M: HasHeaders + ?Sized>(msg: &M) -> Option<(u32, rsip::Method)> {
+    let value = header_value(msg, "CSeq")?;
+    let mut parts = value.split_ascii_whitespace();
+    let num = parts.next()?;
+    if !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let method = known_method(parts.next()?)?;
+    Some((num.parse().ok()?, method))
+}
+
+pub fn from_tag<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
+    header_value(msg, "From")
+        .and_then(|v| header_param(&v, "tag"))
+        .filter(|t| !t.is_empty())
+}
+
+pub fn to_tag<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
+    header_value(msg, "To")
+        .and_then(|v| header_param(&v, "tag"))
+        .filter(|t| !t.is_empty())
+}
+
+/// User part of the Request-URI (the dialled number for an INVITE).
+pub fn request_user(req: &rsip::Request) -> Option<String> {
+    req.uri
+        .auth
+        .as_ref()
+        .map(|a| a.user.clone())
+        .filter(|u| !u.is_empty())
+}
+
+fn number_header<M: HasHeaders + ?Sized>(msg: &M, name: &str) -> Option<u32> {
+    let v = header_value(msg, name)?;
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+/// Expires header in seconds; None when absent or not a 32-bit number
+/// (RFC 4475 scalar02: treat as absent and use the default).
+pub fn expires<M: HasHeaders + ?Sized>(msg: &M) -> Option<u32> {
+    number_header(msg, "Expires")
+}
+
+/// Max-Forwards; None when absent or unparsable.
+pub fn max_forwards<M: HasHeaders + ?Sized>(msg: &M) -> Option<u32> {
+    number_header(msg, "Max-Forwards")
+}
+
+/// Content-Type media type, lower-cased, without parameters.
+pub fn content_type<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
+    let v = header_value(msg, "Content-Type")?;
+    let media = v.split(';').next()?.trim().to_ascii_lowercase();
+    (!media.is_empty()).then_some(media)
+}
+
+/// A response to `req` per RFC 3261 §8.2.6: every Via in order, From, To
+/// (with `to_tag` added unless it already has one), Call-ID, CSeq and
+/// Content-Length: 0. Standard reasons use rsip's typed status code; a
+/// custom reason is kept as `StatusCode::Other` (compare with `.code()`).
+pub fn response_to(
+    req: &rsip::Request,
+    status: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+) -> rsip::Response {
+    let mut headers = rsip::Headers::default();
+    for h in req.headers.iter() {
+        if matches!(h, rsip::Header::Via(_)) {
+            headers.push(h.clone());
+        }
+    }
+    let first = |pick: fn(&rsip::Header) -> bool| req.headers.iter().find(|h| pick(h)).cloned();
+    if let Some(h) = first(|h| matches!(h, rsip::Header::From(_))) {
+        headers.push(h);
+    }
+    if let Some(rsip::Header::To(to)) = first(|h| matches!(h, rsip::Header::To(_))) {
+        let mut value = to.value().to_string();
+        if let Some(tag) = to_tag {
+            if header_param(&value, "tag").is_none() {
+                value.push_str(";tag=");
+                value.push_str(tag);
+            }
+        }
+        headers.push(rsip::Header::To(rsip::headers::To::new(value)));
+    }
+    for pick in [
+        (|h: &rsip::Header| matches!(h, rsip::Header::CallId(_))) as fn(&rsip::Header) -> bool,
+        |h| matches!(h, rsip::Header::CSeq(_)),
+    ] {
+        if let Some(h) = first(pick) {
+            headers.push(h);
+        }
+    }
+    headers.push(rsip::Header::ContentLength(
+        rsip::headers::ContentLength::new("0"),
+    ));
+    let typed = rsip::StatusCode::from(status);
+    let status_code = match typed {
+        rsip::StatusCode::Other(..) => rsip::StatusCode::Other(status, reason.to_string()),
+        _ if reason == reason_phrase(status) => typed,
+        _ => rsip::StatusCode::Other(status, reason.to_string()),
+    };
+    rsip::Response {
+        status_code,
+        version: rsip::Version::V2,
+        headers,
+        body: Vec::new(),
+    }
+}
+
+/// RFC 3261 §18.2.1 / RFC 3581 §4 on the topmost Via: add `received=` when
+/// the sent-by host differs from the source address (always when `rport`
+/// is present), and fill a value-less `rport` with the source port.
+pub fn stamp_via_received(req: &mut rsip::Request, source: SocketAddr) {
+    let Some(via) = req.headers.iter_mut().find_map(|h| match h {
+        rsip::Header::Via(v) => Some(v),
+        _ => None,
+    }) else {
+        return;
+    };
+    let value = via.value().to_string();
+    let parts = split_semis(&value);
+    let Some((head, params)) = parts.split_first() else {
+        return;
+    };
+    let name_of = |p: &str| {
+        p.split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let has_rport = params.iter().any(|p| name_of(p) == "rport");
+    let host_matches = via_sent_by(&value)
+        .and_then(|(host, _)| host.parse::<IpAddr>().ok())
+        .is_some_and(|ip| ip == source.ip());
+    let add_received = has_rport || !host_matches;
+    let mut out = head.to_string();
+    for p in params {
+        match name_of(p).as_str() {
+            "received" if add_received => continue,
+            "rport" if !p.contains('=') => {
+                out.push_str(&format!(";rport={}", source.port()));
+            }
+            _ => {
+                out.push(';');
+                out.push_str(p);
+            }
+        }
+    }
+    if add_received {
+        out.push_str(&format!(";received={}", source.ip()));
+    }
+    via.replace(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::parse;
+
+    const REQ: &str = "INVITE sip:2000@acd.example.com;user=phone SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.5:5062;rport;branch=z9hG4bKtop\r\n\
+Via: SIP/2.0/TCP proxy.example.com;branch=z9hG4bKsecond;received=192.0.2.1\r\n\
+Max-Forwards: 69\r\n\
+From: \"Agent; One\" <sip:1001@example.com>;tag=f-tag\r\n\
+To: sip:2000@acd.example.com\r\n\
+Call-ID: call-1@10.0.0.5\r\n\
+CSeq: 7 INVITE\r\n\
+Expires: 120\r\n\
+X-Sipacd-Queue: sales\r\n\
+Content-Type: Application/SDP; charset=x\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn req() -> rsip::Request {
+        match parse(REQ.as_bytes()) {
+            Ok(rsip::SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn accessors() {
+        let r = req();
+        assert_eq!(top_via_branch(&r).as_deref(), Some("z9hG4bKtop"));
+        assert_eq!(call_id(&r).as_deref(), Some("call-1@10.0.0.5"));
+        assert_eq!(cseq(&r), Some((7, rsip::Method::Invite)));
+        assert_eq!(from_tag(&r).as_deref(), Some("f-tag"));
+        assert_eq!(to_tag(&r), None);
+        assert_eq!(request_user(&r).as_deref(), Some("2000"));
+        assert_eq!(expires(&r), Some(120));
+        assert_eq!(max_forwards(&r), Some(69));
+        assert_eq!(content_type(&r).as_deref(), Some("application/sdp"));
+        let msg = rsip::SipMessage::Request(r);
+        assert_eq!(call_id(&msg).as_deref(), Some("call-1@10.0.0.5"));
+    }
+
+    #[test]
+    fn header_value_is_case_insensitive_and_covers_other() {
+        let r = req();
+        assert_eq!(header_value(&r, "x-sipacd-queue").as_deref(), Some("sales"));
+        assert_eq!(
+            header_value(&r, "CALL-ID").as_deref(),
+            Some("call-1@10.0.0.5")
+        );
+        assert_eq!(header_value(&r, "i").as_deref(), Some("call-1@10.0.0.5"));
+        assert_eq!(header_value(&r, "X-Missing"), None);
+        assert_eq!(header_values(&r, "via").len(), 2);
+    }
+
+    #[test]
+    fn header_param_parsing() {
+        assert_eq!(
+            header_param("<sip:a@b;tag=no>;tag=yes", "TAG").as_deref(),
+            Some("yes")
+        );
+        assert_eq!(header_param("sip:a@b;tag=x;lr", "lr").as_deref(), Some(""));
+        assert_eq!(header_param("\"x;tag=q\" <sip:a@b>", "tag"), None);
+        assert_eq!(header_param("<sip:a@b;lr>", "lr"), None);
+        assert_eq!(
+            header_param("SIP/2.0/UDP h;branch=z9", "branch").as_deref(),
+            Some("z9")
+        );
+    }
+
+    #[test]
+    fn accessors_survive_garbage_values() {
+        let mut r = req();
+        r.headers = rsip::Headers::from(vec![
+            rsip::Header::CSeq(rsip::headers::CSeq::new("x INVITE")),
+            rsip::Header::Expires(rsip::headers::Expires::new("99999999999")),
+            rsip::Header::Via(rsip::headers::Via::new("garbage")),
+        ]);
+        assert_eq!(cseq(&r), None);
+        assert_eq!(expires(&r), None);
+        assert_eq!(top_via_branch(&r), None);
+        assert_eq!(from_tag(&r), None);
+        assert_eq!(call_id(&r), None);
+        assert_eq!(via_sent_by("garbage"), None);
+    }
+
+    #[test]
+    fn sent_by() {
+        assert_eq!(
+            via_sent_by("SIP/2.0/UDP [2001:db8::9]:5070;branch=x"),
+            Some(("2001:db8::9".into(), Some(5070)))
+        );
+        assert_eq!(via_sent_by("SIP/2.0/TCP host"), Some(("host".into(), None)));
+    }
+
+    #[test]
+    fn response_to_copies_per_8_2_6() {
+        let r = req();
+        let resp = response_to(&r, 180, "Ringing", Some("acd1"));
+        assert_eq!(resp.status_code, rsip::StatusCode::Ringing);
+        let names: Vec<String> = resp.headers.iter().map(|h| header_parts(h).0).collect();
+        assert_eq!(
+            names,
+            [
+                "Via",
+                "Via",
+                "From",
+                "To",
+                "Call-ID",
+                "CSeq",
+                "Content-Length"
+            ]
+        );
+        let vias = header_values(&resp, "Via");
+        assert!(vias[0].contains("z9hG4bKtop") && vias[1].contains("z9hG4bKsecond"));
+        assert_eq!(to_tag(&resp).as_deref(), Some("acd1"));
+        assert_eq!(from_tag(&resp).as_deref(), Some("f-tag"));
+        assert_eq!(header_value(&resp, "Content-Length").as_deref(), Some("0"));
+
+        // An existing To tag is kept; a custom reason is kept on the wire.
+        let resp2 = response_to(&r, 486, "Agent Busy", None);
+        assert_eq!(resp2.status_code.code(), 486);
+        let wire = String::from_utf8(serialize(&resp2.into())).unwrap();
+        assert!(wire.starts_with("SIP/2.0 486 Agent Busy\r\n"), "{wire}");
+        let mut tagged = r.clone();
+        for h in tagged.headers.iter_mut() {
+            if let rsip::Header::To(to) = h {
+                to.replace("sip:2000@acd.example.com;tag=old");
+            }
+        }
+        let resp3 = response_to(&tagged, 200, "OK", Some("new"));
+        assert_eq!(to_tag(&resp3).as_deref(), Some("old"));
+        let wire = serialize(&resp3.clone().into());
+        assert!(wire.starts_with(b"SIP/2.0 200 OK\r\n"));
+        assert_eq!(parse(&wire).unwrap(), rsip::SipMessage::Response(resp3));
+    }
+
+    #[test]
+    fn stamp_received_and_rport() {
+        let mut r = req();
+        stamp_via_received(&mut r, "203.0.113.7:40000".parse().unwrap());
+        let top = top_via(&r).unwrap();
+        assert_eq!(
+            top,
+            "SIP/2.0/UDP 10.0.0.5:5062;rport=40000;branch=z9hG4bKtop;received=203.0.113.7"
+        );
+        // Only the top Via is touched.
+        assert!(header_values(&r, "Via")[1].ends_with("received=192.0.2.1"));
+    }
+
+    #[test]
+    fn stamp_received_only_when_host_differs() {
+        let raw = REQ.replace(";rport;", ";");
+        let mut r = match parse(raw.as_bytes()) {
+            Ok(rsip::SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        stamp_via_received(&mut r, "10.0.0.5:5062".parse().unwrap());
+        assert_eq!(
+            top_via(&r).unwrap(),
+            "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKtop"
+        );
+        stamp_via_received(&mut r, "10.0.0.6:5062".parse().unwrap());
+        stamp_via_received(&mut r, "10.0.0.7:5062".parse().unwrap());
+        assert_eq!(
+            top_via(&r).unwrap(),
+            "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bKtop;received=10.0.0.7"
+        );
+    }
+
+    #[test]
+    fn stamp_received_with_domain_sent_by_and_ipv6() {
+        let raw = REQ.replace("10.0.0.5:5062;rport;", "[2001:db8::5]:5062;");
+        let mut r = match parse(raw.as_bytes()) {
+            Ok(rsip::SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        stamp_via_received(&mut r, "[2001:db8::5]:5062".parse().unwrap());
+        assert!(!top_via(&r).unwrap().contains("received"));
+        stamp_via_received(&mut r, "[2001:db8::6]:5062".parse().unwrap());
+        assert!(top_via(&r).unwrap().ends_with(";received=2001:db8::6"));
+    }
+}

@@ -1,0 +1,251 @@
+//! SIP message parsing: a tolerant front end around rsip 0.4.
+//!
+//! rsip's nom parser is strict about layout (no folding, no compact forms,
+//! one header per line, a single SP between request-line fields) and lax
+//! about semantics (no required headers, no CSeq checks, Content-Length
+//! ignored). So a datagram goes through four stages:
+//! `normalize` frames and rewrites it into one canonical layout, `validate`
+//! enforces RFC 3261 rules rsip skips, `uri` parses the Request-URI (rsip's
+//! URI parser rejects valid RFC 4475 URIs), and only then rsip builds the
+//! typed message from the canonical bytes. `reject` builds an error response
+//! straight from raw bytes when any stage refuses a request.
+
+mod normalize;
+mod reject;
+mod uri;
+mod validate;
+
+use std::fmt::Write as _;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use rsip::prelude::*;
+
+pub use reject::error_response;
+
+pub(crate) use normalize::expand_compact;
+pub(crate) use validate::split_semis;
+
+/// Largest message accepted, in bytes (a UDP datagram can't exceed it anyway).
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+/// Most header fields accepted, counted after comma-separated lists are split.
+pub const MAX_HEADERS: usize = 256;
+
+/// Why a datagram could not become an [`rsip::SipMessage`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Only CRLFs (a keep-alive) or nothing at all.
+    #[error("empty message")]
+    Empty,
+    /// Above [`MAX_MESSAGE_SIZE`].
+    #[error("message of {size} bytes is too large")]
+    TooLarge { size: usize, request: bool },
+    /// The first line is neither a request-line nor a status-line.
+    #[error("not a SIP message: {0}")]
+    Garbage(&'static str),
+    /// A response we cannot use; responses are never answered.
+    #[error("malformed response: {0}")]
+    BadResponse(String),
+    /// A request that breaks the grammar or RFC 3261 rules.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Request-line version other than SIP/2.0.
+    #[error("SIP version not supported: {0}")]
+    VersionNotSupported(String),
+    /// A well-formed request whose method rsip cannot represent.
+    #[error("method not implemented: {0}")]
+    UnsupportedMethod(String),
+    /// A Request-URI scheme other than sip/sips that rsip cannot carry.
+    #[error("unsupported URI scheme: {0}")]
+    UnsupportedUriScheme(String),
+}
+
+impl ParseError {
+    /// The status to answer with, or `None` to drop the message silently.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Empty | Self::Garbage(_) | Self::BadResponse(_) => None,
+            Self::TooLarge { request, .. } => request.then_some(513),
+            Self::BadRequest(_) => Some(400),
+            Self::VersionNotSupported(_) => Some(505),
+            Self::UnsupportedMethod(_) => Some(501),
+            Self::UnsupportedUriScheme(_) => Some(416),
+        }
+    }
+
+    /// Standard reason phrase for [`Self::status`].
+    pub fn reason_phrase(&self) -> Option<&'static str> {
+        self.status().map(reason_phrase)
+    }
+
+    /// Short human-readable detail (for logs, never sent on the wire).
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Empty => "empty message",
+            Self::TooLarge { .. } => "message too large",
+            Self::Garbage(r) => r,
+            Self::BadResponse(r)
+            | Self::BadRequest(r)
+            | Self::VersionNotSupported(r)
+            | Self::UnsupportedMethod(r)
+            | Self::UnsupportedUriScheme(r) => r,
+        }
+    }
+}
+
+/// Parse one datagram (or one framed stream message) into an rsip message.
+///
+/// Never panics: rsip runs under `catch_unwind` and a panic there is a 400.
+pub fn parse(datagram: &[u8]) -> Result<rsip::SipMessage, ParseError> {
+    let frame = normalize::frame(datagram)?;
+    validate::validate(&frame)?;
+    let uri = match &frame.start {
+        normalize::StartLine::Request { method, uri } => {
+            let uri = uri::parse_request_uri(uri)?;
+            if known_method(method).is_none() {
+                return Err(ParseError::UnsupportedMethod(clip(method)));
+            }
+            Some(uri)
+        }
+        normalize::StartLine::Response { .. } => None,
+    };
+    let canonical = frame.canonical_bytes();
+    let parsed = catch_unwind(AssertUnwindSafe(|| {
+        rsip::SipMessage::try_from(canonical.as_slice())
+    }));
+    let fail = |detail: String| match uri {
+        Some(_) => ParseError::BadRequest(detail),
+        None => ParseError::BadResponse(detail),
+    };
+    let mut msg = match parsed {
+        Ok(Ok(msg)) => msg,
+        Ok(Err(e)) => return Err(fail(clip(&format!("rsip: {e}")))),
+        Err(_) => return Err(fail("rsip panicked".into())),
+    };
+    if let (rsip::SipMessage::Request(req), Some(uri)) = (&mut msg, uri) {
+        req.uri = uri;
+    }
+    Ok(msg)
+}
+
+/// Serialise for the wire. Unlike rsip's `Display`, the body is written as
+/// raw bytes (not lossy UTF-8), the status line carries real reason phrases,
+/// and Content-Length always matches the body (fixed or appended).
+pub fn serialize(msg: &rsip::SipMessage) -> Vec<u8> {
+    let mut head = String::with_capacity(512);
+    match msg {
+        rsip::SipMessage::Request(r) => {
+            let _ = write!(head, "{} {} SIP/2.0\r\n", r.method, r.uri);
+        }
+        rsip::SipMessage::Response(r) => {
+            let code = r.status_code.code();
+            let reason = match &r.status_code {
+                rsip::StatusCode::Other(_, reason) => reason.as_str(),
+                _ => reason_phrase(code),
+            };
+            let _ = write!(head, "SIP/2.0 {code} {reason}\r\n");
+        }
+    }
+    let body = msg.body();
+    let mut wrote_length = false;
+    for h in msg.headers().iter() {
+        if matches!(h, rsip::Header::ContentLength(_)) {
+            if !wrote_length {
+                let _ = write!(head, "Content-Length: {}\r\n", body.len());
+                wrote_length = true;
+            }
+            continue;
+        }
+        let _ = write!(head, "{h}\r\n");
+    }
+    if !wrote_length {
+        let _ = write!(head, "Content-Length: {}\r\n", body.len());
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The rsip method for an exact (case-sensitive, RFC 3261 §7.1) method name.
+pub fn known_method(name: &str) -> Option<rsip::Method> {
+    use rsip::Method::*;
+    Some(match name {
+        "ACK" => Ack,
+        "BYE" => Bye,
+        "CANCEL" => Cancel,
+        "INFO" => Info,
+        "INVITE" => Invite,
+        "MESSAGE" => Message,
+        "NOTIFY" => Notify,
+        "OPTIONS" => Options,
+        "PRACK" => PRack,
+        "PUBLISH" => Publish,
+        "REFER" => Refer,
+        "REGISTER" => Register,
+        "SUBSCRIBE" => Subscribe,
+        "UPDATE" => Update,
+        _ => return None,
+    })
+}
+
+/// Standard reason phrase of a status code (RFC 3261 §21 and common extensions).
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        c if (100..200).contains(&c) => "Session Progress",
+        c if (200..300).contains(&c) => "OK",
+        c if (300..400).contains(&c) => "Redirection",
+        c if (400..500).contains(&c) => "Client Error",
+        c if (500..600).contains(&c) => "Server Error",
+        _ => "Global Failure",
+    }
+}
+
+/// Error details quote peer input: keep them short and printable.
+pub(crate) fn clip(s: &str) -> String {
+    s.chars()
+        .take(80)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,405 @@
+//! Framing and layout normalisation (RFC 3261 §7): leading CRLFs, header
+//! folding, LWS around colons, compact names, comma lists, Content-Length.
+
+use super::{clip, ParseError, MAX_HEADERS, MAX_MESSAGE_SIZE};
+use std::fmt::Write as _;
+
+/// A message split into its parts, headers already canonical.
+#[derive(Debug)]
+pub(crate) struct Frame<'a> {
+    pub start: StartLine,
+    /// (name, value): full names, unfolded, trimmed, one list element each.
+    pub headers: Vec<(String, String)>,
+    pub body: &'a [u8],
+}
+
+#[derive(Debug)]
+pub(crate) enum StartLine {
+    Request { method: String, uri: String },
+    Response { code: u16, reason: String },
+}
+
+impl Frame<'_> {
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// The layout rsip's tokenizer accepts. The Request-URI is a placeholder:
+    /// `parse` substitutes the one parsed by `uri`.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut s = String::with_capacity(256 + self.headers.len() * 48);
+        match &self.start {
+            StartLine::Request { method, .. } => {
+                let _ = write!(s, "{method} sip:placeholder.invalid SIP/2.0\r\n");
+            }
+            StartLine::Response { code, reason } => {
+                let _ = write!(s, "SIP/2.0 {code} {reason}\r\n");
+            }
+        }
+        for (n, v) in &self.headers {
+            let _ = write!(s, "{n}: {v}\r\n");
+        }
+        s.push_str("\r\n");
+        let mut out = s.into_bytes();
+        out.extend_from_slice(self.body);
+        out
+    }
+}
+
+/// RFC 3261 §7.3.3 and the IANA registry of compact header names.
+pub(crate) fn expand_compact(name: &str) -> Option<&'static str> {
+    let &[c] = name.as_bytes() else { return None };
+    Some(match c.to_ascii_lowercase() {
+        b'a' => "Accept-Contact",
+        b'b' => "Referred-By",
+        b'c' => "Content-Type",
+        b'd' => "Request-Disposition",
+        b'e' => "Content-Encoding",
+        b'f' => "From",
+        b'i' => "Call-ID",
+        b'j' => "Reject-Contact",
+        b'k' => "Supported",
+        b'l' => "Content-Length",
+        b'm' => "Contact",
+        b'n' => "Identity-Info",
+        b'o' => "Event",
+        b'r' => "Refer-To",
+        b's' => "Subject",
+        b't' => "To",
+        b'u' => "Allow-Events",
+        b'v' => "Via",
+        b'x' => "Session-Expires",
+        b'y' => "Identity",
+        _ => return None,
+    })
+}
+
+/// RFC 3261 token characters (method names, header names, param names).
+pub(crate) fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+}
+
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(is_token_char)
+}
+
+/// How a header's value is rewritten: which separators swallow LWS around
+/// them, and whether the value is a comma-separated list to split.
+fn shape(name: &str) -> Option<(&'static str, bool)> {
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    if is("Via") {
+        Some((";=,/:", true))
+    } else if is("Contact") || is("Route") || is("Record-Route") {
+        Some((";=,", true))
+    } else if is("From") || is("To") {
+        Some((";=", false))
+    } else {
+        None
+    }
+}
+
+/// Split off leading CRLFs (RFC 3261 §7.5) and the header block.
+/// Returns (start line, header lines, bytes after the blank line).
+fn split_head(data: &[u8]) -> (&[u8], &[u8], &[u8]) {
+    let start = data
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(data.len());
+    let data = &data[start..];
+    let mut head_end = data.len();
+    let mut body_start = data.len();
+    for (i, _) in data.iter().enumerate().filter(|(_, &b)| b == b'\n') {
+        let rest = &data[i + 1..];
+        if rest.starts_with(b"\r\n") {
+            (head_end, body_start) = (i + 1, i + 3);
+            break;
+        }
+        if rest.starts_with(b"\n") {
+            (head_end, body_start) = (i + 1, i + 2);
+            break;
+        }
+    }
+    let head = &data[..head_end];
+    let (first, rest) = match head.iter().position(|&b| b == b'\n') {
+        Some(i) => (&head[..i], &head[i + 1..]),
+        None => (head, &head[head.len()..]),
+    };
+    let first = first.strip_suffix(b"\r").unwrap_or(first);
+    (first, rest, &data[body_start..])
+}
+
+fn starts_with_sip(line: &[u8]) -> bool {
+    line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/")
+}
+
+/// Parse "SIP/x.y"; `Ok(true)` when it is 2.0.
+fn version_is_2_0(v: &str) -> Result<bool, ()> {
+    let rest = v
+        .get(4..)
+        .filter(|_| starts_with_sip(v.as_bytes()))
+        .ok_or(())?;
+    let (major, minor) = rest.split_once('.').ok_or(())?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(major) || !digits(minor) {
+        return Err(());
+    }
+    let num = |s: &str| s.trim_start_matches('0').to_string();
+    Ok(num(major) == "2" && num(minor).is_empty())
+}
+
+fn parse_start(line: &[u8]) -> Result<StartLine, ParseError> {
+    if starts_with_sip(line) {
+        let bad = |r: &str| ParseError::BadResponse(r.into());
+        let line = std::str::from_utf8(line).map_err(|_| bad("status line not UTF-8"))?;
+        let (version, rest) = line.split_once(' ').ok_or_else(|| bad("no status code"))?;
+        if version_is_2_0(version) != Ok(true) {
+            return Err(bad("response version is not SIP/2.0"));
+        }
+        let rest = rest.trim_start_matches(' ');
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("status code is not three digits"));
+        }
+        let code: u16 = code.parse().map_err(|_| bad("bad status code"))?;
+        if !(100..=699).contains(&code) {
+            return Err(bad("status code out of range"));
+        }
+        return Ok(StartLine::Response {
+            code,
+            reason: reason.trim().to_string(),
+        });
+    }
+    // Liberal about runs of whitespace (RFC 4475 lwsstart, trws), strict
+    // about their count: "sip:u@h; lr" is four fields (lwsruri) -> 400.
+    let fields: Vec<&[u8]> = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|f| !f.is_empty())
+        .collect();
+    let looks_like_request = fields.len() >= 2
+        && fields.last().is_some_and(|v| starts_with_sip(v))
+        && fields
+            .first()
+            .is_some_and(|m| m.iter().all(|&b| is_token_char(b as char)));
+    if !looks_like_request {
+        return Err(ParseError::Garbage("no request or status line"));
+    }
+    let bad = |r: &str| ParseError::BadRequest(r.into());
+    let [method, uri, version] = fields[..] else {
+        return Err(bad("request line must have three fields"));
+    };
+    let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_string);
+    let version = text(version).map_err(|_| bad("version not UTF-8"))?;
+    match version_is_2_0(&version) {
+        Ok(true) => {}
+        Ok(false) => return Err(ParseError::VersionNotSupported(clip(&version))),
+        Err(()) => return Err(bad("malformed SIP version")),
+    }
+    Ok(StartLine::Request {
+        method: text(method).map_err(|_| bad("method not UTF-8"))?,
+        uri: text(uri).map_err(|_| bad("Request-URI not UTF-8"))?,
+    })
+}
+
+/// Frame and normalise one message. Errors already carry the right status.
+pub(crate) fn frame(datagram: &[u8]) -> Result<Frame<'_>, ParseError> {
+    let (first, lines, rest) = split_head(datagram);
+    if first.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    if datagram.len() > MAX_MESSAGE_SIZE {
+        let request = matches!(parse_start(first), Ok(StartLine::Request { .. }));
+        return Err(ParseError::TooLarge {
+            size: datagram.len(),
+            request,
+        });
+    }
+    let start = parse_start(first)?;
+    let request = matches!(start, StartLine::Request { .. });
+    let bad = |r: String| match request {
+        true => ParseError::BadRequest(r),
+        false => ParseError::BadResponse(r),
+    };
+    let lines = std::str::from_utf8(lines).map_err(|_| bad("header block not UTF-8".into()))?;
+    let raw = unfold(lines).map_err(|r| bad(r.into()))?;
+
+    let mut headers = Vec::with_capacity(raw.len() + 4);
+    for (name, value) in raw {
+        let name = expand_compact(&name).map(str::to_string).unwrap_or(name);
+        match shape(&name) {
+            Some((seps, split)) => {
+                let value = tighten(&value, seps);
+                if split {
+                    for item in split_list(&value) {
+                        if item.is_empty() {
+                            return Err(bad(format!("empty element in {name} list")));
+                        }
+                        headers.push((name.clone(), item.to_string()));
+                    }
+                } else {
+                    headers.push((name, value));
+                }
+            }
+            None => headers.push((name, value)),
+        }
+        if headers.len() > MAX_HEADERS {
+            return Err(bad("too many headers".into()));
+        }
+    }
+    let body = apply_content_length(&mut headers, rest).map_err(bad)?;
+    Ok(Frame {
+        start,
+        headers,
+        body,
+    })
+}
+
+/// Join continuation lines (RFC 3261 §7.3.1) and split "name LWS : LWS value".
+fn unfold(lines: &str) -> Result<Vec<(String, String)>, &'static str> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in lines.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            let (_, value) = out.last_mut().ok_or("continuation before any header")?;
+            value.push(' ');
+            value.push_str(line.trim_start_matches([' ', '\t']));
+            continue;
+        }
+        if out.len() >= MAX_HEADERS {
+            return Err("too many headers");
+        }
+        let (name, value) = line.split_once(':').ok_or("header line without colon")?;
+        let name = name.trim_end_matches([' ', '\t']);
+        if !is_token(name) {
+            return Err("invalid header name");
+        }
+        out.push((name.to_string(), value.to_string()));
+    }
+    for (_, value) in &mut out {
+        let trimmed = value.trim_matches([' ', '\t']);
+        if trimmed.len() != value.len() {
+            *value = trimmed.to_string();
+        }
+    }
+    Ok(out)
+}
+
+/// Drop LWS next to `seps` and collapse other LWS runs to one SP, outside
+/// quoted strings and <...>: "SIP / 2.0 /UDP h ; branch = x" ->
+/// "SIP/2.0/UDP h;branch=x" (RFC 3261 SLASH/SEMI/EQUAL/COMMA allow SWS).
+pub(crate) fn tighten(value: &str, seps: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let (mut quoted, mut escaped, mut angle) = (false, false, false);
+    let (mut pending_ws, mut after_sep) = (false, true);
+    for c in value.chars() {
+        if quoted {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        if angle {
+            out.push(c);
+            angle = c != '>';
+            continue;
+        }
+        match c {
+            ' ' | '\t' => pending_ws = true,
+            c if seps.contains(c) => {
+                out.push(c);
+                (pending_ws, after_sep) = (false, true);
+            }
+            c => {
+                if pending_ws && !after_sep {
+                    out.push(' ');
+                }
+                out.push(c);
+                (pending_ws, after_sep) = (false, false);
+                quoted = c == '"';
+                angle = c == '<';
+            }
+        }
+    }
+    out
+}
+
+/// Split at commas outside quoted strings and <...>.
+pub(crate) fn split_list(value: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let (mut quoted, mut escaped, mut angle) = (false, false, false);
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        if quoted {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' if !angle => quoted = true,
+            '<' => angle = true,
+            '>' => angle = false,
+            ',' if !angle => {
+                items.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(value[start..].trim());
+    items
+}
+
+/// Body = exactly Content-Length bytes (extra datagram bytes ignored, RFC
+/// 3261 §18.3); without the header the rest of the datagram. Leaves exactly
+/// one canonical Content-Length header.
+fn apply_content_length<'a>(
+    headers: &mut Vec<(String, String)>,
+    rest: &'a [u8],
+) -> Result<&'a [u8], String> {
+    let mut length: Option<usize> = None;
+    for (name, value) in headers.iter() {
+        if !name.eq_ignore_ascii_case("Content-Length") {
+            continue;
+        }
+        if value.is_empty() || value.len() > 10 || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("bad Content-Length {:?}", clip(value)));
+        }
+        let n: usize = value
+            .parse()
+            .map_err(|_| "bad Content-Length".to_string())?;
+        if length.is_some_and(|prev| prev != n) {
+            return Err("conflicting Content-Length headers".into());
+        }
+        length = Some(n);
+    }
+    let Some(n) = length else {
+        // UDP without Content-Length: the body runs to the end of the datagram.
+        headers.push(("Content-Length".into(), rest.len().to_string()));
+        return Ok(rest);
+    };
+    let mut seen = false;
+    headers.retain_mut(|(name, value)| {
+        if !name.eq_ignore_ascii_case("Content-Length") {
+            return true;
+        }
+        if seen {
+            return false;
+        }
+        seen = true;
+        *name = "Content-Length".into();
+        *value = n.to_string();
+        true
+    });
+    rest.get(..n)
+        .ok_or_else(|| format!("body has {} bytes, Content-Length says {n}", rest.len()))
+}

@@ -1,0 +1,138 @@
+//! Request-URI parsing. rsip's URI tokenizer stops at the first ';' of the
+//! user part and splits IPv6 hosts at ':', so sip/sips URIs are parsed here
+//! (RFC 3261 §19.1.1) into rsip's own `Uri` type. Other schemes go to rsip
+//! and are kept only if they survive a round trip.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::{clip, ParseError};
+
+pub(crate) fn parse_request_uri(s: &str) -> Result<rsip::Uri, ParseError> {
+    let bad = |r: &str| ParseError::BadRequest(format!("Request-URI: {r}"));
+    let (scheme, rest) = s.split_once(':').ok_or_else(|| bad("no scheme"))?;
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok {
+        return Err(bad("malformed scheme"));
+    }
+    if scheme.eq_ignore_ascii_case("sip") {
+        return parse_sip(rsip::Scheme::Sip, rest).map_err(bad);
+    }
+    if scheme.eq_ignore_ascii_case("sips") {
+        return parse_sip(rsip::Scheme::Sips, rest).map_err(bad);
+    }
+    let other = catch_unwind(AssertUnwindSafe(|| rsip::Uri::try_from(s)));
+    match other {
+        Ok(Ok(uri)) if uri.to_string().eq_ignore_ascii_case(s) => Ok(uri),
+        _ => Err(ParseError::UnsupportedUriScheme(clip(scheme))),
+    }
+}
+
+/// Characters allowed (besides %HH) in user and password, RFC 3261 §25.1.
+fn is_user_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-_.!~*'()%&=+$,;?/".contains(c)
+}
+
+fn is_password_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-_.!~*'()%&=+$,".contains(c)
+}
+
+fn is_param_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-_.!~*'()%[]/:&+$".contains(c)
+}
+
+fn parse_sip(scheme: rsip::Scheme, rest: &str) -> Result<rsip::Uri, &'static str> {
+    // '@' is never legal unescaped after the userinfo, so the first one ends it.
+    let (auth, rest) = match rest.split_once('@') {
+        Some((userinfo, rest)) => {
+            let (user, password) = match userinfo.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (userinfo, None),
+            };
+            if user.is_empty() || !user.chars().all(is_user_char) {
+                return Err("bad user part");
+            }
+            if password.is_some_and(|p| !p.chars().all(is_password_char)) {
+                return Err("bad password");
+            }
+            (Some(rsip::Auth::from((user, password))), rest)
+        }
+        None => (None, rest),
+    };
+    if rest.contains('?') {
+        // Headers are not allowed in a Request-URI (RFC 3261 §19.1.5).
+        return Err("headers in Request-URI");
+    }
+    let (hostport, params) = match rest.split_once(';') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    let host_with_port = parse_hostport(hostport)?;
+    let mut out = Vec::new();
+    for p in params.into_iter().flat_map(|p| p.split(';')) {
+        let (name, value) = match p.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (p, None),
+        };
+        if name.is_empty()
+            || !name.chars().all(is_param_char)
+            || value.is_some_and(|v| v.is_empty() || !v.chars().all(is_param_char))
+        {
+            return Err("bad URI parameter");
+        }
+        // rsip maps well-known names (transport, lr, ...) to typed variants;
+        // a value it cannot type (transport=foo) is kept as an Other param.
+        let param = rsip::Param::try_from((name, value)).unwrap_or_else(|_| {
+            rsip::Param::Other(name.into(), value.map(rsip::param::OtherParamValue::from))
+        });
+        out.push(param);
+    }
+    Ok(rsip::Uri {
+        scheme: Some(scheme),
+        auth,
+        host_with_port,
+        params: out,
+        headers: Vec::new(),
+    })
+}
+
+fn parse_hostport(s: &str) -> Result<rsip::HostWithPort, &'static str> {
+    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or("unterminated IPv6 reference")?;
+        addr.parse::<Ipv6Addr>().map_err(|_| "bad IPv6 address")?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or("junk after IPv6 reference")?),
+        };
+        // rsip prints IpAddr::V6 without brackets; keep the reference as text.
+        (rsip::Host::Domain(format!("[{addr}]").into()), port)
+    } else {
+        let (host, port) = match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        };
+        let valid = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !valid {
+            return Err("bad host");
+        }
+        let host = match host.parse::<Ipv4Addr>() {
+            Ok(ip) => rsip::Host::IpAddr(IpAddr::V4(ip)),
+            Err(_) => rsip::Host::Domain(host.into()),
+        };
+        (host, port)
+    };
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(
+            rsip::Port::from(p.parse::<u16>().map_err(|_| "port out of range")?),
+        ),
+        Some(_) => return Err("bad port"),
+    };
+    Ok(rsip::HostWithPort { host, port })
+}
