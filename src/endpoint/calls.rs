@@ -8,7 +8,7 @@ use tracing::{debug, info};
 
 use super::{CallKey, Endpoint, Now, ALLOW};
 use crate::call::{Call, CallAction};
-use crate::config::{Config, Credential, DigestAlgorithm, Target};
+use crate::config::{Config, Credential, DigestAlgorithm, Node, Target};
 use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::{Algorithm, Credentials, Registrar, RegistrarConfig};
 use crate::sip::headers;
@@ -305,7 +305,7 @@ impl Endpoint {
         resp.headers.push(Header::Contact(self.contact_for(call.remote, &call.number).into()));
         resp.headers.push(Header::Allow(ALLOW.into()));
         resp.headers.push(Header::ContentType("application/sdp".into()));
-        headers::set_body(&mut resp, body.into_bytes());
+        resp.body = body.into_bytes(); // serialize() writes the Content-Length
         self.stats.calls_answered += 1;
         self.respond(&key, resp, now);
     }
@@ -384,7 +384,16 @@ impl Endpoint {
 /// start node hangs up is answered and hung up; the IVR engine and queues
 /// take over the rest in their own layers.
 fn resolve(cfg: &Config, to: &Target) -> Target {
-    let _ = cfg;
+    if let Target::Ivr { ivr, node } = to {
+        let hangs_up = cfg
+            .ivrs
+            .get(ivr)
+            .and_then(|i| i.nodes.get(node))
+            .is_some_and(|n| matches!(n, Node::Hangup));
+        if hangs_up {
+            return Target::Hangup;
+        }
+    }
     to.clone()
 }
 

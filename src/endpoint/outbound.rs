@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use crate::sip::message::serialize;
 use crate::sip::Peer;
 
 #[derive(Debug, Default)]
@@ -14,7 +15,7 @@ pub struct Queue {
 
 impl Queue {
     pub fn push_msg(&mut self, to: Peer, msg: &rsip::SipMessage) {
-        self.items.push_back((to, Bytes::from(msg.to_string())));
+        self.items.push_back((to, Bytes::from(serialize(msg))));
     }
 
     pub fn push_bytes(&mut self, to: Peer, bytes: Bytes) {
