@@ -152,6 +152,12 @@ impl Uac {
     /// ended with BYE (a BYE from the daemon is answered 200); a non-2xx is
     /// ACKed as RFC 3261 §17.1.1.3 says.
     pub fn invite(&self, number: &str, timeout: Duration) -> Vec<u16> {
+        self.invite_with(number, timeout, true)
+    }
+
+    /// As [`Uac::invite`]; with `hang_up` false a 2xx is ACKed and the call
+    /// left up (for drain tests).
+    pub fn invite_with(&self, number: &str, timeout: Duration, hang_up: bool) -> Vec<u16> {
         let t = self.target;
         let p = self.port;
         let branch = token();
@@ -217,6 +223,9 @@ impl Uac {
             via = self.via(&token()),
         );
         self.send(ack.as_bytes());
+        if !hang_up {
+            return codes;
+        }
         let bye = format!(
             "BYE {ruri} SIP/2.0\r\n{via}\r\nMax-Forwards: 70\r\n{from}\r\nTo: {to}\r\n\
              Call-ID: {cid}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
