@@ -46,22 +46,46 @@ fn good_file_is_ok() {
     );
 }
 
-#[test]
-fn every_error_is_reported_with_its_position() {
+/// Each injectable error: (what, text to replace, replacement, needle on its line).
+const ERRORS: &[(&str, &str, &str, &str)] = &[
+    (
+        "unknown key",
+        "drain_s = 2\n",
+        "drain_s = 2\ncolour = \"red\"\n",
+        "colour = ",
+    ),
+    (
+        "bad time zone",
+        "timezone = \"UTC\"",
+        "timezone = \"Mars/Olympus_Mons\"",
+        "Mars/Olympus_Mons",
+    ),
+    (
+        "dangling queue reference",
+        "to = \"queue:support\"",
+        "to = \"queue:nowhere\"",
+        "queue:nowhere",
+    ),
+    (
+        "missing prompt",
+        "music = \"moh.wav\"",
+        "music = \"missing.wav\"",
+        "missing.wav",
+    ),
+];
+
+/// Writes the harness config with the named errors injected, runs `check`
+/// and asserts exit 1 and one positioned diagnostic per error.
+fn assert_reported(which: &[&str]) {
     let cfg = ConfigDir::new(ConfigSpec::new());
-    let good = cfg.spec.render(cfg.root());
-    let bad = good
-        .replacen("drain_s = 2\n", "drain_s = 2\ncolour = \"red\"\n", 1)
-        .replacen("timezone = \"UTC\"", "timezone = \"Mars/Olympus_Mons\"", 1)
-        .replacen("to = \"queue:support\"", "to = \"queue:nowhere\"", 1)
-        .replacen("music = \"moh.wav\"", "music = \"missing.wav\"", 1);
+    let mut bad = cfg.spec.render(cfg.root());
+    for (what, from, to, _) in ERRORS {
+        if which.contains(what) {
+            assert!(bad.contains(from), "{from:?} not in the test config");
+            bad = bad.replacen(from, to, 1);
+        }
+    }
     cfg.write_text(&bad);
-    let expect = [
-        ("unknown key", line_of(&bad, "colour = ")),
-        ("bad time zone", line_of(&bad, "Mars/Olympus_Mons")),
-        ("dangling queue reference", line_of(&bad, "queue:nowhere")),
-        ("missing prompt", line_of(&bad, "missing.wav")),
-    ];
 
     let (code, out) = check(&cfg.config_path());
     assert_eq!(code, Some(1), "check must exit 1 on a broken file:\n{out}");
@@ -71,12 +95,13 @@ fn every_error_is_reported_with_its_position() {
     );
     let diags = parse_diagnostics(&out);
     let path = cfg.config_path();
-    for (what, line) in expect {
+    for (what, _, _, needle) in ERRORS.iter().filter(|e| which.contains(&e.0)) {
+        let line = line_of(&bad, needle);
         let hit = diags.iter().any(|(p, l, c, _)| {
             *l == line && *c >= 1 && std::path::Path::new(p).file_name() == path.file_name()
         });
         // A missing prompt may also be reported against the prompt's path.
-        let prompt_hit = what == "missing prompt"
+        let prompt_hit = *what == "missing prompt"
             && diags
                 .iter()
                 .any(|(p, _, _, m)| p.contains("missing.wav") || m.contains("missing.wav"));
@@ -85,6 +110,28 @@ fn every_error_is_reported_with_its_position() {
             "no `PATH:{line}:COL: ` diagnostic for the {what} (line {line}):\n{out}"
         );
     }
+}
+
+#[test]
+fn unknown_key_is_reported_with_its_position() {
+    assert_reported(&["unknown key"]);
+}
+
+#[test]
+fn semantic_errors_are_all_reported() {
+    assert_reported(&[
+        "bad time zone",
+        "dangling queue reference",
+        "missing prompt",
+    ]);
+}
+
+/// The contract: every error at once, an unknown key included (it must not
+/// hide the others).
+#[test]
+fn every_error_is_reported_at_once() {
+    let all: Vec<&str> = ERRORS.iter().map(|e| e.0).collect();
+    assert_reported(&all);
 }
 
 #[test]

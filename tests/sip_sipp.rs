@@ -104,7 +104,8 @@ fn call_ended_by_daemon() {
 
 #[test]
 fn cancel_before_answer() {
-    scenario("cancel", &["-s", "1500"]);
+    // 1501 rings (ring_s) before it is answered.
+    scenario("cancel", &["-s", "1501"]);
 }
 
 #[test]

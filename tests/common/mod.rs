@@ -134,6 +134,12 @@ music = "moh.wav"
 number = "1500"
 to = "queue:support"
 
+# rings 5 s before answering: long enough to CANCEL
+[[numbers]]
+number = "1501"
+to = "queue:support"
+ring_s = 5
+
 [[numbers]]
 number = "1600"
 to = "ivr:bye"

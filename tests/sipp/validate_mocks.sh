@@ -41,5 +41,5 @@ pair invite_unknown_number mock_invite_404       invite_unknown_number -s 4999
 pair call_caller_hangs_up  mock_call             call_caller_hangs_up -s 1500
 pair call_daemon_hangs_up  mock_daemon_hangs_up  call_daemon_hangs_up -s 1600
 pair invite_retransmit     mock_call             invite_retransmit -s 1500 -default_behaviors all,-abortunexp
-pair cancel                mock_cancel           cancel -s 1500
+pair cancel                mock_cancel           cancel -s 1501
 exit $fail
