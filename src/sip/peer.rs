@@ -42,11 +42,17 @@ pub struct Peer {
 
 impl Peer {
     pub fn udp(addr: SocketAddr) -> Self {
-        Peer { transport: Transport::Udp, addr }
+        Peer {
+            transport: Transport::Udp,
+            addr,
+        }
     }
 
     pub fn tcp(addr: SocketAddr) -> Self {
-        Peer { transport: Transport::Tcp, addr }
+        Peer {
+            transport: Transport::Tcp,
+            addr,
+        }
     }
 }
 

@@ -1,0 +1,409 @@
+//! Test harness shared by the integration tests: free loopback ports, a
+//! temporary configuration, the real `sipacd` binary as a child process,
+//! SIPp runs and a few raw-UDP SIP helpers.
+//!
+//! Every wait here is bounded: a hung daemon or peer fails the test, it never
+//! hangs the suite.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod sip;
+pub mod sipp;
+
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Password of agent 1001 in the harness configuration.
+pub const AGENT_PASSWORD: &str = "s3cret-1001";
+/// SIP domain of the harness configuration.
+pub const DOMAIN: &str = "support.example.com";
+
+/// True when running under CI: missing tools and data then fail instead of skip.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Skips (returns false, with a note) or fails under CI when a prerequisite is
+/// missing. `what` names it for the message.
+pub fn require(present: bool, what: &str) -> bool {
+    if present {
+        return true;
+    }
+    if in_ci() {
+        panic!("{what} is missing and CI is set: install it (see .ci/run)");
+    }
+    eprintln!("SKIPPED: {what} is missing (set CI=1 to make this a failure)");
+    false
+}
+
+/// A loopback port free for both UDP and TCP at the time of the call.
+pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
+}
+
+/// A WAV file: 8 kHz mono 16-bit PCM, `samples` samples of a quiet tone.
+pub fn wav_bytes(samples: u32) -> Vec<u8> {
+    let data_len = samples * 2;
+    let mut out = Vec::with_capacity(44 + data_len as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVE");
+    out.extend_from_slice(b"fmt ");
+    out.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&8000u32.to_le_bytes()); // sample rate
+    out.extend_from_slice(&16000u32.to_le_bytes()); // byte rate
+    out.extend_from_slice(&2u16.to_le_bytes()); // block align
+    out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..samples {
+        // 400 Hz square wave at low level: deterministic, audible if played.
+        let v: i16 = if (i / 10) % 2 == 0 { 1000 } else { -1000 };
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// The harness's contact center, rendered to TOML. Tests tweak fields before
+/// writing it (extra numbers, max_calls, a deliberate error...).
+#[derive(Clone, Debug)]
+pub struct ConfigSpec {
+    pub sip_port: u16,
+    pub admin_port: u16,
+    pub rtp_base: u16,
+    pub max_calls: u32,
+    pub drain_s: u32,
+    /// Appended verbatim at the end of the file.
+    pub extra: String,
+}
+
+impl ConfigSpec {
+    pub fn new() -> Self {
+        // A media range per daemon so tests running in parallel do not collide.
+        let rtp_base = 30000 + (free_port() % 100) * 100;
+        ConfigSpec {
+            sip_port: free_port(),
+            admin_port: free_port(),
+            rtp_base,
+            max_calls: 100,
+            drain_s: 2,
+            extra: String::new(),
+        }
+    }
+
+    /// The TOML text. `root` is the directory holding data and prompts.
+    pub fn render(&self, root: &Path) -> String {
+        let p = self.sip_port;
+        format!(
+            r#"# written by tests/common/mod.rs
+[server]
+sip = ["udp:127.0.0.1:{p}", "tcp:127.0.0.1:{p}"]
+advertise = "127.0.0.1"
+domain = "{DOMAIN}"
+rtp_ports = "{rtp_lo}-{rtp_hi}"
+admin = "127.0.0.1:{admin}"
+data_dir = "{data}"
+prompts = "{prompts}"
+timezone = "UTC"
+drain_s = {drain}
+max_calls = {max_calls}
+
+[agents.1001]
+name = "Alice"
+password = "{AGENT_PASSWORD}"
+skills = {{ support = 5 }}
+
+[queues.support]
+skills = {{ support = 1 }}
+strategy = "longest_idle"
+music = "moh.wav"
+
+[[numbers]]
+number = "1500"
+to = "queue:support"
+
+# rings 5 s before answering: long enough to CANCEL
+[[numbers]]
+number = "1501"
+to = "queue:support"
+ring_s = 5
+
+[[numbers]]
+number = "1600"
+to = "ivr:bye"
+
+[ivr.bye]
+start = "bye"
+
+[ivr.bye.nodes.bye]
+type = "hangup"
+{extra}"#,
+            rtp_lo = self.rtp_base,
+            rtp_hi = self.rtp_base + 99,
+            admin = self.admin_port,
+            data = root.join("data").display(),
+            prompts = root.join("prompts").display(),
+            drain = self.drain_s,
+            max_calls = self.max_calls,
+            extra = self.extra,
+        )
+    }
+}
+
+impl Default for ConfigSpec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A temporary directory holding `sipacd.toml`, `prompts/` and `data/`.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+    pub spec: ConfigSpec,
+}
+
+impl ConfigDir {
+    pub fn new(spec: ConfigSpec) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("sipacd-test-")
+            .tempdir()
+            .unwrap();
+        fs::create_dir_all(dir.path().join("data")).unwrap();
+        fs::create_dir_all(dir.path().join("prompts")).unwrap();
+        // Half a second of tone: tiny, but a real prompt.
+        fs::write(dir.path().join("prompts/moh.wav"), wav_bytes(4000)).unwrap();
+        let cd = ConfigDir { dir, spec };
+        cd.write();
+        cd
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("sipacd.toml")
+    }
+
+    /// (Re)writes the config file from `spec`.
+    pub fn write(&self) {
+        self.write_text(&self.spec.render(self.dir.path()));
+    }
+
+    /// Replaces the config file with arbitrary text (atomically, so a reload
+    /// never reads half a file).
+    pub fn write_text(&self, text: &str) {
+        let tmp = self.dir.path().join("sipacd.toml.tmp");
+        let mut f = fs::File::create(&tmp).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f.sync_all().unwrap();
+        fs::rename(&tmp, self.config_path()).unwrap();
+    }
+}
+
+/// Path of the daemon under test: `SIPACD_BIN` overrides the cargo-built one
+/// (e.g. to test a release build).
+pub fn sipacd_bin() -> PathBuf {
+    match std::env::var_os("SIPACD_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_sipacd")),
+    }
+}
+
+/// A running `sipacd --config …`; SIGTERM then SIGKILL on drop.
+pub struct Daemon {
+    pub cfg: ConfigDir,
+    child: Option<Child>,
+    pub stderr_path: PathBuf,
+}
+
+/// How long a daemon may take to answer its first OPTIONS.
+const STARTUP: Duration = Duration::from_secs(20);
+
+impl Daemon {
+    /// Starts the harness configuration and waits until it answers OPTIONS.
+    pub fn start() -> Daemon {
+        Self::start_with(ConfigSpec::new())
+    }
+
+    pub fn start_with(spec: ConfigSpec) -> Daemon {
+        let cfg = ConfigDir::new(spec);
+        let stderr_path = cfg.root().join("sipacd.stderr.log");
+        let stderr = fs::File::create(&stderr_path).unwrap();
+        let child = Command::new(sipacd_bin())
+            .arg("--config")
+            .arg(cfg.config_path())
+            .current_dir(cfg.root())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", sipacd_bin().display()));
+        let mut d = Daemon {
+            cfg,
+            child: Some(child),
+            stderr_path,
+        };
+        d.wait_ready();
+        d
+    }
+
+    pub fn sip_port(&self) -> u16 {
+        self.cfg.spec.sip_port
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon already reaped").id()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + STARTUP;
+        while Instant::now() < deadline {
+            if let Some(st) = self.try_wait() {
+                panic!(
+                    "sipacd exited during startup ({st}); stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            if sip::options_status(self.sip_port(), Duration::from_millis(300)) == Some(200) {
+                return;
+            }
+        }
+        panic!(
+            "sipacd did not answer OPTIONS on 127.0.0.1:{} within {STARTUP:?}; stderr:\n{}",
+            self.sip_port(),
+            self.stderr()
+        );
+    }
+
+    /// Everything the daemon wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Waits until a stderr line satisfies `pred`; true if one did in time.
+    pub fn wait_for_log(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.stderr().lines().any(&pred) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends a signal by name ("HUP", "TERM", ...).
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -{sig} failed");
+    }
+
+    /// Non-blocking: the exit status if the process has ended.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        self.try_wait().is_none()
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Finds `PATH:LINE:COL: message` diagnostics in `sipacd check` output:
+/// returns (path, line, col, message) for each line that has that shape.
+pub fn parse_diagnostics(out: &str) -> Vec<(String, u32, u32, String)> {
+    let mut found = Vec::new();
+    for line in out.lines() {
+        // The path may itself hold ':' in theory; search from the left for the
+        // first ":<digits>:<digits>: " which cannot occur in our temp paths.
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while let Some(off) = line[i..].find(':') {
+            let start = i + off;
+            let rest = &line[start + 1..];
+            let l_end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            if l_end > 0 && rest[l_end..].starts_with(':') {
+                let rest2 = &rest[l_end + 1..];
+                let c_end = rest2
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest2.len());
+                if c_end > 0 && rest2[c_end..].starts_with(": ") {
+                    found.push((
+                        line[..start].to_string(),
+                        rest[..l_end].parse().unwrap(),
+                        rest2[..c_end].parse().unwrap(),
+                        rest2[c_end + 2..].to_string(),
+                    ));
+                    break;
+                }
+            }
+            i = start + 1;
+            if i >= bytes.len() {
+                break;
+            }
+        }
+    }
+    found
+}

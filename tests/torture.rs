@@ -1,0 +1,231 @@
+//! Every RFC 4475 torture message, byte-exact over UDP, to the running
+//! daemon: the answers it gives must be the RFC's, and afterwards it must
+//! still be alive and answering OPTIONS.
+//!
+//! The messages come from `SIPACD_TESTDATA` or
+//! `$CARGO_MANIFEST_DIR/../shared/testdata/rfc4475`; when absent the test
+//! skips with a note, or fails when `CI` is set.
+//!
+//! Most messages carry a Via naming some other host, so sipacd answers them
+//! (RFC 3261 §18.2.2, `received`) at 127.0.0.1 on the Via's port, 5060 by
+//! default, not to our socket. We also listen on those ports when they are
+//! free (they are in CI's own network namespace); an answer nobody caught is
+//! simply not checked.
+
+mod common;
+
+use common::sip::{call_id, status_code};
+use common::{require, Daemon};
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// RFC 4475 §3.1.2 messages that must get 400 when answered at all.
+const MUST_400: &[&str] = &[
+    "badinv01",
+    "clerr",
+    "scalar02",
+    "quotbal",
+    "lwsruri",
+    "ncl",
+    "mismatch01",
+];
+/// §3.1.2 messages a receiver may reject or accept liberally.
+const LIBERAL: &[&str] = &[
+    "ltgtruri", "lwsstart", "trws", "escruri", "baddate", "regbadct", "badaspec", "baddn",
+];
+/// §3.1.1 valid messages: must be handled, never refused as malformed.
+const VALID: &[&str] = &[
+    "wsinv",
+    "intmeth",
+    "esc01",
+    "escnull",
+    "esc02",
+    "lwsdisp",
+    "longreq",
+    "dblreq",
+    "semiuri",
+    "transports",
+    "mpart01",
+];
+/// Responses among the messages (nobody may answer a response).
+const RESPONSES: &[&str] = &["unreason", "noreason", "bcast", "bigcode", "scalarlg"];
+
+fn data_dir() -> PathBuf {
+    match std::env::var_os("SIPACD_TESTDATA") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/rfc4475"),
+    }
+}
+
+fn messages() -> Vec<(String, Vec<u8>)> {
+    let Ok(rd) = std::fs::read_dir(data_dir()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Vec<u8>)> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dat"))
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Non-blocking sockets that catch sipacd's answers.
+struct Collector {
+    socks: Vec<UdpSocket>,
+}
+
+impl Collector {
+    fn new(main: &UdpSocket) -> Collector {
+        let mut socks = vec![main.try_clone().unwrap()];
+        // Ports named (or implied) by the messages' Via headers.
+        for port in [5060u16, 5050, 5070] {
+            match UdpSocket::bind(("127.0.0.1", port)) {
+                Ok(s) => socks.push(s),
+                Err(e) => eprintln!("note: cannot listen on 127.0.0.1:{port} ({e}); answers sent there go unchecked"),
+            }
+        }
+        for s in &socks {
+            s.set_nonblocking(true).unwrap();
+        }
+        Collector { socks }
+    }
+
+    fn collect(&self, window: Duration) -> Vec<String> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            let mut got = false;
+            for s in &self.socks {
+                if let Ok((n, _)) = s.recv_from(&mut buf) {
+                    out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    got = true;
+                }
+            }
+            if !got {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        out
+    }
+}
+
+/// The status codes each message got, keyed by file name.
+fn send_all(d: &Daemon, msgs: &[(String, Vec<u8>)]) -> BTreeMap<String, Vec<u16>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let col = Collector::new(&sock);
+    let target = ("127.0.0.1", d.sip_port());
+    let ids: BTreeMap<String, String> = msgs
+        .iter()
+        .filter_map(|(n, b)| Some((call_id(&String::from_utf8_lossy(b))?.to_string(), n.clone())))
+        .collect();
+    let mut answers: BTreeMap<String, Vec<u16>> = BTreeMap::new();
+    let mut file_answer = |name: &str, got: Vec<String>| {
+        for m in got {
+            let Some(code) = status_code(&m) else {
+                continue;
+            };
+            // By Call-ID; an answer without a known one belongs to the
+            // message just sent (insuf has no Call-ID at all).
+            let owner = call_id(&m)
+                .and_then(|c| ids.get(c).cloned())
+                .unwrap_or(name.to_string());
+            answers.entry(owner).or_default().push(code);
+        }
+    };
+    for (name, bytes) in msgs {
+        sock.send_to(bytes, target).unwrap();
+        let got = col.collect(Duration::from_millis(250));
+        file_answer(name, got);
+    }
+    // Stragglers (e.g. retransmitted final responses) by Call-ID only.
+    let late = col.collect(Duration::from_secs(1));
+    file_answer("(late)", late);
+    answers
+}
+
+#[test]
+fn rfc4475_torture_messages() {
+    let msgs = messages();
+    if !require(
+        !msgs.is_empty(),
+        &format!(
+            "RFC 4475 messages in {} (or SIPACD_TESTDATA)",
+            data_dir().display()
+        ),
+    ) {
+        return;
+    }
+    assert!(
+        msgs.len() >= 49,
+        "expected the 49 RFC 4475 messages, found {}",
+        msgs.len()
+    );
+    let mut d = Daemon::start();
+    let answers = send_all(&d, &msgs);
+    let codes = |n: &str| answers.get(n).cloned().unwrap_or_default();
+    let finals = |n: &str| -> Vec<u16> { codes(n).into_iter().filter(|c| *c >= 200).collect() };
+    eprintln!("answers seen: {answers:?}");
+
+    let mut problems = Vec::new();
+    for n in MUST_400 {
+        if finals(n).iter().any(|c| *c != 400) {
+            problems.push(format!("{n}: must be refused with 400, got {:?}", codes(n)));
+        }
+    }
+    if finals("badvers").iter().any(|c| *c != 505) {
+        problems.push(format!("badvers: must get 505, got {:?}", codes("badvers")));
+    }
+    if finals("mismatch02").iter().any(|c| *c != 501 && *c != 400) {
+        problems.push(format!(
+            "mismatch02: 501 or 400, got {:?}",
+            codes("mismatch02")
+        ));
+    }
+    for n in LIBERAL {
+        // Rejected or accepted, but an INVITE/OPTIONS with bad syntax is never
+        // a reason for a server error.
+        if finals(n).iter().any(|c| *c >= 500) {
+            problems.push(format!("{n}: server error {:?}", codes(n)));
+        }
+    }
+    for n in VALID {
+        if finals(n)
+            .iter()
+            .any(|c| *c == 400 || *c == 505 || *c >= 500)
+        {
+            problems.push(format!("{n}: valid message refused: {:?}", codes(n)));
+        }
+    }
+    for n in RESPONSES {
+        if !codes(n).is_empty() {
+            problems.push(format!(
+                "{n} is a response, yet was answered: {:?}",
+                codes(n)
+            ));
+        }
+    }
+    assert!(
+        d.is_alive(),
+        "sipacd died during the torture run:\n{}",
+        d.stderr()
+    );
+    assert!(
+        !d.stderr().contains("panicked"),
+        "sipacd panicked:\n{}",
+        d.stderr()
+    );
+    assert_eq!(
+        common::sip::options_status(d.sip_port(), Duration::from_secs(2)),
+        Some(200),
+        "sipacd no longer answers OPTIONS after the torture messages"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
