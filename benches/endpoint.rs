@@ -72,7 +72,10 @@ fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("sipacd-bench-{}", std::process::id()));
     let text = CONFIG.replace("DATA", dir.to_str().unwrap_or("/tmp"));
     let cfg = sipacd::config::parse_str(&text, &dir.join("b.toml")).expect("bench config");
-    let now = || Now { mono: Instant::now(), wall: SystemTime::now() };
+    let now = || Now {
+        mono: Instant::now(),
+        wall: SystemTime::now(),
+    };
     let mut ep = Endpoint::new(Arc::new(cfg), now());
     let phone = Peer::udp("127.0.0.1:5070".parse().expect("addr"));
     let mut g = c.benchmark_group("endpoint");

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 const DEFAULT_CONFIG: &str = "config/sipacd.toml";
 
 #[derive(Parser)]
-#[command(name = "sipacd", version, about = "SIP automatic call distribution daemon")]
+#[command(
+    name = "sipacd",
+    version,
+    about = "SIP automatic call distribution daemon"
+)]
 struct Cli {
     /// Configuration file (for running the daemon without a subcommand).
     #[arg(long, global = true, default_value = DEFAULT_CONFIG)]

@@ -69,7 +69,9 @@ impl Call {
         ring: Duration,
         now: Instant,
     ) -> (Call, Option<CallAction>) {
-        let state = CallState::Ringing { answer_at: now + ring };
+        let state = CallState::Ringing {
+            answer_at: now + ring,
+        };
         let mut call = Call {
             dialog,
             remote,

@@ -27,7 +27,10 @@ pub enum DaemonError {
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("cannot prepare data_dir {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Outcome of a reload, for logs and (later) the admin API.
@@ -98,7 +101,10 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
                 break;
             }
             if Instant::now() >= deadline {
-                warn!(calls = ep.active_calls(), "drain_s elapsed, exiting with calls up");
+                warn!(
+                    calls = ep.active_calls(),
+                    "drain_s elapsed, exiting with calls up"
+                );
                 break;
             }
         }
@@ -111,11 +117,18 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
 }
 
 fn now() -> Now {
-    Now { mono: Instant::now(), wall: SystemTime::now() }
+    Now {
+        mono: Instant::now(),
+        wall: SystemTime::now(),
+    }
 }
 
 fn start_drain(ep: &mut Endpoint, cfg: &Config) -> Instant {
-    info!(calls = ep.active_calls(), drain_s = cfg.server.drain_s, "draining: new calls get 503");
+    info!(
+        calls = ep.active_calls(),
+        drain_s = cfg.server.drain_s,
+        "draining: new calls get 503"
+    );
     ep.start_drain();
     // Poll at least once a second while draining so the deadline is noticed.
     ep.set_tick(Duration::from_secs(1), Instant::now());
@@ -140,12 +153,17 @@ pub async fn reload(path: &std::path::Path, old: &Config, ep: &mut Endpoint) -> 
         }
         Ok(Err(errs)) => {
             let errors: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
-            error!("reload rejected, old configuration stays in force:\n{}", errors.join("\n"));
+            error!(
+                "reload rejected, old configuration stays in force:\n{}",
+                errors.join("\n")
+            );
             ReloadOutcome::Rejected { errors }
         }
         Err(join) => {
             error!(error = %join, "reload rejected: loader task failed");
-            ReloadOutcome::Rejected { errors: vec![join.to_string()] }
+            ReloadOutcome::Rejected {
+                errors: vec![join.to_string()],
+            }
         }
     }
 }

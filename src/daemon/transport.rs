@@ -154,7 +154,10 @@ impl Transports {
                     match framing::next_frame(&mut buf) {
                         Ok(Some(Frame::Message(bytes))) => {
                             me.stats.tcp_in.fetch_add(1, Ordering::Relaxed);
-                            let msg = Inbound { bytes, from: Peer::tcp(addr) };
+                            let msg = Inbound {
+                                bytes,
+                                from: Peer::tcp(addr),
+                            };
                             if me.inbound.send(msg).await.is_err() {
                                 break 'read;
                             }
@@ -179,7 +182,10 @@ impl Transports {
 
     /// Local address of the first UDP listener (tests and logs).
     pub fn udp_local_addrs(&self) -> Vec<SocketAddr> {
-        self.udp.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 }
 
@@ -193,7 +199,10 @@ async fn udp_reader(t: Transports, idx: usize, sock: Arc<UdpSocket>) {
                     t.udp_route.insert(from, idx);
                 }
                 let bytes = Bytes::copy_from_slice(&buf[..n]);
-                let msg = Inbound { bytes, from: Peer::udp(from) };
+                let msg = Inbound {
+                    bytes,
+                    from: Peer::udp(from),
+                };
                 if t.inbound.send(msg).await.is_err() {
                     return;
                 }

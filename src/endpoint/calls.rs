@@ -11,12 +11,10 @@ use crate::call::{Call, CallAction};
 use crate::config::{Config, Credential, DigestAlgorithm, Node, Target};
 use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::{Algorithm, Credentials, Registrar, RegistrarConfig};
-use crate::sip::headers;
 use crate::sip::dialog::{Dialog, LocalVia};
+use crate::sip::headers;
 use crate::sip::transaction::{ClientEvent, ServerEvent, TxEvent, TxKey};
 use crate::sip::Peer;
-
-
 
 /// Seconds a 503 asks the sender to wait (over `max_calls` or draining).
 const RETRY_AFTER_S: u32 = 5;
@@ -62,7 +60,11 @@ fn credentials(cfg: &Config) -> Vec<Credentials> {
                 Credential::Password(p) => (Some(p.clone()), None),
                 Credential::Ha1(h) => (None, Some(h.clone())),
             };
-            Some(Credentials { user: a.id.clone(), password, ha1_md5 })
+            Some(Credentials {
+                user: a.id.clone(),
+                password,
+                ha1_md5,
+            })
         })
         .collect()
 }
@@ -94,13 +96,21 @@ impl Endpoint {
         match ev {
             ServerEvent::NewRequest { key, req, from } => self.on_new_request(key, req, from, now),
             ServerEvent::Ack { req, .. } => self.on_ack(&req, now),
-            ServerEvent::Cancel { invite_key, cancel_key, cancel_req, .. } => {
-                self.on_cancel(invite_key, cancel_key, cancel_req, now)
-            }
+            ServerEvent::Cancel {
+                invite_key,
+                cancel_key,
+                cancel_req,
+                ..
+            } => self.on_cancel(invite_key, cancel_key, cancel_req, now),
             // Our final non-2xx was never ACKed: nothing is left to undo.
             ServerEvent::Timeout { .. } => {}
             ServerEvent::AckTimeout { call_id, .. } => {
-                let keys: Vec<_> = self.calls.keys().filter(|k| k.0 == call_id).cloned().collect();
+                let keys: Vec<_> = self
+                    .calls
+                    .keys()
+                    .filter(|k| k.0 == call_id)
+                    .cloned()
+                    .collect();
                 for ck in keys {
                     info!(call = %ck.0, "no ACK for our 200: hanging up");
                     self.hang_up(&ck, now);
@@ -142,7 +152,11 @@ impl Endpoint {
             Method::Invite => self.on_invite(key, req, from, now),
             Method::Bye => self.on_bye(key, req, now),
             Method::Info => {
-                let code = if self.find_call(&req).is_some() { 200 } else { 481 };
+                let code = if self.find_call(&req).is_some() {
+                    200
+                } else {
+                    481
+                };
                 self.reply(&key, &req, code, now);
             }
             // A CANCEL that matched no INVITE (matched ones come as events).
@@ -162,7 +176,8 @@ impl Endpoint {
         if self.draining || self.calls.len() >= self.cfg.server.max_calls {
             self.stats.calls_rejected += 1;
             let mut resp = headers::response_to(&req, 503, "Service Unavailable", None);
-            resp.headers.push(Header::RetryAfter(RETRY_AFTER_S.to_string().into()));
+            resp.headers
+                .push(Header::RetryAfter(RETRY_AFTER_S.to_string().into()));
             return self.respond(&key, resp, now);
         }
         let Some(number) = headers::request_user(&req) else {
@@ -171,7 +186,10 @@ impl Endpoint {
         let Some(route) = self.cfg.numbers.iter().find(|n| n.number == number) else {
             return self.reply(&key, &req, 404, now);
         };
-        let (target, ring) = (resolve(&self.cfg, &route.to), Duration::from_secs(route.ring_s));
+        let (target, ring) = (
+            resolve(&self.cfg, &route.to),
+            Duration::from_secs(route.ring_s),
+        );
         let offer = match req.body.is_empty() {
             true => None,
             false => match SdpOffer::parse(&req.body) {
@@ -190,8 +208,7 @@ impl Endpoint {
         let Ok(dialog) = Dialog::from_uas(&req, local_tag.clone()) else {
             return self.reply(&key, &req, 400, now);
         };
-        let (call, action) =
-            Call::new(dialog, from, number, target, offer, ports, ring, now.mono);
+        let (call, action) = Call::new(dialog, from, number, target, offer, ports, ring, now.mono);
         info!(call = %call_id, number = %call.number, "new call");
         let ck = (call_id, local_tag.clone());
         self.invites.insert(ck.clone(), (key.clone(), req.clone()));
@@ -235,7 +252,10 @@ impl Endpoint {
     fn on_bye(&mut self, key: TxKey, req: rsip::Request, now: Now) {
         match self.find_call(&req) {
             Some(ck) => {
-                let in_order = self.calls.get_mut(&ck).map(|c| c.dialog.on_remote_request(&req));
+                let in_order = self
+                    .calls
+                    .get_mut(&ck)
+                    .map(|c| c.dialog.on_remote_request(&req));
                 if let Some(Err(_)) = in_order {
                     return self.reply(&key, &req, 500, now);
                 }
@@ -289,9 +309,16 @@ impl Endpoint {
     }
 
     fn send_answer(&mut self, ck: &CallKey, now: Now) {
-        let Some((key, inv)) = self.invites.get(ck).cloned() else { return };
-        let Some(call) = self.calls.get(ck) else { return };
-        let origin = Origin { session_id: call.sdp_session_id(), version: call.sdp_version };
+        let Some((key, inv)) = self.invites.get(ck).cloned() else {
+            return;
+        };
+        let Some(call) = self.calls.get(ck) else {
+            return;
+        };
+        let origin = Origin {
+            session_id: call.sdp_session_id(),
+            version: call.sdp_version,
+        };
         let addr = self.cfg.server.advertise;
         let port = call.ports.pair().rtp;
         let body = match &call.offer {
@@ -302,9 +329,12 @@ impl Endpoint {
             return self.reply(&key, &inv, 488, now);
         };
         let mut resp = headers::response_to(&inv, 200, "OK", Some(&ck.1));
-        resp.headers.push(Header::Contact(self.contact_for(call.remote, &call.number).into()));
+        resp.headers.push(Header::Contact(
+            self.contact_for(call.remote, &call.number).into(),
+        ));
         resp.headers.push(Header::Allow(ALLOW.into()));
-        resp.headers.push(Header::ContentType("application/sdp".into()));
+        resp.headers
+            .push(Header::ContentType("application/sdp".into()));
         resp.body = body.into_bytes(); // serialize() writes the Content-Length
         self.stats.calls_answered += 1;
         self.respond(&key, resp, now);
@@ -312,7 +342,9 @@ impl Endpoint {
 
     fn send_bye(&mut self, ck: &CallKey, now: Now) {
         let local = self.local_via(ck);
-        let Some(call) = self.calls.get_mut(ck) else { return };
+        let Some(call) = self.calls.get_mut(ck) else {
+            return;
+        };
         let bye = call.dialog.new_request(Method::Bye, &local);
         // In-dialog requests go where the caller's packets come from, never
         // to an address a Contact or Via names (NAT, and loopback in tests).
@@ -328,7 +360,11 @@ impl Endpoint {
     }
 
     fn local_via(&self, ck: &CallKey) -> LocalVia {
-        let transport = self.calls.get(ck).map(|c| c.remote.transport).unwrap_or(crate::sip::Transport::Udp);
+        let transport = self
+            .calls
+            .get(ck)
+            .map(|c| c.remote.transport)
+            .unwrap_or(crate::sip::Transport::Udp);
         LocalVia {
             transport,
             host: self.cfg.server.advertise.to_string(),
@@ -376,7 +412,10 @@ impl Endpoint {
             crate::sip::Transport::Udp => "",
             crate::sip::Transport::Tcp => ";transport=tcp",
         };
-        format!("<sip:{user}@{}:{port}{transport}>", self.cfg.server.advertise)
+        format!(
+            "<sip:{user}@{}:{port}{transport}>",
+            self.cfg.server.advertise
+        )
     }
 }
 

@@ -165,10 +165,15 @@ impl Endpoint {
     /// The earliest instant the endpoint wants `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let calls = self.calls.values().filter_map(Call::poll_timeout).min();
-        [self.txn.poll_timeout(), calls, self.next_tick, Some(self.housekeeping_at)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.txn.poll_timeout(),
+            calls,
+            self.next_tick,
+            Some(self.housekeeping_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Next message to put on the wire.

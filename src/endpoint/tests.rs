@@ -55,7 +55,10 @@ impl Harness {
         let data = dir.path().join("data");
         let text = CONFIG.replace("DATA", data.to_str().unwrap());
         let cfg = crate::config::parse_str(&text, &dir.path().join("t.toml")).unwrap();
-        let now = Now { mono: Instant::now(), wall: SystemTime::now() };
+        let now = Now {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        };
         Harness {
             ep: Endpoint::new(Arc::new(cfg), now),
             now,
@@ -68,7 +71,8 @@ impl Harness {
     /// message the endpoint sent in reply, parsed.
     fn send(&mut self, text: &str) -> Vec<rsip::SipMessage> {
         let wire = text.replace("\r\n", "\n").replace('\n', "\r\n");
-        self.ep.handle_inbound(wire.as_bytes(), self.phone, self.now);
+        self.ep
+            .handle_inbound(wire.as_bytes(), self.phone, self.now);
         self.drain()
     }
 
@@ -116,7 +120,14 @@ fn invite(number: &str, call_id: &str, branch: &str) -> String {
     )
 }
 
-fn in_dialog(method: &str, number: &str, call_id: &str, to_tag: &str, cseq: u32, branch: &str) -> String {
+fn in_dialog(
+    method: &str,
+    number: &str,
+    call_id: &str,
+    to_tag: &str,
+    cseq: u32,
+    branch: &str,
+) -> String {
     format!(
         "{method} sip:{number}@127.0.0.1 SIP/2.0\n\
          Via: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\n\
@@ -132,8 +143,16 @@ fn in_dialog(method: &str, number: &str, call_id: &str, to_tag: &str, cseq: u32,
 
 fn to_tag(m: &rsip::SipMessage) -> String {
     use rsip::prelude::*;
-    let rsip::SipMessage::Response(r) = m else { panic!("not a response") };
-    r.to_header().unwrap().tag().unwrap().unwrap().value().to_string()
+    let rsip::SipMessage::Response(r) = m else {
+        panic!("not a response")
+    };
+    r.to_header()
+        .unwrap()
+        .tag()
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_string()
 }
 
 #[test]
@@ -165,7 +184,9 @@ fn answered_call_then_caller_bye() {
     assert!(ok.contains("Contact: <sip:1500@127.0.0.1:5060>"));
     let tag = to_tag(&out[1]);
     assert_eq!(h.ep.active_calls(), 1);
-    assert!(h.send(&in_dialog("ACK", "1500", "call1", &tag, 1, "z9hG4bKa1")).is_empty());
+    assert!(h
+        .send(&in_dialog("ACK", "1500", "call1", &tag, 1, "z9hG4bKa1"))
+        .is_empty());
     let out = h.send(&in_dialog("BYE", "1500", "call1", &tag, 2, "z9hG4bKb1"));
     assert_eq!(codes(&out), vec![200]);
     assert_eq!(h.ep.active_calls(), 0);
@@ -199,11 +220,19 @@ fn ivr_hangup_node_answers_then_byes() {
     let tag = to_tag(&out[1]);
     let out = h.send(&in_dialog("ACK", "1600", "call4", &tag, 1, "z9hG4bKa4"));
     assert_eq!(out.len(), 1);
-    let rsip::SipMessage::Request(bye) = &out[0] else { panic!("expected BYE") };
+    let rsip::SipMessage::Request(bye) = &out[0] else {
+        panic!("expected BYE")
+    };
     assert_eq!(bye.method, rsip::Method::Bye);
     // The caller answers the BYE: the call is gone.
     let bye_text = bye.to_string();
-    let branch = bye_text.split("branch=").nth(1).unwrap().split(|c| c == ';' || c == '\r').next().unwrap();
+    let branch = bye_text
+        .split("branch=")
+        .nth(1)
+        .unwrap()
+        .split(|c| c == ';' || c == '\r')
+        .next()
+        .unwrap();
     let cseq_line = bye_text.lines().find(|l| l.starts_with("CSeq")).unwrap();
     let ok = format!(
         "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\nFrom: <sip:1600@127.0.0.1>;tag={tag}\nTo: <sip:caller@127.0.0.1>;tag=c1\nCall-ID: call4\n{cseq_line}\nContent-Length: 0\n\n"
@@ -228,7 +257,10 @@ fn ringing_number_can_be_cancelled() {
 #[test]
 fn ringing_number_answers_after_ring_s() {
     let mut h = Harness::new();
-    assert_eq!(codes(&h.send(&invite("1501", "call6", "z9hG4bKi6"))), vec![100, 180]);
+    assert_eq!(
+        codes(&h.send(&invite("1501", "call6", "z9hG4bKi6"))),
+        vec![100, 180]
+    );
     assert!(codes(&h.advance(Duration::from_secs(2))).is_empty());
     assert_eq!(codes(&h.advance(Duration::from_secs(1))), vec![200]);
 }
@@ -252,7 +284,9 @@ fn unsupported_method_is_405_with_allow() {
         "SUBSCRIBE sip:1500@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKs1\nMax-Forwards: 70\nFrom: <sip:x@y>;tag=1\nTo: <sip:1500@127.0.0.1>\nCall-ID: s1\nCSeq: 1 SUBSCRIBE\nEvent: presence\nContent-Length: 0\n\n",
     );
     assert_eq!(codes(&out), vec![405]);
-    assert!(out[0].to_string().contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO"));
+    assert!(out[0]
+        .to_string()
+        .contains("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO"));
 }
 
 #[test]
@@ -266,7 +300,10 @@ fn bye_for_unknown_call_is_481() {
 fn draining_rejects_new_calls() {
     let mut h = Harness::new();
     h.ep.start_drain();
-    assert_eq!(codes(&h.send(&invite("1500", "d1", "z9hG4bKd1"))), vec![100, 503]);
+    assert_eq!(
+        codes(&h.send(&invite("1500", "d1", "z9hG4bKd1"))),
+        vec![100, 503]
+    );
 }
 
 #[test]

@@ -46,7 +46,10 @@ impl PortPool {
             .filter(|p| p.checked_add(1).is_some_and(|q| q <= hi))
             .collect();
         PortPool {
-            state: Arc::new(Mutex::new(PoolState { free, cursor: first })),
+            state: Arc::new(Mutex::new(PoolState {
+                free,
+                cursor: first,
+            })),
         }
     }
 
@@ -70,7 +73,11 @@ impl PortPool {
 
     /// Pairs currently free.
     pub fn available(&self) -> usize {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).free.len()
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .free
+            .len()
     }
 
     fn release(&self, pair: PortPair) {

@@ -69,7 +69,8 @@ impl SdpOffer {
     /// Parses the first audio stream of an SDP body. Lenient about lines
     /// we do not use; strict about the ones we do.
     pub fn parse(body: &[u8]) -> Result<SdpOffer, SdpError> {
-        let text = std::str::from_utf8(body).map_err(|_| SdpError::Malformed("not UTF-8".into()))?;
+        let text =
+            std::str::from_utf8(body).map_err(|_| SdpError::Malformed("not UTF-8".into()))?;
         let mut session_addr = None;
         let mut media_addr = None;
         let mut session_dir = Direction::SendRecv;
@@ -80,7 +81,9 @@ impl SdpOffer {
         let mut seen_audio = false;
         for line in text.lines() {
             let line = line.trim_end();
-            let Some((kind, value)) = line.split_once('=') else { continue };
+            let Some((kind, value)) = line.split_once('=') else {
+                continue;
+            };
             match kind {
                 "m" => {
                     in_audio = false;
@@ -173,12 +176,25 @@ pub struct Origin {
 }
 
 /// Builds our answer to `offer`, listening on `addr:port`.
-pub fn answer(offer: &SdpOffer, addr: IpAddr, port: u16, origin: Origin) -> Result<String, SdpError> {
+pub fn answer(
+    offer: &SdpOffer,
+    addr: IpAddr,
+    port: u16,
+    origin: Origin,
+) -> Result<String, SdpError> {
     let codec = offer.chosen_codec().ok_or(SdpError::NoCommonCodec)?;
     let te = offer.telephone_event;
     // A rejected stream (port 0) is answered with port 0 too (RFC 3264 §6).
     let port = if offer.port == 0 { 0 } else { port };
-    Ok(render(addr, port, codec, None, te, offer.direction.mirrored(), origin))
+    Ok(render(
+        addr,
+        port,
+        codec,
+        None,
+        te,
+        offer.direction.mirrored(),
+        origin,
+    ))
 }
 
 /// Our own offer (for a late-offer INVITE or an INVITE we send to an agent):
@@ -223,7 +239,10 @@ fn render(
         let _ = write!(s, "a=rtpmap:{pt} {name}/8000\r\n");
     }
     if let Some(te) = te {
-        let _ = write!(s, "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n");
+        let _ = write!(
+            s,
+            "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
+        );
     }
     let _ = write!(s, "a=ptime:20\r\na={}\r\n", dir.attr());
     s
@@ -236,7 +255,10 @@ mod tests {
     const SIPP_OFFER: &str = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
 
     fn origin() -> Origin {
-        Origin { session_id: 7, version: 1 }
+        Origin {
+            session_id: 7,
+            version: 1,
+        }
     }
 
     #[test]

@@ -34,7 +34,10 @@ pub enum Frame {
 /// An error means the stream is unusable and should be closed.
 pub fn next_frame(buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
     // Leading CRLFs between messages are allowed; a double one is a ping.
-    let crlfs = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let crlfs = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
     if crlfs > 0 {
         let ping = buf.starts_with(b"\r\n\r\n");
         buf.advance(if ping { 4 } else { crlfs });
@@ -90,8 +93,14 @@ mod tests {
     #[test]
     fn splits_back_to_back_messages() {
         let mut buf = BytesMut::from(&[OPTIONS, OPTIONS].concat()[..]);
-        assert_eq!(next_frame(&mut buf).unwrap(), Some(Frame::Message(Bytes::from_static(OPTIONS))));
-        assert_eq!(next_frame(&mut buf).unwrap(), Some(Frame::Message(Bytes::from_static(OPTIONS))));
+        assert_eq!(
+            next_frame(&mut buf).unwrap(),
+            Some(Frame::Message(Bytes::from_static(OPTIONS)))
+        );
+        assert_eq!(
+            next_frame(&mut buf).unwrap(),
+            Some(Frame::Message(Bytes::from_static(OPTIONS)))
+        );
         assert_eq!(next_frame(&mut buf).unwrap(), None);
     }
 
@@ -100,14 +109,20 @@ mod tests {
         let mut buf = BytesMut::from(&OPTIONS[..OPTIONS.len() - 2]);
         assert_eq!(next_frame(&mut buf).unwrap(), None);
         buf.extend_from_slice(b"dy");
-        assert!(matches!(next_frame(&mut buf).unwrap(), Some(Frame::Message(_))));
+        assert!(matches!(
+            next_frame(&mut buf).unwrap(),
+            Some(Frame::Message(_))
+        ));
     }
 
     #[test]
     fn keepalive_ping_and_compact_length() {
         let mut buf = BytesMut::from(&b"\r\n\r\nOPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\n"[..]);
         assert_eq!(next_frame(&mut buf).unwrap(), Some(Frame::Ping));
-        assert!(matches!(next_frame(&mut buf).unwrap(), Some(Frame::Message(_))));
+        assert!(matches!(
+            next_frame(&mut buf).unwrap(),
+            Some(Frame::Message(_))
+        ));
         assert!(buf.is_empty());
     }
 
@@ -115,7 +130,8 @@ mod tests {
     fn caps_and_missing_length_are_errors() {
         let mut buf = BytesMut::from(&b"INVITE sip:a SIP/2.0\r\nVia: x\r\n\r\n"[..]);
         assert_eq!(next_frame(&mut buf), Err(FrameError::BadContentLength));
-        let mut big = BytesMut::from(&b"INVITE sip:a SIP/2.0\r\nContent-Length: 999999\r\n\r\n"[..]);
+        let mut big =
+            BytesMut::from(&b"INVITE sip:a SIP/2.0\r\nContent-Length: 999999\r\n\r\n"[..]);
         assert_eq!(next_frame(&mut big), Err(FrameError::MessageTooLarge));
         let mut endless = BytesMut::from(&vec![b'a'; MAX_HEADER_BYTES + 1][..]);
         assert_eq!(next_frame(&mut endless), Err(FrameError::HeadersTooLarge));
