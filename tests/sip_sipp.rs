@@ -110,16 +110,19 @@ fn cancel_before_answer() {
 
 #[test]
 fn retransmitted_invite_makes_one_dialog() {
-    // The copy may cross sipacd's 100/200 in flight; SIPp must not abort the
-    // call on such an early response, so the one-dialog check is done here on
-    // the message log instead.
-    let Some(run) = scenario(
-        "invite_retransmit",
-        &["-s", "1500", "-default_behaviors", "all,-abortunexp"],
-    ) else {
+    // The copy arrives after the 200: a new call would answer it with
+    // another 100 and a 200 with another To tag.
+    let Some(run) = scenario("invite_retransmit", &["-s", "1500"]) else {
         return;
     };
     let msgs = received(&run.messages);
+    let trying = msgs.iter().filter(|m| m.starts_with("SIP/2.0 100")).count();
+    assert_eq!(
+        trying,
+        1,
+        "the copy started a second transaction\n{}",
+        run.report()
+    );
     let ok_tags: std::collections::BTreeSet<String> = msgs
         .iter()
         .filter(|m| m.starts_with("SIP/2.0 200"))
@@ -144,7 +147,11 @@ fn retransmitted_invite_makes_one_dialog() {
         .lines()
         .filter(|l| l.starts_with("INVITE "))
         .count();
-    assert_eq!(invites, 2, "the scenario must send the INVITE twice");
+    // The copy, plus one more for each 200 retransmission SIPp saw.
+    assert!(
+        (2..=6).contains(&invites),
+        "the INVITE was sent {invites} times"
+    );
 }
 
 #[test]

@@ -6,11 +6,9 @@
 //! `$CARGO_MANIFEST_DIR/../shared/testdata/rfc4475`; when absent the test
 //! skips with a note, or fails when `CI` is set.
 //!
-//! Most messages carry a Via naming some other host, so sipacd answers them
-//! (RFC 3261 §18.2.2, `received`) at 127.0.0.1 on the Via's port, 5060 by
-//! default, not to our socket. We also listen on those ports when they are
-//! free (they are in CI's own network namespace); an answer nobody caught is
-//! simply not checked.
+//! Most messages carry a Via naming some other host; sipacd must answer at
+//! the address and port each came from (RFC 3581 behaviour, always on), so
+//! every answer must reach the one socket that sent them.
 
 mod common;
 
@@ -21,7 +19,7 @@ use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// RFC 4475 §3.1.2 messages that must get 400 when answered at all.
+/// RFC 4475 §3.1.2 messages that must get 400.
 const MUST_400: &[&str] = &[
     "badinv01",
     "clerr",
@@ -49,6 +47,8 @@ const VALID: &[&str] = &[
     "transports",
     "mpart01",
 ];
+/// Valid messages whose method is unknown to any UAS.
+const UNKNOWN_METHOD: &[&str] = &["intmeth", "esc02"];
 /// Responses among the messages (nobody may answer a response).
 const RESPONSES: &[&str] = &["unreason", "noreason", "bcast", "bigcode", "scalarlg"];
 
@@ -83,14 +83,7 @@ struct Collector {
 
 impl Collector {
     fn new(main: &UdpSocket) -> Collector {
-        let mut socks = vec![main.try_clone().unwrap()];
-        // Ports named (or implied) by the messages' Via headers.
-        for port in [5060u16, 5050, 5070] {
-            match UdpSocket::bind(("127.0.0.1", port)) {
-                Ok(s) => socks.push(s),
-                Err(e) => eprintln!("note: cannot listen on 127.0.0.1:{port} ({e}); answers sent there go unchecked"),
-            }
-        }
+        let socks = vec![main.try_clone().unwrap()];
         for s in &socks {
             s.set_nonblocking(true).unwrap();
         }
@@ -176,11 +169,11 @@ fn rfc4475_torture_messages() {
 
     let mut problems = Vec::new();
     for n in MUST_400 {
-        if finals(n).iter().any(|c| *c != 400) {
+        if finals(n).is_empty() || finals(n).iter().any(|c| *c != 400) {
             problems.push(format!("{n}: must be refused with 400, got {:?}", codes(n)));
         }
     }
-    if finals("badvers").iter().any(|c| *c != 505) {
+    if finals("badvers").is_empty() || finals("badvers").iter().any(|c| *c != 505) {
         problems.push(format!("badvers: must get 505, got {:?}", codes("badvers")));
     }
     if finals("mismatch02").iter().any(|c| *c != 501 && *c != 400) {
@@ -197,9 +190,17 @@ fn rfc4475_torture_messages() {
         }
     }
     for n in VALID {
+        // intmeth and esc02 carry methods nobody implements (`!interesting-
+        // Method0123456789_*+`.%indeed'~`, `RE%47IST%45R`, which is not
+        // REGISTER): a UAS answers those 501 Not Implemented (RFC 3261
+        // §21.5.2). Any other 5xx, a 400 or a 505 is a refusal.
+        let unknown_method = UNKNOWN_METHOD.contains(n);
+        if finals(n).is_empty() {
+            problems.push(format!("{n}: valid request got no final answer"));
+        }
         if finals(n)
             .iter()
-            .any(|c| *c == 400 || *c == 505 || *c >= 500)
+            .any(|c| *c == 400 || *c == 505 || (*c >= 500 && !(unknown_method && *c == 501)))
         {
             problems.push(format!("{n}: valid message refused: {:?}", codes(n)));
         }

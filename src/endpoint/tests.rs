@@ -230,7 +230,7 @@ fn ivr_hangup_node_answers_then_byes() {
         .split("branch=")
         .nth(1)
         .unwrap()
-        .split(|c| c == ';' || c == '\r')
+        .split([';', '\r'])
         .next()
         .unwrap();
     let cseq_line = bye_text.lines().find(|l| l.starts_with("CSeq")).unwrap();

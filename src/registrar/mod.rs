@@ -365,8 +365,8 @@ impl Registrar {
         if c.opaque.as_deref().is_some_and(|o| o != self.opaque()) {
             return Auth::Challenge { stale: false };
         }
-        if !uri_matches(&c.uri, &req.uri) {
-            return Auth::BadRequest("digest uri differs from Request-URI");
+        if !uri_acceptable(&c.uri, &req.uri) {
+            return Auth::BadRequest("digest uri is not a SIP URI");
         }
 
         let realm = self.cfg.realm.as_str();
@@ -462,16 +462,17 @@ fn parse_cseq(v: &str) -> Option<u32> {
     (m.eq_ignore_ascii_case("REGISTER") && it.next().is_none()).then_some(n)
 }
 
-/// The digest `uri` must name the Request-URI; compared loosely (trimmed
-/// strings, case-insensitive, or equal once parsed) because rsip re-renders
-/// the Request-URI.
-fn uri_matches(digest_uri: &str, req_uri: &rsip::Uri) -> bool {
+/// RFC 2617 says the digest `uri` SHOULD equal the Request-URI, but SIPp
+/// and several phones put the registrar's address there instead. The
+/// response hash covers the `uri` the client states, and nonce counts stop
+/// replays, so like Asterisk and Kamailio we accept any SIP URI there.
+fn uri_acceptable(digest_uri: &str, req_uri: &rsip::Uri) -> bool {
     let d = digest_uri.trim();
-    let r = req_uri.to_string();
-    if d.eq_ignore_ascii_case(r.trim()) {
+    if d.eq_ignore_ascii_case(req_uri.to_string().trim()) {
         return true;
     }
-    rsip::Uri::try_from(d).is_ok_and(|u| &u == req_uri)
+    let lower = d.to_ascii_lowercase();
+    (lower.starts_with("sip:") || lower.starts_with("sips:")) && rsip::Uri::try_from(d).is_ok()
 }
 
 /// RFC 1123 date for the Date header (RFC 3261 §20.17).

@@ -522,20 +522,30 @@ fn forged_nonce_and_missing_qop_are_challenged() {
 }
 
 #[test]
-fn digest_uri_must_match_request_uri() {
+fn digest_uri_may_name_the_registrar_but_must_be_sip() {
     let mut r = registrar();
     let ch = get_challenge(&mut r, Algorithm::Md5, t(0));
     let h = ha1(Algorithm::Md5, "1001", "secret1");
-    let a = answer(
-        Algorithm::Md5,
-        "1001",
-        &h,
-        &ch,
-        1,
-        "sip:elsewhere.example.org",
-    );
+    // Not a SIP URI at all: 400.
+    let a = answer(Algorithm::Md5, "1001", &h, &ch, 1, "http://elsewhere");
     let resp = r.handle_register(&req("1001", "c", 2, &[a]), peer(), t(1));
     assert_eq!(resp.status_code, StatusCode::BadRequest);
+    // SIPp states the registrar's address (sip:IP:PORT): accepted when the
+    // hash over that uri verifies, refused when it does not.
+    let wrong = answer(
+        Algorithm::Md5,
+        "1001",
+        &ha1(Algorithm::Md5, "1001", "nope"),
+        &ch,
+        1,
+        "sip:127.0.0.1:5060",
+    );
+    let resp = r.handle_register(&req("1001", "c", 2, &[wrong]), peer(), t(1));
+    assert_eq!(resp.status_code, StatusCode::Forbidden);
+    let ch = get_challenge(&mut r, Algorithm::Md5, t(1));
+    let a = answer(Algorithm::Md5, "1001", &h, &ch, 1, "sip:127.0.0.1:5060");
+    let resp = r.handle_register(&req("1001", "c", 3, &[a]), peer(), t(1));
+    assert_eq!(resp.status_code, StatusCode::OK);
     // Padding with blanks is tolerated.
     let a = answer(
         Algorithm::Md5,
@@ -545,7 +555,7 @@ fn digest_uri_must_match_request_uri() {
         2,
         &format!(" sip:{REALM} "),
     );
-    let resp = r.handle_register(&req("1001", "c", 3, &[a]), peer(), t(1));
+    let resp = r.handle_register(&req("1001", "c", 4, &[a]), peer(), t(1));
     assert_eq!(resp.status_code, StatusCode::OK);
 }
 
