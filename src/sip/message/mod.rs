@@ -12,6 +12,7 @@
 
 mod normalize;
 mod reject;
+mod scan;
 mod uri;
 mod validate;
 
@@ -23,6 +24,7 @@ use rsip::prelude::*;
 pub use reject::error_response;
 
 pub(crate) use normalize::expand_compact;
+pub(crate) use scan::Quotes;
 pub(crate) use validate::split_semis;
 
 /// Largest message accepted, in bytes (a UDP datagram can't exceed it anyway).

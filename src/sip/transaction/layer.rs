@@ -11,12 +11,12 @@ use tracing::debug;
 use super::client_invite::{ClientInvite, RespOutcome};
 use super::client_non_invite::ClientNonInvite;
 use super::key::{Side, TxKey};
-use super::messages::response_for;
 use super::server_invite::{AckOutcome, ServerInvite};
 use super::server_non_invite::{SendOutcome, ServerNonInvite};
 use super::timers::{TimerConfig, TimerKind, TimerTable};
 use super::uas2xx::{Uas2xxEvent, Uas2xxRetransmitter};
 use super::{Fired, Transmit, TxError};
+use crate::sip::headers::response_with_status;
 use crate::sip::Peer;
 
 /// Something the server side tells the TU.
@@ -179,8 +179,14 @@ impl TransactionLayer {
     /// drops stale entries from the top so `poll_timeout` is exact.
     fn index(&mut self, key: &TxKey) {
         let next = match key.side() {
-            Side::Server => self.servers.get(key).and_then(|t| t.timers().next_timeout()),
-            Side::Client => self.clients.get(key).and_then(|t| t.timers().next_timeout()),
+            Side::Server => self
+                .servers
+                .get(key)
+                .and_then(|t| t.timers().next_timeout()),
+            Side::Client => self
+                .clients
+                .get(key)
+                .and_then(|t| t.timers().next_timeout()),
         };
         match next {
             None => {
@@ -188,7 +194,10 @@ impl TransactionLayer {
             }
             Some(at) if self.indexed.get(key) != Some(&at) => {
                 self.indexed.insert(key.clone(), at);
-                self.deadlines.push(Reverse(Deadline { at, key: key.clone() }));
+                self.deadlines.push(Reverse(Deadline {
+                    at,
+                    key: key.clone(),
+                }));
             }
             Some(_) => {}
         }
@@ -257,7 +266,7 @@ impl TransactionLayer {
             return None;
         }
         let tx = if req.method == Method::Invite {
-            let trying = response_for(&req, StatusCode::Trying);
+            let trying = response_with_status(&req, StatusCode::Trying, None);
             self.transmits.push_back(Transmit {
                 to: from,
                 msg: trying.clone().into(),
@@ -449,13 +458,17 @@ impl TransactionLayer {
     /// The earliest deadline of any timer; sleep until then.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let txs = self.deadlines.peek().map(|Reverse(d)| d.at);
-        txs.into_iter().chain(self.retransmitter.poll_timeout()).min()
+        txs.into_iter()
+            .chain(self.retransmitter.poll_timeout())
+            .min()
     }
 
     /// Fire every timer due at `now`. Events go to `poll_event`.
     pub fn handle_timeout(&mut self, now: Instant) {
         while self.deadlines.peek().is_some_and(|Reverse(d)| d.at <= now) {
-            let Some(Reverse(d)) = self.deadlines.pop() else { break };
+            let Some(Reverse(d)) = self.deadlines.pop() else {
+                break;
+            };
             if self.indexed.get(&d.key) != Some(&d.at) {
                 continue; // stale: the transaction moved on or is gone
             }

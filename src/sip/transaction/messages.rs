@@ -2,37 +2,13 @@
 
 use rsip::headers::{CSeq, ContentLength, MaxForwards};
 use rsip::prelude::*;
-use rsip::{Header, Headers, Method, Request, Response, StatusCode};
+use rsip::{Header, Headers, Method, Request, Response};
 
 use super::{TxError, MAGIC_COOKIE};
 
 /// A fresh RFC 3261 branch (magic cookie + 64 random bits).
 pub fn new_branch() -> String {
     format!("{MAGIC_COOKIE}{:016x}", rand::random::<u64>())
-}
-
-/// A response to `req` carrying its Via, From, To, Call-ID and CSeq headers
-/// (RFC 3261 §8.2.6.2). The caller adds a To tag where one is needed.
-pub fn response_for(req: &Request, status: StatusCode) -> Response {
-    let mut headers = Headers::default();
-    for h in req.headers.iter() {
-        match h {
-            Header::Via(_)
-            | Header::From(_)
-            | Header::To(_)
-            | Header::CallId(_)
-            | Header::CSeq(_)
-            | Header::Timestamp(_) => headers.push(h.clone()),
-            _ => {}
-        }
-    }
-    headers.push(ContentLength::new("0").into());
-    Response {
-        status_code: status,
-        version: rsip::Version::V2,
-        headers,
-        body: Vec::new(),
-    }
 }
 
 /// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same branch,
