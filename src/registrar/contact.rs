@@ -2,7 +2,7 @@
 //! §25.1). rsip's typed Contact takes one contact per header; phones put
 //! several in one header separated by commas, so we split ourselves.
 
-use crate::sip::message::Quotes;
+use crate::sip::message::{split_list, Quotes};
 
 /// One element of a Contact header.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,32 +46,8 @@ fn strip_scheme(uri: &str) -> Option<&str> {
     }
 }
 
-/// Splits at top-level occurrences of `sep` (outside quotes and `<...>`).
-fn split_top(s: &str, sep: char) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut quotes, mut in_angle) = (Quotes::default(), false);
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        if quotes.skip(c) {
-            continue;
-        }
-        match c {
-            '"' if !in_angle => quotes.open(),
-            '<' => in_angle = true,
-            '>' => in_angle = false,
-            c if c == sep && !in_angle => {
-                out.push(s.get(start..i).unwrap_or(""));
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    out.push(s.get(start..).unwrap_or(""));
-    out
-}
-
 fn parse_params(s: &str) -> Vec<(String, Option<String>)> {
-    split_top(s, ';')
+    split_list(s, ';')
         .into_iter()
         .filter_map(|p| {
             let p = p.trim();
@@ -137,7 +113,7 @@ pub fn parse_name_addr(s: &str) -> Option<NameAddr> {
 /// Parses a Contact header value into its comma-separated elements.
 /// `None` if any element is malformed.
 pub fn parse_contacts(value: &str) -> Option<Vec<ContactValue>> {
-    split_top(value, ',')
+    split_list(value, ',')
         .into_iter()
         .map(|part| {
             if part.trim() == "*" {

@@ -23,7 +23,7 @@ use rsip::prelude::*;
 
 pub use reject::error_response;
 
-pub(crate) use normalize::expand_compact;
+pub(crate) use normalize::{expand_compact, split_list};
 pub(crate) use scan::Quotes;
 pub(crate) use validate::split_semis;
 

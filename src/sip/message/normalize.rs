@@ -230,7 +230,7 @@ pub(crate) fn frame(datagram: &[u8]) -> Result<Frame<'_>, ParseError> {
             Some((seps, split)) => {
                 let value = tighten(&value, seps);
                 if split {
-                    for item in split_list(&value) {
+                    for item in split_list(&value, ',') {
                         if item.is_empty() {
                             return Err(bad(format!("empty element in {name} list")));
                         }
@@ -326,8 +326,8 @@ pub(crate) fn tighten(value: &str, seps: &str) -> String {
     out
 }
 
-/// Split at commas outside quoted strings and <...>.
-pub(crate) fn split_list(value: &str) -> Vec<&str> {
+/// Split at `sep` outside quoted strings and <...>; items are trimmed.
+pub(crate) fn split_list(value: &str, sep: char) -> Vec<&str> {
     let mut items = Vec::new();
     let (mut quotes, mut angle) = (Quotes::default(), false);
     let mut start = 0;
@@ -339,9 +339,9 @@ pub(crate) fn split_list(value: &str) -> Vec<&str> {
             '"' if !angle => quotes.open(),
             '<' => angle = true,
             '>' => angle = false,
-            ',' if !angle => {
+            c if c == sep && !angle => {
                 items.push(value[start..i].trim());
-                start = i + 1;
+                start = i + c.len_utf8();
             }
             _ => {}
         }
