@@ -2,6 +2,8 @@
 //! §25.1). rsip's typed Contact takes one contact per header; phones put
 //! several in one header separated by commas, so we split ourselves.
 
+use crate::sip::message::{split_list, Quotes};
+
 /// One element of a Contact header.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContactValue {
@@ -44,34 +46,8 @@ fn strip_scheme(uri: &str) -> Option<&str> {
     }
 }
 
-/// Splits at top-level occurrences of `sep` (outside quotes and `<...>`).
-fn split_top(s: &str, sep: char) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut in_quote, mut in_angle, mut escaped) = (false, false, false);
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if in_quote => escaped = true,
-            '"' if !in_angle => in_quote = !in_quote,
-            '<' if !in_quote => in_angle = true,
-            '>' if !in_quote => in_angle = false,
-            c if c == sep && !in_quote && !in_angle => {
-                out.push(s.get(start..i).unwrap_or(""));
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    out.push(s.get(start..).unwrap_or(""));
-    out
-}
-
 fn parse_params(s: &str) -> Vec<(String, Option<String>)> {
-    split_top(s, ';')
+    split_list(s, ';')
         .into_iter()
         .filter_map(|p| {
             let p = p.trim();
@@ -97,18 +73,15 @@ fn parse_params(s: &str) -> Vec<(String, Option<String>)> {
 pub fn parse_name_addr(s: &str) -> Option<NameAddr> {
     let s = s.trim();
     // Find a '<' outside a quoted display name.
-    let mut in_quote = false;
-    let mut escaped = false;
+    let mut quotes = Quotes::default();
     let mut lt = None;
     for (i, c) in s.char_indices() {
-        if escaped {
-            escaped = false;
+        if quotes.skip(c) {
             continue;
         }
         match c {
-            '\\' if in_quote => escaped = true,
-            '"' => in_quote = !in_quote,
-            '<' if !in_quote => {
+            '"' => quotes.open(),
+            '<' => {
                 lt = Some(i);
                 break;
             }
@@ -140,7 +113,7 @@ pub fn parse_name_addr(s: &str) -> Option<NameAddr> {
 /// Parses a Contact header value into its comma-separated elements.
 /// `None` if any element is malformed.
 pub fn parse_contacts(value: &str) -> Option<Vec<ContactValue>> {
-    split_top(value, ',')
+    split_list(value, ',')
         .into_iter()
         .map(|part| {
             if part.trim() == "*" {

@@ -18,7 +18,6 @@ mod bindings;
 mod contact;
 mod digest;
 mod nonce;
-mod response;
 mod store;
 
 pub use bindings::Binding;
@@ -29,10 +28,10 @@ use bindings::{BindingTable, Limits, Update, UpdateError};
 use contact::{parse_contacts, parse_name_addr, ContactValue};
 use digest::{challenge_value, constant_time_eq, hmac_sha256};
 use nonce::{NonceStatus, Nonces};
-use response::{first, values, Kind};
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, Request, Response, StatusCode};
 
+use crate::sip::headers::{header_value, header_values, response_with_status};
 use crate::sip::Peer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -224,8 +223,7 @@ impl Registrar {
     /// response to send back to `source`.
     pub fn handle_register(&mut self, req: &Request, source: Peer, now: SystemTime) -> Response {
         let tag = self.to_tag(req);
-        let reply =
-            |status: StatusCode, extra: Vec<Header>| response::build(req, status, &tag, extra);
+        let reply = |status: StatusCode, extra: Vec<Header>| reply(req, status, &tag, extra);
 
         if req.method != Method::Register {
             return reply(
@@ -233,21 +231,21 @@ impl Registrar {
                 vec![Header::Allow(rsip::headers::Allow::new("REGISTER"))],
             );
         }
-        let Some(call_id) = first(req, Kind::CallId).map(str::trim) else {
+        let Some(call_id) = header_value(req, "Call-ID") else {
             return reply(StatusCode::BadRequest, vec![]);
         };
-        let Some(cseq) = first(req, Kind::CSeq).and_then(parse_cseq) else {
+        let Some(cseq) = header_value(req, "CSeq").as_deref().and_then(parse_cseq) else {
             return reply(StatusCode::BadRequest, vec![]);
         };
-        let Some(to) = first(req, Kind::To).and_then(parse_name_addr) else {
+        let Some(to) = header_value(req, "To").as_deref().and_then(parse_name_addr) else {
             return reply(StatusCode::BadRequest, vec![]);
         };
-        if first(req, Kind::From).is_none() || first(req, Kind::Via).is_none() {
+        if header_value(req, "From").is_none() || header_value(req, "Via").is_none() {
             return reply(StatusCode::BadRequest, vec![]);
         }
         let mut contacts: Vec<ContactValue> = Vec::new();
-        for v in values(req, Kind::Contact) {
-            match parse_contacts(v) {
+        for v in header_values(req, "Contact") {
+            match parse_contacts(&v) {
                 Some(c) => contacts.extend(c),
                 None => return reply(StatusCode::BadRequest, vec![]),
             }
@@ -277,8 +275,10 @@ impl Registrar {
 
         let update = Update {
             contacts: &contacts,
-            expires_header: first(req, Kind::Expires).and_then(bindings::parse_delta),
-            call_id,
+            expires_header: header_value(req, "Expires")
+                .as_deref()
+                .and_then(bindings::parse_delta),
+            call_id: &call_id,
             cseq,
             source,
             now,
@@ -329,8 +329,8 @@ impl Registrar {
     }
 
     fn authenticate(&mut self, req: &Request, now: SystemTime) -> Auth {
-        let parsed: Vec<DigestCredentials> = values(req, Kind::Authorization)
-            .into_iter()
+        let parsed: Vec<DigestCredentials> = header_values(req, "Authorization")
+            .iter()
             .filter_map(|v| parse_authorization(v).ok())
             .collect();
         // Prefer credentials for our realm; otherwise the first (which will
@@ -430,16 +430,17 @@ impl Registrar {
 
     /// Deterministic per request so a retransmission gets the same tag.
     fn to_tag(&self, req: &Request) -> String {
-        let part = |k| first(req, k).unwrap_or("").as_bytes();
+        let part = |name| header_value(req, name).unwrap_or_default();
+        let (call_id, cseq, from) = (part("Call-ID"), part("CSeq"), part("From"));
         let m = hmac_sha256(
             &self.secret,
             &[
                 b"to-tag",
-                part(Kind::CallId),
+                call_id.as_bytes(),
                 b"\0",
-                part(Kind::CSeq),
+                cseq.as_bytes(),
                 b"\0",
-                part(Kind::From),
+                from.as_bytes(),
             ],
         );
         hex::encode(m.get(..6).unwrap_or(&m))
@@ -452,6 +453,17 @@ impl Registrar {
             }
         }
     }
+}
+
+/// The response to `req` with `extra` headers before Content-Length.
+fn reply(req: &Request, status: StatusCode, to_tag: &str, extra: Vec<Header>) -> Response {
+    let mut resp = response_with_status(req, status, Some(to_tag));
+    let mut headers: Vec<Header> = resp.headers.into_iter().collect();
+    let content_length = headers.pop();
+    headers.extend(extra);
+    headers.extend(content_length);
+    resp.headers = headers.into();
+    resp
 }
 
 /// `CSeq: 12 REGISTER` → 12; the method must be REGISTER.

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use rsip::message::HasHeaders;
 use rsip::prelude::UntypedHeader;
 
-use crate::sip::message::{expand_compact, known_method, reason_phrase, split_semis};
+use crate::sip::message::{expand_compact, known_method, reason_phrase, split_semis, Quotes};
 
 pub use crate::sip::message::serialize;
 
@@ -21,25 +21,33 @@ pub fn header_parts(header: &rsip::Header) -> (String, String) {
     }
 }
 
+/// Whether two header names are the same, case-insensitively, with either
+/// side possibly compact: `message::parse` expands compact forms, but
+/// hand-built messages (rsip keeps `v:` as `Header::Other`) may carry them.
+fn same_name(a: &str, b: &str) -> bool {
+    fn full(n: &str) -> &str {
+        expand_compact(n).unwrap_or(n)
+    }
+    full(a).eq_ignore_ascii_case(full(b))
+}
+
 /// Every value of the header `name` (case-insensitive, compact forms
-/// accepted), in message order.
+/// accepted in `name` and in the message), in message order.
 pub fn header_values<M: HasHeaders + ?Sized>(msg: &M, name: &str) -> Vec<String> {
-    let name = expand_compact(name).unwrap_or(name);
     msg.headers()
         .iter()
         .map(header_parts)
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .filter(|(n, _)| same_name(n, name))
         .map(|(_, v)| v)
         .collect()
 }
 
 /// The first value of the header `name`.
 pub fn header_value<M: HasHeaders + ?Sized>(msg: &M, name: &str) -> Option<String> {
-    let name = expand_compact(name).unwrap_or(name);
     msg.headers()
         .iter()
         .map(header_parts)
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .find(|(n, _)| same_name(n, name))
         .map(|(_, v)| v)
 }
 
@@ -58,22 +66,16 @@ pub fn header_param(value: &str, name: &str) -> Option<String> {
 /// The text from the first parameter-separating ';' on: after `<...>` when
 /// the address is bracketed, else at the first ';' outside quotes.
 fn params_part(value: &str) -> Option<&str> {
-    let (mut quoted, mut escaped) = (false, false);
+    let mut quotes = Quotes::default();
     let mut first_semi = None;
     let mut angle_close = None;
     let mut in_angle = false;
     for (i, c) in value.char_indices() {
-        if quoted {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => quoted = false,
-                _ => {}
-            }
+        if quotes.skip(c) {
             continue;
         }
         match c {
-            '"' if !in_angle => quoted = true,
+            '"' if !in_angle => quotes.open(),
             '<' => in_angle = true,
             '>' if in_angle => {
                 in_angle = false;
@@ -195,43 +197,52 @@ pub fn response_to(
     reason: &str,
     to_tag: Option<&str>,
 ) -> rsip::Response {
-    let mut headers = rsip::Headers::default();
-    for h in req.headers.iter() {
-        if matches!(h, rsip::Header::Via(_)) {
-            headers.push(h.clone());
-        }
-    }
-    let first = |pick: fn(&rsip::Header) -> bool| req.headers.iter().find(|h| pick(h)).cloned();
-    if let Some(h) = first(|h| matches!(h, rsip::Header::From(_))) {
-        headers.push(h);
-    }
-    if let Some(rsip::Header::To(to)) = first(|h| matches!(h, rsip::Header::To(_))) {
-        let mut value = to.value().to_string();
-        if let Some(tag) = to_tag {
-            if header_param(&value, "tag").is_none() {
-                value.push_str(";tag=");
-                value.push_str(tag);
-            }
-        }
-        headers.push(rsip::Header::To(rsip::headers::To::new(value)));
-    }
-    for pick in [
-        (|h: &rsip::Header| matches!(h, rsip::Header::CallId(_))) as fn(&rsip::Header) -> bool,
-        |h| matches!(h, rsip::Header::CSeq(_)),
-    ] {
-        if let Some(h) = first(pick) {
-            headers.push(h);
-        }
-    }
-    headers.push(rsip::Header::ContentLength(
-        rsip::headers::ContentLength::new("0"),
-    ));
     let typed = rsip::StatusCode::from(status);
     let status_code = match typed {
         rsip::StatusCode::Other(..) => rsip::StatusCode::Other(status, reason.to_string()),
         _ if reason == reason_phrase(status) => typed,
         _ => rsip::StatusCode::Other(status, reason.to_string()),
     };
+    response_with_status(req, status_code, to_tag)
+}
+
+/// [`response_to`] with a ready-made status code. A 100 (Trying) also gets
+/// the request's Timestamp (RFC 3261 §8.2.6.1). Compact request headers
+/// come out in full form.
+pub fn response_with_status(
+    req: &rsip::Request,
+    status_code: rsip::StatusCode,
+    to_tag: Option<&str>,
+) -> rsip::Response {
+    use rsip::headers::{CSeq, CallId, ContentLength, From, Timestamp, To, Via};
+    let mut headers = rsip::Headers::default();
+    for v in header_values(req, "Via") {
+        headers.push(Via::new(v).into());
+    }
+    if let Some(v) = header_value(req, "From") {
+        headers.push(From::new(v).into());
+    }
+    if let Some(mut v) = header_value(req, "To") {
+        if let Some(tag) = to_tag {
+            if header_param(&v, "tag").is_none() {
+                v.push_str(";tag=");
+                v.push_str(tag);
+            }
+        }
+        headers.push(To::new(v).into());
+    }
+    if let Some(v) = header_value(req, "Call-ID") {
+        headers.push(CallId::new(v).into());
+    }
+    if let Some(v) = header_value(req, "CSeq") {
+        headers.push(CSeq::new(v).into());
+    }
+    if status_code.code() == 100 {
+        if let Some(v) = header_value(req, "Timestamp") {
+            headers.push(Timestamp::new(v).into());
+        }
+    }
+    headers.push(ContentLength::new("0").into());
     rsip::Response {
         status_code,
         version: rsip::Version::V2,
@@ -420,6 +431,51 @@ Content-Length: 0\r\n\r\n";
         let wire = serialize(&resp3.clone().into());
         assert!(wire.starts_with(b"SIP/2.0 200 OK\r\n"));
         assert_eq!(parse(&wire).unwrap(), rsip::SipMessage::Response(resp3));
+    }
+
+    #[test]
+    fn response_to_hand_built_request_with_compact_headers() {
+        let raw = "REGISTER sip:example.com SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK1\r\n\
+            v: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK0\r\n\
+            f: <sip:1001@example.com>;tag=abc\r\n\
+            To: <sip:1001@example.com>\r\n\
+            Call-ID: xyz\r\n\
+            CSeq: 2 REGISTER\r\n\
+            Content-Length: 0\r\n\r\n";
+        let req = rsip::Request::try_from(raw).unwrap();
+        assert_eq!(
+            header_value(&req, "From").as_deref(),
+            Some("<sip:1001@example.com>;tag=abc")
+        );
+        assert_eq!(header_values(&req, "v").len(), 2);
+        let resp = response_with_status(&req, rsip::StatusCode::OK, Some("t1"));
+        let text = resp.to_string();
+        assert!(text.starts_with("SIP/2.0 200 OK\r\n"));
+        assert!(text.contains("Via: SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK1\r\n"));
+        assert!(text.contains("Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK0\r\n"));
+        assert!(text.contains("From: <sip:1001@example.com>;tag=abc\r\n"));
+        assert!(text.contains("To: <sip:1001@example.com>;tag=t1\r\n"));
+        assert!(text.contains("Call-ID: xyz\r\n"));
+        assert!(text.contains("CSeq: 2 REGISTER\r\n"));
+        assert!(text.contains("Content-Length: 0\r\n"));
+    }
+
+    #[test]
+    fn timestamp_is_copied_into_100_trying_only() {
+        let raw = REQ.replace("Expires: 120\r\n", "Timestamp: 54.1 0.2\r\n");
+        let r = match parse(raw.as_bytes()) {
+            Ok(rsip::SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let trying = response_with_status(&r, rsip::StatusCode::Trying, None);
+        assert_eq!(
+            header_value(&trying, "Timestamp").as_deref(),
+            Some("54.1 0.2")
+        );
+        assert_eq!(to_tag(&trying), None);
+        let ringing = response_to(&r, 180, "Ringing", Some("x"));
+        assert_eq!(header_value(&ringing, "Timestamp"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 mod normalize;
 mod reject;
+mod scan;
 mod uri;
 mod validate;
 
@@ -22,7 +23,8 @@ use rsip::prelude::*;
 
 pub use reject::error_response;
 
-pub(crate) use normalize::expand_compact;
+pub(crate) use normalize::{expand_compact, split_list};
+pub(crate) use scan::Quotes;
 pub(crate) use validate::split_semis;
 
 /// Largest message accepted, in bytes (a UDP datagram can't exceed it anyway).

@@ -1,6 +1,7 @@
 //! Framing and layout normalisation (RFC 3261 §7): leading CRLFs, header
 //! folding, LWS around colons, compact names, comma lists, Content-Length.
 
+use super::scan::Quotes;
 use super::{clip, ParseError, MAX_HEADERS, MAX_MESSAGE_SIZE};
 use std::fmt::Write as _;
 
@@ -229,7 +230,7 @@ pub(crate) fn frame(datagram: &[u8]) -> Result<Frame<'_>, ParseError> {
             Some((seps, split)) => {
                 let value = tighten(&value, seps);
                 if split {
-                    for item in split_list(&value) {
+                    for item in split_list(&value, ',') {
                         if item.is_empty() {
                             return Err(bad(format!("empty element in {name} list")));
                         }
@@ -291,17 +292,11 @@ fn unfold(lines: &str) -> Result<Vec<(String, String)>, &'static str> {
 /// "SIP/2.0/UDP h;branch=x" (RFC 3261 SLASH/SEMI/EQUAL/COMMA allow SWS).
 pub(crate) fn tighten(value: &str, seps: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    let (mut quoted, mut escaped, mut angle) = (false, false, false);
+    let (mut quotes, mut angle) = (Quotes::default(), false);
     let (mut pending_ws, mut after_sep) = (false, true);
     for c in value.chars() {
-        if quoted {
+        if quotes.skip(c) {
             out.push(c);
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => quoted = false,
-                _ => {}
-            }
             continue;
         }
         if angle {
@@ -321,7 +316,9 @@ pub(crate) fn tighten(value: &str, seps: &str) -> String {
                 }
                 out.push(c);
                 (pending_ws, after_sep) = (false, false);
-                quoted = c == '"';
+                if c == '"' {
+                    quotes.open();
+                }
                 angle = c == '<';
             }
         }
@@ -329,28 +326,22 @@ pub(crate) fn tighten(value: &str, seps: &str) -> String {
     out
 }
 
-/// Split at commas outside quoted strings and <...>.
-pub(crate) fn split_list(value: &str) -> Vec<&str> {
+/// Split at `sep` outside quoted strings and <...>; items are trimmed.
+pub(crate) fn split_list(value: &str, sep: char) -> Vec<&str> {
     let mut items = Vec::new();
-    let (mut quoted, mut escaped, mut angle) = (false, false, false);
+    let (mut quotes, mut angle) = (Quotes::default(), false);
     let mut start = 0;
     for (i, c) in value.char_indices() {
-        if quoted {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => quoted = false,
-                _ => {}
-            }
+        if quotes.skip(c) {
             continue;
         }
         match c {
-            '"' if !angle => quoted = true,
+            '"' if !angle => quotes.open(),
             '<' => angle = true,
             '>' => angle = false,
-            ',' if !angle => {
+            c if c == sep && !angle => {
                 items.push(value[start..i].trim());
-                start = i + 1;
+                start = i + c.len_utf8();
             }
             _ => {}
         }

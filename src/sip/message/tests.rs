@@ -86,10 +86,10 @@ fn tolerates_lws_around_colon_and_leading_crlf() {
 #[test]
 fn splits_lists_outside_quotes_and_brackets() {
     assert_eq!(
-        split_list(r#""a, b" <sip:x@y;p=1,2>;q=1, <sip:z@w>"#),
+        split_list(r#""a, b" <sip:x@y;p=1,2>;q=1, <sip:z@w>"#, ','),
         vec![r#""a, b" <sip:x@y;p=1,2>;q=1"#, "<sip:z@w>"]
     );
-    assert_eq!(split_list(r#""esc \", still" <sip:a@b>"#).len(), 1);
+    assert_eq!(split_list(r#""esc \", still" <sip:a@b>"#, ',').len(), 1);
     let raw = INVITE.replace(
         "Contact: <sip:alice@192.0.2.10>",
         "Contact: <sip:a@h1>, \"B, C\" <sip:b@h2>\r\nRoute: <sip:p1;lr>,<sip:p2;lr>",

@@ -3,6 +3,7 @@
 //! and name-addr headers (balanced quotes, no empty parameters).
 
 use super::normalize::{is_token, Frame, StartLine};
+use super::scan::Quotes;
 use super::{clip, ParseError};
 
 pub(crate) fn validate(frame: &Frame<'_>) -> Result<(), ParseError> {
@@ -95,22 +96,15 @@ fn check_name_addr(value: &str) -> Result<(), &'static str> {
     if value == "*" {
         return Ok(());
     }
-    let mut quoted = false;
-    let mut escaped = false;
+    let mut quotes = Quotes::default();
     let mut addr_end = None;
     let mut angle_open = false;
     for (i, c) in value.char_indices() {
-        if quoted {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => quoted = false,
-                _ => {}
-            }
+        if quotes.skip(c) {
             continue;
         }
         match c {
-            '"' if !angle_open => quoted = true,
+            '"' if !angle_open => quotes.open(),
             '<' if !angle_open && addr_end.is_none() => angle_open = true,
             '>' if angle_open => {
                 angle_open = false;
@@ -119,7 +113,7 @@ fn check_name_addr(value: &str) -> Result<(), &'static str> {
             _ => {}
         }
     }
-    if quoted {
+    if quotes.is_open() {
         return Err("unterminated quoted string");
     }
     if angle_open {
@@ -151,19 +145,13 @@ fn check_params(params: &str) -> Result<(), &'static str> {
 /// Split at ';' outside quoted strings.
 pub(crate) fn split_semis(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
-    let (mut quoted, mut escaped, mut start) = (false, false, 0);
+    let (mut quotes, mut start) = (Quotes::default(), 0);
     for (i, c) in s.char_indices() {
-        if quoted {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => quoted = false,
-                _ => {}
-            }
+        if quotes.skip(c) {
             continue;
         }
         match c {
-            '"' => quoted = true,
+            '"' => quotes.open(),
             ';' => {
                 out.push(&s[start..i]);
                 start = i + 1;

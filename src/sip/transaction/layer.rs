@@ -11,12 +11,12 @@ use tracing::debug;
 use super::client_invite::{ClientInvite, RespOutcome};
 use super::client_non_invite::ClientNonInvite;
 use super::key::{Side, TxKey};
-use super::messages::response_for;
 use super::server_invite::{AckOutcome, ServerInvite};
 use super::server_non_invite::{SendOutcome, ServerNonInvite};
 use super::timers::{TimerConfig, TimerKind, TimerTable};
 use super::uas2xx::{Uas2xxEvent, Uas2xxRetransmitter};
 use super::{Fired, Transmit, TxError};
+use crate::sip::headers::response_with_status;
 use crate::sip::Peer;
 
 /// Something the server side tells the TU.
@@ -266,7 +266,7 @@ impl TransactionLayer {
             return None;
         }
         let tx = if req.method == Method::Invite {
-            let trying = response_for(&req, StatusCode::Trying);
+            let trying = response_with_status(&req, StatusCode::Trying, None);
             self.transmits.push_back(Transmit {
                 to: from,
                 msg: trying.clone().into(),

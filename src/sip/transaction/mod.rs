@@ -29,7 +29,7 @@ mod tests;
 
 pub use key::{Side, TxKey, MAGIC_COOKIE};
 pub use layer::{ClientEvent, ServerEvent, TransactionLayer, TxEvent};
-pub use messages::{build_ack, build_cancel, new_branch, response_for};
+pub use messages::{build_ack, build_cancel, new_branch};
 pub use timers::{TimerConfig, TimerKind, T1, T2, T4, TIMER_D};
 pub use uas2xx::{Uas2xxEvent, Uas2xxRetransmitter};
 

@@ -6,6 +6,7 @@ use rsip::prelude::*;
 use rsip::{Method, Request, Response, SipMessage, StatusCode};
 
 use super::*;
+use crate::sip::headers::response_with_status;
 use crate::sip::Peer;
 
 fn ms(n: u64) -> Duration {
@@ -48,7 +49,7 @@ fn invite(branch: &str) -> Request {
 }
 
 fn answer(req: &Request, code: u16, to_tag: &str) -> Response {
-    let mut resp = response_for(req, StatusCode::from(code));
+    let mut resp = response_with_status(req, StatusCode::from(code), None);
     resp.to_header_mut()
         .unwrap()
         .mut_tag(rsip::param::Tag::new(to_tag))
