@@ -1,7 +1,7 @@
 //! The configuration file: load, validate, compare.
 //!
 //! Two stages, like vector's builder/compiler: `raw` is the file as written
-//! (serde, unknown keys rejected, spans kept), `compile` turns it into the
+//! (serde, spans kept; `keys` rejects unknown keys), `compile` turns it into the
 //! typed `Config` and collects *every* error at once, each pointing at
 //! `PATH:LINE:COL` in the file.
 //!
@@ -12,13 +12,17 @@
 
 mod compile;
 mod diff;
+mod keys;
 mod raw;
+mod read;
 pub mod schedule;
 mod types;
 pub mod wav;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_unknown;
 
 pub use diff::diff;
 pub use schedule::{windows_open, Schedule, Window};
@@ -126,13 +130,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Validates `text` as if read from `path`: relative paths resolve against
 /// `path`'s directory, and errors name `path`.
 pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
-    let raw: raw::RawConfig = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let at = e.span().map_or(0, |s| s.start);
-            let msg = e.message().trim().to_string();
-            return Err(ConfigErrors(vec![ConfigError::at(path, text, at, msg)]));
-        }
-    };
-    compile::compile(raw, text, path)
+    let read::Read { raw, mut errors } = read::read(text, path);
+    // Semantic checks run even after unknown keys or type errors, so that
+    // one `check` shows everything; raw spans match `text` byte for byte.
+    let compiled = raw.map(|raw| compile::compile(raw, text, path));
+    match compiled {
+        Some(Ok(config)) if errors.is_empty() => return Ok(config),
+        Some(Err(ConfigErrors(more))) => errors.extend(more),
+        _ => {}
+    }
+    errors.sort_by_key(|e| (e.line, e.col));
+    Err(ConfigErrors(errors))
 }

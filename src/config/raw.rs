@@ -1,5 +1,7 @@
-//! Stage one: the file as written. Every table denies unknown keys (a typo
-//! must not silently change routing) and values that are checked later are
+//! Stage one: the file as written. Unknown keys are errors (a typo must not
+//! silently change routing); `keys` finds them all, using the field lists
+//! serde derives here, so no `deny_unknown_fields` (it stops at the first).
+//! Values that are checked later are
 //! `Spanned` so errors can point at them. Required keys are `Option` here so
 //! that the compile step can report all missing ones at once.
 //!
@@ -15,7 +17,6 @@ pub type S<T> = Spanned<T>;
 pub type Skills = BTreeMap<S<String>, S<i64>>;
 
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
@@ -32,7 +33,6 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub sip: Option<S<Vec<S<String>>>>,
     pub advertise: Option<S<String>>,
@@ -50,7 +50,6 @@ pub struct RawServer {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawSchedule {
     pub timezone: Option<S<String>>,
     #[serde(default)]
@@ -60,7 +59,6 @@ pub struct RawSchedule {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAgent {
     pub name: Option<String>,
     pub password: Option<S<String>>,
@@ -73,7 +71,6 @@ pub struct RawAgent {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRelax {
     pub after_s: u64,
     #[serde(default)]
@@ -81,7 +78,6 @@ pub struct RawRelax {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawQueue {
     #[serde(default)]
     pub skills: Skills,
@@ -102,7 +98,6 @@ pub struct RawQueue {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawNumber {
     pub number: Option<S<String>>,
     pub to: Option<S<String>>,
@@ -110,7 +105,6 @@ pub struct RawNumber {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawIvr {
     pub start: Option<S<String>>,
     #[serde(default)]
@@ -120,7 +114,6 @@ pub struct RawIvr {
 /// Union of the keys of every node type; `compile` rejects keys that do not
 /// belong to the node's `type`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawNode {
     #[serde(rename = "type")]
     pub kind: Option<S<String>>,
