@@ -3,6 +3,8 @@
 //! endpoint feeds it events with an explicit `now` and carries out the
 //! actions it returns. Media, IVR and routing attach here in later layers.
 
+pub mod agent;
+
 use std::time::{Duration, Instant};
 
 use crate::config::Target;
@@ -54,6 +56,12 @@ pub struct Call {
     pub started: Instant,
     /// SDP `o=` version, bumped on every answer we send (RFC 3264 §8).
     pub sdp_version: u64,
+    /// When the caller started waiting in a queue.
+    pub queued_at: Option<Instant>,
+    /// The offer to an agent, while there is one.
+    pub agent: Option<agent::AgentLeg>,
+    /// Agents already offered this call that must not be tried again.
+    pub tried: Vec<String>,
 }
 
 impl Call {
@@ -82,6 +90,9 @@ impl Call {
             ports,
             started: now,
             sdp_version: 0,
+            queued_at: None,
+            agent: None,
+            tried: Vec::new(),
         };
         let action = call.on_timeout(now);
         (call, action)
@@ -91,6 +102,14 @@ impl Call {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             CallState::Ringing { answer_at } => Some(answer_at),
+            _ => self.agent.as_ref().and_then(agent::AgentLeg::poll_timeout),
+        }
+    }
+
+    /// The queue this call waits in or is being offered from.
+    pub fn queue(&self) -> Option<&str> {
+        match &self.target {
+            Target::Queue(q) => Some(q),
             _ => None,
         }
     }

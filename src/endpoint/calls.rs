@@ -7,7 +7,7 @@ use rsip::{Header, Method};
 use tracing::{debug, info};
 
 use super::{CallKey, Endpoint, Now, ALLOW};
-use crate::call::{Call, CallAction};
+use crate::call::{Call, CallAction, CallState};
 use crate::config::{Config, Credential, DigestAlgorithm, Node, Target};
 use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::{Algorithm, Credentials, Registrar, RegistrarConfig};
@@ -120,6 +120,19 @@ impl Endpoint {
     }
 
     fn on_client_event(&mut self, ev: ClientEvent, now: Now) {
+        if let ClientEvent::Response { key, resp } = &ev {
+            if self.on_agent_response(key, resp.clone(), now) {
+                return;
+            }
+        }
+        if let ClientEvent::Timeout { key } = &ev {
+            if let Some(ck) = self.agent_invites.get(key).cloned() {
+                // The agent's phone never answered at all: like a refusal.
+                self.release_agent_leg(&ck, now);
+                self.route_waiting(now);
+                return;
+            }
+        }
         match ev {
             // The only requests we send so far are BYEs: their final answer
             // (or a timeout) ends the call.
@@ -147,10 +160,19 @@ impl Endpoint {
             }
             Method::Register => {
                 let resp = self.registrar.handle_register(&req, from, now.wall);
+                let ok = resp.status_code.code() == 200;
                 self.respond(&key, resp, now);
+                if let (true, Some(user)) = (ok, headers::to_user(&req)) {
+                    self.agents.registered(&user);
+                    self.route_waiting(now);
+                }
             }
             Method::Invite => self.on_invite(key, req, from, now),
-            Method::Bye => self.on_bye(key, req, now),
+            Method::Bye => {
+                if !self.on_agent_bye(&key, &req, now) {
+                    self.on_bye(key, req, now)
+                }
+            }
             Method::Info => {
                 let code = if self.find_call(&req).is_some() {
                     200
@@ -247,6 +269,15 @@ impl Endpoint {
         };
         let action = self.calls.get_mut(&ck).and_then(Call::on_ack);
         self.run_action(&ck, action, now);
+        if let Some(call) = self.calls.get_mut(&ck) {
+            if call.state == CallState::Confirmed
+                && call.queue().is_some()
+                && call.queued_at.is_none()
+            {
+                call.queued_at = Some(now.mono);
+                self.route_waiting(now);
+            }
+        }
     }
 
     fn on_bye(&mut self, key: TxKey, req: rsip::Request, now: Now) {
@@ -290,6 +321,7 @@ impl Endpoint {
     pub(super) fn call_timeout(&mut self, ck: &CallKey, now: Now) {
         let action = self.calls.get_mut(ck).and_then(|c| c.on_timeout(now.mono));
         self.run_action(ck, action, now);
+        self.agent_ring_timeout(ck, now);
     }
 
     pub(super) fn hang_up(&mut self, ck: &CallKey, now: Now) {
@@ -359,7 +391,7 @@ impl Endpoint {
         }
     }
 
-    fn local_via(&self, ck: &CallKey) -> LocalVia {
+    pub(super) fn local_via(&self, ck: &CallKey) -> LocalVia {
         let transport = self
             .calls
             .get(ck)
@@ -373,7 +405,9 @@ impl Endpoint {
     }
 
     /// Forgets a call and releases its resources (ports go back on drop).
-    pub(super) fn end_call(&mut self, ck: &CallKey, _now: Now) {
+    pub(super) fn end_call(&mut self, ck: &CallKey, now: Now) {
+        // The caller is gone: CANCEL or BYE the agent's leg first.
+        self.release_agent_leg(ck, now);
         if self.calls.remove(ck).is_some() {
             self.txn.stop_2xx_retransmissions(&ck.0);
         }
@@ -385,7 +419,7 @@ impl Endpoint {
         self.calls.contains_key(&ck).then_some(ck)
     }
 
-    fn reply(&mut self, key: &TxKey, req: &rsip::Request, code: u16, now: Now) {
+    pub(super) fn reply(&mut self, key: &TxKey, req: &rsip::Request, code: u16, now: Now) {
         let resp = headers::response_to(req, code, reason(code), Some(&new_tag()));
         self.respond(key, resp, now);
     }
@@ -396,7 +430,7 @@ impl Endpoint {
         }
     }
 
-    fn listen_port(&self, transport: crate::sip::Transport) -> u16 {
+    pub(super) fn listen_port(&self, transport: crate::sip::Transport) -> u16 {
         self.cfg
             .server
             .sip
@@ -436,7 +470,7 @@ fn resolve(cfg: &Config, to: &Target) -> Target {
     to.clone()
 }
 
-fn new_tag() -> String {
+pub(super) fn new_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 

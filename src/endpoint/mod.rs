@@ -3,6 +3,7 @@
 //! and every answer comes back out through [`Endpoint::poll_transmit`].
 //! Sans-IO: the daemon supplies `now` and owns sockets and sleeps.
 
+mod agents;
 mod calls;
 mod outbound;
 mod stats;
@@ -33,8 +34,9 @@ pub struct Now {
     pub wall: SystemTime,
 }
 
-/// How often expired registrations are swept.
-const HOUSEKEEPING: Duration = Duration::from_secs(10);
+/// How often expired registrations are swept and waiting calls are offered
+/// again (an agent's shift may have started).
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// A call by (Call-ID, our tag).
 type CallKey = (String, String);
@@ -53,6 +55,12 @@ pub struct Endpoint {
     invites: HashMap<CallKey, (TxKey, rsip::Request)>,
     /// BYEs we sent, to end their call when answered.
     byes: HashMap<TxKey, CallKey>,
+    /// Interim agent availability (busy, paused, idle since).
+    agents: agents::AgentBook,
+    /// INVITEs offering a call to an agent, by client transaction.
+    agent_invites: HashMap<TxKey, CallKey>,
+    /// Answered agent legs by (Call-ID, our tag), for the agent's BYE.
+    agent_dialogs: HashMap<CallKey, CallKey>,
     out: outbound::Queue,
     draining: bool,
     tick: Option<Duration>,
@@ -72,6 +80,9 @@ impl Endpoint {
             calls: HashMap::new(),
             invites: HashMap::new(),
             byes: HashMap::new(),
+            agents: agents::AgentBook::default(),
+            agent_invites: HashMap::new(),
+            agent_dialogs: HashMap::new(),
             out: outbound::Queue::default(),
             draining: false,
             tick: None,
@@ -155,6 +166,7 @@ impl Endpoint {
             for (user, contact) in self.registrar.expire(now.wall) {
                 info!(%user, %contact, "registration expired");
             }
+            self.route_waiting(now);
             self.housekeeping_at = now.mono + HOUSEKEEPING;
         }
         if let Some(every) = self.tick {

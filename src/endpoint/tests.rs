@@ -20,7 +20,19 @@ data_dir = "DATA"
 [agents.1001]
 password = "secret"
 
+[agents.2001]
+contact = "sip:2001@127.0.0.1:5080"
+skills = { support = 5 }
+
+[agents.2002]
+contact = "sip:2002@127.0.0.1:5081"
+skills = { support = 5 }
+
 [queues.support]
+ring_timeout_s = 10
+
+[queues.sales]
+skills = { sales = 1 }
 
 [[numbers]]
 number = "1500"
@@ -84,12 +96,39 @@ impl Harness {
     }
 
     fn drain(&mut self) -> Vec<rsip::SipMessage> {
+        self.drain_all()
+            .into_iter()
+            .map(|(to, m)| {
+                assert_eq!(to, self.phone, "everything goes back to the sender");
+                m
+            })
+            .collect()
+    }
+
+    /// Everything sent, with its destination.
+    fn drain_all(&mut self) -> Vec<(Peer, rsip::SipMessage)> {
         let mut out = Vec::new();
         while let Some((to, bytes)) = self.ep.poll_transmit() {
-            assert_eq!(to, self.phone, "everything goes back to the sender");
-            out.push(rsip::SipMessage::try_from(&bytes[..]).expect("we send valid SIP"));
+            out.push((
+                to,
+                rsip::SipMessage::try_from(&bytes[..]).expect("we send valid SIP"),
+            ));
         }
         out
+    }
+
+    /// A message from `from` (an agent's phone); returns all output.
+    fn send_from(&mut self, from: Peer, text: &str) -> Vec<(Peer, rsip::SipMessage)> {
+        let wire = text.replace("\r\n", "\n").replace('\n', "\r\n");
+        self.ep.handle_inbound(wire.as_bytes(), from, self.now);
+        self.drain_all()
+    }
+
+    fn advance_all(&mut self, d: Duration) -> Vec<(Peer, rsip::SipMessage)> {
+        self.now.mono += d;
+        self.now.wall += d;
+        self.ep.handle_timeout(self.now);
+        self.drain_all()
     }
 }
 
@@ -184,11 +223,24 @@ fn answered_call_then_caller_bye() {
     assert!(ok.contains("Contact: <sip:1500@127.0.0.1:5060>"));
     let tag = to_tag(&out[1]);
     assert_eq!(h.ep.active_calls(), 1);
-    assert!(h
-        .send(&in_dialog("ACK", "1500", "call1", &tag, 1, "z9hG4bKa1"))
-        .is_empty());
-    let out = h.send(&in_dialog("BYE", "1500", "call1", &tag, 2, "z9hG4bKb1"));
-    assert_eq!(codes(&out), vec![200]);
+    let out = h.send_from(
+        h.phone,
+        &in_dialog("ACK", "1500", "call1", &tag, 1, "z9hG4bKa1"),
+    );
+    assert!(
+        out.iter().all(|(p, _)| *p != h.phone),
+        "nothing for the caller on ACK"
+    );
+    let out = h.send_from(
+        h.phone,
+        &in_dialog("BYE", "1500", "call1", &tag, 2, "z9hG4bKb1"),
+    );
+    let to_caller: Vec<_> = out
+        .into_iter()
+        .filter(|(p, _)| *p == h.phone)
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(codes(&to_caller), vec![200]);
     assert_eq!(h.ep.active_calls(), 0);
 }
 
@@ -312,4 +364,224 @@ fn garbage_is_counted_not_answered() {
     h.ep.handle_inbound(b"\x00\x01garbage", h.phone, h.now);
     assert!(h.drain().is_empty());
     assert_eq!(h.ep.stats.parse_errors, 1);
+}
+
+fn agent(port: u16) -> Peer {
+    Peer::udp(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn requests_to(out: &[(Peer, rsip::SipMessage)], to: Peer) -> Vec<rsip::Request> {
+    out.iter()
+        .filter(|(p, _)| *p == to)
+        .filter_map(|(_, m)| match m {
+            rsip::SipMessage::Request(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The agent phone's answer to `req` (an INVITE or BYE it received).
+fn answer(req: &rsip::Request, code: u16, tag: &str, body: &str) -> String {
+    let text = req.to_string();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+            })
+            .unwrap()
+            .to_string()
+    };
+    let to = line("To");
+    let to = if to.contains("tag=") {
+        to
+    } else {
+        format!("{to};tag={tag}")
+    };
+    let ctype = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\n".into()
+    };
+    format!(
+        "SIP/2.0 {code} X\n{}\n{}\n{to}\n{}\n{}\nContact: <sip:agent@127.0.0.1:5080>\n{ctype}Content-Length: {}\n\n{body}",
+        line("Via"),
+        line("From"),
+        line("Call-ID"),
+        line("CSeq"),
+        body.len()
+    )
+}
+
+const AGENT_SDP: &str = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+/// A caller in queue `support` (number 1500), answered and ACKed; returns
+/// the caller leg's To tag and what the endpoint sent on the ACK.
+fn queued_caller(h: &mut Harness, call_id: &str) -> (String, Vec<(Peer, rsip::SipMessage)>) {
+    let out = h.send(&invite("1500", call_id, &format!("z9hG4bK{call_id}")));
+    let tag = to_tag(&out[1]);
+    let ack = in_dialog(
+        "ACK",
+        "1500",
+        call_id,
+        &tag,
+        1,
+        &format!("z9hG4bKa{call_id}"),
+    );
+    let wire = ack.replace('\n', "\r\n");
+    h.ep.handle_inbound(wire.as_bytes(), h.phone, h.now);
+    (tag, h.drain_all())
+}
+
+#[test]
+fn queued_call_is_offered_to_an_agent_with_context_headers() {
+    let mut h = Harness::new();
+    let (_, out) = queued_caller(&mut h, "q1");
+    let invites = requests_to(&out, agent(5080));
+    assert_eq!(invites.len(), 1, "{out:?}");
+    let inv = invites[0].to_string();
+    assert!(
+        inv.starts_with("INVITE sip:2001@127.0.0.1:5080 SIP/2.0"),
+        "{inv}"
+    );
+    assert!(
+        inv.contains("From: \"caller\" <sip:caller@test.local>;tag="),
+        "{inv}"
+    );
+    assert!(inv.contains("X-Sipacd-Queue: support"), "{inv}");
+    assert!(inv.contains("X-Sipacd-Wait: 0"), "{inv}");
+    assert!(
+        inv.contains("m=audio 2000"),
+        "agent leg gets its own port: {inv}"
+    );
+    assert!(
+        requests_to(&out, agent(5081)).is_empty(),
+        "one agent at a time"
+    );
+}
+
+#[test]
+fn agent_answer_is_acked_and_caller_bye_hangs_up_the_agent() {
+    let mut h = Harness::new();
+    let (tag, out) = queued_caller(&mut h, "q2");
+    let inv = requests_to(&out, agent(5080)).remove(0);
+    let out = h.send_from(agent(5080), &answer(&inv, 200, "ag1", AGENT_SDP));
+    let acks = requests_to(&out, agent(5080));
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].method, rsip::Method::Ack);
+    assert!(acks[0].to_string().contains("tag=ag1"));
+    // The caller hangs up: 200 to the caller, BYE to the agent.
+    let out = h.send_from(
+        h.phone,
+        &in_dialog("BYE", "1500", "q2", &tag, 2, "z9hG4bKbq2"),
+    );
+    let to_agent = requests_to(&out, agent(5080));
+    assert_eq!(to_agent.len(), 1);
+    assert_eq!(to_agent[0].method, rsip::Method::Bye);
+    assert_eq!(h.ep.active_calls(), 0);
+}
+
+#[test]
+fn agent_bye_hangs_up_the_caller() {
+    let mut h = Harness::new();
+    let (_, out) = queued_caller(&mut h, "q3");
+    let inv = requests_to(&out, agent(5080)).remove(0);
+    let out = h.send_from(agent(5080), &answer(&inv, 200, "ag3", AGENT_SDP));
+    let ack = requests_to(&out, agent(5080)).remove(0).to_string();
+    // The agent's BYE, in the agent leg's dialog.
+    let from_line = ack.lines().find(|l| l.starts_with("From:")).unwrap();
+    let to_line = ack.lines().find(|l| l.starts_with("To:")).unwrap();
+    let cid = ack.lines().find(|l| l.starts_with("Call-ID:")).unwrap();
+    let bye = format!(
+        "BYE sip:sipacd@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKagbye\nMax-Forwards: 70\n{}\n{}\n{cid}\nCSeq: 2 BYE\nContent-Length: 0\n\n",
+        to_line.replacen("To:", "From:", 1),
+        from_line.replacen("From:", "To:", 1),
+    );
+    let out = h.send_from(agent(5080), &bye);
+    let codes_to_agent: Vec<u16> = out
+        .iter()
+        .filter(|(p, _)| *p == agent(5080))
+        .filter_map(|(_, m)| match m {
+            rsip::SipMessage::Response(r) => Some(r.status_code.code()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codes_to_agent, vec![200]);
+    let to_caller = requests_to(&out, h.phone);
+    assert_eq!(to_caller.len(), 1);
+    assert_eq!(to_caller[0].method, rsip::Method::Bye);
+}
+
+#[test]
+fn busy_agent_is_skipped_and_the_next_one_offered() {
+    let mut h = Harness::new();
+    let (_, out) = queued_caller(&mut h, "q4");
+    let inv = requests_to(&out, agent(5080)).remove(0);
+    let out = h.send_from(agent(5080), &answer(&inv, 486, "ag4", ""));
+    // The transaction layer ACKs the 486; the call goes to the other agent.
+    assert_eq!(requests_to(&out, agent(5080))[0].method, rsip::Method::Ack);
+    let next = requests_to(&out, agent(5081));
+    assert_eq!(next.len(), 1, "{out:?}");
+    assert!(next[0]
+        .to_string()
+        .starts_with("INVITE sip:2002@127.0.0.1:5081"));
+}
+
+#[test]
+fn ring_no_answer_cancels_and_reoffers() {
+    let mut h = Harness::new();
+    let (_, out) = queued_caller(&mut h, "q5");
+    assert_eq!(requests_to(&out, agent(5080)).len(), 1);
+    let out = h.advance_all(Duration::from_secs(9));
+    assert!(requests_to(&out, agent(5080))
+        .iter()
+        .all(|r| r.method == rsip::Method::Invite));
+    let out = h.advance_all(Duration::from_secs(1));
+    let cancels: Vec<_> = requests_to(&out, agent(5080))
+        .into_iter()
+        .filter(|r| r.method == rsip::Method::Cancel)
+        .collect();
+    assert_eq!(cancels.len(), 1, "{out:?}");
+    assert_eq!(
+        requests_to(&out, agent(5081)).len(),
+        1,
+        "re-offered to the next agent"
+    );
+}
+
+#[test]
+fn caller_hanging_up_while_agent_rings_cancels_the_agent() {
+    let mut h = Harness::new();
+    let (tag, _) = queued_caller(&mut h, "q6");
+    let out = h.send_from(
+        h.phone,
+        &in_dialog("BYE", "1500", "q6", &tag, 2, "z9hG4bKbq6"),
+    );
+    let to_agent = requests_to(&out, agent(5080));
+    assert_eq!(to_agent.len(), 1);
+    assert_eq!(to_agent[0].method, rsip::Method::Cancel);
+}
+
+#[test]
+fn agent_without_the_skill_is_never_offered() {
+    let mut h = Harness::new();
+    // A caller of a sales queue: neither agent has `sales`.
+    let mut cfg = (*h.ep.config()).clone();
+    cfg.numbers.push(crate::config::NumberRoute {
+        number: "1700".into(),
+        to: crate::config::Target::Queue("sales".into()),
+        ring_s: 0,
+    });
+    h.ep.apply_config(Arc::new(cfg));
+    let out = h.send(&invite("1700", "q7", "z9hG4bKq7"));
+    let tag = to_tag(&out[1]);
+    let out = h.send_from(
+        h.phone,
+        &in_dialog("ACK", "1700", "q7", &tag, 1, "z9hG4bKaq7"),
+    );
+    assert!(out.is_empty(), "{out:?}");
+    assert!(h
+        .advance_all(Duration::from_secs(2))
+        .iter()
+        .all(|(p, _)| *p == h.phone));
 }

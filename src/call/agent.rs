@@ -1,0 +1,45 @@
+//! The leg sipacd places to an agent's softphone: INVITE out, ringing,
+//! answered (ACK sent), ending. The endpoint owns the transactions; this
+//! holds what the leg needs to be answered, cancelled or hung up.
+
+use std::time::Instant;
+
+use crate::media::ports::PortLease;
+use crate::sip::dialog::Dialog;
+use crate::sip::transaction::TxKey;
+use crate::sip::Peer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentLegState {
+    /// INVITE sent, no answer yet (or only provisional ones).
+    Offering,
+    /// 2xx received and ACKed: caller and agent are bridged.
+    Connected,
+    /// CANCEL or BYE sent; waiting for the agent's answer.
+    Ending,
+}
+
+/// One offer of a call to one agent.
+#[derive(Debug)]
+pub struct AgentLeg {
+    pub agent_id: String,
+    /// The INVITE as sent (for CANCEL, the ACK and the dialog).
+    pub invite: rsip::Request,
+    pub invite_key: TxKey,
+    /// Where the agent's phone is reached (its registration's source).
+    pub peer: Peer,
+    pub state: AgentLegState,
+    /// Ring no answer: past this instant the offer is withdrawn (RONA).
+    pub ring_deadline: Instant,
+    /// Set once the agent answered.
+    pub dialog: Option<Dialog>,
+    pub ports: PortLease,
+    pub offered_at: Instant,
+}
+
+impl AgentLeg {
+    /// The next instant the leg needs attention.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (self.state == AgentLegState::Offering).then_some(self.ring_deadline)
+    }
+}

@@ -1,0 +1,366 @@
+//! Offering queued calls to agents' softphones: the INVITE sipacd places to
+//! an agent (caller's number in From, the call's context in `X-Sipacd-*`
+//! headers), its answer, ring-no-answer, rejection, and tearing the leg
+//! down with CANCEL or BYE when either side hangs up.
+//!
+//! Which agent is offered a call is decided by [`Endpoint::pick_agent`]: for
+//! now the longest-idle registered agent on shift with the queue's skills
+//! (the interim rule until the ACD router takes over). Nothing here waits:
+//! every step is a reaction to a message or a deadline.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rsip::Method;
+use tracing::{debug, info};
+
+use super::{CallKey, Endpoint, Now};
+use crate::call::agent::{AgentLeg, AgentLegState};
+use crate::call::CallState;
+use crate::media::sdp::{self, Origin, SdpOffer};
+use crate::registrar::Binding;
+use crate::sip::dialog::{set_body, Dialog, LocalVia};
+use crate::sip::headers;
+use crate::sip::transaction::{build_cancel, new_branch, TxKey};
+
+/// Why an agent may not take calls for now.
+pub const PAUSE_RONA: &str = "rona";
+
+impl Endpoint {
+    /// Offers every waiting call whose queue has a free agent.
+    pub(super) fn route_waiting(&mut self, now: Now) {
+        let mut waiting: Vec<(Instant, CallKey)> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.state == CallState::Confirmed && c.agent.is_none())
+            .filter_map(|(k, c)| Some((c.queued_at?, k.clone())))
+            .collect();
+        // Longest waiting first.
+        waiting.sort();
+        for (_, ck) in waiting {
+            let Some(call) = self.calls.get(&ck) else {
+                continue;
+            };
+            let Some(queue) = call.queue().map(str::to_owned) else {
+                continue;
+            };
+            if let Some((agent, binding)) = self.pick_agent(&queue, &call.tried, now) {
+                self.offer(&ck, agent, binding, now);
+            }
+        }
+    }
+
+    /// The longest-idle agent that can take a call from `queue` now.
+    pub(super) fn pick_agent(
+        &self,
+        queue: &str,
+        tried: &[String],
+        now: Now,
+    ) -> Option<(String, Binding)> {
+        let q = self.cfg.queues.get(queue)?;
+        let wall: DateTime<Utc> = now.wall.into();
+        self.cfg
+            .agents
+            .values()
+            .filter(|a| {
+                !tried.contains(&a.id)
+                    && !self.agents.is_busy(&a.id)
+                    && !self.agents.is_paused(&a.id)
+            })
+            .filter(|a| {
+                q.skills
+                    .iter()
+                    .all(|(s, lvl)| a.skills.get(s).is_some_and(|l| l >= lvl))
+            })
+            .filter(|a| a.on_shift(wall))
+            .filter_map(|a| {
+                let b = match &a.contact {
+                    Some(uri) => static_binding(uri, now)?,
+                    None => self
+                        .registrar
+                        .bindings(&a.id, now.wall)
+                        .into_iter()
+                        .next()?,
+                };
+                Some((self.agents.idle_since(&a.id), a.id.clone(), b))
+            })
+            .min_by(|x, y| (x.0, &x.1).cmp(&(y.0, &y.1)))
+            .map(|(_, id, b)| (id, b))
+    }
+
+    /// Sends the INVITE that offers call `ck` to `agent`.
+    fn offer(&mut self, ck: &CallKey, agent: String, binding: Binding, now: Now) {
+        let Some(ports) = self.ports.allocate() else {
+            return debug!("no RTP ports for an agent leg: the call keeps waiting");
+        };
+        let Some(call) = self.calls.get(ck) else {
+            return;
+        };
+        let Some(invite_req) = self.invites.get(ck).map(|(_, r)| r.clone()) else {
+            return;
+        };
+        let queue = call.queue().unwrap_or_default().to_owned();
+        let ring = self.cfg.queues.get(&queue).map_or(15, |q| q.ring_timeout_s);
+        let wait = call
+            .queued_at
+            .map_or(0, |t| now.mono.saturating_duration_since(t).as_secs());
+        let caller = caller_number(&invite_req);
+        let peer = binding.source;
+        let local = LocalVia {
+            transport: peer.transport,
+            host: self.cfg.server.advertise.to_string(),
+            port: self.listen_port(peer.transport),
+        };
+        let domain = &self.cfg.server.domain;
+        let text = format!(
+            "INVITE {contact} SIP/2.0\r\n\
+             Via: SIP/2.0/{t} {host}:{port};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: \"{caller}\" <sip:{caller}@{domain}>;tag={tag}\r\n\
+             To: <sip:{agent}@{domain}>\r\n\
+             Call-ID: {cid}@{host}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:sipacd@{host}:{port}{tp}>\r\n\
+             X-Sipacd-Queue: {queue}\r\n\
+             X-Sipacd-Wait: {wait}\r\n\
+             Content-Length: 0\r\n\r\n",
+            contact = binding.contact.trim_matches(|c| c == '<' || c == '>'),
+            t = peer.transport,
+            host = local.host,
+            port = local.port,
+            branch = new_branch(),
+            tag = super::calls::new_tag(),
+            cid = super::calls::new_tag(),
+            tp = if peer.transport.is_reliable() {
+                ";transport=tcp"
+            } else {
+                ""
+            },
+        );
+        let Ok(mut invite) = rsip::Request::try_from(text.as_str()) else {
+            return debug!(%agent, contact = %binding.contact, "cannot build an INVITE to this contact");
+        };
+        let origin = Origin {
+            session_id: u64::from(ports.pair().rtp),
+            version: 1,
+        };
+        let offer = sdp::offer(self.cfg.server.advertise, ports.pair().rtp, origin);
+        set_body(&mut invite, "application/sdp", offer.into_bytes());
+        let key = match self.txn.send_request(invite.clone(), peer, now.mono) {
+            Ok(k) => k,
+            Err(e) => return debug!(error = %e, "agent INVITE not sent"),
+        };
+        info!(call = %ck.0, %agent, %queue, wait_s = wait, "offering call to agent");
+        self.agents.set_busy(&agent);
+        self.agent_invites.insert(key.clone(), ck.clone());
+        if let Some(call) = self.calls.get_mut(ck) {
+            call.tried.push(agent.clone());
+            call.agent = Some(AgentLeg {
+                agent_id: agent,
+                invite,
+                invite_key: key,
+                peer,
+                state: AgentLegState::Offering,
+                ring_deadline: now.mono + Duration::from_secs(ring),
+                dialog: None,
+                ports,
+                offered_at: now.mono,
+            });
+        }
+    }
+
+    /// A response to an agent INVITE. Returns false if `key` is not one.
+    pub(super) fn on_agent_response(
+        &mut self,
+        key: &TxKey,
+        resp: rsip::Response,
+        now: Now,
+    ) -> bool {
+        let Some(ck) = self.agent_invites.get(key).cloned() else {
+            return false;
+        };
+        let code = resp.status_code.code();
+        if code < 200 {
+            return true;
+        }
+        self.agent_invites.remove(key);
+        if (200..300).contains(&code) {
+            self.agent_answered(&ck, &resp);
+        } else {
+            // Busy, declined or any other refusal: offer the call elsewhere.
+            // The transaction layer already sent the ACK.
+            let agent = self.release_agent_leg(&ck, now);
+            info!(call = %ck.0, agent = agent.as_deref().unwrap_or("?"), code, "agent refused the call");
+            self.route_waiting(now);
+        }
+        true
+    }
+
+    fn agent_answered(&mut self, ck: &CallKey, resp: &rsip::Response) {
+        let local = self.local_via(ck);
+        let Some(leg) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) else {
+            return;
+        };
+        let Ok(mut dialog) = Dialog::from_uac(&leg.invite, resp) else {
+            return debug!("agent 2xx without a usable dialog");
+        };
+        let mut local = local;
+        local.transport = leg.peer.transport;
+        let ack = dialog.new_request(Method::Ack, &local);
+        self.txn.send_stateless(ack, leg.peer);
+        let _answer = SdpOffer::parse(&resp.body).ok();
+        leg.state = AgentLegState::Connected;
+        let agent = leg.agent_id.clone();
+        self.agent_dialogs.insert(
+            (dialog.call_id.clone(), dialog.local_tag.clone()),
+            ck.clone(),
+        );
+        leg.dialog = Some(dialog);
+        info!(call = %ck.0, %agent, "agent answered: bridged");
+    }
+
+    /// Ring no answer: withdraw the offer, pause the agent, try the next.
+    pub(super) fn agent_ring_timeout(&mut self, ck: &CallKey, now: Now) {
+        let due = self
+            .calls
+            .get(ck)
+            .and_then(|c| c.agent.as_ref())
+            .is_some_and(|l| l.state == AgentLegState::Offering && l.ring_deadline <= now.mono);
+        if !due {
+            return;
+        }
+        if let Some(agent) = self.release_agent_leg(ck, now) {
+            info!(call = %ck.0, %agent, "ring no answer: agent paused (rona)");
+            self.agents.pause(&agent, PAUSE_RONA);
+        }
+        self.route_waiting(now);
+    }
+
+    /// A BYE from an agent's phone. Returns false if it is not for an
+    /// agent leg.
+    pub(super) fn on_agent_bye(&mut self, key: &TxKey, req: &rsip::Request, now: Now) -> bool {
+        let id = (
+            headers::call_id(req).unwrap_or_default(),
+            headers::to_tag(req).unwrap_or_default(),
+        );
+        let Some(ck) = self.agent_dialogs.remove(&id) else {
+            return false;
+        };
+        self.reply(key, req, 200, now);
+        if let Some(leg) = self.calls.get_mut(&ck).and_then(|c| c.agent.take()) {
+            info!(call = %ck.0, agent = %leg.agent_id, "agent hung up");
+            self.agents.call_ended(&leg.agent_id, now.mono);
+        }
+        self.hang_up(&ck, now);
+        true
+    }
+
+    /// Ends the agent leg of `ck` (CANCEL while offering, BYE once
+    /// connected) and frees the agent. Returns the agent's id.
+    pub(super) fn release_agent_leg(&mut self, ck: &CallKey, now: Now) -> Option<String> {
+        let mut leg = self.calls.get_mut(ck)?.agent.take()?;
+        self.agent_invites.remove(&leg.invite_key);
+        match leg.state {
+            AgentLegState::Offering => {
+                if let Ok(cancel) = build_cancel(&leg.invite) {
+                    let _ = self.txn.send_request(cancel, leg.peer, now.mono);
+                }
+            }
+            AgentLegState::Connected => {
+                if let Some(dialog) = leg.dialog.as_mut() {
+                    self.agent_dialogs
+                        .remove(&(dialog.call_id.clone(), dialog.local_tag.clone()));
+                    let mut local = self.local_via(ck);
+                    local.transport = leg.peer.transport;
+                    let bye = dialog.new_request(Method::Bye, &local);
+                    let _ = self.txn.send_request(bye, leg.peer, now.mono);
+                }
+                self.agents.call_ended(&leg.agent_id, now.mono);
+            }
+            AgentLegState::Ending => {}
+        }
+        leg.state = AgentLegState::Ending;
+        self.agents.set_free(&leg.agent_id);
+        Some(leg.agent_id)
+    }
+}
+
+/// A static `contact` (`sip:user@IP:PORT[;transport=tcp]`) as a binding.
+/// Only IP addresses: sipacd never resolves names on the call path. (Its
+/// OPTIONS qualify pings come with the router's agent states.)
+fn static_binding(uri: &str, now: Now) -> Option<Binding> {
+    let rest = uri.strip_prefix("sip:")?;
+    let (hostport, params) = rest.split_once(';').unwrap_or((rest, ""));
+    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+    let addr: std::net::SocketAddr = match hostport.parse() {
+        Ok(a) => a,
+        Err(_) => std::net::SocketAddr::new(hostport.parse().ok()?, 5060),
+    };
+    let tcp = params.to_ascii_lowercase().contains("transport=tcp");
+    Some(Binding {
+        contact: uri.to_owned(),
+        source: if tcp {
+            crate::sip::Peer::tcp(addr)
+        } else {
+            crate::sip::Peer::udp(addr)
+        },
+        expires_at: now.wall + Duration::from_secs(3600),
+        call_id: String::new(),
+        cseq: 0,
+        q: None,
+    })
+}
+
+/// The caller's number: the user part of the INVITE's From URI.
+fn caller_number(invite: &rsip::Request) -> String {
+    use rsip::prelude::*;
+    invite
+        .from_header()
+        .ok()
+        .and_then(|f| f.uri().ok())
+        .and_then(|u| u.user().map(str::to_owned))
+        .filter(|u| {
+            u.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-_.*#".contains(c))
+        })
+        .unwrap_or_else(|| "anonymous".into())
+}
+
+/// Agent availability as far as this interim layer tracks it.
+#[derive(Debug, Default)]
+pub struct AgentBook {
+    busy: std::collections::HashSet<String>,
+    paused: std::collections::HashMap<String, &'static str>,
+    idle_since: std::collections::HashMap<String, Instant>,
+}
+
+impl AgentBook {
+    pub fn is_busy(&self, id: &str) -> bool {
+        self.busy.contains(id)
+    }
+    pub fn is_paused(&self, id: &str) -> bool {
+        self.paused.contains_key(id)
+    }
+    /// Never-called agents sort first (`None` < `Some`).
+    pub fn idle_since(&self, id: &str) -> Option<Instant> {
+        self.idle_since.get(id).copied()
+    }
+    fn set_busy(&mut self, id: &str) {
+        self.busy.insert(id.to_owned());
+    }
+    fn set_free(&mut self, id: &str) {
+        self.busy.remove(id);
+    }
+    fn call_ended(&mut self, id: &str, now: Instant) {
+        self.idle_since.insert(id.to_owned(), now);
+    }
+    fn pause(&mut self, id: &str, reason: &'static str) {
+        self.paused.insert(id.to_owned(), reason);
+    }
+    /// A fresh registration ends a RONA pause: the phone is back.
+    pub fn registered(&mut self, id: &str) {
+        if self.paused.get(id) == Some(&PAUSE_RONA) {
+            self.paused.remove(id);
+        }
+    }
+}
