@@ -166,3 +166,50 @@ fn sipp_log_parser_finds_received_messages() {
     assert!(got[0].starts_with("SIP/2.0 200 OK"));
     assert_eq!(header(&got[0], "To", None), Some("<sip:a@b>;tag=x1"));
 }
+
+/// A caller dials a queue; sipacd offers the call to the agent (a SIPp
+/// softphone at a static contact), which answers; the caller hangs up and
+/// sipacd hangs up the agent.
+#[test]
+fn queued_call_reaches_the_agent_and_both_legs_end() {
+    if !sipp_or_skip() {
+        return;
+    }
+    let agent_port = common::free_port();
+    let mut spec = common::ConfigSpec::new();
+    spec.extra = format!(
+        r#"
+[queues.agents]
+ring_timeout_s = 5
+
+[agents.2001]
+contact = "sip:2001@127.0.0.1:{agent_port}"
+
+[[numbers]]
+number = "1800"
+to = "queue:agents"
+"#
+    );
+    let mut d = Daemon::start_with(spec);
+    let port = d.sip_port();
+    let agent = std::thread::spawn(move || {
+        common::sipp::run_sipp_at(agent_port, port, "agent_answers", &["-m", "1"], T)
+    });
+    // Let the agent's SIPp bind its port first.
+    std::thread::sleep(Duration::from_millis(500));
+    let caller = run_sipp(port, "call_caller_hangs_up", &["-s", "1800"], T);
+    let agent = agent.join().unwrap();
+    assert!(
+        caller.success(),
+        "caller: {}\n{}",
+        caller.report(),
+        d.stderr()
+    );
+    assert!(agent.success(), "agent: {}\n{}", agent.report(), d.stderr());
+    assert!(d.is_alive());
+    assert!(
+        d.stderr().contains("agent answered"),
+        "no bridge logged:\n{}",
+        d.stderr()
+    );
+}

@@ -71,9 +71,21 @@ impl SippRun {
 /// own `-timeout` (a failure thanks to `-timeout_error`) and, a few seconds
 /// later, by killing the process.
 pub fn run_sipp(target: u16, scenario: &str, args: &[&str], timeout: Duration) -> SippRun {
+    run_sipp_at(super::free_port(), target, scenario, args, timeout)
+}
+
+/// Like [`run_sipp`], with SIPp's own SIP port chosen by the caller (a SIPp
+/// agent whose address the daemon's configuration names).
+pub fn run_sipp_at(
+    local: u16,
+    target: u16,
+    scenario: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> SippRun {
     let dir = tempfile::Builder::new().prefix("sipp-").tempdir().unwrap();
     let d = dir.path();
-    let local = super::free_port().to_string();
+    let local = local.to_string();
     let secs = timeout.as_secs().max(1).to_string();
     let mut cmd = Command::new("sipp");
     cmd.arg(format!("127.0.0.1:{target}"))
