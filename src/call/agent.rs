@@ -35,6 +35,8 @@ pub struct AgentLeg {
     pub dialog: Option<Dialog>,
     pub ports: PortLease,
     pub offered_at: Instant,
+    /// The agent's media leg, once answered.
+    pub leg: Option<u64>,
 }
 
 impl AgentLeg {

@@ -62,6 +62,8 @@ pub struct Call {
     pub agent: Option<agent::AgentLeg>,
     /// Agents already offered this call that must not be tried again.
     pub tried: Vec<String>,
+    /// The caller's media leg, once answered.
+    pub leg: Option<u64>,
 }
 
 impl Call {
@@ -93,6 +95,7 @@ impl Call {
             queued_at: None,
             agent: None,
             tried: Vec::new(),
+            leg: None,
         };
         let action = call.on_timeout(now);
         (call, action)

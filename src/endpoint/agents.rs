@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use rsip::Method;
 use tracing::{debug, info};
 
+use super::media::{media_of, MediaCommand};
 use super::{CallKey, Endpoint, Now};
 use crate::call::agent::{AgentLeg, AgentLegState};
 use crate::call::CallState;
@@ -165,6 +166,7 @@ impl Endpoint {
                 dialog: None,
                 ports,
                 offered_at: now.mono,
+                leg: None,
             });
         }
     }
@@ -208,14 +210,32 @@ impl Endpoint {
         local.transport = leg.peer.transport;
         let ack = dialog.new_request(Method::Ack, &local);
         self.txn.send_stateless(ack, leg.peer);
-        let _answer = SdpOffer::parse(&resp.body).ok();
+        let answer = SdpOffer::parse(&resp.body).ok();
         leg.state = AgentLegState::Connected;
         let agent = leg.agent_id.clone();
-        self.agent_dialogs.insert(
-            (dialog.call_id.clone(), dialog.local_tag.clone()),
-            ck.clone(),
-        );
+        let port = leg.ports.pair().rtp;
+        let dialog_key = (dialog.call_id.clone(), dialog.local_tag.clone());
         leg.dialog = Some(dialog);
+        self.agent_dialogs.insert(dialog_key, ck.clone());
+        let agent_leg = self.new_leg();
+        if let Some(l) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) {
+            l.leg = Some(agent_leg);
+        }
+        self.legs.insert(agent_leg, ck.clone());
+        let (remote, codec, telephone_event) = media_of(answer.as_ref());
+        self.media(MediaCommand::Open {
+            leg: agent_leg,
+            port,
+            remote,
+            codec,
+            telephone_event,
+        });
+        if let Some(caller_leg) = self.calls.get(ck).and_then(|c| c.leg) {
+            self.media(MediaCommand::Bridge {
+                a: caller_leg,
+                b: agent_leg,
+            });
+        }
         info!(call = %ck.0, %agent, "agent answered: bridged");
     }
 
@@ -281,7 +301,32 @@ impl Endpoint {
         }
         leg.state = AgentLegState::Ending;
         self.agents.set_free(&leg.agent_id);
+        if let Some(l) = leg.leg {
+            self.legs.remove(&l);
+            self.media(MediaCommand::Close { leg: l });
+            // The caller hears the queue's music again while waiting.
+            self.play_music(ck);
+        }
         Some(leg.agent_id)
+    }
+}
+
+impl Endpoint {
+    /// Queue music on the caller's leg, if the queue has some.
+    pub(super) fn play_music(&mut self, ck: &CallKey) {
+        let Some(call) = self.calls.get(ck) else {
+            return;
+        };
+        let (Some(leg), Some(q)) = (call.leg, call.queue()) else {
+            return;
+        };
+        if let Some(music) = self.cfg.queues.get(q).and_then(|q| q.music.clone()) {
+            self.media(MediaCommand::Play {
+                leg,
+                prompts: vec![music],
+                looped: true,
+            });
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use rsip::{Header, Method};
 use tracing::{debug, info};
 
+use super::media::{media_of, MediaCommand};
 use super::{CallKey, Endpoint, Now, ALLOW};
 use crate::call::{Call, CallAction, CallState};
 use crate::config::{Config, Credential, DigestAlgorithm, Node, Target};
@@ -369,6 +370,29 @@ impl Endpoint {
             .push(Header::ContentType("application/sdp".into()));
         resp.body = body.into_bytes(); // serialize() writes the Content-Length
         self.stats.calls_answered += 1;
+        let (remote, codec, telephone_event) = media_of(call.offer.as_ref());
+        match call.leg {
+            Some(leg) => self.media(MediaCommand::Update {
+                leg,
+                remote,
+                codec,
+                telephone_event,
+            }),
+            None => {
+                let leg = self.new_leg();
+                self.legs.insert(leg, ck.clone());
+                if let Some(c) = self.calls.get_mut(ck) {
+                    c.leg = Some(leg);
+                }
+                self.media(MediaCommand::Open {
+                    leg,
+                    port,
+                    remote,
+                    codec,
+                    telephone_event,
+                });
+            }
+        }
         self.respond(&key, resp, now);
     }
 
@@ -408,6 +432,10 @@ impl Endpoint {
     pub(super) fn end_call(&mut self, ck: &CallKey, now: Now) {
         // The caller is gone: CANCEL or BYE the agent's leg first.
         self.release_agent_leg(ck, now);
+        if let Some(leg) = self.calls.get(ck).and_then(|c| c.leg) {
+            self.legs.remove(&leg);
+            self.media(MediaCommand::Close { leg });
+        }
         if self.calls.remove(ck).is_some() {
             self.txn.stop_2xx_retransmissions(&ck.0);
         }

@@ -5,6 +5,7 @@
 
 mod agents;
 mod calls;
+mod media;
 mod outbound;
 mod stats;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use crate::registrar::Registrar;
 use crate::sip::transaction::{TransactionLayer, TxKey};
 use crate::sip::Peer;
 
+pub use media::{LegId, MediaCommand, MediaEvent};
 pub use stats::EndpointStats;
 
 /// The two clocks a handler may need: monotonic for timers, wall for
@@ -61,6 +63,10 @@ pub struct Endpoint {
     agent_invites: HashMap<TxKey, CallKey>,
     /// Answered agent legs by (Call-ID, our tag), for the agent's BYE.
     agent_dialogs: HashMap<CallKey, CallKey>,
+    /// Media legs to their call, for the media engine's events.
+    legs: HashMap<LegId, CallKey>,
+    next_leg: LegId,
+    media_out: std::collections::VecDeque<MediaCommand>,
     out: outbound::Queue,
     draining: bool,
     tick: Option<Duration>,
@@ -83,6 +89,9 @@ impl Endpoint {
             agents: agents::AgentBook::default(),
             agent_invites: HashMap::new(),
             agent_dialogs: HashMap::new(),
+            legs: HashMap::new(),
+            next_leg: 0,
+            media_out: Default::default(),
             out: outbound::Queue::default(),
             draining: false,
             tick: None,

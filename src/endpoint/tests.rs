@@ -585,3 +585,82 @@ fn agent_without_the_skill_is_never_offered() {
         .iter()
         .all(|(p, _)| *p == h.phone));
 }
+
+fn media_cmds(h: &mut Harness) -> Vec<super::MediaCommand> {
+    std::iter::from_fn(|| h.ep.poll_media()).collect()
+}
+
+#[test]
+fn answer_opens_the_caller_leg_and_bye_closes_it() {
+    use super::MediaCommand;
+    let mut h = Harness::new();
+    let out = h.send(&invite("1600", "m1", "z9hG4bKm1"));
+    let tag = to_tag(&out[1]);
+    let cmds = media_cmds(&mut h);
+    let [MediaCommand::Open {
+        leg,
+        port,
+        remote,
+        codec,
+        telephone_event,
+    }] = cmds.as_slice()
+    else {
+        panic!("expected one Open, got {cmds:?}");
+    };
+    assert_eq!(*port, 20000);
+    assert_eq!(*remote, Some("127.0.0.1:6000".parse().unwrap()));
+    assert_eq!((*codec, *telephone_event), (0, Some(101)));
+    let leg = *leg;
+    h.send(&in_dialog("ACK", "1600", "m1", &tag, 1, "z9hG4bKam1"));
+    // We hang up; the caller never answers our BYE: at its timeout the
+    // call ends and its leg is closed.
+    h.ep.shutdown(h.now);
+    h.drain_all();
+    let _ = h.advance_all(Duration::from_secs(40));
+    let cmds = media_cmds(&mut h);
+    assert!(cmds.contains(&MediaCommand::Close { leg }), "{cmds:?}");
+}
+
+#[test]
+fn agent_answer_opens_the_agent_leg_and_bridges_it() {
+    use super::MediaCommand;
+    let mut h = Harness::new();
+    let (_, out) = queued_caller(&mut h, "m2");
+    let caller_leg = match media_cmds(&mut h).first() {
+        Some(MediaCommand::Open { leg, .. }) => *leg,
+        other => panic!("expected Open, got {other:?}"),
+    };
+    let inv = requests_to(&out, agent(5080)).remove(0);
+    h.send_from(agent(5080), &answer(&inv, 200, "ag", AGENT_SDP));
+    let cmds = media_cmds(&mut h);
+    let agent_leg = match cmds.as_slice() {
+        [MediaCommand::Open {
+            leg, remote, codec, ..
+        }, MediaCommand::Bridge { a, b }] => {
+            assert_eq!(*remote, Some("127.0.0.1:7000".parse().unwrap()));
+            assert_eq!(*codec, 8, "the agent answered PCMA");
+            assert_eq!((*a, *b), (caller_leg, *leg));
+            *leg
+        }
+        other => panic!("expected Open + Bridge, got {other:?}"),
+    };
+    assert_ne!(agent_leg, caller_leg);
+}
+
+#[test]
+fn rtp_timeout_hangs_the_call_up() {
+    use super::{MediaCommand, MediaEvent};
+    let mut h = Harness::new();
+    let (_, _) = queued_caller(&mut h, "m3");
+    let leg = match media_cmds(&mut h).first() {
+        Some(MediaCommand::Open { leg, .. }) => *leg,
+        other => panic!("expected Open, got {other:?}"),
+    };
+    h.ep.handle_media_event(MediaEvent::Timeout { leg }, h.now);
+    let out = h.drain_all();
+    let byes: Vec<_> = requests_to(&out, h.phone)
+        .into_iter()
+        .filter(|r| r.method == rsip::Method::Bye)
+        .collect();
+    assert_eq!(byes.len(), 1, "{out:?}");
+}

@@ -1,0 +1,114 @@
+//! The endpoint's side of media: what it asks the media engine to do for a
+//! leg (open its RTP port, play prompts or music, bridge two legs, close),
+//! and what the engine tells it back (a prompt ended, a digit, silence for
+//! `rtp_timeout_s`). Commands are queued here and drained by the daemon,
+//! like messages on the wire: the endpoint stays sans-IO.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tracing::info;
+
+use super::{Endpoint, Now};
+use crate::media::sdp::{SdpOffer, PT_PCMU};
+
+/// One RTP leg: the caller's, or an agent's.
+pub type LegId = u64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// Bind the leg's RTP port. Packets go to `remote` until the peer's own
+    /// packets show where it really is (symmetric RTP).
+    Open {
+        leg: LegId,
+        port: u16,
+        remote: Option<SocketAddr>,
+        /// G.711 payload type agreed for the leg (0 PCMU, 8 PCMA).
+        codec: u8,
+        telephone_event: Option<u8>,
+    },
+    /// The peer's media changed (re-INVITE, hold, resume).
+    Update {
+        leg: LegId,
+        remote: Option<SocketAddr>,
+        codec: u8,
+        telephone_event: Option<u8>,
+    },
+    /// Play prompts one after another, again from the first if `looped`.
+    Play {
+        leg: LegId,
+        prompts: Vec<PathBuf>,
+        looped: bool,
+    },
+    /// Relay audio between two legs (music on `a` stops).
+    Bridge {
+        a: LegId,
+        b: LegId,
+    },
+    Close {
+        leg: LegId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    PromptEnded {
+        leg: LegId,
+    },
+    Digit {
+        leg: LegId,
+        digit: char,
+    },
+    /// No RTP from the peer for `server.rtp_timeout_s`.
+    Timeout {
+        leg: LegId,
+    },
+}
+
+/// Where the peer wants our RTP, from its SDP.
+pub(super) fn media_of(sdp: Option<&SdpOffer>) -> (Option<SocketAddr>, u8, Option<u8>) {
+    match sdp {
+        Some(o) => (
+            o.addr.map(|a| SocketAddr::new(a, o.port)),
+            o.chosen_codec().unwrap_or(PT_PCMU),
+            o.telephone_event,
+        ),
+        None => (None, PT_PCMU, None),
+    }
+}
+
+impl Endpoint {
+    /// Next command for the media engine.
+    pub fn poll_media(&mut self) -> Option<MediaCommand> {
+        self.media_out.pop_front()
+    }
+
+    pub(super) fn media(&mut self, cmd: MediaCommand) {
+        self.media_out.push_back(cmd);
+    }
+
+    pub(super) fn new_leg(&mut self) -> LegId {
+        self.next_leg += 1;
+        self.next_leg
+    }
+
+    /// Something the media engine noticed on one of our legs.
+    pub fn handle_media_event(&mut self, ev: MediaEvent, now: Now) {
+        let leg = match &ev {
+            MediaEvent::PromptEnded { leg }
+            | MediaEvent::Digit { leg, .. }
+            | MediaEvent::Timeout { leg } => *leg,
+        };
+        let Some(ck) = self.legs.get(&leg).cloned() else {
+            return;
+        };
+        match ev {
+            MediaEvent::Timeout { .. } => {
+                info!(call = %ck.0, leg, "no RTP for rtp_timeout_s: hanging up");
+                self.hang_up(&ck, now);
+            }
+            MediaEvent::Digit { digit, .. } => info!(call = %ck.0, %digit, "digit"),
+            MediaEvent::PromptEnded { .. } => {}
+        }
+    }
+}
