@@ -2,6 +2,7 @@
 //! messages and timeouts, sends what it produces, and handles signals
 //! (SIGHUP reload, SIGTERM/SIGINT drain). No SIP logic lives here.
 
+pub mod media;
 pub mod transport;
 
 use std::path::PathBuf;
@@ -61,6 +62,12 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
 
+    let bind_ip = cfg
+        .server
+        .sip
+        .first()
+        .map_or(cfg.server.advertise, |l| l.addr.ip());
+    let mut media = media::spawn(bind_ip, Duration::from_secs(cfg.server.rtp_timeout_s));
     let mut ep = Endpoint::new(cfg.clone(), now());
     let mut current = cfg;
     let mut drain_deadline: Option<Instant> = None;
@@ -83,6 +90,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
                 }
             }
             _ = sleep => ep.handle_timeout(now()),
+            Some(ev) = media.events.recv() => ep.handle_media_event(ev, now()),
             _ = hup.recv() => {
                 let outcome = reload(&config_path, &current, &mut ep).await;
                 if let ReloadOutcome::Applied { .. } = outcome {
@@ -94,6 +102,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         }
         while let Some((to, bytes)) = ep.poll_transmit() {
             transports.send(to, bytes).await;
+        }
+        while let Some(cmd) = ep.poll_media() {
+            let _ = media.commands.send(cmd);
         }
         if let Some(deadline) = drain_deadline {
             if ep.active_calls() == 0 {
