@@ -1,0 +1,160 @@
+//! A caller and an agent, both plain UDP sockets in this test, bridged by
+//! the running daemon: RTP sent by either side reaches the other through
+//! sipacd's two media legs (symmetric RTP, no packet of the caller's ever
+//! goes straight to the agent).
+
+mod common;
+
+use common::sip::{header, method, status_code};
+use common::{ConfigSpec, Daemon};
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn sock() -> (UdpSocket, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let p = s.local_addr().unwrap().port();
+    (s, p)
+}
+
+/// Next SIP message on `s` matching `pred`, within `WAIT`.
+fn expect(s: &UdpSocket, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+    panic!("no {what} within {WAIT:?}");
+}
+
+fn sdp(rtp_port: u16, pt: u8) -> String {
+    format!("v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP {pt} 101\r\na=rtpmap:101 telephone-event/8000\r\n")
+}
+
+fn sdp_port(msg: &str) -> u16 {
+    let m = msg
+        .lines()
+        .find(|l| l.starts_with("m=audio "))
+        .expect("SDP with m=audio");
+    m.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![
+        0x80,
+        0x00,
+        (seq >> 8) as u8,
+        seq as u8,
+        0,
+        0,
+        0,
+        160,
+        0x11,
+        0x22,
+        0x33,
+        0x44,
+    ];
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Sends `payload` from `from` to `to` every 40 ms, as a phone streams
+/// audio, until it shows up on `at`.
+fn stream_until_heard(from: &UdpSocket, to: u16, at: &UdpSocket, payload: &[u8]) -> bool {
+    let deadline = Instant::now() + WAIT;
+    let mut buf = vec![0u8; 2048];
+    at.set_read_timeout(Some(Duration::from_millis(40)))
+        .unwrap();
+    let mut seq = 0u16;
+    while Instant::now() < deadline {
+        seq += 1;
+        from.send_to(&rtp(seq, payload), ("127.0.0.1", to)).unwrap();
+        if let Ok((n, _)) = at.recv_from(&mut buf) {
+            if n >= 12 && buf[12..n].ends_with(payload) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn caller_and_agent_hear_each_other_through_sipacd() {
+    let (agent_sip, agent_sip_port) = sock();
+    let (agent_rtp, agent_rtp_port) = sock();
+    let (caller_sip, caller_sip_port) = sock();
+    let (caller_rtp, caller_rtp_port) = sock();
+    let mut spec = ConfigSpec::new();
+    spec.extra = format!(
+        "\n[queues.bridge]\n\n[agents.3001]\ncontact = \"sip:3001@127.0.0.1:{agent_sip_port}\"\n\n[[numbers]]\nnumber = \"1900\"\nto = \"queue:bridge\"\n"
+    );
+    let mut d = Daemon::start_with(spec);
+    let port = d.sip_port();
+    let target = ("127.0.0.1", port);
+
+    // Caller: INVITE with its RTP port.
+    let body = sdp(caller_rtp_port, 0);
+    let invite = format!(
+        "INVITE sip:1900@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_sip_port};branch=z9hG4bKmb1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:5551234@127.0.0.1>;tag=cb1\r\nTo: <sip:1900@127.0.0.1>\r\nCall-ID: media-bridge-1\r\nCSeq: 1 INVITE\r\nContact: <sip:c@127.0.0.1:{caller_sip_port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    caller_sip.send_to(invite.as_bytes(), target).unwrap();
+    let ok = expect(&caller_sip, "200 to the caller", |m| {
+        status_code(m) == Some(200)
+    });
+    let caller_leg_port = sdp_port(&ok);
+    let to = header(&ok, "To", None).unwrap().to_string();
+    let ack = format!(
+        "ACK sip:1900@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_sip_port};branch=z9hG4bKmb2;rport\r\nMax-Forwards: 70\r\nFrom: <sip:5551234@127.0.0.1>;tag=cb1\r\nTo: {to}\r\nCall-ID: media-bridge-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller_sip.send_to(ack.as_bytes(), target).unwrap();
+
+    // Agent: the offer arrives; answer with our RTP port.
+    let inv = expect(&agent_sip, "INVITE to the agent", |m| {
+        method(m) == Some("INVITE")
+    });
+    assert_eq!(header(&inv, "X-Sipacd-Queue", None), Some("bridge"));
+    assert!(
+        header(&inv, "From", None).unwrap().contains("5551234"),
+        "{inv}"
+    );
+    let agent_leg_port = sdp_port(&inv);
+    assert_ne!(agent_leg_port, caller_leg_port);
+    let answer_body = sdp(agent_rtp_port, 0);
+    let line = |n: &str| header(&inv, n, None).unwrap().to_string();
+    let ok = format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=ag1\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:3001@127.0.0.1:{agent_sip_port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer_body}",
+        line("Via"), line("From"), line("To"), line("Call-ID"), line("CSeq"), answer_body.len()
+    );
+    agent_sip.send_to(ok.as_bytes(), target).unwrap();
+    expect(&agent_sip, "ACK from sipacd", |m| method(m) == Some("ACK"));
+
+    // Audio both ways, through sipacd's legs.
+    assert!(
+        stream_until_heard(&caller_rtp, caller_leg_port, &agent_rtp, b"from-caller"),
+        "the agent never heard the caller"
+    );
+    assert!(
+        stream_until_heard(&agent_rtp, agent_leg_port, &caller_rtp, b"from-agent"),
+        "the caller never heard the agent"
+    );
+
+    // The caller hangs up: the agent gets BYE.
+    let bye = format!(
+        "BYE sip:1900@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_sip_port};branch=z9hG4bKmb3;rport\r\nMax-Forwards: 70\r\nFrom: <sip:5551234@127.0.0.1>;tag=cb1\r\nTo: {to}\r\nCall-ID: media-bridge-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller_sip.send_to(bye.as_bytes(), target).unwrap();
+    expect(&caller_sip, "200 for the BYE", |m| {
+        status_code(m) == Some(200)
+    });
+    expect(&agent_sip, "BYE to the agent", |m| method(m) == Some("BYE"));
+    assert!(d.is_alive());
+}
