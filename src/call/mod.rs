@@ -64,6 +64,8 @@ pub struct Call {
     pub tried: Vec<String>,
     /// The caller's media leg, once answered.
     pub leg: Option<u64>,
+    /// The `Reason` header value of our BYE, when we hang up for a cause.
+    pub bye_reason: Option<&'static str>,
 }
 
 impl Call {
@@ -96,6 +98,7 @@ impl Call {
             agent: None,
             tried: Vec::new(),
             leg: None,
+            bye_reason: None,
         };
         let action = call.on_timeout(now);
         (call, action)

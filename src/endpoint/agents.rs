@@ -67,6 +67,7 @@ impl Endpoint {
                 !tried.contains(&a.id)
                     && !self.agents.is_busy(&a.id)
                     && !self.agents.is_paused(&a.id)
+                    && self.agents.is_reachable(&a.id)
             })
             .filter(|a| {
                 q.skills
@@ -333,7 +334,7 @@ impl Endpoint {
 /// A static `contact` (`sip:user@IP:PORT[;transport=tcp]`) as a binding.
 /// Only IP addresses: sipacd never resolves names on the call path. (Its
 /// OPTIONS qualify pings come with the router's agent states.)
-fn static_binding(uri: &str, now: Now) -> Option<Binding> {
+pub(super) fn static_binding(uri: &str, now: Now) -> Option<Binding> {
     let rest = uri.strip_prefix("sip:")?;
     let (hostport, params) = rest.split_once(';').unwrap_or((rest, ""));
     let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
@@ -376,6 +377,8 @@ fn caller_number(invite: &rsip::Request) -> String {
 pub struct AgentBook {
     busy: std::collections::HashSet<String>,
     paused: std::collections::HashMap<String, &'static str>,
+    /// Static contacts whose last OPTIONS ping timed out.
+    unreachable: std::collections::HashSet<String>,
     idle_since: std::collections::HashMap<String, Instant>,
 }
 
@@ -401,6 +404,17 @@ impl AgentBook {
     }
     fn pause(&mut self, id: &str, reason: &'static str) {
         self.paused.insert(id.to_owned(), reason);
+    }
+    pub fn is_reachable(&self, id: &str) -> bool {
+        !self.unreachable.contains(id)
+    }
+    /// Returns whether reachability changed.
+    pub fn set_reachable(&mut self, id: &str, reachable: bool) -> bool {
+        if reachable {
+            self.unreachable.remove(id)
+        } else {
+            self.unreachable.insert(id.to_owned())
+        }
     }
     /// A fresh registration ends a RONA pause: the phone is back.
     pub fn registered(&mut self, id: &str) {

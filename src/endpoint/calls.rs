@@ -121,6 +121,18 @@ impl Endpoint {
     }
 
     fn on_client_event(&mut self, ev: ClientEvent, now: Now) {
+        let ping = match &ev {
+            ClientEvent::Response { key, resp } if resp.status_code.code() >= 200 => {
+                Some((key, true))
+            }
+            ClientEvent::Timeout { key } => Some((key, false)),
+            _ => None,
+        };
+        if let Some((key, answered)) = ping {
+            if self.on_qualify_result(&key.clone(), answered) {
+                return;
+            }
+        }
         if let ClientEvent::Response { key, resp } = &ev {
             if self.on_agent_response(key, resp.clone(), now) {
                 return;
@@ -401,7 +413,12 @@ impl Endpoint {
         let Some(call) = self.calls.get_mut(ck) else {
             return;
         };
-        let bye = call.dialog.new_request(Method::Bye, &local);
+        let mut bye = call.dialog.new_request(Method::Bye, &local);
+        if let Some(reason) = call.bye_reason {
+            // RFC 3326: tell the phone why we hung up.
+            bye.headers
+                .push(Header::Other("Reason".into(), reason.into()));
+        }
         // In-dialog requests go where the caller's packets come from, never
         // to an address a Contact or Via names (NAT, and loopback in tests).
         match self.txn.send_request(bye, call.remote, now.mono) {

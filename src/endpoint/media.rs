@@ -12,6 +12,9 @@ use tracing::info;
 use super::{Endpoint, Now};
 use crate::media::sdp::{SdpOffer, PT_PCMU};
 
+/// The Reason (RFC 3326) of a BYE sent because a leg went silent.
+pub const RTP_TIMEOUT_REASON: &str = "SIP;cause=408;text=\"RTP timeout\"";
+
 /// One RTP leg: the caller's, or an agent's.
 pub type LegId = u64;
 
@@ -105,6 +108,9 @@ impl Endpoint {
         match ev {
             MediaEvent::Timeout { .. } => {
                 info!(call = %ck.0, leg, "no RTP for rtp_timeout_s: hanging up");
+                if let Some(call) = self.calls.get_mut(&ck) {
+                    call.bye_reason = Some(RTP_TIMEOUT_REASON);
+                }
                 self.hang_up(&ck, now);
             }
             MediaEvent::Digit { digit, .. } => info!(call = %ck.0, %digit, "digit"),

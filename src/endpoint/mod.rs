@@ -7,6 +7,7 @@ mod agents;
 mod calls;
 mod media;
 mod outbound;
+mod qualify;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -63,6 +64,9 @@ pub struct Endpoint {
     agent_invites: HashMap<TxKey, CallKey>,
     /// Answered agent legs by (Call-ID, our tag), for the agent's BYE.
     agent_dialogs: HashMap<CallKey, CallKey>,
+    /// OPTIONS pings to static contacts, by client transaction.
+    qualifies: HashMap<TxKey, String>,
+    qualify_at: Instant,
     /// Media legs to their call, for the media engine's events.
     legs: HashMap<LegId, CallKey>,
     next_leg: LegId,
@@ -89,6 +93,8 @@ impl Endpoint {
             agents: agents::AgentBook::default(),
             agent_invites: HashMap::new(),
             agent_dialogs: HashMap::new(),
+            qualifies: HashMap::new(),
+            qualify_at: now.mono + Duration::from_secs(1),
             legs: HashMap::new(),
             next_leg: 0,
             media_out: Default::default(),
@@ -177,6 +183,10 @@ impl Endpoint {
             }
             self.route_waiting(now);
             self.housekeeping_at = now.mono + HOUSEKEEPING;
+        }
+        if now.mono >= self.qualify_at {
+            self.qualify_round(now);
+            self.qualify_at = now.mono + qualify::QUALIFY_EVERY;
         }
         if let Some(every) = self.tick {
             self.next_tick = Some(now.mono + every);

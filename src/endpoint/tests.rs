@@ -105,8 +105,16 @@ impl Harness {
             .collect()
     }
 
-    /// Everything sent, with its destination.
+    /// Everything sent, with its destination, but the OPTIONS pings to
+    /// static contacts (see the qualify test).
     fn drain_all(&mut self) -> Vec<(Peer, rsip::SipMessage)> {
+        self.drain_raw()
+            .into_iter()
+            .filter(|(_, m)| !matches!(m, rsip::SipMessage::Request(r) if r.method == rsip::Method::Options))
+            .collect()
+    }
+
+    fn drain_raw(&mut self) -> Vec<(Peer, rsip::SipMessage)> {
         let mut out = Vec::new();
         while let Some((to, bytes)) = self.ep.poll_transmit() {
             out.push((
@@ -663,4 +671,41 @@ fn rtp_timeout_hangs_the_call_up() {
         .filter(|r| r.method == rsip::Method::Bye)
         .collect();
     assert_eq!(byes.len(), 1, "{out:?}");
+    assert!(
+        byes[0]
+            .to_string()
+            .contains("Reason: SIP;cause=408;text=\"RTP timeout\""),
+        "{}",
+        byes[0]
+    );
+}
+
+#[test]
+fn static_contacts_are_qualified_and_an_unreachable_agent_is_skipped() {
+    let mut h = Harness::new();
+    h.now.mono += Duration::from_secs(1);
+    h.ep.handle_timeout(h.now);
+    let out = h.drain_raw();
+    let pings: Vec<_> = out
+        .iter()
+        .filter(
+            |(_, m)| matches!(m, rsip::SipMessage::Request(r) if r.method == rsip::Method::Options),
+        )
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(
+        pings.contains(&agent(5080)) && pings.contains(&agent(5081)),
+        "{out:?}"
+    );
+    // Agent 2002 answers; 2001 never does (timer F, 32 s).
+    let ping = requests_to(&out, agent(5081)).remove(0);
+    h.send_from(agent(5081), &answer(&ping, 200, "q", ""));
+    h.advance_all(Duration::from_secs(32));
+    // A caller now goes to 2002, the reachable one, though 2001 sorts first.
+    let (_, out) = queued_caller(&mut h, "qual1");
+    assert!(
+        requests_to(&out, agent(5080)).is_empty(),
+        "unreachable agent offered"
+    );
+    assert_eq!(requests_to(&out, agent(5081)).len(), 1, "{out:?}");
 }
