@@ -31,6 +31,8 @@ pub struct TransportStats {
     pub tcp_in: AtomicU64,
     pub send_errors: AtomicU64,
     pub framing_errors: AtomicU64,
+    /// Connections closed at once because of `MAX_TCP_CONNECTIONS`.
+    pub tcp_refused: AtomicU64,
 }
 
 /// Bound sockets plus the table of live TCP connections.
@@ -49,6 +51,9 @@ pub struct Transports {
 const UDP_BUF: usize = 65_535;
 /// Per-connection outbound queue; a peer that does not read is dropped.
 const TCP_QUEUE: usize = 256;
+/// Open TCP connections we accept at most; more are closed at once, so a
+/// flood of idle connections cannot exhaust file descriptors.
+pub const MAX_TCP_CONNECTIONS: usize = 8192;
 
 impl Transports {
     /// Binds every listener; fails if any address cannot be bound. Inbound
@@ -217,6 +222,11 @@ async fn tcp_acceptor(t: Transports, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
+                if t.tcp_conns.len() >= MAX_TCP_CONNECTIONS {
+                    t.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+                    warn!(peer = %addr, "too many TCP connections: closed");
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 t.spawn_connection(stream, addr);
             }

@@ -79,6 +79,23 @@ impl Endpoint {
     }
 
     pub(super) fn on_response(&mut self, resp: rsip::Response, from: Peer, now: Now) {
+        // RFC 3261 §18.1.2: a response whose top Via is not ours was not
+        // meant for us; drop it before it can match anything.
+        let ours = headers::top_via(&resp)
+            .and_then(|v| headers::via_sent_by(&v))
+            .is_some_and(|(host, port)| {
+                host == self.cfg.server.advertise.to_string()
+                    && self
+                        .cfg
+                        .server
+                        .sip
+                        .iter()
+                        .any(|l| Some(l.addr.port()) == port)
+            });
+        if !ours {
+            self.stats.responses_dropped += 1;
+            return debug!(%from, "response with a foreign top Via dropped");
+        }
         if let Some(ev) = self.txn.on_response(resp, from, now.mono) {
             self.on_client_event(ev, now);
         }

@@ -6,6 +6,8 @@ pub struct EndpointStats {
     pub parse_errors: u64,
     pub calls_answered: u64,
     pub calls_rejected: u64,
+    /// Responses whose top Via was not ours (RFC 3261 §18.1.2).
+    pub responses_dropped: u64,
 }
 
 impl EndpointStats {

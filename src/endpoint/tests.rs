@@ -709,3 +709,13 @@ fn static_contacts_are_qualified_and_an_unreachable_agent_is_skipped() {
     );
     assert_eq!(requests_to(&out, agent(5081)).len(), 1, "{out:?}");
 }
+
+#[test]
+fn response_with_a_foreign_via_is_dropped() {
+    let mut h = Harness::new();
+    let out = h.send(
+        "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx\nFrom: <sip:a@b>;tag=1\nTo: <sip:c@d>;tag=2\nCall-ID: foreign\nCSeq: 1 BYE\nContent-Length: 0\n\n",
+    );
+    assert!(out.is_empty());
+    assert_eq!(h.ep.stats.responses_dropped, 1);
+}
