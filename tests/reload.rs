@@ -124,3 +124,65 @@ fn sigterm_with_a_call_up_drains_then_exits_zero() {
         d.stderr()
     );
 }
+
+/// A call answered before a reload is still the same call after it: its
+/// BYE gets 200, not 481, and the daemon never hung it up.
+#[test]
+fn sighup_during_a_live_call_drops_nothing() {
+    let mut d = Daemon::start();
+    let port = d.sip_port();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let me = sock.local_addr().unwrap().port();
+    let msg = |method: &str, cseq: u32, to: &str, branch: &str| {
+        format!(
+            "{method} sip:1500@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK{branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=rl1\r\nTo: {to}\r\nCall-ID: reload-live-1\r\nCSeq: {cseq} {method}\r\nContact: <sip:caller@127.0.0.1:{me}>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let recv_final = |method: &str| -> String {
+        let deadline = std::time::Instant::now() + T;
+        let mut buf = vec![0u8; 65536];
+        while std::time::Instant::now() < deadline {
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let code = common::sip::status_code(&m).unwrap_or(0);
+                let cseq = common::sip::header(&m, "CSeq", None).unwrap_or("");
+                assert!(
+                    common::sip::method(&m) != Some("BYE"),
+                    "sipacd hung the call up:\n{m}"
+                );
+                if code >= 200 && cseq.ends_with(method) {
+                    return m;
+                }
+            }
+        }
+        panic!("no final answer to {method}");
+    };
+    let target = ("127.0.0.1", port);
+    sock.send_to(
+        msg("INVITE", 1, "<sip:1500@127.0.0.1>", "rl-inv").as_bytes(),
+        target,
+    )
+    .unwrap();
+    let ok = recv_final("INVITE");
+    assert_eq!(common::sip::status_code(&ok), Some(200));
+    let to = common::sip::header(&ok, "To", None).unwrap().to_string();
+    sock.send_to(msg("ACK", 1, &to, "rl-ack").as_bytes(), target)
+        .unwrap();
+
+    d.cfg.spec.extra.push_str(NEW_NUMBER);
+    d.cfg.write();
+    d.signal("HUP");
+    assert!(reload_line(&d, "applied"), "no reload:\n{}", d.stderr());
+
+    sock.send_to(msg("BYE", 2, &to, "rl-bye").as_bytes(), target)
+        .unwrap();
+    let bye_ok = recv_final("BYE");
+    assert_eq!(
+        common::sip::status_code(&bye_ok),
+        Some(200),
+        "the call did not survive the reload:\n{bye_ok}\n{}",
+        d.stderr()
+    );
+}
