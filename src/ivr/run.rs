@@ -256,7 +256,7 @@ impl IvrRun {
         let State::Menu(m) = &mut self.state else {
             return;
         };
-        m.failures += 1;
+        m.failures = m.failures.saturating_add(1);
         if m.failures > m.retries {
             let on_fail = m.on_fail.clone();
             self.goto(cfg, on_fail, now, wall, out);
