@@ -8,6 +8,7 @@ pub mod call;
 pub mod config;
 pub mod daemon;
 pub mod endpoint;
+pub mod ivr;
 pub mod media;
 pub mod registrar;
 pub mod sip;

@@ -1028,3 +1028,96 @@ fn visit<'g>(
     path.pop();
     done.insert(node);
 }
+
+#[cfg(test)]
+mod loop_tests {
+    //! `check_loops` across IVRs and through nodes that wait.
+
+    use crate::config::wav::tests::wav_bytes;
+    use crate::config::{parse_str, Config, ConfigErrors};
+
+    const HEAD: &str =
+        "[server]\nprompts = \"p\"\n\n[schedules.office]\nopen = [\"mon-fri 08:00-20:00\"]\n\n\
+        [queues.q]\nschedule = \"office\"\nclosed = \"hangup\"\n\n";
+
+    fn parse(extra: &str) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p");
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(p.join("menu.wav"), wav_bytes(1, 1, 8000, 16, 8)).unwrap();
+        parse_str(&format!("{HEAD}{extra}"), &dir.path().join("sipacd.toml"))
+    }
+
+    fn loop_errors(extra: &str) -> Vec<String> {
+        match parse(extra) {
+            Ok(_) => panic!("expected a loop error for:\n{extra}"),
+            Err(e) => e.0.into_iter().map(|e| e.message).collect(),
+        }
+    }
+
+    /// Two IVRs whose schedule nodes jump to each other: `a.s` -> `b.t`
+    /// (by the start-node form `ivr:b`) and back by `ivr:a.s`.
+    const CROSS: &str =
+        "[ivr.a]\nstart = \"s\"\n\n[ivr.a.nodes.s]\ntype = \"schedule\"\nschedule = \"office\"\n\
+        open = \"ivr:b\"\nclosed = \"hangup\"\n\n\
+        [ivr.b]\nstart = \"t\"\n\n[ivr.b.nodes.t]\ntype = \"schedule\"\nschedule = \"office\"\n\
+        open = \"hangup\"\nclosed = \"ivr:a.s\"\n";
+
+    #[test]
+    fn loop_across_ivrs_is_an_error() {
+        assert_one_cycle(CROSS, &["ivr:a.s", "ivr:b.t"]);
+    }
+
+    #[test]
+    fn menu_whose_options_all_lead_back_breaks_the_loop() {
+        // b.t now goes to a menu whose every option and on_fail return to
+        // a.s: the caller hears the menu each time round, so it is allowed.
+        let text = CROSS.replace("closed = \"ivr:a.s\"", "closed = \"m\"")
+            + "\n[ivr.b.nodes.m]\ntype = \"menu\"\nprompt = \"menu.wav\"\n\
+               options = { \"1\" = \"ivr:a\", \"2\" = \"ivr:a.s\" }\non_fail = \"ivr:a\"\n";
+        parse(&text).unwrap();
+    }
+
+    #[test]
+    fn collect_without_prompt_breaks_the_loop() {
+        // It waits `timeout_s` (at least 1 s) for digits.
+        let text = CROSS.replace("closed = \"ivr:a.s\"", "closed = \"c\"")
+            + "\n[ivr.b.nodes.c]\ntype = \"collect\"\nvariable = \"x\"\nnext = \"ivr:a\"\n";
+        parse(&text).unwrap();
+    }
+
+    /// One error naming exactly `members` as the cycle (in any rotation).
+    fn assert_one_cycle(extra: &str, members: &[&str]) {
+        let e = loop_errors(extra);
+        assert_eq!(e.len(), 1, "{e:?}");
+        let route = e[0]
+            .strip_prefix("calls can loop forever without waiting for the caller: ")
+            .unwrap_or_else(|| panic!("{e:?}"));
+        let mut hops: Vec<&str> = route.split(" -> ").collect();
+        assert_eq!(hops.first(), hops.last(), "{route}");
+        hops.pop();
+        hops.sort_unstable();
+        let mut want = members.to_vec();
+        want.sort_unstable();
+        assert_eq!(hops, want, "{route}");
+    }
+
+    #[test]
+    fn loop_through_a_closed_queue_into_another_ivr_is_an_error() {
+        let text = "[queues.r]\nschedule = \"office\"\nclosed = \"ivr:b\"\n\n\
+            [ivr.a]\nstart = \"s\"\n\n[ivr.a.nodes.s]\ntype = \"schedule\"\nschedule = \"office\"\n\
+            open = \"qn\"\nclosed = \"hangup\"\n\n[ivr.a.nodes.qn]\ntype = \"queue\"\nqueue = \"r\"\n\n\
+            [ivr.b]\nstart = \"t\"\n\n[ivr.b.nodes.t]\ntype = \"schedule\"\nschedule = \"office\"\n\
+            open = \"hangup\"\nclosed = \"ivr:a.s\"\n";
+        assert_one_cycle(text, &["ivr:a.s", "ivr:a.qn", "queue:r", "ivr:b.t"]);
+    }
+
+    #[test]
+    fn loop_through_a_full_queue_into_another_ivr_is_an_error() {
+        let text = "[queues.full]\nmax_waiting = 3\noverflow = \"ivr:x\"\n\n\
+            [ivr.x]\nstart = \"s\"\n\n[ivr.x.nodes.s]\ntype = \"schedule\"\nschedule = \"office\"\n\
+            open = \"ivr:y.enq\"\nclosed = \"ivr:y.enq\"\n\n\
+            [ivr.y]\nstart = \"enq\"\n\n[ivr.y.nodes.enq]\ntype = \"queue\"\nqueue = \"full\"\n";
+        assert_one_cycle(text, &["ivr:x.s", "ivr:y.enq", "queue:full"]);
+    }
+}
