@@ -66,6 +66,12 @@ pub struct Call {
     pub leg: Option<u64>,
     /// The `Reason` header value of our BYE, when we hang up for a cause.
     pub bye_reason: Option<&'static str>,
+    /// The IVR walking this call, from the caller's ACK on.
+    pub ivr: Option<crate::ivr::IvrRun>,
+    /// The prompt the IVR is waiting on.
+    pub prompt: Option<crate::ivr::PromptId>,
+    /// Extra priority given by the IVR's queue node.
+    pub priority: i32,
 }
 
 impl Call {
@@ -99,6 +105,9 @@ impl Call {
             tried: Vec::new(),
             leg: None,
             bye_reason: None,
+            ivr: None,
+            prompt: None,
+            priority: 0,
         };
         let action = call.on_timeout(now);
         (call, action)
@@ -108,7 +117,11 @@ impl Call {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             CallState::Ringing { answer_at } => Some(answer_at),
-            _ => self.agent.as_ref().and_then(agent::AgentLeg::poll_timeout),
+            _ => {
+                let agent = self.agent.as_ref().and_then(agent::AgentLeg::poll_timeout);
+                let ivr = self.ivr.as_ref().and_then(crate::ivr::IvrRun::poll_timeout);
+                agent.into_iter().chain(ivr).min()
+            }
         }
     }
 
@@ -131,18 +144,14 @@ impl Call {
         }
     }
 
-    /// ACK for our 200. A call whose target hangs up at once (an IVR whose
-    /// start node is `hangup`) ends here with our BYE.
-    pub fn on_ack(&mut self) -> Option<CallAction> {
+    /// ACK for our 200: the call is up (the IVR or the queue takes over).
+    /// Returns whether this ACK confirmed the call.
+    pub fn on_ack(&mut self) -> bool {
         if self.state != CallState::Answered {
-            return None;
+            return false;
         }
         self.state = CallState::Confirmed;
-        if self.hangs_up_at_once() {
-            self.state = CallState::Ending;
-            return Some(CallAction::SendBye);
-        }
-        None
+        true
     }
 
     /// Whether the caller can still CANCEL (no final response yet).
@@ -174,9 +183,5 @@ impl Call {
     pub fn sdp_session_id(&self) -> u64 {
         // Any stable number will do (RFC 4566 §5.2); the tag is random hex.
         u64::from_str_radix(&self.dialog.local_tag, 16).unwrap_or(1) >> 2
-    }
-
-    fn hangs_up_at_once(&self) -> bool {
-        matches!(&self.target, Target::Hangup)
     }
 }

@@ -139,7 +139,7 @@ async fn apply(
             }
         }
         // Prompt and music playback come with the RTP pacer.
-        MediaCommand::Play { .. } => {}
+        MediaCommand::Play { .. } | MediaCommand::Stop { .. } => {}
     }
 }
 

@@ -107,6 +107,22 @@ impl Endpoint {
             .queued_at
             .map_or(0, |t| now.mono.saturating_duration_since(t).as_secs());
         let caller = caller_number(&invite_req);
+        // Screen pop: one header per IVR variable. Names are config
+        // identifiers and values are DTMF digits, both header-safe.
+        let vars: String = call
+            .ivr
+            .as_ref()
+            .map(|run| {
+                run.variables()
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    })
+                    .map(|(k, v)| format!("X-Sipacd-Var-{k}: {v}\r\n"))
+                    .collect()
+            })
+            .unwrap_or_default();
         let peer = binding.source;
         let local = LocalVia {
             transport: peer.transport,
@@ -125,7 +141,7 @@ impl Endpoint {
              Contact: <sip:sipacd@{host}:{port}{tp}>\r\n\
              X-Sipacd-Queue: {queue}\r\n\
              X-Sipacd-Wait: {wait}\r\n\
-             Content-Length: 0\r\n\r\n",
+             {vars}Content-Length: 0\r\n\r\n",
             contact = binding.contact.trim_matches(|c| c == '<' || c == '>'),
             t = peer.transport,
             host = local.host,

@@ -9,7 +9,7 @@ use tracing::{debug, info};
 use super::media::{media_of, MediaCommand};
 use super::{CallKey, Endpoint, Now, ALLOW};
 use crate::call::{Call, CallAction, CallState};
-use crate::config::{Config, Credential, DigestAlgorithm, Node, Target};
+use crate::config::{Config, Credential, DigestAlgorithm};
 use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::{Algorithm, Credentials, Registrar, RegistrarConfig};
 use crate::sip::dialog::{Dialog, LocalVia};
@@ -238,10 +238,7 @@ impl Endpoint {
         let Some(route) = self.cfg.numbers.iter().find(|n| n.number == number) else {
             return self.reply(&key, &req, 404, now);
         };
-        let (target, ring) = (
-            resolve(&self.cfg, &route.to),
-            Duration::from_secs(route.ring_s),
-        );
+        let (target, ring) = (route.to.clone(), Duration::from_secs(route.ring_s));
         let offer = match req.body.is_empty() {
             true => None,
             false => match SdpOffer::parse(&req.body) {
@@ -297,14 +294,17 @@ impl Endpoint {
         let Some(ck) = self.find_call(req) else {
             return debug!("ACK for no call");
         };
-        let action = self.calls.get_mut(&ck).and_then(Call::on_ack);
-        self.run_action(&ck, action, now);
+        if !self.calls.get_mut(&ck).is_some_and(Call::on_ack) {
+            return; // a retransmitted ACK, or one for a re-INVITE
+        }
+        self.start_ivr(&ck, now);
         if let Some(call) = self.calls.get_mut(&ck) {
             if call.state == CallState::Confirmed
                 && call.queue().is_some()
                 && call.queued_at.is_none()
             {
                 call.queued_at = Some(now.mono);
+                self.play_music(&ck);
                 self.route_waiting(now);
             }
         }
@@ -352,6 +352,7 @@ impl Endpoint {
         let action = self.calls.get_mut(ck).and_then(|c| c.on_timeout(now.mono));
         self.run_action(ck, action, now);
         self.agent_ring_timeout(ck, now);
+        self.ivr_timeout(ck, now);
     }
 
     pub(super) fn hang_up(&mut self, ck: &CallKey, now: Now) {
@@ -513,23 +514,6 @@ impl Endpoint {
             self.cfg.server.advertise
         )
     }
-}
-
-/// What a number leads to, as far as this layer acts on it: an IVR whose
-/// start node hangs up is answered and hung up; the IVR engine and queues
-/// take over the rest in their own layers.
-fn resolve(cfg: &Config, to: &Target) -> Target {
-    if let Target::Ivr { ivr, node } = to {
-        let hangs_up = cfg
-            .ivrs
-            .get(ivr)
-            .and_then(|i| i.nodes.get(node))
-            .is_some_and(|n| matches!(n, Node::Hangup));
-        if hangs_up {
-            return Target::Hangup;
-        }
-    }
-    to.clone()
 }
 
 pub(super) fn new_tag() -> String {

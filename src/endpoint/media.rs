@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use tracing::info;
 
 use super::{Endpoint, Now};
+use crate::ivr::IvrEvent;
 use crate::media::sdp::{SdpOffer, PT_PCMU};
 
 /// The Reason (RFC 3326) of a BYE sent because a leg went silent.
@@ -42,6 +43,10 @@ pub enum MediaCommand {
         leg: LegId,
         prompts: Vec<PathBuf>,
         looped: bool,
+    },
+    /// Stop what plays on the leg (silence).
+    Stop {
+        leg: LegId,
     },
     /// Relay audio between two legs (music on `a` stops).
     Bridge {
@@ -113,8 +118,18 @@ impl Endpoint {
                 }
                 self.hang_up(&ck, now);
             }
-            MediaEvent::Digit { digit, .. } => info!(call = %ck.0, %digit, "digit"),
-            MediaEvent::PromptEnded { .. } => {}
+            MediaEvent::Digit { digit, .. } => {
+                info!(call = %ck.0, %digit, "digit");
+                self.ivr_event(&ck, IvrEvent::Digit(digit), now);
+            }
+            MediaEvent::PromptEnded { .. } => {
+                let playing = self.calls.get_mut(&ck).and_then(|c| c.prompt.take());
+                match playing {
+                    Some(id) => self.ivr_event(&ck, IvrEvent::PromptEnded(id), now),
+                    // Queue announcements done: back to the music.
+                    None => self.play_music(&ck),
+                }
+            }
         }
     }
 }

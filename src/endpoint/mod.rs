@@ -5,6 +5,7 @@
 
 mod agents;
 mod calls;
+mod ivr;
 mod media;
 mod outbound;
 mod qualify;

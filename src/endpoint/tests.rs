@@ -16,6 +16,7 @@ domain = "test.local"
 rtp_ports = "20000-20005"
 max_calls = 2
 data_dir = "DATA"
+prompts = "PROMPTS"
 
 [agents.1001]
 password = "secret"
@@ -47,6 +48,34 @@ ring_s = 3
 number = "1600"
 to = "ivr:bye"
 
+[[numbers]]
+number = "1550"
+to = "ivr:main"
+
+[ivr.main]
+start = "menu"
+
+[ivr.main.nodes.menu]
+type = "menu"
+prompt = "menu.wav"
+timeout_s = 3
+retries = 0
+options = { "1" = "acct" }
+on_fail = "bye"
+
+[ivr.main.nodes.acct]
+type = "collect"
+max_digits = 4
+variable = "account"
+next = "q"
+
+[ivr.main.nodes.q]
+type = "queue"
+queue = "support"
+
+[ivr.main.nodes.bye]
+type = "hangup"
+
 [ivr.bye]
 start = "end"
 
@@ -65,7 +94,12 @@ impl Harness {
     fn new() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let text = CONFIG.replace("DATA", data.to_str().unwrap());
+        let prompts = dir.path().join("prompts");
+        std::fs::create_dir_all(&prompts).unwrap();
+        std::fs::write(prompts.join("menu.wav"), wav_8k_pcm16(800)).unwrap();
+        let text = CONFIG
+            .replace("DATA", data.to_str().unwrap())
+            .replace("PROMPTS", prompts.to_str().unwrap());
         let cfg = crate::config::parse_str(&text, &dir.path().join("t.toml")).unwrap();
         let now = Now {
             mono: Instant::now(),
@@ -138,6 +172,26 @@ impl Harness {
         self.ep.handle_timeout(self.now);
         self.drain_all()
     }
+}
+
+/// A valid 8 kHz mono 16-bit WAV of `samples` samples of silence.
+fn wav_8k_pcm16(samples: u32) -> Vec<u8> {
+    let data = samples * 2;
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&16000u32.to_le_bytes());
+    w.extend_from_slice(&2u16.to_le_bytes());
+    w.extend_from_slice(&16u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data.to_le_bytes());
+    w.resize(w.len() + data as usize, 0);
+    w
 }
 
 fn codes(msgs: &[rsip::SipMessage]) -> Vec<u16> {
@@ -718,4 +772,60 @@ fn response_with_a_foreign_via_is_dropped() {
     );
     assert!(out.is_empty());
     assert_eq!(h.ep.stats.responses_dropped, 1);
+}
+
+#[test]
+fn ivr_menu_collect_and_queue_reach_the_agent_with_variables() {
+    use super::{MediaCommand, MediaEvent};
+    let mut h = Harness::new();
+    let out = h.send(&invite("1550", "ivr1", "z9hG4bKivr1"));
+    let tag = to_tag(&out[1]);
+    h.send_from(
+        h.phone,
+        &in_dialog("ACK", "1550", "ivr1", &tag, 1, "z9hG4bKaivr1"),
+    );
+    let cmds = media_cmds(&mut h);
+    let leg = match cmds.as_slice() {
+        [MediaCommand::Open { leg, .. }, MediaCommand::Play {
+            prompts,
+            looped: false,
+            ..
+        }] => {
+            assert!(prompts[0].ends_with("menu.wav"), "{prompts:?}");
+            *leg
+        }
+        other => panic!("expected Open + Play(menu), got {other:?}"),
+    };
+    h.ep.handle_media_event(MediaEvent::PromptEnded { leg }, h.now);
+    for d in ['1', '4', '2', '4', '2'] {
+        h.ep.handle_media_event(MediaEvent::Digit { leg, digit: d }, h.now);
+    }
+    let out = h.drain_all();
+    let inv = requests_to(&out, agent(5080));
+    assert_eq!(inv.len(), 1, "{out:?}");
+    let text = inv[0].to_string();
+    assert!(text.contains("X-Sipacd-Queue: support"), "{text}");
+    assert!(text.contains("X-Sipacd-Var-account: 4242"), "{text}");
+}
+
+#[test]
+fn ivr_menu_timeout_goes_to_on_fail() {
+    use super::{MediaCommand, MediaEvent};
+    let mut h = Harness::new();
+    let out = h.send(&invite("1550", "ivr2", "z9hG4bKivr2"));
+    let tag = to_tag(&out[1]);
+    h.send_from(
+        h.phone,
+        &in_dialog("ACK", "1550", "ivr2", &tag, 1, "z9hG4bKaivr2"),
+    );
+    let Some(MediaCommand::Open { leg, .. }) = media_cmds(&mut h).first().cloned() else {
+        panic!("no Open");
+    };
+    h.ep.handle_media_event(MediaEvent::PromptEnded { leg }, h.now);
+    assert!(h.advance_all(Duration::from_secs(2)).is_empty());
+    // timeout_s = 3 and no retries: on_fail is the hangup node.
+    let out = h.advance_all(Duration::from_secs(1));
+    let byes = requests_to(&out, h.phone);
+    assert_eq!(byes.len(), 1, "{out:?}");
+    assert_eq!(byes[0].method, rsip::Method::Bye);
 }

@@ -1,0 +1,103 @@
+//! Running a call's IVR: start it when the caller's ACK arrives, feed it
+//! prompt ends, digits and timeouts, and carry out what it asks (play,
+//! stop, enter a queue, hang up).
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use super::media::MediaCommand;
+use super::{CallKey, Endpoint, Now};
+use crate::config::Target;
+use crate::ivr::{IvrAction, IvrEvent, IvrRun};
+
+impl Endpoint {
+    /// Starts the IVR of a call routed to `ivr:NAME`.
+    pub(super) fn start_ivr(&mut self, ck: &CallKey, now: Now) {
+        let Some(call) = self.calls.get(ck) else {
+            return;
+        };
+        let target = call.target.clone();
+        if !matches!(target, Target::Ivr { .. }) {
+            return;
+        }
+        let (run, actions) = IvrRun::start(&self.cfg, target, now.mono, wall(now));
+        if let Some(call) = self.calls.get_mut(ck) {
+            call.ivr = Some(run);
+        }
+        self.run_ivr_actions(ck, actions, now);
+    }
+
+    /// Feeds one event to the call's IVR, if it has one running.
+    pub(super) fn ivr_event(&mut self, ck: &CallKey, ev: IvrEvent, now: Now) {
+        let cfg = self.cfg.clone();
+        let Some(run) = self.calls.get_mut(ck).and_then(|c| c.ivr.as_mut()) else {
+            return;
+        };
+        let actions = run.on_event(&cfg, ev, now.mono, wall(now));
+        self.run_ivr_actions(ck, actions, now);
+    }
+
+    pub(super) fn ivr_timeout(&mut self, ck: &CallKey, now: Now) {
+        let cfg = self.cfg.clone();
+        let Some(run) = self.calls.get_mut(ck).and_then(|c| c.ivr.as_mut()) else {
+            return;
+        };
+        if run.poll_timeout().is_none_or(|t| t > now.mono) {
+            return;
+        }
+        let actions = run.handle_timeout(&cfg, now.mono, wall(now));
+        self.run_ivr_actions(ck, actions, now);
+    }
+
+    fn run_ivr_actions(&mut self, ck: &CallKey, actions: Vec<IvrAction>, now: Now) {
+        for action in actions {
+            let Some(call) = self.calls.get_mut(ck) else {
+                return;
+            };
+            let leg = call.leg;
+            match action {
+                IvrAction::PlayPrompt { id, path } => {
+                    call.prompt = Some(id);
+                    if let Some(leg) = leg {
+                        self.media(MediaCommand::Play {
+                            leg,
+                            prompts: vec![path],
+                            looped: false,
+                        });
+                    }
+                }
+                IvrAction::StopPrompt => {
+                    call.prompt = None;
+                    if let Some(leg) = leg {
+                        self.media(MediaCommand::Stop { leg });
+                    }
+                }
+                // The IVR keeps its variables; the agent's INVITE reads them.
+                IvrAction::SetVariable { .. } => {}
+                IvrAction::EnterQueue { queue, priority } => {
+                    if !self.cfg.queues.contains_key(&queue) {
+                        warn!(call = %ck.0, %queue, "IVR sent the call to an unknown queue");
+                        self.hang_up(ck, now);
+                        return;
+                    }
+                    info!(call = %ck.0, %queue, priority, "caller entered queue");
+                    call.target = Target::Queue(queue);
+                    call.priority = priority;
+                    call.prompt = None;
+                    call.queued_at = Some(now.mono);
+                    self.play_music(ck);
+                    self.route_waiting(now);
+                }
+                IvrAction::Hangup => {
+                    info!(call = %ck.0, "IVR hung up");
+                    self.hang_up(ck, now);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn wall(now: Now) -> DateTime<Utc> {
+    now.wall.into()
+}
