@@ -126,6 +126,7 @@ pub struct CallRecord {
     /// The queue the call was in last.
     pub queue: Option<String>,
     pub arrived_ms: UnixMs,
+    /// When the call entered `queue` (its last queue).
     pub queued_ms: Option<UnixMs>,
     pub offered_ms: Option<UnixMs>,
     pub answered_ms: Option<UnixMs>,
