@@ -114,7 +114,9 @@ fn in_progress_rows_become_interrupted_at_the_next_open() {
 fn query_limits_by_arrival_time() {
     let dir = tempfile::tempdir().unwrap();
     let (mut store, _) = CdrStore::open(dir.path()).unwrap();
-    let recs: Vec<_> = (0..10).map(|i| finished(&format!("q{i}"), i * 1000)).collect();
+    let recs: Vec<_> = (0..10)
+        .map(|i| finished(&format!("q{i}"), i * 1000))
+        .collect();
     store.write_batch(&recs).unwrap();
     let got = store
         .query(&CdrFilter {

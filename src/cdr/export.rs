@@ -30,7 +30,9 @@ pub fn to_csv(records: &[CallRecord]) -> String {
             time(r.ended_ms),
             r.agent.clone().unwrap_or_default(),
             r.disposition.as_str().to_owned(),
-            r.hangup_by.map(|h| h.as_str().to_owned()).unwrap_or_default(),
+            r.hangup_by
+                .map(|h| h.as_str().to_owned())
+                .unwrap_or_default(),
             json(&r.ivr_path),
             json(&r.variables),
             r.routing.as_ref().map(json).unwrap_or_default(),

@@ -169,11 +169,7 @@ impl CdrStore {
     }
 }
 
-fn to_json<T: serde::Serialize>(
-    id: &str,
-    column: &'static str,
-    v: &T,
-) -> Result<String, CdrError> {
+fn to_json<T: serde::Serialize>(id: &str, column: &'static str, v: &T) -> Result<String, CdrError> {
     serde_json::to_string(v).map_err(|e| CdrError::Corrupt {
         id: id.to_owned(),
         column,
@@ -237,7 +233,10 @@ impl RawRow {
             Some(s) => Some(serde_json::from_str(&s).map_err(|e| bad("routing", e.to_string()))?),
             None => None,
         };
-        let disposition = self.disposition.parse().map_err(|e| bad("disposition", e))?;
+        let disposition = self
+            .disposition
+            .parse()
+            .map_err(|e| bad("disposition", e))?;
         let hangup_by = match self.hangup_by {
             Some(s) => Some(s.parse().map_err(|e| bad("hangup_by", e))?),
             None => None,
@@ -259,5 +258,17 @@ impl RawRow {
             hangup_by,
             routing,
         })
+    }
+}
+
+impl CdrStore {
+    /// Reads the period `opts` names and computes the report over it: what
+    /// `sipacd report` prints through [`crate::cdr::render_text`].
+    pub fn report(&self, opts: &crate::cdr::ReportOptions) -> Result<crate::cdr::Report, CdrError> {
+        let records = self.query(&CdrFilter {
+            since_ms: opts.since_ms,
+            until_ms: opts.until_ms,
+        })?;
+        Ok(crate::cdr::compute_report(&records, opts))
     }
 }

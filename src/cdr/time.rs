@@ -27,7 +27,12 @@ pub fn parse_time(s: &str, tz: Tz, now: DateTime<Utc>) -> Result<UnixMs, TimePar
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
     }
-    for fmt in ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(s, fmt) {
             return local_ms(tz, n).ok_or_else(err);
         }
@@ -85,14 +90,20 @@ mod tests {
         assert_eq!(parse_time("today", tz, now), Ok(day(2026, 5, 1, 17)));
         assert_eq!(parse_time("yesterday", tz, now), Ok(day(2026, 4, 30, 17)));
         assert_eq!(parse_time("2026-05-01", tz, now), Ok(day(2026, 4, 30, 17)));
-        assert_eq!(parse_time("2026-05-01 08:00", tz, now), Ok(day(2026, 5, 1, 1)));
+        assert_eq!(
+            parse_time("2026-05-01 08:00", tz, now),
+            Ok(day(2026, 5, 1, 1))
+        );
         assert_eq!(
             parse_time("2026-05-01T08:00:00Z", tz, now),
             Ok(day(2026, 5, 1, 8))
         );
         assert_eq!(parse_time("1777593600", tz, now), Ok(1_777_593_600_000));
         assert!(parse_time("last tuesday", tz, now).is_err());
-        assert_eq!(bucket_label(day(2026, 5, 1, 1), tz, true), "2026-05-01 08:00");
+        assert_eq!(
+            bucket_label(day(2026, 5, 1, 1), tz, true),
+            "2026-05-01 08:00"
+        );
         assert_eq!(bucket_label(day(2026, 4, 30, 17), tz, false), "2026-05-01");
     }
 }
