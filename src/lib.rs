@@ -4,7 +4,9 @@
 //! `registrar`, `call`) that take events plus an explicit `now` and return
 //! actions; `daemon` owns the sockets, timers and signals that drive them.
 
+pub mod admin;
 pub mod call;
+pub mod cdr;
 pub mod config;
 pub mod daemon;
 pub mod endpoint;

@@ -1,0 +1,99 @@
+//! What the admin API needs from the running daemon, and the JSON views.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// `GET /api/v1/queues` item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueView {
+    pub name: String,
+    pub waiting: u32,
+    pub longest_wait_s: f64,
+    pub agents_available: u32,
+    pub agents_busy: u32,
+    pub open: bool,
+}
+
+/// `GET /api/v1/agents` item. `state` is one of `logged_out`, `available`,
+/// `ringing`, `on_call`, `wrapup`, `paused`, `off_shift`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentView {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<String>,
+    pub registered: bool,
+    pub skills: BTreeMap<String, u8>,
+    pub calls_taken: u64,
+}
+
+/// `GET /api/v1/calls` item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallView {
+    pub id: String,
+    pub from: String,
+    pub number: String,
+    pub state: String,
+    pub queue: Option<String>,
+    pub agent: Option<String>,
+    pub wait_s: f64,
+}
+
+/// Body of `POST /api/v1/agents/{id}/state`: `{"state":"available"}` or
+/// `{"state":"paused","reason":"lunch"}` (reason optional).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentStateRequest {
+    Available,
+    Paused { reason: Option<String> },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStateBody {
+    state: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+impl AgentStateRequest {
+    /// Parses the JSON body; the message says what was wrong.
+    pub fn from_json(body: &[u8]) -> Result<Self, String> {
+        let raw: RawStateBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        match (raw.state.as_str(), raw.reason) {
+            ("available", None) => Ok(AgentStateRequest::Available),
+            ("available", Some(_)) => Err("`reason` goes with `paused` only".into()),
+            ("paused", reason) => Ok(AgentStateRequest::Paused { reason }),
+            (other, _) => Err(format!("state `{other}` cannot be set")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetStateError {
+    /// Answered 404.
+    #[error("unknown agent `{0}`")]
+    UnknownAgent(String),
+    /// The change is not possible now (e.g. `available` while logged out):
+    /// answered 409 with the message.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Implemented by the daemon over its running state.
+pub trait AdminBackend: Send + Sync + 'static {
+    /// Re-reads the configuration file. Ok: what changed; Err: every error,
+    /// with the old configuration still in force.
+    fn reload(&self) -> BoxFuture<'_, Result<Vec<String>, Vec<String>>>;
+    fn queues(&self) -> Vec<QueueView>;
+    fn agents(&self) -> Vec<AgentView>;
+    fn calls(&self) -> Vec<CallView>;
+    /// Returns the agent as it is after the change.
+    fn set_agent_state(&self, id: &str, req: AgentStateRequest)
+        -> Result<AgentView, SetStateError>;
+}

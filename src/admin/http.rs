@@ -1,0 +1,199 @@
+//! Routes, token check and the server loop.
+
+use super::backend::{AdminBackend, AgentStateRequest, SetStateError};
+use crate::cdr::{parse_time, to_csv, to_json, CdrFilter, CdrStore};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde_json::json;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What the HTTP layer needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `server.admin_token`; None or empty = no check.
+    pub token: Option<String>,
+    /// `server.data_dir`, where the call records live; None = `/api/v1/cdr`
+    /// answers 503.
+    pub cdr_dir: Option<PathBuf>,
+    /// Zone for `since`/`until` values without an offset.
+    pub timezone: Tz,
+}
+
+#[derive(Clone)]
+struct AppState {
+    backend: Arc<dyn AdminBackend>,
+    cfg: Arc<AdminConfig>,
+}
+
+/// The admin router; `serve` it or nest it in a bigger one.
+pub fn router(backend: Arc<dyn AdminBackend>, cfg: AdminConfig) -> Router {
+    let state = AppState {
+        backend,
+        cfg: Arc::new(cfg),
+    };
+    let api = Router::new()
+        .route("/api/v1/queues", get(queues))
+        .route("/api/v1/agents", get(agents))
+        .route("/api/v1/agents/:id/state", post(set_agent_state))
+        .route("/api/v1/calls", get(calls))
+        .route("/api/v1/reload", post(reload))
+        .route("/api/v1/cdr", get(cdr))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(api)
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(json!({"error": msg.into()}))).into_response()
+}
+
+async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(want) = st.cfg.token.as_deref().filter(|t| !t.is_empty()) else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(g) if same(g.as_bytes(), want.as_bytes()) => next.run(req).await,
+        _ => {
+            let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// does not tell how much of the token was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn queues(State(st): State<AppState>) -> Response {
+    Json(st.backend.queues()).into_response()
+}
+
+async fn agents(State(st): State<AppState>) -> Response {
+    Json(st.backend.agents()).into_response()
+}
+
+async fn calls(State(st): State<AppState>) -> Response {
+    Json(st.backend.calls()).into_response()
+}
+
+async fn set_agent_state(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let req = match AgentStateRequest::from_json(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "body must be {{\"state\":\"available\"}} or \
+                     {{\"state\":\"paused\",\"reason\":\"...\"}}: {e}"
+                ),
+            )
+        }
+    };
+    match st.backend.set_agent_state(&id, req) {
+        Ok(agent) => Json(agent).into_response(),
+        Err(e @ SetStateError::UnknownAgent(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+async fn reload(State(st): State<AppState>) -> Response {
+    match st.backend.reload().await {
+        Ok(changed) => Json(json!({"changed": changed})).into_response(),
+        Err(errors) => (StatusCode::BAD_REQUEST, Json(json!({"errors": errors}))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CdrQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+async fn cdr(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<CdrQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "query takes `since` and `until` only",
+        );
+    };
+    let Some(dir) = st.cfg.cdr_dir.clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "call records are not enabled",
+        );
+    };
+    let now = chrono::Utc::now();
+    let parse = |v: &Option<String>| v.as_deref().map(|s| parse_time(s, st.cfg.timezone, now));
+    let filter = match (parse(&q.since).transpose(), parse(&q.until).transpose()) {
+        (Ok(since_ms), Ok(until_ms)) => CdrFilter { since_ms, until_ms },
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    // SQLite is blocking: keep it off the async workers.
+    let rows = tokio::task::spawn_blocking(move || {
+        CdrStore::open_reader(&dir).and_then(|s| s.query(&filter))
+    })
+    .await;
+    let records = match rows {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv"));
+    if wants_csv {
+        (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            to_csv(&records),
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            to_json(&records),
+        )
+            .into_response()
+    }
+}

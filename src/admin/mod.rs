@@ -1,0 +1,17 @@
+//! Admin HTTP API on `server.admin`: health, call records, reload, and the
+//! live views the daemon provides through [`AdminBackend`].
+//!
+//! The HTTP layer knows nothing of calls or agents: the daemon implements
+//! [`AdminBackend`] over its running state; tests use a fake one.
+//!
+//! With `admin_token` set, every `/api/...` request needs
+//! `Authorization: Bearer <token>` (401 otherwise, before any handler runs,
+//! so nothing changes). `/health` stays open for liveness probes.
+
+mod backend;
+mod http;
+
+pub use backend::{
+    AdminBackend, AgentStateRequest, AgentView, BoxFuture, CallView, QueueView, SetStateError,
+};
+pub use http::{router, serve, AdminConfig};

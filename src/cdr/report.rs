@@ -1,0 +1,370 @@
+//! Contact-center figures from call records: pure functions over rows, so
+//! `sipacd report`, the admin API and tests share one definition.
+//!
+//! Definitions (per queue, and per hour/day when asked, by the time the call
+//! entered the queue, in the report's time zone):
+//! * offered: calls that entered the queue while it was open: answered +
+//!   abandoned + overflowed + interrupted. A call whose `ivr_path` shows it
+//!   left the queue for another one counts as offered to and overflowed from
+//!   the first. `closed` and `rejected` calls are counted apart, not offered.
+//! * abandoned: the caller hung up before an agent answered; those within
+//!   [`SHORT_ABANDON_MS`] of entering are also counted in `abandoned_short`.
+//! * service level: answered within the queue's `service_level_s`, divided by
+//!   offered minus short abandons (a caller who gives up at once is not a
+//!   service failure), in percent.
+//! * ASA: mean wait of answered calls; AHT: mean answer-to-end time of
+//!   answered calls (talk time; wrap-up is not in the record).
+//! * longest wait: the longest an answered or abandoned caller waited.
+//! * per agent: calls taken (answered), talk time, and occupancy = talk time
+//!   over the report period (`since`..`until`, or the span of the records).
+//!   The records do not know login times, so this is not occupancy over
+//!   logged-in time.
+
+use super::record::{CallRecord, Disposition, UnixMs};
+use super::time::bucket_label;
+use chrono_tz::Tz;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// Abandons faster than this are counted apart (and kept out of the
+/// service level's denominator).
+pub const SHORT_ABANDON_MS: i64 = 5_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    pub since_ms: Option<UnixMs>,
+    pub until_ms: Option<UnixMs>,
+    /// Only this queue's rows (agents still count all their calls).
+    pub queue: Option<String>,
+    pub by: Option<Bucket>,
+    /// Zone of the hour/day buckets.
+    pub tz: Tz,
+    /// `service_level_s` per queue from the configuration.
+    pub service_level_s: BTreeMap<String, u64>,
+    /// For queues no longer in the configuration.
+    pub default_service_level_s: u64,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            since_ms: None,
+            until_ms: None,
+            queue: None,
+            by: None,
+            tz: chrono_tz::UTC,
+            service_level_s: BTreeMap::new(),
+            default_service_level_s: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueRow {
+    pub queue: String,
+    /// Local start of the hour (`YYYY-MM-DD HH:00`) or day; None when not bucketed.
+    pub period: Option<String>,
+    pub offered: u64,
+    pub answered: u64,
+    pub abandoned: u64,
+    pub abandoned_short: u64,
+    pub overflowed: u64,
+    pub interrupted: u64,
+    pub closed: u64,
+    pub rejected: u64,
+    pub answered_within_sl: u64,
+    pub service_level_s: u64,
+    /// Percent; None when nothing counts in the denominator.
+    pub service_level_pct: Option<f64>,
+    pub asa_s: Option<f64>,
+    pub aht_s: Option<f64>,
+    pub longest_wait_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentRow {
+    pub agent: String,
+    pub calls_taken: u64,
+    pub talk_s: f64,
+    /// Percent of the report period.
+    pub occupancy_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub queues: Vec<QueueRow>,
+    pub agents: Vec<AgentRow>,
+}
+
+#[derive(Default)]
+struct Acc {
+    offered: u64,
+    answered: u64,
+    abandoned: u64,
+    abandoned_short: u64,
+    overflowed: u64,
+    interrupted: u64,
+    closed: u64,
+    rejected: u64,
+    in_sl: u64,
+    wait_answered_ms: i64,
+    waits_answered: u64,
+    talk_ms: i64,
+    talks: u64,
+    longest_wait_ms: i64,
+}
+
+/// Computes the report over `records` (already limited to the period by the
+/// query; rows still `in_progress` are skipped).
+pub fn compute_report(records: &[CallRecord], opts: &ReportOptions) -> Report {
+    let mut queues: BTreeMap<(String, Option<String>), Acc> = BTreeMap::new();
+    let mut agents: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    let wanted = |q: &str| opts.queue.as_deref().map_or(true, |w| w == q);
+
+    for r in records {
+        if r.disposition == Disposition::InProgress {
+            continue;
+        }
+        let start = r.queued_ms.unwrap_or(r.arrived_ms);
+        let period = opts
+            .by
+            .map(|b| bucket_label(start, opts.tz, b == Bucket::Hour));
+
+        // Queues the call left for another one (overflow queue:X).
+        let left: BTreeSet<&str> = r
+            .ivr_path
+            .iter()
+            .filter_map(|p| p.strip_prefix("queue:"))
+            .filter(|q| Some(*q) != r.queue.as_deref())
+            .collect();
+        for q in left.into_iter().filter(|q| wanted(q)) {
+            let a = queues.entry((q.to_owned(), period.clone())).or_default();
+            a.offered += 1;
+            a.overflowed += 1;
+        }
+
+        if r.disposition == Disposition::Answered {
+            if let (Some(agent), Some(ans)) = (&r.agent, r.answered_ms) {
+                let e = agents.entry(agent.clone()).or_default();
+                e.0 += 1;
+                e.1 += r.ended_ms.map_or(0, |end| (end - ans).max(0));
+            }
+        }
+
+        let Some(q) = r.queue.as_deref().filter(|q| wanted(q)) else {
+            continue;
+        };
+        let sl_ms = opts
+            .service_level_s
+            .get(q)
+            .copied()
+            .unwrap_or(opts.default_service_level_s)
+            .saturating_mul(1000);
+        let a = queues.entry((q.to_owned(), period)).or_default();
+        match r.disposition {
+            Disposition::InProgress => {}
+            Disposition::Closed => a.closed += 1,
+            Disposition::Rejected => a.rejected += 1,
+            Disposition::Overflowed => {
+                a.offered += 1;
+                a.overflowed += 1;
+            }
+            Disposition::Interrupted => {
+                a.offered += 1;
+                a.interrupted += 1;
+            }
+            Disposition::Answered => {
+                a.offered += 1;
+                a.answered += 1;
+                if let Some(ans) = r.answered_ms {
+                    let wait = (ans - start).max(0);
+                    a.wait_answered_ms += wait;
+                    a.waits_answered += 1;
+                    a.longest_wait_ms = a.longest_wait_ms.max(wait);
+                    if i128::from(wait) <= i128::from(sl_ms) {
+                        a.in_sl += 1;
+                    }
+                    if let Some(end) = r.ended_ms {
+                        a.talk_ms += (end - ans).max(0);
+                        a.talks += 1;
+                    }
+                }
+            }
+            Disposition::Abandoned => {
+                a.offered += 1;
+                a.abandoned += 1;
+                if let Some(end) = r.ended_ms {
+                    let wait = (end - start).max(0);
+                    a.longest_wait_ms = a.longest_wait_ms.max(wait);
+                    if wait < SHORT_ABANDON_MS {
+                        a.abandoned_short += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    let queue_rows = queues
+        .into_iter()
+        .map(|((queue, period), a)| {
+            let sl_s = opts
+                .service_level_s
+                .get(&queue)
+                .copied()
+                .unwrap_or(opts.default_service_level_s);
+            let denom = a.offered.saturating_sub(a.abandoned_short);
+            QueueRow {
+                period,
+                offered: a.offered,
+                answered: a.answered,
+                abandoned: a.abandoned,
+                abandoned_short: a.abandoned_short,
+                overflowed: a.overflowed,
+                interrupted: a.interrupted,
+                closed: a.closed,
+                rejected: a.rejected,
+                answered_within_sl: a.in_sl,
+                service_level_s: sl_s,
+                service_level_pct: ratio(a.in_sl as f64, denom as f64).map(|x| x * 100.0),
+                asa_s: ratio(a.wait_answered_ms as f64 / 1000.0, a.waits_answered as f64),
+                aht_s: ratio(a.talk_ms as f64 / 1000.0, a.talks as f64),
+                longest_wait_s: a.longest_wait_ms as f64 / 1000.0,
+                queue,
+            }
+        })
+        .collect();
+
+    let period_ms = period_span(records, opts);
+    let agent_rows = agents
+        .into_iter()
+        .map(|(agent, (calls, talk_ms))| AgentRow {
+            agent,
+            calls_taken: calls,
+            talk_s: talk_ms as f64 / 1000.0,
+            occupancy_pct: period_ms
+                .and_then(|p| ratio(talk_ms as f64, p as f64))
+                .map(|x| x * 100.0),
+        })
+        .collect();
+
+    Report {
+        queues: queue_rows,
+        agents: agent_rows,
+    }
+}
+
+fn ratio(num: f64, den: f64) -> Option<f64> {
+    (den > 0.0).then(|| num / den)
+}
+
+/// `since..until` when both are given, else the span the records cover.
+fn period_span(records: &[CallRecord], opts: &ReportOptions) -> Option<i64> {
+    let first = opts
+        .since_ms
+        .or_else(|| records.iter().map(|r| r.arrived_ms).min())?;
+    let last = opts.until_ms.or_else(|| {
+        records
+            .iter()
+            .map(|r| r.ended_ms.unwrap_or(r.arrived_ms))
+            .max()
+    })?;
+    Some(last.saturating_sub(first)).filter(|p| *p > 0)
+}
+
+/// The report as aligned text tables, as `sipacd report` prints it.
+pub fn render_text(report: &Report) -> String {
+    let opt = |v: Option<f64>, digits: usize| match v {
+        Some(x) => format!("{x:.digits$}"),
+        None => "-".to_owned(),
+    };
+    let bucketed = report.queues.iter().any(|q| q.period.is_some());
+    let mut header = vec!["queue"];
+    if bucketed {
+        header.push("period");
+    }
+    header.extend([
+        "offered",
+        "answered",
+        "abandoned",
+        "aband<5s",
+        "overflowed",
+        "closed",
+        "SL%",
+        "ASA s",
+        "AHT s",
+        "longest s",
+    ]);
+    let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+    for q in &report.queues {
+        let mut row = vec![q.queue.clone()];
+        if bucketed {
+            row.push(q.period.clone().unwrap_or_default());
+        }
+        row.extend([
+            q.offered.to_string(),
+            q.answered.to_string(),
+            q.abandoned.to_string(),
+            q.abandoned_short.to_string(),
+            q.overflowed.to_string(),
+            q.closed.to_string(),
+            opt(q.service_level_pct, 1),
+            opt(q.asa_s, 1),
+            opt(q.aht_s, 1),
+            format!("{:.1}", q.longest_wait_s),
+        ]);
+        rows.push(row);
+    }
+    let mut out = table(&rows);
+    out.push('\n');
+    let mut arows = vec![vec![
+        "agent".to_owned(),
+        "calls".to_owned(),
+        "talk s".to_owned(),
+        "occupancy%".to_owned(),
+    ]];
+    for a in &report.agents {
+        arows.push(vec![
+            a.agent.clone(),
+            a.calls_taken.to_string(),
+            format!("{:.1}", a.talk_s),
+            opt(a.occupancy_pct, 1),
+        ]);
+    }
+    out.push_str(&table(&arows));
+    out
+}
+
+/// Left-aligned first column, right-aligned numbers.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, (cell, w)) in r.iter().zip(&widths).enumerate() {
+            if c == 0 {
+                let _ = write!(line, "{cell:<w$}");
+            } else {
+                let _ = write!(line, "  {cell:>w$}");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,274 @@
+//! The SQLite file: schema, upserts in one transaction, range queries.
+
+use super::record::{CallRecord, UnixMs};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::{Path, PathBuf};
+
+/// File name inside `data_dir`.
+pub const DB_FILE: &str = "calls.sqlite";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS calls (
+    id          TEXT PRIMARY KEY,
+    caller      TEXT NOT NULL,
+    number      TEXT NOT NULL,
+    ivr_path    TEXT NOT NULL DEFAULT '[]',
+    variables   TEXT NOT NULL DEFAULT '{}',
+    queue       TEXT,
+    arrived_ms  INTEGER NOT NULL,
+    queued_ms   INTEGER,
+    offered_ms  INTEGER,
+    answered_ms INTEGER,
+    ended_ms    INTEGER,
+    agent       TEXT,
+    disposition TEXT NOT NULL,
+    hangup_by   TEXT,
+    routing     TEXT
+);
+CREATE INDEX IF NOT EXISTS calls_arrived ON calls(arrived_ms);
+CREATE INDEX IF NOT EXISTS calls_in_progress ON calls(disposition)
+    WHERE disposition = 'in_progress';
+";
+
+const COLUMNS: &str = "id, caller, number, ivr_path, variables, queue, arrived_ms, \
+    queued_ms, offered_ms, answered_ms, ended_ms, agent, disposition, hangup_by, routing";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CdrError {
+    #[error("call records directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("call records database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("call record {id}: bad {column}: {message}")]
+    Corrupt {
+        id: String,
+        column: &'static str,
+        message: String,
+    },
+    #[error("call record writer has stopped")]
+    WriterGone,
+}
+
+/// Which records to read: arrival time in `[since, until)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CdrFilter {
+    pub since_ms: Option<UnixMs>,
+    pub until_ms: Option<UnixMs>,
+}
+
+/// One connection to `DATA_DIR/calls.sqlite`.
+pub struct CdrStore {
+    conn: Connection,
+}
+
+impl CdrStore {
+    /// Opens (creating if needed) the database in `dir`, and marks every row
+    /// still `in_progress` as `interrupted`: at start no call can be in
+    /// progress, so those were cut off by a crash. Returns how many.
+    ///
+    /// Only the daemon's own start calls this; other readers use
+    /// [`CdrStore::open_reader`].
+    pub fn open(dir: &Path) -> Result<(CdrStore, usize), CdrError> {
+        let store = Self::open_reader(dir)?;
+        let n = store.conn.execute(
+            "UPDATE calls SET disposition = 'interrupted' WHERE disposition = 'in_progress'",
+            [],
+        )?;
+        Ok((store, n))
+    }
+
+    /// Opens (creating if needed) without touching in-progress rows: for
+    /// reports and the admin API while the daemon runs.
+    pub fn open_reader(dir: &Path) -> Result<CdrStore, CdrError> {
+        std::fs::create_dir_all(dir).map_err(|source| CdrError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        // WAL: readers never block the writer; NORMAL: fsync at checkpoints
+        // only (see the module docs for what a power loss can cost).
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(CdrStore { conn })
+    }
+
+    /// Inserts or replaces each record (by id) in one transaction.
+    pub fn write_batch(&mut self, records: &[CallRecord]) -> Result<(), CdrError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO calls ({COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+            ))?;
+            for r in records {
+                let routing = match &r.routing {
+                    Some(d) => Some(to_json(&r.id, "routing", d)?),
+                    None => None,
+                };
+                stmt.execute(params![
+                    r.id,
+                    r.caller,
+                    r.number,
+                    to_json(&r.id, "ivr_path", &r.ivr_path)?,
+                    to_json(&r.id, "variables", &r.variables)?,
+                    r.queue,
+                    r.arrived_ms,
+                    r.queued_ms,
+                    r.offered_ms,
+                    r.answered_ms,
+                    r.ended_ms,
+                    r.agent,
+                    r.disposition.as_str(),
+                    r.hangup_by.map(|h| h.as_str()),
+                    routing,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records by arrival time, oldest first.
+    pub fn query(&self, filter: &CdrFilter) -> Result<Vec<CallRecord>, CdrError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM calls WHERE arrived_ms >= ?1 AND arrived_ms < ?2 \
+             ORDER BY arrived_ms, id"
+        ))?;
+        let since = filter.since_ms.unwrap_or(i64::MIN);
+        let until = filter.until_ms.unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![since, until], raw_row)?;
+        let mut out = Vec::new();
+        for raw in rows {
+            out.push(raw?.decode()?);
+        }
+        Ok(out)
+    }
+
+    /// One record by call id.
+    pub fn get(&self, id: &str) -> Result<Option<CallRecord>, CdrError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM calls WHERE id = ?1"))?;
+        match stmt.query_row(params![id], raw_row).optional()? {
+            Some(raw) => Ok(Some(raw.decode()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    pub fn integrity_check(&self) -> Result<String, CdrError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+fn to_json<T: serde::Serialize>(id: &str, column: &'static str, v: &T) -> Result<String, CdrError> {
+    serde_json::to_string(v).map_err(|e| CdrError::Corrupt {
+        id: id.to_owned(),
+        column,
+        message: e.to_string(),
+    })
+}
+
+/// Columns as stored; decoding JSON and enums happens outside rusqlite's
+/// closure so errors keep the call id.
+struct RawRow {
+    id: String,
+    caller: String,
+    number: String,
+    ivr_path: String,
+    variables: String,
+    queue: Option<String>,
+    arrived_ms: i64,
+    queued_ms: Option<i64>,
+    offered_ms: Option<i64>,
+    answered_ms: Option<i64>,
+    ended_ms: Option<i64>,
+    agent: Option<String>,
+    disposition: String,
+    hangup_by: Option<String>,
+    routing: Option<String>,
+}
+
+fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(RawRow {
+        id: r.get(0)?,
+        caller: r.get(1)?,
+        number: r.get(2)?,
+        ivr_path: r.get(3)?,
+        variables: r.get(4)?,
+        queue: r.get(5)?,
+        arrived_ms: r.get(6)?,
+        queued_ms: r.get(7)?,
+        offered_ms: r.get(8)?,
+        answered_ms: r.get(9)?,
+        ended_ms: r.get(10)?,
+        agent: r.get(11)?,
+        disposition: r.get(12)?,
+        hangup_by: r.get(13)?,
+        routing: r.get(14)?,
+    })
+}
+
+impl RawRow {
+    fn decode(self) -> Result<CallRecord, CdrError> {
+        let id = self.id;
+        let bad = |column: &'static str, message: String| CdrError::Corrupt {
+            id: id.clone(),
+            column,
+            message,
+        };
+        let ivr_path =
+            serde_json::from_str(&self.ivr_path).map_err(|e| bad("ivr_path", e.to_string()))?;
+        let variables =
+            serde_json::from_str(&self.variables).map_err(|e| bad("variables", e.to_string()))?;
+        let routing = match self.routing {
+            Some(s) => Some(serde_json::from_str(&s).map_err(|e| bad("routing", e.to_string()))?),
+            None => None,
+        };
+        let disposition = self
+            .disposition
+            .parse()
+            .map_err(|e| bad("disposition", e))?;
+        let hangup_by = match self.hangup_by {
+            Some(s) => Some(s.parse().map_err(|e| bad("hangup_by", e))?),
+            None => None,
+        };
+        Ok(CallRecord {
+            id,
+            caller: self.caller,
+            number: self.number,
+            ivr_path,
+            variables,
+            queue: self.queue,
+            arrived_ms: self.arrived_ms,
+            queued_ms: self.queued_ms,
+            offered_ms: self.offered_ms,
+            answered_ms: self.answered_ms,
+            ended_ms: self.ended_ms,
+            agent: self.agent,
+            disposition,
+            hangup_by,
+            routing,
+        })
+    }
+}
+
+impl CdrStore {
+    /// Reads the period `opts` names and computes the report over it: what
+    /// `sipacd report` prints through [`crate::cdr::render_text`].
+    pub fn report(&self, opts: &crate::cdr::ReportOptions) -> Result<crate::cdr::Report, CdrError> {
+        let records = self.query(&CdrFilter {
+            since_ms: opts.since_ms,
+            until_ms: opts.until_ms,
+        })?;
+        Ok(crate::cdr::compute_report(&records, opts))
+    }
+}

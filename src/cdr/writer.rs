@@ -1,0 +1,194 @@
+//! The writer thread: the call path sends records over a channel and never
+//! waits; the thread writes whatever has piled up in one transaction.
+
+use super::record::CallRecord;
+use super::store::{CdrError, CdrStore};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Most records per transaction: bounds the time a reader may wait.
+const MAX_BATCH: usize = 1000;
+/// A failing batch (disk full, locked file) is retried this often, then
+/// counted in `failed` and dropped so the backlog cannot grow without bound.
+const RETRIES: u32 = 3;
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+enum Msg {
+    Record(Box<CallRecord>),
+    Flush(mpsc::SyncSender<()>),
+    Stop,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    written: AtomicU64,
+    failed: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// What the writer has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterStats {
+    /// Records handed over but not yet written (nor given up on).
+    pub backlog: u64,
+    pub written: u64,
+    /// Records dropped after repeated write errors.
+    pub failed: u64,
+    /// Transactions committed.
+    pub batches: u64,
+}
+
+/// Cheap, clonable sender the call path holds.
+#[derive(Clone)]
+pub struct CdrHandle {
+    tx: mpsc::Sender<Msg>,
+    counters: Arc<Counters>,
+}
+
+impl CdrHandle {
+    /// Queues a record (insert or replace by call id). Never blocks.
+    pub fn record(&self, r: CallRecord) -> Result<(), CdrError> {
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(Msg::Record(Box::new(r))).map_err(|_| {
+            self.counters.sent.fetch_sub(1, Ordering::Relaxed);
+            CdrError::WriterGone
+        })
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        let c = &self.counters;
+        let written = c.written.load(Ordering::Relaxed);
+        let failed = c.failed.load(Ordering::Relaxed);
+        let sent = c.sent.load(Ordering::Relaxed);
+        WriterStats {
+            backlog: sent.saturating_sub(written + failed),
+            written,
+            failed,
+            batches: c.batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Blocks until every record queued before this call is written. Call it
+    /// from a blocking context (`spawn_blocking` under tokio).
+    pub fn flush(&self) -> Result<(), CdrError> {
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Msg::Flush(done_tx))
+            .map_err(|_| CdrError::WriterGone)?;
+        done_rx.recv().map_err(|_| CdrError::WriterGone)
+    }
+}
+
+/// Owns the writer thread; dropping it writes what is queued and joins.
+pub struct CdrWriter {
+    handle: CdrHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CdrWriter {
+    pub fn spawn(store: CdrStore) -> Result<CdrWriter, CdrError> {
+        let (tx, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let c = Arc::clone(&counters);
+        let thread = std::thread::Builder::new()
+            .name("cdr-writer".into())
+            .spawn(move || run(store, rx, &c))
+            .map_err(|source| CdrError::Dir {
+                path: "cdr-writer thread".into(),
+                source,
+            })?;
+        Ok(CdrWriter {
+            handle: CdrHandle { tx, counters },
+            thread: Some(thread),
+        })
+    }
+
+    pub fn handle(&self) -> CdrHandle {
+        self.handle.clone()
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        self.handle.stats()
+    }
+
+    pub fn flush(&self) -> Result<(), CdrError> {
+        self.handle.flush()
+    }
+
+    /// Writes everything queued so far, stops the thread, returns the final
+    /// counters. Records sent afterwards through a handle get `WriterGone`.
+    pub fn shutdown(mut self) -> WriterStats {
+        self.stop();
+        self.handle.stats()
+    }
+
+    fn stop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = self.handle.tx.send(Msg::Stop);
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for CdrWriter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(mut store: CdrStore, rx: mpsc::Receiver<Msg>, c: &Counters) {
+    let mut batch: Vec<CallRecord> = Vec::new();
+    let mut waiters: Vec<mpsc::SyncSender<()>> = Vec::new();
+    // Blocks for the first message, then takes whatever else is already
+    // queued: under load batches grow by themselves, idle costs nothing.
+    while let Ok(first) = rx.recv() {
+        let mut stop = false;
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                Msg::Record(r) => batch.push(*r),
+                Msg::Flush(w) => waiters.push(w),
+                Msg::Stop => stop = true,
+            }
+            // After Stop, keep draining: records queued before the channel
+            // closes are still written.
+            if !stop && batch.len() >= MAX_BATCH {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if !batch.is_empty() {
+            write_with_retry(&mut store, &batch, c);
+            batch.clear();
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(());
+        }
+        if stop {
+            break;
+        }
+    }
+}
+
+fn write_with_retry(store: &mut CdrStore, batch: &[CallRecord], c: &Counters) {
+    let n = batch.len() as u64;
+    for attempt in 1..=RETRIES {
+        match store.write_batch(batch) {
+            Ok(()) => {
+                c.written.fetch_add(n, Ordering::Relaxed);
+                c.batches.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, attempt, records = n, "writing call records failed");
+                if attempt < RETRIES {
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+            }
+        }
+    }
+    c.failed.fetch_add(n, Ordering::Relaxed);
+}
