@@ -9,5 +9,6 @@ pub mod config;
 pub mod daemon;
 pub mod endpoint;
 pub mod media;
+pub mod acd;
 pub mod registrar;
 pub mod sip;
