@@ -4,11 +4,11 @@
 //! `registrar`, `call`) that take events plus an explicit `now` and return
 //! actions; `daemon` owns the sockets, timers and signals that drive them.
 
+pub mod acd;
 pub mod call;
 pub mod config;
 pub mod daemon;
 pub mod endpoint;
 pub mod media;
-pub mod acd;
 pub mod registrar;
 pub mod sip;

@@ -20,7 +20,9 @@ fn config() -> AcdConfig {
             id: format!("a{i}"),
             name: format!("a{i}"),
             credential: None,
-            skills: [("x".to_string(), (i % 10 + 1) as u8)].into_iter().collect(),
+            skills: [("x".to_string(), (i % 10 + 1) as u8)]
+                .into_iter()
+                .collect(),
             timezone: chrono_tz::UTC,
             shift: vec![],
             contact: None,
@@ -88,8 +90,10 @@ impl Book {
                     // then land in either order). Double offers of live calls
                     // are also caught by `answered` failing below.
                     if !self.hung_up.contains(prev) && !self.hung_up.contains(&of.call.0) {
-                        self.violations
-                            .push(format!("{agent} offered {} while busy with {prev}", of.call.0));
+                        self.violations.push(format!(
+                            "{agent} offered {} while busy with {prev}",
+                            of.call.0
+                        ));
                     }
                 }
                 self.busy.insert(agent.clone(), of.call.0);
@@ -217,7 +221,11 @@ fn concurrent_routing_never_double_claims_nor_loses_callers() {
         b.served.insert(call);
         b.record(out);
     }
-    assert!(b.violations.is_empty(), "{:?}", &b.violations[..b.violations.len().min(5)]);
+    assert!(
+        b.violations.is_empty(),
+        "{:?}",
+        &b.violations[..b.violations.len().min(5)]
+    );
     // Every agent is free now, so nobody may still be waiting (a lost
     // wake-up would leave a caller here), and every caller is accounted for.
     assert_eq!(router.waiting_calls(), vec![]);

@@ -136,7 +136,14 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn new(id: Arc<str>, cfg: Agent, idx: u32, links: Links, word: Word, meta: Meta) -> Slot {
+    pub(crate) fn new(
+        id: Arc<str>,
+        cfg: Agent,
+        idx: u32,
+        links: Links,
+        word: Word,
+        meta: Meta,
+    ) -> Slot {
         Slot {
             id,
             cfg,
@@ -183,7 +190,11 @@ impl Slot {
         self.word
             .compare_exchange(
                 cur.pack(),
-                Word { epoch: cur.epoch, tag: to }.pack(),
+                Word {
+                    epoch: cur.epoch,
+                    tag: to,
+                }
+                .pack(),
                 SeqCst,
                 SeqCst,
             )

@@ -63,9 +63,9 @@ mod topology;
 #[cfg(test)]
 mod tests;
 
+pub use pool::random_key;
 pub use router::Router;
 pub use topology::{eligible, required_skills, skill_score, AcdConfig};
-pub use pool::random_key;
 
 use crate::config::Target;
 use std::sync::Arc;

@@ -5,9 +5,7 @@
 
 use super::pool::{entry, KeyInput};
 use super::topology::{eligible, required_skills, skill_score, AcdConfig};
-use super::{
-    AcdError, AdminState, CallId, DivertReason, Offer, Output, Timer, RONA,
-};
+use super::{AcdError, AdminState, CallId, DivertReason, Offer, Output, Timer, RONA};
 use crate::config::{Agent, Queue, Schedule, Strategy};
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
@@ -163,7 +161,7 @@ impl Model {
             .schedule
             .as_ref()
             .and_then(|s| self.schedules.get(s))
-            .is_none_or(|s| s.is_open(wall));
+            .map_or(true, |s| s.is_open(wall));
         if !open {
             return Ok(vec![Output::Divert {
                 call,
@@ -209,7 +207,11 @@ impl Model {
         let Some((strategy, req)) = self.req(qi, level) else {
             return;
         };
-        while self.waiting.iter().any(|c| c.queue == qi && c.level == level) {
+        while self
+            .waiting
+            .iter()
+            .any(|c| c.queue == qi && c.level == level)
+        {
             let cursor = self.cursors.get(&(strategy as u8, req.clone())).copied();
             let best = self
                 .agents
@@ -243,7 +245,13 @@ impl Model {
         }
     }
 
-    fn take_best(&mut self, ai: usize, exclude: Option<CallId>, now: Instant, out: &mut Vec<Output>) -> bool {
+    fn take_best(
+        &mut self,
+        ai: usize,
+        exclude: Option<CallId>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> bool {
         let Some(agent) = self.agents.get(ai) else {
             return false;
         };
@@ -323,7 +331,12 @@ impl Model {
         }
     }
 
-    pub fn agent_registered(&mut self, agent: &str, now: Instant, wall: DateTime<Utc>) -> Result<Vec<Output>, AcdError> {
+    pub fn agent_registered(
+        &mut self,
+        agent: &str,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> Result<Vec<Output>, AcdError> {
         let ai = self.agent_idx(agent)?;
         self.agents[ai].registered = true;
         self.agents[ai].on_shift = self.agents[ai].cfg.on_shift(wall);
@@ -332,7 +345,11 @@ impl Model {
         Ok(out)
     }
 
-    pub fn agent_unregistered(&mut self, agent: &str, now: Instant) -> Result<Vec<Output>, AcdError> {
+    pub fn agent_unregistered(
+        &mut self,
+        agent: &str,
+        now: Instant,
+    ) -> Result<Vec<Output>, AcdError> {
         let ai = self.agent_idx(agent)?;
         self.agents[ai].registered = false;
         let mut out = Vec::new();
@@ -340,7 +357,12 @@ impl Model {
         Ok(out)
     }
 
-    pub fn set_state(&mut self, agent: &str, state: AdminState, now: Instant) -> Result<Vec<Output>, AcdError> {
+    pub fn set_state(
+        &mut self,
+        agent: &str,
+        state: AdminState,
+        now: Instant,
+    ) -> Result<Vec<Output>, AcdError> {
         let ai = self.agent_idx(agent)?;
         self.agents[ai].paused = match state {
             AdminState::Available => None,
@@ -372,7 +394,11 @@ impl Model {
             Err(AcdError::WrongState {
                 agent: agent.to_string(),
                 call,
-                expected: if st == St::Ringing { "ringing" } else { "on a call" },
+                expected: if st == St::Ringing {
+                    "ringing"
+                } else {
+                    "on a call"
+                },
             })
         }
     }
@@ -409,7 +435,12 @@ impl Model {
         }
     }
 
-    pub fn call_ended(&mut self, agent: &str, call: CallId, now: Instant) -> Result<Vec<Output>, AcdError> {
+    pub fn call_ended(
+        &mut self,
+        agent: &str,
+        call: CallId,
+        now: Instant,
+    ) -> Result<Vec<Output>, AcdError> {
         let ai = self.busy_with(agent, call, St::OnCall)?;
         let mut out = Vec::new();
         self.end_call(ai, call, now, &mut out);
@@ -423,7 +454,12 @@ impl Model {
         }
     }
 
-    pub fn rejected(&mut self, agent: &str, call: CallId, now: Instant) -> Result<Vec<Output>, AcdError> {
+    pub fn rejected(
+        &mut self,
+        agent: &str,
+        call: CallId,
+        now: Instant,
+    ) -> Result<Vec<Output>, AcdError> {
         let ai = self.busy_with(agent, call, St::Ringing)?;
         self.agents[ai].busy = None;
         let mut out = Vec::new();
@@ -432,7 +468,12 @@ impl Model {
         Ok(out)
     }
 
-    pub fn ring_no_answer(&mut self, agent: &str, call: CallId, now: Instant) -> Result<Vec<Output>, AcdError> {
+    pub fn ring_no_answer(
+        &mut self,
+        agent: &str,
+        call: CallId,
+        now: Instant,
+    ) -> Result<Vec<Output>, AcdError> {
         let ai = self.busy_with(agent, call, St::Ringing)?;
         let a = &mut self.agents[ai];
         a.busy = None;

@@ -20,8 +20,14 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 enum Loc {
     Waiting(Caller),
-    Offered { agent: u32, caller: Caller },
-    Connected { agent: u32, caller: Caller },
+    Offered {
+        agent: u32,
+        caller: Caller,
+    },
+    Connected {
+        agent: u32,
+        caller: Caller,
+    },
     /// Hung up while a router thread was taking it; that thread drops it.
     HungUp,
 }
@@ -93,7 +99,7 @@ impl Router {
             .schedule
             .as_ref()
             .and_then(|s| self.topo.schedules.get(s))
-            .is_none_or(|s| s.is_open(wall));
+            .map_or(true, |s| s.is_open(wall));
         if !open {
             out.push(Output::Divert {
                 call,
@@ -316,7 +322,7 @@ impl Router {
         let slot = self.slot(agent)?;
         let mut meta = slot.meta();
         let w = slot.word();
-        if w.tag != Tag::Ringing || meta.busy.as_ref().is_none_or(|b| b.call != call) {
+        if w.tag != Tag::Ringing || meta.busy.as_ref().map_or(true, |b| b.call != call) {
             return Err(wrong(agent, call, "ringing"));
         }
         if let Some(mut l) = self.calls.get_mut(&call) {
@@ -343,7 +349,7 @@ impl Router {
         let slot = self.slot(agent)?;
         let mut out = Vec::new();
         let mut meta = slot.meta();
-        if slot.word().tag != Tag::OnCall || meta.busy.as_ref().is_none_or(|b| b.call != call) {
+        if slot.word().tag != Tag::OnCall || meta.busy.as_ref().map_or(true, |b| b.call != call) {
             return Err(wrong(agent, call, "on a call"));
         }
         self.calls.remove(&call);
@@ -351,7 +357,14 @@ impl Router {
         Ok(out)
     }
 
-    fn end_call(&self, slot: &Slot, meta: &mut Meta, call: CallId, now: Instant, out: &mut Vec<Output>) {
+    fn end_call(
+        &self,
+        slot: &Slot,
+        meta: &mut Meta,
+        call: CallId,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         meta.last_call_end = Some(now);
         let wrapup = meta
             .busy
@@ -378,12 +391,18 @@ impl Router {
 
     /// The agent answered 486 Busy Here or 603 Decline: it stays available
     /// and the caller is offered to someone else first.
-    pub fn rejected(&self, agent: &str, call: CallId, now: Instant) -> Result<Vec<Output>, AcdError> {
+    pub fn rejected(
+        &self,
+        agent: &str,
+        call: CallId,
+        now: Instant,
+    ) -> Result<Vec<Output>, AcdError> {
         let slot = self.slot(agent)?;
         let mut out = Vec::new();
         {
             let mut meta = slot.meta();
-            if slot.word().tag != Tag::Ringing || meta.busy.as_ref().is_none_or(|b| b.call != call)
+            if slot.word().tag != Tag::Ringing
+                || meta.busy.as_ref().map_or(true, |b| b.call != call)
             {
                 return Err(wrong(agent, call, "ringing"));
             }
@@ -413,7 +432,7 @@ impl Router {
         {
             let mut meta = slot.meta();
             let w = slot.word();
-            if w.tag != Tag::Ringing || meta.busy.as_ref().is_none_or(|b| b.call != call) {
+            if w.tag != Tag::Ringing || meta.busy.as_ref().map_or(true, |b| b.call != call) {
                 return Err(wrong(agent, call, "ringing"));
             }
             meta.busy = None;
@@ -635,7 +654,7 @@ impl Router {
             };
             if let Some(c) = lane.head(exclude) {
                 let r = c.rank(lane.priority);
-                if best.as_ref().is_none_or(|(br, _, _)| r < *br) {
+                if best.as_ref().map_or(true, |(br, _, _)| r < *br) {
                     best = Some((r, li, c));
                 }
             }
@@ -656,7 +675,10 @@ impl Router {
     ) -> Take {
         let rest = meta.resting();
         if rest != Tag::Available {
-            slot.set(Word { epoch: e, tag: rest });
+            slot.set(Word {
+                epoch: e,
+                tag: rest,
+            });
             return Take::Settled;
         }
         loop {
@@ -841,9 +863,10 @@ impl Router {
             self.calls.remove(&call);
         }
         for c in &requeued {
-            if let (Some((_, lane)), Some(q)) =
-                (topo.lane_of(c.queue, c.level), topo.queues.get(c.queue as usize))
-            {
+            if let (Some((_, lane)), Some(q)) = (
+                topo.lane_of(c.queue, c.level),
+                topo.queues.get(c.queue as usize),
+            ) {
                 q.waiting.fetch_add(1, SeqCst);
                 lane.insert(*c);
                 self.arm_caller_timers_in(&topo, c, &mut out);

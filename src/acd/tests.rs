@@ -213,7 +213,10 @@ fn skills_gate_eligibility_and_relax_widens() {
         skills: skills(&[("billing", 1)]),
     }];
     let h = H::new(&cfg(
-        vec![agent("junior", &[("billing", 2)]), agent("other", &[("sales", 9)])],
+        vec![
+            agent("junior", &[("billing", 2)]),
+            agent("other", &[("sales", 9)]),
+        ],
         vec![q],
     ));
     h.login(&["junior", "other"]);
@@ -222,7 +225,10 @@ fn skills_gate_eligibility_and_relax_widens() {
     let relax = out
         .iter()
         .find_map(|o| match o {
-            Output::Arm { at, timer: t @ Timer::Relax { .. } } => Some((*at, t.clone())),
+            Output::Arm {
+                at,
+                timer: t @ Timer::Relax { .. },
+            } => Some((*at, t.clone())),
             _ => None,
         })
         .unwrap();
@@ -252,7 +258,8 @@ fn priority_then_longest_wait_across_queues() {
     // Then the longest wait across lo and lo2.
     assert_eq!(one(&h.r.call_ended("a", CallId(4), h.at(7)).unwrap()).1, 2);
     // A caller's own (IVR) priority adds to its queue's.
-    h.r.caller_arrives(CallId(9), "lo", 10, h.at(8), wall()).unwrap();
+    h.r.caller_arrives(CallId(9), "lo", 10, h.at(8), wall())
+        .unwrap();
     h.r.answered("a", CallId(2), h.at(9)).unwrap();
     assert_eq!(one(&h.r.call_ended("a", CallId(2), h.at(9)).unwrap()).1, 9);
 }
@@ -323,7 +330,8 @@ fn busy_or_decline_reoffers_elsewhere() {
     assert_eq!(one(&out), ("a".into(), 1));
     // With nobody else, the caller waits; the rejecting agent is not rung
     // again with the same call at once.
-    h.r.set_state("b", AdminState::Paused("x".into()), h.at(3)).unwrap();
+    h.r.set_state("b", AdminState::Paused("x".into()), h.at(3))
+        .unwrap();
     let out = h.r.rejected("a", CallId(1), h.at(3)).unwrap();
     assert!(offers(&out).is_empty());
     assert_eq!(h.r.waiting_calls(), vec![CallId(1)]);
@@ -339,15 +347,24 @@ fn shift_in_agent_zone_skips_and_returns() {
     let mut tokyo = agent("tokyo", &[]);
     tokyo.timezone = "Asia/Tokyo".parse::<Tz>().unwrap();
     tokyo.shift = vec![Window::parse("mon-fri 09:00-17:00").unwrap()];
-    let h = H::new(&cfg(vec![berlin, tokyo], vec![queue("q", &[], Strategy::LongestIdle)]));
+    let h = H::new(&cfg(
+        vec![berlin, tokyo],
+        vec![queue("q", &[], Strategy::LongestIdle)],
+    ));
     // Wednesday 07:30 UTC: 08:30 in Berlin (CET), 16:30 in Tokyo.
     let early = Utc.with_ymd_and_hms(2026, 3, 4, 7, 30, 0).unwrap();
     h.r.agent_registered("berlin", h.t0, early).unwrap();
     h.r.agent_registered("tokyo", h.t0, early).unwrap();
     assert_eq!(h.state("berlin"), AgentState::OffShift);
-    let out = h.r.caller_arrives(CallId(1), "q", 0, h.at(1), early).unwrap();
+    let out =
+        h.r.caller_arrives(CallId(1), "q", 0, h.at(1), early)
+            .unwrap();
     assert_eq!(one(&out).0, "tokyo");
-    assert!(offers(&h.r.caller_arrives(CallId(2), "q", 0, h.at(2), early).unwrap()).is_empty());
+    assert!(offers(
+        &h.r.caller_arrives(CallId(2), "q", 0, h.at(2), early)
+            .unwrap()
+    )
+    .is_empty());
     // 08:00 UTC = 09:00 Berlin: the shift starts and the waiting caller goes.
     let nine = Utc.with_ymd_and_hms(2026, 3, 4, 8, 0, 0).unwrap();
     let out = h.r.refresh_shifts(h.at(1800), nine);
@@ -412,7 +429,10 @@ fn overflow_on_max_wait_and_max_waiting() {
     let max_wait = out
         .iter()
         .find_map(|o| match o {
-            Output::Arm { at, timer: t @ Timer::MaxWait { .. } } => Some((*at, t.clone())),
+            Output::Arm {
+                at,
+                timer: t @ Timer::MaxWait { .. },
+            } => Some((*at, t.clone())),
             _ => None,
         })
         .unwrap();
@@ -426,16 +446,26 @@ fn overflow_on_max_wait_and_max_waiting() {
     let out = h.r.timer(&max_wait.1, h.at(30));
     assert!(matches!(
         &out[..],
-        [Output::Divert { call: CallId(1), reason: DivertReason::MaxWait, .. }]
+        [Output::Divert {
+            call: CallId(1),
+            reason: DivertReason::MaxWait,
+            ..
+        }]
     ));
     assert_eq!(h.r.waiting_calls(), vec![CallId(2)]);
     // There is room again.
-    assert!(!matches!(h.arrive(4, "q", 31).first(), Some(Output::Divert { .. })));
+    assert!(!matches!(
+        h.arrive(4, "q", 31).first(),
+        Some(Output::Divert { .. })
+    ));
 }
 
 #[test]
 fn caller_hangup_while_waiting_and_ringing() {
-    let h = H::new(&cfg(vec![agent("a", &[])], vec![queue("q", &[], Strategy::LongestIdle)]));
+    let h = H::new(&cfg(
+        vec![agent("a", &[])],
+        vec![queue("q", &[], Strategy::LongestIdle)],
+    ));
     h.arrive(1, "q", 0);
     h.r.caller_hangup(CallId(1), h.at(1));
     assert!(h.r.waiting_calls().is_empty());
@@ -455,7 +485,8 @@ fn pause_and_logout_are_respected() {
         vec![queue("q", &[], Strategy::LongestIdle)],
     ));
     h.login(&["a", "b"]);
-    h.r.set_state("a", AdminState::Paused("lunch".into()), h.t0).unwrap();
+    h.r.set_state("a", AdminState::Paused("lunch".into()), h.t0)
+        .unwrap();
     h.r.agent_unregistered("b", h.t0).unwrap();
     assert_eq!(h.state("a"), AgentState::Paused);
     assert_eq!(h.state("b"), AgentState::LoggedOut);
@@ -463,7 +494,8 @@ fn pause_and_logout_are_respected() {
     let out = h.r.agent_registered("b", h.at(1), wall()).unwrap();
     assert_eq!(one(&out), ("b".into(), 1));
     // Pause during a call applies after it.
-    h.r.set_state("b", AdminState::Paused("break".into()), h.at(2)).unwrap();
+    h.r.set_state("b", AdminState::Paused("break".into()), h.at(2))
+        .unwrap();
     assert_eq!(h.state("b"), AgentState::Ringing);
     h.serve("b", 1, 3);
     assert_eq!(h.state("b"), AgentState::Paused);
@@ -472,8 +504,15 @@ fn pause_and_logout_are_respected() {
 #[test]
 fn reload_keeps_state_counters_and_callers() {
     let c1 = cfg(
-        vec![agent("a", &[("x", 5)]), agent("b", &[("x", 5)]), agent("gone", &[("x", 5)])],
-        vec![queue("q", &[("x", 1)], Strategy::LongestIdle), queue("old", &[("y", 1)], Strategy::LongestIdle)],
+        vec![
+            agent("a", &[("x", 5)]),
+            agent("b", &[("x", 5)]),
+            agent("gone", &[("x", 5)]),
+        ],
+        vec![
+            queue("q", &[("x", 1)], Strategy::LongestIdle),
+            queue("old", &[("y", 1)], Strategy::LongestIdle),
+        ],
     );
     let mut h = H::new(&c1);
     h.login(&["a", "b", "gone"]);
@@ -482,21 +521,35 @@ fn reload_keeps_state_counters_and_callers() {
     one(&h.arrive(2, "q", 2)); // b
     one(&h.arrive(3, "q", 2)); // gone
     h.r.answered("gone", CallId(3), h.at(3)).unwrap();
-    h.r.set_state("a", AdminState::Paused("lunch".into()), h.at(3)).unwrap();
+    h.r.set_state("a", AdminState::Paused("lunch".into()), h.at(3))
+        .unwrap();
     h.arrive(4, "old", 4);
     h.arrive(5, "q", 4);
     // New file: `gone` and queue `old` removed, `c` added, q changes strategy.
     let mut q2 = queue("q", &[("x", 1)], Strategy::FewestCalls);
     q2.wrapup_s = 5;
     let c2 = cfg(
-        vec![agent("a", &[("x", 5)]), agent("b", &[("x", 5)]), agent("c", &[("x", 5)])],
+        vec![
+            agent("a", &[("x", 5)]),
+            agent("b", &[("x", 5)]),
+            agent("c", &[("x", 5)]),
+        ],
         vec![q2],
     );
     let out = h.r.reload(&c2, h.at(5), wall());
-    assert!(out.iter().any(|o| matches!(o,
-        Output::Divert { call: CallId(4), reason: DivertReason::QueueRemoved, .. })));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Divert {
+            call: CallId(4),
+            reason: DivertReason::QueueRemoved,
+            ..
+        }
+    )));
     let a = h.r.agent("a").unwrap();
-    assert_eq!((a.state, a.pause_reason.as_deref(), a.calls_taken), (AgentState::Paused, Some("lunch"), 1));
+    assert_eq!(
+        (a.state, a.pause_reason.as_deref(), a.calls_taken),
+        (AgentState::Paused, Some("lunch"), 1)
+    );
     assert_eq!(h.state("b"), AgentState::Ringing);
     assert_eq!(h.state("c"), AgentState::LoggedOut);
     assert_eq!(h.r.waiting_calls(), vec![CallId(5)]);
@@ -518,7 +571,9 @@ fn reload_keeps_state_counters_and_callers() {
 #[test]
 fn index_stays_bounded() {
     let h = H::new(&cfg(
-        (0..10).map(|i| agent(&format!("a{i}"), &[("x", 5)])).collect(),
+        (0..10)
+            .map(|i| agent(&format!("a{i}"), &[("x", 5)]))
+            .collect(),
         vec![
             queue("q1", &[("x", 1)], Strategy::LongestIdle),
             queue("q2", &[("x", 2)], Strategy::FewestCalls),
