@@ -1,0 +1,228 @@
+//! Routing decisions per second: the indexed router against the naive
+//! full-scan model, with 1,000 / 10,000 / 100,000 agents over 1,000 queues
+//! and 50 skills, on one thread and on two contending threads.
+//!
+//! One iteration = 2 decisions: a caller arrives (an agent is claimed, or it
+//! queues) and a busy agent finishes (it picks the best waiting caller, or
+//! becomes available). Criterion's `elem/s` is decisions per second.
+
+use chrono::{DateTime, TimeZone, Utc};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use sipacd::acd::model::Model;
+use sipacd::acd::{AcdConfig, CallId, Output, Router};
+use sipacd::config::{Agent, Queue, Strategy};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const QUEUES: usize = 1000;
+const SKILLS: usize = 50;
+
+fn rng(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+fn config(agents: usize) -> AcdConfig {
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let strategies = [
+        Strategy::LongestIdle,
+        Strategy::MostSkilled,
+        Strategy::RoundRobin,
+        Strategy::FewestCalls,
+        Strategy::Random,
+    ];
+    let agents = (0..agents)
+        .map(|i| {
+            let mut skills = BTreeMap::new();
+            while skills.len() < 5 {
+                let s = rng(&mut seed) as usize % SKILLS;
+                skills.insert(format!("s{s}"), (5 + rng(&mut seed) % 6) as u8);
+            }
+            Agent {
+                id: format!("agent{i:06}"),
+                name: String::new(),
+                credential: None,
+                skills,
+                timezone: chrono_tz::UTC,
+                shift: vec![],
+                contact: None,
+            }
+        })
+        .collect::<Vec<_>>();
+    let queues = (0..QUEUES)
+        .map(|i| {
+            // Two skills per queue (think language + product).
+            let a = i % SKILLS;
+            let b = (a + 1 + (i / SKILLS) % (SKILLS - 1)) % SKILLS;
+            Queue {
+                name: format!("q{i:04}"),
+                skills: [(format!("s{a}"), 3), (format!("s{b}"), 3)]
+                    .into_iter()
+                    .collect(),
+                strategy: strategies[i % strategies.len()],
+                schedule: None,
+                closed: None,
+                ring_timeout_s: 15,
+                wrapup_s: 0,
+                max_wait_s: 0,
+                max_waiting: 0,
+                overflow: None,
+                music: None,
+                announce_position_s: 0,
+                relax: vec![],
+                priority: (i % 3) as i32,
+                service_level_s: 20,
+            }
+        })
+        .collect::<Vec<_>>();
+    AcdConfig {
+        agents: agents.into_iter().map(|a| (a.id.clone(), a)).collect(),
+        queues: queues.into_iter().map(|q| (q.name.clone(), q)).collect(),
+        schedules: BTreeMap::new(),
+    }
+}
+
+fn wall() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 4, 12, 0, 0).unwrap()
+}
+
+fn offers(out: Vec<Output>, busy: &mut VecDeque<(Arc<str>, CallId)>) {
+    for o in out {
+        if let Output::Offer(of) = o {
+            busy.push_back((of.agent, of.call));
+        }
+    }
+}
+
+/// One worker's loop on the indexed router.
+fn router_cycles(
+    r: &Router,
+    iters: u64,
+    names: &[String],
+    next: &AtomicU64,
+    seed: u64,
+    now: Instant,
+) {
+    let mut s = seed | 1;
+    let mut busy = VecDeque::new();
+    for _ in 0..iters {
+        let call = CallId(next.fetch_add(1, Ordering::Relaxed));
+        let q = &names[rng(&mut s) as usize % names.len()];
+        offers(
+            r.caller_arrives(call, q, 0, now, wall())
+                .unwrap_or_default(),
+            &mut busy,
+        );
+        if busy.len() > 64 || rng(&mut s) % 2 == 0 {
+            if let Some((agent, call)) = busy.pop_front() {
+                let _ = r.answered(&agent, call, now);
+                offers(
+                    r.call_ended(&agent, call, now).unwrap_or_default(),
+                    &mut busy,
+                );
+            }
+        }
+    }
+}
+
+fn setup_router(n: usize) -> (Router, Vec<String>, Instant) {
+    let c = config(n);
+    let t0 = Instant::now();
+    let r = Router::new(&c, t0, 1);
+    for id in c.agents.keys() {
+        r.agent_registered(id, t0, wall()).unwrap();
+    }
+    (r, c.queues.keys().cloned().collect(), t0)
+}
+
+fn model_cycles(
+    m: &Mutex<Model>,
+    iters: u64,
+    names: &[String],
+    next: &AtomicU64,
+    seed: u64,
+    now: Instant,
+) {
+    let mut s = seed | 1;
+    let mut busy = VecDeque::new();
+    for _ in 0..iters {
+        let call = CallId(next.fetch_add(1, Ordering::Relaxed));
+        let q = &names[rng(&mut s) as usize % names.len()];
+        let out = m.lock().unwrap().caller_arrives(call, q, 0, now, wall());
+        offers(out.unwrap_or_default(), &mut busy);
+        if busy.len() > 64 || rng(&mut s) % 2 == 0 {
+            if let Some((agent, call)) = busy.pop_front() {
+                let mut g = m.lock().unwrap();
+                let _ = g.answered(&agent, call, now);
+                offers(
+                    g.call_ended(&agent, call, now).unwrap_or_default(),
+                    &mut busy,
+                );
+            }
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("routing");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .throughput(Throughput::Elements(2));
+    for n in [1_000usize, 10_000, 100_000] {
+        let (r, names, t0) = setup_router(n);
+        let r = Arc::new(r);
+        let next = Arc::new(AtomicU64::new(1));
+        g.bench_function(BenchmarkId::new("indexed_1thread", n), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                router_cycles(&r, iters, &names, &next, iters, t0);
+                start.elapsed()
+            })
+        });
+        g.bench_function(BenchmarkId::new("indexed_2threads", n), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..2u64 {
+                        let (r, names, next) = (&r, &names, &next);
+                        s.spawn(move || router_cycles(r, iters / 2, names, next, iters + t, t0));
+                    }
+                });
+                start.elapsed()
+            })
+        });
+        let cfg = config(n);
+        let m = Mutex::new(Model::new(&cfg, t0, 1));
+        for id in cfg.agents.keys() {
+            let _ = m.lock().unwrap().agent_registered(id, t0, wall());
+        }
+        g.bench_function(BenchmarkId::new("naive_scan_1thread", n), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                model_cycles(&m, iters, &names, &next, iters, t0);
+                start.elapsed()
+            })
+        });
+        g.bench_function(BenchmarkId::new("naive_scan_2threads", n), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..2u64 {
+                        let (m, names, next) = (&m, &names, &next);
+                        s.spawn(move || model_cycles(m, iters / 2, names, next, iters + t, t0));
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,209 @@
+//! The ACD core: agents, waiting callers and the router that matches them.
+//!
+//! Sans-IO like the rest of sipacd: every entry point takes the monotonic
+//! `now` (and the wall clock `wall` where schedules or shifts matter) and
+//! returns [`Output`]s (offers to ring, callers to divert, timers to arm).
+//! The driver arms the timers and feeds them back through
+//! [`Router::timer`]; the router never reads a clock.
+//!
+//! # Concurrency design
+//!
+//! Every entry point takes `&self` and may run on any tokio worker at once.
+//! There is no router-wide lock; the shared pieces are:
+//!
+//! * **Agent state word** (`AtomicU64` per agent: availability epoch and
+//!   state tag). The only lock-free transition is the claim
+//!   `Available(e) -> Deciding(e)` by compare-and-swap; whoever wins owns
+//!   the agent until it moves it on (to `Ringing`, or back to `Available(e)`).
+//!   All other transitions take that agent's own small mutex (`meta`), so two
+//!   threads can never both offer a call to one agent.
+//! * **Pools**: one per distinct (strategy, required skills) pair of a queue
+//!   or one of its relax steps. A pool is a `Mutex<BTreeSet>` of entries
+//!   `(key, agent, epoch)` sorted by the strategy's order (idle since,
+//!   skill score, calls taken, round-robin position, random key), holding
+//!   exactly the agents eligible for it. Picking is "first valid entry":
+//!   O(log n) whatever the number of agents. Entries are removed lazily: an
+//!   entry is valid only while the agent's word still shows the entry's epoch
+//!   and `Available`; any other value means the agent moved on, so the entry
+//!   is dropped and the next one tried. A claim that loses its CAS simply
+//!   tries the next entry. An agent that becomes available again gets a new
+//!   epoch and replaces its old entries, so a pool never holds more than one
+//!   entry per eligible agent.
+//! * **Lanes**: one per (queue, relax level), a `Mutex<BTreeMap>` of waiting
+//!   callers ordered by priority then arrival. Removing a caller from its
+//!   lane is what takes it: exactly one thread can do so.
+//! * **Call locations** (`DashMap`, sharded): where each call is (waiting in a
+//!   lane, offered to / talking with an agent, hung up while being taken).
+//!
+//! Locks are only ever nested as agent `meta` -> pool | lane | call-location
+//! shard, and call-location shard -> lane, so there is no cycle.
+//!
+//! **No lost wake-up.** A caller is inserted into its lane *before* its
+//! thread searches the pool; a freed agent is inserted into its pools
+//! *before* its thread searches its lanes (and an agent put back from
+//! `Deciding` to `Available` re-searches its lanes). Each side publishes and
+//! then looks, under the same mutexes, so whichever looks second sees the
+//! other: a caller never waits while an eligible agent sits available.
+//!
+//! **Fairness across queues.** An agent, once claimed, always takes the best
+//! caller across all the lanes it is eligible for, ranked by queue priority
+//! plus the caller's own priority (higher first), then the earliest arrival.
+//!
+//! Reload ([`Router::reload`]) takes `&mut self`: the driver applies it
+//! between decisions. Agents (by id) keep state, pause reason and counters;
+//! waiting callers keep their place.
+
+mod agent;
+mod lane;
+pub mod model;
+mod pool;
+mod router;
+mod topology;
+
+#[cfg(test)]
+mod tests;
+
+pub use pool::random_key;
+pub use router::Router;
+pub use topology::{eligible, required_skills, skill_score, AcdConfig};
+
+use crate::config::Target;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The router's handle for a call; the call layer picks it (unique while
+/// the call lives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// The contract's agent states (`GET /api/v1/agents`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentState {
+    LoggedOut,
+    Available,
+    Ringing,
+    OnCall,
+    Wrapup,
+    Paused,
+    OffShift,
+}
+
+impl AgentState {
+    /// The name used in the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::LoggedOut => "logged_out",
+            AgentState::Available => "available",
+            AgentState::Ringing => "ringing",
+            AgentState::OnCall => "on_call",
+            AgentState::Wrapup => "wrapup",
+            AgentState::Paused => "paused",
+            AgentState::OffShift => "off_shift",
+        }
+    }
+}
+
+/// Pause reason set by the router when an agent does not answer in time.
+pub const RONA: &str = "rona";
+
+/// Why a caller leaves a queue without an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DivertReason {
+    /// The queue's schedule is closed.
+    Closed,
+    /// Waited `max_wait_s`.
+    MaxWait,
+    /// The queue already held `max_waiting` callers.
+    MaxWaiting,
+    /// The queue disappeared in a reload.
+    QueueRemoved,
+}
+
+/// Timers the driver arms and feeds back through [`Router::timer`]. A timer
+/// that no longer applies (the call moved on) is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// Ring no answer: the agent is paused with reason `rona`.
+    RingTimeout { agent: Arc<str>, call: CallId },
+    /// After-call work is over.
+    WrapupEnd { agent: Arc<str>, call: CallId },
+    /// The caller reaches relax step `level` (1-based).
+    Relax { call: CallId, level: usize },
+    /// The caller waited `max_wait_s`.
+    MaxWait { call: CallId },
+}
+
+/// Ring `agent` with `call`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Offer {
+    pub agent: Arc<str>,
+    pub call: CallId,
+    pub queue: Arc<str>,
+    /// Time in queue so far (for `X-Sipacd-Wait`).
+    pub waited: Duration,
+}
+
+/// What the driver must do after an event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Output {
+    /// Send the agent an INVITE for the call (a `RingTimeout` timer follows).
+    Offer(Offer),
+    /// The caller leaves the queue for `target` (`None` = hang up).
+    Divert {
+        call: CallId,
+        queue: Arc<str>,
+        reason: DivertReason,
+        target: Option<Target>,
+    },
+    /// Call [`Router::timer`] with `timer` at `at`.
+    Arm { at: Instant, timer: Timer },
+}
+
+/// One agent as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStatus {
+    pub id: Arc<str>,
+    pub name: String,
+    pub state: AgentState,
+    pub pause_reason: Option<String>,
+    pub registered: bool,
+    pub calls_taken: u64,
+    pub last_call_end: Option<Instant>,
+    /// The call it is ringing with, talking on or wrapping up.
+    pub call: Option<CallId>,
+}
+
+/// One queue as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStatus {
+    pub name: Arc<str>,
+    pub waiting: usize,
+    pub longest_wait: Duration,
+    pub agents_available: usize,
+    pub agents_busy: usize,
+}
+
+/// Errors for events that name something the router does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcdError {
+    #[error("unknown queue `{0}`")]
+    UnknownQueue(String),
+    #[error("unknown agent `{0}`")]
+    UnknownAgent(String),
+    #[error("call {0:?} is already known to the router")]
+    DuplicateCall(CallId),
+    #[error("agent `{agent}` is not {expected} with call {call:?}")]
+    WrongState {
+        agent: String,
+        call: CallId,
+        expected: &'static str,
+    },
+}
+
+/// Admin state change (`POST /api/v1/agents/{id}/state`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminState {
+    Available,
+    Paused(String),
+}

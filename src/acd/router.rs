@@ -1,0 +1,1001 @@
+//! The router: events in, offers/diverts/timers out. See the module docs of
+//! `acd` for why it is correct without a global lock.
+
+use super::agent::{Busy, Meta, Slot, Tag, Word};
+use super::lane::Caller;
+use super::pool::{entry, KeyInput};
+use super::topology::{AcdConfig, Topology};
+use super::{
+    AcdError, AdminState, AgentStatus, CallId, DivertReason, Offer, Output, QueueStatus, Timer,
+    RONA,
+};
+use chrono::{DateTime, Utc};
+use dashmap::mapref::entry::Entry as MapEntry;
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where a call is, as far as the router knows.
+#[derive(Debug, Clone)]
+enum Loc {
+    Waiting(Caller),
+    Offered {
+        agent: u32,
+        caller: Caller,
+    },
+    Connected {
+        agent: u32,
+        caller: Caller,
+    },
+    /// Hung up while a router thread was taking it; that thread drops it.
+    HungUp,
+}
+
+/// Result of letting a claimed agent take a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// Rings with a caller now.
+    Matched,
+    /// Should not take calls (paused, logged out, ...); settled there.
+    Settled,
+    /// No caller it is eligible for; the agent is still claimed by us.
+    NoCaller,
+}
+
+/// The ACD router. All event methods take `&self` and may run concurrently.
+#[derive(Debug)]
+pub struct Router {
+    topo: Topology,
+    calls: DashMap<CallId, Loc>,
+    seq: AtomicU64,
+    base: Instant,
+    seed: u64,
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+impl Router {
+    /// `base` anchors the idle-time keys (any instant not after the events);
+    /// `seed` drives the `random` strategy.
+    pub fn new(cfg: &AcdConfig, base: Instant, seed: u64) -> Router {
+        Router {
+            topo: Topology::build(cfg, |_| None),
+            calls: DashMap::new(),
+            seq: AtomicU64::new(0),
+            base,
+            seed,
+        }
+    }
+
+    fn slot(&self, id: &str) -> Result<&Arc<Slot>, AcdError> {
+        self.topo
+            .agent(id)
+            .ok_or_else(|| AcdError::UnknownAgent(id.to_string()))
+    }
+
+    // ---- callers -------------------------------------------------------
+
+    /// A caller enters `queue` with the IVR's extra `priority`. Returns the
+    /// divert when the queue is closed or full, else arms its timers and
+    /// offers it (or other callers) to agents that are free.
+    pub fn caller_arrives(
+        &self,
+        call: CallId,
+        queue: &str,
+        priority: i32,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> Result<Vec<Output>, AcdError> {
+        let (qi, q) = self
+            .topo
+            .queue(queue)
+            .ok_or_else(|| AcdError::UnknownQueue(queue.to_string()))?;
+        let mut out = Vec::new();
+        let open = q
+            .cfg
+            .schedule
+            .as_ref()
+            .and_then(|s| self.topo.schedules.get(s))
+            .map_or(true, |s| s.is_open(wall));
+        if !open {
+            out.push(Output::Divert {
+                call,
+                queue: q.name.clone(),
+                reason: DivertReason::Closed,
+                target: q.cfg.closed.clone(),
+            });
+            return Ok(out);
+        }
+        let before = q.waiting.fetch_add(1, SeqCst);
+        if q.cfg.max_waiting > 0 && before >= q.cfg.max_waiting {
+            q.waiting.fetch_sub(1, SeqCst);
+            out.push(Output::Divert {
+                call,
+                queue: q.name.clone(),
+                reason: DivertReason::MaxWaiting,
+                target: q.cfg.overflow.clone(),
+            });
+            return Ok(out);
+        }
+        let caller = Caller {
+            call,
+            queue: qi,
+            priority,
+            arrival: now,
+            seq: self.seq.fetch_add(1, SeqCst),
+            level: 0,
+        };
+        match self.calls.entry(call) {
+            MapEntry::Occupied(_) => {
+                q.waiting.fetch_sub(1, SeqCst);
+                return Err(AcdError::DuplicateCall(call));
+            }
+            MapEntry::Vacant(v) => {
+                v.insert(Loc::Waiting(caller));
+            }
+        }
+        let Some((li, lane)) = self.topo.lane_of(qi, 0) else {
+            return Ok(out);
+        };
+        lane.insert(caller);
+        self.arm_caller_timers(&caller, &mut out);
+        self.route_lane(li, now, &mut out);
+        Ok(out)
+    }
+
+    fn arm_caller_timers(&self, c: &Caller, out: &mut Vec<Output>) {
+        let Some(q) = self.topo.queues.get(c.queue as usize) else {
+            return;
+        };
+        if let Some(r) = q.cfg.relax.get(c.level) {
+            out.push(Output::Arm {
+                at: c.arrival + secs(r.after_s),
+                timer: Timer::Relax {
+                    call: c.call,
+                    level: c.level + 1,
+                },
+            });
+        }
+        if c.level == 0 && q.cfg.max_wait_s > 0 {
+            out.push(Output::Arm {
+                at: c.arrival + secs(q.cfg.max_wait_s),
+                timer: Timer::MaxWait { call: c.call },
+            });
+        }
+    }
+
+    /// The caller hung up (or was transferred away): it leaves the queue,
+    /// or frees the agent it was ringing (the driver CANCELs that INVITE),
+    /// or ends the call with its agent (wrap-up starts).
+    pub fn caller_hangup(&self, call: CallId, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        let held = match self.calls.entry(call) {
+            MapEntry::Vacant(_) => return out,
+            MapEntry::Occupied(mut o) => match o.get().clone() {
+                Loc::Waiting(c) => {
+                    let taken = self
+                        .topo
+                        .lane_of(c.queue, c.level)
+                        .and_then(|(_, l)| l.take(&c.key()));
+                    if taken.is_some() {
+                        o.remove();
+                        self.left_queue(c.queue);
+                    } else {
+                        // A router thread is taking it right now.
+                        o.insert(Loc::HungUp);
+                    }
+                    return out;
+                }
+                Loc::Offered { agent, .. } | Loc::Connected { agent, .. } => {
+                    o.remove();
+                    agent
+                }
+                Loc::HungUp => return out,
+            },
+        };
+        if let Some(slot) = self.topo.agents.get(held as usize) {
+            let mut meta = slot.meta();
+            if meta.busy.as_ref().is_some_and(|b| b.call == call) {
+                match slot.word().tag {
+                    Tag::Ringing => {
+                        meta.busy = None;
+                        self.free(slot, &mut meta, now, None, &mut out);
+                    }
+                    Tag::OnCall => self.end_call(slot, &mut meta, call, now, &mut out),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    fn left_queue(&self, queue: u32) {
+        if let Some(q) = self.topo.queues.get(queue as usize) {
+            // Never below zero, even if a reload raced the count.
+            let _ = q
+                .waiting
+                .fetch_update(SeqCst, SeqCst, |w| Some(w.saturating_sub(1)));
+        }
+    }
+
+    /// Puts an offered caller back in its lane (RONA, reject), keeping its
+    /// place (arrival). Returns the lane to route.
+    fn requeue(&self, call: CallId, agent: u32, out: &mut Vec<Output>) -> Option<u32> {
+        let MapEntry::Occupied(mut o) = self.calls.entry(call) else {
+            return None;
+        };
+        let caller = match o.get() {
+            Loc::Offered { agent: a, caller } if *a == agent => *caller,
+            _ => return None,
+        };
+        match self.topo.lane_of(caller.queue, caller.level) {
+            Some((li, lane)) => {
+                if let Some(q) = self.topo.queues.get(caller.queue as usize) {
+                    q.waiting.fetch_add(1, SeqCst);
+                }
+                lane.insert(caller);
+                o.insert(Loc::Waiting(caller));
+                Some(li)
+            }
+            None => {
+                // Its queue went away in a reload.
+                o.remove();
+                out.push(Output::Divert {
+                    call,
+                    queue: Arc::from(""),
+                    reason: DivertReason::QueueRemoved,
+                    target: None,
+                });
+                None
+            }
+        }
+    }
+
+    // ---- agents ----------------------------------------------------------
+
+    /// The registrar bound a contact (or a static contact answered OPTIONS).
+    pub fn agent_registered(
+        &self,
+        agent: &str,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> Result<Vec<Output>, AcdError> {
+        let slot = self.slot(agent)?;
+        let mut out = Vec::new();
+        let mut meta = slot.meta();
+        meta.registered = true;
+        meta.on_shift = slot.cfg.on_shift(wall);
+        self.settle(slot, &mut meta, now, &mut out);
+        Ok(out)
+    }
+
+    /// The last binding expired or was removed.
+    pub fn agent_unregistered(&self, agent: &str, now: Instant) -> Result<Vec<Output>, AcdError> {
+        let slot = self.slot(agent)?;
+        let mut out = Vec::new();
+        let mut meta = slot.meta();
+        meta.registered = false;
+        self.settle(slot, &mut meta, now, &mut out);
+        Ok(out)
+    }
+
+    /// Admin pause/unpause. A pause during a call applies when it ends.
+    pub fn set_state(
+        &self,
+        agent: &str,
+        state: AdminState,
+        now: Instant,
+    ) -> Result<Vec<Output>, AcdError> {
+        let slot = self.slot(agent)?;
+        let mut out = Vec::new();
+        let mut meta = slot.meta();
+        meta.paused = match state {
+            AdminState::Available => None,
+            AdminState::Paused(r) => Some(r),
+        };
+        self.settle(slot, &mut meta, now, &mut out);
+        Ok(out)
+    }
+
+    /// Re-reads every agent's shift at `wall` (driver: once a minute; shift
+    /// windows have minute resolution). Agents leaving their shift while on
+    /// a call go `off_shift` after it.
+    pub fn refresh_shifts(&self, now: Instant, wall: DateTime<Utc>) -> Vec<Output> {
+        let mut out = Vec::new();
+        for slot in &self.topo.agents {
+            let mut meta = slot.meta();
+            let on = slot.cfg.on_shift(wall);
+            if on != meta.on_shift {
+                meta.on_shift = on;
+                self.settle(slot, &mut meta, now, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The agent's leg answered (200 OK to the offer).
+    pub fn answered(&self, agent: &str, call: CallId, now: Instant) -> Result<(), AcdError> {
+        let _ = now;
+        let slot = self.slot(agent)?;
+        let mut meta = slot.meta();
+        let w = slot.word();
+        if w.tag != Tag::Ringing || meta.busy.as_ref().map_or(true, |b| b.call != call) {
+            return Err(wrong(agent, call, "ringing"));
+        }
+        if let Some(mut l) = self.calls.get_mut(&call) {
+            if let Loc::Offered { agent, caller } = *l {
+                *l = Loc::Connected { agent, caller };
+            }
+        }
+        meta.calls_taken += 1;
+        slot.set(Word {
+            epoch: w.epoch,
+            tag: Tag::OnCall,
+        });
+        Ok(())
+    }
+
+    /// BYE from either leg: the agent starts wrap-up (`wrapup_s` of the
+    /// call's queue) and is offered again after it.
+    pub fn call_ended(
+        &self,
+        agent: &str,
+        call: CallId,
+        now: Instant,
+    ) -> Result<Vec<Output>, AcdError> {
+        let slot = self.slot(agent)?;
+        let mut out = Vec::new();
+        let mut meta = slot.meta();
+        if slot.word().tag != Tag::OnCall || meta.busy.as_ref().map_or(true, |b| b.call != call) {
+            return Err(wrong(agent, call, "on a call"));
+        }
+        self.calls.remove(&call);
+        self.end_call(slot, &mut meta, call, now, &mut out);
+        Ok(out)
+    }
+
+    fn end_call(
+        &self,
+        slot: &Slot,
+        meta: &mut Meta,
+        call: CallId,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        meta.last_call_end = Some(now);
+        let wrapup = meta
+            .busy
+            .as_ref()
+            .and_then(|b| self.topo.queue(&b.queue))
+            .map_or(0, |(_, q)| q.cfg.wrapup_s);
+        if wrapup > 0 {
+            slot.set(Word {
+                epoch: slot.word().epoch,
+                tag: Tag::Wrapup,
+            });
+            out.push(Output::Arm {
+                at: now + secs(wrapup),
+                timer: Timer::WrapupEnd {
+                    agent: slot.id.clone(),
+                    call,
+                },
+            });
+        } else {
+            meta.busy = None;
+            self.free(slot, meta, now, None, out);
+        }
+    }
+
+    /// The agent answered 486 Busy Here or 603 Decline: it stays available
+    /// and the caller is offered to someone else first.
+    pub fn rejected(
+        &self,
+        agent: &str,
+        call: CallId,
+        now: Instant,
+    ) -> Result<Vec<Output>, AcdError> {
+        let slot = self.slot(agent)?;
+        let mut out = Vec::new();
+        {
+            let mut meta = slot.meta();
+            if slot.word().tag != Tag::Ringing
+                || meta.busy.as_ref().map_or(true, |b| b.call != call)
+            {
+                return Err(wrong(agent, call, "ringing"));
+            }
+            // Still `Ringing` with no call: nobody can claim it meanwhile.
+            meta.busy = None;
+        }
+        if let Some(li) = self.requeue(call, slot.idx, &mut out) {
+            self.route_lane(li, now, &mut out);
+        }
+        let mut meta = slot.meta();
+        if slot.word().tag == Tag::Ringing && meta.busy.is_none() {
+            self.free(slot, &mut meta, now, Some(call), &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Ring no answer: the agent is paused with reason `rona`, the caller
+    /// goes back to its place in the queue and is offered again.
+    pub fn ring_no_answer(
+        &self,
+        agent: &str,
+        call: CallId,
+        now: Instant,
+    ) -> Result<Vec<Output>, AcdError> {
+        let slot = self.slot(agent)?;
+        let mut out = Vec::new();
+        {
+            let mut meta = slot.meta();
+            let w = slot.word();
+            if w.tag != Tag::Ringing || meta.busy.as_ref().map_or(true, |b| b.call != call) {
+                return Err(wrong(agent, call, "ringing"));
+            }
+            meta.busy = None;
+            meta.paused = Some(RONA.to_string());
+            slot.set(Word {
+                epoch: w.epoch,
+                tag: meta.resting(),
+            });
+        }
+        if let Some(li) = self.requeue(call, slot.idx, &mut out) {
+            self.route_lane(li, now, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// A timer the driver armed is due. Stale timers do nothing.
+    pub fn timer(&self, timer: &Timer, now: Instant) -> Vec<Output> {
+        match timer {
+            Timer::RingTimeout { agent, call } => {
+                self.ring_no_answer(agent, *call, now).unwrap_or_default()
+            }
+            Timer::WrapupEnd { agent, call } => {
+                let mut out = Vec::new();
+                if let Ok(slot) = self.slot(agent) {
+                    let mut meta = slot.meta();
+                    if slot.word().tag == Tag::Wrapup
+                        && meta.busy.as_ref().is_some_and(|b| b.call == *call)
+                    {
+                        meta.busy = None;
+                        self.free(slot, &mut meta, now, None, &mut out);
+                    }
+                }
+                out
+            }
+            Timer::Relax { call, level } => self.relax(*call, *level, now),
+            Timer::MaxWait { call } => self.max_wait(*call, now),
+        }
+    }
+
+    fn relax(&self, call: CallId, level: usize, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        let mut route = None;
+        if let MapEntry::Occupied(mut o) = self.calls.entry(call) {
+            if let Loc::Waiting(c) = o.get().clone() {
+                let due = self
+                    .topo
+                    .queues
+                    .get(c.queue as usize)
+                    .and_then(|q| q.cfg.relax.get(level.wrapping_sub(1)))
+                    .is_some_and(|r| now >= c.arrival + secs(r.after_s));
+                if c.level + 1 == level && due {
+                    let old = self.topo.lane_of(c.queue, c.level);
+                    let new = self.topo.lane_of(c.queue, level);
+                    if let (Some((_, old)), Some((li, new))) = (old, new) {
+                        if old.take(&c.key()).is_some() {
+                            let moved = Caller { level, ..c };
+                            new.insert(moved);
+                            o.insert(Loc::Waiting(moved));
+                            self.arm_caller_timers(&moved, &mut out);
+                            route = Some(li);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(li) = route {
+            self.route_lane(li, now, &mut out);
+        }
+        out
+    }
+
+    fn max_wait(&self, call: CallId, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        if let MapEntry::Occupied(o) = self.calls.entry(call) {
+            if let Loc::Waiting(c) = o.get().clone() {
+                let Some(q) = self.topo.queues.get(c.queue as usize) else {
+                    return out;
+                };
+                let due = q.cfg.max_wait_s > 0 && now >= c.arrival + secs(q.cfg.max_wait_s);
+                let taken = due
+                    && self
+                        .topo
+                        .lane_of(c.queue, c.level)
+                        .and_then(|(_, l)| l.take(&c.key()))
+                        .is_some();
+                if taken {
+                    o.remove();
+                    self.left_queue(c.queue);
+                    out.push(Output::Divert {
+                        call,
+                        queue: q.name.clone(),
+                        reason: DivertReason::MaxWait,
+                        target: q.cfg.overflow.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    // ---- the matching core -------------------------------------------------
+
+    /// Applies changed `meta` flags to an agent that is not on a call.
+    fn settle(&self, slot: &Slot, meta: &mut Meta, now: Instant, out: &mut Vec<Output>) {
+        let w = slot.word();
+        let rest = meta.resting();
+        match w.tag {
+            Tag::Available => {
+                if rest != Tag::Available {
+                    // If a router thread claimed it first, that thread sees
+                    // the new meta (it locks it) and settles the agent.
+                    slot.leave_available(rest);
+                }
+            }
+            Tag::LoggedOut | Tag::OffShift | Tag::Paused => {
+                if rest == Tag::Available {
+                    self.free(slot, meta, now, None, out);
+                } else {
+                    slot.set(Word {
+                        epoch: w.epoch,
+                        tag: rest,
+                    });
+                }
+            }
+            // Busy: applied when the call and its wrap-up are over.
+            Tag::Deciding | Tag::Ringing | Tag::OnCall | Tag::Wrapup => {}
+        }
+    }
+
+    /// The agent is between calls and nobody else holds it: give it the
+    /// best waiting caller, or make it available in its pools.
+    fn free(
+        &self,
+        slot: &Slot,
+        meta: &mut Meta,
+        now: Instant,
+        exclude: Option<CallId>,
+        out: &mut Vec<Output>,
+    ) {
+        let rest = meta.resting();
+        let epoch = slot.word().epoch;
+        if rest != Tag::Available {
+            slot.set(Word { epoch, tag: rest });
+            return;
+        }
+        let e = epoch.wrapping_add(1);
+        slot.set(Word {
+            epoch: e,
+            tag: Tag::Deciding,
+        });
+        // Fast path: invisible to other threads, so no publish needed.
+        if self.take_best(slot, meta, e, now, exclude, out) != Take::NoCaller {
+            return;
+        }
+        let mut indexed = Vec::with_capacity(slot.links.pools.len());
+        for &(p, score) in &slot.links.pools {
+            let Some(pool) = self.topo.pools.get(p as usize) else {
+                continue;
+            };
+            let new = entry(
+                pool.strategy,
+                self.base,
+                self.seed,
+                KeyInput {
+                    idx: slot.idx,
+                    epoch: e,
+                    score,
+                    calls_taken: meta.calls_taken,
+                    last_call_end: meta.last_call_end,
+                },
+            );
+            let old = meta
+                .indexed
+                .iter()
+                .find(|(op, _)| *op == p)
+                .map(|(_, en)| *en);
+            pool.replace(old, new);
+            indexed.push((p, new));
+        }
+        meta.indexed = indexed;
+        slot.set(Word {
+            epoch: e,
+            tag: Tag::Available,
+        });
+        self.recheck(slot, meta, e, now, exclude, out);
+    }
+
+    /// After publishing (or putting back) an agent, look at its lanes again:
+    /// a caller that arrived meanwhile may have missed it.
+    fn recheck(
+        &self,
+        slot: &Slot,
+        meta: &mut Meta,
+        e: u32,
+        now: Instant,
+        exclude: Option<CallId>,
+        out: &mut Vec<Output>,
+    ) {
+        loop {
+            if self.best_lane(slot, exclude).is_none() || !slot.try_claim(e) {
+                return;
+            }
+            if self.take_best(slot, meta, e, now, exclude, out) != Take::NoCaller {
+                return;
+            }
+            slot.set(Word {
+                epoch: e,
+                tag: Tag::Available,
+            });
+        }
+    }
+
+    /// The lane holding the best caller this agent may take.
+    fn best_lane(&self, slot: &Slot, exclude: Option<CallId>) -> Option<(u32, Caller)> {
+        let mut best: Option<(super::lane::Rank, u32, Caller)> = None;
+        for &li in &slot.links.lanes {
+            let Some(lane) = self.topo.lanes.get(li as usize) else {
+                continue;
+            };
+            if let Some(c) = lane.head(exclude) {
+                let r = c.rank(lane.priority);
+                if best.as_ref().map_or(true, |(br, _, _)| r < *br) {
+                    best = Some((r, li, c));
+                }
+            }
+        }
+        best.map(|(_, li, c)| (li, c))
+    }
+
+    /// With the agent claimed (`Deciding(e)`) and its meta locked: take the
+    /// best caller across its lanes and ring it.
+    fn take_best(
+        &self,
+        slot: &Slot,
+        meta: &mut Meta,
+        e: u32,
+        now: Instant,
+        exclude: Option<CallId>,
+        out: &mut Vec<Output>,
+    ) -> Take {
+        let rest = meta.resting();
+        if rest != Tag::Available {
+            slot.set(Word {
+                epoch: e,
+                tag: rest,
+            });
+            return Take::Settled;
+        }
+        loop {
+            let Some((li, c)) = self.best_lane(slot, exclude) else {
+                return Take::NoCaller;
+            };
+            let Some(lane) = self.topo.lanes.get(li as usize) else {
+                return Take::NoCaller;
+            };
+            let Some(c) = lane.take(&c.key()) else {
+                continue; // someone else took it; look again
+            };
+            self.left_queue(c.queue);
+            let live = match self.calls.entry(c.call) {
+                MapEntry::Occupied(mut o) => {
+                    if matches!(o.get(), Loc::HungUp) {
+                        o.remove();
+                        false
+                    } else {
+                        o.insert(Loc::Offered {
+                            agent: slot.idx,
+                            caller: c,
+                        });
+                        true
+                    }
+                }
+                MapEntry::Vacant(_) => false,
+            };
+            if !live {
+                continue;
+            }
+            if let Some(pool) = self.topo.pools.get(lane.pool as usize) {
+                pool.took(slot.idx);
+            }
+            let Some(q) = self.topo.queues.get(c.queue as usize) else {
+                continue;
+            };
+            meta.busy = Some(Busy {
+                call: c.call,
+                queue: q.name.clone(),
+            });
+            slot.set(Word {
+                epoch: e,
+                tag: Tag::Ringing,
+            });
+            out.push(Output::Offer(Offer {
+                agent: slot.id.clone(),
+                call: c.call,
+                queue: q.name.clone(),
+                waited: now.saturating_duration_since(c.arrival),
+            }));
+            out.push(Output::Arm {
+                at: now + secs(q.cfg.ring_timeout_s),
+                timer: Timer::RingTimeout {
+                    agent: slot.id.clone(),
+                    call: c.call,
+                },
+            });
+            return Take::Matched;
+        }
+    }
+
+    /// Callers wait in `lane`: claim the best agents of its pool for them.
+    fn route_lane(&self, li: u32, now: Instant, out: &mut Vec<Output>) {
+        let Some(lane) = self.topo.lanes.get(li as usize) else {
+            return;
+        };
+        let Some(pool) = self.topo.pools.get(lane.pool as usize) else {
+            return;
+        };
+        while !lane.is_empty() {
+            let Some(slot) = pool.claim(&self.topo.agents) else {
+                return;
+            };
+            let mut meta = slot.meta();
+            let e = slot.word().epoch;
+            if self.take_best(&slot, &mut meta, e, now, None, out) == Take::NoCaller {
+                slot.set(Word {
+                    epoch: e,
+                    tag: Tag::Available,
+                });
+                self.recheck(&slot, &mut meta, e, now, None, out);
+            }
+        }
+    }
+
+    // ---- reload and status ----------------------------------------------
+
+    /// Applies a new configuration between decisions. Agents keep state,
+    /// pause reason and counters (a removed agent leaves once idle); waiting
+    /// callers keep their place; callers of a removed queue are diverted to
+    /// its overflow.
+    pub fn reload(&mut self, cfg: &AcdConfig, now: Instant, wall: DateTime<Utc>) -> Vec<Output> {
+        let mut out = Vec::new();
+        let old = &self.topo;
+        let carry = |id: &str| {
+            let slot = old.agent(id)?;
+            let mut meta = slot.meta().clone();
+            meta.indexed.clear();
+            let mut w = slot.word();
+            if w.tag.idle() {
+                // Re-entered into the new pools below.
+                w.tag = Tag::LoggedOut;
+            }
+            Some((w, meta))
+        };
+        let mut topo = Topology::build(cfg, carry);
+        for slot in &topo.agents {
+            slot.meta().on_shift = slot.cfg.on_shift(wall);
+        }
+        // Agents gone from the file but still busy stay until idle.
+        let mut next = topo.agents.len() as u32;
+        for slot in &old.agents {
+            let meta = slot.meta().clone();
+            if topo.agent_by_id.contains_key(&*slot.id) || slot.word().tag.idle() {
+                continue;
+            }
+            let mut meta = meta;
+            meta.removed = true;
+            meta.indexed.clear();
+            topo.agent_by_id.insert(slot.id.to_string(), next);
+            topo.agents.push(Arc::new(Slot::new(
+                slot.id.clone(),
+                slot.cfg.clone(),
+                next,
+                Default::default(),
+                slot.word(),
+                meta,
+            )));
+            next += 1;
+        }
+        let old_queues: Vec<(Arc<str>, Option<crate::config::Target>)> = old
+            .queues
+            .iter()
+            .map(|q| (q.name.clone(), q.cfg.overflow.clone()))
+            .collect();
+        let remap = |qi: u32| {
+            old_queues
+                .get(qi as usize)
+                .and_then(|(n, _)| topo.queue_by_name.get(&**n).copied())
+        };
+        let agent_remap = |ai: u32| {
+            old.agents
+                .get(ai as usize)
+                .and_then(|s| topo.agent_by_id.get(&*s.id).copied())
+        };
+        let mut requeued = Vec::new();
+        let mut drop_calls = Vec::new();
+        for mut item in self.calls.iter_mut() {
+            let call = *item.key();
+            let loc = item.value_mut();
+            match loc {
+                Loc::Waiting(c) => match remap(c.queue) {
+                    Some(nq) => {
+                        let levels = topo.queues.get(nq as usize).map_or(1, |q| q.lanes.len());
+                        c.queue = nq;
+                        c.level = c.level.min(levels.saturating_sub(1));
+                        requeued.push(*c);
+                    }
+                    None => {
+                        let (name, target) = old_queues
+                            .get(c.queue as usize)
+                            .cloned()
+                            .unwrap_or((Arc::from(""), None));
+                        out.push(Output::Divert {
+                            call,
+                            queue: name,
+                            reason: DivertReason::QueueRemoved,
+                            target,
+                        });
+                        drop_calls.push(call);
+                    }
+                },
+                Loc::Offered { agent, caller } | Loc::Connected { agent, caller } => {
+                    caller.queue = remap(caller.queue).unwrap_or(u32::MAX);
+                    *agent = agent_remap(*agent).unwrap_or(u32::MAX);
+                }
+                Loc::HungUp => drop_calls.push(call),
+            }
+        }
+        for call in drop_calls {
+            self.calls.remove(&call);
+        }
+        for c in &requeued {
+            if let (Some((_, lane)), Some(q)) = (
+                topo.lane_of(c.queue, c.level),
+                topo.queues.get(c.queue as usize),
+            ) {
+                q.waiting.fetch_add(1, SeqCst);
+                lane.insert(*c);
+                self.arm_caller_timers_in(&topo, c, &mut out);
+            }
+        }
+        self.topo = topo;
+        for slot in &self.topo.agents {
+            let mut meta = slot.meta();
+            if slot.word().tag.idle() {
+                self.settle(slot, &mut meta, now, &mut out);
+            }
+        }
+        for li in 0..self.topo.lanes.len() as u32 {
+            self.route_lane(li, now, &mut out);
+        }
+        out
+    }
+
+    fn arm_caller_timers_in(&self, topo: &Topology, c: &Caller, out: &mut Vec<Output>) {
+        let Some(q) = topo.queues.get(c.queue as usize) else {
+            return;
+        };
+        if let Some(r) = q.cfg.relax.get(c.level) {
+            out.push(Output::Arm {
+                at: c.arrival + secs(r.after_s),
+                timer: Timer::Relax {
+                    call: c.call,
+                    level: c.level + 1,
+                },
+            });
+        }
+        if q.cfg.max_wait_s > 0 {
+            out.push(Output::Arm {
+                at: c.arrival + secs(q.cfg.max_wait_s),
+                timer: Timer::MaxWait { call: c.call },
+            });
+        }
+    }
+
+    /// One agent's status; `None` if unknown (or removed and idle).
+    pub fn agent(&self, id: &str) -> Option<AgentStatus> {
+        let slot = self.topo.agent(id)?;
+        let meta = slot.meta();
+        let w = slot.word();
+        if meta.removed && w.tag.idle() {
+            return None;
+        }
+        Some(AgentStatus {
+            id: slot.id.clone(),
+            name: slot.cfg.name.clone(),
+            state: w.tag.public(),
+            pause_reason: meta.paused.clone(),
+            registered: meta.registered,
+            calls_taken: meta.calls_taken,
+            last_call_end: meta.last_call_end,
+            call: meta.busy.as_ref().map(|b| b.call),
+        })
+    }
+
+    /// Every agent, by id.
+    pub fn agents(&self) -> Vec<AgentStatus> {
+        self.topo
+            .agents
+            .iter()
+            .filter_map(|s| self.agent(&s.id))
+            .collect()
+    }
+
+    /// Every queue, by name (O(waiting + agents): for the API, not routing).
+    pub fn queues(&self, now: Instant) -> Vec<QueueStatus> {
+        self.topo
+            .queues
+            .iter()
+            .map(|q| {
+                let mut waiting = 0;
+                let mut longest = Duration::ZERO;
+                for li in &q.lanes {
+                    if let Some(l) = self.topo.lanes.get(*li as usize) {
+                        for c in l.snapshot() {
+                            waiting += 1;
+                            longest = longest.max(now.saturating_duration_since(c.arrival));
+                        }
+                    }
+                }
+                let mut available = 0;
+                let mut busy = 0;
+                for a in &q.agents {
+                    if let Some(s) = self.topo.agents.get(*a as usize) {
+                        match s.word().tag {
+                            Tag::Available | Tag::Deciding => available += 1,
+                            Tag::Ringing | Tag::OnCall | Tag::Wrapup => busy += 1,
+                            _ => {}
+                        }
+                    }
+                }
+                QueueStatus {
+                    name: q.name.clone(),
+                    waiting,
+                    longest_wait: longest,
+                    agents_available: available,
+                    agents_busy: busy,
+                }
+            })
+            .collect()
+    }
+
+    /// Calls the router holds as waiting in a queue (tests, stress checks).
+    pub fn waiting_calls(&self) -> Vec<CallId> {
+        let mut v: Vec<CallId> = self
+            .topo
+            .lanes
+            .iter()
+            .flat_map(|l| l.snapshot())
+            .map(|c| c.call)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Pool entries held across all pools (tests: bounded by eligibility).
+    pub fn index_entries(&self) -> usize {
+        self.topo.pools.iter().map(|p| p.len()).sum()
+    }
+}
+
+fn wrong(agent: &str, call: CallId, expected: &'static str) -> AcdError {
+    AcdError::WrongState {
+        agent: agent.to_string(),
+        call,
+        expected,
+    }
+}

@@ -1,0 +1,731 @@
+//! Sans-IO tests of the router: every rule on a virtual clock, then a
+//! property test against the sequential model.
+
+use super::model::Model;
+use super::*;
+use crate::config::{Agent, Queue, Relax, Schedule, Strategy, Target, Window};
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn skills(s: &[(&str, u8)]) -> BTreeMap<String, u8> {
+    s.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+fn agent(id: &str, s: &[(&str, u8)]) -> Agent {
+    Agent {
+        id: id.into(),
+        name: id.into(),
+        credential: None,
+        skills: skills(s),
+        timezone: chrono_tz::UTC,
+        shift: vec![],
+        contact: None,
+    }
+}
+
+fn queue(name: &str, s: &[(&str, u8)], strategy: Strategy) -> Queue {
+    Queue {
+        name: name.into(),
+        skills: skills(s),
+        strategy,
+        schedule: None,
+        closed: None,
+        ring_timeout_s: 15,
+        wrapup_s: 0,
+        max_wait_s: 0,
+        max_waiting: 0,
+        overflow: None,
+        music: None,
+        announce_position_s: 0,
+        relax: vec![],
+        priority: 0,
+        service_level_s: 20,
+    }
+}
+
+fn cfg(agents: Vec<Agent>, queues: Vec<Queue>) -> AcdConfig {
+    AcdConfig {
+        agents: agents.into_iter().map(|a| (a.id.clone(), a)).collect(),
+        queues: queues.into_iter().map(|q| (q.name.clone(), q)).collect(),
+        schedules: BTreeMap::new(),
+    }
+}
+
+/// A Wednesday noon UTC.
+fn wall() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 4, 12, 0, 0).unwrap()
+}
+
+struct H {
+    r: Router,
+    t0: Instant,
+}
+
+impl H {
+    fn new(c: &AcdConfig) -> H {
+        let t0 = Instant::now();
+        H {
+            r: Router::new(c, t0, 7),
+            t0,
+        }
+    }
+    fn at(&self, s: u64) -> Instant {
+        self.t0 + Duration::from_secs(s)
+    }
+    fn login(&self, ids: &[&str]) {
+        for id in ids {
+            self.r.agent_registered(id, self.t0, wall()).unwrap();
+        }
+    }
+    fn arrive(&self, call: u64, q: &str, s: u64) -> Vec<Output> {
+        self.r
+            .caller_arrives(CallId(call), q, 0, self.at(s), wall())
+            .unwrap()
+    }
+    fn state(&self, id: &str) -> AgentState {
+        self.r.agent(id).unwrap().state
+    }
+    /// Answer and hang up `call` on `agent` at second `s`.
+    fn serve(&self, agent: &str, call: u64, s: u64) -> Vec<Output> {
+        self.r.answered(agent, CallId(call), self.at(s)).unwrap();
+        self.r.call_ended(agent, CallId(call), self.at(s)).unwrap()
+    }
+}
+
+fn offers(out: &[Output]) -> Vec<(String, u64)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Offer(of) => Some((of.agent.to_string(), of.call.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn one(out: &[Output]) -> (String, u64) {
+    let o = offers(out);
+    assert_eq!(o.len(), 1, "{out:?}");
+    o[0].clone()
+}
+
+#[test]
+fn longest_idle_picks_the_agent_idle_longest() {
+    let h = H::new(&cfg(
+        vec![agent("a", &[]), agent("b", &[]), agent("c", &[])],
+        vec![queue("q", &[], Strategy::LongestIdle)],
+    ));
+    h.login(&["a", "b", "c"]);
+    // Give each a call ending at different times: b ended first.
+    assert_eq!(one(&h.arrive(1, "q", 0)).0, "a");
+    assert_eq!(one(&h.arrive(2, "q", 0)).0, "b");
+    assert_eq!(one(&h.arrive(3, "q", 0)).0, "c");
+    h.serve("b", 2, 10);
+    h.serve("c", 3, 20);
+    h.serve("a", 1, 30);
+    assert_eq!(one(&h.arrive(4, "q", 40)).0, "b");
+    assert_eq!(one(&h.arrive(5, "q", 40)).0, "c");
+}
+
+#[test]
+fn most_skilled_picks_highest_score() {
+    let h = H::new(&cfg(
+        vec![
+            agent("a", &[("x", 5), ("y", 5)]),
+            agent("b", &[("x", 9), ("y", 8)]),
+            agent("c", &[("x", 10), ("y", 2)]),
+        ],
+        vec![queue("q", &[("x", 1), ("y", 1)], Strategy::MostSkilled)],
+    ));
+    h.login(&["a", "b", "c"]);
+    assert_eq!(one(&h.arrive(1, "q", 0)).0, "b"); // 17
+    assert_eq!(one(&h.arrive(2, "q", 0)).0, "c"); // 12
+    assert_eq!(one(&h.arrive(3, "q", 0)).0, "a"); // 10
+}
+
+#[test]
+fn fewest_calls_picks_least_busy() {
+    let h = H::new(&cfg(
+        vec![agent("a", &[]), agent("b", &[])],
+        vec![queue("q", &[], Strategy::FewestCalls)],
+    ));
+    h.login(&["a", "b"]);
+    assert_eq!(one(&h.arrive(1, "q", 0)).0, "a");
+    h.serve("a", 1, 1);
+    assert_eq!(one(&h.arrive(2, "q", 2)).0, "b");
+    h.serve("b", 2, 3);
+    // Both 1 call: tie goes to longest idle (a ended first).
+    assert_eq!(one(&h.arrive(3, "q", 4)).0, "a");
+    h.serve("a", 3, 5);
+    assert_eq!(one(&h.arrive(4, "q", 6)).0, "b");
+    assert_eq!(h.r.agent("a").unwrap().calls_taken, 2);
+}
+
+#[test]
+fn round_robin_rotates() {
+    let h = H::new(&cfg(
+        vec![agent("a", &[]), agent("b", &[]), agent("c", &[])],
+        vec![queue("q", &[], Strategy::RoundRobin)],
+    ));
+    h.login(&["a", "b", "c"]);
+    let mut got = Vec::new();
+    for i in 0..6 {
+        let (a, c) = one(&h.arrive(i, "q", i));
+        h.serve(&a, c, i);
+        got.push(a);
+    }
+    assert_eq!(got, ["a", "b", "c", "a", "b", "c"]);
+}
+
+#[test]
+fn random_is_seeded_and_spreads() {
+    let c = cfg(
+        (0..8).map(|i| agent(&format!("a{i}"), &[])).collect(),
+        vec![queue("q", &[], Strategy::Random)],
+    );
+    let run = |seed| {
+        let t0 = Instant::now();
+        let r = Router::new(&c, t0, seed);
+        for i in 0..8 {
+            r.agent_registered(&format!("a{i}"), t0, wall()).unwrap();
+        }
+        let mut got = Vec::new();
+        for i in 0..40 {
+            let out = r.caller_arrives(CallId(i), "q", 0, t0, wall()).unwrap();
+            let (a, call) = one(&out);
+            r.answered(&a, CallId(call), t0).unwrap();
+            r.call_ended(&a, CallId(call), t0).unwrap();
+            got.push(a);
+        }
+        got
+    };
+    assert_eq!(run(1), run(1));
+    let picks = run(1);
+    let distinct: std::collections::BTreeSet<_> = picks.iter().collect();
+    assert!(distinct.len() >= 4, "{picks:?}");
+}
+
+#[test]
+fn skills_gate_eligibility_and_relax_widens() {
+    let mut q = queue("q", &[("billing", 5)], Strategy::LongestIdle);
+    q.relax = vec![Relax {
+        after_s: 60,
+        skills: skills(&[("billing", 1)]),
+    }];
+    let h = H::new(&cfg(
+        vec![
+            agent("junior", &[("billing", 2)]),
+            agent("other", &[("sales", 9)]),
+        ],
+        vec![q],
+    ));
+    h.login(&["junior", "other"]);
+    let out = h.arrive(1, "q", 0);
+    assert!(offers(&out).is_empty());
+    let relax = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Arm {
+                at,
+                timer: t @ Timer::Relax { .. },
+            } => Some((*at, t.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(relax.0, h.at(60));
+    // Early fire does nothing.
+    assert!(h.r.timer(&relax.1, h.at(59)).is_empty());
+    assert_eq!(one(&h.r.timer(&relax.1, h.at(60))), ("junior".into(), 1));
+    assert_eq!(h.state("other"), AgentState::Available);
+}
+
+#[test]
+fn priority_then_longest_wait_across_queues() {
+    let mut hi = queue("hi", &[], Strategy::LongestIdle);
+    hi.priority = 5;
+    let lo = queue("lo", &[], Strategy::LongestIdle);
+    let lo2 = queue("lo2", &[], Strategy::LongestIdle);
+    let h = H::new(&cfg(vec![agent("a", &[])], vec![hi, lo, lo2]));
+    h.login(&["a"]);
+    let (_, c) = one(&h.arrive(1, "lo", 0));
+    assert!(offers(&h.arrive(2, "lo2", 1)).is_empty());
+    assert!(offers(&h.arrive(3, "lo", 2)).is_empty());
+    assert!(offers(&h.arrive(4, "hi", 3)).is_empty());
+    h.r.answered("a", CallId(c), h.at(4)).unwrap();
+    // Highest queue priority first, although it arrived last.
+    assert_eq!(one(&h.r.call_ended("a", CallId(c), h.at(5)).unwrap()).1, 4);
+    h.r.answered("a", CallId(4), h.at(6)).unwrap();
+    // Then the longest wait across lo and lo2.
+    assert_eq!(one(&h.r.call_ended("a", CallId(4), h.at(7)).unwrap()).1, 2);
+    // A caller's own (IVR) priority adds to its queue's.
+    h.r.caller_arrives(CallId(9), "lo", 10, h.at(8), wall())
+        .unwrap();
+    h.r.answered("a", CallId(2), h.at(9)).unwrap();
+    assert_eq!(one(&h.r.call_ended("a", CallId(2), h.at(9)).unwrap()).1, 9);
+}
+
+#[test]
+fn wrapup_delays_next_offer() {
+    let mut q = queue("q", &[], Strategy::LongestIdle);
+    q.wrapup_s = 10;
+    let h = H::new(&cfg(vec![agent("a", &[])], vec![q]));
+    h.login(&["a"]);
+    one(&h.arrive(1, "q", 0));
+    assert_eq!(h.state("a"), AgentState::Ringing);
+    h.r.answered("a", CallId(1), h.at(1)).unwrap();
+    assert_eq!(h.state("a"), AgentState::OnCall);
+    let out = h.r.call_ended("a", CallId(1), h.at(5)).unwrap();
+    let Output::Arm { at, timer } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(*at, h.at(15));
+    assert_eq!(h.state("a"), AgentState::Wrapup);
+    assert!(offers(&h.arrive(2, "q", 6)).is_empty());
+    assert_eq!(one(&h.r.timer(timer, h.at(15))), ("a".into(), 2));
+    // A stale wrap-up timer does nothing.
+    assert!(h.r.timer(timer, h.at(16)).is_empty());
+    assert_eq!(h.state("a"), AgentState::Ringing);
+}
+
+#[test]
+fn rona_pauses_and_reoffers() {
+    let h = H::new(&cfg(
+        vec![agent("a", &[]), agent("b", &[])],
+        vec![queue("q", &[], Strategy::RoundRobin)],
+    ));
+    h.login(&["a", "b"]);
+    let out = h.arrive(1, "q", 0);
+    assert_eq!(one(&out).0, "a");
+    let ring = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Arm { at, timer } => Some((*at, timer.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(ring.0, h.at(15));
+    let out = h.r.timer(&ring.1, h.at(15));
+    assert_eq!(one(&out), ("b".into(), 1));
+    let a = h.r.agent("a").unwrap();
+    assert_eq!(a.state, AgentState::Paused);
+    assert_eq!(a.pause_reason.as_deref(), Some(RONA));
+    // Unpausing makes it available again and it takes the next caller.
+    h.r.set_state("a", AdminState::Available, h.at(20)).unwrap();
+    assert_eq!(one(&h.arrive(2, "q", 21)).0, "a");
+}
+
+#[test]
+fn busy_or_decline_reoffers_elsewhere() {
+    let h = H::new(&cfg(
+        vec![agent("a", &[]), agent("b", &[])],
+        vec![queue("q", &[], Strategy::RoundRobin)],
+    ));
+    h.login(&["a", "b"]);
+    assert_eq!(one(&h.arrive(1, "q", 0)).0, "a");
+    let out = h.r.rejected("a", CallId(1), h.at(1)).unwrap();
+    assert_eq!(one(&out), ("b".into(), 1));
+    assert_eq!(h.state("a"), AgentState::Available);
+    // Agents keep declining: the call alternates between them.
+    let out = h.r.rejected("b", CallId(1), h.at(2)).unwrap();
+    assert_eq!(one(&out), ("a".into(), 1));
+    // With nobody else, the caller waits; the rejecting agent is not rung
+    // again with the same call at once.
+    h.r.set_state("b", AdminState::Paused("x".into()), h.at(3))
+        .unwrap();
+    let out = h.r.rejected("a", CallId(1), h.at(3)).unwrap();
+    assert!(offers(&out).is_empty());
+    assert_eq!(h.r.waiting_calls(), vec![CallId(1)]);
+    assert_eq!(h.state("a"), AgentState::Available);
+    assert!(h.r.rejected("a", CallId(1), h.at(3)).is_err());
+}
+
+#[test]
+fn shift_in_agent_zone_skips_and_returns() {
+    let mut berlin = agent("berlin", &[]);
+    berlin.timezone = "Europe/Berlin".parse::<Tz>().unwrap();
+    berlin.shift = vec![Window::parse("mon-fri 09:00-17:00").unwrap()];
+    let mut tokyo = agent("tokyo", &[]);
+    tokyo.timezone = "Asia/Tokyo".parse::<Tz>().unwrap();
+    tokyo.shift = vec![Window::parse("mon-fri 09:00-17:00").unwrap()];
+    let h = H::new(&cfg(
+        vec![berlin, tokyo],
+        vec![queue("q", &[], Strategy::LongestIdle)],
+    ));
+    // Wednesday 07:30 UTC: 08:30 in Berlin (CET), 16:30 in Tokyo.
+    let early = Utc.with_ymd_and_hms(2026, 3, 4, 7, 30, 0).unwrap();
+    h.r.agent_registered("berlin", h.t0, early).unwrap();
+    h.r.agent_registered("tokyo", h.t0, early).unwrap();
+    assert_eq!(h.state("berlin"), AgentState::OffShift);
+    let out =
+        h.r.caller_arrives(CallId(1), "q", 0, h.at(1), early)
+            .unwrap();
+    assert_eq!(one(&out).0, "tokyo");
+    assert!(offers(
+        &h.r.caller_arrives(CallId(2), "q", 0, h.at(2), early)
+            .unwrap()
+    )
+    .is_empty());
+    // 08:00 UTC = 09:00 Berlin: the shift starts and the waiting caller goes.
+    let nine = Utc.with_ymd_and_hms(2026, 3, 4, 8, 0, 0).unwrap();
+    let out = h.r.refresh_shifts(h.at(1800), nine);
+    assert_eq!(one(&out), ("berlin".into(), 2));
+    // Tokyo's shift ends mid-call: off_shift only after the call.
+    let late = Utc.with_ymd_and_hms(2026, 3, 4, 8, 1, 0).unwrap();
+    h.r.answered("tokyo", CallId(1), h.at(1801)).unwrap();
+    h.r.refresh_shifts(h.at(1860), late);
+    assert_eq!(h.state("tokyo"), AgentState::OnCall);
+    h.r.call_ended("tokyo", CallId(1), h.at(1900)).unwrap();
+    assert_eq!(h.state("tokyo"), AgentState::OffShift);
+}
+
+#[test]
+fn closed_schedule_diverts_to_closed_target() {
+    let mut q = queue("q", &[], Strategy::LongestIdle);
+    q.schedule = Some("office".into());
+    q.closed = Some(Target::Ivr {
+        ivr: "main".into(),
+        node: "after_hours".into(),
+    });
+    let mut c = cfg(vec![agent("a", &[])], vec![q]);
+    c.schedules.insert(
+        "office".into(),
+        Schedule {
+            timezone: "Asia/Jakarta".parse().unwrap(),
+            open: vec![Window::parse("mon-fri 08:00-20:00").unwrap()],
+            closed_dates: vec![],
+        },
+    );
+    let h = H::new(&c);
+    h.login(&["a"]);
+    // 14:00 UTC = 21:00 in Jakarta: closed.
+    let night = Utc.with_ymd_and_hms(2026, 3, 4, 14, 0, 0).unwrap();
+    let out = h.r.caller_arrives(CallId(1), "q", 0, h.t0, night).unwrap();
+    assert_eq!(
+        out,
+        vec![Output::Divert {
+            call: CallId(1),
+            queue: "q".into(),
+            reason: DivertReason::Closed,
+            target: Some(Target::Ivr {
+                ivr: "main".into(),
+                node: "after_hours".into()
+            }),
+        }]
+    );
+    // 05:00 UTC = 12:00 in Jakarta: open.
+    let noon = Utc.with_ymd_and_hms(2026, 3, 4, 5, 0, 0).unwrap();
+    let out = h.r.caller_arrives(CallId(2), "q", 0, h.t0, noon).unwrap();
+    assert_eq!(one(&out).0, "a");
+}
+
+#[test]
+fn overflow_on_max_wait_and_max_waiting() {
+    let mut q = queue("q", &[], Strategy::LongestIdle);
+    q.max_wait_s = 30;
+    q.max_waiting = 2;
+    q.overflow = Some(Target::Queue("general".into()));
+    let h = H::new(&cfg(vec![agent("a", &[])], vec![q]));
+    let out = h.arrive(1, "q", 0);
+    let max_wait = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Arm {
+                at,
+                timer: t @ Timer::MaxWait { .. },
+            } => Some((*at, t.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(max_wait.0, h.at(30));
+    h.arrive(2, "q", 1);
+    let full = h.arrive(3, "q", 2);
+    assert!(matches!(
+        &full[..],
+        [Output::Divert { reason: DivertReason::MaxWaiting, target: Some(Target::Queue(g)), .. }] if g == "general"
+    ));
+    let out = h.r.timer(&max_wait.1, h.at(30));
+    assert!(matches!(
+        &out[..],
+        [Output::Divert {
+            call: CallId(1),
+            reason: DivertReason::MaxWait,
+            ..
+        }]
+    ));
+    assert_eq!(h.r.waiting_calls(), vec![CallId(2)]);
+    // There is room again.
+    assert!(!matches!(
+        h.arrive(4, "q", 31).first(),
+        Some(Output::Divert { .. })
+    ));
+}
+
+#[test]
+fn caller_hangup_while_waiting_and_ringing() {
+    let h = H::new(&cfg(
+        vec![agent("a", &[])],
+        vec![queue("q", &[], Strategy::LongestIdle)],
+    ));
+    h.arrive(1, "q", 0);
+    h.r.caller_hangup(CallId(1), h.at(1));
+    assert!(h.r.waiting_calls().is_empty());
+    h.login(&["a"]);
+    assert_eq!(h.state("a"), AgentState::Available);
+    one(&h.arrive(2, "q", 2));
+    h.arrive(3, "q", 3);
+    // Hang-up while ringing frees the agent for the next caller.
+    assert_eq!(one(&h.r.caller_hangup(CallId(2), h.at(4))), ("a".into(), 3));
+    assert!(h.r.answered("a", CallId(2), h.at(5)).is_err());
+}
+
+#[test]
+fn pause_and_logout_are_respected() {
+    let h = H::new(&cfg(
+        vec![agent("a", &[]), agent("b", &[])],
+        vec![queue("q", &[], Strategy::LongestIdle)],
+    ));
+    h.login(&["a", "b"]);
+    h.r.set_state("a", AdminState::Paused("lunch".into()), h.t0)
+        .unwrap();
+    h.r.agent_unregistered("b", h.t0).unwrap();
+    assert_eq!(h.state("a"), AgentState::Paused);
+    assert_eq!(h.state("b"), AgentState::LoggedOut);
+    assert!(offers(&h.arrive(1, "q", 0)).is_empty());
+    let out = h.r.agent_registered("b", h.at(1), wall()).unwrap();
+    assert_eq!(one(&out), ("b".into(), 1));
+    // Pause during a call applies after it.
+    h.r.set_state("b", AdminState::Paused("break".into()), h.at(2))
+        .unwrap();
+    assert_eq!(h.state("b"), AgentState::Ringing);
+    h.serve("b", 1, 3);
+    assert_eq!(h.state("b"), AgentState::Paused);
+}
+
+#[test]
+fn reload_keeps_state_counters_and_callers() {
+    let c1 = cfg(
+        vec![
+            agent("a", &[("x", 5)]),
+            agent("b", &[("x", 5)]),
+            agent("gone", &[("x", 5)]),
+        ],
+        vec![
+            queue("q", &[("x", 1)], Strategy::LongestIdle),
+            queue("old", &[("y", 1)], Strategy::LongestIdle),
+        ],
+    );
+    let mut h = H::new(&c1);
+    h.login(&["a", "b", "gone"]);
+    one(&h.arrive(1, "q", 0)); // a
+    h.serve("a", 1, 1);
+    one(&h.arrive(2, "q", 2)); // b
+    one(&h.arrive(3, "q", 2)); // gone
+    h.r.answered("gone", CallId(3), h.at(3)).unwrap();
+    h.r.set_state("a", AdminState::Paused("lunch".into()), h.at(3))
+        .unwrap();
+    h.arrive(4, "old", 4);
+    h.arrive(5, "q", 4);
+    // New file: `gone` and queue `old` removed, `c` added, q changes strategy.
+    let mut q2 = queue("q", &[("x", 1)], Strategy::FewestCalls);
+    q2.wrapup_s = 5;
+    let c2 = cfg(
+        vec![
+            agent("a", &[("x", 5)]),
+            agent("b", &[("x", 5)]),
+            agent("c", &[("x", 5)]),
+        ],
+        vec![q2],
+    );
+    let out = h.r.reload(&c2, h.at(5), wall());
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Divert {
+            call: CallId(4),
+            reason: DivertReason::QueueRemoved,
+            ..
+        }
+    )));
+    let a = h.r.agent("a").unwrap();
+    assert_eq!(
+        (a.state, a.pause_reason.as_deref(), a.calls_taken),
+        (AgentState::Paused, Some("lunch"), 1)
+    );
+    assert_eq!(h.state("b"), AgentState::Ringing);
+    assert_eq!(h.state("c"), AgentState::LoggedOut);
+    assert_eq!(h.r.waiting_calls(), vec![CallId(5)]);
+    // The removed agent finishes its call, then leaves.
+    assert_eq!(h.state("gone"), AgentState::OnCall);
+    let out = h.r.call_ended("gone", CallId(3), h.at(6)).unwrap();
+    assert_eq!(h.state("gone"), AgentState::Wrapup);
+    let Some(Output::Arm { timer, .. }) = out.first() else {
+        panic!("{out:?}")
+    };
+    h.r.timer(timer, h.at(11));
+    assert!(h.r.agent("gone").is_none());
+    assert!(h.r.agents().iter().all(|a| &*a.id != "gone"));
+    // The queued caller is still served after the reload.
+    let out = h.r.agent_registered("c", h.at(7), wall()).unwrap();
+    assert_eq!(one(&out), ("c".into(), 5));
+}
+
+#[test]
+fn index_stays_bounded() {
+    let h = H::new(&cfg(
+        (0..10)
+            .map(|i| agent(&format!("a{i}"), &[("x", 5)]))
+            .collect(),
+        vec![
+            queue("q1", &[("x", 1)], Strategy::LongestIdle),
+            queue("q2", &[("x", 2)], Strategy::FewestCalls),
+            queue("q3", &[("x", 3)], Strategy::RoundRobin),
+        ],
+    ));
+    let ids: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
+    for id in &ids {
+        h.r.agent_registered(id, h.t0, wall()).unwrap();
+    }
+    for i in 0..300u64 {
+        let q = ["q1", "q2", "q3"][(i % 3) as usize];
+        let (a, c) = one(&h.arrive(i, q, i));
+        h.serve(&a, c, i);
+    }
+    // One entry per (pool, eligible agent) at most.
+    assert!(h.r.index_entries() <= 30, "{}", h.r.index_entries());
+}
+
+// ---- property test against the sequential model ---------------------------
+
+mod prop {
+    use super::*;
+    use crate::config::Strategy as Strat;
+    use proptest::prelude::{prop_assert_eq, prop_oneof, proptest, ProptestConfig, Strategy as _};
+
+    #[derive(Debug, Clone)]
+    enum Ev {
+        Arrive(usize, i32),
+        Register(usize),
+        Unregister(usize),
+        Pause(usize),
+        Unpause(usize),
+        Answer(usize),
+        End(usize),
+        Reject(usize),
+        Hangup(u64),
+        Advance(u64),
+    }
+
+    fn ev() -> impl proptest::strategy::Strategy<Value = Ev> {
+        prop_oneof![
+            3 => (0..4usize, 0..3i32).prop_map(|(q, p)| Ev::Arrive(q, p)),
+            2 => (0..6usize).prop_map(Ev::Register),
+            1 => (0..6usize).prop_map(Ev::Unregister),
+            1 => (0..6usize).prop_map(Ev::Pause),
+            1 => (0..6usize).prop_map(Ev::Unpause),
+            3 => (0..6usize).prop_map(Ev::Answer),
+            3 => (0..6usize).prop_map(Ev::End),
+            1 => (0..6usize).prop_map(Ev::Reject),
+            1 => (0..40u64).prop_map(Ev::Hangup),
+            2 => (1..40u64).prop_map(Ev::Advance),
+        ]
+    }
+
+    fn world() -> AcdConfig {
+        let strategies = [
+            Strat::LongestIdle,
+            Strat::MostSkilled,
+            Strat::RoundRobin,
+            Strat::FewestCalls,
+        ];
+        let agents = (0..6)
+            .map(|i| {
+                agent(
+                    &format!("a{i}"),
+                    &[("x", (i * 3 % 10 + 1) as u8), ("y", (i * 7 % 10 + 1) as u8)],
+                )
+            })
+            .collect();
+        let queues = (0..4)
+            .map(|i| {
+                let mut q = queue(&format!("q{i}"), &[("x", 4 + i as u8)], strategies[i]);
+                q.priority = (i % 2) as i32;
+                q.wrapup_s = (i as u64) * 3;
+                q.ring_timeout_s = 10;
+                q.max_wait_s = if i == 3 { 50 } else { 0 };
+                q.max_waiting = 4;
+                q.relax = vec![Relax {
+                    after_s: 20,
+                    skills: skills(&[("x", 1)]),
+                }];
+                q
+            })
+            .collect::<Vec<_>>();
+        let mut queues = queues;
+        queues.push(queue("q4", &[], Strat::Random));
+        cfg(agents, queues)
+    }
+
+    fn norm(mut v: Vec<Output>) -> Vec<Output> {
+        v.sort();
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn router_matches_model(evs in proptest::collection::vec(ev(), 1..80)) {
+            let c = world();
+            let t0 = Instant::now();
+            let r = Router::new(&c, t0, 3);
+            let mut m = Model::new(&c, t0, 3);
+            let mut now = t0;
+            let mut timers: Vec<(Instant, Timer)> = Vec::new();
+            let mut next_call = 0u64;
+            let agent_of = |i: usize| format!("a{i}");
+            for e in evs {
+                let (a, b) = match e {
+                    Ev::Arrive(q, p) => {
+                        next_call += 1;
+                        let q = if q == 0 && next_call % 5 == 0 { "q4".to_string() } else { format!("q{q}") };
+                        (r.caller_arrives(CallId(next_call), &q, p, now, wall()).ok(),
+                         m.caller_arrives(CallId(next_call), &q, p, now, wall()).ok())
+                    }
+                    Ev::Register(i) => (r.agent_registered(&agent_of(i), now, wall()).ok(), m.agent_registered(&agent_of(i), now, wall()).ok()),
+                    Ev::Unregister(i) => (r.agent_unregistered(&agent_of(i), now).ok(), m.agent_unregistered(&agent_of(i), now).ok()),
+                    Ev::Pause(i) => (r.set_state(&agent_of(i), AdminState::Paused("p".into()), now).ok(), m.set_state(&agent_of(i), AdminState::Paused("p".into()), now).ok()),
+                    Ev::Unpause(i) => (r.set_state(&agent_of(i), AdminState::Available, now).ok(), m.set_state(&agent_of(i), AdminState::Available, now).ok()),
+                    Ev::Answer(i) | Ev::End(i) | Ev::Reject(i) => {
+                        let Some(call) = r.agent(&agent_of(i)).unwrap().call else { continue };
+                        match e {
+                            Ev::Answer(_) => (r.answered(&agent_of(i), call, now).ok().map(|_| vec![]), m.answered(&agent_of(i), call, now).ok().map(|_| vec![])),
+                            Ev::End(_) => (r.call_ended(&agent_of(i), call, now).ok(), m.call_ended(&agent_of(i), call, now).ok()),
+                            _ => (r.rejected(&agent_of(i), call, now).ok(), m.rejected(&agent_of(i), call, now).ok()),
+                        }
+                    }
+                    Ev::Hangup(c) => (Some(r.caller_hangup(CallId(c), now)), Some(m.caller_hangup(CallId(c), now))),
+                    Ev::Advance(s) => {
+                        now += Duration::from_secs(s);
+                        let mut ra = Vec::new();
+                        let mut ma = Vec::new();
+                        timers.sort();
+                        let (due, rest): (Vec<_>, Vec<_>) = timers.drain(..).partition(|(at, _)| *at <= now);
+                        timers = rest;
+                        for (_, t) in due {
+                            ra.extend(r.timer(&t, now));
+                            ma.extend(m.timer(&t, now));
+                        }
+                        (Some(ra), Some(ma))
+                    }
+                };
+                prop_assert_eq!(a.clone().map(norm), b.map(norm));
+                for o in a.unwrap_or_default() {
+                    if let Output::Arm { at, timer } = o {
+                        timers.push((at, timer));
+                    }
+                }
+                let rs: Vec<_> = r.agents().into_iter().map(|s| (s.id, s.state.as_str(), s.calls_taken)).collect();
+                prop_assert_eq!(rs, m.agent_states());
+                prop_assert_eq!(r.waiting_calls(), m.waiting_calls());
+            }
+        }
+    }
+}
