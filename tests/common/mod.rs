@@ -6,6 +6,7 @@
 //! hangs the suite.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod baresip;
 pub mod sip;
 pub mod sipp;
 

@@ -1,0 +1,205 @@
+//! A real softphone, baresip 1.0, against the running daemon: it registers
+//! with digest authentication (and is refused with a wrong password), and two
+//! of them, a caller and an agent, talk through sipacd's bridge: each one's
+//! recording must hold the other's tone, by frequency.
+//!
+//! Without baresip these tests print a note and skip, or fail when `CI` is set.
+
+mod common;
+
+use common::baresip::{baresip_or_skip, read_wav_8k_mono, rms, sine_wav, tone_share, Baresip};
+use common::{Daemon, AGENT_PASSWORD, DOMAIN};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// An accounts line for agent 1001 registering through the daemon.
+fn agent_account(port: u16, password: &str) -> String {
+    format!(
+        "<sip:1001@{DOMAIN}>;auth_pass={password};outbound=\"sip:127.0.0.1:{port}\";regint=60;answermode=auto;audio_codecs=PCMU"
+    )
+}
+
+/// The daemon's stored bindings of `user` (from `data_dir/registrations.json`).
+fn bindings_of(d: &Daemon, user: &str) -> Vec<serde_json::Value> {
+    let path = d.cfg.root().join("data/registrations.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Vec::new(); // not written yet: no binding at all
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["user"] == user)
+        .cloned()
+        .collect()
+}
+
+fn wait_binding(d: &Daemon, user: &str, timeout: Duration) -> Option<serde_json::Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(b) = bindings_of(d, user).into_iter().next() {
+            return Some(b);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn baresip_registers_with_the_right_password() {
+    if !baresip_or_skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let agent = Baresip::start(
+        "agent",
+        &agent_account(d.sip_port(), AGENT_PASSWORD),
+        &sine_wav(1000.0, 1.0),
+    );
+    assert!(
+        agent.wait_for_output(WAIT, |o| o
+            .contains("1001@support.example.com: {0/UDP/v4} 200 OK")),
+        "baresip did not report its registration; output:\n{}\n--- sipacd ---\n{}",
+        agent.output(),
+        d.stderr()
+    );
+    let b = wait_binding(&d, "1001", WAIT)
+        .unwrap_or_else(|| panic!("sipacd stored no binding for 1001; sipacd:\n{}", d.stderr()));
+    assert_eq!(b["transport"], "udp", "{b}");
+    // The binding points at the phone: its Contact names the port the
+    // REGISTER came from (baresip listens on one UDP port).
+    let source_port = b["source"].as_str().unwrap().rsplit(':').next().unwrap();
+    let contact = b["contact"].as_str().unwrap();
+    assert!(
+        contact.contains("1001") && contact.ends_with(&format!("127.0.0.1:{source_port}")),
+        "{b}"
+    );
+    assert!(d
+        .stderr()
+        .lines()
+        .any(|l| l.contains("registration updated") && l.contains("user=1001")));
+}
+
+#[test]
+fn baresip_with_a_wrong_password_gets_no_binding() {
+    if !baresip_or_skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let agent = Baresip::start(
+        "agent",
+        &agent_account(d.sip_port(), "not-the-password"),
+        &sine_wav(1000.0, 1.0),
+    );
+    assert!(
+        agent.wait_for_output(WAIT, |o| o.contains("403 Forbidden")),
+        "baresip did not report 403; output:\n{}\n--- sipacd ---\n{}",
+        agent.output(),
+        d.stderr()
+    );
+    // Give a wrongly made binding time to reach the disk: none must.
+    assert_eq!(wait_binding(&d, "1001", Duration::from_secs(2)), None);
+    let log = d.stderr();
+    assert!(log.contains("REGISTER with failing credentials"), "{log}");
+    assert!(!log.contains("registration updated"), "{log}");
+    assert!(!agent.output().contains("200 OK"), "{}", agent.output());
+}
+
+/// Half-second windows of `samples`.
+fn windows(samples: &[i16]) -> impl Iterator<Item = &[i16]> {
+    samples.chunks_exact(4000)
+}
+
+/// Checks that `who`'s recording holds `want` Hz (the other phone's tone)
+/// for at least `min_s` seconds, and never its own `own` Hz (no loop).
+fn assert_heard(who: &Baresip, want: f64, own: f64, min_s: f64) {
+    let files = who.heard();
+    assert_eq!(files.len(), 1, "{}: recordings {files:?}", who.name);
+    let samples = read_wav_8k_mono(&files[0]);
+    let table: Vec<(f64, f64, f64)> = windows(&samples)
+        .map(|w| (rms(w), tone_share(w, want), tone_share(w, own)))
+        .collect();
+    let good = table
+        .iter()
+        .filter(|&&(level, w, o)| level > 1000.0 && w > 0.5 && o < 0.05)
+        .count();
+    let detail = format!(
+        "{}: {} samples; per 0.5 s (rms, share {want} Hz, share {own} Hz): {table:.3?}",
+        who.name,
+        samples.len()
+    );
+    assert!(
+        good as f64 * 0.5 >= min_s,
+        "{} did not hear {want} Hz for {min_s} s\n{detail}",
+        who.name
+    );
+    assert!(
+        table.iter().all(|&(_, _, o)| o < 0.1),
+        "{} hears its own {own} Hz tone\n{detail}",
+        who.name
+    );
+    eprintln!("{detail}");
+}
+
+#[test]
+fn two_softphones_talk_through_sipacd() {
+    if !baresip_or_skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let port = d.sip_port();
+    let mut agent = Baresip::start(
+        "agent",
+        &agent_account(port, AGENT_PASSWORD),
+        &sine_wav(1000.0, 20.0),
+    );
+    let mut agent_ctrl = agent.ctrl();
+    assert!(
+        wait_binding(&d, "1001", WAIT).is_some(),
+        "agent did not register; baresip:\n{}\nsipacd:\n{}",
+        agent.output(),
+        d.stderr()
+    );
+    // The caller never registers (regint=0): it just dials the number.
+    let mut caller = Baresip::start(
+        "caller",
+        &format!(
+            "<sip:5551234@{DOMAIN}>;outbound=\"sip:127.0.0.1:{port}\";regint=0;audio_codecs=PCMU"
+        ),
+        &sine_wav(440.0, 20.0),
+    );
+    let mut caller_ctrl = caller.ctrl();
+    let r = caller_ctrl.command("dial", &format!("sip:1500@127.0.0.1:{port}"));
+    assert_eq!(r["ok"], true, "dial: {r}");
+
+    let established = agent_ctrl.wait_event("CALL_ESTABLISHED", WAIT);
+    assert!(
+        established.is_some(),
+        "the agent's phone never got the call; agent:\n{}\ncaller:\n{}\nsipacd:\n{}",
+        agent.output(),
+        caller.output(),
+        d.stderr()
+    );
+    assert!(caller_ctrl.wait_event("CALL_ESTABLISHED", WAIT).is_some());
+    assert!(d.wait_for_log(WAIT, |l| l.contains("agent answered: bridged")));
+
+    std::thread::sleep(Duration::from_secs(3));
+    let r = caller_ctrl.command("hangup", "");
+    assert_eq!(r["ok"], true, "hangup: {r}");
+    assert!(caller_ctrl.wait_event("CALL_CLOSED", WAIT).is_some());
+    assert!(
+        agent_ctrl.wait_event("CALL_CLOSED", WAIT).is_some(),
+        "the agent's call did not end after the caller hung up; sipacd:\n{}",
+        d.stderr()
+    );
+    // Stopping the phones closes (and finalises) their recordings.
+    caller.stop();
+    agent.stop();
+
+    assert_heard(&agent, 440.0, 1000.0, 2.0);
+    assert_heard(&caller, 1000.0, 440.0, 2.0);
+}
