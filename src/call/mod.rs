@@ -60,8 +60,15 @@ pub struct Call {
     pub queued_at: Option<Instant>,
     /// The offer to an agent, while there is one.
     pub agent: Option<agent::AgentLeg>,
-    /// Agents already offered this call that must not be tried again.
-    pub tried: Vec<String>,
+    /// The router's handle while the caller is queued or with an agent.
+    pub acd: Option<crate::acd::CallId>,
+    /// Why the router moved the caller out of its queue, if it did.
+    pub diverted: Option<crate::acd::DivertReason>,
+    /// The agent who answered, and when (for the call record).
+    pub agent_id: Option<String>,
+    pub answered_at: Option<std::time::SystemTime>,
+    /// The agent ended the call (BYE from the agent's phone).
+    pub hangup_by_agent: bool,
     /// The caller's media leg, once answered.
     pub leg: Option<u64>,
     /// The `Reason` header value of our BYE, when we hang up for a cause.
@@ -102,7 +109,11 @@ impl Call {
             sdp_version: 0,
             queued_at: None,
             agent: None,
-            tried: Vec::new(),
+            acd: None,
+            diverted: None,
+            agent_id: None,
+            answered_at: None,
+            hangup_by_agent: false,
             leg: None,
             bye_reason: None,
             ivr: None,

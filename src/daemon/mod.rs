@@ -159,7 +159,7 @@ pub async fn reload(path: &std::path::Path, old: &Config, ep: &mut Endpoint) -> 
             }
             let changed = config::diff(old, &new);
             info!(changed = ?changed, "reload applied");
-            ep.apply_config(Arc::new(new));
+            ep.apply_config(Arc::new(new), now());
             ReloadOutcome::Applied { changed }
         }
         Ok(Err(errs)) => {

@@ -3,97 +3,49 @@
 //! headers), its answer, ring-no-answer, rejection, and tearing the leg
 //! down with CANCEL or BYE when either side hangs up.
 //!
-//! Which agent is offered a call is decided by [`Endpoint::pick_agent`]: for
-//! now the longest-idle registered agent on shift with the queue's skills
-//! (the interim rule until the ACD router takes over). Nothing here waits:
-//! every step is a reaction to a message or a deadline.
+//! Which agent is offered a call is the ACD router's decision (see
+//! `routing.rs`); this file turns its offers into SIP and reports back what
+//! the agent's phone did. Nothing here waits: every step is a reaction to a
+//! message or a deadline.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use rsip::Method;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::media::{media_of, MediaCommand};
 use super::{CallKey, Endpoint, Now};
 use crate::call::agent::{AgentLeg, AgentLegState};
-use crate::call::CallState;
 use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::Binding;
 use crate::sip::dialog::{set_body, Dialog, LocalVia};
 use crate::sip::headers;
 use crate::sip::transaction::{build_cancel, new_branch, TxKey};
 
-/// Why an agent may not take calls for now.
-pub const PAUSE_RONA: &str = "rona";
-
 impl Endpoint {
-    /// Offers every waiting call whose queue has a free agent.
-    pub(super) fn route_waiting(&mut self, now: Now) {
-        let mut waiting: Vec<(Instant, CallKey)> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.state == CallState::Confirmed && c.agent.is_none())
-            .filter_map(|(k, c)| Some((c.queued_at?, k.clone())))
-            .collect();
-        // Longest waiting first.
-        waiting.sort();
-        for (_, ck) in waiting {
-            let Some(call) = self.calls.get(&ck) else {
-                continue;
-            };
-            let Some(queue) = call.queue().map(str::to_owned) else {
-                continue;
-            };
-            if let Some((agent, binding)) = self.pick_agent(&queue, &call.tried, now) {
-                self.offer(&ck, agent, binding, now);
-            }
-        }
-    }
-
-    /// The longest-idle agent that can take a call from `queue` now.
-    pub(super) fn pick_agent(
-        &self,
+    /// Sends the INVITE that offers call `ck` to `agent` (the router's
+    /// offer from `queue`, after `waited` in it).
+    pub(super) fn offer(
+        &mut self,
+        ck: &CallKey,
+        agent: &str,
         queue: &str,
-        tried: &[String],
+        waited: Duration,
         now: Now,
-    ) -> Option<(String, Binding)> {
-        let q = self.cfg.queues.get(queue)?;
-        let wall: DateTime<Utc> = now.wall.into();
-        self.cfg
-            .agents
-            .values()
-            .filter(|a| {
-                !tried.contains(&a.id)
-                    && !self.agents.is_busy(&a.id)
-                    && !self.agents.is_paused(&a.id)
-                    && self.agents.is_reachable(&a.id)
-            })
-            .filter(|a| {
-                q.skills
-                    .iter()
-                    .all(|(s, lvl)| a.skills.get(s).is_some_and(|l| l >= lvl))
-            })
-            .filter(|a| a.on_shift(wall))
-            .filter_map(|a| {
-                let b = match &a.contact {
-                    Some(uri) => static_binding(uri, now)?,
-                    None => self
-                        .registrar
-                        .bindings(&a.id, now.wall)
-                        .into_iter()
-                        .next()?,
-                };
-                Some((self.agents.idle_since(&a.id), a.id.clone(), b))
-            })
-            .min_by(|x, y| (x.0, &x.1).cmp(&(y.0, &y.1)))
-            .map(|(_, id, b)| (id, b))
-    }
-
-    /// Sends the INVITE that offers call `ck` to `agent`.
-    fn offer(&mut self, ck: &CallKey, agent: String, binding: Binding, now: Now) {
+    ) {
+        let agent = agent.to_owned();
+        let Some(binding) = self.agent_binding(&agent, now) else {
+            // Registered a moment ago, gone now: the router re-offers.
+            debug!(%agent, "offered agent has no binding: logged out");
+            return self.agent_reachable(&agent, false, now);
+        };
+        let Some(acd) = self.calls.get(ck).and_then(|c| c.acd) else {
+            return;
+        };
         let Some(ports) = self.ports.allocate() else {
-            return debug!("no RTP ports for an agent leg: the call keeps waiting");
+            debug!("no RTP ports for an agent leg: offer refused");
+            let r = self.router.rejected(&agent, acd, now.mono);
+            return self.acd_result(r, now);
         };
         let Some(call) = self.calls.get(ck) else {
             return;
@@ -101,11 +53,8 @@ impl Endpoint {
         let Some(invite_req) = self.invites.get(ck).map(|(_, r)| r.clone()) else {
             return;
         };
-        let queue = call.queue().unwrap_or_default().to_owned();
-        let ring = self.cfg.queues.get(&queue).map_or(15, |q| q.ring_timeout_s);
-        let wait = call
-            .queued_at
-            .map_or(0, |t| now.mono.saturating_duration_since(t).as_secs());
+        let ring = self.cfg.queues.get(queue).map_or(15, |q| q.ring_timeout_s);
+        let wait = waited.as_secs();
         let caller = caller_number(&invite_req);
         // Screen pop: one header per IVR variable. Names are config
         // identifiers and values are DTMF digits, both header-safe.
@@ -169,10 +118,11 @@ impl Endpoint {
             Err(e) => return debug!(error = %e, "agent INVITE not sent"),
         };
         info!(call = %ck.0, %agent, %queue, wait_s = wait, "offering call to agent");
-        self.agents.set_busy(&agent);
         self.agent_invites.insert(key.clone(), ck.clone());
         if let Some(call) = self.calls.get_mut(ck) {
-            call.tried.push(agent.clone());
+            if let Some(old) = call.agent.take() {
+                warn!(call = %ck.0, agent = %old.agent_id, "second offer while one was out");
+            }
             call.agent = Some(AgentLeg {
                 agent_id: agent,
                 invite,
@@ -204,18 +154,29 @@ impl Endpoint {
         }
         self.agent_invites.remove(key);
         if (200..300).contains(&code) {
-            self.agent_answered(&ck, &resp);
+            self.agent_answered(&ck, &resp, now);
         } else {
-            // Busy, declined or any other refusal: offer the call elsewhere.
-            // The transaction layer already sent the ACK.
-            let agent = self.release_agent_leg(&ck, now);
-            info!(call = %ck.0, agent = agent.as_deref().unwrap_or("?"), code, "agent refused the call");
-            self.route_waiting(now);
+            // Busy, declined or any other refusal: the transaction layer
+            // already sent the ACK; the router offers the call elsewhere.
+            self.agent_refused(&ck, code, now);
         }
         true
     }
 
-    fn agent_answered(&mut self, ck: &CallKey, resp: &rsip::Response) {
+    /// The agent's phone said no (or never answered at all).
+    pub(super) fn agent_refused(&mut self, ck: &CallKey, code: u16, now: Now) {
+        if let Some(leg) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) {
+            leg.state = AgentLegState::Ending; // nothing to CANCEL any more
+        }
+        let acd = self.calls.get(ck).and_then(|c| c.acd);
+        if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
+            info!(call = %ck.0, %agent, code, "agent refused the call");
+            let r = self.router.rejected(&agent, acd, now.mono);
+            self.acd_result(r, now);
+        }
+    }
+
+    fn agent_answered(&mut self, ck: &CallKey, resp: &rsip::Response, now: Now) {
         let local = self.local_via(ck);
         let Some(leg) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) else {
             return;
@@ -253,6 +214,15 @@ impl Endpoint {
                 b: agent_leg,
             });
         }
+        if let Some(acd) = self.calls.get_mut(ck).and_then(|c| {
+            c.answered_at = Some(now.wall);
+            c.agent_id = Some(agent.clone());
+            c.acd
+        }) {
+            if let Err(e) = self.router.answered(&agent, acd, now.mono) {
+                debug!(error = %e, "router did not expect this answer");
+            }
+        }
         info!(call = %ck.0, %agent, "agent answered: bridged");
     }
 
@@ -266,11 +236,12 @@ impl Endpoint {
         if !due {
             return;
         }
-        if let Some(agent) = self.release_agent_leg(ck, now) {
+        let acd = self.calls.get(ck).and_then(|c| c.acd);
+        if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %ck.0, %agent, "ring no answer: agent paused (rona)");
-            self.agents.pause(&agent, PAUSE_RONA);
+            let r = self.router.ring_no_answer(&agent, acd, now.mono);
+            self.acd_result(r, now);
         }
-        self.route_waiting(now);
     }
 
     /// A BYE from an agent's phone. Returns false if it is not for an
@@ -284,9 +255,21 @@ impl Endpoint {
             return false;
         };
         self.reply(key, req, 200, now);
-        if let Some(leg) = self.calls.get_mut(&ck).and_then(|c| c.agent.take()) {
+        let call = self.calls.get_mut(&ck);
+        let acd = call.as_ref().and_then(|c| c.acd);
+        if let Some(leg) = call.and_then(|c| {
+            c.hangup_by_agent = true;
+            c.agent.take()
+        }) {
             info!(call = %ck.0, agent = %leg.agent_id, "agent hung up");
-            self.agents.call_ended(&leg.agent_id, now.mono);
+            if let Some(l) = leg.leg {
+                self.legs.remove(&l);
+                self.media(MediaCommand::Close { leg: l });
+            }
+            if let Some(acd) = acd {
+                let r = self.router.call_ended(&leg.agent_id, acd, now.mono);
+                self.acd_result(r, now);
+            }
         }
         self.hang_up(&ck, now);
         true
@@ -312,12 +295,10 @@ impl Endpoint {
                     let bye = dialog.new_request(Method::Bye, &local);
                     let _ = self.txn.send_request(bye, leg.peer, now.mono);
                 }
-                self.agents.call_ended(&leg.agent_id, now.mono);
             }
             AgentLegState::Ending => {}
         }
         leg.state = AgentLegState::Ending;
-        self.agents.set_free(&leg.agent_id);
         if let Some(l) = leg.leg {
             self.legs.remove(&l);
             self.media(MediaCommand::Close { leg: l });
@@ -329,6 +310,20 @@ impl Endpoint {
 }
 
 impl Endpoint {
+    /// Where agent `id`'s phone is reached now: its static contact, or its
+    /// freshest registration.
+    pub(super) fn agent_binding(&self, id: &str, now: Now) -> Option<Binding> {
+        let agent = self.cfg.agents.get(id)?;
+        match &agent.contact {
+            Some(uri) => static_binding(uri, now),
+            None => self
+                .registrar
+                .bindings(id, now.wall)
+                .into_iter()
+                .max_by_key(|b| b.expires_at),
+        }
+    }
+
     /// Queue music on the caller's leg, if the queue has some.
     pub(super) fn play_music(&mut self, ck: &CallKey) {
         let Some(call) = self.calls.get(ck) else {
@@ -386,56 +381,4 @@ fn caller_number(invite: &rsip::Request) -> String {
                 .all(|c| c.is_ascii_alphanumeric() || "+-_.*#".contains(c))
         })
         .unwrap_or_else(|| "anonymous".into())
-}
-
-/// Agent availability as far as this interim layer tracks it.
-#[derive(Debug, Default)]
-pub struct AgentBook {
-    busy: std::collections::HashSet<String>,
-    paused: std::collections::HashMap<String, &'static str>,
-    /// Static contacts whose last OPTIONS ping timed out.
-    unreachable: std::collections::HashSet<String>,
-    idle_since: std::collections::HashMap<String, Instant>,
-}
-
-impl AgentBook {
-    pub fn is_busy(&self, id: &str) -> bool {
-        self.busy.contains(id)
-    }
-    pub fn is_paused(&self, id: &str) -> bool {
-        self.paused.contains_key(id)
-    }
-    /// Never-called agents sort first (`None` < `Some`).
-    pub fn idle_since(&self, id: &str) -> Option<Instant> {
-        self.idle_since.get(id).copied()
-    }
-    fn set_busy(&mut self, id: &str) {
-        self.busy.insert(id.to_owned());
-    }
-    fn set_free(&mut self, id: &str) {
-        self.busy.remove(id);
-    }
-    fn call_ended(&mut self, id: &str, now: Instant) {
-        self.idle_since.insert(id.to_owned(), now);
-    }
-    fn pause(&mut self, id: &str, reason: &'static str) {
-        self.paused.insert(id.to_owned(), reason);
-    }
-    pub fn is_reachable(&self, id: &str) -> bool {
-        !self.unreachable.contains(id)
-    }
-    /// Returns whether reachability changed.
-    pub fn set_reachable(&mut self, id: &str, reachable: bool) -> bool {
-        if reachable {
-            self.unreachable.remove(id)
-        } else {
-            self.unreachable.insert(id.to_owned())
-        }
-    }
-    /// A fresh registration ends a RONA pause: the phone is back.
-    pub fn registered(&mut self, id: &str) {
-        if self.paused.get(id) == Some(&PAUSE_RONA) {
-            self.paused.remove(id);
-        }
-    }
 }

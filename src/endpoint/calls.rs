@@ -146,7 +146,7 @@ impl Endpoint {
             _ => None,
         };
         if let Some((key, answered)) = ping {
-            if self.on_qualify_result(&key.clone(), answered) {
+            if self.on_qualify_result(&key.clone(), answered, now) {
                 return;
             }
         }
@@ -156,10 +156,12 @@ impl Endpoint {
             }
         }
         if let ClientEvent::Timeout { key } = &ev {
-            if let Some(ck) = self.agent_invites.get(key).cloned() {
-                // The agent's phone never answered at all: like a refusal.
-                self.release_agent_leg(&ck, now);
-                self.route_waiting(now);
+            if let Some(ck) = self.agent_invites.remove(key) {
+                // The agent's phone never answered at all: like no answer.
+                if let Some(leg) = self.calls.get_mut(&ck).and_then(|c| c.agent.as_mut()) {
+                    leg.ring_deadline = now.mono;
+                }
+                self.agent_ring_timeout(&ck, now);
                 return;
             }
         }
@@ -193,8 +195,8 @@ impl Endpoint {
                 let ok = resp.status_code.code() == 200;
                 self.respond(&key, resp, now);
                 if let (true, Some(user)) = (ok, headers::to_user(&req)) {
-                    self.agents.registered(&user);
-                    self.route_waiting(now);
+                    let registered = self.registrar.is_registered(&user, now.wall);
+                    self.agent_reachable(&user, registered, now);
                 }
             }
             Method::Invite => self.on_invite(key, req, from, now),
@@ -298,15 +300,13 @@ impl Endpoint {
             return; // a retransmitted ACK, or one for a re-INVITE
         }
         self.start_ivr(&ck, now);
-        if let Some(call) = self.calls.get_mut(&ck) {
-            if call.state == CallState::Confirmed
-                && call.queue().is_some()
-                && call.queued_at.is_none()
-            {
-                call.queued_at = Some(now.mono);
-                self.play_music(&ck);
-                self.route_waiting(now);
-            }
+        let direct_queue = self
+            .calls
+            .get(&ck)
+            .filter(|c| c.state == CallState::Confirmed && c.queued_at.is_none())
+            .and_then(|c| c.queue().map(str::to_owned));
+        if let Some(queue) = direct_queue {
+            self.enter_queue(&ck, &queue, 0, now);
         }
     }
 
@@ -465,8 +465,9 @@ impl Endpoint {
 
     /// Forgets a call and releases its resources (ports go back on drop).
     pub(super) fn end_call(&mut self, ck: &CallKey, now: Now) {
-        // The caller is gone: CANCEL or BYE the agent's leg first.
+        // The caller is gone: CANCEL or BYE the agent's leg, free the agent.
         self.release_agent_leg(ck, now);
+        self.acd_caller_gone(ck, now);
         if let Some(leg) = self.calls.get(ck).and_then(|c| c.leg) {
             self.legs.remove(&leg);
             self.media(MediaCommand::Close { leg });

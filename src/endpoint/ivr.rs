@@ -27,6 +27,26 @@ impl Endpoint {
         self.run_ivr_actions(ck, actions, now);
     }
 
+    /// Sends a caller diverted out of a queue (closed, overflow) back into
+    /// an IVR: the one it came through (keeping its variables), or a new one.
+    pub(super) fn resume_ivr(&mut self, ck: &CallKey, target: Target, now: Now) {
+        let cfg = self.cfg.clone();
+        let Some(call) = self.calls.get_mut(ck) else {
+            return;
+        };
+        call.target = target.clone();
+        call.queued_at = None;
+        let actions = match call.ivr.as_mut() {
+            Some(run) => run.resume(&cfg, target, now.mono, wall(now)),
+            None => {
+                let (run, actions) = IvrRun::start(&cfg, target, now.mono, wall(now));
+                call.ivr = Some(run);
+                actions
+            }
+        };
+        self.run_ivr_actions(ck, actions, now);
+    }
+
     /// Feeds one event to the call's IVR, if it has one running.
     pub(super) fn ivr_event(&mut self, ck: &CallKey, ev: IvrEvent, now: Now) {
         let cfg = self.cfg.clone();
@@ -80,13 +100,8 @@ impl Endpoint {
                         self.hang_up(ck, now);
                         return;
                     }
-                    info!(call = %ck.0, %queue, priority, "caller entered queue");
-                    call.target = Target::Queue(queue);
-                    call.priority = priority;
                     call.prompt = None;
-                    call.queued_at = Some(now.mono);
-                    self.play_music(ck);
-                    self.route_waiting(now);
+                    self.enter_queue(ck, &queue, priority, now);
                 }
                 IvrAction::Hangup => {
                     info!(call = %ck.0, "IVR hung up");

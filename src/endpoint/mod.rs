@@ -9,6 +9,7 @@ mod ivr;
 mod media;
 mod outbound;
 mod qualify;
+mod routing;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -59,14 +60,21 @@ pub struct Endpoint {
     invites: HashMap<CallKey, (TxKey, rsip::Request)>,
     /// BYEs we sent, to end their call when answered.
     byes: HashMap<TxKey, CallKey>,
-    /// Interim agent availability (busy, paused, idle since).
-    agents: agents::AgentBook,
+    /// The ACD router: agents' states, waiting callers, offers.
+    router: crate::acd::Router,
+    /// Router call handles to our calls.
+    acd_calls: HashMap<crate::acd::CallId, CallKey>,
+    next_acd: u64,
+    acd_timers: routing::AcdTimers,
+    shift_check_at: Instant,
     /// INVITEs offering a call to an agent, by client transaction.
     agent_invites: HashMap<TxKey, CallKey>,
     /// Answered agent legs by (Call-ID, our tag), for the agent's BYE.
     agent_dialogs: HashMap<CallKey, CallKey>,
     /// OPTIONS pings to static contacts, by client transaction.
     qualifies: HashMap<TxKey, String>,
+    /// Static contacts whose last ping timed out.
+    unreachable: std::collections::HashSet<String>,
     qualify_at: Instant,
     /// Media legs to their call, for the media engine's events.
     legs: HashMap<LegId, CallKey>,
@@ -84,17 +92,22 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn new(cfg: Arc<Config>, now: Now) -> Endpoint {
         let registrar = calls::build_registrar(&cfg, now);
-        Endpoint {
+        let mut ep = Endpoint {
             ports: PortPool::new(cfg.server.rtp_ports.clone()),
             txn: TransactionLayer::new(Default::default()),
             registrar,
             calls: HashMap::new(),
             invites: HashMap::new(),
             byes: HashMap::new(),
-            agents: agents::AgentBook::default(),
+            router: routing::new_router(&cfg, now.mono),
+            acd_calls: HashMap::new(),
+            next_acd: 0,
+            acd_timers: routing::AcdTimers::default(),
+            shift_check_at: now.mono + routing::SHIFT_CHECK,
             agent_invites: HashMap::new(),
             agent_dialogs: HashMap::new(),
             qualifies: HashMap::new(),
+            unreachable: Default::default(),
             qualify_at: now.mono + Duration::from_secs(1),
             legs: HashMap::new(),
             next_leg: 0,
@@ -106,7 +119,9 @@ impl Endpoint {
             housekeeping_at: now.mono + HOUSEKEEPING,
             stats: EndpointStats::default(),
             cfg,
-        }
+        };
+        ep.announce_agents(now);
+        ep
     }
 
     /// The configuration in force.
@@ -116,14 +131,21 @@ impl Endpoint {
 
     /// Swaps in a validated configuration. Calls in progress keep the
     /// target they were routed to; registrations are kept.
-    pub fn apply_config(&mut self, cfg: Arc<Config>) {
+    pub fn apply_config(&mut self, cfg: Arc<Config>, now: Now) {
         calls::update_registrar(&mut self.registrar, &cfg);
+        let out = self.router.reload(
+            &crate::acd::AcdConfig::from(&*cfg),
+            now.mono,
+            routing::wall(now),
+        );
         if cfg.server.rtp_ports != self.cfg.server.rtp_ports {
             // Leases of calls in progress return to the old pool, which
             // simply goes away with them.
             self.ports = PortPool::new(cfg.server.rtp_ports.clone());
         }
         self.cfg = cfg;
+        self.apply_acd(out, now);
+        self.announce_agents(now);
     }
 
     /// From now on new calls get 503; calls in progress continue.
@@ -178,11 +200,14 @@ impl Endpoint {
         for key in due {
             self.call_timeout(&key, now);
         }
+        self.acd_timeouts(now);
         if now.mono >= self.housekeeping_at {
             for (user, contact) in self.registrar.expire(now.wall) {
                 info!(%user, %contact, "registration expired");
+                if !self.registrar.is_registered(&user, now.wall) {
+                    self.agent_reachable(&user, false, now);
+                }
             }
-            self.route_waiting(now);
             self.housekeeping_at = now.mono + HOUSEKEEPING;
         }
         if now.mono >= self.qualify_at {
@@ -197,7 +222,12 @@ impl Endpoint {
     /// The earliest instant the endpoint wants `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let calls = self.calls.values().filter_map(Call::poll_timeout).min();
+        let acd = [self.acd_timers.next(), Some(self.shift_check_at)]
+            .into_iter()
+            .flatten()
+            .min();
         [
+            acd,
             self.txn.poll_timeout(),
             calls,
             self.next_tick,

@@ -56,12 +56,19 @@ impl Endpoint {
     }
 
     /// An answer (or timeout) to a ping. Returns false if `key` is not one.
-    pub(super) fn on_qualify_result(&mut self, key: &TxKey, answered: bool) -> bool {
+    pub(super) fn on_qualify_result(&mut self, key: &TxKey, answered: bool, now: Now) -> bool {
         let Some(id) = self.qualifies.remove(key) else {
             return false;
         };
-        if self.agents.set_reachable(&id, answered) {
+        let was = !self.unreachable.contains(&id);
+        if was != answered {
             info!(agent = %id, reachable = answered, "static contact qualify changed");
+            if answered {
+                self.unreachable.remove(&id);
+            } else {
+                self.unreachable.insert(id.clone());
+            }
+            self.agent_reachable(&id, answered, now);
         }
         true
     }

@@ -634,7 +634,7 @@ fn agent_without_the_skill_is_never_offered() {
         to: crate::config::Target::Queue("sales".into()),
         ring_s: 0,
     });
-    h.ep.apply_config(Arc::new(cfg));
+    h.ep.apply_config(Arc::new(cfg), h.now);
     let out = h.send(&invite("1700", "q7", "z9hG4bKq7"));
     let tag = to_tag(&out[1]);
     let out = h.send_from(

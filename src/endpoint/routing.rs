@@ -1,0 +1,187 @@
+//! The endpoint's side of the ACD router: callers enter queues, agents
+//! register, answer, refuse, hang up; the router answers with offers (send
+//! the agent an INVITE), diversions (closed, overflow) and timers to arm.
+//! Ring-no-answer is timed by the agent leg itself (it must CANCEL), so the
+//! router's own ring timers are not armed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tracing::{debug, info, warn};
+
+use super::{CallKey, Endpoint, Now};
+use crate::acd::{AcdConfig, CallId, Output, Router, Timer};
+use crate::config::{Config, Target};
+
+/// How often agents' shifts are re-evaluated (a shift that starts makes its
+/// agent available by itself).
+pub const SHIFT_CHECK: Duration = Duration::from_secs(30);
+
+/// Timers the router asked for, earliest first.
+#[derive(Debug, Default)]
+pub struct AcdTimers {
+    table: BTreeMap<(Instant, u64), Timer>,
+    seq: u64,
+}
+
+impl AcdTimers {
+    fn arm(&mut self, at: Instant, timer: Timer) {
+        self.seq += 1;
+        self.table.insert((at, self.seq), timer);
+    }
+
+    pub fn next(&self) -> Option<Instant> {
+        self.table.keys().next().map(|(at, _)| *at)
+    }
+
+    fn due(&mut self, now: Instant) -> Vec<Timer> {
+        let later = self.table.split_off(&(now, u64::MAX));
+        std::mem::replace(&mut self.table, later)
+            .into_values()
+            .collect()
+    }
+}
+
+pub(super) fn new_router(cfg: &Config, now: Instant) -> Router {
+    Router::new(&AcdConfig::from(cfg), now, rand::random())
+}
+
+pub(super) fn wall(now: Now) -> DateTime<Utc> {
+    now.wall.into()
+}
+
+impl Endpoint {
+    /// The caller of `ck` waits in `queue` from now on.
+    pub(super) fn enter_queue(&mut self, ck: &CallKey, queue: &str, priority: i32, now: Now) {
+        let Some(call) = self.calls.get_mut(ck) else {
+            return;
+        };
+        call.target = Target::Queue(queue.to_owned());
+        call.priority = priority;
+        call.queued_at = Some(now.mono);
+        let id = *call.acd.get_or_insert_with(|| {
+            self.next_acd += 1;
+            CallId(self.next_acd)
+        });
+        self.acd_calls.insert(id, ck.clone());
+        info!(call = %ck.0, %queue, priority, "caller entered queue");
+        self.play_music(ck);
+        match self
+            .router
+            .caller_arrives(id, queue, priority, now.mono, wall(now))
+        {
+            Ok(out) => self.apply_acd(out, now),
+            Err(e) => {
+                warn!(call = %ck.0, error = %e, "queue refused the caller");
+                self.hang_up(ck, now);
+            }
+        }
+    }
+
+    /// Carries out what the router decided.
+    pub(super) fn apply_acd(&mut self, outputs: Vec<Output>, now: Now) {
+        for out in outputs {
+            match out {
+                Output::Offer(o) => {
+                    let Some(ck) = self.acd_calls.get(&o.call).cloned() else {
+                        continue;
+                    };
+                    self.offer(&ck, &o.agent, &o.queue, o.waited, now);
+                }
+                Output::Divert {
+                    call,
+                    queue,
+                    reason,
+                    target,
+                } => {
+                    let Some(ck) = self.acd_calls.remove(&call) else {
+                        continue;
+                    };
+                    info!(call = %ck.0, %queue, ?reason, target = ?target, "caller leaves the queue");
+                    if let Some(c) = self.calls.get_mut(&ck) {
+                        c.acd = None;
+                        c.diverted = Some(reason);
+                    }
+                    self.divert(&ck, target, now);
+                }
+                Output::Arm { at, timer } => {
+                    if !matches!(timer, Timer::RingTimeout { .. }) {
+                        self.acd_timers.arm(at, timer);
+                    }
+                }
+            }
+        }
+    }
+
+    fn divert(&mut self, ck: &CallKey, target: Option<Target>, now: Now) {
+        match target {
+            Some(Target::Queue(q)) => {
+                let prio = self.calls.get(ck).map_or(0, |c| c.priority);
+                self.enter_queue(ck, &q, prio, now);
+            }
+            Some(t @ Target::Ivr { .. }) => self.resume_ivr(ck, t, now),
+            Some(Target::Hangup) | None => self.hang_up(ck, now),
+        }
+    }
+
+    /// Router timers that are due.
+    pub(super) fn acd_timeouts(&mut self, now: Now) {
+        for timer in self.acd_timers.due(now.mono) {
+            let out = self.router.timer(&timer, now.mono);
+            self.apply_acd(out, now);
+        }
+        if now.mono >= self.shift_check_at {
+            let out = self.router.refresh_shifts(now.mono, wall(now));
+            self.apply_acd(out, now);
+            self.shift_check_at = now.mono + SHIFT_CHECK;
+        }
+    }
+
+    /// An agent's phone is reachable (registered, or its static contact
+    /// answers pings) or no longer is.
+    pub(super) fn agent_reachable(&mut self, agent: &str, reachable: bool, now: Now) {
+        let out = if reachable {
+            self.router.agent_registered(agent, now.mono, wall(now))
+        } else {
+            self.router.agent_unregistered(agent, now.mono)
+        };
+        match out {
+            Ok(out) => self.apply_acd(out, now),
+            Err(e) => debug!(%agent, error = %e, "not an agent"),
+        }
+    }
+
+    /// Tells the router about every agent reachable at start: restored
+    /// registrations and static contacts (until a ping says otherwise).
+    pub(super) fn announce_agents(&mut self, now: Now) {
+        let reachable: Vec<String> = self
+            .cfg
+            .agents
+            .values()
+            .filter(|a| a.contact.is_some() || self.registrar.is_registered(&a.id, now.wall))
+            .map(|a| a.id.clone())
+            .collect();
+        for id in reachable {
+            self.agent_reachable(&id, true, now);
+        }
+    }
+
+    /// Forgets the router's side of a call that is ending.
+    pub(super) fn acd_caller_gone(&mut self, ck: &CallKey, now: Now) {
+        let Some(id) = self.calls.get_mut(ck).and_then(|c| c.acd.take()) else {
+            return;
+        };
+        self.acd_calls.remove(&id);
+        let out = self.router.caller_hangup(id, now.mono);
+        self.apply_acd(out, now);
+    }
+
+    /// Result of an agent event the router may reject as stale (logged).
+    pub(super) fn acd_result(&mut self, r: Result<Vec<Output>, crate::acd::AcdError>, now: Now) {
+        match r {
+            Ok(out) => self.apply_acd(out, now),
+            Err(e) => debug!(error = %e, "router ignored a stale agent event"),
+        }
+    }
+}
