@@ -161,7 +161,7 @@ impl Model {
             .schedule
             .as_ref()
             .and_then(|s| self.schedules.get(s))
-            .map_or(true, |s| s.is_open(wall));
+            .is_none_or(|s| s.is_open(wall));
         if !open {
             return Ok(vec![Output::Divert {
                 call,

@@ -99,7 +99,7 @@ impl Router {
             .schedule
             .as_ref()
             .and_then(|s| self.topo.schedules.get(s))
-            .map_or(true, |s| s.is_open(wall));
+            .is_none_or(|s| s.is_open(wall));
         if !open {
             out.push(Output::Divert {
                 call,
@@ -322,7 +322,7 @@ impl Router {
         let slot = self.slot(agent)?;
         let mut meta = slot.meta();
         let w = slot.word();
-        if w.tag != Tag::Ringing || meta.busy.as_ref().map_or(true, |b| b.call != call) {
+        if w.tag != Tag::Ringing || meta.busy.as_ref().is_none_or(|b| b.call != call) {
             return Err(wrong(agent, call, "ringing"));
         }
         if let Some(mut l) = self.calls.get_mut(&call) {
@@ -349,7 +349,7 @@ impl Router {
         let slot = self.slot(agent)?;
         let mut out = Vec::new();
         let mut meta = slot.meta();
-        if slot.word().tag != Tag::OnCall || meta.busy.as_ref().map_or(true, |b| b.call != call) {
+        if slot.word().tag != Tag::OnCall || meta.busy.as_ref().is_none_or(|b| b.call != call) {
             return Err(wrong(agent, call, "on a call"));
         }
         self.calls.remove(&call);
@@ -401,8 +401,7 @@ impl Router {
         let mut out = Vec::new();
         {
             let mut meta = slot.meta();
-            if slot.word().tag != Tag::Ringing
-                || meta.busy.as_ref().map_or(true, |b| b.call != call)
+            if slot.word().tag != Tag::Ringing || meta.busy.as_ref().is_none_or(|b| b.call != call)
             {
                 return Err(wrong(agent, call, "ringing"));
             }
@@ -432,7 +431,7 @@ impl Router {
         {
             let mut meta = slot.meta();
             let w = slot.word();
-            if w.tag != Tag::Ringing || meta.busy.as_ref().map_or(true, |b| b.call != call) {
+            if w.tag != Tag::Ringing || meta.busy.as_ref().is_none_or(|b| b.call != call) {
                 return Err(wrong(agent, call, "ringing"));
             }
             meta.busy = None;
@@ -654,7 +653,7 @@ impl Router {
             };
             if let Some(c) = lane.head(exclude) {
                 let r = c.rank(lane.priority);
-                if best.as_ref().map_or(true, |(br, _, _)| r < *br) {
+                if best.as_ref().is_none_or(|(br, _, _)| r < *br) {
                     best = Some((r, li, c));
                 }
             }
