@@ -1,8 +1,10 @@
-//! Media: SDP offer/answer and RTP port allocation. The RTP engine itself
-//! (prompts, music, DTMF, bridging) builds on these.
+//! Media: SDP offer/answer, RTP port allocation and the sans-IO RTP engine
+//! (G.711, prompts, pacing, DTMF, relaying between two legs).
 
+pub mod g711;
 pub mod ports;
 pub mod sdp;
 
+pub use g711::Codec;
 pub use ports::{PortPair, PortPool};
 pub use sdp::{answer, Direction, SdpError, SdpOffer};
