@@ -1,8 +1,12 @@
 //! Media: SDP offer/answer, RTP port allocation and the sans-IO RTP engine
 //! (G.711, prompts, pacing, DTMF, relaying between two legs).
 
+pub mod dtmf;
+pub mod event;
 pub mod g711;
+pub mod pacer;
 pub mod ports;
+pub mod prompt;
 pub mod sdp;
 
 pub use g711::Codec;
