@@ -7,6 +7,7 @@ pub mod g711;
 pub mod pacer;
 pub mod ports;
 pub mod prompt;
+pub mod relay;
 pub mod sdp;
 
 pub use g711::Codec;
