@@ -9,6 +9,7 @@ pub mod ports;
 pub mod prompt;
 pub mod relay;
 pub mod sdp;
+pub mod session;
 
 pub use g711::Codec;
 pub use ports::{PortPair, PortPool};

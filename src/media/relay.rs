@@ -220,7 +220,7 @@ pub fn forward(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::media::pacer::{PacerConfig, Source};
     use proptest::prelude::*;
