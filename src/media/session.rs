@@ -276,7 +276,9 @@ mod tests {
         assert_eq!(r.timestamp(), 50_000 + 4 * 160 + 160);
         assert!(r.mark());
         assert_eq!((r.payload_type(), r.ssrc()), (0, 0xCA11));
-        assert_eq!(r.payload(), &[0xFF; 160][..], "A-law silence became mu-law silence");
+        // A-law "silence" is +8 (no true zero): mu-law 0xFE.
+        assert_eq!(r.payload(), &[0xFE; 160][..]);
+        assert_eq!(crate::media::g711::ULAW_DECODE[0xFE], 8);
         assert_eq!(agent.remote(), Some(nat), "latched behind NAT");
         assert_eq!(agent.stats().transcoded, 1);
         // Before the agent leg is set to Relay, caller audio goes nowhere.
