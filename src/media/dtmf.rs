@@ -64,7 +64,8 @@ impl Rfc4733Receiver {
 
     /// Feeds the payload of a telephone-event packet with RTP timestamp `ts`.
     pub fn on_packet(&mut self, ts: u32, payload: &[u8], now: Instant) {
-        let Some(&[code, flags, d0, d1]) = payload.get(..4).and_then(|p| <&[u8; 4]>::try_from(p).ok())
+        let Some(&[code, flags, d0, d1]) =
+            payload.get(..4).and_then(|p| <&[u8; 4]>::try_from(p).ok())
         else {
             return;
         };
@@ -432,11 +433,24 @@ mod tests {
     #[test]
     fn info_bodies() {
         let ev = parse_info("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n").unwrap();
-        assert_eq!((ev.digit, ev.duration_ms, ev.source), ('5', 160, DtmfSource::SipInfo));
+        assert_eq!(
+            (ev.digit, ev.duration_ms, ev.source),
+            ('5', 160, DtmfSource::SipInfo)
+        );
         let ev = parse_info("Application/DTMF-Relay; x=y", b"signal = #\nduration= 250").unwrap();
         assert_eq!((ev.digit, ev.duration_ms), ('#', 250));
-        assert_eq!(parse_info("application/dtmf-relay", b"Signal=11").unwrap().digit, '#');
-        assert_eq!(parse_info("application/dtmf-relay", b"Signal=d").unwrap().digit, 'D');
+        assert_eq!(
+            parse_info("application/dtmf-relay", b"Signal=11")
+                .unwrap()
+                .digit,
+            '#'
+        );
+        assert_eq!(
+            parse_info("application/dtmf-relay", b"Signal=d")
+                .unwrap()
+                .digit,
+            'D'
+        );
         assert_eq!(parse_info("application/dtmf", b"7\r\n").unwrap().digit, '7');
         assert_eq!(parse_info("application/dtmf", b"10").unwrap().digit, '*');
         assert_eq!(parse_info("application/dtmf", b"*").unwrap().duration_ms, 0);
@@ -450,7 +464,8 @@ mod tests {
     // ------------------------------------------------------------ in-band
 
     fn sine(f: f32, amp: f32, n: usize, start: usize) -> impl Iterator<Item = f32> {
-        (start..start + n).map(move |i| amp * (2.0 * std::f32::consts::PI * f * i as f32 / 8000.0).sin())
+        (start..start + n)
+            .map(move |i| amp * (2.0 * std::f32::consts::PI * f * i as f32 / 8000.0).sin())
     }
 
     fn key_freqs(d: char) -> (f32, f32) {
@@ -477,13 +492,23 @@ mod tests {
 
     /// Digits as tones of `on` ms separated by `off` ms, plus noise, through
     /// G.711 in 20 ms frames.
-    fn detect(digits: &str, on: usize, off: usize, amp: f32, noise: f32, codec: Codec) -> Vec<DtmfEvent> {
+    fn detect(
+        digits: &str,
+        on: usize,
+        off: usize,
+        amp: f32,
+        noise: f32,
+        codec: Codec,
+    ) -> Vec<DtmfEvent> {
         let mut samples = Vec::new();
         let mut rng = Noise(0x1234_5678);
         for d in digits.chars() {
             let (r, c) = key_freqs(d);
             let start = samples.len();
-            let tone: Vec<f32> = sine(r, amp, on * 8, start).zip(sine(c, amp, on * 8, start)).map(|(a, b)| a + b).collect();
+            let tone: Vec<f32> = sine(r, amp, on * 8, start)
+                .zip(sine(c, amp, on * 8, start))
+                .map(|(a, b)| a + b)
+                .collect();
             samples.extend(tone);
             samples.extend(std::iter::repeat(0.0).take(off * 8));
         }
@@ -517,10 +542,16 @@ mod tests {
         // 45 ms tones with 45 ms gaps.
         assert_eq!(detect("159#", 45, 45, 6000.0, 0.0, Codec::Pcmu).len(), 4);
         // Quiet tones (-25 dBm0 each).
-        let got: String = detect("0827", 80, 60, 1300.0, 0.0, Codec::Pcma).iter().map(|e| e.digit).collect();
+        let got: String = detect("0827", 80, 60, 1300.0, 0.0, Codec::Pcma)
+            .iter()
+            .map(|e| e.digit)
+            .collect();
         assert_eq!(got, "0827");
         // White noise about 12 dB below the tones.
-        let got: String = detect("3*6", 80, 60, 6000.0, 3000.0, Codec::Pcmu).iter().map(|e| e.digit).collect();
+        let got: String = detect("3*6", 80, 60, 6000.0, 3000.0, Codec::Pcmu)
+            .iter()
+            .map(|e| e.digit)
+            .collect();
         assert_eq!(got, "3*6");
     }
 
@@ -551,7 +582,10 @@ mod tests {
                 .iter()
                 .map(|f| {
                     (1..=4)
-                        .map(|h| 3000.0 / h as f32 * (2.0 * std::f32::consts::PI * f * h as f32 * t).sin())
+                        .map(|h| {
+                            3000.0 / h as f32
+                                * (2.0 * std::f32::consts::PI * f * h as f32 * t).sin()
+                        })
                         .sum::<f32>()
                 })
                 .sum::<f32>()
@@ -560,13 +594,17 @@ mod tests {
         // A melody of single notes with harmonics, 150 ms each, sweeping the
         // DTMF bands (C major scale over three octaves).
         let notes: Vec<f32> = (0..21)
-            .map(|k| 261.63 * 2f32.powf([0, 2, 4, 5, 7, 9, 11][k % 7] as f32 / 12.0 + (k / 7) as f32))
+            .map(|k| {
+                261.63 * 2f32.powf([0, 2, 4, 5, 7, 9, 11][k % 7] as f32 / 12.0 + (k / 7) as f32)
+            })
             .collect();
         let melody = notes.iter().flat_map(|&f| {
             (0..1200).map(move |i| {
                 let t = i as f32 / 8000.0;
                 (1..=3)
-                    .map(|h| 5000.0 / h as f32 * (2.0 * std::f32::consts::PI * f * h as f32 * t).sin())
+                    .map(|h| {
+                        5000.0 / h as f32 * (2.0 * std::f32::consts::PI * f * h as f32 * t).sin()
+                    })
                     .sum::<f32>()
             })
         });

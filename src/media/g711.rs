@@ -96,7 +96,11 @@ const fn ulaw_to_linear(u: u8) -> i16 {
     let u = !u as i32;
     let mut t = ((u & 0x0F) << 3) + ULAW_BIAS;
     t <<= (u & 0x70) >> 4;
-    (if u & 0x80 != 0 { ULAW_BIAS - t } else { t - ULAW_BIAS }) as i16
+    (if u & 0x80 != 0 {
+        ULAW_BIAS - t
+    } else {
+        t - ULAW_BIAS
+    }) as i16
 }
 
 const fn alaw_to_linear(a: u8) -> i16 {

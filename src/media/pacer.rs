@@ -410,11 +410,17 @@ mod tests {
         let mut p = Pacer::new(cfg(), t0);
         p.set_source(Source::prompt(tone(50), true), t0);
         let a = run(&mut p, t0, 110);
-        p.set_source(Source::prompt(tone(2), false), t0 + Duration::from_millis(110));
+        p.set_source(
+            Source::prompt(tone(2), false),
+            t0 + Duration::from_millis(110),
+        );
         let b = run(&mut p, t0 + Duration::from_millis(110), 40);
         let (s1, t1, ..) = hdr(&a.last().unwrap().1);
         let (s2, t2, m2, ..) = hdr(&b[0].1);
-        assert_eq!((s2, t2, m2), (s1.wrapping_add(1), t1.wrapping_add(160), true));
+        assert_eq!(
+            (s2, t2, m2),
+            (s1.wrapping_add(1), t1.wrapping_add(160), true)
+        );
         assert_eq!(b[0].0, 10, "next frame still on the 20 ms grid");
     }
 
@@ -438,7 +444,10 @@ mod tests {
         assert_eq!(seq, 65530u16.wrapping_add(3));
         assert_eq!(ts, (u32::MAX - 400).wrapping_add(160 * 28));
         assert!(m);
-        assert_eq!(&burst[0][12..], &tone(100).frame(3, Codec::Pcma).unwrap()[..]);
+        assert_eq!(
+            &burst[0][12..],
+            &tone(100).frame(3, Codec::Pcma).unwrap()[..]
+        );
         assert_eq!(p.stats(), (4, 1));
         assert_eq!(p.next_due(), Some(t0 + Duration::from_millis(580)));
     }
@@ -463,7 +472,10 @@ mod tests {
         };
         assert!(p.relay_header(h, 8, t0 + Duration::from_millis(105), &mut out));
         let (s, t, m, pt, ssrc) = hdr(&out);
-        assert_eq!((s, m, pt, ssrc), (s_last.wrapping_add(1), true, 8, 0x1234_5678));
+        assert_eq!(
+            (s, m, pt, ssrc),
+            (s_last.wrapping_add(1), true, 8, 0x1234_5678)
+        );
         // 25 ms after the last music frame (sent at 80 ms).
         assert_eq!(t, t_last.wrapping_add(200));
         // The agent's stream keeps its own spacing, reordering included.
@@ -490,7 +502,10 @@ mod tests {
         assert_eq!((s, m), (s_last.wrapping_add(4), true));
         assert_eq!(t, t_last.wrapping_add(200 + 320 + 160));
         // Back to music: continues from the relayed stream, marked.
-        p.set_source(Source::prompt(tone(10), true), t0 + Duration::from_millis(300));
+        p.set_source(
+            Source::prompt(tone(10), true),
+            t0 + Duration::from_millis(300),
+        );
         let back = p.poll(t0 + Duration::from_millis(300)).unwrap();
         let (s, t, m, ..) = hdr(&back);
         assert_eq!((s, m), (s_last.wrapping_add(5), true));

@@ -138,7 +138,12 @@ impl Inbound {
     }
 
     /// Accepts or drops (and counts) a datagram received from `from`.
-    pub fn receive<'a>(&mut self, from: SocketAddr, pkt: &'a [u8], now: Instant) -> Option<RtpIn<'a>> {
+    pub fn receive<'a>(
+        &mut self,
+        from: SocketAddr,
+        pkt: &'a [u8],
+        now: Instant,
+    ) -> Option<RtpIn<'a>> {
         let rtp = match parse(pkt) {
             Ok(rtp) => rtp,
             Err(DropReason::Rtcp) => {
@@ -225,7 +230,14 @@ pub(crate) mod tests {
     use crate::media::pacer::{PacerConfig, Source};
     use proptest::prelude::*;
 
-    pub(crate) fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn rtp(
+        pt: u8,
+        seq: u16,
+        ts: u32,
+        ssrc: u32,
+        marker: bool,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut v = Vec::new();
         crate::media::pacer::write_header(&mut v, marker, pt, seq, ts, ssrc);
         v.extend_from_slice(payload);
@@ -242,18 +254,28 @@ pub(crate) mod tests {
         let mut inb = Inbound::new(DEFAULT_RELATCH_AFTER);
         let a = addr("10.0.0.1:4000");
         let b = addr("10.0.0.9:5000");
-        assert!(inb.receive(a, &rtp(0, 1, 0, 7, false, &[1; 160]), t).is_some());
+        assert!(inb
+            .receive(a, &rtp(0, 1, 0, 7, false, &[1; 160]), t)
+            .is_some());
         assert_eq!(inb.latched(), Some(a));
-        assert!(inb.receive(b, &rtp(0, 2, 160, 7, false, &[1; 160]), t).is_none());
+        assert!(inb
+            .receive(b, &rtp(0, 2, 160, 7, false, &[1; 160]), t)
+            .is_none());
         assert_eq!(inb.stats().dropped_foreign, 1);
         // The latched source going quiet lets a new address take over.
         let later = t + DEFAULT_RELATCH_AFTER;
-        assert!(inb.receive(b, &rtp(0, 3, 320, 7, false, &[1; 160]), later).is_some());
+        assert!(inb
+            .receive(b, &rtp(0, 3, 320, 7, false, &[1; 160]), later)
+            .is_some());
         assert_eq!((inb.latched(), inb.stats().relatched), (Some(b), 1));
-        assert!(inb.receive(a, &rtp(0, 4, 480, 7, false, &[]), later).is_none());
+        assert!(inb
+            .receive(a, &rtp(0, 4, 480, 7, false, &[]), later)
+            .is_none());
         assert_eq!(inb.stats().dropped_foreign, 2);
         inb.reset_latch();
-        assert!(inb.receive(a, &rtp(0, 5, 640, 7, false, &[]), later).is_some());
+        assert!(inb
+            .receive(a, &rtp(0, 5, 640, 7, false, &[]), later)
+            .is_some());
         assert_eq!(inb.stats().received, 3);
     }
 
@@ -288,7 +310,10 @@ pub(crate) mod tests {
         inb.receive(a, &rtp(0, 1, 0, 7, false, &[]), t).unwrap();
         let pkt = rtp(0, 90, 5, 8, true, &[9]);
         let got = inb.receive(a, &pkt, t).unwrap();
-        assert_eq!((got.header.ssrc, got.header.marker, got.payload), (8, true, &[9][..]));
+        assert_eq!(
+            (got.header.ssrc, got.header.marker, got.payload),
+            (8, true, &[9][..])
+        );
         assert_eq!(inb.stats().ssrc_changes, 1);
     }
 
@@ -325,37 +350,90 @@ pub(crate) mod tests {
         let rtp_in = parse(&pkt).unwrap();
         assert!(forward(&rtp_in, &a, &b, &mut txb, t, &mut out, &mut stats));
         let r = RtpReader::new(&out).unwrap();
-        assert_eq!((r.payload_type(), r.ssrc(), u16::from(r.sequence_number())), (8, 0xB0B, 100));
+        assert_eq!(
+            (r.payload_type(), r.ssrc(), u16::from(r.sequence_number())),
+            (8, 0xB0B, 100)
+        );
         assert!(r.mark(), "first relayed packet marks the switch");
-        let expect: Vec<u8> = payload.iter().map(|&u| g711::ULAW_TO_ALAW[u as usize]).collect();
+        let expect: Vec<u8> = payload
+            .iter()
+            .map(|&u| g711::ULAW_TO_ALAW[u as usize])
+            .collect();
         assert_eq!(r.payload(), &expect[..]);
         assert_eq!(stats.transcoded, 1);
 
         // telephone-event 101 -> 96, same timestamp offset, untouched payload.
         let ev = rtp(101, 501, 80_000, 7, true, &[5, 0x8A, 3, 0x20]);
-        assert!(forward(&parse(&ev).unwrap(), &a, &b, &mut txb, t, &mut out, &mut stats));
+        assert!(forward(
+            &parse(&ev).unwrap(),
+            &a,
+            &b,
+            &mut txb,
+            t,
+            &mut out,
+            &mut stats
+        ));
         let r = RtpReader::new(&out).unwrap();
-        assert_eq!((r.payload_type(), u16::from(r.sequence_number()), r.timestamp()), (96, 101, 1000));
+        assert_eq!(
+            (
+                r.payload_type(),
+                u16::from(r.sequence_number()),
+                r.timestamp()
+            ),
+            (96, 101, 1000)
+        );
         assert_eq!(r.payload(), &[5, 0x8A, 3, 0x20]);
         assert_eq!((stats.relayed, stats.transcoded), (2, 1));
 
         // PCMA from a leg that negotiated PCMU still reaches a PCMA leg as is.
         let pa = rtp(8, 502, 80_160, 7, false, &[0xD5; 160]);
-        assert!(forward(&parse(&pa).unwrap(), &a, &b, &mut txb, t, &mut out, &mut stats));
+        assert!(forward(
+            &parse(&pa).unwrap(),
+            &a,
+            &b,
+            &mut txb,
+            t,
+            &mut out,
+            &mut stats
+        ));
         assert_eq!(&out[12..], &[0xD5; 160]);
         assert_eq!(stats.transcoded, 1);
 
         // Comfort noise and events to a leg without telephone-event: dropped.
         let cn = rtp(13, 503, 80_320, 7, false, &[40]);
-        assert!(!forward(&parse(&cn).unwrap(), &a, &b, &mut txb, t, &mut out, &mut stats));
+        assert!(!forward(
+            &parse(&cn).unwrap(),
+            &a,
+            &b,
+            &mut txb,
+            t,
+            &mut out,
+            &mut stats
+        ));
         let no_te = LegParams { te_pt: None, ..b };
-        assert!(!forward(&parse(&ev).unwrap(), &a, &no_te, &mut txb, t, &mut out, &mut stats));
+        assert!(!forward(
+            &parse(&ev).unwrap(),
+            &a,
+            &no_te,
+            &mut txb,
+            t,
+            &mut out,
+            &mut stats
+        ));
         assert_eq!(stats.dropped_pt, 2);
 
         // Back the other way: PCMA -> PCMU.
         let mut txa = tx(Codec::Pcmu, t);
         let back = rtp(8, 9, 9, 9, false, &expect);
-        assert!(forward(&parse(&back).unwrap(), &b, &a, &mut txa, t, &mut out, &mut stats));
+        assert!(forward(
+            &parse(&back).unwrap(),
+            &b,
+            &a,
+            &mut txa,
+            t,
+            &mut out,
+            &mut stats
+        ));
         for (i, &u) in out[12..].iter().enumerate() {
             let orig = g711::ULAW_DECODE[i] as i32;
             assert!((g711::ULAW_DECODE[u as usize] as i32 - orig).abs() <= orig.abs() / 8 + 16);

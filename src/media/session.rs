@@ -37,7 +37,12 @@ impl Leg {
 
     /// Like [`Leg::new`] with given SSRC/sequence/timestamp (tests); the
     /// codec is `params.codec`.
-    pub fn with_ids(params: LegParams, sdp_remote: Option<SocketAddr>, ids: PacerConfig, now: Instant) -> Leg {
+    pub fn with_ids(
+        params: LegParams,
+        sdp_remote: Option<SocketAddr>,
+        ids: PacerConfig,
+        now: Instant,
+    ) -> Leg {
         Leg {
             params,
             sdp_remote,
@@ -111,7 +116,12 @@ impl Leg {
 
     /// A datagram from the RTP port. Returns the accepted packet (for
     /// relaying) after running DTMF detection on it.
-    pub fn on_rtp<'a>(&mut self, from: SocketAddr, pkt: &'a [u8], now: Instant) -> Option<RtpIn<'a>> {
+    pub fn on_rtp<'a>(
+        &mut self,
+        from: SocketAddr,
+        pkt: &'a [u8],
+        now: Instant,
+    ) -> Option<RtpIn<'a>> {
         let rtp = self.inbound.receive(from, pkt, now);
         if relay::is_rtcp(pkt) {
             self.last_activity = now; // muxed RTCP: the peer is alive
@@ -141,7 +151,14 @@ impl Leg {
     /// Receives a datagram on this leg and, if accepted and `to` is in
     /// `Source::Relay`, writes the packet for `to` into `out`. Returns
     /// whether `out` holds a packet to send to `to.remote()`.
-    pub fn relay_to(&mut self, to: &mut Leg, from: SocketAddr, pkt: &[u8], now: Instant, out: &mut Vec<u8>) -> bool {
+    pub fn relay_to(
+        &mut self,
+        to: &mut Leg,
+        from: SocketAddr,
+        pkt: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> bool {
         out.clear();
         let Some(rtp) = self.on_rtp(from, pkt, now) else {
             return false;
@@ -311,20 +328,33 @@ mod tests {
                 })
                 .collect();
             seq += 1;
-            caller.on_rtp(from, &rtp(0, seq, f * 160, 1, false, &payload), ms(t, 20 * f as u64));
+            caller.on_rtp(
+                from,
+                &rtp(0, seq, f * 160, 1, false, &payload),
+                ms(t, 20 * f as u64),
+            );
         }
         match caller.poll_event() {
-            Some(MediaEvent::Digit(d)) => assert_eq!((d.digit, d.source), ('7', DtmfSource::InBand)),
+            Some(MediaEvent::Digit(d)) => {
+                assert_eq!((d.digit, d.source), ('7', DtmfSource::InBand))
+            }
             other => panic!("{other:?}"),
         }
         // RFC 4733 '9', end packet sent three times.
         for _ in 0..3 {
             seq += 1;
-            caller.on_rtp(from, &rtp(101, seq, 9999, 1, false, &[9, 0x8A, 0x03, 0x20]), ms(t, 300));
+            caller.on_rtp(
+                from,
+                &rtp(101, seq, 9999, 1, false, &[9, 0x8A, 0x03, 0x20]),
+                ms(t, 300),
+            );
         }
         match caller.poll_event() {
             Some(MediaEvent::Digit(d)) => {
-                assert_eq!((d.digit, d.duration_ms, d.source), ('9', 100, DtmfSource::Rfc4733))
+                assert_eq!(
+                    (d.digit, d.duration_ms, d.source),
+                    ('9', 100, DtmfSource::Rfc4733)
+                )
             }
             other => panic!("{other:?}"),
         }
