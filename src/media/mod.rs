@@ -1,8 +1,27 @@
-//! Media: SDP offer/answer and RTP port allocation. The RTP engine itself
-//! (prompts, music, DTMF, bridging) builds on these.
+//! Media: SDP offer/answer, RTP port allocation and the sans-IO RTP engine
+//! (G.711, prompts, pacing, DTMF, relaying between two legs).
+//!
+//! A driver owns the sockets and, per call, one [`Leg`] per call leg: it
+//! feeds datagrams to `Leg::on_rtp`/`relay_to`, sends what `poll_rtp`
+//! writes to `Leg::remote()`, sleeps until `next_timeout()`, and hands
+//! `poll_event()` results (digits, prompt ends) to the call logic.
 
+pub mod dtmf;
+pub mod event;
+pub mod g711;
+pub mod pacer;
 pub mod ports;
+pub mod prompt;
+pub mod relay;
 pub mod sdp;
+pub mod session;
 
+pub use dtmf::{DtmfEvent, DtmfSource};
+pub use event::MediaEvent;
+pub use g711::Codec;
+pub use pacer::{Pacer, PacerConfig, Source};
 pub use ports::{PortPair, PortPool};
+pub use prompt::{Prompt, PromptCache, PromptError};
+pub use relay::{LegParams, RelayStats};
 pub use sdp::{answer, Direction, SdpError, SdpOffer};
+pub use session::Leg;

@@ -1,0 +1,415 @@
+//! One call leg's media state: what it receives (latching, DTMF), what it
+//! sends (the pacer), and whether it has gone silent. The driver owns two
+//! of these per bridged call and the sockets; everything here is sans-IO.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::media::dtmf::{InbandDetector, Rfc4733Receiver};
+use crate::media::event::MediaEvent;
+use crate::media::pacer::{Pacer, PacerConfig, Source};
+use crate::media::relay::{self, Inbound, LegParams, RelayStats, RtpIn, DEFAULT_RELATCH_AFTER};
+
+#[derive(Debug)]
+pub struct Leg {
+    params: LegParams,
+    /// Where the SDP says the peer is; the latched address wins once known.
+    sdp_remote: Option<SocketAddr>,
+    inbound: Inbound,
+    pacer: Pacer,
+    rfc4733: Rfc4733Receiver,
+    inband: Option<InbandDetector>,
+    /// Phones that send RFC 4733 usually also leave the tone in the audio
+    /// for a moment: once a telephone-event is seen, in-band is ignored.
+    seen_4733: bool,
+    /// Last RTP or RTCP from the peer, or when watching started.
+    last_activity: Instant,
+    expect_rx: bool,
+    events: VecDeque<MediaEvent>,
+}
+
+impl Leg {
+    /// A leg sending silence from `now`, with random RTP identifiers.
+    pub fn new(params: LegParams, sdp_remote: Option<SocketAddr>, now: Instant) -> Leg {
+        Leg::with_ids(params, sdp_remote, PacerConfig::random(params.codec), now)
+    }
+
+    /// Like [`Leg::new`] with given SSRC/sequence/timestamp (tests); the
+    /// codec is `params.codec`.
+    pub fn with_ids(
+        params: LegParams,
+        sdp_remote: Option<SocketAddr>,
+        ids: PacerConfig,
+        now: Instant,
+    ) -> Leg {
+        Leg {
+            params,
+            sdp_remote,
+            inbound: Inbound::new(DEFAULT_RELATCH_AFTER),
+            pacer: Pacer::new(
+                PacerConfig {
+                    codec: params.codec,
+                    ..ids
+                },
+                now,
+            ),
+            rfc4733: Rfc4733Receiver::new(),
+            inband: Some(InbandDetector::new()),
+            seen_4733: false,
+            last_activity: now,
+            expect_rx: true,
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn params(&self) -> LegParams {
+        self.params
+    }
+
+    /// Where to send this leg's RTP: the latched source (symmetric RTP,
+    /// phones behind NAT), else the SDP address.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.inbound.latched().or(self.sdp_remote)
+    }
+
+    /// A re-INVITE's new SDP. A moved address drops the latch.
+    pub fn update_remote(&mut self, params: LegParams, sdp_remote: Option<SocketAddr>) {
+        if sdp_remote != self.sdp_remote {
+            self.inbound.reset_latch();
+        }
+        self.sdp_remote = sdp_remote;
+        self.params = params;
+        self.pacer.set_codec(params.codec);
+    }
+
+    /// In-band DTMF costs ~8 multiply-adds per sample: switch it off when
+    /// no menu is listening (e.g. once bridged).
+    pub fn set_inband_dtmf(&mut self, on: bool) {
+        self.inband = on.then(|| self.inband.take().unwrap_or_default());
+    }
+
+    /// Whether the peer is expected to send (false while it holds the call
+    /// with `sendonly`/`inactive` from our side or `recvonly`/`inactive`
+    /// from its side): the RTP timeout only runs while expecting.
+    pub fn set_expect_rx(&mut self, expect: bool, now: Instant) {
+        if expect && !self.expect_rx {
+            self.last_activity = now;
+        }
+        self.expect_rx = expect;
+    }
+
+    /// Plays `source` from the next frame (continuity and marker handled by
+    /// the pacer). `Source::Relay` stops the timer; relayed packets are then
+    /// written by [`Leg::relay_to`] of the other leg.
+    pub fn play(&mut self, source: Source, now: Instant) {
+        self.pacer.set_source(source, now);
+    }
+
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    pub fn stats(&self) -> &RelayStats {
+        self.inbound.stats()
+    }
+
+    /// A datagram from the RTP port. Returns the accepted packet (for
+    /// relaying) after running DTMF detection on it.
+    pub fn on_rtp<'a>(
+        &mut self,
+        from: SocketAddr,
+        pkt: &'a [u8],
+        now: Instant,
+    ) -> Option<RtpIn<'a>> {
+        let rtp = self.inbound.receive(from, pkt, now);
+        if relay::is_rtcp(pkt) {
+            self.last_activity = now; // muxed RTCP: the peer is alive
+        }
+        let rtp = rtp?;
+        self.last_activity = now;
+        if self.params.te_pt == Some(rtp.pt) {
+            self.seen_4733 = true;
+            self.rfc4733.on_packet(rtp.header.ts, rtp.payload, now);
+        } else if let (Some(det), Some(codec), false) = (
+            self.inband.as_mut(),
+            crate::media::g711::Codec::from_pt(rtp.pt),
+            self.seen_4733,
+        ) {
+            det.push_g711(codec, rtp.payload);
+        }
+        Some(rtp)
+    }
+
+    /// A datagram from the RTCP port: counted and taken as a sign of life,
+    /// its content ignored (reports are not needed to keep a call).
+    pub fn on_rtcp(&mut self, _from: SocketAddr, _pkt: &[u8], now: Instant) {
+        self.inbound.stats_mut().rtcp += 1;
+        self.last_activity = now;
+    }
+
+    /// Receives a datagram on this leg and, if accepted and `to` is in
+    /// `Source::Relay`, writes the packet for `to` into `out`. Returns
+    /// whether `out` holds a packet to send to `to.remote()`.
+    pub fn relay_to(
+        &mut self,
+        to: &mut Leg,
+        from: SocketAddr,
+        pkt: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        out.clear();
+        let Some(rtp) = self.on_rtp(from, pkt, now) else {
+            return false;
+        };
+        let to_params = to.params;
+        relay::forward(
+            &rtp,
+            &self.params,
+            &to_params,
+            &mut to.pacer,
+            now,
+            out,
+            self.inbound.stats_mut(),
+        )
+    }
+
+    /// Writes the next generated packet if one is due (call until false).
+    pub fn poll_rtp(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        self.pacer.poll_into(now, out)
+    }
+
+    /// The earliest instant `poll_rtp` or `handle_timeout` has work.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        match (self.pacer.next_due(), self.rfc4733.next_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the DTMF end-of-event timer.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.rfc4733.handle_timeout(now);
+    }
+
+    /// Next event: prompt ended, or a digit by RTP (4733 or in-band).
+    /// SIP INFO digits come through `dtmf::parse_info` in the signalling.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        if let Some(e) = self.pacer.poll_event() {
+            self.events.push_back(e);
+        }
+        while let Some(d) = self.rfc4733.poll_event() {
+            self.events.push_back(MediaEvent::Digit(d));
+        }
+        if let Some(det) = self.inband.as_mut() {
+            while let Some(d) = det.poll_event() {
+                self.events.push_back(MediaEvent::Digit(d));
+            }
+        }
+        self.events.pop_front()
+    }
+
+    /// Last RTP/RTCP from the peer, or when the leg (or the expectation of
+    /// RTP) started.
+    pub fn last_rx(&self) -> Instant {
+        self.last_activity
+    }
+
+    /// True when the peer should be sending and nothing came for `timeout`
+    /// (`rtp_timeout_s`): the call should be ended with a BYE.
+    pub fn is_timed_out(&self, now: Instant, timeout: Duration) -> bool {
+        self.expect_rx && now.saturating_duration_since(self.last_activity) >= timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::dtmf::DtmfSource;
+    use crate::media::g711::Codec;
+    use crate::media::prompt::Prompt;
+    use crate::media::relay::tests::rtp;
+    use rtp_rs::RtpReader;
+
+    fn ids(ssrc: u32) -> PacerConfig {
+        PacerConfig {
+            ssrc,
+            seq: 1000,
+            ts: 50_000,
+            codec: Codec::Pcmu,
+        }
+    }
+
+    fn ms(t: Instant, n: u64) -> Instant {
+        t + Duration::from_millis(n)
+    }
+
+    fn caller_and_agent(t: Instant) -> (Leg, Leg) {
+        let caller = Leg::with_ids(
+            LegParams {
+                codec: Codec::Pcmu,
+                te_pt: Some(101),
+            },
+            Some("192.0.2.1:4000".parse().unwrap()),
+            ids(0xCA11),
+            t,
+        );
+        let agent = Leg::with_ids(
+            LegParams {
+                codec: Codec::Pcma,
+                te_pt: Some(96),
+            },
+            Some("192.0.2.2:6000".parse().unwrap()),
+            ids(0xA6E),
+            t,
+        );
+        (caller, agent)
+    }
+
+    #[test]
+    fn music_then_agent_audio_reaches_the_caller_seamlessly() {
+        let t = Instant::now();
+        let (mut caller, mut agent) = caller_and_agent(t);
+        let music = Prompt::from_linear(&vec![1000i16; 160 * 5]);
+        caller.play(Source::prompt(music, true), t);
+        let mut out = Vec::new();
+        let mut sent = Vec::new();
+        for n in 0..100 {
+            while caller.poll_rtp(ms(t, n), &mut out) {
+                sent.push(out.clone());
+            }
+        }
+        assert_eq!(sent.len(), 5);
+        // Agent answers; its packets now reach the caller.
+        caller.play(Source::Relay, ms(t, 100));
+        assert_eq!(caller.next_timeout(), None);
+        let nat = "198.51.100.7:31000".parse().unwrap();
+        let pkt = rtp(8, 7, 777, 0xFEED, true, &[0xD5; 160]);
+        assert!(agent.relay_to(&mut caller, nat, &pkt, ms(t, 100), &mut out));
+        let r = RtpReader::new(&out).unwrap();
+        assert_eq!(u16::from(r.sequence_number()), 1005);
+        // Last music frame at 80 ms had ts 50_640; 20 ms later is 160 more.
+        assert_eq!(r.timestamp(), 50_000 + 4 * 160 + 160);
+        assert!(r.mark());
+        assert_eq!((r.payload_type(), r.ssrc()), (0, 0xCA11));
+        // A-law "silence" is +8 (no true zero): mu-law 0xFE.
+        assert_eq!(r.payload(), &[0xFE; 160][..]);
+        assert_eq!(crate::media::g711::ULAW_DECODE[0xFE], 8);
+        assert_eq!(agent.remote(), Some(nat), "latched behind NAT");
+        assert_eq!(agent.stats().transcoded, 1);
+        // Before the agent leg is set to Relay, caller audio goes nowhere.
+        let from_caller = "192.0.2.1:4000".parse().unwrap();
+        let cpkt = rtp(0, 1, 1, 0xC0, false, &[0x7F; 160]);
+        assert!(!caller.relay_to(&mut agent, from_caller, &cpkt, ms(t, 101), &mut out));
+        agent.play(Source::Relay, ms(t, 101));
+        assert!(caller.relay_to(&mut agent, from_caller, &cpkt, ms(t, 102), &mut out));
+        assert_eq!(RtpReader::new(&out).unwrap().payload_type(), 8);
+    }
+
+    #[test]
+    fn digits_by_rtp_events_and_in_band() {
+        let t = Instant::now();
+        let (mut caller, _) = caller_and_agent(t);
+        let from = "192.0.2.1:4000".parse().unwrap();
+        // In-band '7' (852 + 1209 Hz) for 100 ms, then silence.
+        let mut seq = 0u16;
+        for f in 0..10u32 {
+            let payload: Vec<u8> = (0..160u32)
+                .map(|i| {
+                    let n = (f * 160 + i) as f32 / 8000.0;
+                    let tau = 2.0 * std::f32::consts::PI;
+                    let x = if f < 5 {
+                        6000.0 * ((tau * 852.0 * n).sin() + (tau * 1209.0 * n).sin())
+                    } else {
+                        0.0
+                    };
+                    Codec::Pcmu.encode(x as i16)
+                })
+                .collect();
+            seq += 1;
+            caller.on_rtp(
+                from,
+                &rtp(0, seq, f * 160, 1, false, &payload),
+                ms(t, 20 * f as u64),
+            );
+        }
+        match caller.poll_event() {
+            Some(MediaEvent::Digit(d)) => {
+                assert_eq!((d.digit, d.source), ('7', DtmfSource::InBand))
+            }
+            other => panic!("{other:?}"),
+        }
+        // RFC 4733 '9', end packet sent three times.
+        for _ in 0..3 {
+            seq += 1;
+            caller.on_rtp(
+                from,
+                &rtp(101, seq, 9999, 1, false, &[9, 0x8A, 0x03, 0x20]),
+                ms(t, 300),
+            );
+        }
+        match caller.poll_event() {
+            Some(MediaEvent::Digit(d)) => {
+                assert_eq!(
+                    (d.digit, d.duration_ms, d.source),
+                    ('9', 100, DtmfSource::Rfc4733)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(caller.poll_event(), None);
+    }
+
+    #[test]
+    fn prompt_end_reaches_the_leg_events() {
+        let t = Instant::now();
+        let (mut caller, _) = caller_and_agent(t);
+        caller.play(Source::prompt(Prompt::from_linear(&[0; 300]), false), t);
+        let mut out = Vec::new();
+        assert!(caller.poll_rtp(t, &mut out));
+        assert_eq!(caller.poll_event(), None);
+        assert!(caller.poll_rtp(ms(t, 20), &mut out));
+        assert_eq!(caller.poll_event(), Some(MediaEvent::PromptEnded));
+    }
+
+    #[test]
+    fn rtp_timeout_counts_rtp_and_rtcp_and_pauses_on_hold() {
+        let t = Instant::now();
+        let (mut caller, _) = caller_and_agent(t);
+        let limit = Duration::from_secs(30);
+        assert!(!caller.is_timed_out(ms(t, 29_999), limit));
+        assert!(caller.is_timed_out(ms(t, 30_000), limit));
+        let from = "192.0.2.1:4000".parse().unwrap();
+        caller.on_rtp(from, &rtp(0, 1, 1, 1, false, &[0xFF; 160]), ms(t, 20_000));
+        assert_eq!(caller.last_rx(), ms(t, 20_000));
+        assert!(!caller.is_timed_out(ms(t, 49_999), limit));
+        // Garbage is no sign of life.
+        caller.on_rtp(from, &[1, 2, 3], ms(t, 40_000));
+        assert!(caller.is_timed_out(ms(t, 50_000), limit));
+        caller.on_rtcp(from, &[0x80, 200, 0, 6], ms(t, 45_000));
+        assert!(!caller.is_timed_out(ms(t, 74_999), limit));
+        caller.set_expect_rx(false, ms(t, 75_000));
+        assert!(!caller.is_timed_out(ms(t, 500_000), limit));
+        caller.set_expect_rx(true, ms(t, 500_000));
+        assert!(!caller.is_timed_out(ms(t, 529_999), limit));
+        assert!(caller.is_timed_out(ms(t, 530_000), limit));
+    }
+
+    #[test]
+    fn reinvite_to_a_new_address_relatches() {
+        let t = Instant::now();
+        let (mut caller, _) = caller_and_agent(t);
+        let nat = "198.51.100.7:31000".parse().unwrap();
+        caller.on_rtp(nat, &rtp(0, 1, 1, 1, false, &[]), t);
+        assert_eq!(caller.remote(), Some(nat));
+        let params = LegParams {
+            codec: Codec::Pcma,
+            te_pt: None,
+        };
+        let moved = "192.0.2.50:4100".parse().unwrap();
+        caller.update_remote(params, Some(moved));
+        assert_eq!(caller.remote(), Some(moved));
+        assert_eq!(caller.pacer().codec(), Codec::Pcma);
+    }
+}
