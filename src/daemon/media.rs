@@ -1,8 +1,9 @@
-//! The tokio side of media: one UDP socket per leg on its RTP port, a reader
-//! task per socket, and one task that owns every leg and carries out the
-//! endpoint's media commands: latch the peer's address (symmetric RTP),
-//! relay packets between bridged legs, and report a leg that has gone
-//! silent for `server.rtp_timeout_s`.
+//! The tokio side of media: one UDP socket per leg on its RTP port (RTCP is
+//! accepted muxed on it), a reader task per socket, and one task that owns
+//! every leg's sans-IO [`Leg`] and carries out the endpoint's media
+//! commands: play prompts and music (paced every few milliseconds), relay
+//! between bridged legs (transcoding PCMU/PCMA), detect digits, and report
+//! a leg that has gone silent for `server.rtp_timeout_s`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -16,26 +17,29 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::endpoint::{LegId, MediaCommand, MediaEvent};
+use crate::media::relay::is_rtcp;
+use crate::media::{Codec, Leg, LegParams, Prompt, PromptCache, Source};
 
-/// A received RTP packet and where it came from.
+/// How often generated audio (prompts, music) is paced out. The pacer
+/// keeps its own 20 ms grid; this only bounds how late a frame leaves.
+const PACE_TICK: Duration = Duration::from_millis(5);
+
+/// A received datagram and where it came from.
 struct Packet {
     leg: LegId,
     bytes: Bytes,
     from: SocketAddr,
 }
 
-struct Leg {
+struct Slot {
     sock: Arc<UdpSocket>,
     reader: JoinHandle<()>,
-    /// Where we send: the SDP's address until the peer's own packets latch it.
-    remote: Option<SocketAddr>,
-    latched: bool,
-    last_rx: Instant,
-    timed_out: bool,
+    leg: Leg,
     bridge: Option<LegId>,
+    timed_out: bool,
 }
 
-impl Drop for Leg {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.reader.abort();
     }
@@ -58,6 +62,16 @@ pub fn spawn(bind_ip: IpAddr, rtp_timeout: Duration) -> Media {
     }
 }
 
+struct Engine {
+    bind_ip: IpAddr,
+    rtp_timeout: Duration,
+    slots: HashMap<LegId, Slot>,
+    prompts: PromptCache,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    pkt_tx: mpsc::Sender<Packet>,
+    out: Vec<u8>,
+}
+
 async fn run(
     bind_ip: IpAddr,
     rtp_timeout: Duration,
@@ -65,102 +79,207 @@ async fn run(
     events: mpsc::UnboundedSender<MediaEvent>,
 ) {
     let (pkt_tx, mut packets) = mpsc::channel::<Packet>(8192);
-    let mut legs: HashMap<LegId, Leg> = HashMap::new();
-    let mut check = tokio::time::interval(Duration::from_millis(500));
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut e = Engine {
+        bind_ip,
+        rtp_timeout,
+        slots: HashMap::new(),
+        prompts: PromptCache::new(),
+        events,
+        pkt_tx,
+        out: Vec::with_capacity(256),
+    };
+    let mut tick = tokio::time::interval(PACE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
-                Some(cmd) => apply(cmd, bind_ip, &mut legs, &pkt_tx).await,
+                Some(cmd) => e.apply(cmd).await,
                 None => return,
             },
-            Some(p) = packets.recv() => relay(p, &mut legs),
-            _ = check.tick() => {
-                let now = Instant::now();
-                for (id, leg) in legs.iter_mut() {
-                    if !leg.timed_out && now.duration_since(leg.last_rx) >= rtp_timeout {
-                        leg.timed_out = true;
-                        let _ = events.send(MediaEvent::Timeout { leg: *id });
+            Some(p) = packets.recv() => {
+                e.on_packet(p);
+                // Take what else arrived in one go.
+                while let Ok(p) = packets.try_recv() {
+                    e.on_packet(p);
+                }
+            }
+            _ = tick.tick() => e.on_tick(Instant::now()),
+        }
+    }
+}
+
+fn params(codec: u8, telephone_event: Option<u8>) -> LegParams {
+    LegParams {
+        codec: Codec::from_pt(codec).unwrap_or(Codec::Pcmu),
+        te_pt: telephone_event,
+    }
+}
+
+impl Engine {
+    async fn apply(&mut self, cmd: MediaCommand) {
+        let now = Instant::now();
+        match cmd {
+            MediaCommand::Open {
+                leg,
+                port,
+                remote,
+                codec,
+                telephone_event,
+            } => {
+                let sock = match UdpSocket::bind(SocketAddr::new(self.bind_ip, port)).await {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => return warn!(leg, port, error = %e, "cannot bind RTP port"),
+                };
+                let reader = tokio::spawn(read_loop(leg, sock.clone(), self.pkt_tx.clone()));
+                let l = Leg::new(params(codec, telephone_event), remote, now);
+                self.slots.insert(
+                    leg,
+                    Slot {
+                        sock,
+                        reader,
+                        leg: l,
+                        bridge: None,
+                        timed_out: false,
+                    },
+                );
+            }
+            MediaCommand::Update {
+                leg,
+                remote,
+                codec,
+                telephone_event,
+            } => {
+                if let Some(s) = self.slots.get_mut(&leg) {
+                    s.leg.update_remote(params(codec, telephone_event), remote);
+                }
+            }
+            MediaCommand::Play {
+                leg,
+                prompts,
+                looped,
+            } => {
+                let loaded: Vec<Prompt> = prompts
+                    .iter()
+                    .filter_map(|p| match self.prompts.get(p) {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            warn!(path = %p.display(), error = %e, "prompt not playable");
+                            None
+                        }
+                    })
+                    .collect();
+                let Some(s) = self.slots.get_mut(&leg) else {
+                    return;
+                };
+                if loaded.is_empty() {
+                    // Nothing to play still ends: the IVR must go on.
+                    let _ = self.events.send(MediaEvent::PromptEnded { leg });
+                    return;
+                }
+                let prompt = if loaded.len() == 1 {
+                    loaded[0].clone()
+                } else {
+                    Prompt::concat(&loaded)
+                };
+                s.leg.play(Source::prompt(prompt, looped), now);
+            }
+            MediaCommand::Stop { leg } => {
+                if let Some(s) = self.slots.get_mut(&leg) {
+                    s.leg.play(Source::Silence, now);
+                }
+            }
+            MediaCommand::Bridge { a, b } => {
+                for (me, other) in [(a, b), (b, a)] {
+                    if let Some(s) = self.slots.get_mut(&me) {
+                        s.bridge = Some(other);
+                        s.leg.play(Source::Relay, now);
+                        // Digits are no longer for the IVR; spare the CPU.
+                        s.leg.set_inband_dtmf(false);
+                    }
+                }
+            }
+            MediaCommand::Close { leg } => {
+                if let Some(s) = self.slots.remove(&leg) {
+                    if let Some(other) = s.bridge.and_then(|b| self.slots.get_mut(&b)) {
+                        other.bridge = None;
+                        other.leg.play(Source::Silence, now);
                     }
                 }
             }
         }
     }
-}
 
-async fn apply(
-    cmd: MediaCommand,
-    bind_ip: IpAddr,
-    legs: &mut HashMap<LegId, Leg>,
-    pkt_tx: &mpsc::Sender<Packet>,
-) {
-    match cmd {
-        MediaCommand::Open {
-            leg, port, remote, ..
-        } => {
-            let sock = match UdpSocket::bind(SocketAddr::new(bind_ip, port)).await {
-                Ok(s) => Arc::new(s),
-                Err(e) => return warn!(leg, port, error = %e, "cannot bind RTP port"),
+    fn on_packet(&mut self, p: Packet) {
+        let now = Instant::now();
+        if is_rtcp(&p.bytes) {
+            if let Some(s) = self.slots.get_mut(&p.leg) {
+                s.leg.on_rtcp(p.from, &p.bytes, now);
+            }
+            return;
+        }
+        let bridge = self.slots.get(&p.leg).and_then(|s| s.bridge);
+        match bridge {
+            Some(b) if self.slots.contains_key(&b) => {
+                // Two legs of one map: take one out to borrow both.
+                let Some(mut me) = self.slots.remove(&p.leg) else {
+                    return;
+                };
+                if let Some(other) = self.slots.get_mut(&b) {
+                    if me
+                        .leg
+                        .relay_to(&mut other.leg, p.from, &p.bytes, now, &mut self.out)
+                    {
+                        if let Some(to) = other.leg.remote() {
+                            if let Err(e) = other.sock.try_send_to(&self.out, to) {
+                                debug!(error = %e, "rtp relay send failed");
+                            }
+                        }
+                    }
+                }
+                self.slots.insert(p.leg, me);
+            }
+            _ => {
+                if let Some(s) = self.slots.get_mut(&p.leg) {
+                    let _ = s.leg.on_rtp(p.from, &p.bytes, now);
+                }
+            }
+        }
+        self.drain_events(p.leg);
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        let ids: Vec<LegId> = self.slots.keys().copied().collect();
+        for id in ids {
+            let Some(s) = self.slots.get_mut(&id) else {
+                continue;
             };
-            let reader = tokio::spawn(read_loop(leg, sock.clone(), pkt_tx.clone()));
-            legs.insert(
-                leg,
-                Leg {
-                    sock,
-                    reader,
-                    remote,
-                    latched: false,
-                    last_rx: Instant::now(),
-                    timed_out: false,
-                    bridge: None,
-                },
-            );
-        }
-        MediaCommand::Update { leg, remote, .. } => {
-            if let Some(l) = legs.get_mut(&leg) {
-                if !l.latched {
-                    l.remote = remote;
+            s.leg.handle_timeout(now);
+            while s.leg.poll_rtp(now, &mut self.out) {
+                if let Some(to) = s.leg.remote() {
+                    let _ = s.sock.try_send_to(&self.out, to);
                 }
             }
-        }
-        MediaCommand::Bridge { a, b } => {
-            if let Some(l) = legs.get_mut(&a) {
-                l.bridge = Some(b);
+            if !s.timed_out && s.leg.is_timed_out(now, self.rtp_timeout) {
+                s.timed_out = true;
+                let _ = self.events.send(MediaEvent::Timeout { leg: id });
             }
-            if let Some(l) = legs.get_mut(&b) {
-                l.bridge = Some(a);
-            }
+            self.drain_events(id);
         }
-        MediaCommand::Close { leg } => {
-            if let Some(l) = legs.remove(&leg) {
-                if let Some(other) = l.bridge.and_then(|b| legs.get_mut(&b)) {
-                    other.bridge = None;
-                }
-            }
-        }
-        // Prompt and music playback come with the RTP pacer.
-        MediaCommand::Play { .. } | MediaCommand::Stop { .. } => {}
     }
-}
 
-/// Symmetric RTP: the peer's packets say where it is; then the payload goes
-/// to the bridged leg's peer.
-fn relay(p: Packet, legs: &mut HashMap<LegId, Leg>) {
-    let Some(leg) = legs.get_mut(&p.leg) else {
-        return;
-    };
-    leg.last_rx = Instant::now();
-    leg.timed_out = false;
-    if !leg.latched || leg.remote != Some(p.from) {
-        leg.remote = Some(p.from);
-        leg.latched = true;
-    }
-    let Some(other) = leg.bridge.and_then(|b| legs.get(&b)) else {
-        return;
-    };
-    if let Some(to) = other.remote {
-        if let Err(e) = other.sock.try_send_to(&p.bytes, to) {
-            debug!(error = %e, "rtp relay send failed");
+    fn drain_events(&mut self, id: LegId) {
+        let Some(s) = self.slots.get_mut(&id) else {
+            return;
+        };
+        while let Some(ev) = s.leg.poll_event() {
+            let ev = match ev {
+                crate::media::MediaEvent::PromptEnded => MediaEvent::PromptEnded { leg: id },
+                crate::media::MediaEvent::Digit(d) => MediaEvent::Digit {
+                    leg: id,
+                    digit: d.digit,
+                },
+            };
+            let _ = self.events.send(ev);
         }
     }
 }
@@ -170,10 +289,6 @@ async fn read_loop(leg: LegId, sock: Arc<UdpSocket>, tx: mpsc::Sender<Packet>) {
     loop {
         match sock.recv_from(&mut buf).await {
             Ok((n, from)) => {
-                // Not RTP version 2, or shorter than its fixed header: drop.
-                if n < 12 || buf[0] >> 6 != 2 {
-                    continue;
-                }
                 let p = Packet {
                     leg,
                     bytes: Bytes::copy_from_slice(&buf[..n]),

@@ -206,12 +206,16 @@ impl Endpoint {
                 }
             }
             Method::Info => {
-                let code = if self.find_call(&req).is_some() {
-                    200
-                } else {
-                    481
+                let Some(ck) = self.find_call(&req) else {
+                    return self.reply(&key, &req, 481, now);
                 };
-                self.reply(&key, &req, code, now);
+                self.reply(&key, &req, 200, now);
+                // DTMF by SIP INFO (application/dtmf-relay or dtmf).
+                let ctype = headers::content_type(&req).unwrap_or_default();
+                if let Some(ev) = crate::media::dtmf::parse_info(&ctype, &req.body) {
+                    info!(call = %ck.0, digit = %ev.digit, "digit (SIP INFO)");
+                    self.ivr_event(&ck, crate::ivr::IvrEvent::Digit(ev.digit), now);
+                }
             }
             // A CANCEL that matched no INVITE (matched ones come as events).
             Method::Cancel => self.reply(&key, &req, 481, now),

@@ -510,7 +510,7 @@ mod tests {
                 .map(|(a, b)| a + b)
                 .collect();
             samples.extend(tone);
-            samples.extend(std::iter::repeat(0.0).take(off * 8));
+            samples.extend(std::iter::repeat_n(0.0, off * 8));
         }
         let pcm: Vec<u8> = samples
             .iter()
@@ -571,7 +571,7 @@ mod tests {
 
     #[test]
     fn no_digits_from_silence_noise_or_music() {
-        assert!(run_detector(std::iter::repeat(0.0).take(80000)).is_empty());
+        assert!(run_detector(std::iter::repeat_n(0.0, 80000)).is_empty());
         let mut rng = Noise(42);
         assert!(run_detector((0..80000).map(|_| rng.next(12000.0))).is_empty());
         // A major chord with harmonics (880 and 1320 Hz sit near 852 and
