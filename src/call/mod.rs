@@ -69,6 +69,8 @@ pub struct Call {
     pub answered_at: Option<std::time::SystemTime>,
     /// The agent ended the call (BYE from the agent's phone).
     pub hangup_by_agent: bool,
+    /// When the caller's position is next announced.
+    pub announce_at: Option<Instant>,
     /// The caller's media leg, once answered.
     pub leg: Option<u64>,
     /// The `Reason` header value of our BYE, when we hang up for a cause.
@@ -114,6 +116,7 @@ impl Call {
             agent_id: None,
             answered_at: None,
             hangup_by_agent: false,
+            announce_at: None,
             leg: None,
             bye_reason: None,
             ivr: None,
@@ -131,7 +134,7 @@ impl Call {
             _ => {
                 let agent = self.agent.as_ref().and_then(agent::AgentLeg::poll_timeout);
                 let ivr = self.ivr.as_ref().and_then(crate::ivr::IvrRun::poll_timeout);
-                agent.into_iter().chain(ivr).min()
+                agent.into_iter().chain(ivr).chain(self.announce_at).min()
             }
         }
     }

@@ -357,6 +357,7 @@ impl Endpoint {
         self.run_action(ck, action, now);
         self.agent_ring_timeout(ck, now);
         self.ivr_timeout(ck, now);
+        self.announce_position(ck, now);
     }
 
     pub(super) fn hang_up(&mut self, ck: &CallKey, now: Now) {

@@ -4,6 +4,7 @@
 //! Sans-IO: the daemon supplies `now` and owns sockets and sleeps.
 
 mod agents;
+mod announce;
 mod calls;
 mod ivr;
 mod media;

@@ -67,6 +67,7 @@ impl Endpoint {
         self.acd_calls.insert(id, ck.clone());
         info!(call = %ck.0, %queue, priority, "caller entered queue");
         self.play_music(ck);
+        self.schedule_announcement(ck, now);
         match self
             .router
             .caller_arrives(id, queue, priority, now.mono, wall(now))

@@ -35,6 +35,14 @@ ring_timeout_s = 10
 [queues.sales]
 skills = { sales = 1 }
 
+[queues.hold]
+skills = { nobody = 1 }
+announce_position_s = 2
+
+[[numbers]]
+number = "1560"
+to = "queue:hold"
+
 [[numbers]]
 number = "1500"
 to = "queue:support"
@@ -96,7 +104,15 @@ impl Harness {
         let data = dir.path().join("data");
         let prompts = dir.path().join("prompts");
         std::fs::create_dir_all(&prompts).unwrap();
-        std::fs::write(prompts.join("menu.wav"), wav_8k_pcm16(800)).unwrap();
+        let names = ["menu.wav", "you-are-number.wav", "in-the-queue.wav"];
+        let digits: Vec<String> = (0..10).map(|d| format!("{d}.wav")).collect();
+        for name in names
+            .iter()
+            .copied()
+            .chain(digits.iter().map(String::as_str))
+        {
+            std::fs::write(prompts.join(name), wav_8k_pcm16(800)).unwrap();
+        }
         let text = CONFIG
             .replace("DATA", data.to_str().unwrap())
             .replace("PROMPTS", prompts.to_str().unwrap());
@@ -828,4 +844,53 @@ fn ivr_menu_timeout_goes_to_on_fail() {
     let byes = requests_to(&out, h.phone);
     assert_eq!(byes.len(), 1, "{out:?}");
     assert_eq!(byes[0].method, rsip::Method::Bye);
+}
+
+#[test]
+fn queued_callers_hear_their_position() {
+    use super::MediaCommand;
+    let mut h = Harness::new();
+    for cid in ["pos1", "pos2"] {
+        let out = h.send(&invite("1560", cid, &format!("z9hG4bK{cid}")));
+        let tag = to_tag(&out[1]);
+        h.send_from(
+            h.phone,
+            &in_dialog("ACK", "1560", cid, &tag, 1, &format!("z9hG4bKa{cid}")),
+        );
+        h.advance_all(Duration::from_millis(100));
+    }
+    media_cmds(&mut h);
+    h.advance_all(Duration::from_secs(2));
+    let plays: Vec<Vec<String>> = media_cmds(&mut h)
+        .into_iter()
+        .filter_map(|c| match c {
+            MediaCommand::Play {
+                prompts,
+                looped: false,
+                ..
+            } => Some(
+                prompts
+                    .iter()
+                    .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        plays.contains(&vec![
+            "you-are-number.wav".into(),
+            "1.wav".into(),
+            "in-the-queue.wav".into()
+        ]),
+        "{plays:?}"
+    );
+    assert!(
+        plays.contains(&vec![
+            "you-are-number.wav".into(),
+            "2.wav".into(),
+            "in-the-queue.wav".into()
+        ]),
+        "{plays:?}"
+    );
 }

@@ -1,0 +1,97 @@
+//! Position announcements for queued callers ("you are number 3 in the
+//! queue"), every `announce_position_s` of their queue, built from the
+//! number prompts in the prompts directory; then the music resumes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::media::MediaCommand;
+use super::{CallKey, Endpoint, Now};
+use crate::call::agent::AgentLegState;
+
+impl Endpoint {
+    /// Arms the first announcement of a caller who just entered a queue.
+    pub(super) fn schedule_announcement(&mut self, ck: &CallKey, now: Now) {
+        let every = self.announce_every(ck);
+        if let Some(call) = self.calls.get_mut(ck) {
+            call.announce_at = every.map(|e| now.mono + e);
+        }
+    }
+
+    fn announce_every(&self, ck: &CallKey) -> Option<Duration> {
+        let q = self.calls.get(ck)?.queue()?;
+        let s = self.cfg.queues.get(q)?.announce_position_s;
+        (s > 0).then(|| Duration::from_secs(s))
+    }
+
+    /// Plays the caller's position if its announcement is due.
+    pub(super) fn announce_position(&mut self, ck: &CallKey, now: Now) {
+        let Some(call) = self.calls.get(ck) else {
+            return;
+        };
+        if call.announce_at.is_none_or(|t| t > now.mono) {
+            return;
+        }
+        let next = self.announce_every(ck).map(|e| now.mono + e);
+        let ringing = call
+            .agent
+            .as_ref()
+            .is_some_and(|l| l.state != AgentLegState::Ending);
+        let (Some(leg), Some(queue), Some(since)) = (call.leg, call.queue(), call.queued_at) else {
+            return;
+        };
+        let me = (-call.priority, since);
+        // The router serves higher priority first, then the longest wait.
+        let position = 1 + self
+            .calls
+            .values()
+            .filter(|c| c.queue() == Some(queue) && c.agent.is_none() && c.acd.is_some())
+            .filter_map(|c| Some((-c.priority, c.queued_at?)))
+            .filter(|other| *other < me)
+            .count();
+        let prompts = position_prompts(&self.cfg.server.prompts, position);
+        if let Some(call) = self.calls.get_mut(ck) {
+            call.announce_at = next;
+        }
+        if !ringing {
+            // The music comes back when the announcement ends.
+            self.media(MediaCommand::Play {
+                leg,
+                prompts,
+                looped: false,
+            });
+        }
+    }
+}
+
+/// `you-are-number.wav`, one prompt per digit of `position`, then
+/// `in-the-queue.wav`.
+fn position_prompts(dir: &std::path::Path, position: usize) -> Vec<PathBuf> {
+    let mut p = vec![dir.join("you-are-number.wav")];
+    p.extend(
+        position
+            .to_string()
+            .chars()
+            .map(|d| dir.join(format!("{d}.wav"))),
+    );
+    p.push(dir.join("in-the-queue.wav"));
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_read_the_position_digit_by_digit() {
+        let p = position_prompts(std::path::Path::new("/p"), 12);
+        let names: Vec<_> = p
+            .iter()
+            .map(|x| x.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["you-are-number.wav", "1.wav", "2.wav", "in-the-queue.wav"]
+        );
+    }
+}
