@@ -7,6 +7,7 @@ mod common;
 
 use common::sip::{header, method, status_code};
 use common::{ConfigSpec, Daemon};
+use sipacd::media::g711::{linear_to_alaw, linear_to_ulaw, ALAW_TO_ULAW, ULAW_TO_ALAW};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
@@ -47,10 +48,10 @@ fn sdp_port(msg: &str) -> u16 {
     m.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
-fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
+fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![
         0x80,
-        0x00,
+        pt,
         (seq >> 8) as u8,
         seq as u8,
         0,
@@ -68,7 +69,14 @@ fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
 
 /// Sends `payload` from `from` to `to` every 40 ms, as a phone streams
 /// audio, until it shows up on `at`.
-fn stream_until_heard(from: &UdpSocket, to: u16, at: &UdpSocket, payload: &[u8]) -> bool {
+fn stream_until_heard(
+    from: &UdpSocket,
+    pt: u8,
+    to: u16,
+    at: &UdpSocket,
+    payload: &[u8],
+    expect: &[u8],
+) -> bool {
     let deadline = Instant::now() + WAIT;
     let mut buf = vec![0u8; 2048];
     at.set_read_timeout(Some(Duration::from_millis(40)))
@@ -76,9 +84,10 @@ fn stream_until_heard(from: &UdpSocket, to: u16, at: &UdpSocket, payload: &[u8])
     let mut seq = 0u16;
     while Instant::now() < deadline {
         seq += 1;
-        from.send_to(&rtp(seq, payload), ("127.0.0.1", to)).unwrap();
+        from.send_to(&rtp(pt, seq, payload), ("127.0.0.1", to))
+            .unwrap();
         if let Ok((n, _)) = at.recv_from(&mut buf) {
-            if n >= 12 && buf[12..n].ends_with(payload) {
+            if n >= 12 && buf[12..n].ends_with(expect) {
                 return true;
             }
         }
@@ -88,6 +97,41 @@ fn stream_until_heard(from: &UdpSocket, to: u16, at: &UdpSocket, payload: &[u8])
 
 #[test]
 fn caller_and_agent_hear_each_other_through_sipacd() {
+    bridge(0, 0);
+}
+
+/// The caller speaks PCMU, the agent's phone only PCMA: sipacd transcodes
+/// each way.
+#[test]
+fn pcmu_caller_and_pcma_agent_are_transcoded() {
+    bridge(0, 8);
+}
+
+/// A 20 ms frame of a 440 Hz tone in the codec of payload type `pt`.
+fn tone_frame(pt: u8) -> Vec<u8> {
+    (0..160)
+        .map(|i| {
+            let v =
+                (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / 8000.0).sin()) as i16;
+            if pt == 8 {
+                linear_to_alaw(v)
+            } else {
+                linear_to_ulaw(v)
+            }
+        })
+        .collect()
+}
+
+/// What a frame sent in `from_pt` must look like after sipacd in `to_pt`.
+fn as_received(frame: &[u8], from_pt: u8, to_pt: u8) -> Vec<u8> {
+    match (from_pt, to_pt) {
+        (0, 8) => frame.iter().map(|b| ULAW_TO_ALAW[*b as usize]).collect(),
+        (8, 0) => frame.iter().map(|b| ALAW_TO_ULAW[*b as usize]).collect(),
+        _ => frame.to_vec(),
+    }
+}
+
+fn bridge(caller_pt: u8, agent_pt: u8) {
     let (agent_sip, agent_sip_port) = sock();
     let (agent_rtp, agent_rtp_port) = sock();
     let (caller_sip, caller_sip_port) = sock();
@@ -101,7 +145,7 @@ fn caller_and_agent_hear_each_other_through_sipacd() {
     let target = ("127.0.0.1", port);
 
     // Caller: INVITE with its RTP port.
-    let body = sdp(caller_rtp_port, 0);
+    let body = sdp(caller_rtp_port, caller_pt);
     let invite = format!(
         "INVITE sip:1900@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_sip_port};branch=z9hG4bKmb1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:5551234@127.0.0.1>;tag=cb1\r\nTo: <sip:1900@127.0.0.1>\r\nCall-ID: media-bridge-1\r\nCSeq: 1 INVITE\r\nContact: <sip:c@127.0.0.1:{caller_sip_port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -128,7 +172,7 @@ fn caller_and_agent_hear_each_other_through_sipacd() {
     );
     let agent_leg_port = sdp_port(&inv);
     assert_ne!(agent_leg_port, caller_leg_port);
-    let answer_body = sdp(agent_rtp_port, 0);
+    let answer_body = sdp(agent_rtp_port, agent_pt);
     let line = |n: &str| header(&inv, n, None).unwrap().to_string();
     let ok = format!(
         "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=ag1\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:3001@127.0.0.1:{agent_sip_port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer_body}",
@@ -137,13 +181,29 @@ fn caller_and_agent_hear_each_other_through_sipacd() {
     agent_sip.send_to(ok.as_bytes(), target).unwrap();
     expect(&agent_sip, "ACK from sipacd", |m| method(m) == Some("ACK"));
 
-    // Audio both ways, through sipacd's legs.
+    // Audio both ways, through sipacd's legs, each in its own codec.
+    let from_caller = tone_frame(caller_pt);
+    let from_agent = tone_frame(agent_pt);
     assert!(
-        stream_until_heard(&caller_rtp, caller_leg_port, &agent_rtp, b"from-caller"),
+        stream_until_heard(
+            &caller_rtp,
+            caller_pt,
+            caller_leg_port,
+            &agent_rtp,
+            &from_caller,
+            &as_received(&from_caller, caller_pt, agent_pt)
+        ),
         "the agent never heard the caller"
     );
     assert!(
-        stream_until_heard(&agent_rtp, agent_leg_port, &caller_rtp, b"from-agent"),
+        stream_until_heard(
+            &agent_rtp,
+            agent_pt,
+            agent_leg_port,
+            &caller_rtp,
+            &from_agent,
+            &as_received(&from_agent, agent_pt, caller_pt)
+        ),
         "the caller never heard the agent"
     );
 
