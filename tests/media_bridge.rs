@@ -218,3 +218,42 @@ fn bridge(caller_pt: u8, agent_pt: u8) {
     expect(&agent_sip, "BYE to the agent", |m| method(m) == Some("BYE"));
     assert!(d.is_alive());
 }
+
+/// A caller whose phone sends no RTP for `rtp_timeout_s` is hung up with a
+/// BYE that says why (RFC 3326 Reason).
+#[test]
+fn silent_caller_is_hung_up_after_rtp_timeout() {
+    let (caller_sip, caller_sip_port) = sock();
+    let (_caller_rtp, caller_rtp_port) = sock();
+    let mut spec = ConfigSpec::new();
+    spec.rtp_timeout_s = 1;
+    let d = Daemon::start_with(spec);
+    let port = d.sip_port();
+    let body = sdp(caller_rtp_port, 0);
+    let invite = format!(
+        "INVITE sip:1500@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_sip_port};branch=z9hG4bKrt1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:5551234@127.0.0.1>;tag=rt1\r\nTo: <sip:1500@127.0.0.1>\r\nCall-ID: rtp-timeout-1\r\nCSeq: 1 INVITE\r\nContact: <sip:c@127.0.0.1:{caller_sip_port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let target = ("127.0.0.1", port);
+    caller_sip.send_to(invite.as_bytes(), target).unwrap();
+    let ok = expect(&caller_sip, "200 to the caller", |m| {
+        status_code(m) == Some(200)
+    });
+    let to = header(&ok, "To", None).unwrap().to_string();
+    let ack = format!(
+        "ACK sip:1500@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_sip_port};branch=z9hG4bKrt2;rport\r\nMax-Forwards: 70\r\nFrom: <sip:5551234@127.0.0.1>;tag=rt1\r\nTo: {to}\r\nCall-ID: rtp-timeout-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller_sip.send_to(ack.as_bytes(), target).unwrap();
+    let started = Instant::now();
+    let bye = expect(&caller_sip, "BYE after the RTP timeout", |m| {
+        method(m) == Some("BYE")
+    });
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "BYE too early"
+    );
+    assert!(
+        header(&bye, "Reason", None).is_some_and(|r| r.contains("RTP timeout")),
+        "{bye}"
+    );
+}

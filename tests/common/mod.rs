@@ -86,6 +86,8 @@ pub struct ConfigSpec {
     pub rtp_base: u16,
     pub max_calls: u32,
     pub drain_s: u32,
+    /// `server.rtp_timeout_s`.
+    pub rtp_timeout_s: u32,
     /// Appended verbatim at the end of the file.
     pub extra: String,
 }
@@ -100,6 +102,7 @@ impl ConfigSpec {
             rtp_base,
             max_calls: 100,
             drain_s: 2,
+            rtp_timeout_s: 60,
             extra: String::new(),
         }
     }
@@ -120,6 +123,7 @@ prompts = "{prompts}"
 timezone = "UTC"
 drain_s = {drain}
 max_calls = {max_calls}
+rtp_timeout_s = {rtp_timeout}
 
 [agents.1001]
 name = "Alice"
@@ -158,6 +162,7 @@ type = "hangup"
             prompts = root.join("prompts").display(),
             drain = self.drain_s,
             max_calls = self.max_calls,
+            rtp_timeout = self.rtp_timeout_s,
             extra = self.extra,
         )
     }
