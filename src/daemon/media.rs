@@ -148,9 +148,11 @@ impl Engine {
                 remote,
                 codec,
                 telephone_event,
+                sending,
             } => {
                 if let Some(s) = self.slots.get_mut(&leg) {
                     s.leg.update_remote(params(codec, telephone_event), remote);
+                    s.leg.set_expect_rx(sending, now);
                 }
             }
             MediaCommand::Play {

@@ -406,12 +406,21 @@ impl Endpoint {
         resp.body = body.into_bytes(); // serialize() writes the Content-Length
         self.stats.calls_answered += 1;
         let (remote, codec, telephone_event) = media_of(call.offer.as_ref());
+        // A phone that holds (sendonly/inactive) stops sending RTP: that
+        // silence must not count against rtp_timeout_s.
+        let sending = call.offer.as_ref().is_none_or(|o| {
+            matches!(
+                o.direction,
+                sdp::Direction::SendRecv | sdp::Direction::SendOnly
+            ) && o.addr.is_some()
+        });
         match call.leg {
             Some(leg) => self.media(MediaCommand::Update {
                 leg,
                 remote,
                 codec,
                 telephone_event,
+                sending,
             }),
             None => {
                 let leg = self.new_leg();

@@ -37,6 +37,9 @@ pub enum MediaCommand {
         remote: Option<SocketAddr>,
         codec: u8,
         telephone_event: Option<u8>,
+        /// Whether the peer will send RTP (false while it holds the call
+        /// with `recvonly`/`inactive` or a 0.0.0.0 address).
+        sending: bool,
     },
     /// Play prompts one after another, again from the first if `looped`.
     Play {

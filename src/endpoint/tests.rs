@@ -894,3 +894,29 @@ fn queued_callers_hear_their_position() {
         "{plays:?}"
     );
 }
+
+#[test]
+fn hold_by_reinvite_is_mirrored_and_inactive_stops_the_rtp_clock() {
+    use super::MediaCommand;
+    let mut h = Harness::new();
+    let out = h.send(&invite("1600", "hold1", "z9hG4bKh1"));
+    let tag = to_tag(&out[1]);
+    media_cmds(&mut h);
+    let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=inactive\r\n";
+    let reinvite = format!(
+        "INVITE sip:1600@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKh2\nMax-Forwards: 70\nFrom: <sip:caller@127.0.0.1>;tag=c1\nTo: <sip:1600@127.0.0.1>;tag={tag}\nCall-ID: hold1\nCSeq: 2 INVITE\nContact: <sip:caller@127.0.0.1:5070>\nContent-Type: application/sdp\nContent-Length: {}\n\n{sdp}",
+        sdp.len()
+    );
+    let out = h.send(&reinvite);
+    let ok = out
+        .iter()
+        .find(|m| codes(std::slice::from_ref(m)) == vec![200])
+        .expect("200");
+    assert!(ok.to_string().contains("a=inactive"), "{ok}");
+    let cmds = media_cmds(&mut h);
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, MediaCommand::Update { sending: false, .. })),
+        "{cmds:?}"
+    );
+}
