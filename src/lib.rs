@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod call;
 pub mod cdr;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod endpoint;

@@ -126,7 +126,7 @@ struct Acc {
 pub fn compute_report(records: &[CallRecord], opts: &ReportOptions) -> Report {
     let mut queues: BTreeMap<(String, Option<String>), Acc> = BTreeMap::new();
     let mut agents: BTreeMap<String, (u64, i64)> = BTreeMap::new();
-    let wanted = |q: &str| opts.queue.as_deref().map_or(true, |w| w == q);
+    let wanted = |q: &str| opts.queue.as_deref().is_none_or(|w| w == q);
 
     for r in records {
         if r.disposition == Disposition::InProgress {

@@ -169,6 +169,7 @@ impl Endpoint {
             Err(e) => return debug!(error = %e, "agent INVITE not sent"),
         };
         info!(call = %ck.0, %agent, %queue, wait_s = wait, "offering call to agent");
+        self.record_offer(ck, &agent, now);
         self.agents.set_busy(&agent);
         self.agent_invites.insert(key.clone(), ck.clone());
         if let Some(call) = self.calls.get_mut(ck) {
@@ -205,6 +206,7 @@ impl Endpoint {
         self.agent_invites.remove(key);
         if (200..300).contains(&code) {
             self.agent_answered(&ck, &resp);
+            self.record_answered(&ck, now);
         } else {
             // Busy, declined or any other refusal: offer the call elsewhere.
             // The transaction layer already sent the ACK.
@@ -286,6 +288,7 @@ impl Endpoint {
         self.reply(key, req, 200, now);
         if let Some(leg) = self.calls.get_mut(&ck).and_then(|c| c.agent.take()) {
             info!(call = %ck.0, agent = %leg.agent_id, "agent hung up");
+            self.record_hangup_by(&ck, crate::cdr::HangupBy::Agent);
             self.agents.call_ended(&leg.agent_id, now.mono);
         }
         self.hang_up(&ck, now);
@@ -374,7 +377,7 @@ pub(super) fn static_binding(uri: &str, now: Now) -> Option<Binding> {
 }
 
 /// The caller's number: the user part of the INVITE's From URI.
-fn caller_number(invite: &rsip::Request) -> String {
+pub(super) fn caller_number(invite: &rsip::Request) -> String {
     use rsip::prelude::*;
     invite
         .from_header()
@@ -392,7 +395,7 @@ fn caller_number(invite: &rsip::Request) -> String {
 #[derive(Debug, Default)]
 pub struct AgentBook {
     busy: std::collections::HashSet<String>,
-    paused: std::collections::HashMap<String, &'static str>,
+    paused: std::collections::HashMap<String, String>,
     /// Static contacts whose last OPTIONS ping timed out.
     unreachable: std::collections::HashSet<String>,
     idle_since: std::collections::HashMap<String, Instant>,
@@ -418,8 +421,14 @@ impl AgentBook {
     fn call_ended(&mut self, id: &str, now: Instant) {
         self.idle_since.insert(id.to_owned(), now);
     }
-    fn pause(&mut self, id: &str, reason: &'static str) {
-        self.paused.insert(id.to_owned(), reason);
+    pub fn pause(&mut self, id: &str, reason: &str) {
+        self.paused.insert(id.to_owned(), reason.to_owned());
+    }
+    pub fn unpause(&mut self, id: &str) {
+        self.paused.remove(id);
+    }
+    pub fn pause_reason(&self, id: &str) -> Option<&str> {
+        self.paused.get(id).map(String::as_str)
     }
     pub fn is_reachable(&self, id: &str) -> bool {
         !self.unreachable.contains(id)
@@ -434,7 +443,7 @@ impl AgentBook {
     }
     /// A fresh registration ends a RONA pause: the phone is back.
     pub fn registered(&mut self, id: &str) {
-        if self.paused.get(id) == Some(&PAUSE_RONA) {
+        if self.pause_reason(id) == Some(PAUSE_RONA) {
             self.paused.remove(id);
         }
     }

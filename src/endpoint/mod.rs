@@ -9,9 +9,11 @@ mod ivr;
 mod media;
 mod outbound;
 mod qualify;
+mod records;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod views;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,6 +81,8 @@ pub struct Endpoint {
     /// When expired registrations are next swept (and the file rewritten).
     housekeeping_at: Instant,
     pub stats: EndpointStats,
+    /// Call records on their way to the daemon's writer.
+    records: records::RecordBook,
 }
 
 impl Endpoint {
@@ -105,6 +109,7 @@ impl Endpoint {
             next_tick: None,
             housekeeping_at: now.mono + HOUSEKEEPING,
             stats: EndpointStats::default(),
+            records: Default::default(),
             cfg,
         }
     }

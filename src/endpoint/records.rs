@@ -1,0 +1,301 @@
+//! Call records as the call path sees them: an `in_progress` record when a
+//! call is accepted, one per rejected INVITE, and the final record when the
+//! call ends. The endpoint only queues them ([`Endpoint::poll_record`]); the
+//! daemon hands them to the `cdr` writer, so nothing here touches a disk.
+//!
+//! The hooks in the other endpoint files are one line each: arrival
+//! (`on_invite`), rejection (`on_invite`), who hung up (`on_bye`,
+//! `on_cancel`, `on_agent_bye`), offer (`offer`), answer
+//! (`on_agent_response`) and end (`end_call`, before anything is released).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+
+use super::agents::caller_number;
+use super::{CallKey, Endpoint, Now};
+use crate::call::agent::AgentLegState;
+use crate::cdr::{CallRecord, Candidate, Disposition, HangupBy, RoutingDecision};
+use crate::config::{Config, Strategy, Target};
+use crate::ivr::IvrOutcome;
+use crate::sip::headers;
+
+/// Records of calls in progress and records ready for the writer.
+#[derive(Debug, Default)]
+pub struct RecordBook {
+    open: HashMap<CallKey, Open>,
+    out: VecDeque<CallRecord>,
+    /// Calls answered per agent since start (kept across reloads).
+    calls_taken: HashMap<String, u64>,
+}
+
+#[derive(Debug)]
+struct Open {
+    rec: CallRecord,
+    /// The first side known to have ended the call.
+    hangup_by: Option<HangupBy>,
+}
+
+impl RecordBook {
+    pub fn calls_taken(&self, agent: &str) -> u64 {
+        self.calls_taken.get(agent).copied().unwrap_or(0)
+    }
+
+    /// The record of a call in progress, as far as it is known.
+    pub(super) fn get(&self, ck: &CallKey) -> Option<&CallRecord> {
+        self.open.get(ck).map(|o| &o.rec)
+    }
+}
+
+pub(super) fn unix_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The wall time of a past monotonic instant.
+fn wall_ms_of(now: Now, at: Instant) -> i64 {
+    let ago = i64::try_from(now.mono.saturating_duration_since(at).as_millis()).unwrap_or(0);
+    unix_ms(now.wall) - ago
+}
+
+impl Endpoint {
+    /// Next record for the writer (arrivals, ends, rejections, in order).
+    pub fn poll_record(&mut self) -> Option<CallRecord> {
+        self.records.out.pop_front()
+    }
+
+    /// Call `ck` was accepted: queue its `in_progress` record.
+    pub(super) fn record_arrival(&mut self, ck: &CallKey, invite: &rsip::Request, now: Now) {
+        let Some(call) = self.calls.get(ck) else {
+            return;
+        };
+        let mut rec = CallRecord::arrival(
+            &ck.0,
+            &caller_number(invite),
+            &call.number,
+            unix_ms(now.wall),
+        );
+        rec.queue = call.queue().map(str::to_owned);
+        self.records.out.push_back(rec.clone());
+        self.records.open.insert(
+            ck.clone(),
+            Open {
+                rec,
+                hangup_by: None,
+            },
+        );
+    }
+
+    /// Answers a new INVITE with `code` and records it as `rejected`.
+    pub(super) fn reject_invite(
+        &mut self,
+        key: &crate::sip::transaction::TxKey,
+        req: &rsip::Request,
+        code: u16,
+        now: Now,
+    ) {
+        self.record_rejected(req, now);
+        self.reply(key, req, code, now);
+    }
+
+    /// One `rejected` record for a new INVITE that was not accepted.
+    pub(super) fn record_rejected(&mut self, req: &rsip::Request, now: Now) {
+        let number = headers::request_user(req).unwrap_or_default();
+        let id = headers::call_id(req).unwrap_or_default();
+        let at = unix_ms(now.wall);
+        let mut rec = CallRecord::arrival(&id, &caller_number(req), &number, at);
+        rec.queue = self
+            .cfg
+            .numbers
+            .iter()
+            .find(|n| n.number == number)
+            .and_then(|n| match &n.to {
+                Target::Queue(q) => Some(q.clone()),
+                _ => None,
+            });
+        rec.ended_ms = Some(at);
+        rec.disposition = Disposition::Rejected;
+        rec.hangup_by = Some(HangupBy::System);
+        self.records.out.push_back(rec);
+    }
+
+    /// Remembers who ended call `ck`, unless someone already did.
+    pub(super) fn record_hangup_by(&mut self, ck: &CallKey, who: HangupBy) {
+        if let Some(o) = self.records.open.get_mut(ck) {
+            o.hangup_by.get_or_insert(who);
+        }
+    }
+
+    /// Call `ck` is being offered to `agent`: keep the time and why.
+    pub(super) fn record_offer(&mut self, ck: &CallKey, agent: &str, now: Now) {
+        let decision = self.routing_decision(ck, agent, now);
+        if let Some(o) = self.records.open.get_mut(ck) {
+            o.rec.offered_ms.get_or_insert(unix_ms(now.wall));
+            o.rec.agent = Some(agent.to_owned());
+            o.rec.routing = decision;
+        }
+    }
+
+    /// The agent leg of `ck` may have just been answered.
+    pub(super) fn record_answered(&mut self, ck: &CallKey, now: Now) {
+        let Some(leg) = self.calls.get(ck).and_then(|c| c.agent.as_ref()) else {
+            return;
+        };
+        if leg.state != AgentLegState::Connected {
+            return;
+        }
+        let agent = leg.agent_id.clone();
+        if let Some(o) = self.records.open.get_mut(ck) {
+            if o.rec.answered_ms.is_none() {
+                o.rec.answered_ms = Some(unix_ms(now.wall));
+                *self.records.calls_taken.entry(agent.clone()).or_default() += 1;
+            }
+            o.rec.agent = Some(agent);
+        }
+    }
+
+    /// Call `ck` ends now: queue its final record. Runs before the call's
+    /// state is dropped, so the IVR path and queue times are still there.
+    pub(super) fn record_end(&mut self, ck: &CallKey, now: Now) {
+        let Some(Open { mut rec, hangup_by }) = self.records.open.remove(ck) else {
+            return;
+        };
+        let mut closed_by_ivr = false;
+        if let Some(call) = self.calls.get(ck) {
+            if let Some(run) = &call.ivr {
+                rec.ivr_path = run.path().to_vec();
+                rec.variables = run.variables().clone();
+                closed_by_ivr = matches!(run.outcome(), Some(IvrOutcome::HungUp));
+            }
+            if let Some(q) = call.queue() {
+                rec.queue = Some(q.to_owned());
+                let step = format!("queue:{q}");
+                if rec.ivr_path.last() != Some(&step) {
+                    rec.ivr_path.push(step);
+                }
+            }
+            rec.queued_ms = call.queued_at.map(|t| wall_ms_of(now, t));
+        }
+        let by = hangup_by.unwrap_or(HangupBy::System);
+        rec.ended_ms = Some(unix_ms(now.wall));
+        rec.hangup_by = Some(by);
+        rec.disposition = if rec.answered_ms.is_some() {
+            Disposition::Answered
+        } else if closed_by_ivr && by != HangupBy::Caller {
+            Disposition::Closed
+        } else if by == HangupBy::Caller {
+            Disposition::Abandoned
+        } else if self.draining {
+            // The daemon stopped with the caller still waiting.
+            Disposition::Interrupted
+        } else {
+            // No ACK, or a media timeout: the caller's phone went away.
+            Disposition::Abandoned
+        };
+        self.records.out.push_back(rec);
+    }
+
+    /// Why `chosen` got call `ck`: every configured agent with the reason it
+    /// was skipped, or its rank key (idle seconds for `longest_idle`).
+    fn routing_decision(&self, ck: &CallKey, chosen: &str, now: Now) -> Option<RoutingDecision> {
+        let call = self.calls.get(ck)?;
+        let queue = call.queue()?;
+        let q = self.cfg.queues.get(queue)?;
+        let wall: DateTime<Utc> = now.wall.into();
+        let mut candidates = Vec::new();
+        for a in self.cfg.agents.values() {
+            let skipped = if call.tried.contains(&a.id) {
+                Some("already tried for this call")
+            } else if !q
+                .skills
+                .iter()
+                .all(|(s, lvl)| a.skills.get(s).is_some_and(|l| l >= lvl))
+            {
+                Some("lacks the queue's skills")
+            } else if !a.on_shift(wall) {
+                Some("off shift")
+            } else if self.agents.is_paused(&a.id) {
+                Some("paused")
+            } else if self.agents.is_busy(&a.id) && a.id != chosen {
+                Some("busy")
+            } else if !self.agents.is_reachable(&a.id) {
+                Some("unreachable")
+            } else if a.contact.is_none() && self.registrar.bindings(&a.id, now.wall).is_empty() {
+                Some("not registered")
+            } else {
+                None
+            };
+            let idle = self
+                .agents
+                .idle_since(&a.id)
+                .map(|t| now.mono.saturating_duration_since(t).as_secs_f64());
+            candidates.push(match skipped {
+                Some(why) => Candidate {
+                    agent: a.id.clone(),
+                    score: None,
+                    note: why.to_owned(),
+                },
+                None => Candidate {
+                    agent: a.id.clone(),
+                    score: idle,
+                    note: match idle {
+                        Some(s) => format!("eligible, idle {s:.0} s"),
+                        None => "eligible, no call yet".to_owned(),
+                    },
+                },
+            });
+        }
+        let eligible = candidates.iter().filter(|c| c.note.starts_with("eligible"));
+        let reason = format!(
+            "{}: {} of {} eligible; {chosen} {}",
+            strategy_name(&self.cfg, queue),
+            eligible.count(),
+            candidates.len(),
+            // The interim router always ranks by idle time.
+            if self.agents.idle_since(chosen).is_none() {
+                "had taken no call yet (longest idle)"
+            } else {
+                "was idle longest"
+            }
+        );
+        Some(RoutingDecision {
+            strategy: strategy_name(&self.cfg, queue),
+            candidates,
+            chosen: Some(chosen.to_owned()),
+            reason,
+        })
+    }
+}
+
+/// The queue's configured strategy. The interim router applies
+/// `longest_idle` whatever is configured; the decision says which ran.
+fn strategy_name(cfg: &Config, queue: &str) -> String {
+    let configured = cfg.queues.get(queue).map(|q| q.strategy);
+    match configured {
+        Some(Strategy::LongestIdle) | None => "longest_idle".to_owned(),
+        Some(other) => {
+            let name = Strategy::NAMES
+                .iter()
+                .copied()
+                .find(|n| Strategy::parse(n) == Some(other))
+                .unwrap_or("?");
+            format!("longest_idle (configured {name}: not yet implemented)")
+        }
+    }
+}
+
+impl Endpoint {
+    /// At exit, after [`Endpoint::shutdown`]: final records for the calls
+    /// still up (their BYEs will not be waited for). Unanswered ones are
+    /// `interrupted`, as a crash would have left them.
+    pub fn finish_records(&mut self, now: Now) {
+        self.draining = true;
+        let keys: Vec<CallKey> = self.records.open.keys().cloned().collect();
+        for ck in keys {
+            self.record_end(&ck, now);
+        }
+    }
+}
