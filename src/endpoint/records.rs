@@ -122,10 +122,17 @@ impl Endpoint {
         self.records.out.push_back(rec);
     }
 
-    /// Remembers who ended call `ck`, unless someone already did.
+    /// Remembers who ended call `ck`, unless someone already did. A BYE
+    /// that crosses ours (the call is already `Ending`) does not count: we
+    /// hung up first.
     pub(super) fn record_hangup_by(&mut self, ck: &CallKey, who: HangupBy) {
+        let ours_first = self
+            .calls
+            .get(ck)
+            .is_some_and(|c| c.state == crate::call::CallState::Ending);
         if let Some(o) = self.records.open.get_mut(ck) {
-            o.hangup_by.get_or_insert(who);
+            o.hangup_by
+                .get_or_insert(if ours_first { HangupBy::System } else { who });
         }
     }
 
@@ -177,7 +184,12 @@ impl Endpoint {
                     rec.ivr_path.push(step);
                 }
             }
-            rec.queued_ms = call.queued_at.map(|t| wall_ms_of(now, t));
+            // Clamped: wall and monotonic clocks may disagree by a ms.
+            rec.queued_ms = call.queued_at.map(|t| {
+                wall_ms_of(now, t)
+                    .min(rec.offered_ms.unwrap_or(i64::MAX))
+                    .max(rec.arrived_ms)
+            });
         }
         let by = hangup_by.unwrap_or(HangupBy::System);
         rec.ended_ms = Some(unix_ms(now.wall));
