@@ -10,6 +10,7 @@ pub mod acd;
 pub mod admin;
 pub mod call;
 pub mod cdr;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod endpoint;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use sipacd::cli;
 
 const DEFAULT_CONFIG: &str = "config/sipacd.toml";
 
@@ -33,6 +34,39 @@ enum Command {
     Run,
     /// Validate the configuration and every file it names.
     Check,
+    /// Print queues and agents of a running daemon.
+    Status(AdminArgs),
+    /// Ask a running daemon to reload its configuration.
+    Reload(AdminArgs),
+    /// Print call figures per queue and agent from the call records.
+    Report {
+        /// Start of the period (e.g. `yesterday`, `2026-05-01 08:00`).
+        #[arg(long)]
+        since: Option<String>,
+        /// End of the period, exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// One row per hour or day.
+        #[arg(long, value_enum)]
+        by: Option<By>,
+    },
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Admin API (`http://HOST:PORT`); default: `server.admin` of --config.
+    /// The token comes from $SIPACD_ADMIN_TOKEN.
+    #[arg(long)]
+    admin: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum By {
+    Hour,
+    Day,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -45,6 +79,31 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&cli.config),
+        Command::Status(a) => admin(&cli.config, &a, |api| async move {
+            Ok((api.status().await?, true))
+        }),
+        Command::Reload(a) => admin(&cli.config, &a, |api| async move {
+            let r = api.reload().await?;
+            let applied = matches!(r, cli::ReloadResult::Applied(_));
+            Ok((cli::render_reload(&r), applied))
+        }),
+        Command::Report {
+            since,
+            until,
+            queue,
+            by,
+        } => {
+            let args = cli::ReportArgs {
+                since,
+                until,
+                queue,
+                by: by.map(|b| match b {
+                    By::Hour => sipacd::cdr::Bucket::Hour,
+                    By::Day => sipacd::cdr::Bucket::Day,
+                }),
+            };
+            print_or_fail(cli::report(&cli.config, &args).map(|t| (t, true)))
+        }
         Command::Run => {
             init_logging(cli.log_format);
             match run(cli.config) {
@@ -69,6 +128,36 @@ fn check(path: &std::path::Path) -> ExitCode {
             for e in &errors.0 {
                 println!("{e}");
             }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one admin API request; prints its text, exits 1 if `f` says so.
+fn admin<F, Fut>(config: &std::path::Path, args: &AdminArgs, f: F) -> ExitCode
+where
+    F: FnOnce(cli::Admin) -> Fut,
+    Fut: std::future::Future<Output = Result<(String, bool), cli::CliError>>,
+{
+    let res = cli::admin_url(args.admin.as_deref(), config).and_then(|url| {
+        let token = std::env::var(cli::TOKEN_ENV).ok();
+        cli::block_on(f(cli::Admin::new(url, token)))
+    });
+    print_or_fail(res)
+}
+
+fn print_or_fail(res: Result<(String, bool), cli::CliError>) -> ExitCode {
+    match res {
+        Ok((text, ok)) => {
+            print!("{text}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("sipacd: {e}");
             ExitCode::FAILURE
         }
     }

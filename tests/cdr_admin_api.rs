@@ -47,35 +47,45 @@ impl AdminBackend for Fake {
             self.reload_result.lock().unwrap().clone()
         })
     }
-    fn queues(&self) -> Vec<QueueView> {
-        vec![QueueView {
-            name: "billing".into(),
-            waiting: 2,
-            longest_wait_s: 12.5,
-            agents_available: 1,
-            agents_busy: 0,
-            open: true,
-        }]
+    fn queues(&self) -> BoxFuture<'_, Vec<QueueView>> {
+        Box::pin(async move {
+            vec![QueueView {
+                name: "billing".into(),
+                waiting: 2,
+                longest_wait_s: 12.5,
+                agents_available: 1,
+                agents_busy: 0,
+                open: true,
+            }]
+        })
     }
-    fn agents(&self) -> Vec<AgentView> {
-        self.agents.lock().unwrap().clone()
+    fn agents(&self) -> BoxFuture<'_, Vec<AgentView>> {
+        Box::pin(async move { self.agents.lock().unwrap().clone() })
     }
-    fn calls(&self) -> Vec<CallView> {
-        vec![CallView {
-            id: "c1".into(),
-            from: "+62811".into(),
-            number: "1500".into(),
-            state: "queued".into(),
-            queue: Some("billing".into()),
-            agent: None,
-            wait_s: 12.5,
-        }]
+    fn calls(&self) -> BoxFuture<'_, Vec<CallView>> {
+        Box::pin(async move {
+            vec![CallView {
+                id: "c1".into(),
+                from: "+62811".into(),
+                number: "1500".into(),
+                state: "queued".into(),
+                queue: Some("billing".into()),
+                agent: None,
+                wait_s: 12.5,
+            }]
+        })
     }
     fn set_agent_state(
         &self,
-        id: &str,
+        id: String,
         req: AgentStateRequest,
-    ) -> Result<AgentView, SetStateError> {
+    ) -> BoxFuture<'_, Result<AgentView, SetStateError>> {
+        Box::pin(async move { self.set_state(&id, req) })
+    }
+}
+
+impl Fake {
+    fn set_state(&self, id: &str, req: AgentStateRequest) -> Result<AgentView, SetStateError> {
         let mut agents = self.agents.lock().unwrap();
         let a = agents
             .iter_mut()
@@ -241,7 +251,7 @@ async fn views_and_reload() {
         .json()
         .await
         .unwrap();
-    assert_eq!(q, fake.queues());
+    assert_eq!(q, fake.queues().await);
     let a: serde_json::Value = s
         .client
         .get(format!("{}/api/v1/agents", s.base))
@@ -261,7 +271,7 @@ async fn views_and_reload() {
         .json()
         .await
         .unwrap();
-    assert_eq!(c, fake.calls());
+    assert_eq!(c, fake.calls().await);
 
     let r = s.post("/api/v1/reload").send().await.unwrap();
     assert_eq!(r.status(), 200);

@@ -85,15 +85,19 @@ pub enum SetStateError {
     Refused(String),
 }
 
-/// Implemented by the daemon over its running state.
+/// Implemented by the daemon over its running state. Every method is async:
+/// the daemon answers from its run loop, over a channel.
 pub trait AdminBackend: Send + Sync + 'static {
     /// Re-reads the configuration file. Ok: what changed; Err: every error,
     /// with the old configuration still in force.
     fn reload(&self) -> BoxFuture<'_, Result<Vec<String>, Vec<String>>>;
-    fn queues(&self) -> Vec<QueueView>;
-    fn agents(&self) -> Vec<AgentView>;
-    fn calls(&self) -> Vec<CallView>;
+    fn queues(&self) -> BoxFuture<'_, Vec<QueueView>>;
+    fn agents(&self) -> BoxFuture<'_, Vec<AgentView>>;
+    fn calls(&self) -> BoxFuture<'_, Vec<CallView>>;
     /// Returns the agent as it is after the change.
-    fn set_agent_state(&self, id: &str, req: AgentStateRequest)
-        -> Result<AgentView, SetStateError>;
+    fn set_agent_state(
+        &self,
+        id: String,
+        req: AgentStateRequest,
+    ) -> BoxFuture<'_, Result<AgentView, SetStateError>>;
 }

@@ -97,15 +97,15 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn queues(State(st): State<AppState>) -> Response {
-    Json(st.backend.queues()).into_response()
+    Json(st.backend.queues().await).into_response()
 }
 
 async fn agents(State(st): State<AppState>) -> Response {
-    Json(st.backend.agents()).into_response()
+    Json(st.backend.agents().await).into_response()
 }
 
 async fn calls(State(st): State<AppState>) -> Response {
-    Json(st.backend.calls()).into_response()
+    Json(st.backend.calls().await).into_response()
 }
 
 async fn set_agent_state(
@@ -125,7 +125,7 @@ async fn set_agent_state(
             )
         }
     };
-    match st.backend.set_agent_state(&id, req) {
+    match st.backend.set_agent_state(id, req).await {
         Ok(agent) => Json(agent).into_response(),
         Err(e @ SetStateError::UnknownAgent(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e) => error(StatusCode::CONFLICT, e.to_string()),

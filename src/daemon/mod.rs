@@ -2,6 +2,7 @@
 //! messages and timeouts, sends what it produces, and handles signals
 //! (SIGHUP reload, SIGTERM/SIGINT drain). No SIP logic lives here.
 
+pub mod control;
 pub mod media;
 pub mod transport;
 
@@ -14,8 +15,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::admin::AdminConfig;
+use crate::cdr::{CdrError, CdrHandle, CdrStore, CdrWriter};
 use crate::config::{self, Config, ConfigErrors};
 use crate::endpoint::{Endpoint, Now};
+use control::{Control, ControlBackend};
 use transport::{Inbound, Transports};
 
 #[derive(Debug, Error)]
@@ -30,6 +34,13 @@ pub enum DaemonError {
     #[error("cannot prepare data_dir {path}: {source}")]
     DataDir {
         path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("call records: {0}")]
+    Cdr(#[from] CdrError),
+    #[error("cannot bind the admin API on {addr}: {source}")]
+    AdminBind {
+        addr: std::net::SocketAddr,
         source: std::io::Error,
     },
 }
@@ -48,6 +59,12 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         path: cfg.server.data_dir.clone(),
         source,
     })?;
+    let (store, interrupted) = CdrStore::open(&cfg.server.data_dir)?;
+    info!(
+        interrupted,
+        "call records opened; calls cut off by the last exit marked interrupted"
+    );
+    let cdr = CdrWriter::spawn(store)?;
 
     let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(4096);
     let (transports, tcp) = Transports::bind(&cfg.server.sip, in_tx)
@@ -57,6 +74,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     for l in &cfg.server.sip {
         info!(transport = %l.transport, addr = %l.addr, "listening");
     }
+    // After the SIP listeners: `/health` answering means SIP is up too.
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<Control>(64);
+    let (admin_stop, admin_task) = start_admin(&cfg, ctl_tx).await?;
 
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
@@ -69,6 +89,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         .map_or(cfg.server.advertise, |l| l.addr.ip());
     let mut media = media::spawn(bind_ip, Duration::from_secs(cfg.server.rtp_timeout_s));
     let mut ep = Endpoint::new(cfg.clone(), now());
+    let records = cdr.handle();
     let mut current = cfg;
     let mut drain_deadline: Option<Instant> = None;
 
@@ -97,6 +118,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
                     current = ep.config();
                 }
             }
+            Some(req) = ctl_rx.recv() => {
+                if let Some(cfg) = on_control(req, &config_path, &current, &mut ep).await {
+                    current = cfg;
+                }
+            }
             _ = term.recv() => drain_deadline = Some(start_drain(&mut ep, &current)),
             _ = int.recv() => drain_deadline = Some(start_drain(&mut ep, &current)),
         }
@@ -106,6 +132,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         while let Some(cmd) = ep.poll_media() {
             let _ = media.commands.send(cmd);
         }
+        write_records(&mut ep, &records);
         if let Some(deadline) = drain_deadline {
             if ep.active_calls() == 0 {
                 info!("drained: no calls left, exiting");
@@ -124,7 +151,96 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     while let Some((to, bytes)) = ep.poll_transmit() {
         transports.send(to, bytes).await;
     }
+    ep.finish_records(now());
+    write_records(&mut ep, &records);
+    let _ = admin_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+    // Joining the writer blocks until the last batch is committed.
+    match tokio::task::spawn_blocking(move || cdr.shutdown()).await {
+        Ok(st) => info!(
+            written = st.written,
+            failed = st.failed,
+            "call records flushed"
+        ),
+        Err(e) => error!(error = %e, "call record writer did not stop cleanly"),
+    }
     Ok(())
+}
+
+/// Hands the endpoint's queued call records to the writer thread.
+fn write_records(ep: &mut Endpoint, cdr: &CdrHandle) {
+    while let Some(r) = ep.poll_record() {
+        if let Err(e) = cdr.record(r) {
+            error!(error = %e, "call record lost");
+        }
+    }
+}
+
+/// Binds `server.admin` and serves the API until the returned sender fires.
+async fn start_admin(
+    cfg: &Config,
+    ctl: mpsc::Sender<Control>,
+) -> Result<
+    (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
+    DaemonError,
+> {
+    let addr = cfg.server.admin;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::AdminBind { addr, source })?;
+    info!(%addr, "admin API listening");
+    let app = crate::admin::router(
+        Arc::new(ControlBackend::new(ctl)),
+        AdminConfig {
+            token: cfg.server.admin_token.clone(),
+            cdr_dir: Some(cfg.server.data_dir.clone()),
+            timezone: cfg.server.timezone,
+        },
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let stop = async {
+            let _ = stop_rx.await;
+        };
+        if let Err(e) = crate::admin::serve(listener, app, stop).await {
+            error!(error = %e, "admin API stopped");
+        }
+    });
+    Ok((stop_tx, task))
+}
+
+/// Answers one admin request; returns the new configuration if it reloaded.
+async fn on_control(
+    req: Control,
+    path: &std::path::Path,
+    current: &Config,
+    ep: &mut Endpoint,
+) -> Option<Arc<Config>> {
+    let t = now();
+    match req {
+        Control::Queues(reply) => drop(reply.send(ep.queue_views(t))),
+        Control::Agents(reply) => drop(reply.send(ep.agent_views(t))),
+        Control::Calls(reply) => drop(reply.send(ep.call_views(t))),
+        Control::SetAgentState { id, req, reply } => {
+            let res = ep.set_agent_state(&id, req, t);
+            if res.is_ok() {
+                info!(agent = %id, "agent state set over the admin API");
+            }
+            drop(reply.send(res));
+        }
+        Control::Reload(reply) => {
+            let (res, cfg) = match reload(path, current, ep).await {
+                ReloadOutcome::Applied { changed } => (Ok(changed), Some(ep.config())),
+                ReloadOutcome::Rejected { errors } => (Err(errors), None),
+            };
+            drop(reply.send(res));
+            return cfg;
+        }
+    }
+    None
 }
 
 fn now() -> Now {

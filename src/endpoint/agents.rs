@@ -118,6 +118,7 @@ impl Endpoint {
             Err(e) => return debug!(error = %e, "agent INVITE not sent"),
         };
         info!(call = %ck.0, %agent, %queue, wait_s = wait, "offering call to agent");
+        self.record_offer(ck, &agent, now);
         self.agent_invites.insert(key.clone(), ck.clone());
         if let Some(call) = self.calls.get_mut(ck) {
             if let Some(old) = call.agent.take() {
@@ -155,6 +156,7 @@ impl Endpoint {
         self.agent_invites.remove(key);
         if (200..300).contains(&code) {
             self.agent_answered(&ck, &resp, now);
+            self.record_answered(&ck, now);
         } else {
             // Busy, declined or any other refusal: the transaction layer
             // already sent the ACK; the router offers the call elsewhere.
@@ -262,6 +264,7 @@ impl Endpoint {
             c.agent.take()
         }) {
             info!(call = %ck.0, agent = %leg.agent_id, "agent hung up");
+            self.record_hangup_by(&ck, crate::cdr::HangupBy::Agent);
             if let Some(l) = leg.leg {
                 self.legs.remove(&l);
                 self.media(MediaCommand::Close { leg: l });
@@ -369,7 +372,7 @@ pub(super) fn static_binding(uri: &str, now: Now) -> Option<Binding> {
 }
 
 /// The caller's number: the user part of the INVITE's From URI.
-fn caller_number(invite: &rsip::Request) -> String {
+pub(super) fn caller_number(invite: &rsip::Request) -> String {
     use rsip::prelude::*;
     invite
         .from_header()

@@ -236,25 +236,26 @@ impl Endpoint {
             let mut resp = headers::response_to(&req, 503, "Service Unavailable", None);
             resp.headers
                 .push(Header::RetryAfter(RETRY_AFTER_S.to_string().into()));
+            self.record_rejected(&req, now);
             return self.respond(&key, resp, now);
         }
         let Some(number) = headers::request_user(&req) else {
-            return self.reply(&key, &req, 404, now);
+            return self.reject_invite(&key, &req, 404, now);
         };
         let Some(route) = self.cfg.numbers.iter().find(|n| n.number == number) else {
-            return self.reply(&key, &req, 404, now);
+            return self.reject_invite(&key, &req, 404, now);
         };
         let (target, ring) = (route.to.clone(), Duration::from_secs(route.ring_s));
         let offer = match req.body.is_empty() {
             true => None,
             false => match SdpOffer::parse(&req.body) {
                 Ok(o) if o.chosen_codec().is_some() => Some(o),
-                Ok(_) | Err(_) => return self.reply(&key, &req, 488, now),
+                Ok(_) | Err(_) => return self.reject_invite(&key, &req, 488, now),
             },
         };
         let Some(ports) = self.ports.allocate() else {
             self.stats.calls_rejected += 1;
-            return self.reply(&key, &req, 503, now);
+            return self.reject_invite(&key, &req, 503, now);
         };
         let Some(call_id) = headers::call_id(&req) else {
             return self.reply(&key, &req, 400, now);
@@ -268,6 +269,7 @@ impl Endpoint {
         let ck = (call_id, local_tag.clone());
         self.invites.insert(ck.clone(), (key.clone(), req.clone()));
         self.calls.insert(ck.clone(), call);
+        self.record_arrival(&ck, &req, now);
         if action.is_none() {
             let resp = headers::response_to(&req, 180, "Ringing", Some(&local_tag));
             self.respond(&key, resp, now);
@@ -326,6 +328,7 @@ impl Endpoint {
                 }
                 self.reply(&key, &req, 200, now);
                 info!(call = %ck.0, "caller hung up");
+                self.record_hangup_by(&ck, crate::cdr::HangupBy::Caller);
                 self.end_call(&ck, now);
             }
             None => self.reply(&key, &req, 481, now),
@@ -349,6 +352,7 @@ impl Endpoint {
             self.respond(&k, resp, now);
         }
         info!(call = %ck.0, "caller cancelled");
+        self.record_hangup_by(&ck, crate::cdr::HangupBy::Caller);
         self.end_call(&ck, now);
     }
 
@@ -479,6 +483,7 @@ impl Endpoint {
 
     /// Forgets a call and releases its resources (ports go back on drop).
     pub(super) fn end_call(&mut self, ck: &CallKey, now: Now) {
+        self.record_end(ck, now);
         // The caller is gone: CANCEL or BYE the agent's leg, free the agent.
         self.release_agent_leg(ck, now);
         self.acd_caller_gone(ck, now);

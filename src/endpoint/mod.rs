@@ -10,10 +10,12 @@ mod ivr;
 mod media;
 mod outbound;
 mod qualify;
+mod records;
 mod routing;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod views;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -88,6 +90,8 @@ pub struct Endpoint {
     /// When expired registrations are next swept (and the file rewritten).
     housekeeping_at: Instant,
     pub stats: EndpointStats,
+    /// Call records on their way to the daemon's writer.
+    records: records::RecordBook,
 }
 
 impl Endpoint {
@@ -119,6 +123,7 @@ impl Endpoint {
             next_tick: None,
             housekeeping_at: now.mono + HOUSEKEEPING,
             stats: EndpointStats::default(),
+            records: Default::default(),
             cfg,
         };
         ep.announce_agents(now);

@@ -88,6 +88,8 @@ pub struct ConfigSpec {
     pub drain_s: u32,
     /// `server.rtp_timeout_s`.
     pub rtp_timeout_s: u32,
+    /// `server.admin_token`; empty = none.
+    pub admin_token: String,
     /// Appended verbatim at the end of the file.
     pub extra: String,
 }
@@ -103,6 +105,7 @@ impl ConfigSpec {
             max_calls: 100,
             drain_s: 2,
             rtp_timeout_s: 60,
+            admin_token: String::new(),
             extra: String::new(),
         }
     }
@@ -118,6 +121,7 @@ advertise = "127.0.0.1"
 domain = "{DOMAIN}"
 rtp_ports = "{rtp_lo}-{rtp_hi}"
 admin = "127.0.0.1:{admin}"
+admin_token = "{token}"
 data_dir = "{data}"
 prompts = "{prompts}"
 timezone = "UTC"
@@ -158,6 +162,7 @@ type = "hangup"
             rtp_lo = self.rtp_base,
             rtp_hi = self.rtp_base + 99,
             admin = self.admin_port,
+            token = self.admin_token,
             data = root.join("data").display(),
             prompts = root.join("prompts").display(),
             drain = self.drain_s,
@@ -247,8 +252,39 @@ impl Daemon {
     pub fn start_with(spec: ConfigSpec) -> Daemon {
         let cfg = ConfigDir::new(spec);
         let stderr_path = cfg.root().join("sipacd.stderr.log");
-        let stderr = fs::File::create(&stderr_path).unwrap();
-        let child = Command::new(sipacd_bin())
+        let child = Self::spawn(&cfg, &stderr_path);
+        let mut d = Daemon {
+            cfg,
+            child: Some(child),
+            stderr_path,
+        };
+        d.wait_ready();
+        d
+    }
+
+    /// Base URL of the admin API.
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.cfg.spec.admin_port)
+    }
+
+    /// SIGKILL (no drain, no cleanup), then a fresh process on the same
+    /// configuration and data directory; its stderr is appended.
+    pub fn kill9_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.child = Some(Self::spawn(&self.cfg, &self.stderr_path));
+        self.wait_ready();
+    }
+
+    fn spawn(cfg: &ConfigDir, stderr_path: &Path) -> Child {
+        let stderr = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr_path)
+            .unwrap();
+        Command::new(sipacd_bin())
             .arg("--config")
             .arg(cfg.config_path())
             .current_dir(cfg.root())
@@ -260,14 +296,7 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(Stdio::from(stderr))
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", sipacd_bin().display()));
-        let mut d = Daemon {
-            cfg,
-            child: Some(child),
-            stderr_path,
-        };
-        d.wait_ready();
-        d
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", sipacd_bin().display()))
     }
 
     pub fn sip_port(&self) -> u16 {

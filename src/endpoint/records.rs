@@ -1,0 +1,283 @@
+//! Call records as the call path sees them: an `in_progress` record when a
+//! call is accepted, one per rejected INVITE, and the final record when the
+//! call ends. The endpoint only queues them ([`Endpoint::poll_record`]); the
+//! daemon hands them to the `cdr` writer, so nothing here touches a disk.
+//!
+//! The hooks in the other endpoint files are one line each: arrival
+//! (`on_invite`), rejection (`on_invite`), who hung up (`on_bye`,
+//! `on_cancel`, `on_agent_bye`), offer (`offer`), answer
+//! (`on_agent_response`) and end (`end_call`, before anything is released).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::agents::caller_number;
+use super::{CallKey, Endpoint, Now};
+use crate::call::agent::AgentLegState;
+use crate::cdr::{CallRecord, Candidate, Disposition, HangupBy, RoutingDecision};
+use crate::config::{Strategy, Target};
+use crate::ivr::IvrOutcome;
+use crate::sip::headers;
+
+/// Records of calls in progress and records ready for the writer.
+#[derive(Debug, Default)]
+pub struct RecordBook {
+    open: HashMap<CallKey, Open>,
+    out: VecDeque<CallRecord>,
+}
+
+#[derive(Debug)]
+struct Open {
+    rec: CallRecord,
+    /// The first side known to have ended the call.
+    hangup_by: Option<HangupBy>,
+}
+
+impl RecordBook {
+    /// The record of a call in progress, as far as it is known.
+    pub(super) fn get(&self, ck: &CallKey) -> Option<&CallRecord> {
+        self.open.get(ck).map(|o| &o.rec)
+    }
+}
+
+pub(super) fn unix_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The wall time of a past monotonic instant.
+fn wall_ms_of(now: Now, at: Instant) -> i64 {
+    let ago = i64::try_from(now.mono.saturating_duration_since(at).as_millis()).unwrap_or(0);
+    unix_ms(now.wall) - ago
+}
+
+impl Endpoint {
+    /// Next record for the writer (arrivals, ends, rejections, in order).
+    pub fn poll_record(&mut self) -> Option<CallRecord> {
+        self.records.out.pop_front()
+    }
+
+    /// Call `ck` was accepted: queue its `in_progress` record.
+    pub(super) fn record_arrival(&mut self, ck: &CallKey, invite: &rsip::Request, now: Now) {
+        let Some(call) = self.calls.get(ck) else {
+            return;
+        };
+        let mut rec = CallRecord::arrival(
+            &ck.0,
+            &caller_number(invite),
+            &call.number,
+            unix_ms(now.wall),
+        );
+        rec.queue = call.queue().map(str::to_owned);
+        self.records.out.push_back(rec.clone());
+        self.records.open.insert(
+            ck.clone(),
+            Open {
+                rec,
+                hangup_by: None,
+            },
+        );
+    }
+
+    /// Answers a new INVITE with `code` and records it as `rejected`.
+    pub(super) fn reject_invite(
+        &mut self,
+        key: &crate::sip::transaction::TxKey,
+        req: &rsip::Request,
+        code: u16,
+        now: Now,
+    ) {
+        self.record_rejected(req, now);
+        self.reply(key, req, code, now);
+    }
+
+    /// One `rejected` record for a new INVITE that was not accepted.
+    pub(super) fn record_rejected(&mut self, req: &rsip::Request, now: Now) {
+        let number = headers::request_user(req).unwrap_or_default();
+        let id = headers::call_id(req).unwrap_or_default();
+        let at = unix_ms(now.wall);
+        let mut rec = CallRecord::arrival(&id, &caller_number(req), &number, at);
+        rec.queue = self
+            .cfg
+            .numbers
+            .iter()
+            .find(|n| n.number == number)
+            .and_then(|n| match &n.to {
+                Target::Queue(q) => Some(q.clone()),
+                _ => None,
+            });
+        rec.ended_ms = Some(at);
+        rec.disposition = Disposition::Rejected;
+        rec.hangup_by = Some(HangupBy::System);
+        self.records.out.push_back(rec);
+    }
+
+    /// Remembers who ended call `ck`, unless someone already did. A BYE
+    /// that crosses ours (the call is already `Ending`) does not count: we
+    /// hung up first.
+    pub(super) fn record_hangup_by(&mut self, ck: &CallKey, who: HangupBy) {
+        let ours_first = self
+            .calls
+            .get(ck)
+            .is_some_and(|c| c.state == crate::call::CallState::Ending);
+        if let Some(o) = self.records.open.get_mut(ck) {
+            o.hangup_by
+                .get_or_insert(if ours_first { HangupBy::System } else { who });
+        }
+    }
+
+    /// Call `ck` is being offered to `agent`: keep the time and why.
+    pub(super) fn record_offer(&mut self, ck: &CallKey, agent: &str, now: Now) {
+        let decision = self.routing_decision(ck, agent, now);
+        if let Some(o) = self.records.open.get_mut(ck) {
+            o.rec.offered_ms.get_or_insert(unix_ms(now.wall));
+            o.rec.agent = Some(agent.to_owned());
+            o.rec.routing = decision;
+        }
+    }
+
+    /// The agent leg of `ck` may have just been answered.
+    pub(super) fn record_answered(&mut self, ck: &CallKey, now: Now) {
+        let Some(leg) = self.calls.get(ck).and_then(|c| c.agent.as_ref()) else {
+            return;
+        };
+        if leg.state != AgentLegState::Connected {
+            return;
+        }
+        let agent = leg.agent_id.clone();
+        if let Some(o) = self.records.open.get_mut(ck) {
+            if o.rec.answered_ms.is_none() {
+                o.rec.answered_ms = Some(unix_ms(now.wall));
+            }
+            o.rec.agent = Some(agent);
+        }
+    }
+
+    /// Call `ck` ends now: queue its final record. Runs before the call's
+    /// state is dropped, so the IVR path and queue times are still there.
+    pub(super) fn record_end(&mut self, ck: &CallKey, now: Now) {
+        let Some(Open { mut rec, hangup_by }) = self.records.open.remove(ck) else {
+            return;
+        };
+        let mut closed_by_ivr = false;
+        if let Some(call) = self.calls.get(ck) {
+            if let Some(run) = &call.ivr {
+                rec.ivr_path = run.path().to_vec();
+                rec.variables = run.variables().clone();
+                closed_by_ivr = matches!(run.outcome(), Some(IvrOutcome::HungUp));
+            }
+            if let Some(q) = call.queue() {
+                rec.queue = Some(q.to_owned());
+                let step = format!("queue:{q}");
+                if rec.ivr_path.last() != Some(&step) {
+                    rec.ivr_path.push(step);
+                }
+            }
+            // Clamped: wall and monotonic clocks may disagree by a ms.
+            rec.queued_ms = call.queued_at.map(|t| {
+                wall_ms_of(now, t)
+                    .min(rec.offered_ms.unwrap_or(i64::MAX))
+                    .max(rec.arrived_ms)
+            });
+        }
+        let by = hangup_by.unwrap_or(HangupBy::System);
+        rec.ended_ms = Some(unix_ms(now.wall));
+        rec.hangup_by = Some(by);
+        rec.disposition = if rec.answered_ms.is_some() {
+            Disposition::Answered
+        } else if closed_by_ivr && by != HangupBy::Caller {
+            Disposition::Closed
+        } else if by == HangupBy::Caller {
+            Disposition::Abandoned
+        } else if self.draining {
+            // The daemon stopped with the caller still waiting.
+            Disposition::Interrupted
+        } else {
+            // No ACK, or a media timeout: the caller's phone went away.
+            Disposition::Abandoned
+        };
+        self.records.out.push_back(rec);
+    }
+
+    /// Why `chosen` got call `ck`: every agent of the configuration with the
+    /// reason it could not take the call, or its rank key under the queue's
+    /// strategy (idle seconds, skill score, calls taken).
+    fn routing_decision(&self, ck: &CallKey, chosen: &str, now: Now) -> Option<RoutingDecision> {
+        let call = self.calls.get(ck)?;
+        let queue = call.queue()?;
+        let q = self.cfg.queues.get(queue)?;
+        let req = crate::acd::required_skills(q, q.relax.len());
+        let states: std::collections::HashMap<String, crate::acd::AgentStatus> = self
+            .router
+            .agents()
+            .into_iter()
+            .map(|a| (a.id.to_string(), a))
+            .collect();
+        let mut candidates = Vec::new();
+        for a in self.cfg.agents.values() {
+            let st = states.get(&a.id);
+            let state = st.map_or("logged_out", |s| s.state.as_str());
+            let skipped = if !crate::acd::eligible(a, &req) {
+                Some("lacks the queue's skills".to_owned())
+            } else if a.id != chosen && state != "available" {
+                Some(format!("not available ({state})"))
+            } else {
+                None
+            };
+            let score = match q.strategy {
+                Strategy::LongestIdle => st
+                    .and_then(|s| s.last_call_end)
+                    .map(|t| now.mono.saturating_duration_since(t).as_secs_f64()),
+                Strategy::MostSkilled => Some(f64::from(crate::acd::skill_score(a, &req))),
+                Strategy::FewestCalls => st.map(|s| s.calls_taken as f64),
+                Strategy::RoundRobin | Strategy::Random => None,
+            };
+            candidates.push(Candidate {
+                agent: a.id.clone(),
+                score: skipped.is_none().then_some(score).flatten(),
+                note: skipped.unwrap_or_else(|| "eligible".to_owned()),
+            });
+        }
+        let eligible = candidates.iter().filter(|c| c.note == "eligible").count();
+        let name = strategy_name(q.strategy);
+        let reason = format!(
+            "{name}: {eligible} of {} agents eligible; {chosen} ranked first{}",
+            candidates.len(),
+            if call.priority != 0 {
+                " (caller priority from the IVR)"
+            } else {
+                ""
+            }
+        );
+        Some(RoutingDecision {
+            strategy: name.to_owned(),
+            candidates,
+            chosen: Some(chosen.to_owned()),
+            reason,
+        })
+    }
+}
+
+/// The strategy's name in the configuration.
+fn strategy_name(s: Strategy) -> &'static str {
+    Strategy::NAMES
+        .iter()
+        .copied()
+        .find(|n| Strategy::parse(n) == Some(s))
+        .unwrap_or("?")
+}
+
+impl Endpoint {
+    /// At exit, after [`Endpoint::shutdown`]: final records for the calls
+    /// still up (their BYEs will not be waited for). Unanswered ones are
+    /// `interrupted`, as a crash would have left them.
+    pub fn finish_records(&mut self, now: Now) {
+        self.draining = true;
+        let keys: Vec<CallKey> = self.records.open.keys().cloned().collect();
+        for ck in keys {
+            self.record_end(&ck, now);
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! What the admin API shows: queues, agents and calls as they stand now.
+//! Agent states, pause reasons and counters are the ACD router's; queue
+//! figures combine the router's with the calls the endpoint holds. Pausing
+//! and unpausing agents goes to the router too.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::{CallKey, Endpoint, Now};
+use crate::acd::AdminState;
+use crate::admin::{AgentStateRequest, AgentView, CallView, QueueView, SetStateError};
+use crate::call::agent::AgentLegState;
+use crate::call::{Call, CallState};
+use crate::config::Agent;
+
+impl Endpoint {
+    /// `GET /api/v1/queues`.
+    pub fn queue_views(&self, now: Now) -> Vec<QueueView> {
+        let wall: DateTime<Utc> = now.wall.into();
+        let router_queues: HashMap<String, crate::acd::QueueStatus> = self
+            .router
+            .queues(now.mono)
+            .into_iter()
+            .map(|q| (q.name.to_string(), q))
+            .collect();
+        self.cfg
+            .queues
+            .values()
+            .map(|q| {
+                let waits: Vec<f64> = self
+                    .calls
+                    .values()
+                    .filter(|c| c.queue() == Some(q.name.as_str()) && is_waiting(c))
+                    .map(|c| waited_s(c.queued_at, now.mono))
+                    .collect();
+                let (available, busy) = router_queues
+                    .get(q.name.as_str())
+                    .map_or((0, 0), |s| (s.agents_available, s.agents_busy));
+                let open = q.schedule.as_ref().is_none_or(|name| {
+                    self.cfg.schedules.get(name).is_none_or(|s| s.is_open(wall))
+                });
+                QueueView {
+                    name: q.name.clone(),
+                    waiting: u32::try_from(waits.len()).unwrap_or(u32::MAX),
+                    longest_wait_s: waits.into_iter().fold(0.0, f64::max),
+                    agents_available: u32::try_from(available).unwrap_or(u32::MAX),
+                    agents_busy: u32::try_from(busy).unwrap_or(u32::MAX),
+                    open,
+                }
+            })
+            .collect()
+    }
+
+    /// `GET /api/v1/agents`.
+    pub fn agent_views(&self, now: Now) -> Vec<AgentView> {
+        self.cfg
+            .agents
+            .values()
+            .map(|a| self.agent_view(a, now))
+            .collect()
+    }
+
+    /// `GET /api/v1/calls`: calls in progress, longest waiting first.
+    pub fn call_views(&self, now: Now) -> Vec<CallView> {
+        let mut out: Vec<(Option<Instant>, CallView)> = self
+            .calls
+            .iter()
+            .map(|(ck, c)| (c.queued_at, self.call_view(ck, c, now)))
+            .collect();
+        out.sort_by(|a, b| (a.0.is_none(), a.0, &a.1.id).cmp(&(b.0.is_none(), b.0, &b.1.id)));
+        out.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// `POST /api/v1/agents/{id}/state`: pause or unpause an agent. An
+    /// unpaused agent is offered waiting calls at once.
+    pub fn set_agent_state(
+        &mut self,
+        id: &str,
+        req: AgentStateRequest,
+        now: Now,
+    ) -> Result<AgentView, SetStateError> {
+        let Some(agent) = self.cfg.agents.get(id).cloned() else {
+            return Err(SetStateError::UnknownAgent(id.to_owned()));
+        };
+        let state = match req {
+            AgentStateRequest::Paused { reason } => AdminState::Paused(reason.unwrap_or_default()),
+            AgentStateRequest::Available => {
+                if !self.is_logged_in(&agent, now) {
+                    return Err(SetStateError::Refused(format!(
+                        "agent {id} is logged out: it becomes available when it registers"
+                    )));
+                }
+                AdminState::Available
+            }
+        };
+        let r = self.router.set_state(id, state, now.mono);
+        self.acd_result(r, now);
+        Ok(self.agent_view(&agent, now))
+    }
+
+    fn agent_view(&self, a: &Agent, now: Now) -> AgentView {
+        let st = self.router.agent(&a.id);
+        AgentView {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            state: st
+                .as_ref()
+                .map_or("logged_out", |s| s.state.as_str())
+                .to_owned(),
+            pause_reason: st
+                .as_ref()
+                .and_then(|s| s.pause_reason.clone())
+                .filter(|r| !r.is_empty()),
+            registered: self.is_logged_in(a, now),
+            skills: a.skills.clone(),
+            calls_taken: st.map_or(0, |s| s.calls_taken),
+        }
+    }
+
+    /// A registration, or a static contact that answers its pings.
+    fn is_logged_in(&self, a: &Agent, now: Now) -> bool {
+        match &a.contact {
+            Some(_) => !self.unreachable.contains(&a.id),
+            None => !self.registrar.bindings(&a.id, now.wall).is_empty(),
+        }
+    }
+
+    fn call_view(&self, ck: &CallKey, c: &Call, now: Now) -> CallView {
+        let leg = c.agent.as_ref().map(|l| l.state);
+        let state = match (c.state, leg) {
+            (CallState::Ringing { .. }, _) => "ringing",
+            (CallState::Answered, _) => "answering",
+            (CallState::Ending, _) => "ending",
+            (CallState::Confirmed, Some(AgentLegState::Connected)) => "connected",
+            (CallState::Confirmed, Some(AgentLegState::Offering)) => "offered",
+            (CallState::Confirmed, _) if c.queued_at.is_some() => "queued",
+            (CallState::Confirmed, _) => "ivr",
+        };
+        CallView {
+            id: ck.0.clone(),
+            from: self
+                .records
+                .get(ck)
+                .map(|r| r.caller.clone())
+                .unwrap_or_default(),
+            number: c.number.clone(),
+            state: state.to_owned(),
+            queue: c.queue().map(str::to_owned),
+            agent: c.agent.as_ref().map(|l| l.agent_id.clone()),
+            wait_s: waited_s(c.queued_at, now.mono),
+        }
+    }
+}
+
+/// In the queue and not talking to an agent yet.
+fn is_waiting(c: &Call) -> bool {
+    c.state == CallState::Confirmed
+        && c.queued_at.is_some()
+        && c.agent
+            .as_ref()
+            .is_none_or(|l| l.state != AgentLegState::Connected)
+}
+
+fn waited_s(since: Option<Instant>, now: Instant) -> f64 {
+    since.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64())
+}
