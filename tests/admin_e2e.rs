@@ -572,7 +572,7 @@ fn call_records_and_report_after_scripted_calls_and_kill_9() {
     assert_eq!(cands.len(), 2, "{routing}");
     assert_eq!(
         find(&routing["candidates"], "agent", "1001")["note"],
-        "not registered"
+        "not available (logged_out)"
     );
     assert!(find(&routing["candidates"], "agent", "2001")["note"]
         .as_str()
