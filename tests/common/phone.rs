@@ -1,0 +1,432 @@
+//! Raw-UDP phones for end-to-end routing tests: a [`Caller`] that dials a
+//! number and sits in the queue, and an [`AgentPhone`] that plays an agent's
+//! softphone behind a static `contact`. Each owns a SIP socket and an RTP
+//! socket (so sipacd's media has somewhere to go) and answers what a phone
+//! must answer (OPTIONS pings, retransmissions) by itself.
+//!
+//! Every wait is bounded by the timeout the test passes.
+
+use super::sip::{call_id, header, method, ok_for, status_code, token};
+use std::collections::{HashMap, VecDeque};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// How long a step that must happen promptly may take (an answer, an ACK).
+pub const PROMPT: Duration = Duration::from_secs(5);
+
+fn bind() -> (UdpSocket, u16) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = s.local_addr().unwrap().port();
+    (s, p)
+}
+
+/// Next datagram within `timeout` (None on timeout or ICMP noise).
+fn recv(sock: &UdpSocket, timeout: Duration) -> Option<(String, SocketAddr)> {
+    if timeout.is_zero() {
+        return None;
+    }
+    sock.set_read_timeout(Some(timeout)).unwrap();
+    let mut buf = vec![0u8; 65536];
+    match sock.recv_from(&mut buf) {
+        Ok((n, from)) => Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            None
+        }
+        Err(e) => panic!("recv: {e}"),
+    }
+}
+
+/// An SDP body offering or answering PCMU on `rtp`.
+pub fn sdp(rtp: u16) -> String {
+    format!(
+        "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {rtp} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+    )
+}
+
+/// A response to `req`: Via(s), From, Call-ID, CSeq echoed; To gets `to_tag`
+/// unless it has one; optional Contact and SDP body.
+fn response(
+    req: &str,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    contact: Option<&str>,
+    body: Option<&str>,
+) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for line in req.split("\r\n").skip(1) {
+        if line.is_empty() {
+            break;
+        }
+        let name = line.split(':').next().unwrap_or("").trim();
+        let name = name.to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" => {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+            "to" | "t" => {
+                out.push_str(line);
+                if !line.contains(";tag=") {
+                    out.push_str(&format!(";tag={to_tag}"));
+                }
+                out.push_str("\r\n");
+            }
+            _ => {}
+        }
+    }
+    if let Some(c) = contact {
+        out.push_str(&format!("Contact: <{c}>\r\n"));
+    }
+    match body {
+        Some(b) => out.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )),
+        None => out.push_str("Content-Length: 0\r\n\r\n"),
+    }
+    out
+}
+
+/// The URI inside the first `<...>` of a header value.
+fn angle_uri(v: &str) -> Option<String> {
+    Some(v.split('<').nth(1)?.split('>').next()?.to_string())
+}
+
+/// A caller: dials a number on the daemon, is answered (the queue's music),
+/// ACKs, and later hangs up or is hung up on.
+pub struct Caller {
+    sock: UdpSocket,
+    port: u16,
+    _rtp: UdpSocket,
+    daemon: u16,
+    number: String,
+    pub call_id: String,
+    from: String,
+    to: String,
+    ruri: String,
+    cseq: u32,
+}
+
+impl Caller {
+    /// Dials `number` on the daemon at `daemon` (its SIP port), from
+    /// `sip:5551234@…`; panics unless a 200 comes within [`PROMPT`]. The 200
+    /// is ACKed before returning: the caller is now in the IVR or queue.
+    pub fn dial(daemon: u16, number: &str) -> Caller {
+        Self::dial_from(daemon, number, "5551234")
+    }
+
+    pub fn dial_from(daemon: u16, number: &str, from_user: &str) -> Caller {
+        let (sock, port) = bind();
+        let (rtp, rtp_port) = bind();
+        let cid = format!("caller-{}", token());
+        let from = format!("<sip:{from_user}@127.0.0.1:{port}>;tag={}", token());
+        let body = sdp(rtp_port);
+        let invite = format!(
+            "INVITE sip:{number}@127.0.0.1:{daemon} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{br};rport\r\nMax-Forwards: 70\r\n\
+             From: {from}\r\nTo: <sip:{number}@127.0.0.1:{daemon}>\r\nCall-ID: {cid}\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:{from_user}@127.0.0.1:{port}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
+            br = token(),
+            len = body.len(),
+        );
+        sock.send_to(invite.as_bytes(), ("127.0.0.1", daemon))
+            .unwrap();
+        let deadline = Instant::now() + PROMPT;
+        let ok = loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("no 200 for the call to {number} within {PROMPT:?}"));
+            let Some((m, _)) = recv(&sock, left) else {
+                continue;
+            };
+            if call_id(&m) != Some(cid.as_str()) {
+                continue;
+            }
+            match status_code(&m) {
+                Some(200) => break m,
+                Some(c) if c >= 300 => panic!("call to {number} refused with {c}:\n{m}"),
+                _ => {}
+            }
+        };
+        let to = header(&ok, "To", Some("t")).unwrap().to_string();
+        let ruri = header(&ok, "Contact", Some("m"))
+            .and_then(angle_uri)
+            .unwrap_or(format!("sip:{number}@127.0.0.1:{daemon}"));
+        let c = Caller {
+            sock,
+            port,
+            _rtp: rtp,
+            daemon,
+            number: number.to_owned(),
+            call_id: cid,
+            from,
+            to,
+            ruri,
+            cseq: 1,
+        };
+        c.send(&c.in_dialog("ACK", 1));
+        c
+    }
+
+    fn send(&self, msg: &str) {
+        self.sock
+            .send_to(msg.as_bytes(), ("127.0.0.1", self.daemon))
+            .unwrap();
+    }
+
+    fn in_dialog(&self, method: &str, cseq: u32) -> String {
+        format!(
+            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bK{br};rport\r\n\
+             Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\n\
+             CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+            ruri = self.ruri,
+            p = self.port,
+            br = token(),
+            from = self.from,
+            to = self.to,
+            cid = self.call_id,
+        )
+    }
+
+    /// Hangs up: BYE, and waits (bounded) for its 200. Panics without one.
+    pub fn bye(&mut self) {
+        self.cseq += 1;
+        let cseq = self.cseq;
+        self.send(&self.in_dialog("BYE", cseq));
+        let deadline = Instant::now() + PROMPT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Some((m, _)) = recv(&self.sock, left) else {
+                continue;
+            };
+            if call_id(&m) != Some(self.call_id.as_str()) {
+                continue;
+            }
+            if method(&m) == Some("BYE") {
+                self.send(&ok_for(&m)); // crossed BYEs
+            } else if status_code(&m).is_some()
+                && header(&m, "CSeq", None) == Some(format!("{cseq} BYE").as_str())
+            {
+                assert_eq!(status_code(&m), Some(200), "BYE answered with:\n{m}");
+                return;
+            }
+        }
+        panic!("no answer to the BYE of {} within {PROMPT:?}", self.number);
+    }
+
+    /// Waits up to `timeout` for sipacd's BYE, answering it 200. Returns
+    /// the BYE.
+    pub fn expect_bye(&self, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let (m, _) = recv(&self.sock, left)?;
+            if call_id(&m) == Some(self.call_id.as_str()) && method(&m) == Some("BYE") {
+                self.send(&ok_for(&m));
+                return Some(m);
+            }
+        }
+        None
+    }
+}
+
+/// What the phone answered to a request, for its retransmissions.
+type TxId = (String, String, String); // Call-ID, CSeq, top Via
+
+fn tx_id(req: &str) -> TxId {
+    let g = |n: &str, c: Option<&str>| header(req, n, c).unwrap_or_default().to_string();
+    (
+        g("Call-ID", Some("i")),
+        g("CSeq", None),
+        g("Via", Some("v")),
+    )
+}
+
+/// An agent's softphone behind a static contact (`sip:ID@127.0.0.1:PORT`).
+///
+/// OPTIONS pings are answered 200 whenever the phone reads its socket; a
+/// retransmitted request gets the phone's previous answer again; messages
+/// that arrive while the test waits for something else are kept for later.
+pub struct AgentPhone {
+    pub id: String,
+    sock: UdpSocket,
+    pub port: u16,
+    rtp: UdpSocket,
+    daemon: Option<SocketAddr>,
+    backlog: VecDeque<String>,
+    answered: HashMap<TxId, String>,
+    /// INVITEs already handed to the test, by Call-ID, with our To tag.
+    invites: HashMap<String, (String, String)>,
+}
+
+impl AgentPhone {
+    pub fn new(id: &str) -> AgentPhone {
+        let (sock, port) = bind();
+        let (rtp, _) = bind();
+        AgentPhone {
+            id: id.to_owned(),
+            sock,
+            port,
+            rtp,
+            daemon: None,
+            backlog: VecDeque::new(),
+            answered: HashMap::new(),
+            invites: HashMap::new(),
+        }
+    }
+
+    pub fn contact(&self) -> String {
+        format!("sip:{}@127.0.0.1:{}", self.id, self.port)
+    }
+
+    /// The `[agents.ID]` table for this phone; `more` is extra TOML lines
+    /// (skills, timezone, shift...).
+    pub fn toml(&self, more: &str) -> String {
+        format!(
+            "\n[agents.{}]\ncontact = \"{}\"\n{more}\n",
+            self.id,
+            self.contact()
+        )
+    }
+
+    fn send(&self, msg: &str) {
+        let to = self.daemon.expect("nothing received from sipacd yet");
+        self.sock.send_to(msg.as_bytes(), to).unwrap();
+    }
+
+    /// Answers `req` with `resp` and remembers it for retransmissions.
+    fn reply(&mut self, req: &str, resp: String) {
+        self.send(&resp);
+        self.answered.insert(tx_id(req), resp);
+    }
+
+    /// The next message satisfying `want` within `timeout`. Meanwhile:
+    /// OPTIONS get 200, retransmissions get the previous answer again, ACKs
+    /// are absorbed and anything else is kept for a later wait.
+    fn next(&mut self, timeout: Duration, want: impl Fn(&str) -> bool) -> Option<String> {
+        if let Some(i) = self.backlog.iter().position(|m| want(m)) {
+            return self.backlog.remove(i);
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Some((m, from)) = recv(&self.sock, left) else {
+                continue;
+            };
+            self.daemon = Some(from);
+            let is_request = method(&m).is_some();
+            if is_request && method(&m) != Some("ACK") {
+                if let Some(prev) = self.answered.get(&tx_id(&m)) {
+                    let prev = prev.clone();
+                    self.send(&prev);
+                    continue;
+                }
+            }
+            if method(&m) == Some("OPTIONS") {
+                let ok = ok_for(&m);
+                self.reply(&m, ok);
+                continue;
+            }
+            if want(&m) {
+                return Some(m);
+            }
+            if method(&m) != Some("ACK") && status_code(&m).is_none() {
+                self.backlog.push_back(m);
+            }
+        }
+        None
+    }
+
+    /// Waits up to `timeout` for a new INVITE (an offer); rings (180) and
+    /// returns it. Retransmissions of INVITEs already seen are not offers.
+    pub fn expect_invite(&mut self, timeout: Duration) -> Option<String> {
+        let seen: Vec<String> = self.invites.keys().cloned().collect();
+        let inv = self.next(timeout, |m| {
+            method(m) == Some("INVITE") && !seen.iter().any(|c| Some(c.as_str()) == call_id(m))
+        })?;
+        let cid = call_id(&inv).unwrap_or_default().to_string();
+        let tag = token();
+        self.invites.insert(cid, (inv.clone(), tag.clone()));
+        let ringing = response(&inv, 180, "Ringing", &tag, Some(&self.contact()), None);
+        self.reply(&inv, ringing);
+        Some(inv)
+    }
+
+    /// Asserts no new INVITE arrives within `window` (OPTIONS answered).
+    pub fn expect_no_invite(&mut self, window: Duration, why: &str) {
+        if let Some(inv) = self.expect_invite(window) {
+            panic!("agent {} was offered a call {why}:\n{inv}", self.id);
+        }
+    }
+
+    fn tag_of(&self, invite: &str) -> String {
+        let cid = call_id(invite).unwrap_or_default();
+        self.invites
+            .get(cid)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(token)
+    }
+
+    /// Answers the offer 200 with SDP and waits for sipacd's ACK (panics
+    /// without one within [`PROMPT`]).
+    pub fn answer(&mut self, invite: &str) {
+        let tag = self.tag_of(invite);
+        let rtp = self.rtp.local_addr().unwrap().port();
+        let ok = response(
+            invite,
+            200,
+            "OK",
+            &tag,
+            Some(&self.contact()),
+            Some(&sdp(rtp)),
+        );
+        self.reply(invite, ok);
+        let cid = call_id(invite).unwrap_or_default().to_string();
+        let ack = self.next(PROMPT, |m| {
+            method(m) == Some("ACK") && call_id(m) == Some(cid.as_str())
+        });
+        assert!(ack.is_some(), "agent {}: no ACK for its 200", self.id);
+    }
+
+    /// Refuses the offer with `code` (486 Busy Here, 603 Decline...).
+    pub fn refuse(&mut self, invite: &str, code: u16) {
+        let tag = self.tag_of(invite);
+        let reason = match code {
+            486 => "Busy Here",
+            603 => "Decline",
+            _ => "Refused",
+        };
+        let resp = response(invite, code, reason, &tag, None, None);
+        self.reply(invite, resp);
+    }
+
+    /// Waits for a CANCEL of an offer; answers it 200 and the INVITE 487,
+    /// as a ringing phone does. Returns the CANCEL.
+    pub fn expect_cancel(&mut self, timeout: Duration) -> Option<String> {
+        let cancel = self.next(timeout, |m| method(m) == Some("CANCEL"))?;
+        let ok = ok_for(&cancel);
+        self.reply(&cancel, ok);
+        let cid = call_id(&cancel).unwrap_or_default();
+        if let Some((inv, tag)) = self.invites.get(cid).cloned() {
+            let resp = response(&inv, 487, "Request Terminated", &tag, None, None);
+            self.reply(&inv, resp);
+        }
+        Some(cancel)
+    }
+
+    /// Waits for a BYE and answers it 200. Returns the BYE.
+    pub fn expect_bye(&mut self, timeout: Duration) -> Option<String> {
+        let bye = self.next(timeout, |m| method(m) == Some("BYE"))?;
+        let ok = ok_for(&bye);
+        self.reply(&bye, ok);
+        Some(bye)
+    }
+}
