@@ -69,6 +69,8 @@ pub struct Call {
     pub answered_at: Option<std::time::SystemTime>,
     /// The agent ended the call (BYE from the agent's phone).
     pub hangup_by_agent: bool,
+    /// Queues the caller entered, in order (call records).
+    pub queues_seen: Vec<String>,
     /// When the caller's position is next announced.
     pub announce_at: Option<Instant>,
     /// The caller's media leg, once answered.
@@ -117,6 +119,7 @@ impl Call {
             answered_at: None,
             hangup_by_agent: false,
             announce_at: None,
+            queues_seen: Vec::new(),
             leg: None,
             bye_reason: None,
             ivr: None,

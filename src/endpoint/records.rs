@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::agents::caller_number;
 use super::{CallKey, Endpoint, Now};
+use crate::acd::DivertReason;
 use crate::call::agent::AgentLegState;
 use crate::cdr::{CallRecord, Candidate, Disposition, HangupBy, RoutingDecision};
 use crate::config::{Strategy, Target};
@@ -162,19 +163,25 @@ impl Endpoint {
             return;
         };
         let mut closed_by_ivr = false;
+        let mut diverted = None;
         if let Some(call) = self.calls.get(ck) {
             if let Some(run) = &call.ivr {
                 rec.ivr_path = run.path().to_vec();
                 rec.variables = run.variables().clone();
                 closed_by_ivr = matches!(run.outcome(), Some(IvrOutcome::HungUp));
             }
-            if let Some(q) = call.queue() {
-                rec.queue = Some(q.to_owned());
+            // Every queue the caller went through, in order (an overflow
+            // counts against the first; see `cdr::report`).
+            for q in &call.queues_seen {
                 let step = format!("queue:{q}");
                 if rec.ivr_path.last() != Some(&step) {
                     rec.ivr_path.push(step);
                 }
             }
+            if let Some(q) = call.queues_seen.last() {
+                rec.queue = Some(q.to_owned());
+            }
+            diverted = call.diverted;
             // Clamped: wall and monotonic clocks may disagree by a ms.
             rec.queued_ms = call.queued_at.map(|t| {
                 wall_ms_of(now, t)
@@ -187,6 +194,11 @@ impl Endpoint {
         rec.hangup_by = Some(by);
         rec.disposition = if rec.answered_ms.is_some() {
             Disposition::Answered
+        } else if diverted == Some(DivertReason::Closed) {
+            Disposition::Closed
+        } else if diverted.is_some() {
+            // Sent on by max_wait_s, max_waiting or a removed queue.
+            Disposition::Overflowed
         } else if closed_by_ivr && by != HangupBy::Caller {
             Disposition::Closed
         } else if by == HangupBy::Caller {

@@ -58,6 +58,7 @@ impl Endpoint {
             return;
         };
         call.target = Target::Queue(queue.to_owned());
+        call.queues_seen.push(queue.to_owned());
         call.priority = priority;
         call.queued_at = Some(now.mono);
         let id = *call.acd.get_or_insert_with(|| {

@@ -43,6 +43,15 @@ announce_position_s = 2
 number = "1560"
 to = "queue:hold"
 
+[queues.ov]
+skills = { nobody = 1 }
+max_wait_s = 1
+overflow = "hangup"
+
+[[numbers]]
+number = "1570"
+to = "queue:ov"
+
 [[numbers]]
 number = "1500"
 to = "queue:support"
@@ -919,4 +928,29 @@ fn hold_by_reinvite_is_mirrored_and_inactive_stops_the_rtp_clock() {
             .any(|c| matches!(c, MediaCommand::Update { sending: false, .. })),
         "{cmds:?}"
     );
+}
+
+#[test]
+fn overflow_on_max_wait_is_recorded_as_overflowed() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("1570", "ov1", "z9hG4bKov1"));
+    let tag = to_tag(&out[1]);
+    h.send_from(
+        h.phone,
+        &in_dialog("ACK", "1570", "ov1", &tag, 1, "z9hG4bKaov1"),
+    );
+    let out = h.advance_all(Duration::from_millis(1100));
+    let bye = requests_to(&out, h.phone);
+    assert_eq!(bye.len(), 1, "{out:?}");
+    assert_eq!(bye[0].method, rsip::Method::Bye);
+    // Our BYE times out unanswered (timer F): the call ends, its record goes out.
+    h.advance_all(Duration::from_secs(33));
+    let recs: Vec<_> = std::iter::from_fn(|| h.ep.poll_record()).collect();
+    let last = recs.iter().rev().find(|r| r.id == "ov1").expect("a record");
+    assert_eq!(
+        last.disposition,
+        crate::cdr::Disposition::Overflowed,
+        "{last:?}"
+    );
+    assert_eq!(last.queue.as_deref(), Some("ov"));
 }
