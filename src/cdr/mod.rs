@@ -24,7 +24,7 @@ mod writer;
 pub use export::{to_csv, to_json};
 pub use record::{CallRecord, Candidate, Disposition, HangupBy, RoutingDecision};
 pub use report::{
-    compute_report, render_text, AgentRow, Bucket, QueueRow, Report, ReportOptions,
+    compute_report, render_text, text_table, AgentRow, Bucket, QueueRow, Report, ReportOptions,
     SHORT_ABANDON_MS,
 };
 pub use store::{CdrError, CdrFilter, CdrStore, DB_FILE};

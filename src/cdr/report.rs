@@ -343,6 +343,12 @@ pub fn render_text(report: &Report) -> String {
 
 /// Left-aligned first column, right-aligned numbers.
 fn table(rows: &[Vec<String>]) -> String {
+    text_table(rows, true)
+}
+
+/// A plain-text table, columns padded to their widest cell; with
+/// `numbers_right`, every column but the first is right-aligned.
+pub fn text_table(rows: &[Vec<String>], numbers_right: bool) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -357,10 +363,16 @@ fn table(rows: &[Vec<String>]) -> String {
     for r in rows {
         let mut line = String::new();
         for (c, (cell, w)) in r.iter().zip(&widths).enumerate() {
-            if c == 0 {
-                let _ = write!(line, "{cell:<w$}");
-            } else {
-                let _ = write!(line, "  {cell:>w$}");
+            match (c, numbers_right) {
+                (0, _) => {
+                    let _ = write!(line, "{cell:<w$}");
+                }
+                (_, true) => {
+                    let _ = write!(line, "  {cell:>w$}");
+                }
+                (_, false) => {
+                    let _ = write!(line, "  {cell:<w$}");
+                }
             }
         }
         out.push_str(line.trim_end());
