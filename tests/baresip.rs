@@ -186,6 +186,15 @@ fn two_softphones_talk_through_sipacd() {
     );
     assert!(caller_ctrl.wait_event("CALL_ESTABLISHED", WAIT).is_some());
     assert!(d.wait_for_log(WAIT, |l| l.contains("agent answered: bridged")));
+    // Talk for 3 s from the moment both phones receive RTP (on a loaded
+    // machine that can lag the call's establishment).
+    for (who, ctrl) in [("agent", &mut agent_ctrl), ("caller", &mut caller_ctrl)] {
+        assert!(
+            ctrl.wait_event("CALL_RTPESTAB", WAIT).is_some(),
+            "the {who}'s phone never received RTP; sipacd:\n{}",
+            d.stderr()
+        );
+    }
 
     std::thread::sleep(Duration::from_secs(3));
     let r = caller_ctrl.command("hangup", "");
