@@ -122,7 +122,7 @@ EOF
     caller_pt=8 agent_pt=8
     [ -n "$TRANSCODE" ] && caller_pt=0
     (cd "$work" && exec timeout $((WAIT_S + WINDOW + 120)) sipp -sf "$here/relay_agent.xml" -i 127.0.0.1 \
-        -p "$uas_port" -mp "$(free_port)" -key agent_rtp "$P2" -key agent_pt "$agent_pt" -aa -nostdin \
+        -p "$uas_port" -mp "$(free_port)" -key agent_rtp "$P2" -key agent_pt "$agent_pt" -aa -recv_timeout 120000 -nostdin \
         -max_recv_loops 10000 >"$work/agent.out" 2>&1) &
     PIDS+=($!)
     sleep 1
