@@ -6,8 +6,11 @@
 # paced music (50 RTP packets per second each; SIPp's media port just
 # receives them). For each N of the steps: the N calls are set up, and once
 # all are up the daemon's CPU (utime+stime from /proc/PID/stat) is sampled
-# over a window; CPU % is of all cores (100% = every core busy). Prints each
-# step and the largest N under the CPU limit, with the CPU cost per caller.
+# over a window; CPU % is of all cores (100% = every core busy). A step
+# passes if the CPU stays under the limit AND the music really goes out:
+# the host's UDP datagrams sent (/proc/net/snmp, every process counts, so
+# it can only overstate) reach 95% of 50 x N per second. Prints each step
+# and the largest N that passes, with the CPU cost per caller.
 #
 # Usage: benches/moh_load.sh [options]
 #   --bin PATH          sipacd binary (default: $SIPACD_BIN, else cargo build --release)
@@ -122,6 +125,10 @@ for n in $STEPS; do
         echo "  not all $n calls stayed up: stopping" >&2
         break
     fi
+    if ! awk -v p="$pps" -v n="$n" 'BEGIN { exit !(p >= 0.95 * 50 * n) }'; then
+        echo "  music falls behind: $pps pkt/s sent for $((50 * n)) due: stopping"
+        break
+    fi
     if awk -v c="$cpu" -v l="$LIMIT" 'BEGIN { exit !(c < l) }'; then
         best=$n best_cpu="$cpu% of $NCPU cores, $per_caller% of one core per caller"
     else
@@ -132,5 +139,5 @@ for n in $STEPS; do
 done
 
 echo
-echo "largest N on hold under ${LIMIT}% of $NCPU cores: $best${best_cpu:+ ($best_cpu)}"
+echo "largest N on hold under ${LIMIT}% of $NCPU cores with music on time: $best${best_cpu:+ ($best_cpu)}"
 echo "(steps: $STEPS; music 50 pkt/s per caller, 0 = the first step already failed)"
