@@ -10,6 +10,11 @@
 #
 # Usage: benches/sipp_load.sh [options]
 #   --compare            sipacd and Kamailio, side by side
+#   --agents N           routing run: every call is routed by the ACD to one of N
+#                        auto-answering agents (static contacts, all on one SIPp UAS,
+#                        benches/relay_agent.xml); a step is clean only if under
+#                        0.1% of calls fail AND the agents answered all but 0.1%
+#   --route              --agents 200
 #   --kamailio           Kamailio only
 #   --target HOST:PORT   an already running sipacd (loopback only) instead of
 #                        starting one from a temporary config
@@ -31,11 +36,14 @@ MODE=sipacd
 TARGET=""
 BIN="${SIPACD_BIN:-}"
 MAX_CALLS_PER_STEP=100000
+AGENTS=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
     --compare) MODE=both ;;
     --kamailio) MODE=kamailio ;;
+    --agents) AGENTS=$2; shift ;;
+    --route) AGENTS=200 ;;
     --target) TARGET=$2; shift ;;
     --bin) BIN=$2; shift ;;
     --number) NUMBER=$2; shift ;;
@@ -54,6 +62,11 @@ repo=$(dirname "$here")
 SCEN="$here/load_call.xml"
 OPTIONS_SCEN="$repo/tests/sipp/options_udp.xml"
 command -v sipp >/dev/null || { echo "sipp not found: apt-get install sip-tester" >&2; exit 1; }
+if [ "$AGENTS" -gt 0 ]; then
+    [ "$MODE" = sipacd ] || { echo "--agents is for sipacd alone" >&2; exit 2; }
+    [ -z "$TARGET" ] || { echo "--agents starts its own sipacd (no --target)" >&2; exit 2; }
+    ulimit -n "$(ulimit -Hn)"
+fi
 
 work=$(mktemp -d -t sipacd-load-XXXXXX)
 PIDS=()
@@ -146,11 +159,26 @@ skills = { support = 5 }
 skills = { support = 1 }
 strategy = "longest_idle"
 music = "moh.wav"
+wrapup_s = 0
 
 [[numbers]]
 number = "1500"
 to = "queue:support"
 EOF
+    if [ "$AGENTS" -gt 0 ]; then
+        UAS_PORT=$(free_port)
+        for i in $(seq "$AGENTS"); do
+            printf '\n[agents.%d]\nname = "Agent %d"\ncontact = "sip:%d@127.0.0.1:%d"\nskills = { support = 5 }\n' \
+                $((5000 + i)) "$i" $((5000 + i)) "$UAS_PORT" >>"$d/sipacd.toml"
+        done
+        # The agents' phone: answers every offer, and OPTIONS pings (-aa).
+        local mp
+        mp=$(free_port)
+        (cd "$d" && exec sipp -sf "$here/relay_agent.xml" -i 127.0.0.1 -p "$UAS_PORT" -mp "$mp" \
+            -key agent_rtp "$mp" -key agent_pt 0 -aa -recv_timeout 120000 -nostdin -max_recv_loops 10000 \
+            -trace_stat -stf "$work/agents.csv" -fd 1 >"$d/agents.out" 2>&1) &
+        PIDS+=($!)
+    fi
     RUST_LOG=warn "$BIN" --config "$d/sipacd.toml" 2>"$work/sipacd.log" &
     PIDS+=($!)
     TARGET="127.0.0.1:$port"
@@ -224,6 +252,13 @@ step() {
         -timeout $((STEP_S * 2 + 30))s -nostdin -max_recv_loops 10000 \
         -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1 >sipp.out 2>&1) || true
     stat="$dir/stat.csv"
+    local routed="" a0=${AGENTS_DONE:-0}
+    if [ "$AGENTS" -gt 0 ]; then
+        sleep 2 # the agents' stat file is written every second
+        AGENTS_DONE=$(awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "SuccessfulCall(C)") c = i }
+                                 END { print $c + 0 }' "$work/agents.csv" 2>/dev/null || echo 0)
+        routed=$((AGENTS_DONE - a0))
+    fi
     succ=0
     if [ -s "$stat" ]; then
         succ=$(awk -F';' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "SuccessfulCall(C)") c = i }
@@ -231,11 +266,16 @@ step() {
     fi
     # Calls not completed (timed out, never sent) count as failed.
     FAIL_PCT=$(awk -v n="$calls" -v s="$succ" 'BEGIN { printf "%.3f", (n - s) * 100 / n }')
+    if [ -n "$routed" ]; then
+        # A call no agent answered was not routed: it counts as failed too.
+        FAIL_PCT=$(awk -v n="$calls" -v s="$succ" -v r="$routed" \
+            'BEGIN { m = (s < r ? s : r); printf "%.3f", (n - m) * 100 / n }')
+    fi
     med=$({ cat "$dir"/*_rtt.csv 2>/dev/null || true; } | awk -F';' '$3 == "setup" { print $2 }' | sort -n |
         awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "?" }')
     MEDIAN_MS=$med
-    printf '  %-10s %6d cps: %7d calls, %7d ok, %7s%% failed, median setup %s ms\n' \
-        "$label" "$rate" "$calls" "$succ" "$FAIL_PCT" "$MEDIAN_MS"
+    printf '  %-10s %6d cps: %7d calls, %7d ok,%s %7s%% failed, median setup %s ms\n' \
+        "$label" "$rate" "$calls" "$succ" "${routed:+ $routed answered by agents,}" "$FAIL_PCT" "$MEDIAN_MS"
 }
 
 # Steps through RATES until a step fails; sets BEST_RATE and BEST_MEDIAN.
@@ -270,7 +310,7 @@ fi
 echo
 printf '%-40s %-28s %s\n' "target" "max rate with <0.1% failed" "median setup"
 [ -n "${RATE[sipacd]:-}" ] &&
-    printf '%-40s %-28s %s\n' "sipacd" "${RATE[sipacd]} cps" "${MEDIAN[sipacd]} ms"
+    printf '%-40s %-28s %s\n' "sipacd$([ "$AGENTS" -gt 0 ] && echo " routed to $AGENTS agents")" "${RATE[sipacd]} cps" "${MEDIAN[sipacd]} ms"
 [ -n "${RATE[kamailio]:-}" ] &&
     printf '%-40s %-28s %s\n' "kamailio ${KAMAILIO_VERSION:-} (tm, t_relay) + sipp uas" \
         "${RATE[kamailio]} cps" "${MEDIAN[kamailio]} ms"
