@@ -11,7 +11,13 @@ work=$(mktemp -d -t sipacd-bench-XXXXXX)
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.5
+    # sipacd drains its calls for up to drain_s (2 s) on SIGTERM.
+    for _ in $(seq 30); do
+        local alive=""
+        for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ -z "$alive" ] && break
+        sleep 0.1
+    done
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     if [ -n "${KEEP:-}" ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
 }
