@@ -22,6 +22,9 @@ use crate::sip::dialog::{set_body, Dialog, LocalVia};
 use crate::sip::headers;
 use crate::sip::transaction::{build_cancel, new_branch, TxKey};
 
+/// The Reason (RFC 3326) of a BYE sent because no RTP ports were left.
+const NO_PORTS_REASON: &str = "SIP;cause=503;text=\"No RTP ports left\"";
+
 impl Endpoint {
     /// Sends the INVITE that offers call `ck` to `agent` (the router's
     /// offer from `queue`, after `waited` in it).
@@ -39,13 +42,19 @@ impl Endpoint {
             debug!(%agent, "offered agent has no binding: logged out");
             return self.agent_reachable(&agent, false, now);
         };
-        let Some(acd) = self.calls.get(ck).and_then(|c| c.acd) else {
-            return;
-        };
+        if self.calls.get(ck).and_then(|c| c.acd).is_none() {
+            return; // the caller left the queue meanwhile
+        }
         let Some(ports) = self.ports.allocate() else {
-            debug!("no RTP ports for an agent leg: offer refused");
-            let r = self.router.rejected(&agent, acd, now.mono);
-            return self.acd_result(r, now);
+            // The call cannot be bridged. Handing the offer back to the
+            // router would only re-offer it at once (and again, recursively,
+            // while ports stay exhausted), so the caller is told and hung
+            // up; the router frees the agent when the call ends.
+            warn!(call = %ck.0, %agent, "no RTP ports left for the agent leg: hanging up");
+            if let Some(call) = self.calls.get_mut(ck) {
+                call.bye_reason = Some(NO_PORTS_REASON);
+            }
+            return self.hang_up(ck, now);
         };
         let Some(call) = self.calls.get(ck) else {
             return;

@@ -954,3 +954,23 @@ fn overflow_on_max_wait_is_recorded_as_overflowed() {
     );
     assert_eq!(last.queue.as_deref(), Some("ov"));
 }
+
+/// With RTP ports exhausted, an offer to an agent must not bounce back into
+/// the router (which would re-offer at once, recursively): the caller is
+/// hung up with a Reason instead.
+#[test]
+fn no_ports_for_the_agent_leg_hangs_the_caller_up() {
+    let mut h = Harness::new();
+    // Three port pairs: caller 1, agent leg 1, caller 2; none for agent leg 2.
+    let (_, out) = queued_caller(&mut h, "np1");
+    assert_eq!(requests_to(&out, agent(5080)).len(), 1);
+    let (_, out) = queued_caller(&mut h, "np2");
+    assert!(requests_to(&out, agent(5081)).is_empty(), "{out:?}");
+    let byes = requests_to(&out, h.phone);
+    assert_eq!(byes.len(), 1, "{out:?}");
+    assert!(
+        byes[0].to_string().contains("No RTP ports left"),
+        "{}",
+        byes[0]
+    );
+}
