@@ -68,53 +68,16 @@ if [ "$AGENTS" -gt 0 ]; then
     ulimit -n "$(ulimit -Hn)"
 fi
 
-work=$(mktemp -d -t sipacd-load-XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.5
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    if [ -n "${KEEP:-}" ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-# A UDP port on 127.0.0.1 that nobody listens on (ss from iproute2 if present).
-free_port() {
-    local p
-    for _ in $(seq 100); do
-        p=$((20000 + RANDOM % 30000))
-        if ! command -v ss >/dev/null || [ -z "$(ss -Hlnu "sport = :$p" 2>/dev/null)" ]; then
-            echo "$p"
-            return
-        fi
-    done
-    echo "no free port" >&2; exit 1
-}
+# Temp dir, process cleanup, free_port and wait_options are shared with the
+# media load scripts.
+# shellcheck source=benches/bench_lib.sh
+. "$here/bench_lib.sh"
 
 require_loopback() {
     case "$1" in
     127.*:* | localhost:* | \[::1\]:*) ;;
     *) echo "target $1 is not a loopback address: refused" >&2; exit 2 ;;
     esac
-}
-
-# Waits (bounded) until HOST:PORT answers OPTIONS with 200; gives up early
-# if process PID (optional) has died.
-wait_options() {
-    local target=$1 pid=${2:-} i
-    for i in $(seq 30); do
-        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
-            echo "process $pid died" >&2
-            return 1
-        fi
-        if (cd "$work" && sipp "$target" -sf "$OPTIONS_SCEN" -s ping -i 127.0.0.1 -p "$(free_port)" \
-            -m 1 -timeout 1s -timeout_error -nostdin >/dev/null 2>&1); then
-            return 0
-        fi
-        sleep 0.5
-    done
-    echo "$target does not answer OPTIONS" >&2
-    return 1
 }
 
 # 8 kHz mono 16-bit PCM, half a second of silence.
