@@ -1,7 +1,7 @@
 //! One inbound call leg as sipacd's UAS sees it, as a sans-IO state machine:
-//! ringing, answered (waiting for ACK), confirmed, ending, ended. The
-//! endpoint feeds it events with an explicit `now` and carries out the
-//! actions it returns. Media, IVR and routing attach here in later layers.
+//! ringing, answered (waiting for ACK), confirmed, ending. The endpoint
+//! feeds it events with an explicit `now` and carries out the actions it
+//! returns; the call also holds its IVR run, agent leg and media leg ids.
 
 pub mod agent;
 
@@ -24,16 +24,6 @@ pub enum CallState {
     Confirmed,
     /// We sent BYE and wait for its answer.
     Ending,
-}
-
-/// Why a call ended, for logs and (later) call records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    CallerBye,
-    OurBye,
-    Cancelled,
-    NoAck,
-    Shutdown,
 }
 
 /// What the endpoint must do next for this call.

@@ -14,6 +14,7 @@ use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::{Algorithm, Credentials, Registrar, RegistrarConfig};
 use crate::sip::dialog::{Dialog, LocalVia};
 use crate::sip::headers;
+use crate::sip::message::reason_phrase;
 use crate::sip::transaction::{ClientEvent, ServerEvent, TxEvent, TxKey};
 use crate::sip::Peer;
 
@@ -503,7 +504,7 @@ impl Endpoint {
     }
 
     pub(super) fn reply(&mut self, key: &TxKey, req: &rsip::Request, code: u16, now: Now) {
-        let resp = headers::response_to(req, code, reason(code), Some(&new_tag()));
+        let resp = headers::response_to(req, code, reason_phrase(code), Some(&new_tag()));
         self.respond(key, resp, now);
     }
 
@@ -538,18 +539,4 @@ impl Endpoint {
 
 pub(super) fn new_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
-}
-
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        481 => "Call/Transaction Does Not Exist",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        500 => "Server Internal Error",
-        503 => "Service Unavailable",
-        _ => "",
-    }
 }
