@@ -16,5 +16,6 @@ pub mod daemon;
 pub mod endpoint;
 pub mod ivr;
 pub mod media;
+pub mod metrics;
 pub mod registrar;
 pub mod sip;

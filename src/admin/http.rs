@@ -32,13 +32,24 @@ pub struct AdminConfig {
 struct AppState {
     backend: Arc<dyn AdminBackend>,
     cfg: Arc<AdminConfig>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The admin router; `serve` it or nest it in a bigger one.
 pub fn router(backend: Arc<dyn AdminBackend>, cfg: AdminConfig) -> Router {
+    router_with_metrics(backend, cfg, crate::metrics::Metrics::new())
+}
+
+/// [`router`] whose `/metrics` exposes `metrics`.
+pub fn router_with_metrics(
+    backend: Arc<dyn AdminBackend>,
+    cfg: AdminConfig,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Router {
     let state = AppState {
         backend,
         cfg: Arc::new(cfg),
+        metrics,
     };
     let api = Router::new()
         .route("/api/v1/queues", get(queues))
@@ -47,6 +58,7 @@ pub fn router(backend: Arc<dyn AdminBackend>, cfg: AdminConfig) -> Router {
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/cdr", get(cdr))
+        .route("/metrics", get(scrape_metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
@@ -94,6 +106,10 @@ async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> 
 /// does not tell how much of the token was right.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn scrape_metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    super::metrics::scrape(&*st.backend, &st.metrics, &headers).await
 }
 
 async fn queues(State(st): State<AppState>) -> Response {

@@ -6,12 +6,15 @@
 //!
 //! With `admin_token` set, every `/api/...` request needs
 //! `Authorization: Bearer <token>` (401 otherwise, before any handler runs,
-//! so nothing changes). `/health` stays open for liveness probes.
+//! so nothing changes). `/health` stays open for liveness probes;
+//! `/metrics` (Prometheus) is behind the token like the API, since
+//! scrapers send bearer tokens (`authorization` in a scrape config).
 
 mod backend;
 mod http;
+mod metrics;
 
 pub use backend::{
     AdminBackend, AgentStateRequest, AgentView, BoxFuture, CallView, QueueView, SetStateError,
 };
-pub use http::{router, serve, AdminConfig};
+pub use http::{router, router_with_metrics, serve, AdminConfig};

@@ -18,7 +18,8 @@ use tracing::{debug, warn};
 
 use crate::endpoint::{LegId, MediaCommand, MediaEvent};
 use crate::media::relay::is_rtcp;
-use crate::media::{Codec, Leg, LegParams, Prompt, PromptCache, Source};
+use crate::media::{Codec, Leg, LegParams, Prompt, PromptCache, RelayStats, Source};
+use crate::metrics::{Metrics, ReasonLabel};
 
 /// How often generated audio (prompts, music) is paced out. The pacer
 /// keeps its own 20 ms grid; this only bounds how late a frame leaves.
@@ -51,11 +52,12 @@ pub struct Media {
     pub events: mpsc::UnboundedReceiver<MediaEvent>,
 }
 
-/// Starts the media task; legs bind on `bind_ip`.
-pub fn spawn(bind_ip: IpAddr, rtp_timeout: Duration) -> Media {
+/// Starts the media task; legs bind on `bind_ip`; RTP is counted in
+/// `metrics`.
+pub fn spawn(bind_ip: IpAddr, rtp_timeout: Duration, metrics: Arc<Metrics>) -> Media {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(bind_ip, rtp_timeout, cmd_rx, ev_tx));
+    tokio::spawn(run(bind_ip, rtp_timeout, cmd_rx, ev_tx, metrics));
     Media {
         commands: cmd_tx,
         events: ev_rx,
@@ -70,6 +72,7 @@ struct Engine {
     events: mpsc::UnboundedSender<MediaEvent>,
     pkt_tx: mpsc::Sender<Packet>,
     out: Vec<u8>,
+    metrics: Arc<Metrics>,
 }
 
 async fn run(
@@ -77,6 +80,7 @@ async fn run(
     rtp_timeout: Duration,
     mut commands: mpsc::UnboundedReceiver<MediaCommand>,
     events: mpsc::UnboundedSender<MediaEvent>,
+    metrics: Arc<Metrics>,
 ) {
     let (pkt_tx, mut packets) = mpsc::channel::<Packet>(8192);
     let mut e = Engine {
@@ -87,6 +91,7 @@ async fn run(
         events,
         pkt_tx,
         out: Vec::with_capacity(256),
+        metrics,
     };
     let mut tick = tokio::time::interval(PACE_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -130,7 +135,12 @@ impl Engine {
                     Ok(s) => Arc::new(s),
                     Err(e) => return warn!(leg, port, error = %e, "cannot bind RTP port"),
                 };
-                let reader = tokio::spawn(read_loop(leg, sock.clone(), self.pkt_tx.clone()));
+                let reader = tokio::spawn(read_loop(
+                    leg,
+                    sock.clone(),
+                    self.pkt_tx.clone(),
+                    self.metrics.clone(),
+                ));
                 let l = Leg::new(params(codec, telephone_event), remote, now);
                 self.slots.insert(
                     leg,
@@ -226,23 +236,32 @@ impl Engine {
                 let Some(mut me) = self.slots.remove(&p.leg) else {
                     return;
                 };
+                let before = *me.leg.stats();
                 if let Some(other) = self.slots.get_mut(&b) {
                     if me
                         .leg
                         .relay_to(&mut other.leg, p.from, &p.bytes, now, &mut self.out)
                     {
                         if let Some(to) = other.leg.remote() {
-                            if let Err(e) = other.sock.try_send_to(&self.out, to) {
-                                debug!(error = %e, "rtp relay send failed");
-                            }
+                            match other.sock.try_send_to(&self.out, to) {
+                                Ok(_) => self.metrics.rtp_relayed.inc(),
+                                Err(e) => {
+                                    drop_rtp(&self.metrics, "send_error", 1);
+                                    debug!(error = %e, "rtp relay send failed");
+                                    0
+                                }
+                            };
                         }
                     }
                 }
+                count_drops(&self.metrics, &before, me.leg.stats());
                 self.slots.insert(p.leg, me);
             }
             _ => {
                 if let Some(s) = self.slots.get_mut(&p.leg) {
+                    let before = *s.leg.stats();
                     let _ = s.leg.on_rtp(p.from, &p.bytes, now);
+                    count_drops(&self.metrics, &before, s.leg.stats());
                 }
             }
         }
@@ -286,7 +305,40 @@ impl Engine {
     }
 }
 
-async fn read_loop(leg: LegId, sock: Arc<UdpSocket>, tx: mpsc::Sender<Packet>) {
+/// Adds what a leg dropped while handling one packet.
+fn count_drops(m: &Metrics, before: &RelayStats, after: &RelayStats) {
+    for (reason, n) in [
+        (
+            "garbage",
+            after.dropped_garbage.saturating_sub(before.dropped_garbage),
+        ),
+        (
+            "foreign",
+            after.dropped_foreign.saturating_sub(before.dropped_foreign),
+        ),
+        (
+            "payload_type",
+            after.dropped_pt.saturating_sub(before.dropped_pt),
+        ),
+    ] {
+        if n > 0 {
+            drop_rtp(m, reason, n);
+        }
+    }
+}
+
+fn drop_rtp(m: &Metrics, reason: &'static str, n: u64) -> u64 {
+    m.rtp_dropped
+        .get_or_create(&ReasonLabel { reason })
+        .inc_by(n)
+}
+
+async fn read_loop(
+    leg: LegId,
+    sock: Arc<UdpSocket>,
+    tx: mpsc::Sender<Packet>,
+    metrics: Arc<Metrics>,
+) {
     let mut buf = vec![0u8; 2048];
     loop {
         match sock.recv_from(&mut buf).await {
@@ -297,6 +349,7 @@ async fn read_loop(leg: LegId, sock: Arc<UdpSocket>, tx: mpsc::Sender<Packet>) {
                     from,
                 };
                 if tx.try_send(p).is_err() {
+                    drop_rtp(&metrics, "overload", 1);
                     debug!(leg, "media task busy: packet dropped");
                 }
             }

@@ -71,12 +71,14 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         .await
         .map_err(DaemonError::Bind)?;
     transports.start(tcp);
+    let metrics = crate::metrics::Metrics::new();
+    metrics.attach_transport(transports.stats.clone());
     for l in &cfg.server.sip {
         info!(transport = %l.transport, addr = %l.addr, "listening");
     }
     // After the SIP listeners: `/health` answering means SIP is up too.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Control>(64);
-    let (admin_stop, admin_task) = start_admin(&cfg, ctl_tx).await?;
+    let (admin_stop, admin_task) = start_admin(&cfg, ctl_tx, metrics.clone()).await?;
 
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
@@ -87,8 +89,10 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         .sip
         .first()
         .map_or(cfg.server.advertise, |l| l.addr.ip());
-    let mut media = media::spawn(bind_ip, Duration::from_secs(cfg.server.rtp_timeout_s));
+    let rtp_timeout = Duration::from_secs(cfg.server.rtp_timeout_s);
+    let mut media = media::spawn(bind_ip, rtp_timeout, metrics.clone());
     let mut ep = Endpoint::new(cfg.clone(), now());
+    ep.set_metrics(metrics);
     let records = cdr.handle();
     let mut current = cfg;
     let mut drain_deadline: Option<Instant> = None;
@@ -180,6 +184,7 @@ fn write_records(ep: &mut Endpoint, cdr: &CdrHandle) {
 async fn start_admin(
     cfg: &Config,
     ctl: mpsc::Sender<Control>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<
     (
         tokio::sync::oneshot::Sender<()>,
@@ -192,13 +197,14 @@ async fn start_admin(
         .await
         .map_err(|source| DaemonError::AdminBind { addr, source })?;
     info!(%addr, "admin API listening");
-    let app = crate::admin::router(
+    let app = crate::admin::router_with_metrics(
         Arc::new(ControlBackend::new(ctl)),
         AdminConfig {
             token: cfg.server.admin_token.clone(),
             cdr_dir: Some(cfg.server.data_dir.clone()),
             timezone: cfg.server.timezone,
         },
+        metrics,
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -275,6 +281,7 @@ pub async fn reload(path: &std::path::Path, old: &Config, ep: &mut Endpoint) -> 
             }
             let changed = config::diff(old, &new);
             info!(changed = ?changed, "reload applied");
+            ep.metrics().reload(true);
             ep.apply_config(Arc::new(new), now());
             ReloadOutcome::Applied { changed }
         }
@@ -284,10 +291,12 @@ pub async fn reload(path: &std::path::Path, old: &Config, ep: &mut Endpoint) -> 
                 "reload rejected, old configuration stays in force:\n{}",
                 errors.join("\n")
             );
+            ep.metrics().reload(false);
             ReloadOutcome::Rejected { errors }
         }
         Err(join) => {
             error!(error = %join, "reload rejected: loader task failed");
+            ep.metrics().reload(false);
             ReloadOutcome::Rejected {
                 errors: vec![join.to_string()],
             }

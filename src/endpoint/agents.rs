@@ -128,6 +128,7 @@ impl Endpoint {
         };
         info!(call = %ck.0, %agent, %queue, wait_s = wait, "offering call to agent");
         self.record_offer(ck, &agent, now);
+        self.q_offered(ck, &agent, now);
         self.agent_invites.insert(key.clone(), ck.clone());
         if let Some(call) = self.calls.get_mut(ck) {
             if let Some(old) = call.agent.take() {
@@ -182,7 +183,7 @@ impl Endpoint {
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %ck.0, %agent, code, "agent refused the call");
-            let r = self.router.rejected(&agent, acd, now.mono);
+            let r = self.timed(|r| r.rejected(&agent, acd, now.mono));
             self.acd_result(r, now);
         }
     }
@@ -204,6 +205,7 @@ impl Endpoint {
         let agent = leg.agent_id.clone();
         let port = leg.ports.pair().rtp;
         let dialog_key = (dialog.call_id.clone(), dialog.local_tag.clone());
+        let agent_call_id = dialog.call_id.clone();
         leg.dialog = Some(dialog);
         self.agent_dialogs.insert(dialog_key, ck.clone());
         let agent_leg = self.new_leg();
@@ -234,6 +236,7 @@ impl Endpoint {
                 debug!(error = %e, "router did not expect this answer");
             }
         }
+        self.q_answered(ck, &agent, &agent_call_id, now);
         info!(call = %ck.0, %agent, "agent answered: bridged");
     }
 
@@ -250,7 +253,8 @@ impl Endpoint {
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %ck.0, %agent, "ring no answer: agent paused (rona)");
-            let r = self.router.ring_no_answer(&agent, acd, now.mono);
+            self.q_ring_no_answer(ck, &agent, now);
+            let r = self.timed(|r| r.ring_no_answer(&agent, acd, now.mono));
             self.acd_result(r, now);
         }
     }
@@ -279,7 +283,7 @@ impl Endpoint {
                 self.media(MediaCommand::Close { leg: l });
             }
             if let Some(acd) = acd {
-                let r = self.router.call_ended(&leg.agent_id, acd, now.mono);
+                let r = self.timed(|r| r.call_ended(&leg.agent_id, acd, now.mono));
                 self.acd_result(r, now);
             }
         }

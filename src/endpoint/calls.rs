@@ -95,6 +95,12 @@ impl Endpoint {
             });
         if !ours {
             self.stats.responses_dropped += 1;
+            self.metrics
+                .sip_dropped
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: "foreign_via",
+                })
+                .inc();
             return debug!(%from, "response with a foreign top Via dropped");
         }
         if let Some(ev) = self.txn.on_response(resp, from, now.mono) {
@@ -484,6 +490,7 @@ impl Endpoint {
 
     /// Forgets a call and releases its resources (ports go back on drop).
     pub(super) fn end_call(&mut self, ck: &CallKey, now: Now) {
+        self.q_caller_gone(ck, now);
         self.record_end(ck, now);
         // The caller is gone: CANCEL or BYE the agent's leg, free the agent.
         self.release_agent_leg(ck, now);

@@ -10,6 +10,7 @@ mod ivr;
 mod media;
 mod outbound;
 mod qualify;
+mod queue_events;
 mod records;
 mod routing;
 mod stats;
@@ -32,6 +33,7 @@ use crate::sip::transaction::{TransactionLayer, TxKey};
 use crate::sip::Peer;
 
 pub use media::{LegId, MediaCommand, MediaEvent};
+pub use queue_events::QueueLogLine;
 pub use stats::EndpointStats;
 
 /// The two clocks a handler may need: monotonic for timers, wall for
@@ -90,6 +92,10 @@ pub struct Endpoint {
     /// When expired registrations are next swept (and the file rewritten).
     housekeeping_at: Instant,
     pub stats: EndpointStats,
+    /// Prometheus counters (atomics, shared with `/metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Queue events: per-queue counters and queue_log lines.
+    qlog: queue_events::QueueTracker,
     /// Call records on their way to the daemon's writer.
     records: records::RecordBook,
 }
@@ -123,6 +129,8 @@ impl Endpoint {
             next_tick: None,
             housekeeping_at: now.mono + HOUSEKEEPING,
             stats: EndpointStats::default(),
+            metrics: Arc::default(),
+            qlog: Default::default(),
             records: Default::default(),
             cfg,
         };
@@ -180,13 +188,23 @@ impl Endpoint {
     /// One message as received from `from`.
     pub fn handle_inbound(&mut self, bytes: &[u8], from: Peer, now: Now) {
         self.stats.count_in();
-        match crate::sip::message::parse(bytes) {
+        let parsed = crate::sip::message::parse(bytes);
+        if let Ok(msg) = &parsed {
+            self.metrics.count_sip("in", msg);
+        }
+        match parsed {
             Ok(rsip::SipMessage::Request(req)) => self.on_request(req, from, now),
             Ok(rsip::SipMessage::Response(resp)) => self.on_response(resp, from, now),
             Err(err) => {
                 self.stats.count_parse_error();
+                self.metrics.sip_parse_errors.inc();
                 debug!(%from, error = %err, "unparsable message");
                 if let Some(resp) = crate::sip::message::error_response(bytes, &err) {
+                    // "SIP/2.0 400 ...": the method is unknown, it did not parse.
+                    let code = resp.get(8..11).and_then(|c| std::str::from_utf8(c).ok());
+                    if let Some(code) = code.and_then(|c| c.parse().ok()) {
+                        self.metrics.count_response("out", "other", code);
+                    }
                     self.out.push_bytes(from, Bytes::from(resp));
                 }
             }
@@ -247,6 +265,7 @@ impl Endpoint {
     /// Next message to put on the wire.
     pub fn poll_transmit(&mut self) -> Option<(Peer, Bytes)> {
         while let Some(t) = self.txn.poll_transmit() {
+            self.metrics.count_sip("out", &t.msg);
             self.out.push_msg(t.to, &t.msg);
         }
         self.out.pop()

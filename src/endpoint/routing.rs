@@ -69,10 +69,20 @@ impl Endpoint {
         info!(call = %ck.0, %queue, priority, "caller entered queue");
         self.play_music(ck);
         self.schedule_announcement(ck, now);
-        match self
-            .router
-            .caller_arrives(id, queue, priority, now.mono, wall(now))
-        {
+        let arrived = self.timed(|r| r.caller_arrives(id, queue, priority, now.mono, wall(now)));
+        let refused = arrived.as_ref().ok().and_then(|out| {
+            out.iter().find_map(|o| match o {
+                Output::Divert { call, reason, .. } if *call == id => Some(*reason),
+                _ => None,
+            })
+        });
+        let caller = self
+            .invites
+            .get(ck)
+            .map(|(_, inv)| super::agents::caller_number(inv))
+            .unwrap_or_default();
+        self.q_entered(ck, queue, refused, &caller, now);
+        match arrived {
             Ok(out) => self.apply_acd(out, now),
             Err(e) => {
                 warn!(call = %ck.0, error = %e, "queue refused the caller");
@@ -101,6 +111,7 @@ impl Endpoint {
                         continue;
                     };
                     info!(call = %ck.0, %queue, ?reason, target = ?target, "caller leaves the queue");
+                    self.q_diverted(&ck, &queue, reason, now);
                     if let Some(c) = self.calls.get_mut(&ck) {
                         c.acd = None;
                         c.diverted = Some(reason);
@@ -130,11 +141,11 @@ impl Endpoint {
     /// Router timers that are due.
     pub(super) fn acd_timeouts(&mut self, now: Now) {
         for timer in self.acd_timers.due(now.mono) {
-            let out = self.router.timer(&timer, now.mono);
+            let out = self.timed(|r| r.timer(&timer, now.mono));
             self.apply_acd(out, now);
         }
         if now.mono >= self.shift_check_at {
-            let out = self.router.refresh_shifts(now.mono, wall(now));
+            let out = self.timed(|r| r.refresh_shifts(now.mono, wall(now)));
             self.apply_acd(out, now);
             self.shift_check_at = now.mono + SHIFT_CHECK;
         }
@@ -144,10 +155,13 @@ impl Endpoint {
     /// answers pings) or no longer is.
     pub(super) fn agent_reachable(&mut self, agent: &str, reachable: bool, now: Now) {
         let out = if reachable {
-            self.router.agent_registered(agent, now.mono, wall(now))
+            self.timed(|r| r.agent_registered(agent, now.mono, wall(now)))
         } else {
             self.router.agent_unregistered(agent, now.mono)
         };
+        if out.is_ok() {
+            self.q_agent_reachable(agent, reachable, now);
+        }
         match out {
             Ok(out) => self.apply_acd(out, now),
             Err(e) => debug!(%agent, error = %e, "not an agent"),
@@ -177,6 +191,18 @@ impl Endpoint {
         self.acd_calls.remove(&id);
         let out = self.router.caller_hangup(id, now.mono);
         self.apply_acd(out, now);
+    }
+
+    /// Runs one router decision and observes how long it took. The clock
+    /// is read for the histogram only: what the router decides never
+    /// depends on it.
+    pub(super) fn timed<T>(&self, decide: impl FnOnce(&Router) -> T) -> T {
+        let t = Instant::now();
+        let out = decide(&self.router);
+        self.metrics
+            .routing_seconds
+            .observe(t.elapsed().as_secs_f64());
+        out
     }
 
     /// Result of an agent event the router may reject as stale (logged).

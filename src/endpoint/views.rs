@@ -84,6 +84,10 @@ impl Endpoint {
         let Some(agent) = self.cfg.agents.get(id).cloned() else {
             return Err(SetStateError::UnknownAgent(id.to_owned()));
         };
+        let paused = match &req {
+            AgentStateRequest::Paused { reason } => Some(reason.clone().unwrap_or_default()),
+            AgentStateRequest::Available => None,
+        };
         let state = match req {
             AgentStateRequest::Paused { reason } => AdminState::Paused(reason.unwrap_or_default()),
             AgentStateRequest::Available => {
@@ -95,8 +99,9 @@ impl Endpoint {
                 AdminState::Available
             }
         };
-        let r = self.router.set_state(id, state, now.mono);
+        let r = self.timed(|r| r.set_state(id, state, now.mono));
         self.acd_result(r, now);
+        self.q_agent_paused(id, paused.as_deref(), now);
         Ok(self.agent_view(&agent, now))
     }
 
@@ -155,7 +160,7 @@ impl Endpoint {
 }
 
 /// In the queue and not talking to an agent yet.
-fn is_waiting(c: &Call) -> bool {
+pub(super) fn is_waiting(c: &Call) -> bool {
     c.state == CallState::Confirmed
         && c.queued_at.is_some()
         && c.agent
