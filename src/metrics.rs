@@ -376,7 +376,11 @@ mod tests {
         m.count_response("out", "INVITE", 404);
         m.routing_seconds.observe(2e-6);
         m.reload(false);
-        let text = m.render(&[queue("sales", 3, 12.5), queue("support", 0, 0.0)], &[], false);
+        let text = m.render(
+            &[queue("sales", 3, 12.5), queue("support", 0, 0.0)],
+            &[],
+            false,
+        );
         for line in [
             "# TYPE sipacd_queue_calls_offered_total counter",
             "sipacd_queue_calls_offered_total{queue=\"sales\"} 2",
@@ -389,7 +393,10 @@ mod tests {
             "sipacd_config_reloads_total{result=\"failed\"} 1",
             "sipacd_config_reloads_total{result=\"ok\"} 0",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in:\n{text}"
+            );
         }
         let om = m.render(&[], &[], true);
         assert!(om.ends_with("# EOF\n"), "{om}");
