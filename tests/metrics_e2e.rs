@@ -270,7 +270,7 @@ fn metrics_count_a_scripted_set_of_calls() {
         1.0
     );
     let longest = waiting.get("sipacd_queue_longest_wait_seconds", &[("queue", "support")]);
-    assert!(longest >= 0.3 && longest < 60.0, "longest wait {longest}");
+    assert!((0.3..60.0).contains(&longest), "longest wait {longest}");
     assert_eq!(
         waiting.get("sipacd_queue_callers_waiting", &[("queue", "short")]),
         0.0
