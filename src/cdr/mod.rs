@@ -15,6 +15,7 @@
 //! itself stays consistent.
 
 mod export;
+mod queue_log;
 mod record;
 mod report;
 mod store;
@@ -22,6 +23,7 @@ mod time;
 mod writer;
 
 pub use export::{to_csv, to_json};
+pub use queue_log::{QueueLogHandle, QueueLogWriter};
 pub use record::{CallRecord, Candidate, Disposition, HangupBy, RoutingDecision};
 pub use report::{
     compute_report, render_text, text_table, AgentRow, Bucket, QueueRow, Report, ReportOptions,

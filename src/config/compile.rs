@@ -429,6 +429,18 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
         }
         Some(m) => usize::try_from(*m.get_ref()).unwrap_or(usize::MAX),
     };
+    let data_dir = base.join(s.data_dir.as_deref().unwrap_or("data"));
+    let queue_log = s.queue_log.as_ref().and_then(|q| {
+        let p = q.get_ref();
+        if p.trim().is_empty() || p.ends_with('/') {
+            ctx.err(
+                q.span(),
+                "queue_log must name a file (leave the key out to write none)",
+            );
+            return None;
+        }
+        Some(data_dir.join(p))
+    });
     ServerConfig {
         sip,
         advertise,
@@ -437,12 +449,13 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
         admin,
         admin_token: s.admin_token.clone().filter(|t| !t.is_empty()),
         digest_algorithms,
-        data_dir: base.join(s.data_dir.as_deref().unwrap_or("data")),
+        data_dir,
         prompts: base.join(s.prompts.as_deref().unwrap_or("prompts")),
         timezone,
         drain_s: s.drain_s.unwrap_or(30),
         max_calls,
         rtp_timeout_s: s.rtp_timeout_s.as_ref().map_or(60, |v| *v.get_ref()),
+        queue_log,
     }
 }
 

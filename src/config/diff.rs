@@ -63,6 +63,7 @@ fn server(old: &Config, new: &Config, out: &mut Vec<String>) {
         timezone,
         drain_s,
         max_calls,
-        rtp_timeout_s
+        rtp_timeout_s,
+        queue_log
     );
 }

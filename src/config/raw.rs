@@ -47,6 +47,7 @@ pub struct RawServer {
     pub drain_s: Option<u64>,
     pub max_calls: Option<S<u64>>,
     pub rtp_timeout_s: Option<S<u64>>,
+    pub queue_log: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -131,6 +131,7 @@ fn empty_file_gets_documented_defaults() {
     assert_eq!(s.prompts, Path::new("/etc/sipacd/prompts"));
     assert_eq!(s.timezone, chrono_tz::UTC);
     assert_eq!((s.drain_s, s.max_calls, s.rtp_timeout_s), (30, 5000, 60));
+    assert_eq!(s.queue_log, None);
     // A bare file name resolves against the working directory.
     let c = parse_str("", Path::new("sipacd.toml")).unwrap();
     assert_eq!(c.server.data_dir, Path::new("./data"));
@@ -632,4 +633,31 @@ fn empty_lists_and_incomplete_numbers() {
     has(&e, 3, 21, "must not be empty");
     has(&e, 5, 1, "needs `number` and `to`");
     assert_eq!(e.len(), 3, "{e:#?}");
+}
+
+#[test]
+fn queue_log_is_relative_to_data_dir_or_absolute() {
+    let base = Path::new("/etc/sipacd/sipacd.toml");
+    let c = parse_str("[server]\nqueue_log = \"queue_log\"\n", base).unwrap();
+    assert_eq!(
+        c.server.queue_log.as_deref(),
+        Some(Path::new("/etc/sipacd/data/queue_log"))
+    );
+    let c = parse_str(
+        "[server]\ndata_dir = \"d\"\nqueue_log = \"/var/log/asterisk/queue_log\"\n",
+        base,
+    )
+    .unwrap();
+    assert_eq!(
+        c.server.queue_log.as_deref(),
+        Some(Path::new("/var/log/asterisk/queue_log"))
+    );
+    let errs = parse_str("[server]\nqueue_log = \"\"\n", base).unwrap_err();
+    let msg = errs.0[0].to_string();
+    assert!(
+        msg.contains(":2:") && msg.contains("queue_log must name a file"),
+        "{msg}"
+    );
+    let errs = parse_str("[server]\nqueue_logs = \"x\"\n", base).unwrap_err();
+    assert!(errs.0[0].to_string().contains("queue_logs"), "{errs:?}");
 }

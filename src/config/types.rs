@@ -93,6 +93,9 @@ pub struct ServerConfig {
     pub max_calls: usize,
     /// A leg without RTP this long is hung up. Default 60.
     pub rtp_timeout_s: u64,
+    /// Asterisk-format queue_log file, relative to `data_dir`; `None`
+    /// (default) = not written.
+    pub queue_log: Option<PathBuf>,
 }
 
 /// How an agent authenticates.

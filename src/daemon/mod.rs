@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::admin::AdminConfig;
-use crate::cdr::{CdrError, CdrHandle, CdrStore, CdrWriter};
+use crate::cdr::{CdrError, CdrHandle, CdrStore, CdrWriter, QueueLogHandle, QueueLogWriter};
 use crate::config::{self, Config, ConfigErrors};
 use crate::endpoint::{Endpoint, Now};
 use control::{Control, ControlBackend};
@@ -38,6 +38,11 @@ pub enum DaemonError {
     },
     #[error("call records: {0}")]
     Cdr(#[from] CdrError),
+    #[error("cannot open queue_log {path}: {source}")]
+    QueueLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot bind the admin API on {addr}: {source}")]
     AdminBind {
         addr: std::net::SocketAddr,
@@ -65,6 +70,17 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         "call records opened; calls cut off by the last exit marked interrupted"
     );
     let cdr = CdrWriter::spawn(store)?;
+    let qlog =
+        match &cfg.server.queue_log {
+            Some(path) => Some(QueueLogWriter::open(path, SystemTime::now()).map_err(
+                |source| DaemonError::QueueLog {
+                    path: path.clone(),
+                    source,
+                },
+            )?),
+            None => None,
+        };
+    let qlog_tx = qlog.as_ref().and_then(QueueLogWriter::handle);
 
     let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(4096);
     let (transports, tcp) = Transports::bind(&cfg.server.sip, in_tx)
@@ -93,6 +109,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let mut media = media::spawn(bind_ip, rtp_timeout, metrics.clone());
     let mut ep = Endpoint::new(cfg.clone(), now());
     ep.set_metrics(metrics);
+    if qlog_tx.is_some() {
+        ep.enable_queue_log(now());
+    }
     let records = cdr.handle();
     let mut current = cfg;
     let mut drain_deadline: Option<Instant> = None;
@@ -137,6 +156,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             let _ = media.commands.send(cmd);
         }
         write_records(&mut ep, &records);
+        write_queue_log(&mut ep, qlog_tx.as_ref());
         if let Some(deadline) = drain_deadline {
             if ep.active_calls() == 0 {
                 info!("drained: no calls left, exiting");
@@ -157,6 +177,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     }
     ep.finish_records(now());
     write_records(&mut ep, &records);
+    write_queue_log(&mut ep, qlog_tx.as_ref());
+    drop(qlog_tx);
+    if let Some(q) = qlog {
+        let _ = tokio::task::spawn_blocking(move || q.shutdown()).await;
+    }
     let _ = admin_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
     // Joining the writer blocks until the last batch is committed.
@@ -176,6 +201,16 @@ fn write_records(ep: &mut Endpoint, cdr: &CdrHandle) {
     while let Some(r) = ep.poll_record() {
         if let Err(e) = cdr.record(r) {
             error!(error = %e, "call record lost");
+        }
+    }
+}
+
+/// Hands the endpoint's queue_log lines to their writer thread.
+fn write_queue_log(ep: &mut Endpoint, qlog: Option<&QueueLogHandle>) {
+    let Some(q) = qlog else { return };
+    while let Some(line) = ep.poll_queue_log() {
+        if !q.write(line.format()) {
+            error!("queue_log writer gone: line lost");
         }
     }
 }
@@ -278,6 +313,9 @@ pub async fn reload(path: &std::path::Path, old: &Config, ep: &mut Endpoint) -> 
         Ok(Ok(new)) => {
             if new.server.sip != old.server.sip {
                 warn!("reload: server.sip changes take effect at the next restart");
+            }
+            if new.server.queue_log != old.server.queue_log {
+                warn!("reload: server.queue_log changes take effect at the next restart");
             }
             let changed = config::diff(old, &new);
             info!(changed = ?changed, "reload applied");

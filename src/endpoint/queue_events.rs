@@ -79,9 +79,15 @@ fn secs(d: std::time::Duration) -> String {
 }
 
 impl Endpoint {
-    /// From now on queue events are kept for [`Endpoint::poll_queue_log`].
-    pub fn enable_queue_log(&mut self) {
+    /// From now on queue events are kept for [`Endpoint::poll_queue_log`],
+    /// starting with an `AGENTLOGIN` for every agent already reachable.
+    pub fn enable_queue_log(&mut self, now: Now) {
         self.qlog.enabled = true;
+        let mut agents: Vec<String> = self.qlog.logged_in.iter().cloned().collect();
+        agents.sort();
+        for a in agents {
+            self.qlog(now, NONE, NONE, &a, "AGENTLOGIN", vec![]);
+        }
     }
 
     /// Next queue_log line for the writer.
@@ -180,7 +186,7 @@ impl Endpoint {
             queue,
             NONE,
             "ENTERQUEUE",
-            vec![String::new(), caller.to_owned()],
+            vec![String::new(), caller.to_owned(), origpos.to_string()],
         );
     }
 
