@@ -93,6 +93,8 @@ pub struct ConfigSpec {
     pub admin_token: String,
     /// Appended verbatim at the end of the file.
     pub extra: String,
+    /// Extra `[server]` lines (`key = value`), appended to that table.
+    pub server_extra: String,
 }
 
 impl ConfigSpec {
@@ -108,6 +110,7 @@ impl ConfigSpec {
             rtp_timeout_s: 60,
             admin_token: String::new(),
             extra: String::new(),
+            server_extra: String::new(),
         }
     }
 
@@ -129,7 +132,7 @@ timezone = "UTC"
 drain_s = {drain}
 max_calls = {max_calls}
 rtp_timeout_s = {rtp_timeout}
-
+{server_extra}
 [agents.1001]
 name = "Alice"
 password = "{AGENT_PASSWORD}"
@@ -170,6 +173,7 @@ type = "hangup"
             max_calls = self.max_calls,
             rtp_timeout = self.rtp_timeout_s,
             extra = self.extra,
+            server_extra = self.server_extra,
         )
     }
 }
