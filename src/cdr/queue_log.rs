@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::SystemTime;
@@ -73,7 +73,7 @@ impl QueueLogWriter {
     }
 }
 
-fn run(file: File, path: &PathBuf, rx: &mpsc::Receiver<String>) {
+fn run(file: File, path: &Path, rx: &mpsc::Receiver<String>) {
     let mut w = BufWriter::new(file);
     while let Ok(first) = rx.recv() {
         let mut res = writeln!(w, "{first}");
