@@ -1,7 +1,7 @@
 //! `server.queue_log` against the running binary: an answered call, an
-//! abandoned one, an overflow (max_wait_s) and an agent paused and
-//! unpaused over the API leave the lines Asterisk would write, in
-//! `epoch|callid|queue|agent|event|data...` form.
+//! abandoned one, an overflow (max_wait_s), an agent paused and unpaused
+//! over the API, and a ring-no-answer leave the lines Asterisk would
+//! write, in `epoch|callid|queue|agent|event|data...` form.
 
 mod common;
 
@@ -45,7 +45,9 @@ fn queue_log_lines_for_answered_abandoned_and_overflowed_calls() {
     spec.server_extra = "queue_log = \"queue_log\"\n".into();
     spec.extra = format!(
         "{}\n[queues.short]\nskills = {{ sales = 1 }}\nmax_wait_s = 1\noverflow = \"hangup\"\n\n\
-         [[numbers]]\nnumber = \"1700\"\nto = \"queue:short\"\n",
+         [[numbers]]\nnumber = \"1700\"\nto = \"queue:short\"\n\n\
+         [queues.quick]\nskills = {{ support = 1 }}\nring_timeout_s = 1\n\n\
+         [[numbers]]\nnumber = \"1800\"\nto = \"queue:quick\"\n",
         agent.toml("skills = { support = 3 }")
     );
     let d = Daemon::start_with(spec);
@@ -77,10 +79,31 @@ fn queue_log_lines_for_answered_abandoned_and_overflowed_calls() {
     );
     assert_eq!(post_state(&d.admin_url(), r#"{"state":"available"}"#), 200);
 
+    // Ring no answer: 2001 lets the offer ring out (ring_timeout_s = 1),
+    // is paused `rona`; the caller then gives up.
+    let mut unanswered = Caller::dial_from(d.sip_port(), "1800", "5550004");
+    assert!(agent.expect_invite(WAIT).is_some(), "offer to 2001");
+    assert!(
+        agent.expect_cancel(WAIT).is_some(),
+        "no CANCEL after ring_timeout_s"
+    );
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .contains("|rona")
+    {
+        assert!(Instant::now() < deadline, "no rona pause logged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unanswered.bye();
+
     let deadline = Instant::now() + WAIT;
     let text = loop {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if text.contains("|UNPAUSE") || Instant::now() > deadline {
+        let done = text
+            .lines()
+            .any(|l| l.contains(&unanswered.call_id) && l.contains("|ABANDON|"));
+        if done || Instant::now() > deadline {
             break text;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -136,6 +159,14 @@ fn queue_log_lines_for_answered_abandoned_and_overflowed_calls() {
     assert_eq!(c[1][..5], ["short", "NONE", "EXITWITHTIMEOUT", "1", "1"]);
     assert!((1..=3).contains(&secs(c[1][5])), "waittime {:?}", c[1]);
 
+    let r = of(&unanswered.call_id);
+    assert_eq!(r.len(), 3, "{text}");
+    assert_eq!(r[0], ["quick", "NONE", "ENTERQUEUE", "", "5550004", "1"]);
+    assert_eq!(r[1][..3], ["quick", "2001", "RINGNOANSWER"]);
+    let ring_ms = secs(r[1][3]);
+    assert!((1000..5000).contains(&ring_ms), "ringtime {:?}", r[1]);
+    assert_eq!(r[2][..5], ["quick", "NONE", "ABANDON", "1", "1"]);
+
     let agent_events: Vec<Vec<&str>> = of("NONE").into_iter().filter(|l| l[1] == "2001").collect();
     assert_eq!(
         agent_events,
@@ -143,6 +174,7 @@ fn queue_log_lines_for_answered_abandoned_and_overflowed_calls() {
             vec!["NONE", "2001", "AGENTLOGIN"],
             vec!["NONE", "2001", "PAUSE", "lunch"],
             vec!["NONE", "2001", "UNPAUSE"],
+            vec!["NONE", "2001", "PAUSE", "rona"],
         ],
         "{text}"
     );

@@ -255,6 +255,10 @@ impl Endpoint {
             info!(call = %ck.0, %agent, "ring no answer: agent paused (rona)");
             self.q_ring_no_answer(ck, &agent, now);
             let r = self.timed(|r| r.ring_no_answer(&agent, acd, now.mono));
+            if r.is_ok() {
+                // Asterisk's autopause logs the pause too.
+                self.q_agent_paused(&agent, Some(crate::acd::RONA), now);
+            }
             self.acd_result(r, now);
         }
     }
