@@ -974,3 +974,58 @@ fn no_ports_for_the_agent_leg_hangs_the_caller_up() {
         byes[0]
     );
 }
+
+#[test]
+fn agent_hangup_is_logged_completeagent_and_counted_answered() {
+    let mut h = Harness::new();
+    h.ep.enable_queue_log(h.now);
+    let (_, out) = queued_caller(&mut h, "ql1");
+    let inv = requests_to(&out, agent(5080)).remove(0);
+    let out = h.send_from(agent(5080), &answer(&inv, 200, "agq", AGENT_SDP));
+    let ack = requests_to(&out, agent(5080)).remove(0).to_string();
+    let header = |name: &str| ack.lines().find(|l| l.starts_with(name)).unwrap();
+    let bye = format!(
+        "BYE sip:sipacd@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKagqbye\nMax-Forwards: 70\n{}\n{}\n{}\nCSeq: 2 BYE\nContent-Length: 0\n\n",
+        header("To:").replacen("To:", "From:", 1),
+        header("From:").replacen("From:", "To:", 1),
+        header("Call-ID:"),
+    );
+    let out = h.send_from(agent(5080), &bye);
+    let bye_to_caller = requests_to(&out, h.phone).remove(0);
+    // The caller's 200 for sipacd's BYE ends the call.
+    h.send_from(h.phone, &answer(&bye_to_caller, 200, "x", ""));
+    assert_eq!(h.ep.active_calls(), 0);
+
+    let mut lines = Vec::new();
+    while let Some(l) = h.ep.poll_queue_log() {
+        lines.push(l.format());
+    }
+    let events: Vec<Vec<&str>> = lines
+        .iter()
+        .map(|l| l.split('|').skip(1).collect::<Vec<_>>())
+        .filter(|f| f[0] == "ql1")
+        .map(|f| f[1..4].to_vec())
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            vec!["support", "NONE", "ENTERQUEUE"],
+            vec!["support", "2001", "CONNECT"],
+            vec!["support", "2001", "COMPLETEAGENT"],
+        ],
+        "{lines:#?}"
+    );
+    let m = h.ep.metrics();
+    let support = crate::metrics::QueueLabel {
+        queue: "support".into(),
+    };
+    assert_eq!(m.queue_offered.get_or_create(&support).get(), 1);
+    assert_eq!(m.queue_answered.get_or_create(&support).get(), 1);
+    assert_eq!(m.queue_abandoned.get_or_create(&support).get(), 0);
+    let text = m.render(&[], &[], false);
+    let routed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sipacd_routing_decision_seconds_count "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(routed.is_some_and(|n| n >= 1), "{text}");
+}
