@@ -70,16 +70,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         "call records opened; calls cut off by the last exit marked interrupted"
     );
     let cdr = CdrWriter::spawn(store)?;
-    let qlog =
-        match &cfg.server.queue_log {
-            Some(path) => Some(QueueLogWriter::open(path, SystemTime::now()).map_err(
-                |source| DaemonError::QueueLog {
-                    path: path.clone(),
-                    source,
-                },
-            )?),
-            None => None,
-        };
+    let qlog = open_queue_log(&cfg)?;
     let qlog_tx = qlog.as_ref().and_then(QueueLogWriter::handle);
 
     let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(4096);
@@ -203,6 +194,19 @@ fn write_records(ep: &mut Endpoint, cdr: &CdrHandle) {
             error!(error = %e, "call record lost");
         }
     }
+}
+
+/// Opens `server.queue_log`, when it is set.
+fn open_queue_log(cfg: &Config) -> Result<Option<QueueLogWriter>, DaemonError> {
+    let Some(path) = &cfg.server.queue_log else {
+        return Ok(None);
+    };
+    QueueLogWriter::open(path, SystemTime::now())
+        .map(Some)
+        .map_err(|source| DaemonError::QueueLog {
+            path: path.clone(),
+            source,
+        })
 }
 
 /// Hands the endpoint's queue_log lines to their writer thread.

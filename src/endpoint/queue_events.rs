@@ -126,11 +126,12 @@ impl Endpoint {
         }
     }
 
-    /// Callers of `queue` waiting now, `ck` aside.
-    fn waiting_in(&self, queue: &str, ck: &CallKey) -> usize {
-        self.calls
-            .iter()
-            .filter(|(k, c)| *k != ck && c.queue() == Some(queue) && super::views::is_waiting(c))
+    /// Callers of `queue` not answered yet. O(callers): only for the log.
+    fn waiting_in(&self, queue: &str) -> usize {
+        self.qlog
+            .stays
+            .values()
+            .filter(|s| s.queue == queue && s.answered.is_none())
             .count()
     }
 
@@ -169,7 +170,11 @@ impl Endpoint {
             }
             _ => {}
         }
-        let origpos = self.waiting_in(queue, ck) + 1;
+        // Positions cost a walk over the queue's callers: log only.
+        let origpos = match self.qlog.enabled {
+            true => self.waiting_in(queue) + 1,
+            false => 0,
+        };
         self.qlog.stays.insert(
             ck.clone(),
             Stay {
@@ -200,6 +205,9 @@ impl Endpoint {
         let Some(stay) = self.qlog.stays.remove(ck) else {
             return; // refused on arrival: already logged
         };
+        if !self.qlog.enabled {
+            return;
+        }
         let pos = self.position(ck, &stay);
         let event = match reason {
             DivertReason::Closed => "EXITEMPTY",
@@ -271,6 +279,9 @@ impl Endpoint {
             }
             None => {
                 Metrics::queue_event(&self.metrics.queue_abandoned, &stay.queue);
+                if !self.qlog.enabled {
+                    return;
+                }
                 let pos = self.position(ck, &stay);
                 let waited = secs(now.mono.saturating_duration_since(stay.entered));
                 let data = vec![pos.to_string(), stay.origpos.to_string(), waited];

@@ -100,8 +100,10 @@ impl Endpoint {
             }
         };
         let r = self.timed(|r| r.set_state(id, state, now.mono));
+        if r.is_ok() {
+            self.q_agent_paused(id, paused.as_deref(), now);
+        }
         self.acd_result(r, now);
-        self.q_agent_paused(id, paused.as_deref(), now);
         Ok(self.agent_view(&agent, now))
     }
 
@@ -160,7 +162,7 @@ impl Endpoint {
 }
 
 /// In the queue and not talking to an agent yet.
-pub(super) fn is_waiting(c: &Call) -> bool {
+fn is_waiting(c: &Call) -> bool {
     c.state == CallState::Confirmed
         && c.queued_at.is_some()
         && c.agent
