@@ -78,9 +78,6 @@ pub fn wav_bytes(samples: u32) -> Vec<u8> {
     out
 }
 
-/// The harness's contact center, rendered to TOML. Tests tweak fields before
-/// writing it (extra numbers, max_calls, a deliberate error...).
-#[derive(Clone, Debug)]
 /// A media range of 100 ports per daemon, never the same twice in one test
 /// binary (cargo runs test binaries one at a time, the tests inside one in
 /// parallel), so daemons running side by side never bind each other's ports.
@@ -96,6 +93,9 @@ fn next_rtp_base() -> u16 {
     20000 + (n as u16) * 100
 }
 
+/// The harness's contact center, rendered to TOML. Tests tweak fields before
+/// writing it (extra numbers, max_calls, a deliberate error...).
+#[derive(Clone, Debug)]
 pub struct ConfigSpec {
     pub sip_port: u16,
     pub admin_port: u16,
