@@ -186,3 +186,82 @@ fn sighup_during_a_live_call_drops_nothing() {
         d.stderr()
     );
 }
+
+/// A reload in the middle of a working contact center drops nothing: a
+/// bridged call stays up, a queued caller keeps its place, an agent paused
+/// by ring-no-answer stays paused, and a caller whose queue the new file
+/// removes goes to that queue's overflow and still reaches an agent.
+#[test]
+fn sighup_keeps_bridged_queued_paused_and_diverts_a_removed_queue() {
+    use common::phone::{AgentPhone, Caller};
+    const OFFER: Duration = Duration::from_secs(5);
+    let from = |inv: &str| {
+        common::sip::header(inv, "From", Some("f"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut talker = AgentPhone::new("3201");
+    let mut sleeper = AgentPhone::new("3202");
+    let queues =
+        "\n[queues.rq]\nskills = { r = 1 }\nstrategy = \"most_skilled\"\nring_timeout_s = 1\n\
+                  \n[queues.gone]\nskills = { g = 1 }\noverflow = \"queue:rq\"\n";
+    let numbers = "\n[[numbers]]\nnumber = \"3100\"\nto = \"queue:rq\"\n\
+                   \n[[numbers]]\nnumber = \"3101\"\nto = \"queue:gone\"\n";
+    let agents = [
+        talker.toml("skills = { r = 5 }"),
+        sleeper.toml("skills = { r = 9 }"),
+    ]
+    .concat();
+    let mut spec = ConfigSpec::new();
+    spec.extra = format!("{agents}{queues}{numbers}");
+    let mut d = Daemon::start_with(spec);
+
+    // The most skilled agent rings out (RONA, paused); the other answers.
+    let mut c1 = Caller::dial_from(d.sip_port(), "3100", "7000001");
+    let inv = sleeper.expect_invite(OFFER).expect("most skilled offered");
+    assert!(from(&inv).contains("7000001"), "{inv}");
+    assert!(sleeper.expect_cancel(OFFER).is_some(), "no CANCEL on RONA");
+    let inv = talker.expect_invite(OFFER).expect("re-offered after RONA");
+    talker.answer(&inv);
+    // Nobody free: c2 waits in rq, c3 in gone (no agent has skill g).
+    let mut c2 = Caller::dial_from(d.sip_port(), "3100", "7000002");
+    let mut c3 = Caller::dial_from(d.sip_port(), "3101", "7000003");
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The new file drops queue `gone` (and its number), adds a number.
+    d.cfg.spec.extra = format!(
+        "{agents}\n[queues.rq]\nskills = {{ r = 1 }}\nstrategy = \"most_skilled\"\nring_timeout_s = 1\n\
+         \n[[numbers]]\nnumber = \"3100\"\nto = \"queue:rq\"\n{NEW_NUMBER}"
+    );
+    d.cfg.write();
+    d.signal("HUP");
+    assert!(reload_line(&d, "applied"), "no reload:\n{}", d.stderr());
+
+    // The bridged call is untouched, and the paused agent stays paused.
+    assert!(c1.expect_bye(Duration::from_millis(500)).is_none());
+    sleeper.expect_no_invite(Duration::from_millis(1000), "paused by RONA");
+    c1.bye();
+    assert!(
+        talker.expect_bye(OFFER).is_some(),
+        "agent leg not ended:\n{}",
+        d.stderr()
+    );
+    // c2 kept its place (first), then c3 arrives through the overflow.
+    let inv2 = talker.expect_invite(OFFER).expect("queued caller offered");
+    assert!(from(&inv2).contains("7000002"), "{inv2}");
+    talker.answer(&inv2);
+    c2.bye();
+    assert!(talker.expect_bye(OFFER).is_some());
+    let inv3 = talker
+        .expect_invite(OFFER)
+        .unwrap_or_else(|| panic!("diverted caller lost:\n{}", d.stderr()));
+    assert!(from(&inv3).contains("7000003"), "{inv3}");
+    assert_eq!(
+        common::sip::header(&inv3, "X-Sipacd-Queue", None),
+        Some("rq")
+    );
+    talker.answer(&inv3);
+    c3.bye();
+    assert!(talker.expect_bye(OFFER).is_some());
+    sleeper.expect_no_invite(Duration::from_millis(200), "still paused");
+}

@@ -51,6 +51,7 @@ fn config() -> AcdConfig {
             closed: None,
             ring_timeout_s: 15,
             wrapup_s: 0,
+            retry_s: 5,
             max_wait_s: 0,
             max_waiting: 0,
             overflow: None,

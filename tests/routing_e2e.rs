@@ -338,14 +338,9 @@ fn decline_reoffers_to_an_agent_that_did_not_refuse() {
     assert!(from_of(&inv2).contains("7000001"), "{inv2}");
 }
 
-/// BUG (src/acd/router.rs, `Router::rejected`): the router remembers only
-/// the *last* agent who refused a call. After A answers 486 and B 603, the
-/// call goes straight back to A (free again, most skilled) instead of idle
-/// agent C; two phones that keep refusing ping-pong the caller between
-/// them and C never rings. A per-call set of refusing agents, skipped when
-/// claiming (until every eligible agent refused), would fix it.
+/// A call refused by A (486) then B (603) goes to idle C, not back to A:
+/// each refusal keeps that agent from the same caller for `retry_s`.
 #[test]
-#[ignore = "router bug: a call refused by A then B is re-offered to A, never to idle C"]
 fn a_call_refused_twice_goes_to_a_third_agent() {
     let mut busy = AgentPhone::new("2721");
     let mut decline = AgentPhone::new("2722");

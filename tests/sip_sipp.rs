@@ -193,7 +193,7 @@ to = "queue:agents"
     let mut d = Daemon::start_with(spec);
     let port = d.sip_port();
     let agent = std::thread::spawn(move || {
-        common::sipp::run_sipp_at(agent_port, port, "agent_answers", &["-m", "1", "-aa"], T)
+        common::sipp::run_sipp_at(agent_port, port, "agent_answers", &["-m", "2"], T)
     });
     // Let the agent's SIPp bind its port first.
     std::thread::sleep(Duration::from_millis(500));

@@ -18,6 +18,45 @@ pub(crate) struct Caller {
     pub seq: u64,
     /// Relax level (0 = the queue's own skills).
     pub level: usize,
+    /// Agents who refused this caller lately (486, 603).
+    pub refused: Refusals,
+}
+
+/// How many refusing agents a caller remembers; the oldest is forgotten
+/// first. Fixed so that a caller stays `Copy` and lanes never allocate.
+pub(crate) const REFUSALS: usize = 4;
+
+/// The agents who refused a caller, each until when it is not offered the
+/// caller again (the queue's `retry_s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Refusals([Option<(u32, Instant)>; REFUSALS]);
+
+impl Refusals {
+    /// Remembers that `agent` refused, until `until`; replaces its older
+    /// entry, else an expired one, else the one that expires first.
+    pub(crate) fn add(&mut self, agent: u32, until: Instant) {
+        let slot = self
+            .0
+            .iter()
+            .position(|e| e.is_some_and(|(a, _)| a == agent))
+            .or_else(|| self.0.iter().position(Option::is_none))
+            .or_else(|| {
+                self.0
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, e)| e.map(|(_, t)| t))
+                    .map(|(i, _)| i)
+            })
+            .unwrap_or(0);
+        self.0[slot] = Some((agent, until));
+    }
+
+    /// Whether `agent` may not be offered this caller at `now`.
+    pub(crate) fn blocks(&self, agent: u32, now: Instant) -> bool {
+        self.0
+            .iter()
+            .any(|e| e.is_some_and(|(a, t)| a == agent && now < t))
+    }
 }
 
 /// Order inside a lane: higher caller priority, then earlier arrival.
@@ -69,11 +108,11 @@ impl Lane {
         self.lock().remove(key)
     }
 
-    /// The best caller other than `exclude`.
-    pub(crate) fn head(&self, exclude: Option<CallId>) -> Option<Caller> {
+    /// The best caller that `agent` has not refused lately.
+    pub(crate) fn head(&self, agent: u32, now: Instant) -> Option<Caller> {
         self.lock()
             .values()
-            .find(|c| Some(c.call) != exclude)
+            .find(|c| !c.refused.blocks(agent, now))
             .copied()
     }
 

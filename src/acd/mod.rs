@@ -131,6 +131,8 @@ pub enum Timer {
     Relax { call: CallId, level: usize },
     /// The caller waited `max_wait_s`.
     MaxWait { call: CallId },
+    /// An agent's refusal of the caller is over (`retry_s`): offer it again.
+    RetryRefused { call: CallId },
 }
 
 /// Ring `agent` with `call`.

@@ -3,6 +3,7 @@
 //! checks the router against it and the benchmark uses it as the baseline.
 //! Not for production: each decision costs O(agents + callers).
 
+use super::lane::Refusals;
 use super::pool::{entry, KeyInput};
 use super::topology::{eligible, required_skills, skill_score, AcdConfig};
 use super::{AcdError, AdminState, CallId, DivertReason, Offer, Output, Timer, RONA};
@@ -60,6 +61,7 @@ struct MCaller {
     arrival: Instant,
     seq: u64,
     level: usize,
+    refused: Refusals,
 }
 
 /// Sequential full-scan implementation of the router's rules.
@@ -186,6 +188,7 @@ impl Model {
             arrival: now,
             seq: self.seq,
             level: 0,
+            refused: Refusals::default(),
         };
         self.seq += 1;
         if self.waiting.iter().any(|w| w.call == call) || self.offered.contains_key(&call) {
@@ -207,6 +210,8 @@ impl Model {
         let Some((strategy, req)) = self.req(qi, level) else {
             return;
         };
+        // Agents with no caller to take (refused them lately), this round.
+        let mut passed = Vec::new();
         while self
             .waiting
             .iter()
@@ -217,7 +222,9 @@ impl Model {
                 .agents
                 .iter()
                 .enumerate()
-                .filter(|(_, a)| a.st == St::Available && eligible(&a.cfg, &req))
+                .filter(|(i, a)| {
+                    a.st == St::Available && eligible(&a.cfg, &req) && !passed.contains(i)
+                })
                 .map(|(i, a)| {
                     let e = entry(
                         strategy,
@@ -239,19 +246,13 @@ impl Model {
             let Some((_, ai)) = best else {
                 return;
             };
-            if !self.take_best(ai, None, now, out) {
-                return;
+            if !self.take_best(ai, now, out) {
+                passed.push(ai);
             }
         }
     }
 
-    fn take_best(
-        &mut self,
-        ai: usize,
-        exclude: Option<CallId>,
-        now: Instant,
-        out: &mut Vec<Output>,
-    ) -> bool {
+    fn take_best(&mut self, ai: usize, now: Instant, out: &mut Vec<Output>) -> bool {
         let Some(agent) = self.agents.get(ai) else {
             return false;
         };
@@ -259,7 +260,7 @@ impl Model {
             .waiting
             .iter()
             .enumerate()
-            .filter(|(_, c)| Some(c.call) != exclude)
+            .filter(|(_, c)| !c.refused.blocks(ai as u32, now))
             .filter_map(|(i, c)| {
                 let (_, q) = self.queues.get(c.queue)?;
                 let req = required_skills(q, c.level);
@@ -304,14 +305,14 @@ impl Model {
         true
     }
 
-    fn free(&mut self, ai: usize, exclude: Option<CallId>, now: Instant, out: &mut Vec<Output>) {
+    fn free(&mut self, ai: usize, now: Instant, out: &mut Vec<Output>) {
         let rest = self.agents[ai].resting();
         if rest != St::Available {
             self.agents[ai].st = rest;
             return;
         }
         self.agents[ai].epoch = self.agents[ai].epoch.wrapping_add(1);
-        if !self.take_best(ai, exclude, now, out) {
+        if !self.take_best(ai, now, out) {
             self.agents[ai].st = St::Available;
         }
     }
@@ -322,7 +323,7 @@ impl Model {
             St::Available => self.agents[ai].st = rest,
             St::LoggedOut | St::OffShift | St::Paused => {
                 if rest == St::Available {
-                    self.free(ai, None, now, out);
+                    self.free(ai, now, out);
                 } else {
                     self.agents[ai].st = rest;
                 }
@@ -431,7 +432,7 @@ impl Model {
             });
         } else {
             self.agents[ai].busy = None;
-            self.free(ai, None, now, out);
+            self.free(ai, now, out);
         }
     }
 
@@ -447,8 +448,16 @@ impl Model {
         Ok(out)
     }
 
-    fn requeue(&mut self, call: CallId, now: Instant, out: &mut Vec<Output>) {
-        if let Some((_, c, _)) = self.offered.remove(&call) {
+    fn requeue(&mut self, call: CallId, refused: bool, now: Instant, out: &mut Vec<Output>) {
+        if let Some((ai, mut c, _)) = self.offered.remove(&call) {
+            if refused {
+                let until = now + secs(self.queues[c.queue].1.retry_s);
+                c.refused.add(ai as u32, until);
+                out.push(Output::Arm {
+                    at: until,
+                    timer: Timer::RetryRefused { call },
+                });
+            }
             self.waiting.push(c);
             self.route_lane(c.queue, c.level, now, out);
         }
@@ -463,8 +472,8 @@ impl Model {
         let ai = self.busy_with(agent, call, St::Ringing)?;
         self.agents[ai].busy = None;
         let mut out = Vec::new();
-        self.requeue(call, now, &mut out);
-        self.free(ai, Some(call), now, &mut out);
+        self.requeue(call, true, now, &mut out);
+        self.free(ai, now, &mut out);
         Ok(out)
     }
 
@@ -480,7 +489,7 @@ impl Model {
         a.paused = Some(RONA.to_string());
         a.st = a.resting();
         let mut out = Vec::new();
-        self.requeue(call, now, &mut out);
+        self.requeue(call, false, now, &mut out);
         Ok(out)
     }
 
@@ -496,7 +505,7 @@ impl Model {
             } else {
                 self.offered.remove(&call);
                 self.agents[ai].busy = None;
-                self.free(ai, None, now, &mut out);
+                self.free(ai, now, &mut out);
             }
         }
         out
@@ -511,7 +520,7 @@ impl Model {
             Timer::WrapupEnd { agent, call } => {
                 if let Ok(ai) = self.busy_with(agent, *call, St::Wrapup) {
                     self.agents[ai].busy = None;
-                    self.free(ai, None, now, &mut out);
+                    self.free(ai, now, &mut out);
                 }
             }
             Timer::Relax { call, level } => {
@@ -545,6 +554,11 @@ impl Model {
                         target: q.overflow.clone(),
                     });
                     self.waiting.remove(i);
+                }
+            }
+            Timer::RetryRefused { call } => {
+                if let Some(c) = self.waiting.iter().find(|c| c.call == *call).copied() {
+                    self.route_lane(c.queue, c.level, now, &mut out);
                 }
             }
         }

@@ -99,14 +99,18 @@ impl Pool {
 
     /// Claims the best available agent (its word becomes `Deciding`).
     /// Stale entries met on the way are dropped; entries of agents another
-    /// thread is deciding on are skipped but kept (they may come back).
-    pub(crate) fn claim(&self, agents: &[Arc<Slot>]) -> Option<Arc<Slot>> {
+    /// thread is deciding on are skipped but kept (they may come back), and
+    /// so are the agents in `skip`.
+    pub(crate) fn claim(&self, agents: &[Arc<Slot>], skip: &[u32]) -> Option<Arc<Slot>> {
         let mut set = self.lock();
         let mut stale = Vec::new();
         let mut found = None;
         {
             let mut try_entry = |e: &Entry| -> bool {
                 let (_, _, idx, epoch) = *e;
+                if skip.contains(&idx) {
+                    return false;
+                }
                 let Some(slot) = agents.get(idx as usize) else {
                     stale.push(*e);
                     return false;

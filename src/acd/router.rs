@@ -127,6 +127,7 @@ impl Router {
             arrival: now,
             seq: self.seq.fetch_add(1, SeqCst),
             level: 0,
+            refused: Default::default(),
         };
         match self.calls.entry(call) {
             MapEntry::Occupied(_) => {
@@ -202,7 +203,7 @@ impl Router {
                 match slot.word().tag {
                     Tag::Ringing => {
                         meta.busy = None;
-                        self.free(slot, &mut meta, now, None, &mut out);
+                        self.free(slot, &mut meta, now, &mut out);
                     }
                     Tag::OnCall => self.end_call(slot, &mut meta, call, now, &mut out),
                     _ => {}
@@ -222,15 +223,31 @@ impl Router {
     }
 
     /// Puts an offered caller back in its lane (RONA, reject), keeping its
-    /// place (arrival). Returns the lane to route.
-    fn requeue(&self, call: CallId, agent: u32, out: &mut Vec<Output>) -> Option<u32> {
+    /// place (arrival). With `refused_at`, the agent refused it: it is not
+    /// offered this caller again for the queue's `retry_s`, and a timer
+    /// routes the caller again when that is over. Returns the lane to route.
+    fn requeue(
+        &self,
+        call: CallId,
+        agent: u32,
+        refused_at: Option<Instant>,
+        out: &mut Vec<Output>,
+    ) -> Option<u32> {
         let MapEntry::Occupied(mut o) = self.calls.entry(call) else {
             return None;
         };
-        let caller = match o.get() {
+        let mut caller = match o.get() {
             Loc::Offered { agent: a, caller } if *a == agent => *caller,
             _ => return None,
         };
+        if let (Some(at), Some(q)) = (refused_at, self.topo.queues.get(caller.queue as usize)) {
+            let until = at + secs(q.cfg.retry_s);
+            caller.refused.add(agent, until);
+            out.push(Output::Arm {
+                at: until,
+                timer: Timer::RetryRefused { call },
+            });
+        }
         match self.topo.lane_of(caller.queue, caller.level) {
             Some((li, lane)) => {
                 if let Some(q) = self.topo.queues.get(caller.queue as usize) {
@@ -385,7 +402,7 @@ impl Router {
             });
         } else {
             meta.busy = None;
-            self.free(slot, meta, now, None, out);
+            self.free(slot, meta, now, out);
         }
     }
 
@@ -408,12 +425,12 @@ impl Router {
             // Still `Ringing` with no call: nobody can claim it meanwhile.
             meta.busy = None;
         }
-        if let Some(li) = self.requeue(call, slot.idx, &mut out) {
+        if let Some(li) = self.requeue(call, slot.idx, Some(now), &mut out) {
             self.route_lane(li, now, &mut out);
         }
         let mut meta = slot.meta();
         if slot.word().tag == Tag::Ringing && meta.busy.is_none() {
-            self.free(slot, &mut meta, now, Some(call), &mut out);
+            self.free(slot, &mut meta, now, &mut out);
         }
         Ok(out)
     }
@@ -441,7 +458,7 @@ impl Router {
                 tag: meta.resting(),
             });
         }
-        if let Some(li) = self.requeue(call, slot.idx, &mut out) {
+        if let Some(li) = self.requeue(call, slot.idx, None, &mut out) {
             self.route_lane(li, now, &mut out);
         }
         Ok(out)
@@ -461,13 +478,24 @@ impl Router {
                         && meta.busy.as_ref().is_some_and(|b| b.call == *call)
                     {
                         meta.busy = None;
-                        self.free(slot, &mut meta, now, None, &mut out);
+                        self.free(slot, &mut meta, now, &mut out);
                     }
                 }
                 out
             }
             Timer::Relax { call, level } => self.relax(*call, *level, now),
             Timer::MaxWait { call } => self.max_wait(*call, now),
+            Timer::RetryRefused { call } => {
+                let mut out = Vec::new();
+                let lane = match self.calls.get(call).as_deref() {
+                    Some(Loc::Waiting(c)) => self.topo.lane_of(c.queue, c.level).map(|(li, _)| li),
+                    _ => None,
+                };
+                if let Some(li) = lane {
+                    self.route_lane(li, now, &mut out);
+                }
+                out
+            }
         }
     }
 
@@ -548,7 +576,7 @@ impl Router {
             }
             Tag::LoggedOut | Tag::OffShift | Tag::Paused => {
                 if rest == Tag::Available {
-                    self.free(slot, meta, now, None, out);
+                    self.free(slot, meta, now, out);
                 } else {
                     slot.set(Word {
                         epoch: w.epoch,
@@ -563,14 +591,7 @@ impl Router {
 
     /// The agent is between calls and nobody else holds it: give it the
     /// best waiting caller, or make it available in its pools.
-    fn free(
-        &self,
-        slot: &Slot,
-        meta: &mut Meta,
-        now: Instant,
-        exclude: Option<CallId>,
-        out: &mut Vec<Output>,
-    ) {
+    fn free(&self, slot: &Slot, meta: &mut Meta, now: Instant, out: &mut Vec<Output>) {
         let rest = meta.resting();
         let epoch = slot.word().epoch;
         if rest != Tag::Available {
@@ -583,7 +604,7 @@ impl Router {
             tag: Tag::Deciding,
         });
         // Fast path: invisible to other threads, so no publish needed.
-        if self.take_best(slot, meta, e, now, exclude, out) != Take::NoCaller {
+        if self.take_best(slot, meta, e, now, out) != Take::NoCaller {
             return;
         }
         let mut indexed = Vec::with_capacity(slot.links.pools.len());
@@ -616,25 +637,17 @@ impl Router {
             epoch: e,
             tag: Tag::Available,
         });
-        self.recheck(slot, meta, e, now, exclude, out);
+        self.recheck(slot, meta, e, now, out);
     }
 
     /// After publishing (or putting back) an agent, look at its lanes again:
     /// a caller that arrived meanwhile may have missed it.
-    fn recheck(
-        &self,
-        slot: &Slot,
-        meta: &mut Meta,
-        e: u32,
-        now: Instant,
-        exclude: Option<CallId>,
-        out: &mut Vec<Output>,
-    ) {
+    fn recheck(&self, slot: &Slot, meta: &mut Meta, e: u32, now: Instant, out: &mut Vec<Output>) {
         loop {
-            if self.best_lane(slot, exclude).is_none() || !slot.try_claim(e) {
+            if self.best_lane(slot, now).is_none() || !slot.try_claim(e) {
                 return;
             }
-            if self.take_best(slot, meta, e, now, exclude, out) != Take::NoCaller {
+            if self.take_best(slot, meta, e, now, out) != Take::NoCaller {
                 return;
             }
             slot.set(Word {
@@ -644,14 +657,15 @@ impl Router {
         }
     }
 
-    /// The lane holding the best caller this agent may take.
-    fn best_lane(&self, slot: &Slot, exclude: Option<CallId>) -> Option<(u32, Caller)> {
+    /// The lane holding the best caller this agent may take (callers it
+    /// refused lately are skipped).
+    fn best_lane(&self, slot: &Slot, now: Instant) -> Option<(u32, Caller)> {
         let mut best: Option<(super::lane::Rank, u32, Caller)> = None;
         for &li in &slot.links.lanes {
             let Some(lane) = self.topo.lanes.get(li as usize) else {
                 continue;
             };
-            if let Some(c) = lane.head(exclude) {
+            if let Some(c) = lane.head(slot.idx, now) {
                 let r = c.rank(lane.priority);
                 if best.as_ref().is_none_or(|(br, _, _)| r < *br) {
                     best = Some((r, li, c));
@@ -669,7 +683,6 @@ impl Router {
         meta: &mut Meta,
         e: u32,
         now: Instant,
-        exclude: Option<CallId>,
         out: &mut Vec<Output>,
     ) -> Take {
         let rest = meta.resting();
@@ -681,7 +694,7 @@ impl Router {
             return Take::Settled;
         }
         loop {
-            let Some((li, c)) = self.best_lane(slot, exclude) else {
+            let Some((li, c)) = self.best_lane(slot, now) else {
                 return Take::NoCaller;
             };
             let Some(lane) = self.topo.lanes.get(li as usize) else {
@@ -748,18 +761,22 @@ impl Router {
         let Some(pool) = self.topo.pools.get(lane.pool as usize) else {
             return;
         };
+        // Agents claimed here that had no caller to take (they refused
+        // every caller they could take lately): not claimed again this round.
+        let mut passed = Vec::new();
         while !lane.is_empty() {
-            let Some(slot) = pool.claim(&self.topo.agents) else {
+            let Some(slot) = pool.claim(&self.topo.agents, &passed) else {
                 return;
             };
             let mut meta = slot.meta();
             let e = slot.word().epoch;
-            if self.take_best(&slot, &mut meta, e, now, None, out) == Take::NoCaller {
+            if self.take_best(&slot, &mut meta, e, now, out) == Take::NoCaller {
                 slot.set(Word {
                     epoch: e,
                     tag: Tag::Available,
                 });
-                self.recheck(&slot, &mut meta, e, now, None, out);
+                self.recheck(&slot, &mut meta, e, now, out);
+                passed.push(slot.idx);
             }
         }
     }

@@ -34,6 +34,7 @@ fn queue(name: &str, s: &[(&str, u8)], strategy: Strategy) -> Queue {
         closed: None,
         ring_timeout_s: 15,
         wrapup_s: 0,
+        retry_s: 5,
         max_wait_s: 0,
         max_waiting: 0,
         overflow: None,
@@ -325,18 +326,45 @@ fn busy_or_decline_reoffers_elsewhere() {
     let out = h.r.rejected("a", CallId(1), h.at(1)).unwrap();
     assert_eq!(one(&out), ("b".into(), 1));
     assert_eq!(h.state("a"), AgentState::Available);
-    // Agents keep declining: the call alternates between them.
+    // The refusal is remembered for the queue's retry_s (5 s): a timer
+    // offers the caller again when it is over.
+    assert!(out.contains(&Output::Arm {
+        at: h.at(6),
+        timer: Timer::RetryRefused { call: CallId(1) },
+    }));
+    // b declines too: both refused it lately, so the caller waits instead
+    // of ping-ponging between two refusing phones...
     let out = h.r.rejected("b", CallId(1), h.at(2)).unwrap();
-    assert_eq!(one(&out), ("a".into(), 1));
-    // With nobody else, the caller waits; the rejecting agent is not rung
-    // again with the same call at once.
-    h.r.set_state("b", AdminState::Paused("x".into()), h.at(3))
-        .unwrap();
-    let out = h.r.rejected("a", CallId(1), h.at(3)).unwrap();
-    assert!(offers(&out).is_empty());
+    assert!(offers(&out).is_empty(), "{out:?}");
     assert_eq!(h.r.waiting_calls(), vec![CallId(1)]);
     assert_eq!(h.state("a"), AgentState::Available);
-    assert!(h.r.rejected("a", CallId(1), h.at(3)).is_err());
+    assert_eq!(h.state("b"), AgentState::Available);
+    // ...and an early timer changes nothing...
+    let early = h.r.timer(&Timer::RetryRefused { call: CallId(1) }, h.at(5));
+    assert!(offers(&early).is_empty(), "{early:?}");
+    // ...until a's refusal is over: a is offered the caller again.
+    let out = h.r.timer(&Timer::RetryRefused { call: CallId(1) }, h.at(6));
+    assert_eq!(one(&out), ("a".into(), 1));
+    assert!(h.r.rejected("b", CallId(1), h.at(6)).is_err());
+}
+
+#[test]
+fn refused_twice_goes_to_a_third_agent_not_back() {
+    let h = H::new(&cfg(
+        vec![
+            agent("a", &[("s", 9)]),
+            agent("b", &[("s", 7)]),
+            agent("c", &[("s", 5)]),
+        ],
+        vec![queue("q", &[("s", 1)], Strategy::MostSkilled)],
+    ));
+    h.login(&["a", "b", "c"]);
+    assert_eq!(one(&h.arrive(1, "q", 0)).0, "a");
+    assert_eq!(one(&h.r.rejected("a", CallId(1), h.at(1)).unwrap()).0, "b");
+    // a is free and the most skilled, but it refused this caller: c rings.
+    assert_eq!(one(&h.r.rejected("b", CallId(1), h.at(2)).unwrap()).0, "c");
+    // A new caller is not held back by the first one's refusals.
+    assert_eq!(one(&h.arrive(2, "q", 3)).0, "a");
 }
 
 #[test]

@@ -656,6 +656,7 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         closed,
         ring_timeout_s,
         wrapup_s: q.wrapup_s.unwrap_or(0),
+        retry_s: q.retry_s.unwrap_or(5),
         max_wait_s: q.max_wait_s.unwrap_or(0),
         max_waiting: q
             .max_waiting

@@ -87,6 +87,7 @@ pub struct RawQueue {
     pub closed: Option<S<String>>,
     pub ring_timeout_s: Option<S<u64>>,
     pub wrapup_s: Option<u64>,
+    pub retry_s: Option<u64>,
     pub max_wait_s: Option<u64>,
     pub max_waiting: Option<u64>,
     pub overflow: Option<S<String>>,

@@ -536,7 +536,7 @@ fn queue_defaults_and_values() {
         dir.path(),
         &base_plus(
             "[queues.full]\nskills = { billing = 6 }\nstrategy = \"fewest_calls\"\nschedule = \"office\"\nclosed = \"ivr:main.menu\"\n\
-             ring_timeout_s = 20\nwrapup_s = 7\nmax_wait_s = 100\nmax_waiting = 3\noverflow = \"hangup\"\nmusic = \"ulaw.wav\"\n\
+             ring_timeout_s = 20\nwrapup_s = 7\nretry_s = 2\nmax_wait_s = 100\nmax_waiting = 3\noverflow = \"hangup\"\nmusic = \"ulaw.wav\"\n\
              relax = [{ after_s = 90, skills = { billing = 2 } }, { after_s = 30, skills = { billing = 4 } }]\npriority = 5\nservice_level_s = 15\n",
         ),
     )
@@ -544,8 +544,14 @@ fn queue_defaults_and_values() {
     let d = &c.queues["billing"];
     assert_eq!(d.strategy, Strategy::LongestIdle);
     assert_eq!(
-        (d.ring_timeout_s, d.wrapup_s, d.max_wait_s, d.max_waiting),
-        (15, 0, 0, 0)
+        (
+            d.ring_timeout_s,
+            d.wrapup_s,
+            d.retry_s,
+            d.max_wait_s,
+            d.max_waiting
+        ),
+        (15, 0, 5, 0, 0)
     );
     assert_eq!(
         (d.announce_position_s, d.priority, d.service_level_s),
@@ -567,11 +573,12 @@ fn queue_defaults_and_values() {
         (
             q.ring_timeout_s,
             q.wrapup_s,
+            q.retry_s,
             q.max_wait_s,
             q.max_waiting,
             q.priority
         ),
-        (20, 7, 100, 3, 5)
+        (20, 7, 2, 100, 3, 5)
     );
 }
 

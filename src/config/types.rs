@@ -215,6 +215,9 @@ pub struct Queue {
     pub ring_timeout_s: u64,
     /// Default 0 (Asterisk `wrapuptime`).
     pub wrapup_s: u64,
+    /// Default 5 (Asterisk `retry`): an agent who refused a call (486, 603)
+    /// is not offered that same call again for this long; others come first.
+    pub retry_s: u64,
     /// 0 (default) = no limit.
     pub max_wait_s: u64,
     /// 0 (default) = no limit (Asterisk `maxlen`).

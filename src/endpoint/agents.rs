@@ -114,7 +114,10 @@ impl Endpoint {
             },
         );
         let Ok(mut invite) = rsip::Request::try_from(text.as_str()) else {
-            return debug!(%agent, contact = %binding.contact, "cannot build an INVITE to this contact");
+            // The router has the agent ringing: without an INVITE nothing
+            // would ever end that. The contact is unusable: logged out.
+            warn!(%agent, contact = %binding.contact, "cannot build an INVITE to this contact: agent logged out");
+            return self.agent_reachable(&agent, false, now);
         };
         let origin = Origin {
             session_id: u64::from(ports.pair().rtp),
@@ -124,7 +127,10 @@ impl Endpoint {
         set_body(&mut invite, "application/sdp", offer.into_bytes());
         let key = match self.txn.send_request(invite.clone(), peer, now.mono) {
             Ok(k) => k,
-            Err(e) => return debug!(error = %e, "agent INVITE not sent"),
+            Err(e) => {
+                warn!(%agent, error = %e, "agent INVITE not sent: agent logged out");
+                return self.agent_reachable(&agent, false, now);
+            }
         };
         info!(call = %ck.0, %agent, %queue, wait_s = wait, "offering call to agent");
         self.record_offer(ck, &agent, now);

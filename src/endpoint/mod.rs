@@ -71,6 +71,10 @@ pub struct Endpoint {
     acd_calls: HashMap<crate::acd::CallId, CallKey>,
     next_acd: u64,
     acd_timers: routing::AcdTimers,
+    /// Router outputs not carried out yet, and whether a loop is draining
+    /// them (see `apply_acd`).
+    acd_pending: std::collections::VecDeque<crate::acd::Output>,
+    acd_applying: bool,
     shift_check_at: Instant,
     /// INVITEs offering a call to an agent, by client transaction.
     agent_invites: HashMap<TxKey, CallKey>,
@@ -114,6 +118,8 @@ impl Endpoint {
             acd_calls: HashMap::new(),
             next_acd: 0,
             acd_timers: routing::AcdTimers::default(),
+            acd_pending: Default::default(),
+            acd_applying: false,
             shift_check_at: now.mono + routing::SHIFT_CHECK,
             agent_invites: HashMap::new(),
             agent_dialogs: HashMap::new(),

@@ -91,37 +91,51 @@ impl Endpoint {
         }
     }
 
-    /// Carries out what the router decided.
+    /// Carries out what the router decided. Carrying out one output can
+    /// make the router decide more (an offer to an agent whose contact is
+    /// gone logs it out and re-offers to the next, and so on through every
+    /// such agent): those outputs join the queue of the outermost call
+    /// instead of recursing, so the stack stays flat however long the chain.
     pub(super) fn apply_acd(&mut self, outputs: Vec<Output>, now: Now) {
-        for out in outputs {
-            match out {
-                Output::Offer(o) => {
-                    let Some(ck) = self.acd_calls.get(&o.call).cloned() else {
-                        continue;
-                    };
-                    self.offer(&ck, &o.agent, &o.queue, o.waited, now);
+        self.acd_pending.extend(outputs);
+        if self.acd_applying {
+            return;
+        }
+        self.acd_applying = true;
+        while let Some(out) = self.acd_pending.pop_front() {
+            self.apply_one(out, now);
+        }
+        self.acd_applying = false;
+    }
+
+    fn apply_one(&mut self, out: Output, now: Now) {
+        match out {
+            Output::Offer(o) => {
+                let Some(ck) = self.acd_calls.get(&o.call).cloned() else {
+                    return;
+                };
+                self.offer(&ck, &o.agent, &o.queue, o.waited, now);
+            }
+            Output::Divert {
+                call,
+                queue,
+                reason,
+                target,
+            } => {
+                let Some(ck) = self.acd_calls.remove(&call) else {
+                    return;
+                };
+                info!(call = %ck.0, %queue, ?reason, target = ?target, "caller leaves the queue");
+                self.q_diverted(&ck, &queue, reason, now);
+                if let Some(c) = self.calls.get_mut(&ck) {
+                    c.acd = None;
+                    c.diverted = Some(reason);
                 }
-                Output::Divert {
-                    call,
-                    queue,
-                    reason,
-                    target,
-                } => {
-                    let Some(ck) = self.acd_calls.remove(&call) else {
-                        continue;
-                    };
-                    info!(call = %ck.0, %queue, ?reason, target = ?target, "caller leaves the queue");
-                    self.q_diverted(&ck, &queue, reason, now);
-                    if let Some(c) = self.calls.get_mut(&ck) {
-                        c.acd = None;
-                        c.diverted = Some(reason);
-                    }
-                    self.divert(&ck, target, now);
-                }
-                Output::Arm { at, timer } => {
-                    if !matches!(timer, Timer::RingTimeout { .. }) {
-                        self.acd_timers.arm(at, timer);
-                    }
+                self.divert(&ck, target, now);
+            }
+            Output::Arm { at, timer } => {
+                if !matches!(timer, Timer::RingTimeout { .. }) {
+                    self.acd_timers.arm(at, timer);
                 }
             }
         }
@@ -157,7 +171,7 @@ impl Endpoint {
         let out = if reachable {
             self.timed(|r| r.agent_registered(agent, now.mono, wall(now)))
         } else {
-            self.router.agent_unregistered(agent, now.mono)
+            self.timed(|r| r.agent_unregistered(agent, now.mono))
         };
         if out.is_ok() {
             self.q_agent_reachable(agent, reachable, now);

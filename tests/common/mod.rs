@@ -78,6 +78,21 @@ pub fn wav_bytes(samples: u32) -> Vec<u8> {
     out
 }
 
+/// A media range of 100 ports per daemon, never the same twice in one test
+/// binary (cargo runs test binaries one at a time, the tests inside one in
+/// parallel), so daemons running side by side never bind each other's ports.
+/// Ranges sit in 20000-31999, below Linux's ephemeral ports (32768 up), so
+/// no socket bound to port 0 (SIP ports, phones, SIPp) can hold one.
+fn next_rtp_base() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    const RANGES: u32 = 120;
+    let start = std::process::id() % RANGES;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst) % RANGES;
+    20000 + (n as u16) * 100
+}
+
 /// The harness's contact center, rendered to TOML. Tests tweak fields before
 /// writing it (extra numbers, max_calls, a deliberate error...).
 #[derive(Clone, Debug)]
@@ -99,8 +114,7 @@ pub struct ConfigSpec {
 
 impl ConfigSpec {
     pub fn new() -> Self {
-        // A media range per daemon so tests running in parallel do not collide.
-        let rtp_base = 30000 + (free_port() % 100) * 100;
+        let rtp_base = next_rtp_base();
         ConfigSpec {
             sip_port: free_port(),
             admin_port: free_port(),
