@@ -352,3 +352,29 @@ async fn cdr_as_json_and_csv() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test]
+async fn metrics_are_open_without_a_token_and_gauges_come_from_the_views() {
+    let s = Server::start(Fake::new(), None, None).await;
+    let resp = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = resp.text().await.unwrap();
+    for line in [
+        "sipacd_queue_callers_waiting{queue=\"billing\"} 2",
+        "sipacd_queue_longest_wait_seconds{queue=\"billing\"} 12.5",
+        "sipacd_agents{state=\"available\"} 1",
+        "sipacd_agents{state=\"on_call\"} 0",
+        "sipacd_queue_calls_offered_total{queue=\"billing\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+}
