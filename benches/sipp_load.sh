@@ -3,7 +3,9 @@
 #
 # Steps the rate of INVITE/100/200/ACK/(pause)/BYE/200 calls (benches/load_call.xml)
 # and prints the highest rate at which under 0.1% of the calls fail, with the
-# median call setup time (INVITE sent -> 200 received, SIPp's 1 ms resolution).
+# median call setup time (INVITE sent -> 200 received, SIPp's 1 ms resolution),
+# and (when it starts sipacd itself) call records written per second next to
+# calls completed per second, and the record writer's backlog at the end.
 # With --compare it measures Kamailio (Debian package; installed with apt if
 # missing) as a stateful proxy (tm, t_relay) in front of a SIPp answerer
 # (`sipp -sn uas`) the same way, and prints both figures side by side.
@@ -142,6 +144,7 @@ EOF
             -trace_stat -stf "$work/agents.csv" -fd 1 >"$d/agents.out" 2>&1) &
         PIDS+=($!)
     fi
+    ADMIN="127.0.0.1:$admin"
     RUST_LOG=warn "$BIN" --config "$d/sipacd.toml" 2>"$work/sipacd.log" &
     PIDS+=($!)
     TARGET="127.0.0.1:$port"
@@ -203,17 +206,28 @@ EOF
     KAMAILIO_VERSION=$(kamailio -v 2>/dev/null | head -1 | awk '{print $3}')
 }
 
-# One step: RATE cps for STEP_S seconds against TARGET. Sets FAIL_PCT and MEDIAN_MS.
+# A sample of sipacd's /metrics (started here: ADMIN is set), or "".
+metric() {
+    [ -n "${ADMIN:-}" ] && [ "$1" = sipacd ] || return 0
+    curl -sf "http://$ADMIN/metrics" 2>/dev/null | awk -v m="$2" '$1 == m { print $2 + 0 }'
+}
+
+# One step: RATE cps for STEP_S seconds against TARGET. Sets FAIL_PCT and MEDIAN_MS,
+# and RECORDS (call-record writes per second next to completed calls per second).
 step() {
-    local label=$1 target=$2 rate=$3 calls dir stat succ med
+    local label=$1 target=$2 rate=$3 calls dir stat succ med t0 t1 w0 w1
     calls=$((rate * STEP_S))
     [ "$calls" -gt "$MAX_CALLS_PER_STEP" ] && calls=$MAX_CALLS_PER_STEP
     dir="$work/$label-$rate"
     mkdir -p "$dir"
+    w0=$(metric "$label" sipacd_cdr_records_written_total)
+    t0=$(date +%s.%N)
     (cd "$dir" && timeout $((STEP_S * 3 + 60)) sipp "$target" -sf "$SCEN" -s "$NUMBER" -d "$HOLD_MS" \
         -i 127.0.0.1 -p "$(free_port)" -r "$rate" -m "$calls" -l $((rate * 2 + 50)) \
         -timeout $((STEP_S * 2 + 30))s -nostdin -max_recv_loops 10000 \
         -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 1 >sipp.out 2>&1) || true
+    t1=$(date +%s.%N)
+    w1=$(metric "$label" sipacd_cdr_records_written_total)
     stat="$dir/stat.csv"
     local routed="" a0=${AGENTS_DONE:-0}
     if [ "$AGENTS" -gt 0 ]; then
@@ -237,21 +251,29 @@ step() {
     med=$({ cat "$dir"/*_rtt.csv 2>/dev/null || true; } | awk -F';' '$3 == "setup" { print $2 }' | sort -n |
         awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "?" }')
     MEDIAN_MS=$med
-    printf '  %-10s %6d cps: %7d calls, %7d ok,%s %7s%% failed, median setup %s ms\n' \
-        "$label" "$rate" "$calls" "$succ" "${routed:+ $routed answered by agents,}" "$FAIL_PCT" "$MEDIAN_MS"
+    RECORDS=""
+    if [ -n "$w0" ] && [ -n "$w1" ]; then
+        RECORDS=$(awk -v a="$w0" -v b="$w1" -v s="$succ" -v t0="$t0" -v t1="$t1" \
+            'BEGIN { d = t1 - t0; printf "%.0f records/s written for %.0f calls/s completed", (b - a) / d, s / d }')
+    fi
+    printf '  %-10s %6d cps: %7d calls, %7d ok,%s %7s%% failed, median setup %s ms%s\n' \
+        "$label" "$rate" "$calls" "$succ" "${routed:+ $routed answered by agents,}" "$FAIL_PCT" "$MEDIAN_MS" \
+        "${RECORDS:+; $RECORDS}"
 }
 
-# Steps through RATES until a step fails; sets BEST_RATE and BEST_MEDIAN.
+# Steps through RATES until a step fails; sets BEST_RATE, BEST_MEDIAN, BEST_RECORDS.
 series() {
     local label=$1 target=$2 r
     BEST_RATE=0
     BEST_MEDIAN="-"
+    BEST_RECORDS=""
     echo "$label at $target (hold ${HOLD_MS} ms, ${STEP_S} s per step):"
     for r in $RATES; do
         step "$label" "$target" "$r"
         if awk -v p="$FAIL_PCT" 'BEGIN { exit !(p < 0.1) }'; then
             BEST_RATE=$r
             BEST_MEDIAN=$MEDIAN_MS
+            BEST_RECORDS=$RECORDS
         else
             break
         fi
@@ -263,6 +285,9 @@ if [ "$MODE" != kamailio ]; then
     if [ -n "$TARGET" ]; then require_loopback "$TARGET"; wait_options "$TARGET"; else start_sipacd; fi
     series sipacd "$TARGET"
     RATE[sipacd]=$BEST_RATE MEDIAN[sipacd]=$BEST_MEDIAN
+    CDR_AT_BEST=$BEST_RECORDS
+    sleep 2 # the last calls' records
+    CDR_BACKLOG=$(metric sipacd sipacd_cdr_backlog)
 fi
 if [ "$MODE" != sipacd ]; then
     start_kamailio
@@ -277,4 +302,6 @@ printf '%-40s %-28s %s\n' "target" "max rate with <0.1% failed" "median setup"
 [ -n "${RATE[kamailio]:-}" ] &&
     printf '%-40s %-28s %s\n' "kamailio ${KAMAILIO_VERSION:-} (tm, t_relay) + sipp uas" \
         "${RATE[kamailio]} cps" "${MEDIAN[kamailio]} ms"
+[ -n "${CDR_AT_BEST:-}" ] && echo "call records at the highest clean rate: $CDR_AT_BEST"
+[ -n "${CDR_BACKLOG:-}" ] && echo "call-record writer backlog at the end: $CDR_BACKLOG records"
 echo "(rates stepped: $RATES; 0 cps = the first step already failed; median in whole ms, 0 = under 1 ms)"

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -90,6 +90,8 @@ pub struct Metrics {
     pub reloads: Family<ResultLabel, Counter>,
     /// The socket layer's own atomics, read at scrape time.
     transport: OnceLock<Arc<TransportStats>>,
+    /// The call-record writer's counters, read at scrape time.
+    cdr: OnceLock<crate::cdr::WriterStatsSource>,
 }
 
 impl Default for Metrics {
@@ -109,6 +111,7 @@ impl Default for Metrics {
             routing_seconds: Histogram::new(ROUTING_BUCKETS),
             reloads: Family::default(),
             transport: OnceLock::new(),
+            cdr: OnceLock::new(),
         }
     }
 }
@@ -180,6 +183,11 @@ impl Metrics {
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Lets the scrape read the call-record writer's counters.
+    pub fn attach_cdr(&self, stats: crate::cdr::WriterStatsSource) {
+        let _ = self.cdr.set(stats);
     }
 
     /// Lets the scrape read the socket layer's counters.
@@ -299,6 +307,30 @@ impl Metrics {
                 "sip_send_errors",
                 "SIP messages that could not be sent",
                 c(&t.send_errors),
+            );
+        }
+
+        if let Some(cdr) = self.cdr.get() {
+            let w = cdr.read();
+            reg.register(
+                "cdr_records_written",
+                "Call records (and their updates) written to SQLite",
+                ConstCounter::new(w.written),
+            );
+            reg.register(
+                "cdr_records_failed",
+                "Call records dropped after repeated write errors",
+                ConstCounter::new(w.failed),
+            );
+            reg.register(
+                "cdr_batches",
+                "Transactions the call-record writer committed",
+                ConstCounter::new(w.batches),
+            );
+            reg.register(
+                "cdr_backlog",
+                "Call records handed to the writer and not written yet",
+                ConstGauge::new(i64::try_from(w.backlog).unwrap_or(i64::MAX)),
             );
         }
 

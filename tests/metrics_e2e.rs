@@ -361,6 +361,16 @@ fn metrics_count_a_scripted_set_of_calls() {
         0.0
     );
 
+    // Call records: the writer keeps up (each call writes its in_progress
+    // row and its final one, so at least two per call ended), nothing lost.
+    assert!(
+        after.get("sipacd_cdr_records_written_total", &[]) >= 6.0,
+        "records written: {}",
+        after.get("sipacd_cdr_records_written_total", &[])
+    );
+    assert_eq!(after.get("sipacd_cdr_records_failed_total", &[]), 0.0);
+    assert_eq!(after.family("sipacd_cdr_backlog")["type"], "gauge");
+
     // Routing latency: a histogram with observations, cumulative buckets.
     assert_eq!(
         after.family("sipacd_routing_decision_seconds")["type"],

@@ -31,4 +31,4 @@ pub use report::{
 };
 pub use store::{CdrError, CdrFilter, CdrStore, DB_FILE};
 pub use time::{parse_time, TimeParseError};
-pub use writer::{CdrHandle, CdrWriter, WriterStats};
+pub use writer::{CdrHandle, CdrWriter, WriterStats, WriterStatsSource};

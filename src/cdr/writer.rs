@@ -21,7 +21,7 @@ enum Msg {
     Stop,
 }
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Counters {
     sent: AtomicU64,
     written: AtomicU64,
@@ -59,7 +59,23 @@ impl CdrHandle {
     }
 
     pub fn stats(&self) -> WriterStats {
-        let c = &self.counters;
+        self.stats_source().read()
+    }
+
+    /// Reads the writer's counters without holding its channel open (for
+    /// `/metrics`).
+    pub fn stats_source(&self) -> WriterStatsSource {
+        WriterStatsSource(self.counters.clone())
+    }
+}
+
+/// The writer's counters, readable from anywhere.
+#[derive(Clone, Debug)]
+pub struct WriterStatsSource(Arc<Counters>);
+
+impl WriterStatsSource {
+    pub fn read(&self) -> WriterStats {
+        let c = &self.0;
         let written = c.written.load(Ordering::Relaxed);
         let failed = c.failed.load(Ordering::Relaxed);
         let sent = c.sent.load(Ordering::Relaxed);
@@ -70,7 +86,9 @@ impl CdrHandle {
             batches: c.batches.load(Ordering::Relaxed),
         }
     }
+}
 
+impl CdrHandle {
     /// Blocks until every record queued before this call is written. Call it
     /// from a blocking context (`spawn_blocking` under tokio).
     pub fn flush(&self) -> Result<(), CdrError> {

@@ -80,6 +80,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     transports.start(tcp);
     let metrics = crate::metrics::Metrics::new();
     metrics.attach_transport(transports.stats.clone());
+    metrics.attach_cdr(cdr.handle().stats_source());
     for l in &cfg.server.sip {
         info!(transport = %l.transport, addr = %l.addr, "listening");
     }
