@@ -288,6 +288,12 @@ impl AgentPhone {
         format!("sip:{}@127.0.0.1:{}", self.id, self.port)
     }
 
+    /// The phone's RTP socket (its answers' SDP names it): for tests that
+    /// check what audio sipacd relays to the agent, or talk back.
+    pub fn rtp_socket(&self) -> &UdpSocket {
+        &self.rtp
+    }
+
     /// The `[agents.ID]` table for this phone; `more` is extra TOML lines
     /// (skills, timezone, shift...).
     pub fn toml(&self, more: &str) -> String {
