@@ -95,16 +95,63 @@ fn stream_until_heard(
     false
 }
 
+/// An RTP socket and an RTCP socket on the port above it (RFC 3550 §11),
+/// as a phone has.
+fn sock_pair() -> (UdpSocket, u16, UdpSocket) {
+    for _ in 0..100 {
+        let (rtp, port) = sock();
+        if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port.wrapping_add(1))) {
+            rtcp.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            return (rtp, port, rtcp);
+        }
+    }
+    panic!("no two adjacent loopback ports free");
+}
+
+/// A Receiver Report with `ssrc`, one report block about `about`.
+fn receiver_report(ssrc: u32, about: u32) -> Vec<u8> {
+    let mut p = vec![0x81, 201, 0, 7];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&about.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0x12, 0x34, 0, 0, 0, 5]);
+    p.extend_from_slice(&[0; 8]); // no SR received yet: LSR, DLSR 0
+    p
+}
+
+/// The next datagram on `s` from sipacd's port `from` that `pred` accepts.
+fn recv_from_port(s: &UdpSocket, from: u16, pred: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + WAIT;
+    let mut buf = vec![0u8; 2048];
+    while Instant::now() < deadline {
+        if let Ok((n, a)) = s.recv_from(&mut buf) {
+            if a.port() == from && pred(&buf[..n]) {
+                return Some(buf[..n].to_vec());
+            }
+        }
+    }
+    None
+}
+
 #[test]
 fn caller_and_agent_hear_each_other_through_sipacd() {
-    bridge(0, 0);
+    bridge(0, 0, false);
 }
 
 /// The caller speaks PCMU, the agent's phone only PCMA: sipacd transcodes
 /// each way.
 #[test]
 fn pcmu_caller_and_pcma_agent_are_transcoded() {
-    bridge(0, 8);
+    bridge(0, 8, false);
+}
+
+/// RTCP: Sender Reports from sipacd while the caller hears music; once
+/// bridged, each phone's RTCP reaches the other phone's RTCP port
+/// unchanged; malformed RTCP on either RTCP port is dropped and the call
+/// goes on.
+#[test]
+fn rtcp_reports_then_relay_and_garbage_keeps_the_call() {
+    bridge(0, 0, true);
 }
 
 /// A 20 ms frame of a 440 Hz tone in the codec of payload type `pt`.
@@ -131,11 +178,11 @@ fn as_received(frame: &[u8], from_pt: u8, to_pt: u8) -> Vec<u8> {
     }
 }
 
-fn bridge(caller_pt: u8, agent_pt: u8) {
+fn bridge(caller_pt: u8, agent_pt: u8, rtcp: bool) {
     let (agent_sip, agent_sip_port) = sock();
-    let (agent_rtp, agent_rtp_port) = sock();
+    let (agent_rtp, agent_rtp_port, agent_rtcp) = sock_pair();
     let (caller_sip, caller_sip_port) = sock();
-    let (caller_rtp, caller_rtp_port) = sock();
+    let (caller_rtp, caller_rtp_port, caller_rtcp) = sock_pair();
     let mut spec = ConfigSpec::new();
     spec.extra = format!(
         "\n[queues.bridge]\n\n[agents.3001]\ncontact = \"sip:3001@127.0.0.1:{agent_sip_port}\"\n\n[[numbers]]\nnumber = \"1900\"\nto = \"queue:bridge\"\n"
@@ -160,6 +207,17 @@ fn bridge(caller_pt: u8, agent_pt: u8) {
         "ACK sip:1900@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_sip_port};branch=z9hG4bKmb2;rport\r\nMax-Forwards: 70\r\nFrom: <sip:5551234@127.0.0.1>;tag=cb1\r\nTo: {to}\r\nCall-ID: media-bridge-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
     );
     caller_sip.send_to(ack.as_bytes(), target).unwrap();
+
+    if rtcp {
+        // Music on hold is sipacd's own stream: it reports on it (RFC 3550
+        // SR + SDES), from the RTCP port to the caller's RTCP port.
+        let sr = recv_from_port(&caller_rtcp, caller_leg_port + 1, |p| {
+            p.len() >= 28 && p[0] >> 6 == 2 && p[1] == 200
+        })
+        .expect("no Sender Report while the caller hears music");
+        assert_eq!(sr[3] as usize, 6, "SR without report blocks: 7 words");
+        assert_eq!(sr[29], 202, "SDES follows the SR");
+    }
 
     // Agent: the offer arrives; answer with our RTP port.
     let inv = expect(&agent_sip, "INVITE to the agent", |m| {
@@ -207,6 +265,36 @@ fn bridge(caller_pt: u8, agent_pt: u8) {
         "the caller never heard the agent"
     );
 
+    if rtcp {
+        rtcp_relayed_and_garbage_dropped(
+            (&caller_rtcp, caller_leg_port + 1),
+            (&agent_rtcp, agent_leg_port + 1),
+        );
+        // The call is still up: audio still flows both ways, no BYE.
+        assert!(
+            stream_until_heard(
+                &caller_rtp,
+                caller_pt,
+                caller_leg_port,
+                &agent_rtp,
+                &from_caller,
+                &as_received(&from_caller, caller_pt, agent_pt)
+            ),
+            "the agent stopped hearing the caller after RTCP"
+        );
+        assert!(
+            stream_until_heard(
+                &agent_rtp,
+                agent_pt,
+                agent_leg_port,
+                &caller_rtp,
+                &from_agent,
+                &as_received(&from_agent, agent_pt, caller_pt)
+            ),
+            "the caller stopped hearing the agent after RTCP"
+        );
+    }
+
     // The caller hangs up: the agent gets BYE.
     let bye = format!(
         "BYE sip:1900@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{caller_sip_port};branch=z9hG4bKmb3;rport\r\nMax-Forwards: 70\r\nFrom: <sip:5551234@127.0.0.1>;tag=cb1\r\nTo: {to}\r\nCall-ID: media-bridge-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
@@ -217,6 +305,34 @@ fn bridge(caller_pt: u8, agent_pt: u8) {
     });
     expect(&agent_sip, "BYE to the agent", |m| method(m) == Some("BYE"));
     assert!(d.is_alive());
+}
+
+/// `caller` and `agent` are each a phone's RTCP socket and sipacd's RTCP
+/// port of that phone's leg.
+fn rtcp_relayed_and_garbage_dropped(caller: (&UdpSocket, u16), agent: (&UdpSocket, u16)) {
+    let (caller_ssrc, agent_ssrc) = (0x1122_3344u32, 0x5566_7788u32);
+    for (round, (from, to)) in [(caller, agent), (agent, caller)].into_iter().enumerate() {
+        let rr = receiver_report(caller_ssrc + round as u32, agent_ssrc);
+        // Garbage first: truncated, wrong version, RTP, a length past the end.
+        let mut lying = rr.clone();
+        lying[3] = 40;
+        for junk in [
+            &[0x80, 201, 0][..],
+            &[0x40, 201, 0, 1, 0, 0, 0, 1],
+            &rtp(0, 1, &[0xFF; 160]),
+            &lying,
+            &[0xFF; 64],
+        ] {
+            from.0.send_to(junk, ("127.0.0.1", from.1)).unwrap();
+        }
+        from.0.send_to(&rr, ("127.0.0.1", from.1)).unwrap();
+        let got = recv_from_port(to.0, to.1, |p| p.len() >= 8 && p[1] == 201);
+        assert_eq!(
+            got.as_deref(),
+            Some(&rr[..]),
+            "RTCP round {round} was not relayed as it is"
+        );
+    }
 }
 
 /// A caller whose phone sends no RTP for `rtp_timeout_s` is hung up with a
