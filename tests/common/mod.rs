@@ -251,7 +251,19 @@ impl Daemon {
     }
 
     pub fn start_with(spec: ConfigSpec) -> Daemon {
+        Self::start_dir(ConfigDir::new(spec))
+    }
+
+    /// Starts on a whole configuration `text` (e.g. the demo's, with its
+    /// addresses and directories rewritten) instead of the harness's;
+    /// `spec` holds the ports the text uses.
+    pub fn start_with_text(spec: ConfigSpec, text: &str) -> Daemon {
         let cfg = ConfigDir::new(spec);
+        cfg.write_text(text);
+        Self::start_dir(cfg)
+    }
+
+    fn start_dir(cfg: ConfigDir) -> Daemon {
         let stderr_path = cfg.root().join("sipacd.stderr.log");
         let child = Self::spawn(&cfg, &stderr_path);
         let mut d = Daemon {
