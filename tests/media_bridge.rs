@@ -67,8 +67,13 @@ fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
     p
 }
 
+/// The SSRC a test phone sends RTP with: its RTP port, distinct per phone.
+fn ssrc_of(phone_rtp: &UdpSocket) -> u32 {
+    u32::from(phone_rtp.local_addr().unwrap().port())
+}
+
 /// Sends `payload` from `from` to `to` every 40 ms, as a phone streams
-/// audio, until it shows up on `at`.
+/// audio, until it shows up on `at`. Returns the SSRC sipacd sent it with.
 fn stream_until_heard(
     from: &UdpSocket,
     pt: u8,
@@ -76,7 +81,7 @@ fn stream_until_heard(
     at: &UdpSocket,
     payload: &[u8],
     expect: &[u8],
-) -> bool {
+) -> Option<u32> {
     let deadline = Instant::now() + WAIT;
     let mut buf = vec![0u8; 2048];
     at.set_read_timeout(Some(Duration::from_millis(40)))
@@ -84,15 +89,16 @@ fn stream_until_heard(
     let mut seq = 0u16;
     while Instant::now() < deadline {
         seq += 1;
-        from.send_to(&rtp(pt, seq, payload), ("127.0.0.1", to))
-            .unwrap();
+        let mut pkt = rtp(pt, seq, payload);
+        pkt[8..12].copy_from_slice(&ssrc_of(from).to_be_bytes());
+        from.send_to(&pkt, ("127.0.0.1", to)).unwrap();
         if let Ok((n, _)) = at.recv_from(&mut buf) {
             if n >= 12 && buf[12..n].ends_with(expect) {
-                return true;
+                return Some(u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]));
             }
         }
     }
-    false
+    None
 }
 
 /// An RTP socket and an RTCP socket on the port above it (RFC 3550 §11),
@@ -242,33 +248,39 @@ fn bridge(caller_pt: u8, agent_pt: u8, rtcp: bool) {
     // Audio both ways, through sipacd's legs, each in its own codec.
     let from_caller = tone_frame(caller_pt);
     let from_agent = tone_frame(agent_pt);
-    assert!(
-        stream_until_heard(
-            &caller_rtp,
-            caller_pt,
-            caller_leg_port,
-            &agent_rtp,
-            &from_caller,
-            &as_received(&from_caller, caller_pt, agent_pt)
-        ),
-        "the agent never heard the caller"
-    );
-    assert!(
-        stream_until_heard(
-            &agent_rtp,
-            agent_pt,
-            agent_leg_port,
-            &caller_rtp,
-            &from_agent,
-            &as_received(&from_agent, agent_pt, caller_pt)
-        ),
-        "the caller never heard the agent"
-    );
+    let agent_hears = stream_until_heard(
+        &caller_rtp,
+        caller_pt,
+        caller_leg_port,
+        &agent_rtp,
+        &from_caller,
+        &as_received(&from_caller, caller_pt, agent_pt),
+    )
+    .expect("the agent never heard the caller");
+    let caller_hears = stream_until_heard(
+        &agent_rtp,
+        agent_pt,
+        agent_leg_port,
+        &caller_rtp,
+        &from_agent,
+        &as_received(&from_agent, agent_pt, caller_pt),
+    )
+    .expect("the caller never heard the agent");
 
     if rtcp {
         rtcp_relayed_and_garbage_dropped(
-            (&caller_rtcp, caller_leg_port + 1),
-            (&agent_rtcp, agent_leg_port + 1),
+            RtcpPhone {
+                rtcp: &caller_rtcp,
+                leg_rtcp_port: caller_leg_port + 1,
+                ssrc: ssrc_of(&caller_rtp),
+                hears: caller_hears,
+            },
+            RtcpPhone {
+                rtcp: &agent_rtcp,
+                leg_rtcp_port: agent_leg_port + 1,
+                ssrc: ssrc_of(&agent_rtp),
+                hears: agent_hears,
+            },
         );
         // The call is still up: audio still flows both ways, no BYE.
         assert!(
@@ -279,7 +291,8 @@ fn bridge(caller_pt: u8, agent_pt: u8, rtcp: bool) {
                 &agent_rtp,
                 &from_caller,
                 &as_received(&from_caller, caller_pt, agent_pt)
-            ),
+            )
+            .is_some(),
             "the agent stopped hearing the caller after RTCP"
         );
         assert!(
@@ -290,7 +303,8 @@ fn bridge(caller_pt: u8, agent_pt: u8, rtcp: bool) {
                 &caller_rtp,
                 &from_agent,
                 &as_received(&from_agent, agent_pt, caller_pt)
-            ),
+            )
+            .is_some(),
             "the caller stopped hearing the agent after RTCP"
         );
     }
@@ -307,12 +321,24 @@ fn bridge(caller_pt: u8, agent_pt: u8, rtcp: bool) {
     assert!(d.is_alive());
 }
 
-/// `caller` and `agent` are each a phone's RTCP socket and sipacd's RTCP
-/// port of that phone's leg.
-fn rtcp_relayed_and_garbage_dropped(caller: (&UdpSocket, u16), agent: (&UdpSocket, u16)) {
-    let (caller_ssrc, agent_ssrc) = (0x1122_3344u32, 0x5566_7788u32);
-    for (round, (from, to)) in [(caller, agent), (agent, caller)].into_iter().enumerate() {
-        let rr = receiver_report(caller_ssrc + round as u32, agent_ssrc);
+/// One phone's side for the RTCP checks.
+struct RtcpPhone<'a> {
+    rtcp: &'a UdpSocket,
+    /// sipacd's RTCP port on this phone's leg.
+    leg_rtcp_port: u16,
+    /// The SSRC the phone sends RTP with.
+    ssrc: u32,
+    /// The SSRC of the RTP it receives from sipacd.
+    hears: u32,
+}
+
+/// Each phone's Receiver Report (about the stream it hears) reaches the
+/// other phone with the SSRCs that phone knows: sent by the stream it
+/// hears, about its own. An RTCP SSRC sipacd cannot place passes as it is.
+/// Malformed RTCP sent first goes nowhere.
+fn rtcp_relayed_and_garbage_dropped(caller: RtcpPhone, agent: RtcpPhone) {
+    for (from, to) in [(&caller, &agent), (&agent, &caller)] {
+        let rr = receiver_report(from.ssrc, from.hears);
         // Garbage first: truncated, wrong version, RTP, a length past the end.
         let mut lying = rr.clone();
         lying[3] = 40;
@@ -323,15 +349,23 @@ fn rtcp_relayed_and_garbage_dropped(caller: (&UdpSocket, u16), agent: (&UdpSocke
             &lying,
             &[0xFF; 64],
         ] {
-            from.0.send_to(junk, ("127.0.0.1", from.1)).unwrap();
+            from.rtcp
+                .send_to(junk, ("127.0.0.1", from.leg_rtcp_port))
+                .unwrap();
         }
-        from.0.send_to(&rr, ("127.0.0.1", from.1)).unwrap();
-        let got = recv_from_port(to.0, to.1, |p| p.len() >= 8 && p[1] == 201);
-        assert_eq!(
-            got.as_deref(),
-            Some(&rr[..]),
-            "RTCP round {round} was not relayed as it is"
-        );
+        from.rtcp
+            .send_to(&rr, ("127.0.0.1", from.leg_rtcp_port))
+            .unwrap();
+        let got = recv_from_port(to.rtcp, to.leg_rtcp_port, |p| p.len() >= 8 && p[1] == 201)
+            .expect("RTCP not relayed");
+        assert_eq!(got, receiver_report(to.hears, to.ssrc), "SSRCs as seen");
+        // A phone using another SSRC for RTCP than for RTP (a mismatch).
+        let odd = receiver_report(0x0DD0_0DD0, 0x0BAD_F00D);
+        from.rtcp
+            .send_to(&odd, ("127.0.0.1", from.leg_rtcp_port))
+            .unwrap();
+        let got = recv_from_port(to.rtcp, to.leg_rtcp_port, |p| p.len() >= 8 && p[1] == 201);
+        assert_eq!(got, Some(odd), "unknown SSRCs pass unchanged");
     }
 }
 

@@ -289,8 +289,8 @@ impl Engine {
         self.drain_events(p.leg);
     }
 
-    /// Valid RTCP from a bridged leg's peer goes, unchanged, to the other
-    /// leg's peer from the other leg's RTCP port; other RTCP is only
+    /// Valid RTCP from a bridged leg's peer goes to the other leg's peer
+    /// (SSRCs translated) from the other leg's RTCP port; other RTCP is only
     /// counted (the leg's own reports answer it).
     fn on_rtcp(&mut self, p: Packet, now: Instant) {
         let bridge = self.slots.get(&p.leg).and_then(|s| s.bridge);
@@ -299,11 +299,16 @@ impl Engine {
         };
         match bridge.and_then(|b| self.slots.get_mut(&b)) {
             Some(other) => {
-                let to = me
-                    .leg
-                    .relay_rtcp_to(&mut other.leg, p.from, &p.bytes, p.rtcp_port, now);
+                let to = me.leg.relay_rtcp_to(
+                    &mut other.leg,
+                    p.from,
+                    &p.bytes,
+                    p.rtcp_port,
+                    now,
+                    &mut self.out,
+                );
                 if let Some(to) = to {
-                    if let Err(e) = other.rtcp_sock().try_send_to(&p.bytes, to) {
+                    if let Err(e) = other.rtcp_sock().try_send_to(&self.out, to) {
                         debug!(error = %e, "rtcp relay send failed");
                     }
                 }

@@ -124,6 +124,11 @@ impl Inbound {
         self.remote
     }
 
+    /// The SSRC of the latched peer's stream, once a packet came.
+    pub fn ssrc(&self) -> Option<u32> {
+        self.ssrc
+    }
+
     /// Forget the peer (its SDP moved it, e.g. a re-INVITE).
     pub fn reset_latch(&mut self) {
         self.remote = None;

@@ -86,6 +86,64 @@ pub fn check(pkt: &[u8]) -> Result<RtcpInfo, RtcpError> {
     Ok(RtcpInfo { ssrc, packets })
 }
 
+/// Rewrites every SSRC field of a compound packet that [`check`] accepted
+/// through `map`: the sender of SR, RR, APP, XR and feedback (RFC 4585)
+/// packets, SR/RR report blocks, SDES chunks, BYE lists, and the media
+/// SSRC of feedback. Fields of unknown packet types stay as they are; a
+/// truncated packet is rewritten only as far as it goes.
+pub fn map_ssrcs(pkt: &mut [u8], map: impl Fn(u32) -> u32) {
+    let mut at = |pkt: &mut [u8], i: usize| {
+        if let Some(b) = pkt.get_mut(i..i + 4) {
+            let v = map(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            b.copy_from_slice(&v.to_be_bytes());
+        }
+    };
+    let mut off = 0;
+    while off + 4 <= pkt.len() {
+        let count = (pkt[off] & 0x1F) as usize;
+        let pt = pkt[off + 1];
+        let words = u16::from_be_bytes([pkt[off + 2], pkt[off + 3]]) as usize;
+        let end = (off + (words + 1) * 4).min(pkt.len());
+        let body = &mut pkt[..end];
+        match pt {
+            PT_SR | PT_RR => {
+                at(body, off + 4);
+                let blocks = off + if pt == PT_SR { 28 } else { 8 };
+                for b in 0..count {
+                    at(body, blocks + 24 * b);
+                }
+            }
+            PT_SDES => {
+                // Chunks: SSRC, items until a null one, padded to a word.
+                let mut c = off + 4;
+                for _ in 0..count {
+                    at(body, c);
+                    let mut i = c + 4;
+                    while i < end && body[i] != 0 {
+                        i += 2 + body.get(i + 1).copied().unwrap_or(0) as usize;
+                    }
+                    c = (i + 4) & !3;
+                    if c >= end {
+                        break;
+                    }
+                }
+            }
+            203 => {
+                for k in 0..count {
+                    at(body, off + 4 + 4 * k);
+                }
+            }
+            204 | 207 => at(body, off + 4),
+            205 | 206 => {
+                at(body, off + 4);
+                at(body, off + 8);
+            }
+            _ => {}
+        }
+        off += (words + 1) * 4;
+    }
+}
+
 /// Seconds from 1900 (NTP era 0) to 1970.
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
@@ -282,6 +340,40 @@ mod tests {
     }
 
     #[test]
+    fn every_ssrc_field_is_mapped_and_nothing_else() {
+        // SR with two report blocks, SDES with two chunks, BYE, PSFB, APP.
+        let mut p = vec![0x82, PT_SR, 0, 18];
+        p.extend_from_slice(&1u32.to_be_bytes());
+        p.extend_from_slice(&[0xEE; 20]); // sender info
+        for about in [2u32, 3] {
+            p.extend_from_slice(&about.to_be_bytes());
+            p.extend_from_slice(&[0xEE; 20]);
+        }
+        p.extend_from_slice(&[0x82, PT_SDES, 0, 6]);
+        p.extend_from_slice(&1u32.to_be_bytes());
+        p.extend_from_slice(&[1, 3, b'a', b'b', b'c', 0, 0, 0]); // CNAME "abc"
+        p.extend_from_slice(&2u32.to_be_bytes());
+        p.extend_from_slice(&[1, 2, b'x', b'y', 0, 0, 0, 0]);
+        p.extend_from_slice(&[0x81, 203, 0, 1]);
+        p.extend_from_slice(&1u32.to_be_bytes());
+        p.extend_from_slice(&[0x81, 206, 0, 2]);
+        p.extend_from_slice(&1u32.to_be_bytes());
+        p.extend_from_slice(&2u32.to_be_bytes());
+        assert_eq!(check(&p).map(|i| i.packets), Ok(4));
+        let before = p.clone();
+        map_ssrcs(&mut p, |x| x + 0x1000);
+        assert_eq!(check(&p).map(|i| i.ssrc), Ok(0x1001));
+        let ssrc_at = [4, 28, 52, 80, 92, 108, 116, 120];
+        for (i, (a, b)) in before.iter().zip(&p).enumerate() {
+            let field = ssrc_at.iter().find(|&&f| (f..f + 4).contains(&i));
+            match field {
+                Some(&f) if i == f + 2 => assert_eq!(*b, a + 0x10, "byte {i}"),
+                _ => assert_eq!(a, b, "byte {i} is not an SSRC"),
+            }
+        }
+    }
+
+    #[test]
     fn ntp_time_of_known_instants() {
         assert_eq!(ntp_time(UNIX_EPOCH), NTP_UNIX_OFFSET << 32);
         let half = UNIX_EPOCH + Duration::from_millis(1500);
@@ -322,6 +414,10 @@ mod tests {
                 prop_assert!(i.packets >= 1);
                 prop_assert_eq!(pkt.len() % 4, 0);
             }
+            // Whatever it is given: same length, no panic.
+            let mut m = pkt.clone();
+            map_ssrcs(&mut m, |x| !x);
+            prop_assert_eq!(m.len(), pkt.len());
         }
     }
 }

@@ -200,11 +200,14 @@ impl Leg {
         self.rtcp_muxed && self.rtcp_latched.is_none()
     }
 
-    /// RTCP received on this leg while bridged goes as it is to the other
-    /// leg's peer: the phones keep their own statistics (SSRCs in the
-    /// reports are the far phone's, which RTCP receivers tolerate; nothing
-    /// here depends on them). Returns where to send `pkt`, or None (invalid,
-    /// not bridged, or nowhere known to send it).
+    /// RTCP received on this leg while bridged goes to the other leg's
+    /// peer, written into `out`, with its SSRCs translated into what that
+    /// peer sees: this peer's own SSRC becomes the one the other leg sends
+    /// with, and ours on this leg (what this peer reports on) becomes the
+    /// other peer's. Unknown SSRCs (RTCP before RTP, a phone using another
+    /// SSRC for RTCP) pass unchanged; receivers ignore reports they cannot
+    /// place. Returns where to send `out`, or None (invalid, not bridged,
+    /// or nowhere known to send it).
     pub fn relay_rtcp_to(
         &mut self,
         to: &mut Leg,
@@ -212,11 +215,26 @@ impl Leg {
         pkt: &[u8],
         rtcp_port: bool,
         now: Instant,
+        out: &mut Vec<u8>,
     ) -> Option<SocketAddr> {
+        out.clear();
         if !self.on_rtcp(from, pkt, rtcp_port, now) || !to.is_relaying() {
             return None;
         }
         let dest = to.rtcp_remote()?;
+        let peer = self.inbound.ssrc();
+        let ours = self.pacer.ssrc();
+        let (to_ours, to_peer) = (to.pacer.ssrc(), to.inbound.ssrc());
+        out.extend_from_slice(pkt);
+        rtcp::map_ssrcs(out, |x| {
+            if Some(x) == peer {
+                to_ours
+            } else if x == ours {
+                to_peer.unwrap_or(x)
+            } else {
+                x
+            }
+        });
         self.inbound.stats_mut().rtcp_relayed += 1;
         Some(dest)
     }
@@ -575,32 +593,34 @@ mod tests {
         let t = Instant::now();
         let (mut caller, mut agent) = caller_and_agent(t);
         let from_caller = "192.0.2.1:4001".parse().unwrap();
+        let mut out = Vec::new();
         // Not bridged yet: counted, not relayed.
         assert_eq!(
-            caller.relay_rtcp_to(&mut agent, from_caller, &rr(1), true, t),
+            caller.relay_rtcp_to(&mut agent, from_caller, &rr(1), true, t, &mut out),
             None
         );
         caller.play(Source::Relay, t);
         agent.play(Source::Relay, t);
         // The agent's SDP said 192.0.2.2:6000: RTCP to 6001 until known.
         assert_eq!(
-            caller.relay_rtcp_to(&mut agent, from_caller, &rr(1), true, t),
+            caller.relay_rtcp_to(&mut agent, from_caller, &rr(1), true, t, &mut out),
             Some("192.0.2.2:6001".parse().unwrap())
         );
+        assert_eq!(out, rr(1), "unknown SSRCs pass unchanged");
         // The agent's RTCP comes from behind a NAT: that is where to send.
         let nat = "198.51.100.7:31001".parse().unwrap();
         assert_eq!(
-            agent.relay_rtcp_to(&mut caller, nat, &rr(2), true, t),
+            agent.relay_rtcp_to(&mut caller, nat, &rr(2), true, t, &mut out),
             Some("192.0.2.1:4001".parse().unwrap())
         );
         assert_eq!(
-            caller.relay_rtcp_to(&mut agent, from_caller, &rr(1), true, t),
+            caller.relay_rtcp_to(&mut agent, from_caller, &rr(1), true, t, &mut out),
             Some(nat)
         );
         // Garbage and RTP-looking data are dropped and counted.
         for junk in [&[0u8; 3][..], &[0x80, 201, 0, 7, 1, 2, 3, 4], &[0xFF; 40]] {
             assert_eq!(
-                caller.relay_rtcp_to(&mut agent, from_caller, junk, true, t),
+                caller.relay_rtcp_to(&mut agent, from_caller, junk, true, t, &mut out),
                 None
             );
         }
@@ -616,5 +636,30 @@ mod tests {
         assert_eq!(muxer.rtcp_remote(), Some("192.0.2.9:7001".parse().unwrap()));
         assert!(muxer.on_rtcp("192.0.2.9:7000".parse().unwrap(), &rr(9), false, t));
         assert_eq!(muxer.rtcp_remote(), Some("192.0.2.9:7000".parse().unwrap()));
+    }
+
+    #[test]
+    fn relayed_rtcp_speaks_of_the_ssrcs_each_phone_sees() {
+        let t = Instant::now();
+        let (mut caller, mut agent) = caller_and_agent(t);
+        caller.play(Source::Relay, t);
+        agent.play(Source::Relay, t);
+        let (from_caller, from_agent) = (
+            "192.0.2.1:4000".parse().unwrap(),
+            "192.0.2.2:6000".parse().unwrap(),
+        );
+        // The phones' RTP: the caller sends SSRC 0xC, the agent 0xA.
+        caller.on_rtp(from_caller, &rtp(0, 1, 0, 0xC, false, &[0; 160]), t);
+        agent.on_rtp(from_agent, &rtp(8, 1, 0, 0xA, false, &[0; 160]), t);
+        // The caller reports, as 0xC, on what it receives from us (0xCA11).
+        let mut report = vec![0x81, 201, 0, 7, 0, 0, 0, 0xC, 0, 0, 0xCA, 0x11];
+        report.extend_from_slice(&[7; 20]);
+        let mut out = Vec::new();
+        let to = caller.relay_rtcp_to(&mut agent, from_caller, &report, false, t, &mut out);
+        assert_eq!(to, Some("192.0.2.2:6001".parse().unwrap()));
+        // The agent sees it from our agent-leg SSRC 0xA6E, about its own 0xA.
+        assert_eq!(&out[4..8], &0xA6Eu32.to_be_bytes());
+        assert_eq!(&out[8..12], &0xAu32.to_be_bytes());
+        assert_eq!(&out[12..], &report[12..], "statistics untouched");
     }
 }
