@@ -92,7 +92,7 @@ pub fn check(pkt: &[u8]) -> Result<RtcpInfo, RtcpError> {
 /// SSRC of feedback. Fields of unknown packet types stay as they are; a
 /// truncated packet is rewritten only as far as it goes.
 pub fn map_ssrcs(pkt: &mut [u8], map: impl Fn(u32) -> u32) {
-    let mut at = |pkt: &mut [u8], i: usize| {
+    let at = |pkt: &mut [u8], i: usize| {
         if let Some(b) = pkt.get_mut(i..i + 4) {
             let v = map(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
             b.copy_from_slice(&v.to_be_bytes());
