@@ -216,13 +216,36 @@ fn bridge(caller_pt: u8, agent_pt: u8, rtcp: bool) {
 
     if rtcp {
         // Music on hold is sipacd's own stream: it reports on it (RFC 3550
-        // SR + SDES), from the RTCP port to the caller's RTCP port.
+        // SR + SDES), from the RTCP port to the caller's RTCP port, with a
+        // report block on the caller's stream that echoes the caller's SR.
+        for seq in 1..=5 {
+            let mut p = rtp(caller_pt, seq, &tone_frame(caller_pt));
+            p[8..12].copy_from_slice(&ssrc_of(&caller_rtp).to_be_bytes());
+            caller_rtp
+                .send_to(&p, ("127.0.0.1", caller_leg_port))
+                .unwrap();
+        }
+        let mut caller_sr = vec![0x80, 200, 0, 6];
+        caller_sr.extend_from_slice(&ssrc_of(&caller_rtp).to_be_bytes());
+        caller_sr.extend_from_slice(&[0xE0, 0, 0, 1, 0x5A, 0x5A, 0, 0]); // NTP
+        caller_sr.extend_from_slice(&[0; 12]);
+        caller_rtcp
+            .send_to(&caller_sr, ("127.0.0.1", caller_leg_port + 1))
+            .unwrap();
         let sr = recv_from_port(&caller_rtcp, caller_leg_port + 1, |p| {
-            p.len() >= 28 && p[0] >> 6 == 2 && p[1] == 200
+            p.len() >= 52 && p[0] == 0x81 && p[1] == 200
         })
-        .expect("no Sender Report while the caller hears music");
-        assert_eq!(sr[3] as usize, 6, "SR without report blocks: 7 words");
-        assert_eq!(sr[29], 202, "SDES follows the SR");
+        .expect("no Sender Report with a report block while the caller hears music");
+        assert_eq!(sr[3] as usize, 12, "SR with one report block: 13 words");
+        let block = &sr[28..52];
+        assert_eq!(&block[0..4], &ssrc_of(&caller_rtp).to_be_bytes());
+        assert_eq!(&block[8..12], &5u32.to_be_bytes(), "highest sequence");
+        assert_eq!(
+            &block[16..20],
+            &[0, 1, 0x5A, 0x5A],
+            "LSR of the caller's SR"
+        );
+        assert_eq!(sr[53], 202, "SDES follows the SR");
     }
 
     // Agent: the offer arrives; answer with our RTP port.

@@ -168,16 +168,21 @@ pub struct SenderInfo {
     pub octets: u32,
 }
 
-/// Writes a compound SR (no report blocks) + SDES CNAME into `out`
-/// (cleared first). RFC 3550 §6.1: every compound packet carries a CNAME.
-pub fn write_sr(info: &SenderInfo, cname: &str, out: &mut Vec<u8>) {
+/// Writes a compound SR with an optional reception report block (about the
+/// peer's stream) + SDES CNAME into `out` (cleared first). RFC 3550 §6.1:
+/// every compound packet carries a CNAME.
+pub fn write_sr(info: &SenderInfo, block: Option<&[u8; 24]>, cname: &str, out: &mut Vec<u8>) {
     out.clear();
-    out.extend_from_slice(&[0x80, PT_SR, 0, 6]);
+    let rc = u8::from(block.is_some());
+    out.extend_from_slice(&[0x80 | rc, PT_SR, 0, 6 + 6 * rc]);
     out.extend_from_slice(&info.ssrc.to_be_bytes());
     out.extend_from_slice(&info.ntp.to_be_bytes());
     out.extend_from_slice(&info.rtp_ts.to_be_bytes());
     out.extend_from_slice(&info.packets.to_be_bytes());
     out.extend_from_slice(&info.octets.to_be_bytes());
+    if let Some(b) = block {
+        out.extend_from_slice(b);
+    }
     // SDES: one chunk, CNAME item, then a null item padding to 32 bits.
     let name = &cname.as_bytes()[..cname.len().min(255)];
     let start = out.len();
@@ -192,6 +197,163 @@ pub fn write_sr(info: &SenderInfo, cname: &str, out: &mut Vec<u8>) {
     }
     let words = ((out.len() - start) / 4 - 1) as u16;
     out[start + 2..start + 4].copy_from_slice(&words.to_be_bytes());
+}
+
+/// The middle 32 bits of an SR's NTP timestamp (its LSR in a reply), if
+/// `pkt` (valid compound RTCP) starts with an SR.
+pub fn sr_lsr(pkt: &[u8]) -> Option<(u32, u32)> {
+    if pkt.get(1) != Some(&PT_SR) {
+        return None;
+    }
+    let ssrc = u32::from_be_bytes(pkt.get(4..8)?.try_into().ok()?);
+    let mid = u32::from_be_bytes(pkt.get(10..14)?.try_into().ok()?);
+    Some((ssrc, mid))
+}
+
+/// Reception statistics of the peer's stream, for the report block of our
+/// SR (RFC 3550 §6.4.1, Appendix A.1, A.3, A.8), so the phone can see loss,
+/// jitter and round-trip time. A new SSRC or a wild sequence jump starts
+/// over.
+#[derive(Debug, Clone, Default)]
+pub struct Reception {
+    src: Option<Source>,
+}
+
+#[derive(Debug, Clone)]
+struct Source {
+    ssrc: u32,
+    /// False while only an SR has been seen (no sequence numbers yet).
+    started: bool,
+    base_seq: u32,
+    /// Extended (cycles included) highest sequence number.
+    max_seq: u32,
+    received: u32,
+    expected_prior: u32,
+    received_prior: u32,
+    /// RFC 3550 A.8, in timestamp units times 16.
+    jitter16: u32,
+    last_transit: Option<i64>,
+    clock0: Instant,
+    /// LSR of the peer's last SR and when it came.
+    lsr: Option<(u32, Instant)>,
+}
+
+/// Sequence jumps beyond this (forwards) restart the statistics.
+const MAX_DROPOUT: u16 = 3000;
+
+impl Reception {
+    /// An RTP packet of the peer. `audio` is false for telephone-events,
+    /// whose timestamps stand still and would read as jitter.
+    pub fn on_rtp(&mut self, ssrc: u32, seq: u16, ts: u32, audio: bool, now: Instant) {
+        if self.src.as_ref().is_none_or(|s| s.ssrc != ssrc) {
+            self.src = Some(Source::new(ssrc, seq, now));
+        }
+        let Some(s) = self.src.as_mut() else {
+            return;
+        };
+        if !s.started {
+            // Known from an SR so far: the stream starts here.
+            let lsr = s.lsr;
+            *s = Source::new(ssrc, seq, now);
+            s.lsr = lsr;
+        }
+        let max16 = s.max_seq as u16;
+        let delta = seq.wrapping_sub(max16);
+        if delta != 0 && delta < MAX_DROPOUT {
+            if seq < max16 {
+                s.max_seq = s.max_seq.wrapping_add(1 << 16);
+            }
+            s.max_seq = (s.max_seq & 0xFFFF_0000) | u32::from(seq);
+        } else if delta >= MAX_DROPOUT && delta <= u16::MAX - 100 {
+            // The peer restarted its sequence: so do we.
+            let lsr = s.lsr;
+            *s = Source::new(ssrc, seq, now);
+            s.lsr = lsr;
+        }
+        // Else a duplicate or a late packet: counted, max unchanged.
+        s.received = s.received.wrapping_add(1);
+        if audio {
+            let arrival = (now.saturating_duration_since(s.clock0).as_micros() * 8 / 1000) as i64;
+            let transit = arrival - i64::from(ts);
+            if let Some(last) = s.last_transit {
+                let d = (transit - last).unsigned_abs().min(u64::from(u32::MAX));
+                // J += (|D| - J) / 16, kept times 16.
+                let j = u64::from(s.jitter16);
+                s.jitter16 = (j + d - ((j + 8) >> 4)).min(u64::from(u32::MAX)) as u32;
+            }
+            s.last_transit = Some(transit);
+        }
+    }
+
+    /// The peer's SR (its SSRC and LSR) came at `now`.
+    pub fn on_sr(&mut self, ssrc: u32, lsr: u32, now: Instant) {
+        match &mut self.src {
+            Some(s) if s.ssrc == ssrc => s.lsr = Some((lsr, now)),
+            // An SR before any RTP: its LSR is still worth echoing.
+            None => {
+                let mut s = Source::new(ssrc, 0, now);
+                s.started = false;
+                s.base_seq = 1; // nothing expected yet
+                s.lsr = Some((lsr, now));
+                self.src = Some(s);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The report block about the peer's stream as of `now`, None before it
+    /// sent anything; starts a new interval for the fraction lost.
+    pub fn report_block(&mut self, now: Instant) -> Option<[u8; 24]> {
+        let s = self.src.as_mut()?;
+        let expected = s.max_seq.wrapping_add(1).wrapping_sub(s.base_seq);
+        let lost = i64::from(expected) - i64::from(s.received);
+        let lost = lost.clamp(-0x80_0000, 0x7F_FFFF) as i32;
+        let exp_int = expected.wrapping_sub(s.expected_prior);
+        let rec_int = s.received.wrapping_sub(s.received_prior);
+        s.expected_prior = expected;
+        s.received_prior = s.received;
+        let lost_int = i64::from(exp_int) - i64::from(rec_int);
+        let fraction = if exp_int == 0 || lost_int <= 0 {
+            0
+        } else {
+            ((lost_int << 8) / i64::from(exp_int)).min(255) as u8
+        };
+        let (lsr, dlsr) = match s.lsr {
+            Some((lsr, at)) => {
+                let d = now.saturating_duration_since(at);
+                let units = (d.as_micros() * 65536 / 1_000_000).min(u32::MAX as u128) as u32;
+                (lsr, units)
+            }
+            None => (0, 0),
+        };
+        let mut b = [0u8; 24];
+        b[0..4].copy_from_slice(&s.ssrc.to_be_bytes());
+        b[4] = fraction;
+        b[5..8].copy_from_slice(&lost.to_be_bytes()[1..]);
+        b[8..12].copy_from_slice(&s.max_seq.to_be_bytes());
+        b[12..16].copy_from_slice(&(s.jitter16 >> 4).to_be_bytes());
+        b[16..20].copy_from_slice(&lsr.to_be_bytes());
+        b[20..24].copy_from_slice(&dlsr.to_be_bytes());
+        Some(b)
+    }
+}
+
+impl Source {
+    fn new(ssrc: u32, seq: u16, now: Instant) -> Source {
+        Source {
+            ssrc,
+            started: true,
+            base_seq: u32::from(seq),
+            max_seq: u32::from(seq),
+            received: 0,
+            expected_prior: 0,
+            received_prior: 0,
+            jitter16: 0,
+            last_transit: None,
+            clock0: now,
+            lsr: None,
+        }
+    }
 }
 
 /// RFC 3550 §6.2: at most one report every 5 s (we are one sender and one
@@ -272,7 +434,7 @@ mod tests {
     #[test]
     fn our_sender_report_is_valid_compound_rtcp_with_exact_fields() {
         let mut out = Vec::new();
-        write_sr(&info(), "sipacd@127.0.0.1", &mut out);
+        write_sr(&info(), None, "sipacd@127.0.0.1", &mut out);
         assert_eq!(
             check(&out),
             Ok(RtcpInfo {
@@ -299,7 +461,7 @@ mod tests {
     fn cname_of_every_length_pads_to_words() {
         let mut out = Vec::new();
         for n in 0..=300 {
-            write_sr(&info(), &"x".repeat(n), &mut out);
+            write_sr(&info(), None, &"x".repeat(n), &mut out);
             assert!(check(&out).is_ok(), "cname length {n}");
         }
     }
@@ -337,6 +499,77 @@ mod tests {
             check(&[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]),
             Err(RtcpError::FirstNotReport(0))
         );
+    }
+
+    #[test]
+    fn report_block_counts_loss_wraps_and_echoes_the_last_sr() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut r = Reception::default();
+        assert_eq!(r.report_block(t), None);
+        // 65530..=65535, then 0..=9 with 3 and 4 lost: 16 expected, 14 got.
+        let mut n = 0u64;
+        for seq in (65530u16..=65535)
+            .chain(0..10)
+            .filter(|s| *s != 3 && *s != 4)
+        {
+            let ts = u32::from(seq.wrapping_sub(65530)) * 160;
+            let at = u64::from(seq.wrapping_sub(65530)) * 20;
+            r.on_rtp(0xAB, seq, ts, true, ms(at));
+            n += 1;
+        }
+        assert_eq!(n, 14);
+        r.on_sr(0xAB, 0x1234_5678, ms(400));
+        let b = r.report_block(ms(1400)).unwrap();
+        assert_eq!(&b[0..4], &0xABu32.to_be_bytes());
+        assert_eq!(b[4], 32, "fraction lost: 2 of 16, in 256ths");
+        assert_eq!(&b[5..8], &[0, 0, 2], "cumulative lost");
+        assert_eq!(&b[8..12], &(65536u32 + 9).to_be_bytes(), "one wrap");
+        assert_eq!(&b[12..16], &0u32.to_be_bytes(), "perfect pacing: no jitter");
+        assert_eq!(&b[16..20], &0x1234_5678u32.to_be_bytes());
+        assert_eq!(&b[20..24], &65536u32.to_be_bytes(), "1 s since the SR");
+        // Next interval: nothing lost, a duplicate does not count as loss.
+        r.on_rtp(0xAB, 10, 16 * 160, true, ms(320));
+        r.on_rtp(0xAB, 10, 16 * 160, true, ms(320));
+        let b = r.report_block(ms(1500)).unwrap();
+        assert_eq!(b[4], 0);
+        assert_eq!(&b[5..8], &[0, 0, 1], "cumulative: 17 expected, 16 got");
+    }
+
+    #[test]
+    fn jitter_follows_uneven_arrivals_and_ignores_events() {
+        let t = Instant::now();
+        let mut r = Reception::default();
+        for i in 0..200u16 {
+            // Packets every 20 ms of media, arriving 0 or 10 ms late.
+            let late = if i % 2 == 0 { 0 } else { 10 };
+            let at = t + Duration::from_millis(u64::from(i) * 20 + late);
+            r.on_rtp(1, i, u32::from(i) * 160, true, at);
+            // An event repeating one timestamp: no effect on jitter.
+            r.on_rtp(1, i, 0, false, at);
+        }
+        let b = r.report_block(t + Duration::from_secs(5)).unwrap();
+        let jitter = u32::from_be_bytes(b[12..16].try_into().unwrap());
+        // |D| = 80 units every packet: J converges to 80.
+        assert!((70..=80).contains(&jitter), "{jitter}");
+        // A new SSRC starts over.
+        r.on_rtp(2, 5000, 0, true, t);
+        let b = r.report_block(t).unwrap();
+        assert_eq!(
+            (&b[0..4], &b[12..16]),
+            (&2u32.to_be_bytes()[..], &[0u8; 4][..])
+        );
+    }
+
+    #[test]
+    fn our_sr_carries_the_report_block() {
+        let mut out = Vec::new();
+        let block = [7u8; 24];
+        write_sr(&info(), Some(&block), "c", &mut out);
+        assert_eq!(check(&out).map(|i| i.packets), Ok(2));
+        assert_eq!(&out[..4], &[0x81, 200, 0, 12]);
+        assert_eq!(&out[28..52], &block);
+        assert_eq!(sr_lsr(&out), Some((0xDEAD_BEEF, 0x0304_0506)));
     }
 
     #[test]

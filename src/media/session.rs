@@ -10,7 +10,7 @@ use crate::media::dtmf::{InbandDetector, Rfc4733Receiver};
 use crate::media::event::MediaEvent;
 use crate::media::pacer::{Pacer, PacerConfig, Source};
 use crate::media::relay::{self, Inbound, LegParams, RelayStats, RtpIn, DEFAULT_RELATCH_AFTER};
-use crate::media::rtcp::{self, ReportTimer, SenderInfo};
+use crate::media::rtcp::{self, Reception, ReportTimer, SenderInfo};
 
 #[derive(Debug)]
 pub struct Leg {
@@ -34,6 +34,8 @@ pub struct Leg {
     rtcp_muxed: bool,
     /// Our own Sender Reports, while we generate the stream.
     rtcp_timer: ReportTimer,
+    /// What we receive from the peer, for our reports' report block.
+    reception: Reception,
 }
 
 impl Leg {
@@ -70,6 +72,7 @@ impl Leg {
             rtcp_latched: None,
             rtcp_muxed: false,
             rtcp_timer: ReportTimer::new(ids.ssrc, now),
+            reception: Reception::default(),
         }
     }
 
@@ -148,7 +151,10 @@ impl Leg {
         }
         let rtp = rtp?;
         self.last_activity = now;
-        if self.params.te_pt == Some(rtp.pt) {
+        let h = rtp.header;
+        let audio = self.params.te_pt != Some(rtp.pt);
+        self.reception.on_rtp(h.ssrc, h.seq, h.ts, audio, now);
+        if !audio {
             self.seen_4733 = true;
             self.rfc4733.on_packet(rtp.header.ts, rtp.payload, now);
         } else if let (Some(det), Some(codec), false) = (
@@ -172,6 +178,9 @@ impl Leg {
         }
         self.inbound.stats_mut().rtcp += 1;
         self.last_activity = now;
+        if let Some((ssrc, lsr)) = rtcp::sr_lsr(pkt) {
+            self.reception.on_sr(ssrc, lsr, now);
+        }
         if rtcp_port {
             // First source wins, as for RTP: a stray sender cannot take over.
             self.rtcp_latched.get_or_insert(from);
@@ -239,7 +248,8 @@ impl Leg {
         Some(dest)
     }
 
-    /// Writes our Sender Report (with SDES CNAME) into `out` when one is due
+    /// Writes our Sender Report (with a report block on the peer's stream,
+    /// once it sent something, and SDES CNAME) into `out` when one is due
     /// and we generate the stream (prompt, music, silence); bridged legs
     /// carry the phones' own RTCP instead. `wall` is the current wall-clock
     /// time for the report's NTP timestamp.
@@ -257,7 +267,9 @@ impl Leg {
             packets: p.stats().0 as u32,
             octets: p.octets() as u32,
         };
-        rtcp::write_sr(&info, &format!("sipacd-{:08x}", p.ssrc()), out);
+        let block = self.reception.report_block(now);
+        let cname = format!("sipacd-{:08x}", info.ssrc);
+        rtcp::write_sr(&info, block.as_ref(), &cname, out);
         self.inbound.stats_mut().rtcp_sent += 1;
         true
     }
@@ -636,6 +648,39 @@ mod tests {
         assert_eq!(muxer.rtcp_remote(), Some("192.0.2.9:7001".parse().unwrap()));
         assert!(muxer.on_rtcp("192.0.2.9:7000".parse().unwrap(), &rr(9), false, t));
         assert_eq!(muxer.rtcp_remote(), Some("192.0.2.9:7000".parse().unwrap()));
+    }
+
+    #[test]
+    fn our_report_answers_the_peers_stream_and_sr() {
+        let t = Instant::now();
+        let (mut caller, _) = caller_and_agent(t);
+        let from = "192.0.2.1:4000".parse().unwrap();
+        for seq in [1u16, 2, 4] {
+            let at = ms(t, 20 * u64::from(seq));
+            caller.on_rtp(
+                from,
+                &rtp(0, seq, u32::from(seq) * 160, 0xC, false, &[0; 160]),
+                at,
+            );
+        }
+        let mut sr = vec![0x80, 200, 0, 6, 0, 0, 0, 0xC];
+        sr.extend_from_slice(&[0, 0, 0xAB, 0xCD, 0xEF, 0x01, 0, 0]); // NTP
+        sr.extend_from_slice(&[0; 12]);
+        assert!(caller.on_rtcp(from, &sr, true, ms(t, 100)));
+        let mut out = Vec::new();
+        let due = caller.next_timeout().unwrap().max(ms(t, 100));
+        let _ = (0..5000)
+            .map(|n| ms(t, n))
+            .filter(|&n| n >= due)
+            .find(|&n| caller.poll_rtcp(n, std::time::SystemTime::now(), &mut out))
+            .expect("a report within 5 s");
+        assert_eq!(out[0], 0x81, "one report block");
+        let block = &out[28..52];
+        assert_eq!(&block[0..4], &0xCu32.to_be_bytes());
+        assert_eq!(&block[5..8], &[0, 0, 1], "seq 3 lost");
+        assert_eq!(&block[8..12], &4u32.to_be_bytes());
+        assert_eq!(&block[16..20], &0xABCD_EF01u32.to_be_bytes(), "LSR");
+        assert_ne!(&block[20..24], &[0; 4], "DLSR: time since that SR");
     }
 
     #[test]
