@@ -264,7 +264,7 @@ impl Reception {
                 s.max_seq = s.max_seq.wrapping_add(1 << 16);
             }
             s.max_seq = (s.max_seq & 0xFFFF_0000) | u32::from(seq);
-        } else if delta >= MAX_DROPOUT && delta <= u16::MAX - 100 {
+        } else if (MAX_DROPOUT..=u16::MAX - 100).contains(&delta) {
             // The peer restarted its sequence: so do we.
             let lsr = s.lsr;
             *s = Source::new(ssrc, seq, now);
