@@ -3,9 +3,9 @@
 //! reader task per socket, and one task that owns every leg's sans-IO
 //! [`Leg`] and carries out the endpoint's media commands: play prompts and
 //! music (paced every few milliseconds), relay between bridged legs
-//! (transcoding PCMU/PCMA; RTCP as it is), send our RTCP Sender Reports
-//! while not bridged, detect digits, and report a leg that has gone silent
-//! for `server.rtp_timeout_s`.
+//! (transcoding PCMU/PCMA; RTCP with its SSRCs translated), send our RTCP
+//! Sender Reports while not bridged, detect digits, and report a leg that
+//! has gone silent for `server.rtp_timeout_s`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -321,6 +321,7 @@ impl Engine {
     }
 
     fn on_tick(&mut self, now: Instant) {
+        let wall = SystemTime::now();
         let ids: Vec<LegId> = self.slots.keys().copied().collect();
         for id in ids {
             let Some(s) = self.slots.get_mut(&id) else {
@@ -332,7 +333,7 @@ impl Engine {
                     let _ = s.sock.try_send_to(&self.out, to);
                 }
             }
-            if s.leg.poll_rtcp(now, SystemTime::now(), &mut self.out) {
+            if s.leg.poll_rtcp(now, wall, &mut self.out) {
                 if let Some(to) = s.leg.rtcp_remote() {
                     let _ = s.rtcp_sock().try_send_to(&self.out, to);
                 }
