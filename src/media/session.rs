@@ -138,18 +138,19 @@ impl Leg {
     }
 
     /// A datagram from the RTP port. Returns the accepted packet (for
-    /// relaying) after running DTMF detection on it.
+    /// relaying) after running DTMF detection on it. RTCP muxed on the port
+    /// (RFC 5761) goes to [`Leg::on_rtcp`] and returns None.
     pub fn on_rtp<'a>(
         &mut self,
         from: SocketAddr,
         pkt: &'a [u8],
         now: Instant,
     ) -> Option<RtpIn<'a>> {
-        let rtp = self.inbound.receive(from, pkt, now);
         if relay::is_rtcp(pkt) {
-            self.last_activity = now; // muxed RTCP: the peer is alive
+            self.on_rtcp(from, pkt, false, now);
+            return None;
         }
-        let rtp = rtp?;
+        let rtp = self.inbound.receive(from, pkt, now)?;
         self.last_activity = now;
         let h = rtp.header;
         let audio = self.params.te_pt != Some(rtp.pt);
@@ -706,5 +707,30 @@ mod tests {
         assert_eq!(&out[4..8], &0xA6Eu32.to_be_bytes());
         assert_eq!(&out[8..12], &0xAu32.to_be_bytes());
         assert_eq!(&out[12..], &report[12..], "statistics untouched");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_datagram_on_either_port_never_panics(
+            pkts in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120), 1..8),
+        ) {
+            let t = Instant::now();
+            let (mut caller, mut agent) = caller_and_agent(t);
+            caller.play(Source::Relay, t);
+            agent.play(Source::Relay, t);
+            let from = "192.0.2.1:4000".parse().unwrap();
+            let mut out = Vec::new();
+            for (i, p) in pkts.iter().enumerate() {
+                let now = ms(t, 10 * i as u64);
+                caller.relay_rtcp_to(&mut agent, from, p, i % 2 == 0, now, &mut out);
+                caller.relay_to(&mut agent, from, p, now, &mut out);
+            }
+            caller.play(Source::Silence, ms(t, 100));
+            for n in 0..800 {
+                caller.poll_rtcp(ms(t, 100 + 10 * n), std::time::SystemTime::now(), &mut out);
+            }
+            let s = caller.stats();
+            proptest::prop_assert!(s.rtcp + s.dropped_rtcp <= 2 * pkts.len() as u64);
+        }
     }
 }
