@@ -218,28 +218,54 @@ fn bridge(caller_pt: u8, agent_pt: u8, rtcp: bool) {
         // Music on hold is sipacd's own stream: it reports on it (RFC 3550
         // SR + SDES), from the RTCP port to the caller's RTCP port, with a
         // report block on the caller's stream that echoes the caller's SR.
-        for seq in 1..=5 {
-            let mut p = rtp(caller_pt, seq, &tone_frame(caller_pt));
-            p[8..12].copy_from_slice(&ssrc_of(&caller_rtp).to_be_bytes());
-            caller_rtp
-                .send_to(&p, ("127.0.0.1", caller_leg_port))
-                .unwrap();
-        }
+        // Like a phone: RTP every 20 ms, an SR now and then (the first
+        // packets may come before sipacd has bound the ports).
         let mut caller_sr = vec![0x80, 200, 0, 6];
         caller_sr.extend_from_slice(&ssrc_of(&caller_rtp).to_be_bytes());
         caller_sr.extend_from_slice(&[0xE0, 0, 0, 1, 0x5A, 0x5A, 0, 0]); // NTP
         caller_sr.extend_from_slice(&[0; 12]);
         caller_rtcp
-            .send_to(&caller_sr, ("127.0.0.1", caller_leg_port + 1))
+            .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
-        let sr = recv_from_port(&caller_rtcp, caller_leg_port + 1, |p| {
-            p.len() >= 52 && p[0] == 0x81 && p[1] == 200
-        })
-        .expect("no Sender Report with a report block while the caller hears music");
+        let deadline = Instant::now() + Duration::from_secs(12);
+        let mut buf = [0u8; 2048];
+        let mut seq = 0u16;
+        let sr = loop {
+            assert!(
+                Instant::now() < deadline,
+                "no Sender Report answering the caller's while it hears music"
+            );
+            seq += 1;
+            let mut p = rtp(caller_pt, seq, &tone_frame(caller_pt));
+            p[8..12].copy_from_slice(&ssrc_of(&caller_rtp).to_be_bytes());
+            caller_rtp
+                .send_to(&p, ("127.0.0.1", caller_leg_port))
+                .unwrap();
+            if seq % 10 == 1 {
+                caller_rtcp
+                    .send_to(&caller_sr, ("127.0.0.1", caller_leg_port + 1))
+                    .unwrap();
+            }
+            if let Ok((n, a)) = caller_rtcp.recv_from(&mut buf) {
+                // Our SRs before the caller's SR came have LSR 0.
+                if a.port() == caller_leg_port + 1
+                    && n >= 52
+                    && buf[0] == 0x81
+                    && buf[1] == 200
+                    && buf[44..48] != [0; 4]
+                {
+                    break buf[..n].to_vec();
+                }
+            }
+        };
         assert_eq!(sr[3] as usize, 12, "SR with one report block: 13 words");
         let block = &sr[28..52];
         assert_eq!(&block[0..4], &ssrc_of(&caller_rtp).to_be_bytes());
-        assert_eq!(&block[8..12], &5u32.to_be_bytes(), "highest sequence");
+        let highest = u32::from_be_bytes(block[8..12].try_into().unwrap());
+        assert!(
+            (1..=u32::from(seq)).contains(&highest),
+            "highest sequence {highest}"
+        );
         assert_eq!(
             &block[16..20],
             &[0, 1, 0x5A, 0x5A],
