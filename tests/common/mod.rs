@@ -16,6 +16,7 @@ use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Password of agent 1001 in the harness configuration.
@@ -97,8 +98,13 @@ pub struct ConfigSpec {
 
 impl ConfigSpec {
     pub fn new() -> Self {
-        // A media range per daemon so tests running in parallel do not collide.
-        let rtp_base = 30000 + (free_port() % 100) * 100;
+        // A media range per daemon so tests running in parallel do not
+        // collide: distinct within this test binary (binaries run one after
+        // another), and below the kernel's ephemeral ports (32768 up) so no
+        // socket a test binds can take a daemon's RTP or RTCP port.
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let slot = (std::process::id() + NEXT.fetch_add(1, Ordering::Relaxed)) % 127;
+        let rtp_base = 20000 + slot as u16 * 100;
         ConfigSpec {
             sip_port: free_port(),
             admin_port: free_port(),
