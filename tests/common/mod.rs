@@ -100,11 +100,12 @@ impl ConfigSpec {
     pub fn new() -> Self {
         // A media range per daemon so tests running in parallel do not
         // collide: distinct within this test binary (binaries run one after
-        // another), and below the kernel's ephemeral ports (32768 up) so no
-        // socket a test binds can take a daemon's RTP or RTCP port.
+        // another), above the demo's 20000-20999 and below the kernel's
+        // ephemeral ports (32768 up), so no socket a test binds can take a
+        // daemon's RTP or RTCP port.
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let slot = (std::process::id() + NEXT.fetch_add(1, Ordering::Relaxed)) % 127;
-        let rtp_base = 20000 + slot as u16 * 100;
+        let slot = (std::process::id() + NEXT.fetch_add(1, Ordering::Relaxed)) % 117;
+        let rtp_base = 21000 + slot as u16 * 100;
         ConfigSpec {
             sip_port: free_port(),
             admin_port: free_port(),
