@@ -1,14 +1,16 @@
-//! The tokio side of media: one UDP socket per leg on its RTP port (RTCP is
-//! accepted muxed on it), a reader task per socket, and one task that owns
-//! every leg's sans-IO [`Leg`] and carries out the endpoint's media
-//! commands: play prompts and music (paced every few milliseconds), relay
-//! between bridged legs (transcoding PCMU/PCMA), detect digits, and report
-//! a leg that has gone silent for `server.rtp_timeout_s`.
+//! The tokio side of media: two UDP sockets per leg, its RTP port and the
+//! RTCP port above it (RTCP is also accepted muxed on the RTP port), a
+//! reader task per socket, and one task that owns every leg's sans-IO
+//! [`Leg`] and carries out the endpoint's media commands: play prompts and
+//! music (paced every few milliseconds), relay between bridged legs
+//! (transcoding PCMU/PCMA; RTCP with its SSRCs translated), send our RTCP
+//! Sender Reports while not bridged, detect digits, and report a leg that
+//! has gone silent for `server.rtp_timeout_s`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
@@ -30,19 +32,37 @@ struct Packet {
     leg: LegId,
     bytes: Bytes,
     from: SocketAddr,
+    /// Received on the leg's RTCP port (else its RTP port).
+    rtcp_port: bool,
 }
 
 struct Slot {
     sock: Arc<UdpSocket>,
-    reader: JoinHandle<()>,
+    /// None if the RTCP port could not be bound: RTCP then goes from the
+    /// RTP port, the call does not suffer.
+    rtcp_sock: Option<Arc<UdpSocket>>,
+    readers: Vec<JoinHandle<()>>,
     leg: Leg,
     bridge: Option<LegId>,
     timed_out: bool,
 }
 
+impl Slot {
+    /// Where our RTCP for this leg leaves from: the RTP port for a peer that
+    /// muxes (RFC 5761), else the RTCP port.
+    fn rtcp_sock(&self) -> &UdpSocket {
+        match &self.rtcp_sock {
+            Some(s) if !self.leg.rtcp_muxed() => s,
+            _ => &self.sock,
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.reader.abort();
+        for r in &self.readers {
+            r.abort();
+        }
     }
 }
 
@@ -135,18 +155,38 @@ impl Engine {
                     Ok(s) => Arc::new(s),
                     Err(e) => return warn!(leg, port, error = %e, "cannot bind RTP port"),
                 };
-                let reader = tokio::spawn(read_loop(
+                let mut readers = vec![tokio::spawn(read_loop(
                     leg,
                     sock.clone(),
+                    false,
                     self.pkt_tx.clone(),
                     self.metrics.clone(),
-                ));
+                ))];
+                let rtcp_addr = SocketAddr::new(self.bind_ip, port.saturating_add(1));
+                let rtcp_sock = match UdpSocket::bind(rtcp_addr).await {
+                    Ok(s) => {
+                        let s = Arc::new(s);
+                        readers.push(tokio::spawn(read_loop(
+                            leg,
+                            s.clone(),
+                            true,
+                            self.pkt_tx.clone(),
+                            self.metrics.clone(),
+                        )));
+                        Some(s)
+                    }
+                    Err(e) => {
+                        warn!(leg, port = port.saturating_add(1), error = %e, "cannot bind RTCP port");
+                        None
+                    }
+                };
                 let l = Leg::new(params(codec, telephone_event), remote, now);
                 self.slots.insert(
                     leg,
                     Slot {
                         sock,
-                        reader,
+                        rtcp_sock,
+                        readers,
                         leg: l,
                         bridge: None,
                         timed_out: false,
@@ -223,11 +263,8 @@ impl Engine {
 
     fn on_packet(&mut self, p: Packet) {
         let now = Instant::now();
-        if is_rtcp(&p.bytes) {
-            if let Some(s) = self.slots.get_mut(&p.leg) {
-                s.leg.on_rtcp(p.from, &p.bytes, now);
-            }
-            return;
+        if p.rtcp_port || is_rtcp(&p.bytes) {
+            return self.on_rtcp(p, now);
         }
         let bridge = self.slots.get(&p.leg).and_then(|s| s.bridge);
         match bridge {
@@ -268,7 +305,39 @@ impl Engine {
         self.drain_events(p.leg);
     }
 
+    /// Valid RTCP from a bridged leg's peer goes to the other leg's peer
+    /// (SSRCs translated) from the other leg's RTCP port; other RTCP is only
+    /// counted (the leg's own reports answer it).
+    fn on_rtcp(&mut self, p: Packet, now: Instant) {
+        let bridge = self.slots.get(&p.leg).and_then(|s| s.bridge);
+        let Some(mut me) = self.slots.remove(&p.leg) else {
+            return;
+        };
+        match bridge.and_then(|b| self.slots.get_mut(&b)) {
+            Some(other) => {
+                let to = me.leg.relay_rtcp_to(
+                    &mut other.leg,
+                    p.from,
+                    &p.bytes,
+                    p.rtcp_port,
+                    now,
+                    &mut self.out,
+                );
+                if let Some(to) = to {
+                    if let Err(e) = other.rtcp_sock().try_send_to(&self.out, to) {
+                        debug!(error = %e, "rtcp relay send failed");
+                    }
+                }
+            }
+            None => {
+                me.leg.on_rtcp(p.from, &p.bytes, p.rtcp_port, now);
+            }
+        }
+        self.slots.insert(p.leg, me);
+    }
+
     fn on_tick(&mut self, now: Instant) {
+        let wall = SystemTime::now();
         let ids: Vec<LegId> = self.slots.keys().copied().collect();
         for id in ids {
             let Some(s) = self.slots.get_mut(&id) else {
@@ -278,6 +347,11 @@ impl Engine {
             while s.leg.poll_rtp(now, &mut self.out) {
                 if let Some(to) = s.leg.remote() {
                     let _ = s.sock.try_send_to(&self.out, to);
+                }
+            }
+            if s.leg.poll_rtcp(now, wall, &mut self.out) {
+                if let Some(to) = s.leg.rtcp_remote() {
+                    let _ = s.rtcp_sock().try_send_to(&self.out, to);
                 }
             }
             if !s.timed_out && s.leg.is_timed_out(now, self.rtp_timeout) {
@@ -336,6 +410,7 @@ fn drop_rtp(m: &Metrics, reason: &'static str, n: u64) -> u64 {
 async fn read_loop(
     leg: LegId,
     sock: Arc<UdpSocket>,
+    rtcp_port: bool,
     tx: mpsc::Sender<Packet>,
     metrics: Arc<Metrics>,
 ) {
@@ -347,6 +422,7 @@ async fn read_loop(
                     leg,
                     bytes: Bytes::copy_from_slice(&buf[..n]),
                     from,
+                    rtcp_port,
                 };
                 if tx.try_send(p).is_err() {
                     drop_rtp(&metrics, "overload", 1);

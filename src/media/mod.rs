@@ -2,8 +2,9 @@
 //! (G.711, prompts, pacing, DTMF, relaying between two legs).
 //!
 //! A driver owns the sockets and, per call, one [`Leg`] per call leg: it
-//! feeds datagrams to `Leg::on_rtp`/`relay_to`, sends what `poll_rtp`
-//! writes to `Leg::remote()`, sleeps until `next_timeout()`, and hands
+//! feeds datagrams to `Leg::on_rtp`/`relay_to` (RTCP to `relay_rtcp_to`),
+//! sends what `poll_rtp` writes to `Leg::remote()` and what `poll_rtcp`
+//! writes to `Leg::rtcp_remote()`, sleeps until `next_timeout()`, and hands
 //! `poll_event()` results (digits, prompt ends) to the call logic.
 
 pub mod dtmf;
@@ -13,6 +14,7 @@ pub mod pacer;
 pub mod ports;
 pub mod prompt;
 pub mod relay;
+pub mod rtcp;
 pub mod sdp;
 pub mod session;
 

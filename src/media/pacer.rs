@@ -98,6 +98,8 @@ pub struct Pacer {
     anchor: Option<Anchor>,
     events: VecDeque<MediaEvent>,
     sent: u64,
+    /// Payload octets sent (RTCP SR's octet count).
+    octets: u64,
     resyncs: u64,
 }
 
@@ -125,6 +127,7 @@ impl Pacer {
             anchor: None,
             events: VecDeque::new(),
             sent: 0,
+            octets: 0,
             resyncs: 0,
         }
     }
@@ -154,6 +157,31 @@ impl Pacer {
     /// Packets sent (generated and relayed) and late-wake resyncs.
     pub fn stats(&self) -> (u64, u64) {
         (self.sent, self.resyncs)
+    }
+
+    /// Payload octets sent, generated and relayed.
+    pub fn octets(&self) -> u64 {
+        self.octets
+    }
+
+    /// A relayed packet's payload of `n` octets was appended (the header
+    /// came from [`Pacer::relay_header`]).
+    pub fn note_payload(&mut self, n: usize) {
+        self.octets += n as u64;
+    }
+
+    /// The RTP timestamp our stream has at `now` (the last packet's plus
+    /// the time since it was due): what an RTCP SR pairs with wall time.
+    pub fn ts_at(&self, now: Instant) -> u32 {
+        let Some((ts, at)) = self.last_sent else {
+            return self.next_ts;
+        };
+        let samples = |d: Duration| (d.as_micros() * 8 / 1000).min(u32::MAX as u128) as u32;
+        if now >= at {
+            ts.wrapping_add(samples(now - at))
+        } else {
+            ts.wrapping_sub(samples(at - now))
+        }
     }
 
     /// When `poll` next has a packet; None while relaying.
@@ -260,6 +288,7 @@ impl Pacer {
         self.next_due += FRAME;
         self.marker = false;
         self.sent += 1;
+        self.octets += FRAME_SAMPLES as u64;
         true
     }
 

@@ -36,8 +36,14 @@ pub struct RelayStats {
     /// Payload types we cannot relay (comfort noise, unknown, events to a
     /// leg without telephone-event).
     pub dropped_pt: u64,
-    /// RTCP arriving (on the RTCP port, or muxed on the RTP port).
+    /// Valid RTCP arriving (on the RTCP port, or muxed on the RTP port).
     pub rtcp: u64,
+    /// RTCP that is not valid compound RTCP (RFC 3550 A.2): dropped.
+    pub dropped_rtcp: u64,
+    /// Peer RTCP relayed to the other leg's peer.
+    pub rtcp_relayed: u64,
+    /// Sender Reports we generated (while not relaying).
+    pub rtcp_sent: u64,
     /// SSRC changes accepted from the latched address.
     pub ssrc_changes: u64,
     /// Times the remote address was re-learnt after the old one went quiet.
@@ -116,6 +122,11 @@ impl Inbound {
     /// The latched peer address, once a packet came.
     pub fn latched(&self) -> Option<SocketAddr> {
         self.remote
+    }
+
+    /// The SSRC of the latched peer's stream, once a packet came.
+    pub fn ssrc(&self) -> Option<u32> {
+        self.ssrc
     }
 
     /// Forget the peer (its SDP moved it, e.g. a re-INVITE).
@@ -220,6 +231,7 @@ pub fn forward(
         }
         _ => out.extend_from_slice(rtp.payload),
     }
+    tx.note_payload(rtp.payload.len());
     stats.relayed += 1;
     true
 }

@@ -4,12 +4,13 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::media::dtmf::{InbandDetector, Rfc4733Receiver};
 use crate::media::event::MediaEvent;
 use crate::media::pacer::{Pacer, PacerConfig, Source};
 use crate::media::relay::{self, Inbound, LegParams, RelayStats, RtpIn, DEFAULT_RELATCH_AFTER};
+use crate::media::rtcp::{self, Reception, ReportTimer, SenderInfo};
 
 #[derive(Debug)]
 pub struct Leg {
@@ -27,6 +28,14 @@ pub struct Leg {
     last_activity: Instant,
     expect_rx: bool,
     events: VecDeque<MediaEvent>,
+    /// Where the peer's RTCP comes from (its RTCP port, NAT included).
+    rtcp_latched: Option<SocketAddr>,
+    /// The peer sent RTCP on its RTP port (RFC 5761 mux): answer there.
+    rtcp_muxed: bool,
+    /// Our own Sender Reports, while we generate the stream.
+    rtcp_timer: ReportTimer,
+    /// What we receive from the peer, for our reports' report block.
+    reception: Reception,
 }
 
 impl Leg {
@@ -60,6 +69,10 @@ impl Leg {
             last_activity: now,
             expect_rx: true,
             events: VecDeque::new(),
+            rtcp_latched: None,
+            rtcp_muxed: false,
+            rtcp_timer: ReportTimer::new(ids.ssrc, now),
+            reception: Reception::default(),
         }
     }
 
@@ -77,6 +90,8 @@ impl Leg {
     pub fn update_remote(&mut self, params: LegParams, sdp_remote: Option<SocketAddr>) {
         if sdp_remote != self.sdp_remote {
             self.inbound.reset_latch();
+            self.rtcp_latched = None;
+            self.rtcp_muxed = false;
         }
         self.sdp_remote = sdp_remote;
         self.params = params;
@@ -103,7 +118,15 @@ impl Leg {
     /// the pacer). `Source::Relay` stops the timer; relayed packets are then
     /// written by [`Leg::relay_to`] of the other leg.
     pub fn play(&mut self, source: Source, now: Instant) {
+        if self.is_relaying() && !matches!(source, Source::Relay) {
+            // Our reports take over from the relayed ones.
+            self.rtcp_timer.restart(now);
+        }
         self.pacer.set_source(source, now);
+    }
+
+    fn is_relaying(&self) -> bool {
+        matches!(self.pacer.source(), Source::Relay)
     }
 
     pub fn pacer(&self) -> &Pacer {
@@ -115,20 +138,24 @@ impl Leg {
     }
 
     /// A datagram from the RTP port. Returns the accepted packet (for
-    /// relaying) after running DTMF detection on it.
+    /// relaying) after running DTMF detection on it. RTCP muxed on the port
+    /// (RFC 5761) goes to [`Leg::on_rtcp`] and returns None.
     pub fn on_rtp<'a>(
         &mut self,
         from: SocketAddr,
         pkt: &'a [u8],
         now: Instant,
     ) -> Option<RtpIn<'a>> {
-        let rtp = self.inbound.receive(from, pkt, now);
         if relay::is_rtcp(pkt) {
-            self.last_activity = now; // muxed RTCP: the peer is alive
+            self.on_rtcp(from, pkt, false, now);
+            return None;
         }
-        let rtp = rtp?;
+        let rtp = self.inbound.receive(from, pkt, now)?;
         self.last_activity = now;
-        if self.params.te_pt == Some(rtp.pt) {
+        let h = rtp.header;
+        let audio = self.params.te_pt != Some(rtp.pt);
+        self.reception.on_rtp(h.ssrc, h.seq, h.ts, audio, now);
+        if !audio {
             self.seen_4733 = true;
             self.rfc4733.on_packet(rtp.header.ts, rtp.payload, now);
         } else if let (Some(det), Some(codec), false) = (
@@ -141,11 +168,111 @@ impl Leg {
         Some(rtp)
     }
 
-    /// A datagram from the RTCP port: counted and taken as a sign of life,
-    /// its content ignored (reports are not needed to keep a call).
-    pub fn on_rtcp(&mut self, _from: SocketAddr, _pkt: &[u8], now: Instant) {
+    /// A datagram from the RTCP port (`rtcp_port`), or one that looks like
+    /// RTCP muxed on the RTP port. Valid compound RTCP is a sign of life and
+    /// teaches where the peer's RTCP is; anything else is dropped and
+    /// counted. Returns whether it is valid (worth relaying).
+    pub fn on_rtcp(&mut self, from: SocketAddr, pkt: &[u8], rtcp_port: bool, now: Instant) -> bool {
+        if rtcp::check(pkt).is_err() {
+            self.inbound.stats_mut().dropped_rtcp += 1;
+            return false;
+        }
         self.inbound.stats_mut().rtcp += 1;
         self.last_activity = now;
+        if let Some((ssrc, lsr)) = rtcp::sr_lsr(pkt) {
+            self.reception.on_sr(ssrc, lsr, now);
+        }
+        if rtcp_port {
+            // First source wins, as for RTP: a stray sender cannot take over.
+            self.rtcp_latched.get_or_insert(from);
+        } else {
+            self.rtcp_muxed = true;
+        }
+        true
+    }
+
+    /// Where this leg's RTCP goes: where the peer's RTCP comes from, else
+    /// its RTP address if it muxes, else the RTP port + 1 (RFC 3550 §11).
+    pub fn rtcp_remote(&self) -> Option<SocketAddr> {
+        if let Some(a) = self.rtcp_latched {
+            return Some(a);
+        }
+        let rtp = self.remote()?;
+        if self.rtcp_muxed {
+            return Some(rtp);
+        }
+        let port = rtp.port().checked_add(1)?;
+        Some(SocketAddr::new(rtp.ip(), port))
+    }
+
+    /// Whether the peer muxes RTCP on its RTP port (send ours from there).
+    pub fn rtcp_muxed(&self) -> bool {
+        self.rtcp_muxed && self.rtcp_latched.is_none()
+    }
+
+    /// RTCP received on this leg while bridged goes to the other leg's
+    /// peer, written into `out`, with its SSRCs translated into what that
+    /// peer sees: this peer's own SSRC becomes the one the other leg sends
+    /// with, and ours on this leg (what this peer reports on) becomes the
+    /// other peer's. Unknown SSRCs (RTCP before RTP, a phone using another
+    /// SSRC for RTCP) pass unchanged; receivers ignore reports they cannot
+    /// place. Returns where to send `out`, or None (invalid, not bridged,
+    /// or nowhere known to send it).
+    pub fn relay_rtcp_to(
+        &mut self,
+        to: &mut Leg,
+        from: SocketAddr,
+        pkt: &[u8],
+        rtcp_port: bool,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Option<SocketAddr> {
+        out.clear();
+        if !self.on_rtcp(from, pkt, rtcp_port, now) || !to.is_relaying() {
+            return None;
+        }
+        let dest = to.rtcp_remote()?;
+        let peer = self.inbound.ssrc();
+        let ours = self.pacer.ssrc();
+        let (to_ours, to_peer) = (to.pacer.ssrc(), to.inbound.ssrc());
+        out.extend_from_slice(pkt);
+        rtcp::map_ssrcs(out, |x| {
+            if Some(x) == peer {
+                to_ours
+            } else if x == ours {
+                to_peer.unwrap_or(x)
+            } else {
+                x
+            }
+        });
+        self.inbound.stats_mut().rtcp_relayed += 1;
+        Some(dest)
+    }
+
+    /// Writes our Sender Report (with a report block on the peer's stream,
+    /// once it sent something, and SDES CNAME) into `out` when one is due
+    /// and we generate the stream (prompt, music, silence); bridged legs
+    /// carry the phones' own RTCP instead. `wall` is the current wall-clock
+    /// time for the report's NTP timestamp.
+    pub fn poll_rtcp(&mut self, now: Instant, wall: SystemTime, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if self.is_relaying() || !self.rtcp_timer.poll(now) {
+            return false;
+        }
+        let p = &self.pacer;
+        let info = SenderInfo {
+            ssrc: p.ssrc(),
+            ntp: rtcp::ntp_time(wall),
+            rtp_ts: p.ts_at(now),
+            // RFC 3550: the counts wrap around.
+            packets: p.stats().0 as u32,
+            octets: p.octets() as u32,
+        };
+        let block = self.reception.report_block(now);
+        let cname = format!("sipacd-{:08x}", info.ssrc);
+        rtcp::write_sr(&info, block.as_ref(), &cname, out);
+        self.inbound.stats_mut().rtcp_sent += 1;
+        true
     }
 
     /// Receives a datagram on this leg and, if accepted and `to` is in
@@ -180,12 +307,14 @@ impl Leg {
         self.pacer.poll_into(now, out)
     }
 
-    /// The earliest instant `poll_rtp` or `handle_timeout` has work.
+    /// The earliest instant `poll_rtp`, `poll_rtcp` or `handle_timeout`
+    /// has work.
     pub fn next_timeout(&self) -> Option<Instant> {
-        match (self.pacer.next_due(), self.rfc4733.next_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let rtcp = (!self.is_relaying()).then(|| self.rtcp_timer.next_due());
+        [self.pacer.next_due(), self.rfc4733.next_timeout(), rtcp]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the DTMF end-of-event timer.
@@ -387,7 +516,10 @@ mod tests {
         // Garbage is no sign of life.
         caller.on_rtp(from, &[1, 2, 3], ms(t, 40_000));
         assert!(caller.is_timed_out(ms(t, 50_000), limit));
-        caller.on_rtcp(from, &[0x80, 200, 0, 6], ms(t, 45_000));
+        // Malformed RTCP is no sign of life either; a valid RR is.
+        caller.on_rtcp(from, &[0x80, 200, 0, 6], true, ms(t, 41_000));
+        assert_eq!(caller.stats().dropped_rtcp, 1);
+        caller.on_rtcp(from, &[0x80, 201, 0, 1, 0, 0, 0, 9], true, ms(t, 45_000));
         assert!(!caller.is_timed_out(ms(t, 74_999), limit));
         caller.set_expect_rx(false, ms(t, 75_000));
         assert!(!caller.is_timed_out(ms(t, 500_000), limit));
@@ -411,5 +543,194 @@ mod tests {
         caller.update_remote(params, Some(moved));
         assert_eq!(caller.remote(), Some(moved));
         assert_eq!(caller.pacer().codec(), Codec::Pcma);
+    }
+
+    fn rr(ssrc: u32) -> Vec<u8> {
+        let mut v = vec![0x80, 201, 0, 1];
+        v.extend_from_slice(&ssrc.to_be_bytes());
+        v
+    }
+
+    #[test]
+    fn sender_reports_while_playing_none_while_bridged() {
+        let t = Instant::now();
+        let (mut caller, mut agent) = caller_and_agent(t);
+        caller.play(Source::prompt(Prompt::from_linear(&[0; 160 * 50]), true), t);
+        let wall = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (mut out, mut rtcp_out) = (Vec::new(), Vec::new());
+        let mut reports = Vec::new();
+        let mut sent = 0u32;
+        for n in (0..20_000).step_by(10) {
+            let now = ms(t, n);
+            while caller.poll_rtp(now, &mut out) {
+                sent += 1;
+            }
+            if caller.poll_rtcp(now, wall + Duration::from_millis(n), &mut rtcp_out) {
+                reports.push((n, sent, rtcp_out.clone()));
+            }
+        }
+        // First after 1.25-3.75 s, then every 2.5-7.5 s: 3 to 7 in 20 s.
+        assert!((3..=7).contains(&reports.len()), "{}", reports.len());
+        assert!((1250..=3750).contains(&reports[0].0), "{}", reports[0].0);
+        for (n, sent, r) in &reports {
+            assert!(rtcp::check(r).is_ok());
+            assert_eq!(&r[4..8], &0xCA11u32.to_be_bytes(), "our SSRC");
+            let ntp = u64::from_be_bytes(r[8..16].try_into().unwrap());
+            assert_eq!(ntp >> 32, 2_208_988_800 + 1_700_000_000 + n / 1000);
+            let rtp_ts = u32::from_be_bytes(r[16..20].try_into().unwrap());
+            // The stream's clock at the report: 8 samples per ms from the start.
+            assert_eq!(rtp_ts.wrapping_sub(50_000), *n as u32 * 8);
+            assert_eq!(&r[20..24], &sent.to_be_bytes());
+            assert_eq!(&r[24..28], &(sent * 160).to_be_bytes());
+        }
+        assert_eq!(caller.stats().rtcp_sent, reports.len() as u64);
+        // Bridged: the phones' own RTCP flows; ours stops.
+        caller.play(Source::Relay, ms(t, 20_000));
+        agent.play(Source::Relay, ms(t, 20_000));
+        assert!(!(20_000..40_000).step_by(10).any(|n| caller.poll_rtcp(
+            ms(t, n),
+            wall,
+            &mut rtcp_out
+        )));
+        // The agent hangs up: music again, and our reports again.
+        caller.play(Source::Silence, ms(t, 40_000));
+        assert!((40_000..48_000).step_by(10).any(|n| caller.poll_rtcp(
+            ms(t, n),
+            wall,
+            &mut rtcp_out
+        )));
+    }
+
+    #[test]
+    fn bridged_rtcp_goes_to_the_other_peers_rtcp_port_garbage_nowhere() {
+        let t = Instant::now();
+        let (mut caller, mut agent) = caller_and_agent(t);
+        let from_caller = "192.0.2.1:4001".parse().unwrap();
+        let mut out = Vec::new();
+        // Not bridged yet: counted, not relayed.
+        assert_eq!(
+            caller.relay_rtcp_to(&mut agent, from_caller, &rr(1), true, t, &mut out),
+            None
+        );
+        caller.play(Source::Relay, t);
+        agent.play(Source::Relay, t);
+        // The agent's SDP said 192.0.2.2:6000: RTCP to 6001 until known.
+        assert_eq!(
+            caller.relay_rtcp_to(&mut agent, from_caller, &rr(1), true, t, &mut out),
+            Some("192.0.2.2:6001".parse().unwrap())
+        );
+        assert_eq!(out, rr(1), "unknown SSRCs pass unchanged");
+        // The agent's RTCP comes from behind a NAT: that is where to send.
+        let nat = "198.51.100.7:31001".parse().unwrap();
+        assert_eq!(
+            agent.relay_rtcp_to(&mut caller, nat, &rr(2), true, t, &mut out),
+            Some("192.0.2.1:4001".parse().unwrap())
+        );
+        assert_eq!(
+            caller.relay_rtcp_to(&mut agent, from_caller, &rr(1), true, t, &mut out),
+            Some(nat)
+        );
+        // Garbage and RTP-looking data are dropped and counted.
+        for junk in [&[0u8; 3][..], &[0x80, 201, 0, 7, 1, 2, 3, 4], &[0xFF; 40]] {
+            assert_eq!(
+                caller.relay_rtcp_to(&mut agent, from_caller, junk, true, t, &mut out),
+                None
+            );
+        }
+        let s = caller.stats();
+        assert_eq!((s.rtcp, s.rtcp_relayed, s.dropped_rtcp), (3, 2, 3));
+        // A peer muxing RTCP on its RTP port gets ours there.
+        let mut muxer = Leg::with_ids(
+            caller.params(),
+            Some("192.0.2.9:7000".parse().unwrap()),
+            ids(9),
+            t,
+        );
+        assert_eq!(muxer.rtcp_remote(), Some("192.0.2.9:7001".parse().unwrap()));
+        assert!(muxer.on_rtcp("192.0.2.9:7000".parse().unwrap(), &rr(9), false, t));
+        assert_eq!(muxer.rtcp_remote(), Some("192.0.2.9:7000".parse().unwrap()));
+    }
+
+    #[test]
+    fn our_report_answers_the_peers_stream_and_sr() {
+        let t = Instant::now();
+        let (mut caller, _) = caller_and_agent(t);
+        let from = "192.0.2.1:4000".parse().unwrap();
+        for seq in [1u16, 2, 4] {
+            let at = ms(t, 20 * u64::from(seq));
+            caller.on_rtp(
+                from,
+                &rtp(0, seq, u32::from(seq) * 160, 0xC, false, &[0; 160]),
+                at,
+            );
+        }
+        let mut sr = vec![0x80, 200, 0, 6, 0, 0, 0, 0xC];
+        sr.extend_from_slice(&[0, 0, 0xAB, 0xCD, 0xEF, 0x01, 0, 0]); // NTP
+        sr.extend_from_slice(&[0; 12]);
+        assert!(caller.on_rtcp(from, &sr, true, ms(t, 100)));
+        let mut out = Vec::new();
+        let due = caller.next_timeout().unwrap().max(ms(t, 100));
+        let _ = (0..5000)
+            .map(|n| ms(t, n))
+            .filter(|&n| n >= due)
+            .find(|&n| caller.poll_rtcp(n, std::time::SystemTime::now(), &mut out))
+            .expect("a report within 5 s");
+        assert_eq!(out[0], 0x81, "one report block");
+        let block = &out[28..52];
+        assert_eq!(&block[0..4], &0xCu32.to_be_bytes());
+        assert_eq!(&block[5..8], &[0, 0, 1], "seq 3 lost");
+        assert_eq!(&block[8..12], &4u32.to_be_bytes());
+        assert_eq!(&block[16..20], &0xABCD_EF01u32.to_be_bytes(), "LSR");
+        assert_ne!(&block[20..24], &[0; 4], "DLSR: time since that SR");
+    }
+
+    #[test]
+    fn relayed_rtcp_speaks_of_the_ssrcs_each_phone_sees() {
+        let t = Instant::now();
+        let (mut caller, mut agent) = caller_and_agent(t);
+        caller.play(Source::Relay, t);
+        agent.play(Source::Relay, t);
+        let (from_caller, from_agent) = (
+            "192.0.2.1:4000".parse().unwrap(),
+            "192.0.2.2:6000".parse().unwrap(),
+        );
+        // The phones' RTP: the caller sends SSRC 0xC, the agent 0xA.
+        caller.on_rtp(from_caller, &rtp(0, 1, 0, 0xC, false, &[0; 160]), t);
+        agent.on_rtp(from_agent, &rtp(8, 1, 0, 0xA, false, &[0; 160]), t);
+        // The caller reports, as 0xC, on what it receives from us (0xCA11).
+        let mut report = vec![0x81, 201, 0, 7, 0, 0, 0, 0xC, 0, 0, 0xCA, 0x11];
+        report.extend_from_slice(&[7; 20]);
+        let mut out = Vec::new();
+        let to = caller.relay_rtcp_to(&mut agent, from_caller, &report, false, t, &mut out);
+        assert_eq!(to, Some("192.0.2.2:6001".parse().unwrap()));
+        // The agent sees it from our agent-leg SSRC 0xA6E, about its own 0xA.
+        assert_eq!(&out[4..8], &0xA6Eu32.to_be_bytes());
+        assert_eq!(&out[8..12], &0xAu32.to_be_bytes());
+        assert_eq!(&out[12..], &report[12..], "statistics untouched");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_datagram_on_either_port_never_panics(
+            pkts in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120), 1..8),
+        ) {
+            let t = Instant::now();
+            let (mut caller, mut agent) = caller_and_agent(t);
+            caller.play(Source::Relay, t);
+            agent.play(Source::Relay, t);
+            let from = "192.0.2.1:4000".parse().unwrap();
+            let mut out = Vec::new();
+            for (i, p) in pkts.iter().enumerate() {
+                let now = ms(t, 10 * i as u64);
+                caller.relay_rtcp_to(&mut agent, from, p, i % 2 == 0, now, &mut out);
+                caller.relay_to(&mut agent, from, p, now, &mut out);
+            }
+            caller.play(Source::Silence, ms(t, 100));
+            for n in 0..800 {
+                caller.poll_rtcp(ms(t, 100 + 10 * n), std::time::SystemTime::now(), &mut out);
+            }
+            let s = caller.stats();
+            proptest::prop_assert!(s.rtcp + s.dropped_rtcp <= 2 * pkts.len() as u64);
+        }
     }
 }

@@ -16,6 +16,7 @@ use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Password of agent 1001 in the harness configuration.
@@ -81,16 +82,16 @@ pub fn wav_bytes(samples: u32) -> Vec<u8> {
 /// A media range of 100 ports per daemon, never the same twice in one test
 /// binary (cargo runs test binaries one at a time, the tests inside one in
 /// parallel), so daemons running side by side never bind each other's ports.
-/// Ranges sit in 20000-31999, below Linux's ephemeral ports (32768 up), so
-/// no socket bound to port 0 (SIP ports, phones, SIPp) can hold one.
+/// Ranges sit in 21000-32699: above the demo's 20000-20999 and below Linux's
+/// ephemeral ports (32768 up), so no socket bound to port 0 (SIP ports,
+/// phones, SIPp) can hold a daemon's RTP or RTCP port.
 fn next_rtp_base() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    const RANGES: u32 = 120;
+    const RANGES: u32 = 117;
     let start = std::process::id() % RANGES;
     let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
     let n = NEXT.fetch_add(1, Ordering::SeqCst) % RANGES;
-    20000 + (n as u16) * 100
+    21000 + (n as u16) * 100
 }
 
 /// The harness's contact center, rendered to TOML. Tests tweak fields before
@@ -269,7 +270,19 @@ impl Daemon {
     }
 
     pub fn start_with(spec: ConfigSpec) -> Daemon {
+        Self::start_dir(ConfigDir::new(spec))
+    }
+
+    /// Starts on a whole configuration `text` (e.g. the demo's, with its
+    /// addresses and directories rewritten) instead of the harness's;
+    /// `spec` holds the ports the text uses.
+    pub fn start_with_text(spec: ConfigSpec, text: &str) -> Daemon {
         let cfg = ConfigDir::new(spec);
+        cfg.write_text(text);
+        Self::start_dir(cfg)
+    }
+
+    fn start_dir(cfg: ConfigDir) -> Daemon {
         let stderr_path = cfg.root().join("sipacd.stderr.log");
         let child = Self::spawn(&cfg, &stderr_path);
         let mut d = Daemon {

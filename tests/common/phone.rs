@@ -107,7 +107,9 @@ fn angle_uri(v: &str) -> Option<String> {
 pub struct Caller {
     sock: UdpSocket,
     port: u16,
-    _rtp: UdpSocket,
+    rtp: UdpSocket,
+    /// sipacd's RTP port for this call (from the 200's SDP).
+    pub leg_port: Option<u16>,
     daemon: u16,
     number: String,
     pub call_id: String,
@@ -163,10 +165,15 @@ impl Caller {
         let ruri = header(&ok, "Contact", Some("m"))
             .and_then(angle_uri)
             .unwrap_or(format!("sip:{number}@127.0.0.1:{daemon}"));
+        let leg_port = ok
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|m| m.split(' ').next()?.parse().ok());
         let c = Caller {
             sock,
             port,
-            _rtp: rtp,
+            rtp,
+            leg_port,
             daemon,
             number: number.to_owned(),
             call_id: cid,
@@ -183,6 +190,11 @@ impl Caller {
         self.sock
             .send_to(msg.as_bytes(), ("127.0.0.1", self.daemon))
             .unwrap();
+    }
+
+    /// The caller's RTP socket (its INVITE's SDP names it).
+    pub fn rtp_socket(&self) -> &UdpSocket {
+        &self.rtp
     }
 
     fn in_dialog(&self, method: &str, cseq: u32) -> String {
@@ -288,6 +300,12 @@ impl AgentPhone {
         format!("sip:{}@127.0.0.1:{}", self.id, self.port)
     }
 
+    /// The phone's RTP socket (its answers' SDP names it): for tests that
+    /// check what audio sipacd relays to the agent, or talk back.
+    pub fn rtp_socket(&self) -> &UdpSocket {
+        &self.rtp
+    }
+
     /// The `[agents.ID]` table for this phone; `more` is extra TOML lines
     /// (skills, timezone, shift...).
     pub fn toml(&self, more: &str) -> String {
@@ -296,6 +314,72 @@ impl AgentPhone {
             self.id,
             self.contact()
         )
+    }
+
+    /// Registers `contact()` as agent `id` on the daemon at `daemon` with
+    /// digest authentication (MD5, qop=auth), as a softphone does; panics
+    /// unless the REGISTER is accepted within [`PROMPT`].
+    pub fn register(&mut self, daemon: u16, domain: &str, password: &str) {
+        use md5::{Digest, Md5};
+        let hex = |s: String| format!("{:x}", Md5::digest(s.as_bytes()));
+        self.daemon = Some(SocketAddr::from(([127, 0, 0, 1], daemon)));
+        let cid = format!("reg-{}", token());
+        let (id, port, tag) = (self.id.clone(), self.port, token());
+        let register = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER sip:{domain} SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{br};rport\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{id}@{domain}>;tag={tag}\r\n\
+                 To: <sip:{id}@{domain}>\r\nCall-ID: {cid}\r\nCSeq: {cseq} REGISTER\r\n\
+                 Contact: <sip:{id}@127.0.0.1:{port}>\r\nExpires: 300\r\n{auth}\
+                 Content-Length: 0\r\n\r\n",
+                br = token(),
+            )
+        };
+        let answer = |phone: &mut AgentPhone, cseq: u32| {
+            let want = format!("{cseq} REGISTER");
+            phone
+                .next(PROMPT, |m| {
+                    status_code(m).is_some_and(|c| c >= 200)
+                        && header(m, "CSeq", None) == Some(want.as_str())
+                })
+                .unwrap_or_else(|| panic!("agent {}: no answer to REGISTER", phone.id))
+        };
+        self.send(&register(1, ""));
+        let challenge = answer(self, 1);
+        assert_eq!(status_code(&challenge), Some(401), "{challenge}");
+        // Of the challenges (one per algorithm), the MD5 one.
+        let www = challenge
+            .lines()
+            .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
+            .map(str::trim)
+            .find(|v| !v.contains("algorithm=") || v.contains("algorithm=MD5,"))
+            .unwrap_or_else(|| panic!("no MD5 challenge:\n{challenge}"));
+        let param = |name: &str| {
+            www.split(',')
+                .map(|p| p.trim().trim_start_matches("Digest ").trim())
+                .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                .map(|v| v.trim_matches('"').to_string())
+        };
+        let realm = param("realm").expect("realm");
+        let nonce = param("nonce").expect("nonce");
+        let uri = format!("sip:{domain}");
+        let cnonce = token();
+        let ha1 = hex(format!("{id}:{realm}:{password}"));
+        let ha2 = hex(format!("REGISTER:{uri}"));
+        let response = hex(format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+        let mut auth = format!(
+            "Authorization: Digest username=\"{id}\", realm=\"{realm}\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, \
+             cnonce=\"{cnonce}\""
+        );
+        if let Some(opaque) = param("opaque") {
+            auth.push_str(&format!(", opaque=\"{opaque}\""));
+        }
+        auth.push_str("\r\n");
+        self.send(&register(2, &auth));
+        let ok = answer(self, 2);
+        assert_eq!(status_code(&ok), Some(200), "REGISTER refused:\n{ok}");
     }
 
     fn send(&self, msg: &str) {

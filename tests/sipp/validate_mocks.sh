@@ -42,4 +42,6 @@ pair call_caller_hangs_up  mock_call             call_caller_hangs_up -s 1500
 pair call_daemon_hangs_up  mock_daemon_hangs_up  call_daemon_hangs_up -s 1600
 pair invite_retransmit     mock_call             invite_retransmit -s 1500 -default_behaviors all,-abortunexp
 pair cancel                mock_cancel           cancel -s 1501
+pair caller_dtmf_1         mock_call             caller_dtmf_1 -s 1560 -mp $((port + 12))
+pair caller_g711a          mock_call             caller_g711a -s 1570 -mp $((port + 16))
 exit $fail
