@@ -9,9 +9,11 @@
 //! so nothing changes). `/health` stays open for liveness probes.
 
 mod backend;
+mod events;
 mod http;
 
 pub use backend::{
     AdminBackend, AgentStateRequest, AgentView, BoxFuture, CallView, QueueView, SetStateError,
 };
+pub use events::{with_live_routes, EventHub};
 pub use http::{router, serve, AdminConfig};

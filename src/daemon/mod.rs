@@ -76,7 +76,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     }
     // After the SIP listeners: `/health` answering means SIP is up too.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Control>(64);
-    let (admin_stop, admin_task) = start_admin(&cfg, ctl_tx).await?;
+    let hub = crate::admin::EventHub::default();
+    let (admin_stop, admin_task) = start_admin(&cfg, ctl_tx, &hub).await?;
 
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
@@ -133,6 +134,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             let _ = media.commands.send(cmd);
         }
         write_records(&mut ep, &records);
+        publish_events(&mut ep, &hub);
         if let Some(deadline) = drain_deadline {
             if ep.active_calls() == 0 {
                 info!("drained: no calls left, exiting");
@@ -153,6 +155,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     }
     ep.finish_records(now());
     write_records(&mut ep, &records);
+    publish_events(&mut ep, &hub);
+    drop(hub); // ends the live event streams
     let _ = admin_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
     // Joining the writer blocks until the last batch is committed.
@@ -176,10 +180,19 @@ fn write_records(ep: &mut Endpoint, cdr: &CdrHandle) {
     }
 }
 
+/// Hands the endpoint's live events to the admin API's streams.
+fn publish_events(ep: &mut Endpoint, hub: &crate::admin::EventHub) {
+    let t = now();
+    while let Some(ev) = ep.poll_event(t) {
+        hub.publish(&ev);
+    }
+}
+
 /// Binds `server.admin` and serves the API until the returned sender fires.
 async fn start_admin(
     cfg: &Config,
     ctl: mpsc::Sender<Control>,
+    hub: &crate::admin::EventHub,
 ) -> Result<
     (
         tokio::sync::oneshot::Sender<()>,
@@ -200,6 +213,7 @@ async fn start_admin(
             timezone: cfg.server.timezone,
         },
     );
+    let app = crate::admin::with_live_routes(app, hub, cfg.server.admin_token.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let stop = async {

@@ -6,6 +6,7 @@
 mod agents;
 mod announce;
 mod calls;
+mod events;
 mod ivr;
 mod media;
 mod outbound;
@@ -31,6 +32,7 @@ use crate::registrar::Registrar;
 use crate::sip::transaction::{TransactionLayer, TxKey};
 use crate::sip::Peer;
 
+pub use events::{EventKind, LiveEvent};
 pub use media::{LegId, MediaCommand, MediaEvent};
 pub use stats::EndpointStats;
 
@@ -92,6 +94,8 @@ pub struct Endpoint {
     pub stats: EndpointStats,
     /// Call records on their way to the daemon's writer.
     records: records::RecordBook,
+    /// Live events on their way to the admin API's stream.
+    events: events::EventBook,
 }
 
 impl Endpoint {
@@ -124,6 +128,7 @@ impl Endpoint {
             housekeeping_at: now.mono + HOUSEKEEPING,
             stats: EndpointStats::default(),
             records: Default::default(),
+            events: Default::default(),
             cfg,
         };
         ep.announce_agents(now);

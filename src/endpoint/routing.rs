@@ -67,6 +67,7 @@ impl Endpoint {
         });
         self.acd_calls.insert(id, ck.clone());
         info!(call = %ck.0, %queue, priority, "caller entered queue");
+        self.event_queued(ck, queue, now);
         self.play_music(ck);
         self.schedule_announcement(ck, now);
         match self
@@ -83,6 +84,7 @@ impl Endpoint {
 
     /// Carries out what the router decided.
     pub(super) fn apply_acd(&mut self, outputs: Vec<Output>, now: Now) {
+        self.agents_touched();
         for out in outputs {
             match out {
                 Output::Offer(o) => {
@@ -101,6 +103,7 @@ impl Endpoint {
                         continue;
                     };
                     info!(call = %ck.0, %queue, ?reason, target = ?target, "caller leaves the queue");
+                    self.event_diverted(&ck, &queue, reason, target.as_ref(), now);
                     if let Some(c) = self.calls.get_mut(&ck) {
                         c.acd = None;
                         c.diverted = Some(reason);
