@@ -162,6 +162,11 @@ fn secs_between(from_ms: Option<i64>, to_ms: Option<i64>) -> f64 {
     }
 }
 
+/// Seconds to the millisecond, as the call records keep them.
+fn ms_precision(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
+}
+
 impl Endpoint {
     /// Next live event, oldest first. Agent state changes are found here,
     /// so call it once per turn of the driver's loop.
@@ -327,9 +332,9 @@ impl Endpoint {
         let Some(call) = self.calls.get(ck) else {
             return;
         };
-        let wait_s = call
-            .queued_at
-            .map_or(0.0, |t| now.mono.saturating_duration_since(t).as_secs_f64());
+        let wait_s = call.queued_at.map_or(0.0, |t| {
+            ms_precision(now.mono.saturating_duration_since(t).as_secs_f64())
+        });
         let kind = EventKind::CallAnswered {
             call: ck.0.clone(),
             queue: call.queue().map(str::to_owned),
