@@ -28,7 +28,7 @@ use crate::config::Target;
 
 /// Events kept while the daemon does not drain them (tests, benches): the
 /// oldest go first.
-const MAX_QUEUED: usize = 4096;
+pub(super) const MAX_QUEUED: usize = 4096;
 
 /// One event: when, and what.
 #[derive(Debug, Clone, PartialEq, Serialize)]
