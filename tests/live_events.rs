@@ -141,7 +141,7 @@ fn the_event_stream_follows_calls_from_arrival_to_end() {
     let mut spec = ConfigSpec::new();
     spec.admin_token = TOKEN.into();
     spec.extra = agent.toml("name = \"Bob\"\nskills = { support = 3 }");
-    let d = Daemon::start_with(spec);
+    let mut d = Daemon::start_with(spec);
     let admin = d.cfg.spec.admin_port;
 
     // The token is required: as a header or, for EventSource, as ?token=.
@@ -251,4 +251,18 @@ fn the_event_stream_follows_calls_from_arrival_to_end() {
         .unwrap();
     assert_eq!(bob["state"], "paused");
     assert_eq!(bob["state_since_ms"], p["ts_ms"], "{bob}");
+
+    // On SIGTERM the stream ends (it does not hold the daemon's exit up).
+    d.signal("TERM");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match s.events.recv_timeout(left) {
+            Ok(_) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("the stream outlived SIGTERM"),
+        }
+    }
+    let st = d.wait_exit(WAIT).expect("the daemon exits");
+    assert!(st.success(), "{st:?}");
 }
