@@ -239,7 +239,7 @@ impl Endpoint {
             .calls
             .get(ck)
             .and_then(|c| c.ivr.as_ref())
-            .map(|r| r.path().to_vec())
+            .map(|r| r.path())
         else {
             return;
         };
