@@ -213,6 +213,48 @@ mod tests {
         assert_eq!(query_token("token=%zz"), None);
     }
 
+    /// The next chunk of an SSE body, as text.
+    async fn next_chunk(body: &mut axum::body::BodyDataStream) -> String {
+        let chunk = futures_util::StreamExt::next(body).await;
+        String::from_utf8(chunk.expect("stream ended").unwrap().to_vec()).unwrap()
+    }
+
+    // The clock is paused: tokio jumps it forward when everything idles,
+    // so the 15 s keep-alive comes at once.
+    #[tokio::test(start_paused = true)]
+    async fn stream_says_hello_keeps_alive_and_reports_lag() {
+        let hub = EventHub::new(2);
+        let rx = hub.tx.subscribe();
+        let mut body = stream_of(rx).into_response().into_body().into_data_stream();
+        let hello = next_chunk(&mut body).await;
+        assert!(
+            hello.starts_with("data: {") && hello.contains(r#""type":"hello""#),
+            "{hello}"
+        );
+        assert_eq!(next_chunk(&mut body).await, ": keep-alive\n\n");
+        hub.publish(&json!({"type": "call_arrived"}));
+        assert_eq!(
+            next_chunk(&mut body).await,
+            "data: {\"type\":\"call_arrived\"}\n\n"
+        );
+        for n in 0..3 {
+            hub.publish(&json!({"n": n}));
+        }
+        let lagged = next_chunk(&mut body).await;
+        let lagged: serde_json::Value =
+            serde_json::from_str(lagged.trim().trim_start_matches("data: ")).unwrap();
+        assert_eq!(
+            (&lagged["type"], &lagged["missed"]),
+            (&json!("lagged"), &json!(1))
+        );
+        assert_eq!(next_chunk(&mut body).await, "data: {\"n\":1}\n\n");
+        // The daemon drops its hub at exit: what is left is sent, then
+        // the stream ends.
+        drop(hub);
+        assert_eq!(next_chunk(&mut body).await, "data: {\"n\":2}\n\n");
+        assert!(futures_util::StreamExt::next(&mut body).await.is_none());
+    }
+
     #[tokio::test]
     async fn publish_reaches_subscribers_and_lag_is_reported() {
         let hub = EventHub::new(2);
