@@ -27,9 +27,20 @@ const TOKEN: &str = "wall-t0ken";
 /// Generous: a loaded CI machine starting a browser.
 const WAIT: Duration = Duration::from_secs(20);
 
+/// The browser process, killed when dropped (also when the test panics
+/// while it starts).
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A headless Chromium with one page, controlled over its DevTools socket.
 struct Browser {
-    child: Child,
+    _child: Process,
     ws: WebSocket<MaybeTlsStream<TcpStream>>,
     next_id: u64,
     log: Arc<Mutex<String>>,
@@ -39,7 +50,7 @@ struct Browser {
 impl Browser {
     fn start() -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        let mut child = Command::new(CHROMIUM)
+        let child = Command::new(CHROMIUM)
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -49,6 +60,8 @@ impl Browser {
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
+                "--disable-crash-reporter",
+                "--disable-breakpad",
                 "--disable-dev-shm-usage",
                 "--hide-scrollbars",
                 "--window-size=1400,900",
@@ -61,9 +74,10 @@ impl Browser {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {CHROMIUM}: {e}"));
+        let mut child = Process(child);
         // Chromium says where DevTools listens on stderr; the rest of its
         // stderr is kept (and drained, so it never blocks) for failures.
-        let stderr = child.stderr.take().unwrap();
+        let stderr = child.0.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let keep = log.clone();
@@ -79,7 +93,6 @@ impl Browser {
             }
         });
         let browser_ws = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-            let _ = child.kill();
             panic!("chromium did not start DevTools:\n{}", log.lock().unwrap())
         });
         // ws://127.0.0.1:PORT/devtools/browser/ID: the page's socket is
@@ -102,7 +115,7 @@ impl Browser {
             s.set_read_timeout(Some(WAIT)).unwrap();
         }
         Browser {
-            child,
+            _child: child,
             ws,
             next_id: 0,
             log,
@@ -164,13 +177,6 @@ impl Browser {
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
         std::fs::write(path, png).unwrap();
         eprintln!("screenshot: {}", path.display());
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
