@@ -7,6 +7,8 @@
 //! (`on_invite`), rejection (`on_invite`), who hung up (`on_bye`,
 //! `on_cancel`, `on_agent_bye`), offer (`offer`), answer
 //! (`on_agent_response`) and end (`end_call`, before anything is released).
+//! The same hooks raise the live events (`events.rs`), so the stream and
+//! the records never disagree.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
