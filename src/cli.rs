@@ -283,6 +283,9 @@ mod tests {
             agents_available: 1,
             agents_busy: 3,
             open: true,
+            agents_wrapup: 1,
+            agents_paused: 0,
+            service_level_today: None,
         };
         let a = AgentView {
             id: "1001".into(),
@@ -292,6 +295,7 @@ mod tests {
             registered: true,
             skills: BTreeMap::new(),
             calls_taken: 7,
+            state_since_ms: None,
         };
         let out = render_status(&[q], &[a]);
         let lines: Vec<&str> = out.lines().collect();

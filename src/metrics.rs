@@ -396,7 +396,10 @@ mod tests {
             longest_wait_s: longest,
             agents_available: 0,
             agents_busy: 0,
+            agents_wrapup: 0,
+            agents_paused: 0,
             open: true,
+            service_level_today: None,
         }
     }
 

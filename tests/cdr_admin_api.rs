@@ -28,6 +28,7 @@ impl Fake {
                 registered: true,
                 skills: BTreeMap::from([("billing".into(), 8)]),
                 calls_taken: 3,
+                state_since_ms: None,
             }]),
             reload_result: Mutex::new(Ok(vec!["queue billing: wrapup_s 10 -> 15".into()])),
             reloads: Mutex::new(0),
@@ -56,6 +57,9 @@ impl AdminBackend for Fake {
                 agents_available: 1,
                 agents_busy: 0,
                 open: true,
+                agents_wrapup: 0,
+                agents_paused: 0,
+                service_level_today: None,
             }]
         })
     }

@@ -182,7 +182,11 @@ pub struct QueueStatus {
     pub waiting: usize,
     pub longest_wait: Duration,
     pub agents_available: usize,
+    /// Ringing, on a call or in wrap-up.
     pub agents_busy: usize,
+    /// Of `agents_busy`, those in wrap-up.
+    pub agents_wrapup: usize,
+    pub agents_paused: usize,
 }
 
 /// Errors for events that name something the router does not know.

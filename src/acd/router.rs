@@ -968,12 +968,17 @@ impl Router {
                     }
                 }
                 let mut available = 0;
-                let mut busy = 0;
+                let (mut busy, mut wrapup, mut paused) = (0, 0, 0);
                 for a in &q.agents {
                     if let Some(s) = self.topo.agents.get(*a as usize) {
                         match s.word().tag {
                             Tag::Available | Tag::Deciding => available += 1,
-                            Tag::Ringing | Tag::OnCall | Tag::Wrapup => busy += 1,
+                            Tag::Ringing | Tag::OnCall => busy += 1,
+                            Tag::Wrapup => {
+                                busy += 1;
+                                wrapup += 1;
+                            }
+                            Tag::Paused => paused += 1,
                             _ => {}
                         }
                     }
@@ -984,6 +989,8 @@ impl Router {
                     longest_wait: longest,
                     agents_available: available,
                     agents_busy: busy,
+                    agents_wrapup: wrapup,
+                    agents_paused: paused,
                 }
             })
             .collect()

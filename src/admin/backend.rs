@@ -16,6 +16,15 @@ pub struct QueueView {
     pub agents_available: u32,
     pub agents_busy: u32,
     pub open: bool,
+    /// Of `agents_busy`, those in wrap-up.
+    #[serde(default)]
+    pub agents_wrapup: u32,
+    #[serde(default)]
+    pub agents_paused: u32,
+    /// Percent of today's answered + abandoned calls answered within
+    /// `service_level_s`; null before the first of the day.
+    #[serde(default)]
+    pub service_level_today: Option<f64>,
 }
 
 /// `GET /api/v1/agents` item. `state` is one of `logged_out`, `available`,
@@ -30,6 +39,10 @@ pub struct AgentView {
     pub registered: bool,
     pub skills: BTreeMap<String, u8>,
     pub calls_taken: u64,
+    /// Since when (Unix ms) the agent is in `state`, as far as the daemon
+    /// has seen it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_since_ms: Option<i64>,
 }
 
 /// `GET /api/v1/calls` item.

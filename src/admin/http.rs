@@ -104,7 +104,7 @@ async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> 
 
 /// Compares without stopping at the first difference, so the time taken
 /// does not tell how much of the token was right.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

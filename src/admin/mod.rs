@@ -11,10 +11,12 @@
 //! scrapers send bearer tokens (`authorization` in a scrape config).
 
 mod backend;
+mod events;
 mod http;
 mod metrics;
 
 pub use backend::{
     AdminBackend, AgentStateRequest, AgentView, BoxFuture, CallView, QueueView, SetStateError,
 };
+pub use events::{with_live_routes, EventHub};
 pub use http::{router, router_with_metrics, serve, AdminConfig};

@@ -86,7 +86,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     }
     // After the SIP listeners: `/health` answering means SIP is up too.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Control>(64);
-    let (admin_stop, admin_task) = start_admin(&cfg, ctl_tx, metrics.clone()).await?;
+    let hub = crate::admin::EventHub::default();
+    let (admin_stop, admin_task) = start_admin(&cfg, ctl_tx, metrics.clone(), &hub).await?;
 
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
@@ -149,6 +150,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         }
         write_records(&mut ep, &records);
         write_queue_log(&mut ep, qlog_tx.as_ref());
+        publish_events(&mut ep, &hub);
         if let Some(deadline) = drain_deadline {
             if ep.active_calls() == 0 {
                 info!("drained: no calls left, exiting");
@@ -174,6 +176,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     if let Some(q) = qlog {
         let _ = tokio::task::spawn_blocking(move || q.shutdown()).await;
     }
+    publish_events(&mut ep, &hub);
+    drop(hub); // ends the live event streams
     let _ = admin_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
     // Joining the writer blocks until the last batch is committed.
@@ -220,11 +224,20 @@ fn write_queue_log(ep: &mut Endpoint, qlog: Option<&QueueLogHandle>) {
     }
 }
 
+/// Hands the endpoint's live events to the admin API's streams.
+fn publish_events(ep: &mut Endpoint, hub: &crate::admin::EventHub) {
+    let t = now();
+    while let Some(ev) = ep.poll_event(t) {
+        hub.publish(&ev);
+    }
+}
+
 /// Binds `server.admin` and serves the API until the returned sender fires.
 async fn start_admin(
     cfg: &Config,
     ctl: mpsc::Sender<Control>,
     metrics: Arc<crate::metrics::Metrics>,
+    hub: &crate::admin::EventHub,
 ) -> Result<
     (
         tokio::sync::oneshot::Sender<()>,
@@ -246,6 +259,7 @@ async fn start_admin(
         },
         metrics,
     );
+    let app = crate::admin::with_live_routes(app, hub, cfg.server.admin_token.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let stop = async {

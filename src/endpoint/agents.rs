@@ -238,6 +238,7 @@ impl Endpoint {
             c.agent_id = Some(agent.clone());
             c.acd
         }) {
+            self.agents_touched();
             if let Err(e) = self.router.answered(&agent, acd, now.mono) {
                 debug!(error = %e, "router did not expect this answer");
             }

@@ -6,6 +6,7 @@
 mod agents;
 mod announce;
 mod calls;
+mod events;
 mod ivr;
 mod media;
 mod outbound;
@@ -32,6 +33,7 @@ use crate::registrar::Registrar;
 use crate::sip::transaction::{TransactionLayer, TxKey};
 use crate::sip::Peer;
 
+pub use events::{EventKind, LiveEvent};
 pub use media::{LegId, MediaCommand, MediaEvent};
 pub use queue_events::QueueLogLine;
 pub use stats::EndpointStats;
@@ -102,6 +104,8 @@ pub struct Endpoint {
     qlog: queue_events::QueueTracker,
     /// Call records on their way to the daemon's writer.
     records: records::RecordBook,
+    /// Live events on their way to the admin API's stream.
+    events: events::EventBook,
 }
 
 impl Endpoint {
@@ -138,6 +142,7 @@ impl Endpoint {
             metrics: Arc::default(),
             qlog: Default::default(),
             records: Default::default(),
+            events: Default::default(),
             cfg,
         };
         ep.announce_agents(now);

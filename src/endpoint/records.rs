@@ -7,6 +7,8 @@
 //! (`on_invite`), rejection (`on_invite`), who hung up (`on_bye`,
 //! `on_cancel`, `on_agent_bye`), offer (`offer`), answer
 //! (`on_agent_response`) and end (`end_call`, before anything is released).
+//! The same hooks raise the live events (`events.rs`), so the stream and
+//! the records never disagree.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -72,6 +74,7 @@ impl Endpoint {
             unix_ms(now.wall),
         );
         rec.queue = call.queue().map(str::to_owned);
+        self.event_record_opened(&rec, now);
         self.records.out.push_back(rec.clone());
         self.records.open.insert(
             ck.clone(),
@@ -112,6 +115,7 @@ impl Endpoint {
         rec.ended_ms = Some(at);
         rec.disposition = Disposition::Rejected;
         rec.hangup_by = Some(HangupBy::System);
+        self.event_record_opened(&rec, now);
         self.records.out.push_back(rec);
     }
 
@@ -132,6 +136,7 @@ impl Endpoint {
     /// Call `ck` is being offered to `agent`: keep the time and why.
     pub(super) fn record_offer(&mut self, ck: &CallKey, agent: &str, now: Now) {
         let decision = self.routing_decision(ck, agent, now);
+        self.event_offered(ck, agent, now);
         if let Some(o) = self.records.open.get_mut(ck) {
             o.rec.offered_ms.get_or_insert(unix_ms(now.wall));
             o.rec.agent = Some(agent.to_owned());
@@ -149,10 +154,14 @@ impl Endpoint {
         }
         let agent = leg.agent_id.clone();
         if let Some(o) = self.records.open.get_mut(ck) {
-            if o.rec.answered_ms.is_none() {
+            let first = o.rec.answered_ms.is_none();
+            if first {
                 o.rec.answered_ms = Some(unix_ms(now.wall));
             }
-            o.rec.agent = Some(agent);
+            o.rec.agent = Some(agent.clone());
+            if first {
+                self.event_answered(ck, &agent, now);
+            }
         }
     }
 
@@ -210,6 +219,7 @@ impl Endpoint {
             // No ACK, or a media timeout: the caller's phone went away.
             Disposition::Abandoned
         };
+        self.event_record_closed(ck, &rec, now);
         self.records.out.push_back(rec);
     }
 

@@ -67,6 +67,7 @@ impl Endpoint {
         });
         self.acd_calls.insert(id, ck.clone());
         info!(call = %ck.0, %queue, priority, "caller entered queue");
+        self.event_queued(ck, queue, now);
         self.play_music(ck);
         self.schedule_announcement(ck, now);
         let arrived = self.timed(|r| r.caller_arrives(id, queue, priority, now.mono, wall(now)));
@@ -97,6 +98,7 @@ impl Endpoint {
     /// such agent): those outputs join the queue of the outermost call
     /// instead of recursing, so the stack stays flat however long the chain.
     pub(super) fn apply_acd(&mut self, outputs: Vec<Output>, now: Now) {
+        self.agents_touched();
         self.acd_pending.extend(outputs);
         if self.acd_applying {
             return;
@@ -127,6 +129,7 @@ impl Endpoint {
                 };
                 info!(call = %ck.0, %queue, ?reason, target = ?target, "caller leaves the queue");
                 self.q_diverted(&ck, &queue, reason, now);
+                self.event_diverted(&ck, &queue, reason, target.as_ref(), now);
                 if let Some(c) = self.calls.get_mut(&ck) {
                     c.acd = None;
                     c.diverted = Some(reason);

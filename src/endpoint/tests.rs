@@ -8,6 +8,9 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{Endpoint, Now};
 use crate::sip::Peer;
 
+#[path = "tests_events.rs"]
+mod events;
+
 const CONFIG: &str = r#"
 [server]
 sip = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]

@@ -35,9 +35,10 @@ impl Endpoint {
                     .filter(|c| c.queue() == Some(q.name.as_str()) && is_waiting(c))
                     .map(|c| waited_s(c.queued_at, now.mono))
                     .collect();
-                let (available, busy) = router_queues
-                    .get(q.name.as_str())
-                    .map_or((0, 0), |s| (s.agents_available, s.agents_busy));
+                let st = router_queues.get(q.name.as_str());
+                let count = |f: fn(&crate::acd::QueueStatus) -> usize| {
+                    u32::try_from(st.map_or(0, f)).unwrap_or(u32::MAX)
+                };
                 let open = q.schedule.as_ref().is_none_or(|name| {
                     self.cfg.schedules.get(name).is_none_or(|s| s.is_open(wall))
                 });
@@ -45,9 +46,12 @@ impl Endpoint {
                     name: q.name.clone(),
                     waiting: u32::try_from(waits.len()).unwrap_or(u32::MAX),
                     longest_wait_s: waits.into_iter().fold(0.0, f64::max),
-                    agents_available: u32::try_from(available).unwrap_or(u32::MAX),
-                    agents_busy: u32::try_from(busy).unwrap_or(u32::MAX),
+                    agents_available: count(|s| s.agents_available),
+                    agents_busy: count(|s| s.agents_busy),
                     open,
+                    agents_wrapup: count(|s| s.agents_wrapup),
+                    agents_paused: count(|s| s.agents_paused),
+                    service_level_today: self.service_level_today(&q.name, now),
                 }
             })
             .collect()
@@ -123,6 +127,7 @@ impl Endpoint {
             registered: self.is_logged_in(a, now),
             skills: a.skills.clone(),
             calls_taken: st.map_or(0, |s| s.calls_taken),
+            state_since_ms: self.agent_state_since(&a.id),
         }
     }
 
