@@ -1,7 +1,8 @@
 //! The IVR with real media against the running daemon: the menu prompt is
 //! heard as paced RTP, and a menu choice made by each of the three DTMF
 //! methods (RFC 4733 telephone-events, SIP INFO, in-band tones in G.711)
-//! sends the caller to the queue, whose agent then gets the call.
+//! sends the caller to the queue, whose agent then gets the call; digits
+//! collected by the IVR reach the agent as screen-pop headers.
 
 mod common;
 
@@ -228,4 +229,66 @@ fn menu_choice_by_inband_tone() {
         std::thread::sleep(Duration::from_millis(20));
     }
     agent_gets_the_call(&agent);
+}
+
+/// Screen pop: digits collected by the IVR (here sent as SIP INFO) reach
+/// the agent's phone as `X-Sipacd-Var-NAME` headers of the offer, one per
+/// variable, along with the queue.
+#[test]
+fn collected_digits_reach_the_agent_as_screen_pop_headers() {
+    let (agent, agent_port) = agent_socket();
+    let mut spec = ConfigSpec::new();
+    spec.extra = format!(
+        r##"
+[queues.ivrq]
+
+[agents.4001]
+contact = "sip:4001@127.0.0.1:{agent_port}"
+
+[[numbers]]
+number = "1550"
+to = "ivr:pop"
+
+[ivr.pop]
+start = "account"
+
+[ivr.pop.nodes.account]
+type = "collect"
+prompt = "moh.wav"
+variable = "account"
+max_digits = 4
+timeout_s = 5
+next = "pin"
+
+[ivr.pop.nodes.pin]
+type = "collect"
+variable = "pin"
+max_digits = 6
+terminator = "#"
+timeout_s = 5
+next = "queue:ivrq"
+"##
+    );
+    let d = Daemon::start_with(spec);
+    let c = call(&d, "1550");
+    let mut cseq = 1;
+    for digit in "4711".chars().chain("93#".chars()) {
+        cseq += 1;
+        c.send_in_dialog(
+            "INFO",
+            cseq,
+            "application/dtmf-relay",
+            &format!("Signal={digit}\r\nDuration=160\r\n"),
+        );
+        expect(&c.sip, "200 to INFO", |m| {
+            status_code(m) == Some(200) && m.contains(&format!("{cseq} INFO"))
+        });
+    }
+    let inv = expect(&agent, "INVITE to the agent", |m| {
+        method(m) == Some("INVITE")
+    });
+    assert_eq!(header(&inv, "X-Sipacd-Queue", None), Some("ivrq"));
+    assert_eq!(header(&inv, "X-Sipacd-Var-account", None), Some("4711"));
+    assert_eq!(header(&inv, "X-Sipacd-Var-pin", None), Some("93"));
+    assert!(header(&inv, "X-Sipacd-Wait", None).is_some(), "{inv}");
 }
