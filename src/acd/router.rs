@@ -996,6 +996,26 @@ impl Router {
             .collect()
     }
 
+    /// A waiting caller's place in its queue, 1 = served next: callers of
+    /// the same queue (every relax level) that come before it in the order
+    /// agents take them (priority, then arrival). None if not waiting.
+    /// Costs a walk over the callers ahead of it, never over other calls.
+    pub fn position(&self, call: CallId) -> Option<usize> {
+        let c = match self.calls.get(&call).as_deref() {
+            Some(Loc::Waiting(c)) => *c,
+            _ => return None,
+        };
+        let q = self.topo.queues.get(c.queue as usize)?;
+        let me = c.key();
+        let ahead: usize = q
+            .lanes
+            .iter()
+            .filter_map(|&li| self.topo.lanes.get(li as usize))
+            .map(|lane| lane.lock().keys().take_while(|k| **k < me).count())
+            .sum();
+        Some(ahead + 1)
+    }
+
     /// Calls the router holds as waiting in a queue (tests, stress checks).
     pub fn waiting_calls(&self) -> Vec<CallId> {
         let mut v: Vec<CallId> = self

@@ -757,3 +757,35 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn position_follows_priority_then_arrival_across_relax_levels() {
+    let mut q = queue("q", &[("s", 5)], Strategy::LongestIdle);
+    q.relax = vec![Relax {
+        after_s: 10,
+        skills: skills(&[("s", 1)]),
+    }];
+    let h = H::new(&cfg(vec![agent("a", &[("s", 9)])], vec![q]));
+    // Nobody logged in: everyone waits.
+    h.arrive(1, "q", 0);
+    h.arrive(2, "q", 1);
+    h.r.caller_arrives(CallId(3), "q", 5, h.at(2), wall())
+        .unwrap();
+    assert_eq!(h.r.position(CallId(3)), Some(1), "higher priority first");
+    assert_eq!(h.r.position(CallId(1)), Some(2));
+    assert_eq!(h.r.position(CallId(2)), Some(3));
+    // Call 1 reaches its relax step (another lane): its place is kept.
+    h.r.timer(
+        &Timer::Relax {
+            call: CallId(1),
+            level: 1,
+        },
+        h.at(10),
+    );
+    assert_eq!(h.r.position(CallId(1)), Some(2));
+    assert_eq!(h.r.position(CallId(2)), Some(3));
+    h.r.caller_hangup(CallId(3), h.at(11));
+    assert_eq!(h.r.position(CallId(3)), None);
+    assert_eq!(h.r.position(CallId(1)), Some(1));
+    assert_eq!(h.r.position(CallId(2)), Some(2));
+}

@@ -37,18 +37,11 @@ impl Endpoint {
             .agent
             .as_ref()
             .is_some_and(|l| l.state != AgentLegState::Ending);
-        let (Some(leg), Some(queue), Some(since)) = (call.leg, call.queue(), call.queued_at) else {
+        let (Some(leg), Some(id)) = (call.leg, call.acd) else {
             return;
         };
-        let me = (-call.priority, since);
-        // The router serves higher priority first, then the longest wait.
-        let position = 1 + self
-            .calls
-            .values()
-            .filter(|c| c.queue() == Some(queue) && c.agent.is_none() && c.acd.is_some())
-            .filter_map(|c| Some((-c.priority, c.queued_at?)))
-            .filter(|other| *other < me)
-            .count();
+        // The router's order: higher priority first, then the longest wait.
+        let position = self.router.position(id).unwrap_or(1);
         let prompts = position_prompts(&self.cfg.server.prompts, position);
         if let Some(call) = self.calls.get_mut(ck) {
             call.announce_at = next;

@@ -258,14 +258,11 @@ impl Endpoint {
         let Some(call) = self.calls.get(ck) else {
             return;
         };
-        let me = (-call.priority, call.queued_at);
-        let position = 1 + self
-            .calls
-            .iter()
-            .filter(|(k, c)| *k != ck && c.queue() == Some(queue) && c.acd.is_some())
-            .filter(|(_, c)| c.agent.is_none())
-            .filter(|(_, c)| (-c.priority, c.queued_at) <= me)
-            .count();
+        // The router's own order; a caller offered at once is first.
+        let position = call
+            .acd
+            .and_then(|id| self.router.position(id))
+            .unwrap_or(1);
         let kind = EventKind::CallQueued {
             call: ck.0.clone(),
             queue: queue.to_owned(),

@@ -67,7 +67,6 @@ impl Endpoint {
         });
         self.acd_calls.insert(id, ck.clone());
         info!(call = %ck.0, %queue, priority, "caller entered queue");
-        self.event_queued(ck, queue, now);
         self.play_music(ck);
         self.schedule_announcement(ck, now);
         let arrived = self.timed(|r| r.caller_arrives(id, queue, priority, now.mono, wall(now)));
@@ -83,6 +82,7 @@ impl Endpoint {
             .map(|(_, inv)| super::agents::caller_number(inv))
             .unwrap_or_default();
         self.q_entered(ck, queue, refused, &caller, now);
+        self.event_queued(ck, queue, now);
         match arrived {
             Ok(out) => self.apply_acd(out, now),
             Err(e) => {
