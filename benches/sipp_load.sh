@@ -209,7 +209,7 @@ EOF
 # A sample of sipacd's /metrics (started here: ADMIN is set), or "".
 metric() {
     [ -n "${ADMIN:-}" ] && [ "$1" = sipacd ] || return 0
-    curl -sf "http://$ADMIN/metrics" 2>/dev/null | awk -v m="$2" '$1 == m { print $2 + 0 }'
+    { curl -sf "http://$ADMIN/metrics" 2>/dev/null || true; } | awk -v m="$2" '$1 == m { print $2 + 0 }'
 }
 
 # One step: RATE cps for STEP_S seconds against TARGET. Sets FAIL_PCT and MEDIAN_MS,
