@@ -72,15 +72,8 @@ impl Http {
     }
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    common::wait_until(what, WAIT, f)
 }
 
 fn find<'a>(list: &'a Value, key: &str, val: &str) -> &'a Value {

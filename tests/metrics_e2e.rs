@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::io::Write;
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "m3trics-t0ken";
 const WAIT: Duration = Duration::from_secs(10);
@@ -203,16 +203,7 @@ fn metrics_count_a_scripted_set_of_calls() {
         assert_eq!(s, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     };
-    let wait_until = |what: &str, f: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if f() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("timed out waiting for {what}");
-    };
+    let wait_until = |what: &str, f: &dyn Fn() -> bool| common::wait_until(what, WAIT, f);
     wait_until("the call to be connected", &|| {
         api("/api/v1/calls")[0]["state"] == "connected"
     });

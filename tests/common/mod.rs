@@ -43,6 +43,18 @@ pub fn require(present: bool, what: &str) -> bool {
 }
 
 /// A loopback port free for both UDP and TCP at the time of the call.
+/// Polls `f` every 50 ms until it holds; panics after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
 pub fn free_port() -> u16 {
     for _ in 0..200 {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
