@@ -5,6 +5,9 @@
 //! One iteration = 2 decisions: a caller arrives (an agent is claimed, or it
 //! queues) and a busy agent finishes (it picks the best waiting caller, or
 //! becomes available). Criterion's `elem/s` is decisions per second.
+//!
+//! `ROUTER_BENCH_SKIP_NAIVE=1` skips the naive model (its setup at 100,000
+//! agents takes minutes) when only the indexed router is of interest.
 
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -197,6 +200,9 @@ fn bench(c: &mut Criterion) {
                 start.elapsed()
             })
         });
+        if std::env::var_os("ROUTER_BENCH_SKIP_NAIVE").is_some() {
+            continue;
+        }
         let cfg = config(n);
         let m = Mutex::new(Model::new(&cfg, t0, 1));
         for id in cfg.agents.keys() {

@@ -3,6 +3,7 @@
 use super::CallId;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -84,6 +85,12 @@ pub(crate) struct Lane {
     /// The queue's priority (copied: ranking reads it on the hot path).
     pub priority: i32,
     callers: Mutex<BTreeMap<LaneKey, Caller>>,
+    /// The number of callers, written under `callers` (SeqCst), so an
+    /// agent looking at its lanes skips empty ones without locking them.
+    /// No lost wake-up: a caller's thread stores this before it searches
+    /// the pool, a freed agent's thread publishes its word before it loads
+    /// this, both SeqCst: whichever looks second sees the other.
+    len: AtomicUsize,
 }
 
 impl Lane {
@@ -92,6 +99,7 @@ impl Lane {
             pool,
             priority,
             callers: Mutex::new(BTreeMap::new()),
+            len: AtomicUsize::new(0),
         }
     }
 
@@ -100,16 +108,24 @@ impl Lane {
     }
 
     pub(crate) fn insert(&self, c: Caller) {
-        self.lock().insert(c.key(), c);
+        let mut m = self.lock();
+        m.insert(c.key(), c);
+        self.len.store(m.len(), SeqCst);
     }
 
     /// Removes `c` if still here; the winner of this takes the caller.
     pub(crate) fn take(&self, key: &LaneKey) -> Option<Caller> {
-        self.lock().remove(key)
+        let mut m = self.lock();
+        let c = m.remove(key);
+        self.len.store(m.len(), SeqCst);
+        c
     }
 
     /// The best caller that `agent` has not refused lately.
     pub(crate) fn head(&self, agent: u32, now: Instant) -> Option<Caller> {
+        if self.is_empty() {
+            return None;
+        }
         self.lock()
             .values()
             .find(|c| !c.refused.blocks(agent, now))
@@ -117,10 +133,48 @@ impl Lane {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.len.load(SeqCst) == 0
     }
 
     pub(crate) fn snapshot(&self) -> Vec<Caller> {
         self.lock().values().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(call: u64, priority: i32, at: Instant) -> Caller {
+        Caller {
+            call: CallId(call),
+            queue: 0,
+            priority,
+            arrival: at,
+            seq: call,
+            level: 0,
+            refused: Refusals::default(),
+        }
+    }
+
+    #[test]
+    fn length_mirror_follows_inserts_and_takes() {
+        let t0 = Instant::now();
+        let lane = Lane::new(0, 0);
+        assert!(lane.is_empty());
+        assert_eq!(lane.head(7, t0), None);
+        let (a, b) = (caller(1, 0, t0), caller(2, 5, t0));
+        lane.insert(a);
+        lane.insert(b);
+        assert!(!lane.is_empty());
+        // Higher priority first.
+        assert_eq!(lane.head(7, t0), Some(b));
+        assert_eq!(lane.take(&b.key()), Some(b));
+        assert_eq!(lane.take(&b.key()), None);
+        assert!(!lane.is_empty());
+        assert_eq!(lane.head(7, t0), Some(a));
+        assert_eq!(lane.take(&a.key()), Some(a));
+        assert!(lane.is_empty());
+        assert_eq!(lane.head(7, t0), None);
     }
 }

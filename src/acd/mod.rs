@@ -28,10 +28,14 @@
 //!   is dropped and the next one tried. A claim that loses its CAS simply
 //!   tries the next entry. An agent that becomes available again gets a new
 //!   epoch and replaces its old entries, so a pool never holds more than one
-//!   entry per eligible agent.
+//!   entry per eligible agent. (Leaving old entries behind and sweeping them
+//!   lazily was measured slower: a stale entry costs a cache-cold read of
+//!   its agent's word wherever it is met, the removal did not.)
 //! * **Lanes**: one per (queue, relax level), a `Mutex<BTreeMap>` of waiting
 //!   callers ordered by priority then arrival. Removing a caller from its
-//!   lane is what takes it: exactly one thread can do so.
+//!   lane is what takes it: exactly one thread can do so. Its length is
+//!   mirrored in an atomic (stored under the mutex, SeqCst) so that empty
+//!   lanes are skipped without locking them.
 //! * **Call locations** (`DashMap`, sharded): where each call is (waiting in a
 //!   lane, offered to / talking with an agent, hung up while being taken).
 //!
@@ -42,7 +46,8 @@
 //! thread searches the pool; a freed agent is inserted into its pools
 //! *before* its thread searches its lanes (and an agent put back from
 //! `Deciding` to `Available` re-searches its lanes). Each side publishes and
-//! then looks, under the same mutexes, so whichever looks second sees the
+//! then looks, under the same mutexes or through SeqCst atomics (the
+//! agent's word, the lane's length), so whichever looks second sees the
 //! other: a caller never waits while an eligible agent sits available.
 //!
 //! **Fairness across queues.** An agent, once claimed, always takes the best

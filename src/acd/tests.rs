@@ -621,6 +621,41 @@ fn index_stays_bounded() {
     assert!(h.r.index_entries() <= 30, "{}", h.r.index_entries());
 }
 
+#[test]
+fn pools_nobody_claims_from_stay_bounded_and_ordered() {
+    let h = H::new(&cfg(
+        (0..10)
+            .map(|i| agent(&format!("a{i}"), &[("x", 5)]))
+            .collect(),
+        vec![
+            queue("busy", &[("x", 1)], Strategy::LongestIdle),
+            // Another pool with the same agents; no caller ever claims
+            // from it, so only a new stay's re-index drops old entries.
+            queue("quiet", &[("x", 1)], Strategy::FewestCalls),
+        ],
+    ));
+    for i in 0..10 {
+        h.r.agent_registered(&format!("a{i}"), h.t0, wall())
+            .unwrap();
+    }
+    let mut served = BTreeMap::<String, u64>::new();
+    for i in 0..300u64 {
+        let (a, c) = one(&h.arrive(i, "busy", i));
+        h.serve(&a, c, i);
+        *served.entry(a).or_default() += 1;
+    }
+    // 300 stays were indexed into "quiet": one entry per agent remains.
+    assert!(h.r.index_entries() <= 20, "{}", h.r.index_entries());
+    // That pool still routes by its own order: fewest calls taken.
+    let least = served
+        .iter()
+        .min_by_key(|(id, n)| (**n, (*id).clone()))
+        .map(|(id, _)| id.clone());
+    let fewest = served.values().min().copied();
+    let (a, _) = one(&h.arrive(1000, "quiet", 400));
+    assert_eq!(served.get(&a).copied(), fewest, "{a} vs {least:?}");
+}
+
 // ---- property test against the sequential model ---------------------------
 
 mod prop {
