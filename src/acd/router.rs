@@ -6,8 +6,8 @@ use super::lane::Caller;
 use super::pool::{entry, KeyInput};
 use super::topology::{AcdConfig, Topology};
 use super::{
-    AcdError, AdminState, AgentStatus, CallId, DivertReason, Offer, Output, QueueStatus, Timer,
-    RONA,
+    AcdError, AdminState, AgentState, AgentStatus, CallId, DivertReason, Offer, Output,
+    QueueStatus, Timer, RONA,
 };
 use chrono::{DateTime, Utc};
 use dashmap::mapref::entry::Entry as MapEntry;
@@ -940,6 +940,19 @@ impl Router {
             last_call_end: meta.last_call_end,
             call: meta.busy.as_ref().map(|b| b.call),
         })
+    }
+
+    /// Visits every agent's public state and pause reason without building
+    /// an `AgentStatus` for each: for change detection on every loop turn.
+    pub fn visit_agent_states(&self, mut f: impl FnMut(&Arc<str>, AgentState, Option<&str>)) {
+        for slot in &self.topo.agents {
+            let meta = slot.meta();
+            let w = slot.word();
+            if meta.removed && w.tag.idle() {
+                continue;
+            }
+            f(&slot.id, w.tag.public(), meta.paused.as_deref());
+        }
     }
 
     /// Every agent, by id.

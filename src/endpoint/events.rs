@@ -194,36 +194,34 @@ impl Endpoint {
     }
 
     /// Reports every agent whose state or pause reason differs from the
-    /// last report.
+    /// last report. Only a changed agent costs an allocation.
     fn compare_agents(&mut self, now: Now) {
-        for a in self.router.agents() {
-            let state = a.state.as_str();
-            let reason = a.pause_reason.filter(|r| !r.is_empty());
-            let same = self
-                .events
-                .agents
-                .get(&*a.id)
-                .is_some_and(|s| s.state == state && s.reason == reason);
-            if same {
-                continue;
+        let mut changed = Vec::new();
+        let seen = &self.events.agents;
+        self.router.visit_agent_states(|id, state, reason| {
+            let state = state.as_str();
+            let reason = reason.filter(|r| !r.is_empty());
+            let same = seen
+                .get(&**id)
+                .is_some_and(|s| s.state == state && s.reason.as_deref() == reason);
+            if !same {
+                changed.push((id.to_string(), state, reason.map(str::to_owned)));
             }
-            self.events.agents.insert(
-                a.id.to_string(),
-                AgentSeen {
-                    state,
-                    reason: reason.clone(),
-                    since_ms: unix_ms(now.wall),
-                },
-            );
-            let agent = a.id.to_string();
-            self.push_event(
-                EventKind::AgentState {
-                    agent,
-                    state,
-                    reason,
-                },
-                now,
-            );
+        });
+        let since_ms = unix_ms(now.wall);
+        for (agent, state, reason) in changed {
+            let seen = AgentSeen {
+                state,
+                reason: reason.clone(),
+                since_ms,
+            };
+            self.events.agents.insert(agent.clone(), seen);
+            let kind = EventKind::AgentState {
+                agent,
+                state,
+                reason,
+            };
+            self.push_event(kind, now);
         }
     }
 
