@@ -155,7 +155,6 @@ impl Endpoint {
         ck: &CallKey,
         queue: &str,
         refused: Option<DivertReason>,
-        caller: &str,
         now: Now,
     ) {
         Metrics::queue_event(&self.metrics.queue_offered, queue);
@@ -170,10 +169,16 @@ impl Endpoint {
             }
             _ => {}
         }
-        // Positions cost a walk over the queue's callers: log only.
-        let origpos = match self.qlog.enabled {
-            true => self.waiting_in(queue) + 1,
-            false => 0,
+        // Positions cost a walk over the queue's callers, and the caller's
+        // number a look at its INVITE: log only.
+        let (caller, origpos) = if self.qlog.enabled {
+            let caller = self
+                .invites
+                .get(ck)
+                .map(|(_, inv)| super::agents::caller_number(inv));
+            (caller.unwrap_or_default(), self.waiting_in(queue) + 1)
+        } else {
+            (String::new(), 0)
         };
         self.qlog.stays.insert(
             ck.clone(),
@@ -191,7 +196,7 @@ impl Endpoint {
             queue,
             NONE,
             "ENTERQUEUE",
-            vec![String::new(), caller.to_owned(), origpos.to_string()],
+            vec![String::new(), caller, origpos.to_string()],
         );
     }
 

@@ -76,12 +76,7 @@ impl Endpoint {
                 _ => None,
             })
         });
-        let caller = self
-            .invites
-            .get(ck)
-            .map(|(_, inv)| super::agents::caller_number(inv))
-            .unwrap_or_default();
-        self.q_entered(ck, queue, refused, &caller, now);
+        self.q_entered(ck, queue, refused, now);
         self.event_queued(ck, queue, now);
         match arrived {
             Ok(out) => self.apply_acd(out, now),
