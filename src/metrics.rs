@@ -12,8 +12,11 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+mod atomic_histogram;
+
+pub use atomic_histogram::AtomicHistogram;
 
 use crate::admin::{AgentView, QueueView};
 use crate::daemon::transport::TransportStats;
@@ -48,6 +51,11 @@ pub struct ResponseLabels {
     /// The CSeq method the response answers.
     pub method: &'static str,
     pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabel {
+    pub shard: u64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,7 +94,12 @@ pub struct Metrics {
     pub sip_dropped: Family<ReasonLabel, Counter>,
     pub rtp_relayed: Counter,
     pub rtp_dropped: Family<ReasonLabel, Counter>,
-    pub routing_seconds: Histogram,
+    pub routing_seconds: AtomicHistogram,
+    /// Router calls per signalling shard (each runs on its own task).
+    pub shard_decisions: Family<ShardLabel, Counter>,
+    /// Router outputs handed from the shard that decided them to the one
+    /// owning the call.
+    pub shard_handovers: Counter,
     pub reloads: Family<ResultLabel, Counter>,
     /// The socket layer's own atomics, read at scrape time.
     transport: OnceLock<Arc<TransportStats>>,
@@ -108,7 +121,9 @@ impl Default for Metrics {
             sip_dropped: Family::default(),
             rtp_relayed: Counter::default(),
             rtp_dropped: Family::default(),
-            routing_seconds: Histogram::new(ROUTING_BUCKETS),
+            routing_seconds: AtomicHistogram::new(ROUTING_BUCKETS),
+            shard_decisions: Family::default(),
+            shard_handovers: Counter::default(),
             reloads: Family::default(),
             transport: OnceLock::new(),
             cdr: OnceLock::new(),
@@ -353,6 +368,16 @@ impl Metrics {
             "Time the ACD router took per decision (a caller arrives, an agent frees up, a timer)",
             Unit::Seconds,
             self.routing_seconds.clone(),
+        );
+        reg.register(
+            "routing_decisions_by_shard",
+            "Router calls made by each signalling shard (one per tokio worker)",
+            self.shard_decisions.clone(),
+        );
+        reg.register(
+            "routing_handovers",
+            "Router outputs handed to the shard owning the call",
+            self.shard_handovers.clone(),
         );
         let reloads = self.reloads.clone();
         for result in ["ok", "failed"] {

@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod media;
+pub mod shards;
 pub mod transport;
 
 use std::path::PathBuf;
@@ -20,7 +21,8 @@ use crate::cdr::{CdrError, CdrHandle, CdrStore, CdrWriter, QueueLogHandle, Queue
 use crate::config::{self, Config, ConfigErrors};
 use crate::endpoint::{Endpoint, Now};
 use control::{Control, ControlBackend};
-use transport::{Inbound, Transports};
+use shards::Shards;
+use transport::Transports;
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -53,8 +55,13 @@ pub enum DaemonError {
 /// Outcome of a reload, for logs and (later) the admin API.
 #[derive(Debug)]
 pub enum ReloadOutcome {
-    Applied { changed: Vec<String> },
-    Rejected { errors: Vec<String> },
+    Applied {
+        changed: Vec<String>,
+        cfg: Arc<Config>,
+    },
+    Rejected {
+        errors: Vec<String>,
+    },
 }
 
 /// Runs the daemon until SIGTERM/SIGINT and the drain that follows.
@@ -73,17 +80,30 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let qlog = open_queue_log(&cfg)?;
     let qlog_tx = qlog.as_ref().and_then(QueueLogWriter::handle);
 
-    let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(4096);
-    let (transports, tcp) = Transports::bind(&cfg.server.sip, in_tx)
+    // One signalling shard per tokio worker (TOKIO_WORKER_THREADS sets
+    // how many): each owns the calls whose Call-ID hashes to it, and all
+    // share the lock-free router.
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let mut endpoints = crate::endpoint::Shared::endpoints(&cfg, workers, now());
+    let metrics = crate::metrics::Metrics::new();
+    for ep in &mut endpoints {
+        ep.set_metrics(metrics.clone());
+        if qlog_tx.is_some() {
+            ep.enable_queue_log(now());
+        }
+    }
+    // The shards' SIP queues exist before the sockets, which feed them.
+    let (sip_tx, sip_rx) = shards::sip_queues(endpoints.len());
+    let (transports, tcp) = Transports::bind(&cfg.server.sip, sip_tx)
         .await
         .map_err(DaemonError::Bind)?;
     transports.start(tcp);
-    let metrics = crate::metrics::Metrics::new();
     metrics.attach_transport(transports.stats.clone());
     metrics.attach_cdr(cdr.handle().stats_source());
     for l in &cfg.server.sip {
         info!(transport = %l.transport, addr = %l.addr, "listening");
     }
+    info!(shards = endpoints.len(), "signalling shards");
     // After the SIP listeners: `/health` answering means SIP is up too.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Control>(64);
     let hub = crate::admin::EventHub::default();
@@ -100,86 +120,65 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         .map_or(cfg.server.advertise, |l| l.addr.ip());
     let rtp_timeout = Duration::from_secs(cfg.server.rtp_timeout_s);
     let mut media = media::spawn(bind_ip, rtp_timeout, metrics.clone());
-    let mut ep = Endpoint::new(cfg.clone(), now());
-    ep.set_metrics(metrics);
-    if qlog_tx.is_some() {
-        ep.enable_queue_log(now());
-    }
-    let records = cdr.handle();
+    let outlets = shards::Outlets {
+        transports,
+        media: media.commands.clone(),
+        records: cdr.handle(),
+        qlog: qlog_tx,
+        hub: hub.clone(),
+        metrics: metrics.clone(),
+    };
+    let (shards, tasks) = shards::spawn(endpoints, sip_rx, &outlets);
+    drop(outlets);
     let mut current = cfg;
     let mut drain_deadline: Option<Instant> = None;
+    let mut drain_check = tokio::time::interval(Duration::from_millis(200));
 
     loop {
-        let wake = ep.poll_timeout();
-        let sleep = async {
-            match wake {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            Some(msg) = in_rx.recv() => {
-                ep.handle_inbound(&msg.bytes, msg.from, now());
-                // Drain whatever else already arrived before sending, so a
-                // burst is handled in one go.
-                while let Ok(msg) = in_rx.try_recv() {
-                    ep.handle_inbound(&msg.bytes, msg.from, now());
-                }
+            Some(ev) = media.events.recv() => {
+                let owner = crate::endpoint::ShardId { index: 0, count: shards.len() }.owner_of(ev.leg());
+                shards.send(owner, shards::ShardMsg::Media(ev));
             }
-            _ = sleep => ep.handle_timeout(now()),
-            Some(ev) = media.events.recv() => ep.handle_media_event(ev, now()),
             _ = hup.recv() => {
-                let outcome = reload(&config_path, &current, &mut ep).await;
-                if let ReloadOutcome::Applied { .. } = outcome {
-                    current = ep.config();
-                }
-            }
-            Some(req) = ctl_rx.recv() => {
-                if let Some(cfg) = on_control(req, &config_path, &current, &mut ep).await {
+                if let ReloadOutcome::Applied { cfg, .. } = reload(&config_path, &current, &shards).await {
                     current = cfg;
                 }
             }
-            _ = term.recv() => drain_deadline = Some(start_drain(&mut ep, &current)),
-            _ = int.recv() => drain_deadline = Some(start_drain(&mut ep, &current)),
+            Some(req) = ctl_rx.recv() => {
+                if let Some(cfg) = on_control(req, &config_path, &current, &shards).await {
+                    current = cfg;
+                }
+            }
+            _ = term.recv() => drain_deadline = Some(start_drain(&shards, &current).await),
+            _ = int.recv() => drain_deadline = Some(start_drain(&shards, &current).await),
+            _ = drain_check.tick(), if drain_deadline.is_some() => {}
         }
-        while let Some((to, bytes)) = ep.poll_transmit() {
-            transports.send(to, bytes).await;
-        }
-        while let Some(cmd) = ep.poll_media() {
-            let _ = media.commands.send(cmd);
-        }
-        write_records(&mut ep, &records);
-        write_queue_log(&mut ep, qlog_tx.as_ref());
-        publish_events(&mut ep, &hub);
         if let Some(deadline) = drain_deadline {
-            if ep.active_calls() == 0 {
+            let calls = shards.active_calls();
+            if calls == 0 {
                 info!("drained: no calls left, exiting");
                 break;
             }
             if Instant::now() >= deadline {
-                warn!(
-                    calls = ep.active_calls(),
-                    "drain_s elapsed, exiting with calls up"
-                );
+                warn!(calls, "drain_s elapsed, exiting with calls up");
                 break;
             }
         }
     }
-    ep.shutdown(now());
-    while let Some((to, bytes)) = ep.poll_transmit() {
-        transports.send(to, bytes).await;
+    // Every shard hangs its calls up and hands over its last records.
+    shards.stop_all().await;
+    for t in tasks {
+        let _ = t.await;
     }
-    ep.finish_records(now());
-    write_records(&mut ep, &records);
-    write_queue_log(&mut ep, qlog_tx.as_ref());
-    drop(qlog_tx);
-    if let Some(q) = qlog {
-        let _ = tokio::task::spawn_blocking(move || q.shutdown()).await;
-    }
-    publish_events(&mut ep, &hub);
+    drop(shards);
     drop(hub); // ends the live event streams
     let _ = admin_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+    // The queue_log handles went with the shards: its writer drains and stops.
+    if let Some(q) = qlog {
+        let _ = tokio::task::spawn_blocking(move || q.shutdown()).await;
+    }
     // Joining the writer blocks until the last batch is committed.
     match tokio::task::spawn_blocking(move || cdr.shutdown()).await {
         Ok(st) => info!(
@@ -276,24 +275,47 @@ async fn start_admin(
 async fn on_control(
     req: Control,
     path: &std::path::Path,
-    current: &Config,
-    ep: &mut Endpoint,
+    current: &Arc<Config>,
+    shards: &Shards,
 ) -> Option<Arc<Config>> {
-    let t = now();
     match req {
-        Control::Queues(reply) => drop(reply.send(ep.queue_views(t))),
-        Control::Agents(reply) => drop(reply.send(ep.agent_views(t))),
-        Control::Calls(reply) => drop(reply.send(ep.call_views(t))),
+        Control::Queues(reply) => {
+            let views = shards.ask_all(|ep, t| ep.queue_views(t)).await;
+            drop(reply.send(merge_queue_views(views)));
+        }
+        // Agents are shared: the primary knows them all.
+        Control::Agents(reply) => {
+            let views = shards.ask(0, |ep, t| ep.agent_views(t)).await;
+            drop(reply.send(views.unwrap_or_default()));
+        }
+        Control::Calls(reply) => {
+            let mut calls: Vec<_> = shards
+                .ask_all(|ep, t| ep.call_views(t))
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            // Longest waiting first, as each shard sorts its own.
+            calls.sort_by(|a, b| b.wait_s.total_cmp(&a.wait_s).then_with(|| a.id.cmp(&b.id)));
+            drop(reply.send(calls));
+        }
         Control::SetAgentState { id, req, reply } => {
-            let res = ep.set_agent_state(&id, req, t);
-            if res.is_ok() {
-                info!(agent = %id, "agent state set over the admin API");
+            let res = shards
+                .ask(0, move |ep, t| {
+                    let res = ep.set_agent_state(&id, req, t);
+                    if res.is_ok() {
+                        info!(agent = %id, "agent state set over the admin API");
+                    }
+                    res
+                })
+                .await;
+            if let Some(res) = res {
+                drop(reply.send(res));
             }
-            drop(reply.send(res));
         }
         Control::Reload(reply) => {
-            let (res, cfg) = match reload(path, current, ep).await {
-                ReloadOutcome::Applied { changed } => (Ok(changed), Some(ep.config())),
+            let (res, cfg) = match reload(path, current, shards).await {
+                ReloadOutcome::Applied { changed, cfg } => (Ok(changed), Some(cfg)),
                 ReloadOutcome::Rejected { errors } => (Err(errors), None),
             };
             drop(reply.send(res));
@@ -303,6 +325,25 @@ async fn on_control(
     None
 }
 
+/// One view per queue from the shards' views: callers are split across
+/// shards (summed, longest of the longest waits); agent counts and the
+/// service level are shared, so any shard's are everyone's.
+fn merge_queue_views(per_shard: Vec<Vec<crate::admin::QueueView>>) -> Vec<crate::admin::QueueView> {
+    let mut shards = per_shard.into_iter();
+    let Some(mut merged) = shards.next() else {
+        return Vec::new();
+    };
+    for views in shards {
+        for (m, v) in merged.iter_mut().zip(views) {
+            if m.name == v.name {
+                m.waiting = m.waiting.saturating_add(v.waiting);
+                m.longest_wait_s = m.longest_wait_s.max(v.longest_wait_s);
+            }
+        }
+    }
+    merged
+}
+
 fn now() -> Now {
     Now {
         mono: Instant::now(),
@@ -310,21 +351,19 @@ fn now() -> Now {
     }
 }
 
-fn start_drain(ep: &mut Endpoint, cfg: &Config) -> Instant {
+async fn start_drain(shards: &Shards, cfg: &Config) -> Instant {
     info!(
-        calls = ep.active_calls(),
+        calls = shards.active_calls(),
         drain_s = cfg.server.drain_s,
         "draining: new calls get 503"
     );
-    ep.start_drain();
-    // Poll at least once a second while draining so the deadline is noticed.
-    ep.set_tick(Duration::from_secs(1), Instant::now());
+    shards.ask_all(|ep, _| ep.start_drain()).await;
     Instant::now() + Duration::from_secs(cfg.server.drain_s)
 }
 
 /// Re-reads the file. A valid file replaces the configuration in place
 /// (calls and registrations untouched); an invalid one changes nothing.
-pub async fn reload(path: &std::path::Path, old: &Config, ep: &mut Endpoint) -> ReloadOutcome {
+pub async fn reload(path: &std::path::Path, old: &Arc<Config>, shards: &Shards) -> ReloadOutcome {
     let path = path.to_path_buf();
     // Reading prompts is file I/O: keep it off the signalling task's thread.
     let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
@@ -337,10 +376,20 @@ pub async fn reload(path: &std::path::Path, old: &Config, ep: &mut Endpoint) -> 
                 warn!("reload: server.queue_log changes take effect at the next restart");
             }
             let changed = config::diff(old, &new);
+            let new = Arc::new(new);
+            if let Err(e) = shards::reload_all(shards, new.clone(), old).await {
+                error!(
+                    error = e,
+                    "reload rejected, old configuration stays in force"
+                );
+                shards.metrics.reload(false);
+                return ReloadOutcome::Rejected {
+                    errors: vec![e.to_string()],
+                };
+            }
             info!(changed = ?changed, "reload applied");
-            ep.metrics().reload(true);
-            ep.apply_config(Arc::new(new), now());
-            ReloadOutcome::Applied { changed }
+            shards.metrics.reload(true);
+            ReloadOutcome::Applied { changed, cfg: new }
         }
         Ok(Err(errs)) => {
             let errors: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
@@ -348,12 +397,12 @@ pub async fn reload(path: &std::path::Path, old: &Config, ep: &mut Endpoint) -> 
                 "reload rejected, old configuration stays in force:\n{}",
                 errors.join("\n")
             );
-            ep.metrics().reload(false);
+            shards.metrics.reload(false);
             ReloadOutcome::Rejected { errors }
         }
         Err(join) => {
             error!(error = %join, "reload rejected: loader task failed");
-            ep.metrics().reload(false);
+            shards.metrics.reload(false);
             ReloadOutcome::Rejected {
                 errors: vec![join.to_string()],
             }

@@ -43,7 +43,9 @@ pub struct Transports {
     /// same address (NAT bindings, RFC 3581).
     udp_route: Arc<DashMap<SocketAddr, usize>>,
     tcp_conns: Arc<DashMap<SocketAddr, (u64, mpsc::Sender<Bytes>)>>,
-    inbound: mpsc::Sender<Inbound>,
+    /// One queue per signalling shard; a message goes to the shard that
+    /// owns its Call-ID.
+    inbound: Arc<Vec<mpsc::Sender<Inbound>>>,
     pub stats: Arc<TransportStats>,
 }
 
@@ -57,10 +59,10 @@ pub const MAX_TCP_CONNECTIONS: usize = 8192;
 
 impl Transports {
     /// Binds every listener; fails if any address cannot be bound. Inbound
-    /// messages of every socket will be sent to `inbound`.
+    /// messages of every socket will be sent to `inbound[shard]`, by Call-ID.
     pub async fn bind(
         listeners: &[Listener],
-        inbound: mpsc::Sender<Inbound>,
+        inbound: Vec<mpsc::Sender<Inbound>>,
     ) -> std::io::Result<(Transports, Vec<TcpListener>)> {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
@@ -74,7 +76,7 @@ impl Transports {
             udp: Arc::new(udp),
             udp_route: Arc::new(DashMap::new()),
             tcp_conns: Arc::new(DashMap::new()),
-            inbound,
+            inbound: Arc::new(inbound),
             stats: Arc::new(TransportStats::default()),
         };
         Ok((t, tcp))
@@ -163,7 +165,7 @@ impl Transports {
                                 bytes,
                                 from: Peer::tcp(addr),
                             };
-                            if me.inbound.send(msg).await.is_err() {
+                            if me.deliver(msg).await.is_err() {
                                 break 'read;
                             }
                         }
@@ -183,6 +185,18 @@ impl Transports {
             me.tcp_conns.remove_if(&addr, |_, (cid, _)| *cid == id);
         });
         out_tx
+    }
+
+    /// Hands `msg` to the shard owning its Call-ID (shard 0 if it has
+    /// none: it is malformed and gets its 400 there). Err: the daemon stops.
+    async fn deliver(&self, msg: Inbound) -> Result<(), ()> {
+        let n = self.inbound.len();
+        let shard = crate::endpoint::raw_call_id(&msg.bytes)
+            .map_or(0, |cid| crate::endpoint::shard_of_call_id(cid, n));
+        match self.inbound.get(shard) {
+            Some(tx) => tx.send(msg).await.map_err(drop),
+            None => Err(()),
+        }
     }
 
     /// Local address of the first UDP listener (tests and logs).
@@ -208,7 +222,7 @@ async fn udp_reader(t: Transports, idx: usize, sock: Arc<UdpSocket>) {
                     bytes,
                     from: Peer::udp(from),
                 };
-                if t.inbound.send(msg).await.is_err() {
+                if t.deliver(msg).await.is_err() {
                     return;
                 }
             }

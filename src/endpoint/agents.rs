@@ -94,7 +94,7 @@ impl Endpoint {
              Max-Forwards: 70\r\n\
              From: \"{caller}\" <sip:{caller}@{domain}>;tag={tag}\r\n\
              To: <sip:{agent}@{domain}>\r\n\
-             Call-ID: {cid}@{host}\r\n\
+             Call-ID: {cid}\r\n\
              CSeq: 1 INVITE\r\n\
              Contact: <sip:sipacd@{host}:{port}{tp}>\r\n\
              X-Sipacd-Queue: {queue}\r\n\
@@ -106,7 +106,7 @@ impl Endpoint {
             port = local.port,
             branch = new_branch(),
             tag = super::calls::new_tag(),
-            cid = super::calls::new_tag(),
+            cid = super::shard::call_id_for(self.shard, &local.host),
             tp = if peer.transport.is_reliable() {
                 ";transport=tcp"
             } else {
@@ -344,7 +344,7 @@ impl Endpoint {
         match &agent.contact {
             Some(uri) => static_binding(uri, now),
             None => self
-                .registrar
+                .registrar()
                 .bindings(id, now.wall)
                 .into_iter()
                 .max_by_key(|b| b.expires_at),

@@ -1,6 +1,7 @@
 //! Request and response handlers of the endpoint: OPTIONS, REGISTER and
 //! the signalling of inbound calls (INVITE, ACK, BYE, CANCEL, re-INVITE).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rsip::{Header, Method};
@@ -198,11 +199,11 @@ impl Endpoint {
                 self.respond(&key, resp, now);
             }
             Method::Register => {
-                let resp = self.registrar.handle_register(&req, from, now.wall);
+                let resp = self.registrar().handle_register(&req, from, now.wall);
                 let ok = resp.status_code.code() == 200;
                 self.respond(&key, resp, now);
                 if let (true, Some(user)) = (ok, headers::to_user(&req)) {
-                    let registered = self.registrar.is_registered(&user, now.wall);
+                    let registered = self.registrar().is_registered(&user, now.wall);
                     self.agent_reachable(&user, registered, now);
                 }
             }
@@ -238,13 +239,9 @@ impl Endpoint {
         if headers::to_tag(&req).is_some() {
             return self.on_reinvite(key, req, now);
         }
-        if self.draining || self.calls.len() >= self.cfg.server.max_calls {
-            self.stats.calls_rejected += 1;
-            let mut resp = headers::response_to(&req, 503, "Service Unavailable", None);
-            resp.headers
-                .push(Header::RetryAfter(RETRY_AFTER_S.to_string().into()));
-            self.record_rejected(&req, now);
-            return self.respond(&key, resp, now);
+        let max = self.cfg.server.max_calls;
+        if self.draining || self.shared.calls.load(Ordering::Relaxed) >= max {
+            return self.reject_busy(&key, &req, now);
         }
         let Some(number) = headers::request_user(&req) else {
             return self.reject_invite(&key, &req, 404, now);
@@ -273,6 +270,17 @@ impl Endpoint {
         };
         let (call, action) = Call::new(dialog, from, number, target, offer, ports, ring, now.mono);
         info!(call = %call_id, number = %call.number, "new call");
+        // max_calls counts every shard's calls: take a place atomically
+        // (the check above is only the cheap early answer).
+        let placed = self
+            .shared
+            .calls
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            });
+        if placed.is_err() {
+            return self.reject_busy(&key, &req, now);
+        }
         let ck = (call_id, local_tag.clone());
         self.invites.insert(ck.clone(), (key.clone(), req.clone()));
         self.calls.insert(ck.clone(), call);
@@ -500,9 +508,20 @@ impl Endpoint {
             self.media(MediaCommand::Close { leg });
         }
         if self.calls.remove(ck).is_some() {
+            self.shared.calls.fetch_sub(1, Ordering::AcqRel);
             self.txn.stop_2xx_retransmissions(&ck.0);
         }
         self.invites.remove(ck);
+    }
+
+    /// 503 with Retry-After: over `max_calls`, or draining.
+    fn reject_busy(&mut self, key: &TxKey, req: &rsip::Request, now: Now) {
+        self.stats.calls_rejected += 1;
+        let mut resp = headers::response_to(req, 503, "Service Unavailable", None);
+        resp.headers
+            .push(Header::RetryAfter(RETRY_AFTER_S.to_string().into()));
+        self.record_rejected(req, now);
+        self.respond(key, resp, now);
     }
 
     fn find_call(&self, req: &rsip::Request) -> Option<CallKey> {

@@ -116,25 +116,26 @@ pub enum EventKind {
 #[derive(Debug, Default)]
 pub struct EventBook {
     out: VecDeque<LiveEvent>,
-    /// Agent id to the state last reported, its pause reason and since when.
-    agents: HashMap<String, AgentSeen>,
     /// The router was told something since the last comparison.
     agents_dirty: bool,
     /// IVR nodes already reported per call.
     ivr_seen: HashMap<CallKey, usize>,
-    today: ServiceDay,
 }
 
+/// Agent id to the state last reported, its pause reason and since when
+/// (shared by the shards).
+pub(super) type AgentsSeen = HashMap<String, AgentSeen>;
+
 #[derive(Debug)]
-struct AgentSeen {
+pub(super) struct AgentSeen {
     state: &'static str,
     reason: Option<String>,
     since_ms: i64,
 }
 
-/// Per-queue counts of the calls that ended on `day`.
+/// Per-queue counts of the calls that ended on `day` (shared by shards).
 #[derive(Debug, Default)]
-struct ServiceDay {
+pub(super) struct ServiceDay {
     day: Option<NaiveDate>,
     queues: HashMap<String, ServiceCount>,
 }
@@ -171,8 +172,10 @@ impl Endpoint {
     /// Next live event, oldest first. Agent state changes are found here,
     /// so call it once per turn of the driver's loop.
     pub fn poll_event(&mut self, now: Now) -> Option<LiveEvent> {
-        if self.events.agents_dirty {
-            self.events.agents_dirty = false;
+        // The shard that changed an agent reports it, before it hands any
+        // offer over to another shard: a state is not missed for lasting
+        // less than another shard's turn.
+        if std::mem::take(&mut self.events.agents_dirty) {
             self.compare_agents(now);
         }
         self.events.out.pop_front()
@@ -197,7 +200,8 @@ impl Endpoint {
     /// last report. Only a changed agent costs an allocation.
     fn compare_agents(&mut self, now: Now) {
         let mut changed = Vec::new();
-        let seen = &self.events.agents;
+        let mut seen_lock = super::shard::lock(&self.shared.agents_seen);
+        let seen = &*seen_lock;
         self.router.visit_agent_states(|id, state, reason| {
             let state = state.as_str();
             let reason = reason.filter(|r| !r.is_empty());
@@ -209,18 +213,24 @@ impl Endpoint {
             }
         });
         let since_ms = unix_ms(now.wall);
-        for (agent, state, reason) in changed {
-            let seen = AgentSeen {
-                state,
-                reason: reason.clone(),
-                since_ms,
-            };
-            self.events.agents.insert(agent.clone(), seen);
-            let kind = EventKind::AgentState {
-                agent,
-                state,
-                reason,
-            };
+        let kinds: Vec<EventKind> = changed
+            .into_iter()
+            .map(|(agent, state, reason)| {
+                let seen = AgentSeen {
+                    state,
+                    reason: reason.clone(),
+                    since_ms,
+                };
+                seen_lock.insert(agent.clone(), seen);
+                EventKind::AgentState {
+                    agent,
+                    state,
+                    reason,
+                }
+            })
+            .collect();
+        drop(seen_lock);
+        for kind in kinds {
             self.push_event(kind, now);
         }
     }
@@ -228,7 +238,9 @@ impl Endpoint {
     /// When agent `id` entered its current state (as far as this process
     /// saw), in Unix milliseconds.
     pub(super) fn agent_state_since(&self, id: &str) -> Option<i64> {
-        self.events.agents.get(id).map(|s| s.since_ms)
+        super::shard::lock(&self.shared.agents_seen)
+            .get(id)
+            .map(|s| s.since_ms)
     }
 
     /// Reports the IVR nodes call `ck` entered since the last report.
@@ -391,7 +403,7 @@ impl Endpoint {
             (None, Some(a)) => a.saturating_sub(rec.arrived_ms),
             _ => 0,
         };
-        let today = &mut self.events.today;
+        let mut today = super::shard::lock(&self.shared.service);
         if today.day != Some(day) {
             *today = ServiceDay {
                 day: Some(day),
@@ -412,7 +424,7 @@ impl Endpoint {
     /// Percent of today's answered and abandoned calls of `queue` that were
     /// answered within its service level; `None` before the first such call.
     pub(super) fn service_level_today(&self, queue: &str, now: Now) -> Option<f64> {
-        let today = &self.events.today;
+        let today = super::shard::lock(&self.shared.service);
         if today.day != Some(self.local_day(now)) {
             return None;
         }

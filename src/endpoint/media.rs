@@ -88,6 +88,17 @@ pub(super) fn media_of(sdp: Option<&SdpOffer>) -> (Option<SocketAddr>, u8, Optio
     }
 }
 
+impl MediaEvent {
+    /// The leg it happened on (its shard is in the id's low bits).
+    pub fn leg(&self) -> LegId {
+        match self {
+            MediaEvent::PromptEnded { leg }
+            | MediaEvent::Digit { leg, .. }
+            | MediaEvent::Timeout { leg } => *leg,
+        }
+    }
+}
+
 impl Endpoint {
     /// Next command for the media engine.
     pub fn poll_media(&mut self) -> Option<MediaCommand> {
@@ -100,16 +111,12 @@ impl Endpoint {
 
     pub(super) fn new_leg(&mut self) -> LegId {
         self.next_leg += 1;
-        self.next_leg
+        self.shard.make_id(self.next_leg)
     }
 
     /// Something the media engine noticed on one of our legs.
     pub fn handle_media_event(&mut self, ev: MediaEvent, now: Now) {
-        let leg = match &ev {
-            MediaEvent::PromptEnded { leg }
-            | MediaEvent::Digit { leg, .. }
-            | MediaEvent::Timeout { leg } => *leg,
-        };
+        let leg = ev.leg();
         let Some(ck) = self.legs.get(&leg).cloned() else {
             return;
         };

@@ -14,6 +14,7 @@ mod qualify;
 mod queue_events;
 mod records;
 mod routing;
+mod shard;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -29,13 +30,13 @@ use tracing::{debug, info};
 use crate::call::Call;
 use crate::config::Config;
 use crate::media::PortPool;
-use crate::registrar::Registrar;
 use crate::sip::transaction::{TransactionLayer, TxKey};
 use crate::sip::Peer;
 
 pub use events::{EventKind, LiveEvent};
 pub use media::{LegId, MediaCommand, MediaEvent};
 pub use queue_events::QueueLogLine;
+pub use shard::{owner_of_output, raw_call_id, shard_of_call_id, stand_in_router, ShardId, Shared};
 pub use stats::EndpointStats;
 
 /// The two clocks a handler may need: monotonic for timers, wall for
@@ -59,7 +60,10 @@ pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO";
 pub struct Endpoint {
     cfg: Arc<Config>,
     txn: TransactionLayer,
-    registrar: Registrar,
+    /// Which shard of the daemon this is (calls are split by Call-ID).
+    shard: ShardId,
+    /// Registrar, RTP ports and tallies shared with the other shards.
+    shared: Shared,
     ports: PortPool,
     /// Inbound calls by (Call-ID, our tag).
     calls: HashMap<CallKey, Call>,
@@ -68,7 +72,9 @@ pub struct Endpoint {
     /// BYEs we sent, to end their call when answered.
     byes: HashMap<TxKey, CallKey>,
     /// The ACD router: agents' states, waiting callers, offers.
-    router: crate::acd::Router,
+    router: Arc<crate::acd::Router>,
+    /// Router outputs about calls of other shards, to hand over.
+    foreign: std::collections::VecDeque<(usize, crate::acd::Output)>,
     /// Router call handles to our calls.
     acd_calls: HashMap<crate::acd::CallId, CallKey>,
     next_acd: u64,
@@ -100,6 +106,8 @@ pub struct Endpoint {
     pub stats: EndpointStats,
     /// Prometheus counters (atomics, shared with `/metrics`).
     metrics: Arc<crate::metrics::Metrics>,
+    /// This shard's count in `metrics.shard_decisions`.
+    decisions: prometheus_client::metrics::counter::Counter,
     /// Queue events: per-queue counters and queue_log lines.
     qlog: queue_events::QueueTracker,
     /// Call records on their way to the daemon's writer.
@@ -109,16 +117,31 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// A stand-alone endpoint: the only shard, owning every call.
     pub fn new(cfg: Arc<Config>, now: Now) -> Endpoint {
-        let registrar = calls::build_registrar(&cfg, now);
+        let shared = Shared::new(&cfg, now);
+        let router = Arc::new(routing::new_router(&cfg, now.mono));
+        Endpoint::with_shared(cfg, now, shared, router, ShardId::SOLE)
+    }
+
+    /// Shard `shard` of a daemon (see [`Shared::endpoints`]).
+    fn with_shared(
+        cfg: Arc<Config>,
+        now: Now,
+        shared: Shared,
+        router: Arc<crate::acd::Router>,
+        shard: ShardId,
+    ) -> Endpoint {
         let mut ep = Endpoint {
-            ports: PortPool::new(cfg.server.rtp_ports.clone()),
+            ports: shared.ports.clone(),
             txn: TransactionLayer::new(Default::default()),
-            registrar,
+            shard,
+            shared,
             calls: HashMap::new(),
             invites: HashMap::new(),
             byes: HashMap::new(),
-            router: routing::new_router(&cfg, now.mono),
+            router,
+            foreign: Default::default(),
             acd_calls: HashMap::new(),
             next_acd: 0,
             acd_timers: routing::AcdTimers::default(),
@@ -140,12 +163,15 @@ impl Endpoint {
             housekeeping_at: now.mono + HOUSEKEEPING,
             stats: EndpointStats::default(),
             metrics: Arc::default(),
+            decisions: Default::default(),
             qlog: Default::default(),
             records: Default::default(),
             events: Default::default(),
             cfg,
         };
-        ep.announce_agents(now);
+        if shard.is_primary() {
+            ep.announce_agents(now);
+        }
         ep
     }
 
@@ -155,22 +181,48 @@ impl Endpoint {
     }
 
     /// Swaps in a validated configuration. Calls in progress keep the
-    /// target they were routed to; registrations are kept.
+    /// target they were routed to; registrations are kept. For a shard of
+    /// a daemon the driver reloads the shared router itself (see
+    /// [`Endpoint::swap_router`]) and calls [`Endpoint::resume_after_reload`].
     pub fn apply_config(&mut self, cfg: Arc<Config>, now: Now) {
-        calls::update_registrar(&mut self.registrar, &cfg);
-        let out = self.router.reload(
-            &crate::acd::AcdConfig::from(&*cfg),
-            now.mono,
-            routing::wall(now),
-        );
-        if cfg.server.rtp_ports != self.cfg.server.rtp_ports {
+        let out = match Arc::get_mut(&mut self.router) {
+            Some(router) => reload_router(router, &cfg, now),
+            None => {
+                tracing::error!("router shared with other shards: not reloaded here");
+                Vec::new()
+            }
+        };
+        let ports = (cfg.server.rtp_ports != self.cfg.server.rtp_ports)
+            .then(|| PortPool::new(cfg.server.rtp_ports.clone()));
+        let router = self.router.clone();
+        self.resume_after_reload(cfg, router, ports, out, now);
+    }
+
+    /// This shard's part of a reload, after the driver reloaded the router
+    /// (`out` are the router's outputs for this shard's calls; `ports` a new
+    /// RTP port pool if the range changed).
+    pub fn resume_after_reload(
+        &mut self,
+        cfg: Arc<Config>,
+        router: Arc<crate::acd::Router>,
+        ports: Option<PortPool>,
+        out: Vec<crate::acd::Output>,
+        now: Now,
+    ) {
+        self.router = router;
+        if let Some(ports) = ports {
             // Leases of calls in progress return to the old pool, which
             // simply goes away with them.
-            self.ports = PortPool::new(cfg.server.rtp_ports.clone());
+            self.ports = ports;
         }
         self.cfg = cfg;
+        if self.shard.is_primary() {
+            calls::update_registrar(&mut shard::lock(&self.shared.registrar), &self.cfg);
+        }
         self.apply_acd(out, now);
-        self.announce_agents(now);
+        if self.shard.is_primary() {
+            self.announce_agents(now);
+        }
     }
 
     /// From now on new calls get 503; calls in progress continue.
@@ -237,15 +289,22 @@ impl Endpoint {
         }
         self.acd_timeouts(now);
         if now.mono >= self.housekeeping_at {
-            for (user, contact) in self.registrar.expire(now.wall) {
+            // Registrations are shared: the primary sweeps them.
+            let expired = if self.shard.is_primary() {
+                self.registrar().expire(now.wall)
+            } else {
+                Vec::new()
+            };
+            for (user, contact) in expired {
                 info!(%user, %contact, "registration expired");
-                if !self.registrar.is_registered(&user, now.wall) {
+                let registered = self.registrar().is_registered(&user, now.wall);
+                if !registered {
                     self.agent_reachable(&user, false, now);
                 }
             }
             self.housekeeping_at = now.mono + HOUSEKEEPING;
         }
-        if now.mono >= self.qualify_at {
+        if self.shard.is_primary() && now.mono >= self.qualify_at {
             self.qualify_round(now);
             self.qualify_at = now.mono + qualify::QUALIFY_EVERY;
         }
@@ -281,4 +340,18 @@ impl Endpoint {
         }
         self.out.pop()
     }
+}
+
+/// Reloads the router with `cfg`; returns its outputs (callers of removed
+/// queues diverted, agents settled, waiting callers re-routed).
+pub fn reload_router(
+    router: &mut crate::acd::Router,
+    cfg: &Config,
+    now: Now,
+) -> Vec<crate::acd::Output> {
+    router.reload(
+        &crate::acd::AcdConfig::from(cfg),
+        now.mono,
+        routing::wall(now),
+    )
 }

@@ -39,12 +39,12 @@ impl Endpoint {
             let text = format!(
                 "OPTIONS {uri} SIP/2.0\r\n{via}\r\nMax-Forwards: 70\r\n\
                  From: <sip:sipacd@{host}>;tag={tag}\r\nTo: <{uri}>\r\n\
-                 Call-ID: {cid}@{host}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                 Call-ID: {cid}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
                 uri = contact,
                 via = rsip::Header::from(local.via(&new_branch())),
                 host = local.host,
                 tag = super::calls::new_tag(),
-                cid = super::calls::new_tag(),
+                cid = super::shard::call_id_for(self.shard, &local.host),
             );
             let Ok(req) = rsip::Request::try_from(text.as_str()) else {
                 continue;

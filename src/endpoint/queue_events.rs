@@ -102,6 +102,13 @@ impl Endpoint {
 
     /// Counts into `m` from now on (the daemon shares it with `/metrics`).
     pub fn set_metrics(&mut self, m: std::sync::Arc<Metrics>) {
+        // This shard's decision counter, looked up once: the family's map
+        // is behind a lock every shard would otherwise take per decision.
+        let shard = self.shard.index as u64;
+        self.decisions = m
+            .shard_decisions
+            .get_or_create(&crate::metrics::ShardLabel { shard })
+            .clone();
         self.metrics = m;
     }
 

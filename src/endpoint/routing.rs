@@ -61,9 +61,10 @@ impl Endpoint {
         call.queues_seen.push(queue.to_owned());
         call.priority = priority;
         call.queued_at = Some(now.mono);
+        let shard = self.shard;
         let id = *call.acd.get_or_insert_with(|| {
             self.next_acd += 1;
-            CallId(self.next_acd)
+            CallId(shard.make_id(self.next_acd))
         });
         self.acd_calls.insert(id, ck.clone());
         info!(call = %ck.0, %queue, priority, "caller entered queue");
@@ -106,6 +107,12 @@ impl Endpoint {
     }
 
     fn apply_one(&mut self, out: Output, now: Now) {
+        let owner = self.shard.owner_of(super::shard::output_call(&out).0);
+        if owner != self.shard.index {
+            self.metrics.shard_handovers.inc();
+            self.foreign.push_back((owner, out));
+            return;
+        }
         match out {
             Output::Offer(o) => {
                 let Some(ck) = self.acd_calls.get(&o.call).cloned() else {
@@ -157,9 +164,12 @@ impl Endpoint {
             self.apply_acd(out, now);
         }
         if now.mono >= self.shift_check_at {
-            let out = self.timed(|r| r.refresh_shifts(now.mono, wall(now)));
-            self.apply_acd(out, now);
             self.shift_check_at = now.mono + SHIFT_CHECK;
+            // Agents are shared: the primary re-reads their shifts.
+            if self.shard.is_primary() {
+                let out = self.timed(|r| r.refresh_shifts(now.mono, wall(now)));
+                self.apply_acd(out, now);
+            }
         }
     }
 
@@ -187,7 +197,7 @@ impl Endpoint {
             .cfg
             .agents
             .values()
-            .filter(|a| a.contact.is_some() || self.registrar.is_registered(&a.id, now.wall))
+            .filter(|a| a.contact.is_some() || self.registrar().is_registered(&a.id, now.wall))
             .map(|a| a.id.clone())
             .collect();
         for id in reachable {
@@ -214,6 +224,7 @@ impl Endpoint {
         self.metrics
             .routing_seconds
             .observe(t.elapsed().as_secs_f64());
+        self.decisions.inc();
         out
     }
 

@@ -135,7 +135,7 @@ impl Endpoint {
     fn is_logged_in(&self, a: &Agent, now: Now) -> bool {
         match &a.contact {
             Some(_) => !self.unreachable.contains(&a.id),
-            None => !self.registrar.bindings(&a.id, now.wall).is_empty(),
+            None => !self.registrar().bindings(&a.id, now.wall).is_empty(),
         }
     }
 

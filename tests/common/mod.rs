@@ -123,6 +123,8 @@ pub struct ConfigSpec {
     pub extra: String,
     /// Extra `[server]` lines (`key = value`), appended to that table.
     pub server_extra: String,
+    /// Environment of the daemon process (e.g. `TOKIO_WORKER_THREADS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl ConfigSpec {
@@ -138,6 +140,7 @@ impl ConfigSpec {
             admin_token: String::new(),
             extra: String::new(),
             server_extra: String::new(),
+            env: Vec::new(),
         }
     }
 
@@ -329,6 +332,7 @@ impl Daemon {
             .open(stderr_path)
             .unwrap();
         Command::new(sipacd_bin())
+            .envs(cfg.spec.env.iter().map(|(k, v)| (k, v)))
             .arg("--config")
             .arg(cfg.config_path())
             .current_dir(cfg.root())

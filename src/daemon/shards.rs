@@ -1,0 +1,343 @@
+//! The signalling shards: one tokio task per worker, each driving one
+//! sans-IO [`Endpoint`] that owns the calls whose Call-ID hashes to it. All
+//! of them share the lock-free ACD router, so routing decisions run on every
+//! worker at once. A router output about another shard's call is handed to
+//! that shard through its control queue; the driver (`daemon::run`) talks to
+//! the shards the same way.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::error;
+
+use super::now;
+use super::transport::{Inbound, Transports};
+use crate::acd::{Output, Router};
+use crate::admin::EventHub;
+use crate::cdr::{CdrHandle, QueueLogHandle};
+use crate::config::Config;
+use crate::endpoint::{Endpoint, MediaCommand, MediaEvent, Now};
+use crate::media::PortPool;
+
+/// A piece of work run on a shard's endpoint.
+pub type Job = Box<dyn FnOnce(&mut Endpoint, Now) + Send>;
+
+/// Work for one shard that is not a SIP message.
+pub enum ShardMsg {
+    Media(MediaEvent),
+    /// A router output decided on another shard about one of our calls.
+    Acd(Output),
+    /// Run this on the shard's endpoint (admin views, drain).
+    Run(Job),
+    /// Hand the router over for a reload and wait for it to come back.
+    Park(Park),
+    /// Hang every call up, flush, and stop.
+    Stop(oneshot::Sender<()>),
+}
+
+pub struct Park {
+    /// Held while parked, so the endpoint always has a router.
+    pub stand_in: Arc<Router>,
+    pub give: oneshot::Sender<Arc<Router>>,
+    pub resume: oneshot::Receiver<Resume>,
+}
+
+/// What a parked shard resumes with.
+pub struct Resume {
+    pub cfg: Arc<Config>,
+    pub router: Arc<Router>,
+    /// A new RTP port pool, when the range changed.
+    pub ports: Option<PortPool>,
+    /// The reload's router outputs about this shard's calls.
+    pub out: Vec<Output>,
+}
+
+/// The driver's and the shards' way to reach every shard.
+#[derive(Clone)]
+pub struct Shards {
+    ctl: Arc<Vec<mpsc::UnboundedSender<ShardMsg>>>,
+    /// Calls each shard holds (for the drain).
+    active: Arc<Vec<AtomicUsize>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Shards {
+    pub fn len(&self) -> usize {
+        self.ctl.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ctl.is_empty()
+    }
+
+    /// Queues `msg` for shard `i`; false if that shard has stopped.
+    pub fn send(&self, i: usize, msg: ShardMsg) -> bool {
+        self.ctl.get(i).is_some_and(|tx| tx.send(msg).is_ok())
+    }
+
+    /// Calls in progress on all shards.
+    pub fn active_calls(&self) -> usize {
+        self.active.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Runs `f` on shard `i` and returns its answer (None: shard gone).
+    pub async fn ask<T: Send + 'static>(
+        &self,
+        i: usize,
+        f: impl FnOnce(&mut Endpoint, Now) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        let run = Box::new(move |ep: &mut Endpoint, now: Now| drop(tx.send(f(ep, now))));
+        if !self.send(i, ShardMsg::Run(run)) {
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    /// Runs `f` on every shard; answers in shard order.
+    pub async fn ask_all<T: Send + 'static>(
+        &self,
+        f: impl Fn(&mut Endpoint, Now) -> T + Send + Sync + Clone + 'static,
+    ) -> Vec<T> {
+        let mut answers = Vec::with_capacity(self.len());
+        for i in 0..self.len() {
+            if let Some(a) = self.ask(i, f.clone()).await {
+                answers.push(a);
+            }
+        }
+        answers
+    }
+
+    /// Stops every shard; returns when each has flushed its last records.
+    pub async fn stop_all(&self) {
+        for i in 0..self.len() {
+            let (tx, rx) = oneshot::channel();
+            if self.send(i, ShardMsg::Stop(tx)) {
+                let _ = rx.await;
+            }
+        }
+    }
+}
+
+/// Where a shard's results go.
+#[derive(Clone)]
+pub struct Outlets {
+    pub transports: Transports,
+    pub media: mpsc::UnboundedSender<MediaCommand>,
+    pub records: CdrHandle,
+    pub qlog: Option<QueueLogHandle>,
+    pub hub: EventHub,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// The shards' SIP queues: senders for the transports, receivers for
+/// [`spawn`]. Bounded: a SIP flood waits in the socket buffers, not in
+/// memory.
+pub fn sip_queues(n: usize) -> (Vec<mpsc::Sender<Inbound>>, Vec<mpsc::Receiver<Inbound>>) {
+    (0..n.max(1)).map(|_| mpsc::channel(4096)).unzip()
+}
+
+/// Starts one task per endpoint, each fed by its SIP queue.
+pub fn spawn(
+    endpoints: Vec<Endpoint>,
+    sip: Vec<mpsc::Receiver<Inbound>>,
+    outlets: &Outlets,
+) -> (Shards, Vec<tokio::task::JoinHandle<()>>) {
+    let n = endpoints.len();
+    let (ctl_tx, ctl_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
+    let shards = Shards {
+        ctl: Arc::new(ctl_tx),
+        active: Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect()),
+        metrics: outlets.metrics.clone(),
+    };
+    let tasks = endpoints
+        .into_iter()
+        .zip(ctl_rx.into_iter().zip(sip))
+        .map(|(ep, (ctl, sip))| {
+            let task = ShardTask {
+                ep,
+                peers: shards.clone(),
+                out: outlets.clone(),
+            };
+            tokio::spawn(task.run(sip, ctl))
+        })
+        .collect();
+    (shards, tasks)
+}
+
+struct ShardTask {
+    ep: Endpoint,
+    peers: Shards,
+    out: Outlets,
+}
+
+impl ShardTask {
+    async fn run(
+        mut self,
+        mut sip: mpsc::Receiver<Inbound>,
+        mut ctl: mpsc::UnboundedReceiver<ShardMsg>,
+    ) {
+        loop {
+            let wake = self.ep.poll_timeout();
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                // Control first: handovers from other shards keep callers
+                // moving even while this shard is flooded with SIP.
+                biased;
+                msg = ctl.recv() => {
+                    let Some(msg) = msg else { break };
+                    if let Some(done) = self.on_ctl(msg).await {
+                        self.stop(done).await;
+                        return;
+                    }
+                }
+                Some(msg) = sip.recv() => {
+                    self.ep.handle_inbound(&msg.bytes, msg.from, now());
+                    // Handle a burst in one go before sending.
+                    while let Ok(msg) = sip.try_recv() {
+                        self.ep.handle_inbound(&msg.bytes, msg.from, now());
+                    }
+                }
+                _ = sleep => self.ep.handle_timeout(now()),
+            }
+            self.flush().await;
+        }
+    }
+
+    /// Returns the reply channel of a `Stop`.
+    async fn on_ctl(&mut self, msg: ShardMsg) -> Option<oneshot::Sender<()>> {
+        match msg {
+            ShardMsg::Media(ev) => self.ep.handle_media_event(ev, now()),
+            ShardMsg::Acd(out) => self.ep.handle_foreign(out, now()),
+            ShardMsg::Run(f) => f(&mut self.ep, now()),
+            ShardMsg::Park(p) => {
+                let mine = self.ep.swap_router(p.stand_in);
+                let _ = p.give.send(mine);
+                match p.resume.await {
+                    Ok(r) => self
+                        .ep
+                        .resume_after_reload(r.cfg, r.router, r.ports, r.out, now()),
+                    Err(_) => {
+                        // The driver always resumes; without it this shard
+                        // has no router left to work with.
+                        error!(
+                            shard = self.ep.shard().index,
+                            "reload never resumed: shard stops"
+                        );
+                        return None;
+                    }
+                }
+            }
+            ShardMsg::Stop(done) => return Some(done),
+        }
+        None
+    }
+
+    /// Sends what the last event produced to where it goes.
+    async fn flush(&mut self) {
+        while let Some((to, bytes)) = self.ep.poll_transmit() {
+            self.out.transports.send(to, bytes).await;
+        }
+        while let Some(cmd) = self.ep.poll_media() {
+            let _ = self.out.media.send(cmd);
+        }
+        super::write_records(&mut self.ep, &self.out.records);
+        super::write_queue_log(&mut self.ep, self.out.qlog.as_ref());
+        // Before the handover: agent states this turn changed are reported
+        // before the shard that rings the agent can see it answer.
+        super::publish_events(&mut self.ep, &self.out.hub);
+        while let Some((shard, out)) = self.ep.poll_foreign() {
+            self.peers.send(shard, ShardMsg::Acd(out));
+        }
+        let me = self.ep.shard();
+        if let Some(a) = self.peers.active.get(me.index) {
+            a.store(self.ep.active_calls(), Ordering::Relaxed);
+        }
+    }
+
+    /// The daemon is exiting: every call gets its BYE and its record.
+    async fn stop(mut self, done: oneshot::Sender<()>) {
+        self.ep.shutdown(now());
+        self.ep.finish_records(now());
+        self.flush().await;
+        let _ = done.send(());
+    }
+}
+
+/// Partitions a reload's router outputs by the shard owning their call.
+pub fn outputs_by_shard(out: Vec<Output>, n: usize) -> Vec<Vec<Output>> {
+    let mut by = vec![Vec::new(); n.max(1)];
+    for o in out {
+        let i = crate::endpoint::owner_of_output(&o, n);
+        if let Some(v) = by.get_mut(i) {
+            v.push(o);
+        }
+    }
+    by
+}
+
+/// Reloads the router every shard shares: parks them all (each hands its
+/// router handle over), reloads it with `cfg` alone, and resumes them with
+/// their share of its outputs. Err: the router could not be had alone (it
+/// is unchanged and every shard resumes as it was).
+pub async fn reload_all(
+    shards: &Shards,
+    cfg: Arc<Config>,
+    old: &Arc<Config>,
+) -> Result<(), &'static str> {
+    let t = now();
+    let stand_in = Arc::new(crate::endpoint::stand_in_router(t));
+    let mut resumes = Vec::with_capacity(shards.len());
+    let mut handles = Vec::with_capacity(shards.len());
+    for i in 0..shards.len() {
+        let (give, got) = oneshot::channel();
+        let (resume_tx, resume) = oneshot::channel();
+        let park = Park {
+            stand_in: stand_in.clone(),
+            give,
+            resume,
+        };
+        if !shards.send(i, ShardMsg::Park(park)) {
+            continue;
+        }
+        resumes.push((i, resume_tx));
+        if let Ok(r) = got.await {
+            handles.push(r);
+        }
+    }
+    let mut router = handles.pop();
+    drop(handles);
+    let t = now();
+    let reloaded = router
+        .as_mut()
+        .and_then(Arc::get_mut)
+        .map(|r| crate::endpoint::reload_router(r, &cfg, t));
+    let (cfg, out, ok) = match reloaded {
+        Some(out) => (cfg, out, true),
+        None => (old.clone(), Vec::new(), false),
+    };
+    let ports = (cfg.server.rtp_ports != old.server.rtp_ports)
+        .then(|| PortPool::new(cfg.server.rtp_ports.clone()));
+    let router = router.unwrap_or(stand_in);
+    let mut by_shard = outputs_by_shard(out, shards.len());
+    for (i, tx) in resumes {
+        let r = Resume {
+            cfg: cfg.clone(),
+            router: router.clone(),
+            ports: ports.clone(),
+            out: by_shard.get_mut(i).map(std::mem::take).unwrap_or_default(),
+        };
+        let _ = tx.send(r);
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err("the router is held elsewhere: reload not applied")
+    }
+}

@@ -1,0 +1,248 @@
+//! Sharding: the daemon runs one [`Endpoint`] per tokio worker, each owning
+//! the calls whose Call-ID hashes to it, all sharing one lock-free ACD
+//! router. Routing decisions therefore run on every worker at once.
+//!
+//! What makes this work without a lock around the router:
+//! * Every SIP message of a dialog carries its Call-ID, so the daemon sends
+//!   it to the shard that owns the dialog ([`shard_of_call_id`]). Call-IDs
+//!   sipacd makes up itself (agent INVITEs, OPTIONS pings) are drawn until
+//!   they hash to the shard that sends them.
+//! * Router call handles and media leg ids carry their shard in their low
+//!   bits ([`ShardId::owns`]), so a router output about a call decided on
+//!   one shard (an agent freed there takes a caller waiting on another) is
+//!   handed to the owning shard ([`Endpoint::poll_foreign`]).
+//! * What is not per call (registrations, the RTP ports, the service-level
+//!   tally) is shared behind small mutexes touched once per registration or
+//!   call, never per routing decision. Work that must happen once (expiring
+//!   registrations, pinging static contacts, re-reading shifts) is done by
+//!   shard 0, the primary.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::Endpoint;
+use crate::acd::{CallId, Output, Router, Timer};
+use crate::media::PortPool;
+use crate::registrar::Registrar;
+
+/// This shard's index among `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardId {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl ShardId {
+    /// The one and only shard (tests, and a daemon on one worker).
+    pub const SOLE: ShardId = ShardId { index: 0, count: 1 };
+
+    pub fn is_primary(self) -> bool {
+        self.index == 0
+    }
+
+    /// The shard an id made by [`ShardId::make_id`] belongs to.
+    pub fn owner_of(self, id: u64) -> usize {
+        usize::try_from(id % self.count.max(1) as u64).unwrap_or(0)
+    }
+
+    /// Whether `id` (a router call handle or media leg) is ours.
+    pub fn owns(self, id: u64) -> bool {
+        self.owner_of(id) == self.index
+    }
+
+    /// The `seq`-th id of this shard: unique across shards.
+    pub fn make_id(self, seq: u64) -> u64 {
+        seq * self.count.max(1) as u64 + self.index as u64
+    }
+}
+
+/// FNV-1a: stable across processes and cheap on short strings.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The shard that owns the dialog with this Call-ID.
+pub fn shard_of_call_id(call_id: &str, count: usize) -> usize {
+    if count <= 1 {
+        return 0;
+    }
+    usize::try_from(fnv1a(call_id.trim().as_bytes()) % count as u64).unwrap_or(0)
+}
+
+/// The Call-ID of a raw SIP message (`Call-ID:` or compact `i:`), read
+/// without parsing the message: the daemon picks the shard with it before
+/// any shard parses. `None` if there is none (the message is malformed and
+/// whichever shard gets it answers 400).
+pub fn raw_call_id(msg: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(msg.get(..msg.len().min(8192))?).ok()?;
+    let head = text.split("\r\n\r\n").next()?;
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim();
+        (name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i"))
+            .then(|| value.trim())
+    })
+}
+
+/// A new Call-ID `TAG@host` that hashes to `shard`.
+pub(super) fn call_id_for(shard: ShardId, host: &str) -> String {
+    loop {
+        let cid = format!("{}@{host}", super::calls::new_tag());
+        if shard_of_call_id(&cid, shard.count) == shard.index {
+            return cid;
+        }
+    }
+}
+
+/// The call a router output is about.
+pub(super) fn output_call(out: &Output) -> CallId {
+    match out {
+        Output::Offer(o) => o.call,
+        Output::Divert { call, .. } => *call,
+        Output::Arm { timer, .. } => match timer {
+            Timer::RingTimeout { call, .. }
+            | Timer::WrapupEnd { call, .. }
+            | Timer::Relax { call, .. }
+            | Timer::MaxWait { call }
+            | Timer::RetryRefused { call } => *call,
+        },
+    }
+}
+
+/// The shard (of `count`) owning the call a router output is about.
+pub fn owner_of_output(out: &Output, count: usize) -> usize {
+    ShardId { index: 0, count }.owner_of(output_call(out).0)
+}
+
+/// A router with nothing in it: what a shard holds while the real one is
+/// handed over for a reload (never used meanwhile).
+pub fn stand_in_router(now: super::Now) -> Router {
+    let empty = crate::acd::AcdConfig {
+        agents: Default::default(),
+        queues: Default::default(),
+        schedules: Default::default(),
+    };
+    Router::new(&empty, now.mono, 0)
+}
+
+/// What the shards of one daemon share.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub(super) registrar: Arc<Mutex<Registrar>>,
+    pub(super) ports: PortPool,
+    /// Calls in progress on all shards (`max_calls` counts them all).
+    pub(super) calls: Arc<AtomicUsize>,
+    /// Agent states last reported in the live events: whichever shard
+    /// changed an agent reports it, at the end of the turn that changed it.
+    pub(super) agents_seen: Arc<Mutex<super::events::AgentsSeen>>,
+    pub(super) service: Arc<Mutex<super::events::ServiceDay>>,
+}
+
+impl Shared {
+    pub(super) fn new(cfg: &crate::config::Config, now: super::Now) -> Shared {
+        Shared {
+            registrar: Arc::new(Mutex::new(super::calls::build_registrar(cfg, now))),
+            ports: PortPool::new(cfg.server.rtp_ports.clone()),
+            calls: Arc::default(),
+            agents_seen: Arc::default(),
+            service: Arc::default(),
+        }
+    }
+
+    /// Builds the shards of one daemon.
+    pub fn endpoints(
+        cfg: &Arc<crate::config::Config>,
+        count: usize,
+        now: super::Now,
+    ) -> Vec<Endpoint> {
+        let shared = Shared::new(cfg, now);
+        let router = Arc::new(super::routing::new_router(cfg, now.mono));
+        let count = count.max(1);
+        (0..count)
+            .map(|index| {
+                let shard = ShardId { index, count };
+                Endpoint::with_shared(cfg.clone(), now, shared.clone(), router.clone(), shard)
+            })
+            .collect()
+    }
+}
+
+/// Locks `m`, even if a thread panicked holding it (the data is plain
+/// bookkeeping that stays consistent between statements).
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Endpoint {
+    /// The registrar every shard shares.
+    pub(super) fn registrar(&self) -> MutexGuard<'_, Registrar> {
+        lock(&self.shared.registrar)
+    }
+
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    /// A router output for a call owned by another shard: `(shard, output)`.
+    /// The driver hands it to that shard's [`Endpoint::handle_foreign`].
+    pub fn poll_foreign(&mut self) -> Option<(usize, Output)> {
+        self.foreign.pop_front()
+    }
+
+    /// A router output decided on another shard about one of our calls.
+    pub fn handle_foreign(&mut self, out: Output, now: super::Now) {
+        self.apply_acd(vec![out], now);
+    }
+
+    /// Takes the router out for a reload: the driver collects every shard's
+    /// handle (the shards wait meanwhile) so that it alone holds the router
+    /// and may change it; the stand-in `router` is never used while parked.
+    pub fn swap_router(&mut self, router: Arc<Router>) -> Arc<Router> {
+        std::mem::replace(&mut self.router, router)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_call_id_reads_full_and_compact_forms() {
+        let m = b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\nCall-ID:  abc@h \r\n\r\nbody";
+        assert_eq!(raw_call_id(m), Some("abc@h"));
+        let m = b"SIP/2.0 200 OK\r\ni: xyz\r\n\r\n";
+        assert_eq!(raw_call_id(m), Some("xyz"));
+        let m = b"OPTIONS sip:a SIP/2.0\r\nVia: x\r\n\r\nCall-ID: in-body";
+        assert_eq!(raw_call_id(m), None);
+        assert_eq!(raw_call_id(&[0xff, 0xfe, b'\r', b'\n']), None);
+    }
+
+    #[test]
+    fn made_up_call_ids_hash_to_their_shard() {
+        for count in 1..5 {
+            for index in 0..count {
+                let s = ShardId { index, count };
+                let cid = call_id_for(s, "127.0.0.1");
+                assert_eq!(shard_of_call_id(&cid, count), index);
+                let raw = format!("SIP/2.0 200 OK\r\nCall-ID: {cid}\r\n\r\n");
+                let seen = raw_call_id(raw.as_bytes()).map(|c| shard_of_call_id(c, count));
+                assert_eq!(seen, Some(index));
+            }
+        }
+    }
+
+    #[test]
+    fn ids_carry_their_shard() {
+        let s = ShardId { index: 2, count: 3 };
+        let ids: Vec<u64> = (1..50).map(|n| s.make_id(n)).collect();
+        assert!(ids.iter().all(|&id| s.owns(id) && s.owner_of(id) == 2));
+        let other = ShardId { index: 0, count: 3 };
+        assert!(ids.iter().all(|&id| !other.owns(id)));
+        let mut sorted = ids.clone();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len());
+        assert!(ShardId::SOLE.owns(7));
+    }
+}
