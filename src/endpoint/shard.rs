@@ -74,16 +74,23 @@ pub fn shard_of_call_id(call_id: &str, count: usize) -> usize {
 /// The Call-ID of a raw SIP message (`Call-ID:` or compact `i:`), read
 /// without parsing the message: the daemon picks the shard with it before
 /// any shard parses. `None` if there is none (the message is malformed and
-/// whichever shard gets it answers 400).
+/// whichever shard gets it answers 400). Works on bytes, line by line (CRLF
+/// or bare LF), so a body or an odd byte elsewhere does not matter.
 pub fn raw_call_id(msg: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(msg.get(..msg.len().min(8192))?).ok()?;
-    let head = text.split("\r\n\r\n").next()?;
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        let name = name.trim();
-        (name.eq_ignore_ascii_case("call-id") || name.eq_ignore_ascii_case("i"))
-            .then(|| value.trim())
-    })
+    for line in msg.split(|b| *b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None; // end of the headers
+        }
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+            return std::str::from_utf8(line[colon + 1..].trim_ascii()).ok();
+        }
+    }
+    None
 }
 
 /// A new Call-ID `TAG@host` that hashes to `shard`.
@@ -217,6 +224,8 @@ mod tests {
         let m = b"OPTIONS sip:a SIP/2.0\r\nVia: x\r\n\r\nCall-ID: in-body";
         assert_eq!(raw_call_id(m), None);
         assert_eq!(raw_call_id(&[0xff, 0xfe, b'\r', b'\n']), None);
+        let m = b"BYE sip:a SIP/2.0\nFrom: \xff\xfe\nCALL-ID\t: lf-only\n\n";
+        assert_eq!(raw_call_id(m), Some("lf-only"));
     }
 
     #[test]
