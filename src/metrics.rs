@@ -100,6 +100,9 @@ pub struct Metrics {
     /// Router outputs handed from the shard that decided them to the one
     /// owning the call.
     pub shard_handovers: Counter,
+    /// Event handlers that panicked (the event was dropped, the shard
+    /// went on).
+    pub handler_panics: Counter,
     pub reloads: Family<ResultLabel, Counter>,
     /// The socket layer's own atomics, read at scrape time.
     transport: OnceLock<Arc<TransportStats>>,
@@ -124,6 +127,7 @@ impl Default for Metrics {
             routing_seconds: AtomicHistogram::new(ROUTING_BUCKETS),
             shard_decisions: Family::default(),
             shard_handovers: Counter::default(),
+            handler_panics: Counter::default(),
             reloads: Family::default(),
             transport: OnceLock::new(),
             cdr: OnceLock::new(),
@@ -378,6 +382,11 @@ impl Metrics {
             "routing_handovers",
             "Router outputs handed to the shard owning the call",
             self.shard_handovers.clone(),
+        );
+        reg.register(
+            "handler_panics",
+            "Signalling event handlers that panicked: the event was dropped, the shard went on",
+            self.handler_panics.clone(),
         );
         let reloads = self.reloads.clone();
         for result in ["ok", "failed"] {

@@ -45,6 +45,8 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("signalling shard {0} stopped unexpectedly")]
+    ShardStopped(String),
     #[error("cannot bind the admin API on {addr}: {source}")]
     AdminBind {
         addr: std::net::SocketAddr,
@@ -128,10 +130,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         hub: hub.clone(),
         metrics: metrics.clone(),
     };
-    let (shards, tasks) = shards::spawn(endpoints, sip_rx, &outlets);
+    let (shards, mut tasks) = shards::spawn(endpoints, sip_rx, &outlets);
     drop(outlets);
     let mut current = cfg;
     let mut drain_deadline: Option<Instant> = None;
+    let mut failed: Option<String> = None;
     let mut drain_check = tokio::time::interval(Duration::from_millis(200));
 
     loop {
@@ -153,6 +156,15 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             _ = term.recv() => drain_deadline = Some(start_drain(&shards, &current).await),
             _ = int.recv() => drain_deadline = Some(start_drain(&shards, &current).await),
             _ = drain_check.tick(), if drain_deadline.is_some() => {}
+            // A shard contains its handlers' panics; if its task ends
+            // anyway, half a daemon would keep answering: stop it all and
+            // exit with an error, for the service manager to restart.
+            Some(ended) = tasks.join_next() => {
+                let shard = ended.as_ref().map_or_else(|e| e.to_string(), |i| i.to_string());
+                error!(%shard, "a signalling shard stopped: exiting");
+                failed = Some(shard);
+                break;
+            }
         }
         if let Some(deadline) = drain_deadline {
             let calls = shards.active_calls();
@@ -168,9 +180,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     }
     // Every shard hangs its calls up and hands over its last records.
     shards.stop_all().await;
-    for t in tasks {
-        let _ = t.await;
-    }
+    while tasks.join_next().await.is_some() {}
     drop(shards);
     drop(hub); // ends the live event streams
     let _ = admin_stop.send(());
@@ -188,7 +198,10 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         ),
         Err(e) => error!(error = %e, "call record writer did not stop cleanly"),
     }
-    Ok(())
+    match failed {
+        Some(shard) => Err(DaemonError::ShardStopped(shard)),
+        None => Ok(()),
+    }
 }
 
 /// Hands the endpoint's queued call records to the writer thread.

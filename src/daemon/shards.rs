@@ -143,7 +143,7 @@ pub fn spawn(
     endpoints: Vec<Endpoint>,
     sip: Vec<mpsc::Receiver<Inbound>>,
     outlets: &Outlets,
-) -> (Shards, Vec<tokio::task::JoinHandle<()>>) {
+) -> (Shards, tokio::task::JoinSet<usize>) {
     let n = endpoints.len();
     let (ctl_tx, ctl_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
     let shards = Shards {
@@ -151,18 +151,19 @@ pub fn spawn(
         active: Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect()),
         metrics: outlets.metrics.clone(),
     };
-    let tasks = endpoints
-        .into_iter()
-        .zip(ctl_rx.into_iter().zip(sip))
-        .map(|(ep, (ctl, sip))| {
-            let task = ShardTask {
-                ep,
-                peers: shards.clone(),
-                out: outlets.clone(),
-            };
-            tokio::spawn(task.run(sip, ctl))
-        })
-        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (ep, (ctl, sip)) in endpoints.into_iter().zip(ctl_rx.into_iter().zip(sip)) {
+        let index = ep.shard().index;
+        let task = ShardTask {
+            ep,
+            peers: shards.clone(),
+            out: outlets.clone(),
+        };
+        tasks.spawn(async move {
+            task.run(sip, ctl).await;
+            index
+        });
+    }
     (shards, tasks)
 }
 
@@ -192,30 +193,48 @@ impl ShardTask {
                 biased;
                 msg = ctl.recv() => {
                     let Some(msg) = msg else { break };
-                    if let Some(done) = self.on_ctl(msg).await {
-                        self.stop(done).await;
-                        return;
+                    match self.on_ctl(msg).await {
+                        None => {}
+                        Some(Some(done)) => return self.stop(done).await,
+                        Some(None) => return,
                     }
                 }
                 Some(msg) = sip.recv() => {
-                    self.ep.handle_inbound(&msg.bytes, msg.from, now());
+                    self.guarded("SIP message", |ep| ep.handle_inbound(&msg.bytes, msg.from, now()));
                     // Handle a burst in one go before sending.
                     while let Ok(msg) = sip.try_recv() {
-                        self.ep.handle_inbound(&msg.bytes, msg.from, now());
+                        self.guarded("SIP message", |ep| ep.handle_inbound(&msg.bytes, msg.from, now()));
                     }
                 }
-                _ = sleep => self.ep.handle_timeout(now()),
+                _ = sleep => self.guarded("timer", |ep| ep.handle_timeout(now())),
             }
             self.flush().await;
         }
     }
 
-    /// Returns the reply channel of a `Stop`.
-    async fn on_ctl(&mut self, msg: ShardMsg) -> Option<oneshot::Sender<()>> {
+    /// Runs one event's handler. A handler that panics (a bug a peer's
+    /// message or a timer reached) loses that event, not the shard: the
+    /// shard's other calls go on. The panic is logged and counted.
+    fn guarded(&mut self, what: &'static str, f: impl FnOnce(&mut Endpoint)) {
+        let ep = &mut self.ep;
+        if !contained(|| f(ep)) {
+            self.out.metrics.handler_panics.inc();
+            error!(
+                shard = self.ep.shard().index,
+                what, "handler panicked: event dropped, shard goes on"
+            );
+        }
+    }
+
+    /// `Some`: the shard stops (with the reply channel of a `Stop`, or
+    /// `None` when it cannot go on).
+    async fn on_ctl(&mut self, msg: ShardMsg) -> Option<Option<oneshot::Sender<()>>> {
         match msg {
-            ShardMsg::Media(ev) => self.ep.handle_media_event(ev, now()),
-            ShardMsg::Acd(out) => self.ep.handle_foreign(out, now()),
-            ShardMsg::Run(f) => f(&mut self.ep, now()),
+            ShardMsg::Media(ev) => {
+                self.guarded("media event", |ep| ep.handle_media_event(ev, now()))
+            }
+            ShardMsg::Acd(out) => self.guarded("handover", |ep| ep.handle_foreign(out, now())),
+            ShardMsg::Run(f) => self.guarded("admin request", |ep| f(ep, now())),
             ShardMsg::Park(p) => {
                 let mine = self.ep.swap_router(p.stand_in);
                 let _ = p.give.send(mine);
@@ -234,7 +253,7 @@ impl ShardTask {
                     }
                 }
             }
-            ShardMsg::Stop(done) => return Some(done),
+            ShardMsg::Stop(done) => return Some(Some(done)),
         }
         None
     }
@@ -268,6 +287,11 @@ impl ShardTask {
         self.flush().await;
         let _ = done.send(());
     }
+}
+
+/// Runs `f`; false if it panicked (the panic is caught).
+fn contained(f: impl FnOnce()) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok()
 }
 
 /// Partitions a reload's router outputs by the shard owning their call.
@@ -339,5 +363,39 @@ pub async fn reload_all(
         Ok(())
     } else {
         Err("the router is held elsewhere: reload not applied")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acd::{CallId, DivertReason, Timer};
+
+    #[test]
+    fn a_panicking_handler_is_contained_and_the_next_runs() {
+        let mut handled = Vec::new();
+        assert!(!contained(|| panic!("a bug reached by a peer")));
+        assert!(contained(|| handled.push(1)));
+        assert_eq!(handled, vec![1]);
+    }
+
+    #[test]
+    fn reload_outputs_go_to_the_shard_owning_their_call() {
+        let divert = |n| Output::Divert {
+            call: CallId(n),
+            queue: Arc::from("q"),
+            reason: DivertReason::QueueRemoved,
+            target: None,
+        };
+        let arm = |n| Output::Arm {
+            at: std::time::Instant::now(),
+            timer: Timer::MaxWait { call: CallId(n) },
+        };
+        let by = outputs_by_shard(vec![divert(4), arm(5), divert(7), arm(9)], 2);
+        assert_eq!(by[0], vec![divert(4)]);
+        assert_eq!(by[1].len(), 3);
+        assert!(by[1]
+            .iter()
+            .all(|o| crate::endpoint::owner_of_output(o, 2) == 1));
     }
 }

@@ -188,7 +188,8 @@ impl Transports {
     }
 
     /// Hands `msg` to the shard owning its Call-ID (shard 0 if it has
-    /// none: it is malformed and gets its 400 there). Err: the daemon stops.
+    /// none: it is malformed and gets its 400 there). Err: that shard is
+    /// gone (the daemon is stopping).
     async fn deliver(&self, msg: Inbound) -> Result<(), ()> {
         let n = self.inbound.len();
         let shard = crate::endpoint::raw_call_id(&msg.bytes)
@@ -222,9 +223,9 @@ async fn udp_reader(t: Transports, idx: usize, sock: Arc<UdpSocket>) {
                     bytes,
                     from: Peer::udp(from),
                 };
-                if t.deliver(msg).await.is_err() {
-                    return;
-                }
+                // A stopped shard loses its messages; the socket keeps
+                // serving the others until the daemon exits.
+                let _ = t.deliver(msg).await;
             }
             // ICMP port unreachable surfaces here on some systems: not fatal.
             Err(e) => debug!(error = %e, "udp recv error"),
