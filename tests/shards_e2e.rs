@@ -1,8 +1,10 @@
 //! The daemon on four signalling shards (`TOKIO_WORKER_THREADS=4`): callers
 //! spread over the shards by Call-ID, two agents' phones take them one at a
 //! time, and an agent freed by a call on one shard takes a caller waiting on
-//! another. `/metrics` shows routing decisions made on each shard that owns
-//! a caller, and the handovers between shards.
+//! another. Halfway, a reload (SIGHUP) parks every shard, reloads the
+//! shared router and resumes them: no waiting caller is lost. `/metrics`
+//! shows routing decisions made on each shard that owns a caller, and the
+//! handovers between shards.
 
 mod common;
 
@@ -56,7 +58,7 @@ fn callers_on_every_shard_reach_agents_freed_on_other_shards() {
         agents[0].toml("skills = { s = 5 }"),
         agents[1].toml("skills = { s = 5 }"),
     );
-    let d = Daemon::start_with(spec);
+    let mut d = Daemon::start_with(spec);
     assert!(
         d.wait_for_log(T, |l| l.contains("signalling shards")
             && l.contains("shards=4")),
@@ -74,7 +76,21 @@ fn callers_on_every_shard_reach_agents_freed_on_other_shards() {
     // on that caller's shard, is offered the longest waiting caller.
     let mut served: Vec<Vec<usize>> = vec![Vec::new(), Vec::new()];
     let mut talking: HashMap<usize, usize> = HashMap::new();
+    let mut reloaded = false;
     while served.iter().map(Vec::len).sum::<usize>() < CALLERS {
+        if !reloaded && served.iter().map(Vec::len).sum::<usize>() >= CALLERS / 2 {
+            // Callers still wait on several shards: reload with a changed
+            // queue (the router is rebuilt) and go on.
+            d.cfg.spec.extra = d.cfg.spec.extra.replace("longest_idle", "fewest_calls");
+            d.cfg.write();
+            d.signal("HUP");
+            assert!(
+                d.wait_for_log(T, |l| l.contains("reload applied")),
+                "reload not applied:\n{}",
+                d.stderr()
+            );
+            reloaded = true;
+        }
         for (a, phone) in agents.iter_mut().enumerate() {
             if talking.contains_key(&a) {
                 continue;
