@@ -5,7 +5,8 @@
 //! closed dates and windows crossing midnight, queue and caller priority,
 //! `max_waiting`, overflow into an IVR node, `retry_s`, the strategies told
 //! apart by a history that separates them, several skills at once, `ha1`
-//! credentials, and a reload while an agent rings.
+//! credentials, shifts crossing midnight, per-queue music, a queue closing
+//! under its waiting callers, and a reload while an agent rings.
 //!
 //! Time-dependent configs are built around the current time; where a test
 //! needs a given local hour it picks a fixed-offset zone (`Etc/GMT±N`) in
@@ -790,4 +791,175 @@ fn a_reload_while_the_agent_rings_keeps_the_offer() {
         "caller audio not bridged to the agent after reload"
     );
     hang_up(&mut c, &mut agent);
+}
+
+/// A window of an agent's `shift` crossing midnight belongs to the day it
+/// starts, read in the agent's `timezone`: the shift begun yesterday 22:00
+/// is on now (01:xx there), the one beginning tonight is not.
+#[test]
+fn an_agent_shift_crossing_midnight_belongs_to_its_start_day() {
+    let (tz, off) = zone_at_local_hour(1);
+    let today = Utc::now().with_timezone(&off).date_naive();
+    let yesterday = today.pred_opt().unwrap();
+    let wd = |d: chrono::NaiveDate| DAYS[d.weekday().num_days_from_monday() as usize];
+    let mut on = AgentPhone::new("3161");
+    let mut off_shift = AgentPhone::new("3162");
+    // `most_skilled` would pick the off-shift agent if shifts were ignored.
+    let extra = [
+        on.toml(&format!(
+            "skills = {{ n = 2 }}\ntimezone = \"{tz}\"\nshift = [\"{} 22:00-04:00\"]",
+            wd(yesterday)
+        )),
+        off_shift.toml(&format!(
+            "skills = {{ n = 9 }}\ntimezone = \"{tz}\"\nshift = [\"{} 22:00-04:00\"]",
+            wd(today)
+        )),
+        "\n[queues.nq]\nskills = { n = 1 }\nstrategy = \"most_skilled\"\n".into(),
+        number("3660", "queue:nq"),
+    ]
+    .concat();
+    let d = start(extra);
+
+    let _c1 = Caller::dial(d.sip_port(), "3660");
+    let inv = on
+        .expect_invite(OFFER)
+        .unwrap_or_else(|| panic!("on-shift agent not offered ({tz}):\n{}", d.stderr()));
+    on.answer(&inv);
+    let _c2 = Caller::dial(d.sip_port(), "3660");
+    off_shift.expect_no_invite(QUIET, "before its shift starts tonight");
+}
+
+/// A PCM WAV (8 kHz mono 16-bit) of a square wave of half-period `half`
+/// samples: each file's frames are its own.
+fn square_wav(path: &std::path::Path, half: u32, samples: u32) {
+    let mut out = Vec::new();
+    let data_len = samples * 2;
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&8000u32.to_le_bytes());
+    out.extend_from_slice(&16000u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..samples {
+        let v: i16 = if (i / half) % 2 == 0 { 3000 } else { -3000 };
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// How many of the caller's next `total` RTP packets carry a PCMU frame of
+/// the prompt at `path`.
+fn frames_heard(caller: &Caller, path: &std::path::Path, total: usize) -> usize {
+    use sipacd::media::{Codec, Prompt};
+    let p = Prompt::load(path).unwrap();
+    let frames: std::collections::HashSet<Vec<u8>> = (0..p.len())
+        .filter_map(|i| p.frame(i, Codec::Pcmu))
+        .map(|f| f.to_vec())
+        .collect();
+    let s = caller.rtp_socket();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf = [0u8; 2048];
+    let (mut seen, mut hits) = (0, 0);
+    let deadline = Instant::now() + OFFER;
+    while seen < total && Instant::now() < deadline {
+        if let Ok((len, _)) = s.recv_from(&mut buf) {
+            if len > 12 && buf[1] & 0x7F == 0 {
+                seen += 1;
+                if frames.contains(&buf[12..len]) {
+                    hits += 1;
+                }
+            }
+        }
+    }
+    hits
+}
+
+/// `music`: a queued caller hears its own queue's music file.
+#[test]
+fn queued_callers_hear_their_queues_music() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("tune-a.wav"), dir.path().join("tune-b.wav"));
+    square_wav(&a, 7, 8000);
+    square_wav(&b, 13, 8000);
+    let extra = [
+        format!(
+            "\n[queues.qa]\nskills = {{ nobody = 1 }}\nmusic = \"{}\"\n\
+             \n[queues.qb]\nskills = {{ nobody = 1 }}\nmusic = \"{}\"\n",
+            a.display(),
+            b.display()
+        ),
+        number("3670", "queue:qa"),
+        number("3671", "queue:qb"),
+    ]
+    .concat();
+    let d = start(extra);
+
+    let ca = Caller::dial(d.sip_port(), "3670");
+    let cb = Caller::dial(d.sip_port(), "3671");
+    let heard_a = frames_heard(&ca, &a, 40);
+    assert!(
+        heard_a >= 20,
+        "qa's caller heard {heard_a} frames of qa's music"
+    );
+    assert_eq!(frames_heard(&ca, &b, 20), 0, "qa's caller hears qb's music");
+    let heard_b = frames_heard(&cb, &b, 40);
+    assert!(
+        heard_b >= 20,
+        "qb's caller heard {heard_b} frames of qb's music"
+    );
+    assert!(d.stderr().lines().all(|l| !l.contains("ERROR")));
+}
+
+/// A queue closed by a reload (its schedule now over) turns new callers to
+/// `closed`, while the caller already waiting keeps its place and is served.
+#[test]
+fn a_queue_that_closes_keeps_its_waiting_callers() {
+    let mut agent = AgentPhone::new("3171");
+    let agent_toml = agent.toml("");
+    let base = |open: String| {
+        [
+            agent_toml.clone(),
+            format!("\n[schedules.hours]\ntimezone = \"UTC\"\nopen = [\"{open}\"]\n"),
+            "\n[queues.cq]\nschedule = \"hours\"\nclosed = \"ivr:bye\"\nwrapup_s = 0\n".into(),
+            number("3680", "queue:cq"),
+        ]
+        .concat()
+    };
+    let mut spec = ConfigSpec::new();
+    spec.extra = base(utc_window(-60, 60).replace("mon-sun ", ""));
+    let mut d = Daemon::start_with(spec);
+
+    let mut busy = Caller::dial_from(d.sip_port(), "3680", "7100000");
+    let inv = agent.expect_invite(OFFER).expect("first caller offered");
+    agent.answer(&inv);
+    let _waiting = Caller::dial_from(d.sip_port(), "3680", "7100001");
+    std::thread::sleep(Duration::from_millis(300));
+
+    d.cfg.spec.extra = base(utc_window(-120, -60));
+    d.cfg.write();
+    d.signal("HUP");
+    assert!(
+        d.wait_for_log(Duration::from_secs(10), |l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("reload") && l.contains("applied")
+        }),
+        "no reload:\n{}",
+        d.stderr()
+    );
+    let late = Caller::dial_from(d.sip_port(), "3680", "7100002");
+    assert!(
+        late.expect_bye(OFFER).is_some(),
+        "a new caller of the closed queue goes to its closed branch"
+    );
+    hang_up(&mut busy, &mut agent);
+    let inv = agent
+        .expect_invite(OFFER)
+        .unwrap_or_else(|| panic!("the waiting caller was dropped:\n{}", d.stderr()));
+    assert!(from_of(&inv).contains("7100001"), "{inv}");
 }
