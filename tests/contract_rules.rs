@@ -78,15 +78,16 @@ fn zone_at_local_hour(hour: i64) -> (String, FixedOffset) {
     (name, FixedOffset::east_opt((o * 3600) as i32).unwrap())
 }
 
-/// Sends digit `d` (0..9) as RFC 4733 telephone-events on the caller's RTP.
-fn press(caller: &Caller, d: u8) {
+/// Sends digit `d` (0..9) as RFC 4733 telephone-events on the caller's RTP;
+/// `n` numbers the key press (each press is a new event: its own timestamp).
+fn press(caller: &Caller, d: u8, n: u16) {
     let leg = caller.leg_port.expect("sipacd's RTP port in the 200");
     for (i, end) in [false, false, true, true, true].into_iter().enumerate() {
-        let seq = 100 + i as u16;
+        let seq = 100 + 10 * n + i as u16;
         let dur = 160u16 * (i as u16 + 1);
         let mut p = vec![0x80, if i == 0 { 0x80 | 101 } else { 101 }];
         p.extend_from_slice(&seq.to_be_bytes());
-        p.extend_from_slice(&8000u32.to_be_bytes());
+        p.extend_from_slice(&(8000 * u32::from(n + 1)).to_be_bytes());
         p.extend_from_slice(&[0x0D, 0xE3, 0x00, 0x02]);
         p.extend_from_slice(&[d, if end { 0x80 | 10 } else { 10 }]);
         p.extend_from_slice(&dur.to_be_bytes());
@@ -167,7 +168,7 @@ queue = "second"
 
     let c = Caller::dial_from(d.sip_port(), "3500", "7100002");
     std::thread::sleep(Duration::from_millis(200));
-    press(&c, 2);
+    press(&c, 2, 0);
     let inv = two
         .expect_invite(OFFER)
         .unwrap_or_else(|| panic!("option 2's agent got no offer:\n{}", d.stderr()));
@@ -217,6 +218,44 @@ on_fail = "queue:fallback"
         took >= Duration::from_millis(2500),
         "on_fail after {took:?}: the menu was not replayed `retries` times"
     );
+}
+
+/// `menu`: a digit that is no option counts as a failure like a timeout:
+/// with `retries = 1`, two wrong digits take `on_fail` without waiting for
+/// the (long) `timeout_s`.
+#[test]
+fn wrong_menu_digits_count_as_failures() {
+    let mut agent = AgentPhone::new("3016");
+    let extra = [
+        agent.toml(""),
+        "\n[queues.fallback]\n".into(),
+        number("3515", "ivr:strict"),
+        r#"
+[ivr.strict]
+start = "menu"
+
+[ivr.strict.nodes.menu]
+type = "menu"
+prompt = "moh.wav"
+timeout_s = 60
+retries = 1
+options = { "1" = "ivr:bye" }
+on_fail = "queue:fallback"
+"#
+        .into(),
+    ]
+    .concat();
+    let d = start(extra);
+
+    let c = Caller::dial(d.sip_port(), "3515");
+    std::thread::sleep(Duration::from_millis(200));
+    press(&c, 9, 0);
+    agent.expect_no_invite(Duration::from_millis(700), "after one wrong digit of two");
+    press(&c, 9, 1);
+    let inv = agent
+        .expect_invite(OFFER)
+        .unwrap_or_else(|| panic!("two wrong digits did not take on_fail:\n{}", d.stderr()));
+    assert_eq!(queue_of(&inv), "fallback");
 }
 
 /// `schedule` node: `open` while its schedule is open, `closed` otherwise.
