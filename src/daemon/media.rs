@@ -153,7 +153,13 @@ impl Engine {
             } => {
                 let sock = match UdpSocket::bind(SocketAddr::new(self.bind_ip, port)).await {
                     Ok(s) => Arc::new(s),
-                    Err(e) => return warn!(leg, port, error = %e, "cannot bind RTP port"),
+                    Err(e) => {
+                        // Taken since the pool probed it: without media the
+                        // call is hung up, as on an RTP timeout.
+                        warn!(leg, port, error = %e, "cannot bind RTP port: ending the call");
+                        let _ = self.events.send(MediaEvent::Timeout { leg });
+                        return;
+                    }
                 };
                 let mut readers = vec![tokio::spawn(read_loop(
                     leg,

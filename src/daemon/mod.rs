@@ -86,7 +86,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     // how many): each owns the calls whose Call-ID hashes to it, and all
     // share the lock-free router.
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
-    let mut endpoints = crate::endpoint::Shared::endpoints(&cfg, workers, now());
+    let bind_ip = rtp_ip(&cfg);
+    let ports = shards::rtp_pool(cfg.server.rtp_ports.clone(), bind_ip);
+    let mut endpoints = crate::endpoint::Shared::endpoints_with_ports(&cfg, workers, now(), ports);
     let metrics = crate::metrics::Metrics::new();
     for ep in &mut endpoints {
         ep.set_metrics(metrics.clone());
@@ -115,11 +117,6 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
 
-    let bind_ip = cfg
-        .server
-        .sip
-        .first()
-        .map_or(cfg.server.advertise, |l| l.addr.ip());
     let rtp_timeout = Duration::from_secs(cfg.server.rtp_timeout_s);
     let mut media = media::spawn(bind_ip, rtp_timeout, metrics.clone());
     let outlets = shards::Outlets {
@@ -357,6 +354,14 @@ fn merge_queue_views(per_shard: Vec<Vec<crate::admin::QueueView>>) -> Vec<crate:
     merged
 }
 
+/// The address RTP legs bind on: the first SIP listener's.
+fn rtp_ip(cfg: &Config) -> std::net::IpAddr {
+    cfg.server
+        .sip
+        .first()
+        .map_or(cfg.server.advertise, |l| l.addr.ip())
+}
+
 fn now() -> Now {
     Now {
         mono: Instant::now(),
@@ -390,7 +395,7 @@ pub async fn reload(path: &std::path::Path, old: &Arc<Config>, shards: &Shards) 
             }
             let changed = config::diff(old, &new);
             let new = Arc::new(new);
-            if let Err(e) = shards::reload_all(shards, new.clone(), old).await {
+            if let Err(e) = shards::reload_all(shards, new.clone(), old, rtp_ip(&new)).await {
                 error!(
                     error = e,
                     "reload rejected, old configuration stays in force"

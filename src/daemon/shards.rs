@@ -289,6 +289,16 @@ impl ShardTask {
     }
 }
 
+/// The RTP port pool of `range`, skipping pairs another process holds on
+/// `ip` (tried with a bind that is let go at once).
+pub fn rtp_pool(range: std::ops::RangeInclusive<u16>, ip: std::net::IpAddr) -> PortPool {
+    let probe = move |p: crate::media::PortPair| {
+        let free = |port| std::net::UdpSocket::bind((ip, port)).is_ok();
+        free(p.rtp) && free(p.rtcp())
+    };
+    PortPool::with_probe(range, Arc::new(probe))
+}
+
 /// Runs `f`; false if it panicked (the panic is caught).
 fn contained(f: impl FnOnce()) -> bool {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok()
@@ -314,6 +324,7 @@ pub async fn reload_all(
     shards: &Shards,
     cfg: Arc<Config>,
     old: &Arc<Config>,
+    rtp_ip: std::net::IpAddr,
 ) -> Result<(), &'static str> {
     let t = now();
     let stand_in = Arc::new(crate::endpoint::stand_in_router(t));
@@ -347,7 +358,7 @@ pub async fn reload_all(
         None => (old.clone(), Vec::new(), false),
     };
     let ports = (cfg.server.rtp_ports != old.server.rtp_ports)
-        .then(|| PortPool::new(cfg.server.rtp_ports.clone()));
+        .then(|| rtp_pool(cfg.server.rtp_ports.clone(), rtp_ip));
     let router = router.unwrap_or(stand_in);
     let mut by_shard = outputs_by_shard(out, shards.len());
     for (i, tx) in resumes {

@@ -119,7 +119,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// A stand-alone endpoint: the only shard, owning every call.
     pub fn new(cfg: Arc<Config>, now: Now) -> Endpoint {
-        let shared = Shared::new(&cfg, now);
+        let shared = Shared::new(&cfg, now, PortPool::new(cfg.server.rtp_ports.clone()));
         let router = Arc::new(routing::new_router(&cfg, now.mono));
         Endpoint::with_shared(cfg, now, shared, router, ShardId::SOLE)
     }

@@ -148,10 +148,10 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub(super) fn new(cfg: &crate::config::Config, now: super::Now) -> Shared {
+    pub(super) fn new(cfg: &crate::config::Config, now: super::Now, ports: PortPool) -> Shared {
         Shared {
             registrar: Arc::new(Mutex::new(super::calls::build_registrar(cfg, now))),
-            ports: PortPool::new(cfg.server.rtp_ports.clone()),
+            ports,
             calls: Arc::default(),
             agents_seen: Arc::default(),
             service: Arc::default(),
@@ -164,7 +164,18 @@ impl Shared {
         count: usize,
         now: super::Now,
     ) -> Vec<Endpoint> {
-        let shared = Shared::new(cfg, now);
+        let ports = PortPool::new(cfg.server.rtp_ports.clone());
+        Shared::endpoints_with_ports(cfg, count, now, ports)
+    }
+
+    /// The same, with RTP ports from `ports` (the daemon's probes them).
+    pub fn endpoints_with_ports(
+        cfg: &Arc<crate::config::Config>,
+        count: usize,
+        now: super::Now,
+        ports: PortPool,
+    ) -> Vec<Endpoint> {
+        let shared = Shared::new(cfg, now, ports);
         let router = Arc::new(super::routing::new_router(cfg, now.mono));
         let count = count.max(1);
         (0..count)

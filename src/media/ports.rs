@@ -30,10 +30,24 @@ struct PoolState {
     cursor: u16,
 }
 
+/// Says whether a pair can be bound now (another process may hold a port
+/// of the range). The daemon sets one; sans-IO tests run without.
+pub type Probe = Arc<dyn Fn(PortPair) -> bool + Send + Sync>;
+
 /// Shared pool of port pairs. Cloning shares the same pool.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PortPool {
     state: Arc<Mutex<PoolState>>,
+    probe: Option<Probe>,
+}
+
+impl std::fmt::Debug for PortPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortPool")
+            .field("state", &self.state)
+            .field("probe", &self.probe.is_some())
+            .finish()
+    }
 }
 
 impl PortPool {
@@ -50,12 +64,40 @@ impl PortPool {
                 free,
                 cursor: first,
             })),
+            probe: None,
+        }
+    }
+
+    /// The same, skipping pairs `probe` finds taken (by another process):
+    /// a caller is never answered with a port sipacd cannot bind.
+    pub fn with_probe(range: RangeInclusive<u16>, probe: Probe) -> Self {
+        PortPool {
+            probe: Some(probe),
+            ..PortPool::new(range)
         }
     }
 
     /// Leases a pair, or `None` when the range is exhausted (the caller
-    /// answers 503 rather than failing).
+    /// answers 503 rather than failing). A pair the probe finds taken goes
+    /// back to the pool behind the cursor (tried again a round later).
     pub fn allocate(&self) -> Option<PortLease> {
+        let tries = self.available();
+        for _ in 0..=tries {
+            let lease = self.take_next()?;
+            match &self.probe {
+                Some(probe) if !probe(lease.pair) => {
+                    tracing::warn!(
+                        port = lease.pair.rtp,
+                        "RTP port pair in use by another process: skipped"
+                    );
+                }
+                _ => return Some(lease),
+            }
+        }
+        None
+    }
+
+    fn take_next(&self) -> Option<PortLease> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let port = st
             .free
@@ -109,6 +151,24 @@ impl Drop for PortLease {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn pairs_the_probe_finds_taken_are_skipped_and_kept() {
+        let taken = Arc::new(Mutex::new(HashSet::from([20000u16])));
+        let t = taken.clone();
+        let probe: Probe = Arc::new(move |p| !t.lock().unwrap().contains(&p.rtp));
+        let pool = PortPool::with_probe(20000..=20005, probe);
+        let a = pool.allocate().unwrap();
+        assert_eq!(a.pair().rtp, 20002, "20000 is taken: skipped");
+        assert_eq!(pool.available(), 2, "the taken pair stays in the pool");
+        let b = pool.allocate().unwrap();
+        assert_eq!(b.pair().rtp, 20004);
+        // Only the taken pair is left: no lease while it stays taken...
+        assert!(pool.allocate().is_none());
+        // ...and it is handed out once its squatter is gone.
+        taken.lock().unwrap().clear();
+        assert_eq!(pool.allocate().unwrap().pair().rtp, 20000);
+    }
 
     #[test]
     fn pairs_are_even_and_inside_the_range() {
