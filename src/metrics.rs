@@ -157,38 +157,64 @@ pub fn method_label(m: &rsip::Method) -> &'static str {
     }
 }
 
-impl Metrics {
-    pub fn new() -> Arc<Metrics> {
-        Arc::new(Metrics::default())
-    }
+/// One shard's handles on the SIP counters it has used. After the first
+/// message of a kind, counting one is an atomic add on that series instead
+/// of a lookup in the family's map behind its lock, which every shard would
+/// take for every message.
+#[derive(Debug, Default)]
+pub struct SipCounters {
+    requests: std::collections::HashMap<(&'static str, &'static str), Counter>,
+    responses: std::collections::HashMap<(&'static str, &'static str, u16), Counter>,
+}
 
+impl SipCounters {
     /// Counts one SIP message; `direction` is `in` or `out`.
-    pub fn count_sip(&self, direction: &'static str, msg: &rsip::SipMessage) {
+    pub fn count_sip(&mut self, m: &Metrics, direction: &'static str, msg: &rsip::SipMessage) {
         match msg {
             rsip::SipMessage::Request(r) => {
-                self.sip_requests
-                    .get_or_create(&RequestLabels {
-                        direction,
-                        method: method_label(&r.method),
+                let method = method_label(&r.method);
+                self.requests
+                    .entry((direction, method))
+                    .or_insert_with(|| {
+                        m.sip_requests
+                            .get_or_create(&RequestLabels { direction, method })
+                            .clone()
                     })
                     .inc();
             }
             rsip::SipMessage::Response(r) => {
                 let method =
                     crate::sip::headers::cseq(r).map_or("other", |(_, m)| method_label(&m));
-                self.count_response(direction, method, r.status_code.code());
+                self.count_response(m, direction, method, r.status_code.code());
             }
         }
     }
 
-    pub fn count_response(&self, direction: &'static str, method: &'static str, code: u16) {
-        self.sip_responses
-            .get_or_create(&ResponseLabels {
-                direction,
-                method,
-                code,
+    pub fn count_response(
+        &mut self,
+        m: &Metrics,
+        direction: &'static str,
+        method: &'static str,
+        code: u16,
+    ) {
+        self.responses
+            .entry((direction, method, code))
+            .or_insert_with(|| {
+                m.sip_responses
+                    .get_or_create(&ResponseLabels {
+                        direction,
+                        method,
+                        code,
+                    })
+                    .clone()
             })
             .inc();
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        Arc::new(Metrics::default())
     }
 
     pub fn queue_event(family: &Family<QueueLabel, Counter>, queue: &str) {
@@ -442,7 +468,9 @@ mod tests {
         let m = Metrics::new();
         Metrics::queue_event(&m.queue_offered, "sales");
         Metrics::queue_event(&m.queue_offered, "sales");
-        m.count_response("out", "INVITE", 404);
+        let mut sip = SipCounters::default();
+        sip.count_response(&m, "out", "INVITE", 404);
+        sip.count_response(&m, "out", "INVITE", 404); // the cached handle
         m.routing_seconds.observe(2e-6);
         m.reload(false);
         let text = m.render(
@@ -457,7 +485,7 @@ mod tests {
             "sipacd_queue_callers_waiting{queue=\"sales\"} 3",
             "sipacd_queue_longest_wait_seconds{queue=\"sales\"} 12.5",
             "sipacd_agents{state=\"paused\"} 0",
-            "sipacd_sip_responses_total{direction=\"out\",method=\"INVITE\",code=\"404\"} 1",
+            "sipacd_sip_responses_total{direction=\"out\",method=\"INVITE\",code=\"404\"} 2",
             "sipacd_routing_decision_seconds_count 1",
             "sipacd_config_reloads_total{result=\"failed\"} 1",
             "sipacd_config_reloads_total{result=\"ok\"} 0",

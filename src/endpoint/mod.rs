@@ -106,6 +106,8 @@ pub struct Endpoint {
     pub stats: EndpointStats,
     /// Prometheus counters (atomics, shared with `/metrics`).
     metrics: Arc<crate::metrics::Metrics>,
+    /// This shard's handles on the SIP counters of `metrics`.
+    sip_counts: crate::metrics::SipCounters,
     /// This shard's count in `metrics.shard_decisions`.
     decisions: prometheus_client::metrics::counter::Counter,
     /// Queue events: per-queue counters and queue_log lines.
@@ -164,6 +166,7 @@ impl Endpoint {
             stats: EndpointStats::default(),
             metrics: Arc::default(),
             decisions: Default::default(),
+            sip_counts: Default::default(),
             qlog: Default::default(),
             records: Default::default(),
             events: Default::default(),
@@ -253,7 +256,7 @@ impl Endpoint {
         self.stats.count_in();
         let parsed = crate::sip::message::parse(bytes);
         if let Ok(msg) = &parsed {
-            self.metrics.count_sip("in", msg);
+            self.sip_counts.count_sip(&self.metrics, "in", msg);
         }
         match parsed {
             Ok(rsip::SipMessage::Request(req)) => self.on_request(req, from, now),
@@ -266,7 +269,8 @@ impl Endpoint {
                     // "SIP/2.0 400 ...": the method is unknown, it did not parse.
                     let code = resp.get(8..11).and_then(|c| std::str::from_utf8(c).ok());
                     if let Some(code) = code.and_then(|c| c.parse().ok()) {
-                        self.metrics.count_response("out", "other", code);
+                        self.sip_counts
+                            .count_response(&self.metrics, "out", "other", code);
                     }
                     self.out.push_bytes(from, Bytes::from(resp));
                 }
@@ -335,7 +339,7 @@ impl Endpoint {
     /// Next message to put on the wire.
     pub fn poll_transmit(&mut self) -> Option<(Peer, Bytes)> {
         while let Some(t) = self.txn.poll_transmit() {
-            self.metrics.count_sip("out", &t.msg);
+            self.sip_counts.count_sip(&self.metrics, "out", &t.msg);
             self.out.push_msg(t.to, &t.msg);
         }
         self.out.pop()

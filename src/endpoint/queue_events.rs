@@ -109,6 +109,8 @@ impl Endpoint {
             .shard_decisions
             .get_or_create(&crate::metrics::ShardLabel { shard })
             .clone();
+        // Handles into the old registry count nowhere now.
+        self.sip_counts = Default::default();
         self.metrics = m;
     }
 
