@@ -189,6 +189,7 @@ impl Endpoint {
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %ck.0, %agent, code, "agent refused the call");
+            self.touch_agent(&agent);
             let r = self.timed(|r| r.rejected(&agent, acd, now.mono));
             self.acd_result(r, now);
         }
@@ -238,7 +239,7 @@ impl Endpoint {
             c.agent_id = Some(agent.clone());
             c.acd
         }) {
-            self.agents_touched();
+            self.touch_agent(&agent);
             if let Err(e) = self.router.answered(&agent, acd, now.mono) {
                 debug!(error = %e, "router did not expect this answer");
             }
@@ -260,6 +261,7 @@ impl Endpoint {
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %ck.0, %agent, "ring no answer: agent paused (rona)");
+            self.touch_agent(&agent);
             self.q_ring_no_answer(ck, &agent, now);
             let r = self.timed(|r| r.ring_no_answer(&agent, acd, now.mono));
             if r.is_ok() {
@@ -293,6 +295,7 @@ impl Endpoint {
                 self.legs.remove(&l);
                 self.media(MediaCommand::Close { leg: l });
             }
+            self.touch_agent(&leg.agent_id);
             if let Some(acd) = acd {
                 let r = self.timed(|r| r.call_ended(&leg.agent_id, acd, now.mono));
                 self.acd_result(r, now);

@@ -501,7 +501,9 @@ impl Endpoint {
         self.q_caller_gone(ck, now);
         self.record_end(ck, now);
         // The caller is gone: CANCEL or BYE the agent's leg, free the agent.
-        self.release_agent_leg(ck, now);
+        if let Some(agent) = self.release_agent_leg(ck, now) {
+            self.touch_agent(&agent);
+        }
         self.acd_caller_gone(ck, now);
         if let Some(leg) = self.calls.get(ck).and_then(|c| c.leg) {
             self.legs.remove(&leg);

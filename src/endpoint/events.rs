@@ -116,8 +116,11 @@ pub enum EventKind {
 #[derive(Debug, Default)]
 pub struct EventBook {
     out: VecDeque<LiveEvent>,
-    /// The router was told something since the last comparison.
-    agents_dirty: bool,
+    /// Agents named in what the router was told or answered since the
+    /// last comparison: only they can have changed state.
+    agents_touched: Vec<String>,
+    /// Compare every agent (reload, shifts re-read, the periodic sweep).
+    agents_all: bool,
     /// IVR nodes already reported per call.
     ivr_seen: HashMap<CallKey, usize>,
 }
@@ -175,7 +178,7 @@ impl Endpoint {
         // The shard that changed an agent reports it, before it hands any
         // offer over to another shard: a state is not missed for lasting
         // less than another shard's turn.
-        if std::mem::take(&mut self.events.agents_dirty) {
+        if self.events.agents_all || !self.events.agents_touched.is_empty() {
             self.compare_agents(now);
         }
         self.events.out.pop_front()
@@ -191,27 +194,50 @@ impl Endpoint {
         self.events.out.push_back(LiveEvent { ts, ts_ms, kind });
     }
 
-    /// The router was told something: agents may have changed state.
-    pub(super) fn agents_touched(&mut self) {
-        self.events.agents_dirty = true;
+    /// The router was told something about `agent`, or named it in an
+    /// output: its state may have changed.
+    pub(super) fn touch_agent(&mut self, agent: &str) {
+        self.events.agents_touched.push(agent.to_owned());
     }
 
-    /// Reports every agent whose state or pause reason differs from the
-    /// last report. Only a changed agent costs an allocation.
+    /// Any agent may have changed (reload, shifts, the periodic sweep that
+    /// also catches an agent freed by a caller whose offer was still being
+    /// handed over between shards).
+    pub(super) fn touch_all_agents(&mut self) {
+        self.events.agents_all = true;
+    }
+
+    /// Reports every touched agent (or every agent) whose state or pause
+    /// reason differs from the last report. Only a changed agent costs an
+    /// allocation; a turn costs O(agents touched), not O(agents).
     fn compare_agents(&mut self, now: Now) {
+        let all = std::mem::take(&mut self.events.agents_all);
+        let mut touched = std::mem::take(&mut self.events.agents_touched);
         let mut changed = Vec::new();
         let mut seen_lock = super::shard::lock(&self.shared.agents_seen);
         let seen = &*seen_lock;
-        self.router.visit_agent_states(|id, state, reason| {
+        let mut check = |id: &str, state: crate::acd::AgentState, reason: Option<&str>| {
             let state = state.as_str();
             let reason = reason.filter(|r| !r.is_empty());
             let same = seen
-                .get(&**id)
+                .get(id)
                 .is_some_and(|s| s.state == state && s.reason.as_deref() == reason);
             if !same {
                 changed.push((id.to_string(), state, reason.map(str::to_owned)));
             }
-        });
+        };
+        if all {
+            self.router
+                .visit_agent_states(|id, state, reason| check(id, state, reason));
+        } else {
+            touched.sort_unstable();
+            touched.dedup();
+            for id in &touched {
+                if let Some(st) = self.router.agent(id) {
+                    check(id, st.state, st.pause_reason.as_deref());
+                }
+            }
+        }
         let since_ms = unix_ms(now.wall);
         let kinds: Vec<EventKind> = changed
             .into_iter()

@@ -219,6 +219,7 @@ impl Endpoint {
             self.ports = ports;
         }
         self.cfg = cfg;
+        self.touch_all_agents();
         if self.shard.is_primary() {
             calls::update_registrar(&mut shard::lock(&self.shared.registrar), &self.cfg);
         }
@@ -305,6 +306,9 @@ impl Endpoint {
                 if !registered {
                     self.agent_reachable(&user, false, now);
                 }
+            }
+            if self.shard.is_primary() {
+                self.touch_all_agents();
             }
             self.housekeeping_at = now.mono + HOUSEKEEPING;
         }

@@ -94,7 +94,16 @@ impl Endpoint {
     /// such agent): those outputs join the queue of the outermost call
     /// instead of recursing, so the stack stays flat however long the chain.
     pub(super) fn apply_acd(&mut self, outputs: Vec<Output>, now: Now) {
-        self.agents_touched();
+        for o in &outputs {
+            match o {
+                Output::Offer(offer) => self.touch_agent(&offer.agent),
+                Output::Arm {
+                    timer: Timer::RingTimeout { agent, .. } | Timer::WrapupEnd { agent, .. },
+                    ..
+                } => self.touch_agent(agent),
+                _ => {}
+            }
+        }
         self.acd_pending.extend(outputs);
         if self.acd_applying {
             return;
@@ -160,6 +169,9 @@ impl Endpoint {
     /// Router timers that are due.
     pub(super) fn acd_timeouts(&mut self, now: Now) {
         for timer in self.acd_timers.due(now.mono) {
+            if let Timer::RingTimeout { agent, .. } | Timer::WrapupEnd { agent, .. } = &timer {
+                self.touch_agent(agent);
+            }
             let out = self.timed(|r| r.timer(&timer, now.mono));
             self.apply_acd(out, now);
         }
@@ -167,6 +179,7 @@ impl Endpoint {
             self.shift_check_at = now.mono + SHIFT_CHECK;
             // Agents are shared: the primary re-reads their shifts.
             if self.shard.is_primary() {
+                self.touch_all_agents();
                 let out = self.timed(|r| r.refresh_shifts(now.mono, wall(now)));
                 self.apply_acd(out, now);
             }
@@ -176,6 +189,7 @@ impl Endpoint {
     /// An agent's phone is reachable (registered, or its static contact
     /// answers pings) or no longer is.
     pub(super) fn agent_reachable(&mut self, agent: &str, reachable: bool, now: Now) {
+        self.touch_agent(agent);
         let out = if reachable {
             self.timed(|r| r.agent_registered(agent, now.mono, wall(now)))
         } else {

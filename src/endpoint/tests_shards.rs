@@ -153,17 +153,30 @@ fn an_agent_freed_on_one_shard_takes_a_caller_waiting_on_the_other() {
 fn a_caller_who_hangs_up_before_the_handover_frees_the_agent() {
     let mut s = Sharded::new(2);
     let c1 = s.call_id_on("h1", 1);
-    // Agent 2002 unreachable for this test: paused over the admin path.
-    let pause = crate::admin::AgentStateRequest::Paused {
+    let paused = || crate::admin::AgentStateRequest::Paused {
         reason: Some("x".into()),
     };
     let now = s.h.now;
-    s.eps[0].set_agent_state("2002", pause, now).unwrap();
-    let pause = crate::admin::AgentStateRequest::Paused {
-        reason: Some("x".into()),
-    };
-    s.eps[0].set_agent_state("2001", pause, now).unwrap();
+    s.eps[0].set_agent_state("2002", paused(), now).unwrap();
+    s.eps[0].set_agent_state("2001", paused(), now).unwrap();
     let (tag, _) = s.queued(&c1);
+    // The last agent_state event of 2001 any shard reports (as the daemon
+    // does at the end of each turn).
+    let last_state = |s: &mut Sharded| {
+        let now = s.h.now;
+        let mut last = None;
+        for ep in &mut s.eps {
+            while let Some(ev) = ep.poll_event(now) {
+                if let super::super::EventKind::AgentState { agent, state, .. } = ev.kind {
+                    if agent == "2001" {
+                        last = Some(state);
+                    }
+                }
+            }
+        }
+        last
+    };
+    assert_eq!(last_state(&mut s), Some("paused"));
     // Unpausing 2001 on shard 0 decides an offer for shard 1's caller...
     let now = s.h.now;
     s.eps[0]
@@ -174,6 +187,7 @@ fn a_caller_who_hangs_up_before_the_handover_frees_the_agent() {
         matches!(handover, Some((1, crate::acd::Output::Offer(_)))),
         "{handover:?}"
     );
+    assert_eq!(last_state(&mut s), Some("ringing"), "shard 0 decided it");
     // ...but the caller hangs up on shard 1 before it arrives.
     let phone = s.h.phone;
     s.deliver(phone, &in_dialog("BYE", "1500", &c1, &tag, 2, "z9hG4bKbh"));
@@ -188,6 +202,16 @@ fn a_caller_who_hangs_up_before_the_handover_frees_the_agent() {
     let a = agents.iter().find(|a| a.id == "2001").unwrap();
     assert_eq!(a.state, "available", "the router freed the agent itself");
     assert_eq!(s.eps[0].active_calls() + s.eps[1].active_calls(), 0);
+    // Shard 1, handed an offer for a caller it no longer has, still looks
+    // at the agent named in it, and reports it available again.
+    assert_eq!(last_state(&mut s), Some("available"));
+    // The primary's periodic sweep of every agent finds nothing new.
+    s.h.now.mono += Duration::from_secs(1);
+    s.h.now.wall += Duration::from_secs(1);
+    for ep in &mut s.eps {
+        ep.handle_timeout(s.h.now);
+    }
+    assert_eq!(last_state(&mut s), None);
 }
 
 #[test]

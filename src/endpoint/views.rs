@@ -103,6 +103,7 @@ impl Endpoint {
                 AdminState::Available
             }
         };
+        self.touch_agent(id);
         let r = self.timed(|r| r.set_state(id, state, now.mono));
         if r.is_ok() {
             self.q_agent_paused(id, paused.as_deref(), now);
