@@ -1,12 +1,18 @@
 //! Handling a typical INVITE end to end inside the sans-IO endpoint: parse,
-//! transaction, number lookup, SDP answer, 100 and 200 serialised; then the
-//! ACK and BYE that finish the call. Prints criterion's time per call.
+//! transaction, number lookup, SDP answer, 100 and 200 serialised, the
+//! caller queued (a routing decision); then the ACK and BYE that finish the
+//! call (another). Prints criterion's time per call.
+//!
+//! `sharded/N`: the same calls through N shards sharing one router, one
+//! thread each (as the daemon runs one shard per tokio worker), each shard
+//! fed calls whose Call-IDs hash to it. `elem/s` = calls per second across
+//! the shards: how the signalling side scales with workers.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sipacd::endpoint::{Endpoint, Now};
+use sipacd::endpoint::{shard_of_call_id, Endpoint, Now, Shared};
 use sipacd::sip::Peer;
 
 const CONFIG: &str = r#"
@@ -26,6 +32,25 @@ to = "queue:support"
 
 fn msg(text: &str) -> Vec<u8> {
     text.replace('\n', "\r\n").into_bytes()
+}
+
+/// One call through `ep`, whose Call-ID is `bench-{i}@127.0.0.1`.
+fn one_call(ep: &mut Endpoint, i: u64, phone: Peer, now: &impl Fn() -> Now) {
+    let mut tag = None;
+    ep.handle_inbound(&invite(i), phone, now());
+    while let Some((_, bytes)) = ep.poll_transmit() {
+        if bytes.starts_with(b"SIP/2.0 200") {
+            tag = to_tag(&bytes);
+        }
+    }
+    let tag = tag.expect("answered");
+    ep.handle_inbound(&in_dialog("ACK", i, &tag, 1), phone, now());
+    ep.handle_inbound(&in_dialog("BYE", i, &tag, 2), phone, now());
+    while ep.poll_transmit().is_some() {}
+    while ep.poll_media().is_some() {}
+    while ep.poll_record().is_some() {}
+    while ep.poll_event(now()).is_some() {}
+    while ep.poll_foreign().is_some() {}
 }
 
 fn invite(i: u64) -> Vec<u8> {
@@ -84,19 +109,39 @@ fn bench(c: &mut Criterion) {
     g.bench_function("invite_200_ack_bye", |b| {
         b.iter(|| {
             i += 1;
-            let mut tag = None;
-            ep.handle_inbound(&invite(i), phone, now());
-            while let Some((_, bytes)) = ep.poll_transmit() {
-                if bytes.starts_with(b"SIP/2.0 200") {
-                    tag = to_tag(&bytes);
-                }
-            }
-            let tag = tag.expect("answered");
-            ep.handle_inbound(&in_dialog("ACK", i, &tag, 1), phone, now());
-            ep.handle_inbound(&in_dialog("BYE", i, &tag, 2), phone, now());
-            while ep.poll_transmit().is_some() {}
+            one_call(&mut ep, i, phone, &now);
         })
     });
+    g.finish();
+
+    let cfg = Arc::new(ep.config().as_ref().clone());
+    drop(ep);
+    let mut g = c.benchmark_group("sharded");
+    for n in [1usize, 2] {
+        let mut shards = Shared::endpoints(&cfg, n, now());
+        // Call numbers per shard, so each shard only gets its own calls.
+        let mut next: Vec<u64> = vec![0; n];
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("{n}"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for (k, (ep, seq)) in shards.iter_mut().zip(next.iter_mut()).enumerate() {
+                        s.spawn(move || {
+                            for _ in 0..iters {
+                                *seq += 1;
+                                while shard_of_call_id(&format!("bench-{seq}@127.0.0.1"), n) != k {
+                                    *seq += 1;
+                                }
+                                one_call(ep, *seq, phone, &now);
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);
 }
