@@ -97,9 +97,9 @@ pub(crate) struct Meta {
     pub busy: Option<Busy>,
     pub calls_taken: u64,
     pub last_call_end: Option<Instant>,
-    /// The entries this agent has in pools (pool index, entry), so a new
-    /// stay replaces them instead of piling up.
-    pub indexed: Vec<(u32, super::pool::Entry)>,
+    /// Has entries in its pools: whoever moves it out of `Available` (or
+    /// `Deciding`) removes them, under this mutex.
+    pub pooled: bool,
 }
 
 impl Meta {
@@ -117,11 +117,20 @@ impl Meta {
     }
 }
 
+/// One pool an agent is eligible for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolLink {
+    pub pool: u32,
+    /// The agent's number among the pool's members.
+    pub member: u32,
+    /// Skill score for the pool's required skills.
+    pub score: u32,
+}
+
 /// What an agent is eligible for, fixed between reloads.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Links {
-    /// (pool index, skill score for that pool's required skills).
-    pub pools: Vec<(u32, u32)>,
+    pub pools: Vec<PoolLink>,
     pub lanes: Vec<u32>,
 }
 

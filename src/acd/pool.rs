@@ -1,15 +1,24 @@
 //! A pool: the available agents eligible for one (strategy, skills) pair,
-//! kept sorted by the strategy's order so the best is found in O(log n).
+//! kept in the strategy's order so the best is found at once.
+//!
+//! Every agent has a fixed *member* number in each of its pools (its rank
+//! among the pool's agents by index), so a pool finds an agent's entry in
+//! O(1) through a member-indexed position array, never by a search.
+//! Ordered strategies keep a 4-ary min-heap of entries: adding an agent
+//! whose key sorts last (longest idle: the one who just hung up) touches
+//! the tail and its parent only, and removing one moves the last entry
+//! into its place, which rarely travels far. Round robin keeps a bitset
+//! over members (member order = index order), scanned from the cursor.
 
 use super::agent::{Slot, Tag};
 use crate::config::Strategy;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// `(key1, key2, agent index, epoch)`: smaller sorts first = better.
-pub(crate) type Entry = (u64, u64, u32, u32);
+/// `(key1, key2, agent index)`: smaller sorts first = better.
+pub(crate) type Key = (u64, u64, u32);
 
 /// The inputs of an agent's sort key, read under its `meta`.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +50,7 @@ pub(crate) fn idle_key(base: Instant, last_call_end: Option<Instant>) -> u64 {
 }
 
 /// The sort key of `k` under `strategy` (ties: longest idle, then index).
-pub(crate) fn entry(strategy: Strategy, base: Instant, seed: u64, k: KeyInput) -> Entry {
+pub(crate) fn key(strategy: Strategy, base: Instant, seed: u64, k: KeyInput) -> Key {
     let idle = idle_key(base, k.last_call_end);
     let (k1, k2) = match strategy {
         Strategy::LongestIdle => (idle, 0),
@@ -50,40 +59,215 @@ pub(crate) fn entry(strategy: Strategy, base: Instant, seed: u64, k: KeyInput) -
         Strategy::RoundRobin => (u64::from(k.idx), 0),
         Strategy::Random => (random_key(seed, k.idx, k.epoch), 0),
     };
-    (k1, k2, k.idx, k.epoch)
+    (k1, k2, k.idx)
+}
+
+/// Marks a member that has no entry.
+const NONE: u32 = u32::MAX;
+/// Heap arity: the 4 children of a node share one or two cache lines.
+const D: usize = 4;
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    key: Key,
+    member: u32,
+}
+
+/// The available members, in the strategy's order.
+#[derive(Debug)]
+enum Set {
+    /// Min-heap of entries; `pos[member]` = its place in `heap` or `NONE`.
+    Heap { heap: Vec<Node>, pos: Vec<u32> },
+    /// Round robin: bit per member, plus a bit per non-zero word.
+    Bits {
+        words: Vec<u64>,
+        summary: Vec<u64>,
+        len: usize,
+    },
+}
+
+impl Set {
+    fn new(strategy: Strategy, members: usize) -> Set {
+        if strategy == Strategy::RoundRobin {
+            let words = members.div_ceil(64);
+            Set::Bits {
+                words: vec![0; words],
+                summary: vec![0; words.div_ceil(64)],
+                len: 0,
+            }
+        } else {
+            Set::Heap {
+                heap: Vec::with_capacity(members),
+                pos: vec![NONE; members],
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Set::Heap { heap, .. } => heap.len(),
+            Set::Bits { len, .. } => *len,
+        }
+    }
+}
+
+fn sift_up(heap: &mut [Node], pos: &mut [u32], mut i: usize) {
+    let Some(&n) = heap.get(i) else { return };
+    while i > 0 {
+        let p = (i - 1) / D;
+        let Some(&up) = heap.get(p) else { break };
+        if up.key <= n.key {
+            break;
+        }
+        heap[i] = up;
+        set_pos(pos, up.member, i);
+        i = p;
+    }
+    heap[i] = n;
+    set_pos(pos, n.member, i);
+}
+
+fn sift_down(heap: &mut [Node], pos: &mut [u32], mut i: usize) {
+    let Some(&n) = heap.get(i) else { return };
+    loop {
+        let first = i * D + 1;
+        let Some(kids) = heap.get(first..(first + D).min(heap.len())) else {
+            break;
+        };
+        let Some((c, best)) = kids
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, k)| k.key)
+            .map(|(c, k)| (first + c, *k))
+        else {
+            break;
+        };
+        if best.key >= n.key {
+            break;
+        }
+        heap[i] = best;
+        set_pos(pos, best.member, i);
+        i = c;
+    }
+    heap[i] = n;
+    set_pos(pos, n.member, i);
+}
+
+fn set_pos(pos: &mut [u32], member: u32, i: usize) {
+    if let Some(p) = pos.get_mut(member as usize) {
+        *p = i as u32;
+    }
+}
+
+fn heap_remove(heap: &mut Vec<Node>, pos: &mut [u32], member: u32) {
+    let Some(p) = pos.get_mut(member as usize) else {
+        return;
+    };
+    let at = std::mem::replace(p, NONE) as usize;
+    if at >= heap.len() {
+        return;
+    }
+    let Some(last) = heap.pop() else { return };
+    if at < heap.len() {
+        heap[at] = last;
+        set_pos(pos, last.member, at);
+        sift_up(heap, pos, at);
+        // If it did not move up, it may have to move down.
+        if pos.get(last.member as usize) == Some(&(at as u32)) {
+            sift_down(heap, pos, at);
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct Pool {
     pub strategy: Strategy,
     pub skills: BTreeMap<String, u8>,
-    set: Mutex<BTreeSet<Entry>>,
+    /// Agent index of each member, ascending.
+    members: Vec<u32>,
+    set: Mutex<Set>,
     /// Round robin: 1 + index of the agent who last took a call here
     /// (0 = none yet).
     cursor: AtomicU64,
 }
 
+/// What a claim attempt made of one entry.
+enum Try {
+    Claimed(Arc<Slot>),
+    Pass,
+}
+
 impl Pool {
-    pub(crate) fn new(strategy: Strategy, skills: BTreeMap<String, u8>) -> Pool {
+    /// `members`: the eligible agents' indices, ascending.
+    pub(crate) fn new(strategy: Strategy, skills: BTreeMap<String, u8>, members: Vec<u32>) -> Pool {
         Pool {
             strategy,
             skills,
-            set: Mutex::new(BTreeSet::new()),
+            set: Mutex::new(Set::new(strategy, members.len())),
+            members,
             cursor: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeSet<Entry>> {
+    fn lock(&self) -> MutexGuard<'_, Set> {
         self.set.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Replaces the agent's previous entry (if any) with `new`.
-    pub(crate) fn replace(&self, old: Option<Entry>, new: Entry) {
+    /// Adds `member` with `key` (an entry it still had is replaced).
+    pub(crate) fn insert(&self, member: u32, key: Key) {
         let mut set = self.lock();
-        if let Some(old) = old {
-            set.remove(&old);
+        match &mut *set {
+            Set::Heap { heap, pos } => {
+                heap_remove(heap, pos, member);
+                if (member as usize) < pos.len() {
+                    heap.push(Node { key, member });
+                    let last = heap.len() - 1;
+                    sift_up(heap, pos, last);
+                }
+            }
+            Set::Bits {
+                words,
+                summary,
+                len,
+            } => {
+                let (w, b) = (member as usize / 64, member % 64);
+                if let Some(word) = words.get_mut(w) {
+                    if *word & (1 << b) == 0 {
+                        *word |= 1 << b;
+                        *len += 1;
+                    }
+                    if let Some(s) = summary.get_mut(w / 64) {
+                        *s |= 1 << (w % 64);
+                    }
+                }
+            }
         }
-        set.insert(new);
+    }
+
+    /// Removes `member`'s entry, if any.
+    pub(crate) fn remove(&self, member: u32) {
+        let mut set = self.lock();
+        match &mut *set {
+            Set::Heap { heap, pos } => heap_remove(heap, pos, member),
+            Set::Bits {
+                words,
+                summary,
+                len,
+            } => {
+                let (w, b) = (member as usize / 64, member % 64);
+                if let Some(word) = words.get_mut(w) {
+                    if *word & (1 << b) != 0 {
+                        *word &= !(1 << b);
+                        *len -= 1;
+                    }
+                    if *word == 0 {
+                        if let Some(s) = summary.get_mut(w / 64) {
+                            *s &= !(1 << (w % 64));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Round robin: remember who took the last call.
@@ -97,65 +281,168 @@ impl Pool {
         self.cursor.load(SeqCst).checked_sub(1).map(|c| c as u32)
     }
 
-    /// Claims the best available agent (its word becomes `Deciding`).
-    /// Stale entries met on the way are dropped; entries of agents another
-    /// thread is deciding on are skipped but kept (they may come back), and
-    /// so are the agents in `skip`.
+    /// Claims the best available agent (its word becomes `Deciding`),
+    /// skipping the agents in `skip` and those that are not `Available`
+    /// (claimed by another thread, or leaving: whoever moves an agent out
+    /// of `Available` removes its entries).
     pub(crate) fn claim(&self, agents: &[Arc<Slot>], skip: &[u32]) -> Option<Arc<Slot>> {
-        let mut set = self.lock();
-        let mut stale = Vec::new();
-        let mut found = None;
-        {
-            let mut try_entry = |e: &Entry| -> bool {
-                let (_, _, idx, epoch) = *e;
-                if skip.contains(&idx) {
-                    return false;
-                }
-                let Some(slot) = agents.get(idx as usize) else {
-                    stale.push(*e);
-                    return false;
-                };
-                loop {
-                    let w = slot.word();
-                    if w.epoch != epoch {
-                        stale.push(*e);
-                        return false;
-                    }
-                    match w.tag {
-                        Tag::Available => {
-                            if slot.try_claim(epoch) {
-                                found = Some(slot.clone());
-                                return true;
-                            }
-                            // Lost a race; look at the word again.
-                        }
-                        Tag::Deciding => return false,
-                        _ => {
-                            stale.push(*e);
-                            return false;
-                        }
-                    }
-                }
+        let set = self.lock();
+        let try_idx = |idx: u32| -> Try {
+            if skip.contains(&idx) {
+                return Try::Pass;
+            }
+            let Some(slot) = agents.get(idx as usize) else {
+                return Try::Pass;
             };
-            match (self.strategy, self.cursor()) {
-                (Strategy::RoundRobin, Some(c)) => {
-                    let after = (u64::from(c) + 1, 0, 0, 0);
-                    let _ = set.range(after..).any(&mut try_entry)
-                        || set.range(..after).any(&mut try_entry);
+            loop {
+                let w = slot.word();
+                if w.tag != Tag::Available {
+                    return Try::Pass;
                 }
-                _ => {
-                    let _ = set.iter().any(&mut try_entry);
+                if slot.try_claim(w.epoch) {
+                    return Try::Claimed(slot.clone());
+                }
+                // Lost a race; look at the word again.
+            }
+        };
+        match &*set {
+            Set::Heap { heap, .. } => {
+                let root = heap.first()?;
+                if let Try::Claimed(s) = try_idx(root.key.2) {
+                    return Some(s);
+                }
+                // Rare: walk on in order, best first, over the heap's
+                // frontier (children of the entries passed so far).
+                let mut frontier: Vec<usize> = (1..=D).filter(|&c| c < heap.len()).collect();
+                while let Some((fi, &at)) = frontier
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, &at)| heap.get(at).map(|n| n.key))
+                {
+                    frontier.swap_remove(fi);
+                    let Some(n) = heap.get(at) else { continue };
+                    if let Try::Claimed(s) = try_idx(n.key.2) {
+                        return Some(s);
+                    }
+                    frontier.extend((at * D + 1..=at * D + D).filter(|&c| c < heap.len()));
+                }
+                None
+            }
+            Set::Bits { words, summary, .. } => {
+                // Agents after the cursor first, then from the start.
+                let start = match self.cursor() {
+                    Some(c) => self.members.partition_point(|&a| a <= c),
+                    None => 0,
+                };
+                let mut at = start;
+                let mut wrapped = false;
+                loop {
+                    match next_bit(words, summary, at) {
+                        Some(m) if !wrapped || m < start => {
+                            let idx = self.members.get(m).copied().unwrap_or(u32::MAX);
+                            if let Try::Claimed(s) = try_idx(idx) {
+                                return Some(s);
+                            }
+                            at = m + 1;
+                        }
+                        _ if !wrapped && start > 0 => {
+                            wrapped = true;
+                            at = 0;
+                        }
+                        _ => return None,
+                    }
                 }
             }
         }
-        for e in stale {
-            set.remove(&e);
-        }
-        found
     }
 
-    /// Entries currently held (valid or not); for status and tests.
+    /// Entries currently held; for status and tests.
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
+    }
+}
+
+/// The first set bit at or after `from`.
+fn next_bit(words: &[u64], summary: &[u64], from: usize) -> Option<usize> {
+    let w = from / 64;
+    let first = words.get(w)? & (!0u64 << (from % 64));
+    if first != 0 {
+        return Some(w * 64 + first.trailing_zeros() as usize);
+    }
+    // Non-zero words after `w`, found through the summary.
+    let next = w + 1;
+    let mut s = next / 64;
+    let mut bits = summary.get(s)? & (!0u64 << (next % 64));
+    loop {
+        if bits != 0 {
+            let w = s * 64 + bits.trailing_zeros() as usize;
+            return Some(w * 64 + words.get(w)?.trailing_zeros() as usize);
+        }
+        s += 1;
+        bits = *summary.get(s)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_keeps_order_under_inserts_and_removes() {
+        let n = 300u32;
+        let mut heap = Vec::new();
+        let mut pos = vec![NONE; n as usize];
+        let mut live = std::collections::BTreeSet::new();
+        let mut s = 0x9E37_79B9u64;
+        for step in 0..5000u32 {
+            s = random_key(s, step, 0);
+            let m = (s % u64::from(n)) as u32;
+            if s % 3 == 0 {
+                heap_remove(&mut heap, &mut pos, m);
+                live.retain(|k: &(u64, u32)| k.1 != m);
+            } else {
+                let k = (s >> 40) % 50;
+                heap_remove(&mut heap, &mut pos, m);
+                live.retain(|k: &(u64, u32)| k.1 != m);
+                heap.push(Node {
+                    key: (k, 0, m),
+                    member: m,
+                });
+                let last = heap.len() - 1;
+                sift_up(&mut heap, &mut pos, last);
+                live.insert((k, m));
+            }
+            assert_eq!(heap.len(), live.len());
+            if let Some(&(k, m)) = live.iter().next() {
+                assert_eq!(heap[0].key, (k, 0, m));
+            }
+            for (i, nd) in heap.iter().enumerate() {
+                assert_eq!(pos[nd.member as usize], i as u32);
+                if i > 0 {
+                    assert!(heap[(i - 1) / D].key <= nd.key);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn next_bit_walks_set_bits_in_order() {
+        let n = 64 * 64 * 2 + 70;
+        let words_n = n / 64 + 1;
+        let mut words = vec![0u64; words_n];
+        let mut summary = vec![0u64; words_n.div_ceil(64)];
+        let set = [0usize, 5, 63, 64, 4095, 4096, 8000, n - 1];
+        for &b in &set {
+            words[b / 64] |= 1 << (b % 64);
+            summary[b / 64 / 64] |= 1 << ((b / 64) % 64);
+        }
+        let mut got = Vec::new();
+        let mut at = 0;
+        while let Some(b) = next_bit(&words, &summary, at) {
+            got.push(b);
+            at = b + 1;
+        }
+        assert_eq!(got, set);
+        assert_eq!(next_bit(&words, &summary, 6), Some(63));
     }
 }

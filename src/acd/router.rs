@@ -3,7 +3,7 @@
 
 use super::agent::{Busy, Meta, Slot, Tag, Word};
 use super::lane::Caller;
-use super::pool::{entry, KeyInput};
+use super::pool::{key, KeyInput};
 use super::topology::{AcdConfig, Topology};
 use super::{
     AcdError, AdminState, AgentState, AgentStatus, CallId, DivertReason, Offer, Output,
@@ -568,10 +568,10 @@ impl Router {
         let rest = meta.resting();
         match w.tag {
             Tag::Available => {
-                if rest != Tag::Available {
-                    // If a router thread claimed it first, that thread sees
-                    // the new meta (it locks it) and settles the agent.
-                    slot.leave_available(rest);
+                // If a router thread claimed it first, that thread sees
+                // the new meta (it locks it) and settles the agent.
+                if rest != Tag::Available && slot.leave_available(rest) {
+                    self.unpool(slot, meta);
                 }
             }
             Tag::LoggedOut | Tag::OffShift | Tag::Paused => {
@@ -607,37 +607,43 @@ impl Router {
         if self.take_best(slot, meta, e, now, out) != Take::NoCaller {
             return;
         }
-        let mut indexed = Vec::with_capacity(slot.links.pools.len());
-        for &(p, score) in &slot.links.pools {
-            let Some(pool) = self.topo.pools.get(p as usize) else {
+        for l in &slot.links.pools {
+            let Some(pool) = self.topo.pools.get(l.pool as usize) else {
                 continue;
             };
-            let new = entry(
+            let k = key(
                 pool.strategy,
                 self.base,
                 self.seed,
                 KeyInput {
                     idx: slot.idx,
                     epoch: e,
-                    score,
+                    score: l.score,
                     calls_taken: meta.calls_taken,
                     last_call_end: meta.last_call_end,
                 },
             );
-            let old = meta
-                .indexed
-                .iter()
-                .find(|(op, _)| *op == p)
-                .map(|(_, en)| *en);
-            pool.replace(old, new);
-            indexed.push((p, new));
+            pool.insert(l.member, k);
         }
-        meta.indexed = indexed;
+        meta.pooled = true;
         slot.set(Word {
             epoch: e,
             tag: Tag::Available,
         });
         self.recheck(slot, meta, e, now, out);
+    }
+
+    /// The agent (meta locked) left `Available`/`Deciding`: drop its pool
+    /// entries. Until then claimers skip them (its word is not `Available`).
+    fn unpool(&self, slot: &Slot, meta: &mut Meta) {
+        if !std::mem::take(&mut meta.pooled) {
+            return;
+        }
+        for l in &slot.links.pools {
+            if let Some(pool) = self.topo.pools.get(l.pool as usize) {
+                pool.remove(l.member);
+            }
+        }
     }
 
     /// After publishing (or putting back) an agent, look at its lanes again:
@@ -691,6 +697,7 @@ impl Router {
                 epoch: e,
                 tag: rest,
             });
+            self.unpool(slot, meta);
             return Take::Settled;
         }
         loop {
@@ -736,6 +743,7 @@ impl Router {
                 epoch: e,
                 tag: Tag::Ringing,
             });
+            self.unpool(slot, meta);
             out.push(Output::Offer(Offer {
                 agent: slot.id.clone(),
                 call: c.call,
@@ -793,7 +801,7 @@ impl Router {
         let carry = |id: &str| {
             let slot = old.agent(id)?;
             let mut meta = slot.meta().clone();
-            meta.indexed.clear();
+            meta.pooled = false;
             let mut w = slot.word();
             if w.tag.idle() {
                 // Re-entered into the new pools below.
@@ -814,7 +822,7 @@ impl Router {
             }
             let mut meta = meta;
             meta.removed = true;
-            meta.indexed.clear();
+            meta.pooled = false;
             topo.agent_by_id.insert(slot.id.to_string(), next);
             topo.agents.push(Arc::new(Slot::new(
                 slot.id.clone(),

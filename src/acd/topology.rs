@@ -2,7 +2,7 @@
 //! per relax level), the pools of eligible agents, and each agent's links.
 //! Rebuilt on reload; eligibility is computed once here, never per decision.
 
-use super::agent::{Links, Meta, Slot, Word};
+use super::agent::{Links, Meta, PoolLink, Slot, Word};
 use super::lane::Lane;
 use super::pool::Pool;
 use crate::config::{Agent, Config, Queue, Schedule};
@@ -104,8 +104,9 @@ impl Topology {
                     Some(p) => *p,
                     None => {
                         let p = pools.len() as u32;
-                        pool_agents.push(eligible_agents(&agent_cfgs, &by_skill, &key.1));
-                        pools.push(Pool::new(q.strategy, key.1.clone()));
+                        let members = eligible_agents(&agent_cfgs, &by_skill, &key.1);
+                        pools.push(Pool::new(q.strategy, key.1.clone(), members.clone()));
+                        pool_agents.push(members);
                         pool_ids.insert(key, p);
                         p
                     }
@@ -131,13 +132,17 @@ impl Topology {
         }
         let mut links: Vec<Links> = vec![Links::default(); agent_cfgs.len()];
         for (p, members) in pool_agents.iter().enumerate() {
-            for &a in members {
+            for (m, &a) in members.iter().enumerate() {
                 if let (Some(l), Some(ac), Some(pool)) = (
                     links.get_mut(a as usize),
                     agent_cfgs.get(a as usize),
                     pools.get(p),
                 ) {
-                    l.pools.push((p as u32, skill_score(ac, &pool.skills)));
+                    l.pools.push(PoolLink {
+                        pool: p as u32,
+                        member: m as u32,
+                        score: skill_score(ac, &pool.skills),
+                    });
                 }
             }
         }
@@ -211,8 +216,11 @@ fn eligible_agents(
         None => (0..agents.len() as u32).collect(),
         Some(holders) => holders.iter().map(|(a, _)| *a).collect(),
     };
-    candidates
+    let mut v: Vec<u32> = candidates
         .into_iter()
         .filter(|a| agents.get(*a as usize).is_some_and(|ac| eligible(ac, req)))
-        .collect()
+        .collect();
+    // Member order is index order (round robin walks it).
+    v.sort_unstable();
+    v
 }
