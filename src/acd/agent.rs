@@ -3,7 +3,7 @@
 
 use super::{AgentState, CallId};
 use crate::config::Agent;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -117,20 +117,26 @@ impl Meta {
     }
 }
 
-/// One pool an agent is eligible for.
-#[derive(Debug, Clone, Copy)]
+/// One pool an agent is eligible for. All links live in one flat array of
+/// the topology, an agent's side by side, so freeing an agent reads one or
+/// two cache lines for all its pools.
+#[derive(Debug)]
 pub(crate) struct PoolLink {
     pub pool: u32,
     /// The agent's number among the pool's members.
     pub member: u32,
     /// Skill score for the pool's required skills.
     pub score: u32,
+    /// Where the agent's entry sits in the pool's heap (`u32::MAX`: none).
+    /// Only read and written under that pool's mutex.
+    pub pos: AtomicU32,
 }
 
 /// What an agent is eligible for, fixed between reloads.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Links {
-    pub pools: Vec<PoolLink>,
+    /// Its range in the topology's flat `PoolLink` array.
+    pub pools: std::ops::Range<u32>,
     pub lanes: Vec<u32>,
 }
 

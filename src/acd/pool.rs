@@ -10,10 +10,13 @@
 //! into its place, which rarely travels far. Round robin keeps a bitset
 //! over members (member order = index order), scanned from the cursor.
 
-use super::agent::{Slot, Tag};
+use super::agent::{PoolLink, Slot, Tag};
 use crate::config::Strategy;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -62,7 +65,7 @@ pub(crate) fn key(strategy: Strategy, base: Instant, seed: u64, k: KeyInput) -> 
     (k1, k2, k.idx)
 }
 
-/// Marks a member that has no entry.
+/// Marks a link that has no entry.
 const NONE: u32 = u32::MAX;
 /// Heap arity: the 4 children of a node share one or two cache lines.
 const D: usize = 4;
@@ -70,14 +73,16 @@ const D: usize = 4;
 #[derive(Debug, Clone, Copy)]
 struct Node {
     key: Key,
-    member: u32,
+    /// The agent's link (index in the topology's `pool_links`), whose
+    /// `pos` follows this node.
+    link: u32,
 }
 
 /// The available members, in the strategy's order.
 #[derive(Debug)]
 enum Set {
-    /// Min-heap of entries; `pos[member]` = its place in `heap` or `NONE`.
-    Heap { heap: Vec<Node>, pos: Vec<u32> },
+    /// Min-heap of entries; each link's `pos` = its place here.
+    Heap(Vec<Node>),
     /// Round robin: bit per member, plus a bit per non-zero word.
     Bits {
         words: Vec<u64>,
@@ -96,22 +101,25 @@ impl Set {
                 len: 0,
             }
         } else {
-            Set::Heap {
-                heap: Vec::with_capacity(members),
-                pos: vec![NONE; members],
-            }
+            Set::Heap(Vec::with_capacity(members))
         }
     }
 
     fn len(&self) -> usize {
         match self {
-            Set::Heap { heap, .. } => heap.len(),
+            Set::Heap(heap) => heap.len(),
             Set::Bits { len, .. } => *len,
         }
     }
 }
 
-fn sift_up(heap: &mut [Node], pos: &mut [u32], mut i: usize) {
+fn set_pos(links: &[PoolLink], link: u32, i: usize) {
+    if let Some(l) = links.get(link as usize) {
+        l.pos.store(i as u32, Relaxed);
+    }
+}
+
+fn sift_up(heap: &mut [Node], links: &[PoolLink], mut i: usize) {
     let Some(&n) = heap.get(i) else { return };
     while i > 0 {
         let p = (i - 1) / D;
@@ -120,14 +128,14 @@ fn sift_up(heap: &mut [Node], pos: &mut [u32], mut i: usize) {
             break;
         }
         heap[i] = up;
-        set_pos(pos, up.member, i);
+        set_pos(links, up.link, i);
         i = p;
     }
     heap[i] = n;
-    set_pos(pos, n.member, i);
+    set_pos(links, n.link, i);
 }
 
-fn sift_down(heap: &mut [Node], pos: &mut [u32], mut i: usize) {
+fn sift_down(heap: &mut [Node], links: &[PoolLink], mut i: usize) {
     let Some(&n) = heap.get(i) else { return };
     loop {
         let first = i * D + 1;
@@ -146,35 +154,34 @@ fn sift_down(heap: &mut [Node], pos: &mut [u32], mut i: usize) {
             break;
         }
         heap[i] = best;
-        set_pos(pos, best.member, i);
+        set_pos(links, best.link, i);
         i = c;
     }
     heap[i] = n;
-    set_pos(pos, n.member, i);
+    set_pos(links, n.link, i);
 }
 
-fn set_pos(pos: &mut [u32], member: u32, i: usize) {
-    if let Some(p) = pos.get_mut(member as usize) {
-        *p = i as u32;
-    }
+fn heap_push(heap: &mut Vec<Node>, links: &[PoolLink], node: Node) {
+    heap.push(node);
+    let last = heap.len() - 1;
+    sift_up(heap, links, last);
 }
 
-fn heap_remove(heap: &mut Vec<Node>, pos: &mut [u32], member: u32) {
-    let Some(p) = pos.get_mut(member as usize) else {
+fn heap_remove(heap: &mut Vec<Node>, links: &[PoolLink], link: u32) {
+    let Some(l) = links.get(link as usize) else {
         return;
     };
-    let at = std::mem::replace(p, NONE) as usize;
+    let at = l.pos.swap(NONE, Relaxed) as usize;
     if at >= heap.len() {
         return;
     }
     let Some(last) = heap.pop() else { return };
     if at < heap.len() {
         heap[at] = last;
-        set_pos(pos, last.member, at);
-        sift_up(heap, pos, at);
+        sift_up(heap, links, at);
         // If it did not move up, it may have to move down.
-        if pos.get(last.member as usize) == Some(&(at as u32)) {
-            sift_down(heap, pos, at);
+        if heap.get(at).is_some_and(|n| n.link == last.link) {
+            sift_down(heap, links, at);
         }
     }
 }
@@ -213,24 +220,24 @@ impl Pool {
         self.set.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds `member` with `key` (an entry it still had is replaced).
-    pub(crate) fn insert(&self, member: u32, key: Key) {
+    /// Adds the agent of `link` with `key` (an entry it still had is
+    /// replaced).
+    pub(crate) fn insert(&self, links: &[PoolLink], link: u32, key: Key) {
         let mut set = self.lock();
         match &mut *set {
-            Set::Heap { heap, pos } => {
-                heap_remove(heap, pos, member);
-                if (member as usize) < pos.len() {
-                    heap.push(Node { key, member });
-                    let last = heap.len() - 1;
-                    sift_up(heap, pos, last);
-                }
+            Set::Heap(heap) => {
+                heap_remove(heap, links, link);
+                heap_push(heap, links, Node { key, link });
             }
             Set::Bits {
                 words,
                 summary,
                 len,
             } => {
-                let (w, b) = (member as usize / 64, member % 64);
+                let Some(l) = links.get(link as usize) else {
+                    return;
+                };
+                let (w, b) = (l.member as usize / 64, l.member % 64);
                 if let Some(word) = words.get_mut(w) {
                     if *word & (1 << b) == 0 {
                         *word |= 1 << b;
@@ -244,17 +251,20 @@ impl Pool {
         }
     }
 
-    /// Removes `member`'s entry, if any.
-    pub(crate) fn remove(&self, member: u32) {
+    /// Removes the entry of `link`'s agent, if any.
+    pub(crate) fn remove(&self, links: &[PoolLink], link: u32) {
         let mut set = self.lock();
         match &mut *set {
-            Set::Heap { heap, pos } => heap_remove(heap, pos, member),
+            Set::Heap(heap) => heap_remove(heap, links, link),
             Set::Bits {
                 words,
                 summary,
                 len,
             } => {
-                let (w, b) = (member as usize / 64, member % 64);
+                let Some(l) = links.get(link as usize) else {
+                    return;
+                };
+                let (w, b) = (l.member as usize / 64, l.member % 64);
                 if let Some(word) = words.get_mut(w) {
                     if *word & (1 << b) != 0 {
                         *word &= !(1 << b);
@@ -306,7 +316,7 @@ impl Pool {
             }
         };
         match &*set {
-            Set::Heap { heap, .. } => {
+            Set::Heap(heap) => {
                 let root = heap.first()?;
                 if let Try::Claimed(s) = try_idx(root.key.2) {
                     return Some(s);
@@ -390,26 +400,32 @@ mod tests {
     #[test]
     fn heap_keeps_order_under_inserts_and_removes() {
         let n = 300u32;
+        let links: Vec<PoolLink> = (0..n)
+            .map(|m| PoolLink {
+                pool: 0,
+                member: m,
+                score: 0,
+                pos: std::sync::atomic::AtomicU32::new(NONE),
+            })
+            .collect();
         let mut heap = Vec::new();
-        let mut pos = vec![NONE; n as usize];
         let mut live = std::collections::BTreeSet::new();
         let mut s = 0x9E37_79B9u64;
         for step in 0..5000u32 {
             s = random_key(s, step, 0);
             let m = (s % u64::from(n)) as u32;
-            if s % 3 == 0 {
-                heap_remove(&mut heap, &mut pos, m);
-                live.retain(|k: &(u64, u32)| k.1 != m);
-            } else {
+            heap_remove(&mut heap, &links, m);
+            live.retain(|k: &(u64, u32)| k.1 != m);
+            if s % 3 != 0 {
                 let k = (s >> 40) % 50;
-                heap_remove(&mut heap, &mut pos, m);
-                live.retain(|k: &(u64, u32)| k.1 != m);
-                heap.push(Node {
-                    key: (k, 0, m),
-                    member: m,
-                });
-                let last = heap.len() - 1;
-                sift_up(&mut heap, &mut pos, last);
+                heap_push(
+                    &mut heap,
+                    &links,
+                    Node {
+                        key: (k, 0, m),
+                        link: m,
+                    },
+                );
                 live.insert((k, m));
             }
             assert_eq!(heap.len(), live.len());
@@ -417,7 +433,7 @@ mod tests {
                 assert_eq!(heap[0].key, (k, 0, m));
             }
             for (i, nd) in heap.iter().enumerate() {
-                assert_eq!(pos[nd.member as usize], i as u32);
+                assert_eq!(links[nd.link as usize].pos.load(Relaxed), i as u32);
                 if i > 0 {
                     assert!(heap[(i - 1) / D].key <= nd.key);
                 }

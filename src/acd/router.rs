@@ -607,7 +607,7 @@ impl Router {
         if self.take_best(slot, meta, e, now, out) != Take::NoCaller {
             return;
         }
-        for l in &slot.links.pools {
+        for (li, l) in self.topo.links_of(slot) {
             let Some(pool) = self.topo.pools.get(l.pool as usize) else {
                 continue;
             };
@@ -623,7 +623,7 @@ impl Router {
                     last_call_end: meta.last_call_end,
                 },
             );
-            pool.insert(l.member, k);
+            pool.insert(&self.topo.pool_links, li, k);
         }
         meta.pooled = true;
         slot.set(Word {
@@ -639,9 +639,9 @@ impl Router {
         if !std::mem::take(&mut meta.pooled) {
             return;
         }
-        for l in &slot.links.pools {
+        for (li, l) in self.topo.links_of(slot) {
             if let Some(pool) = self.topo.pools.get(l.pool as usize) {
-                pool.remove(l.member);
+                pool.remove(&self.topo.pool_links, li);
             }
         }
     }

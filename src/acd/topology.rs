@@ -7,7 +7,7 @@ use super::lane::Lane;
 use super::pool::Pool;
 use crate::config::{Agent, Config, Queue, Schedule};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU32, AtomicUsize};
 use std::sync::Arc;
 
 /// The parts of the configuration the router uses.
@@ -72,6 +72,8 @@ pub(crate) struct Topology {
     pub queues: Vec<QueueRt>,
     pub queue_by_name: HashMap<String, u32>,
     pub pools: Vec<Pool>,
+    /// Every agent's pool links, an agent's side by side (`Links::pools`).
+    pub pool_links: Vec<PoolLink>,
     pub lanes: Vec<Lane>,
     pub schedules: BTreeMap<String, Schedule>,
 }
@@ -131,20 +133,28 @@ impl Topology {
             });
         }
         let mut links: Vec<Links> = vec![Links::default(); agent_cfgs.len()];
+        let mut per_agent: Vec<Vec<PoolLink>> = (0..agent_cfgs.len()).map(|_| Vec::new()).collect();
         for (p, members) in pool_agents.iter().enumerate() {
             for (m, &a) in members.iter().enumerate() {
                 if let (Some(l), Some(ac), Some(pool)) = (
-                    links.get_mut(a as usize),
+                    per_agent.get_mut(a as usize),
                     agent_cfgs.get(a as usize),
                     pools.get(p),
                 ) {
-                    l.pools.push(PoolLink {
+                    l.push(PoolLink {
                         pool: p as u32,
                         member: m as u32,
                         score: skill_score(ac, &pool.skills),
+                        pos: AtomicU32::new(u32::MAX),
                     });
                 }
             }
+        }
+        let mut pool_links = Vec::new();
+        for (l, mine) in links.iter_mut().zip(per_agent) {
+            let start = pool_links.len() as u32;
+            pool_links.extend(mine);
+            l.pools = start..pool_links.len() as u32;
         }
         for (li, p) in lane_pool.iter().enumerate() {
             for &a in pool_agents.get(*p as usize).map_or(&[][..], |v| v) {
@@ -181,6 +191,7 @@ impl Topology {
             queues,
             queue_by_name,
             pools,
+            pool_links,
             lanes,
             schedules: cfg.schedules.clone(),
         }
@@ -195,6 +206,16 @@ impl Topology {
     pub(crate) fn queue(&self, name: &str) -> Option<(u32, &QueueRt)> {
         let i = *self.queue_by_name.get(name)?;
         self.queues.get(i as usize).map(|q| (i, q))
+    }
+
+    /// An agent's pool links, with their index in `pool_links`.
+    pub(crate) fn links_of(&self, slot: &Slot) -> impl Iterator<Item = (u32, &PoolLink)> {
+        let r = slot.links.pools.clone();
+        let links = self
+            .pool_links
+            .get(r.start as usize..r.end as usize)
+            .unwrap_or(&[]);
+        (r.start..).zip(links)
     }
 
     pub(crate) fn lane_of(&self, queue: u32, level: usize) -> Option<(u32, &Lane)> {
