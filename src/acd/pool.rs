@@ -65,24 +65,144 @@ pub(crate) fn key(strategy: Strategy, base: Instant, seed: u64, k: KeyInput) -> 
     (k1, k2, k.idx)
 }
 
-/// Marks a link that has no entry.
+/// Marks a link that has no entry, and a node that is a tombstone.
 const NONE: u32 = u32::MAX;
 /// Heap arity: the 4 children of a node share one or two cache lines.
 const D: usize = 4;
 
+/// A heap entry, 24 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Node {
-    key: Key,
+    k1: u64,
+    k2: u64,
+    idx: u32,
     /// The agent's link (index in the topology's `pool_links`), whose
-    /// `pos` follows this node.
+    /// `pos` follows this node; `NONE`: a tombstone (the agent left).
     link: u32,
+}
+
+impl Node {
+    fn key(&self) -> Key {
+        (self.k1, self.k2, self.idx)
+    }
+}
+
+/// Min-heap of entries; each live node's link `pos` = its place here.
+///
+/// An agent that leaves only turns its node into a tombstone (one store,
+/// no sifting through cache-cold nodes): tombstones keep their key, so the
+/// order holds; claims pop those that reach the top, and the heap is
+/// compacted when they outnumber the live entries (a sequential pass).
+#[derive(Debug, Default)]
+struct Heap {
+    nodes: Vec<Node>,
+    live: usize,
+}
+
+/// Tombstones tolerated beyond the live entries before compacting.
+const SLACK: usize = 32;
+
+impl Heap {
+    fn set_pos(links: &[PoolLink], link: u32, i: usize) {
+        if let Some(l) = links.get(link as usize) {
+            l.pos.store(i as u32, Relaxed);
+        }
+    }
+
+    fn sift_up(&mut self, links: &[PoolLink], mut i: usize) {
+        let Some(&n) = self.nodes.get(i) else { return };
+        while i > 0 {
+            let p = (i - 1) / D;
+            let Some(&up) = self.nodes.get(p) else { break };
+            if up.key() <= n.key() {
+                break;
+            }
+            self.nodes[i] = up;
+            Self::set_pos(links, up.link, i);
+            i = p;
+        }
+        self.nodes[i] = n;
+        Self::set_pos(links, n.link, i);
+    }
+
+    fn sift_down(&mut self, links: &[PoolLink], mut i: usize) {
+        let Some(&n) = self.nodes.get(i) else { return };
+        let len = self.nodes.len();
+        loop {
+            let first = i * D + 1;
+            let Some(kids) = self.nodes.get(first..(first + D).min(len)) else {
+                break;
+            };
+            let Some((c, best)) = kids
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, k)| k.key())
+                .map(|(c, k)| (first + c, *k))
+            else {
+                break;
+            };
+            if best.key() >= n.key() {
+                break;
+            }
+            self.nodes[i] = best;
+            Self::set_pos(links, best.link, i);
+            i = c;
+        }
+        self.nodes[i] = n;
+        Self::set_pos(links, n.link, i);
+    }
+
+    fn push(&mut self, links: &[PoolLink], node: Node) {
+        self.nodes.push(node);
+        self.live += 1;
+        self.sift_up(links, self.nodes.len() - 1);
+        if self.nodes.len() > 2 * self.live + SLACK {
+            self.compact(links);
+        }
+    }
+
+    /// Turns `link`'s node (if any) into a tombstone.
+    fn remove(&mut self, links: &[PoolLink], link: u32) {
+        let Some(l) = links.get(link as usize) else {
+            return;
+        };
+        let at = l.pos.swap(NONE, Relaxed) as usize;
+        if let Some(n) = self.nodes.get_mut(at) {
+            n.link = NONE;
+            self.live -= 1;
+            if self.nodes.len() > 2 * self.live + SLACK {
+                self.compact(links);
+            }
+        }
+    }
+
+    /// Drops the tombstones at the top.
+    fn pop_tombstones(&mut self, links: &[PoolLink]) {
+        while self.nodes.first().is_some_and(|n| n.link == NONE) {
+            let Some(last) = self.nodes.pop() else { return };
+            if let Some(top) = self.nodes.first_mut() {
+                *top = last;
+                self.sift_down(links, 0);
+            }
+        }
+    }
+
+    /// Drops every tombstone and rebuilds the heap.
+    fn compact(&mut self, links: &[PoolLink]) {
+        self.nodes.retain(|n| n.link != NONE);
+        for i in (0..self.nodes.len().div_ceil(D)).rev() {
+            self.sift_down(links, i);
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            Self::set_pos(links, n.link, i);
+        }
+    }
 }
 
 /// The available members, in the strategy's order.
 #[derive(Debug)]
 enum Set {
-    /// Min-heap of entries; each link's `pos` = its place here.
-    Heap(Vec<Node>),
+    Heap(Heap),
     /// Round robin: bit per member, plus a bit per non-zero word.
     Bits {
         words: Vec<u64>,
@@ -101,87 +221,14 @@ impl Set {
                 len: 0,
             }
         } else {
-            Set::Heap(Vec::with_capacity(members))
+            Set::Heap(Heap::default())
         }
     }
 
     fn len(&self) -> usize {
         match self {
-            Set::Heap(heap) => heap.len(),
+            Set::Heap(h) => h.live,
             Set::Bits { len, .. } => *len,
-        }
-    }
-}
-
-fn set_pos(links: &[PoolLink], link: u32, i: usize) {
-    if let Some(l) = links.get(link as usize) {
-        l.pos.store(i as u32, Relaxed);
-    }
-}
-
-fn sift_up(heap: &mut [Node], links: &[PoolLink], mut i: usize) {
-    let Some(&n) = heap.get(i) else { return };
-    while i > 0 {
-        let p = (i - 1) / D;
-        let Some(&up) = heap.get(p) else { break };
-        if up.key <= n.key {
-            break;
-        }
-        heap[i] = up;
-        set_pos(links, up.link, i);
-        i = p;
-    }
-    heap[i] = n;
-    set_pos(links, n.link, i);
-}
-
-fn sift_down(heap: &mut [Node], links: &[PoolLink], mut i: usize) {
-    let Some(&n) = heap.get(i) else { return };
-    loop {
-        let first = i * D + 1;
-        let Some(kids) = heap.get(first..(first + D).min(heap.len())) else {
-            break;
-        };
-        let Some((c, best)) = kids
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, k)| k.key)
-            .map(|(c, k)| (first + c, *k))
-        else {
-            break;
-        };
-        if best.key >= n.key {
-            break;
-        }
-        heap[i] = best;
-        set_pos(links, best.link, i);
-        i = c;
-    }
-    heap[i] = n;
-    set_pos(links, n.link, i);
-}
-
-fn heap_push(heap: &mut Vec<Node>, links: &[PoolLink], node: Node) {
-    heap.push(node);
-    let last = heap.len() - 1;
-    sift_up(heap, links, last);
-}
-
-fn heap_remove(heap: &mut Vec<Node>, links: &[PoolLink], link: u32) {
-    let Some(l) = links.get(link as usize) else {
-        return;
-    };
-    let at = l.pos.swap(NONE, Relaxed) as usize;
-    if at >= heap.len() {
-        return;
-    }
-    let Some(last) = heap.pop() else { return };
-    if at < heap.len() {
-        heap[at] = last;
-        sift_up(heap, links, at);
-        // If it did not move up, it may have to move down.
-        if heap.get(at).is_some_and(|n| n.link == last.link) {
-            sift_down(heap, links, at);
         }
     }
 }
@@ -226,8 +273,16 @@ impl Pool {
         let mut set = self.lock();
         match &mut *set {
             Set::Heap(heap) => {
-                heap_remove(heap, links, link);
-                heap_push(heap, links, Node { key, link });
+                heap.remove(links, link);
+                heap.push(
+                    links,
+                    Node {
+                        k1: key.0,
+                        k2: key.1,
+                        idx: key.2,
+                        link,
+                    },
+                );
             }
             Set::Bits {
                 words,
@@ -255,7 +310,7 @@ impl Pool {
     pub(crate) fn remove(&self, links: &[PoolLink], link: u32) {
         let mut set = self.lock();
         match &mut *set {
-            Set::Heap(heap) => heap_remove(heap, links, link),
+            Set::Heap(heap) => heap.remove(links, link),
             Set::Bits {
                 words,
                 summary,
@@ -295,8 +350,13 @@ impl Pool {
     /// skipping the agents in `skip` and those that are not `Available`
     /// (claimed by another thread, or leaving: whoever moves an agent out
     /// of `Available` removes its entries).
-    pub(crate) fn claim(&self, agents: &[Arc<Slot>], skip: &[u32]) -> Option<Arc<Slot>> {
-        let set = self.lock();
+    pub(crate) fn claim(
+        &self,
+        agents: &[Arc<Slot>],
+        links: &[PoolLink],
+        skip: &[u32],
+    ) -> Option<Arc<Slot>> {
+        let mut set = self.lock();
         let try_idx = |idx: u32| -> Try {
             if skip.contains(&idx) {
                 return Try::Pass;
@@ -315,26 +375,30 @@ impl Pool {
                 // Lost a race; look at the word again.
             }
         };
-        match &*set {
+        match &mut *set {
             Set::Heap(heap) => {
-                let root = heap.first()?;
-                if let Try::Claimed(s) = try_idx(root.key.2) {
+                heap.pop_tombstones(links);
+                let root = heap.nodes.first()?;
+                if let Try::Claimed(s) = try_idx(root.idx) {
                     return Some(s);
                 }
                 // Rare: walk on in order, best first, over the heap's
                 // frontier (children of the entries passed so far).
-                let mut frontier: Vec<usize> = (1..=D).filter(|&c| c < heap.len()).collect();
+                let nodes = &heap.nodes;
+                let mut frontier: Vec<usize> = (1..=D).filter(|&c| c < nodes.len()).collect();
                 while let Some((fi, &at)) = frontier
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, &at)| heap.get(at).map(|n| n.key))
+                    .min_by_key(|(_, &at)| nodes.get(at).map(Node::key))
                 {
                     frontier.swap_remove(fi);
-                    let Some(n) = heap.get(at) else { continue };
-                    if let Try::Claimed(s) = try_idx(n.key.2) {
-                        return Some(s);
+                    let Some(n) = nodes.get(at) else { continue };
+                    if n.link != NONE {
+                        if let Try::Claimed(s) = try_idx(n.idx) {
+                            return Some(s);
+                        }
                     }
-                    frontier.extend((at * D + 1..=at * D + D).filter(|&c| c < heap.len()));
+                    frontier.extend((at * D + 1..=at * D + D).filter(|&c| c < nodes.len()));
                 }
                 None
             }
@@ -408,36 +472,44 @@ mod tests {
                 pos: std::sync::atomic::AtomicU32::new(NONE),
             })
             .collect();
-        let mut heap = Vec::new();
+        let mut heap = Heap::default();
         let mut live = std::collections::BTreeSet::new();
         let mut s = 0x9E37_79B9u64;
-        for step in 0..5000u32 {
+        for step in 0..20000u32 {
             s = random_key(s, step, 0);
             let m = (s % u64::from(n)) as u32;
-            heap_remove(&mut heap, &links, m);
+            heap.remove(&links, m);
             live.retain(|k: &(u64, u32)| k.1 != m);
             if s % 3 != 0 {
                 let k = (s >> 40) % 50;
-                heap_push(
-                    &mut heap,
-                    &links,
-                    Node {
-                        key: (k, 0, m),
-                        link: m,
-                    },
-                );
+                let node = Node {
+                    k1: k,
+                    k2: 0,
+                    idx: m,
+                    link: m,
+                };
+                heap.push(&links, node);
                 live.insert((k, m));
             }
-            assert_eq!(heap.len(), live.len());
-            if let Some(&(k, m)) = live.iter().next() {
-                assert_eq!(heap[0].key, (k, 0, m));
-            }
-            for (i, nd) in heap.iter().enumerate() {
-                assert_eq!(links[nd.link as usize].pos.load(Relaxed), i as u32);
-                if i > 0 {
-                    assert!(heap[(i - 1) / D].key <= nd.key);
+            if s % 7 == 0 {
+                heap.pop_tombstones(&links);
+                if let Some(&(k, m)) = live.iter().next() {
+                    assert_eq!(heap.nodes[0].key(), (k, 0, m));
                 }
             }
+            assert_eq!(heap.live, live.len());
+            // Tombstones stay bounded by the live entries.
+            assert!(heap.nodes.len() <= 2 * live.len() + SLACK + 1);
+            for (i, nd) in heap.nodes.iter().enumerate() {
+                if nd.link != NONE {
+                    assert_eq!(links[nd.link as usize].pos.load(Relaxed), i as u32);
+                }
+                if i > 0 {
+                    assert!(heap.nodes[(i - 1) / D].key() <= nd.key());
+                }
+            }
+            let live_nodes = heap.nodes.iter().filter(|n| n.link != NONE).count();
+            assert_eq!(live_nodes, live.len());
         }
     }
 

@@ -773,7 +773,7 @@ impl Router {
         // every caller they could take lately): not claimed again this round.
         let mut passed = Vec::new();
         while !lane.is_empty() {
-            let Some(slot) = pool.claim(&self.topo.agents, &passed) else {
+            let Some(slot) = pool.claim(&self.topo.agents, &self.topo.pool_links, &passed) else {
                 return;
             };
             let mut meta = slot.meta();
