@@ -17,6 +17,7 @@ use std::sync::atomic::{
     AtomicU64,
     Ordering::{Relaxed, SeqCst},
 };
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -231,6 +232,72 @@ impl Set {
             Set::Bits { len, .. } => *len,
         }
     }
+
+    /// Adds the agent of `link` with `key` (an entry it still had is
+    /// replaced).
+    fn insert(&mut self, links: &[PoolLink], link: u32, key: Key) {
+        match self {
+            Set::Heap(heap) => {
+                heap.remove(links, link);
+                heap.push(
+                    links,
+                    Node {
+                        k1: key.0,
+                        k2: key.1,
+                        idx: key.2,
+                        link,
+                    },
+                );
+            }
+            Set::Bits {
+                words,
+                summary,
+                len,
+            } => {
+                let Some(l) = links.get(link as usize) else {
+                    return;
+                };
+                let (w, b) = (l.member as usize / 64, l.member % 64);
+                if let Some(word) = words.get_mut(w) {
+                    if *word & (1 << b) == 0 {
+                        *word |= 1 << b;
+                        *len += 1;
+                    }
+                    if let Some(s) = summary.get_mut(w / 64) {
+                        *s |= 1 << (w % 64);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes the entry of `link`'s agent, if any.
+    fn remove(&mut self, links: &[PoolLink], link: u32) {
+        match self {
+            Set::Heap(heap) => heap.remove(links, link),
+            Set::Bits {
+                words,
+                summary,
+                len,
+            } => {
+                let Some(l) = links.get(link as usize) else {
+                    return;
+                };
+                let (w, b) = (l.member as usize / 64, l.member % 64);
+                if let Some(word) = words.get_mut(w) {
+                    if *word & (1 << b) != 0 {
+                        *word &= !(1 << b);
+                        *len -= 1;
+                    }
+                    if *word == 0 {
+                        if let Some(s) = summary.get_mut(w / 64) {
+                            *s &= !(1 << (w % 64));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -267,71 +334,55 @@ impl Pool {
         self.set.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds the agent of `link` with `key` (an entry it still had is
-    /// replaced).
-    pub(crate) fn insert(&self, links: &[PoolLink], link: u32, key: Key) {
-        let mut set = self.lock();
-        match &mut *set {
-            Set::Heap(heap) => {
-                heap.remove(links, link);
-                heap.push(
-                    links,
-                    Node {
-                        k1: key.0,
-                        k2: key.1,
-                        idx: key.2,
-                        link,
-                    },
-                );
-            }
-            Set::Bits {
-                words,
-                summary,
-                len,
-            } => {
-                let Some(l) = links.get(link as usize) else {
-                    return;
-                };
-                let (w, b) = (l.member as usize / 64, l.member % 64);
-                if let Some(word) = words.get_mut(w) {
-                    if *word & (1 << b) == 0 {
-                        *word |= 1 << b;
-                        *len += 1;
-                    }
-                    if let Some(s) = summary.get_mut(w / 64) {
-                        *s |= 1 << (w % 64);
-                    }
-                }
-            }
-        }
+    /// Adds the agent of each of `links[range]` (an agent's links, in
+    /// ascending pool order) to its pool, with `key_of` its key there.
+    pub(crate) fn insert_all(
+        pools: &[Pool],
+        links: &[PoolLink],
+        range: Range<u32>,
+        key_of: impl Fn(&Pool, &PoolLink) -> Key,
+    ) {
+        Self::locked_all(pools, links, range, |set, pool, li, l| {
+            set.insert(links, li, key_of(pool, l));
+        });
     }
 
-    /// Removes the entry of `link`'s agent, if any.
-    pub(crate) fn remove(&self, links: &[PoolLink], link: u32) {
-        let mut set = self.lock();
-        match &mut *set {
-            Set::Heap(heap) => heap.remove(links, link),
-            Set::Bits {
-                words,
-                summary,
-                len,
-            } => {
-                let Some(l) = links.get(link as usize) else {
-                    return;
-                };
-                let (w, b) = (l.member as usize / 64, l.member % 64);
-                if let Some(word) = words.get_mut(w) {
-                    if *word & (1 << b) != 0 {
-                        *word &= !(1 << b);
-                        *len -= 1;
-                    }
-                    if *word == 0 {
-                        if let Some(s) = summary.get_mut(w / 64) {
-                            *s &= !(1 << (w % 64));
-                        }
+    /// Removes the agent of each of `links[range]` from its pool.
+    pub(crate) fn remove_all(pools: &[Pool], links: &[PoolLink], range: Range<u32>) {
+        Self::locked_all(pools, links, range, |set, _, li, _| {
+            set.remove(links, li)
+        });
+    }
+
+    /// Runs `f` on the pools of `links[range]` with up to `BATCH` of them
+    /// locked at once, in ascending pool order (so two threads doing this
+    /// cannot deadlock; a claim holds a single pool). Unlocking is a locked
+    /// instruction that waits for the pending stores: one unlock after a
+    /// batch lets the cache misses of all its pools overlap, instead of
+    /// paying them one pool after the other.
+    fn locked_all(
+        pools: &[Pool],
+        links: &[PoolLink],
+        range: Range<u32>,
+        mut f: impl FnMut(&mut Set, &Pool, u32, &PoolLink),
+    ) {
+        const BATCH: usize = 16;
+        let mut next = range.start;
+        while next < range.end {
+            let end = range.end.min(next + BATCH as u32);
+            let mut held: [Option<(MutexGuard<'_, Set>, &Pool, u32, &PoolLink)>; BATCH] =
+                std::array::from_fn(|_| None);
+            for (h, li) in held.iter_mut().zip(next..end) {
+                if let Some(l) = links.get(li as usize) {
+                    if let Some(pool) = pools.get(l.pool as usize) {
+                        *h = Some((pool.lock(), pool, li, l));
                     }
                 }
             }
+            for (set, pool, li, l) in held.iter_mut().flatten() {
+                f(set, pool, *li, l);
+            }
+            next = end;
         }
     }
 

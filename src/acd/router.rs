@@ -3,7 +3,7 @@
 
 use super::agent::{Busy, Meta, Slot, Tag, Word};
 use super::lane::Caller;
-use super::pool::{key, KeyInput};
+use super::pool::{key, KeyInput, Pool};
 use super::topology::{AcdConfig, Topology};
 use super::{
     AcdError, AdminState, AgentState, AgentStatus, CallId, DivertReason, Offer, Output,
@@ -607,24 +607,25 @@ impl Router {
         if self.take_best(slot, meta, e, now, out) != Take::NoCaller {
             return;
         }
-        for (li, l) in self.topo.links_of(slot) {
-            let Some(pool) = self.topo.pools.get(l.pool as usize) else {
-                continue;
-            };
-            let k = key(
-                pool.strategy,
-                self.base,
-                self.seed,
-                KeyInput {
-                    idx: slot.idx,
-                    epoch: e,
+        let input = KeyInput {
+            idx: slot.idx,
+            epoch: e,
+            score: 0,
+            calls_taken: meta.calls_taken,
+            last_call_end: meta.last_call_end,
+        };
+        Pool::insert_all(
+            &self.topo.pools,
+            &self.topo.pool_links,
+            slot.links.pools.clone(),
+            |pool, l| {
+                let k = KeyInput {
                     score: l.score,
-                    calls_taken: meta.calls_taken,
-                    last_call_end: meta.last_call_end,
-                },
-            );
-            pool.insert(&self.topo.pool_links, li, k);
-        }
+                    ..input
+                };
+                key(pool.strategy, self.base, self.seed, k)
+            },
+        );
         meta.pooled = true;
         slot.set(Word {
             epoch: e,
@@ -639,11 +640,11 @@ impl Router {
         if !std::mem::take(&mut meta.pooled) {
             return;
         }
-        for (li, l) in self.topo.links_of(slot) {
-            if let Some(pool) = self.topo.pools.get(l.pool as usize) {
-                pool.remove(&self.topo.pool_links, li);
-            }
-        }
+        Pool::remove_all(
+            &self.topo.pools,
+            &self.topo.pool_links,
+            slot.links.pools.clone(),
+        );
     }
 
     /// After publishing (or putting back) an agent, look at its lanes again:

@@ -208,16 +208,6 @@ impl Topology {
         self.queues.get(i as usize).map(|q| (i, q))
     }
 
-    /// An agent's pool links, with their index in `pool_links`.
-    pub(crate) fn links_of(&self, slot: &Slot) -> impl Iterator<Item = (u32, &PoolLink)> {
-        let r = slot.links.pools.clone();
-        let links = self
-            .pool_links
-            .get(r.start as usize..r.end as usize)
-            .unwrap_or(&[]);
-        (r.start..).zip(links)
-    }
-
     pub(crate) fn lane_of(&self, queue: u32, level: usize) -> Option<(u32, &Lane)> {
         let li = *self.queues.get(queue as usize)?.lanes.get(level)?;
         self.lanes.get(li as usize).map(|l| (li, l))
