@@ -167,7 +167,10 @@ impl Heap {
         let Some(l) = links.get(link as usize) else {
             return;
         };
-        let at = l.pos.swap(NONE, Relaxed) as usize;
+        // Load and store, not a swap: we hold the pool's mutex, and a
+        // locked instruction would wait for the pending (cache-cold) stores.
+        let at = l.pos.load(Relaxed) as usize;
+        l.pos.store(NONE, Relaxed);
         if let Some(n) = self.nodes.get_mut(at) {
             n.link = NONE;
             self.live -= 1;
