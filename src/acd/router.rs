@@ -9,6 +9,7 @@ use super::{
     AcdError, AdminState, AgentState, AgentStatus, CallId, DivertReason, Offer, Output,
     QueueStatus, Timer, RONA,
 };
+use crate::config::Strategy;
 use chrono::{DateTime, Utc};
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
@@ -731,7 +732,13 @@ impl Router {
                 continue;
             }
             if let Some(pool) = self.topo.pools.get(lane.pool as usize) {
-                pool.took(slot.idx);
+                if pool.strategy == Strategy::RoundRobin {
+                    let r = slot.links.pools.clone();
+                    let mine = self.topo.pool_links.get(r.start as usize..r.end as usize);
+                    if let Some(l) = mine.and_then(|m| m.iter().find(|l| l.pool == lane.pool)) {
+                        pool.took(l.member);
+                    }
+                }
             }
             let Some(q) = self.topo.queues.get(c.queue as usize) else {
                 continue;
