@@ -143,7 +143,8 @@ pub(crate) struct Links {
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub id: Arc<str>,
-    pub cfg: Agent,
+    /// Boxed: read on reloads and shift changes only, kept off the hot lines.
+    pub cfg: Box<Agent>,
     pub idx: u32,
     pub links: Links,
     word: AtomicU64,
@@ -161,7 +162,7 @@ impl Slot {
     ) -> Slot {
         Slot {
             id,
-            cfg,
+            cfg: Box::new(cfg),
             idx,
             links,
             word: AtomicU64::new(word.pack()),

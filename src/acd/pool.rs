@@ -18,7 +18,7 @@ use std::sync::atomic::{
     Ordering::{Relaxed, SeqCst},
 };
 use std::ops::Range;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 /// `(key1, key2, agent index)`: smaller sorts first = better.
@@ -317,8 +317,8 @@ pub(crate) struct Pool {
 }
 
 /// What a claim attempt made of one entry.
-enum Try {
-    Claimed(Arc<Slot>),
+enum Try<'a> {
+    Claimed(&'a Slot),
     Pass,
 }
 
@@ -405,12 +405,12 @@ impl Pool {
     /// skipping the agents in `skip` and those that are not `Available`
     /// (claimed by another thread, or leaving: whoever moves an agent out
     /// of `Available` removes its entries).
-    pub(crate) fn claim(
+    pub(crate) fn claim<'a>(
         &self,
-        agents: &[Arc<Slot>],
+        agents: &'a [Slot],
         links: &[PoolLink],
         skip: &[u32],
-    ) -> Option<Arc<Slot>> {
+    ) -> Option<&'a Slot> {
         let mut set = self.lock();
         let try_idx = |idx: u32| -> Try {
             if skip.contains(&idx) {
@@ -425,7 +425,7 @@ impl Pool {
                     return Try::Pass;
                 }
                 if slot.try_claim(w.epoch) {
-                    return Try::Claimed(slot.clone());
+                    return Try::Claimed(slot);
                 }
                 // Lost a race; look at the word again.
             }

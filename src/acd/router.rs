@@ -71,7 +71,7 @@ impl Router {
         }
     }
 
-    fn slot(&self, id: &str) -> Result<&Arc<Slot>, AcdError> {
+    fn slot(&self, id: &str) -> Result<&Slot, AcdError> {
         self.topo
             .agent(id)
             .ok_or_else(|| AcdError::UnknownAgent(id.to_string()))
@@ -832,14 +832,14 @@ impl Router {
             meta.removed = true;
             meta.pooled = false;
             topo.agent_by_id.insert(slot.id.to_string(), next);
-            topo.agents.push(Arc::new(Slot::new(
+            topo.agents.push(Slot::new(
                 slot.id.clone(),
-                slot.cfg.clone(),
+                (*slot.cfg).clone(),
                 next,
                 Default::default(),
                 slot.word(),
                 meta,
-            )));
+            ));
             next += 1;
         }
         let old_queues: Vec<(Arc<str>, Option<crate::config::Target>)> = old

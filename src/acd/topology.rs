@@ -67,7 +67,8 @@ pub(crate) struct QueueRt {
 
 #[derive(Debug)]
 pub(crate) struct Topology {
-    pub agents: Vec<Arc<Slot>>,
+    /// Side by side (no pointer to chase per agent).
+    pub agents: Vec<Slot>,
     pub agent_by_id: HashMap<String, u32>,
     pub queues: Vec<QueueRt>,
     pub queue_by_name: HashMap<String, u32>,
@@ -176,14 +177,14 @@ impl Topology {
                 )
             });
             agent_by_id.insert(a.id.clone(), i as u32);
-            agents.push(Arc::new(Slot::new(
+            agents.push(Slot::new(
                 Arc::from(a.id.as_str()),
                 (*a).clone(),
                 i as u32,
                 l,
                 word,
                 meta,
-            )));
+            ));
         }
         Topology {
             agents,
@@ -197,7 +198,7 @@ impl Topology {
         }
     }
 
-    pub(crate) fn agent(&self, id: &str) -> Option<&Arc<Slot>> {
+    pub(crate) fn agent(&self, id: &str) -> Option<&Slot> {
         self.agent_by_id
             .get(id)
             .and_then(|i| self.agents.get(*i as usize))
