@@ -66,8 +66,10 @@ pub(crate) fn key(strategy: Strategy, base: Instant, seed: u64, k: KeyInput) -> 
     (k1, k2, k.idx)
 }
 
-/// Marks a link that has no entry, and a node that is a tombstone.
+/// Marks a link that has no node.
 const NONE: u32 = u32::MAX;
+/// Marks a node as a tombstone (in its `link`; links number below 2^31).
+const DEAD: u32 = 1 << 31;
 /// Heap arity: the 8 children of a node are 3 adjacent cache lines,
 /// fetched together; 800 entries are 3 levels deep.
 const D: usize = 8;
@@ -79,7 +81,7 @@ struct Node {
     k2: u64,
     idx: u32,
     /// The agent's link (index in the topology's `pool_links`), whose
-    /// `pos` follows this node; `NONE`: a tombstone (the agent left).
+    /// `pos` follows this node, plus `DEAD` for a tombstone.
     link: u32,
 }
 
@@ -87,14 +89,23 @@ impl Node {
     fn key(&self) -> Key {
         (self.k1, self.k2, self.idx)
     }
+    fn link(&self) -> u32 {
+        self.link & !DEAD
+    }
+    fn dead(&self) -> bool {
+        self.link & DEAD != 0
+    }
 }
 
-/// Min-heap of entries; each live node's link `pos` = its place here.
+/// Min-heap of entries; each node's link `pos` = its place here.
 ///
-/// An agent that leaves only turns its node into a tombstone (one store,
-/// no sifting through cache-cold nodes): tombstones keep their key, so the
-/// order holds; claims pop those that reach the top, and the heap is
-/// compacted when they outnumber the live entries (a sequential pass).
+/// An agent that leaves only marks its node dead (a tombstone: one store,
+/// no sifting through cache-cold nodes). The tombstone keeps its key, so
+/// the order holds, and its place: when the agent comes back, its node is
+/// revived there with the new key (often the same key, or one that moves
+/// a level at most: most nodes are leaves). Claims pop the tombstones that
+/// reach the top; the heap is compacted (one sequential pass) when they
+/// outnumber the live entries.
 #[derive(Debug, Default)]
 struct Heap {
     nodes: Vec<Node>,
@@ -105,9 +116,9 @@ struct Heap {
 const SLACK: usize = 32;
 
 impl Heap {
-    fn set_pos(links: &[PoolLink], link: u32, i: usize) {
+    fn set_pos(links: &[PoolLink], link: u32, i: u32) {
         if let Some(l) = links.get(link as usize) {
-            l.pos.store(i as u32, Relaxed);
+            l.pos.store(i, Relaxed);
         }
     }
 
@@ -120,11 +131,11 @@ impl Heap {
                 break;
             }
             self.nodes[i] = up;
-            Self::set_pos(links, up.link, i);
+            Self::set_pos(links, up.link(), i as u32);
             i = p;
         }
         self.nodes[i] = n;
-        Self::set_pos(links, n.link, i);
+        Self::set_pos(links, n.link(), i as u32);
     }
 
     fn sift_down(&mut self, links: &[PoolLink], mut i: usize) {
@@ -147,46 +158,75 @@ impl Heap {
                 break;
             }
             self.nodes[i] = best;
-            Self::set_pos(links, best.link, i);
+            Self::set_pos(links, best.link(), i as u32);
             i = c;
         }
         self.nodes[i] = n;
-        Self::set_pos(links, n.link, i);
+        Self::set_pos(links, n.link(), i as u32);
     }
 
-    fn push(&mut self, links: &[PoolLink], node: Node) {
-        self.nodes.push(node);
-        self.live += 1;
-        self.sift_up(links, self.nodes.len() - 1);
-        if self.nodes.len() > 2 * self.live + SLACK {
-            self.compact(links);
+    /// Enters `link`'s agent with `key`: revives (or re-keys) its node if
+    /// it still has one, else adds one.
+    fn upsert(&mut self, links: &[PoolLink], link: u32, key: Key) {
+        let Some(l) = links.get(link as usize) else {
+            return;
+        };
+        let at = l.pos.load(Relaxed) as usize;
+        match self.nodes.get_mut(at) {
+            Some(n) => {
+                let old = n.key();
+                if n.dead() {
+                    self.live += 1;
+                }
+                *n = Node {
+                    k1: key.0,
+                    k2: key.1,
+                    idx: key.2,
+                    link,
+                };
+                if key < old {
+                    self.sift_up(links, at);
+                } else if key > old {
+                    self.sift_down(links, at);
+                }
+            }
+            None => {
+                self.nodes.push(Node {
+                    k1: key.0,
+                    k2: key.1,
+                    idx: key.2,
+                    link,
+                });
+                self.live += 1;
+                self.sift_up(links, self.nodes.len() - 1);
+            }
         }
     }
 
-    /// Turns `link`'s node (if any) into a tombstone.
+    /// Turns `link`'s node (if live) into a tombstone.
     fn remove(&mut self, links: &[PoolLink], link: u32) {
         let Some(l) = links.get(link as usize) else {
             return;
         };
-        // Load and store, not a swap: we hold the pool's mutex, and a
-        // locked instruction would wait for the pending (cache-cold) stores.
         let at = l.pos.load(Relaxed) as usize;
-        l.pos.store(NONE, Relaxed);
         if let Some(n) = self.nodes.get_mut(at) {
-            n.link = NONE;
-            self.live -= 1;
-            if self.nodes.len() > 2 * self.live + SLACK {
-                self.compact(links);
+            if !n.dead() {
+                n.link |= DEAD;
+                self.live -= 1;
+                if self.nodes.len() > 2 * self.live + SLACK {
+                    self.compact(links);
+                }
             }
         }
     }
 
     /// Drops the tombstones at the top.
     fn pop_tombstones(&mut self, links: &[PoolLink]) {
-        while self.nodes.first().is_some_and(|n| n.link == NONE) {
+        while let Some(top) = self.nodes.first().filter(|n| n.dead()).copied() {
+            Self::set_pos(links, top.link(), NONE);
             let Some(last) = self.nodes.pop() else { return };
-            if let Some(top) = self.nodes.first_mut() {
-                *top = last;
+            if let Some(root) = self.nodes.first_mut() {
+                *root = last;
                 self.sift_down(links, 0);
             }
         }
@@ -194,12 +234,15 @@ impl Heap {
 
     /// Drops every tombstone and rebuilds the heap.
     fn compact(&mut self, links: &[PoolLink]) {
-        self.nodes.retain(|n| n.link != NONE);
+        for n in self.nodes.iter().filter(|n| n.dead()) {
+            Self::set_pos(links, n.link(), NONE);
+        }
+        self.nodes.retain(|n| !n.dead());
         for i in (0..self.nodes.len().div_ceil(D)).rev() {
             self.sift_down(links, i);
         }
         for (i, n) in self.nodes.iter().enumerate() {
-            Self::set_pos(links, n.link, i);
+            Self::set_pos(links, n.link(), i as u32);
         }
     }
 }
@@ -241,18 +284,7 @@ impl Set {
     /// replaced).
     fn insert(&mut self, links: &[PoolLink], link: u32, key: Key) {
         match self {
-            Set::Heap(heap) => {
-                heap.remove(links, link);
-                heap.push(
-                    links,
-                    Node {
-                        k1: key.0,
-                        k2: key.1,
-                        idx: key.2,
-                        link,
-                    },
-                );
-            }
+            Set::Heap(heap) => heap.upsert(links, link, key),
             Set::Bits {
                 words,
                 summary,
@@ -448,7 +480,7 @@ impl Pool {
                 {
                     frontier.swap_remove(fi);
                     let Some(n) = nodes.get(at) else { continue };
-                    if n.link != NONE {
+                    if !n.dead() {
                         if let Try::Claimed(s) = try_idx(n.idx) {
                             return Some(s);
                         }
@@ -531,17 +563,12 @@ mod tests {
         for step in 0..20000u32 {
             s = random_key(s, step, 0);
             let m = (s % u64::from(n)) as u32;
-            heap.remove(&links, m);
             live.retain(|k: &(u64, u32)| k.1 != m);
-            if s % 3 != 0 {
+            if s % 3 == 0 {
+                heap.remove(&links, m);
+            } else {
                 let k = (s >> 40) % 50;
-                let node = Node {
-                    k1: k,
-                    k2: 0,
-                    idx: m,
-                    link: m,
-                };
-                heap.push(&links, node);
+                heap.upsert(&links, m, (k, 0, m));
                 live.insert((k, m));
             }
             if s % 7 == 0 {
@@ -551,17 +578,14 @@ mod tests {
                 }
             }
             assert_eq!(heap.live, live.len());
-            // Tombstones stay bounded by the live entries.
             assert!(heap.nodes.len() <= 2 * live.len() + SLACK + 1);
             for (i, nd) in heap.nodes.iter().enumerate() {
-                if nd.link != NONE {
-                    assert_eq!(links[nd.link as usize].pos.load(Relaxed), i as u32);
-                }
+                assert_eq!(links[nd.link() as usize].pos.load(Relaxed), i as u32);
                 if i > 0 {
                     assert!(heap.nodes[(i - 1) / D].key() <= nd.key());
                 }
             }
-            let live_nodes = heap.nodes.iter().filter(|n| n.link != NONE).count();
+            let live_nodes = heap.nodes.iter().filter(|n| !n.dead()).count();
             assert_eq!(live_nodes, live.len());
         }
     }
