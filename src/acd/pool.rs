@@ -273,6 +273,17 @@ impl Set {
         }
     }
 
+    /// The first word of the link's node, if any (to prefetch it).
+    fn peek(&self, l: &PoolLink) -> u64 {
+        match self {
+            Set::Heap(h) => h
+                .nodes
+                .get(l.pos.load(Relaxed) as usize)
+                .map_or(0, |n| n.k1),
+            Set::Bits { words, .. } => words.get(l.member as usize / 64).copied().unwrap_or(0),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Set::Heap(h) => h.live,
@@ -415,6 +426,13 @@ impl Pool {
                     }
                 }
             }
+            // Read each pool's node first: independent loads whose cache
+            // misses overlap, where `f` alone would wait for one at a time.
+            let mut sink = 0u64;
+            for (set, _, _, l) in held.iter().flatten() {
+                sink = sink.wrapping_add(set.peek(l));
+            }
+            std::hint::black_box(sink);
             for (set, pool, li, l) in held.iter_mut().flatten() {
                 f(set, pool, *li, l);
             }
