@@ -201,7 +201,9 @@ fn summary(figs: &Figures) {
     }
     // Wall time over all threads: 2 threads share the iterations.
     // The best run is the one least disturbed by other processes.
-    println!("\nrouting: wall µs per decision, median (best) of the runs; decisions/s over all threads");
+    println!(
+        "\nrouting: wall µs per decision, median (best) of the runs; decisions/s over all threads"
+    );
     for ((name, n), us) in &median {
         let b = best.get(&(*name, *n)).copied().unwrap_or(f64::NAN);
         println!(

@@ -1,23 +1,22 @@
 //! A pool: the available agents eligible for one (strategy, skills) pair,
 //! kept in the strategy's order so the best is found at once.
 //!
-//! Every agent has a fixed *member* number in each of its pools (its rank
-//! among the pool's agents by index), so a pool finds an agent's entry in
-//! O(1) through a member-indexed position array, never by a search.
-//! Ordered strategies keep a 4-ary min-heap of entries: adding an agent
-//! whose key sorts last (longest idle: the one who just hung up) touches
-//! the tail and its parent only, and removing one moves the last entry
-//! into its place, which rarely travels far. Round robin keeps a bitset
-//! over members (member order = index order), scanned from the cursor.
+//! Each (agent, pool) pair has a `PoolLink` in one flat array of the
+//! topology (an agent's links side by side) holding where the agent's node
+//! sits in the pool, so finding it is O(1), never a search. Ordered
+//! strategies keep an 8-ary min-heap of 24-byte nodes (see `Heap`);
+//! round robin keeps a bitset over members (member order = index order),
+//! scanned from the cursor. An agent's pools are locked together, in
+//! ascending order, to add or remove it (see `Pool::insert_all`).
 
 use super::agent::{PoolLink, Slot, Tag};
 use crate::config::Strategy;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::atomic::{
     AtomicU64,
     Ordering::{Relaxed, SeqCst},
 };
-use std::ops::Range;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -284,9 +283,10 @@ impl Set {
         }
     }
 
+    /// Nodes held, tombstones included (never more than the members).
     fn len(&self) -> usize {
         match self {
-            Set::Heap(h) => h.live,
+            Set::Heap(h) => h.nodes.len(),
             Set::Bits { len, .. } => *len,
         }
     }
@@ -359,6 +359,9 @@ pub(crate) struct Pool {
     cursor: AtomicU64,
 }
 
+/// A locked pool with the agent's link into it (index and link).
+type Held<'a> = (MutexGuard<'a, Set>, &'a Pool, u32, &'a PoolLink);
+
 /// What a claim attempt made of one entry.
 enum Try<'a> {
     Claimed(&'a Slot),
@@ -396,9 +399,7 @@ impl Pool {
 
     /// Removes the agent of each of `links[range]` from its pool.
     pub(crate) fn remove_all(pools: &[Pool], links: &[PoolLink], range: Range<u32>) {
-        Self::locked_all(pools, links, range, |set, _, li, _| {
-            set.remove(links, li)
-        });
+        Self::locked_all(pools, links, range, |set, _, li, _| set.remove(links, li));
     }
 
     /// Runs `f` on the pools of `links[range]` with up to `BATCH` of them
@@ -417,8 +418,7 @@ impl Pool {
         let mut next = range.start;
         while next < range.end {
             let end = range.end.min(next + BATCH as u32);
-            let mut held: [Option<(MutexGuard<'_, Set>, &Pool, u32, &PoolLink)>; BATCH] =
-                std::array::from_fn(|_| None);
+            let mut held: [Option<Held<'_>>; BATCH] = std::array::from_fn(|_| None);
             for (h, li) in held.iter_mut().zip(next..end) {
                 if let Some(l) = links.get(li as usize) {
                     if let Some(pool) = pools.get(l.pool as usize) {

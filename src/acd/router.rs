@@ -786,12 +786,12 @@ impl Router {
             };
             let mut meta = slot.meta();
             let e = slot.word().epoch;
-            if self.take_best(&slot, &mut meta, e, now, out) == Take::NoCaller {
+            if self.take_best(slot, &mut meta, e, now, out) == Take::NoCaller {
                 slot.set(Word {
                     epoch: e,
                     tag: Tag::Available,
                 });
-                self.recheck(&slot, &mut meta, e, now, out);
+                self.recheck(slot, &mut meta, e, now, out);
                 passed.push(slot.idx);
             }
         }
