@@ -179,8 +179,9 @@ fn model_cycles(
 type Figures = Mutex<BTreeMap<(&'static str, usize), Vec<f64>>>;
 
 fn record(figs: &Figures, name: &'static str, n: usize, iters: u64, took: Duration) {
-    // Criterion's first warm-up runs are tiny; they say little.
-    if iters >= 100 {
+    // Criterion's first warm-up runs are tiny; they say little (a naive
+    // scan at 100,000 agents takes milliseconds: few iterations suffice).
+    if iters >= 100 || took >= Duration::from_millis(20) {
         let us = took.as_secs_f64() * 1e6 / (2 * iters) as f64;
         if let Ok(mut f) = figs.lock() {
             f.entry((name, n)).or_default().push(us);
