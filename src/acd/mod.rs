@@ -36,12 +36,13 @@
 //!   agent's pools are locked together, in ascending pool order (a claim
 //!   holds one pool and no other lock), so the cache misses of its pools
 //!   overlap instead of queueing behind each unlock. Measured (bench
-//!   `router`, 1 thread, µs per decision): 1k/10k/100k agents went from
-//!   1.18/3.1/6.8 with a `BTreeSet` per pool (removal plus insert of about
-//!   24 cold cache lines per pool) to about 1.1/1.6/2.2, the 100k/1k ratio
-//!   from 5.8 to about 2 (noisy: 1.8 to 2.3 between runs). Tried and
-//!   dropped: lazy removal of stale entries (each costs a cold read of the
-//!   agent's word where it is met, measured slower with the `BTreeSet`).
+//!   `router`, 1 thread, median µs per decision, shared 2-core machine):
+//!   1k/10k/100k agents went from 1.3/3.1/7.1 with a `BTreeSet` per pool
+//!   (its removal plus insert walked ~24 cold cache lines per pool) to
+//!   1.1/1.8/2.2-2.7; the 100k/1k ratio from 5.4 to 1.8-2.4 between runs.
+//!   Tried and dropped: lazy removal of stale entries (each costs a cold
+//!   read of the agent's word where it is met; measured slower with the
+//!   `BTreeSet`).
 //! * **Lanes**: one per (queue, relax level), a `Mutex<BTreeMap>` of waiting
 //!   callers ordered by priority then arrival. Removing a caller from its
 //!   lane is what takes it: exactly one thread can do so. Its length is
