@@ -8,6 +8,10 @@
 //!
 //! `ROUTER_BENCH_SKIP_NAIVE=1` skips the naive model (its setup at 100,000
 //! agents takes minutes) when only the indexed router is of interest.
+//!
+//! At the end it prints, per variant, the median µs per decision over the
+//! measured runs and the 100,000/1,000 ratio (the aim: at most 2), e.g.
+//! `ROUTER_BENCH_SKIP_NAIVE=1 cargo bench --bench router -- indexed`.
 
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -171,7 +175,56 @@ fn model_cycles(
     }
 }
 
+/// µs per decision of every timed run, by (variant, agents).
+type Figures = Mutex<BTreeMap<(&'static str, usize), Vec<f64>>>;
+
+fn record(figs: &Figures, name: &'static str, n: usize, iters: u64, took: Duration) {
+    // Criterion's first warm-up runs are tiny; they say little (a naive
+    // scan at 100,000 agents takes milliseconds: few iterations suffice).
+    if iters >= 100 || took >= Duration::from_millis(20) {
+        let us = took.as_secs_f64() * 1e6 / (2 * iters) as f64;
+        if let Ok(mut f) = figs.lock() {
+            f.entry((name, n)).or_default().push(us);
+        }
+    }
+}
+
+fn summary(figs: &Figures) {
+    let Ok(mut f) = figs.lock() else { return };
+    let mut median = BTreeMap::new();
+    let mut best = BTreeMap::new();
+    for ((name, n), v) in f.iter_mut() {
+        v.sort_by(f64::total_cmp);
+        if let (Some(m), Some(b)) = (v.get(v.len() / 2), v.first()) {
+            median.insert((*name, *n), *m);
+            best.insert((*name, *n), *b);
+        }
+    }
+    // Wall time over all threads: 2 threads share the iterations.
+    // The best run is the one least disturbed by other processes.
+    println!(
+        "\nrouting: wall µs per decision, median (best) of the runs; decisions/s over all threads"
+    );
+    for ((name, n), us) in &median {
+        let b = best.get(&(*name, *n)).copied().unwrap_or(f64::NAN);
+        println!(
+            "  {name:<20} {n:>7} agents: {us:>7.3} ({b:.3}) µs  {:>5.2} M/s",
+            1.0 / us
+        );
+    }
+    let names: std::collections::BTreeSet<_> = median.keys().map(|(name, _)| *name).collect();
+    for name in names {
+        let ratio = |m: &BTreeMap<(&str, usize), f64>| {
+            Some(m.get(&(name, 100_000))? / m.get(&(name, 1_000))?)
+        };
+        if let (Some(r), Some(rb)) = (ratio(&median), ratio(&best)) {
+            println!("  {name:<20} 100k/1k ratio: {r:.2} (best: {rb:.2}; aim: <= 2)");
+        }
+    }
+}
+
 fn bench(c: &mut Criterion) {
+    let figs: Figures = Mutex::new(BTreeMap::new());
     let mut g = c.benchmark_group("routing");
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(500))
@@ -185,7 +238,9 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 router_cycles(&r, iters, &names, &next, iters, t0);
-                start.elapsed()
+                let took = start.elapsed();
+                record(&figs, "indexed_1thread", n, iters, took);
+                took
             })
         });
         g.bench_function(BenchmarkId::new("indexed_2threads", n), |b| {
@@ -197,7 +252,9 @@ fn bench(c: &mut Criterion) {
                         s.spawn(move || router_cycles(r, iters / 2, names, next, iters + t, t0));
                     }
                 });
-                start.elapsed()
+                let took = start.elapsed();
+                record(&figs, "indexed_2threads", n, iters, took);
+                took
             })
         });
         if std::env::var_os("ROUTER_BENCH_SKIP_NAIVE").is_some() {
@@ -212,7 +269,9 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 model_cycles(&m, iters, &names, &next, iters, t0);
-                start.elapsed()
+                let took = start.elapsed();
+                record(&figs, "naive_scan_1thread", n, iters, took);
+                took
             })
         });
         g.bench_function(BenchmarkId::new("naive_scan_2threads", n), |b| {
@@ -224,11 +283,14 @@ fn bench(c: &mut Criterion) {
                         s.spawn(move || model_cycles(m, iters / 2, names, next, iters + t, t0));
                     }
                 });
-                start.elapsed()
+                let took = start.elapsed();
+                record(&figs, "naive_scan_2threads", n, iters, took);
+                took
             })
         });
     }
     g.finish();
+    summary(&figs);
 }
 
 criterion_group!(benches, bench);

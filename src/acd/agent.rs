@@ -3,7 +3,7 @@
 
 use super::{AgentState, CallId};
 use crate::config::Agent;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -97,9 +97,9 @@ pub(crate) struct Meta {
     pub busy: Option<Busy>,
     pub calls_taken: u64,
     pub last_call_end: Option<Instant>,
-    /// The entries this agent has in pools (pool index, entry), so a new
-    /// stay replaces them instead of piling up.
-    pub indexed: Vec<(u32, super::pool::Entry)>,
+    /// Has entries in its pools: whoever moves it out of `Available` (or
+    /// `Deciding`) removes them, under this mutex.
+    pub pooled: bool,
 }
 
 impl Meta {
@@ -117,18 +117,34 @@ impl Meta {
     }
 }
 
+/// One pool an agent is eligible for. All links live in one flat array of
+/// the topology, an agent's side by side, so freeing an agent reads one or
+/// two cache lines for all its pools.
+#[derive(Debug)]
+pub(crate) struct PoolLink {
+    pub pool: u32,
+    /// The agent's number among the pool's members.
+    pub member: u32,
+    /// Skill score for the pool's required skills.
+    pub score: u32,
+    /// Where the agent's entry sits in the pool's heap (`u32::MAX`: none).
+    /// Only read and written under that pool's mutex.
+    pub pos: AtomicU32,
+}
+
 /// What an agent is eligible for, fixed between reloads.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Links {
-    /// (pool index, skill score for that pool's required skills).
-    pub pools: Vec<(u32, u32)>,
+    /// Its range in the topology's flat `PoolLink` array.
+    pub pools: std::ops::Range<u32>,
     pub lanes: Vec<u32>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub id: Arc<str>,
-    pub cfg: Agent,
+    /// Boxed: read on reloads and shift changes only, kept off the hot lines.
+    pub cfg: Box<Agent>,
     pub idx: u32,
     pub links: Links,
     word: AtomicU64,
@@ -146,7 +162,7 @@ impl Slot {
     ) -> Slot {
         Slot {
             id,
-            cfg,
+            cfg: Box::new(cfg),
             idx,
             links,
             word: AtomicU64::new(word.pack()),

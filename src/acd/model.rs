@@ -4,7 +4,7 @@
 //! Not for production: each decision costs O(agents + callers).
 
 use super::lane::Refusals;
-use super::pool::{entry, KeyInput};
+use super::pool::{key as entry, KeyInput};
 use super::topology::{eligible, required_skills, skill_score, AcdConfig};
 use super::{AcdError, AdminState, CallId, DivertReason, Offer, Output, Timer, RONA};
 use crate::config::{Agent, Queue, Schedule, Strategy};

@@ -3,12 +3,13 @@
 
 use super::agent::{Busy, Meta, Slot, Tag, Word};
 use super::lane::Caller;
-use super::pool::{entry, KeyInput};
+use super::pool::{key, KeyInput, Pool};
 use super::topology::{AcdConfig, Topology};
 use super::{
     AcdError, AdminState, AgentState, AgentStatus, CallId, DivertReason, Offer, Output,
     QueueStatus, Timer, RONA,
 };
+use crate::config::Strategy;
 use chrono::{DateTime, Utc};
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
@@ -70,7 +71,7 @@ impl Router {
         }
     }
 
-    fn slot(&self, id: &str) -> Result<&Arc<Slot>, AcdError> {
+    fn slot(&self, id: &str) -> Result<&Slot, AcdError> {
         self.topo
             .agent(id)
             .ok_or_else(|| AcdError::UnknownAgent(id.to_string()))
@@ -568,10 +569,10 @@ impl Router {
         let rest = meta.resting();
         match w.tag {
             Tag::Available => {
-                if rest != Tag::Available {
-                    // If a router thread claimed it first, that thread sees
-                    // the new meta (it locks it) and settles the agent.
-                    slot.leave_available(rest);
+                // If a router thread claimed it first, that thread sees
+                // the new meta (it locks it) and settles the agent.
+                if rest != Tag::Available && slot.leave_available(rest) {
+                    self.unpool(slot, meta);
                 }
             }
             Tag::LoggedOut | Tag::OffShift | Tag::Paused => {
@@ -607,37 +608,44 @@ impl Router {
         if self.take_best(slot, meta, e, now, out) != Take::NoCaller {
             return;
         }
-        let mut indexed = Vec::with_capacity(slot.links.pools.len());
-        for &(p, score) in &slot.links.pools {
-            let Some(pool) = self.topo.pools.get(p as usize) else {
-                continue;
-            };
-            let new = entry(
-                pool.strategy,
-                self.base,
-                self.seed,
-                KeyInput {
-                    idx: slot.idx,
-                    epoch: e,
-                    score,
-                    calls_taken: meta.calls_taken,
-                    last_call_end: meta.last_call_end,
-                },
-            );
-            let old = meta
-                .indexed
-                .iter()
-                .find(|(op, _)| *op == p)
-                .map(|(_, en)| *en);
-            pool.replace(old, new);
-            indexed.push((p, new));
-        }
-        meta.indexed = indexed;
+        let input = KeyInput {
+            idx: slot.idx,
+            epoch: e,
+            score: 0,
+            calls_taken: meta.calls_taken,
+            last_call_end: meta.last_call_end,
+        };
+        Pool::insert_all(
+            &self.topo.pools,
+            &self.topo.pool_links,
+            slot.links.pools.clone(),
+            |pool, l| {
+                let k = KeyInput {
+                    score: l.score,
+                    ..input
+                };
+                key(pool.strategy, self.base, self.seed, k)
+            },
+        );
+        meta.pooled = true;
         slot.set(Word {
             epoch: e,
             tag: Tag::Available,
         });
         self.recheck(slot, meta, e, now, out);
+    }
+
+    /// The agent (meta locked) left `Available`/`Deciding`: drop its pool
+    /// entries. Until then claimers skip them (its word is not `Available`).
+    fn unpool(&self, slot: &Slot, meta: &mut Meta) {
+        if !std::mem::take(&mut meta.pooled) {
+            return;
+        }
+        Pool::remove_all(
+            &self.topo.pools,
+            &self.topo.pool_links,
+            slot.links.pools.clone(),
+        );
     }
 
     /// After publishing (or putting back) an agent, look at its lanes again:
@@ -691,6 +699,7 @@ impl Router {
                 epoch: e,
                 tag: rest,
             });
+            self.unpool(slot, meta);
             return Take::Settled;
         }
         loop {
@@ -723,7 +732,13 @@ impl Router {
                 continue;
             }
             if let Some(pool) = self.topo.pools.get(lane.pool as usize) {
-                pool.took(slot.idx);
+                if pool.strategy == Strategy::RoundRobin {
+                    let r = slot.links.pools.clone();
+                    let mine = self.topo.pool_links.get(r.start as usize..r.end as usize);
+                    if let Some(l) = mine.and_then(|m| m.iter().find(|l| l.pool == lane.pool)) {
+                        pool.took(l.member);
+                    }
+                }
             }
             let Some(q) = self.topo.queues.get(c.queue as usize) else {
                 continue;
@@ -736,6 +751,7 @@ impl Router {
                 epoch: e,
                 tag: Tag::Ringing,
             });
+            self.unpool(slot, meta);
             out.push(Output::Offer(Offer {
                 agent: slot.id.clone(),
                 call: c.call,
@@ -765,17 +781,17 @@ impl Router {
         // every caller they could take lately): not claimed again this round.
         let mut passed = Vec::new();
         while !lane.is_empty() {
-            let Some(slot) = pool.claim(&self.topo.agents, &passed) else {
+            let Some(slot) = pool.claim(&self.topo.agents, &self.topo.pool_links, &passed) else {
                 return;
             };
             let mut meta = slot.meta();
             let e = slot.word().epoch;
-            if self.take_best(&slot, &mut meta, e, now, out) == Take::NoCaller {
+            if self.take_best(slot, &mut meta, e, now, out) == Take::NoCaller {
                 slot.set(Word {
                     epoch: e,
                     tag: Tag::Available,
                 });
-                self.recheck(&slot, &mut meta, e, now, out);
+                self.recheck(slot, &mut meta, e, now, out);
                 passed.push(slot.idx);
             }
         }
@@ -793,7 +809,7 @@ impl Router {
         let carry = |id: &str| {
             let slot = old.agent(id)?;
             let mut meta = slot.meta().clone();
-            meta.indexed.clear();
+            meta.pooled = false;
             let mut w = slot.word();
             if w.tag.idle() {
                 // Re-entered into the new pools below.
@@ -814,16 +830,16 @@ impl Router {
             }
             let mut meta = meta;
             meta.removed = true;
-            meta.indexed.clear();
+            meta.pooled = false;
             topo.agent_by_id.insert(slot.id.to_string(), next);
-            topo.agents.push(Arc::new(Slot::new(
+            topo.agents.push(Slot::new(
                 slot.id.clone(),
-                slot.cfg.clone(),
+                (*slot.cfg).clone(),
                 next,
                 Default::default(),
                 slot.word(),
                 meta,
-            )));
+            ));
             next += 1;
         }
         let old_queues: Vec<(Arc<str>, Option<crate::config::Target>)> = old

@@ -2,12 +2,12 @@
 //! per relax level), the pools of eligible agents, and each agent's links.
 //! Rebuilt on reload; eligibility is computed once here, never per decision.
 
-use super::agent::{Links, Meta, Slot, Word};
+use super::agent::{Links, Meta, PoolLink, Slot, Word};
 use super::lane::Lane;
 use super::pool::Pool;
 use crate::config::{Agent, Config, Queue, Schedule};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU32, AtomicUsize};
 use std::sync::Arc;
 
 /// The parts of the configuration the router uses.
@@ -67,11 +67,14 @@ pub(crate) struct QueueRt {
 
 #[derive(Debug)]
 pub(crate) struct Topology {
-    pub agents: Vec<Arc<Slot>>,
+    /// Side by side (no pointer to chase per agent).
+    pub agents: Vec<Slot>,
     pub agent_by_id: HashMap<String, u32>,
     pub queues: Vec<QueueRt>,
     pub queue_by_name: HashMap<String, u32>,
     pub pools: Vec<Pool>,
+    /// Every agent's pool links, an agent's side by side (`Links::pools`).
+    pub pool_links: Vec<PoolLink>,
     pub lanes: Vec<Lane>,
     pub schedules: BTreeMap<String, Schedule>,
 }
@@ -104,8 +107,9 @@ impl Topology {
                     Some(p) => *p,
                     None => {
                         let p = pools.len() as u32;
-                        pool_agents.push(eligible_agents(&agent_cfgs, &by_skill, &key.1));
-                        pools.push(Pool::new(q.strategy, key.1.clone()));
+                        let members = eligible_agents(&agent_cfgs, &by_skill, &key.1);
+                        pools.push(Pool::new(q.strategy, key.1.clone(), members.clone()));
+                        pool_agents.push(members);
                         pool_ids.insert(key, p);
                         p
                     }
@@ -130,16 +134,28 @@ impl Topology {
             });
         }
         let mut links: Vec<Links> = vec![Links::default(); agent_cfgs.len()];
+        let mut per_agent: Vec<Vec<PoolLink>> = (0..agent_cfgs.len()).map(|_| Vec::new()).collect();
         for (p, members) in pool_agents.iter().enumerate() {
-            for &a in members {
+            for (m, &a) in members.iter().enumerate() {
                 if let (Some(l), Some(ac), Some(pool)) = (
-                    links.get_mut(a as usize),
+                    per_agent.get_mut(a as usize),
                     agent_cfgs.get(a as usize),
                     pools.get(p),
                 ) {
-                    l.pools.push((p as u32, skill_score(ac, &pool.skills)));
+                    l.push(PoolLink {
+                        pool: p as u32,
+                        member: m as u32,
+                        score: skill_score(ac, &pool.skills),
+                        pos: AtomicU32::new(u32::MAX),
+                    });
                 }
             }
+        }
+        let mut pool_links = Vec::new();
+        for (l, mine) in links.iter_mut().zip(per_agent) {
+            let start = pool_links.len() as u32;
+            pool_links.extend(mine);
+            l.pools = start..pool_links.len() as u32;
         }
         for (li, p) in lane_pool.iter().enumerate() {
             for &a in pool_agents.get(*p as usize).map_or(&[][..], |v| v) {
@@ -161,14 +177,14 @@ impl Topology {
                 )
             });
             agent_by_id.insert(a.id.clone(), i as u32);
-            agents.push(Arc::new(Slot::new(
+            agents.push(Slot::new(
                 Arc::from(a.id.as_str()),
                 (*a).clone(),
                 i as u32,
                 l,
                 word,
                 meta,
-            )));
+            ));
         }
         Topology {
             agents,
@@ -176,12 +192,13 @@ impl Topology {
             queues,
             queue_by_name,
             pools,
+            pool_links,
             lanes,
             schedules: cfg.schedules.clone(),
         }
     }
 
-    pub(crate) fn agent(&self, id: &str) -> Option<&Arc<Slot>> {
+    pub(crate) fn agent(&self, id: &str) -> Option<&Slot> {
         self.agent_by_id
             .get(id)
             .and_then(|i| self.agents.get(*i as usize))
@@ -211,8 +228,11 @@ fn eligible_agents(
         None => (0..agents.len() as u32).collect(),
         Some(holders) => holders.iter().map(|(a, _)| *a).collect(),
     };
-    candidates
+    let mut v: Vec<u32> = candidates
         .into_iter()
         .filter(|a| agents.get(*a as usize).is_some_and(|ac| eligible(ac, req)))
-        .collect()
+        .collect();
+    // Member order is index order (round robin walks it).
+    v.sort_unstable();
+    v
 }
