@@ -106,6 +106,13 @@ fn offers(out: Vec<Output>, busy: &mut VecDeque<(Arc<str>, CallId)>) {
     }
 }
 
+/// The clock of the `call`-th event: time moves on (a microsecond an
+/// event), so agents freed later are idle for less time and the idle-time
+/// keys of `longest_idle` and `most_skilled` differ as they do in a day.
+fn tick(base: Instant, call: CallId) -> Instant {
+    base + Duration::from_micros(call.0)
+}
+
 /// One worker's loop on the indexed router.
 fn router_cycles(
     r: &Router,
@@ -119,6 +126,7 @@ fn router_cycles(
     let mut busy = VecDeque::new();
     for _ in 0..iters {
         let call = CallId(next.fetch_add(1, Ordering::Relaxed));
+        let now = tick(now, call);
         let q = &names[rng(&mut s) as usize % names.len()];
         offers(
             r.caller_arrives(call, q, 0, now, wall())
@@ -159,6 +167,7 @@ fn model_cycles(
     let mut busy = VecDeque::new();
     for _ in 0..iters {
         let call = CallId(next.fetch_add(1, Ordering::Relaxed));
+        let now = tick(now, call);
         let q = &names[rng(&mut s) as usize % names.len()];
         let out = m.lock().unwrap().caller_arrives(call, q, 0, now, wall());
         offers(out.unwrap_or_default(), &mut busy);
