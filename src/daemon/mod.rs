@@ -137,7 +137,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     loop {
         tokio::select! {
             Some(ev) = media.events.recv() => {
-                let owner = crate::endpoint::ShardId { index: 0, count: shards.len() }.owner_of(ev.leg());
+                let owner = crate::endpoint::shard_of_id(ev.leg(), shards.len());
                 shards.send(owner, shards::ShardMsg::Media(ev));
             }
             _ = hup.recv() => {

@@ -57,8 +57,8 @@ pub struct Resume {
 #[derive(Clone)]
 pub struct Shards {
     ctl: Arc<Vec<mpsc::UnboundedSender<ShardMsg>>>,
-    /// Calls each shard holds (for the drain).
-    active: Arc<Vec<AtomicUsize>>,
+    /// Calls in progress on all shards (the endpoints' shared count).
+    calls: Arc<AtomicUsize>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -78,7 +78,7 @@ impl Shards {
 
     /// Calls in progress on all shards.
     pub fn active_calls(&self) -> usize {
-        self.active.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on shard `i` and returns its answer (None: shard gone).
@@ -148,7 +148,9 @@ pub fn spawn(
     let (ctl_tx, ctl_rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
     let shards = Shards {
         ctl: Arc::new(ctl_tx),
-        active: Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect()),
+        calls: endpoints
+            .first()
+            .map_or_else(Arc::default, Endpoint::calls_everywhere),
         metrics: outlets.metrics.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
@@ -273,10 +275,6 @@ impl ShardTask {
         super::publish_events(&mut self.ep, &self.out.hub);
         while let Some((shard, out)) = self.ep.poll_foreign() {
             self.peers.send(shard, ShardMsg::Acd(out));
-        }
-        let me = self.ep.shard();
-        if let Some(a) = self.peers.active.get(me.index) {
-            a.store(self.ep.active_calls(), Ordering::Relaxed);
         }
     }
 

@@ -36,7 +36,9 @@ use crate::sip::Peer;
 pub use events::{EventKind, LiveEvent};
 pub use media::{LegId, MediaCommand, MediaEvent};
 pub use queue_events::QueueLogLine;
-pub use shard::{owner_of_output, raw_call_id, shard_of_call_id, stand_in_router, ShardId, Shared};
+pub use shard::{
+    owner_of_output, raw_call_id, shard_of_call_id, shard_of_id, stand_in_router, ShardId, Shared,
+};
 pub use stats::EndpointStats;
 
 /// The two clocks a handler may need: monotonic for timers, wall for
@@ -99,8 +101,6 @@ pub struct Endpoint {
     media_out: std::collections::VecDeque<MediaCommand>,
     out: outbound::Queue,
     draining: bool,
-    tick: Option<Duration>,
-    next_tick: Option<Instant>,
     /// When expired registrations are next swept (and the file rewritten).
     housekeeping_at: Instant,
     pub stats: EndpointStats,
@@ -160,8 +160,6 @@ impl Endpoint {
             media_out: Default::default(),
             out: outbound::Queue::default(),
             draining: false,
-            tick: None,
-            next_tick: None,
             housekeeping_at: now.mono + HOUSEKEEPING,
             stats: EndpointStats::default(),
             metrics: Arc::default(),
@@ -232,12 +230,6 @@ impl Endpoint {
     /// From now on new calls get 503; calls in progress continue.
     pub fn start_drain(&mut self) {
         self.draining = true;
-    }
-
-    /// Wake the driver at least this often (used while draining).
-    pub fn set_tick(&mut self, every: Duration, now: Instant) {
-        self.tick = Some(every);
-        self.next_tick = Some(now + every);
     }
 
     pub fn active_calls(&self) -> usize {
@@ -316,9 +308,6 @@ impl Endpoint {
             self.qualify_round(now);
             self.qualify_at = now.mono + qualify::QUALIFY_EVERY;
         }
-        if let Some(every) = self.tick {
-            self.next_tick = Some(now.mono + every);
-        }
     }
 
     /// The earliest instant the endpoint wants `handle_timeout`.
@@ -332,7 +321,6 @@ impl Endpoint {
             acd,
             self.txn.poll_timeout(),
             calls,
-            self.next_tick,
             Some(self.housekeeping_at),
         ]
         .into_iter()

@@ -42,7 +42,7 @@ impl ShardId {
 
     /// The shard an id made by [`ShardId::make_id`] belongs to.
     pub fn owner_of(self, id: u64) -> usize {
-        usize::try_from(id % self.count.max(1) as u64).unwrap_or(0)
+        shard_of_id(id, self.count)
     }
 
     /// Whether `id` (a router call handle or media leg) is ours.
@@ -54,6 +54,12 @@ impl ShardId {
     pub fn make_id(self, seq: u64) -> u64 {
         seq * self.count.max(1) as u64 + self.index as u64
     }
+}
+
+/// The shard (of `count`) an id made by [`ShardId::make_id`] belongs to:
+/// router call handles and media legs.
+pub fn shard_of_id(id: u64, count: usize) -> usize {
+    usize::try_from(id % count.max(1) as u64).unwrap_or(0)
 }
 
 /// FNV-1a: stable across processes and cheap on short strings.
@@ -120,7 +126,7 @@ pub(super) fn output_call(out: &Output) -> CallId {
 
 /// The shard (of `count`) owning the call a router output is about.
 pub fn owner_of_output(out: &Output, count: usize) -> usize {
-    ShardId { index: 0, count }.owner_of(output_call(out).0)
+    shard_of_id(output_call(out).0, count)
 }
 
 /// A router with nothing in it: what a shard holds while the real one is
@@ -201,6 +207,11 @@ impl Endpoint {
 
     pub fn shard(&self) -> ShardId {
         self.shard
+    }
+
+    /// Calls in progress on every shard (the drain waits for zero).
+    pub fn calls_everywhere(&self) -> Arc<AtomicUsize> {
+        self.shared.calls.clone()
     }
 
     /// A router output for a call owned by another shard: `(shard, output)`.
