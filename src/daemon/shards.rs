@@ -140,7 +140,7 @@ pub fn sip_queues(n: usize) -> (Vec<mpsc::Sender<Inbound>>, Vec<mpsc::Receiver<I
 
 /// Starts one task per endpoint, each fed by its SIP queue.
 pub fn spawn(
-    endpoints: Vec<Endpoint>,
+    mut endpoints: Vec<Endpoint>,
     sip: Vec<mpsc::Receiver<Inbound>>,
     outlets: &Outlets,
 ) -> (Shards, tokio::task::JoinSet<usize>) {
@@ -153,6 +153,15 @@ pub fn spawn(
             .map_or_else(Arc::default, Endpoint::calls_everywhere),
         metrics: outlets.metrics.clone(),
     };
+    // What the endpoints said while being built (agents logged in at
+    // start) goes out first, before any shard handles a call: the shards
+    // flush independently, so otherwise a call's queue_log lines could come
+    // before the AGENTLOGIN that preceded it.
+    for ep in &mut endpoints {
+        super::write_records(ep, &outlets.records);
+        super::write_queue_log(ep, outlets.qlog.as_ref());
+        super::publish_events(ep, &outlets.hub);
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for (ep, (ctl, sip)) in endpoints.into_iter().zip(ctl_rx.into_iter().zip(sip)) {
         let index = ep.shard().index;
