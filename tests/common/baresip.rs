@@ -178,6 +178,10 @@ impl Baresip {
             .unwrap();
         let root = dir.path();
         let ctrl_port = super::free_port();
+        // baresip draws its RTP ports at random from `rtp_ports` (1024-49152
+        // by default): a range of its own keeps them off other tests' ports.
+        let rtp_lo = super::free_ports(16);
+        let rtp_hi = rtp_lo + 15;
         fs::write(root.join("source.wav"), source).unwrap();
         fs::create_dir_all(root.join("rec")).unwrap();
         let config = format!(
@@ -187,6 +191,7 @@ impl Baresip {
              call_max_calls 4\n\
              sip_listen 127.0.0.1:0\n\
              net_interface 127.0.0.1\n\
+             rtp_ports {rtp_lo}-{rtp_hi}\n\
              audio_player aubridge,{name}-play\n\
              audio_alert aubridge,{name}-alert\n\
              audio_source aufile,{src}\n\

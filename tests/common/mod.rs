@@ -42,7 +42,6 @@ pub fn require(present: bool, what: &str) -> bool {
     false
 }
 
-/// A loopback port free for both UDP and TCP at the time of the call.
 /// Polls `f` every 50 ms until it holds; panics after `timeout`.
 pub fn wait_until(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + timeout;
@@ -55,15 +54,47 @@ pub fn wait_until(what: &str, timeout: std::time::Duration, mut f: impl FnMut() 
     panic!("timed out waiting for {what}");
 }
 
-pub fn free_port() -> u16 {
-    for _ in 0..200 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+/// First and one-past-last port handed out by `free_ports`: below the RTP
+/// ranges (21000 up) and the demo's 20000-20999, and below Linux's ephemeral
+/// ports (32768 up). A port asked of the kernel (`bind` to port 0: phones,
+/// baresip's SIP socket) is never one of these, so a port checked free here
+/// stays free until the daemon or SIPp binds it. (Ports taken from the
+/// ephemeral range were taken back by a parallel test's phone in the gap
+/// between the check and the daemon's bind: CI saw EADDRINUSE.)
+const PORTS_LO: u32 = 10000;
+const PORTS_HI: u32 = 20000;
+
+/// `n` consecutive loopback ports, each free for both UDP and TCP at the
+/// time of the call, never handed out twice in one test binary (the tests
+/// inside a binary run in parallel; cargo runs binaries one at a time). The
+/// first block depends on the process id, so test binaries started side by
+/// side by hand rarely meet.
+pub fn free_ports(n: u16) -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = PORTS_HI - PORTS_LO;
+    let start = (std::process::id().wrapping_mul(977)) % span;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..span {
+        let off = NEXT.fetch_add(u32::from(n), Ordering::SeqCst) % span;
+        if off + u32::from(n) > span {
+            continue; // a block never wraps past the range's end
+        }
+        let base = (PORTS_LO + off) as u16;
+        let free = (base..base + n).all(|p| {
+            UdpSocket::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
+        });
+        if free {
+            return base;
         }
     }
-    panic!("no loopback port free for both UDP and TCP");
+    panic!("no block of {n} loopback ports free for both UDP and TCP");
+}
+
+/// One loopback port for a daemon's SIP or admin listener, SIPp or a
+/// control socket. A block of four is kept for it: SIPp's `-mp` media port
+/// uses the three after it (RTCP, video) too.
+pub fn free_port() -> u16 {
+    free_ports(4)
 }
 
 /// A WAV file: 8 kHz mono 16-bit PCM, `samples` samples of a quiet tone.
