@@ -113,36 +113,128 @@ fn tick(base: Instant, call: CallId) -> Instant {
     base + Duration::from_micros(call.0)
 }
 
-/// One worker's loop on the indexed router.
-fn router_cycles(
-    r: &Router,
+/// What the bench asks of a router: the indexed one, or the naive model
+/// behind a mutex.
+trait Acd: Sync {
+    fn arrives(&self, call: CallId, queue: &str, now: Instant) -> Vec<Output>;
+    /// The agent answers the call and it ends at once.
+    fn finishes(&self, agent: &str, call: CallId, now: Instant) -> Vec<Output>;
+    fn hangup(&self, call: CallId, now: Instant);
+    fn waiting(&self) -> Vec<CallId>;
+}
+
+impl Acd for Router {
+    fn arrives(&self, call: CallId, queue: &str, now: Instant) -> Vec<Output> {
+        self.caller_arrives(call, queue, 0, now, wall())
+            .unwrap_or_default()
+    }
+    fn finishes(&self, agent: &str, call: CallId, now: Instant) -> Vec<Output> {
+        let _ = self.answered(agent, call, now);
+        self.call_ended(agent, call, now).unwrap_or_default()
+    }
+    fn hangup(&self, call: CallId, now: Instant) {
+        self.caller_hangup(call, now);
+    }
+    fn waiting(&self) -> Vec<CallId> {
+        self.waiting_calls()
+    }
+}
+
+impl Acd for Mutex<Model> {
+    fn arrives(&self, call: CallId, queue: &str, now: Instant) -> Vec<Output> {
+        let Ok(mut m) = self.lock() else {
+            return vec![];
+        };
+        m.caller_arrives(call, queue, 0, now, wall())
+            .unwrap_or_default()
+    }
+    fn finishes(&self, agent: &str, call: CallId, now: Instant) -> Vec<Output> {
+        let Ok(mut m) = self.lock() else {
+            return vec![];
+        };
+        let _ = m.answered(agent, call, now);
+        m.call_ended(agent, call, now).unwrap_or_default()
+    }
+    fn hangup(&self, call: CallId, now: Instant) {
+        if let Ok(mut m) = self.lock() {
+            m.caller_hangup(call, now);
+        }
+    }
+    fn waiting(&self) -> Vec<CallId> {
+        self.lock().map(|m| m.waiting_calls()).unwrap_or_default()
+    }
+}
+
+/// One worker's loop: a caller arrives at a random queue; half the time
+/// (always once 64 calls are up) the oldest call ends. Returns the calls
+/// still up, for `settle`.
+fn cycles<A: Acd>(
+    r: &A,
     iters: u64,
     names: &[String],
     next: &AtomicU64,
     seed: u64,
     now: Instant,
-) {
+) -> VecDeque<(Arc<str>, CallId)> {
     let mut s = seed | 1;
     let mut busy = VecDeque::new();
     for _ in 0..iters {
         let call = CallId(next.fetch_add(1, Ordering::Relaxed));
         let now = tick(now, call);
         let q = &names[rng(&mut s) as usize % names.len()];
-        offers(
-            r.caller_arrives(call, q, 0, now, wall())
-                .unwrap_or_default(),
-            &mut busy,
-        );
+        offers(r.arrives(call, q, now), &mut busy);
         if busy.len() > 64 || rng(&mut s) % 2 == 0 {
             if let Some((agent, call)) = busy.pop_front() {
-                let _ = r.answered(&agent, call, now);
-                offers(
-                    r.call_ended(&agent, call, now).unwrap_or_default(),
-                    &mut busy,
-                );
+                offers(r.finishes(&agent, call, now), &mut busy);
             }
         }
     }
+    busy
+}
+
+/// After a timed run, untimed: waiting callers hang up and every call still
+/// up ends, so each run starts from the same state (every agent available,
+/// no one waiting) instead of inheriting the last run's leftovers, which
+/// piled up over the samples (callers of queues few agents serve) and made
+/// the figures drift from run to run.
+fn settle<A: Acd>(
+    r: &A,
+    leftovers: Vec<VecDeque<(Arc<str>, CallId)>>,
+    next: &AtomicU64,
+    t0: Instant,
+) {
+    let now = tick(t0, CallId(next.load(Ordering::Relaxed)));
+    for call in r.waiting() {
+        r.hangup(call, now);
+    }
+    let mut busy: VecDeque<_> = leftovers.into_iter().flatten().collect();
+    while let Some((agent, call)) = busy.pop_front() {
+        offers(r.finishes(&agent, call, now), &mut busy);
+    }
+}
+
+/// One timed run of `iters` iterations on `threads` threads sharing `r`.
+fn timed_run<A: Acd>(
+    r: &A,
+    threads: u64,
+    iters: u64,
+    names: &[String],
+    next: &AtomicU64,
+    t0: Instant,
+) -> Duration {
+    let start = Instant::now();
+    let leftovers = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| s.spawn(move || cycles(r, iters / threads, names, next, iters + t, t0)))
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| w.join().ok())
+            .collect::<Vec<_>>()
+    });
+    let took = start.elapsed();
+    settle(r, leftovers, next, t0);
+    took
 }
 
 fn setup_router(n: usize) -> (Router, Vec<String>, Instant) {
@@ -153,35 +245,6 @@ fn setup_router(n: usize) -> (Router, Vec<String>, Instant) {
         r.agent_registered(id, t0, wall()).unwrap();
     }
     (r, c.queues.keys().cloned().collect(), t0)
-}
-
-fn model_cycles(
-    m: &Mutex<Model>,
-    iters: u64,
-    names: &[String],
-    next: &AtomicU64,
-    seed: u64,
-    now: Instant,
-) {
-    let mut s = seed | 1;
-    let mut busy = VecDeque::new();
-    for _ in 0..iters {
-        let call = CallId(next.fetch_add(1, Ordering::Relaxed));
-        let now = tick(now, call);
-        let q = &names[rng(&mut s) as usize % names.len()];
-        let out = m.lock().unwrap().caller_arrives(call, q, 0, now, wall());
-        offers(out.unwrap_or_default(), &mut busy);
-        if busy.len() > 64 || rng(&mut s) % 2 == 0 {
-            if let Some((agent, call)) = busy.pop_front() {
-                let mut g = m.lock().unwrap();
-                let _ = g.answered(&agent, call, now);
-                offers(
-                    g.call_ended(&agent, call, now).unwrap_or_default(),
-                    &mut busy,
-                );
-            }
-        }
-    }
 }
 
 /// µs per decision of every timed run, by (variant, agents).
@@ -241,30 +304,21 @@ fn bench(c: &mut Criterion) {
         .throughput(Throughput::Elements(2));
     for n in [1_000usize, 10_000, 100_000] {
         let (r, names, t0) = setup_router(n);
-        let r = Arc::new(r);
-        let next = Arc::new(AtomicU64::new(1));
-        g.bench_function(BenchmarkId::new("indexed_1thread", n), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                router_cycles(&r, iters, &names, &next, iters, t0);
-                let took = start.elapsed();
-                record(&figs, "indexed_1thread", n, iters, took);
-                took
-            })
+        let next = AtomicU64::new(1);
+        let mut variant = |name: &'static str, acd: &dyn Fn(u64) -> Duration| {
+            g.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter_custom(|iters| {
+                    let took = acd(iters);
+                    record(&figs, name, n, iters, took);
+                    took
+                })
+            });
+        };
+        variant("indexed_1thread", &|i| {
+            timed_run(&r, 1, i, &names, &next, t0)
         });
-        g.bench_function(BenchmarkId::new("indexed_2threads", n), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                std::thread::scope(|s| {
-                    for t in 0..2u64 {
-                        let (r, names, next) = (&r, &names, &next);
-                        s.spawn(move || router_cycles(r, iters / 2, names, next, iters + t, t0));
-                    }
-                });
-                let took = start.elapsed();
-                record(&figs, "indexed_2threads", n, iters, took);
-                took
-            })
+        variant("indexed_2threads", &|i| {
+            timed_run(&r, 2, i, &names, &next, t0)
         });
         if std::env::var_os("ROUTER_BENCH_SKIP_NAIVE").is_some() {
             continue;
@@ -272,30 +326,13 @@ fn bench(c: &mut Criterion) {
         let cfg = config(n);
         let m = Mutex::new(Model::new(&cfg, t0, 1));
         for id in cfg.agents.keys() {
-            let _ = m.lock().unwrap().agent_registered(id, t0, wall());
+            let _ = m.lock().map(|mut m| m.agent_registered(id, t0, wall()));
         }
-        g.bench_function(BenchmarkId::new("naive_scan_1thread", n), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                model_cycles(&m, iters, &names, &next, iters, t0);
-                let took = start.elapsed();
-                record(&figs, "naive_scan_1thread", n, iters, took);
-                took
-            })
+        variant("naive_scan_1thread", &|i| {
+            timed_run(&m, 1, i, &names, &next, t0)
         });
-        g.bench_function(BenchmarkId::new("naive_scan_2threads", n), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                std::thread::scope(|s| {
-                    for t in 0..2u64 {
-                        let (m, names, next) = (&m, &names, &next);
-                        s.spawn(move || model_cycles(m, iters / 2, names, next, iters + t, t0));
-                    }
-                });
-                let took = start.elapsed();
-                record(&figs, "naive_scan_2threads", n, iters, took);
-                took
-            })
+        variant("naive_scan_2threads", &|i| {
+            timed_run(&m, 2, i, &names, &next, t0)
         });
     }
     g.finish();
