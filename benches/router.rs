@@ -339,5 +339,37 @@ fn bench(c: &mut Criterion) {
     summary(&figs);
 }
 
-criterion_group!(benches, bench);
+/// A reload of the same file with every agent logged in: the router builds
+/// its pools anew and carries each agent's state over. Every shard is parked
+/// meanwhile, so this is how long signalling stalls on SIGHUP.
+fn reload(c: &mut Criterion) {
+    let mut g = c.benchmark_group("reload");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(100))
+        .measurement_time(Duration::from_secs(3));
+    println!("\nreload: ms per reload of the same file, every agent logged in");
+    for n in [1_000usize, 10_000, 100_000] {
+        let cfg = config(n);
+        let (mut r, _, t0) = setup_router(n);
+        let mut best = Duration::MAX;
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    r.reload(&cfg, t0, wall());
+                }
+                let took = start.elapsed();
+                best = best.min(took / iters.max(1) as u32);
+                took
+            })
+        });
+        println!(
+            "  {n:>7} agents: {:>8.1} ms (best run)",
+            best.as_secs_f64() * 1e3
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, reload);
 criterion_main!(benches);

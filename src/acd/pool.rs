@@ -11,7 +11,6 @@
 
 use super::agent::{PoolLink, Slot, Tag};
 use crate::config::Strategy;
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{
     AtomicU64,
@@ -350,7 +349,6 @@ impl Set {
 #[derive(Debug)]
 pub(crate) struct Pool {
     pub strategy: Strategy,
-    pub skills: BTreeMap<String, u8>,
     /// Agent index of each member, ascending.
     members: Vec<u32>,
     set: Mutex<Set>,
@@ -370,10 +368,9 @@ enum Try<'a> {
 
 impl Pool {
     /// `members`: the eligible agents' indices, ascending.
-    pub(crate) fn new(strategy: Strategy, skills: BTreeMap<String, u8>, members: Vec<u32>) -> Pool {
+    pub(crate) fn new(strategy: Strategy, members: Vec<u32>) -> Pool {
         Pool {
             strategy,
-            skills,
             set: Mutex::new(Set::new(strategy, members.len())),
             members,
             cursor: AtomicU64::new(0),
