@@ -179,3 +179,59 @@ fn queue_log_lines_for_answered_abandoned_and_overflowed_calls() {
         "{text}"
     );
 }
+
+/// Positions count the callers waiting on every signalling shard: four
+/// callers whose Call-IDs go to alternating shards of a 2-shard daemon wait
+/// (nobody is logged in), then hang up in another order.
+#[test]
+fn positions_count_callers_on_every_shard() {
+    const SHARDS: usize = 2;
+    let mut spec = ConfigSpec::new();
+    spec.env = vec![("TOKIO_WORKER_THREADS".into(), SHARDS.to_string())];
+    spec.server_extra = "queue_log = \"queue_log\"\n".into();
+    let d = Daemon::start_with(spec);
+    let path = d.cfg.root().join("data/queue_log");
+
+    let mut callers: Vec<Caller> = (0..4)
+        .map(|i| {
+            let cid = (0..)
+                .map(|n| format!("qpos-{i}-{n}"))
+                .find(|c| sipacd::endpoint::shard_of_call_id(c, SHARDS) == i % SHARDS)
+                .unwrap_or_default();
+            let c = Caller::dial_as(d.sip_port(), "1500", &format!("555000{i}"), cid);
+            std::thread::sleep(Duration::from_millis(20)); // arrival order
+            c
+        })
+        .collect();
+    // Leave in the order 3rd, 1st, 4th, 2nd: positions 3, 1, 2, 1.
+    for i in [2, 0, 3, 1] {
+        callers[i].bye();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let last = callers[1].call_id.clone();
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let done = text
+            .lines()
+            .any(|l| l.contains(&last) && l.contains("|ABANDON|"));
+        if done || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let field = |c: &Caller, event: &str, n: usize| -> String {
+        text.lines()
+            .map(|l| l.split('|').collect::<Vec<_>>())
+            .find(|l| l[1] == c.call_id && l[4] == event)
+            .and_then(|l| l.get(n).map(|f| f.to_string()))
+            .unwrap_or_else(|| panic!("no {event} for {} in:\n{text}", c.call_id))
+    };
+    let origpos: Vec<String> = callers.iter().map(|c| field(c, "ENTERQUEUE", 7)).collect();
+    assert_eq!(origpos, ["1", "2", "3", "4"], "{text}");
+    let left: Vec<String> = [2, 0, 3, 1]
+        .iter()
+        .map(|i| field(&callers[*i], "ABANDON", 5))
+        .collect();
+    assert_eq!(left, ["3", "1", "2", "1"], "{text}");
+}

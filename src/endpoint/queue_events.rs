@@ -9,7 +9,7 @@
 //! (`apply_acd`), leaves or ends (`acd_caller_gone`); agents log in and
 //! out (`agent_reachable`) and pause (`set_agent_state`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Instant, SystemTime};
 
 use super::{CallKey, Endpoint, Now};
@@ -62,6 +62,45 @@ struct Stay {
     offered: Option<(String, Instant)>,
     /// Agent, when it answered, and the agent leg's Call-ID.
     answered: Option<(String, Instant)>,
+    /// On the shared `WaitingBoard` (queue_log on, not answered yet).
+    on_board: bool,
+}
+
+/// The callers waiting in each queue on every shard, by arrival, so that
+/// queue_log positions count them all, not only the callers of the shard
+/// that writes the line. Shared by the shards behind one mutex, taken only
+/// while queue_log is on, when a caller enters, is answered or leaves.
+#[derive(Debug, Default)]
+pub(crate) struct WaitingBoard {
+    queues: HashMap<String, BTreeSet<(Instant, CallKey)>>,
+}
+
+impl WaitingBoard {
+    /// Callers waiting in `queue` now.
+    fn len(&self, queue: &str) -> usize {
+        self.queues.get(queue).map_or(0, BTreeSet::len)
+    }
+
+    fn join(&mut self, queue: &str, entered: Instant, ck: &CallKey) {
+        self.queues
+            .entry(queue.to_owned())
+            .or_default()
+            .insert((entered, ck.clone()));
+    }
+
+    /// Takes `ck` off and returns its place (1 = next served, by arrival).
+    fn leave(&mut self, queue: &str, entered: Instant, ck: &CallKey) -> usize {
+        let Some(set) = self.queues.get_mut(queue) else {
+            return 1;
+        };
+        let me = (entered, ck.clone());
+        let ahead = set.range(..&me).count();
+        set.remove(&me);
+        if set.is_empty() {
+            self.queues.remove(queue);
+        }
+        ahead + 1
+    }
 }
 
 #[derive(Debug, Default)]
@@ -135,26 +174,14 @@ impl Endpoint {
         }
     }
 
-    /// Callers of `queue` not answered yet. O(callers): only for the log.
-    fn waiting_in(&self, queue: &str) -> usize {
-        self.qlog
-            .stays
-            .values()
-            .filter(|s| s.queue == queue && s.answered.is_none())
-            .count()
-    }
-
-    /// `ck`'s place in its queue now (1 = next served), by arrival.
-    fn position(&self, ck: &CallKey, stay: &Stay) -> usize {
-        let me = stay.entered;
-        1 + self
-            .qlog
-            .stays
-            .iter()
-            .filter(|(k, s)| {
-                *k != ck && s.queue == stay.queue && s.answered.is_none() && s.entered < me
-            })
-            .count()
+    /// Takes `stay` off the shared board if it is there; its place in its
+    /// queue then (1 = next served).
+    fn leave_board(&self, ck: &CallKey, stay: &mut Stay) -> usize {
+        if !stay.on_board {
+            return 1;
+        }
+        stay.on_board = false;
+        super::shard::lock(&self.shared.waiting).leave(&stay.queue, stay.entered, ck)
     }
 
     /// Caller `ck` reaches `queue` (before the router decides). `refused`
@@ -178,27 +205,31 @@ impl Endpoint {
             }
             _ => {}
         }
-        // Positions cost a walk over the queue's callers, and the caller's
-        // number a look at its INVITE: log only.
+        // The caller's number costs a look at its INVITE and the position
+        // a shared lock: log only.
         let (caller, origpos) = if self.qlog.enabled {
             let caller = self
                 .invites
                 .get(ck)
                 .map(|(_, inv)| super::agents::caller_number(inv));
-            (caller.unwrap_or_default(), self.waiting_in(queue) + 1)
+            let mut board = super::shard::lock(&self.shared.waiting);
+            let origpos = board.len(queue) + 1;
+            board.join(queue, now.mono, ck);
+            (caller.unwrap_or_default(), origpos)
         } else {
             (String::new(), 0)
         };
-        self.qlog.stays.insert(
-            ck.clone(),
-            Stay {
-                queue: queue.to_owned(),
-                entered: now.mono,
-                origpos,
-                offered: None,
-                answered: None,
-            },
-        );
+        let stay = Stay {
+            queue: queue.to_owned(),
+            entered: now.mono,
+            origpos,
+            offered: None,
+            answered: None,
+            on_board: self.qlog.enabled,
+        };
+        if let Some(mut old) = self.qlog.stays.insert(ck.clone(), stay) {
+            self.leave_board(ck, &mut old);
+        }
         self.qlog(
             now,
             &ck.0,
@@ -216,13 +247,13 @@ impl Endpoint {
             _ => &self.metrics.queue_overflowed,
         };
         Metrics::queue_event(fam, queue);
-        let Some(stay) = self.qlog.stays.remove(ck) else {
+        let Some(mut stay) = self.qlog.stays.remove(ck) else {
             return; // refused on arrival: already logged
         };
+        let pos = self.leave_board(ck, &mut stay);
         if !self.qlog.enabled {
             return;
         }
-        let pos = self.position(ck, &stay);
         let event = match reason {
             DivertReason::Closed => "EXITEMPTY",
             _ => "EXITWITHTIMEOUT",
@@ -258,9 +289,10 @@ impl Endpoint {
 
     /// `agent` answered `ck` on its leg `agent_call_id`.
     pub(super) fn q_answered(&mut self, ck: &CallKey, agent: &str, agent_call_id: &str, now: Now) {
-        let Some(s) = self.qlog.stays.get_mut(ck) else {
+        let Some(mut s) = self.qlog.stays.remove(ck) else {
             return;
         };
+        self.leave_board(ck, &mut s);
         Metrics::queue_event(&self.metrics.queue_answered, &s.queue);
         let hold = secs(now.mono.saturating_duration_since(s.entered));
         let ring = s.offered.as_ref().map_or(0, |(_, at)| {
@@ -268,6 +300,7 @@ impl Endpoint {
         });
         s.answered = Some((agent.to_owned(), now.mono));
         let queue = s.queue.clone();
+        self.qlog.stays.insert(ck.clone(), s);
         let data = vec![hold, agent_call_id.to_owned(), ring.to_string()];
         self.qlog(now, &ck.0, &queue, agent, "CONNECT", data);
     }
@@ -275,9 +308,10 @@ impl Endpoint {
     /// Call `ck` leaves its queue for good: the end of an answered call,
     /// or the caller giving up.
     pub(super) fn q_caller_gone(&mut self, ck: &CallKey, now: Now) {
-        let Some(stay) = self.qlog.stays.remove(ck) else {
+        let Some(mut stay) = self.qlog.stays.remove(ck) else {
             return;
         };
+        let pos = self.leave_board(ck, &mut stay);
         match &stay.answered {
             Some((agent, at)) => {
                 let by_agent = self.calls.get(ck).is_some_and(|c| c.hangup_by_agent);
@@ -296,7 +330,6 @@ impl Endpoint {
                 if !self.qlog.enabled {
                     return;
                 }
-                let pos = self.position(ck, &stay);
                 let waited = secs(now.mono.saturating_duration_since(stay.entered));
                 let data = vec![pos.to_string(), stay.origpos.to_string(), waited];
                 self.qlog(now, &ck.0, &stay.queue, NONE, "ABANDON", data);

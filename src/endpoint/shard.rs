@@ -151,6 +151,8 @@ pub struct Shared {
     /// changed an agent reports it, at the end of the turn that changed it.
     pub(super) agents_seen: Arc<Mutex<super::events::AgentsSeen>>,
     pub(super) service: Arc<Mutex<super::events::ServiceDay>>,
+    /// Callers waiting per queue, for queue_log positions.
+    pub(super) waiting: Arc<Mutex<super::queue_events::WaitingBoard>>,
 }
 
 impl Shared {
@@ -161,6 +163,7 @@ impl Shared {
             calls: Arc::default(),
             agents_seen: Arc::default(),
             service: Arc::default(),
+            waiting: Arc::default(),
         }
     }
 

@@ -260,3 +260,52 @@ fn max_calls_counts_the_calls_of_every_shard() {
     let out = s.deliver(phone, &invite("1560", &d, "z9hG4bKm4"));
     assert_eq!(code(&out), Some(503));
 }
+
+/// queue_log positions count the callers waiting on every shard, not only
+/// those of the shard writing the line.
+#[test]
+fn queue_log_positions_count_the_callers_of_every_shard() {
+    let mut s = Sharded::new(2);
+    let now = s.h.now;
+    for ep in &mut s.eps {
+        ep.enable_queue_log(now);
+    }
+    // Four callers, alternating shards: the first two ring the two agents
+    // (still waiting: not answered), the last two wait for an agent.
+    let ids: Vec<String> = (0..4)
+        .map(|i| s.call_id_on(&format!("q{i}"), i % 2))
+        .collect();
+    let mut tags = Vec::new();
+    for id in &ids {
+        s.h.now.mono += Duration::from_millis(10);
+        tags.push(s.queued(id).0);
+    }
+    // The third caller (shard 0) gives up: callers 1 and 2 are ahead.
+    let phone = s.h.phone;
+    s.h.now.mono += Duration::from_secs(1);
+    s.deliver(
+        phone,
+        &in_dialog("BYE", "1500", &ids[2], &tags[2], 2, "z9hG4bKqb2"),
+    );
+
+    let mut lines = Vec::new();
+    for ep in &mut s.eps {
+        while let Some(l) = ep.poll_queue_log() {
+            lines.push(l);
+        }
+    }
+    let data_of = |call: &str, event: &str| {
+        lines
+            .iter()
+            .find(|l| l.call_id == call && l.event == event)
+            .map(|l| l.data.clone())
+            .unwrap_or_else(|| panic!("no {event} for {call}: {lines:?}"))
+    };
+    let origpos: Vec<String> = ids
+        .iter()
+        .map(|id| data_of(id, "ENTERQUEUE")[2].clone())
+        .collect();
+    assert_eq!(origpos, ["1", "2", "3", "4"]);
+    // ABANDON: position, original position, seconds waited.
+    assert_eq!(data_of(&ids[2], "ABANDON")[..2], ["3", "3"]);
+}

@@ -128,9 +128,13 @@ impl Caller {
     }
 
     pub fn dial_from(daemon: u16, number: &str, from_user: &str) -> Caller {
+        Self::dial_as(daemon, number, from_user, format!("caller-{}", token()))
+    }
+
+    /// The same with Call-ID `cid` (which picks the daemon's shard).
+    pub fn dial_as(daemon: u16, number: &str, from_user: &str, cid: String) -> Caller {
         let (sock, port) = bind();
         let (rtp, rtp_port) = bind();
-        let cid = format!("caller-{}", token());
         let from = format!("<sip:{from_user}@127.0.0.1:{port}>;tag={}", token());
         let body = sdp(rtp_port);
         let invite = format!(
