@@ -95,7 +95,6 @@ impl Endpoint {
                         .any(|l| Some(l.addr.port()) == port)
             });
         if !ours {
-            self.stats.responses_dropped += 1;
             self.metrics
                 .sip_dropped
                 .get_or_create(&crate::metrics::ReasonLabel {
@@ -258,7 +257,6 @@ impl Endpoint {
             },
         };
         let Some(ports) = self.ports.allocate() else {
-            self.stats.calls_rejected += 1;
             return self.reject_invite(&key, &req, 503, now);
         };
         let Some(call_id) = headers::call_id(&req) else {
@@ -423,7 +421,6 @@ impl Endpoint {
         resp.headers
             .push(Header::ContentType("application/sdp".into()));
         resp.body = body.into_bytes(); // serialize() writes the Content-Length
-        self.stats.calls_answered += 1;
         let (remote, codec, telephone_event) = media_of(call.offer.as_ref());
         // A phone that holds (sendonly/inactive) stops sending RTP: that
         // silence must not count against rtp_timeout_s.
@@ -518,7 +515,6 @@ impl Endpoint {
 
     /// 503 with Retry-After: over `max_calls`, or draining.
     fn reject_busy(&mut self, key: &TxKey, req: &rsip::Request, now: Now) {
-        self.stats.calls_rejected += 1;
         let mut resp = headers::response_to(req, 503, "Service Unavailable", None);
         resp.headers
             .push(Header::RetryAfter(RETRY_AFTER_S.to_string().into()));

@@ -15,7 +15,6 @@ mod queue_events;
 mod records;
 mod routing;
 mod shard;
-mod stats;
 #[cfg(test)]
 mod tests;
 mod views;
@@ -39,7 +38,6 @@ pub use queue_events::QueueLogLine;
 pub use shard::{
     owner_of_output, raw_call_id, shard_of_call_id, shard_of_id, stand_in_router, ShardId, Shared,
 };
-pub use stats::EndpointStats;
 
 /// The two clocks a handler may need: monotonic for timers, wall for
 /// registrations that outlive the process.
@@ -103,7 +101,6 @@ pub struct Endpoint {
     draining: bool,
     /// When expired registrations are next swept (and the file rewritten).
     housekeeping_at: Instant,
-    pub stats: EndpointStats,
     /// Prometheus counters (atomics, shared with `/metrics`).
     metrics: Arc<crate::metrics::Metrics>,
     /// This shard's handles on the SIP counters of `metrics`.
@@ -161,7 +158,6 @@ impl Endpoint {
             out: outbound::Queue::default(),
             draining: false,
             housekeeping_at: now.mono + HOUSEKEEPING,
-            stats: EndpointStats::default(),
             metrics: Arc::default(),
             decisions: Default::default(),
             sip_counts: Default::default(),
@@ -246,7 +242,6 @@ impl Endpoint {
 
     /// One message as received from `from`.
     pub fn handle_inbound(&mut self, bytes: &[u8], from: Peer, now: Now) {
-        self.stats.count_in();
         let parsed = crate::sip::message::parse(bytes);
         if let Ok(msg) = &parsed {
             self.sip_counts.count_sip(&self.metrics, "in", msg);
@@ -255,7 +250,6 @@ impl Endpoint {
             Ok(rsip::SipMessage::Request(req)) => self.on_request(req, from, now),
             Ok(rsip::SipMessage::Response(resp)) => self.on_response(resp, from, now),
             Err(err) => {
-                self.stats.count_parse_error();
                 self.metrics.sip_parse_errors.inc();
                 debug!(%from, error = %err, "unparsable message");
                 if let Some(resp) = crate::sip::message::error_response(bytes, &err) {

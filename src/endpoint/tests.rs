@@ -455,7 +455,7 @@ fn garbage_is_counted_not_answered() {
     let mut h = Harness::new();
     h.ep.handle_inbound(b"\x00\x01garbage", h.phone, h.now);
     assert!(h.drain().is_empty());
-    assert_eq!(h.ep.stats.parse_errors, 1);
+    assert_eq!(h.ep.metrics().sip_parse_errors.get(), 1);
 }
 
 fn agent(port: u16) -> Peer {
@@ -801,7 +801,14 @@ fn response_with_a_foreign_via_is_dropped() {
         "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx\nFrom: <sip:a@b>;tag=1\nTo: <sip:c@d>;tag=2\nCall-ID: foreign\nCSeq: 1 BYE\nContent-Length: 0\n\n",
     );
     assert!(out.is_empty());
-    assert_eq!(h.ep.stats.responses_dropped, 1);
+    let dropped =
+        h.ep.metrics()
+            .sip_dropped
+            .get_or_create(&crate::metrics::ReasonLabel {
+                reason: "foreign_via",
+            })
+            .get();
+    assert_eq!(dropped, 1);
 }
 
 #[test]
