@@ -205,6 +205,11 @@ impl Endpoint {
             }
             _ => {}
         }
+        // A stay this call still had (none expected: leaving a queue ends
+        // it) leaves the board before the new one counts who is there.
+        if let Some(mut old) = self.qlog.stays.remove(ck) {
+            self.leave_board(ck, &mut old);
+        }
         // The caller's number costs a look at its INVITE and the position
         // a shared lock: log only.
         let (caller, origpos) = if self.qlog.enabled {
@@ -227,9 +232,7 @@ impl Endpoint {
             answered: None,
             on_board: self.qlog.enabled,
         };
-        if let Some(mut old) = self.qlog.stays.insert(ck.clone(), stay) {
-            self.leave_board(ck, &mut old);
-        }
+        self.qlog.stays.insert(ck.clone(), stay);
         self.qlog(
             now,
             &ck.0,
