@@ -871,25 +871,8 @@ fn an_agent_shift_crossing_midnight_belongs_to_its_start_day() {
 /// A PCM WAV (8 kHz mono 16-bit) of a square wave of half-period `half`
 /// samples: each file's frames are its own.
 fn square_wav(path: &std::path::Path, half: u32, samples: u32) {
-    let mut out = Vec::new();
-    let data_len = samples * 2;
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&8000u32.to_le_bytes());
-    out.extend_from_slice(&16000u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    for i in 0..samples {
-        let v: i16 = if (i / half) % 2 == 0 { 3000 } else { -3000 };
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, out).unwrap();
+    let wav = common::wav_from_samples(&common::square_wave(half, 3000, samples));
+    std::fs::write(path, wav).unwrap();
 }
 
 /// How many of the caller's next `total` RTP packets carry a PCMU frame of

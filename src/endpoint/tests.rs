@@ -507,20 +507,24 @@ fn answer(req: &rsip::Request, code: u16, tag: &str, body: &str) -> String {
 
 const AGENT_SDP: &str = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
+/// The caller's ACK for the 200 of its INVITE to 1500 (`queued_caller`).
+fn queued_ack(call_id: &str, to_tag: &str) -> String {
+    in_dialog(
+        "ACK",
+        "1500",
+        call_id,
+        to_tag,
+        1,
+        &format!("z9hG4bKa{call_id}"),
+    )
+}
+
 /// A caller in queue `support` (number 1500), answered and ACKed; returns
 /// the caller leg's To tag and what the endpoint sent on the ACK.
 fn queued_caller(h: &mut Harness, call_id: &str) -> (String, Vec<(Peer, rsip::SipMessage)>) {
     let out = h.send(&invite("1500", call_id, &format!("z9hG4bK{call_id}")));
     let tag = to_tag(&out[1]);
-    let ack = in_dialog(
-        "ACK",
-        "1500",
-        call_id,
-        &tag,
-        1,
-        &format!("z9hG4bKa{call_id}"),
-    );
-    let wire = ack.replace('\n', "\r\n");
+    let wire = queued_ack(call_id, &tag).replace('\n', "\r\n");
     h.ep.handle_inbound(wire.as_bytes(), h.phone, h.now);
     (tag, h.drain_all())
 }

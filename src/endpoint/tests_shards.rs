@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use super::super::{raw_call_id, shard_of_call_id, Endpoint, Shared};
-use super::{agent, answer, in_dialog, invite, requests_to, to_tag, Harness, AGENT_SDP};
+use super::{
+    agent, answer, in_dialog, invite, queued_ack, requests_to, to_tag, Harness, AGENT_SDP,
+};
 use crate::sip::Peer;
 
 struct Sharded {
@@ -83,14 +85,7 @@ impl Sharded {
             &invite("1500", call_id, &format!("z9hG4bK{call_id}")),
         );
         let tag = to_tag(&out[1].1);
-        let ack = in_dialog(
-            "ACK",
-            "1500",
-            call_id,
-            &tag,
-            1,
-            &format!("z9hG4bKa{call_id}"),
-        );
+        let ack = queued_ack(call_id, &tag);
         (tag, self.deliver(phone, &ack))
     }
 

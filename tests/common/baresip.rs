@@ -59,28 +59,7 @@ pub fn sine_wav(freq: f64, secs: f64) -> Vec<u8> {
             (16000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16
         })
         .collect();
-    wav_from_samples(&samples)
-}
-
-fn wav_from_samples(samples: &[i16]) -> Vec<u8> {
-    let data_len = (samples.len() * 2) as u32;
-    let mut out = Vec::with_capacity(44 + data_len as usize);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&8000u32.to_le_bytes());
-    out.extend_from_slice(&16000u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    for s in samples {
-        out.extend_from_slice(&s.to_le_bytes());
-    }
-    out
+    super::wav_from_samples(&samples)
 }
 
 /// The samples of an 8 kHz mono PCM16 WAV file (as libsndfile writes them:

@@ -99,12 +99,25 @@ pub fn free_port() -> u16 {
 
 /// A WAV file: 8 kHz mono 16-bit PCM, `samples` samples of a quiet tone.
 pub fn wav_bytes(samples: u32) -> Vec<u8> {
-    let data_len = samples * 2;
+    // 400 Hz square wave at low level: deterministic, audible if played.
+    wav_from_samples(&square_wave(10, 1000, samples))
+}
+
+/// `samples` samples of a square wave of half-period `half` samples and
+/// amplitude `level`.
+pub fn square_wave(half: u32, level: i16, samples: u32) -> Vec<i16> {
+    (0..samples)
+        .map(|i| if (i / half) % 2 == 0 { level } else { -level })
+        .collect()
+}
+
+/// A WAV file (8 kHz mono 16-bit PCM) holding `samples`.
+pub fn wav_from_samples(samples: &[i16]) -> Vec<u8> {
+    let data_len = (samples.len() * 2) as u32;
     let mut out = Vec::with_capacity(44 + data_len as usize);
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(36 + data_len).to_le_bytes());
-    out.extend_from_slice(b"WAVE");
-    out.extend_from_slice(b"fmt ");
+    out.extend_from_slice(b"WAVEfmt ");
     out.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
     out.extend_from_slice(&1u16.to_le_bytes()); // PCM
     out.extend_from_slice(&1u16.to_le_bytes()); // mono
@@ -114,10 +127,8 @@ pub fn wav_bytes(samples: u32) -> Vec<u8> {
     out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
-    for i in 0..samples {
-        // 400 Hz square wave at low level: deterministic, audible if played.
-        let v: i16 = if (i / 10) % 2 == 0 { 1000 } else { -1000 };
-        out.extend_from_slice(&v.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
     }
     out
 }
