@@ -135,6 +135,9 @@ pub struct CallRecord {
     pub disposition: Disposition,
     pub hangup_by: Option<HangupBy>,
     pub routing: Option<RoutingDecision>,
+    /// Time on hold (either phone's re-INVITE or UPDATE), in ms.
+    #[serde(default)]
+    pub hold_ms: i64,
 }
 
 impl CallRecord {
@@ -156,6 +159,7 @@ impl CallRecord {
             disposition: Disposition::InProgress,
             hangup_by: None,
             routing: None,
+            hold_ms: 0,
         }
     }
 }

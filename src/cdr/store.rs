@@ -30,8 +30,18 @@ CREATE INDEX IF NOT EXISTS calls_in_progress ON calls(disposition)
     WHERE disposition = 'in_progress';
 ";
 
+/// Schema changes after [`SCHEMA`], in order: the file's `user_version`
+/// says how many it has had. Files written before versioning (version 0)
+/// already have SCHEMA's table, which `CREATE ... IF NOT EXISTS` keeps.
+/// Append only: a released step is never edited.
+const MIGRATIONS: &[&str] = &[
+    // 1: hold time from either leg (re-INVITE/UPDATE hold), in ms.
+    "ALTER TABLE calls ADD COLUMN hold_ms INTEGER NOT NULL DEFAULT 0;",
+];
+
 const COLUMNS: &str = "id, caller, number, ivr_path, variables, queue, arrived_ms, \
-    queued_ms, offered_ms, answered_ms, ended_ms, agent, disposition, hangup_by, routing";
+    queued_ms, offered_ms, answered_ms, ended_ms, agent, disposition, hangup_by, routing, \
+    hold_ms";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -58,6 +68,19 @@ pub enum CdrError {
 pub struct CdrFilter {
     pub since_ms: Option<UnixMs>,
     pub until_ms: Option<UnixMs>,
+}
+
+/// Brings the file up to the latest schema, one step per transaction.
+fn migrate(conn: &Connection) -> Result<(), CdrError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let done = usize::try_from(version).unwrap_or(0);
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(done) {
+        let next = i + 1;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {step} PRAGMA user_version = {next}; COMMIT;"
+        ))?;
+    }
+    Ok(())
 }
 
 /// One connection to `DATA_DIR/calls.sqlite`.
@@ -95,6 +118,7 @@ impl CdrStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(CdrStore { conn })
     }
 
@@ -104,7 +128,7 @@ impl CdrStore {
         {
             let mut stmt = tx.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO calls ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
             ))?;
             for r in records {
                 let routing = match &r.routing {
@@ -127,6 +151,7 @@ impl CdrStore {
                     r.disposition.as_str(),
                     r.hangup_by.map(|h| h.as_str()),
                     routing,
+                    r.hold_ms,
                 ])?;
             }
         }
@@ -195,6 +220,7 @@ struct RawRow {
     disposition: String,
     hangup_by: Option<String>,
     routing: Option<String>,
+    hold_ms: i64,
 }
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -214,6 +240,7 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         disposition: r.get(12)?,
         hangup_by: r.get(13)?,
         routing: r.get(14)?,
+        hold_ms: r.get(15)?,
     })
 }
 
@@ -257,6 +284,7 @@ impl RawRow {
             disposition,
             hangup_by,
             routing,
+            hold_ms: self.hold_ms,
         })
     }
 }
@@ -270,5 +298,52 @@ impl CdrStore {
             until_ms: opts.until_ms,
         })?;
         Ok(crate::cdr::compute_report(&records, opts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table as the first released schema wrote it (no `hold_ms`, no
+    /// `user_version`), with one finished call in it.
+    const VERSION_0: &str = "
+CREATE TABLE calls (
+    id TEXT PRIMARY KEY, caller TEXT NOT NULL, number TEXT NOT NULL,
+    ivr_path TEXT NOT NULL DEFAULT '[]', variables TEXT NOT NULL DEFAULT '{}',
+    queue TEXT, arrived_ms INTEGER NOT NULL, queued_ms INTEGER,
+    offered_ms INTEGER, answered_ms INTEGER, ended_ms INTEGER, agent TEXT,
+    disposition TEXT NOT NULL, hangup_by TEXT, routing TEXT);
+INSERT INTO calls (id, caller, number, arrived_ms, ended_ms, disposition, hangup_by)
+    VALUES ('old-1', '555', '1500', 1000, 5000, 'abandoned', 'caller');
+";
+
+    #[test]
+    fn a_file_of_the_previous_schema_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+            conn.execute_batch(VERSION_0).expect("old schema");
+        }
+        let (mut store, interrupted) = CdrStore::open(dir.path()).expect("migrated");
+        assert_eq!(interrupted, 0);
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("user_version");
+        assert_eq!(version as usize, MIGRATIONS.len());
+        let old = store.get("old-1").expect("read").expect("row kept");
+        assert_eq!(old.hold_ms, 0);
+        assert_eq!(old.caller, "555");
+        let mut rec = CallRecord::arrival("new-1", "556", "1500", 2000);
+        rec.hold_ms = 1500;
+        store.write_batch(&[rec]).expect("write");
+        drop(store);
+        // Opening again runs no step twice.
+        let (store, _) = CdrStore::open(dir.path()).expect("reopen");
+        assert_eq!(
+            store.get("new-1").expect("read").expect("row").hold_ms,
+            1500
+        );
     }
 }

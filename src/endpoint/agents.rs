@@ -97,6 +97,8 @@ impl Endpoint {
              Call-ID: {cid}\r\n\
              CSeq: 1 INVITE\r\n\
              Contact: <sip:sipacd@{host}:{port}{tp}>\r\n\
+             Allow: {allow}\r\n\
+             Supported: {supported}\r\n\
              X-Sipacd-Queue: {queue}\r\n\
              X-Sipacd-Wait: {wait}\r\n\
              {vars}Content-Length: 0\r\n\r\n",
@@ -107,6 +109,8 @@ impl Endpoint {
             branch = new_branch(),
             tag = super::calls::new_tag(),
             cid = super::shard::call_id_for(self.shard, &local.host),
+            allow = super::ALLOW,
+            supported = crate::sip::extensions::SUPPORTED_HEADER,
             tp = if peer.transport.is_reliable() {
                 ";transport=tcp"
             } else {
@@ -151,6 +155,9 @@ impl Endpoint {
                 ports,
                 offered_at: now.mono,
                 leg: None,
+                remote_sdp: None,
+                sdp_version: 1,
+                session: None,
             });
         }
     }
@@ -209,6 +216,8 @@ impl Endpoint {
         self.txn.send_stateless(ack, leg.peer);
         let answer = SdpOffer::parse(&resp.body).ok();
         leg.state = AgentLegState::Connected;
+        leg.remote_sdp = answer.clone();
+        leg.session = crate::sip::session_timer::from_uac_response(resp, now.mono);
         let agent = leg.agent_id.clone();
         let port = leg.ports.pair().rtp;
         let dialog_key = (dialog.call_id.clone(), dialog.local_tag.clone());

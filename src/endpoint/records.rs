@@ -191,6 +191,8 @@ impl Endpoint {
                 rec.queue = Some(q.to_owned());
             }
             diverted = call.diverted;
+            rec.hold_ms =
+                i64::try_from(call.hold.total_at(now.mono).as_millis()).unwrap_or(i64::MAX);
             // Clamped: wall and monotonic clocks may disagree by a ms.
             rec.queued_ms = call.queued_at.map(|t| {
                 wall_ms_of(now, t)

@@ -10,6 +10,8 @@ use crate::sip::Peer;
 
 #[path = "tests_events.rs"]
 mod events;
+#[path = "tests_mid_call.rs"]
+mod mid_call;
 #[path = "tests_shards.rs"]
 mod shards;
 
