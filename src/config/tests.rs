@@ -626,11 +626,27 @@ fn diff_names_changes() {
             "server.drain_s changed",
             "schedule office removed",
             "agent 1002 added",
-            "queue billing changed",
+            "queue billing changed: skills",
             "number 1501 added",
         ]
     );
     assert_eq!(diff(&new, &old)[2], "agent 1002 removed");
+    // Keys read once at start say so; a changed route names old and new.
+    let text = BASE
+        .replace("prompts = \"p\"", "prompts = \"p\"\nqueue_log = \"ql\"")
+        .replace("to = \"ivr:main\"", "to = \"queue:billing\"");
+    let later = parse_in(dir.path(), &text).unwrap();
+    let lines = diff(&old, &later);
+    assert!(
+        lines.contains(&"server.queue_log changed (takes effect at the next restart)".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("number ") && l.contains("to ivr:main.menu -> queue:billing")),
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -387,13 +387,10 @@ pub async fn reload(path: &std::path::Path, old: &Arc<Config>, shards: &Shards) 
     let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
     match loaded {
         Ok(Ok(new)) => {
-            if new.server.sip != old.server.sip {
-                warn!("reload: server.sip changes take effect at the next restart");
-            }
-            if new.server.queue_log != old.server.queue_log {
-                warn!("reload: server.queue_log changes take effect at the next restart");
-            }
             let changed = config::diff(old, &new);
+            for line in changed.iter().filter(|l| l.ends_with(config::AT_RESTART)) {
+                warn!("reload: {line}");
+            }
             let new = Arc::new(new);
             if let Err(e) = shards::reload_all(shards, new.clone(), old, rtp_ip(&new)).await {
                 error!(

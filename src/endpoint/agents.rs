@@ -180,10 +180,16 @@ impl Endpoint {
         if (200..300).contains(&code) {
             self.agent_answered(&ck, &resp, now);
             self.record_answered(&ck, now);
-        } else {
-            // Busy, declined or any other refusal: the transaction layer
-            // already sent the ACK; the router offers the call elsewhere.
+        } else if matches!(code, 486 | 600 | 603) {
+            // Busy or declined: the transaction layer already sent the
+            // ACK; the router offers the call elsewhere.
             self.agent_refused(&ck, code, now);
+        } else {
+            // 404, 408, 480, 5xx...: the phone cannot take calls at all.
+            // Like Asterisk's autopause on unavailable: paused as a ring
+            // no answer, or it would be offered every call and refuse all.
+            info!(call = %ck.0, code, "agent's phone failed the offer: treated as ring no answer");
+            self.withdraw_rona(&ck, now);
         }
         true
     }
@@ -196,6 +202,8 @@ impl Endpoint {
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %ck.0, %agent, code, "agent refused the call");
+            // queue_log readers count every offer that was not taken.
+            self.q_ring_no_answer(ck, &agent, now);
             self.touch_agent(&agent);
             let r = self.timed(|r| r.rejected(&agent, acd, now.mono));
             self.acd_result(r, now);
@@ -264,9 +272,13 @@ impl Endpoint {
             .get(ck)
             .and_then(|c| c.agent.as_ref())
             .is_some_and(|l| l.state == AgentLegState::Offering && l.ring_deadline <= now.mono);
-        if !due {
-            return;
+        if due {
+            self.withdraw_rona(ck, now);
         }
+    }
+
+    /// Withdraws the offer of `ck` and pauses its agent `rona`.
+    fn withdraw_rona(&mut self, ck: &CallKey, now: Now) {
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %ck.0, %agent, "ring no answer: agent paused (rona)");

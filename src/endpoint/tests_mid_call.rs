@@ -349,3 +349,33 @@ fn we_refresh_when_the_caller_cannot() {
         "{out:?}"
     );
 }
+
+#[test]
+fn an_agent_phone_that_fails_offers_is_paused_not_offered_forever() {
+    let mut h = Harness::new();
+    h.ep.enable_queue_log(h.now);
+    let (_, out) = queued_caller(&mut h, "f503");
+    let inv = requests_to(&out, agent(5080)).remove(0);
+    let out = h.send_from(agent(5080), &answer(&inv, 503, "a503", ""));
+    // The 503 is ACKed; the call goes to the other agent.
+    assert_eq!(requests_to(&out, agent(5080))[0].method, rsip::Method::Ack);
+    assert_eq!(requests_to(&out, agent(5081)).len(), 1, "{out:?}");
+    let views = h.ep.agent_views(h.now);
+    let failed = views.iter().find(|a| a.id == "2001").expect("agent 2001");
+    assert_eq!(failed.state, "paused", "{failed:?}");
+    let lines: Vec<String> = std::iter::from_fn(|| h.ep.poll_queue_log())
+        .map(|l| format!("{l:?}"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("RINGNOANSWER") && l.contains("2001")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("PAUSE") && l.contains("2001")),
+        "{lines:?}"
+    );
+}
