@@ -335,3 +335,243 @@ fn the_wallboard_sees_a_call_arrive_and_get_answered() {
     caller.bye();
     agent.expect_bye(WAIT).expect("Bob's leg hung up");
 }
+
+/// A daily window from `from` to `to` minutes around now on the wall clock
+/// of `offset_h` (a zone without DST), and the instant it ends there as
+/// RFC 3339 (what the views must say).
+fn window_around_now(offset_h: i32, from: i64, to: i64) -> (String, String) {
+    use chrono::{Duration as Minutes, FixedOffset, Timelike, Utc};
+    let zone = FixedOffset::east_opt(offset_h * 3600).unwrap();
+    let now = Utc::now().with_timezone(&zone);
+    let a = now + Minutes::minutes(from);
+    let b = (now + Minutes::minutes(to)).with_second(0).unwrap();
+    let window = format!(
+        "mon-sun {:02}:{:02}-{:02}:{:02}",
+        a.hour(),
+        a.minute(),
+        b.hour(),
+        b.minute()
+    );
+    (window, b.format("%Y-%m-%dT%H:%M:00%:z").to_string())
+}
+
+fn by<'a>(list: &'a Value, key: &str, val: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|l| l.iter().find(|v| v[key] == val))
+        .unwrap_or_else(|| panic!("no {key}={val} in {list}"))
+}
+
+fn get(admin: u16, path: &str) -> Value {
+    let (code, v) = http(admin, "GET", path, Some(TOKEN), None);
+    assert_eq!(code, 200, "GET {path}: {v}");
+    v
+}
+
+fn set_state(admin: u16, agent: &str, body: &str) {
+    let path = format!("/api/v1/agents/{agent}/state");
+    assert_eq!(http(admin, "POST", &path, Some(TOKEN), Some(body)).0, 200);
+}
+
+/// The final (not `in_progress`) call records of `ids`, in that order.
+fn final_records(admin: u16, ids: &[&str]) -> Vec<Value> {
+    let mut out = Vec::new();
+    common::wait_until("the final call records", WAIT, || {
+        let all = get(admin, "/api/v1/cdr");
+        out = ids
+            .iter()
+            .filter_map(|id| all.as_array()?.iter().find(|r| r["id"] == *id).cloned())
+            .collect();
+        out.len() == ids.len() && out.iter().all(|r| r["disposition"] != "in_progress")
+    });
+    out
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn wait_ms(rec: &Value) -> i64 {
+    rec["answered_ms"].as_i64().unwrap() - rec["queued_ms"].as_i64().unwrap()
+}
+
+/// A wallboard scenario on the daemon: queue `billing` (number 1700, target
+/// 90 % within 2 s, open in Jakarta until `closes`), agent 2001 in Jakarta
+/// on shift until `shift_ends`. Three calls: answered at once, abandoned,
+/// answered after 3 s. Returns the Call-IDs, and keeps the agent phone.
+struct Board {
+    d: Daemon,
+    agent: AgentPhone,
+    closes: String,
+    shift_ends: String,
+}
+
+fn start_board() -> Board {
+    let agent = AgentPhone::new("2001");
+    // Jakarta is UTC+7 all year.
+    let (open, closes) = window_around_now(7, -30, 90);
+    let (shift, shift_ends) = window_around_now(7, -60, 120);
+    let mut spec = ConfigSpec::new();
+    spec.admin_token = TOKEN.into();
+    spec.extra = format!(
+        "{}\n[schedules.office]\ntimezone = \"Asia/Jakarta\"\nopen = [\"{open}\"]\n\n\
+         [queues.billing]\nskills = {{ support = 1 }}\nschedule = \"office\"\n\
+         service_level_s = 2\nservice_level_target = 90\n\n\
+         [[numbers]]\nnumber = \"1700\"\nto = \"queue:billing\"\n",
+        agent.toml(&format!(
+            "name = \"Bob\"\nskills = {{ support = 3 }}\ntimezone = \"Asia/Jakarta\"\n\
+             shift = [\"{shift}\"]"
+        ))
+    );
+    let d = Daemon::start_with(spec);
+    Board {
+        d,
+        agent,
+        closes,
+        shift_ends,
+    }
+}
+
+/// The agent answers the next offer; returns when the agent was offered
+/// and when it answered (Unix ms, the test's clock).
+fn answer_next(agent: &mut AgentPhone) -> (i64, i64) {
+    let inv = agent.expect_invite(WAIT).expect("Bob offered the call");
+    let offered = now_ms();
+    agent.answer(&inv);
+    (offered, now_ms())
+}
+
+#[test]
+fn the_views_carry_todays_figures_clocks_and_talks() {
+    let Board {
+        d,
+        mut agent,
+        closes,
+        shift_ends,
+    } = start_board();
+    let admin = d.cfg.spec.admin_port;
+    common::wait_until("Bob available", WAIT, || {
+        by(&get(admin, "/api/v1/agents"), "id", "2001")["state"] == "available"
+    });
+
+    // 1: answered at once. While it lasts, Bob's view says whom he talks to.
+    let mut first = Caller::dial_from(d.sip_port(), "1700", "5550101");
+    let (offered, answered) = answer_next(&mut agent);
+    common::wait_until("Bob on the call", WAIT, || {
+        !by(&get(admin, "/api/v1/agents"), "id", "2001")["call"].is_null()
+    });
+    let bob = by(&get(admin, "/api/v1/agents"), "id", "2001").clone();
+    let call = &bob["call"];
+    assert_eq!(
+        (&call["id"], &call["caller"], &call["queue"]),
+        (&json!(first.call_id), &json!("5550101"), &json!("billing")),
+        "{bob}"
+    );
+    let since = call["since_ms"].as_i64().unwrap();
+    assert!(offered - 1000 <= since && since <= answered + 1000, "{bob}");
+    let calls = get(admin, "/api/v1/calls");
+    assert_eq!(by(&calls, "id", &first.call_id)["answered_ms"], since);
+    first.bye();
+    agent.expect_bye(WAIT).expect("the first call hung up");
+
+    // 2: abandoned while Bob is paused.
+    set_state(admin, "2001", r#"{"state":"paused","reason":"lunch"}"#);
+    let mut second = Caller::dial_from(d.sip_port(), "1700", "5550102");
+    common::wait_until("the second caller queued", WAIT, || {
+        by(&get(admin, "/api/v1/calls"), "id", &second.call_id)["state"] == "queued"
+    });
+    second.bye();
+
+    // 3: waits 3 s (over the 2 s service level), then Bob answers.
+    let mut third = Caller::dial_from(d.sip_port(), "1700", "5550103");
+    std::thread::sleep(Duration::from_secs(3));
+    set_state(admin, "2001", r#"{"state":"available"}"#);
+    answer_next(&mut agent);
+    third.bye();
+    agent.expect_bye(WAIT).expect("the third call hung up");
+
+    let ids = [&*first.call_id, &*second.call_id, &*third.call_id];
+    let recs = final_records(admin, &ids);
+    let dispositions: Vec<&Value> = recs.iter().map(|r| &r["disposition"]).collect();
+    assert_eq!(
+        dispositions,
+        [&json!("answered"), &json!("abandoned"), &json!("answered")]
+    );
+    let (w1, w3) = (wait_ms(&recs[0]), wait_ms(&recs[2]));
+    assert!(w1 <= 2000 && w3 > 2000, "waits {w1} ms and {w3} ms");
+    // The final record of the first call says when Bob answered: the same
+    // instant his view showed.
+    assert_eq!(recs[0]["answered_ms"], since);
+
+    let mut billing = Value::Null;
+    common::wait_until("today's figures", WAIT, || {
+        billing = by(&get(admin, "/api/v1/queues"), "name", "billing").clone();
+        billing["offered_today"] == 3
+    });
+    assert_eq!(billing["answered_today"], 2, "{billing}");
+    assert_eq!(billing["abandoned_today"], 1, "{billing}");
+    assert_eq!(
+        billing["abandon_rate_today"],
+        json!(100.0 / 3.0),
+        "{billing}"
+    );
+    // One of the three answered within 2 s.
+    assert_eq!(
+        billing["service_level_today"],
+        json!(100.0 / 3.0),
+        "{billing}"
+    );
+    let asa = (w1 + w3) as f64 / 1000.0 / 2.0;
+    assert_eq!(billing["asa_today_s"], json!(asa), "{billing}");
+    assert_eq!(billing["service_level_s"], 2, "{billing}");
+    assert_eq!(billing["service_level_target"], 90, "{billing}");
+    assert_eq!(billing["open"], true, "{billing}");
+    assert_eq!(
+        billing["next_change"],
+        json!({"open": false, "at": closes, "timezone": "Asia/Jakarta"}),
+        "{billing}"
+    );
+    // Support took no call: nothing to divide; no schedule: no change.
+    let support = by(&get(admin, "/api/v1/queues"), "name", "support").clone();
+    assert_eq!(
+        (
+            &support["offered_today"],
+            &support["abandon_rate_today"],
+            &support["asa_today_s"],
+            &support["service_level_target"],
+            &support["next_change"]
+        ),
+        (
+            &json!(0),
+            &Value::Null,
+            &Value::Null,
+            &json!(80),
+            &Value::Null
+        ),
+        "{support}"
+    );
+
+    // Agents: their zone, wall clock and shift.
+    let agents = get(admin, "/api/v1/agents");
+    let bob = by(&agents, "id", "2001");
+    assert_eq!(bob["timezone"], "Asia/Jakarta", "{bob}");
+    let local = chrono::DateTime::parse_from_rfc3339(bob["local_time"].as_str().unwrap()).unwrap();
+    assert_eq!(local.offset().local_minus_utc(), 7 * 3600, "{bob}");
+    assert!((local.timestamp_millis() - now_ms()).abs() < 5000, "{bob}");
+    assert_eq!(bob["on_shift"], true, "{bob}");
+    assert_eq!(
+        bob["shift_next_change"],
+        json!({"on_shift": false, "at": shift_ends}),
+        "{bob}"
+    );
+    assert_eq!(bob["call"], Value::Null, "{bob}");
+    let alice = by(&agents, "id", "1001");
+    assert_eq!(
+        (
+            &alice["timezone"],
+            &alice["on_shift"],
+            &alice["shift_next_change"]
+        ),
+        (&json!("UTC"), &json!(true), &Value::Null),
+        "{alice}"
+    );
+}
