@@ -301,6 +301,7 @@ fn the_wallboard_shows_queues_talks_agents_and_events() {
         d,
         mut agent,
         closes,
+        opens,
         shift_ends,
     } = start_board();
     let admin = d.cfg.spec.admin_port;
@@ -357,6 +358,19 @@ fn the_wallboard_shows_queues_talks_agents_and_events() {
     assert_eq!(
         b.eval(&text_of("[data-queue=\"support\"]", ".next-change")),
         json!("open, no closing time")
+    );
+    let kolkata = chrono_tz::Asia::Kolkata;
+    assert_eq!(
+        b.eval(&text_of("[data-queue=\"sales\"]", ".next-change")),
+        json!(format!(
+            "opens {} Asia/Kolkata ({} here)",
+            fmt_at(&opens, kolkata),
+            fmt_at(&opens, here)
+        ))
+    );
+    assert_eq!(
+        b.eval("document.querySelector('[data-queue=\"sales\"]').className"),
+        json!("queue closed")
     );
     // Bob's wall clock and shift, in Jakarta.
     let bob_row = "tr[data-agent=\"2001\"]";
@@ -435,6 +449,15 @@ fn the_wallboard_shows_queues_talks_agents_and_events() {
     );
     b.screenshot(&shot_path("wallboard-waiting.png"));
     std::thread::sleep(Duration::from_secs(2));
+    // How long Bob has been at lunch ticks too.
+    b.wait_for(
+        "Bob paused for a while",
+        &format!(
+            "/^0:0[1-9]|^0:[1-5][0-9]/.test({} || '')",
+            text_of(bob_row, ".for")
+        ),
+        SHOW,
+    );
     set_state(admin, "2001", r#"{"state":"available"}"#);
     answer_next(&mut agent);
     b.wait_for(
@@ -526,13 +549,19 @@ fn the_wallboard_shows_queues_talks_agents_and_events() {
 }
 
 /// A daily window from `from` to `to` minutes around now on the wall clock
-/// of `offset_h` (a zone without DST), and the instant it ends there as
+/// of `offset_min` (a zone without DST), and the instant it ends there as
 /// RFC 3339 (what the views must say).
-fn window_around_now(offset_h: i32, from: i64, to: i64) -> (String, String) {
+fn window_around_now(offset_min: i32, from: i64, to: i64) -> (String, String) {
+    let (window, _, end) = window_and_edges(offset_min, from, to);
+    (window, end)
+}
+
+/// The same window, with when it starts and ends.
+fn window_and_edges(offset_min: i32, from: i64, to: i64) -> (String, String, String) {
     use chrono::{Duration as Minutes, FixedOffset, Timelike, Utc};
-    let zone = FixedOffset::east_opt(offset_h * 3600).unwrap();
+    let zone = FixedOffset::east_opt(offset_min * 60).unwrap();
     let now = Utc::now().with_timezone(&zone);
-    let a = now + Minutes::minutes(from);
+    let a = (now + Minutes::minutes(from)).with_second(0).unwrap();
     let b = (now + Minutes::minutes(to)).with_second(0).unwrap();
     let window = format!(
         "mon-sun {:02}:{:02}-{:02}:{:02}",
@@ -541,7 +570,8 @@ fn window_around_now(offset_h: i32, from: i64, to: i64) -> (String, String) {
         b.hour(),
         b.minute()
     );
-    (window, b.format("%Y-%m-%dT%H:%M:00%:z").to_string())
+    let rfc = |t: chrono::DateTime<FixedOffset>| t.format("%Y-%m-%dT%H:%M:00%:z").to_string();
+    (window, rfc(a), rfc(b))
 }
 
 fn by<'a>(list: &'a Value, key: &str, val: &str) -> &'a Value {
@@ -590,21 +620,27 @@ fn wait_ms(rec: &Value) -> i64 {
 struct Board {
     d: Daemon,
     agent: AgentPhone,
+    /// When billing closes and sales opens (RFC 3339, in their zones).
     closes: String,
+    opens: String,
     shift_ends: String,
 }
 
 fn start_board() -> Board {
     let agent = AgentPhone::new("2001");
     // Jakarta is UTC+7 all year.
-    let (open, closes) = window_around_now(7, -30, 90);
-    let (shift, shift_ends) = window_around_now(7, -60, 120);
+    let (open, closes) = window_around_now(7 * 60, -30, 90);
+    let (shift, shift_ends) = window_around_now(7 * 60, -60, 120);
+    // Kolkata is UTC+5:30 all year; sales opens there in an hour.
+    let (late, opens, _) = window_and_edges(5 * 60 + 30, 60, 120);
     let mut spec = ConfigSpec::new();
     spec.admin_token = TOKEN.into();
     spec.extra = format!(
         "{}\n[schedules.office]\ntimezone = \"Asia/Jakarta\"\nopen = [\"{open}\"]\n\n\
          [queues.billing]\nskills = {{ support = 1 }}\nschedule = \"office\"\n\
          service_level_s = 2\nservice_level_target = 90\n\n\
+         [schedules.late]\ntimezone = \"Asia/Kolkata\"\nopen = [\"{late}\"]\n\n\
+         [queues.sales]\nskills = {{ sales = 1 }}\nschedule = \"late\"\n\n\
          [[numbers]]\nnumber = \"1700\"\nto = \"queue:billing\"\n",
         agent.toml(&format!(
             "name = \"Bob\"\nskills = {{ support = 3 }}\ntimezone = \"Asia/Jakarta\"\n\
@@ -616,6 +652,7 @@ fn start_board() -> Board {
         d,
         agent,
         closes,
+        opens,
         shift_ends,
     }
 }
@@ -635,6 +672,7 @@ fn the_views_carry_todays_figures_clocks_and_talks() {
         d,
         mut agent,
         closes,
+        opens,
         shift_ends,
     } = start_board();
     let admin = d.cfg.spec.admin_port;
@@ -718,6 +756,13 @@ fn the_views_carry_todays_figures_clocks_and_talks() {
         billing["next_change"],
         json!({"open": false, "at": closes, "timezone": "Asia/Jakarta"}),
         "{billing}"
+    );
+    let sales = by(&get(admin, "/api/v1/queues"), "name", "sales").clone();
+    assert_eq!(sales["open"], false, "{sales}");
+    assert_eq!(
+        sales["next_change"],
+        json!({"open": true, "at": opens, "timezone": "Asia/Kolkata"}),
+        "{sales}"
     );
     // Support took no call: nothing to divide; no schedule: no change.
     let support = by(&get(admin, "/api/v1/queues"), "name", "support").clone();
