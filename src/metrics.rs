@@ -460,6 +460,7 @@ mod tests {
             agents_paused: 0,
             open: true,
             service_level_today: None,
+            ..QueueView::default()
         }
     }
 

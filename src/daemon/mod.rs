@@ -293,10 +293,21 @@ async fn on_control(
             let views = shards.ask_all(|ep, t| ep.queue_views(t)).await;
             drop(reply.send(merge_queue_views(views)));
         }
-        // Agents are shared: the primary knows them all.
+        // Agents are shared: the primary knows them all. Their calls are on
+        // every shard.
         Control::Agents(reply) => {
-            let views = shards.ask(0, |ep, t| ep.agent_views(t)).await;
-            drop(reply.send(views.unwrap_or_default()));
+            let mut views = shards
+                .ask(0, |ep, t| ep.agent_views(t))
+                .await
+                .unwrap_or_default();
+            let calls: Vec<_> = shards
+                .ask_all(|ep, t| ep.call_views(t))
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            crate::admin::attach_calls(&mut views, &calls);
+            drop(reply.send(views));
         }
         Control::Calls(reply) => {
             let mut calls: Vec<_> = shards
