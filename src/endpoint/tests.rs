@@ -460,6 +460,16 @@ fn garbage_is_counted_not_answered() {
     assert_eq!(h.ep.metrics().sip_parse_errors.get(), 1);
 }
 
+#[test]
+fn crlf_keep_alives_are_not_parse_errors() {
+    let mut h = Harness::new();
+    for ping in [&b"\r\n\r\n"[..], b"\r\n", b"\r\n\r\n\r\n\r\n"] {
+        h.ep.handle_inbound(ping, h.phone, h.now);
+    }
+    assert!(h.drain().is_empty());
+    assert_eq!(h.ep.metrics().sip_parse_errors.get(), 0);
+}
+
 fn agent(port: u16) -> Peer {
     Peer::udp(SocketAddr::from(([127, 0, 0, 1], port)))
 }
