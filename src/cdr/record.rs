@@ -109,6 +109,12 @@ pub struct RoutingDecision {
     pub candidates: Vec<Candidate>,
     pub chosen: Option<String>,
     pub reason: String,
+    /// Agents with the queue's skills (at the caller's relax step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eligible: Option<u64>,
+    /// Of those, still available right after this offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free: Option<u64>,
 }
 
 /// One call, from arrival to end. Times are Unix milliseconds.
