@@ -632,6 +632,16 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         });
     }
     relax.sort_by_key(|r| r.after_s);
+    let service_level_target = match &q.service_level_target {
+        None => 80,
+        Some(t) => match u8::try_from(*t.get_ref()) {
+            Ok(p @ 1..=100) => p,
+            _ => {
+                ctx.err(t.span(), "service_level_target is a percentage, 1..100");
+                80
+            }
+        },
+    };
     let announce_position_s = q.announce_position_s.unwrap_or(0);
     if announce_position_s > 0 {
         for p in POSITION_PROMPTS {
@@ -667,6 +677,7 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         relax,
         priority: q.priority.unwrap_or(0),
         service_level_s: q.service_level_s.unwrap_or(20),
+        service_level_target,
     }
 }
 

@@ -234,6 +234,8 @@ pub struct Queue {
     pub priority: i32,
     /// Default 20.
     pub service_level_s: u64,
+    /// Percent of calls to answer within `service_level_s`; default 80.
+    pub service_level_target: u8,
 }
 
 /// `[[numbers]]`: what callers dial and where it goes.
