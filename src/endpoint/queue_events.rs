@@ -150,6 +150,7 @@ impl Endpoint {
             .clone();
         // Handles into the old registry count nowhere now.
         self.sip_counts = Default::default();
+        self.counters = Default::default();
         self.metrics = m;
     }
 
@@ -193,7 +194,7 @@ impl Endpoint {
         refused: Option<DivertReason>,
         now: Now,
     ) {
-        Metrics::queue_event(&self.metrics.queue_offered, queue);
+        self.counters.queue(&self.metrics, queue).offered.inc();
         match refused {
             Some(DivertReason::MaxWaiting) => {
                 self.qlog(now, &ck.0, queue, NONE, "FULL", vec![]);
@@ -245,11 +246,14 @@ impl Endpoint {
 
     /// The router sent `ck` out of `queue`.
     pub(super) fn q_diverted(&mut self, ck: &CallKey, queue: &str, reason: DivertReason, now: Now) {
-        let fam = match reason {
-            DivertReason::Closed => &self.metrics.queue_closed,
-            _ => &self.metrics.queue_overflowed,
+        let counters = self.counters.queue(&self.metrics, queue);
+        match reason {
+            DivertReason::Closed => counters.closed.inc(),
+            _ => counters.overflowed.inc(),
         };
-        Metrics::queue_event(fam, queue);
+        if reason == DivertReason::Closed {
+            self.record_closed_branch(ck, format!("queue:{queue}"));
+        }
         let Some(mut stay) = self.qlog.stays.remove(ck) else {
             return; // refused on arrival: already logged
         };
@@ -296,8 +300,15 @@ impl Endpoint {
             return;
         };
         self.leave_board(ck, &mut s);
-        Metrics::queue_event(&self.metrics.queue_answered, &s.queue);
-        let hold = secs(now.mono.saturating_duration_since(s.entered));
+        let waited = now.mono.saturating_duration_since(s.entered);
+        let sl_s = self.cfg.queues.get(&s.queue).map(|q| q.service_level_s);
+        let counters = self.counters.queue(&self.metrics, &s.queue);
+        counters.answered.inc();
+        if sl_s.is_some_and(|sl| waited.as_secs_f64() <= sl as f64) {
+            counters.answered_in_sl.inc();
+        }
+        self.counters.agent(&self.metrics, agent).answered.inc();
+        let hold = secs(waited);
         let ring = s.offered.as_ref().map_or(0, |(_, at)| {
             now.mono.saturating_duration_since(*at).as_secs()
         });
@@ -324,12 +335,16 @@ impl Endpoint {
                     "COMPLETECALLER"
                 };
                 let hold = secs(at.saturating_duration_since(stay.entered));
-                let talk = secs(now.mono.saturating_duration_since(*at));
+                let talked = now.mono.saturating_duration_since(*at);
+                let agent_counters = self.counters.agent(&self.metrics, agent);
+                agent_counters.talk_seconds.inc_by(talked.as_secs_f64());
+                let talk = secs(talked);
                 let data = vec![hold, talk, stay.origpos.to_string()];
                 self.qlog(now, &ck.0, &stay.queue, agent, event, data);
             }
             None => {
-                Metrics::queue_event(&self.metrics.queue_abandoned, &stay.queue);
+                let counters = self.counters.queue(&self.metrics, &stay.queue);
+                counters.abandoned.inc();
                 if !self.qlog.enabled {
                     return;
                 }
@@ -365,6 +380,20 @@ impl Endpoint {
         match paused {
             Some(reason) => self.qlog(now, NONE, NONE, agent, "PAUSE", vec![reason.to_owned()]),
             None => self.qlog(now, NONE, NONE, agent, "UNPAUSE", vec![]),
+        }
+    }
+}
+
+impl Endpoint {
+    /// Counts (and notes in the call's record) the `closed` branches of
+    /// IVR `schedule` nodes that call `ck` took since the last look.
+    pub(super) fn count_ivr_closed(&mut self, ck: &CallKey) {
+        let Some(run) = self.calls.get_mut(ck).and_then(|c| c.ivr.as_mut()) else {
+            return;
+        };
+        for (ivr, node) in run.take_closed_branches() {
+            self.counters.ivr_closed(&self.metrics, &ivr, &node).inc();
+            self.record_closed_branch(ck, format!("ivr:{ivr}.{node}"));
         }
     }
 }
