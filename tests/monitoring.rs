@@ -321,7 +321,9 @@ fn closed_schedule() -> String {
          [[numbers]]\nnumber = \"1800\"\nto = \"ivr:night\"\n\n\
          [ivr.night]\nstart = \"hours\"\n\n\
          [ivr.night.nodes.hours]\ntype = \"schedule\"\nschedule = \"never\"\nopen = \"queue:support\"\nclosed = \"bye\"\n\n\
-         [ivr.night.nodes.bye]\ntype = \"hangup\"\n",
+         [ivr.night.nodes.bye]\ntype = \"hangup\"\n\n\
+         [queues.nightq]\nskills = {{ support = 1 }}\nschedule = \"never\"\nclosed = \"queue:support\"\n\n\
+         [[numbers]]\nnumber = \"1801\"\nto = \"queue:nightq\"\n",
         days.join(", ")
     )
 }
@@ -363,6 +365,14 @@ fn every_dashboard_and_alert_series_is_served_by_the_daemon() {
     std::thread::sleep(Duration::from_millis(300));
     caller.bye();
     assert!(agent.expect_bye(WAIT).is_some(), "agent got no BYE");
+    // A call the closed queue `nightq` redirects to `support`, answered
+    // there.
+    let mut redirected = Caller::dial(d.sip_port(), "1801");
+    let inv = agent.expect_invite(WAIT).expect("redirected offer to 2001");
+    agent.answer(&inv);
+    std::thread::sleep(Duration::from_millis(300));
+    redirected.bye();
+    assert!(agent.expect_bye(WAIT).is_some(), "agent got no BYE");
     // A call the closed branch of `night.hours` hangs up.
     let closed = Caller::dial(d.sip_port(), "1800");
     assert!(closed.expect_bye(WAIT).is_some(), "closed branch: no BYE");
@@ -396,12 +406,14 @@ fn every_dashboard_and_alert_series_is_served_by_the_daemon() {
 
     // The new series carry what happened.
     for (series, want) in [
-        ("sipacd_queue_calls_answered_total{queue=\"support\"}", 1.0),
+        ("sipacd_queue_calls_answered_total{queue=\"support\"}", 2.0),
         (
             "sipacd_queue_calls_answered_in_sl_total{queue=\"support\"}",
-            1.0,
+            2.0,
         ),
+        ("sipacd_queue_calls_closed_total{queue=\"nightq\"}", 1.0),
         ("sipacd_queue_open{queue=\"support\"}", 1.0),
+        ("sipacd_queue_open{queue=\"nightq\"}", 0.0),
         (
             "sipacd_queue_service_level_seconds{queue=\"support\"}",
             20.0,
@@ -410,7 +422,7 @@ fn every_dashboard_and_alert_series_is_served_by_the_daemon() {
             "sipacd_queue_service_level_target_ratio{queue=\"support\"}",
             0.8,
         ),
-        ("sipacd_agent_calls_answered_total{agent=\"2001\"}", 1.0),
+        ("sipacd_agent_calls_answered_total{agent=\"2001\"}", 2.0),
         ("sipacd_agent_calls_answered_total{agent=\"1001\"}", 0.0),
         (
             "sipacd_agent_state{agent=\"1001\",state=\"logged_out\"}",
@@ -462,4 +474,100 @@ fn every_dashboard_and_alert_series_is_served_by_the_daemon() {
             "started at {start}, now {now}"
         );
     }
+}
+
+#[test]
+fn records_and_the_report_carry_closed_branches_and_logged_in_time() {
+    let mut agent = AgentPhone::new("2001");
+    let mut spec = ConfigSpec::new();
+    spec.extra = format!(
+        "{}{}",
+        agent.toml("skills = { support = 3 }"),
+        closed_schedule()
+    );
+    let d = Daemon::start_with(spec);
+    let mut redirected = Caller::dial(d.sip_port(), "1801");
+    let inv = agent.expect_invite(WAIT).expect("redirected offer to 2001");
+    agent.answer(&inv);
+    std::thread::sleep(Duration::from_millis(500));
+    redirected.bye();
+    assert!(agent.expect_bye(WAIT).is_some(), "agent got no BYE");
+    let closed = Caller::dial(d.sip_port(), "1800");
+    assert!(closed.expect_bye(WAIT).is_some(), "closed branch: no BYE");
+
+    let data = d.cfg.root().join("data");
+    let ended = |r: &sipacd::cdr::CallRecord| r.disposition != sipacd::cdr::Disposition::InProgress;
+    common::wait_until("both records written", WAIT, || {
+        let store = sipacd::cdr::CdrStore::open_reader(&data).unwrap();
+        let recs = store.query(&Default::default()).unwrap();
+        recs.len() == 2 && recs.iter().all(ended)
+    });
+    let store = sipacd::cdr::CdrStore::open_reader(&data).unwrap();
+    let recs = store.query(&Default::default()).unwrap();
+    let got: Vec<_> = recs
+        .iter()
+        .map(|r| {
+            (
+                r.number.as_str(),
+                r.disposition.as_str(),
+                r.closed_by.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("1801", "answered", Some("queue:nightq")),
+            ("1800", "closed", Some("ivr:night.hours")),
+        ]
+    );
+    // 2001 (a static contact) has been logged in since the start; 1001
+    // never registered.
+    let sessions = store.sessions(&Default::default()).unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(
+        (sessions[0].agent.as_str(), sessions[0].logout_ms),
+        ("2001", None)
+    );
+
+    let out = Command::new(common::sipacd_bin())
+        .args(["report", "--config"])
+        .arg(d.cfg.config_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |first: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(first))
+            .unwrap_or_else(|| panic!("no `{first}` row in:\n{text}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    // After hours: each branch turned one call away; the queue's redirect
+    // led to an answer.
+    assert_eq!(row("ivr:night.hours")[1..], ["1", "0"]);
+    assert_eq!(row("queue:nightq")[1..], ["1", "1"]);
+    // nightq: not offered, closed once (offered, answered, abandoned,
+    // aband%, aband<5s, overflowed, closed).
+    assert_eq!(row("nightq")[1..8], ["0", "0", "0", "-", "0", "0", "1"]);
+    assert_eq!(row("support")[1..5], ["1", "1", "0", "0.0"]);
+    // 2001: one call, logged in for a few seconds, some of them talking.
+    let agent_row = row("2001");
+    let talk: f64 = agent_row[2].parse().unwrap();
+    let logged_in: f64 = agent_row[3].parse().unwrap();
+    let occupancy: f64 = agent_row[4].parse().unwrap();
+    assert_eq!(agent_row[1], "1");
+    assert!(
+        talk >= 0.4 && logged_in > talk && logged_in < 120.0,
+        "{agent_row:?}"
+    );
+    // Rounded to 0.1 s in the table: the exact figures are
+    // tests/cdr_report.rs's.
+    assert!(occupancy > 0.0 && occupancy < 100.0, "{agent_row:?}");
 }
