@@ -1,4 +1,6 @@
-//! Queue outcomes as they happen: counted per queue for `/metrics` and,
+//! Queue outcomes as they happen: counted per queue, per agent (answered,
+//! talk time) and per IVR `schedule` node (closed branches taken) for
+//! `/metrics`, through this shard's counter handles, and,
 //! when the daemon enables it (`server.queue_log`), turned into Asterisk
 //! `queue_log` lines that [`Endpoint::poll_queue_log`] hands out. Nothing
 //! here touches a file.
@@ -7,7 +9,8 @@
 //! enters a queue (`enter_queue`), is offered (`offer`), rings out
 //! (`agent_ring_timeout`), is answered (`agent_answered`), is sent on
 //! (`apply_acd`), leaves or ends (`acd_caller_gone`); agents log in and
-//! out (`agent_reachable`) and pause (`set_agent_state`).
+//! out (`agent_reachable`) and pause (`set_agent_state`); a call's IVR
+//! took a closed branch (`run_ivr_actions`).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Instant, SystemTime};
