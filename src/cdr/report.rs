@@ -115,8 +115,7 @@ pub struct AgentRow {
 /// After-hours demand: the calls one closed branch turned away.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClosedRow {
-    /// `ivr:IVR.NODE`, `queue:NAME`, or `ivr` for records older than
-    /// `closed_by` (the node was not recorded).
+    /// `ivr:IVR.NODE` or `queue:NAME`.
     pub branch: String,
     pub period: Option<String>,
     pub calls: u64,
@@ -150,12 +149,13 @@ struct Acc {
 }
 
 /// The branch that turned `r` away, if one did: its `closed_by`, or for
-/// records written before that column, what the disposition says.
+/// records written before that column, the queue of a `closed` one. (A
+/// `closed` record without a queue is an IVR that hung up, after hours or
+/// not: those old records cannot tell.)
 fn closed_branch(r: &CallRecord) -> Option<String> {
     match (&r.closed_by, r.disposition, &r.queue) {
         (Some(b), _, _) => Some(b.clone()),
         (None, Disposition::Closed, Some(q)) => Some(format!("queue:{q}")),
-        (None, Disposition::Closed, None) => Some("ivr".to_owned()),
         _ => None,
     }
 }
