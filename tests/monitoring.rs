@@ -347,35 +347,45 @@ fn value(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-#[test]
-fn every_dashboard_and_alert_series_is_served_by_the_daemon() {
-    let mut agent = AgentPhone::new("2001");
+/// The harness's contact center plus agent 2001 (a static contact) and
+/// [`closed_schedule`]'s after-hours numbers.
+fn start_after_hours() -> (Daemon, AgentPhone) {
+    let agent = AgentPhone::new("2001");
     let mut spec = ConfigSpec::new();
     spec.extra = format!(
         "{}{}",
         agent.toml("skills = { support = 3 }"),
         closed_schedule()
     );
-    let d = Daemon::start_with(spec);
+    (Daemon::start_with(spec), agent)
+}
 
-    // An answered call, so the per-call families have series.
-    let mut caller = Caller::dial(d.sip_port(), "1500");
+/// Dials `number`, which reaches 2001; 2001 answers, they talk for
+/// `talk`, the caller hangs up.
+fn answered_call(d: &Daemon, agent: &mut AgentPhone, number: &str, talk: Duration) {
+    let mut caller = Caller::dial(d.sip_port(), number);
     let inv = agent.expect_invite(WAIT).expect("offer to 2001");
     agent.answer(&inv);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(talk);
     caller.bye();
     assert!(agent.expect_bye(WAIT).is_some(), "agent got no BYE");
-    // A call the closed queue `nightq` redirects to `support`, answered
-    // there.
-    let mut redirected = Caller::dial(d.sip_port(), "1801");
-    let inv = agent.expect_invite(WAIT).expect("redirected offer to 2001");
-    agent.answer(&inv);
-    std::thread::sleep(Duration::from_millis(300));
-    redirected.bye();
-    assert!(agent.expect_bye(WAIT).is_some(), "agent got no BYE");
-    // A call the closed branch of `night.hours` hangs up.
+}
+
+/// Dials 1800: the closed branch of `night.hours` hangs up.
+fn after_hours_call(d: &Daemon) {
     let closed = Caller::dial(d.sip_port(), "1800");
     assert!(closed.expect_bye(WAIT).is_some(), "closed branch: no BYE");
+}
+
+#[test]
+fn every_dashboard_and_alert_series_is_served_by_the_daemon() {
+    let (d, mut agent) = start_after_hours();
+    // An answered call, so the per-call families have series; one the
+    // closed queue `nightq` redirects to `support`, answered there; one
+    // an IVR's closed branch hangs up.
+    answered_call(&d, &mut agent, "1500", Duration::from_millis(300));
+    answered_call(&d, &mut agent, "1801", Duration::from_millis(300));
+    after_hours_call(&d);
 
     let url = format!("{}/metrics", d.admin_url());
     common::wait_until("both calls counted", WAIT, || {
@@ -478,22 +488,9 @@ fn every_dashboard_and_alert_series_is_served_by_the_daemon() {
 
 #[test]
 fn records_and_the_report_carry_closed_branches_and_logged_in_time() {
-    let mut agent = AgentPhone::new("2001");
-    let mut spec = ConfigSpec::new();
-    spec.extra = format!(
-        "{}{}",
-        agent.toml("skills = { support = 3 }"),
-        closed_schedule()
-    );
-    let d = Daemon::start_with(spec);
-    let mut redirected = Caller::dial(d.sip_port(), "1801");
-    let inv = agent.expect_invite(WAIT).expect("redirected offer to 2001");
-    agent.answer(&inv);
-    std::thread::sleep(Duration::from_millis(500));
-    redirected.bye();
-    assert!(agent.expect_bye(WAIT).is_some(), "agent got no BYE");
-    let closed = Caller::dial(d.sip_port(), "1800");
-    assert!(closed.expect_bye(WAIT).is_some(), "closed branch: no BYE");
+    let (d, mut agent) = start_after_hours();
+    answered_call(&d, &mut agent, "1801", Duration::from_millis(500));
+    after_hours_call(&d);
 
     let data = d.cfg.root().join("data");
     let ended = |r: &sipacd::cdr::CallRecord| r.disposition != sipacd::cdr::Disposition::InProgress;
