@@ -197,8 +197,9 @@ pub fn compute_report(
                 e.1 += u64::from(r.disposition == Disposition::Answered);
             }
         }
-        if let Some(q) = closed_queue.filter(|q| wanted(q) && Some(*q) != r.queue.as_deref()) {
-            // Turned away by this queue, then went elsewhere.
+        if let Some(q) = closed_queue.filter(|q| wanted(q)) {
+            // Turned away by this queue (whether it then went elsewhere or
+            // not): closed there, not offered.
             queues
                 .entry((q.to_owned(), period.clone()))
                 .or_default()
@@ -236,12 +237,10 @@ pub fn compute_report(
             .copied()
             .unwrap_or(opts.default_service_level_s)
             .saturating_mul(1000);
-        let a = queues.entry((q.to_owned(), period)).or_default();
         if closed_queue == Some(q) {
-            // Its last queue was closed to it: counted there as closed only.
-            a.closed += 1;
-            continue;
+            continue; // counted above
         }
+        let a = queues.entry((q.to_owned(), period)).or_default();
         match r.disposition {
             Disposition::InProgress => {}
             // An IVR's closed branch hung up after the call had been in
