@@ -231,15 +231,15 @@ pub fn compute_report(
         let Some(q) = r.queue.as_deref().filter(|q| wanted(q)) else {
             continue;
         };
+        if closed_queue == Some(q) {
+            continue; // counted above
+        }
         let sl_ms = opts
             .service_level_s
             .get(q)
             .copied()
             .unwrap_or(opts.default_service_level_s)
             .saturating_mul(1000);
-        if closed_queue == Some(q) {
-            continue; // counted above
-        }
         let a = queues.entry((q.to_owned(), period)).or_default();
         match r.disposition {
             Disposition::InProgress => {}
