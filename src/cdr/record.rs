@@ -144,6 +144,20 @@ pub struct CallRecord {
     /// Time on hold (either phone's re-INVITE or UPDATE), in ms.
     #[serde(default)]
     pub hold_ms: i64,
+    /// The first closed branch that turned the call away, whatever became
+    /// of it afterwards: `ivr:IVR.NODE` (a `schedule` node's `closed`) or
+    /// `queue:NAME` (a queue's `closed` redirect). After-hours demand.
+    #[serde(default)]
+    pub closed_by: Option<String>,
+}
+
+/// One span of an agent's logged-in time (any state but `logged_out` and
+/// `off_shift`). `logout_ms` is `None` while the span is still open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSession {
+    pub agent: String,
+    pub login_ms: UnixMs,
+    pub logout_ms: Option<UnixMs>,
 }
 
 impl CallRecord {
@@ -166,6 +180,14 @@ impl CallRecord {
             hangup_by: None,
             routing: None,
             hold_ms: 0,
+            closed_by: None,
         }
     }
+}
+
+/// The wall clock now, in Unix milliseconds.
+pub(crate) fn now_ms() -> UnixMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -601,6 +601,25 @@ fn service_level_target_is_a_percentage() {
 }
 
 #[test]
+fn service_level_target_defaults_to_80() {
+    let dir = setup();
+    let c = parse_in(
+        dir.path(),
+        &base_plus("[queues.x]\nservice_level_target = 90\n"),
+    )
+    .unwrap();
+    assert_eq!(c.queues["x"].service_level_target, 90);
+    assert_eq!(c.queues["billing"].service_level_target, 80, "the default");
+    for bad in ["0", "101"] {
+        let e = errs(&base_plus(&format!(
+            "[queues.x]\nservice_level_target = {bad}\n"
+        )));
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert!(e[0].2.contains("1 to 100"), "{e:?}");
+    }
+}
+
+#[test]
 fn position_announcements_need_their_prompts() {
     let e = errs(&base_plus("[queues.x]\nannounce_position_s = 30\n"));
     assert_eq!(e.len(), POSITION_PROMPTS.len());

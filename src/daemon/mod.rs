@@ -90,6 +90,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let ports = shards::rtp_pool(cfg.server.rtp_ports.clone(), bind_ip);
     let mut endpoints = crate::endpoint::Shared::endpoints_with_ports(&cfg, workers, now(), ports);
     let metrics = crate::metrics::Metrics::new();
+    metrics.set_config(&cfg);
     for ep in &mut endpoints {
         ep.set_metrics(metrics.clone());
         if qlog_tx.is_some() {
@@ -233,10 +234,17 @@ fn write_queue_log(ep: &mut Endpoint, qlog: Option<&QueueLogHandle>) {
     }
 }
 
-/// Hands the endpoint's live events to the admin API's streams.
-fn publish_events(ep: &mut Endpoint, hub: &crate::admin::EventHub) {
+/// Hands the endpoint's live events to the admin API's streams, and the
+/// agents' state changes to the record writer (their logged-in spans).
+fn publish_events(ep: &mut Endpoint, hub: &crate::admin::EventHub, cdr: &CdrHandle) {
     let t = now();
     while let Some(ev) = ep.poll_event(t) {
+        if let crate::endpoint::EventKind::AgentState { agent, state, .. } = &ev.kind {
+            let logged_in = !matches!(*state, "logged_out" | "off_shift");
+            if let Err(e) = cdr.agent_state(agent, logged_in, ev.ts_ms) {
+                error!(error = %e, "agent session change lost");
+            }
+        }
         hub.publish(&ev);
     }
 }
@@ -415,6 +423,7 @@ pub async fn reload(path: &std::path::Path, old: &Arc<Config>, shards: &Shards) 
             }
             info!(changed = ?changed, "reload applied");
             shards.metrics.reload(true);
+            shards.metrics.set_config(&new);
             ReloadOutcome::Applied { changed, cfg: new }
         }
         Ok(Err(errs)) => {

@@ -108,6 +108,8 @@ pub struct Endpoint {
     metrics: Arc<crate::metrics::Metrics>,
     /// This shard's handles on the SIP counters of `metrics`.
     sip_counts: crate::metrics::SipCounters,
+    /// This shard's handles on the per-queue, agent and IVR counters.
+    counters: crate::metrics::CounterHandles,
     /// This shard's count in `metrics.shard_decisions`.
     decisions: prometheus_client::metrics::counter::Counter,
     /// Queue events: per-queue counters and queue_log lines.
@@ -165,6 +167,7 @@ impl Endpoint {
             metrics: Arc::default(),
             decisions: Default::default(),
             sip_counts: Default::default(),
+            counters: Default::default(),
             qlog: Default::default(),
             records: Default::default(),
             events: Default::default(),

@@ -165,6 +165,14 @@ impl Endpoint {
         }
     }
 
+    /// A closed branch (`ivr:IVR.NODE` or `queue:NAME`) turned call `ck`
+    /// away; the record keeps the first.
+    pub(super) fn record_closed_branch(&mut self, ck: &CallKey, branch: String) {
+        if let Some(o) = self.records.open.get_mut(ck) {
+            o.rec.closed_by.get_or_insert(branch);
+        }
+    }
+
     /// Call `ck` ends now: queue its final record. Runs before the call's
     /// state is dropped, so the IVR path and queue times are still there.
     pub(super) fn record_end(&mut self, ck: &CallKey, now: Now) {
