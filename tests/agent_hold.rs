@@ -5,7 +5,7 @@
 //! counts the time on hold. Checked by tone frequency in the caller's
 //! recording.
 //!
-//! Without baresip these tests print a note and skip, or fail when `CI` is set.
+//! Without baresip these tests fail (see `common::require`).
 
 mod common;
 

@@ -3,7 +3,7 @@
 //! of them, a caller and an agent, talk through sipacd's bridge: each one's
 //! recording must hold the other's tone, by frequency.
 //!
-//! Without baresip these tests print a note and skip, or fail when `CI` is set.
+//! Without baresip these tests fail (see `common::require`).
 
 mod common;
 

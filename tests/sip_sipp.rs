@@ -1,6 +1,6 @@
 //! The real `sipacd` binary on free loopback ports, driven by the SIPp
-//! scenarios in `tests/sipp/`. Without `sipp` on PATH these tests skip with a
-//! note, or fail when `CI` is set.
+//! scenarios in `tests/sipp/`. Without `sipp` on PATH these tests fail (see
+//! `common::require`).
 
 mod common;
 

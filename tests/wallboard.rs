@@ -9,7 +9,7 @@
 //! behind it are checked first, against the call records.
 //!
 //! Needs Debian's `chromium` (`.ci/run` installs it); without it the
-//! browser test is skipped with a note, or fails when CI is set.
+//! browser test fails (see `common::require`).
 
 mod common;
 

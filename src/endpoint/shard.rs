@@ -275,8 +275,9 @@ mod tests {
         let other = ShardId { index: 0, count: 3 };
         assert!(ids.iter().all(|&id| !other.owns(id)));
         let mut sorted = ids.clone();
+        sorted.sort_unstable();
         sorted.dedup();
-        assert_eq!(sorted.len(), ids.len());
+        assert_eq!(sorted.len(), ids.len(), "ids are distinct");
         assert!(ShardId::SOLE.owns(7));
     }
 }

@@ -354,8 +354,17 @@ fn retransmitted_invite_makes_one_call() {
     let first = h.send(&inv);
     assert_eq!(codes(&first), vec![100, 200]);
     let second = h.send(&inv);
-    assert!(codes(&second).iter().all(|c| *c == 200 || *c == 100));
+    // RFC 6026 "Accepted": the retransmission is absorbed, no new call...
+    assert!(second.is_empty(), "{second:?}");
     assert_eq!(h.ep.active_calls(), 1);
+    // ...and the caller still gets the one call's 200, retransmitted at T1.
+    let again = h.advance(Duration::from_millis(500));
+    assert_eq!(codes(&again), vec![200], "{again:?}");
+    assert_eq!(to_tag(&again[0]), to_tag(&first[1]));
+    let arrivals = std::iter::from_fn(|| h.ep.poll_record())
+        .filter(|r| r.ended_ms.is_none())
+        .count();
+    assert_eq!(arrivals, 1, "one call record");
 }
 
 #[test]
