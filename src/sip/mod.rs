@@ -4,6 +4,7 @@ pub mod dialog;
 pub mod framing;
 pub mod headers;
 pub mod message;
+pub mod name_addr;
 pub mod peer;
 pub mod transaction;
 
