@@ -262,10 +262,9 @@ impl Dialog {
             }
         }
         self.remote_seq = Some(got);
-        if matches!(req.method, Method::Invite | Method::Update) {
-            if headers::header_value(req, "Contact").is_some() {
-                self.remote_target = address_uri(req, "Contact")?;
-            }
+        let refresh = matches!(req.method, Method::Invite | Method::Update);
+        if refresh && headers::header_value(req, "Contact").is_some() {
+            self.remote_target = address_uri(req, "Contact")?;
         }
         Ok(())
     }
