@@ -137,6 +137,11 @@ fn linphone_agent_answers_a_baresip_caller_with_audio_both_ways() {
     assert!(!log.contains("without a usable dialog"), "{log}");
     // Nothing asked for session timers, re-INVITE or UPDATE on these legs.
     assert!(agent.messages("UPDATE ").is_empty());
+    let sdp = agent.log();
+    assert!(
+        sdp.contains("c=IN IP4 127.0.0.1") && !sdp.contains("c=IN IP6"),
+        "media off loopback"
+    );
     assert_eq!(invite_transactions(&agent), 1, "a re-INVITE was sent");
 
     caller.stop();
@@ -203,6 +208,11 @@ fn linphone_caller_reaches_a_baresip_agent_with_audio_both_ways() {
     );
     assert!(caller.wait_for_output(WAIT, |o| o.contains("ended")));
     assert!(caller.messages("UPDATE ").is_empty());
+    let sdp = caller.log();
+    assert!(
+        sdp.contains("c=IN IP4 127.0.0.1") && !sdp.contains("c=IN IP6"),
+        "media off loopback"
+    );
     assert_eq!(invite_transactions(&caller), 1, "a re-INVITE was sent");
 
     caller.stop();

@@ -17,8 +17,8 @@
 //! * It checks every 5 s that the host has a non-loopback address with a
 //!   route; without one (a loopback-only network namespace) it drops its
 //!   listening points. `.ci/run` gives its namespace such an address.
-//! * Session timers, ICE, AVPF and RTCP-XR are off in the file: the calls
-//!   carry no re-INVITE or UPDATE.
+//! * Session timers, AVPF and RTCP-XR are off in the file, and no NAT
+//!   policy turns ICE on: the calls carry no re-INVITE or UPDATE.
 
 use std::fs;
 use std::io::Write;
