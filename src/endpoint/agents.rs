@@ -114,7 +114,10 @@ impl Endpoint {
                 ""
             },
         );
-        let Ok(mut invite) = rsip::Request::try_from(text.as_str()) else {
+        // Our parser, not rsip's: a registered contact may hold a URI rsip
+        // refuses (a GRUU's `;gr=urn:uuid:…`).
+        let Ok(rsip::SipMessage::Request(mut invite)) = crate::sip::message::parse(text.as_bytes())
+        else {
             // The router has the agent ringing: without an INVITE nothing
             // would ever end that. The contact is unusable: logged out.
             warn!(%agent, contact = %binding.contact, "cannot build an INVITE to this contact: agent logged out");
