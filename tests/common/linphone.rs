@@ -105,8 +105,10 @@ impl Linphone {
         let home = root.join("home");
         fs::create_dir_all(home.join(".local/share/linphone")).unwrap();
         let sip_port = super::free_port();
+        // Audio in the first six, video and text (unused, but linphonec
+        // keeps ports for them) in the last four.
         let rtp_lo = super::free_ports(10);
-        let rtp_hi = rtp_lo + 9;
+        let rtp_hi = rtp_lo + 5;
         let src = root.join("source.wav");
         fs::write(&src, source).unwrap();
         let rec_path = root.join("heard.wav");
@@ -268,13 +270,17 @@ fn linphonerc(role: &Role<'_>, sip_port: u16, rtp_lo: u16, rtp_hi: u16) -> Strin
          mtu=1300\n\
          [rtp]\n\
          audio_rtp_port={rtp_lo}-{rtp_hi}\n\
+         video_rtp_port={video}\n\
+         text_rtp_port={text}\n\
          rtcp_xr_enabled=0\n\
          avpf=0\n\
          [sound]\n\
          echocancellation=0\n\
          [video]\n\
          capture=0\n\
-         display=0\n"
+         display=0\n",
+        video = rtp_hi + 1,
+        text = rtp_hi + 3,
     );
     if let Role::Agent {
         user,
