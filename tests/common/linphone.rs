@@ -156,7 +156,7 @@ impl Linphone {
         phone.command("ports");
         let want = format!("sip port = {sip_port}");
         assert!(
-            phone.wait_for_output(Duration::from_secs(10), |o| o.contains(&want)),
+            phone.wait_for_output(Duration::from_secs(20), |o| o.contains(&want)),
             "linphonec {name} does not listen on {sip_port}; output:\n{}",
             phone.output()
         );
@@ -220,8 +220,9 @@ impl Linphone {
         &self.rec_path
     }
 
-    /// `quit` (linphonec hangs up, unregisters and closes its recording),
-    /// then SIGKILL after 5 s. Idempotent.
+    /// `quit` (linphonec hangs up, unregisters and closes its recording);
+    /// after 5 s SIGTERM (which `timeout` passes on to linphonec), after 2 s
+    /// more SIGKILL. Idempotent.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
@@ -229,12 +230,25 @@ impl Linphone {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = writeln!(stdin, "quit").and_then(|()| stdin.flush());
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if child.try_wait().ok().flatten().is_some() {
-                return;
+        let exited = |child: &mut Child, wait: Duration| {
+            let deadline = Instant::now() + wait;
+            while Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            false
+        };
+        if exited(&mut child, Duration::from_secs(5)) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        if exited(&mut child, Duration::from_secs(2)) {
+            return;
         }
         let _ = child.kill();
         let _ = child.wait();
