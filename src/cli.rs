@@ -286,6 +286,7 @@ mod tests {
             agents_wrapup: 1,
             agents_paused: 0,
             service_level_today: None,
+            ..QueueView::default()
         };
         let a = AgentView {
             id: "1001".into(),
@@ -296,6 +297,7 @@ mod tests {
             skills: BTreeMap::new(),
             calls_taken: 7,
             state_since_ms: None,
+            ..AgentView::default()
         };
         let out = render_status(&[q], &[a]);
         let lines: Vec<&str> = out.lines().collect();

@@ -5,8 +5,8 @@
 //! and never does I/O; `/metrics` encodes them together with the gauges
 //! computed at scrape time from the admin views (see [`Metrics::render`]).
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -15,8 +15,15 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::{Registry, Unit};
 
 mod atomic_histogram;
+mod handles;
+mod process;
 
 pub use atomic_histogram::AtomicHistogram;
+pub use handles::{AgentCounters, CounterHandles, QueueCounters};
+pub use process::ProcessStats;
+
+/// A counter of seconds (talk time), added to in fractions.
+pub type FloatCounter = Counter<f64, AtomicU64>;
 
 use crate::admin::{AgentView, QueueView};
 use crate::daemon::transport::TransportStats;
@@ -36,6 +43,37 @@ pub const AGENT_STATES: [&str; 7] = [
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabel {
     pub queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabel {
+    pub agent: String,
+}
+
+/// A node of an IVR (`[ivr.IVR.nodes.NODE]`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IvrNodeLabel {
+    pub ivr: String,
+    pub node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueStateLabels {
+    queue: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentStateLabel {
+    agent: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    os: &'static str,
+    arch: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -87,6 +125,12 @@ pub struct Metrics {
     pub queue_abandoned: Family<QueueLabel, Counter>,
     pub queue_overflowed: Family<QueueLabel, Counter>,
     pub queue_closed: Family<QueueLabel, Counter>,
+    /// Answered within the queue's `service_level_s`.
+    pub queue_answered_in_sl: Family<QueueLabel, Counter>,
+    pub agent_answered: Family<AgentLabel, Counter>,
+    pub agent_talk_seconds: Family<AgentLabel, FloatCounter>,
+    /// Calls an IVR `schedule` node sent down its `closed` branch.
+    pub ivr_closed: Family<IvrNodeLabel, Counter>,
     pub sip_requests: Family<RequestLabels, Counter>,
     pub sip_responses: Family<ResponseLabels, Counter>,
     pub sip_parse_errors: Counter,
@@ -108,6 +152,18 @@ pub struct Metrics {
     transport: OnceLock<Arc<TransportStats>>,
     /// The call-record writer's counters, read at scrape time.
     cdr: OnceLock<crate::cdr::WriterStatsSource>,
+    /// What the configuration in force says the series are.
+    config: Mutex<ConfigSeries>,
+}
+
+/// The parts of the configuration that name series or give their values:
+/// set at start and after each applied reload, read at scrape time.
+#[derive(Debug, Default, Clone)]
+struct ConfigSeries {
+    /// (queue, service_level_s, service_level_target as a ratio).
+    queues: Vec<(String, u64, f64)>,
+    /// Every IVR `schedule` node, (ivr, node).
+    schedule_nodes: Vec<(String, String)>,
 }
 
 impl Default for Metrics {
@@ -118,6 +174,10 @@ impl Default for Metrics {
             queue_abandoned: Family::default(),
             queue_overflowed: Family::default(),
             queue_closed: Family::default(),
+            queue_answered_in_sl: Family::default(),
+            agent_answered: Family::default(),
+            agent_talk_seconds: Family::default(),
+            ivr_closed: Family::default(),
             sip_requests: Family::default(),
             sip_responses: Family::default(),
             sip_parse_errors: Counter::default(),
@@ -131,6 +191,7 @@ impl Default for Metrics {
             reloads: Family::default(),
             transport: OnceLock::new(),
             cdr: OnceLock::new(),
+            config: Mutex::default(),
         }
     }
 }
@@ -217,12 +278,36 @@ impl Metrics {
         Arc::new(Metrics::default())
     }
 
-    pub fn queue_event(family: &Family<QueueLabel, Counter>, queue: &str) {
-        family
-            .get_or_create(&QueueLabel {
-                queue: queue.to_owned(),
+    /// Takes the queues' service-level settings and the IVRs' schedule
+    /// nodes from `cfg` (at start and after each applied reload).
+    pub fn set_config(&self, cfg: &crate::config::Config) {
+        let queues = cfg
+            .queues
+            .values()
+            .map(|q| {
+                let target = f64::from(q.service_level_target) / 100.0;
+                (q.name.clone(), q.service_level_s, target)
             })
-            .inc();
+            .collect();
+        let schedule_nodes = cfg
+            .ivrs
+            .values()
+            .flat_map(|ivr| {
+                ivr.nodes
+                    .iter()
+                    .filter(|(_, n)| matches!(n, crate::config::Node::Schedule { .. }))
+                    .map(|(name, _)| (ivr.name.clone(), name.clone()))
+            })
+            .collect();
+        *self.lock_config() = ConfigSeries {
+            queues,
+            schedule_nodes,
+        };
+    }
+
+    fn lock_config(&self) -> std::sync::MutexGuard<'_, ConfigSeries> {
+        // The data is replaced whole: a panic elsewhere cannot leave it torn.
+        self.config.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn reload(&self, ok: bool) {
@@ -241,10 +326,44 @@ impl Metrics {
     }
 
     /// The whole exposition: counters plus gauges from `queues` and
-    /// `agents`, in the Prometheus text format (0.0.4), or OpenMetrics
-    /// when `openmetrics`.
+    /// `agents`, the configuration's series and the process's, in the
+    /// Prometheus text format (0.0.4), or OpenMetrics when `openmetrics`.
     pub fn render(&self, queues: &[QueueView], agents: &[AgentView], openmetrics: bool) -> String {
-        let mut reg = Registry::with_prefix("sipacd");
+        let mut root = Registry::default();
+        if let Some(p) = ProcessStats::read() {
+            register_process(&mut root, &p);
+        }
+        let reg = root.sub_registry_with_prefix("sipacd");
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                os: std::env::consts::OS,
+                arch: std::env::consts::ARCH,
+            })
+            .set(1);
+        reg.register(
+            "build_info",
+            "Always 1; the labels say which build runs",
+            build,
+        );
+        self.register_queues(reg, queues);
+        self.register_agents(reg, agents);
+        self.register_ivrs(reg);
+        self.register_sip(reg);
+        self.register_rest(reg);
+
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = if openmetrics {
+            prometheus_client::encoding::text::encode(&mut out, &root)
+        } else {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &root)
+        };
+        out
+    }
+
+    fn register_queues(&self, reg: &mut Registry, queues: &[QueueView]) {
         let queue_counters = [
             (
                 "queue_calls_offered",
@@ -255,6 +374,11 @@ impl Metrics {
                 "queue_calls_answered",
                 "Calls from the queue answered by an agent",
                 &self.queue_answered,
+            ),
+            (
+                "queue_calls_answered_in_sl",
+                "Calls from the queue answered within its service_level_s",
+                &self.queue_answered_in_sl,
             ),
             (
                 "queue_calls_abandoned",
@@ -283,13 +407,15 @@ impl Metrics {
         }
 
         let waiting = Family::<QueueLabel, Gauge>::default();
-        let longest = Family::<QueueLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let longest = Family::<QueueLabel, Gauge<f64, AtomicU64>>::default();
+        let open = Family::<QueueLabel, Gauge>::default();
         for q in queues {
             let l = QueueLabel {
                 queue: q.name.clone(),
             };
             waiting.get_or_create(&l).set(i64::from(q.waiting));
             longest.get_or_create(&l).set(q.longest_wait_s);
+            open.get_or_create(&l).set(i64::from(q.open));
         }
         reg.register(
             "queue_callers_waiting",
@@ -302,7 +428,60 @@ impl Metrics {
             Unit::Seconds,
             longest,
         );
+        reg.register(
+            "queue_open",
+            "1 while the queue's schedule is open, 0 while it is closed",
+            open,
+        );
+        let queue_agents = Family::<QueueStateLabels, Gauge>::default();
+        for q in queues {
+            let busy = q.agents_busy.saturating_sub(q.agents_wrapup);
+            let states = [
+                ("available", q.agents_available),
+                ("busy", busy),
+                ("wrapup", q.agents_wrapup),
+                ("paused", q.agents_paused),
+            ];
+            for (state, n) in states {
+                queue_agents
+                    .get_or_create(&QueueStateLabels {
+                        queue: q.name.clone(),
+                        state,
+                    })
+                    .set(i64::from(n));
+            }
+        }
+        reg.register(
+            "queue_agents",
+            "Logged-in agents that serve the queue, by state (available; busy: ringing or on a call; wrapup; paused)",
+            queue_agents,
+        );
 
+        let sl_seconds = Family::<QueueLabel, Gauge>::default();
+        let sl_target = Family::<QueueLabel, Gauge<f64, AtomicU64>>::default();
+        for (queue, secs, target) in &self.lock_config().queues {
+            let l = QueueLabel {
+                queue: queue.clone(),
+            };
+            sl_seconds
+                .get_or_create(&l)
+                .set(i64::try_from(*secs).unwrap_or(i64::MAX));
+            sl_target.get_or_create(&l).set(*target);
+        }
+        reg.register_with_unit(
+            "queue_service_level",
+            "The queue's service_level_s: answered within this counts as in service level",
+            Unit::Seconds,
+            sl_seconds,
+        );
+        reg.register(
+            "queue_service_level_target_ratio",
+            "The queue's service_level_target (percent) as a ratio",
+            sl_target,
+        );
+    }
+
+    fn register_agents(&self, reg: &mut Registry, agents: &[AgentView]) {
         let by_state = Family::<StateLabel, Gauge>::default();
         for state in AGENT_STATES {
             let n = agents.iter().filter(|a| a.state == state).count();
@@ -312,6 +491,55 @@ impl Metrics {
         }
         reg.register("agents", "Configured agents by state", by_state);
 
+        // One series per configured agent and state: 1 for its state now.
+        let agent_state = Family::<AgentStateLabel, Gauge>::default();
+        for a in agents {
+            for state in AGENT_STATES {
+                agent_state
+                    .get_or_create(&AgentStateLabel {
+                        agent: a.id.clone(),
+                        state,
+                    })
+                    .set(i64::from(a.state == state));
+            }
+            let l = AgentLabel {
+                agent: a.id.clone(),
+            };
+            let _ = self.agent_answered.get_or_create(&l);
+            let _ = self.agent_talk_seconds.get_or_create(&l);
+        }
+        reg.register(
+            "agent_state",
+            "1 for the state each configured agent is in now, 0 for the others",
+            agent_state,
+        );
+        reg.register(
+            "agent_calls_answered",
+            "Calls the agent answered",
+            self.agent_answered.clone(),
+        );
+        reg.register(
+            "agent_talk_seconds",
+            "Seconds the agent talked on answered calls (counted when each call ends)",
+            self.agent_talk_seconds.clone(),
+        );
+    }
+
+    fn register_ivrs(&self, reg: &mut Registry) {
+        for (ivr, node) in &self.lock_config().schedule_nodes {
+            let _ = self.ivr_closed.get_or_create(&IvrNodeLabel {
+                ivr: ivr.clone(),
+                node: node.clone(),
+            });
+        }
+        reg.register(
+            "ivr_closed",
+            "Calls an IVR schedule node sent down its closed branch (after-hours demand)",
+            self.ivr_closed.clone(),
+        );
+    }
+
+    fn register_sip(&self, reg: &mut Registry) {
         reg.register(
             "sip_requests",
             "SIP requests by direction and method",
@@ -337,7 +565,7 @@ impl Metrics {
             dropped,
         );
         if let Some(t) = self.transport.get() {
-            let c = |a: &std::sync::atomic::AtomicU64| ConstCounter::new(a.load(Ordering::Relaxed));
+            let c = |a: &AtomicU64| ConstCounter::new(a.load(Ordering::Relaxed));
             reg.register(
                 "sip_tcp_framing_errors",
                 "TCP connections closed because their stream was not valid SIP framing",
@@ -354,7 +582,9 @@ impl Metrics {
                 c(&t.send_errors),
             );
         }
+    }
 
+    fn register_rest(&self, reg: &mut Registry) {
         if let Some(cdr) = self.cdr.get() {
             let w = cdr.read();
             reg.register(
@@ -419,16 +649,45 @@ impl Metrics {
             let _ = reloads.get_or_create(&ResultLabel { result });
         }
         reg.register("config_reloads", "Configuration reloads by result", reloads);
-
-        let mut out = String::with_capacity(8192);
-        // Writing into a String cannot fail.
-        let _ = if openmetrics {
-            prometheus_client::encoding::text::encode(&mut out, &reg)
-        } else {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &reg)
-        };
-        out
     }
+}
+
+/// The standard process series (no `sipacd_` prefix, as every exporter
+/// names them).
+fn register_process(reg: &mut Registry, p: &ProcessStats) {
+    let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+    reg.register(
+        "process_cpu_seconds",
+        "Total user and system CPU time spent in seconds",
+        ConstCounter::new(p.cpu_seconds),
+    );
+    reg.register(
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes",
+        gauge(p.resident_bytes),
+    );
+    reg.register(
+        "process_virtual_memory_bytes",
+        "Virtual memory size in bytes",
+        gauge(p.virtual_bytes),
+    );
+    reg.register(
+        "process_open_fds",
+        "Number of open file descriptors",
+        gauge(p.open_fds),
+    );
+    if let Some(max) = p.max_fds {
+        reg.register(
+            "process_max_fds",
+            "Maximum number of open file descriptors",
+            gauge(max),
+        );
+    }
+    reg.register(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds",
+        ConstGauge::new(p.start_time_seconds),
+    );
 }
 
 /// Why the media task did not deliver an RTP packet.
@@ -460,24 +719,42 @@ mod tests {
             agents_paused: 0,
             open: true,
             service_level_today: None,
+            ..QueueView::default()
         }
     }
 
     #[test]
     fn renders_counters_gauges_and_histogram() {
         let m = Metrics::new();
-        Metrics::queue_event(&m.queue_offered, "sales");
-        Metrics::queue_event(&m.queue_offered, "sales");
+        let mut handles = CounterHandles::default();
+        handles.queue(&m, "sales").offered.inc();
+        handles.queue(&m, "sales").offered.inc(); // the cached handle
+        handles.agent(&m, "1001").talk_seconds.inc_by(12.5);
         let mut sip = SipCounters::default();
         sip.count_response(&m, "out", "INVITE", 404);
         sip.count_response(&m, "out", "INVITE", 404); // the cached handle
         m.routing_seconds.observe(2e-6);
         m.reload(false);
-        let text = m.render(
-            &[queue("sales", 3, 12.5), queue("support", 0, 0.0)],
-            &[],
-            false,
-        );
+        let mut sales = queue("sales", 3, 12.5);
+        (
+            sales.agents_available,
+            sales.agents_busy,
+            sales.agents_wrapup,
+        ) = (1, 3, 1);
+        let mut support = queue("support", 0, 0.0);
+        support.open = false;
+        let agent = AgentView {
+            id: "1001".into(),
+            name: "Alice".into(),
+            state: "wrapup".into(),
+            pause_reason: None,
+            registered: true,
+            skills: Default::default(),
+            calls_taken: 0,
+            state_since_ms: None,
+            ..Default::default()
+        };
+        let text = m.render(&[sales, support], &[agent], false);
         for line in [
             "# TYPE sipacd_queue_calls_offered_total counter",
             "sipacd_queue_calls_offered_total{queue=\"sales\"} 2",
@@ -489,6 +766,16 @@ mod tests {
             "sipacd_routing_decision_seconds_count 1",
             "sipacd_config_reloads_total{result=\"failed\"} 1",
             "sipacd_config_reloads_total{result=\"ok\"} 0",
+            "sipacd_queue_open{queue=\"sales\"} 1",
+            "sipacd_queue_open{queue=\"support\"} 0",
+            "sipacd_queue_agents{queue=\"sales\",state=\"available\"} 1",
+            "sipacd_queue_agents{queue=\"sales\",state=\"busy\"} 2",
+            "sipacd_queue_agents{queue=\"sales\",state=\"wrapup\"} 1",
+            "sipacd_agent_state{agent=\"1001\",state=\"wrapup\"} 1",
+            "sipacd_agent_state{agent=\"1001\",state=\"available\"} 0",
+            "sipacd_agent_talk_seconds_total{agent=\"1001\"} 12.5",
+            "sipacd_agent_calls_answered_total{agent=\"1001\"} 0",
+            "# TYPE sipacd_build_info gauge",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -561,16 +561,17 @@ fn call_records_and_report_after_scripted_calls_and_kill_9() {
         .as_str()
         .unwrap()
         .starts_with("longest_idle"));
+    // The router's own account: the chosen agent, how many have the skills
+    // and how many of those were still free; not a row per agent of the
+    // centre (1001 has the skills but is logged out: eligible, not free).
     let cands = routing["candidates"].as_array().unwrap();
-    assert_eq!(cands.len(), 2, "{routing}");
+    assert_eq!(cands.len(), 1, "{routing}");
     assert_eq!(
-        find(&routing["candidates"], "agent", "1001")["note"],
-        "not available (logged_out)"
+        find(&routing["candidates"], "agent", "2001")["note"],
+        "chosen"
     );
-    assert!(find(&routing["candidates"], "agent", "2001")["note"]
-        .as_str()
-        .unwrap()
-        .starts_with("eligible"));
+    assert_eq!(routing["eligible"], 2, "{routing}");
+    assert_eq!(routing["free"], 0, "{routing}");
 
     assert_eq!(b["disposition"], "abandoned", "{b}");
     assert_eq!(b["hangup_by"], "caller");
@@ -620,14 +621,15 @@ fn call_records_and_report_after_scripted_calls_and_kill_9() {
             .map(str::to_owned)
             .collect()
     };
-    // queue offered answered abandoned aband<5s overflowed closed SL% ...
+    // queue offered answered abandoned aband% aband<5s overflowed closed
+    // SL% ...; aband% = 1 abandoned / (1 answered + 1 abandoned).
     assert_eq!(
-        row("support")[..7],
-        ["support", "3", "1", "1", "1", "0", "0"],
+        row("support")[..8],
+        ["support", "3", "1", "1", "50.0", "1", "0", "0"],
         "{t}"
     );
     // 1 answered out of 3 offered minus 1 short abandon, within 20 s: 50%.
-    assert_eq!(row("support")[7], "50.0", "{t}");
+    assert_eq!(row("support")[8], "50.0", "{t}");
     assert_eq!(row("2001")[..2], ["2001", "1"], "{t}");
     let out = sipacd(
         &[

@@ -29,6 +29,7 @@ impl Fake {
                 skills: BTreeMap::from([("billing".into(), 8)]),
                 calls_taken: 3,
                 state_since_ms: None,
+                ..AgentView::default()
             }]),
             reload_result: Mutex::new(Ok(vec!["queue billing: wrapup_s 10 -> 15".into()])),
             reloads: Mutex::new(0),
@@ -60,6 +61,7 @@ impl AdminBackend for Fake {
                 agents_wrapup: 0,
                 agents_paused: 0,
                 service_level_today: None,
+                ..QueueView::default()
             }]
         })
     }
@@ -76,6 +78,7 @@ impl AdminBackend for Fake {
                 queue: Some("billing".into()),
                 agent: None,
                 wait_s: 12.5,
+                ..CallView::default()
             }]
         })
     }

@@ -2,8 +2,8 @@
 //! hand below, read back through the store and writer.
 
 use sipacd::cdr::{
-    compute_report, render_text, to_csv, to_json, Bucket, CallRecord, CdrFilter, CdrStore,
-    CdrWriter, Disposition, HangupBy, ReportOptions,
+    compute_report, render_text, to_csv, to_json, AgentSession, Bucket, CallRecord, CdrFilter,
+    CdrStore, CdrWriter, Disposition, HangupBy, ReportOptions,
 };
 use std::collections::BTreeMap;
 
@@ -64,27 +64,67 @@ fn day() -> Vec<CallRecord> {
     // r1 rejected at the door (503), no queue: in no queue row.
     let mut r1 = call("r1", None, 500 * S);
     r1.disposition = Disposition::Rejected;
+    // After hours. n1: the IVR's closed branch hung up (no queue).
+    let mut n1 = call("n1", None, 600 * S);
+    n1.ended_ms = Some(T0 + 610 * S);
+    n1.disposition = Disposition::Closed;
+    n1.hangup_by = Some(HangupBy::System);
+    n1.closed_by = Some("ivr:main.hours".into());
+    // n2: the closed branch led to general, answered there by 1003 after
+    // 2 s, talk 50 s.
+    let mut n2 = answered("n2", "general", 700 * S, 2 * S, 50 * S, "1003");
+    n2.closed_by = Some("ivr:main.hours".into());
+    // n3: billing was closed to it, its redirect sent it to general, where
+    // the caller gave up after 8 s: not offered to billing.
+    let mut n3 = abandoned("n3", "general", 800 * S, 8 * S);
+    n3.ivr_path = vec!["queue:billing".into(), "queue:general".into()];
+    n3.closed_by = Some("queue:billing".into());
     // Outside the window: must not be read at all.
     let late = answered("late", "billing", 7200 * S, S, S, "1002");
-    vec![a1, a2, b1, b2, o1, o2, c1, r1, late]
+    vec![a1, a2, b1, b2, o1, o2, c1, r1, n1, n2, n3, late]
 }
 
-fn read_back(records: &[CallRecord]) -> (tempfile::TempDir, Vec<CallRecord>) {
+/// Logins and logouts as the daemon reports agent states (a state change
+/// that keeps the agent logged in, and one outside the window, included).
+fn logins() -> Vec<(&'static str, bool, i64)> {
+    vec![
+        ("1001", true, T0 - 600 * S), // before the window
+        ("1002", true, T0),
+        ("1003", true, T0 + 100 * S),
+        ("1003", false, T0 + 400 * S),
+        ("1002", true, T0 + 500 * S), // still logged in: no new session
+        ("1002", false, T0 + 1200 * S),
+        ("1001", false, T0 + 1740 * S),
+        ("1001", true, T0 + 3000 * S), // still open when the writer stops
+        ("1004", true, T0 + 4000 * S),
+        ("1004", false, T0 + 5000 * S),
+    ]
+}
+
+fn window() -> CdrFilter {
+    CdrFilter {
+        since_ms: Some(T0 - 60 * S),
+        until_ms: Some(T0 + 3540 * S),
+    }
+}
+
+/// Writes `records` and `logins()` through the writer thread, then reads
+/// the window back: (records, sessions).
+fn read_back(records: &[CallRecord]) -> (tempfile::TempDir, Vec<CallRecord>, Vec<AgentSession>) {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = CdrStore::open(dir.path()).unwrap();
     let writer = CdrWriter::spawn(store).unwrap();
     for r in records {
         writer.handle().record(r.clone()).unwrap();
     }
+    for (agent, on, at) in logins() {
+        writer.handle().agent_state(agent, on, at).unwrap();
+    }
     writer.shutdown();
     let reader = CdrStore::open_reader(dir.path()).unwrap();
-    let got = reader
-        .query(&CdrFilter {
-            since_ms: Some(T0 - 60 * S),
-            until_ms: Some(T0 + 3540 * S),
-        })
-        .unwrap();
-    (dir, got)
+    let got = reader.query(&window()).unwrap();
+    let sessions = reader.sessions(&window()).unwrap();
+    (dir, got, sessions)
 }
 
 fn opts() -> ReportOptions {
@@ -98,9 +138,27 @@ fn opts() -> ReportOptions {
 
 #[test]
 fn per_queue_and_per_agent_figures_match_the_hand_count() {
-    let (_dir, recs) = read_back(&day());
-    assert_eq!(recs.len(), 8, "`late` is outside the window");
-    let rep = compute_report(&recs, &opts());
+    let (_dir, recs, sessions) = read_back(&day());
+    assert_eq!(recs.len(), 11, "`late` is outside the window");
+    assert_eq!(
+        recs[9].closed_by.as_deref(),
+        Some("ivr:main.hours"),
+        "{:?}",
+        recs[9]
+    );
+    // 1004's session is outside the window; 1001's second one was closed
+    // when the writer stopped (now, long after T0).
+    let spans: Vec<_> = sessions
+        .iter()
+        .map(|s| (s.agent.as_str(), (s.login_ms - T0) / S))
+        .collect();
+    assert_eq!(
+        spans,
+        [("1001", -600), ("1001", 3000), ("1002", 0), ("1003", 100)]
+    );
+    assert_eq!(sessions[0].logout_ms, Some(T0 + 1740 * S));
+    assert!(sessions[1].logout_ms.is_some_and(|t| t > T0 + 3540 * S));
+    let rep = compute_report(&recs, &sessions, &opts());
     assert_eq!(rep.queues.len(), 2);
 
     let b = &rep.queues[0];
@@ -112,7 +170,10 @@ fn per_queue_and_per_agent_figures_match_the_hand_count() {
     assert_eq!(b.abandoned, 2);
     assert_eq!(b.abandoned_short, 1);
     assert_eq!(b.overflowed, 2);
-    assert_eq!(b.closed, 1);
+    // c1 (a record without closed_by) and n3 (closed to it, then general).
+    assert_eq!(b.closed, 2);
+    // abandoned / (answered + abandoned) = 2 / 4
+    assert_eq!(b.abandon_rate_pct, Some(50.0));
     assert_eq!(b.rejected, 0);
     assert_eq!(b.answered_within_sl, 1);
     // 1 in SL / (6 offered - 1 short abandon)
@@ -121,38 +182,67 @@ fn per_queue_and_per_agent_figures_match_the_hand_count() {
     assert_eq!(b.aht_s, Some(90.0)); // (120 + 60) / 2
     assert_eq!(b.longest_wait_s, 45.0); // b2
 
+    // o1, n2 answered; n3 abandoned after 8 s.
     let g = &rep.queues[1];
     assert_eq!(g.queue, "general");
-    assert_eq!((g.offered, g.answered, g.abandoned), (1, 1, 0));
-    assert_eq!(g.service_level_pct, Some(100.0));
-    assert_eq!(g.asa_s, Some(5.0));
-    assert_eq!(g.aht_s, Some(100.0));
-    assert_eq!(g.longest_wait_s, 5.0);
+    assert_eq!((g.offered, g.answered, g.abandoned), (3, 2, 1));
+    assert_eq!(g.closed, 0);
+    let rate = g.abandon_rate_pct.unwrap();
+    assert!((rate - 100.0 / 3.0).abs() < 1e-9, "{rate}");
+    // 2 within 30 s / 3 offered
+    let sl = g.service_level_pct.unwrap();
+    assert!((sl - 200.0 / 3.0).abs() < 1e-9, "{sl}");
+    assert_eq!(g.asa_s, Some(3.5)); // (5 + 2) / 2
+    assert_eq!(g.aht_s, Some(75.0)); // (100 + 50) / 2
+    assert_eq!(g.longest_wait_s, 8.0);
 
-    assert_eq!(rep.agents.len(), 2);
-    let (a, z) = (&rep.agents[0], &rep.agents[1]);
+    // Logged in within the window: 1001 from its start (-60 s) to 1740 s,
+    // and 3000 s to its end (3540 s); 1002 0..1200 s; 1003 100..400 s.
+    let agents: Vec<_> = rep
+        .agents
+        .iter()
+        .map(|a| (a.agent.as_str(), a.calls_taken, a.talk_s, a.logged_in_s))
+        .collect();
     assert_eq!(
-        (a.agent.as_str(), a.calls_taken, a.talk_s),
-        ("1001", 2, 220.0)
+        agents,
+        [
+            ("1001", 2, 220.0, 2340.0),
+            ("1002", 1, 60.0, 1200.0),
+            ("1003", 1, 50.0, 300.0),
+        ]
     );
-    assert_eq!(
-        (z.agent.as_str(), z.calls_taken, z.talk_s),
-        ("1002", 1, 60.0)
-    );
-    // talk over the 3600 s period
-    let occ = a.occupancy_pct.unwrap();
-    assert!((occ - 220.0 / 36.0).abs() < 1e-9, "{occ}");
+    let occ: Vec<f64> = rep
+        .agents
+        .iter()
+        .map(|a| a.occupancy_pct.unwrap())
+        .collect();
+    let want = [220.0 / 23.4, 5.0, 50.0 / 3.0];
+    for (got, want) in occ.iter().zip(want) {
+        assert!((got - want).abs() < 1e-9, "{occ:?}");
+    }
+
+    // After-hours demand, per closed branch.
+    let closed: Vec<_> = rep
+        .closed
+        .iter()
+        .map(|c| (c.branch.as_str(), c.calls, c.answered_after))
+        .collect();
+    assert_eq!(closed, [("ivr:main.hours", 2, 1), ("queue:billing", 2, 0)]);
 
     let text = render_text(&rep);
     let line = text.lines().find(|l| l.starts_with("billing")).unwrap();
     let cells: Vec<_> = line.split_whitespace().collect();
     assert_eq!(
         cells,
-        ["billing", "6", "2", "2", "1", "2", "1", "20.0", "20.0", "90.0", "45.0"]
+        ["billing", "6", "2", "2", "50.0", "1", "2", "2", "20.0", "20.0", "90.0", "45.0"]
     );
+    assert!(text.lines().any(|l| l
+        .split_whitespace()
+        .eq(["1001", "2", "220.0", "2340.0", "9.4"])));
     assert!(text
         .lines()
-        .any(|l| l.split_whitespace().eq(["1001", "2", "220.0", "6.1"])));
+        .any(|l| l.split_whitespace().eq(["ivr:main.hours", "2", "1"])));
+    assert!(text.contains("aband% = abandoned / (answered + abandoned)"));
 }
 
 #[test]
@@ -163,6 +253,7 @@ fn queue_filter_and_hourly_buckets() {
     recs.push(answered("n1", "billing", 3700 * S, 4 * S, 30 * S, "1002"));
     let rep = compute_report(
         &recs,
+        &[],
         &ReportOptions {
             queue: Some("billing".into()),
             by: Some(Bucket::Hour),
@@ -182,6 +273,106 @@ fn queue_filter_and_hourly_buckets() {
         ]
     );
     assert_eq!(rep.queues[1].service_level_pct, Some(100.0));
+    // Only the branch of the queue asked for.
+    let closed: Vec<_> = rep
+        .closed
+        .iter()
+        .map(|c| (c.branch.as_str(), c.period.as_deref(), c.calls))
+        .collect();
+    assert_eq!(closed, [("queue:billing", Some("2026-05-01 08:00"), 2)]);
+}
+
+/// A `calls.sqlite` as the first release wrote it: no `closed_by`, no
+/// `agent_sessions`, `user_version` 0.
+const V0_SCHEMA: &str = "
+CREATE TABLE calls (
+    id TEXT PRIMARY KEY, caller TEXT NOT NULL, number TEXT NOT NULL,
+    ivr_path TEXT NOT NULL DEFAULT '[]', variables TEXT NOT NULL DEFAULT '{}',
+    queue TEXT, arrived_ms INTEGER NOT NULL, queued_ms INTEGER, offered_ms INTEGER,
+    answered_ms INTEGER, ended_ms INTEGER, agent TEXT, disposition TEXT NOT NULL,
+    hangup_by TEXT, routing TEXT
+);
+INSERT INTO calls (id, caller, number, queue, arrived_ms, queued_ms, ended_ms, disposition)
+    VALUES ('old1', '+62811', '1500', 'billing', 1777622400000, 1777622401000, 1777622460000, 'closed'),
+           ('old2', '+62812', '1500', 'billing', 1777622500000, NULL, NULL, 'in_progress');
+";
+
+#[test]
+fn a_data_dir_of_the_first_release_is_migrated_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join(sipacd::cdr::DB_FILE)).unwrap();
+        c.execute_batch(V0_SCHEMA).unwrap();
+    }
+    let (store, interrupted) = CdrStore::open(dir.path()).unwrap();
+    assert_eq!(interrupted, 1, "old2 was in progress");
+    let writer = CdrWriter::spawn(store).unwrap();
+    let mut new = answered("new1", "billing", 0, 3 * S, 10 * S, "1001");
+    new.closed_by = Some("ivr:main.hours".into());
+    writer.handle().record(new).unwrap();
+    writer
+        .handle()
+        .agent_state("1001", true, T0 - 60 * S)
+        .unwrap();
+    writer
+        .handle()
+        .agent_state("1001", false, T0 + 100 * S)
+        .unwrap();
+    writer.shutdown();
+
+    let reader = CdrStore::open_reader(dir.path()).unwrap();
+    let recs = reader.query(&CdrFilter::default()).unwrap();
+    let got: Vec<_> = recs
+        .iter()
+        .map(|r| (r.id.as_str(), r.disposition, r.closed_by.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("new1", Disposition::Answered, Some("ivr:main.hours")),
+            ("old1", Disposition::Closed, None),
+            ("old2", Disposition::Interrupted, None),
+        ]
+    );
+    let sessions = reader.sessions(&CdrFilter::default()).unwrap();
+    assert_eq!(
+        sessions,
+        [AgentSession {
+            agent: "1001".into(),
+            login_ms: T0 - 60 * S,
+            logout_ms: Some(T0 + 100 * S),
+        }]
+    );
+    let version: i64 = rusqlite::Connection::open(dir.path().join(sipacd::cdr::DB_FILE))
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    // Opening again changes nothing.
+    drop(reader);
+    let (again, _) = CdrStore::open(dir.path()).unwrap();
+    assert_eq!(again.query(&CdrFilter::default()).unwrap(), recs);
+}
+
+#[test]
+fn sessions_a_crash_left_open_end_at_the_last_call_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = CdrStore::open(dir.path()).unwrap();
+    store
+        .write_batch(&[answered("x1", "billing", 0, 3 * S, 10 * S, "1001")])
+        .unwrap();
+    store
+        .write_sessions(&[sipacd::cdr::SessionEvent {
+            agent: "1001".into(),
+            logged_in: true,
+            at_ms: T0 - 60 * S,
+        }])
+        .unwrap();
+    drop(store); // no close_sessions: the process died
+    let (store, _) = CdrStore::open(dir.path()).unwrap();
+    let s = store.sessions(&CdrFilter::default()).unwrap();
+    // x1 ended at 13 s.
+    assert_eq!(s[0].logout_ms, Some(T0 + 13 * S));
 }
 
 #[test]

@@ -15,38 +15,23 @@
 
 mod common;
 
+use common::demo::{demo_on, repo};
 use common::phone::{AgentPhone, Caller};
 use common::sip::header;
 use common::{ConfigSpec, Daemon};
 use sipacd::media::{Codec, Prompt};
 use std::collections::HashSet;
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use toml_edit::{value, Array, DocumentMut};
+use toml_edit::{value, Array};
 
 const WAIT: Duration = Duration::from_secs(10);
 const ANNOUNCE_S: i64 = 3;
 
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
 /// The demo configuration with the test's rewrites (see the module doc).
 fn demo_config(spec: &ConfigSpec, data: &Path) -> (String, String, String) {
-    let text = std::fs::read_to_string(repo("config/sipacd.toml")).unwrap();
-    let mut doc: DocumentMut = text.parse().unwrap();
-    let p = spec.sip_port;
-    let s = &mut doc["server"];
-    s["sip"] = value(Array::from_iter([
-        format!("udp:127.0.0.1:{p}"),
-        format!("tcp:127.0.0.1:{p}"),
-    ]));
-    s["admin"] = value(format!("127.0.0.1:{}", spec.admin_port));
-    s["rtp_ports"] = value(format!("{}-{}", spec.rtp_base, spec.rtp_base + 99));
-    s["data_dir"] = value(data.display().to_string());
-    s["prompts"] = value(repo("prompts").display().to_string());
-    s["drain_s"] = value(2);
+    let mut doc = demo_on(spec, data);
     for name in ["office", "support_hours"] {
         let sched = &mut doc["schedules"][name];
         sched["open"] = value(Array::from_iter(["mon-sun 00:00-24:00"]));

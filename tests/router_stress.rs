@@ -60,6 +60,7 @@ fn config() -> AcdConfig {
             relax: vec![],
             priority: (i % 3) as i32,
             service_level_s: 20,
+            service_level_target: 80,
         })
         .collect::<Vec<_>>();
     AcdConfig {

@@ -1,11 +1,15 @@
 //! The wallboard (`GET /`) in a real headless Chromium, driven over the
-//! DevTools protocol: the page is loaded first, then a call is placed, and
-//! the page must show it waiting (from the event stream: the page is not
-//! reloaded), then answered by an agent whose state it shows. Screenshots
-//! go to `target/tmp/wallboard-*.png`.
+//! DevTools protocol at 1920x1080: the page is loaded first, then calls are
+//! placed, and the page must show (from the event stream: it is not
+//! reloaded) a caller waiting, who talks to whom with the talk time ticking,
+//! today's figures per queue with the service level coloured against the
+//! target, when the queue closes in its zone and the viewer's, the agent's
+//! local time and shift, and the events in plain words; all read from the
+//! DOM. Screenshots go to `target/tmp/wallboard-*.png`. The JSON views
+//! behind it are checked first, against the call records.
 //!
-//! Needs Debian's `chromium` (`.ci/run` installs it); without it the test
-//! is skipped with a note, or fails when CI is set.
+//! Needs Debian's `chromium` (`.ci/run` installs it); without it the
+//! browser test is skipped with a note, or fails when CI is set.
 
 mod common;
 
@@ -64,7 +68,7 @@ impl Browser {
                 "--disable-breakpad",
                 "--disable-dev-shm-usage",
                 "--hide-scrollbars",
-                "--window-size=1400,900",
+                "--window-size=1920,1080",
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
@@ -251,87 +255,557 @@ fn agent_state(id: &str) -> String {
     format!("document.querySelector('tr[data-agent=\"{id}\"] .state')?.textContent")
 }
 
+/// The text of the first element matching `sel` inside `scope` (a CSS
+/// selector), as a JS expression.
+fn text_of(scope: &str, sel: &str) -> String {
+    format!("document.querySelector('{scope} {sel}')?.textContent")
+}
+
+/// The page's `fmtDur`, for figures read from the views.
+fn fmt_dur(secs: f64) -> String {
+    let s = secs.max(0.0).floor() as u64;
+    let (h, m, r) = (s / 3600, s / 60 % 60, s % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{r:02}")
+    } else {
+        format!("{m}:{r:02}")
+    }
+}
+
+/// The page's `fmtAt`: `HH:MM` on `tz`'s wall clock, with the weekday
+/// when that is not today there.
+fn fmt_at(rfc3339: &str, tz: chrono_tz::Tz) -> String {
+    let at = chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .with_timezone(&tz);
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    if at.date_naive() == today {
+        at.format("%H:%M").to_string()
+    } else {
+        at.format("%a %H:%M").to_string()
+    }
+}
+
+/// What the browser's clock says it is: the viewer's zone.
+const VIEWER_ZONE: &str = "Europe/Berlin";
+
 #[test]
-fn the_wallboard_sees_a_call_arrive_and_get_answered() {
+fn the_wallboard_shows_queues_talks_agents_and_events() {
     if !require(
         Path::new(CHROMIUM).exists(),
         "chromium (Debian package `chromium`)",
     ) {
         return;
     }
-    let mut agent = AgentPhone::new("2001");
-    let mut spec = ConfigSpec::new();
-    spec.admin_token = TOKEN.into();
-    spec.extra = agent.toml("name = \"Bob\"\nskills = { support = 3 }");
-    let d = Daemon::start_with(spec);
+    let Board {
+        d,
+        mut agent,
+        closes,
+        opens,
+        shift_ends,
+    } = start_board();
     let admin = d.cfg.spec.admin_port;
 
     // Without the token the page is refused; with ?token= it is served.
     assert_eq!(http(admin, "GET", "/", None, None).0, 401);
-    // Bob is at lunch, so the caller will wait.
-    let lunch = r#"{"state":"paused","reason":"lunch"}"#;
-    let path = "/api/v1/agents/2001/state";
-    assert_eq!(http(admin, "POST", path, Some(TOKEN), Some(lunch)).0, 200);
 
     let mut b = Browser::start();
     b.call("Page.enable", json!({}));
+    b.call(
+        "Emulation.setTimezoneOverride",
+        json!({"timezoneId": VIEWER_ZONE}),
+    );
+    // A wall screen's viewport, whatever the window around it.
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": false}),
+    );
     let url = format!("{}/?token={TOKEN}", d.admin_url());
     b.call("Page.navigate", json!({"url": url}));
-    let w = waiting("support");
+    let w = waiting("billing");
+    let bob_state = agent_state("2001");
     b.wait_for(
-        "the live stream and an empty queue",
+        "the live stream, an empty queue and Bob available",
         &format!(
             "document.getElementById('conn')?.textContent === 'live' && {w} === '0' \
-             && ({}) === 'paused (lunch)'",
-            agent_state("2001")
+             && ({bob_state}) === 'available'"
         ),
         SHOW,
     );
+    b.eval("window.__same_page = true");
+
+    // The colours against a 90 % target: green at or above it, amber
+    // within 10 points, red below.
+    assert_eq!(
+        b.eval("[slClass(90, 90), slClass(100, 90), slClass(80, 90), slClass(79.9, 90), slClass(null, 90)].join('|')"),
+        json!(" good| good| fair| poor|")
+    );
+
+    // When billing closes, in its zone and the viewer's.
+    let jakarta = chrono_tz::Asia::Jakarta;
+    let here: chrono_tz::Tz = VIEWER_ZONE.parse().unwrap();
+    let closing = format!(
+        "closes {} Asia/Jakarta ({} here)",
+        fmt_at(&closes, jakarta),
+        fmt_at(&closes, here)
+    );
+    let next = text_of("[data-queue=\"billing\"]", ".next-change");
+    b.wait_for(
+        "when billing closes",
+        &format!("{next} === {}", json!(closing)),
+        SHOW,
+    );
+    assert_eq!(
+        b.eval(&text_of("[data-queue=\"support\"]", ".next-change")),
+        json!("open, no closing time")
+    );
+    let kolkata = chrono_tz::Asia::Kolkata;
+    assert_eq!(
+        b.eval(&text_of("[data-queue=\"sales\"]", ".next-change")),
+        json!(format!(
+            "opens {} Asia/Kolkata ({} here)",
+            fmt_at(&opens, kolkata),
+            fmt_at(&opens, here)
+        ))
+    );
+    assert_eq!(
+        b.eval("document.querySelector('[data-queue=\"sales\"]').className"),
+        json!("queue closed")
+    );
+    // Bob's wall clock and shift, in Jakarta.
+    let bob_row = "tr[data-agent=\"2001\"]";
+    let local = b.eval(&text_of(bob_row, ".local"));
+    let local = local.as_str().unwrap_or_default();
+    let jkt_now = chrono::Utc::now().with_timezone(&jakarta);
+    let minutes = [jkt_now - chrono::Duration::minutes(1), jkt_now];
+    assert!(
+        minutes
+            .iter()
+            .any(|t| local == format!("{} Asia/Jakarta", t.format("%H:%M"))),
+        "Bob's local time: {local}"
+    );
+    assert_eq!(
+        b.eval(&text_of(bob_row, ".shift")),
+        json!(format!("on shift until {}", fmt_at(&shift_ends, jakarta)))
+    );
+
+    // 1: answered at once: green against the 90 % target.
+    let mut first = Caller::dial_from(d.sip_port(), "1700", "555-0100");
+    answer_next(&mut agent);
+    let talk = "tr[data-call]";
+    b.wait_for(
+        "Bob talking to 555-0100",
+        &format!(
+            "{} === 'Bob ↔ 555-0100' && {} === 'billing'",
+            text_of(talk, ".who"),
+            text_of(talk, ".in-queue")
+        ),
+        SHOW,
+    );
+    first.bye();
+    agent.expect_bye(WAIT).expect("the first call hung up");
+    let tile = "[data-queue=\"billing\"]";
+    b.wait_for(
+        "one answered call, within the service level",
+        &format!(
+            "{} === '1' && {} === '100%' && document.querySelector('{tile} .sl').classList.contains('good')",
+            text_of(tile, ".answered b"),
+            text_of(tile, ".sl b"),
+        ),
+        SHOW,
+    );
+
+    // 2: abandoned while Bob is at lunch.
+    set_state(admin, "2001", r#"{"state":"paused","reason":"lunch"}"#);
+    b.wait_for(
+        "Bob at lunch",
+        &format!("({bob_state}) === 'paused (lunch)'"),
+        SHOW,
+    );
+    let mut second = Caller::dial_from(d.sip_port(), "1700", "555-0199");
+    b.wait_for("the second caller waiting", &format!("{w} === '1'"), SHOW);
+    second.bye();
+
+    // 3: waits, from the event stream (the page is not reloaded), then
+    // Bob comes back and answers.
     let before: u64 = b
         .eval("document.getElementById('events-received').textContent")
         .as_str()
         .and_then(|s| s.parse().ok())
         .unwrap();
-
-    // The page is up: now the call. It must appear without a reload.
-    b.eval("window.__same_page = true");
-    let mut caller = Caller::dial(d.sip_port(), "1500");
+    let mut third = Caller::dial_from(d.sip_port(), "1700", "555-0101");
     b.wait_for(
         "one caller waiting, from the event stream",
         &format!(
-            "{w} === '1' && Number(document.getElementById('events-received').textContent) > {before} \
-             && document.getElementById('log').textContent.includes('call_queued')"
+            "{w} === '1' && Number(document.getElementById('events-received').textContent) > {before}"
         ),
         SHOW,
     );
-    // The longest wait ticks on its own.
-    let longest = "document.querySelector('[data-queue=\"support\"] .longest b')?.textContent";
+    let longest = text_of(tile, ".longest b");
     b.wait_for(
         "the longest wait ticking",
         &format!("!['0:00', undefined].includes({longest})"),
         SHOW,
     );
     b.screenshot(&shot_path("wallboard-waiting.png"));
-
-    // Bob comes back and answers: the caller no longer waits, Bob is on
-    // the call; still the same page.
-    let back = r#"{"state":"available"}"#;
-    assert_eq!(http(admin, "POST", path, Some(TOKEN), Some(back)).0, 200);
-    let inv = agent.expect_invite(WAIT).expect("Bob offered the call");
-    agent.answer(&inv);
+    std::thread::sleep(Duration::from_secs(2));
+    // How long Bob has been at lunch ticks too.
     b.wait_for(
-        "the call answered by Bob",
+        "Bob paused for a while",
         &format!(
-            "{w} === '0' && ({}) === 'on call' && window.__same_page === true \
-             && {} === '1' && {} === '0'",
-            agent_state("2001"),
-            tile_count("support", "busy"),
-            tile_count("support", "paused"),
+            "/^0:0[1-9]|^0:[1-5][0-9]/.test({} || '')",
+            text_of(bob_row, ".for")
         ),
         SHOW,
     );
-    b.screenshot(&shot_path("wallboard-answered.png"));
+    set_state(admin, "2001", r#"{"state":"available"}"#);
+    answer_next(&mut agent);
+    b.wait_for(
+        "the call answered by Bob, talk time ticking",
+        &format!(
+            "{w} === '0' && ({bob_state}) === 'on call' && window.__same_page === true \
+             && {} === '1' && {} === '0' && {} === 'Bob ↔ 555-0101' && {} === '555-0101' \
+             && !['0:00', undefined].includes({})",
+            tile_count("billing", "busy"),
+            tile_count("billing", "paused"),
+            text_of(talk, ".who"),
+            text_of(talk, ".caller"),
+            text_of(talk, ".talk"),
+        ),
+        SHOW,
+    );
+    b.screenshot(&shot_path("wallboard-talking.png"));
+    third.bye();
+    agent.expect_bye(WAIT).expect("the third call hung up");
 
-    caller.bye();
-    agent.expect_bye(WAIT).expect("Bob's leg hung up");
+    // Today's figures as the view has them, and red: 1 of 3 within 2 s.
+    let mut billing = Value::Null;
+    common::wait_until("three calls today", WAIT, || {
+        billing = by(&get(admin, "/api/v1/queues"), "name", "billing").clone();
+        billing["offered_today"] == 3
+    });
+    let asa = fmt_dur(billing["asa_today_s"].as_f64().unwrap());
+    b.wait_for(
+        "today's figures on the tile",
+        &format!(
+            "{} === '3' && {} === '2' && {} === '1 (33%)' && {} === {} && {} === '33%' \
+             && document.querySelector('{tile} .sl').classList.contains('poor') \
+             && {} === 'service level (target 90% in 2 s)' \
+             && document.getElementById('talks-empty').style.display === ''",
+            text_of(tile, ".offered b"),
+            text_of(tile, ".answered b"),
+            text_of(tile, ".abandoned b"),
+            text_of(tile, ".asa b"),
+            json!(asa),
+            text_of(tile, ".sl b"),
+            text_of(tile, ".sl span"),
+        ),
+        SHOW,
+    );
+
+    // The events, in plain words. The waits are the records'.
+    let recs = final_records(admin, &[&second.call_id, &third.call_id]);
+    let abandoned_wait = (recs[0]["ended_ms"].as_i64().unwrap()
+        - recs[0]["queued_ms"].as_i64().unwrap()) as f64
+        / 1000.0;
+    let log =
+        b.eval("[...document.querySelectorAll('#log li')].map(li => li.lastChild.textContent)");
+    let lines: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let near = |secs: f64| [secs - 0.5, secs, secs + 0.5].map(fmt_dur);
+    let said = |want: &[String]| want.iter().any(|w| lines.contains(&w.as_str()));
+    let answered: Vec<String> = near(wait_ms(&recs[1]) as f64 / 1000.0)
+        .iter()
+        .map(|d| format!("Caller 555-0101 waited {d} in billing, answered by Bob"))
+        .collect();
+    assert!(said(&answered), "no {answered:?} in {lines:#?}");
+    let gave_up: Vec<String> = near(abandoned_wait)
+        .iter()
+        .map(|d| format!("Caller 555-0199 hung up after waiting {d} in billing"))
+        .collect();
+    assert!(said(&gave_up), "no {gave_up:?} in {lines:#?}");
+    for want in [
+        "Bob is paused (lunch)",
+        "Bob is available",
+        "Caller 555-0101 is waiting in billing, position 1",
+    ] {
+        assert!(lines.contains(&want), "no {want:?} in {lines:#?}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Caller 555-0101's call with Bob ended after ")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains('{') && !l.contains('=')),
+        "not plain words: {lines:#?}"
+    );
+    b.screenshot(&shot_path("wallboard-today.png"));
+}
+
+/// A daily window from `from` to `to` minutes around now on the wall clock
+/// of `offset_min` (a zone without DST), and the instant it ends there as
+/// RFC 3339 (what the views must say).
+fn window_around_now(offset_min: i32, from: i64, to: i64) -> (String, String) {
+    let (window, _, end) = window_and_edges(offset_min, from, to);
+    (window, end)
+}
+
+/// The same window, with when it starts and ends.
+fn window_and_edges(offset_min: i32, from: i64, to: i64) -> (String, String, String) {
+    use chrono::{Duration as Minutes, FixedOffset, Timelike, Utc};
+    let zone = FixedOffset::east_opt(offset_min * 60).unwrap();
+    let now = Utc::now().with_timezone(&zone);
+    let a = (now + Minutes::minutes(from)).with_second(0).unwrap();
+    let b = (now + Minutes::minutes(to)).with_second(0).unwrap();
+    let window = format!(
+        "mon-sun {:02}:{:02}-{:02}:{:02}",
+        a.hour(),
+        a.minute(),
+        b.hour(),
+        b.minute()
+    );
+    let rfc = |t: chrono::DateTime<FixedOffset>| t.format("%Y-%m-%dT%H:%M:00%:z").to_string();
+    (window, rfc(a), rfc(b))
+}
+
+fn by<'a>(list: &'a Value, key: &str, val: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|l| l.iter().find(|v| v[key] == val))
+        .unwrap_or_else(|| panic!("no {key}={val} in {list}"))
+}
+
+fn get(admin: u16, path: &str) -> Value {
+    let (code, v) = http(admin, "GET", path, Some(TOKEN), None);
+    assert_eq!(code, 200, "GET {path}: {v}");
+    v
+}
+
+fn set_state(admin: u16, agent: &str, body: &str) {
+    let path = format!("/api/v1/agents/{agent}/state");
+    assert_eq!(http(admin, "POST", &path, Some(TOKEN), Some(body)).0, 200);
+}
+
+/// The final (not `in_progress`) call records of `ids`, in that order.
+fn final_records(admin: u16, ids: &[&str]) -> Vec<Value> {
+    let mut out = Vec::new();
+    common::wait_until("the final call records", WAIT, || {
+        let all = get(admin, "/api/v1/cdr");
+        out = ids
+            .iter()
+            .filter_map(|id| all.as_array()?.iter().find(|r| r["id"] == *id).cloned())
+            .collect();
+        out.len() == ids.len() && out.iter().all(|r| r["disposition"] != "in_progress")
+    });
+    out
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn wait_ms(rec: &Value) -> i64 {
+    rec["answered_ms"].as_i64().unwrap() - rec["queued_ms"].as_i64().unwrap()
+}
+
+/// A wallboard scenario on the daemon: queue `billing` (number 1700, target
+/// 90 % within 2 s, open in Jakarta until `closes`), agent 2001 in Jakarta
+/// on shift until `shift_ends`. Three calls: answered at once, abandoned,
+/// answered after 3 s. Returns the Call-IDs, and keeps the agent phone.
+struct Board {
+    d: Daemon,
+    agent: AgentPhone,
+    /// When billing closes and sales opens (RFC 3339, in their zones).
+    closes: String,
+    opens: String,
+    shift_ends: String,
+}
+
+fn start_board() -> Board {
+    let agent = AgentPhone::new("2001");
+    // Jakarta is UTC+7 all year.
+    let (open, closes) = window_around_now(7 * 60, -30, 90);
+    let (shift, shift_ends) = window_around_now(7 * 60, -60, 120);
+    // Kolkata is UTC+5:30 all year; sales opens there in an hour.
+    let (late, opens, _) = window_and_edges(5 * 60 + 30, 60, 120);
+    let mut spec = ConfigSpec::new();
+    spec.admin_token = TOKEN.into();
+    spec.extra = format!(
+        "{}\n[schedules.office]\ntimezone = \"Asia/Jakarta\"\nopen = [\"{open}\"]\n\n\
+         [queues.billing]\nskills = {{ support = 1 }}\nschedule = \"office\"\n\
+         service_level_s = 2\nservice_level_target = 90\n\n\
+         [schedules.late]\ntimezone = \"Asia/Kolkata\"\nopen = [\"{late}\"]\n\n\
+         [queues.sales]\nskills = {{ sales = 1 }}\nschedule = \"late\"\n\n\
+         [[numbers]]\nnumber = \"1700\"\nto = \"queue:billing\"\n",
+        agent.toml(&format!(
+            "name = \"Bob\"\nskills = {{ support = 3 }}\ntimezone = \"Asia/Jakarta\"\n\
+             shift = [\"{shift}\"]"
+        ))
+    );
+    let d = Daemon::start_with(spec);
+    Board {
+        d,
+        agent,
+        closes,
+        opens,
+        shift_ends,
+    }
+}
+
+/// The agent answers the next offer; returns when the agent was offered
+/// and when it answered (Unix ms, the test's clock).
+fn answer_next(agent: &mut AgentPhone) -> (i64, i64) {
+    let inv = agent.expect_invite(WAIT).expect("Bob offered the call");
+    let offered = now_ms();
+    agent.answer(&inv);
+    (offered, now_ms())
+}
+
+#[test]
+fn the_views_carry_todays_figures_clocks_and_talks() {
+    let Board {
+        d,
+        mut agent,
+        closes,
+        opens,
+        shift_ends,
+    } = start_board();
+    let admin = d.cfg.spec.admin_port;
+    common::wait_until("Bob available", WAIT, || {
+        by(&get(admin, "/api/v1/agents"), "id", "2001")["state"] == "available"
+    });
+
+    // 1: answered at once. While it lasts, Bob's view says whom he talks to.
+    let mut first = Caller::dial_from(d.sip_port(), "1700", "5550101");
+    let (offered, answered) = answer_next(&mut agent);
+    common::wait_until("Bob on the call", WAIT, || {
+        !by(&get(admin, "/api/v1/agents"), "id", "2001")["call"].is_null()
+    });
+    let bob = by(&get(admin, "/api/v1/agents"), "id", "2001").clone();
+    let call = &bob["call"];
+    assert_eq!(
+        (&call["id"], &call["caller"], &call["queue"]),
+        (&json!(first.call_id), &json!("5550101"), &json!("billing")),
+        "{bob}"
+    );
+    let since = call["since_ms"].as_i64().unwrap();
+    assert!(offered - 1000 <= since && since <= answered + 1000, "{bob}");
+    let calls = get(admin, "/api/v1/calls");
+    assert_eq!(by(&calls, "id", &first.call_id)["answered_ms"], since);
+    first.bye();
+    agent.expect_bye(WAIT).expect("the first call hung up");
+
+    // 2: abandoned while Bob is paused.
+    set_state(admin, "2001", r#"{"state":"paused","reason":"lunch"}"#);
+    let mut second = Caller::dial_from(d.sip_port(), "1700", "5550102");
+    common::wait_until("the second caller queued", WAIT, || {
+        by(&get(admin, "/api/v1/calls"), "id", &second.call_id)["state"] == "queued"
+    });
+    second.bye();
+
+    // 3: waits 3 s (over the 2 s service level), then Bob answers.
+    let mut third = Caller::dial_from(d.sip_port(), "1700", "5550103");
+    std::thread::sleep(Duration::from_secs(3));
+    set_state(admin, "2001", r#"{"state":"available"}"#);
+    answer_next(&mut agent);
+    third.bye();
+    agent.expect_bye(WAIT).expect("the third call hung up");
+
+    let ids = [&*first.call_id, &*second.call_id, &*third.call_id];
+    let recs = final_records(admin, &ids);
+    let dispositions: Vec<&Value> = recs.iter().map(|r| &r["disposition"]).collect();
+    assert_eq!(
+        dispositions,
+        [&json!("answered"), &json!("abandoned"), &json!("answered")]
+    );
+    let (w1, w3) = (wait_ms(&recs[0]), wait_ms(&recs[2]));
+    assert!(w1 <= 2000 && w3 > 2000, "waits {w1} ms and {w3} ms");
+    // The final record of the first call says when Bob answered: the same
+    // instant his view showed.
+    assert_eq!(recs[0]["answered_ms"], since);
+
+    let mut billing = Value::Null;
+    common::wait_until("today's figures", WAIT, || {
+        billing = by(&get(admin, "/api/v1/queues"), "name", "billing").clone();
+        billing["offered_today"] == 3
+    });
+    assert_eq!(billing["answered_today"], 2, "{billing}");
+    assert_eq!(billing["abandoned_today"], 1, "{billing}");
+    assert_eq!(
+        billing["abandon_rate_today"],
+        json!(100.0 / 3.0),
+        "{billing}"
+    );
+    // One of the three answered within 2 s.
+    assert_eq!(
+        billing["service_level_today"],
+        json!(100.0 / 3.0),
+        "{billing}"
+    );
+    let asa = (w1 + w3) as f64 / 1000.0 / 2.0;
+    assert_eq!(billing["asa_today_s"], json!(asa), "{billing}");
+    assert_eq!(billing["service_level_s"], 2, "{billing}");
+    assert_eq!(billing["service_level_target"], 90, "{billing}");
+    assert_eq!(billing["open"], true, "{billing}");
+    assert_eq!(
+        billing["next_change"],
+        json!({"open": false, "at": closes, "timezone": "Asia/Jakarta"}),
+        "{billing}"
+    );
+    let sales = by(&get(admin, "/api/v1/queues"), "name", "sales").clone();
+    assert_eq!(sales["open"], false, "{sales}");
+    assert_eq!(
+        sales["next_change"],
+        json!({"open": true, "at": opens, "timezone": "Asia/Kolkata"}),
+        "{sales}"
+    );
+    // Support took no call: nothing to divide; no schedule: no change.
+    let support = by(&get(admin, "/api/v1/queues"), "name", "support").clone();
+    assert_eq!(
+        (
+            &support["offered_today"],
+            &support["abandon_rate_today"],
+            &support["asa_today_s"],
+            &support["service_level_target"],
+            &support["next_change"]
+        ),
+        (
+            &json!(0),
+            &Value::Null,
+            &Value::Null,
+            &json!(80),
+            &Value::Null
+        ),
+        "{support}"
+    );
+
+    // Agents: their zone, wall clock and shift.
+    let agents = get(admin, "/api/v1/agents");
+    let bob = by(&agents, "id", "2001");
+    assert_eq!(bob["timezone"], "Asia/Jakarta", "{bob}");
+    let local = chrono::DateTime::parse_from_rfc3339(bob["local_time"].as_str().unwrap()).unwrap();
+    assert_eq!(local.offset().local_minus_utc(), 7 * 3600, "{bob}");
+    assert!((local.timestamp_millis() - now_ms()).abs() < 5000, "{bob}");
+    assert_eq!(bob["on_shift"], true, "{bob}");
+    assert_eq!(
+        bob["shift_next_change"],
+        json!({"on_shift": false, "at": shift_ends}),
+        "{bob}"
+    );
+    assert_eq!(bob["call"], Value::Null, "{bob}");
+    let alice = by(&agents, "id", "1001");
+    assert_eq!(
+        (
+            &alice["timezone"],
+            &alice["on_shift"],
+            &alice["shift_next_change"]
+        ),
+        (&json!("UTC"), &json!(true), &Value::Null),
+        "{alice}"
+    );
 }

@@ -162,6 +162,19 @@ pub struct Offer {
     pub waited: Duration,
 }
 
+/// The router's account of one offer (see [`Router::explain_offer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferExplain {
+    /// Relax step the caller was at (0 = the queue's own skills).
+    pub level: usize,
+    /// Agents with the skills this step asks for.
+    pub eligible: usize,
+    /// Of those, available right after the offer (the chosen one is out).
+    pub free: usize,
+    /// The free agents next in line, best first.
+    pub runners_up: Vec<Arc<str>>,
+}
+
 /// What the driver must do after an event.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Output {

@@ -534,6 +534,63 @@ impl Pool {
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
+
+    /// The eligible agents now available here (for ordered strategies the
+    /// live heap entries), and up to `n` of those next in line: the best of
+    /// the heap's top two levels, or the next members after the round robin
+    /// cursor. O(n + heap arity): for the call record's explanation.
+    pub(crate) fn next_in_line(&self, n: usize) -> (usize, Vec<u32>) {
+        let set = self.lock();
+        match &*set {
+            Set::Heap(heap) => {
+                let mut near: Vec<&Node> = heap
+                    .nodes
+                    .iter()
+                    .take(1 + D)
+                    .filter(|node| !node.dead())
+                    .collect();
+                near.sort_unstable_by_key(|node| node.key());
+                (
+                    heap.live,
+                    near.iter().take(n).map(|node| node.idx).collect(),
+                )
+            }
+            Set::Bits {
+                words,
+                summary,
+                len,
+            } => {
+                let start = self.cursor().map_or(0, |c| c as usize + 1);
+                let mut out = Vec::with_capacity(n);
+                let mut at = start;
+                while out.len() < n {
+                    match next_bit(words, summary, at) {
+                        Some(m) => {
+                            out.extend(self.members.get(m).copied());
+                            at = m + 1;
+                        }
+                        None => break,
+                    }
+                }
+                at = 0;
+                while out.len() < n {
+                    match next_bit(words, summary, at) {
+                        Some(m) if m < start => {
+                            out.extend(self.members.get(m).copied());
+                            at = m + 1;
+                        }
+                        _ => break,
+                    }
+                }
+                (*len, out)
+            }
+        }
+    }
+
+    /// How many agents are eligible here at all.
+    pub(crate) fn members(&self) -> usize {
+        self.members.len()
+    }
 }
 
 /// The first set bit at or after `from`.

@@ -6,8 +6,8 @@ use super::lane::Caller;
 use super::pool::{key, KeyInput, Pool};
 use super::topology::{AcdConfig, Topology};
 use super::{
-    AcdError, AdminState, AgentState, AgentStatus, CallId, DivertReason, Offer, Output,
-    QueueStatus, Timer, RONA,
+    AcdError, AdminState, AgentState, AgentStatus, CallId, DivertReason, Offer, OfferExplain,
+    Output, QueueStatus, Timer, RONA,
 };
 use crate::config::Strategy;
 use chrono::{DateTime, Utc};
@@ -955,6 +955,33 @@ impl Router {
             calls_taken: meta.calls_taken,
             last_call_end: meta.last_call_end,
             call: meta.busy.as_ref().map(|b| b.call),
+        })
+    }
+
+    /// Why the agent offered `call` got it, from the router's own state:
+    /// the pool the caller's lane draws on (its size and who is still free
+    /// there now, next in line first). O(1) in the number of agents.
+    pub fn explain_offer(&self, call: CallId, runners_up: usize) -> Option<OfferExplain> {
+        let (queue, level, agent) = match self.calls.get(&call).as_deref()? {
+            Loc::Offered { agent, caller } | Loc::Connected { agent, caller } => {
+                (caller.queue, caller.level, *agent)
+            }
+            Loc::Waiting(_) | Loc::HungUp => return None,
+        };
+        let (_, lane) = self.topo.lane_of(queue, level)?;
+        let pool = self.topo.pools.get(lane.pool as usize)?;
+        let (free, next) = pool.next_in_line(runners_up + 1);
+        let id = |idx: u32| self.topo.agents.get(idx as usize).map(|s| s.id.clone());
+        Some(OfferExplain {
+            level,
+            eligible: pool.members(),
+            free,
+            runners_up: next
+                .into_iter()
+                .filter(|&i| i != agent)
+                .take(runners_up)
+                .filter_map(id)
+                .collect(),
         })
     }
 

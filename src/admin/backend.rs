@@ -7,8 +7,10 @@ use std::pin::Pin;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// `GET /api/v1/queues` item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `GET /api/v1/queues` item. The `*_today` figures count the calls of the
+/// queue (the last queue a call was in) that ended today in
+/// `server.timezone`, counted when they end, like `service_level_today`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueView {
     pub name: String,
     pub waiting: u32,
@@ -25,11 +27,68 @@ pub struct QueueView {
     /// `service_level_s`; null before the first of the day.
     #[serde(default)]
     pub service_level_today: Option<f64>,
+    /// Answered + abandoned + overflowed + interrupted (as the report).
+    #[serde(default)]
+    pub offered_today: u64,
+    #[serde(default)]
+    pub answered_today: u64,
+    #[serde(default)]
+    pub abandoned_today: u64,
+    /// Percent of `offered_today` abandoned; null while nothing was offered.
+    #[serde(default)]
+    pub abandon_rate_today: Option<f64>,
+    /// Average speed of answer: mean wait of today's answered calls, in
+    /// seconds; null before the first.
+    #[serde(default)]
+    pub asa_today_s: Option<f64>,
+    /// The queue's `service_level_s`.
+    #[serde(default)]
+    pub service_level_s: u64,
+    /// The queue's `service_level_target` (percent).
+    #[serde(default)]
+    pub service_level_target: u8,
+    /// When the queue's schedule next opens or closes; null without a
+    /// schedule or when it never changes.
+    #[serde(default)]
+    pub next_change: Option<NextOpenChange>,
+}
+
+/// The next change of a queue's schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextOpenChange {
+    /// Whether the queue is open after the change.
+    pub open: bool,
+    /// RFC 3339, in the schedule's zone offset.
+    pub at: String,
+    /// The schedule's zone (IANA name).
+    pub timezone: String,
+}
+
+/// The next start or end of an agent's shift.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShiftChange {
+    /// Whether the agent is on shift after the change.
+    pub on_shift: bool,
+    /// RFC 3339, in the agent's zone offset.
+    pub at: String,
+}
+
+/// The call an agent is talking on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCall {
+    /// Call-ID, as in `/api/v1/calls`.
+    pub id: String,
+    /// The caller's number.
+    pub caller: String,
+    pub queue: Option<String>,
+    /// When the agent answered: RFC 3339 (UTC) and Unix ms.
+    pub since: String,
+    pub since_ms: i64,
 }
 
 /// `GET /api/v1/agents` item. `state` is one of `logged_out`, `available`,
 /// `ringing`, `on_call`, `wrapup`, `paused`, `off_shift`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentView {
     pub id: String,
     pub name: String,
@@ -43,10 +102,26 @@ pub struct AgentView {
     /// has seen it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_since_ms: Option<i64>,
+    /// The agent's `timezone` (IANA name).
+    #[serde(default)]
+    pub timezone: String,
+    /// The agent's wall clock now: RFC 3339 in its zone offset.
+    #[serde(default)]
+    pub local_time: String,
+    /// Whether the agent is within one of its `shift` windows (always,
+    /// without shifts).
+    #[serde(default)]
+    pub on_shift: bool,
+    /// When the shift next starts or ends; null without shifts.
+    #[serde(default)]
+    pub shift_next_change: Option<ShiftChange>,
+    /// The call the agent is talking on; null otherwise.
+    #[serde(default)]
+    pub call: Option<AgentCall>,
 }
 
 /// `GET /api/v1/calls` item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CallView {
     pub id: String,
     pub from: String,
@@ -55,6 +130,9 @@ pub struct CallView {
     pub queue: Option<String>,
     pub agent: Option<String>,
     pub wait_s: f64,
+    /// When the agent answered (Unix ms); null until then.
+    #[serde(default)]
+    pub answered_ms: Option<i64>,
 }
 
 /// Body of `POST /api/v1/agents/{id}/state`: `{"state":"available"}` or

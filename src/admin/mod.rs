@@ -11,12 +11,15 @@
 //! scrapers send bearer tokens (`authorization` in a scrape config).
 
 mod backend;
+mod clock;
 mod events;
 mod http;
 mod metrics;
 
 pub use backend::{
-    AdminBackend, AgentStateRequest, AgentView, BoxFuture, CallView, QueueView, SetStateError,
+    AdminBackend, AgentCall, AgentStateRequest, AgentView, BoxFuture, CallView, NextOpenChange,
+    QueueView, SetStateError, ShiftChange,
 };
+pub use clock::{attach_calls, fill_agent_clock, next_open_change};
 pub use events::{with_live_routes, EventHub};
 pub use http::{router, router_with_metrics, serve, AdminConfig};

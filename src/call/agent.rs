@@ -37,6 +37,11 @@ pub struct AgentLeg {
     pub offered_at: Instant,
     /// The agent's media leg, once answered.
     pub leg: Option<u64>,
+    /// The agent's last SDP (answer, then any re-offer) and our `o=` version.
+    pub remote_sdp: Option<crate::media::sdp::SdpOffer>,
+    pub sdp_version: u64,
+    /// The agent leg's session timer (RFC 4028), if its 2xx agreed one.
+    pub session: Option<crate::sip::session_timer::SessionTimer>,
 }
 
 impl AgentLeg {

@@ -73,6 +73,52 @@ pub struct Call {
     pub prompt: Option<crate::ivr::PromptId>,
     /// Extra priority given by the IVR's queue node.
     pub priority: i32,
+    /// The caller leg's session timer (RFC 4028), if one was agreed.
+    pub session: Option<crate::sip::session_timer::SessionTimer>,
+    /// Hold from either side: who holds now, since when, and the total.
+    pub hold: Hold,
+}
+
+/// Time on hold, from either leg's re-INVITE or UPDATE.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub by_caller: bool,
+    pub by_agent: bool,
+    pub since: Option<Instant>,
+    pub total: Duration,
+}
+
+impl Hold {
+    /// Records that one side held or resumed; returns whether that side's
+    /// state changed.
+    pub fn set(&mut self, by_agent: bool, held: bool, now: Instant) -> bool {
+        let side = if by_agent {
+            &mut self.by_agent
+        } else {
+            &mut self.by_caller
+        };
+        if *side == held {
+            return false;
+        }
+        *side = held;
+        match (self.by_caller || self.by_agent, self.since) {
+            (true, None) => self.since = Some(now),
+            (false, Some(since)) => {
+                self.total += now.saturating_duration_since(since);
+                self.since = None;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Hold time so far, the current hold included.
+    pub fn total_at(&self, now: Instant) -> Duration {
+        self.total
+            + self
+                .since
+                .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+    }
 }
 
 impl Call {
@@ -115,6 +161,8 @@ impl Call {
             ivr: None,
             prompt: None,
             priority: 0,
+            session: None,
+            hold: Hold::default(),
         };
         let action = call.on_timeout(now);
         (call, action)
@@ -127,7 +175,19 @@ impl Call {
             _ => {
                 let agent = self.agent.as_ref().and_then(agent::AgentLeg::poll_timeout);
                 let ivr = self.ivr.as_ref().and_then(crate::ivr::IvrRun::poll_timeout);
-                agent.into_iter().chain(ivr).chain(self.announce_at).min()
+                let sessions = [
+                    self.session.map(|t| t.deadline),
+                    self.agent
+                        .as_ref()
+                        .and_then(|a| a.session)
+                        .map(|t| t.deadline),
+                ];
+                agent
+                    .into_iter()
+                    .chain(ivr)
+                    .chain(self.announce_at)
+                    .chain(sessions.into_iter().flatten())
+                    .min()
             }
         }
     }

@@ -24,11 +24,11 @@ mod writer;
 
 pub use export::{to_csv, to_json};
 pub use queue_log::{QueueLogHandle, QueueLogWriter};
-pub use record::{CallRecord, Candidate, Disposition, HangupBy, RoutingDecision};
+pub use record::{AgentSession, CallRecord, Candidate, Disposition, HangupBy, RoutingDecision};
 pub use report::{
-    compute_report, render_text, text_table, AgentRow, Bucket, QueueRow, Report, ReportOptions,
-    SHORT_ABANDON_MS,
+    compute_report, render_text, text_table, AgentRow, Bucket, ClosedRow, QueueRow, Report,
+    ReportOptions, SHORT_ABANDON_MS,
 };
-pub use store::{CdrError, CdrFilter, CdrStore, DB_FILE};
+pub use store::{CdrError, CdrFilter, CdrStore, SessionEvent, DB_FILE};
 pub use time::{parse_time, TimeParseError};
 pub use writer::{CdrHandle, CdrWriter, WriterStats, WriterStatsSource};

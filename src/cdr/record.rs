@@ -109,6 +109,12 @@ pub struct RoutingDecision {
     pub candidates: Vec<Candidate>,
     pub chosen: Option<String>,
     pub reason: String,
+    /// Agents with the queue's skills (at the caller's relax step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eligible: Option<u64>,
+    /// Of those, still available right after this offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free: Option<u64>,
 }
 
 /// One call, from arrival to end. Times are Unix milliseconds.
@@ -135,6 +141,23 @@ pub struct CallRecord {
     pub disposition: Disposition,
     pub hangup_by: Option<HangupBy>,
     pub routing: Option<RoutingDecision>,
+    /// Time on hold (either phone's re-INVITE or UPDATE), in ms.
+    #[serde(default)]
+    pub hold_ms: i64,
+    /// The first closed branch that turned the call away, whatever became
+    /// of it afterwards: `ivr:IVR.NODE` (a `schedule` node's `closed`) or
+    /// `queue:NAME` (a queue's `closed` redirect). After-hours demand.
+    #[serde(default)]
+    pub closed_by: Option<String>,
+}
+
+/// One span of an agent's logged-in time (any state but `logged_out` and
+/// `off_shift`). `logout_ms` is `None` while the span is still open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSession {
+    pub agent: String,
+    pub login_ms: UnixMs,
+    pub logout_ms: Option<UnixMs>,
 }
 
 impl CallRecord {
@@ -156,6 +179,15 @@ impl CallRecord {
             disposition: Disposition::InProgress,
             hangup_by: None,
             routing: None,
+            hold_ms: 0,
+            closed_by: None,
         }
     }
+}
+
+/// The wall clock now, in Unix milliseconds.
+pub(crate) fn now_ms() -> UnixMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

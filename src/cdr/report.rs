@@ -7,20 +7,31 @@
 //!   abandoned + overflowed + interrupted. A call whose `ivr_path` shows it
 //!   left the queue for another one counts as offered to and overflowed from
 //!   the first. `closed` and `rejected` calls are counted apart, not offered.
+//! * closed: calls the queue's `closed` redirect turned away (the record's
+//!   `closed_by` is `queue:NAME`, whatever became of the call afterwards;
+//!   records written before `closed_by` existed count when their
+//!   disposition is `closed`).
 //! * abandoned: the caller hung up before an agent answered; those within
 //!   [`SHORT_ABANDON_MS`] of entering are also counted in `abandoned_short`.
+//! * abandonment rate: abandoned / (answered + abandoned), in percent
+//!   (short abandons included; overflowed and interrupted calls are in
+//!   neither term).
 //! * service level: answered within the queue's `service_level_s`, divided by
 //!   offered minus short abandons (a caller who gives up at once is not a
 //!   service failure), in percent.
 //! * ASA: mean wait of answered calls; AHT: mean answer-to-end time of
 //!   answered calls (talk time; wrap-up is not in the record).
 //! * longest wait: the longest an answered or abandoned caller waited.
-//! * per agent: calls taken (answered), talk time, and occupancy = talk time
-//!   over the report period (`since`..`until`, or the span of the records).
-//!   The records do not know login times, so this is not occupancy over
-//!   logged-in time.
+//! * per agent: calls taken (answered), talk time, logged-in time (the
+//!   agent's sessions, clipped to the period: any state but `logged_out`
+//!   and `off_shift`, paused included) and occupancy = talk time over
+//!   logged-in time. An agent logged in during the period without a call
+//!   shows with 0 calls and 0% occupancy.
+//! * after hours: per closed branch (`ivr:IVR.NODE`, `queue:NAME`), the
+//!   calls it turned away (bucketed like the queues), and how many of them an
+//!   agent answered anyway (a closed branch that leads to a 24/7 queue).
 
-use super::record::{CallRecord, Disposition, UnixMs};
+use super::record::{AgentSession, CallRecord, Disposition, UnixMs};
 use super::time::bucket_label;
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -75,6 +86,8 @@ pub struct QueueRow {
     pub answered: u64,
     pub abandoned: u64,
     pub abandoned_short: u64,
+    /// abandoned / (answered + abandoned), percent; None when both are 0.
+    pub abandon_rate_pct: Option<f64>,
     pub overflowed: u64,
     pub interrupted: u64,
     pub closed: u64,
@@ -93,14 +106,28 @@ pub struct AgentRow {
     pub agent: String,
     pub calls_taken: u64,
     pub talk_s: f64,
-    /// Percent of the report period.
+    /// Logged in during the period (sessions clipped to it).
+    pub logged_in_s: f64,
+    /// Talk time, percent of `logged_in_s`; None when never logged in.
     pub occupancy_pct: Option<f64>,
+}
+
+/// After-hours demand: the calls one closed branch turned away.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClosedRow {
+    /// `ivr:IVR.NODE` or `queue:NAME`.
+    pub branch: String,
+    pub period: Option<String>,
+    pub calls: u64,
+    /// Of `calls`, answered by an agent afterwards.
+    pub answered_after: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub queues: Vec<QueueRow>,
     pub agents: Vec<AgentRow>,
+    pub closed: Vec<ClosedRow>,
 }
 
 #[derive(Default)]
@@ -121,11 +148,29 @@ struct Acc {
     longest_wait_ms: i64,
 }
 
-/// Computes the report over `records` (already limited to the period by the
-/// query; rows still `in_progress` are skipped).
-pub fn compute_report(records: &[CallRecord], opts: &ReportOptions) -> Report {
+/// The branch that turned `r` away, if one did: its `closed_by`, or for
+/// records written before that column, the queue of a `closed` one. (A
+/// `closed` record without a queue is an IVR that hung up, after hours or
+/// not: those old records cannot tell.)
+fn closed_branch(r: &CallRecord) -> Option<String> {
+    match (&r.closed_by, r.disposition, &r.queue) {
+        (Some(b), _, _) => Some(b.clone()),
+        (None, Disposition::Closed, Some(q)) => Some(format!("queue:{q}")),
+        _ => None,
+    }
+}
+
+/// Computes the report over `records` and the agents' `sessions` (both
+/// already limited to the period by the queries; rows still `in_progress`
+/// are skipped, a session without a logout counts to the period's end).
+pub fn compute_report(
+    records: &[CallRecord],
+    sessions: &[AgentSession],
+    opts: &ReportOptions,
+) -> Report {
     let mut queues: BTreeMap<(String, Option<String>), Acc> = BTreeMap::new();
     let mut agents: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    let mut closed: BTreeMap<(String, Option<String>), (u64, u64)> = BTreeMap::new();
     let wanted = |q: &str| opts.queue.as_deref().is_none_or(|w| w == q);
 
     for r in records {
@@ -137,12 +182,37 @@ pub fn compute_report(records: &[CallRecord], opts: &ReportOptions) -> Report {
             .by
             .map(|b| bucket_label(start, opts.tz, b == Bucket::Hour));
 
-        // Queues the call left for another one (overflow queue:X).
+        let branch = closed_branch(r);
+        let closed_queue = branch.as_deref().and_then(|b| b.strip_prefix("queue:"));
+        if let Some(b) = &branch {
+            // With a queue asked for, only that queue's closed redirect.
+            let shown = match (opts.queue.as_deref(), closed_queue) {
+                (None, _) => true,
+                (Some(w), Some(q)) => w == q,
+                (Some(_), None) => false,
+            };
+            if shown {
+                let e = closed.entry((b.clone(), period.clone())).or_default();
+                e.0 += 1;
+                e.1 += u64::from(r.disposition == Disposition::Answered);
+            }
+        }
+        if let Some(q) = closed_queue.filter(|q| wanted(q)) {
+            // Turned away by this queue (whether it then went elsewhere or
+            // not): closed there, not offered.
+            queues
+                .entry((q.to_owned(), period.clone()))
+                .or_default()
+                .closed += 1;
+        }
+
+        // Queues the call left for another one (overflow queue:X); the
+        // queue that was closed to it did not take it in.
         let left: BTreeSet<&str> = r
             .ivr_path
             .iter()
             .filter_map(|p| p.strip_prefix("queue:"))
-            .filter(|q| Some(*q) != r.queue.as_deref())
+            .filter(|q| Some(*q) != r.queue.as_deref() && Some(*q) != closed_queue)
             .collect();
         for q in left.into_iter().filter(|q| wanted(q)) {
             let a = queues.entry((q.to_owned(), period.clone())).or_default();
@@ -161,6 +231,9 @@ pub fn compute_report(records: &[CallRecord], opts: &ReportOptions) -> Report {
         let Some(q) = r.queue.as_deref().filter(|q| wanted(q)) else {
             continue;
         };
+        if closed_queue == Some(q) {
+            continue; // counted above
+        }
         let sl_ms = opts
             .service_level_s
             .get(q)
@@ -170,6 +243,9 @@ pub fn compute_report(records: &[CallRecord], opts: &ReportOptions) -> Report {
         let a = queues.entry((q.to_owned(), period)).or_default();
         match r.disposition {
             Disposition::InProgress => {}
+            // An IVR's closed branch hung up after the call had been in
+            // this queue (overflow to an after-hours IVR) or a record older
+            // than `closed_by`.
             Disposition::Closed => a.closed += 1,
             Disposition::Rejected => a.rejected += 1,
             Disposition::Overflowed => {
@@ -220,12 +296,14 @@ pub fn compute_report(records: &[CallRecord], opts: &ReportOptions) -> Report {
                 .copied()
                 .unwrap_or(opts.default_service_level_s);
             let denom = a.offered.saturating_sub(a.abandoned_short);
+            let ended = a.answered + a.abandoned;
             QueueRow {
                 period,
                 offered: a.offered,
                 answered: a.answered,
                 abandoned: a.abandoned,
                 abandoned_short: a.abandoned_short,
+                abandon_rate_pct: ratio(a.abandoned as f64, ended as f64).map(|x| x * 100.0),
                 overflowed: a.overflowed,
                 interrupted: a.interrupted,
                 closed: a.closed,
@@ -241,41 +319,62 @@ pub fn compute_report(records: &[CallRecord], opts: &ReportOptions) -> Report {
         })
         .collect();
 
-    let period_ms = period_span(records, opts);
+    let logged_in = logged_in_ms(sessions, opts);
+    for agent in logged_in.keys() {
+        agents.entry(agent.clone()).or_default();
+    }
     let agent_rows = agents
         .into_iter()
-        .map(|(agent, (calls, talk_ms))| AgentRow {
-            agent,
-            calls_taken: calls,
-            talk_s: talk_ms as f64 / 1000.0,
-            occupancy_pct: period_ms
-                .and_then(|p| ratio(talk_ms as f64, p as f64))
-                .map(|x| x * 100.0),
+        .map(|(agent, (calls, talk_ms))| {
+            let on = logged_in.get(&agent).copied().unwrap_or(0);
+            AgentRow {
+                calls_taken: calls,
+                talk_s: talk_ms as f64 / 1000.0,
+                logged_in_s: on as f64 / 1000.0,
+                occupancy_pct: ratio(talk_ms as f64, on as f64).map(|x| x * 100.0),
+                agent,
+            }
+        })
+        .collect();
+    let closed_rows = closed
+        .into_iter()
+        .map(|((branch, period), (calls, answered_after))| ClosedRow {
+            branch,
+            period,
+            calls,
+            answered_after,
         })
         .collect();
 
     Report {
         queues: queue_rows,
         agents: agent_rows,
+        closed: closed_rows,
     }
+}
+
+/// Each agent's logged-in milliseconds inside the period: its sessions
+/// clipped to `since..until` (an open one ends with the period; with no
+/// `until` it adds nothing: [`crate::cdr::CdrStore::report`] closes open
+/// sessions at the present first).
+fn logged_in_ms(sessions: &[AgentSession], opts: &ReportOptions) -> BTreeMap<String, i64> {
+    let (since, until) = (opts.since_ms, opts.until_ms);
+    let mut out: BTreeMap<String, i64> = BTreeMap::new();
+    for s in sessions {
+        let start = since.map_or(s.login_ms, |t| s.login_ms.max(t));
+        let end = match (s.logout_ms, until) {
+            (Some(out), Some(u)) => out.min(u),
+            (Some(out), None) => out,
+            (None, Some(u)) => u,
+            (None, None) => start,
+        };
+        *out.entry(s.agent.clone()).or_default() += (end - start).max(0);
+    }
+    out
 }
 
 fn ratio(num: f64, den: f64) -> Option<f64> {
     (den > 0.0).then(|| num / den)
-}
-
-/// `since..until` when both are given, else the span the records cover.
-fn period_span(records: &[CallRecord], opts: &ReportOptions) -> Option<i64> {
-    let first = opts
-        .since_ms
-        .or_else(|| records.iter().map(|r| r.arrived_ms).min())?;
-    let last = opts.until_ms.or_else(|| {
-        records
-            .iter()
-            .map(|r| r.ended_ms.unwrap_or(r.arrived_ms))
-            .max()
-    })?;
-    Some(last.saturating_sub(first)).filter(|p| *p > 0)
 }
 
 /// The report as aligned text tables, as `sipacd report` prints it.
@@ -293,6 +392,7 @@ pub fn render_text(report: &Report) -> String {
         "offered",
         "answered",
         "abandoned",
+        "aband%",
         "aband<5s",
         "overflowed",
         "closed",
@@ -311,6 +411,7 @@ pub fn render_text(report: &Report) -> String {
             q.offered.to_string(),
             q.answered.to_string(),
             q.abandoned.to_string(),
+            opt(q.abandon_rate_pct, 1),
             q.abandoned_short.to_string(),
             q.overflowed.to_string(),
             q.closed.to_string(),
@@ -327,6 +428,7 @@ pub fn render_text(report: &Report) -> String {
         "agent".to_owned(),
         "calls".to_owned(),
         "talk s".to_owned(),
+        "logged in s".to_owned(),
         "occupancy%".to_owned(),
     ]];
     for a in &report.agents {
@@ -334,10 +436,29 @@ pub fn render_text(report: &Report) -> String {
             a.agent.clone(),
             a.calls_taken.to_string(),
             format!("{:.1}", a.talk_s),
+            format!("{:.1}", a.logged_in_s),
             opt(a.occupancy_pct, 1),
         ]);
     }
     out.push_str(&table(&arows));
+    out.push('\n');
+    let mut crows = vec![vec!["after hours (closed branch)".to_owned()]];
+    if bucketed {
+        crows[0].push("period".to_owned());
+    }
+    crows[0].extend(["calls".to_owned(), "answered after".to_owned()]);
+    for c in &report.closed {
+        let mut row = vec![c.branch.clone()];
+        if bucketed {
+            row.push(c.period.clone().unwrap_or_default());
+        }
+        row.extend([c.calls.to_string(), c.answered_after.to_string()]);
+        crows.push(row);
+    }
+    out.push_str(&table(&crows));
+    out.push_str(
+        "\naband% = abandoned / (answered + abandoned); occupancy = talk time / logged-in time\n",
+    );
     out
 }
 

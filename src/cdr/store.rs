@@ -1,7 +1,7 @@
 //! The SQLite file: schema, upserts in one transaction, range queries.
 
-use super::record::{CallRecord, UnixMs};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::record::{AgentSession, CallRecord, UnixMs};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::path::{Path, PathBuf};
 
 /// File name inside `data_dir`.
@@ -30,8 +30,37 @@ CREATE INDEX IF NOT EXISTS calls_in_progress ON calls(disposition)
     WHERE disposition = 'in_progress';
 ";
 
+/// What each schema version (`PRAGMA user_version`) adds to the one
+/// before: version 0 is [`SCHEMA`], the first release's. A file of any
+/// older version is brought up to date when it is opened; its rows stay.
+const MIGRATIONS: [&str; 2] = [
+    // 1: after-hours demand and agents' logged-in time.
+    "
+ALTER TABLE calls ADD COLUMN closed_by TEXT;
+CREATE TABLE agent_sessions (
+    agent     TEXT NOT NULL,
+    login_ms  INTEGER NOT NULL,
+    logout_ms INTEGER,
+    PRIMARY KEY (agent, login_ms)
+);
+CREATE INDEX agent_sessions_login ON agent_sessions(login_ms);
+",
+    // 2: time on hold from either leg (re-INVITE/UPDATE hold), in ms.
+    "ALTER TABLE calls ADD COLUMN hold_ms INTEGER NOT NULL DEFAULT 0;",
+];
+
 const COLUMNS: &str = "id, caller, number, ivr_path, variables, queue, arrived_ms, \
-    queued_ms, offered_ms, answered_ms, ended_ms, agent, disposition, hangup_by, routing";
+    queued_ms, offered_ms, answered_ms, ended_ms, agent, disposition, hangup_by, routing, \
+    closed_by, hold_ms";
+
+/// An agent's logged-in state changed (see [`CdrStore::write_sessions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEvent {
+    pub agent: String,
+    /// `true`: a session starts (if none is open); `false`: it ends.
+    pub logged_in: bool,
+    pub at_ms: UnixMs,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -78,6 +107,15 @@ impl CdrStore {
             "UPDATE calls SET disposition = 'interrupted' WHERE disposition = 'in_progress'",
             [],
         )?;
+        // Sessions a dead process left open end at the last sign of life
+        // the file holds: the latest call event (never before the login).
+        store.conn.execute(
+            "UPDATE agent_sessions SET logout_ms = max(login_ms, coalesce( \
+                 (SELECT max(coalesce(ended_ms, answered_ms, offered_ms, queued_ms, arrived_ms)) \
+                  FROM calls), login_ms)) \
+             WHERE logout_ms IS NULL",
+            [],
+        )?;
         Ok((store, n))
     }
 
@@ -95,7 +133,86 @@ impl CdrStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(CdrStore { conn })
+        let mut store = CdrStore { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Applies the [`MIGRATIONS`] the file lacks, in one transaction taken
+    /// for writing first, so the daemon and a `sipacd report` opening the
+    /// same old file at once do not both apply them.
+    fn migrate(&mut self) -> Result<(), CdrError> {
+        let version = |c: &Connection| -> rusqlite::Result<usize> {
+            let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            Ok(usize::try_from(v).unwrap_or(0))
+        };
+        if version(&self.conn)? >= MIGRATIONS.len() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let from = version(&tx)?;
+        for m in MIGRATIONS.iter().skip(from) {
+            tx.execute_batch(m)?;
+        }
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Applies agents' logins and logouts in one transaction: a login
+    /// opens a session unless one is open, a logout closes the open one.
+    pub fn write_sessions(&mut self, events: &[SessionEvent]) -> Result<(), CdrError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut login = tx.prepare_cached(
+                "INSERT OR IGNORE INTO agent_sessions (agent, login_ms) SELECT ?1, ?2 \
+                 WHERE NOT EXISTS (SELECT 1 FROM agent_sessions \
+                                   WHERE agent = ?1 AND logout_ms IS NULL)",
+            )?;
+            let mut logout = tx.prepare_cached(
+                "UPDATE agent_sessions SET logout_ms = max(login_ms, ?2) \
+                 WHERE agent = ?1 AND logout_ms IS NULL",
+            )?;
+            for e in events {
+                if e.logged_in {
+                    login.execute(params![e.agent, e.at_ms])?;
+                } else {
+                    logout.execute(params![e.agent, e.at_ms])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Ends every open session at `at_ms` (the daemon stops).
+    pub fn close_sessions(&mut self, at_ms: UnixMs) -> Result<usize, CdrError> {
+        Ok(self.conn.execute(
+            "UPDATE agent_sessions SET logout_ms = max(login_ms, ?1) WHERE logout_ms IS NULL",
+            params![at_ms],
+        )?)
+    }
+
+    /// Sessions that overlap `[since, until)`, open ones included, by
+    /// agent and login time.
+    pub fn sessions(&self, filter: &CdrFilter) -> Result<Vec<AgentSession>, CdrError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT agent, login_ms, logout_ms FROM agent_sessions \
+             WHERE login_ms < ?2 AND (logout_ms IS NULL OR logout_ms > ?1) \
+             ORDER BY agent, login_ms",
+        )?;
+        let since = filter.since_ms.unwrap_or(i64::MIN);
+        let until = filter.until_ms.unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![since, until], |r| {
+            Ok(AgentSession {
+                agent: r.get(0)?,
+                login_ms: r.get(1)?,
+                logout_ms: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Inserts or replaces each record (by id) in one transaction.
@@ -104,7 +221,7 @@ impl CdrStore {
         {
             let mut stmt = tx.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO calls ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             ))?;
             for r in records {
                 let routing = match &r.routing {
@@ -127,6 +244,8 @@ impl CdrStore {
                     r.disposition.as_str(),
                     r.hangup_by.map(|h| h.as_str()),
                     routing,
+                    r.closed_by,
+                    r.hold_ms,
                 ])?;
             }
         }
@@ -195,6 +314,8 @@ struct RawRow {
     disposition: String,
     hangup_by: Option<String>,
     routing: Option<String>,
+    closed_by: Option<String>,
+    hold_ms: i64,
 }
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -214,6 +335,8 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         disposition: r.get(12)?,
         hangup_by: r.get(13)?,
         routing: r.get(14)?,
+        closed_by: r.get(15)?,
+        hold_ms: r.get(16)?,
     })
 }
 
@@ -257,6 +380,8 @@ impl RawRow {
             disposition,
             hangup_by,
             routing,
+            closed_by: self.closed_by,
+            hold_ms: self.hold_ms,
         })
     }
 }
@@ -265,10 +390,64 @@ impl CdrStore {
     /// Reads the period `opts` names and computes the report over it: what
     /// `sipacd report` prints through [`crate::cdr::render_text`].
     pub fn report(&self, opts: &crate::cdr::ReportOptions) -> Result<crate::cdr::Report, CdrError> {
-        let records = self.query(&CdrFilter {
+        let filter = CdrFilter {
             since_ms: opts.since_ms,
             until_ms: opts.until_ms,
-        })?;
-        Ok(crate::cdr::compute_report(&records, opts))
+        };
+        let records = self.query(&filter)?;
+        let mut sessions = self.sessions(&filter)?;
+        // A session still open counts up to now.
+        let now = super::record::now_ms();
+        for s in &mut sessions {
+            s.logout_ms.get_or_insert(now.max(s.login_ms));
+        }
+        Ok(crate::cdr::compute_report(&records, &sessions, opts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table as the first released schema wrote it (no `hold_ms`, no
+    /// `user_version`), with one finished call in it.
+    const VERSION_0: &str = "
+CREATE TABLE calls (
+    id TEXT PRIMARY KEY, caller TEXT NOT NULL, number TEXT NOT NULL,
+    ivr_path TEXT NOT NULL DEFAULT '[]', variables TEXT NOT NULL DEFAULT '{}',
+    queue TEXT, arrived_ms INTEGER NOT NULL, queued_ms INTEGER,
+    offered_ms INTEGER, answered_ms INTEGER, ended_ms INTEGER, agent TEXT,
+    disposition TEXT NOT NULL, hangup_by TEXT, routing TEXT);
+INSERT INTO calls (id, caller, number, arrived_ms, ended_ms, disposition, hangup_by)
+    VALUES ('old-1', '555', '1500', 1000, 5000, 'abandoned', 'caller');
+";
+
+    #[test]
+    fn a_file_of_the_previous_schema_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+            conn.execute_batch(VERSION_0).expect("old schema");
+        }
+        let (mut store, interrupted) = CdrStore::open(dir.path()).expect("migrated");
+        assert_eq!(interrupted, 0);
+        let version: i64 = store
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("user_version");
+        assert_eq!(version as usize, MIGRATIONS.len());
+        let old = store.get("old-1").expect("read").expect("row kept");
+        assert_eq!(old.hold_ms, 0);
+        assert_eq!(old.caller, "555");
+        let mut rec = CallRecord::arrival("new-1", "556", "1500", 2000);
+        rec.hold_ms = 1500;
+        store.write_batch(&[rec]).expect("write");
+        drop(store);
+        // Opening again runs no step twice.
+        let (store, _) = CdrStore::open(dir.path()).expect("reopen");
+        assert_eq!(
+            store.get("new-1").expect("read").expect("row").hold_ms,
+            1500
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! The writer thread: the call path sends records over a channel and never
 //! waits; the thread writes whatever has piled up in one transaction.
 
-use super::record::CallRecord;
-use super::store::{CdrError, CdrStore};
+use super::record::{now_ms, CallRecord, UnixMs};
+use super::store::{CdrError, CdrStore, SessionEvent};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -17,6 +18,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 enum Msg {
     Record(Box<CallRecord>),
+    Session(SessionEvent),
     Flush(mpsc::SyncSender<()>),
     Stop,
 }
@@ -56,6 +58,21 @@ impl CdrHandle {
             self.counters.sent.fetch_sub(1, Ordering::Relaxed);
             CdrError::WriterGone
         })
+    }
+
+    /// An agent's state changed at `at_ms`: `logged_in` is whether it is
+    /// in any state but `logged_out` and `off_shift`. The writer keeps the
+    /// agents' logged-in spans (for occupancy); other changes cost it
+    /// nothing but the message. Never blocks.
+    pub fn agent_state(&self, agent: &str, logged_in: bool, at_ms: UnixMs) -> Result<(), CdrError> {
+        let ev = SessionEvent {
+            agent: agent.to_owned(),
+            logged_in,
+            at_ms,
+        };
+        self.tx
+            .send(Msg::Session(ev))
+            .map_err(|_| CdrError::WriterGone)
     }
 
     pub fn stats(&self) -> WriterStats {
@@ -159,6 +176,10 @@ impl Drop for CdrWriter {
 
 fn run(mut store: CdrStore, rx: mpsc::Receiver<Msg>, c: &Counters) {
     let mut batch: Vec<CallRecord> = Vec::new();
+    let mut sessions: Vec<SessionEvent> = Vec::new();
+    // Agents with a session open: only a change of this is written. The
+    // store closed every session when it was opened.
+    let mut logged_in: HashSet<String> = HashSet::new();
     let mut waiters: Vec<mpsc::SyncSender<()>> = Vec::new();
     // Blocks for the first message, then takes whatever else is already
     // queued: under load batches grow by themselves, idle costs nothing.
@@ -168,6 +189,16 @@ fn run(mut store: CdrStore, rx: mpsc::Receiver<Msg>, c: &Counters) {
         while let Some(msg) = next {
             match msg {
                 Msg::Record(r) => batch.push(*r),
+                Msg::Session(e) => {
+                    let changed = if e.logged_in {
+                        logged_in.insert(e.agent.clone())
+                    } else {
+                        logged_in.remove(&e.agent)
+                    };
+                    if changed {
+                        sessions.push(e);
+                    }
+                }
                 Msg::Flush(w) => waiters.push(w),
                 Msg::Stop => stop = true,
             }
@@ -181,6 +212,19 @@ fn run(mut store: CdrStore, rx: mpsc::Receiver<Msg>, c: &Counters) {
         if !batch.is_empty() {
             write_with_retry(&mut store, &batch, c);
             batch.clear();
+        }
+        if !sessions.is_empty() {
+            // Spans are figures, not evidence of a call: a failed write is
+            // logged, not retried.
+            if let Err(e) = store.write_sessions(&sessions) {
+                tracing::error!(error = %e, "writing agent sessions failed");
+            }
+            sessions.clear();
+        }
+        if stop {
+            if let Err(e) = store.close_sessions(now_ms()) {
+                tracing::error!(error = %e, "closing agent sessions failed");
+            }
         }
         for w in waiters.drain(..) {
             let _ = w.send(());

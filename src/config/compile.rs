@@ -632,6 +632,22 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         });
     }
     relax.sort_by_key(|r| r.after_s);
+    let service_level_target = match &q.service_level_target {
+        None => DEFAULT_SERVICE_LEVEL_TARGET,
+        Some(t) => match u8::try_from(*t.get_ref()) {
+            Ok(pct @ 1..=100) => pct,
+            _ => {
+                ctx.err(
+                    t.span(),
+                    format!(
+                        "service_level_target is a percentage, 1 to 100 (got {})",
+                        t.get_ref()
+                    ),
+                );
+                DEFAULT_SERVICE_LEVEL_TARGET
+            }
+        },
+    };
     let announce_position_s = q.announce_position_s.unwrap_or(0);
     if announce_position_s > 0 {
         for p in POSITION_PROMPTS {
@@ -667,6 +683,7 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         relax,
         priority: q.priority.unwrap_or(0),
         service_level_s: q.service_level_s.unwrap_or(20),
+        service_level_target,
     }
 }
 

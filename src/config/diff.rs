@@ -1,38 +1,119 @@
 //! What changed between two configurations, in words for `sipacd reload`.
 
-use super::types::Config;
+use super::schedule::Schedule;
+use super::types::{Agent, Config, Ivr, Queue};
 use std::collections::BTreeMap;
 
-/// One line per change, e.g. `queue billing changed`, `agent 1002 added`.
-/// Empty when nothing changed. Order: server, schedules, agents, queues,
-/// numbers, IVRs.
+/// `server` keys read once at start: a reload reports them but they take
+/// effect at the next restart (sockets, files and writer threads).
+pub const RESTART_ONLY: &[&str] = &["sip", "admin", "data_dir", "queue_log"];
+
+/// Suffix of a change that waits for a restart.
+pub const AT_RESTART: &str = " (takes effect at the next restart)";
+
+/// One line per change, naming what changed, e.g. `queue billing changed:
+/// ring_timeout_s, music`, `agent 1002 added`, `server.sip changed (takes
+/// effect at the next restart)`. Empty when nothing changed. Order: server,
+/// schedules, agents, queues, numbers, IVRs.
 pub fn diff(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
     server(old, new, &mut out);
-    section("schedule", &old.schedules, &new.schedules, &mut out);
-    section("agent", &old.agents, &new.agents, &mut out);
-    section("queue", &old.queues, &new.queues, &mut out);
-    let routes = |c: &Config| -> BTreeMap<String, String> {
+    section(
+        "schedule",
+        &old.schedules,
+        &new.schedules,
+        schedule_fields,
+        &mut out,
+    );
+    section("agent", &old.agents, &new.agents, agent_fields, &mut out);
+    section("queue", &old.queues, &new.queues, queue_fields, &mut out);
+    let routes = |c: &Config| -> BTreeMap<String, (String, u64)> {
         c.numbers
             .iter()
-            .map(|n| (n.number.clone(), n.to.to_string()))
+            .map(|n| (n.number.clone(), (n.to.to_string(), n.ring_s)))
             .collect()
     };
-    section("number", &routes(old), &routes(new), &mut out);
-    section("ivr", &old.ivrs, &new.ivrs, &mut out);
+    let number_fields = |o: &(String, u64), n: &(String, u64)| {
+        let mut f = Vec::new();
+        if o.0 != n.0 {
+            f.push(format!("to {} -> {}", o.0, n.0));
+        }
+        if o.1 != n.1 {
+            f.push(format!("ring_s {} -> {}", o.1, n.1));
+        }
+        f
+    };
+    section(
+        "number",
+        &routes(old),
+        &routes(new),
+        number_fields,
+        &mut out,
+    );
+    section("ivr", &old.ivrs, &new.ivrs, ivr_fields, &mut out);
     out
+}
+
+/// Names of the fields that differ between `$o` and `$n`.
+macro_rules! changed {
+    ($o:expr, $n:expr; $($f:ident),*) => {{
+        let mut v: Vec<String> = Vec::new();
+        $( if $o.$f != $n.$f { v.push(stringify!($f).to_string()); } )*
+        v
+    }};
+}
+
+fn schedule_fields(o: &Schedule, n: &Schedule) -> Vec<String> {
+    changed!(o, n; timezone, open, closed_dates)
+}
+
+fn agent_fields(o: &Agent, n: &Agent) -> Vec<String> {
+    let mut v = changed!(o, n; name, skills, timezone, shift, contact);
+    // Never print a secret, only that it changed.
+    if o.credential != n.credential {
+        v.push("password".into());
+    }
+    v
+}
+
+fn queue_fields(o: &Queue, n: &Queue) -> Vec<String> {
+    changed!(o, n; skills, strategy, schedule, closed, ring_timeout_s, wrapup_s,
+        retry_s, max_wait_s, max_waiting, overflow, music, announce_position_s,
+        relax, priority, service_level_s)
+}
+
+fn ivr_fields(o: &Ivr, n: &Ivr) -> Vec<String> {
+    let mut v = changed!(o, n; start);
+    for (name, node) in &o.nodes {
+        match n.nodes.get(name) {
+            None => v.push(format!("node {name} removed")),
+            Some(m) if m != node => v.push(format!("node {name}")),
+            Some(_) => {}
+        }
+    }
+    for name in n.nodes.keys().filter(|k| !o.nodes.contains_key(*k)) {
+        v.push(format!("node {name} added"));
+    }
+    v
 }
 
 fn section<T: PartialEq>(
     what: &str,
     old: &BTreeMap<String, T>,
     new: &BTreeMap<String, T>,
+    fields: impl Fn(&T, &T) -> Vec<String>,
     out: &mut Vec<String>,
 ) {
     for (k, v) in old {
         match new.get(k) {
             None => out.push(format!("{what} {k} removed")),
-            Some(n) if n != v => out.push(format!("{what} {k} changed")),
+            Some(n) if n != v => {
+                let f = fields(v, n);
+                match f.is_empty() {
+                    true => out.push(format!("{what} {k} changed")),
+                    false => out.push(format!("{what} {k} changed: {}", f.join(", "))),
+                }
+            }
             Some(_) => {}
         }
     }
@@ -43,27 +124,15 @@ fn section<T: PartialEq>(
 
 fn server(old: &Config, new: &Config, out: &mut Vec<String>) {
     let (o, n) = (&old.server, &new.server);
-    macro_rules! field {
-        ($($f:ident),*) => {$(
-            if o.$f != n.$f {
-                out.push(format!("server.{} changed", stringify!($f)));
-            }
-        )*};
+    let fields = changed!(o, n; sip, advertise, domain, rtp_ports, admin,
+        admin_token, digest_algorithms, data_dir, prompts, timezone, drain_s,
+        max_calls, rtp_timeout_s, queue_log);
+    for f in fields {
+        let later = if RESTART_ONLY.contains(&f.as_str()) {
+            AT_RESTART
+        } else {
+            ""
+        };
+        out.push(format!("server.{f} changed{later}"));
     }
-    field!(
-        sip,
-        advertise,
-        domain,
-        rtp_ports,
-        admin,
-        admin_token,
-        digest_algorithms,
-        data_dir,
-        prompts,
-        timezone,
-        drain_s,
-        max_calls,
-        rtp_timeout_s,
-        queue_log
-    );
 }

@@ -24,7 +24,7 @@ mod tests;
 #[cfg(test)]
 mod tests_unknown;
 
-pub use diff::diff;
+pub use diff::{diff, AT_RESTART, RESTART_ONLY};
 pub use schedule::{windows_open, Schedule, Window};
 pub use types::*;
 

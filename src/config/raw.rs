@@ -97,6 +97,7 @@ pub struct RawQueue {
     pub relax: Vec<S<RawRelax>>,
     pub priority: Option<i32>,
     pub service_level_s: Option<u64>,
+    pub service_level_target: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,7 +6,7 @@
 //! starts: `fri 22:00-06:00` is Friday 22:00 to Saturday 06:00, and a closed
 //! date closes the windows that *start* on it.
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Offset, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use std::fmt;
 
@@ -169,6 +169,118 @@ fn open_at(windows: &[Window], closed: &[NaiveDate], tz: Tz, at: DateTime<Utc>) 
         .any(|w| w.contains(local.weekday(), minute, date_closed))
 }
 
+/// Days looked ahead for the next change past the last closed date: a
+/// weekly schedule that has not changed in this long never will.
+const LOOKAHEAD_DAYS: i64 = 8;
+/// No answer past this (a year of closed dates, or a zone gone wrong).
+const MAX_LOOKAHEAD_DAYS: i64 = 400;
+
+/// When `windows` (less `closed` dates) next turn from open to closed or
+/// back, strictly after `at`: the state they turn to and the instant.
+/// `None` when they never change (always open, never open).
+///
+/// The state only depends on the local date and minute, so it can only
+/// change where the local clock reaches a window's start or end, or where
+/// the zone's offset jumps (a window starting in the hour skipped in spring
+/// opens at the jump). Those instants are the candidates; the first one
+/// whose state differs from now is the change. Computed when asked (a view),
+/// never on a call's path.
+pub fn next_change(
+    windows: &[Window],
+    closed: &[NaiveDate],
+    tz: Tz,
+    at: DateTime<Utc>,
+) -> Option<(bool, DateTime<Utc>)> {
+    if windows.is_empty() {
+        return None;
+    }
+    let now_open = open_at(windows, closed, tz, at);
+    let today = at.with_timezone(&tz).date_naive();
+    let last_closed = closed
+        .iter()
+        .map(|d| (*d - today).num_days())
+        .max()
+        .unwrap_or(0)
+        .max(0);
+    let horizon = (last_closed + LOOKAHEAD_DAYS).min(MAX_LOOKAHEAD_DAYS);
+    // A week first: the usual answer is in it, and it costs a few dozen
+    // candidates; only closed dates ahead make the rest worth looking at.
+    let first = LOOKAHEAD_DAYS.min(horizon);
+    let mut candidates = Vec::new();
+    for (from, to) in [(-1, first), (first, horizon)] {
+        for offset in from..to {
+            if let Some(day) = today.checked_add_signed(Duration::days(offset)) {
+                day_candidates(windows, tz, day, &mut candidates);
+            }
+        }
+        // Candidates of later days all come after this (no zone is more
+        // than 14 hours ahead of UTC): those before it are complete.
+        let bound = today
+            .checked_add_signed(Duration::days(to))
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|m| m.and_utc() - Duration::hours(14))
+            .filter(|_| to < horizon);
+        candidates.retain(|t| *t > at);
+        candidates.sort_unstable();
+        candidates.dedup();
+        let settled = candidates
+            .iter()
+            .take_while(|t| bound.is_none_or(|b| **t < b));
+        if let Some(t) = settled
+            .copied()
+            .find(|t| open_at(windows, closed, tz, *t) != now_open)
+        {
+            return Some((!now_open, t));
+        }
+        if let Some(b) = bound {
+            candidates.retain(|t| *t >= b);
+        }
+    }
+    None
+}
+
+/// The instants on local `day` where `windows` may change: the starts and
+/// ends of the windows starting that day, and the zone's offset change.
+fn day_candidates(windows: &[Window], tz: Tz, day: NaiveDate, out: &mut Vec<DateTime<Utc>>) {
+    let Some(midnight) = day.and_hms_opt(0, 0, 0) else {
+        return;
+    };
+    for w in windows.iter().filter(|w| w.starts_on(day.weekday())) {
+        let start = midnight + Duration::minutes(i64::from(w.start_min));
+        let end_day = if w.crosses_midnight() { 1 } else { 0 };
+        let end = midnight + Duration::days(end_day) + Duration::minutes(i64::from(w.end_min));
+        for local in [start, end] {
+            // A time the clock repeats is both instants; one it skips is
+            // none (the offset change below stands for it).
+            let mapped = tz.from_local_datetime(&local);
+            out.extend(mapped.earliest().map(|t| t.with_timezone(&Utc)));
+            out.extend(mapped.latest().map(|t| t.with_timezone(&Utc)));
+        }
+    }
+    out.extend(offset_change(tz, midnight.and_utc() - Duration::hours(14)));
+}
+
+/// The instant within the 24 hours from `from` where `tz`'s offset
+/// changes, to the second; `None` if it does not.
+fn offset_change(tz: Tz, from: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let offset = |t: DateTime<Utc>| tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    let (mut lo, mut hi) = (from, from + Duration::days(1));
+    let before = offset(lo);
+    if offset(hi) == before {
+        return None;
+    }
+    // Invariant: offset(lo) == before != offset(hi).
+    while hi - lo > Duration::seconds(1) {
+        let mid = lo + (hi - lo) / 2;
+        if offset(mid) == before {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(hi)
+}
+
 /// Business hours, reusable by name from queues and IVR `schedule` nodes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
@@ -182,6 +294,12 @@ impl Schedule {
     /// Whether the schedule is open at the UTC instant `at`.
     pub fn is_open(&self, at: DateTime<Utc>) -> bool {
         open_at(&self.open, &self.closed_dates, self.timezone, at)
+    }
+
+    /// When the schedule next opens or closes after `at` (see
+    /// [`next_change`]).
+    pub fn next_change(&self, at: DateTime<Utc>) -> Option<(bool, DateTime<Utc>)> {
+        next_change(&self.open, &self.closed_dates, self.timezone, at)
     }
 }
 
@@ -320,5 +438,119 @@ mod tests {
         // In winter 06:00 EST is 11:00 UTC.
         assert!(windows_open(&shift, ny, utc(2026, 1, 4, 10, 30)));
         assert!(!windows_open(&shift, ny, utc(2026, 1, 4, 11, 0)));
+    }
+
+    fn change(s: &Schedule, at: DateTime<Utc>) -> Option<(bool, DateTime<Utc>)> {
+        s.next_change(at)
+    }
+
+    #[test]
+    fn next_change_opens_and_closes_in_zone() {
+        let s = sched(chrono_tz::Asia::Jakarta, &["mon-fri 08:00-20:00"]);
+        // Mon 2026-03-02 07:00 local: opens at 08:00 local = 01:00 UTC.
+        assert_eq!(
+            change(&s, utc(2026, 3, 2, 0, 0)),
+            Some((true, utc(2026, 3, 2, 1, 0)))
+        );
+        assert_eq!(
+            change(&s, utc(2026, 3, 2, 1, 0)),
+            Some((false, utc(2026, 3, 2, 13, 0)))
+        );
+        // Friday evening: next Monday morning.
+        assert_eq!(
+            change(&s, utc(2026, 3, 6, 13, 30)),
+            Some((true, utc(2026, 3, 9, 1, 0)))
+        );
+        let night = sched(chrono_tz::UTC, &["fri 22:00-06:00"]);
+        assert_eq!(
+            change(&night, utc(2026, 3, 7, 3, 0)),
+            Some((false, utc(2026, 3, 7, 6, 0)))
+        );
+    }
+
+    #[test]
+    fn next_change_skips_closed_dates_and_never_changing_schedules() {
+        let mut s = sched(chrono_tz::UTC, &["mon-sun 09:00-17:00"]);
+        s.closed_dates = vec![NaiveDate::from_ymd_opt(2026, 12, 25).unwrap()];
+        assert_eq!(
+            change(&s, utc(2026, 12, 24, 18, 0)),
+            Some((true, utc(2026, 12, 26, 9, 0)))
+        );
+        // Three closed weeks: past the first week looked at.
+        s.closed_dates = (1..=21)
+            .map(|d| NaiveDate::from_ymd_opt(2026, 8, d).unwrap())
+            .collect();
+        assert_eq!(
+            change(&s, utc(2026, 7, 31, 18, 0)),
+            Some((true, utc(2026, 8, 22, 9, 0)))
+        );
+        assert_eq!(
+            change(
+                &sched(chrono_tz::UTC, &["00:00-24:00"]),
+                utc(2026, 1, 1, 0, 0)
+            ),
+            None
+        );
+        assert_eq!(
+            change(&sched(chrono_tz::UTC, &[]), utc(2026, 1, 1, 0, 0)),
+            None
+        );
+        assert_eq!(
+            next_change(&[], &[], chrono_tz::UTC, utc(2026, 1, 1, 0, 0)),
+            None
+        );
+    }
+
+    #[test]
+    fn next_change_across_berlin_dst() {
+        // Spring: 02:30 does not exist on 2026-03-29; the window opens
+        // when the clock jumps to 03:00 CEST (01:00 UTC).
+        let s = sched(chrono_tz::Europe::Berlin, &["sun 02:30-04:00"]);
+        assert_eq!(
+            change(&s, utc(2026, 3, 29, 0, 0)),
+            Some((true, utc(2026, 3, 29, 1, 0)))
+        );
+        // Autumn: 01:00-02:30 runs twice around 02:00 CEST -> 02:00 CET.
+        let s = sched(chrono_tz::Europe::Berlin, &["sun 01:00-02:30"]);
+        assert_eq!(
+            change(&s, utc(2026, 10, 25, 0, 31)),
+            Some((true, utc(2026, 10, 25, 1, 0)))
+        );
+        assert_eq!(
+            change(&s, utc(2026, 10, 25, 1, 0)),
+            Some((false, utc(2026, 10, 25, 1, 30)))
+        );
+    }
+
+    /// The candidates against a walk minute by minute.
+    #[test]
+    fn next_change_matches_a_minute_walk() {
+        let cases = [
+            sched(
+                chrono_tz::Europe::Berlin,
+                &["mon-fri 08:00-17:00", "sat 22:00-02:30", "sun 02:15-03:10"],
+            ),
+            sched(
+                chrono_tz::America::New_York,
+                &["sat 22:00-06:00", "tue 00:00-24:00"],
+            ),
+            sched(chrono_tz::Asia::Kolkata, &["mon,wed,fri 09:30-18:45"]),
+        ];
+        let starts = [
+            utc(2026, 3, 27, 10, 0),
+            utc(2026, 3, 7, 20, 0),
+            utc(2026, 10, 24, 23, 7),
+            utc(2026, 11, 1, 3, 0),
+        ];
+        for s in &cases {
+            for at in starts {
+                let open = s.is_open(at);
+                let walked = (1..=60 * 24 * 9)
+                    .map(|m| at + Duration::minutes(m))
+                    .find(|t| s.is_open(*t) != open)
+                    .map(|t| (!open, t));
+                assert_eq!(change(s, at), walked, "{:?} at {at}", s.open);
+            }
+        }
     }
 }

@@ -537,7 +537,7 @@ fn queue_defaults_and_values() {
         &base_plus(
             "[queues.full]\nskills = { billing = 6 }\nstrategy = \"fewest_calls\"\nschedule = \"office\"\nclosed = \"ivr:main.menu\"\n\
              ring_timeout_s = 20\nwrapup_s = 7\nretry_s = 2\nmax_wait_s = 100\nmax_waiting = 3\noverflow = \"hangup\"\nmusic = \"ulaw.wav\"\n\
-             relax = [{ after_s = 90, skills = { billing = 2 } }, { after_s = 30, skills = { billing = 4 } }]\npriority = 5\nservice_level_s = 15\n",
+             relax = [{ after_s = 90, skills = { billing = 2 } }, { after_s = 30, skills = { billing = 4 } }]\npriority = 5\nservice_level_s = 15\nservice_level_target = 90\n",
         ),
     )
     .unwrap();
@@ -554,8 +554,13 @@ fn queue_defaults_and_values() {
         (15, 0, 5, 0, 0)
     );
     assert_eq!(
-        (d.announce_position_s, d.priority, d.service_level_s),
-        (0, 0, 20)
+        (
+            d.announce_position_s,
+            d.priority,
+            d.service_level_s,
+            d.service_level_target
+        ),
+        (0, 0, 20, 80)
     );
     assert_eq!(
         (&d.schedule, &d.closed, &d.overflow, &d.music),
@@ -580,6 +585,38 @@ fn queue_defaults_and_values() {
         ),
         (20, 7, 2, 100, 3, 5)
     );
+    assert_eq!((q.service_level_s, q.service_level_target), (15, 90));
+}
+
+#[test]
+fn service_level_target_is_a_percentage() {
+    let e = errs(&base_plus(
+        "[queues.x]\nservice_level_target = 0\n[queues.y]\nservice_level_target = 101\n\
+         [queues.z]\nservice_level_target = 100\n",
+    ));
+    let msgs: Vec<&str> = e.iter().map(|(_, _, m)| m.as_str()).collect();
+    assert_eq!(msgs.len(), 2, "{e:?}");
+    assert!(msgs[0].contains("1 to 100 (got 0)"), "{e:?}");
+    assert!(msgs[1].contains("1 to 100 (got 101)"), "{e:?}");
+}
+
+#[test]
+fn service_level_target_defaults_to_80() {
+    let dir = setup();
+    let c = parse_in(
+        dir.path(),
+        &base_plus("[queues.x]\nservice_level_target = 90\n"),
+    )
+    .unwrap();
+    assert_eq!(c.queues["x"].service_level_target, 90);
+    assert_eq!(c.queues["billing"].service_level_target, 80, "the default");
+    for bad in ["0", "101"] {
+        let e = errs(&base_plus(&format!(
+            "[queues.x]\nservice_level_target = {bad}\n"
+        )));
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert!(e[0].2.contains("1 to 100"), "{e:?}");
+    }
 }
 
 #[test]
@@ -626,11 +663,27 @@ fn diff_names_changes() {
             "server.drain_s changed",
             "schedule office removed",
             "agent 1002 added",
-            "queue billing changed",
+            "queue billing changed: skills",
             "number 1501 added",
         ]
     );
     assert_eq!(diff(&new, &old)[2], "agent 1002 removed");
+    // Keys read once at start say so; a changed route names old and new.
+    let text = BASE
+        .replace("prompts = \"p\"", "prompts = \"p\"\nqueue_log = \"ql\"")
+        .replace("to = \"ivr:main\"", "to = \"queue:billing\"");
+    let later = parse_in(dir.path(), &text).unwrap();
+    let lines = diff(&old, &later);
+    assert!(
+        lines.contains(&"server.queue_log changed (takes effect at the next restart)".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("number ") && l.contains("to ivr:main.menu -> queue:billing")),
+        "{lines:?}"
+    );
 }
 
 #[test]

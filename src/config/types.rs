@@ -140,6 +140,15 @@ impl Agent {
     pub fn on_shift(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
         self.shift.is_empty() || super::schedule::windows_open(&self.shift, self.timezone, at)
     }
+
+    /// When the agent's shift next starts (`true`) or ends (`false`) after
+    /// `at`; `None` without shifts (always on).
+    pub fn shift_next_change(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<(bool, chrono::DateTime<chrono::Utc>)> {
+        super::schedule::next_change(&self.shift, &[], self.timezone, at)
+    }
 }
 
 /// How a queue picks among eligible agents.
@@ -234,7 +243,14 @@ pub struct Queue {
     pub priority: i32,
     /// Default 20.
     pub service_level_s: u64,
+    /// Percent of calls to answer within `service_level_s`, 1..=100;
+    /// default 80 (the wallboard colours the service level against it).
+    pub service_level_target: u8,
 }
+
+/// `service_level_target` when the queue does not set it: the common 80/20
+/// goal (80 % of calls answered within `service_level_s`).
+pub const DEFAULT_SERVICE_LEVEL_TARGET: u8 = 80;
 
 /// `[[numbers]]`: what callers dial and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

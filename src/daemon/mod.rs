@@ -90,6 +90,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let ports = shards::rtp_pool(cfg.server.rtp_ports.clone(), bind_ip);
     let mut endpoints = crate::endpoint::Shared::endpoints_with_ports(&cfg, workers, now(), ports);
     let metrics = crate::metrics::Metrics::new();
+    metrics.set_config(&cfg);
     for ep in &mut endpoints {
         ep.set_metrics(metrics.clone());
         if qlog_tx.is_some() {
@@ -233,10 +234,17 @@ fn write_queue_log(ep: &mut Endpoint, qlog: Option<&QueueLogHandle>) {
     }
 }
 
-/// Hands the endpoint's live events to the admin API's streams.
-fn publish_events(ep: &mut Endpoint, hub: &crate::admin::EventHub) {
+/// Hands the endpoint's live events to the admin API's streams, and the
+/// agents' state changes to the record writer (their logged-in spans).
+fn publish_events(ep: &mut Endpoint, hub: &crate::admin::EventHub, cdr: &CdrHandle) {
     let t = now();
     while let Some(ev) = ep.poll_event(t) {
+        if let crate::endpoint::EventKind::AgentState { agent, state, .. } = &ev.kind {
+            let logged_in = !matches!(*state, "logged_out" | "off_shift");
+            if let Err(e) = cdr.agent_state(agent, logged_in, ev.ts_ms) {
+                error!(error = %e, "agent session change lost");
+            }
+        }
         hub.publish(&ev);
     }
 }
@@ -293,10 +301,21 @@ async fn on_control(
             let views = shards.ask_all(|ep, t| ep.queue_views(t)).await;
             drop(reply.send(merge_queue_views(views)));
         }
-        // Agents are shared: the primary knows them all.
+        // Agents are shared: the primary knows them all. Their calls are on
+        // every shard.
         Control::Agents(reply) => {
-            let views = shards.ask(0, |ep, t| ep.agent_views(t)).await;
-            drop(reply.send(views.unwrap_or_default()));
+            let mut views = shards
+                .ask(0, |ep, t| ep.agent_views(t))
+                .await
+                .unwrap_or_default();
+            let calls: Vec<_> = shards
+                .ask_all(|ep, t| ep.call_views(t))
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            crate::admin::attach_calls(&mut views, &calls);
+            drop(reply.send(views));
         }
         Control::Calls(reply) => {
             let mut calls: Vec<_> = shards
@@ -387,13 +406,10 @@ pub async fn reload(path: &std::path::Path, old: &Arc<Config>, shards: &Shards) 
     let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
     match loaded {
         Ok(Ok(new)) => {
-            if new.server.sip != old.server.sip {
-                warn!("reload: server.sip changes take effect at the next restart");
-            }
-            if new.server.queue_log != old.server.queue_log {
-                warn!("reload: server.queue_log changes take effect at the next restart");
-            }
             let changed = config::diff(old, &new);
+            for line in changed.iter().filter(|l| l.ends_with(config::AT_RESTART)) {
+                warn!("reload: {line}");
+            }
             let new = Arc::new(new);
             if let Err(e) = shards::reload_all(shards, new.clone(), old, rtp_ip(&new)).await {
                 error!(
@@ -407,6 +423,7 @@ pub async fn reload(path: &std::path::Path, old: &Arc<Config>, shards: &Shards) 
             }
             info!(changed = ?changed, "reload applied");
             shards.metrics.reload(true);
+            shards.metrics.set_config(&new);
             ReloadOutcome::Applied { changed, cfg: new }
         }
         Ok(Err(errs)) => {

@@ -160,7 +160,7 @@ pub fn spawn(
     for ep in &mut endpoints {
         super::write_records(ep, &outlets.records);
         super::write_queue_log(ep, outlets.qlog.as_ref());
-        super::publish_events(ep, &outlets.hub);
+        super::publish_events(ep, &outlets.hub, &outlets.records);
     }
     let mut tasks = tokio::task::JoinSet::new();
     for (ep, (ctl, sip)) in endpoints.into_iter().zip(ctl_rx.into_iter().zip(sip)) {
@@ -281,7 +281,7 @@ impl ShardTask {
         super::write_queue_log(&mut self.ep, self.out.qlog.as_ref());
         // Before the handover: agent states this turn changed are reported
         // before the shard that rings the agent can see it answer.
-        super::publish_events(&mut self.ep, &self.out.hub);
+        super::publish_events(&mut self.ep, &self.out.hub, &self.out.records);
         while let Some((shard, out)) = self.ep.poll_foreign() {
             self.peers.send(shard, ShardMsg::Acd(out));
         }

@@ -98,6 +98,8 @@ impl Endpoint {
              Call-ID: {cid}\r\n\
              CSeq: 1 INVITE\r\n\
              Contact: <sip:sipacd@{host}:{port}{tp}>\r\n\
+             Allow: {allow}\r\n\
+             Supported: {supported}\r\n\
              X-Sipacd-Queue: {queue}\r\n\
              X-Sipacd-Wait: {wait}\r\n\
              {vars}Content-Length: 0\r\n\r\n",
@@ -108,6 +110,8 @@ impl Endpoint {
             branch = new_branch(),
             tag = super::calls::new_tag(),
             cid = super::shard::call_id_for(self.shard, &local.host),
+            allow = super::ALLOW,
+            supported = crate::sip::extensions::SUPPORTED_HEADER,
             tp = if peer.transport.is_reliable() {
                 ";transport=tcp"
             } else {
@@ -155,6 +159,9 @@ impl Endpoint {
                 ports,
                 offered_at: now.mono,
                 leg: None,
+                remote_sdp: None,
+                sdp_version: 1,
+                session: None,
             });
         }
     }
@@ -177,10 +184,16 @@ impl Endpoint {
         if (200..300).contains(&code) {
             self.agent_answered(&ck, &resp, now);
             self.record_answered(&ck, now);
-        } else {
-            // Busy, declined or any other refusal: the transaction layer
-            // already sent the ACK; the router offers the call elsewhere.
+        } else if matches!(code, 486 | 600 | 603) {
+            // Busy or declined: the transaction layer already sent the
+            // ACK; the router offers the call elsewhere.
             self.agent_refused(&ck, code, now);
+        } else {
+            // 404, 408, 480, 5xx...: the phone cannot take calls at all.
+            // Like Asterisk's autopause on unavailable: paused as a ring
+            // no answer, or it would be offered every call and refuse all.
+            info!(call = %ck.0, code, "agent's phone failed the offer: treated as ring no answer");
+            self.withdraw_rona(&ck, now);
         }
         true
     }
@@ -193,6 +206,8 @@ impl Endpoint {
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %ck.0, %agent, code, "agent refused the call");
+            // queue_log readers count every offer that was not taken.
+            self.q_ring_no_answer(ck, &agent, now);
             self.touch_agent(&agent);
             let r = self.timed(|r| r.rejected(&agent, acd, now.mono));
             self.acd_result(r, now);
@@ -215,6 +230,8 @@ impl Endpoint {
         self.txn.send_stateless(ack, leg.peer);
         let answer = SdpOffer::parse(&resp.body).ok();
         leg.state = AgentLegState::Connected;
+        leg.remote_sdp = answer.clone();
+        leg.session = crate::sip::session_timer::from_uac_response(resp, now.mono);
         let agent = leg.agent_id.clone();
         let port = leg.ports.pair().rtp;
         let dialog_key = (dialog.call_id.clone(), dialog.local_tag.clone());
@@ -261,9 +278,13 @@ impl Endpoint {
             .get(ck)
             .and_then(|c| c.agent.as_ref())
             .is_some_and(|l| l.state == AgentLegState::Offering && l.ring_deadline <= now.mono);
-        if !due {
-            return;
+        if due {
+            self.withdraw_rona(ck, now);
         }
+    }
+
+    /// Withdraws the offer of `ck` and pauses its agent `rona`.
+    fn withdraw_rona(&mut self, ck: &CallKey, now: Now) {
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %ck.0, %agent, "ring no answer: agent paused (rona)");

@@ -162,6 +162,18 @@ impl Endpoint {
                 return;
             }
         }
+        let refresh = match &ev {
+            ClientEvent::Response { key, resp } if resp.status_code.code() >= 200 => {
+                Some((key, Some(resp.status_code.code())))
+            }
+            ClientEvent::Timeout { key } => Some((key, None)),
+            _ => None,
+        };
+        if let Some((key, code)) = refresh {
+            if self.on_refresh_result(&key.clone(), code, now) {
+                return;
+            }
+        }
         if let ClientEvent::Timeout { key } = &ev {
             if let Some(ck) = self.agent_invites.remove(key) {
                 // The agent's phone never answered at all: like no answer.
@@ -190,6 +202,16 @@ impl Endpoint {
     }
 
     fn on_new_request(&mut self, key: TxKey, req: rsip::Request, from: Peer, now: Now) {
+        if let Some(refusal) = crate::sip::extensions::screen(&req) {
+            debug!(method = %req.method, status = refusal.status(), "request refused: {refusal:?}");
+            let code = refusal.status();
+            let mut resp = headers::response_to(&req, code, reason_phrase(code), Some(&new_tag()));
+            resp.headers.extend(refusal.headers());
+            if req.method == Method::Invite && headers::to_tag(&req).is_none() {
+                self.record_rejected(&req, now);
+            }
+            return self.respond(&key, resp, now);
+        }
         match req.method {
             Method::Options => {
                 let mut resp = headers::response_to(&req, 200, "OK", None);
@@ -224,6 +246,8 @@ impl Endpoint {
                     self.ivr_event(&ck, crate::ivr::IvrEvent::Digit(ev.digit), now);
                 }
             }
+            Method::Update => self.on_session_request(key, req, now),
+            Method::Refer => self.on_refer(key, req, now),
             // A CANCEL that matched no INVITE (matched ones come as events).
             Method::Cancel => self.reply(&key, &req, 481, now),
             _ => {
@@ -236,7 +260,7 @@ impl Endpoint {
 
     fn on_invite(&mut self, key: TxKey, req: rsip::Request, from: Peer, now: Now) {
         if headers::to_tag(&req).is_some() {
-            return self.on_reinvite(key, req, now);
+            return self.on_session_request(key, req, now);
         }
         let max = self.cfg.server.max_calls;
         if self.draining || self.shared.calls.load(Ordering::Relaxed) >= max {
@@ -256,6 +280,20 @@ impl Endpoint {
                 Ok(_) | Err(_) => return self.reject_invite(&key, &req, 488, now),
             },
         };
+        let session = match crate::sip::session_timer::negotiate_uas(&req, now.mono) {
+            crate::sip::session_timer::UasTimer::TooSmall => {
+                self.record_rejected(&req, now);
+                let mut resp =
+                    headers::response_to(&req, 422, "Session Interval Too Small", Some(&new_tag()));
+                resp.headers.push(Header::Other(
+                    "Min-SE".into(),
+                    crate::sip::session_timer::MIN_SE.to_string(),
+                ));
+                return self.respond(&key, resp, now);
+            }
+            crate::sip::session_timer::UasTimer::Agreed(t) => Some(t),
+            crate::sip::session_timer::UasTimer::None => None,
+        };
         let Some(ports) = self.ports.allocate() else {
             return self.reject_invite(&key, &req, 503, now);
         };
@@ -271,7 +309,9 @@ impl Endpoint {
                 return self.reply(&key, &req, 400, now);
             }
         };
-        let (call, action) = Call::new(dialog, from, number, target, offer, ports, ring, now.mono);
+        let (mut call, action) =
+            Call::new(dialog, from, number, target, offer, ports, ring, now.mono);
+        call.session = session;
         info!(call = %call_id, number = %call.number, "new call");
         // max_calls counts every shard's calls: take a place atomically
         // (the check above is only the cheap early answer).
@@ -293,27 +333,6 @@ impl Endpoint {
             self.respond(&key, resp, now);
         }
         self.run_action(&ck, action, now);
-    }
-
-    fn on_reinvite(&mut self, key: TxKey, req: rsip::Request, now: Now) {
-        let Some(ck) = self.find_call(&req) else {
-            return self.reply(&key, &req, 481, now);
-        };
-        let offer = match req.body.is_empty() {
-            true => None,
-            false => match SdpOffer::parse(&req.body) {
-                Ok(o) if o.chosen_codec().is_some() => Some(o),
-                _ => return self.reply(&key, &req, 488, now),
-            },
-        };
-        if let Some(call) = self.calls.get_mut(&ck) {
-            if call.dialog.on_remote_request(&req).is_err() {
-                return self.reply(&key, &req, 500, now);
-            }
-            call.on_reinvite(offer);
-        }
-        self.invites.insert(ck.clone(), (key, req));
-        self.send_answer(&ck, now);
     }
 
     fn on_ack(&mut self, req: &rsip::Request, now: Now) {
@@ -380,6 +399,7 @@ impl Endpoint {
         self.agent_ring_timeout(ck, now);
         self.ivr_timeout(ck, now);
         self.announce_position(ck, now);
+        self.session_timeouts(ck, now);
     }
 
     pub(super) fn hang_up(&mut self, ck: &CallKey, now: Now) {
@@ -398,13 +418,37 @@ impl Endpoint {
         }
     }
 
-    fn send_answer(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn send_answer(&mut self, ck: &CallKey, now: Now) {
         let Some((key, inv)) = self.invites.get(ck).cloned() else {
             return;
+        };
+        let Some(body) = self.caller_sdp(ck) else {
+            return self.reply(&key, &inv, 488, now);
         };
         let Some(call) = self.calls.get(ck) else {
             return;
         };
+        let mut resp = headers::response_to(&inv, 200, "OK", Some(&ck.1));
+        resp.headers.push(Header::Contact(
+            self.contact_for(call.remote, &call.number).into(),
+        ));
+        resp.headers.push(Header::Allow(ALLOW.into()));
+        resp.headers.push(Header::Supported(
+            crate::sip::extensions::SUPPORTED_HEADER.into(),
+        ));
+        resp.headers
+            .extend(super::mid_call::timer_headers(call.session.as_ref()));
+        resp.headers
+            .push(Header::ContentType("application/sdp".into()));
+        resp.body = body.into_bytes(); // serialize() writes the Content-Length
+        self.respond(&key, resp, now);
+    }
+
+    /// Our SDP for the caller's leg (the answer to its offer, or our offer
+    /// when it made none), after telling the media engine where the
+    /// caller's RTP goes. None when no codec fits (488).
+    pub(super) fn caller_sdp(&mut self, ck: &CallKey) -> Option<String> {
+        let call = self.calls.get(ck)?;
         let origin = Origin {
             session_id: call.sdp_session_id(),
             version: call.sdp_version,
@@ -412,29 +456,13 @@ impl Endpoint {
         let addr = self.cfg.server.advertise;
         let port = call.ports.pair().rtp;
         let body = match &call.offer {
-            Some(offer) => sdp::answer(offer, addr, port, origin),
-            None => Ok(sdp::offer(addr, port, origin)),
+            Some(offer) => sdp::answer(offer, addr, port, origin).ok()?,
+            None => sdp::offer(addr, port, origin),
         };
-        let Ok(body) = body else {
-            return self.reply(&key, &inv, 488, now);
-        };
-        let mut resp = headers::response_to(&inv, 200, "OK", Some(&ck.1));
-        resp.headers.push(Header::Contact(
-            self.contact_for(call.remote, &call.number).into(),
-        ));
-        resp.headers.push(Header::Allow(ALLOW.into()));
-        resp.headers
-            .push(Header::ContentType("application/sdp".into()));
-        resp.body = body.into_bytes(); // serialize() writes the Content-Length
         let (remote, codec, telephone_event) = media_of(call.offer.as_ref());
         // A phone that holds (sendonly/inactive) stops sending RTP: that
         // silence must not count against rtp_timeout_s.
-        let sending = call.offer.as_ref().is_none_or(|o| {
-            matches!(
-                o.direction,
-                sdp::Direction::SendRecv | sdp::Direction::SendOnly
-            ) && o.addr.is_some()
-        });
+        let sending = super::mid_call::sends(call.offer.as_ref());
         match call.leg {
             Some(leg) => self.media(MediaCommand::Update {
                 leg,
@@ -458,7 +486,7 @@ impl Endpoint {
                 });
             }
         }
-        self.respond(&key, resp, now);
+        Some(body)
     }
 
     fn send_bye(&mut self, ck: &CallKey, now: Now) {
@@ -537,7 +565,7 @@ impl Endpoint {
         self.respond(key, resp, now);
     }
 
-    fn respond(&mut self, key: &TxKey, resp: rsip::Response, now: Now) {
+    pub(super) fn respond(&mut self, key: &TxKey, resp: rsip::Response, now: Now) {
         if let Err(e) = self.txn.send_response(key, resp, now.mono) {
             debug!(error = %e, "response for a finished transaction");
         }

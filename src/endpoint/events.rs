@@ -11,9 +11,10 @@
 //! every agent with what was last reported (one pass per daemon loop turn,
 //! not per message).
 //!
-//! The service level of the day is also kept here, from the calls that
-//! ended today (in `server.timezone`): answered within the queue's
-//! `service_level_s`, divided by answered plus abandoned.
+//! The figures of the day are also kept here, from the calls that ended
+//! today (in `server.timezone`): offered, answered, abandoned, their waits,
+//! and the service level (answered within the queue's `service_level_s`,
+//! divided by answered plus abandoned).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -143,11 +144,36 @@ pub(super) struct ServiceDay {
     queues: HashMap<String, ServiceCount>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct ServiceCount {
-    within: u64,
-    answered: u64,
-    abandoned: u64,
+/// One queue's calls of the day.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(super) struct ServiceCount {
+    /// Answered within `service_level_s`.
+    pub within: u64,
+    /// Answered + abandoned + overflowed + interrupted, as `cdr::report`.
+    pub offered: u64,
+    pub answered: u64,
+    pub abandoned: u64,
+    /// Summed waits of the answered calls.
+    pub answered_wait_ms: u64,
+}
+
+impl ServiceCount {
+    /// Percent of answered and abandoned calls answered within the service
+    /// level; `None` before the first such call.
+    pub fn service_level(&self) -> Option<f64> {
+        let total = self.answered + self.abandoned;
+        (total > 0).then(|| 100.0 * self.within as f64 / total as f64)
+    }
+
+    /// Percent of offered calls abandoned.
+    pub fn abandon_rate(&self) -> Option<f64> {
+        (self.offered > 0).then(|| 100.0 * self.abandoned as f64 / self.offered as f64)
+    }
+
+    /// Average speed of answer, in seconds.
+    pub fn asa_s(&self) -> Option<f64> {
+        (self.answered > 0).then(|| self.answered_wait_ms as f64 / 1000.0 / self.answered as f64)
+    }
 }
 
 fn divert_name(r: DivertReason) -> &'static str {
@@ -414,7 +440,14 @@ impl Endpoint {
             return;
         };
         let answered = rec.disposition == Disposition::Answered;
-        if !answered && rec.disposition != Disposition::Abandoned {
+        let offered = matches!(
+            rec.disposition,
+            Disposition::Answered
+                | Disposition::Abandoned
+                | Disposition::Overflowed
+                | Disposition::Interrupted
+        );
+        if !offered {
             return;
         }
         let day = self.local_day(now);
@@ -437,25 +470,26 @@ impl Endpoint {
             };
         }
         let c = today.queues.entry(queue.to_owned()).or_default();
+        c.offered += 1;
         if answered {
+            let waited_ms = u64::try_from(waited_ms).unwrap_or(0);
             c.answered += 1;
-            if u64::try_from(waited_ms).unwrap_or(0) <= sl_ms {
+            c.answered_wait_ms = c.answered_wait_ms.saturating_add(waited_ms);
+            if waited_ms <= sl_ms {
                 c.within += 1;
             }
-        } else {
+        } else if rec.disposition == Disposition::Abandoned {
             c.abandoned += 1;
         }
     }
 
-    /// Percent of today's answered and abandoned calls of `queue` that were
-    /// answered within its service level; `None` before the first such call.
-    pub(super) fn service_level_today(&self, queue: &str, now: Now) -> Option<f64> {
+    /// Today's counts of `queue` (all zero before its first call of the
+    /// day).
+    pub(super) fn queue_today(&self, queue: &str, now: Now) -> ServiceCount {
         let today = super::shard::lock(&self.shared.service);
         if today.day != Some(self.local_day(now)) {
-            return None;
+            return ServiceCount::default();
         }
-        let c = today.queues.get(queue)?;
-        let total = c.answered + c.abandoned;
-        (total > 0).then(|| 100.0 * c.within as f64 / total as f64)
+        today.queues.get(queue).copied().unwrap_or_default()
     }
 }

@@ -9,6 +9,7 @@ mod calls;
 mod events;
 mod ivr;
 mod media;
+mod mid_call;
 mod outbound;
 mod qualify;
 mod queue_events;
@@ -55,7 +56,7 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 type CallKey = (String, String);
 
 /// Methods we implement; everything else gets 405 with this list.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE";
 
 pub struct Endpoint {
     cfg: Arc<Config>,
@@ -88,6 +89,8 @@ pub struct Endpoint {
     agent_invites: HashMap<TxKey, CallKey>,
     /// Answered agent legs by (Call-ID, our tag), for the agent's BYE.
     agent_dialogs: HashMap<CallKey, CallKey>,
+    /// Session refreshes (UPDATE) we sent, by client transaction.
+    refreshes: HashMap<TxKey, mid_call::Refresh>,
     /// OPTIONS pings to static contacts, by client transaction.
     qualifies: HashMap<TxKey, String>,
     /// Static contacts whose last ping timed out.
@@ -105,6 +108,8 @@ pub struct Endpoint {
     metrics: Arc<crate::metrics::Metrics>,
     /// This shard's handles on the SIP counters of `metrics`.
     sip_counts: crate::metrics::SipCounters,
+    /// This shard's handles on the per-queue, agent and IVR counters.
+    counters: crate::metrics::CounterHandles,
     /// This shard's count in `metrics.shard_decisions`.
     decisions: prometheus_client::metrics::counter::Counter,
     /// Queue events: per-queue counters and queue_log lines.
@@ -150,6 +155,7 @@ impl Endpoint {
             agent_invites: HashMap::new(),
             agent_dialogs: HashMap::new(),
             qualifies: HashMap::new(),
+            refreshes: HashMap::new(),
             unreachable: Default::default(),
             qualify_at: now.mono + Duration::from_secs(1),
             legs: HashMap::new(),
@@ -161,6 +167,7 @@ impl Endpoint {
             metrics: Arc::default(),
             decisions: Default::default(),
             sip_counts: Default::default(),
+            counters: Default::default(),
             qlog: Default::default(),
             records: Default::default(),
             events: Default::default(),
@@ -249,6 +256,8 @@ impl Endpoint {
         match parsed {
             Ok(rsip::SipMessage::Request(req)) => self.on_request(req, from, now),
             Ok(rsip::SipMessage::Response(resp)) => self.on_response(resp, from, now),
+            // A CRLF keep-alive (RFC 5626 §4.4.1) is not an error.
+            Err(crate::sip::message::ParseError::Empty) => {}
             Err(err) => {
                 self.metrics.sip_parse_errors.inc();
                 debug!(%from, error = %err, "unparsable message");

@@ -1,4 +1,6 @@
-//! Queue outcomes as they happen: counted per queue for `/metrics` and,
+//! Queue outcomes as they happen: counted per queue, per agent (answered,
+//! talk time) and per IVR `schedule` node (closed branches taken) for
+//! `/metrics`, through this shard's counter handles, and,
 //! when the daemon enables it (`server.queue_log`), turned into Asterisk
 //! `queue_log` lines that [`Endpoint::poll_queue_log`] hands out. Nothing
 //! here touches a file.
@@ -7,7 +9,8 @@
 //! enters a queue (`enter_queue`), is offered (`offer`), rings out
 //! (`agent_ring_timeout`), is answered (`agent_answered`), is sent on
 //! (`apply_acd`), leaves or ends (`acd_caller_gone`); agents log in and
-//! out (`agent_reachable`) and pause (`set_agent_state`).
+//! out (`agent_reachable`) and pause (`set_agent_state`); a call's IVR
+//! took a closed branch (`run_ivr_actions`).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Instant, SystemTime};
@@ -150,6 +153,7 @@ impl Endpoint {
             .clone();
         // Handles into the old registry count nowhere now.
         self.sip_counts = Default::default();
+        self.counters = Default::default();
         self.metrics = m;
     }
 
@@ -193,7 +197,7 @@ impl Endpoint {
         refused: Option<DivertReason>,
         now: Now,
     ) {
-        Metrics::queue_event(&self.metrics.queue_offered, queue);
+        self.counters.queue(&self.metrics, queue).offered.inc();
         match refused {
             Some(DivertReason::MaxWaiting) => {
                 self.qlog(now, &ck.0, queue, NONE, "FULL", vec![]);
@@ -245,11 +249,14 @@ impl Endpoint {
 
     /// The router sent `ck` out of `queue`.
     pub(super) fn q_diverted(&mut self, ck: &CallKey, queue: &str, reason: DivertReason, now: Now) {
-        let fam = match reason {
-            DivertReason::Closed => &self.metrics.queue_closed,
-            _ => &self.metrics.queue_overflowed,
+        let counters = self.counters.queue(&self.metrics, queue);
+        match reason {
+            DivertReason::Closed => counters.closed.inc(),
+            _ => counters.overflowed.inc(),
         };
-        Metrics::queue_event(fam, queue);
+        if reason == DivertReason::Closed {
+            self.record_closed_branch(ck, format!("queue:{queue}"));
+        }
         let Some(mut stay) = self.qlog.stays.remove(ck) else {
             return; // refused on arrival: already logged
         };
@@ -296,8 +303,15 @@ impl Endpoint {
             return;
         };
         self.leave_board(ck, &mut s);
-        Metrics::queue_event(&self.metrics.queue_answered, &s.queue);
-        let hold = secs(now.mono.saturating_duration_since(s.entered));
+        let waited = now.mono.saturating_duration_since(s.entered);
+        let sl_s = self.cfg.queues.get(&s.queue).map(|q| q.service_level_s);
+        let counters = self.counters.queue(&self.metrics, &s.queue);
+        counters.answered.inc();
+        if sl_s.is_some_and(|sl| waited.as_secs_f64() <= sl as f64) {
+            counters.answered_in_sl.inc();
+        }
+        self.counters.agent(&self.metrics, agent).answered.inc();
+        let hold = secs(waited);
         let ring = s.offered.as_ref().map_or(0, |(_, at)| {
             now.mono.saturating_duration_since(*at).as_secs()
         });
@@ -324,12 +338,16 @@ impl Endpoint {
                     "COMPLETECALLER"
                 };
                 let hold = secs(at.saturating_duration_since(stay.entered));
-                let talk = secs(now.mono.saturating_duration_since(*at));
+                let talked = now.mono.saturating_duration_since(*at);
+                let agent_counters = self.counters.agent(&self.metrics, agent);
+                agent_counters.talk_seconds.inc_by(talked.as_secs_f64());
+                let talk = secs(talked);
                 let data = vec![hold, talk, stay.origpos.to_string()];
                 self.qlog(now, &ck.0, &stay.queue, agent, event, data);
             }
             None => {
-                Metrics::queue_event(&self.metrics.queue_abandoned, &stay.queue);
+                let counters = self.counters.queue(&self.metrics, &stay.queue);
+                counters.abandoned.inc();
                 if !self.qlog.enabled {
                     return;
                 }
@@ -365,6 +383,20 @@ impl Endpoint {
         match paused {
             Some(reason) => self.qlog(now, NONE, NONE, agent, "PAUSE", vec![reason.to_owned()]),
             None => self.qlog(now, NONE, NONE, agent, "UNPAUSE", vec![]),
+        }
+    }
+}
+
+impl Endpoint {
+    /// Counts (and notes in the call's record) the `closed` branches of
+    /// IVR `schedule` nodes that call `ck` took since the last look.
+    pub(super) fn count_ivr_closed(&mut self, ck: &CallKey) {
+        let Some(run) = self.calls.get_mut(ck).and_then(|c| c.ivr.as_mut()) else {
+            return;
+        };
+        for (ivr, node) in run.take_closed_branches() {
+            self.counters.ivr_closed(&self.metrics, &ivr, &node).inc();
+            self.record_closed_branch(ck, format!("ivr:{ivr}.{node}"));
         }
     }
 }

@@ -165,6 +165,14 @@ impl Endpoint {
         }
     }
 
+    /// A closed branch (`ivr:IVR.NODE` or `queue:NAME`) turned call `ck`
+    /// away; the record keeps the first.
+    pub(super) fn record_closed_branch(&mut self, ck: &CallKey, branch: String) {
+        if let Some(o) = self.records.open.get_mut(ck) {
+            o.rec.closed_by.get_or_insert(branch);
+        }
+    }
+
     /// Call `ck` ends now: queue its final record. Runs before the call's
     /// state is dropped, so the IVR path and queue times are still there.
     pub(super) fn record_end(&mut self, ck: &CallKey, now: Now) {
@@ -191,6 +199,8 @@ impl Endpoint {
                 rec.queue = Some(q.to_owned());
             }
             diverted = call.diverted;
+            rec.hold_ms =
+                i64::try_from(call.hold.total_at(now.mono).as_millis()).unwrap_or(i64::MAX);
             // Clamped: wall and monotonic clocks may disagree by a ms.
             rec.queued_ms = call.queued_at.map(|t| {
                 wall_ms_of(now, t)
@@ -223,50 +233,60 @@ impl Endpoint {
         self.records.out.push_back(rec);
     }
 
-    /// Why `chosen` got call `ck`: every agent of the configuration with the
-    /// reason it could not take the call, or its rank key under the queue's
-    /// strategy (idle seconds, skill score, calls taken).
+    /// Why `chosen` got call `ck`, from the router's own decision: the
+    /// strategy, the chosen agent and its rank key, how many agents were
+    /// eligible and still free, and the next in line with theirs. It costs
+    /// what the router touched, never a pass over every agent, so the
+    /// record stays small whatever the size of the contact center.
     fn routing_decision(&self, ck: &CallKey, chosen: &str, now: Now) -> Option<RoutingDecision> {
         let call = self.calls.get(ck)?;
         let queue = call.queue()?;
         let q = self.cfg.queues.get(queue)?;
-        let req = crate::acd::required_skills(q, q.relax.len());
-        let states: std::collections::HashMap<String, crate::acd::AgentStatus> = self
-            .router
-            .agents()
-            .into_iter()
-            .map(|a| (a.id.to_string(), a))
-            .collect();
-        let mut candidates = Vec::new();
-        for a in self.cfg.agents.values() {
-            let st = states.get(&a.id);
-            let state = st.map_or("logged_out", |s| s.state.as_str());
-            let skipped = if !crate::acd::eligible(a, &req) {
-                Some("lacks the queue's skills".to_owned())
-            } else if a.id != chosen && state != "available" {
-                Some(format!("not available ({state})"))
-            } else {
-                None
-            };
-            let score = match q.strategy {
-                Strategy::LongestIdle => st
+        let explain = call
+            .acd
+            .and_then(|id| self.router.explain_offer(id, RUNNERS_UP));
+        let level = explain.as_ref().map_or(0, |e| e.level);
+        let req = crate::acd::required_skills(q, level);
+        let score = |id: &str| -> Option<f64> {
+            match q.strategy {
+                Strategy::LongestIdle => self
+                    .router
+                    .agent(id)
                     .and_then(|s| s.last_call_end)
                     .map(|t| now.mono.saturating_duration_since(t).as_secs_f64()),
-                Strategy::MostSkilled => Some(f64::from(crate::acd::skill_score(a, &req))),
-                Strategy::FewestCalls => st.map(|s| s.calls_taken as f64),
+                Strategy::MostSkilled => self
+                    .cfg
+                    .agents
+                    .get(id)
+                    .map(|a| f64::from(crate::acd::skill_score(a, &req))),
+                Strategy::FewestCalls => self.router.agent(id).map(|s| s.calls_taken as f64),
                 Strategy::RoundRobin | Strategy::Random => None,
-            };
-            candidates.push(Candidate {
-                agent: a.id.clone(),
-                score: skipped.is_none().then_some(score).flatten(),
-                note: skipped.unwrap_or_else(|| "eligible".to_owned()),
-            });
+            }
+        };
+        let mut candidates = vec![Candidate {
+            agent: chosen.to_owned(),
+            score: score(chosen),
+            note: "chosen".to_owned(),
+        }];
+        if let Some(e) = &explain {
+            candidates.extend(e.runners_up.iter().map(|id| Candidate {
+                agent: id.to_string(),
+                score: score(id),
+                note: "next in line".to_owned(),
+            }));
         }
-        let eligible = candidates.iter().filter(|c| c.note == "eligible").count();
         let name = strategy_name(q.strategy);
+        let counts = match &explain {
+            Some(e) => format!("{} eligible, {} more free; ", e.eligible, e.free),
+            None => String::new(),
+        };
         let reason = format!(
-            "{name}: {eligible} of {} agents eligible; {chosen} ranked first{}",
-            candidates.len(),
+            "{name}: {counts}{chosen} ranked first{}{}",
+            if level > 0 {
+                format!(" (skills relaxed, step {level})")
+            } else {
+                String::new()
+            },
             if call.priority != 0 {
                 " (caller priority from the IVR)"
             } else {
@@ -278,9 +298,14 @@ impl Endpoint {
             candidates,
             chosen: Some(chosen.to_owned()),
             reason,
+            eligible: explain.as_ref().map(|e| e.eligible as u64),
+            free: explain.as_ref().map(|e| e.free as u64),
         })
     }
 }
+
+/// How many runners-up a call record names beside the chosen agent.
+const RUNNERS_UP: usize = 2;
 
 /// The strategy's name in the configuration.
 fn strategy_name(s: Strategy) -> &'static str {

@@ -12,6 +12,8 @@ use crate::sip::Peer;
 mod contacts;
 #[path = "tests_events.rs"]
 mod events;
+#[path = "tests_mid_call.rs"]
+mod mid_call;
 #[path = "tests_shards.rs"]
 mod shards;
 
@@ -459,6 +461,16 @@ fn garbage_is_counted_not_answered() {
     h.ep.handle_inbound(b"\x00\x01garbage", h.phone, h.now);
     assert!(h.drain().is_empty());
     assert_eq!(h.ep.metrics().sip_parse_errors.get(), 1);
+}
+
+#[test]
+fn crlf_keep_alives_are_not_parse_errors() {
+    let mut h = Harness::new();
+    for ping in [&b"\r\n\r\n"[..], b"\r\n", b"\r\n\r\n\r\n\r\n"] {
+        h.ep.handle_inbound(ping, h.phone, h.now);
+    }
+    assert!(h.drain().is_empty());
+    assert_eq!(h.ep.metrics().sip_parse_errors.get(), 0);
 }
 
 fn agent(port: u16) -> Peer {

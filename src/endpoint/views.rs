@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::{CallKey, Endpoint, Now};
 use crate::acd::AdminState;
+use crate::admin::{fill_agent_clock, next_open_change};
 use crate::admin::{AgentStateRequest, AgentView, CallView, QueueView, SetStateError};
 use crate::call::agent::AgentLegState;
 use crate::call::{Call, CallState};
@@ -39,9 +40,9 @@ impl Endpoint {
                 let count = |f: fn(&crate::acd::QueueStatus) -> usize| {
                     u32::try_from(st.map_or(0, f)).unwrap_or(u32::MAX)
                 };
-                let open = q.schedule.as_ref().is_none_or(|name| {
-                    self.cfg.schedules.get(name).is_none_or(|s| s.is_open(wall))
-                });
+                let schedule = q.schedule.as_ref().and_then(|n| self.cfg.schedules.get(n));
+                let open = schedule.is_none_or(|s| s.is_open(wall));
+                let today = self.queue_today(&q.name, now);
                 QueueView {
                     name: q.name.clone(),
                     waiting: u32::try_from(waits.len()).unwrap_or(u32::MAX),
@@ -51,7 +52,15 @@ impl Endpoint {
                     open,
                     agents_wrapup: count(|s| s.agents_wrapup),
                     agents_paused: count(|s| s.agents_paused),
-                    service_level_today: self.service_level_today(&q.name, now),
+                    service_level_today: today.service_level(),
+                    offered_today: today.offered,
+                    answered_today: today.answered,
+                    abandoned_today: today.abandoned,
+                    abandon_rate_today: today.abandon_rate(),
+                    asa_today_s: today.asa_s(),
+                    service_level_s: q.service_level_s,
+                    service_level_target: q.service_level_target,
+                    next_change: schedule.and_then(|s| next_open_change(s, wall)),
                 }
             })
             .collect()
@@ -114,7 +123,7 @@ impl Endpoint {
 
     fn agent_view(&self, a: &Agent, now: Now) -> AgentView {
         let st = self.router.agent(&a.id);
-        AgentView {
+        let mut view = AgentView {
             id: a.id.clone(),
             name: a.name.clone(),
             state: st
@@ -129,7 +138,10 @@ impl Endpoint {
             skills: a.skills.clone(),
             calls_taken: st.map_or(0, |s| s.calls_taken),
             state_since_ms: self.agent_state_since(&a.id),
-        }
+            ..AgentView::default()
+        };
+        fill_agent_clock(&mut view, a, now.wall.into());
+        view
     }
 
     /// A registration, or a static contact that answers its pings.
@@ -151,18 +163,16 @@ impl Endpoint {
             (CallState::Confirmed, _) if c.queued_at.is_some() => "queued",
             (CallState::Confirmed, _) => "ivr",
         };
+        let rec = self.records.get(ck);
         CallView {
             id: ck.0.clone(),
-            from: self
-                .records
-                .get(ck)
-                .map(|r| r.caller.clone())
-                .unwrap_or_default(),
+            from: rec.map(|r| r.caller.clone()).unwrap_or_default(),
             number: c.number.clone(),
             state: state.to_owned(),
             queue: c.queue().map(str::to_owned),
             agent: c.agent.as_ref().map(|l| l.agent_id.clone()),
             wait_s: waited_s(c.queued_at, now.mono),
+            answered_ms: rec.and_then(|r| r.answered_ms),
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct IvrRun {
     steps_without_wait: u32,
     variables: BTreeMap<String, String>,
     path: Vec<String>,
+    /// `schedule` nodes (ivr, node) that took their `closed` branch and
+    /// that [`IvrRun::take_closed_branches`] has not handed out yet.
+    closed_branches: Vec<(String, String)>,
 }
 
 impl IvrRun {
@@ -74,6 +77,7 @@ impl IvrRun {
             steps_without_wait: 0,
             variables: BTreeMap::new(),
             path: Vec::new(),
+            closed_branches: Vec::new(),
         };
         let mut out = Vec::new();
         run.goto(cfg, target, now, wall, &mut out);
@@ -169,6 +173,12 @@ impl IvrRun {
     /// The nodes entered, as `ivr.node`, oldest first (at most `MAX_PATH`).
     pub fn path(&self) -> &[String] {
         &self.path
+    }
+
+    /// The `schedule` nodes that sent the call down their `closed` branch
+    /// since the last call (after-hours demand), as (ivr, node).
+    pub fn take_closed_branches(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.closed_branches)
     }
 
     /// How the run ended; `None` while it still waits for the caller.
@@ -331,7 +341,12 @@ impl IvrRun {
                     let Some(s) = cfg.schedules.get(schedule) else {
                         return self.fail(IvrError::UnknownSchedule(schedule.clone()), out);
                     };
-                    target = if s.is_open(wall) { open } else { closed }.clone();
+                    if s.is_open(wall) {
+                        target = open.clone();
+                    } else {
+                        self.closed_branches.push((ivr.clone(), node_name.clone()));
+                        target = closed.clone();
+                    }
                 }
                 Node::Queue { queue, priority } => {
                     return self.enter_queue(queue.clone(), *priority, out)

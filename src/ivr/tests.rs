@@ -230,6 +230,19 @@ fn closed_hours_play_then_hangup() {
     assert_eq!(s.end_prompt(&out), [IvrAction::Hangup]);
     assert_eq!(s.run.outcome(), Some(&IvrOutcome::HungUp));
     assert_eq!(s.run.path(), ["main.hours", "main.after_hours", "main.bye"]);
+    // After-hours demand: the closed branch is handed out once.
+    assert_eq!(
+        s.run.take_closed_branches(),
+        [("main".to_owned(), "hours".to_owned())]
+    );
+    assert!(s.run.take_closed_branches().is_empty());
+}
+
+#[test]
+fn open_hours_take_no_closed_branch() {
+    let (mut s, out) = Sim::start(cfg(), ivr("main", "hours"), monday_10_jakarta());
+    assert_eq!(prompt_names(&out), ["menu.wav"]);
+    assert!(s.run.take_closed_branches().is_empty());
 }
 
 #[test]
@@ -579,7 +592,8 @@ fn demo_config_number_1500_to_billing() {
     s.end_prompt(&out);
     assert_eq!(s.digit('1'), [enter("billing", 0)]);
     assert_eq!(s.run.path(), ["main.hours", "main.menu", "main.billing"]);
-    // On a Sunday the same number plays the closed prompt.
+    // On a Sunday the office is closed: straight to the follow-the-sun
+    // support queue (whose own schedule then decides; tests/demo_hours.rs).
     let (_, out) = Sim::start(s.cfg.clone(), ivr("main", "hours"), sunday_10_jakarta());
-    assert_eq!(prompt_names(&out), ["closed.wav"]);
+    assert_eq!(out, [enter("support", 0)]);
 }

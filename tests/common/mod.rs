@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod baresip;
+pub mod demo;
 pub mod linphone;
 pub mod phone;
 pub mod sip;

@@ -1,0 +1,369 @@
+//! Requests inside an established call, from either leg: re-INVITE and
+//! UPDATE (new SDP — hold, resume, a codec change — or only a session
+//! refresh), REFER (refused without touching the call until transfer
+//! exists), and session timers (RFC 4028) on both legs: the phone's
+//! refreshes are answered, ours are sent by UPDATE, and a session whose
+//! refresher went quiet is hung up.
+//!
+//! An agent's hold plays the queue's music to the caller; resuming bridges
+//! them again. Hold time from either side is summed for the call record.
+
+use rsip::{Header, Method};
+use tracing::{debug, info, warn};
+
+use super::media::{media_of, MediaCommand};
+use super::{CallKey, Endpoint, Now, ALLOW};
+use crate::call::agent::AgentLegState;
+use crate::media::sdp::{self, Direction, Origin, SdpOffer};
+use crate::sip::extensions::SUPPORTED_HEADER;
+use crate::sip::headers;
+use crate::sip::session_timer::{self, Refresher, SessionTimer, UasTimer, MIN_SE};
+use crate::sip::transaction::TxKey;
+
+/// The Reason (RFC 3326) of a BYE sent because a session timer ran out.
+const SESSION_EXPIRED_REASON: &str = "SIP;cause=408;text=\"Session timer expired\"";
+
+/// Which leg of a call a request came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Caller,
+    Agent,
+}
+
+/// A refresh (UPDATE) we sent: which call and leg it keeps alive.
+pub(super) type Refresh = (CallKey, Side);
+
+/// Whether an SDP puts the call on hold (RFC 3264 §8.4, and the older
+/// `c=0.0.0.0` form).
+fn holds(offer: &SdpOffer) -> bool {
+    matches!(offer.direction, Direction::SendOnly | Direction::Inactive) || offer.addr.is_none()
+}
+
+/// Whether the peer will send RTP with this SDP (for `rtp_timeout_s`).
+pub(super) fn sends(offer: Option<&SdpOffer>) -> bool {
+    offer.is_none_or(|o| {
+        matches!(o.direction, Direction::SendRecv | Direction::SendOnly) && o.addr.is_some()
+    })
+}
+
+/// `Session-Expires` (and `Require: timer` when the phone refreshes) for a
+/// 2xx we send to a request of the phone's.
+pub(super) fn timer_headers(timer: Option<&SessionTimer>) -> Vec<Header> {
+    let Some(t) = timer else {
+        return Vec::new();
+    };
+    let mut out = vec![Header::Other(
+        "Session-Expires".into(),
+        t.header_value(false),
+    )];
+    if t.refresher == Refresher::Peer {
+        out.push(Header::Require("timer".into()));
+    }
+    out
+}
+
+impl Endpoint {
+    /// Which call and leg an in-dialog request belongs to.
+    pub(super) fn dialog_of(&self, req: &rsip::Request) -> Option<(CallKey, Side)> {
+        let id = (headers::call_id(req)?, headers::to_tag(req)?);
+        if self.calls.contains_key(&id) {
+            return Some((id, Side::Caller));
+        }
+        self.agent_dialogs
+            .get(&id)
+            .map(|ck| (ck.clone(), Side::Agent))
+    }
+
+    /// A re-INVITE or an UPDATE, from the caller's phone or the agent's.
+    pub(super) fn on_session_request(&mut self, key: TxKey, req: rsip::Request, now: Now) {
+        let Some((ck, side)) = self.dialog_of(&req) else {
+            return self.reply(&key, &req, 481, now);
+        };
+        let offer = match req.body.is_empty() {
+            true => None,
+            false => match SdpOffer::parse(&req.body) {
+                Ok(o) if o.chosen_codec().is_some() => Some(o),
+                _ => return self.reply(&key, &req, 488, now),
+            },
+        };
+        let Some(call) = self.calls.get_mut(&ck) else {
+            return self.reply(&key, &req, 481, now);
+        };
+        let dialog = match side {
+            Side::Caller => Some(&mut call.dialog),
+            Side::Agent => call.agent.as_mut().and_then(|a| a.dialog.as_mut()),
+        };
+        let Some(dialog) = dialog else {
+            return self.reply(&key, &req, 481, now);
+        };
+        if let Err(e) = dialog.on_remote_request(&req) {
+            debug!(call = %ck.0, error = %e, "in-dialog request out of order");
+            return self.reply(&key, &req, 500, now);
+        }
+        let timer = match session_timer::negotiate_uas(&req, now.mono) {
+            UasTimer::TooSmall => {
+                let mut resp = headers::response_to(&req, 422, "Session Interval Too Small", None);
+                resp.headers
+                    .push(Header::Other("Min-SE".into(), MIN_SE.to_string()));
+                return self.respond(&key, resp, now);
+            }
+            UasTimer::Agreed(t) => Some(t),
+            UasTimer::None => None,
+        };
+        if let Some(o) = &offer {
+            let held = holds(o);
+            if call.hold.set(side == Side::Agent, held, now.mono) {
+                info!(call = %ck.0, ?side, held, "hold changed");
+                if side == Side::Agent {
+                    self.agent_hold_changed(&ck, held);
+                }
+            }
+        }
+        match side {
+            Side::Caller => self.caller_session_request(&ck, key, req, offer, timer, now),
+            Side::Agent => self.agent_session_request(&ck, key, req, offer, timer, now),
+        }
+    }
+
+    fn caller_session_request(
+        &mut self,
+        ck: &CallKey,
+        key: TxKey,
+        req: rsip::Request,
+        offer: Option<SdpOffer>,
+        timer: Option<SessionTimer>,
+        now: Now,
+    ) {
+        let Some(call) = self.calls.get_mut(ck) else {
+            return;
+        };
+        call.session = timer;
+        if req.method == Method::Invite {
+            call.on_reinvite(offer);
+            self.invites.insert(ck.clone(), (key, req));
+            return self.send_answer(ck, now);
+        }
+        // UPDATE: the answer goes in its own 200 (RFC 3311 §5.2).
+        let mut resp = headers::response_to(&req, 200, "OK", None);
+        resp.headers.extend(timer_headers(timer.as_ref()));
+        if offer.is_some() {
+            call.on_reinvite(offer);
+            match self.caller_sdp(ck) {
+                Some(body) => {
+                    resp.headers
+                        .push(Header::ContentType("application/sdp".into()));
+                    resp.body = body.into_bytes();
+                }
+                None => return self.reply(&key, &req, 488, now),
+            }
+        }
+        self.respond(&key, resp, now);
+    }
+
+    fn agent_session_request(
+        &mut self,
+        ck: &CallKey,
+        key: TxKey,
+        req: rsip::Request,
+        offer: Option<SdpOffer>,
+        timer: Option<SessionTimer>,
+        now: Now,
+    ) {
+        let addr = self.cfg.server.advertise;
+        let local = self.local_via(ck);
+        let Some(leg) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) else {
+            return;
+        };
+        leg.session = timer;
+        let mut resp = headers::response_to(&req, 200, "OK", None);
+        let mut local = local;
+        local.transport = leg.peer.transport;
+        resp.headers.push(local.contact().into());
+        resp.headers.push(Header::Allow(ALLOW.into()));
+        resp.headers
+            .push(Header::Supported(SUPPORTED_HEADER.into()));
+        resp.headers.extend(timer_headers(timer.as_ref()));
+        let port = leg.ports.pair().rtp;
+        let mut body = None;
+        if let Some(o) = offer {
+            leg.sdp_version += 1;
+            let origin = Origin {
+                session_id: u64::from(port),
+                version: leg.sdp_version,
+            };
+            match sdp::answer(&o, addr, port, origin) {
+                Ok(b) => body = Some(b),
+                Err(_) => return self.reply(&key, &req, 488, now),
+            }
+            leg.remote_sdp = Some(o);
+            let (remote, codec, telephone_event) = media_of(leg.remote_sdp.as_ref());
+            let sending = sends(leg.remote_sdp.as_ref());
+            if let Some(media_leg) = leg.leg {
+                self.media(MediaCommand::Update {
+                    leg: media_leg,
+                    remote,
+                    codec,
+                    telephone_event,
+                    sending,
+                });
+            }
+        } else if req.method == Method::Invite {
+            // A re-INVITE without SDP wants our offer in the 200 (the
+            // agent answers in its ACK, which we take as unchanged media).
+            let origin = Origin {
+                session_id: u64::from(port),
+                version: leg.sdp_version,
+            };
+            body = Some(sdp::offer(addr, port, origin));
+        }
+        if let Some(b) = body {
+            resp.headers
+                .push(Header::ContentType("application/sdp".into()));
+            resp.body = b.into_bytes();
+        }
+        self.respond(&key, resp, now);
+    }
+
+    /// The agent held (the caller hears the queue's music, or silence) or
+    /// resumed (caller and agent are bridged again).
+    fn agent_hold_changed(&mut self, ck: &CallKey, held: bool) {
+        let Some(call) = self.calls.get(ck) else {
+            return;
+        };
+        let (Some(caller_leg), Some(agent_leg)) =
+            (call.leg, call.agent.as_ref().and_then(|a| a.leg))
+        else {
+            return;
+        };
+        let has_music = call
+            .queue()
+            .and_then(|q| self.cfg.queues.get(q))
+            .is_some_and(|q| q.music.is_some());
+        match (held, has_music) {
+            (true, true) => self.play_music(ck),
+            (true, false) => self.media(MediaCommand::Stop { leg: caller_leg }),
+            (false, _) => self.media(MediaCommand::Bridge {
+                a: caller_leg,
+                b: agent_leg,
+            }),
+        }
+    }
+
+    /// REFER from either phone: transfer is not implemented yet, so it is
+    /// declined and the call goes on (RFC 3515 lets the recipient refuse).
+    pub(super) fn on_refer(&mut self, key: TxKey, req: rsip::Request, now: Now) {
+        match self.dialog_of(&req) {
+            Some((ck, side)) => {
+                info!(call = %ck.0, ?side, "REFER declined: transfer is not supported; the call goes on");
+                self.reply(&key, &req, 603, now);
+            }
+            None if headers::to_tag(&req).is_some() => self.reply(&key, &req, 481, now),
+            None => {
+                let mut resp = headers::response_to(&req, 405, "Method Not Allowed", None);
+                resp.headers.push(Header::Allow(ALLOW.into()));
+                self.respond(&key, resp, now);
+            }
+        }
+    }
+
+    /// Session timers due at `now`: refresh ours, end sessions whose
+    /// phone stopped refreshing.
+    pub(super) fn session_timeouts(&mut self, ck: &CallKey, now: Now) {
+        for side in [Side::Caller, Side::Agent] {
+            let Some(call) = self.calls.get_mut(ck) else {
+                return;
+            };
+            let slot = match side {
+                Side::Caller => &mut call.session,
+                Side::Agent => match call.agent.as_mut() {
+                    Some(a) if a.state == AgentLegState::Connected => &mut a.session,
+                    _ => continue,
+                },
+            };
+            let Some(t) = *slot else { continue };
+            if t.deadline > now.mono {
+                continue;
+            }
+            match t.refresher {
+                Refresher::Peer => {
+                    warn!(call = %ck.0, ?side, "session timer expired: hanging up");
+                    call.bye_reason = Some(SESSION_EXPIRED_REASON);
+                    *slot = None;
+                    return self.hang_up(ck, now);
+                }
+                Refresher::Us => {
+                    *slot = Some(SessionTimer::new(t.interval_s, Refresher::Us, now.mono));
+                    self.send_refresh(ck, side, t, now);
+                }
+            }
+        }
+    }
+
+    /// An UPDATE without a body keeps the session alive (RFC 4028 §7.4).
+    fn send_refresh(&mut self, ck: &CallKey, side: Side, t: SessionTimer, now: Now) {
+        let mut local = self.local_via(ck);
+        let Some(call) = self.calls.get_mut(ck) else {
+            return;
+        };
+        let (dialog, peer) = match side {
+            Side::Caller => (&mut call.dialog, call.remote),
+            Side::Agent => match call.agent.as_mut() {
+                Some(a) => match a.dialog.as_mut() {
+                    Some(d) => (d, a.peer),
+                    None => return,
+                },
+                None => return,
+            },
+        };
+        local.transport = peer.transport;
+        let mut update = dialog.new_request(Method::Update, &local);
+        update.headers.push(Header::Other(
+            "Session-Expires".into(),
+            t.header_value(true),
+        ));
+        update
+            .headers
+            .push(Header::Supported(SUPPORTED_HEADER.into()));
+        match self.txn.send_request(update, peer, now.mono) {
+            Ok(key) => {
+                debug!(call = %ck.0, ?side, "session refresh sent");
+                self.refreshes.insert(key, (ck.clone(), side));
+            }
+            Err(e) => debug!(call = %ck.0, error = %e, "session refresh not sent"),
+        }
+    }
+
+    /// The answer to one of our refreshes. Returns false if `key` is not one.
+    pub(super) fn on_refresh_result(&mut self, key: &TxKey, code: Option<u16>, now: Now) -> bool {
+        let Some((ck, side)) = self.refreshes.remove(key) else {
+            return false;
+        };
+        match code {
+            Some(200..=299) => debug!(call = %ck.0, ?side, "session refreshed"),
+            // The dialog is gone on the phone's side (RFC 4028 §10).
+            Some(408) | Some(481) | None => {
+                info!(call = %ck.0, ?side, ?code, "session refresh failed: hanging up");
+                if let Some(call) = self.calls.get_mut(&ck) {
+                    call.bye_reason = Some(SESSION_EXPIRED_REASON);
+                }
+                self.hang_up(&ck, now);
+            }
+            // The phone will not take UPDATE (or this one): stop refreshing
+            // and leave the call up; its own timer, if any, decides.
+            Some(code) => {
+                info!(call = %ck.0, ?side, code, "session refresh refused: timer off for this leg");
+                if let Some(call) = self.calls.get_mut(&ck) {
+                    match side {
+                        Side::Caller => call.session = None,
+                        Side::Agent => {
+                            if let Some(a) = call.agent.as_mut() {
+                                a.session = None;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+}
