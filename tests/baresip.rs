@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::baresip::{baresip_or_skip, read_wav_8k_mono, rms, sine_wav, tone_share, Baresip};
+use common::baresip::{assert_tone, baresip_or_skip, sine_wav, Baresip};
 use common::{Daemon, AGENT_PASSWORD, DOMAIN};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -20,33 +20,8 @@ fn agent_account(port: u16, password: &str) -> String {
     )
 }
 
-/// The daemon's stored bindings of `user` (from `data_dir/registrations.json`).
-fn bindings_of(d: &Daemon, user: &str) -> Vec<serde_json::Value> {
-    let path = d.cfg.root().join("data/registrations.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Vec::new(); // not written yet: no binding at all
-    };
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["bindings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| b["user"] == user)
-        .cloned()
-        .collect()
-}
-
 fn wait_binding(d: &Daemon, user: &str, timeout: Duration) -> Option<serde_json::Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(b) = bindings_of(d, user).into_iter().next() {
-            return Some(b);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    d.wait_binding(user, timeout)
 }
 
 #[test]
@@ -109,40 +84,12 @@ fn baresip_with_a_wrong_password_gets_no_binding() {
     assert!(!agent.output().contains("200 OK"), "{}", agent.output());
 }
 
-/// Half-second windows of `samples`.
-fn windows(samples: &[i16]) -> impl Iterator<Item = &[i16]> {
-    samples.chunks_exact(4000)
-}
-
-/// Checks that `who`'s recording holds `want` Hz (the other phone's tone)
-/// for at least `min_s` seconds, and never its own `own` Hz (no loop).
+/// Checks that `who`'s one recording holds the other phone's `want` Hz and
+/// never its own `own` Hz (see `assert_tone`).
 fn assert_heard(who: &Baresip, want: f64, own: f64, min_s: f64) {
     let files = who.heard();
     assert_eq!(files.len(), 1, "{}: recordings {files:?}", who.name);
-    let samples = read_wav_8k_mono(&files[0]);
-    let table: Vec<(f64, f64, f64)> = windows(&samples)
-        .map(|w| (rms(w), tone_share(w, want), tone_share(w, own)))
-        .collect();
-    let good = table
-        .iter()
-        .filter(|&&(level, w, o)| level > 1000.0 && w > 0.5 && o < 0.05)
-        .count();
-    let detail = format!(
-        "{}: {} samples; per 0.5 s (rms, share {want} Hz, share {own} Hz): {table:.3?}",
-        who.name,
-        samples.len()
-    );
-    assert!(
-        good as f64 * 0.5 >= min_s,
-        "{} did not hear {want} Hz for {min_s} s\n{detail}",
-        who.name
-    );
-    assert!(
-        table.iter().all(|&(_, _, o)| o < 0.1),
-        "{} hears its own {own} Hz tone\n{detail}",
-        who.name
-    );
-    eprintln!("{detail}");
+    assert_tone(&who.name, &files[0], want, own, min_s);
 }
 
 #[test]

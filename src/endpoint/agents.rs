@@ -20,6 +20,7 @@ use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::Binding;
 use crate::sip::dialog::{set_body, Dialog, LocalVia};
 use crate::sip::headers;
+use crate::sip::name_addr::NameAddr;
 use crate::sip::transaction::{build_cancel, new_branch, TxKey};
 
 /// The Reason (RFC 3326) of a BYE sent because no RTP ports were left.
@@ -117,7 +118,10 @@ impl Endpoint {
                 ""
             },
         );
-        let Ok(mut invite) = rsip::Request::try_from(text.as_str()) else {
+        // Our parser, not rsip's: a registered contact may hold a URI rsip
+        // refuses (a GRUU's `;gr=urn:uuid:…`).
+        let Ok(rsip::SipMessage::Request(mut invite)) = crate::sip::message::parse(text.as_bytes())
+        else {
             // The router has the agent ringing: without an INVITE nothing
             // would ever end that. The contact is unusable: logged out.
             warn!(%agent, contact = %binding.contact, "cannot build an INVITE to this contact: agent logged out");
@@ -215,8 +219,10 @@ impl Endpoint {
         let Some(leg) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) else {
             return;
         };
-        let Ok(mut dialog) = Dialog::from_uac(&leg.invite, resp) else {
-            return debug!("agent 2xx without a usable dialog");
+        let mut dialog = match Dialog::from_uac(&leg.invite, resp) {
+            Ok(d) => d,
+            // Not ACKed: the phone retransmits, then gives up (RONA follows).
+            Err(e) => return warn!(call = %ck.0, error = %e, "agent 2xx without a usable dialog"),
         };
         let mut local = local;
         local.transport = leg.peer.transport;
@@ -421,12 +427,9 @@ pub(super) fn static_binding(uri: &str, now: Now) -> Option<Binding> {
 
 /// The caller's number: the user part of the INVITE's From URI.
 pub(super) fn caller_number(invite: &rsip::Request) -> String {
-    use rsip::prelude::*;
-    invite
-        .from_header()
-        .ok()
-        .and_then(|f| f.uri().ok())
-        .and_then(|u| u.user().map(str::to_owned))
+    headers::header_value(invite, "From")
+        .and_then(|v| NameAddr::parse(&v).ok())
+        .and_then(|a| a.user().map(str::to_owned))
         .filter(|u| {
             u.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+-_.*#".contains(c))

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rsip::{Header, Method};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::media::{media_of, MediaCommand};
 use super::{CallKey, Endpoint, Now, ALLOW};
@@ -298,11 +298,16 @@ impl Endpoint {
             return self.reject_invite(&key, &req, 503, now);
         };
         let Some(call_id) = headers::call_id(&req) else {
+            debug!(%from, "INVITE without a Call-ID: 400");
             return self.reply(&key, &req, 400, now);
         };
         let local_tag = new_tag();
-        let Ok(dialog) = Dialog::from_uas(&req, local_tag.clone()) else {
-            return self.reply(&key, &req, 400, now);
+        let dialog = match Dialog::from_uas(&req, local_tag.clone()) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(call = %call_id, %from, error = %e, "INVITE refused with 400: no usable dialog");
+                return self.reply(&key, &req, 400, now);
+            }
         };
         let (mut call, action) =
             Call::new(dialog, from, number, target, offer, ports, ring, now.mono);

@@ -232,22 +232,36 @@ impl Registrar {
             );
         }
         let Some(call_id) = header_value(req, "Call-ID") else {
+            tracing::debug!(%source, "bad REGISTER: no Call-ID");
             return reply(StatusCode::BadRequest, vec![]);
         };
         let Some(cseq) = header_value(req, "CSeq").as_deref().and_then(parse_cseq) else {
+            tracing::debug!(%source, "bad REGISTER: CSeq");
             return reply(StatusCode::BadRequest, vec![]);
         };
-        let Some(to) = header_value(req, "To").as_deref().and_then(parse_name_addr) else {
-            return reply(StatusCode::BadRequest, vec![]);
+        let to = match header_value(req, "To").as_deref().map(parse_name_addr) {
+            Some(Ok(to)) => to,
+            Some(Err(e)) => {
+                tracing::debug!(%source, error = %e, "bad REGISTER: To");
+                return reply(StatusCode::BadRequest, vec![]);
+            }
+            None => {
+                tracing::debug!(%source, "bad REGISTER: no To");
+                return reply(StatusCode::BadRequest, vec![]);
+            }
         };
         if header_value(req, "From").is_none() || header_value(req, "Via").is_none() {
+            tracing::debug!(%source, "bad REGISTER: no From or Via");
             return reply(StatusCode::BadRequest, vec![]);
         }
         let mut contacts: Vec<ContactValue> = Vec::new();
         for v in header_values(req, "Contact") {
             match parse_contacts(&v) {
-                Some(c) => contacts.extend(c),
-                None => return reply(StatusCode::BadRequest, vec![]),
+                Ok(c) => contacts.extend(c),
+                Err(e) => {
+                    tracing::debug!(%source, error = %e, "bad REGISTER: Contact");
+                    return reply(StatusCode::BadRequest, vec![]);
+                }
             }
         }
 

@@ -849,3 +849,47 @@ mod props {
         }
     }
 }
+
+#[test]
+fn quoted_contact_params_of_real_phones_register() {
+    let mut r = registrar();
+    let instance = "+sip.instance=\"<urn:uuid:0e4b3cc6-4b8e-4a1c-9a5a-1f2f3e4d5c6b>\"";
+    let resp = register(
+        &mut r,
+        "cid-q",
+        2,
+        &[
+            // Linphone 5.1, as sent.
+            &format!("Contact: <sip:1001@127.0.0.1:5072;transport=udp>;expires=600;{instance}"),
+            // RFC 5626 outbound with reg-id, a quoted display name holding
+            // separators, and RFC 5627 GRUU parameters with ';' inside quotes.
+            &format!(
+                "Contact: \"Desk \\\"2\\\", left\" <sip:1001@10.0.0.6;ob>;reg-id=1;{instance};\
+                 pub-gruu=\"sip:1001@{REALM};gr=urn:uuid:0e4b3cc6\";q=0.5, \
+                 sip:1001@10.0.0.7;expires=120;foo=\"a,b;c\""
+            ),
+        ],
+        t(0),
+    );
+    assert_eq!(resp.status_code, StatusCode::OK);
+    let mut c = contacts(&resp);
+    c.sort();
+    assert_eq!(
+        c,
+        [
+            "<sip:1001@10.0.0.6;ob>;expires=3600;q=0.5",
+            "<sip:1001@10.0.0.7>;expires=120",
+            "<sip:1001@127.0.0.1:5072;transport=udp>;expires=600",
+        ]
+    );
+    // A broken quoted value is refused as a whole: nothing more is bound.
+    let bad = register(
+        &mut r,
+        "cid-q",
+        3,
+        &["Contact: <sip:1001@10.0.0.9>;+sip.instance=\"<urn:uuid:1>"],
+        t(1),
+    );
+    assert_eq!(bad.status_code, StatusCode::BadRequest);
+    assert_eq!(r.bindings("1001", t(1)).len(), 3);
+}

@@ -9,6 +9,8 @@ use rsip::headers::{
 use rsip::prelude::*;
 use rsip::{Header, Headers, Method, Param, Request, Response, Uri, UriWithParams};
 
+use crate::sip::headers;
+use crate::sip::name_addr::{parse_list, NameAddr, NameAddrError};
 use crate::sip::transaction::new_branch;
 use crate::sip::Transport;
 
@@ -17,6 +19,11 @@ use crate::sip::Transport;
 pub enum DialogError {
     #[error("malformed message: {0}")]
     Malformed(#[from] rsip::Error),
+    #[error("{0} header missing or unusable")]
+    MissingHeader(&'static str),
+    /// A From, To, Contact or Record-Route value that does not parse.
+    #[error("{0}: {1}")]
+    BadAddress(&'static str, NameAddrError),
     #[error("{0} tag missing")]
     MissingTag(&'static str),
     /// RFC 3261 §12.2.2: the TU answers 500.
@@ -39,19 +46,49 @@ impl DialogId {
     /// From tag (RFC 2543 peer) counts as the empty tag.
     pub fn of_received_request(req: &Request) -> Result<DialogId, DialogError> {
         Ok(DialogId {
-            call_id: req.call_id_header()?.value().to_string(),
-            local_tag: req
-                .to_header()?
-                .tag()?
+            call_id: call_id_of(req)?,
+            local_tag: address(req, "To")?
+                .tag()
                 .ok_or(DialogError::MissingTag("To"))?
                 .to_string(),
-            remote_tag: req
-                .from_header()?
-                .tag()?
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
+            remote_tag: address(req, "From")?.tag().unwrap_or_default().to_string(),
         })
     }
+}
+
+/// The single address of `name` (From, To), by our own parser: rsip's typed
+/// headers refuse quoted parameters (`;+sip.instance="<urn:…>"`).
+fn address<M: HasHeaders>(msg: &M, name: &'static str) -> Result<NameAddr, DialogError> {
+    let value = headers::header_value(msg, name).ok_or(DialogError::MissingHeader(name))?;
+    NameAddr::parse(&value).map_err(|e| DialogError::BadAddress(name, e))
+}
+
+/// The URI of `name`'s (first) address, as rsip's type.
+fn address_uri<M: HasHeaders>(msg: &M, name: &'static str) -> Result<Uri, DialogError> {
+    let first = match name {
+        "Contact" => {
+            let value = headers::header_value(msg, name).ok_or(DialogError::MissingHeader(name))?;
+            parse_list(&value)
+                .map_err(|e| DialogError::BadAddress(name, e))?
+                .into_iter()
+                .next()
+                .ok_or(DialogError::MissingHeader(name))?
+        }
+        _ => address(msg, name)?,
+    };
+    first
+        .rsip_uri()
+        .map_err(|e| DialogError::BadAddress(name, e))
+}
+
+fn call_id_of<M: HasHeaders>(msg: &M) -> Result<String, DialogError> {
+    headers::call_id(msg).ok_or(DialogError::MissingHeader("Call-ID"))
+}
+
+fn cseq_of<M: HasHeaders>(msg: &M) -> Result<u32, DialogError> {
+    headers::cseq(msg)
+        .map(|(seq, _)| seq)
+        .ok_or(DialogError::MissingHeader("CSeq"))
 }
 
 /// How we appear in the Via and Contact of requests we originate.
@@ -104,47 +141,41 @@ impl Dialog {
     /// 2xx carrying `local_tag` in To (§12.1.1). Route set: Record-Route in order.
     pub fn from_uas(req: &Request, local_tag: impl Into<String>) -> Result<Dialog, DialogError> {
         Ok(Dialog {
-            call_id: req.call_id_header()?.value().to_string(),
+            call_id: call_id_of(req)?,
             local_tag: local_tag.into(),
-            remote_tag: req
-                .from_header()?
-                .tag()?
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
+            remote_tag: address(req, "From")?.tag().unwrap_or_default().to_string(),
             local_seq: None,
-            remote_seq: Some(req.cseq_header()?.typed()?.seq),
-            local_uri: req.to_header()?.uri()?,
-            remote_uri: req.from_header()?.uri()?,
-            remote_target: req.contact_header()?.typed()?.uri,
-            route_set: record_routes(&req.headers)?,
-            secure: req.uri.is_sips()?,
+            remote_seq: Some(cseq_of(req)?),
+            local_uri: address_uri(req, "To")?,
+            remote_uri: address_uri(req, "From")?,
+            remote_target: address_uri(req, "Contact")?,
+            route_set: record_routes(req)?,
+            secure: req.uri.scheme == Some(rsip::Scheme::Sips),
         })
     }
 
     /// The dialog a UAC creates from the request it sent and the 2xx it got
     /// (§12.1.2). Route set: the response's Record-Route reversed.
     pub fn from_uac(req_sent: &Request, resp_2xx: &Response) -> Result<Dialog, DialogError> {
-        let mut route_set = record_routes(&resp_2xx.headers)?;
+        let mut route_set = record_routes(resp_2xx)?;
         route_set.reverse();
         Ok(Dialog {
-            call_id: req_sent.call_id_header()?.value().to_string(),
-            local_tag: req_sent
-                .from_header()?
-                .tag()?
+            call_id: call_id_of(req_sent)?,
+            local_tag: address(req_sent, "From")?
+                .tag()
                 .ok_or(DialogError::MissingTag("From"))?
                 .to_string(),
-            remote_tag: resp_2xx
-                .to_header()?
-                .tag()?
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            local_seq: Some(req_sent.cseq_header()?.typed()?.seq),
+            remote_tag: address(resp_2xx, "To")?
+                .tag()
+                .unwrap_or_default()
+                .to_string(),
+            local_seq: Some(cseq_of(req_sent)?),
             remote_seq: None,
-            local_uri: req_sent.from_header()?.uri()?,
-            remote_uri: req_sent.to_header()?.uri()?,
-            remote_target: resp_2xx.contact_header()?.typed()?.uri,
+            local_uri: address_uri(req_sent, "From")?,
+            remote_uri: address_uri(req_sent, "To")?,
+            remote_target: address_uri(resp_2xx, "Contact")?,
             route_set,
-            secure: req_sent.uri.is_sips()?,
+            secure: req_sent.uri.scheme == Some(rsip::Scheme::Sips),
         })
     }
 
@@ -224,17 +255,16 @@ impl Dialog {
         if id != self.id() {
             return Err(DialogError::NotThisDialog);
         }
-        let got = req.cseq_header()?.typed()?.seq;
+        let got = cseq_of(req)?;
         if let Some(last) = self.remote_seq {
             if got < last {
                 return Err(DialogError::CSeqOutOfOrder { got, last });
             }
         }
         self.remote_seq = Some(got);
-        if matches!(req.method, Method::Invite | Method::Update) {
-            if let Ok(contact) = req.contact_header() {
-                self.remote_target = contact.typed()?.uri;
-            }
+        let refresh = matches!(req.method, Method::Invite | Method::Update);
+        if refresh && headers::header_value(req, "Contact").is_some() {
+            self.remote_target = address_uri(req, "Contact")?;
         }
         Ok(())
     }
@@ -260,11 +290,25 @@ fn is_loose(route: &UriWithParams) -> bool {
 }
 
 /// Every Record-Route entry in header order (one header may list several).
-fn record_routes(headers: &Headers) -> Result<Vec<UriWithParams>, DialogError> {
+fn record_routes<M: HasHeaders>(msg: &M) -> Result<Vec<UriWithParams>, DialogError> {
+    let bad = |e| DialogError::BadAddress("Record-Route", e);
     let mut out = Vec::new();
-    for h in headers.iter() {
-        if let Header::RecordRoute(rr) = h {
-            out.extend(rr.typed()?.uris().iter().cloned());
+    for value in headers::header_values(msg, "Record-Route") {
+        for addr in parse_list(&value).map_err(bad)? {
+            let params = addr
+                .params
+                .iter()
+                .map(|(n, v)| {
+                    Param::try_from((n.as_str(), v.as_deref())).unwrap_or_else(|_| {
+                        let value = v.as_deref().map(rsip::param::OtherParamValue::from);
+                        Param::Other(n.as_str().into(), value)
+                    })
+                })
+                .collect();
+            out.push(UriWithParams {
+                uri: addr.rsip_uri().map_err(bad)?,
+                params,
+            });
         }
     }
     Ok(out)
@@ -508,5 +552,81 @@ mod tests {
         set_body(&mut reinv, "application/sdp", b"v=0\r\n".to_vec());
         let again = SipMessage::try_from(reinv.to_string().as_str()).unwrap();
         assert_eq!(again.body(), &b"v=0\r\n".to_vec());
+    }
+
+    #[test]
+    fn quoted_parameters_everywhere_still_make_a_dialog() {
+        let SipMessage::Request(inv) = parse(
+            "INVITE sip:1500@acd.example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5072;branch=z9hG4bKq;x=\"a;b\"\r\n\
+             Record-Route: <sip:p1.example.com;lr>;note=\"x, <y>\"\r\n\
+             From: \"Agent \\\"One\\\", <Desk>\" <sip:1003@example.com>;tag=f1;+x=\"q\"\r\n\
+             To: sip:1500@acd.example.com\r\n\
+             Call-ID: cq\r\n\
+             CSeq: 3 INVITE\r\n\
+             Contact: <sip:1003@127.0.0.1:5072;transport=udp>;expires=600;+sip.instance=\"<urn:uuid:1>\"\r\n\
+             Content-Length: 0\r\n\r\n",
+        ) else {
+            panic!()
+        };
+        let d = Dialog::from_uas(&inv, "L1").unwrap();
+        assert_eq!(d.remote_tag, "f1");
+        assert_eq!(d.remote_seq, Some(3));
+        assert_eq!(d.remote_uri.to_string(), "sip:1003@example.com");
+        assert_eq!(d.local_uri.to_string(), "sip:1500@acd.example.com");
+        assert!(d
+            .remote_target
+            .to_string()
+            .eq_ignore_ascii_case("sip:1003@127.0.0.1:5072;transport=udp"));
+        assert_eq!(d.route_set.len(), 1);
+        assert_eq!(d.route_set[0].uri.host().to_string(), "p1.example.com");
+
+        // Our side as UAC: the agent's 2xx carries the same kind of Contact.
+        let SipMessage::Response(ok) = parse(
+            "SIP/2.0 200 OK\r\n\
+             Via: SIP/2.0/UDP acd.example.com:5060;branch=z9hG4bKi1\r\n\
+             From: <sip:acd@acd.example.com>;tag=L9\r\n\
+             To: <sip:1003@example.com>;tag=R5;+sip.instance=\"<urn:uuid:1>\"\r\n\
+             Call-ID: c2\r\n\
+             CSeq: 41 INVITE\r\n\
+             Contact: \"1003\" <sip:1003@127.0.0.1:5072>;reg-id=1;+sip.instance=\"<urn:uuid:1>\"\r\n\
+             Content-Length: 0\r\n\r\n",
+        ) else {
+            panic!()
+        };
+        let SipMessage::Request(sent) = parse(
+            "INVITE sip:1003@127.0.0.1:5072 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP acd.example.com:5060;branch=z9hG4bKi1\r\n\
+             From: <sip:acd@acd.example.com>;tag=L9\r\n\
+             To: <sip:1003@example.com>\r\n\
+             Call-ID: c2\r\n\
+             CSeq: 41 INVITE\r\n\
+             Content-Length: 0\r\n\r\n",
+        ) else {
+            panic!()
+        };
+        let mut d = Dialog::from_uac(&sent, &ok).unwrap();
+        assert_eq!(d.remote_tag, "R5");
+        let ack = d.new_request(Method::Ack, &local());
+        assert_eq!(ack.uri.to_string(), "sip:1003@127.0.0.1:5072");
+    }
+
+    #[test]
+    fn unusable_addresses_are_named_in_the_error() {
+        let mut inv = incoming_invite(1);
+        inv.headers.retain(|h| !matches!(h, Header::Contact(_)));
+        inv.headers
+            .push(Contact::new("<sip:alice@10.0.0.1;x=\"open>").into());
+        let err = Dialog::from_uas(&inv, "L1").unwrap_err();
+        assert!(
+            matches!(err, DialogError::BadAddress("Contact", _)),
+            "{err}"
+        );
+        inv.headers.retain(|h| !matches!(h, Header::Contact(_)));
+        let err = Dialog::from_uas(&inv, "L1").unwrap_err();
+        assert!(
+            matches!(err, DialogError::MissingHeader("Contact")),
+            "{err}"
+        );
     }
 }

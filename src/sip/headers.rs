@@ -163,16 +163,8 @@ pub fn request_user(req: &rsip::Request) -> Option<String> {
 
 /// User part of the To URI (the AOR of a REGISTER).
 pub fn to_user<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
-    let to = header_value(msg, "To")?;
-    let uri = to
-        .split('<')
-        .nth(1)
-        .map_or(to.as_str(), |r| r.split('>').next().unwrap_or(r));
-    let rest = uri
-        .strip_prefix("sip:")
-        .or_else(|| uri.strip_prefix("sips:"))?;
-    let user = rest.split_once('@')?.0;
-    (!user.is_empty()).then(|| user.to_string())
+    let to = crate::sip::name_addr::NameAddr::parse(&header_value(msg, "To")?).ok()?;
+    to.user().filter(|u| !u.is_empty()).map(str::to_string)
 }
 
 fn number_header<M: HasHeaders + ?Sized>(msg: &M, name: &str) -> Option<u32> {

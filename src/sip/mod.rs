@@ -5,6 +5,7 @@ pub mod extensions;
 pub mod framing;
 pub mod headers;
 pub mod message;
+pub mod name_addr;
 pub mod peer;
 pub mod session_timer;
 pub mod transaction;

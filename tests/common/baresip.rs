@@ -137,6 +137,34 @@ pub fn rms(samples: &[i16]) -> f64 {
     (e / samples.len() as f64).sqrt()
 }
 
+/// Checks that the recording `wav` (of phone `who`) holds `want` Hz (the
+/// other phone's tone) for at least `min_s` seconds in half-second windows
+/// of real level, and never its own `own` Hz (no loop back).
+pub fn assert_tone(who: &str, wav: &Path, want: f64, own: f64, min_s: f64) {
+    let samples = read_wav_8k_mono(wav);
+    let table: Vec<(f64, f64, f64)> = samples
+        .chunks_exact(4000)
+        .map(|w| (rms(w), tone_share(w, want), tone_share(w, own)))
+        .collect();
+    let good = table
+        .iter()
+        .filter(|&&(level, w, o)| level > 1000.0 && w > 0.5 && o < 0.05)
+        .count();
+    let detail = format!(
+        "{who}: {} samples; per 0.5 s (rms, share {want} Hz, share {own} Hz): {table:.3?}",
+        samples.len()
+    );
+    assert!(
+        good as f64 * 0.5 >= min_s,
+        "{who} did not hear {want} Hz for {min_s} s\n{detail}"
+    );
+    assert!(
+        table.iter().all(|&(_, _, o)| o < 0.1),
+        "{who} hears its own {own} Hz tone\n{detail}"
+    );
+    eprintln!("{detail}");
+}
+
 /// One baresip instance.
 pub struct Baresip {
     pub name: String,

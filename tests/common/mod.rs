@@ -8,6 +8,7 @@
 
 pub mod baresip;
 pub mod demo;
+pub mod linphone;
 pub mod phone;
 pub mod sip;
 pub mod sipp;
@@ -435,6 +436,36 @@ impl Daemon {
             }
             if Instant::now() >= deadline {
                 return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The stored bindings of `user` (from `data_dir/registrations.json`).
+    pub fn bindings_of(&self, user: &str) -> Vec<serde_json::Value> {
+        let path = self.cfg.root().join("data/registrations.json");
+        let Ok(text) = fs::read_to_string(&path) else {
+            return Vec::new(); // not written yet: no binding at all
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["bindings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["user"] == user)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits for a first binding of `user`; None after `timeout`.
+    pub fn wait_binding(&self, user: &str, timeout: Duration) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(b) = self.bindings_of(user).into_iter().next() {
+                return Some(b);
+            }
+            if Instant::now() >= deadline {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -23,8 +23,9 @@ use rsip::prelude::*;
 
 pub use reject::error_response;
 
-pub(crate) use normalize::{expand_compact, split_list};
+pub(crate) use normalize::{expand_compact, is_token, split_list};
 pub(crate) use scan::Quotes;
+pub(crate) use uri::parse_header_uri;
 pub(crate) use validate::split_semis;
 
 /// Largest message accepted, in bytes (a UDP datagram can't exceed it anyway).

@@ -31,6 +31,44 @@ pub(crate) fn parse_request_uri(s: &str) -> Result<rsip::Uri, ParseError> {
     }
 }
 
+/// A URI inside a header (From, To, Contact, Route): like the Request-URI,
+/// but URI headers (`?subject=x`, legal there) are dropped, not refused,
+/// and a quoted parameter value (outside the grammar, yet sent by some
+/// phones) is kept as written.
+pub(crate) fn parse_header_uri(s: &str) -> Result<rsip::Uri, &'static str> {
+    let s = s.trim();
+    let (scheme, rest) = s.split_once(':').ok_or("no scheme")?;
+    let rest = match find_unquoted(rest, '?') {
+        Some(i) => &rest[..i],
+        None => rest,
+    };
+    if scheme.eq_ignore_ascii_case("sip") {
+        return parse_sip_with(rsip::Scheme::Sip, rest, true);
+    }
+    if scheme.eq_ignore_ascii_case("sips") {
+        return parse_sip_with(rsip::Scheme::Sips, rest, true);
+    }
+    match parse_request_uri(s) {
+        Ok(uri) => Ok(uri),
+        Err(_) => Err("unsupported URI"),
+    }
+}
+
+fn find_unquoted(s: &str, wanted: char) -> Option<usize> {
+    let mut quotes = super::Quotes::default();
+    for (i, c) in s.char_indices() {
+        if quotes.skip(c) {
+            continue;
+        }
+        if c == '"' {
+            quotes.open();
+        } else if c == wanted {
+            return Some(i);
+        }
+    }
+    None
+}
+
 /// Characters allowed (besides %HH) in user and password, RFC 3261 §25.1.
 fn is_user_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-_.!~*'()%&=+$,;?/".contains(c)
@@ -45,6 +83,15 @@ fn is_param_char(c: char) -> bool {
 }
 
 fn parse_sip(scheme: rsip::Scheme, rest: &str) -> Result<rsip::Uri, &'static str> {
+    parse_sip_with(scheme, rest, false)
+}
+
+/// `quoted_values`: accept `name="..."` URI parameters (header URIs only).
+fn parse_sip_with(
+    scheme: rsip::Scheme,
+    rest: &str,
+    quoted_values: bool,
+) -> Result<rsip::Uri, &'static str> {
     // '@' is never legal unescaped after the userinfo, so the first one ends it.
     let (auth, rest) = match rest.split_once('@') {
         Some((userinfo, rest)) => {
@@ -72,14 +119,18 @@ fn parse_sip(scheme: rsip::Scheme, rest: &str) -> Result<rsip::Uri, &'static str
     };
     let host_with_port = parse_hostport(hostport)?;
     let mut out = Vec::new();
-    for p in params.into_iter().flat_map(|p| p.split(';')) {
+    for p in params.into_iter().flat_map(super::split_semis) {
         let (name, value) = match p.split_once('=') {
             Some((n, v)) => (n, Some(v)),
             None => (p, None),
         };
+        let value_ok = |v: &str| {
+            let quoted = quoted_values && is_quoted_string(v);
+            quoted || (!v.is_empty() && v.chars().all(is_param_char))
+        };
         if name.is_empty()
             || !name.chars().all(is_param_char)
-            || value.is_some_and(|v| v.is_empty() || !v.chars().all(is_param_char))
+            || value.is_some_and(|v| !value_ok(v))
         {
             return Err("bad URI parameter");
         }
@@ -97,6 +148,23 @@ fn parse_sip(scheme: rsip::Scheme, rest: &str) -> Result<rsip::Uri, &'static str
         params: out,
         headers: Vec::new(),
     })
+}
+
+/// `"..."` with every inner '"' escaped.
+fn is_quoted_string(v: &str) -> bool {
+    let Some(inner) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
+        return false;
+    };
+    let mut escaped = false;
+    for c in inner.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return false,
+            _ => {}
+        }
+    }
+    !escaped
 }
 
 fn parse_hostport(s: &str) -> Result<rsip::HostWithPort, &'static str> {

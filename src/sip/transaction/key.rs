@@ -2,10 +2,11 @@
 
 use std::hash::{Hash, Hasher};
 
-use rsip::prelude::*;
+use rsip::message::HasHeaders;
 use rsip::{Method, Request, Response};
 
 use super::TxError;
+use crate::sip::headers;
 
 /// The RFC 3261 branch prefix; branches without it come from RFC 2543
 /// elements and are matched on other header fields.
@@ -63,37 +64,28 @@ impl TxKey {
         }
     }
 
-    /// The server transaction a received request belongs to.
+    /// The server transaction a received request belongs to. The Via is
+    /// read by our own accessors: rsip's typed Via refuses quoted parameters.
     pub(crate) fn server(req: &Request) -> Result<TxKey, TxError> {
-        let via_raw = req.via_header()?;
-        let via = via_raw.typed()?;
+        let via = headers::top_via(req).ok_or(TxError::MissingHeader("Via"))?;
         let method = match req.method {
             Method::Ack => Method::Invite,
             m => m,
         };
-        match via.branch().map(|b| b.to_string()) {
+        match headers::header_param(&via, "branch").filter(|b| !b.is_empty()) {
             Some(branch) if branch.starts_with(MAGIC_COOKIE) => Ok(TxKey {
                 side: Side::Server,
                 branch,
-                sent_by: via.uri.host_with_port.to_string().to_ascii_lowercase(),
+                sent_by: sent_by(&via).ok_or(TxError::MissingHeader("Via"))?,
                 method,
             }),
             _ => {
                 // RFC 2543 fallback (§17.2.3). The To tag is left out so that
                 // an ACK (which carries our tag) finds its INVITE.
-                let from_tag = req
-                    .from_header()?
-                    .tag()?
-                    .map(|t| t.to_string())
-                    .unwrap_or_default();
-                let branch = format!(
-                    "rfc2543|{}|{}|{}|{}|{}",
-                    req.uri,
-                    from_tag,
-                    req.call_id_header()?.value(),
-                    req.cseq_header()?.typed()?.seq,
-                    via_raw.value()
-                );
+                let from_tag = headers::from_tag(req).unwrap_or_default();
+                let call_id = headers::call_id(req).ok_or(TxError::MissingHeader("Call-ID"))?;
+                let (seq, _) = headers::cseq(req).ok_or(TxError::MissingHeader("CSeq"))?;
+                let branch = format!("rfc2543|{}|{from_tag}|{call_id}|{seq}|{via}", req.uri);
                 Ok(TxKey {
                     side: Side::Server,
                     branch,
@@ -106,11 +98,9 @@ impl TxKey {
 
     /// The client transaction a request we send creates.
     pub(crate) fn client_for_request(req: &Request) -> Result<TxKey, TxError> {
-        let via = req.via_header()?.typed()?;
-        let branch = via.branch().ok_or(TxError::NoBranch)?.to_string();
         Ok(TxKey {
             side: Side::Client,
-            branch,
+            branch: branch_of(req)?,
             sent_by: String::new(),
             method: req.method,
         })
@@ -118,14 +108,27 @@ impl TxKey {
 
     /// The client transaction a received response belongs to.
     pub(crate) fn client_for_response(resp: &Response) -> Result<TxKey, TxError> {
-        let via = resp.via_header()?.typed()?;
-        let branch = via.branch().ok_or(TxError::NoBranch)?.to_string();
-        let method = resp.cseq_header()?.typed()?.method;
+        let (_, method) = headers::cseq(resp).ok_or(TxError::MissingHeader("CSeq"))?;
         Ok(TxKey {
             side: Side::Client,
-            branch,
+            branch: branch_of(resp)?,
             sent_by: String::new(),
             method,
         })
     }
+}
+
+/// The top Via's branch (an error when the Via or its branch is missing).
+fn branch_of<M: HasHeaders>(msg: &M) -> Result<String, TxError> {
+    let via = headers::top_via(msg).ok_or(TxError::MissingHeader("Via"))?;
+    headers::header_param(&via, "branch")
+        .filter(|b| !b.is_empty())
+        .ok_or(TxError::NoBranch)
+}
+
+/// The Via's sent-by ("host[:port]"), lower-cased, as written.
+fn sent_by(via: &str) -> Option<String> {
+    let head = via.split(';').next()?;
+    let sent_by = head.split_ascii_whitespace().nth(1)?;
+    Some(sent_by.to_ascii_lowercase())
 }

@@ -48,6 +48,8 @@ pub struct Transmit {
 pub enum TxError {
     #[error("malformed message: {0}")]
     Malformed(#[from] rsip::Error),
+    #[error("{0} header missing or unusable")]
+    MissingHeader(&'static str),
     #[error("top Via has no branch parameter")]
     NoBranch,
     #[error("no such transaction")]

@@ -543,7 +543,7 @@ fn malformed_and_invalid_inputs_are_errors_not_panics() {
     assert_eq!(l.on_request(no_via.clone(), udp(), t0), None);
     assert!(matches!(
         l.send_request(no_via, udp(), t0),
-        Err(TxError::Malformed(_))
+        Err(TxError::MissingHeader("Via"))
     ));
     let ack = request(Method::Ack, "z9hG4bKt", 1, None);
     assert!(matches!(
@@ -702,4 +702,37 @@ mod props {
             prop_assert_eq!(l.pending_2xx(), 0);
         }
     }
+}
+
+#[test]
+fn quoted_via_and_from_params_are_keyed_and_retransmissions_absorbed() {
+    let t0 = Instant::now();
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let quoted = |branch: &str| {
+        let mut r = invite(branch);
+        r.headers
+            .retain(|h| !matches!(h, rsip::Header::Via(_) | rsip::Header::From(_)));
+        r.headers.push(
+            rsip::headers::Via::new(format!(
+                "SIP/2.0/UDP 10.0.0.1:5060;branch={branch};x=\"a;b=c\";rport"
+            ))
+            .into(),
+        );
+        r.headers.push(
+            rsip::headers::From::new("\"A; \\\"B\\\"\" <sip:alice@example.com>;tag=a1;y=\"<z>\"")
+                .into(),
+        );
+        r
+    };
+    assert!(matches!(
+        l.on_request(quoted("z9hG4bKqv"), udp(), t0),
+        Some(ServerEvent::NewRequest { .. })
+    ));
+    assert_eq!(l.on_request(quoted("z9hG4bKqv"), udp(), t0), None);
+    // RFC 2543 peer (no magic cookie): keyed on the From tag behind the quotes.
+    assert!(matches!(
+        l.on_request(quoted("old1"), udp(), t0),
+        Some(ServerEvent::NewRequest { .. })
+    ));
+    assert_eq!(l.on_request(quoted("old1"), udp(), t0), None);
 }
