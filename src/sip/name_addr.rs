@@ -7,7 +7,7 @@
 //! Quoted strings may hold `\"`, `<`, `>`, `;` and `,`; none of them ends
 //! anything while inside quotes.
 
-use crate::sip::message::{parse_header_uri, split_list, Quotes};
+use crate::sip::message::{find_unquoted, parse_header_uri, split_list};
 
 /// Why a value is not a name-addr / addr-spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,19 +57,18 @@ impl NameAddr {
                 }
                 (Some(name), after)
             }
-            None => match find_outside_quotes(s, '<') {
+            None => match find_unquoted(s, '<') {
                 Some(i) => (Some(s[..i].trim().to_string()), &s[i..]),
                 None => (None, s),
             },
         };
         let (uri, params) = match rest.strip_prefix('<') {
             Some(inner) => {
-                let end =
-                    find_outside_quotes(inner, '>').ok_or(NameAddrError::UnterminatedAngle)?;
+                let end = find_unquoted(inner, '>').ok_or(NameAddrError::UnterminatedAngle)?;
                 (&inner[..end], &inner[end + 1..])
             }
             // addr-spec: header parameters start at the first ';' (§20.10).
-            None => match find_outside_quotes(rest, ';') {
+            None => match find_unquoted(rest, ';') {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, ""),
             },
@@ -146,22 +145,6 @@ fn take_quoted(s: &str) -> Result<(String, &str), NameAddrError> {
         }
     }
     Err(NameAddrError::UnterminatedQuote)
-}
-
-/// Byte index of the first `wanted` outside a quoted string.
-fn find_outside_quotes(s: &str, wanted: char) -> Option<usize> {
-    let mut quotes = Quotes::default();
-    for (i, c) in s.char_indices() {
-        if quotes.skip(c) {
-            continue;
-        }
-        if c == '"' {
-            quotes.open();
-        } else if c == wanted {
-            return Some(i);
-        }
-    }
-    None
 }
 
 /// `name[=value]` separated by ';' (quoted values kept whole).

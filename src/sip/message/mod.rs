@@ -24,7 +24,7 @@ use rsip::prelude::*;
 pub use reject::error_response;
 
 pub(crate) use normalize::{expand_compact, is_token, split_list};
-pub(crate) use scan::Quotes;
+pub(crate) use scan::{find_unquoted, Quotes};
 pub(crate) use uri::parse_header_uri;
 pub(crate) use validate::split_semis;
 

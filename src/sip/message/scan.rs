@@ -35,6 +35,22 @@ impl Quotes {
     }
 }
 
+/// Byte index of the first `wanted` outside a quoted string.
+pub(crate) fn find_unquoted(s: &str, wanted: char) -> Option<usize> {
+    let mut quotes = Quotes::default();
+    for (i, c) in s.char_indices() {
+        if quotes.skip(c) {
+            continue;
+        }
+        if c == '"' {
+            quotes.open();
+        } else if c == wanted {
+            return Some(i);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::Quotes;

@@ -3,6 +3,7 @@
 //! (RFC 3261 §19.1.1) into rsip's own `Uri` type. Other schemes go to rsip
 //! and are kept only if they survive a round trip.
 
+use super::scan::find_unquoted;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -52,21 +53,6 @@ pub(crate) fn parse_header_uri(s: &str) -> Result<rsip::Uri, &'static str> {
         Ok(uri) => Ok(uri),
         Err(_) => Err("unsupported URI"),
     }
-}
-
-fn find_unquoted(s: &str, wanted: char) -> Option<usize> {
-    let mut quotes = super::Quotes::default();
-    for (i, c) in s.char_indices() {
-        if quotes.skip(c) {
-            continue;
-        }
-        if c == '"' {
-            quotes.open();
-        } else if c == wanted {
-            return Some(i);
-        }
-    }
-    None
 }
 
 /// Characters allowed (besides %HH) in user and password, RFC 3261 §25.1.
