@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::baresip::{baresip_or_skip, read_wav_8k_mono, rms, sine_wav, tone_share, Baresip};
+use common::baresip::{baresip_or_skip, read_wav_8k_mono, sine_wav, timeline, Baresip};
 use common::{Daemon, AGENT_PASSWORD, DOMAIN};
 use sipacd::cdr::{CdrFilter, CdrStore, Disposition, HangupBy};
 use std::time::Duration;
@@ -21,24 +21,8 @@ const AGENT_HZ: f64 = 1000.0;
 const CALLER_HZ: f64 = 600.0;
 const MUSIC_HZ: f64 = 400.0;
 
-/// What dominates each half second of a recording: 'A' the agent's tone,
-/// 'M' the music, '.' anything else.
-fn timeline(samples: &[i16]) -> String {
-    samples
-        .chunks_exact(4000)
-        .map(|w| {
-            if rms(w) < 500.0 {
-                '.'
-            } else if tone_share(w, AGENT_HZ) > 0.5 {
-                'A'
-            } else if tone_share(w, MUSIC_HZ) > 0.4 {
-                'M'
-            } else {
-                '.'
-            }
-        })
-        .collect()
-}
+/// Agent and music, as `timeline` letters.
+const TONES: &[(char, f64, f64)] = &[('A', AGENT_HZ, 0.5), ('M', MUSIC_HZ, 0.4)];
 
 #[test]
 fn baresip_agent_holds_resumes_and_a_refer_does_not_drop_the_call() {
@@ -128,7 +112,7 @@ fn baresip_agent_holds_resumes_and_a_refer_does_not_drop_the_call() {
     // The caller heard: the agent, then music while held, then the agent.
     let files = caller.heard();
     assert_eq!(files.len(), 1, "caller recordings {files:?}");
-    let line = timeline(&read_wav_8k_mono(&files[0]));
+    let line = timeline(&read_wav_8k_mono(&files[0]), TONES);
     let talk = line
         .find("AAAA")
         .unwrap_or_else(|| panic!("no talk before hold: {line}"));

@@ -32,23 +32,6 @@ fn instance_in(phone: &Linphone, start: &str, method: &str) -> Option<String> {
         })
 }
 
-/// How many INVITE transactions (distinct CSeq numbers) the phone's log
-/// holds: 1 means no re-INVITE.
-fn invite_transactions(phone: &Linphone) -> usize {
-    let mut seqs: Vec<String> = phone
-        .messages("INVITE ")
-        .iter()
-        .filter_map(|m| {
-            m.lines()
-                .find(|l| l.starts_with("CSeq:"))
-                .map(str::to_string)
-        })
-        .collect();
-    seqs.sort();
-    seqs.dedup();
-    seqs.len()
-}
-
 /// Context for a failure: every party's output.
 fn dump(d: &Daemon, linphone: &Linphone, baresip: &Baresip) -> String {
     format!(
@@ -142,7 +125,7 @@ fn linphone_agent_answers_a_baresip_caller_with_audio_both_ways() {
         sdp.contains("c=IN IP4 127.0.0.1") && !sdp.contains("c=IN IP6"),
         "media off loopback"
     );
-    assert_eq!(invite_transactions(&agent), 1, "a re-INVITE was sent");
+    assert_eq!(agent.invite_transactions(), 1, "a re-INVITE was sent");
 
     caller.stop();
     agent.stop();
@@ -213,7 +196,7 @@ fn linphone_caller_reaches_a_baresip_agent_with_audio_both_ways() {
         sdp.contains("c=IN IP4 127.0.0.1") && !sdp.contains("c=IN IP6"),
         "media off loopback"
     );
-    assert_eq!(invite_transactions(&caller), 1, "a re-INVITE was sent");
+    assert_eq!(caller.invite_transactions(), 1, "a re-INVITE was sent");
 
     caller.stop();
     agent.stop();

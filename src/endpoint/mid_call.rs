@@ -113,7 +113,8 @@ impl Endpoint {
         if let Some(o) = &offer {
             let held = holds(o);
             if call.hold.set(side == Side::Agent, held, now.mono) {
-                info!(call = %ck.0, ?side, held, "hold changed");
+                // The method says how the phone held: re-INVITE or UPDATE.
+                info!(call = %ck.0, ?side, held, method = %req.method, "hold changed");
                 if side == Side::Agent {
                     self.agent_hold_changed(&ck, held);
                 }

@@ -137,6 +137,25 @@ pub fn rms(samples: &[i16]) -> f64 {
     (e / samples.len() as f64).sqrt()
 }
 
+/// What dominates each half second of a recording, one letter per window:
+/// the letter of the first `(letter, Hz, min share)` in `tones` whose
+/// frequency holds at least that share of the energy, '.' for silence or
+/// anything else. Says in what order a caller heard agent, music, agent.
+pub fn timeline(samples: &[i16], tones: &[(char, f64, f64)]) -> String {
+    samples
+        .chunks_exact(4000)
+        .map(|w| {
+            if rms(w) < 500.0 {
+                return '.';
+            }
+            tones
+                .iter()
+                .find(|&&(_, hz, share)| tone_share(w, hz) > share)
+                .map_or('.', |&(c, _, _)| c)
+        })
+        .collect()
+}
+
 /// Checks that the recording `wav` (of phone `who`) holds `want` Hz (the
 /// other phone's tone) for at least `min_s` seconds in half-second windows
 /// of real level, and never its own `own` Hz (no loop back).

@@ -201,6 +201,23 @@ impl Linphone {
         out
     }
 
+    /// How many INVITE transactions (distinct CSeq lines) its log holds:
+    /// 1 means no re-INVITE.
+    pub fn invite_transactions(&self) -> usize {
+        let mut seqs: Vec<String> = self
+            .messages("INVITE ")
+            .iter()
+            .filter_map(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("CSeq:"))
+                    .map(str::to_string)
+            })
+            .collect();
+        seqs.sort();
+        seqs.dedup();
+        seqs.len()
+    }
+
     /// Waits until the console output satisfies `pred`; true if in time.
     pub fn wait_for_output(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
