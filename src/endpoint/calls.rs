@@ -581,7 +581,7 @@ impl Endpoint {
             .unwrap_or(5060)
     }
 
-    fn contact_for(&self, remote: Peer, user: &str) -> String {
+    pub(super) fn contact_for(&self, remote: Peer, user: &str) -> String {
         let port = self.listen_port(remote.transport);
         let transport = match remote.transport {
             crate::sip::Transport::Udp => "",

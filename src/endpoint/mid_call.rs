@@ -171,15 +171,22 @@ impl Endpoint {
         now: Now,
     ) {
         let addr = self.cfg.server.advertise;
-        let local = self.local_via(ck);
+        let Some(peer) = self
+            .calls
+            .get(ck)
+            .and_then(|c| c.agent.as_ref())
+            .map(|a| a.peer)
+        else {
+            return;
+        };
+        // The Contact of our INVITE to the agent: the phone's target stays put.
+        let contact = self.contact_for(peer, "sipacd");
         let Some(leg) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) else {
             return;
         };
         leg.session = timer;
         let mut resp = headers::response_to(&req, 200, "OK", None);
-        let mut local = local;
-        local.transport = leg.peer.transport;
-        resp.headers.push(local.contact().into());
+        resp.headers.push(Header::Contact(contact.into()));
         resp.headers.push(Header::Allow(ALLOW.into()));
         resp.headers
             .push(Header::Supported(SUPPORTED_HEADER.into()));

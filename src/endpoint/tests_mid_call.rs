@@ -119,6 +119,10 @@ fn agent_hold_plays_the_queue_music_to_the_caller_and_resume_bridges_again() {
         "the agent leg's own port: {text}"
     );
     assert!(
+        text.contains("Contact: <sip:sipacd@127.0.0.1:5060>"),
+        "the same Contact as our INVITE: {text}"
+    );
+    assert!(
         requests_to(&out, h.phone).is_empty(),
         "the caller is not hung up: {out:?}"
     );
