@@ -9,8 +9,10 @@
 
 mod common;
 
-use common::baresip::{baresip_or_skip, read_wav_8k_mono, sine_wav, timeline, Baresip};
-use common::{Daemon, AGENT_PASSWORD, DOMAIN};
+use common::baresip::{
+    agent_account, baresip_or_skip, caller_account, read_wav_8k_mono, sine_wav, timeline, Baresip,
+};
+use common::{Daemon, AGENT_PASSWORD};
 use sipacd::cdr::{CdrFilter, CdrStore, Disposition, HangupBy};
 use std::time::Duration;
 
@@ -33,9 +35,7 @@ fn baresip_agent_holds_resumes_and_a_refer_does_not_drop_the_call() {
     let port = d.sip_port();
     let mut agent = Baresip::start(
         "agent",
-        &format!(
-            "<sip:1001@{DOMAIN}>;auth_pass={AGENT_PASSWORD};outbound=\"sip:127.0.0.1:{port}\";regint=60;answermode=auto;audio_codecs=PCMU"
-        ),
+        &agent_account(port, AGENT_PASSWORD),
         &sine_wav(AGENT_HZ, 40.0),
     );
     let mut agent_ctrl = agent.ctrl();
@@ -45,13 +45,7 @@ fn baresip_agent_holds_resumes_and_a_refer_does_not_drop_the_call() {
         agent.output(),
         d.stderr()
     );
-    let mut caller = Baresip::start(
-        "caller",
-        &format!(
-            "<sip:5551234@{DOMAIN}>;outbound=\"sip:127.0.0.1:{port}\";regint=0;audio_codecs=PCMU"
-        ),
-        &sine_wav(CALLER_HZ, 40.0),
-    );
+    let mut caller = Baresip::start("caller", &caller_account(port), &sine_wav(CALLER_HZ, 40.0));
     let mut caller_ctrl = caller.ctrl();
     let r = caller_ctrl.command("dial", &format!("sip:1500@127.0.0.1:{port}"));
     assert_eq!(r["ok"], true, "dial: {r}");

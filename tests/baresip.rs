@@ -7,18 +7,13 @@
 
 mod common;
 
-use common::baresip::{assert_tone, baresip_or_skip, sine_wav, Baresip};
-use common::{Daemon, AGENT_PASSWORD, DOMAIN};
+use common::baresip::{
+    agent_account, assert_tone, baresip_or_skip, caller_account, sine_wav, Baresip,
+};
+use common::{Daemon, AGENT_PASSWORD};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// An accounts line for agent 1001 registering through the daemon.
-fn agent_account(port: u16, password: &str) -> String {
-    format!(
-        "<sip:1001@{DOMAIN}>;auth_pass={password};outbound=\"sip:127.0.0.1:{port}\";regint=60;answermode=auto;audio_codecs=PCMU"
-    )
-}
 
 fn wait_binding(d: &Daemon, user: &str, timeout: Duration) -> Option<serde_json::Value> {
     d.wait_binding(user, timeout)
@@ -112,13 +107,7 @@ fn two_softphones_talk_through_sipacd() {
         d.stderr()
     );
     // The caller never registers (regint=0): it just dials the number.
-    let mut caller = Baresip::start(
-        "caller",
-        &format!(
-            "<sip:5551234@{DOMAIN}>;outbound=\"sip:127.0.0.1:{port}\";regint=0;audio_codecs=PCMU"
-        ),
-        &sine_wav(440.0, 20.0),
-    );
+    let mut caller = Baresip::start("caller", &caller_account(port), &sine_wav(440.0, 20.0));
     let mut caller_ctrl = caller.ctrl();
     let r = caller_ctrl.command("dial", &format!("sip:1500@127.0.0.1:{port}"));
     assert_eq!(r["ok"], true, "dial: {r}");

@@ -14,7 +14,10 @@
 
 mod common;
 
-use common::baresip::{baresip_or_skip, read_wav_8k_mono, sine_wav, timeline, Baresip, Ctrl};
+use common::baresip::{
+    agent_account, baresip_or_skip, caller_account, read_wav_8k_mono, sine_wav, timeline, Baresip,
+    Ctrl,
+};
 use common::linphone::{linphonec_or_skip, Linphone, Role};
 use common::{Daemon, AGENT_PASSWORD, DOMAIN};
 use sipacd::cdr::{CallRecord, CdrFilter, CdrStore, Disposition, HangupBy};
@@ -38,21 +41,13 @@ const TONES: &[(char, f64, f64)] = &[
 fn baresip_agent(port: u16) -> Baresip {
     Baresip::start(
         "agent",
-        &format!(
-            "<sip:1001@{DOMAIN}>;auth_pass={AGENT_PASSWORD};outbound=\"sip:127.0.0.1:{port}\";regint=60;answermode=auto;audio_codecs=PCMU"
-        ),
+        &agent_account(port, AGENT_PASSWORD),
         &sine_wav(AGENT_HZ, 40.0),
     )
 }
 
 fn baresip_caller(port: u16) -> Baresip {
-    Baresip::start(
-        "caller",
-        &format!(
-            "<sip:5551234@{DOMAIN}>;outbound=\"sip:127.0.0.1:{port}\";regint=0;audio_codecs=PCMU"
-        ),
-        &sine_wav(CALLER_HZ, 40.0),
-    )
+    Baresip::start("caller", &caller_account(port), &sine_wav(CALLER_HZ, 40.0))
 }
 
 fn linphone_agent(port: u16) -> Linphone {

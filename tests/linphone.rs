@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::baresip::{assert_tone, baresip_or_skip, sine_wav, Baresip};
+use common::baresip::{
+    agent_account, assert_tone, baresip_or_skip, caller_account, sine_wav, Baresip,
+};
 use common::linphone::{linphonec_or_skip, Linphone, Role};
 use common::{Daemon, AGENT_PASSWORD, DOMAIN};
 use std::time::Duration;
@@ -73,13 +75,7 @@ fn linphone_agent_answers_a_baresip_caller_with_audio_both_ways() {
         agent.messages("REGISTER ")
     );
 
-    let mut caller = Baresip::start(
-        "caller",
-        &format!(
-            "<sip:5551234@{DOMAIN}>;outbound=\"sip:127.0.0.1:{port}\";regint=0;audio_codecs=PCMU"
-        ),
-        &sine_wav(440.0, 20.0),
-    );
+    let mut caller = Baresip::start("caller", &caller_account(port), &sine_wav(440.0, 20.0));
     let mut caller_ctrl = caller.ctrl();
     let r = caller_ctrl.command("dial", &format!("sip:1500@127.0.0.1:{port}"));
     assert_eq!(r["ok"], true, "dial: {r}");
@@ -144,9 +140,7 @@ fn linphone_caller_reaches_a_baresip_agent_with_audio_both_ways() {
     let port = d.sip_port();
     let mut agent = Baresip::start(
         "agent",
-        &format!(
-            "<sip:1001@{DOMAIN}>;auth_pass={AGENT_PASSWORD};outbound=\"sip:127.0.0.1:{port}\";regint=60;answermode=auto;audio_codecs=PCMU"
-        ),
+        &agent_account(port, AGENT_PASSWORD),
         &sine_wav(1000.0, 20.0),
     );
     let mut agent_ctrl = agent.ctrl();

@@ -31,6 +31,23 @@ pub const MODULE_PATH: &str = "/usr/lib/baresip/modules";
 /// dies without running destructors, no baresip outlives it by much.
 const MAX_LIFE_S: u32 = 120;
 
+/// baresip's accounts line for agent 1001 registering through the daemon
+/// on `port` with `password` (auto-answer, PCMU).
+pub fn agent_account(port: u16, password: &str) -> String {
+    format!(
+        "<sip:1001@{}>;auth_pass={password};outbound=\"sip:127.0.0.1:{port}\";regint=60;answermode=auto;audio_codecs=PCMU",
+        super::DOMAIN
+    )
+}
+
+/// baresip's accounts line for a caller that never registers (PCMU).
+pub fn caller_account(port: u16) -> String {
+    format!(
+        "<sip:5551234@{}>;outbound=\"sip:127.0.0.1:{port}\";regint=0;audio_codecs=PCMU",
+        super::DOMAIN
+    )
+}
+
 /// True if baresip and its modules are installed; when not, fails under CI
 /// and otherwise prints a skip note. Call at the top of each baresip test.
 pub fn baresip_or_skip() -> bool {
