@@ -56,25 +56,34 @@ pub fn screen(req: &rsip::Request) -> Option<Refusal> {
     if matches!(req.method, Method::Ack | Method::Cancel) {
         return None;
     }
-    let unknown: Vec<String> = headers::header_values(req, "Require")
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
-        .map(crate::sip::message::clip)
-        .collect();
+    // Every request passes here: look at header kinds first, and format
+    // header values only when one is there to read.
+    let has = |f: fn(&rsip::Header) -> bool| req.headers.iter().any(f);
+    let has_require = has(|h| matches!(h, rsip::Header::Require(_)));
+    let unknown: Vec<String> = if !has_require {
+        Vec::new()
+    } else {
+        headers::header_values(req, "Require")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .map(crate::sip::message::clip)
+            .collect()
+    };
     if !unknown.is_empty() {
         return Some(Refusal::BadExtension(unknown));
     }
     if req.body.is_empty() {
         return None;
     }
-    let encoded = headers::header_values(req, "Content-Encoding")
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
+    let encoded = has(|h| matches!(h, rsip::Header::ContentEncoding(_)))
+        && headers::header_values(req, "Content-Encoding")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"));
     if encoded {
         return Some(Refusal::UnsupportedEncoding);
     }

@@ -88,6 +88,15 @@ pub enum UasTimer {
 
 /// Negotiates the timer of an INVITE or UPDATE we answer (RFC 4028 §9).
 pub fn negotiate_uas(req: &rsip::Request, now: Instant) -> UasTimer {
+    // On every INVITE: skip formatting headers when none can be it (rsip
+    // keeps Session-Expires, full or compact, as an untyped header).
+    let present = req.headers.iter().any(|h| {
+        matches!(h, rsip::Header::Other(n, _)
+            if n.eq_ignore_ascii_case("Session-Expires") || n.eq_ignore_ascii_case("x"))
+    });
+    if !present {
+        return UasTimer::None;
+    }
     let Some(value) = headers::header_value(req, "Session-Expires") else {
         return UasTimer::None;
     };
