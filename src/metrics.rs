@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::{Registry, Unit};
 
 mod atomic_histogram;
+pub mod fold;
 mod handles;
 mod process;
 

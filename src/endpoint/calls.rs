@@ -208,7 +208,7 @@ impl Endpoint {
             let mut resp = headers::response_to(&req, code, reason_phrase(code), Some(&new_tag()));
             resp.headers.extend(refusal.headers());
             if req.method == Method::Invite && headers::to_tag(&req).is_none() {
-                self.record_rejected(&req, now);
+                self.emit_rejected(&req, code, now);
             }
             return self.respond(&key, resp, now);
         }
@@ -269,7 +269,11 @@ impl Endpoint {
         let Some(number) = headers::request_user(&req) else {
             return self.reject_invite(&key, &req, 404, now);
         };
-        let Some(route) = self.cfg.numbers.iter().find(|n| n.number == number) else {
+        let route = self
+            .numbers
+            .get(&number)
+            .and_then(|&i| self.cfg.numbers.get(i));
+        let Some(route) = route else {
             return self.reject_invite(&key, &req, 404, now);
         };
         let (target, ring) = (route.to.clone(), Duration::from_secs(route.ring_s));
@@ -282,7 +286,7 @@ impl Endpoint {
         };
         let session = match crate::sip::session_timer::negotiate_uas(&req, now.mono) {
             crate::sip::session_timer::UasTimer::TooSmall => {
-                self.record_rejected(&req, now);
+                self.emit_rejected(&req, 422, now);
                 let mut resp =
                     headers::response_to(&req, 422, "Session Interval Too Small", Some(&new_tag()));
                 resp.headers.push(Header::Other(
@@ -327,7 +331,7 @@ impl Endpoint {
         let ck = (call_id, local_tag.clone());
         self.invites.insert(ck.clone(), (key.clone(), req.clone()));
         self.calls.insert(ck.clone(), call);
-        self.record_arrival(&ck, &req, now);
+        self.emit_arrived(&ck, &req, now);
         if action.is_none() {
             let resp = headers::response_to(&req, 180, "Ringing", Some(&local_tag));
             self.respond(&key, resp, now);
@@ -365,7 +369,7 @@ impl Endpoint {
                 }
                 self.reply(&key, &req, 200, now);
                 info!(call = %ck.0, "caller hung up");
-                self.record_hangup_by(&ck, crate::cdr::HangupBy::Caller);
+                self.note_hangup_by(&ck, crate::cdr::HangupBy::Caller);
                 self.end_call(&ck, now);
             }
             None => self.reply(&key, &req, 481, now),
@@ -389,7 +393,7 @@ impl Endpoint {
             self.respond(&k, resp, now);
         }
         info!(call = %ck.0, "caller cancelled");
-        self.record_hangup_by(&ck, crate::cdr::HangupBy::Caller);
+        self.note_hangup_by(&ck, crate::cdr::HangupBy::Caller);
         self.end_call(&ck, now);
     }
 
@@ -528,8 +532,7 @@ impl Endpoint {
 
     /// Forgets a call and releases its resources (ports go back on drop).
     pub(super) fn end_call(&mut self, ck: &CallKey, now: Now) {
-        self.q_caller_gone(ck, now);
-        self.record_end(ck, now);
+        self.emit_ended(ck, now);
         // The caller is gone: CANCEL or BYE the agent's leg, free the agent.
         if let Some(agent) = self.release_agent_leg(ck, now) {
             self.touch_agent(&agent);
@@ -551,7 +554,7 @@ impl Endpoint {
         let mut resp = headers::response_to(req, 503, "Service Unavailable", None);
         resp.headers
             .push(Header::RetryAfter(RETRY_AFTER_S.to_string().into()));
-        self.record_rejected(req, now);
+        self.emit_rejected(req, 503, now);
         self.respond(key, resp, now);
     }
 

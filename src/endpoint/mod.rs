@@ -6,14 +6,12 @@
 mod agents;
 mod announce;
 mod calls;
-mod events;
+mod emit;
 mod ivr;
 mod media;
 mod mid_call;
 mod outbound;
 mod qualify;
-mod queue_events;
-mod records;
 mod routing;
 mod shard;
 #[cfg(test)]
@@ -22,7 +20,7 @@ mod views;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tracing::{debug, info};
@@ -33,20 +31,11 @@ use crate::media::PortPool;
 use crate::sip::transaction::{TransactionLayer, TxKey};
 use crate::sip::Peer;
 
-pub use events::{EventKind, LiveEvent};
+pub use crate::events::Now;
 pub use media::{LegId, MediaCommand, MediaEvent};
-pub use queue_events::QueueLogLine;
 pub use shard::{
     owner_of_output, raw_call_id, shard_of_call_id, shard_of_id, stand_in_router, ShardId, Shared,
 };
-
-/// The two clocks a handler may need: monotonic for timers, wall for
-/// registrations that outlive the process.
-#[derive(Debug, Clone, Copy)]
-pub struct Now {
-    pub mono: Instant,
-    pub wall: SystemTime,
-}
 
 /// How often expired registrations are swept and waiting calls are offered
 /// again (an agent's shift may have started).
@@ -108,16 +97,14 @@ pub struct Endpoint {
     metrics: Arc<crate::metrics::Metrics>,
     /// This shard's handles on the SIP counters of `metrics`.
     sip_counts: crate::metrics::SipCounters,
-    /// This shard's handles on the per-queue, agent and IVR counters.
-    counters: crate::metrics::CounterHandles,
     /// This shard's count in `metrics.shard_decisions`.
     decisions: prometheus_client::metrics::counter::Counter,
-    /// Queue events: per-queue counters and queue_log lines.
-    qlog: queue_events::QueueTracker,
-    /// Call records on their way to the daemon's writer.
-    records: records::RecordBook,
-    /// Live events on their way to the admin API's stream.
-    events: events::EventBook,
+    /// The event stream on its way to its consumers.
+    stream: emit::Stream,
+    /// Calls accepted so far (their event-stream numbers).
+    next_seq: u64,
+    /// `[[numbers]]` by number: index into `cfg.numbers`.
+    numbers: HashMap<String, usize>,
 }
 
 impl Endpoint {
@@ -167,16 +154,34 @@ impl Endpoint {
             metrics: Arc::default(),
             decisions: Default::default(),
             sip_counts: Default::default(),
-            counters: Default::default(),
-            qlog: Default::default(),
-            records: Default::default(),
-            events: Default::default(),
+            stream: Default::default(),
+            next_seq: 0,
+            numbers: number_index(&cfg),
             cfg,
         };
         if shard.is_primary() {
             ep.announce_agents(now);
         }
         ep
+    }
+
+    /// The counters this endpoint feeds.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Counts into `m` from now on (the daemon shares it with `/metrics`).
+    pub fn set_metrics(&mut self, m: Arc<crate::metrics::Metrics>) {
+        // This shard's decision counter, looked up once: the family's map
+        // is behind a lock every shard would otherwise take per decision.
+        let shard = self.shard.index as u64;
+        self.decisions = m
+            .shard_decisions
+            .get_or_create(&crate::metrics::ShardLabel { shard })
+            .clone();
+        // Handles into the old registry count nowhere now.
+        self.sip_counts = Default::default();
+        self.metrics = m;
     }
 
     /// The configuration in force.
@@ -219,6 +224,7 @@ impl Endpoint {
             // simply goes away with them.
             self.ports = ports;
         }
+        self.numbers = number_index(&cfg);
         self.cfg = cfg;
         self.touch_all_agents();
         if self.shard.is_primary() {
@@ -339,6 +345,16 @@ impl Endpoint {
         }
         self.out.pop()
     }
+}
+
+/// `[[numbers]]` by number (the first entry of a number wins, as a scan
+/// from the top would have found it).
+fn number_index(cfg: &Config) -> HashMap<String, usize> {
+    let mut m = HashMap::with_capacity(cfg.numbers.len());
+    for (i, n) in cfg.numbers.iter().enumerate() {
+        m.entry(n.number.clone()).or_insert(i);
+    }
+    m
 }
 
 /// Reloads the router with `cfg`; returns its outputs (callers of removed

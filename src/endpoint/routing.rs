@@ -77,8 +77,7 @@ impl Endpoint {
                 _ => None,
             })
         });
-        self.q_entered(ck, queue, refused, now);
-        self.event_queued(ck, queue, now);
+        self.emit_queued(ck, queue, refused, now);
         match arrived {
             Ok(out) => self.apply_acd(out, now),
             Err(e) => {
@@ -139,8 +138,7 @@ impl Endpoint {
                     return;
                 };
                 info!(call = %ck.0, %queue, ?reason, target = ?target, "caller leaves the queue");
-                self.q_diverted(&ck, &queue, reason, now);
-                self.event_diverted(&ck, &queue, reason, target.as_ref(), now);
+                self.emit_diverted(&ck, &queue, reason, target.as_ref(), now);
                 if let Some(c) = self.calls.get_mut(&ck) {
                     c.acd = None;
                     c.diverted = Some(reason);
@@ -196,7 +194,7 @@ impl Endpoint {
             self.timed(|r| r.agent_unregistered(agent, now.mono))
         };
         if out.is_ok() {
-            self.q_agent_reachable(agent, reachable, now);
+            self.emit_reachable(agent, reachable, now);
         }
         match out {
             Ok(out) => self.apply_acd(out, now),
