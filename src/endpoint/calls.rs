@@ -329,7 +329,7 @@ impl Endpoint {
             return self.reject_busy(&key, &req, now);
         }
         let ck = (call_id, local_tag.clone());
-        self.invites.insert(ck.clone(), (key.clone(), req.clone()));
+        self.invites.insert(ck.clone(), key.clone(), req.clone());
         self.calls.insert(ck.clone(), call);
         self.emit_arrived(&ck, &req, now);
         if action.is_none() {
@@ -379,12 +379,9 @@ impl Endpoint {
     fn on_cancel(&mut self, invite_key: TxKey, cancel_key: TxKey, cancel: rsip::Request, now: Now) {
         // 200 for the CANCEL itself, whatever happens to the INVITE.
         self.reply(&cancel_key, &cancel, 200, now);
-        let ck = self
-            .invites
-            .iter()
-            .find(|(_, (k, _))| *k == invite_key)
-            .map(|(ck, _)| ck.clone());
-        let Some(ck) = ck else { return };
+        let Some(ck) = self.invites.call_of(&invite_key).cloned() else {
+            return;
+        };
         if !self.calls.get(&ck).is_some_and(Call::is_cancellable) {
             return; // already answered: the caller will BYE
         }

@@ -5,6 +5,7 @@
 
 mod agents;
 mod announce;
+mod call_table;
 mod calls;
 mod emit;
 mod ivr;
@@ -25,7 +26,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{debug, info};
 
-use crate::call::Call;
 use crate::config::Config;
 use crate::media::PortPool;
 use crate::sip::transaction::{TransactionLayer, TxKey};
@@ -55,10 +55,10 @@ pub struct Endpoint {
     /// Registrar, RTP ports and tallies shared with the other shards.
     shared: Shared,
     ports: PortPool,
-    /// Inbound calls by (Call-ID, our tag).
-    calls: HashMap<CallKey, Call>,
+    /// Inbound calls by (Call-ID, our tag), with their deadlines.
+    calls: call_table::CallTable,
     /// The INVITE (transaction and request) each call is being answered on.
-    invites: HashMap<CallKey, (TxKey, rsip::Request)>,
+    invites: call_table::InviteTable,
     /// BYEs we sent, to end their call when answered.
     byes: HashMap<TxKey, CallKey>,
     /// The ACD router: agents' states, waiting callers, offers.
@@ -128,8 +128,8 @@ impl Endpoint {
             txn: TransactionLayer::new(Default::default()),
             shard,
             shared,
-            calls: HashMap::new(),
-            invites: HashMap::new(),
+            calls: Default::default(),
+            invites: Default::default(),
             byes: HashMap::new(),
             router,
             foreign: Default::default(),
@@ -278,18 +278,15 @@ impl Endpoint {
                 }
             }
         }
+        self.calls.reindex();
     }
 
     /// Timers due at `now`.
     pub fn handle_timeout(&mut self, now: Now) {
         self.txn.handle_timeout(now.mono);
         self.drain_txn_events(now);
-        let due: Vec<_> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now.mono))
-            .map(|(k, _)| k.clone())
-            .collect();
+        // Only the calls that have something due: one deadline table.
+        let due = self.calls.due(now.mono);
         for key in due {
             self.call_timeout(&key, now);
         }
@@ -317,11 +314,12 @@ impl Endpoint {
             self.qualify_round(now);
             self.qualify_at = now.mono + qualify::QUALIFY_EVERY;
         }
+        self.calls.reindex();
     }
 
     /// The earliest instant the endpoint wants `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let calls = self.calls.values().filter_map(Call::poll_timeout).min();
+        let calls = self.calls.next_deadline();
         let acd = [self.acd_timers.next(), Some(self.shift_check_at)]
             .into_iter()
             .flatten()
@@ -339,6 +337,8 @@ impl Endpoint {
 
     /// Next message to put on the wire.
     pub fn poll_transmit(&mut self) -> Option<(Peer, Bytes)> {
+        // The handler that ran before changed some calls' deadlines.
+        self.calls.reindex();
         while let Some(t) = self.txn.poll_transmit() {
             self.sip_counts.count_sip(&self.metrics, "out", &t.msg);
             self.out.push_msg(t.to, &t.msg);
