@@ -89,12 +89,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     let bind_ip = rtp_ip(&cfg);
     let ports = shards::rtp_pool(cfg.server.rtp_ports.clone(), bind_ip);
-    let mut endpoints = crate::endpoint::Shared::endpoints_with_ports(&cfg, workers, now(), ports);
+    let endpoints = crate::endpoint::Shared::endpoints_with_ports(&cfg, workers, now(), ports);
     let metrics = crate::metrics::Metrics::new();
     metrics.set_config(&cfg);
-    for ep in &mut endpoints {
-        ep.set_metrics(metrics.clone());
-    }
     // The shards' SIP queues exist before the sockets, which feed them.
     let (sip_tx, sip_rx) = shards::sip_queues(endpoints.len());
     let (transports, tcp) = Transports::bind(&cfg.server.sip, sip_tx)

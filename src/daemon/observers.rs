@@ -52,8 +52,11 @@ impl Observers {
         }
     }
 
-    /// Folds every event `ep` has queued.
+    /// Folds every event `ep` has queued, and adds its tally to the
+    /// counters.
     pub fn drain(&mut self, ep: &mut Endpoint, now: Now) {
+        let tally = ep.take_tally();
+        self.metrics.absorb(ep.shard().index, &tally);
         let Some(first) = ep.poll_event(now) else {
             return;
         };

@@ -60,12 +60,9 @@ impl Endpoint {
         let Some(call) = self.calls.get(ck) else {
             return;
         };
-        let Some(invite_req) = self.invites.get(ck).map(|(_, r)| r.clone()) else {
-            return;
-        };
         let ring = self.cfg.queues.get(queue).map_or(15, |q| q.ring_timeout_s);
         let wait = waited.as_secs();
-        let caller = caller_number(&invite_req);
+        let caller = call.caller.clone();
         // Screen pop: one header per IVR variable. Names are config
         // identifiers and values are DTMF digits, both header-safe.
         let vars: String = call

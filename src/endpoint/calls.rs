@@ -95,12 +95,7 @@ impl Endpoint {
                         .any(|l| Some(l.addr.port()) == port)
             });
         if !ours {
-            self.metrics
-                .sip_dropped
-                .get_or_create(&crate::metrics::ReasonLabel {
-                    reason: "foreign_via",
-                })
-                .inc();
+            *self.tally.dropped.entry("foreign_via").or_default() += 1;
             return debug!(%from, "response with a foreign top Via dropped");
         }
         if let Some(ev) = self.txn.on_response(resp, from, now.mono) {

@@ -15,6 +15,7 @@ mod outbound;
 mod qualify;
 mod routing;
 mod shard;
+mod tally;
 #[cfg(test)]
 mod tests;
 mod views;
@@ -36,6 +37,7 @@ pub use media::{LegId, MediaCommand, MediaEvent};
 pub use shard::{
     owner_of_output, raw_call_id, shard_of_call_id, shard_of_id, stand_in_router, ShardId, Shared,
 };
+pub use tally::{method_label, Tally};
 
 /// How often expired registrations are swept and waiting calls are offered
 /// again (an agent's shift may have started).
@@ -93,12 +95,8 @@ pub struct Endpoint {
     draining: bool,
     /// When expired registrations are next swept (and the file rewritten).
     housekeeping_at: Instant,
-    /// Prometheus counters (atomics, shared with `/metrics`).
-    metrics: Arc<crate::metrics::Metrics>,
-    /// This shard's handles on the SIP counters of `metrics`.
-    sip_counts: crate::metrics::SipCounters,
-    /// This shard's count in `metrics.shard_decisions`.
-    decisions: prometheus_client::metrics::counter::Counter,
+    /// What this shard counted of its work since the daemon last looked.
+    tally: Tally,
     /// The event stream on its way to its consumers.
     stream: emit::Stream,
     /// Calls accepted so far (their event-stream numbers).
@@ -151,9 +149,7 @@ impl Endpoint {
             out: outbound::Queue::default(),
             draining: false,
             housekeeping_at: now.mono + HOUSEKEEPING,
-            metrics: Arc::default(),
-            decisions: Default::default(),
-            sip_counts: Default::default(),
+            tally: Tally::default(),
             stream: Default::default(),
             next_seq: 0,
             numbers: number_index(&cfg),
@@ -163,25 +159,6 @@ impl Endpoint {
             ep.announce_agents(now);
         }
         ep
-    }
-
-    /// The counters this endpoint feeds.
-    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
-        &self.metrics
-    }
-
-    /// Counts into `m` from now on (the daemon shares it with `/metrics`).
-    pub fn set_metrics(&mut self, m: Arc<crate::metrics::Metrics>) {
-        // This shard's decision counter, looked up once: the family's map
-        // is behind a lock every shard would otherwise take per decision.
-        let shard = self.shard.index as u64;
-        self.decisions = m
-            .shard_decisions
-            .get_or_create(&crate::metrics::ShardLabel { shard })
-            .clone();
-        // Handles into the old registry count nowhere now.
-        self.sip_counts = Default::default();
-        self.metrics = m;
     }
 
     /// The configuration in force.
@@ -257,7 +234,7 @@ impl Endpoint {
     pub fn handle_inbound(&mut self, bytes: &[u8], from: Peer, now: Now) {
         let parsed = crate::sip::message::parse(bytes);
         if let Ok(msg) = &parsed {
-            self.sip_counts.count_sip(&self.metrics, "in", msg);
+            self.tally.sip("in", msg);
         }
         match parsed {
             Ok(rsip::SipMessage::Request(req)) => self.on_request(req, from, now),
@@ -265,14 +242,13 @@ impl Endpoint {
             // A CRLF keep-alive (RFC 5626 §4.4.1) is not an error.
             Err(crate::sip::message::ParseError::Empty) => {}
             Err(err) => {
-                self.metrics.sip_parse_errors.inc();
+                self.tally.parse_errors += 1;
                 debug!(%from, error = %err, "unparsable message");
                 if let Some(resp) = crate::sip::message::error_response(bytes, &err) {
                     // "SIP/2.0 400 ...": the method is unknown, it did not parse.
                     let code = resp.get(8..11).and_then(|c| std::str::from_utf8(c).ok());
                     if let Some(code) = code.and_then(|c| c.parse().ok()) {
-                        self.sip_counts
-                            .count_response(&self.metrics, "out", "other", code);
+                        self.tally.response("out", "other", code);
                     }
                     self.out.push_bytes(from, Bytes::from(resp));
                 }
@@ -340,7 +316,7 @@ impl Endpoint {
         // The handler that ran before changed some calls' deadlines.
         self.calls.reindex();
         while let Some(t) = self.txn.poll_transmit() {
-            self.sip_counts.count_sip(&self.metrics, "out", &t.msg);
+            self.tally.sip("out", &t.msg);
             self.out.push_msg(t.to, &t.msg);
         }
         self.out.pop()

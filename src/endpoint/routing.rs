@@ -117,7 +117,7 @@ impl Endpoint {
     fn apply_one(&mut self, out: Output, now: Now) {
         let owner = self.shard.owner_of(super::shard::output_call(&out).0);
         if owner != self.shard.index {
-            self.metrics.shard_handovers.inc();
+            self.tally.handovers += 1;
             self.foreign.push_back((owner, out));
             return;
         }
@@ -230,13 +230,10 @@ impl Endpoint {
     /// Runs one router decision and observes how long it took. The clock
     /// is read for the histogram only: what the router decides never
     /// depends on it.
-    pub(super) fn timed<T>(&self, decide: impl FnOnce(&Router) -> T) -> T {
+    pub(super) fn timed<T>(&mut self, decide: impl FnOnce(&Router) -> T) -> T {
         let t = Instant::now();
         let out = decide(&self.router);
-        self.metrics
-            .routing_seconds
-            .observe(t.elapsed().as_secs_f64());
-        self.decisions.inc();
+        self.tally.decisions.push(t.elapsed().as_secs_f64());
         out
     }
 

@@ -27,6 +27,7 @@ enum Stage {
 pub struct MetricsFold {
     metrics: Arc<Metrics>,
     handles: CounterHandles,
+    sip: super::SipCounters,
     calls: HashMap<CallRef, Stage>,
 }
 
@@ -35,7 +36,15 @@ impl MetricsFold {
         MetricsFold {
             metrics,
             handles: CounterHandles::default(),
+            sip: super::SipCounters::default(),
             calls: HashMap::new(),
+        }
+    }
+
+    /// Adds what shard `shard`'s engine counted of its own work.
+    pub fn absorb(&mut self, shard: usize, tally: &crate::endpoint::Tally) {
+        if !tally.is_empty() {
+            self.sip.absorb(&self.metrics, shard, tally);
         }
     }
 
