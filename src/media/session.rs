@@ -767,6 +767,43 @@ mod tests {
         assert_eq!(&out[12..], &report[12..], "statistics untouched");
     }
 
+    /// A bridged caller silent for 30 s: a third party's RTP and RTCP to
+    /// its leg reach neither the agent nor move where the caller's audio
+    /// goes; the caller's own next packet is relayed as before.
+    #[test]
+    fn a_silent_callers_leg_is_not_taken_over() {
+        let t = Instant::now();
+        let (mut caller, mut agent) = caller_and_agent(t);
+        caller.play(Source::Relay, t);
+        agent.play(Source::Relay, t);
+        let from_caller = "192.0.2.1:4000".parse().unwrap();
+        let third: SocketAddr = "203.0.113.66:5000".parse().unwrap();
+        let mut out = Vec::new();
+        let pkt = |seq| rtp(0, seq, u32::from(seq) * 160, 0xC0, false, &[0x7F; 160]);
+        assert!(caller.relay_to(&mut agent, from_caller, &pkt(1), t, &mut out));
+        let later = ms(t, 30_000);
+        let intruder = rtp(0, 1, 0, 0xBAD, false, &[0x11; 160]);
+        assert!(!caller.relay_to(&mut agent, third, &intruder, later, &mut out));
+        let rr = rr(0xBAD);
+        let to = caller.relay_rtcp_to(
+            &mut agent,
+            "203.0.113.66:5001".parse().unwrap(),
+            &rr,
+            true,
+            later,
+            &mut out,
+        );
+        assert_eq!(to, None);
+        assert_eq!(caller.remote(), Some(from_caller));
+        assert_eq!(
+            caller.rtcp_remote(),
+            Some("192.0.2.1:4001".parse().unwrap())
+        );
+        assert_eq!(caller.stats().dropped_foreign, 2);
+        assert_eq!(caller.last_rx(), t, "foreign packets are no sign of life");
+        assert!(caller.relay_to(&mut agent, from_caller, &pkt(2), later, &mut out));
+    }
+
     /// The media task's loop on a virtual clock: each leg woken only at its
     /// own deadline, late by 0-3 ms as a loaded timer would be. Music stays
     /// on its 20 ms grid without drift for ten minutes, and a bridged leg
