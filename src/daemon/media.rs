@@ -2,10 +2,15 @@
 //! RTCP port above it (RTCP is also accepted muxed on the RTP port), a
 //! reader task per socket, and one task that owns every leg's sans-IO
 //! [`Leg`] and carries out the endpoint's media commands: play prompts and
-//! music (paced every few milliseconds), relay between bridged legs
+//! music (each leg woken at its own frame deadline), relay between bridged
+//! legs
 //! (transcoding PCMU/PCMA; RTCP with its SSRCs translated), send our RTCP
 //! Sender Reports while not bridged, detect digits, and report a leg that
 //! has gone silent for `server.rtp_timeout_s`.
+//!
+//! The task sleeps until the earliest deadline of any leg ([`Deadlines`]):
+//! a wake-up touches only the legs that are due, so bridged legs, which
+//! only relay, cost nothing between their packets.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -20,12 +25,17 @@ use tracing::{debug, warn};
 
 use crate::endpoint::{LegId, MediaCommand, MediaEvent};
 use crate::media::relay::is_rtcp;
-use crate::media::{Codec, Leg, LegParams, Prompt, PromptCache, RelayStats, Source};
+use crate::media::{
+    Codec, Deadlines, Leg, LegParams, Outgoing, Prompt, PromptCache, RelayStats, Source,
+};
 use crate::metrics::{Metrics, ReasonLabel};
 
-/// How often generated audio (prompts, music) is paced out. The pacer
-/// keeps its own 20 ms grid; this only bounds how late a frame leaves.
-const PACE_TICK: Duration = Duration::from_millis(5);
+/// A leg whose timer still claims to be due right after its turn waits
+/// this long, so it cannot spin the task.
+const MIN_RESCHEDULE: Duration = Duration::from_millis(1);
+
+/// What the sleep waits for when no leg has a deadline.
+const IDLE_SLEEP: Duration = Duration::from_secs(3600);
 
 /// A received datagram and where it came from.
 struct Packet {
@@ -88,6 +98,8 @@ struct Engine {
     bind_ip: IpAddr,
     rtp_timeout: Duration,
     slots: HashMap<LegId, Slot>,
+    /// When each leg next needs a look (frames, reports, DTMF, timeout).
+    deadlines: Deadlines<LegId>,
     prompts: PromptCache,
     events: mpsc::UnboundedSender<MediaEvent>,
     pkt_tx: mpsc::Sender<Packet>,
@@ -107,15 +119,25 @@ async fn run(
         bind_ip,
         rtp_timeout,
         slots: HashMap::new(),
+        deadlines: Deadlines::new(),
         prompts: PromptCache::new(),
         events,
         pkt_tx,
         out: Vec::with_capacity(256),
         metrics,
     };
-    let mut tick = tokio::time::interval(PACE_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // One timer, re-armed only when the earliest deadline changes (not per
+    // packet batch).
+    let sleep = tokio::time::sleep(IDLE_SLEEP);
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
     loop {
+        let next = e.deadlines.earliest();
+        if next != armed {
+            let at = next.unwrap_or_else(|| Instant::now() + IDLE_SLEEP);
+            sleep.as_mut().reset(tokio::time::Instant::from_std(at));
+            armed = next;
+        }
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 Some(cmd) => e.apply(cmd).await,
@@ -128,7 +150,10 @@ async fn run(
                     e.on_packet(p);
                 }
             }
-            _ = tick.tick() => e.on_tick(Instant::now()),
+            _ = &mut sleep, if armed.is_some() => {
+                armed = None;
+                e.on_due(Instant::now());
+            }
         }
     }
 }
@@ -198,6 +223,7 @@ impl Engine {
                         timed_out: false,
                     },
                 );
+                self.reschedule(leg);
             }
             MediaCommand::Update {
                 leg,
@@ -210,6 +236,7 @@ impl Engine {
                     s.leg.update_remote(params(codec, telephone_event), remote);
                     s.leg.set_expect_rx(sending, now);
                 }
+                self.reschedule(leg);
             }
             MediaCommand::Play {
                 leg,
@@ -240,11 +267,13 @@ impl Engine {
                     Prompt::concat(&loaded)
                 };
                 s.leg.play(Source::prompt(prompt, looped), now);
+                self.reschedule(leg);
             }
             MediaCommand::Stop { leg } => {
                 if let Some(s) = self.slots.get_mut(&leg) {
                     s.leg.play(Source::Silence, now);
                 }
+                self.reschedule(leg);
             }
             MediaCommand::Bridge { a, b } => {
                 for (me, other) in [(a, b), (b, a)] {
@@ -254,13 +283,18 @@ impl Engine {
                         // Digits are no longer for the IVR; spare the CPU.
                         s.leg.set_inband_dtmf(false);
                     }
+                    self.reschedule(me);
                 }
             }
             MediaCommand::Close { leg } => {
+                self.deadlines.cancel(leg);
                 if let Some(s) = self.slots.remove(&leg) {
-                    if let Some(other) = s.bridge.and_then(|b| self.slots.get_mut(&b)) {
-                        other.bridge = None;
-                        other.leg.play(Source::Silence, now);
+                    if let Some(b) = s.bridge {
+                        if let Some(other) = self.slots.get_mut(&b) {
+                            other.bridge = None;
+                            other.leg.play(Source::Silence, now);
+                        }
+                        self.reschedule(b);
                     }
                 }
             }
@@ -309,6 +343,7 @@ impl Engine {
             }
         }
         self.drain_events(p.leg);
+        self.reschedule_earlier(p.leg);
     }
 
     /// Valid RTCP from a bridged leg's peer goes to the other leg's peer
@@ -319,6 +354,7 @@ impl Engine {
         let Some(mut me) = self.slots.remove(&p.leg) else {
             return;
         };
+        let before = *me.leg.stats();
         match bridge.and_then(|b| self.slots.get_mut(&b)) {
             Some(other) => {
                 let to = me.leg.relay_rtcp_to(
@@ -339,32 +375,70 @@ impl Engine {
                 me.leg.on_rtcp(p.from, &p.bytes, p.rtcp_port, now);
             }
         }
+        count_drops(&self.metrics, &before, me.leg.stats());
         self.slots.insert(p.leg, me);
     }
 
-    fn on_tick(&mut self, now: Instant) {
+    /// Runs every leg whose deadline has come, and only those.
+    fn on_due(&mut self, now: Instant) {
         let wall = SystemTime::now();
-        let ids: Vec<LegId> = self.slots.keys().copied().collect();
-        for id in ids {
-            let Some(s) = self.slots.get_mut(&id) else {
-                continue;
+        while let Some(id) = self.deadlines.pop_due(now) {
+            self.run_leg(id, now, wall);
+        }
+    }
+
+    fn run_leg(&mut self, id: LegId, now: Instant, wall: SystemTime) {
+        let Some(s) = self.slots.get_mut(&id) else {
+            return;
+        };
+        let (rtp_to, rtcp_to) = (s.leg.remote(), s.leg.rtcp_remote());
+        // As `Slot::rtcp_sock`, by field, to leave `s.leg` free to borrow.
+        let sock: &UdpSocket = &s.sock;
+        let rtcp_sock: &UdpSocket = match &s.rtcp_sock {
+            Some(r) if !s.leg.rtcp_muxed() => r,
+            _ => sock,
+        };
+        s.leg.run_timers(now, wall, &mut self.out, |kind, pkt| {
+            let (sock, to) = match kind {
+                Outgoing::Rtp => (sock, rtp_to),
+                Outgoing::Rtcp => (rtcp_sock, rtcp_to),
             };
-            s.leg.handle_timeout(now);
-            while s.leg.poll_rtp(now, &mut self.out) {
-                if let Some(to) = s.leg.remote() {
-                    let _ = s.sock.try_send_to(&self.out, to);
-                }
+            if let Some(to) = to {
+                let _ = sock.try_send_to(pkt, to);
             }
-            if s.leg.poll_rtcp(now, wall, &mut self.out) {
-                if let Some(to) = s.leg.rtcp_remote() {
-                    let _ = s.rtcp_sock().try_send_to(&self.out, to);
-                }
-            }
-            if !s.timed_out && s.leg.is_timed_out(now, self.rtp_timeout) {
-                s.timed_out = true;
-                let _ = self.events.send(MediaEvent::Timeout { leg: id });
-            }
-            self.drain_events(id);
+        });
+        if !s.timed_out && s.leg.is_timed_out(now, self.rtp_timeout) {
+            s.timed_out = true;
+            let _ = self.events.send(MediaEvent::Timeout { leg: id });
+        }
+        self.drain_events(id);
+        // A timer still claiming to be due waits a moment (no spinning).
+        let at = self
+            .deadline_of(id)
+            .map(|t| if t <= now { now + MIN_RESCHEDULE } else { t });
+        self.deadlines.set(id, at);
+    }
+
+    /// When leg `id` next needs a turn: its own timers, and the RTP timeout
+    /// until it has fired.
+    fn deadline_of(&self, id: LegId) -> Option<Instant> {
+        let s = self.slots.get(&id)?;
+        let watch = (!s.timed_out).then_some(self.rtp_timeout);
+        s.leg.next_deadline(watch)
+    }
+
+    /// After a command changed what leg `id` does: its deadline as it now is.
+    fn reschedule(&mut self, id: LegId) {
+        let at = self.deadline_of(id);
+        self.deadlines.set(id, at);
+    }
+
+    /// After a packet: only a sooner deadline (a DTMF end timer) is worth a
+    /// heap entry; one that moved later (the RTP timeout, pushed back by
+    /// every packet) costs a harmless early look when it comes.
+    fn reschedule_earlier(&mut self, id: LegId) {
+        if let Some(at) = self.deadline_of(id) {
+            self.deadlines.schedule_earlier(id, at);
         }
     }
 

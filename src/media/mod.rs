@@ -4,12 +4,16 @@
 //! A driver owns the sockets and, per call, one [`Leg`] per call leg: it
 //! feeds datagrams to `Leg::on_rtp`/`relay_to` (RTCP to `relay_rtcp_to`),
 //! sends what `poll_rtp` writes to `Leg::remote()` and what `poll_rtcp`
-//! writes to `Leg::rtcp_remote()`, sleeps until `next_timeout()`, and hands
-//! `poll_event()` results (digits, prompt ends) to the call logic.
+//! writes to `Leg::rtcp_remote()` (both through `Leg::run_timers`), keeps
+//! each leg's `next_deadline()` in a [`Deadlines`] heap and sleeps until the
+//! earliest, and hands `poll_event()` results (digits, prompt ends) to the
+//! call logic.
 
+pub mod deadlines;
 pub mod dtmf;
 pub mod event;
 pub mod g711;
+pub mod latch;
 pub mod pacer;
 pub mod ports;
 pub mod prompt;
@@ -18,6 +22,7 @@ pub mod rtcp;
 pub mod sdp;
 pub mod session;
 
+pub use deadlines::Deadlines;
 pub use dtmf::{DtmfEvent, DtmfSource};
 pub use event::MediaEvent;
 pub use g711::Codec;
@@ -26,4 +31,4 @@ pub use ports::{PortPair, PortPool};
 pub use prompt::{Prompt, PromptCache, PromptError};
 pub use relay::{LegParams, RelayStats};
 pub use sdp::{answer, Direction, SdpError, SdpOffer};
-pub use session::Leg;
+pub use session::{Leg, Outgoing};

@@ -4,11 +4,12 @@
 //! and timestamp space, its codec and telephone-event payload type).
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rtp_rs::RtpReader;
 
 use crate::media::g711::{self, Codec};
+use crate::media::latch::{Latch, Verdict};
 use crate::media::pacer::{InHeader, Pacer};
 
 /// What was negotiated for one leg.
@@ -29,7 +30,7 @@ pub struct RelayStats {
     pub relayed: u64,
     /// Of those, how many had their payload re-encoded.
     pub transcoded: u64,
-    /// Valid RTP from an address other than the latched one.
+    /// Valid RTP (or RTCP) from a source other than the latched peer.
     pub dropped_foreign: u64,
     /// Not RTP version 2, too short, or inconsistent header lengths.
     pub dropped_garbage: u64,
@@ -46,7 +47,8 @@ pub struct RelayStats {
     pub rtcp_sent: u64,
     /// SSRC changes accepted from the latched address.
     pub ssrc_changes: u64,
-    /// Times the remote address was re-learnt after the old one went quiet.
+    /// Times another source replaced the latched one (the signalled
+    /// address, or the same stream from a new address).
     pub relatched: u64,
 }
 
@@ -91,48 +93,54 @@ pub fn parse(pkt: &[u8]) -> Result<RtpIn<'_>, DropReason> {
     })
 }
 
-/// How long the latched address must be silent before another address may
-/// take over (a phone that changed network or NAT binding mid-call).
-/// Shorter would let a stray stream steal the call's audio.
-pub const DEFAULT_RELATCH_AFTER: Duration = Duration::from_secs(2);
-
-/// Symmetric RTP (RFC 4961 spirit, as phones behind NAT need): the first
-/// valid packet fixes where the peer is; we then send there and accept
-/// only from there.
+/// Receiving side of a leg: symmetric RTP (RFC 4961 spirit, as phones
+/// behind NAT need) under the rules of [`Latch`]; we send where the
+/// latched source is and accept only from there.
 #[derive(Debug, Clone)]
 pub struct Inbound {
-    remote: Option<SocketAddr>,
-    ssrc: Option<u32>,
+    latch: Latch,
     last_rx: Option<Instant>,
-    relatch_after: Duration,
     stats: RelayStats,
 }
 
 impl Inbound {
-    pub fn new(relatch_after: Duration) -> Inbound {
+    /// A leg whose SDP names `signalled`.
+    pub fn new(signalled: Option<SocketAddr>) -> Inbound {
         Inbound {
-            remote: None,
-            ssrc: None,
+            latch: Latch::new(signalled),
             last_rx: None,
-            relatch_after,
             stats: RelayStats::default(),
         }
     }
 
     /// The latched peer address, once a packet came.
     pub fn latched(&self) -> Option<SocketAddr> {
-        self.remote
+        self.latch.latched()
     }
 
     /// The SSRC of the latched peer's stream, once a packet came.
     pub fn ssrc(&self) -> Option<u32> {
-        self.ssrc
+        self.latch.ssrc()
     }
 
-    /// Forget the peer (its SDP moved it, e.g. a re-INVITE).
+    /// The SDP's address changed (or not: then the latch stays).
+    pub fn set_signalled(&mut self, signalled: Option<SocketAddr>) {
+        self.latch.set_signalled(signalled);
+    }
+
+    /// Forget the peer.
     pub fn reset_latch(&mut self) {
-        self.remote = None;
-        self.ssrc = None;
+        self.latch.reset();
+    }
+
+    /// Whether RTCP from `from` may come from the peer (else it is counted
+    /// as foreign).
+    pub fn admits_rtcp(&mut self, from: SocketAddr) -> bool {
+        let ok = self.latch.admits_rtcp(from);
+        if !ok {
+            self.stats.dropped_foreign += 1;
+        }
+        ok
     }
 
     pub fn stats(&self) -> &RelayStats {
@@ -166,27 +174,18 @@ impl Inbound {
                 return None;
             }
         };
-        match self.remote {
-            Some(r) if r == from => {}
-            Some(_) => {
-                let quiet = match self.last_rx {
-                    Some(t) => now.saturating_duration_since(t) >= self.relatch_after,
-                    None => true,
-                };
-                if !quiet {
-                    self.stats.dropped_foreign += 1;
-                    return None;
-                }
-                self.stats.relatched += 1;
-                self.remote = Some(from);
-                self.ssrc = None;
+        let before = self.latch.ssrc();
+        match self.latch.admit(from, rtp.header.ssrc, rtp.header.seq) {
+            Verdict::Foreign => {
+                self.stats.dropped_foreign += 1;
+                return None;
             }
-            None => self.remote = Some(from),
+            Verdict::Moved(_) => self.stats.relatched += 1,
+            Verdict::Accept if before.is_some_and(|s| s != rtp.header.ssrc) => {
+                self.stats.ssrc_changes += 1
+            }
+            Verdict::Accept | Verdict::Learned => {}
         }
-        if self.ssrc.is_some_and(|s| s != rtp.header.ssrc) {
-            self.stats.ssrc_changes += 1;
-        }
-        self.ssrc = Some(rtp.header.ssrc);
         self.last_rx = Some(now);
         self.stats.received += 1;
         Some(rtp)
@@ -261,40 +260,49 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn latches_first_source_and_drops_foreign() {
+    fn latches_first_source_and_drops_foreign_even_after_silence() {
         let t = Instant::now();
-        let mut inb = Inbound::new(DEFAULT_RELATCH_AFTER);
         let a = addr("10.0.0.1:4000");
         let b = addr("10.0.0.9:5000");
+        let mut inb = Inbound::new(Some(a));
         assert!(inb
             .receive(a, &rtp(0, 1, 0, 7, false, &[1; 160]), t)
             .is_some());
         assert_eq!(inb.latched(), Some(a));
         assert!(inb
-            .receive(b, &rtp(0, 2, 160, 7, false, &[1; 160]), t)
+            .receive(b, &rtp(0, 2, 160, 8, false, &[1; 160]), t)
             .is_none());
         assert_eq!(inb.stats().dropped_foreign, 1);
-        // The latched source going quiet lets a new address take over.
-        let later = t + DEFAULT_RELATCH_AFTER;
+        // The latched source going quiet is no reason to let another in.
+        let later = t + std::time::Duration::from_secs(30);
         assert!(inb
-            .receive(b, &rtp(0, 3, 320, 7, false, &[1; 160]), later)
+            .receive(b, &rtp(0, 3, 320, 8, false, &[1; 160]), later)
+            .is_none());
+        assert_eq!((inb.latched(), inb.stats().dropped_foreign), (Some(a), 2));
+        // The same stream continuing from elsewhere (NAT re-binding) does.
+        assert!(inb
+            .receive(b, &rtp(0, 2, 320, 7, false, &[1; 160]), later)
             .is_some());
         assert_eq!((inb.latched(), inb.stats().relatched), (Some(b), 1));
+        // And the signalled address takes it back.
         assert!(inb
             .receive(a, &rtp(0, 4, 480, 7, false, &[]), later)
-            .is_none());
-        assert_eq!(inb.stats().dropped_foreign, 2);
+            .is_some());
+        assert_eq!((inb.latched(), inb.stats().relatched), (Some(a), 2));
         inb.reset_latch();
         assert!(inb
-            .receive(a, &rtp(0, 5, 640, 7, false, &[]), later)
+            .receive(b, &rtp(0, 5, 640, 9, false, &[]), later)
             .is_some());
-        assert_eq!(inb.stats().received, 3);
+        assert_eq!(inb.stats().received, 4);
+        assert!(!inb.admits_rtcp(addr("10.0.0.5:5001")));
+        assert!(inb.admits_rtcp(addr("10.0.0.9:5001")));
+        assert_eq!(inb.stats().dropped_foreign, 3);
     }
 
     #[test]
     fn garbage_and_rtcp_are_counted_not_accepted() {
         let t = Instant::now();
-        let mut inb = Inbound::new(DEFAULT_RELATCH_AFTER);
+        let mut inb = Inbound::new(None);
         let a = addr("10.0.0.1:4000");
         let mut v1 = rtp(0, 1, 0, 7, false, &[0; 10]);
         v1[0] = 0x40; // version 1
@@ -317,7 +325,7 @@ pub(crate) mod tests {
     #[test]
     fn ssrc_change_from_latched_address_is_accepted_and_counted() {
         let t = Instant::now();
-        let mut inb = Inbound::new(DEFAULT_RELATCH_AFTER);
+        let mut inb = Inbound::new(None);
         let a = addr("[2001:db8::1]:4000");
         inb.receive(a, &rtp(0, 1, 0, 7, false, &[]), t).unwrap();
         let pkt = rtp(0, 90, 5, 8, true, &[9]);
@@ -456,7 +464,7 @@ pub(crate) mod tests {
         #[test]
         fn random_datagrams_never_panic(pkt in proptest::collection::vec(any::<u8>(), 0..300), port in 1u16..3) {
             let t = Instant::now();
-            let mut inb = Inbound::new(DEFAULT_RELATCH_AFTER);
+            let mut inb = Inbound::new(None);
             let from = SocketAddr::from(([10, 0, 0, 1], port));
             let a = LegParams { codec: Codec::Pcmu, te_pt: Some(101) };
             let b = LegParams { codec: Codec::Pcma, te_pt: None };

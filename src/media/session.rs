@@ -9,8 +9,15 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::media::dtmf::{InbandDetector, Rfc4733Receiver};
 use crate::media::event::MediaEvent;
 use crate::media::pacer::{Pacer, PacerConfig, Source};
-use crate::media::relay::{self, Inbound, LegParams, RelayStats, RtpIn, DEFAULT_RELATCH_AFTER};
+use crate::media::relay::{self, Inbound, LegParams, RelayStats, RtpIn};
 use crate::media::rtcp::{self, Reception, ReportTimer, SenderInfo};
+
+/// Which of a leg's sockets a packet from [`Leg::run_timers`] leaves by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outgoing {
+    Rtp,
+    Rtcp,
+}
 
 #[derive(Debug)]
 pub struct Leg {
@@ -55,7 +62,7 @@ impl Leg {
         Leg {
             params,
             sdp_remote,
-            inbound: Inbound::new(DEFAULT_RELATCH_AFTER),
+            inbound: Inbound::new(sdp_remote),
             pacer: Pacer::new(
                 PacerConfig {
                     codec: params.codec,
@@ -86,13 +93,14 @@ impl Leg {
         self.inbound.latched().or(self.sdp_remote)
     }
 
-    /// A re-INVITE's new SDP. A moved address drops the latch.
+    /// A re-INVITE's or UPDATE's new SDP. A moved address drops the latch
+    /// (the leg learns its peer again); the same address keeps it.
     pub fn update_remote(&mut self, params: LegParams, sdp_remote: Option<SocketAddr>) {
         if sdp_remote != self.sdp_remote {
-            self.inbound.reset_latch();
             self.rtcp_latched = None;
             self.rtcp_muxed = false;
         }
+        self.inbound.set_signalled(sdp_remote);
         self.sdp_remote = sdp_remote;
         self.params = params;
         self.pacer.set_codec(params.codec);
@@ -150,7 +158,14 @@ impl Leg {
             self.on_rtcp(from, pkt, false, now);
             return None;
         }
+        let was = self.inbound.latched();
         let rtp = self.inbound.receive(from, pkt, now)?;
+        if was.is_some_and(|w| w != from) {
+            // The peer moved (NAT re-binding, signalled address): its RTCP
+            // address is to be learnt again too.
+            self.rtcp_latched = None;
+            self.rtcp_muxed = false;
+        }
         self.last_activity = now;
         let h = rtp.header;
         let audio = self.params.te_pt != Some(rtp.pt);
@@ -171,8 +186,12 @@ impl Leg {
     /// A datagram from the RTCP port (`rtcp_port`), or one that looks like
     /// RTCP muxed on the RTP port. Valid compound RTCP is a sign of life and
     /// teaches where the peer's RTCP is; anything else is dropped and
-    /// counted. Returns whether it is valid (worth relaying).
+    /// counted, as is RTCP from a host other than the peer's. Returns
+    /// whether it is accepted (worth relaying).
     pub fn on_rtcp(&mut self, from: SocketAddr, pkt: &[u8], rtcp_port: bool, now: Instant) -> bool {
+        if !self.inbound.admits_rtcp(from) {
+            return false;
+        }
         if rtcp::check(pkt).is_err() {
             self.inbound.stats_mut().dropped_rtcp += 1;
             return false;
@@ -320,6 +339,45 @@ impl Leg {
     /// Runs the DTMF end-of-event timer.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.rfc4733.handle_timeout(now);
+    }
+
+    /// Runs everything due at `now`: the DTMF end timer, every generated
+    /// frame due (prompt, music, silence) and our RTCP report; `send` gets
+    /// each packet with where it goes (`remote()` or `rtcp_remote()`).
+    pub fn run_timers(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        out: &mut Vec<u8>,
+        mut send: impl FnMut(Outgoing, &[u8]),
+    ) {
+        self.handle_timeout(now);
+        while self.poll_rtp(now, out) {
+            send(Outgoing::Rtp, out);
+        }
+        if self.poll_rtcp(now, wall, out) {
+            send(Outgoing::Rtcp, out);
+        }
+    }
+
+    /// When the driver must next look at this leg: its timers, and the
+    /// RTP timeout (`rtp_timeout`, if it still watches for one). A bridged
+    /// leg only relays: it has no timer but the timeout, so it costs no
+    /// wake-up per frame.
+    pub fn next_deadline(&self, rtp_timeout: Option<Duration>) -> Option<Instant> {
+        let silent = rtp_timeout.and_then(|d| self.rtp_timeout_at(d));
+        match (self.next_timeout(), silent) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When [`Leg::is_timed_out`] turns true if nothing more arrives; None
+    /// while the peer is not expected to send.
+    pub fn rtp_timeout_at(&self, timeout: Duration) -> Option<Instant> {
+        self.expect_rx
+            .then(|| self.last_activity.checked_add(timeout))
+            .flatten()
     }
 
     /// Next event: prompt ended, or a digit by RTP (4733 or in-band).
@@ -707,6 +765,120 @@ mod tests {
         assert_eq!(&out[4..8], &0xA6Eu32.to_be_bytes());
         assert_eq!(&out[8..12], &0xAu32.to_be_bytes());
         assert_eq!(&out[12..], &report[12..], "statistics untouched");
+    }
+
+    /// A bridged caller silent for 30 s: a third party's RTP and RTCP to
+    /// its leg reach neither the agent nor move where the caller's audio
+    /// goes; the caller's own next packet is relayed as before.
+    #[test]
+    fn a_silent_callers_leg_is_not_taken_over() {
+        let t = Instant::now();
+        let (mut caller, mut agent) = caller_and_agent(t);
+        caller.play(Source::Relay, t);
+        agent.play(Source::Relay, t);
+        let from_caller = "192.0.2.1:4000".parse().unwrap();
+        let third: SocketAddr = "203.0.113.66:5000".parse().unwrap();
+        let mut out = Vec::new();
+        let pkt = |seq| rtp(0, seq, u32::from(seq) * 160, 0xC0, false, &[0x7F; 160]);
+        assert!(caller.relay_to(&mut agent, from_caller, &pkt(1), t, &mut out));
+        let later = ms(t, 30_000);
+        let intruder = rtp(0, 1, 0, 0xBAD, false, &[0x11; 160]);
+        assert!(!caller.relay_to(&mut agent, third, &intruder, later, &mut out));
+        let rr = rr(0xBAD);
+        let to = caller.relay_rtcp_to(
+            &mut agent,
+            "203.0.113.66:5001".parse().unwrap(),
+            &rr,
+            true,
+            later,
+            &mut out,
+        );
+        assert_eq!(to, None);
+        assert_eq!(caller.remote(), Some(from_caller));
+        assert_eq!(
+            caller.rtcp_remote(),
+            Some("192.0.2.1:4001".parse().unwrap())
+        );
+        assert_eq!(caller.stats().dropped_foreign, 2);
+        assert_eq!(caller.last_rx(), t, "foreign packets are no sign of life");
+        assert!(caller.relay_to(&mut agent, from_caller, &pkt(2), later, &mut out));
+    }
+
+    /// The media task's loop on a virtual clock: each leg woken only at its
+    /// own deadline, late by 0-3 ms as a loaded timer would be. Music stays
+    /// on its 20 ms grid without drift for ten minutes, and a bridged leg
+    /// (relaying only) gets a single turn: for its RTP timeout.
+    #[test]
+    fn deadline_driven_legs_keep_the_grid_and_bridged_legs_cost_nothing() {
+        use crate::media::deadlines::Deadlines;
+        let t = Instant::now();
+        let timeout = Duration::from_secs(60);
+        let params = LegParams {
+            codec: Codec::Pcmu,
+            te_pt: None,
+        };
+        let music = Prompt::from_linear(&[1000i16; 160 * 7]);
+        // Two music legs out of phase by 7 ms, one bridged leg.
+        let starts = [0u64, 7, 3];
+        let mut legs: Vec<Leg> = starts
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| Leg::with_ids(params, None, ids(i as u32), ms(t, s)))
+            .collect();
+        for (i, l) in legs.iter_mut().enumerate().take(2) {
+            l.play(Source::prompt(music.clone(), true), ms(t, starts[i]));
+        }
+        legs[2].play(Source::Relay, ms(t, 3));
+        let mut timed_out = [false; 3];
+        let mut d: Deadlines<usize> = Deadlines::new();
+        for (i, l) in legs.iter().enumerate() {
+            d.set(i, l.next_deadline(Some(timeout)));
+        }
+        let mut sent: [Vec<(Instant, u16, u32)>; 3] = Default::default();
+        let (mut turns, mut rng, mut out) = ([0u32; 3], 12345u32, Vec::new());
+        let end = ms(t, 600_000);
+        while let Some(due) = d.earliest().filter(|&n| n < end) {
+            rng = rng.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let now = due + Duration::from_micros(u64::from(rng >> 16) % 3000);
+            while let Some(i) = d.pop_due(now) {
+                turns[i] += 1;
+                let l = &mut legs[i];
+                l.run_timers(now, std::time::UNIX_EPOCH, &mut out, |kind, p| {
+                    if kind == crate::media::session::Outgoing::Rtp {
+                        let r = RtpReader::new(p).unwrap();
+                        sent[i].push((now, r.sequence_number().into(), r.timestamp()));
+                    }
+                });
+                timed_out[i] |= l.is_timed_out(now, timeout);
+                let watch = (!timed_out[i]).then_some(timeout);
+                let next = l.next_deadline(watch).map(|n| {
+                    if n <= now {
+                        now + Duration::from_millis(1)
+                    } else {
+                        n
+                    }
+                });
+                d.set(i, next);
+            }
+        }
+        for i in 0..2 {
+            assert_eq!(sent[i].len(), 30_000, "leg {i}: one frame per 20 ms");
+            for (k, &(at, seq, ts)) in sent[i].iter().enumerate() {
+                let grid = ms(t, starts[i] + 20 * k as u64);
+                assert!(
+                    at >= grid && at < grid + Duration::from_millis(3),
+                    "leg {i} frame {k} left {:?} after its slot",
+                    at.saturating_duration_since(grid)
+                );
+                assert_eq!(seq, 1000u16.wrapping_add(k as u16));
+                assert_eq!(ts, 50_000u32.wrapping_add(160 * k as u32));
+            }
+        }
+        assert!(sent[2].is_empty());
+        assert_eq!(turns[2], 1, "the bridged leg: its RTP timeout only");
+        assert!(timed_out[2]);
+        // Music legs: one turn per frame, plus a few for their RTCP reports.
+        assert!(turns[0] < 30_000 + 300, "{}", turns[0]);
     }
 
     proptest::proptest! {
