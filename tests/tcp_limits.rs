@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(10);
 const MESSAGE_TIMEOUT_S: u64 = 2;
-const IDLE_S: u64 = 3;
+/// Three times the message timeout: a dribbling connection must be closed
+/// by the message timeout, well before idleness would close it.
+const IDLE_S: u64 = 6;
 
 /// A daemon with small limits; `message_s` and `idle_s` are the TCP
 /// timeouts.
@@ -200,8 +202,10 @@ fn silent_slow_and_idle_connections_are_closed_registered_ones_kept() {
     register_over(&mut registered);
     let mut idle = connect(3, port);
     options_ok(&mut idle);
-    // Slowloris: a message begun and fed a byte every 300 ms never ends.
+    // Slowloris: after one message, the next begun and fed a byte every
+    // 300 ms never ends.
     let mut slow = connect(4, port);
+    options_ok(&mut slow);
     let started = Instant::now();
     let msg = options(&slow);
     let mut closed_slow = false;
@@ -211,8 +215,8 @@ fn silent_slow_and_idle_connections_are_closed_registered_ones_kept() {
             break;
         }
         assert!(
-            started.elapsed() < T,
-            "the dribbling connection stayed open"
+            started.elapsed() < Duration::from_secs(IDLE_S),
+            "the dribbling connection was not closed by the message timeout"
         );
     }
     assert!(closed_slow, "the whole message was sent: make it longer");
@@ -265,4 +269,25 @@ fn the_admin_port_limits_connections_and_times_out_idle_ones() {
     }
     let mut again = connect(1, admin);
     assert_eq!(get(&mut again, "/health"), 200);
+    // A request body that stops coming fails the request (a reply or a
+    // close) instead of holding the connection.
+    let mut slow = connect(1, admin);
+    slow.write_all(
+        b"POST /api/v1/agents/1001/state HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"state\"",
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(T)).unwrap();
+    let mut buf = [0u8; 1024];
+    match slow.read(&mut buf) {
+        Ok(n) if n > 0 => {
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            assert!(!head.contains(" 200 "), "a half body was accepted: {head}");
+        }
+        Ok(_) => {} // closed
+        Err(e) => assert!(
+            !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "the request with a stalled body was still open after {T:?}"
+        ),
+    }
 }

@@ -1,8 +1,9 @@
 //! The admin port's accept loop, bounded: at most `max_connections` open
 //! (more are closed at once, so idle clients cannot use up the process's
 //! file descriptors), and a header timeout that also closes a keep-alive
-//! connection waiting idle for its next request (slowloris). A response
-//! already streaming (the live events) is not cut by it.
+//! connection waiting idle for its next request (slowloris); a request body
+//! that stops arriving for as long fails the request. A response already
+//! streaming (the live events) is not cut by either.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,6 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tower_http::timeout::RequestBodyTimeout;
 use tracing::{debug, info, warn};
 
 /// The admin port's limits (`server.admin_max_connections`,
@@ -86,7 +88,8 @@ pub async fn serve_limited(
         }
         stats.open.fetch_add(1, Ordering::Relaxed);
         let open = Open(stats.clone());
-        let svc = TowerToHyperService::new(app.clone());
+        let app = RequestBodyTimeout::new(app.clone(), limits.header_timeout);
+        let svc = TowerToHyperService::new(app);
         let mut stop = stop_rx.clone();
         let timeout = limits.header_timeout;
         tokio::spawn(async move {
