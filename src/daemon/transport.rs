@@ -186,6 +186,23 @@ impl Transports {
     fn send_tcp(&self, addr: SocketAddr, bytes: Bytes) {
         use dashmap::mapref::entry::Entry;
         use mpsc::error::TrySendError;
+        // The usual case, under the map's read lock: a connection is there.
+        let sender = self.tcp_conns.get(&addr).map(|c| c.1.clone());
+        let bytes = match sender {
+            None => bytes,
+            Some(tx) => match tx.try_send(bytes) {
+                Ok(()) => return,
+                Err(TrySendError::Full(_)) => {
+                    self.stats.tcp_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    debug!(peer = %addr, "tcp queue full: message dropped");
+                    return;
+                }
+                Err(TrySendError::Closed(bytes)) => bytes,
+            },
+        };
+        // None there, or it just ended: under the write lock, so two shards
+        // sending at once open one connection, not two.
         let (bytes, id, tx, rx) = match self.tcp_conns.entry(addr) {
             Entry::Occupied(mut e) => match e.get().1.try_send(bytes) {
                 Ok(()) => return,
