@@ -92,7 +92,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let open_files = tcp_policy::raise_open_files();
     let policy = tcp_policy::from_config(&cfg.server, open_files, ports.available());
     info!(
-        open_files = open_files.map_or("unlimited".to_string(), |n| n.to_string()),
+        // 0: no limit.
+        open_files = open_files.unwrap_or(0),
         tcp_max_connections = policy.max_connections,
         tcp_max_per_source = policy.max_per_source,
         "descriptor budget"
