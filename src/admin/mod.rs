@@ -15,7 +15,9 @@ mod clock;
 mod events;
 mod http;
 mod listen;
+pub mod live;
 mod metrics;
+pub mod today;
 
 pub use backend::{
     AdminBackend, AgentCall, AgentStateRequest, AgentView, BoxFuture, CallView, NextOpenChange,
