@@ -577,6 +577,39 @@ impl Metrics {
                 "SIP messages that could not be sent",
                 c(&t.send_errors),
             );
+            reg.register(
+                "sip_tcp_refused_per_source",
+                "TCP connections refused because their address had too many open",
+                c(&t.tcp_refused_per_source),
+            );
+            reg.register(
+                "sip_tcp_timed_out",
+                "TCP connections closed by the message or idle timeout",
+                c(&t.tcp_timed_out),
+            );
+            reg.register(
+                "sip_tcp_connect_failures",
+                "Outbound TCP connects that failed or timed out",
+                c(&t.tcp_connect_failures),
+            );
+            reg.register(
+                "sip_tcp_dropped",
+                "SIP messages dropped: queued for a failed connect or a peer that does not read",
+                c(&t.tcp_dropped),
+            );
+            let g = |a: &AtomicU64| {
+                ConstGauge::new(i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
+            };
+            reg.register(
+                "sip_tcp_connecting",
+                "Outbound TCP connects under way",
+                g(&t.tcp_connecting),
+            );
+            reg.register(
+                "sip_tcp_connections",
+                "Open SIP TCP connections",
+                g(&t.tcp_open),
+            );
         }
     }
 

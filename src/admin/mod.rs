@@ -14,6 +14,7 @@ mod backend;
 mod clock;
 mod events;
 mod http;
+mod listen;
 pub mod live;
 mod metrics;
 pub mod today;
@@ -25,3 +26,4 @@ pub use backend::{
 pub use clock::{attach_calls, fill_agent_clock, next_open_change};
 pub use events::{with_live_routes, EventHub};
 pub use http::{router, router_with_metrics, serve, AdminConfig};
+pub use listen::{serve_limited, AdminConnStats, AdminLimits};

@@ -456,7 +456,33 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
         max_calls,
         rtp_timeout_s: s.rtp_timeout_s.as_ref().map_or(60, |v| *v.get_ref()),
         queue_log,
+        tcp_connect_timeout_s: at_least_1(ctx, &s.tcp_connect_timeout_s, 10),
+        tcp_max_connections: s
+            .tcp_max_connections
+            .as_ref()
+            .map(|_| to_usize(at_least_1(ctx, &s.tcp_max_connections, 1))),
+        tcp_max_per_source: to_usize(at_least_1(ctx, &s.tcp_max_per_source, 128)),
+        tcp_message_timeout_s: at_least_1(ctx, &s.tcp_message_timeout_s, 10),
+        tcp_idle_s: at_least_1(ctx, &s.tcp_idle_s, 120),
+        admin_max_connections: to_usize(at_least_1(ctx, &s.admin_max_connections, 64)),
+        admin_header_timeout_s: at_least_1(ctx, &s.admin_header_timeout_s, 10),
     }
+}
+
+/// The value of an optional key that must be at least 1, or `default`.
+fn at_least_1(ctx: &mut Ctx, v: &Option<S<u64>>, default: u64) -> u64 {
+    match v {
+        None => default,
+        Some(v) if *v.get_ref() == 0 => {
+            ctx.err(v.span(), "must be at least 1");
+            default
+        }
+        Some(v) => *v.get_ref(),
+    }
+}
+
+fn to_usize(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
 }
 
 fn agent(ctx: &mut Ctx, id: &S<String>, a: &RawAgent, default_tz: Tz) -> Agent {

@@ -6,7 +6,19 @@ use std::collections::BTreeMap;
 
 /// `server` keys read once at start: a reload reports them but they take
 /// effect at the next restart (sockets, files and writer threads).
-pub const RESTART_ONLY: &[&str] = &["sip", "admin", "data_dir", "queue_log"];
+pub const RESTART_ONLY: &[&str] = &[
+    "sip",
+    "admin",
+    "data_dir",
+    "queue_log",
+    "tcp_connect_timeout_s",
+    "tcp_max_connections",
+    "tcp_max_per_source",
+    "tcp_message_timeout_s",
+    "tcp_idle_s",
+    "admin_max_connections",
+    "admin_header_timeout_s",
+];
 
 /// Suffix of a change that waits for a restart.
 pub const AT_RESTART: &str = " (takes effect at the next restart)";
@@ -126,7 +138,9 @@ fn server(old: &Config, new: &Config, out: &mut Vec<String>) {
     let (o, n) = (&old.server, &new.server);
     let fields = changed!(o, n; sip, advertise, domain, rtp_ports, admin,
         admin_token, digest_algorithms, data_dir, prompts, timezone, drain_s,
-        max_calls, rtp_timeout_s, queue_log);
+        max_calls, rtp_timeout_s, queue_log, tcp_connect_timeout_s,
+        tcp_max_connections, tcp_max_per_source, tcp_message_timeout_s, tcp_idle_s,
+        admin_max_connections, admin_header_timeout_s);
     for f in fields {
         let later = if RESTART_ONLY.contains(&f.as_str()) {
             AT_RESTART

@@ -48,6 +48,13 @@ pub struct RawServer {
     pub max_calls: Option<S<u64>>,
     pub rtp_timeout_s: Option<S<u64>>,
     pub queue_log: Option<S<String>>,
+    pub tcp_connect_timeout_s: Option<S<u64>>,
+    pub tcp_max_connections: Option<S<u64>>,
+    pub tcp_max_per_source: Option<S<u64>>,
+    pub tcp_message_timeout_s: Option<S<u64>>,
+    pub tcp_idle_s: Option<S<u64>>,
+    pub admin_max_connections: Option<S<u64>>,
+    pub admin_header_timeout_s: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -96,6 +96,24 @@ pub struct ServerConfig {
     /// Asterisk-format queue_log file, relative to `data_dir`; `None`
     /// (default) = not written.
     pub queue_log: Option<PathBuf>,
+    /// An outbound TCP connect taking longer fails. Default 10.
+    pub tcp_connect_timeout_s: u64,
+    /// Open SIP TCP connections at most; `None` (default) = derived from
+    /// the open-file limit, keeping room for RTP and data files.
+    pub tcp_max_connections: Option<usize>,
+    /// Accepted SIP TCP connections per source IP. Default 128.
+    pub tcp_max_per_source: usize,
+    /// A TCP peer's first message, and any message once begun, must be
+    /// complete within this. Default 10.
+    pub tcp_message_timeout_s: u64,
+    /// A TCP connection with no message this long is closed unless a
+    /// registration uses it. Default 120.
+    pub tcp_idle_s: u64,
+    /// Open admin HTTP connections at most. Default 64.
+    pub admin_max_connections: usize,
+    /// An admin request's headers (and an idle keep-alive connection's next
+    /// request) must arrive within this. Default 10.
+    pub admin_header_timeout_s: u64,
 }
 
 /// How an agent authenticates.

@@ -6,6 +6,7 @@ pub mod control;
 pub mod media;
 pub mod observers;
 pub mod shards;
+pub mod tcp_policy;
 pub mod transport;
 
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use tracing::{error, info, warn};
 use crate::admin::AdminConfig;
 use crate::cdr::{CdrError, CdrStore, CdrWriter, QueueLogWriter};
 use crate::config::{self, Config, ConfigErrors};
-use crate::endpoint::Now;
+use crate::endpoint::{Endpoint, Now};
 use control::{Control, ControlBackend};
 use shards::Shards;
 use transport::Transports;
@@ -89,7 +90,17 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     let bind_ip = rtp_ip(&cfg);
     let ports = shards::rtp_pool(cfg.server.rtp_ports.clone(), bind_ip);
+    let open_files = tcp_policy::raise_open_files();
+    let policy = tcp_policy::from_config(&cfg.server, open_files, ports.available());
+    info!(
+        // 0: no limit.
+        open_files = open_files.unwrap_or(0),
+        tcp_max_connections = policy.max_connections,
+        tcp_max_per_source = policy.max_per_source,
+        "descriptor budget"
+    );
     let endpoints = crate::endpoint::Shared::endpoints_with_ports(&cfg, workers, now(), ports);
+    let bindings = start_bindings_writer(&endpoints)?;
     let metrics = crate::metrics::Metrics::new();
     metrics.set_config(&cfg);
     // The shards' SIP queues exist before the sockets, which feed them.
@@ -97,6 +108,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let (transports, tcp) = Transports::bind(&cfg.server.sip, sip_tx)
         .await
         .map_err(DaemonError::Bind)?;
+    let transports = transports.with_policy(policy, keep_alive(&endpoints));
     transports.start(tcp);
     metrics.attach_transport(transports.stats.clone());
     metrics.attach_cdr(cdr.handle().stats_source());
@@ -181,6 +193,10 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     shards.stop_all().await;
     while tasks.join_next().await.is_some() {}
     drop(shards);
+    // Every shard has stopped: the registrations' last state goes to disk.
+    if let Some(w) = bindings {
+        let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
+    }
     drop(hub); // ends the live event streams
     let _ = admin_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
@@ -201,6 +217,46 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         Some(shard) => Err(DaemonError::ShardStopped(shard)),
         None => Ok(()),
     }
+}
+
+fn lock_registrar(
+    r: &std::sync::Mutex<crate::registrar::Registrar>,
+) -> std::sync::MutexGuard<'_, crate::registrar::Registrar> {
+    r.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts the thread that writes `registrations.json` for every shard's
+/// shared registrar (None: the registrar keeps no file).
+fn start_bindings_writer(
+    endpoints: &[Endpoint],
+) -> Result<Option<crate::registrar::BindingsWriter>, DaemonError> {
+    let Some(reg) = endpoints.first().map(Endpoint::shared_registrar) else {
+        return Ok(None);
+    };
+    let Some(path) = lock_registrar(&reg)
+        .store_path()
+        .map(std::path::Path::to_path_buf)
+    else {
+        return Ok(None);
+    };
+    let take_from = reg.clone();
+    let writer = crate::registrar::BindingsWriter::spawn(
+        path.clone(),
+        crate::registrar::DEFAULT_WINDOW,
+        move || lock_registrar(&take_from).take_snapshot(),
+    )
+    .map_err(|source| DaemonError::DataDir { path, source })?;
+    lock_registrar(&reg).set_nudge(writer.nudge());
+    Ok(Some(writer))
+}
+
+/// Keeps an idle TCP connection open while a registration came over it.
+fn keep_alive(endpoints: &[Endpoint]) -> Option<transport::KeepAlive> {
+    let reg = endpoints.first()?.shared_registrar();
+    Some(Arc::new(move |addr| {
+        let peer = crate::sip::Peer::tcp(addr);
+        lock_registrar(&reg).has_binding_from(peer, SystemTime::now())
+    }))
 }
 
 /// Opens `server.queue_log`, when it is set.
@@ -245,11 +301,16 @@ async fn start_admin(
     );
     let app = crate::admin::with_live_routes(app, hub, cfg.server.admin_token.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let limits = crate::admin::AdminLimits {
+        max_connections: cfg.server.admin_max_connections,
+        header_timeout: Duration::from_secs(cfg.server.admin_header_timeout_s),
+    };
+    let conn_stats = Arc::default();
     let task = tokio::spawn(async move {
         let stop = async {
             let _ = stop_rx.await;
         };
-        if let Err(e) = crate::admin::serve(listener, app, stop).await {
+        if let Err(e) = crate::admin::serve_limited(listener, app, stop, limits, conn_stats).await {
             error!(error = %e, "admin API stopped");
         }
     });

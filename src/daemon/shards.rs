@@ -290,11 +290,14 @@ impl ShardTask {
 }
 
 /// The RTP port pool of `range`, skipping pairs another process holds on
-/// `ip` (tried with a bind that is let go at once).
+/// `ip` (tried with a bind that is let go at once; the error says whether
+/// the port is taken or the process out of file descriptors).
 pub fn rtp_pool(range: std::ops::RangeInclusive<u16>, ip: std::net::IpAddr) -> PortPool {
     let probe = move |p: crate::media::PortPair| {
-        let free = |port| std::net::UdpSocket::bind((ip, port)).is_ok();
-        free(p.rtp) && free(p.rtcp())
+        let rtp = std::net::UdpSocket::bind((ip, p.rtp))?;
+        let rtcp = std::net::UdpSocket::bind((ip, p.rtcp()))?;
+        drop((rtp, rtcp));
+        Ok(())
     };
     PortPool::with_probe(range, Arc::new(probe))
 }

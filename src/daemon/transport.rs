@@ -1,18 +1,25 @@
 //! Sockets. UDP listeners and TCP listeners/connections feed every inbound
 //! message into one channel; outbound messages go back out of the socket
 //! (UDP) or connection (TCP) the peer is reached on. No SIP logic here.
+//!
+//! Nothing here makes a signalling shard wait: a TCP connect runs on its
+//! own task with a timeout while what is sent meanwhile waits in the
+//! connection's bounded queue. TCP connections live under [`TcpPolicy`]
+//! (limits per source and in all, message and idle timeouts).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use super::tcp_policy::{ConnClock, Expiry, TcpPolicy};
 use crate::config::Listener;
 use crate::sip::framing::{self, Frame};
 use crate::sip::{Peer, Transport};
@@ -31,9 +38,26 @@ pub struct TransportStats {
     pub tcp_in: AtomicU64,
     pub send_errors: AtomicU64,
     pub framing_errors: AtomicU64,
-    /// Connections closed at once because of `MAX_TCP_CONNECTIONS`.
+    /// Connections closed at once: over `max_connections` in all.
     pub tcp_refused: AtomicU64,
+    /// Connections closed at once: over `max_per_source` from one address.
+    pub tcp_refused_per_source: AtomicU64,
+    /// Connections closed by the message or idle timeouts.
+    pub tcp_timed_out: AtomicU64,
+    /// Outbound connects under way (a gauge).
+    pub tcp_connecting: AtomicU64,
+    /// Outbound connects that failed or timed out.
+    pub tcp_connect_failures: AtomicU64,
+    /// Messages dropped: queued for a connect that failed, or for a peer
+    /// whose queue was full.
+    pub tcp_dropped: AtomicU64,
+    /// Open SIP TCP connections, both directions (a gauge).
+    pub tcp_open: AtomicU64,
 }
+
+/// Whether a registration is reached over the TCP connection from this
+/// address (such a connection is kept however idle it is).
+pub type KeepAlive = Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>;
 
 /// Bound sockets plus the table of live TCP connections.
 #[derive(Clone)]
@@ -42,7 +66,12 @@ pub struct Transports {
     /// Which UDP socket a peer last reached us on, so replies leave from the
     /// same address (NAT bindings, RFC 3581).
     udp_route: Arc<DashMap<SocketAddr, usize>>,
+    /// Open (or opening) connections by peer: their id and outbound queue.
     tcp_conns: Arc<DashMap<SocketAddr, (u64, mpsc::Sender<Bytes>)>>,
+    /// Accepted connections per source address.
+    per_source: Arc<DashMap<IpAddr, usize>>,
+    policy: Arc<TcpPolicy>,
+    keep: Option<KeepAlive>,
     /// One queue per signalling shard; a message goes to the shard that
     /// owns its Call-ID.
     inbound: Arc<Vec<mpsc::Sender<Inbound>>>,
@@ -51,11 +80,36 @@ pub struct Transports {
 
 /// Largest UDP datagram we read; SIP over UDP stays well under it.
 const UDP_BUF: usize = 65_535;
-/// Per-connection outbound queue; a peer that does not read is dropped.
+/// Per-connection outbound queue (also what waits for a connect); a peer
+/// that does not read loses what does not fit.
 const TCP_QUEUE: usize = 256;
-/// Open TCP connections we accept at most; more are closed at once, so a
-/// flood of idle connections cannot exhaust file descriptors.
-pub const MAX_TCP_CONNECTIONS: usize = 8192;
+
+type Queue = (u64, mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>);
+
+fn new_queue() -> Queue {
+    static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+    let (tx, rx) = mpsc::channel::<Bytes>(TCP_QUEUE);
+    (NEXT_CONN.fetch_add(1, Ordering::Relaxed), tx, rx)
+}
+
+/// Counts an open connection (and, for accepted ones, its source's share)
+/// until dropped.
+struct Slot {
+    t: Transports,
+    source: Option<IpAddr>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.t.stats.tcp_open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(ip) = self.source {
+            self.t.per_source.remove_if_mut(&ip, |_, n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
+        }
+    }
+}
 
 impl Transports {
     /// Binds every listener; fails if any address cannot be bound. Inbound
@@ -76,10 +130,24 @@ impl Transports {
             udp: Arc::new(udp),
             udp_route: Arc::new(DashMap::new()),
             tcp_conns: Arc::new(DashMap::new()),
+            per_source: Arc::new(DashMap::new()),
+            policy: Arc::new(TcpPolicy::default()),
+            keep: None,
             inbound: Arc::new(inbound),
             stats: Arc::new(TransportStats::default()),
         };
         Ok((t, tcp))
+    }
+
+    /// Sets the TCP limits and the registrations check (before `start`).
+    pub fn with_policy(mut self, policy: TcpPolicy, keep: Option<KeepAlive>) -> Transports {
+        self.policy = Arc::new(policy);
+        self.keep = keep;
+        self
+    }
+
+    pub fn policy(&self) -> &TcpPolicy {
+        &self.policy
     }
 
     /// Starts one reader task per socket; everything lands in `tx`.
@@ -94,6 +162,8 @@ impl Transports {
 
     /// Sends `bytes` to `to`. Errors are counted and logged, never fatal:
     /// SIP retransmission (UDP) or the peer's reconnect (TCP) recovers.
+    /// Never waits for a TCP connect: that runs on its own task, and what
+    /// is sent meanwhile waits in the connection's queue.
     pub async fn send(&self, to: Peer, bytes: Bytes) {
         match to.transport {
             Transport::Udp => {
@@ -107,37 +177,122 @@ impl Transports {
                     debug!(%to, error = %e, "udp send failed");
                 }
             }
-            Transport::Tcp => {
-                let sender = self.tcp_conns.get(&to.addr).map(|s| s.1.clone());
-                match sender {
-                    Some(s) if s.try_send(bytes.clone()).is_ok() => {}
-                    _ => {
-                        // No live connection (or it is stuck): open one, as a
-                        // UAC would (RFC 3261 §18.1.1).
-                        if let Err(e) = self.connect_and_send(to.addr, bytes).await {
-                            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                            debug!(%to, error = %e, "tcp send failed");
-                        }
-                    }
-                }
-            }
+            Transport::Tcp => self.send_tcp(to.addr, bytes),
         }
     }
 
-    async fn connect_and_send(&self, addr: SocketAddr, bytes: Bytes) -> std::io::Result<()> {
-        let stream = TcpStream::connect(addr).await?;
-        let tx = self.spawn_connection(stream, addr);
-        tx.send(bytes)
-            .await
-            .map_err(|_| std::io::Error::other("connection closed"))
+    /// Queues `bytes` on the connection to `addr`, opening one (on its own
+    /// task, as a UAC would, RFC 3261 §18.1.1) if there is none.
+    fn send_tcp(&self, addr: SocketAddr, bytes: Bytes) {
+        use dashmap::mapref::entry::Entry;
+        use mpsc::error::TrySendError;
+        // The usual case, under the map's read lock: a connection is there.
+        let sender = self.tcp_conns.get(&addr).map(|c| c.1.clone());
+        let bytes = match sender {
+            None => bytes,
+            Some(tx) => match tx.try_send(bytes) {
+                Ok(()) => return,
+                Err(TrySendError::Full(_)) => {
+                    self.stats.tcp_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    debug!(peer = %addr, "tcp queue full: message dropped");
+                    return;
+                }
+                Err(TrySendError::Closed(bytes)) => bytes,
+            },
+        };
+        // None there, or it just ended: under the write lock, so two shards
+        // sending at once open one connection, not two.
+        let (bytes, id, tx, rx) = match self.tcp_conns.entry(addr) {
+            Entry::Occupied(mut e) => match e.get().1.try_send(bytes) {
+                Ok(()) => return,
+                Err(TrySendError::Full(_)) => {
+                    self.stats.tcp_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    debug!(peer = %addr, "tcp queue full: message dropped");
+                    return;
+                }
+                // That connection just ended: a new one takes its place.
+                Err(TrySendError::Closed(bytes)) => {
+                    let (id, tx, rx) = new_queue();
+                    e.insert((id, tx.clone()));
+                    (bytes, id, tx, rx)
+                }
+            },
+            Entry::Vacant(v) => {
+                let (id, tx, rx) = new_queue();
+                v.insert((id, tx.clone()));
+                (bytes, id, tx, rx)
+            }
+        };
+        // The queue is new and empty: this cannot be full.
+        let _ = tx.try_send(bytes);
+        self.stats.tcp_connecting.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(self.clone().connect(addr, id, tx, rx));
     }
 
-    /// Registers a TCP connection and starts its reader and writer.
-    fn spawn_connection(&self, stream: TcpStream, addr: SocketAddr) -> mpsc::Sender<Bytes> {
-        static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
-        let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-        let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(TCP_QUEUE);
-        self.tcp_conns.insert(addr, (id, out_tx.clone()));
+    /// Connects to `addr` within the policy's timeout (counted in
+    /// `tcp_connecting` by the caller until it ends), then serves the
+    /// connection; on failure drops what was queued for it (counted, one
+    /// log line).
+    async fn connect(
+        self,
+        addr: SocketAddr,
+        id: u64,
+        tx: mpsc::Sender<Bytes>,
+        mut rx: mpsc::Receiver<Bytes>,
+    ) {
+        let res = tokio::time::timeout(self.policy.connect_timeout, TcpStream::connect(addr)).await;
+        self.stats.tcp_connecting.fetch_sub(1, Ordering::Relaxed);
+        let why = match res {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                self.stats.tcp_open.fetch_add(1, Ordering::Relaxed);
+                let slot = Slot {
+                    t: self.clone(),
+                    source: None,
+                };
+                let clock = ConnClock::connected(Instant::now());
+                return self.serve(stream, addr, id, tx, rx, clock, slot);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", self.policy.connect_timeout),
+        };
+        self.tcp_conns.remove_if(&addr, |_, (cid, _)| *cid == id);
+        rx.close();
+        let mut dropped = 0u64;
+        while rx.try_recv().is_ok() {
+            dropped += 1;
+        }
+        self.stats
+            .tcp_connect_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.stats.tcp_dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.stats.send_errors.fetch_add(dropped, Ordering::Relaxed);
+        warn!(peer = %addr, error = %why, dropped, "tcp connect failed: queued messages dropped");
+    }
+
+    /// Registers an accepted connection and serves it.
+    fn accepted(&self, stream: TcpStream, addr: SocketAddr, slot: Slot) {
+        let (id, tx, rx) = new_queue();
+        self.tcp_conns.insert(addr, (id, tx.clone()));
+        let clock = ConnClock::accepted(Instant::now());
+        self.serve(stream, addr, id, tx, rx, clock, slot);
+    }
+
+    /// Starts the writer and the reader of one connection; the reader
+    /// enforces the policy's timeouts and forgets the connection at close.
+    #[allow(clippy::too_many_arguments)]
+    fn serve(
+        &self,
+        stream: TcpStream,
+        addr: SocketAddr,
+        id: u64,
+        pong: mpsc::Sender<Bytes>,
+        mut out_rx: mpsc::Receiver<Bytes>,
+        mut clock: ConnClock,
+        slot: Slot,
+    ) {
         let (mut rd, mut wr) = stream.into_split();
         // The writer ends when every sender is gone: the table's entry (removed
         // by the reader on close) and the reader's own handle for pongs.
@@ -149,17 +304,31 @@ impl Transports {
             }
         });
         let me = self.clone();
-        let pong = out_tx.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let mut buf = BytesMut::with_capacity(4096);
             'read: loop {
-                match rd.read_buf(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
+                let (at, why) = clock.deadline(&me.policy);
+                let read = tokio::time::timeout_at(at.into(), rd.read_buf(&mut buf)).await;
+                match read {
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(_)) => {}
+                    Err(_) => {
+                        let now = Instant::now();
+                        if why == Expiry::Idle && me.keep.as_ref().is_some_and(|k| k(addr)) {
+                            clock.keep(now);
+                            continue;
+                        }
+                        me.stats.tcp_timed_out.fetch_add(1, Ordering::Relaxed);
+                        debug!(peer = %addr, why = why.as_str(), "closing TCP connection");
+                        break;
+                    }
                 }
+                let mut messages = 0;
                 loop {
                     match framing::next_frame(&mut buf) {
                         Ok(Some(Frame::Message(bytes))) => {
+                            messages += 1;
                             me.stats.tcp_in.fetch_add(1, Ordering::Relaxed);
                             let msg = Inbound {
                                 bytes,
@@ -180,11 +349,12 @@ impl Transports {
                         }
                     }
                 }
+                let partial = buf.iter().any(|b| !matches!(b, b'\r' | b'\n'));
+                clock.on_read(Instant::now(), messages, partial);
             }
             // Forget the connection only if the entry is still this one.
             me.tcp_conns.remove_if(&addr, |_, (cid, _)| *cid == id);
         });
-        out_tx
     }
 
     /// Hands `msg` to the shard owning its Call-ID (shard 0 if it has
@@ -206,6 +376,30 @@ impl Transports {
             .iter()
             .filter_map(|s| s.local_addr().ok())
             .collect()
+    }
+
+    /// A slot for a connection accepted from `addr`, or why not.
+    fn admit(&self, addr: SocketAddr) -> Result<Slot, &'static str> {
+        let open = self.stats.tcp_open.load(Ordering::Relaxed);
+        if open >= self.policy.max_connections as u64 {
+            self.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            return Err("too many TCP connections");
+        }
+        {
+            let mut n = self.per_source.entry(addr.ip()).or_insert(0);
+            if *n >= self.policy.max_per_source {
+                self.stats
+                    .tcp_refused_per_source
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err("too many TCP connections from one address");
+            }
+            *n += 1;
+        }
+        self.stats.tcp_open.fetch_add(1, Ordering::Relaxed);
+        Ok(Slot {
+            t: self.clone(),
+            source: Some(addr.ip()),
+        })
     }
 }
 
@@ -234,21 +428,120 @@ async fn udp_reader(t: Transports, idx: usize, sock: Arc<UdpSocket>) {
 }
 
 async fn tcp_acceptor(t: Transports, listener: TcpListener) {
+    // Refusals are logged when they start and when they stop, not each.
+    let mut refusing = false;
     loop {
         match listener.accept().await {
-            Ok((stream, addr)) => {
-                if t.tcp_conns.len() >= MAX_TCP_CONNECTIONS {
-                    t.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
-                    warn!(peer = %addr, "too many TCP connections: closed");
-                    continue;
+            Ok((stream, addr)) => match t.admit(addr) {
+                Ok(slot) => {
+                    if refusing {
+                        info!("accepting TCP connections again");
+                        refusing = false;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    t.accepted(stream, addr, slot);
                 }
-                let _ = stream.set_nodelay(true);
-                t.spawn_connection(stream, addr);
-            }
+                Err(why) => {
+                    if !refusing {
+                        warn!(peer = %addr, limit = why, "TCP connection closed at once (logged once until one is accepted again)");
+                        refusing = true;
+                    }
+                }
+            },
             Err(e) => {
-                warn!(error = %e, "tcp accept failed");
+                if crate::media::out_of_fds(&e) {
+                    warn!(error = %e, "tcp accept failed: out of file descriptors");
+                } else {
+                    warn!(error = %e, "tcp accept failed");
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A TCP listener that never accepts and whose accept queue is full:
+    /// further connects to it get no answer (their SYNs are dropped), on
+    /// loopback too. Returns it, its address and the sockets filling it.
+    fn blackhole() -> (socket2::Socket, SocketAddr, Vec<std::net::TcpStream>) {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind");
+        s.listen(0).expect("listen");
+        let addr = s
+            .local_addr()
+            .expect("addr")
+            .as_socket()
+            .expect("inet address");
+        // Fill the accept queue: connects complete until it is full.
+        let mut fill = Vec::new();
+        for _ in 0..8 {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(c) => fill.push(c),
+                Err(_) => break,
+            }
+        }
+        (s, addr, fill)
+    }
+
+    async fn transports(policy: TcpPolicy) -> (Transports, mpsc::Receiver<Inbound>) {
+        let (tx, rx) = mpsc::channel(16);
+        let (t, _) = Transports::bind(&[], vec![tx]).await.expect("bind");
+        (t.with_policy(policy, None), rx)
+    }
+
+    #[tokio::test]
+    async fn a_send_to_a_peer_that_never_accepts_returns_at_once_and_is_dropped_later() {
+        let (_hole, addr, _fill) = blackhole();
+        let policy = TcpPolicy {
+            connect_timeout: Duration::from_millis(300),
+            ..TcpPolicy::default()
+        };
+        let (t, _rx) = transports(policy).await;
+        // Three messages while the connect is pending: none waits for it.
+        for _ in 0..3 {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                t.send(Peer::tcp(addr), Bytes::from_static(b"OPTIONS\r\n\r\n")),
+            )
+            .await
+            .expect("send must not wait for the connect");
+        }
+        assert_eq!(
+            t.stats.tcp_connecting.load(Ordering::Relaxed),
+            1,
+            "one connect for all three"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while t.stats.tcp_connect_failures.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "the connect never timed out");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(t.stats.tcp_dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(t.stats.tcp_connecting.load(Ordering::Relaxed), 0);
+        assert!(t.tcp_conns.is_empty(), "the failed connection is forgotten");
+    }
+
+    #[tokio::test]
+    async fn messages_queued_while_connecting_go_out_once_connected() {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (t, _rx) = transports(TcpPolicy::default()).await;
+        t.send(Peer::tcp(addr), Bytes::from_static(b"one ")).await;
+        t.send(Peer::tcp(addr), Bytes::from_static(b"two")).await;
+        let (mut s, _) = l.accept().await.expect("accept");
+        let mut got = vec![0u8; 7];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
+            .await
+            .expect("in time")
+            .expect("read");
+        assert_eq!(&got, b"one two");
+        assert_eq!(t.stats.tcp_dropped.load(Ordering::Relaxed), 0);
     }
 }

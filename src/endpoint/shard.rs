@@ -203,6 +203,12 @@ impl Endpoint {
         lock(&self.shared.registrar)
     }
 
+    /// The registrar itself, for the daemon's bindings writer thread (which
+    /// takes snapshots under its lock and writes them after unlocking).
+    pub fn shared_registrar(&self) -> Arc<Mutex<Registrar>> {
+        self.shared.registrar.clone()
+    }
+
     pub fn shard(&self) -> ShardId {
         self.shard
     }

@@ -27,7 +27,7 @@ pub use dtmf::{DtmfEvent, DtmfSource};
 pub use event::MediaEvent;
 pub use g711::Codec;
 pub use pacer::{Pacer, PacerConfig, Source};
-pub use ports::{PortPair, PortPool};
+pub use ports::{out_of_fds, PortPair, PortPool};
 pub use prompt::{Prompt, PromptCache, PromptError};
 pub use relay::{LegParams, RelayStats};
 pub use sdp::{answer, Direction, SdpError, SdpOffer};

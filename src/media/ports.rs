@@ -30,9 +30,17 @@ struct PoolState {
     cursor: u16,
 }
 
-/// Says whether a pair can be bound now (another process may hold a port
-/// of the range). The daemon sets one; sans-IO tests run without.
-pub type Probe = Arc<dyn Fn(PortPair) -> bool + Send + Sync>;
+/// Tries whether a pair can be bound now (another process may hold a port
+/// of the range, or the process may be out of file descriptors). The
+/// daemon sets one; sans-IO tests run without.
+pub type Probe = Arc<dyn Fn(PortPair) -> std::io::Result<()> + Send + Sync>;
+
+/// Whether `e` says the process (EMFILE) or the system (ENFILE) has no
+/// file descriptor left, as opposed to a port being taken.
+pub fn out_of_fds(e: &std::io::Error) -> bool {
+    // Linux errno values; elsewhere the message still names the error.
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
 
 /// Shared pool of port pairs. Cloning shares the same pool.
 #[derive(Clone)]
@@ -84,14 +92,29 @@ impl PortPool {
         let tries = self.available();
         for _ in 0..=tries {
             let lease = self.take_next()?;
-            match &self.probe {
-                Some(probe) if !probe(lease.pair) => {
+            let Some(probe) = &self.probe else {
+                return Some(lease);
+            };
+            match probe(lease.pair) {
+                Ok(()) => return Some(lease),
+                // Every other pair would fail alike: stop trying.
+                Err(e) if out_of_fds(&e) => {
+                    tracing::warn!(
+                        port = lease.pair.rtp,
+                        error = %e,
+                        "cannot open RTP sockets: out of file descriptors (raise the open-file limit)"
+                    );
+                    return None;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                     tracing::warn!(
                         port = lease.pair.rtp,
                         "RTP port pair in use by another process: skipped"
                     );
                 }
-                _ => return Some(lease),
+                Err(e) => {
+                    tracing::warn!(port = lease.pair.rtp, error = %e, "RTP port pair cannot be bound: skipped");
+                }
             }
         }
         None
@@ -156,7 +179,10 @@ mod tests {
     fn pairs_the_probe_finds_taken_are_skipped_and_kept() {
         let taken = Arc::new(Mutex::new(HashSet::from([20000u16])));
         let t = taken.clone();
-        let probe: Probe = Arc::new(move |p| !t.lock().unwrap().contains(&p.rtp));
+        let probe: Probe = Arc::new(move |p| match t.lock().unwrap().contains(&p.rtp) {
+            true => Err(std::io::ErrorKind::AddrInUse.into()),
+            false => Ok(()),
+        });
         let pool = PortPool::with_probe(20000..=20005, probe);
         let a = pool.allocate().unwrap();
         assert_eq!(a.pair().rtp, 20002, "20000 is taken: skipped");
@@ -168,6 +194,22 @@ mod tests {
         // ...and it is handed out once its squatter is gone.
         taken.lock().unwrap().clear();
         assert_eq!(pool.allocate().unwrap().pair().rtp, 20000);
+    }
+
+    #[test]
+    fn out_of_file_descriptors_is_not_taken_for_a_busy_port() {
+        let calls = Arc::new(Mutex::new(0u32));
+        let c = calls.clone();
+        let probe: Probe = Arc::new(move |_| {
+            *c.lock().unwrap() += 1;
+            Err(std::io::Error::from_raw_os_error(24))
+        });
+        let pool = PortPool::with_probe(20000..=20009, probe);
+        assert!(pool.allocate().is_none());
+        assert_eq!(*calls.lock().unwrap(), 1, "no use trying every other pair");
+        assert_eq!(pool.available(), 5, "nothing lost from the pool");
+        assert!(out_of_fds(&std::io::Error::from_raw_os_error(23)));
+        assert!(!out_of_fds(&std::io::ErrorKind::AddrInUse.into()));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! SIP registrar with digest authentication (RFC 3261 §10.3, RFC 7616,
 //! RFC 8760), sans-IO: a REGISTER, its source and `now` go in, the response
-//! to send comes out. The only I/O is the optional bindings file.
+//! to send comes out. No I/O: changes to the bindings are written by
+//! [`BindingsWriter`] on its own thread, from snapshots.
 //!
 //! Failure responses, chosen so that nothing tells a prober which user
 //! names exist:
@@ -19,10 +20,12 @@ mod contact;
 mod digest;
 mod nonce;
 mod store;
+mod writer;
 
 pub use bindings::Binding;
 pub use digest::{parse_authorization, Algorithm, AuthParseError, DigestCredentials};
-pub use store::StoreError;
+pub use store::{Snapshot, StoreError};
+pub use writer::{BindingsWriter, Nudge, WriterStats, DEFAULT_WINDOW, DURABLE_WITHIN};
 
 use bindings::{BindingTable, Limits, Update, UpdateError};
 use contact::{parse_contacts, parse_name_addr, ContactValue};
@@ -124,6 +127,10 @@ pub struct Registrar {
     nonces: Nonces,
     table: BindingTable,
     store: Option<PathBuf>,
+    /// Bindings changed since the last [`Registrar::take_snapshot`].
+    dirty: bool,
+    /// Wakes the writer thread on a change.
+    nudge: Option<Nudge>,
 }
 
 impl Registrar {
@@ -141,17 +148,20 @@ impl Registrar {
             secret,
             table: BindingTable::default(),
             store: None,
+            dirty: false,
+            nudge: None,
         }
     }
 
-    /// Saves bindings to `path` whenever they change (does not load).
+    /// Keeps bindings for `path` (does not load): changes are marked for
+    /// the writer ([`Registrar::take_snapshot`]).
     pub fn with_store(mut self, path: impl Into<PathBuf>) -> Self {
         self.store = Some(path.into());
         self
     }
 
     /// Loads bindings saved at `path` (dropping expired ones and users not
-    /// configured) and saves there from now on. A missing file is empty; a
+    /// configured) and keeps them for `path` from now on. A missing file is empty; a
     /// corrupt one is ignored with a warning. Returns how many were loaded.
     pub fn load_from(&mut self, path: impl AsRef<Path>, now: SystemTime) -> usize {
         let path = path.as_ref();
@@ -202,6 +212,14 @@ impl Registrar {
     /// Unexpired bindings of `user`.
     pub fn bindings(&self, user: &str, now: SystemTime) -> Vec<Binding> {
         self.table.current(user, now)
+    }
+
+    /// Whether an unexpired binding was registered from `source` (a TCP
+    /// connection reaching it is kept open however idle).
+    pub fn has_binding_from(&self, source: Peer, now: SystemTime) -> bool {
+        self.table
+            .all()
+            .any(|(_, b)| b.source == source && b.expires_at > now)
     }
 
     pub fn is_registered(&self, user: &str, now: SystemTime) -> bool {
@@ -460,11 +478,49 @@ impl Registrar {
         hex::encode(m.get(..6).unwrap_or(&m))
     }
 
-    fn persist(&self) {
-        if let Some(path) = &self.store {
-            if let Err(e) = store::save(path, &self.table) {
-                tracing::warn!(error = %e, "could not save registrations");
+    /// Marks the bindings changed and wakes the writer: no file I/O here,
+    /// this runs under the lock every signalling shard shares.
+    fn persist(&mut self) {
+        if self.store.is_some() {
+            self.dirty = true;
+            if let Some(n) = &self.nudge {
+                n.changed();
             }
+        }
+    }
+
+    /// Where the bindings are kept (`with_store`, `load_from`).
+    pub fn store_path(&self) -> Option<&Path> {
+        self.store.as_deref()
+    }
+
+    /// Wakes `nudge` on every change from now on (and at once if changes
+    /// are already waiting).
+    pub fn set_nudge(&mut self, nudge: Nudge) {
+        if self.dirty {
+            nudge.changed();
+        }
+        self.nudge = Some(nudge);
+    }
+
+    /// The bindings, if they changed since the last call: the writer calls
+    /// it under the lock, copies memory only, and writes after unlocking.
+    pub fn take_snapshot(&mut self) -> Option<Snapshot> {
+        if !std::mem::take(&mut self.dirty) {
+            return None;
+        }
+        Some(Snapshot::of(&self.table))
+    }
+
+    /// Writes pending changes at once, on the caller's thread (tools and
+    /// tests; the daemon uses [`BindingsWriter`]). Ok(false): nothing to do.
+    pub fn save_now(&mut self) -> Result<bool, StoreError> {
+        let Some(path) = self.store.clone() else {
+            return Ok(false);
+        };
+        match self.take_snapshot() {
+            Some(s) => s.save(&path).map(|()| true),
+            None => Ok(false),
         }
     }
 }

@@ -37,7 +37,14 @@ struct File {
     bindings: Vec<Stored>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// [`File`] borrowing its bindings, for writing a [`Snapshot`].
+#[derive(Serialize)]
+struct FileRef<'a> {
+    version: u32,
+    bindings: &'a [Stored],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Stored {
     user: String,
     contact: String,
@@ -50,52 +57,74 @@ struct Stored {
     q: Option<f32>,
 }
 
-/// Writes every binding of `table` to `path` atomically.
-pub fn save(path: &Path, table: &BindingTable) -> Result<(), StoreError> {
-    let file = File {
-        version: VERSION,
-        bindings: table
-            .all()
-            .map(|(user, b)| Stored {
-                user: user.to_string(),
-                contact: b.contact.clone(),
-                transport: b.source.transport.via_token().to_ascii_lowercase(),
-                source: b.source.addr.to_string(),
-                expires_at_unix_ms: unix_ms(b.expires_at),
-                call_id: b.call_id.clone(),
-                cseq: b.cseq,
-                q: b.q,
-            })
-            .collect(),
-    };
-    let io = |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let json = serde_json::to_vec_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&json).map_err(io)?;
-        f.sync_all().map_err(io)?;
+/// Every binding at one moment, taken under the registrar's lock (memory
+/// only) and written later, off the signalling tasks, by [`Snapshot::save`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot(Vec<Stored>);
+
+impl Snapshot {
+    pub fn of(table: &BindingTable) -> Snapshot {
+        Snapshot(
+            table
+                .all()
+                .map(|(user, b)| Stored {
+                    user: user.to_string(),
+                    contact: b.contact.clone(),
+                    transport: b.source.transport.via_token().to_ascii_lowercase(),
+                    source: b.source.addr.to_string(),
+                    expires_at_unix_ms: unix_ms(b.expires_at),
+                    call_id: b.call_id.clone(),
+                    cseq: b.cseq,
+                    q: b.q,
+                })
+                .collect(),
+        )
     }
-    std::fs::rename(&tmp, path).map_err(io)?;
-    // Make the rename itself durable; not all platforms allow opening a
-    // directory, so this is best effort.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+
+    /// How many bindings it holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
-    Ok(())
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Writes it to `path` atomically (see the module comment).
+    pub fn save(&self, path: &Path) -> Result<(), StoreError> {
+        let file = FileRef {
+            version: VERSION,
+            bindings: &self.0,
+        };
+        let io = |source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let json = serde_json::to_vec_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(".tmp");
+        let tmp = dir.join(tmp_name);
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&json).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)?;
+        // Make the rename itself durable; not all platforms allow opening a
+        // directory, so this is best effort.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
 }
 
-/// Reads bindings saved by [`save`], dropping those expired at `now` and
+/// Reads bindings saved by [`Snapshot::save`], dropping those expired at `now` and
 /// entries that do not parse. A missing file is an empty table.
 pub fn load(path: &Path, now: SystemTime) -> Result<Vec<(String, Binding)>, StoreError> {
     let bytes = match std::fs::read(path) {

@@ -772,6 +772,14 @@ fn persistence_round_trip_and_restart_drops_expired() {
         &["Contact: <sip:1001@a.example>;expires=60, <sip:1001@b.example>;q=0.7;expires=600"],
         t(0),
     );
+    // The REGISTER wrote nothing itself: the writer does, from a snapshot.
+    assert!(!path.exists());
+    assert_eq!(r.save_now().map_err(|e| e.to_string()), Ok(true));
+    assert_eq!(
+        r.save_now().map_err(|e| e.to_string()),
+        Ok(false),
+        "nothing new"
+    );
     assert!(path.exists());
     assert!(!dir
         .path()
@@ -793,6 +801,7 @@ fn persistence_round_trip_and_restart_drops_expired() {
 
     // Changes after loading are written to the same file.
     later.expire(t(700));
+    assert!(later.save_now().is_ok_and(|wrote| wrote));
     let mut again = registrar();
     assert_eq!(again.load_from(&path, t(100)), 0);
 }
@@ -809,6 +818,7 @@ fn corrupt_or_missing_store_is_ignored() {
     assert_eq!(r.load_from(&path, t(0)), 0);
     // Still usable, and it overwrites the bad file on the next change.
     register(&mut r, "cid", 2, &["Contact: <sip:1001@a.example>"], t(0));
+    assert!(r.save_now().is_ok_and(|wrote| wrote));
     let mut fresh = registrar();
     assert_eq!(fresh.load_from(&path, t(1)), 1);
 }
