@@ -15,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod endpoint;
 pub mod ivr;
+pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod registrar;

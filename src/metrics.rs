@@ -148,6 +148,8 @@ pub struct Metrics {
     /// went on).
     pub handler_panics: Counter,
     pub reloads: Family<ResultLabel, Counter>,
+    /// The registrar's guessing limits (failed answers, blocks).
+    pub auth: crate::registrar::AuthCounters,
     /// The socket layer's own atomics, read at scrape time.
     transport: OnceLock<Arc<TransportStats>>,
     /// The call-record writer's counters, read at scrape time.
@@ -189,6 +191,7 @@ impl Default for Metrics {
             shard_handovers: Counter::default(),
             handler_panics: Counter::default(),
             reloads: Family::default(),
+            auth: Default::default(),
             transport: OnceLock::new(),
             cdr: OnceLock::new(),
             config: Mutex::default(),
@@ -554,6 +557,21 @@ impl Metrics {
             "sip_parse_errors",
             "Received SIP messages that could not be parsed",
             self.sip_parse_errors.clone(),
+        );
+        reg.register(
+            "sip_auth_failures",
+            "REGISTER digest answers that did not verify (wrong password or unknown user)",
+            self.auth.failures.clone(),
+        );
+        reg.register(
+            "sip_auth_blocks",
+            "Times a source was blocked for failing REGISTER authentication too often",
+            self.auth.blocks.clone(),
+        );
+        reg.register(
+            "sip_auth_blocked_requests",
+            "REGISTERs refused with 403 because their source was blocked",
+            self.auth.refused.clone(),
         );
         let dropped = self.sip_dropped.clone();
         let _ = dropped.get_or_create(&ReasonLabel {

@@ -126,7 +126,7 @@ fn server(old: &Config, new: &Config, out: &mut Vec<String>) {
     let (o, n) = (&old.server, &new.server);
     let fields = changed!(o, n; sip, advertise, domain, rtp_ports, admin,
         admin_token, digest_algorithms, data_dir, prompts, timezone, drain_s,
-        max_calls, rtp_timeout_s, queue_log);
+        max_calls, rtp_timeout_s, queue_log, auth_guard);
     for f in fields {
         let later = if RESTART_ONLY.contains(&f.as_str()) {
             AT_RESTART

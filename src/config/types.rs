@@ -96,6 +96,10 @@ pub struct ServerConfig {
     /// Asterisk-format queue_log file, relative to `data_dir`; `None`
     /// (default) = not written.
     pub queue_log: Option<PathBuf>,
+    /// Limits on failed REGISTER answers (`auth_*` keys): after
+    /// `auth_max_failures` in `auth_window_s` a source is refused for
+    /// `auth_block_s`, doubling on each repeat.
+    pub auth_guard: crate::registrar::GuardConfig,
 }
 
 /// How an agent authenticates.

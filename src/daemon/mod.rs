@@ -68,6 +68,7 @@ pub enum ReloadOutcome {
 
 /// Runs the daemon until SIGTERM/SIGINT and the drain that follows.
 pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
+    restrict_umask();
     let cfg = Arc::new(config::load(&config_path).map_err(DaemonError::Config)?);
     std::fs::create_dir_all(&cfg.server.data_dir).map_err(|source| DaemonError::DataDir {
         path: cfg.server.data_dir.clone(),
@@ -379,6 +380,16 @@ fn rtp_ip(cfg: &Config) -> std::net::IpAddr {
         .sip
         .first()
         .map_or(cfg.server.advertise, |l| l.addr.ip())
+}
+
+/// Call records, registrations and the queue_log hold callers' numbers and
+/// agents' addresses: whatever the umask inherited from a shell (often
+/// 022), files the daemon creates are not readable by other users (0640,
+/// directories 0750). A stricter umask is kept as it is.
+fn restrict_umask() {
+    use rustix::fs::Mode;
+    let old = rustix::process::umask(Mode::from_bits_truncate(0o027));
+    let _ = rustix::process::umask(old | Mode::from_bits_truncate(0o027));
 }
 
 fn now() -> Now {

@@ -52,6 +52,7 @@ fn registrar_config(cfg: &Config) -> RegistrarConfig {
             DigestAlgorithm::Sha256 => Algorithm::Sha256,
         })
         .collect();
+    rc.guard = cfg.server.auth_guard.clone();
     rc
 }
 
@@ -552,7 +553,7 @@ impl Endpoint {
         resp.headers
             .push(Header::RetryAfter(RETRY_AFTER_S.to_string().into()));
         self.record_rejected(req, now);
-        self.respond(key, resp, now);
+        self.reject(key, resp, now);
     }
 
     fn find_call(&self, req: &rsip::Request) -> Option<CallKey> {
@@ -563,6 +564,14 @@ impl Endpoint {
     pub(super) fn reply(&mut self, key: &TxKey, req: &rsip::Request, code: u16, now: Now) {
         let resp = headers::response_to(req, code, reason_phrase(code), Some(&new_tag()));
         self.respond(key, resp, now);
+    }
+
+    /// A final answer to a new INVITE that is not taken (unknown number,
+    /// overload), sent without retransmissions (see `send_rejection`).
+    pub(super) fn reject(&mut self, key: &TxKey, resp: rsip::Response, now: Now) {
+        if let Err(e) = self.txn.send_rejection(key, resp, now.mono) {
+            debug!(error = %e, "response for a finished transaction");
+        }
     }
 
     pub(super) fn respond(&mut self, key: &TxKey, resp: rsip::Response, now: Now) {

@@ -32,14 +32,19 @@ pub struct QueueLogLine {
 }
 
 impl QueueLogLine {
-    /// The line as Asterisk writes it, without the newline. `|` and line
-    /// breaks in fields (a pause reason) become spaces.
+    /// The line as Asterisk writes it, without the newline. `|` and
+    /// control characters in fields (a Call-ID, a pause reason) become
+    /// spaces, so no field can forge another field or line.
     pub fn format(&self) -> String {
         let epoch = self
             .at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let clean = |s: &str| s.replace(['|', '\r', '\n'], " ");
+        let clean = |s: &str| -> String {
+            s.chars()
+                .map(|c| if c == '|' || c.is_control() { ' ' } else { c })
+                .collect()
+        };
         let mut out = format!(
             "{epoch}|{}|{}|{}|{}",
             clean(&self.call_id),
@@ -154,6 +159,8 @@ impl Endpoint {
         // Handles into the old registry count nowhere now.
         self.sip_counts = Default::default();
         self.counters = Default::default();
+        // The registrar is shared by the shards: each sets the same handles.
+        super::shard::lock(&self.shared.registrar).set_counters(m.auth.clone());
         self.metrics = m;
     }
 

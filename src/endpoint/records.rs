@@ -94,7 +94,13 @@ impl Endpoint {
         now: Now,
     ) {
         self.record_rejected(req, now);
-        self.reply(key, req, code, now);
+        let resp = crate::sip::headers::response_to(
+            req,
+            code,
+            crate::sip::message::reason_phrase(code),
+            Some(&super::calls::new_tag()),
+        );
+        self.reject(key, resp, now);
     }
 
     /// One `rejected` record for a new INVITE that was not accepted.

@@ -89,10 +89,14 @@ impl Prompt {
 
     /// Reads and decodes a WAV file.
     pub fn load(path: &Path) -> Result<Prompt, PromptError> {
-        let bytes = std::fs::read(path).map_err(|e| PromptError::Io {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        // Checked again at play time: the file may have changed since the
+        // configuration was loaded (into a FIFO, or grown huge).
+        let limit = crate::config::file::PROMPT_LIMIT;
+        let bytes =
+            crate::config::file::read_regular(path, limit).map_err(|e| PromptError::Io {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         Prompt::from_wav_bytes(&bytes).map_err(|source| PromptError::Wav {
             path: path.to_path_buf(),
             source,

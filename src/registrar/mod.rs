@@ -13,21 +13,34 @@
 //!   the authenticated one. Unknown users are hashed against a dummy HA1 so
 //!   the work done matches;
 //! * a correct answer to an expired nonce → 401 with `stale=true`.
+//!
+//! Against guessing (`guard`): a nonce is spent by a wrong answer (the next
+//! try needs a new challenge: one guess per round trip, not thousands per
+//! nonce), a spent or replayed nonce is challenged again *before* its answer
+//! is checked (a 401-versus-403 difference would tell a right guess), and a
+//! source that fails too often is refused with 403 for a while, whatever it
+//! sends. Blocks and failures count the same for made-up and real users.
 
+mod auth_log;
 mod bindings;
 mod contact;
 mod digest;
+mod guard;
 mod nonce;
 mod store;
 
 pub use bindings::Binding;
 pub use digest::{parse_authorization, Algorithm, AuthParseError, DigestCredentials};
+pub use guard::{GuardConfig, Network, MAX_BLOCK_DOUBLINGS};
 pub use store::StoreError;
 
+use auth_log::FailureLog;
 use bindings::{BindingTable, Limits, Update, UpdateError};
 use contact::{parse_contacts, parse_name_addr, ContactValue};
 use digest::{challenge_value, constant_time_eq, hmac_sha256};
+use guard::{Guard, Verdict};
 use nonce::{NonceStatus, Nonces};
+use prometheus_client::metrics::counter::Counter;
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, Request, Response, StatusCode};
 
@@ -70,6 +83,8 @@ pub struct RegistrarConfig {
     pub min_expires: u32,
     pub max_expires: u32,
     pub default_expires: u32,
+    /// Limits on failed answers.
+    pub guard: GuardConfig,
 }
 
 impl RegistrarConfig {
@@ -82,6 +97,7 @@ impl RegistrarConfig {
             min_expires: 60,
             max_expires: 3600,
             default_expires: 3600,
+            guard: GuardConfig::default(),
         }
     }
 
@@ -110,9 +126,24 @@ impl Default for RegistrarConfig {
 /// Result of checking a REGISTER's credentials.
 enum Auth {
     Ok(String),
-    Challenge { stale: bool },
-    Forbidden,
+    Challenge {
+        stale: bool,
+    },
+    /// A well-formed answer that does not verify, for this user name.
+    Forbidden(String),
     BadRequest(&'static str),
+}
+
+/// Counters of the guessing limits, shared with `/metrics` (clones of a
+/// `Counter` count into the same atomic).
+#[derive(Debug, Clone, Default)]
+pub struct AuthCounters {
+    /// Digest answers that did not verify.
+    pub failures: Counter,
+    /// REGISTERs refused because their source was blocked.
+    pub refused: Counter,
+    /// Times a source was blocked.
+    pub blocks: Counter,
 }
 
 /// The registrar: users, nonces and the location table.
@@ -124,6 +155,9 @@ pub struct Registrar {
     nonces: Nonces,
     table: BindingTable,
     store: Option<PathBuf>,
+    guard: Guard,
+    auth_log: FailureLog,
+    counters: AuthCounters,
 }
 
 impl Registrar {
@@ -136,6 +170,9 @@ impl Registrar {
     ) -> Self {
         Registrar {
             nonces: Nonces::new(secret, cfg.nonce_ttl),
+            guard: Guard::new(cfg.guard.clone()),
+            auth_log: FailureLog::default(),
+            counters: AuthCounters::default(),
             cfg,
             users: users.into_iter().map(|c| (c.user.clone(), c)).collect(),
             secret,
@@ -192,11 +229,22 @@ impl Registrar {
     /// under another realm stop verifying.
     pub fn update_config(&mut self, cfg: RegistrarConfig) {
         self.nonces.set_ttl(cfg.nonce_ttl);
+        self.guard.set_config(cfg.guard.clone());
         self.cfg = cfg;
     }
 
     pub fn config(&self) -> &RegistrarConfig {
         &self.cfg
+    }
+
+    /// Counts into `counters` from now on (the daemon's `/metrics`).
+    pub fn set_counters(&mut self, counters: AuthCounters) {
+        self.counters = counters;
+    }
+
+    /// Sources refused at `now` for failing too often, with the time left.
+    pub fn blocked_sources(&self, now: SystemTime) -> Vec<(std::net::IpAddr, Duration)> {
+        self.guard.blocked_sources(now)
     }
 
     /// Unexpired bindings of `user`.
@@ -212,6 +260,10 @@ impl Registrar {
     /// Call it from a timer; it also forgets old nonce counts.
     pub fn expire(&mut self, now: SystemTime) -> Vec<(String, String)> {
         self.nonces.prune(now);
+        self.guard.prune(now);
+        if let Some(s) = self.auth_log.flush(now) {
+            log_suppressed(s);
+        }
         let gone = self.table.expire(now);
         if !gone.is_empty() {
             self.persist();
@@ -265,6 +317,16 @@ impl Registrar {
             }
         }
 
+        // A blocked source learns nothing, right guess or not.
+        if let Some(left) = self.guard.blocked(source.addr.ip(), now) {
+            self.counters.refused.inc();
+            let (line, summary) = self.auth_log.note(auth_log::Event::Blocked, now);
+            summary.map(log_suppressed);
+            if line {
+                tracing::info!(%source, left_s = left.as_secs(), "REGISTER refused: source blocked");
+            }
+            return reply(StatusCode::Forbidden, vec![]);
+        }
         let user = match self.authenticate(req, now) {
             Auth::Ok(user) => user,
             Auth::Challenge { stale } => {
@@ -272,8 +334,8 @@ impl Registrar {
                 tracing::debug!(%source, stale, "REGISTER challenged");
                 return reply(StatusCode::Unauthorized, extra);
             }
-            Auth::Forbidden => {
-                tracing::info!(%source, "REGISTER with failing credentials");
+            Auth::Forbidden(name) => {
+                self.failed(source, &name, now);
                 return reply(StatusCode::Forbidden, vec![]);
             }
             Auth::BadRequest(why) => {
@@ -284,8 +346,12 @@ impl Registrar {
         // The AOR must be the authenticated user's own (§10.3 step 3).
         if to.user() != Some(user.as_str()) {
             tracing::info!(%source, "REGISTER for another user's AOR");
+            // Counted against the AOR asked for: one valid account must not
+            // be a free base for guessing others.
+            self.failed(source, to.user().unwrap_or_default(), now);
             return reply(StatusCode::Forbidden, vec![]);
         }
+        self.guard.success(source.addr.ip(), &user, now);
 
         let update = Update {
             contacts: &contacts,
@@ -376,6 +442,12 @@ impl Registrar {
         if status == NonceStatus::Invalid {
             return Auth::Challenge { stale: false };
         }
+        // Spent by a wrong answer, or an nc already used: a new challenge,
+        // decided before the answer is checked so the code says nothing
+        // about whether the guess was right.
+        if !self.nonces.count_usable(&c.nonce, nc) {
+            return Auth::Challenge { stale: false };
+        }
         if c.opaque.as_deref().is_some_and(|o| o != self.opaque()) {
             return Auth::Challenge { stale: false };
         }
@@ -403,7 +475,8 @@ impl Registrar {
         let answer = c.response.trim().to_ascii_lowercase();
         let digest_ok = constant_time_eq(expected.as_bytes(), answer.as_bytes());
         if !(digest_ok && genuine) {
-            return Auth::Forbidden;
+            self.nonces.spend(&c.nonce, now);
+            return Auth::Forbidden(c.username.clone());
         }
         if status == NonceStatus::Stale {
             return Auth::Challenge { stale: true };
@@ -431,6 +504,27 @@ impl Registrar {
                 )))
             })
             .collect()
+    }
+
+    /// Counts and logs a failed answer from `source` for `user`; blocks
+    /// the source when it has failed too often.
+    fn failed(&mut self, source: Peer, user: &str, now: SystemTime) {
+        self.counters.failures.inc();
+        let verdict = self.guard.failure(source.addr.ip(), user, now);
+        let (line, summary) = self.auth_log.note(auth_log::Event::Failure, now);
+        summary.map(log_suppressed);
+        match verdict {
+            Verdict::Blocked(time) => {
+                self.counters.blocks.inc();
+                if line {
+                    tracing::warn!(%source, block_s = time.as_secs(), "source blocked after repeated failed REGISTERs");
+                }
+            }
+            Verdict::Counted if line => {
+                tracing::info!(%source, "REGISTER with failing credentials");
+            }
+            Verdict::Counted => {}
+        }
     }
 
     fn opaque(&self) -> String {
@@ -467,6 +561,15 @@ impl Registrar {
             }
         }
     }
+}
+
+fn log_suppressed(s: auth_log::Suppressed) {
+    tracing::warn!(
+        failures = s.failures,
+        refused_blocked = s.blocked,
+        interval_s = auth_log::INTERVAL.as_secs(),
+        "more failed REGISTERs than logged one by one in the last interval"
+    );
 }
 
 /// The response to `req` with `extra` headers before Content-Length.
