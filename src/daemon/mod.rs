@@ -406,7 +406,11 @@ async fn start_drain(shards: &Shards, cfg: &Config) -> Instant {
         "draining: new calls get 503"
     );
     shards.ask_all(|ep, _| ep.start_drain()).await;
-    Instant::now() + Duration::from_secs(cfg.server.drain_s)
+    let now = Instant::now();
+    // `drain_s` is bounded by the configuration; an overflow must not
+    // panic on SIGTERM whatever it holds.
+    now.checked_add(Duration::from_secs(cfg.server.drain_s))
+        .unwrap_or(now)
 }
 
 /// Re-reads the file. A valid file replaces the configuration in place

@@ -321,7 +321,7 @@ impl Registrar {
         if let Some(left) = self.guard.blocked(source.addr.ip(), now) {
             self.counters.refused.inc();
             let (line, summary) = self.auth_log.note(auth_log::Event::Blocked, now);
-            summary.map(log_suppressed);
+            summary.into_iter().for_each(log_suppressed);
             if line {
                 tracing::info!(%source, left_s = left.as_secs(), "REGISTER refused: source blocked");
             }
@@ -512,7 +512,7 @@ impl Registrar {
         self.counters.failures.inc();
         let verdict = self.guard.failure(source.addr.ip(), user, now);
         let (line, summary) = self.auth_log.note(auth_log::Event::Failure, now);
-        summary.map(log_suppressed);
+        summary.into_iter().for_each(log_suppressed);
         match verdict {
             Verdict::Blocked(time) => {
                 self.counters.blocks.inc();
