@@ -223,9 +223,11 @@ fn a_guessing_run_is_stopped_within_the_limit_and_logs_stay_short() {
     assert!(lines <= 25, "{lines} lines:\n{log}");
 }
 
-/// Runs `sipacd check`, giving up (and failing) after `limit`.
+/// Runs `sipacd check`, giving up (and failing) after `limit`: a hang
+/// guard, not a speed limit (the output is read while it runs, so a long
+/// list of errors cannot fill the pipe and stall it).
 fn check_within(path: &std::path::Path, limit: Duration) -> (Option<i32>, String) {
-    let mut child = Command::new(sipacd_bin())
+    let child = Command::new(sipacd_bin())
         .arg("check")
         .arg("--config")
         .arg(path)
@@ -233,16 +235,18 @@ fn check_within(path: &std::path::Path, limit: Duration) -> (Option<i32>, String
         .stderr(Stdio::piped())
         .spawn()
         .expect("run sipacd check");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("sipacd check output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
             panic!("sipacd check still running after {limit:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    };
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -331,8 +335,10 @@ fn check_refuses_values_that_would_crash_the_daemon() {
 }
 
 #[test]
-fn check_is_linear_in_its_errors() {
-    // 20,000 unknown keys: every one reported, at its own line.
+fn check_reports_every_one_of_many_errors_at_its_line() {
+    // 20,000 unknown keys: every one reported, at its own line (this took
+    // minutes when each error's line was found by scanning the file; the
+    // time is measured in benches/config_check.rs, not asserted here).
     let dir = ConfigDir::new(ConfigSpec::new());
     let mut text = dir.spec.render(dir.root());
     let first = text.lines().count() + 2;
