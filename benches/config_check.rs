@@ -58,7 +58,10 @@ fn bench(c: &mut Criterion) {
         }
         let each = start.elapsed() / runs;
         let per = each.as_secs_f64() / n as f64 * 1e6;
-        println!("config_check {n:>6} errors: {:>8.1} ms, {per:.2} µs per error", ms(each));
+        println!(
+            "config_check {n:>6} errors: {:>8.1} ms, {per:.2} µs per error",
+            ms(each)
+        );
         per_error.push(per);
     }
     if let (Some(first), Some(last)) = (per_error.first(), per_error.last()) {

@@ -569,6 +569,11 @@ impl Metrics {
             self.auth.blocks.clone(),
         );
         reg.register(
+            "sip_auth_blocked_sources",
+            "Sources blocked now for failing REGISTER authentication",
+            self.auth.blocked_sources.clone(),
+        );
+        reg.register(
             "sip_auth_blocked_requests",
             "REGISTERs refused with 403 because their source was blocked",
             self.auth.refused.clone(),

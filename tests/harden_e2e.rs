@@ -184,6 +184,12 @@ fn guessing_is_blocked_per_source_while_the_agent_registers_from_elsewhere() {
     assert!(d.wait_for_log(WAIT, |l| l
         .contains("source blocked after repeated failed REGISTERs")
         && l.contains("127.0.0.2")));
+    // The gauge of blocked sources follows (set each housekeeping second).
+    let blocked_now = || {
+        let (_, m) = get(&format!("{}/metrics", d.admin_url()), None);
+        metric(&m, "sipacd_sip_auth_blocked_sources")
+    };
+    common::wait_until("one source blocked", WAIT, || blocked_now() == 1.0);
 
     // After its block the source is challenged again, and the right
     // password works.
@@ -192,6 +198,7 @@ fn guessing_is_blocked_per_source_while_the_agent_registers_from_elsewhere() {
         .challenge("1001")
         .expect("unblocked after auth_block_s");
     assert_eq!(attacker.answer("1001", AGENT_PASSWORD, &c, 1), 200);
+    common::wait_until("no source blocked", WAIT, || blocked_now() == 0.0);
 }
 
 #[test]
@@ -243,7 +250,10 @@ fn check_within(path: &std::path::Path, limit: Duration) -> (Option<i32>, String
     let out = match rx.recv_timeout(limit) {
         Ok(out) => out.expect("sipacd check output"),
         Err(_) => {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
             panic!("sipacd check still running after {limit:?}");
         }
     };
@@ -291,6 +301,33 @@ fn check_refuses_fifos_promptly() {
         out.contains("is a named pipe (FIFO), not a regular file"),
         "{out}"
     );
+}
+
+#[test]
+fn a_reload_naming_a_fifo_is_refused_and_sigterm_still_stops_the_daemon() {
+    let mut d = Daemon::start_with(ConfigSpec::new());
+    let moh = d.cfg.root().join("prompts/moh.wav");
+    std::fs::remove_file(&moh).unwrap();
+    mkfifo(&moh);
+    d.signal("HUP");
+    assert!(
+        d.wait_for_log(WAIT, |l| l
+            .contains("named pipe (FIFO), not a regular file")),
+        "reload did not report the FIFO:\n{}",
+        d.stderr()
+    );
+    // A second reload is not stuck behind the first, and SIGTERM ends it.
+    d.signal("HUP");
+    common::wait_until("a second rejected reload", WAIT, || {
+        d.stderr().matches("reload rejected").count() >= 2
+    });
+    let uac = common::sip::Uac::new(d.sip_port());
+    assert_eq!(uac.options(WAIT), Some(200));
+    d.signal("TERM");
+    let st = d
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit after SIGTERM");
+    assert!(st.success(), "{st}");
 }
 
 #[test]

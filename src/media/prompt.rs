@@ -262,6 +262,23 @@ mod tests {
     }
 
     #[test]
+    fn a_prompt_that_became_a_fifo_or_huge_is_refused_at_play_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f.wav");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo failed");
+        // No writer: a blocking open would hang the media task here.
+        let e = Prompt::load(&fifo).unwrap_err().to_string();
+        assert!(e.contains("named pipe (FIFO), not a regular file"), "{e}");
+        let big = dir.path().join("big.wav");
+        std::fs::write(&big, wav_with(7, 8, &[0x20; 320])).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
+        f.set_len(crate::config::file::PROMPT_LIMIT + 1).unwrap();
+        let e = Prompt::load(&big).unwrap_err().to_string();
+        assert!(e.contains("more than the limit"), "{e}");
+    }
+
+    #[test]
     fn demo_prompts_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
         let p = Prompt::load(&dir.join("moh.wav")).unwrap();

@@ -210,6 +210,14 @@ impl Guard {
         out
     }
 
+    /// How many sources are blocked at `now`.
+    pub fn blocked_count(&self, now: SystemTime) -> usize {
+        self.sources
+            .values()
+            .filter(|s| s.blocked_until.is_some_and(|u| u > now))
+            .count()
+    }
+
     /// A digest answer for `user` from `ip` that did not verify.
     pub fn failure(&mut self, ip: IpAddr, user: &str, now: SystemTime) -> Verdict {
         let window = self.cfg.window;

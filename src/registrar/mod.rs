@@ -144,6 +144,8 @@ pub struct AuthCounters {
     pub refused: Counter,
     /// Times a source was blocked.
     pub blocks: Counter,
+    /// Sources blocked now (set each housekeeping tick).
+    pub blocked_sources: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// The registrar: users, nonces and the location table.
@@ -261,6 +263,10 @@ impl Registrar {
     pub fn expire(&mut self, now: SystemTime) -> Vec<(String, String)> {
         self.nonces.prune(now);
         self.guard.prune(now);
+        let blocked = self.guard.blocked_count(now);
+        self.counters
+            .blocked_sources
+            .set(i64::try_from(blocked).unwrap_or(i64::MAX));
         if let Some(s) = self.auth_log.flush(now) {
             log_suppressed(s);
         }
