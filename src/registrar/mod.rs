@@ -351,9 +351,8 @@ impl Registrar {
         };
         // The AOR must be the authenticated user's own (§10.3 step 3).
         if to.user() != Some(user.as_str()) {
-            tracing::info!(%source, "REGISTER for another user's AOR");
-            // Counted against the AOR asked for: one valid account must not
-            // be a free base for guessing others.
+            // Counted (and logged, rate-limited) against the AOR asked for:
+            // one valid account must not be a free base for guessing others.
             self.failed(source, to.user().unwrap_or_default(), now);
             return reply(StatusCode::Forbidden, vec![]);
         }
