@@ -122,6 +122,31 @@ impl Registrant {
     }
 }
 
+/// The address the `failregex` of `contrib/fail2ban/filter.d/sipacd.conf`
+/// takes from `line`, matched with Python's `re` as fail2ban does (its
+/// `<ADDR>` stood in for by an IPv4/IPv6 pattern).
+fn fail2ban_match(line: &str) -> Option<String> {
+    let conf = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib/fail2ban/filter.d/sipacd.conf"),
+    )
+    .unwrap();
+    let regex = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("failregex = "))
+        .expect("failregex");
+    let script = "import re,sys\n\
+        r=sys.argv[1].replace('<ADDR>','(?P<addr>[0-9A-Fa-f:.]+)')\n\
+        m=re.search(r,sys.argv[2])\n\
+        print(m.group('addr') if m else '')";
+    let out = Command::new("python3")
+        .args(["-c", script, regex, line])
+        .output()
+        .expect("python3 (to match the fail2ban filter)");
+    let found = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!found.is_empty()).then_some(found)
+}
+
 fn metric(body: &str, name: &str) -> f64 {
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
@@ -184,6 +209,18 @@ fn guessing_is_blocked_per_source_while_the_agent_registers_from_elsewhere() {
     assert!(d.wait_for_log(WAIT, |l| l
         .contains("source blocked after repeated failed REGISTERs")
         && l.contains("127.0.0.2")));
+    // The shipped fail2ban filter finds the blocked source in that line.
+    let line = d
+        .stderr()
+        .lines()
+        .find(|l| l.contains("source blocked after"))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        fail2ban_match(&line).as_deref(),
+        Some("127.0.0.2"),
+        "{line}"
+    );
     // The gauge of blocked sources follows (set each housekeeping second).
     let blocked_now = || {
         let (_, m) = get(&format!("{}/metrics", d.admin_url()), None);

@@ -521,9 +521,9 @@ impl Registrar {
         match verdict {
             Verdict::Blocked(time) => {
                 self.counters.blocks.inc();
-                if line {
-                    tracing::warn!(%source, block_s = time.as_secs(), "source blocked after repeated failed REGISTERs");
-                }
+                // Not rate-limited: one line per source per block at most,
+                // and what a fail2ban jail acts on.
+                tracing::warn!(%source, block_s = time.as_secs(), "source blocked after repeated failed REGISTERs");
             }
             Verdict::Counted if line => {
                 tracing::info!(%source, "REGISTER with failing credentials");
