@@ -48,7 +48,6 @@ fn one_call(ep: &mut Endpoint, i: u64, phone: Peer, now: &impl Fn() -> Now) {
     ep.handle_inbound(&in_dialog("BYE", i, &tag, 2), phone, now());
     while ep.poll_transmit().is_some() {}
     while ep.poll_media().is_some() {}
-    while ep.poll_record().is_some() {}
     while ep.poll_event(now()).is_some() {}
     while ep.poll_foreign().is_some() {}
 }

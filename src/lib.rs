@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod endpoint;
+pub mod events;
 pub mod ivr;
 pub mod logging;
 pub mod media;

@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::{Registry, Unit};
 
 mod atomic_histogram;
+pub mod fold;
 mod handles;
 mod process;
 
@@ -148,8 +149,12 @@ pub struct Metrics {
     /// went on).
     pub handler_panics: Counter,
     pub reloads: Family<ResultLabel, Counter>,
-    /// The registrar's guessing limits (failed answers, blocks).
-    pub auth: crate::registrar::AuthCounters,
+    /// The registrar's guessing limits: failed answers, blocks, REGISTERs
+    /// refused while blocked, sources blocked now.
+    pub sip_auth_failures: Counter,
+    pub sip_auth_blocks: Counter,
+    pub sip_auth_refused: Counter,
+    pub sip_auth_blocked_sources: Gauge,
     /// The socket layer's own atomics, read at scrape time.
     transport: OnceLock<Arc<TransportStats>>,
     /// The call-record writer's counters, read at scrape time.
@@ -191,7 +196,10 @@ impl Default for Metrics {
             shard_handovers: Counter::default(),
             handler_panics: Counter::default(),
             reloads: Family::default(),
-            auth: Default::default(),
+            sip_auth_failures: Counter::default(),
+            sip_auth_blocks: Counter::default(),
+            sip_auth_refused: Counter::default(),
+            sip_auth_blocked_sources: Gauge::default(),
             transport: OnceLock::new(),
             cdr: OnceLock::new(),
             config: Mutex::default(),
@@ -199,59 +207,60 @@ impl Default for Metrics {
     }
 }
 
-/// The label value of a SIP method: the token for the ones we know,
-/// `other` for the rest (a peer must not create series at will).
-pub fn method_label(m: &rsip::Method) -> &'static str {
-    use rsip::Method::*;
-    match m {
-        Ack => "ACK",
-        Bye => "BYE",
-        Cancel => "CANCEL",
-        Info => "INFO",
-        Invite => "INVITE",
-        Message => "MESSAGE",
-        Notify => "NOTIFY",
-        Options => "OPTIONS",
-        PRack => "PRACK",
-        Publish => "PUBLISH",
-        Refer => "REFER",
-        Register => "REGISTER",
-        Subscribe => "SUBSCRIBE",
-        Update => "UPDATE",
-    }
-}
-
 /// One shard's handles on the SIP counters it has used. After the first
-/// message of a kind, counting one is an atomic add on that series instead
-/// of a lookup in the family's map behind its lock, which every shard would
-/// take for every message.
+/// message of a kind, counting is an atomic add on that series instead of
+/// a lookup in the family's map behind its lock, which every shard would
+/// take for every turn.
 #[derive(Debug, Default)]
 pub struct SipCounters {
     requests: std::collections::HashMap<(&'static str, &'static str), Counter>,
     responses: std::collections::HashMap<(&'static str, &'static str, u16), Counter>,
+    dropped: std::collections::HashMap<&'static str, Counter>,
+    decisions: Option<Counter>,
 }
 
 impl SipCounters {
-    /// Counts one SIP message; `direction` is `in` or `out`.
-    pub fn count_sip(&mut self, m: &Metrics, direction: &'static str, msg: &rsip::SipMessage) {
-        match msg {
-            rsip::SipMessage::Request(r) => {
-                let method = method_label(&r.method);
-                self.requests
-                    .entry((direction, method))
-                    .or_insert_with(|| {
-                        m.sip_requests
-                            .get_or_create(&RequestLabels { direction, method })
-                            .clone()
-                    })
-                    .inc();
-            }
-            rsip::SipMessage::Response(r) => {
-                let method =
-                    crate::sip::headers::cseq(r).map_or("other", |(_, m)| method_label(&m));
-                self.count_response(m, direction, method, r.status_code.code());
-            }
+    /// Adds what one shard's engine counted since the last time.
+    pub fn absorb(&mut self, m: &Metrics, shard: usize, t: &crate::endpoint::Tally) {
+        for (&(direction, method), &n) in &t.requests {
+            self.requests
+                .entry((direction, method))
+                .or_insert_with(|| {
+                    m.sip_requests
+                        .get_or_create(&RequestLabels { direction, method })
+                        .clone()
+                })
+                .inc_by(n);
         }
+        for (&(direction, method, code), &n) in &t.responses {
+            self.count_response(m, direction, method, code, n);
+        }
+        for (&reason, &n) in &t.dropped {
+            self.dropped
+                .entry(reason)
+                .or_insert_with(|| m.sip_dropped.get_or_create(&ReasonLabel { reason }).clone())
+                .inc_by(n);
+        }
+        m.sip_parse_errors.inc_by(t.parse_errors);
+        m.sip_auth_failures.inc_by(t.auth.failures);
+        m.sip_auth_blocks.inc_by(t.auth.blocks);
+        m.sip_auth_refused.inc_by(t.auth.refused);
+        if let Some(n) = t.auth.blocked_sources {
+            m.sip_auth_blocked_sources
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        m.shard_handovers.inc_by(t.handovers);
+        for &secs in &t.decisions {
+            m.routing_seconds.observe(secs);
+        }
+        let shard = shard as u64;
+        self.decisions
+            .get_or_insert_with(|| {
+                m.shard_decisions
+                    .get_or_create(&ShardLabel { shard })
+                    .clone()
+            })
+            .inc_by(t.decisions.len() as u64);
     }
 
     pub fn count_response(
@@ -260,6 +269,7 @@ impl SipCounters {
         direction: &'static str,
         method: &'static str,
         code: u16,
+        n: u64,
     ) {
         self.responses
             .entry((direction, method, code))
@@ -272,7 +282,7 @@ impl SipCounters {
                     })
                     .clone()
             })
-            .inc();
+            .inc_by(n);
     }
 }
 
@@ -561,22 +571,22 @@ impl Metrics {
         reg.register(
             "sip_auth_failures",
             "REGISTER digest answers that did not verify (wrong password or unknown user)",
-            self.auth.failures.clone(),
+            self.sip_auth_failures.clone(),
         );
         reg.register(
             "sip_auth_blocks",
             "Times a source was blocked for failing REGISTER authentication too often",
-            self.auth.blocks.clone(),
+            self.sip_auth_blocks.clone(),
         );
         reg.register(
             "sip_auth_blocked_sources",
             "Sources blocked now for failing REGISTER authentication",
-            self.auth.blocked_sources.clone(),
+            self.sip_auth_blocked_sources.clone(),
         );
         reg.register(
             "sip_auth_blocked_requests",
             "REGISTERs refused with 403 because their source was blocked",
-            self.auth.refused.clone(),
+            self.sip_auth_refused.clone(),
         );
         let dropped = self.sip_dropped.clone();
         let _ = dropped.get_or_create(&ReasonLabel {
@@ -754,8 +764,8 @@ mod tests {
         handles.queue(&m, "sales").offered.inc(); // the cached handle
         handles.agent(&m, "1001").talk_seconds.inc_by(12.5);
         let mut sip = SipCounters::default();
-        sip.count_response(&m, "out", "INVITE", 404);
-        sip.count_response(&m, "out", "INVITE", 404); // the cached handle
+        sip.count_response(&m, "out", "INVITE", 404, 1);
+        sip.count_response(&m, "out", "INVITE", 404, 1); // the cached handle
         m.routing_seconds.observe(2e-6);
         m.reload(false);
         let mut sales = queue("sales", 3, 12.5);

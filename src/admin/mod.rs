@@ -14,7 +14,9 @@ mod backend;
 mod clock;
 mod events;
 mod http;
+pub mod live;
 mod metrics;
+pub mod today;
 
 pub use backend::{
     AdminBackend, AgentCall, AgentStateRequest, AgentView, BoxFuture, CallView, NextOpenChange,

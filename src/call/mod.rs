@@ -77,6 +77,15 @@ pub struct Call {
     pub session: Option<crate::sip::session_timer::SessionTimer>,
     /// Hold from either side: who holds now, since when, and the total.
     pub hold: Hold,
+    /// How the event stream names this call.
+    pub cref: crate::events::CallRef,
+    /// The caller's number (From user), as events and records show it.
+    pub caller: String,
+    pub arrived: std::time::SystemTime,
+    /// The first side known to have ended the call.
+    pub hangup_by: Option<crate::cdr::HangupBy>,
+    /// Its end was reported already (at exit, before the BYEs' answers).
+    pub reported: bool,
 }
 
 /// Time on hold, from either leg's re-INVITE or UPDATE.
@@ -139,6 +148,10 @@ impl Call {
             // overflowing Instant addition panics.
             answer_at: now.checked_add(ring).unwrap_or(now),
         };
+        let cref = crate::events::CallRef {
+            seq: 0,
+            call_id: dialog.call_id.as_str().into(),
+        };
         let mut call = Call {
             dialog,
             remote,
@@ -165,6 +178,11 @@ impl Call {
             priority: 0,
             session: None,
             hold: Hold::default(),
+            cref,
+            caller: String::new(),
+            arrived: std::time::SystemTime::UNIX_EPOCH,
+            hangup_by: None,
+            reported: false,
         };
         let action = call.on_timeout(now);
         (call, action)

@@ -15,7 +15,9 @@
 //! itself stays consistent.
 
 mod export;
+pub mod fold;
 mod queue_log;
+pub mod queue_log_fold;
 mod record;
 mod report;
 mod store;

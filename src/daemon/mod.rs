@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod media;
+pub mod observers;
 pub mod shards;
 pub mod transport;
 
@@ -17,9 +18,9 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::admin::AdminConfig;
-use crate::cdr::{CdrError, CdrHandle, CdrStore, CdrWriter, QueueLogHandle, QueueLogWriter};
+use crate::cdr::{CdrError, CdrStore, CdrWriter, QueueLogWriter};
 use crate::config::{self, Config, ConfigErrors};
-use crate::endpoint::{Endpoint, Now};
+use crate::endpoint::Now;
 use control::{Control, ControlBackend};
 use shards::Shards;
 use transport::Transports;
@@ -89,15 +90,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     let bind_ip = rtp_ip(&cfg);
     let ports = shards::rtp_pool(cfg.server.rtp_ports.clone(), bind_ip);
-    let mut endpoints = crate::endpoint::Shared::endpoints_with_ports(&cfg, workers, now(), ports);
+    let endpoints = crate::endpoint::Shared::endpoints_with_ports(&cfg, workers, now(), ports);
     let metrics = crate::metrics::Metrics::new();
     metrics.set_config(&cfg);
-    for ep in &mut endpoints {
-        ep.set_metrics(metrics.clone());
-        if qlog_tx.is_some() {
-            ep.enable_queue_log(now());
-        }
-    }
     // The shards' SIP queues exist before the sockets, which feed them.
     let (sip_tx, sip_rx) = shards::sip_queues(endpoints.len());
     let (transports, tcp) = Transports::bind(&cfg.server.sip, sip_tx)
@@ -121,12 +116,18 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
 
     let rtp_timeout = Duration::from_secs(cfg.server.rtp_timeout_s);
     let mut media = media::spawn(bind_ip, rtp_timeout, metrics.clone());
+    let today = crate::admin::today::TodayBoard::default();
     let outlets = shards::Outlets {
         transports,
         media: media.commands.clone(),
-        records: cdr.handle(),
-        qlog: qlog_tx,
-        hub: hub.clone(),
+        sinks: observers::Sinks {
+            records: cdr.handle(),
+            qlog: qlog_tx,
+            hub: hub.clone(),
+            metrics: metrics.clone(),
+            today: today.clone(),
+            waiting: Default::default(),
+        },
         metrics: metrics.clone(),
     };
     let (shards, mut tasks) = shards::spawn(endpoints, sip_rx, &outlets);
@@ -148,7 +149,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
                 }
             }
             Some(req) = ctl_rx.recv() => {
-                if let Some(cfg) = on_control(req, &config_path, &current, &shards).await {
+                if let Some(cfg) = on_control(req, &config_path, &current, &shards, &today).await {
                     current = cfg;
                 }
             }
@@ -203,15 +204,6 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     }
 }
 
-/// Hands the endpoint's queued call records to the writer thread.
-fn write_records(ep: &mut Endpoint, cdr: &CdrHandle) {
-    while let Some(r) = ep.poll_record() {
-        if let Err(e) = cdr.record(r) {
-            error!(error = %e, "call record lost");
-        }
-    }
-}
-
 /// Opens `server.queue_log`, when it is set.
 fn open_queue_log(cfg: &Config) -> Result<Option<QueueLogWriter>, DaemonError> {
     let Some(path) = &cfg.server.queue_log else {
@@ -223,31 +215,6 @@ fn open_queue_log(cfg: &Config) -> Result<Option<QueueLogWriter>, DaemonError> {
             path: path.clone(),
             source,
         })
-}
-
-/// Hands the endpoint's queue_log lines to their writer thread.
-fn write_queue_log(ep: &mut Endpoint, qlog: Option<&QueueLogHandle>) {
-    let Some(q) = qlog else { return };
-    while let Some(line) = ep.poll_queue_log() {
-        if !q.write(line.format()) {
-            error!("queue_log writer gone: line lost");
-        }
-    }
-}
-
-/// Hands the endpoint's live events to the admin API's streams, and the
-/// agents' state changes to the record writer (their logged-in spans).
-fn publish_events(ep: &mut Endpoint, hub: &crate::admin::EventHub, cdr: &CdrHandle) {
-    let t = now();
-    while let Some(ev) = ep.poll_event(t) {
-        if let crate::endpoint::EventKind::AgentState { agent, state, .. } = &ev.kind {
-            let logged_in = !matches!(*state, "logged_out" | "off_shift");
-            if let Err(e) = cdr.agent_state(agent, logged_in, ev.ts_ms) {
-                error!(error = %e, "agent session change lost");
-            }
-        }
-        hub.publish(&ev);
-    }
 }
 
 /// Binds `server.admin` and serves the API until the returned sender fires.
@@ -296,11 +263,14 @@ async fn on_control(
     path: &std::path::Path,
     current: &Arc<Config>,
     shards: &Shards,
+    today: &crate::admin::today::TodayBoard,
 ) -> Option<Arc<Config>> {
     match req {
         Control::Queues(reply) => {
             let views = shards.ask_all(|ep, t| ep.queue_views(t)).await;
-            drop(reply.send(merge_queue_views(views)));
+            let mut views = merge_queue_views(views);
+            today.fill(&mut views, current, now());
+            drop(reply.send(views));
         }
         // Agents are shared: the primary knows them all. Their calls are on
         // every shard.

@@ -12,10 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
 use super::now;
+use super::observers::Observers;
 use super::transport::{Inbound, Transports};
 use crate::acd::{Output, Router};
-use crate::admin::EventHub;
-use crate::cdr::{CdrHandle, QueueLogHandle};
 use crate::config::Config;
 use crate::endpoint::{Endpoint, MediaCommand, MediaEvent, Now};
 use crate::media::PortPool;
@@ -125,9 +124,7 @@ impl Shards {
 pub struct Outlets {
     pub transports: Transports,
     pub media: mpsc::UnboundedSender<MediaCommand>,
-    pub records: CdrHandle,
-    pub qlog: Option<QueueLogHandle>,
-    pub hub: EventHub,
+    pub sinks: super::observers::Sinks,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -157,16 +154,19 @@ pub fn spawn(
     // start) goes out first, before any shard handles a call: the shards
     // flush independently, so otherwise a call's queue_log lines could come
     // before the AGENTLOGIN that preceded it.
+    let mut observers: Vec<Observers> = Vec::with_capacity(n);
     for ep in &mut endpoints {
-        super::write_records(ep, &outlets.records);
-        super::write_queue_log(ep, outlets.qlog.as_ref());
-        super::publish_events(ep, &outlets.hub, &outlets.records);
+        let mut obs = Observers::new(&outlets.sinks);
+        obs.drain(ep, now());
+        observers.push(obs);
     }
     let mut tasks = tokio::task::JoinSet::new();
-    for (ep, (ctl, sip)) in endpoints.into_iter().zip(ctl_rx.into_iter().zip(sip)) {
+    let parts = endpoints.into_iter().zip(observers);
+    for ((ep, obs), (ctl, sip)) in parts.zip(ctl_rx.into_iter().zip(sip)) {
         let index = ep.shard().index;
         let task = ShardTask {
             ep,
+            obs,
             peers: shards.clone(),
             out: outlets.clone(),
         };
@@ -180,6 +180,8 @@ pub fn spawn(
 
 struct ShardTask {
     ep: Endpoint,
+    /// The consumers of this shard's event stream.
+    obs: Observers,
     peers: Shards,
     out: Outlets,
 }
@@ -270,11 +272,9 @@ impl ShardTask {
         while let Some(cmd) = self.ep.poll_media() {
             let _ = self.out.media.send(cmd);
         }
-        super::write_records(&mut self.ep, &self.out.records);
-        super::write_queue_log(&mut self.ep, self.out.qlog.as_ref());
         // Before the handover: agent states this turn changed are reported
         // before the shard that rings the agent can see it answer.
-        super::publish_events(&mut self.ep, &self.out.hub, &self.out.records);
+        self.obs.drain(&mut self.ep, now());
         while let Some((shard, out)) = self.ep.poll_foreign() {
             self.peers.send(shard, ShardMsg::Acd(out));
         }
@@ -410,7 +410,7 @@ mod tests {
             wall: std::time::SystemTime::now(),
         };
         let mut ep = Endpoint::new(Arc::new(cfg), now);
-        let metrics = ep.metrics().clone();
+        let metrics = crate::metrics::Metrics::new();
         assert!(!guard(&mut ep, &metrics, "test", |_| panic!(
             "a bug reached by a peer"
         )));

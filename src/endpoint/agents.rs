@@ -60,12 +60,9 @@ impl Endpoint {
         let Some(call) = self.calls.get(ck) else {
             return;
         };
-        let Some(invite_req) = self.invites.get(ck).map(|(_, r)| r.clone()) else {
-            return;
-        };
         let ring = self.cfg.queues.get(queue).map_or(15, |q| q.ring_timeout_s);
         let wait = waited.as_secs();
-        let caller = caller_number(&invite_req);
+        let caller = call.caller.clone();
         // Screen pop: one header per IVR variable. Names are config
         // identifiers and values are DTMF digits, both header-safe.
         let vars: String = call
@@ -141,8 +138,7 @@ impl Endpoint {
             }
         };
         info!(call = %ck.0, %agent, %queue, wait_s = wait, "offering call to agent");
-        self.record_offer(ck, &agent, now);
-        self.q_offered(ck, &agent, now);
+        self.emit_offered(ck, &agent, now);
         self.agent_invites.insert(key.clone(), ck.clone());
         if let Some(call) = self.calls.get_mut(ck) {
             if let Some(old) = call.agent.take() {
@@ -183,7 +179,6 @@ impl Endpoint {
         self.agent_invites.remove(key);
         if (200..300).contains(&code) {
             self.agent_answered(&ck, &resp, now);
-            self.record_answered(&ck, now);
         } else if matches!(code, 486 | 600 | 603) {
             // Busy or declined: the transaction layer already sent the
             // ACK; the router offers the call elsewhere.
@@ -204,10 +199,11 @@ impl Endpoint {
             leg.state = AgentLegState::Ending; // nothing to CANCEL any more
         }
         let acd = self.calls.get(ck).and_then(|c| c.acd);
+        let offered_at = self.offered_at(ck);
         if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %ck.0, %agent, code, "agent refused the call");
             // queue_log readers count every offer that was not taken.
-            self.q_ring_no_answer(ck, &agent, now);
+            self.emit_ring_no_answer(ck, &agent, offered_at, now);
             self.touch_agent(&agent);
             let r = self.timed(|r| r.rejected(&agent, acd, now.mono));
             self.acd_result(r, now);
@@ -267,8 +263,16 @@ impl Endpoint {
                 debug!(error = %e, "router did not expect this answer");
             }
         }
-        self.q_answered(ck, &agent, &agent_call_id, now);
+        self.emit_answered(ck, &agent, &agent_call_id, now);
         info!(call = %ck.0, %agent, "agent answered: bridged");
+    }
+
+    /// When the agent leg of `ck` started ringing.
+    fn offered_at(&self, ck: &CallKey) -> Option<std::time::Instant> {
+        self.calls
+            .get(ck)
+            .and_then(|c| c.agent.as_ref())
+            .map(|l| l.offered_at)
     }
 
     /// Ring no answer: withdraw the offer, pause the agent, try the next.
@@ -286,14 +290,15 @@ impl Endpoint {
     /// Withdraws the offer of `ck` and pauses its agent `rona`.
     fn withdraw_rona(&mut self, ck: &CallKey, now: Now) {
         let acd = self.calls.get(ck).and_then(|c| c.acd);
+        let offered_at = self.offered_at(ck);
         if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %ck.0, %agent, "ring no answer: agent paused (rona)");
             self.touch_agent(&agent);
-            self.q_ring_no_answer(ck, &agent, now);
+            self.emit_ring_no_answer(ck, &agent, offered_at, now);
             let r = self.timed(|r| r.ring_no_answer(&agent, acd, now.mono));
             if r.is_ok() {
                 // Asterisk's autopause logs the pause too.
-                self.q_agent_paused(&agent, Some(crate::acd::RONA), now);
+                self.emit_paused(&agent, Some(crate::acd::RONA), now);
             }
             self.acd_result(r, now);
         }
@@ -317,7 +322,7 @@ impl Endpoint {
             c.agent.take()
         }) {
             info!(call = %ck.0, agent = %leg.agent_id, "agent hung up");
-            self.record_hangup_by(&ck, crate::cdr::HangupBy::Agent);
+            self.note_hangup_by(&ck, crate::cdr::HangupBy::Agent);
             if let Some(l) = leg.leg {
                 self.legs.remove(&l);
                 self.media(MediaCommand::Close { leg: l });

@@ -96,12 +96,7 @@ impl Endpoint {
                         .any(|l| Some(l.addr.port()) == port)
             });
         if !ours {
-            self.metrics
-                .sip_dropped
-                .get_or_create(&crate::metrics::ReasonLabel {
-                    reason: "foreign_via",
-                })
-                .inc();
+            *self.tally.dropped.entry("foreign_via").or_default() += 1;
             return debug!(%from, "response with a foreign top Via dropped");
         }
         if let Some(ev) = self.txn.on_response(resp, from, now.mono) {
@@ -209,7 +204,7 @@ impl Endpoint {
             let mut resp = headers::response_to(&req, code, reason_phrase(code), Some(&new_tag()));
             resp.headers.extend(refusal.headers());
             if req.method == Method::Invite && headers::to_tag(&req).is_none() {
-                self.record_rejected(&req, now);
+                self.emit_rejected(&req, code, now);
             }
             return self.respond(&key, resp, now);
         }
@@ -221,7 +216,12 @@ impl Endpoint {
                 self.respond(&key, resp, now);
             }
             Method::Register => {
-                let resp = self.registrar().handle_register(&req, from, now.wall);
+                let (resp, auth) = {
+                    let mut reg = self.registrar();
+                    let resp = reg.handle_register(&req, from, now.wall);
+                    (resp, reg.take_auth_tally())
+                };
+                self.tally.auth.add(auth);
                 let ok = resp.status_code.code() == 200;
                 self.respond(&key, resp, now);
                 if let (true, Some(user)) = (ok, headers::to_user(&req)) {
@@ -270,7 +270,11 @@ impl Endpoint {
         let Some(number) = headers::request_user(&req) else {
             return self.reject_invite(&key, &req, 404, now);
         };
-        let Some(route) = self.cfg.numbers.iter().find(|n| n.number == number) else {
+        let route = self
+            .numbers
+            .get(&number)
+            .and_then(|&i| self.cfg.numbers.get(i));
+        let Some(route) = route else {
             return self.reject_invite(&key, &req, 404, now);
         };
         let (target, ring) = (route.to.clone(), Duration::from_secs(route.ring_s));
@@ -283,7 +287,7 @@ impl Endpoint {
         };
         let session = match crate::sip::session_timer::negotiate_uas(&req, now.mono) {
             crate::sip::session_timer::UasTimer::TooSmall => {
-                self.record_rejected(&req, now);
+                self.emit_rejected(&req, 422, now);
                 let mut resp =
                     headers::response_to(&req, 422, "Session Interval Too Small", Some(&new_tag()));
                 resp.headers.push(Header::Other(
@@ -326,9 +330,9 @@ impl Endpoint {
             return self.reject_busy(&key, &req, now);
         }
         let ck = (call_id, local_tag.clone());
-        self.invites.insert(ck.clone(), (key.clone(), req.clone()));
+        self.invites.insert(ck.clone(), key.clone(), req.clone());
         self.calls.insert(ck.clone(), call);
-        self.record_arrival(&ck, &req, now);
+        self.emit_arrived(&ck, &req, now);
         if action.is_none() {
             let resp = headers::response_to(&req, 180, "Ringing", Some(&local_tag));
             self.respond(&key, resp, now);
@@ -366,7 +370,7 @@ impl Endpoint {
                 }
                 self.reply(&key, &req, 200, now);
                 info!(call = %ck.0, "caller hung up");
-                self.record_hangup_by(&ck, crate::cdr::HangupBy::Caller);
+                self.note_hangup_by(&ck, crate::cdr::HangupBy::Caller);
                 self.end_call(&ck, now);
             }
             None => self.reply(&key, &req, 481, now),
@@ -376,12 +380,9 @@ impl Endpoint {
     fn on_cancel(&mut self, invite_key: TxKey, cancel_key: TxKey, cancel: rsip::Request, now: Now) {
         // 200 for the CANCEL itself, whatever happens to the INVITE.
         self.reply(&cancel_key, &cancel, 200, now);
-        let ck = self
-            .invites
-            .iter()
-            .find(|(_, (k, _))| *k == invite_key)
-            .map(|(ck, _)| ck.clone());
-        let Some(ck) = ck else { return };
+        let Some(ck) = self.invites.call_of(&invite_key).cloned() else {
+            return;
+        };
         if !self.calls.get(&ck).is_some_and(Call::is_cancellable) {
             return; // already answered: the caller will BYE
         }
@@ -390,7 +391,7 @@ impl Endpoint {
             self.respond(&k, resp, now);
         }
         info!(call = %ck.0, "caller cancelled");
-        self.record_hangup_by(&ck, crate::cdr::HangupBy::Caller);
+        self.note_hangup_by(&ck, crate::cdr::HangupBy::Caller);
         self.end_call(&ck, now);
     }
 
@@ -529,8 +530,7 @@ impl Endpoint {
 
     /// Forgets a call and releases its resources (ports go back on drop).
     pub(super) fn end_call(&mut self, ck: &CallKey, now: Now) {
-        self.q_caller_gone(ck, now);
-        self.record_end(ck, now);
+        self.emit_ended(ck, now);
         // The caller is gone: CANCEL or BYE the agent's leg, free the agent.
         if let Some(agent) = self.release_agent_leg(ck, now) {
             self.touch_agent(&agent);
@@ -552,7 +552,7 @@ impl Endpoint {
         let mut resp = headers::response_to(req, 503, "Service Unavailable", None);
         resp.headers
             .push(Header::RetryAfter(RETRY_AFTER_S.to_string().into()));
-        self.record_rejected(req, now);
+        self.emit_rejected(req, 503, now);
         self.reject(key, resp, now);
     }
 

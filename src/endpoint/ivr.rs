@@ -70,8 +70,7 @@ impl Endpoint {
     }
 
     fn run_ivr_actions(&mut self, ck: &CallKey, actions: Vec<IvrAction>, now: Now) {
-        self.event_ivr(ck, now);
-        self.count_ivr_closed(ck);
+        self.emit_ivr_steps(ck, now);
         for action in actions {
             let Some(call) = self.calls.get_mut(ck) else {
                 return;

@@ -5,48 +5,39 @@
 
 mod agents;
 mod announce;
+mod call_table;
 mod calls;
-mod events;
+mod emit;
 mod ivr;
 mod media;
 mod mid_call;
 mod outbound;
 mod qualify;
-mod queue_events;
-mod records;
 mod routing;
 mod shard;
+mod tally;
 #[cfg(test)]
 mod tests;
 mod views;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tracing::{debug, info};
 
-use crate::call::Call;
 use crate::config::Config;
 use crate::media::PortPool;
 use crate::sip::transaction::{TransactionLayer, TxKey};
 use crate::sip::Peer;
 
-pub use events::{EventKind, LiveEvent};
+pub use crate::events::Now;
 pub use media::{LegId, MediaCommand, MediaEvent};
-pub use queue_events::QueueLogLine;
 pub use shard::{
     owner_of_output, raw_call_id, shard_of_call_id, shard_of_id, stand_in_router, ShardId, Shared,
 };
-
-/// The two clocks a handler may need: monotonic for timers, wall for
-/// registrations that outlive the process.
-#[derive(Debug, Clone, Copy)]
-pub struct Now {
-    pub mono: Instant,
-    pub wall: SystemTime,
-}
+pub use tally::{method_label, Tally};
 
 /// How often expired registrations are swept and waiting calls are offered
 /// again (an agent's shift may have started).
@@ -66,10 +57,10 @@ pub struct Endpoint {
     /// Registrar, RTP ports and tallies shared with the other shards.
     shared: Shared,
     ports: PortPool,
-    /// Inbound calls by (Call-ID, our tag).
-    calls: HashMap<CallKey, Call>,
+    /// Inbound calls by (Call-ID, our tag), with their deadlines.
+    calls: call_table::CallTable,
     /// The INVITE (transaction and request) each call is being answered on.
-    invites: HashMap<CallKey, (TxKey, rsip::Request)>,
+    invites: call_table::InviteTable,
     /// BYEs we sent, to end their call when answered.
     byes: HashMap<TxKey, CallKey>,
     /// The ACD router: agents' states, waiting callers, offers.
@@ -104,20 +95,14 @@ pub struct Endpoint {
     draining: bool,
     /// When expired registrations are next swept (and the file rewritten).
     housekeeping_at: Instant,
-    /// Prometheus counters (atomics, shared with `/metrics`).
-    metrics: Arc<crate::metrics::Metrics>,
-    /// This shard's handles on the SIP counters of `metrics`.
-    sip_counts: crate::metrics::SipCounters,
-    /// This shard's handles on the per-queue, agent and IVR counters.
-    counters: crate::metrics::CounterHandles,
-    /// This shard's count in `metrics.shard_decisions`.
-    decisions: prometheus_client::metrics::counter::Counter,
-    /// Queue events: per-queue counters and queue_log lines.
-    qlog: queue_events::QueueTracker,
-    /// Call records on their way to the daemon's writer.
-    records: records::RecordBook,
-    /// Live events on their way to the admin API's stream.
-    events: events::EventBook,
+    /// What this shard counted of its work since the daemon last looked.
+    tally: Tally,
+    /// The event stream on its way to its consumers.
+    stream: emit::Stream,
+    /// Calls accepted so far (their event-stream numbers).
+    next_seq: u64,
+    /// `[[numbers]]` by number: index into `cfg.numbers`.
+    numbers: HashMap<String, usize>,
 }
 
 impl Endpoint {
@@ -141,8 +126,8 @@ impl Endpoint {
             txn: TransactionLayer::new(Default::default()),
             shard,
             shared,
-            calls: HashMap::new(),
-            invites: HashMap::new(),
+            calls: Default::default(),
+            invites: Default::default(),
             byes: HashMap::new(),
             router,
             foreign: Default::default(),
@@ -164,13 +149,10 @@ impl Endpoint {
             out: outbound::Queue::default(),
             draining: false,
             housekeeping_at: now.mono + HOUSEKEEPING,
-            metrics: Arc::default(),
-            decisions: Default::default(),
-            sip_counts: Default::default(),
-            counters: Default::default(),
-            qlog: Default::default(),
-            records: Default::default(),
-            events: Default::default(),
+            tally: Tally::default(),
+            stream: Default::default(),
+            next_seq: 0,
+            numbers: number_index(&cfg),
             cfg,
         };
         if shard.is_primary() {
@@ -219,6 +201,7 @@ impl Endpoint {
             // simply goes away with them.
             self.ports = ports;
         }
+        self.numbers = number_index(&cfg);
         self.cfg = cfg;
         self.touch_all_agents();
         if self.shard.is_primary() {
@@ -251,7 +234,7 @@ impl Endpoint {
     pub fn handle_inbound(&mut self, bytes: &[u8], from: Peer, now: Now) {
         let parsed = crate::sip::message::parse(bytes);
         if let Ok(msg) = &parsed {
-            self.sip_counts.count_sip(&self.metrics, "in", msg);
+            self.tally.sip("in", msg);
         }
         match parsed {
             Ok(rsip::SipMessage::Request(req)) => self.on_request(req, from, now),
@@ -259,31 +242,27 @@ impl Endpoint {
             // A CRLF keep-alive (RFC 5626 §4.4.1) is not an error.
             Err(crate::sip::message::ParseError::Empty) => {}
             Err(err) => {
-                self.metrics.sip_parse_errors.inc();
+                self.tally.parse_errors += 1;
                 debug!(%from, error = %err, "unparsable message");
                 if let Some(resp) = crate::sip::message::error_response(bytes, &err) {
                     // "SIP/2.0 400 ...": the method is unknown, it did not parse.
                     let code = resp.get(8..11).and_then(|c| std::str::from_utf8(c).ok());
                     if let Some(code) = code.and_then(|c| c.parse().ok()) {
-                        self.sip_counts
-                            .count_response(&self.metrics, "out", "other", code);
+                        self.tally.response("out", "other", code);
                     }
                     self.out.push_bytes(from, Bytes::from(resp));
                 }
             }
         }
+        self.calls.reindex();
     }
 
     /// Timers due at `now`.
     pub fn handle_timeout(&mut self, now: Now) {
         self.txn.handle_timeout(now.mono);
         self.drain_txn_events(now);
-        let due: Vec<_> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.poll_timeout().is_some_and(|t| t <= now.mono))
-            .map(|(k, _)| k.clone())
-            .collect();
+        // Only the calls that have something due: one deadline table.
+        let due = self.calls.due(now.mono);
         for key in due {
             self.call_timeout(&key, now);
         }
@@ -291,7 +270,12 @@ impl Endpoint {
         if now.mono >= self.housekeeping_at {
             // Registrations are shared: the primary sweeps them.
             let expired = if self.shard.is_primary() {
-                self.registrar().expire(now.wall)
+                let mut reg = self.registrar();
+                let expired = reg.expire(now.wall);
+                let auth = reg.take_auth_tally();
+                drop(reg);
+                self.tally.auth.add(auth);
+                expired
             } else {
                 Vec::new()
             };
@@ -311,11 +295,12 @@ impl Endpoint {
             self.qualify_round(now);
             self.qualify_at = now.mono + qualify::QUALIFY_EVERY;
         }
+        self.calls.reindex();
     }
 
     /// The earliest instant the endpoint wants `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let calls = self.calls.values().filter_map(Call::poll_timeout).min();
+        let calls = self.calls.next_deadline();
         let acd = [self.acd_timers.next(), Some(self.shift_check_at)]
             .into_iter()
             .flatten()
@@ -333,12 +318,24 @@ impl Endpoint {
 
     /// Next message to put on the wire.
     pub fn poll_transmit(&mut self) -> Option<(Peer, Bytes)> {
+        // The handler that ran before changed some calls' deadlines.
+        self.calls.reindex();
         while let Some(t) = self.txn.poll_transmit() {
-            self.sip_counts.count_sip(&self.metrics, "out", &t.msg);
+            self.tally.sip("out", &t.msg);
             self.out.push_msg(t.to, &t.msg);
         }
         self.out.pop()
     }
+}
+
+/// `[[numbers]]` by number (the first entry of a number wins, as a scan
+/// from the top would have found it).
+fn number_index(cfg: &Config) -> HashMap<String, usize> {
+    let mut m = HashMap::with_capacity(cfg.numbers.len());
+    for (i, n) in cfg.numbers.iter().enumerate() {
+        m.entry(n.number.clone()).or_insert(i);
+    }
+    m
 }
 
 /// Reloads the router with `cfg`; returns its outputs (callers of removed

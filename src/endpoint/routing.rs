@@ -77,8 +77,7 @@ impl Endpoint {
                 _ => None,
             })
         });
-        self.q_entered(ck, queue, refused, now);
-        self.event_queued(ck, queue, now);
+        self.emit_queued(ck, queue, refused, now);
         match arrived {
             Ok(out) => self.apply_acd(out, now),
             Err(e) => {
@@ -118,7 +117,7 @@ impl Endpoint {
     fn apply_one(&mut self, out: Output, now: Now) {
         let owner = self.shard.owner_of(super::shard::output_call(&out).0);
         if owner != self.shard.index {
-            self.metrics.shard_handovers.inc();
+            self.tally.handovers += 1;
             self.foreign.push_back((owner, out));
             return;
         }
@@ -139,8 +138,7 @@ impl Endpoint {
                     return;
                 };
                 info!(call = %ck.0, %queue, ?reason, target = ?target, "caller leaves the queue");
-                self.q_diverted(&ck, &queue, reason, now);
-                self.event_diverted(&ck, &queue, reason, target.as_ref(), now);
+                self.emit_diverted(&ck, &queue, reason, target.as_ref(), now);
                 if let Some(c) = self.calls.get_mut(&ck) {
                     c.acd = None;
                     c.diverted = Some(reason);
@@ -196,7 +194,7 @@ impl Endpoint {
             self.timed(|r| r.agent_unregistered(agent, now.mono))
         };
         if out.is_ok() {
-            self.q_agent_reachable(agent, reachable, now);
+            self.emit_reachable(agent, reachable, now);
         }
         match out {
             Ok(out) => self.apply_acd(out, now),
@@ -232,13 +230,10 @@ impl Endpoint {
     /// Runs one router decision and observes how long it took. The clock
     /// is read for the histogram only: what the router decides never
     /// depends on it.
-    pub(super) fn timed<T>(&self, decide: impl FnOnce(&Router) -> T) -> T {
+    pub(super) fn timed<T>(&mut self, decide: impl FnOnce(&Router) -> T) -> T {
         let t = Instant::now();
         let out = decide(&self.router);
-        self.metrics
-            .routing_seconds
-            .observe(t.elapsed().as_secs_f64());
-        self.decisions.inc();
+        self.tally.decisions.push(t.elapsed().as_secs_f64());
         out
     }
 

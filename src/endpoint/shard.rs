@@ -149,10 +149,7 @@ pub struct Shared {
     pub(super) calls: Arc<AtomicUsize>,
     /// Agent states last reported in the live events: whichever shard
     /// changed an agent reports it, at the end of the turn that changed it.
-    pub(super) agents_seen: Arc<Mutex<super::events::AgentsSeen>>,
-    pub(super) service: Arc<Mutex<super::events::ServiceDay>>,
-    /// Callers waiting per queue, for queue_log positions.
-    pub(super) waiting: Arc<Mutex<super::queue_events::WaitingBoard>>,
+    pub(super) agents_seen: Arc<Mutex<super::emit::AgentsSeen>>,
 }
 
 impl Shared {
@@ -162,8 +159,6 @@ impl Shared {
             ports,
             calls: Arc::default(),
             agents_seen: Arc::default(),
-            service: Arc::default(),
-            waiting: Arc::default(),
         }
     }
 

@@ -113,7 +113,52 @@ struct Harness {
     ep: Endpoint,
     now: Now,
     phone: Peer,
+    /// The event stream's consumers, as the daemon runs them.
+    seen: Seen,
     _dir: tempfile::TempDir,
+}
+
+/// What the consumers of the event stream made of it so far.
+#[derive(Default)]
+struct Seen {
+    records: crate::cdr::fold::RecordFold,
+    qlog: crate::cdr::queue_log_fold::QueueLogFold,
+    metrics: Option<crate::metrics::fold::MetricsFold>,
+    /// The counters the folds count into.
+    registry: std::sync::Arc<crate::metrics::Metrics>,
+    today: crate::admin::today::TodayBoard,
+    calls: Vec<crate::cdr::CallRecord>,
+    lines: Vec<crate::cdr::queue_log_fold::QueueLogLine>,
+    live: Vec<crate::admin::live::LiveEvent>,
+    events: Vec<crate::events::Event>,
+}
+
+impl Seen {
+    /// Folds what `ep` queued into every consumer.
+    fn pump(&mut self, ep: &mut Endpoint, now: Now) {
+        let cfg = ep.config();
+        let registry = self.registry.clone();
+        let metrics = self
+            .metrics
+            .get_or_insert_with(|| crate::metrics::fold::MetricsFold::new(registry));
+        metrics.absorb(0, &ep.take_tally());
+        while let Some(ev) = ep.poll_event(now) {
+            self.records.fold(&ev);
+            while let Some(out) = self.records.poll() {
+                if let crate::cdr::fold::RecordOut::Call(r) = out {
+                    self.calls.push(*r);
+                }
+            }
+            self.qlog.fold(&ev);
+            while let Some(l) = self.qlog.poll() {
+                self.lines.push(l);
+            }
+            metrics.fold(&ev, &cfg);
+            self.today.fold(&ev, &cfg);
+            self.live.extend(crate::admin::live::live_events(&ev));
+            self.events.push(ev);
+        }
+    }
 }
 
 impl Harness {
@@ -143,8 +188,33 @@ impl Harness {
             ep: Endpoint::new(Arc::new(cfg), now),
             now,
             phone: Peer::udp("127.0.0.1:5070".parse::<SocketAddr>().unwrap()),
+            seen: Seen::default(),
             _dir: dir,
         }
+    }
+
+    /// Call records written since the last look.
+    fn records(&mut self) -> Vec<crate::cdr::CallRecord> {
+        self.seen.pump(&mut self.ep, self.now);
+        std::mem::take(&mut self.seen.calls)
+    }
+
+    /// queue_log lines written since the last look.
+    fn queue_log(&mut self) -> Vec<crate::cdr::queue_log_fold::QueueLogLine> {
+        self.seen.pump(&mut self.ep, self.now);
+        std::mem::take(&mut self.seen.lines)
+    }
+
+    /// The Prometheus counters, up to date.
+    fn metrics(&mut self) -> std::sync::Arc<crate::metrics::Metrics> {
+        self.seen.pump(&mut self.ep, self.now);
+        self.seen.registry.clone()
+    }
+
+    /// Live events published since the last look.
+    fn live(&mut self) -> Vec<crate::admin::live::LiveEvent> {
+        self.seen.pump(&mut self.ep, self.now);
+        std::mem::take(&mut self.seen.live)
     }
 
     /// Sends raw text (LF line ends are turned into CRLF) and returns every
@@ -364,7 +434,9 @@ fn retransmitted_invite_makes_one_call() {
     let again = h.advance(Duration::from_millis(500));
     assert_eq!(codes(&again), vec![200], "{again:?}");
     assert_eq!(to_tag(&again[0]), to_tag(&first[1]));
-    let arrivals = std::iter::from_fn(|| h.ep.poll_record())
+    let arrivals = h
+        .records()
+        .into_iter()
         .filter(|r| r.ended_ms.is_none())
         .count();
     assert_eq!(arrivals, 1, "one call record");
@@ -469,7 +541,7 @@ fn garbage_is_counted_not_answered() {
     let mut h = Harness::new();
     h.ep.handle_inbound(b"\x00\x01garbage", h.phone, h.now);
     assert!(h.drain().is_empty());
-    assert_eq!(h.ep.metrics().sip_parse_errors.get(), 1);
+    assert_eq!(h.metrics().sip_parse_errors.get(), 1);
 }
 
 #[test]
@@ -479,7 +551,7 @@ fn crlf_keep_alives_are_not_parse_errors() {
         h.ep.handle_inbound(ping, h.phone, h.now);
     }
     assert!(h.drain().is_empty());
-    assert_eq!(h.ep.metrics().sip_parse_errors.get(), 0);
+    assert_eq!(h.metrics().sip_parse_errors.get(), 0);
 }
 
 fn agent(port: u16) -> Peer {
@@ -829,13 +901,13 @@ fn response_with_a_foreign_via_is_dropped() {
         "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx\nFrom: <sip:a@b>;tag=1\nTo: <sip:c@d>;tag=2\nCall-ID: foreign\nCSeq: 1 BYE\nContent-Length: 0\n\n",
     );
     assert!(out.is_empty());
-    let dropped =
-        h.ep.metrics()
-            .sip_dropped
-            .get_or_create(&crate::metrics::ReasonLabel {
-                reason: "foreign_via",
-            })
-            .get();
+    let dropped = h
+        .metrics()
+        .sip_dropped
+        .get_or_create(&crate::metrics::ReasonLabel {
+            reason: "foreign_via",
+        })
+        .get();
     assert_eq!(dropped, 1);
 }
 
@@ -985,7 +1057,7 @@ fn overflow_on_max_wait_is_recorded_as_overflowed() {
     assert_eq!(bye[0].method, rsip::Method::Bye);
     // Our BYE times out unanswered (timer F): the call ends, its record goes out.
     h.advance_all(Duration::from_secs(33));
-    let recs: Vec<_> = std::iter::from_fn(|| h.ep.poll_record()).collect();
+    let recs: Vec<_> = h.records().into_iter().collect();
     let last = recs.iter().rev().find(|r| r.id == "ov1").expect("a record");
     assert_eq!(
         last.disposition,
@@ -1018,7 +1090,6 @@ fn no_ports_for_the_agent_leg_hangs_the_caller_up() {
 #[test]
 fn agent_hangup_is_logged_completeagent_and_counted_answered() {
     let mut h = Harness::new();
-    h.ep.enable_queue_log(h.now);
     let (_, out) = queued_caller(&mut h, "ql1");
     let inv = requests_to(&out, agent(5080)).remove(0);
     let out = h.send_from(agent(5080), &answer(&inv, 200, "agq", AGENT_SDP));
@@ -1036,10 +1107,7 @@ fn agent_hangup_is_logged_completeagent_and_counted_answered() {
     h.send_from(h.phone, &answer(&bye_to_caller, 200, "x", ""));
     assert_eq!(h.ep.active_calls(), 0);
 
-    let mut lines = Vec::new();
-    while let Some(l) = h.ep.poll_queue_log() {
-        lines.push(l.format());
-    }
+    let lines: Vec<String> = h.queue_log().iter().map(|l| l.format()).collect();
     let events: Vec<Vec<&str>> = lines
         .iter()
         .map(|l| l.split('|').skip(1).collect::<Vec<_>>())
@@ -1055,7 +1123,7 @@ fn agent_hangup_is_logged_completeagent_and_counted_answered() {
         ],
         "{lines:#?}"
     );
-    let m = h.ep.metrics();
+    let m = h.metrics();
     let support = crate::metrics::QueueLabel {
         queue: "support".into(),
     };

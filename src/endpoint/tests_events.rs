@@ -2,10 +2,10 @@
 //! the lives of calls (answered, overflowed, IVR, rejected) and agents.
 
 use super::*;
-use crate::endpoint::{EventKind, LiveEvent};
+use crate::admin::live::{EventKind, LiveEvent};
 
 fn events(h: &mut Harness) -> Vec<LiveEvent> {
-    std::iter::from_fn(|| h.ep.poll_event(h.now)).collect()
+    h.live()
 }
 
 fn types(evs: &[LiveEvent]) -> Vec<String> {
@@ -100,7 +100,8 @@ fn an_answered_call_from_arrival_to_end_with_agent_states() {
         .collect();
     assert_eq!(states, ["ringing", "on_call", "available"], "{evs:?}");
     // Answered in 1.5 s, within the default 20 s: 100 %.
-    let q = h.ep.queue_views(h.now);
+    let mut q = h.ep.queue_views(h.now);
+    h.seen.today.fill(&mut q, &h.ep.config(), h.now);
     let support = q.iter().find(|q| q.name == "support").unwrap();
     assert_eq!(support.service_level_today, Some(100.0));
     let sales = q.iter().find(|q| q.name == "sales").unwrap();
@@ -170,7 +171,18 @@ fn undrained_events_are_bounded() {
             &format!("z9hG4bKf{i}"),
         ));
     }
-    let n = events(&mut h).len();
-    assert!(n <= super::super::events::MAX_QUEUED, "{n} events kept");
-    assert!(n > 0);
+    let evs = events(&mut h);
+    // The oldest went first: exactly the bound is kept, ending with the
+    // last rejection.
+    assert_eq!(evs.len(), super::super::emit::MAX_QUEUED);
+    let calls: Vec<_> = evs
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap())
+        .filter(|v| v["type"] == "call_rejected")
+        .collect();
+    assert_eq!(calls.last().unwrap()["call"], "flood2999");
+    assert_eq!(
+        calls.first().unwrap()["call"],
+        format!("flood{}", 3000 - calls.len())
+    );
 }

@@ -165,9 +165,10 @@ fn agent_hold_plays_the_queue_music_to_the_caller_and_resume_bridges_again() {
         h.phone,
         &in_dialog("BYE", "1500", "mh1", &b.caller_tag, 2, "z9hG4bKbmh1"),
     );
-    let rec = std::iter::from_fn(|| h.ep.poll_record())
-        .filter(|r| r.ended_ms.is_some())
-        .last()
+    let rec = h
+        .records()
+        .into_iter()
+        .rfind(|r| r.ended_ms.is_some())
         .expect("final record");
     assert_eq!(rec.hold_ms, 30_000);
     assert_eq!(rec.disposition, crate::cdr::Disposition::Answered);
@@ -357,7 +358,6 @@ fn we_refresh_when_the_caller_cannot() {
 #[test]
 fn an_agent_phone_that_fails_offers_is_paused_not_offered_forever() {
     let mut h = Harness::new();
-    h.ep.enable_queue_log(h.now);
     let (_, out) = queued_caller(&mut h, "f503");
     let inv = requests_to(&out, agent(5080)).remove(0);
     let out = h.send_from(agent(5080), &answer(&inv, 503, "a503", ""));
@@ -367,7 +367,9 @@ fn an_agent_phone_that_fails_offers_is_paused_not_offered_forever() {
     let views = h.ep.agent_views(h.now);
     let failed = views.iter().find(|a| a.id == "2001").expect("agent 2001");
     assert_eq!(failed.state, "paused", "{failed:?}");
-    let lines: Vec<String> = std::iter::from_fn(|| h.ep.poll_queue_log())
+    let lines: Vec<String> = h
+        .queue_log()
+        .into_iter()
         .map(|l| format!("{l:?}"))
         .collect();
     assert!(

@@ -162,7 +162,7 @@ fn a_caller_who_hangs_up_before_the_handover_frees_the_agent() {
         let mut last = None;
         for ep in &mut s.eps {
             while let Some(ev) = ep.poll_event(now) {
-                if let super::super::EventKind::AgentState { agent, state, .. } = ev.kind {
+                if let crate::events::EventKind::AgentState { agent, state, .. } = ev.kind {
                     if agent == "2001" {
                         last = Some(state);
                     }
@@ -261,10 +261,6 @@ fn max_calls_counts_the_calls_of_every_shard() {
 #[test]
 fn queue_log_positions_count_the_callers_of_every_shard() {
     let mut s = Sharded::new(2);
-    let now = s.h.now;
-    for ep in &mut s.eps {
-        ep.enable_queue_log(now);
-    }
     // Four callers, alternating shards: the first two ring the two agents
     // (still waiting: not answered), the last two wait for an agent.
     let ids: Vec<String> = (0..4)
@@ -283,9 +279,24 @@ fn queue_log_positions_count_the_callers_of_every_shard() {
         &in_dialog("BYE", "1500", &ids[2], &tags[2], 2, "z9hG4bKqb2"),
     );
 
+    // Each shard folds its own events into one shared board, in the
+    // order they happened (the daemon's shards drain every turn).
+    let now = s.h.now;
+    let mut evs: Vec<(usize, crate::events::Event)> = Vec::new();
+    for (i, ep) in s.eps.iter_mut().enumerate() {
+        while let Some(ev) = ep.poll_event(now) {
+            evs.push((i, ev));
+        }
+    }
+    evs.sort_by_key(|(_, ev)| ev.at.mono);
+    let board = crate::cdr::queue_log_fold::WaitingBoard::default();
+    let mut folds: Vec<_> = (0..s.eps.len())
+        .map(|_| crate::cdr::queue_log_fold::QueueLogFold::new(board.clone()))
+        .collect();
     let mut lines = Vec::new();
-    for ep in &mut s.eps {
-        while let Some(l) = ep.poll_queue_log() {
+    for (i, ev) in &evs {
+        folds[*i].fold(ev);
+        while let Some(l) = folds[*i].poll() {
             lines.push(l);
         }
     }

@@ -42,7 +42,6 @@ impl Endpoint {
                 };
                 let schedule = q.schedule.as_ref().and_then(|n| self.cfg.schedules.get(n));
                 let open = schedule.is_none_or(|s| s.is_open(wall));
-                let today = self.queue_today(&q.name, now);
                 QueueView {
                     name: q.name.clone(),
                     waiting: u32::try_from(waits.len()).unwrap_or(u32::MAX),
@@ -52,12 +51,13 @@ impl Endpoint {
                     open,
                     agents_wrapup: count(|s| s.agents_wrapup),
                     agents_paused: count(|s| s.agents_paused),
-                    service_level_today: today.service_level(),
-                    offered_today: today.offered,
-                    answered_today: today.answered,
-                    abandoned_today: today.abandoned,
-                    abandon_rate_today: today.abandon_rate(),
-                    asa_today_s: today.asa_s(),
+                    // Today's figures are the admin's (`admin::today`).
+                    service_level_today: None,
+                    offered_today: 0,
+                    answered_today: 0,
+                    abandoned_today: 0,
+                    abandon_rate_today: None,
+                    asa_today_s: None,
                     service_level_s: q.service_level_s,
                     service_level_target: q.service_level_target,
                     next_change: schedule.and_then(|s| next_open_change(s, wall)),
@@ -115,7 +115,7 @@ impl Endpoint {
         self.touch_agent(id);
         let r = self.timed(|r| r.set_state(id, state, now.mono));
         if r.is_ok() {
-            self.q_agent_paused(id, paused.as_deref(), now);
+            self.emit_paused(id, paused.as_deref(), now);
         }
         self.acd_result(r, now);
         Ok(self.agent_view(&agent, now))
@@ -163,16 +163,15 @@ impl Endpoint {
             (CallState::Confirmed, _) if c.queued_at.is_some() => "queued",
             (CallState::Confirmed, _) => "ivr",
         };
-        let rec = self.records.get(ck);
         CallView {
             id: ck.0.clone(),
-            from: rec.map(|r| r.caller.clone()).unwrap_or_default(),
+            from: c.caller.clone(),
             number: c.number.clone(),
             state: state.to_owned(),
             queue: c.queue().map(str::to_owned),
             agent: c.agent.as_ref().map(|l| l.agent_id.clone()),
             wait_s: waited_s(c.queued_at, now.mono),
-            answered_ms: rec.and_then(|r| r.answered_ms),
+            answered_ms: c.answered_at.map(crate::events::unix_ms),
         }
     }
 }

@@ -40,7 +40,6 @@ use contact::{parse_contacts, parse_name_addr, ContactValue};
 use digest::{challenge_value, constant_time_eq, hmac_sha256};
 use guard::{Guard, Verdict};
 use nonce::{NonceStatus, Nonces};
-use prometheus_client::metrics::counter::Counter;
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, Request, Response, StatusCode};
 
@@ -134,18 +133,32 @@ enum Auth {
     BadRequest(&'static str),
 }
 
-/// Counters of the guessing limits, shared with `/metrics` (clones of a
-/// `Counter` count into the same atomic).
-#[derive(Debug, Clone, Default)]
-pub struct AuthCounters {
+/// What the guessing limits counted since the last
+/// [`Registrar::take_auth_tally`], as plain numbers (the daemon adds them
+/// to its Prometheus counters, like the endpoint's tally).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthTally {
     /// Digest answers that did not verify.
-    pub failures: Counter,
+    pub failures: u64,
     /// REGISTERs refused because their source was blocked.
-    pub refused: Counter,
+    pub refused: u64,
     /// Times a source was blocked.
-    pub blocks: Counter,
-    /// Sources blocked now (set each housekeeping tick).
-    pub blocked_sources: prometheus_client::metrics::gauge::Gauge,
+    pub blocks: u64,
+    /// Sources blocked at the last sweep ([`Registrar::expire`]), if one
+    /// ran since.
+    pub blocked_sources: Option<u64>,
+}
+
+impl AuthTally {
+    /// Adds `later` to this one (the newer gauge value wins).
+    pub fn add(&mut self, later: AuthTally) {
+        self.failures += later.failures;
+        self.refused += later.refused;
+        self.blocks += later.blocks;
+        if later.blocked_sources.is_some() {
+            self.blocked_sources = later.blocked_sources;
+        }
+    }
 }
 
 /// The registrar: users, nonces and the location table.
@@ -159,7 +172,7 @@ pub struct Registrar {
     store: Option<PathBuf>,
     guard: Guard,
     auth_log: FailureLog,
-    counters: AuthCounters,
+    tally: AuthTally,
 }
 
 impl Registrar {
@@ -174,7 +187,7 @@ impl Registrar {
             nonces: Nonces::new(secret, cfg.nonce_ttl),
             guard: Guard::new(cfg.guard.clone()),
             auth_log: FailureLog::default(),
-            counters: AuthCounters::default(),
+            tally: AuthTally::default(),
             cfg,
             users: users.into_iter().map(|c| (c.user.clone(), c)).collect(),
             secret,
@@ -239,9 +252,9 @@ impl Registrar {
         &self.cfg
     }
 
-    /// Counts into `counters` from now on (the daemon's `/metrics`).
-    pub fn set_counters(&mut self, counters: AuthCounters) {
-        self.counters = counters;
+    /// What the guessing limits counted since the last call.
+    pub fn take_auth_tally(&mut self) -> AuthTally {
+        std::mem::take(&mut self.tally)
     }
 
     /// Sources refused at `now` for failing too often, with the time left.
@@ -264,9 +277,7 @@ impl Registrar {
         self.nonces.prune(now);
         self.guard.prune(now);
         let blocked = self.guard.blocked_count(now);
-        self.counters
-            .blocked_sources
-            .set(i64::try_from(blocked).unwrap_or(i64::MAX));
+        self.tally.blocked_sources = Some(u64::try_from(blocked).unwrap_or(u64::MAX));
         if let Some(s) = self.auth_log.flush(now) {
             log_suppressed(s);
         }
@@ -325,7 +336,7 @@ impl Registrar {
 
         // A blocked source learns nothing, right guess or not.
         if let Some(left) = self.guard.blocked(source.addr.ip(), now) {
-            self.counters.refused.inc();
+            self.tally.refused += 1;
             let (line, summary) = self.auth_log.note(auth_log::Event::Blocked, now);
             summary.into_iter().for_each(log_suppressed);
             if line {
@@ -514,13 +525,13 @@ impl Registrar {
     /// Counts and logs a failed answer from `source` for `user`; blocks
     /// the source when it has failed too often.
     fn failed(&mut self, source: Peer, user: &str, now: SystemTime) {
-        self.counters.failures.inc();
+        self.tally.failures += 1;
         let verdict = self.guard.failure(source.addr.ip(), user, now);
         let (line, summary) = self.auth_log.note(auth_log::Event::Failure, now);
         summary.into_iter().for_each(log_suppressed);
         match verdict {
             Verdict::Blocked(time) => {
-                self.counters.blocks.inc();
+                self.tally.blocks += 1;
                 // Not rate-limited: one line per source per block at most,
                 // and what a fail2ban jail acts on.
                 tracing::warn!(%source, block_s = time.as_secs(), "source blocked after repeated failed REGISTERs");

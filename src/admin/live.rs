@@ -1,0 +1,228 @@
+//! Live events for `GET /api/v1/events` and the wallboard, folded from the
+//! engine's event stream: one small JSON object per step of a call's life
+//! and per agent state change. The daemon publishes them on the
+//! [`super::EventHub`]; nothing here knows about subscribers.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cdr::{Disposition, HangupBy};
+use crate::events::{divert_name, unix_ms, Event, EventKind as Step};
+
+/// One event: when, and what.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveEvent {
+    /// RFC 3339, UTC, milliseconds.
+    pub ts: String,
+    /// The same instant in Unix milliseconds.
+    pub ts_ms: i64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened; serialized with a `type` field (`call_arrived`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// An INVITE was accepted.
+    CallArrived {
+        call: String,
+        from: String,
+        number: String,
+        /// Set when the number leads straight to a queue.
+        queue: Option<String>,
+    },
+    /// An INVITE was refused (unknown number, overload, draining).
+    CallRejected {
+        call: String,
+        from: String,
+        number: String,
+    },
+    /// The caller entered IVR node `node` (`ivr.node`).
+    CallIvr { call: String, node: String },
+    /// The caller waits in `queue`, at `position` (1 = next).
+    CallQueued {
+        call: String,
+        queue: String,
+        position: usize,
+        priority: i32,
+    },
+    /// The router offered the call to `agent` (its phone rings).
+    CallOffered {
+        call: String,
+        queue: Option<String>,
+        agent: String,
+    },
+    /// The agent answered; `wait_s` is the time spent in the queue.
+    CallAnswered {
+        call: String,
+        queue: Option<String>,
+        agent: String,
+        wait_s: f64,
+    },
+    /// The caller hung up before an agent answered.
+    CallAbandoned {
+        call: String,
+        queue: Option<String>,
+        wait_s: f64,
+    },
+    /// The caller left `queue` without an agent: `reason` is `closed`,
+    /// `max_wait`, `max_waiting` or `queue_removed`; `target` where it went.
+    CallOverflowed {
+        call: String,
+        queue: String,
+        reason: &'static str,
+        target: Option<String>,
+    },
+    /// The call is over; the same disposition as its call record.
+    CallEnded {
+        call: String,
+        queue: Option<String>,
+        agent: Option<String>,
+        disposition: Disposition,
+        hangup_by: Option<HangupBy>,
+        duration_s: f64,
+    },
+    /// An agent's state changed (the states of `GET /api/v1/agents`).
+    AgentState {
+        agent: String,
+        state: &'static str,
+        reason: Option<String>,
+    },
+}
+
+fn secs_between(from_ms: Option<i64>, to_ms: Option<i64>) -> f64 {
+    match (from_ms, to_ms) {
+        (Some(a), Some(b)) if b >= a => (b - a) as f64 / 1000.0,
+        _ => 0.0,
+    }
+}
+
+/// Seconds to the millisecond, as the call records keep them.
+fn ms_precision(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
+}
+
+/// The live events one engine event makes (none, one, or two for an
+/// abandoned call: `call_abandoned` then `call_ended`).
+pub fn live_events(ev: &Event) -> Vec<LiveEvent> {
+    let ts_ms = ev.at.unix_ms();
+    let ts = DateTime::<Utc>::from(ev.at.wall).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let call_id = |c: &crate::events::CallRef| c.call_id.to_string();
+    let kinds = match &ev.kind {
+        Step::Arrived {
+            call,
+            caller,
+            number,
+            queue,
+        } => vec![EventKind::CallArrived {
+            call: call_id(call),
+            from: caller.clone(),
+            number: number.clone(),
+            queue: queue.clone(),
+        }],
+        Step::Rejected {
+            call_id,
+            caller,
+            number,
+            ..
+        } => vec![EventKind::CallRejected {
+            call: call_id.clone(),
+            from: caller.clone(),
+            number: number.clone(),
+        }],
+        Step::IvrStep { call, node } => vec![EventKind::CallIvr {
+            call: call_id(call),
+            node: node.clone(),
+        }],
+        Step::Queued {
+            call,
+            queue,
+            position,
+            priority,
+            ..
+        } => vec![EventKind::CallQueued {
+            call: call_id(call),
+            queue: queue.clone(),
+            position: *position,
+            priority: *priority,
+        }],
+        Step::Offered {
+            call, queue, agent, ..
+        } => vec![EventKind::CallOffered {
+            call: call_id(call),
+            queue: queue.clone(),
+            agent: agent.clone(),
+        }],
+        Step::Answered {
+            call,
+            queue,
+            agent,
+            waited,
+            ..
+        } => vec![EventKind::CallAnswered {
+            call: call_id(call),
+            queue: queue.clone(),
+            agent: agent.clone(),
+            wait_s: ms_precision(waited.as_secs_f64()),
+        }],
+        Step::Diverted {
+            call,
+            queue,
+            reason,
+            target,
+        } => vec![EventKind::CallOverflowed {
+            call: call_id(call),
+            queue: queue.clone(),
+            reason: divert_name(*reason),
+            target: Some(
+                target
+                    .as_ref()
+                    .map_or_else(|| "hangup".to_owned(), ToString::to_string),
+            ),
+        }],
+        Step::Ended(end) => {
+            let arrived = unix_ms(end.arrived);
+            let queued = end.queued.map(|t| unix_ms(t).max(arrived));
+            let answered = end.answered.map(unix_ms);
+            let mut out = Vec::with_capacity(2);
+            if end.disposition == Disposition::Abandoned {
+                out.push(EventKind::CallAbandoned {
+                    call: call_id(&end.call),
+                    queue: end.queue.clone(),
+                    wait_s: secs_between(queued, answered.or(Some(ts_ms))),
+                });
+            }
+            out.push(EventKind::CallEnded {
+                call: call_id(&end.call),
+                queue: end.queue.clone(),
+                agent: end.agent.clone(),
+                disposition: end.disposition,
+                hangup_by: Some(end.hangup_by),
+                duration_s: secs_between(Some(arrived), Some(ts_ms)),
+            });
+            out
+        }
+        Step::AgentState {
+            agent,
+            state,
+            reason,
+        } => vec![EventKind::AgentState {
+            agent: agent.clone(),
+            state,
+            reason: reason.clone(),
+        }],
+        Step::IvrClosed { .. }
+        | Step::RingNoAnswer { .. }
+        | Step::AgentReachable { .. }
+        | Step::AgentPaused { .. } => Vec::new(),
+    };
+    kinds
+        .into_iter()
+        .map(|kind| LiveEvent {
+            ts: ts.clone(),
+            ts_ms,
+            kind,
+        })
+        .collect()
+}

@@ -1,0 +1,91 @@
+//! What the engine counts of its own work, as plain numbers: SIP messages
+//! in and out by method and status, unparsable and dropped messages,
+//! routing decisions and their time, handovers between shards. The engine
+//! knows nothing of Prometheus: the daemon takes the tally each turn
+//! ([`Endpoint::take_tally`]) and adds it to its counters
+//! ([`crate::metrics::fold::MetricsFold::absorb`]).
+
+use std::collections::HashMap;
+
+use super::Endpoint;
+
+/// Counts since the last [`Endpoint::take_tally`].
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Tally {
+    /// (direction `in`/`out`, method) → requests.
+    pub requests: HashMap<(&'static str, &'static str), u64>,
+    /// (direction, method of the CSeq, status) → responses.
+    pub responses: HashMap<(&'static str, &'static str, u16), u64>,
+    pub parse_errors: u64,
+    /// Reason → messages dropped unanswered.
+    pub dropped: HashMap<&'static str, u64>,
+    /// Router outputs handed to the shard owning their call.
+    pub handovers: u64,
+    /// Seconds each routing decision took.
+    pub decisions: Vec<f64>,
+    /// The registrar's guessing limits (shared by the shards: whichever
+    /// takes it counts for all).
+    pub auth: crate::registrar::AuthTally,
+}
+
+impl Tally {
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+            && self.responses.is_empty()
+            && self.parse_errors == 0
+            && self.dropped.is_empty()
+            && self.handovers == 0
+            && self.decisions.is_empty()
+            && self.auth == crate::registrar::AuthTally::default()
+    }
+
+    /// Counts one SIP message; `direction` is `in` or `out`.
+    pub fn sip(&mut self, direction: &'static str, msg: &rsip::SipMessage) {
+        match msg {
+            rsip::SipMessage::Request(r) => {
+                *self
+                    .requests
+                    .entry((direction, method_label(&r.method)))
+                    .or_default() += 1;
+            }
+            rsip::SipMessage::Response(r) => {
+                let method =
+                    crate::sip::headers::cseq(r).map_or("other", |(_, m)| method_label(&m));
+                self.response(direction, method, r.status_code.code());
+            }
+        }
+    }
+
+    pub fn response(&mut self, direction: &'static str, method: &'static str, code: u16) {
+        *self.responses.entry((direction, method, code)).or_default() += 1;
+    }
+}
+
+/// The `method` label of a SIP method: rsip knows only these, so a peer
+/// cannot create series at will.
+pub fn method_label(m: &rsip::Method) -> &'static str {
+    use rsip::Method::*;
+    match m {
+        Ack => "ACK",
+        Bye => "BYE",
+        Cancel => "CANCEL",
+        Info => "INFO",
+        Invite => "INVITE",
+        Message => "MESSAGE",
+        Notify => "NOTIFY",
+        Options => "OPTIONS",
+        PRack => "PRACK",
+        Publish => "PUBLISH",
+        Refer => "REFER",
+        Register => "REGISTER",
+        Subscribe => "SUBSCRIBE",
+        Update => "UPDATE",
+    }
+}
+
+impl Endpoint {
+    /// What was counted since the last call.
+    pub fn take_tally(&mut self) -> Tally {
+        std::mem::take(&mut self.tally)
+    }
+}

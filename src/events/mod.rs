@@ -1,0 +1,207 @@
+//! The engine's one event stream: a typed event per step of a call and of
+//! an agent, in the order they happened. The engine (`endpoint`) only
+//! queues them ([`crate::endpoint::Endpoint::poll_event`]); everything that
+//! reports on calls folds this stream in a module of its own, and none of
+//! them reads the engine's state:
+//!
+//! | consumer | module |
+//! |---|---|
+//! | call records and agent sessions | [`crate::cdr::fold`] |
+//! | live events (SSE, wallboard feed) | [`crate::admin::live`] |
+//! | today's figures per queue (wallboard, `GET /api/v1/queues`) | [`crate::admin::today`] |
+//! | queue_log lines | [`crate::cdr::queue_log_fold`] |
+//! | Prometheus queue, agent and IVR counters | [`crate::metrics::fold`] |
+//!
+//! An event carries what its consumers need (the caller's number, the
+//! waits, the routing decision), so adding a consumer or a record field
+//! touches that consumer and, at most, the event.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::acd::DivertReason;
+use crate::cdr::{Disposition, HangupBy, RoutingDecision};
+use crate::config::Target;
+
+/// The two clocks an event (and a handler) may need: monotonic for waits,
+/// wall for what outlives the process.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub wall: SystemTime,
+}
+
+impl Now {
+    /// Unix milliseconds of the wall clock.
+    pub fn unix_ms(&self) -> i64 {
+        unix_ms(self.wall)
+    }
+}
+
+/// Unix milliseconds of `t` (negative before 1970).
+pub fn unix_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// One call, as every event about it names it: a number unique in the
+/// process (consumers key their per-call state by it) and the caller's
+/// Call-ID (what records, logs and the API show).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallRef {
+    pub seq: u64,
+    pub call_id: Arc<str>,
+}
+
+/// One step, and when it happened.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub at: Now,
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone)]
+pub enum EventKind {
+    /// An INVITE was accepted.
+    Arrived {
+        call: CallRef,
+        caller: String,
+        number: String,
+        /// Set when the number leads straight to a queue.
+        queue: Option<String>,
+    },
+    /// A new INVITE was refused (unknown number, overload, draining...).
+    Rejected {
+        call_id: String,
+        caller: String,
+        number: String,
+        /// The queue the number leads to, if any.
+        queue: Option<String>,
+        code: u16,
+    },
+    /// The caller entered IVR node `node` (`ivr.node`).
+    IvrStep { call: CallRef, node: String },
+    /// An IVR `schedule` node sent the caller down its `closed` branch.
+    IvrClosed {
+        call: CallRef,
+        ivr: String,
+        node: String,
+    },
+    /// The caller reached `queue`. `refused` is set when the router turned
+    /// it away at once (closed, full); a `Diverted` follows then.
+    Queued {
+        call: CallRef,
+        queue: String,
+        caller: String,
+        /// The router's order: 1 = served next.
+        position: usize,
+        priority: i32,
+        refused: Option<DivertReason>,
+    },
+    /// The router offered the call to `agent`: its phone rings.
+    Offered {
+        call: CallRef,
+        queue: Option<String>,
+        agent: String,
+        /// Why this agent, from the router's own decision.
+        routing: Option<RoutingDecision>,
+    },
+    /// `agent` did not take the offer (no answer in time, busy, declined,
+    /// or its phone failed); `rang` is how long it rang.
+    RingNoAnswer {
+        call: CallRef,
+        queue: Option<String>,
+        agent: String,
+        rang: Duration,
+    },
+    /// `agent` answered on its leg `agent_call_id`; the caller had waited
+    /// `waited` in `queue` and the phone rang `rang`.
+    Answered {
+        call: CallRef,
+        queue: Option<String>,
+        agent: String,
+        agent_call_id: String,
+        waited: Duration,
+        rang: Duration,
+    },
+    /// The router moved the caller out of `queue` without an agent.
+    Diverted {
+        call: CallRef,
+        queue: String,
+        reason: DivertReason,
+        target: Option<Target>,
+    },
+    /// The call is over.
+    Ended(Box<Ended>),
+    /// An agent's state changed (the states of `GET /api/v1/agents`).
+    AgentState {
+        agent: String,
+        state: &'static str,
+        reason: Option<String>,
+    },
+    /// An agent's phone became reachable (registered, or its static contact
+    /// answers pings) or stopped being so.
+    AgentReachable { agent: String, reachable: bool },
+    /// An agent was paused with `reason` (over the API, or for a ring no
+    /// answer), or unpaused (`None`).
+    AgentPaused {
+        agent: String,
+        reason: Option<String>,
+    },
+}
+
+/// The end of a call: how it went, in full.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub call: CallRef,
+    pub caller: String,
+    pub number: String,
+    /// The last queue the caller was in.
+    pub queue: Option<String>,
+    pub agent: Option<String>,
+    pub disposition: Disposition,
+    pub hangup_by: HangupBy,
+    pub arrived: SystemTime,
+    /// When the caller entered its last queue.
+    pub queued: Option<SystemTime>,
+    pub answered: Option<SystemTime>,
+    /// IVR nodes then queues, in order.
+    pub path: Vec<String>,
+    pub variables: BTreeMap<String, String>,
+    pub hold: Duration,
+}
+
+impl EventKind {
+    /// The call this event is about, if any.
+    pub fn call(&self) -> Option<&CallRef> {
+        match self {
+            EventKind::Arrived { call, .. }
+            | EventKind::IvrStep { call, .. }
+            | EventKind::IvrClosed { call, .. }
+            | EventKind::Queued { call, .. }
+            | EventKind::Offered { call, .. }
+            | EventKind::RingNoAnswer { call, .. }
+            | EventKind::Answered { call, .. }
+            | EventKind::Diverted { call, .. } => Some(call),
+            EventKind::Ended(e) => Some(&e.call),
+            EventKind::Rejected { .. }
+            | EventKind::AgentState { .. }
+            | EventKind::AgentReachable { .. }
+            | EventKind::AgentPaused { .. } => None,
+        }
+    }
+}
+
+/// The name of a divert reason in events and logs.
+pub fn divert_name(r: DivertReason) -> &'static str {
+    match r {
+        DivertReason::Closed => "closed",
+        DivertReason::MaxWait => "max_wait",
+        DivertReason::MaxWaiting => "max_waiting",
+        DivertReason::QueueRemoved => "queue_removed",
+    }
+}

@@ -1,0 +1,121 @@
+//! The Prometheus queue, agent and IVR counters, folded from the engine's
+//! event stream: offered, answered (and within the service level),
+//! abandoned, overflowed and closed per queue; answered and talk time per
+//! agent; closed branches per IVR `schedule` node.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::acd::DivertReason;
+use crate::config::Config;
+use crate::events::{CallRef, Event, EventKind};
+
+use super::{CounterHandles, Metrics};
+
+/// Where one shard's calls stand, as far as the counters care.
+#[derive(Debug)]
+enum Stage {
+    /// Waiting in this queue.
+    Waiting(String),
+    /// Talking to this agent since then.
+    Talking(String, Instant),
+}
+
+/// One shard's counting.
+#[derive(Debug)]
+pub struct MetricsFold {
+    metrics: Arc<Metrics>,
+    handles: CounterHandles,
+    sip: super::SipCounters,
+    calls: HashMap<CallRef, Stage>,
+}
+
+impl MetricsFold {
+    pub fn new(metrics: Arc<Metrics>) -> MetricsFold {
+        MetricsFold {
+            metrics,
+            handles: CounterHandles::default(),
+            sip: super::SipCounters::default(),
+            calls: HashMap::new(),
+        }
+    }
+
+    /// Adds what shard `shard`'s engine counted of its own work.
+    pub fn absorb(&mut self, shard: usize, tally: &crate::endpoint::Tally) {
+        if !tally.is_empty() {
+            self.sip.absorb(&self.metrics, shard, tally);
+        }
+    }
+
+    pub fn fold(&mut self, ev: &Event, cfg: &Config) {
+        let m = &*self.metrics;
+        match &ev.kind {
+            EventKind::Queued {
+                call,
+                queue,
+                refused,
+                ..
+            } => {
+                self.handles.queue(m, queue).offered.inc();
+                if refused.is_none() {
+                    self.calls
+                        .insert(call.clone(), Stage::Waiting(queue.clone()));
+                }
+            }
+            EventKind::Diverted {
+                call,
+                queue,
+                reason,
+                ..
+            } => {
+                let c = self.handles.queue(m, queue);
+                match reason {
+                    DivertReason::Closed => c.closed.inc(),
+                    _ => c.overflowed.inc(),
+                };
+                self.calls.remove(call);
+            }
+            EventKind::Answered {
+                call,
+                agent,
+                waited,
+                ..
+            } => {
+                if let Some(Stage::Waiting(queue)) = self.calls.remove(call) {
+                    let sl = cfg.queues.get(&queue).map(|q| q.service_level_s);
+                    let c = self.handles.queue(m, &queue);
+                    c.answered.inc();
+                    if sl.is_some_and(|sl| waited.as_secs_f64() <= sl as f64) {
+                        c.answered_in_sl.inc();
+                    }
+                    self.handles.agent(m, agent).answered.inc();
+                    let stage = Stage::Talking(agent.clone(), ev.at.mono);
+                    self.calls.insert(call.clone(), stage);
+                }
+            }
+            EventKind::Ended(end) => match self.calls.remove(&end.call) {
+                Some(Stage::Waiting(queue)) => {
+                    self.handles.queue(m, &queue).abandoned.inc();
+                }
+                Some(Stage::Talking(agent, since)) => {
+                    let talked = ev.at.mono.saturating_duration_since(since);
+                    let c = self.handles.agent(m, &agent);
+                    c.talk_seconds.inc_by(talked.as_secs_f64());
+                }
+                None => {}
+            },
+            EventKind::IvrClosed { ivr, node, .. } => {
+                self.handles.ivr_closed(m, ivr, node).inc();
+            }
+            EventKind::Arrived { .. }
+            | EventKind::Rejected { .. }
+            | EventKind::IvrStep { .. }
+            | EventKind::Offered { .. }
+            | EventKind::RingNoAnswer { .. }
+            | EventKind::AgentState { .. }
+            | EventKind::AgentReachable { .. }
+            | EventKind::AgentPaused { .. } => {}
+        }
+    }
+}
