@@ -1,5 +1,7 @@
 //! Call records from the engine's event stream: an `in_progress` record
-//! when a call is accepted, one per rejected INVITE, and the final record
+//! when a call is accepted and again when an agent answers it (so that a
+//! process killed mid-call leaves the queue, agent and times of its
+//! bridged calls behind), one per rejected INVITE, and the final record
 //! when the call ends; and the agents' logged-in spans. Nothing here
 //! touches a disk: the daemon hands what [`RecordFold::poll`] yields to the
 //! record writer.
@@ -98,10 +100,26 @@ impl RecordFold {
                     r.routing = routing.clone();
                 }
             }
+            EventKind::Queued {
+                call,
+                queue,
+                refused: None,
+                ..
+            } => {
+                if let Some(r) = self.open.get_mut(call) {
+                    r.queue = Some(queue.clone());
+                    r.queued_ms = Some(at);
+                }
+            }
             EventKind::Answered { call, agent, .. } => {
                 if let Some(r) = self.open.get_mut(call) {
+                    let first = r.answered_ms.is_none();
                     r.answered_ms.get_or_insert(at);
                     r.agent = Some(agent.clone());
+                    if first {
+                        // The row written at arrival, now with the answer.
+                        self.out.push_back(RecordOut::Call(Box::new(r.clone())));
+                    }
                 }
             }
             EventKind::Ended(end) => self.end(end, at),
@@ -149,5 +167,125 @@ impl RecordFold {
         rec.hangup_by = Some(end.hangup_by);
         rec.disposition = end.disposition;
         self.out.push_back(RecordOut::Call(Box::new(rec)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{CallRef, Now};
+    use std::time::{Duration, Instant, SystemTime};
+
+    fn at(t0: Now, ms: u64) -> Now {
+        Now {
+            mono: t0.mono + Duration::from_millis(ms),
+            wall: t0.wall + Duration::from_millis(ms),
+        }
+    }
+
+    fn calls(fold: &mut RecordFold) -> Vec<CallRecord> {
+        std::iter::from_fn(|| fold.poll())
+            .filter_map(|o| match o {
+                RecordOut::Call(r) => Some(*r),
+                RecordOut::Session { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_answered_call_is_written_at_arrival_at_answer_and_at_the_end() {
+        let t0 = Now {
+            mono: Instant::now(),
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        };
+        let call = CallRef {
+            seq: 7,
+            call_id: "c1".into(),
+        };
+        let mut fold = RecordFold::default();
+        let steps = [
+            (
+                0,
+                EventKind::Arrived {
+                    call: call.clone(),
+                    caller: "555".into(),
+                    number: "1500".into(),
+                    queue: Some("support".into()),
+                },
+            ),
+            (
+                100,
+                EventKind::Queued {
+                    call: call.clone(),
+                    queue: "support".into(),
+                    caller: "555".into(),
+                    position: 1,
+                    priority: 0,
+                    refused: None,
+                },
+            ),
+            (
+                200,
+                EventKind::Offered {
+                    call: call.clone(),
+                    queue: Some("support".into()),
+                    agent: "2001".into(),
+                    routing: None,
+                },
+            ),
+            (
+                1500,
+                EventKind::Answered {
+                    call: call.clone(),
+                    queue: Some("support".into()),
+                    agent: "2001".into(),
+                    agent_call_id: "a1".into(),
+                    waited: Duration::from_millis(1400),
+                    rang: Duration::from_millis(1300),
+                },
+            ),
+        ];
+        for (ms, kind) in steps {
+            fold.fold(&Event {
+                at: at(t0, ms),
+                kind,
+            });
+        }
+        let recs = calls(&mut fold);
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        let base = t0.unix_ms();
+        let mid = &recs[1];
+        assert_eq!(mid.disposition, Disposition::InProgress);
+        assert_eq!(mid.agent.as_deref(), Some("2001"));
+        assert_eq!(mid.queued_ms, Some(base + 100));
+        assert_eq!(mid.offered_ms, Some(base + 200));
+        assert_eq!(mid.answered_ms, Some(base + 1500));
+        assert_eq!(fold.open_calls(), 1);
+        let end = Ended {
+            call: call.clone(),
+            caller: "555".into(),
+            number: "1500".into(),
+            queue: Some("support".into()),
+            agent: Some("2001".into()),
+            disposition: Disposition::Answered,
+            hangup_by: HangupBy::Caller,
+            arrived: t0.wall,
+            queued: Some(at(t0, 100).wall),
+            answered: Some(at(t0, 1500).wall),
+            path: vec!["queue:support".into()],
+            variables: Default::default(),
+            hold: Duration::from_secs(2),
+        };
+        fold.fold(&Event {
+            at: at(t0, 9000),
+            kind: EventKind::Ended(Box::new(end)),
+        });
+        let last = calls(&mut fold).pop().expect("the final record");
+        assert_eq!(last.disposition, Disposition::Answered);
+        assert_eq!(last.ended_ms, Some(base + 9000));
+        assert_eq!(last.hold_ms, 2000);
+        assert_eq!(last.hangup_by, Some(HangupBy::Caller));
+        assert_eq!(last.ivr_path, ["queue:support"]);
+        assert_eq!(fold.open_calls(), 0);
     }
 }
