@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod endpoint;
 pub mod events;
 pub mod ivr;
+pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod registrar;

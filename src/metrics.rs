@@ -149,6 +149,12 @@ pub struct Metrics {
     /// went on).
     pub handler_panics: Counter,
     pub reloads: Family<ResultLabel, Counter>,
+    /// The registrar's guessing limits: failed answers, blocks, REGISTERs
+    /// refused while blocked, sources blocked now.
+    pub sip_auth_failures: Counter,
+    pub sip_auth_blocks: Counter,
+    pub sip_auth_refused: Counter,
+    pub sip_auth_blocked_sources: Gauge,
     /// The socket layer's own atomics, read at scrape time.
     transport: OnceLock<Arc<TransportStats>>,
     /// The call-record writer's counters, read at scrape time.
@@ -190,6 +196,10 @@ impl Default for Metrics {
             shard_handovers: Counter::default(),
             handler_panics: Counter::default(),
             reloads: Family::default(),
+            sip_auth_failures: Counter::default(),
+            sip_auth_blocks: Counter::default(),
+            sip_auth_refused: Counter::default(),
+            sip_auth_blocked_sources: Gauge::default(),
             transport: OnceLock::new(),
             cdr: OnceLock::new(),
             config: Mutex::default(),
@@ -232,6 +242,13 @@ impl SipCounters {
                 .inc_by(n);
         }
         m.sip_parse_errors.inc_by(t.parse_errors);
+        m.sip_auth_failures.inc_by(t.auth.failures);
+        m.sip_auth_blocks.inc_by(t.auth.blocks);
+        m.sip_auth_refused.inc_by(t.auth.refused);
+        if let Some(n) = t.auth.blocked_sources {
+            m.sip_auth_blocked_sources
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         m.shard_handovers.inc_by(t.handovers);
         for &secs in &t.decisions {
             m.routing_seconds.observe(secs);
@@ -550,6 +567,26 @@ impl Metrics {
             "sip_parse_errors",
             "Received SIP messages that could not be parsed",
             self.sip_parse_errors.clone(),
+        );
+        reg.register(
+            "sip_auth_failures",
+            "REGISTER digest answers that did not verify (wrong password or unknown user)",
+            self.sip_auth_failures.clone(),
+        );
+        reg.register(
+            "sip_auth_blocks",
+            "Times a source was blocked for failing REGISTER authentication too often",
+            self.sip_auth_blocks.clone(),
+        );
+        reg.register(
+            "sip_auth_blocked_sources",
+            "Sources blocked now for failing REGISTER authentication",
+            self.sip_auth_blocked_sources.clone(),
+        );
+        reg.register(
+            "sip_auth_blocked_requests",
+            "REGISTERs refused with 403 because their source was blocked",
+            self.sip_auth_refused.clone(),
         );
         let dropped = self.sip_dropped.clone();
         let _ = dropped.get_or_create(&ReasonLabel {

@@ -79,8 +79,11 @@ pub struct Model {
     seed: u64,
 }
 
+/// A configured duration. The configuration bounds them to a day; the
+/// cap here keeps `Instant + secs(..)` from overflowing (a panic) should a
+/// `Config` be built some other way.
 fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
+    Duration::from_secs(s.min(366 * 86_400))
 }
 
 impl Model {

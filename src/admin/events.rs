@@ -102,8 +102,8 @@ async fn token_or_query(State(st): State<LiveState>, req: Request, next: Next) -
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned());
+        .and_then(super::http::bearer_token)
+        .map(str::to_owned);
     let query = req.uri().query().and_then(query_token);
     let ok = [header, query]
         .into_iter()

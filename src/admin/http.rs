@@ -89,8 +89,7 @@ async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     match given {
         Some(g) if same(g.as_bytes(), want.as_bytes()) => next.run(req).await,
         _ => {
@@ -100,6 +99,18 @@ async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> 
             r
         }
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value. The scheme is
+/// case-insensitive (RFC 7235 §2.1): `bearer` and `BEARER` are the same,
+/// and more than one space may separate it from the token.
+pub(super) fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim_start();
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    Some(rest.trim())
 }
 
 /// Compares without stopping at the first difference, so the time taken
@@ -211,5 +222,22 @@ async fn cdr(
             to_json(&records),
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER   abc "), Some("abc"));
+        assert_eq!(bearer_token("Bearer\tabc"), Some("abc"));
+        assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bear"), None);
+        assert_eq!(bearer_token("bëarer abc"), None);
     }
 }

@@ -144,7 +144,9 @@ impl Call {
         now: Instant,
     ) -> (Call, Option<CallAction>) {
         let state = CallState::Ringing {
-            answer_at: now + ring,
+            // The configuration bounds `ring_s`; saturate anyway, an
+            // overflowing Instant addition panics.
+            answer_at: now.checked_add(ring).unwrap_or(now),
         };
         let cref = crate::events::CallRef {
             seq: 0,

@@ -26,14 +26,19 @@ pub struct QueueLogLine {
 }
 
 impl QueueLogLine {
-    /// The line as Asterisk writes it, without the newline. `|` and line
-    /// breaks in fields (a pause reason) become spaces.
+    /// The line as Asterisk writes it, without the newline. `|` and
+    /// control characters in fields (a Call-ID, a pause reason) become
+    /// spaces, so no field can forge another field or line.
     pub fn format(&self) -> String {
         let epoch = self
             .at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let clean = |s: &str| s.replace(['|', '\r', '\n'], " ");
+        let clean = |s: &str| -> String {
+            s.chars()
+                .map(|c| if c == '|' || c.is_control() { ' ' } else { c })
+                .collect()
+        };
         let mut out = format!(
             "{epoch}|{}|{}|{}|{}",
             clean(&self.call_id),

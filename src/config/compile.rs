@@ -13,18 +13,31 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
+
+/// A day: the longest any duration in the file may be.
+const DAY: u64 = 86_400;
+/// The most calls, waiting callers, menu retries a file may ask for.
+const MAX_CALLS: u64 = 1_000_000;
+/// How long a number may ring before it answers, in seconds.
+const MAX_RING_S: u64 = 600;
+/// Longest agent ring or menu/collect wait, in seconds.
+const MAX_WAIT_FOR_INPUT_S: u64 = 3_600;
+const MAX_RETRIES: u64 = 100;
+/// Largest `auth_max_failures` / `auth_user_max_failures`.
+const MAX_AUTH_FAILURES: u64 = 100_000;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 struct Ctx<'a> {
-    text: &'a str,
+    lines: super::LineIndex<'a>,
     path: &'a Path,
     errors: Vec<(usize, ConfigError)>,
 }
 
 impl Ctx<'_> {
     fn err(&mut self, span: Range<usize>, msg: impl Into<String>) {
-        let e = ConfigError::at(self.path, self.text, span.start, msg);
+        let e = self.lines.error(self.path, span.start, msg);
         self.errors.push((span.start, e));
     }
 
@@ -53,6 +66,34 @@ impl Ctx<'_> {
             }
         }
         out
+    }
+
+    /// A count or duration within `range`, `default` when absent. Bounds
+    /// keep every timer the daemon derives from the file representable
+    /// (`Instant + Duration` panics on overflow), so a value `check`
+    /// accepts can never crash a call at run time.
+    fn int(
+        &mut self,
+        v: Option<&S<u64>>,
+        key: &str,
+        range: RangeInclusive<u64>,
+        default: u64,
+    ) -> u64 {
+        let Some(v) = v else { return default };
+        let n = *v.get_ref();
+        if range.contains(&n) {
+            return n;
+        }
+        let unit = if key.ends_with("_s") { " seconds" } else { "" };
+        self.err(
+            v.span(),
+            format!(
+                "{key} = {n} is out of range: {}..={}{unit}",
+                range.start(),
+                range.end()
+            ),
+        );
+        default
     }
 
     fn skills(&mut self, raw: &Skills) -> BTreeMap<String, u8> {
@@ -176,7 +217,7 @@ fn target(ctx: &mut Ctx, names: &Names, s: &S<String>, scope: Scope) -> Option<T
 
 pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let mut ctx = Ctx {
-        text,
+        lines: super::LineIndex::new(text),
         path,
         errors: Vec::new(),
     };
@@ -247,7 +288,7 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
                 format!("number `{num}` must be a non-empty user part"),
             );
         } else if let Some(first) = seen.insert(num, number.span().start) {
-            let (line, _) = super::line_col(text, first);
+            let (line, _) = ctx.lines.line_col(first);
             ctx.err(
                 number.span(),
                 format!("number `{num}` is already routed at line {line}"),
@@ -257,7 +298,7 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
             numbers.push(NumberRoute {
                 number: num.to_string(),
                 to,
-                ring_s: n.get_ref().ring_s.unwrap_or(0),
+                ring_s: ctx.int(n.get_ref().ring_s.as_ref(), "ring_s", 0..=MAX_RING_S, 0),
             });
         }
     }
@@ -421,14 +462,10 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
         Some(tz) => ctx.tz(tz).unwrap_or(Tz::UTC),
         None => Tz::UTC,
     };
-    let max_calls = match &s.max_calls {
-        None => 5000,
-        Some(m) if *m.get_ref() == 0 => {
-            ctx.err(m.span(), "max_calls must be at least 1");
-            5000
-        }
-        Some(m) => usize::try_from(*m.get_ref()).unwrap_or(usize::MAX),
-    };
+    let max_calls = ctx.int(s.max_calls.as_ref(), "max_calls", 1..=MAX_CALLS, 5000);
+    let max_calls = usize::try_from(max_calls).unwrap_or(usize::MAX);
+    let drain_s = ctx.int(s.drain_s.as_ref(), "drain_s", 0..=DAY, 30);
+    let rtp_timeout_s = ctx.int(s.rtp_timeout_s.as_ref(), "rtp_timeout_s", 1..=DAY, 60);
     let data_dir = base.join(s.data_dir.as_deref().unwrap_or("data"));
     let queue_log = s.queue_log.as_ref().and_then(|q| {
         let p = q.get_ref();
@@ -441,6 +478,7 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
         }
         Some(data_dir.join(p))
     });
+    let auth_guard = auth_guard(ctx, s);
     ServerConfig {
         sip,
         advertise,
@@ -452,9 +490,9 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
         data_dir,
         prompts: base.join(s.prompts.as_deref().unwrap_or("prompts")),
         timezone,
-        drain_s: s.drain_s.unwrap_or(30),
+        drain_s,
         max_calls,
-        rtp_timeout_s: s.rtp_timeout_s.as_ref().map_or(60, |v| *v.get_ref()),
+        rtp_timeout_s,
         queue_log,
         tcp_connect_timeout_s: at_least_1(ctx, &s.tcp_connect_timeout_s, 10),
         tcp_max_connections: s
@@ -466,6 +504,54 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
         tcp_idle_s: at_least_1(ctx, &s.tcp_idle_s, 120),
         admin_max_connections: to_usize(at_least_1(ctx, &s.admin_max_connections, 64)),
         admin_header_timeout_s: at_least_1(ctx, &s.admin_header_timeout_s, 10),
+        auth_guard,
+    }
+}
+
+/// The `auth_*` keys of `[server]`.
+fn auth_guard(ctx: &mut Ctx, s: &RawServer) -> crate::registrar::GuardConfig {
+    use crate::registrar::{GuardConfig, Network};
+    let d = GuardConfig::default();
+    let count = |ctx: &mut Ctx, v: &Option<S<u64>>, key: &str, default: u32| {
+        let n = ctx.int(v.as_ref(), key, 0..=MAX_AUTH_FAILURES, u64::from(default));
+        u32::try_from(n).unwrap_or(default)
+    };
+    let max_failures = count(
+        ctx,
+        &s.auth_max_failures,
+        "auth_max_failures",
+        d.max_failures,
+    );
+    let user_max_failures = count(
+        ctx,
+        &s.auth_user_max_failures,
+        "auth_user_max_failures",
+        d.user_max_failures,
+    );
+    let secs = |ctx: &mut Ctx, v: &Option<S<u64>>, key: &str, default: Duration| {
+        Duration::from_secs(ctx.int(v.as_ref(), key, 1..=DAY, default.as_secs()))
+    };
+    let window = secs(ctx, &s.auth_window_s, "auth_window_s", d.window);
+    let block = secs(ctx, &s.auth_block_s, "auth_block_s", d.block);
+    let mut trusted = Vec::new();
+    for n in s.auth_trusted.iter().flatten() {
+        match Network::parse(n.get_ref()) {
+            Some(net) => trusted.push(net),
+            None => ctx.err(
+                n.span(),
+                format!(
+                    "auth_trusted `{}` must be an address or a network such as 10.0.0.0/8",
+                    n.get_ref()
+                ),
+            ),
+        }
+    }
+    GuardConfig {
+        max_failures,
+        user_max_failures,
+        window,
+        block,
+        trusted,
     }
 }
 
@@ -621,14 +707,12 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         .overflow
         .as_ref()
         .and_then(|t| target(ctx, names, t, Scope::Anywhere));
-    let ring_timeout_s = match &q.ring_timeout_s {
-        None => 15,
-        Some(r) if *r.get_ref() == 0 => {
-            ctx.err(r.span(), "ring_timeout_s must be at least 1");
-            15
-        }
-        Some(r) => *r.get_ref(),
-    };
+    let ring_timeout_s = ctx.int(
+        q.ring_timeout_s.as_ref(),
+        "ring_timeout_s",
+        1..=MAX_WAIT_FOR_INPUT_S,
+        15,
+    );
     let skills = ctx.skills(&q.skills);
     let mut relax = Vec::new();
     for r in &q.relax {
@@ -653,7 +737,7 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
             }
         }
         relax.push(Relax {
-            after_s: r.get_ref().after_s,
+            after_s: ctx.int(Some(&r.get_ref().after_s), "after_s", 0..=DAY, 0),
             skills: levels,
         });
     }
@@ -674,7 +758,12 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
             }
         },
     };
-    let announce_position_s = q.announce_position_s.unwrap_or(0);
+    let announce_position_s = ctx.int(
+        q.announce_position_s.as_ref(),
+        "announce_position_s",
+        0..=DAY,
+        0,
+    );
     if announce_position_s > 0 {
         for p in POSITION_PROMPTS {
             let path = prompts.dir.join(p);
@@ -697,18 +786,22 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         schedule,
         closed,
         ring_timeout_s,
-        wrapup_s: q.wrapup_s.unwrap_or(0),
-        retry_s: q.retry_s.unwrap_or(5),
-        max_wait_s: q.max_wait_s.unwrap_or(0),
-        max_waiting: q
-            .max_waiting
-            .map_or(0, |m| usize::try_from(m).unwrap_or(usize::MAX)),
+        wrapup_s: ctx.int(q.wrapup_s.as_ref(), "wrapup_s", 0..=DAY, 0),
+        retry_s: ctx.int(q.retry_s.as_ref(), "retry_s", 0..=DAY, 5),
+        max_wait_s: ctx.int(q.max_wait_s.as_ref(), "max_wait_s", 0..=DAY, 0),
+        max_waiting: usize::try_from(ctx.int(
+            q.max_waiting.as_ref(),
+            "max_waiting",
+            0..=MAX_CALLS,
+            0,
+        ))
+        .unwrap_or(usize::MAX),
         overflow,
         music: q.music.as_ref().map(|m| prompts.check(ctx, m)),
         announce_position_s,
         relax,
         priority: q.priority.unwrap_or(0),
-        service_level_s: q.service_level_s.unwrap_or(20),
+        service_level_s: ctx.int(q.service_level_s.as_ref(), "service_level_s", 0..=DAY, 20),
         service_level_target,
     }
 }
@@ -873,10 +966,8 @@ fn compile_node(
             Node::Menu {
                 prompt: prompt?,
                 timeout_s: timeout(ctx, n, 5),
-                retries: n
-                    .retries
-                    .as_ref()
-                    .map_or(2, |r| u32::try_from(*r.get_ref()).unwrap_or(u32::MAX)),
+                retries: u32::try_from(ctx.int(n.retries.as_ref(), "retries", 0..=MAX_RETRIES, 2))
+                    .unwrap_or(2),
                 options,
                 on_fail: on_fail?,
             }
@@ -965,15 +1056,13 @@ fn compile_node(
 }
 
 fn timeout(ctx: &mut Ctx, n: &RawNode, default: u64) -> u64 {
-    match &n.timeout_s {
-        None => default,
-        Some(t) if *t.get_ref() == 0 => {
-            // 0 would let a menu or collect run on without waiting.
-            ctx.err(t.span(), "timeout_s must be at least 1");
-            default
-        }
-        Some(t) => *t.get_ref(),
-    }
+    // 0 would let a menu or collect run on without waiting.
+    ctx.int(
+        n.timeout_s.as_ref(),
+        "timeout_s",
+        1..=MAX_WAIT_FOR_INPUT_S,
+        default,
+    )
 }
 
 /// Rejects routes a call can follow forever without the caller hearing a

@@ -12,6 +12,7 @@
 
 mod compile;
 mod diff;
+pub mod file;
 mod keys;
 mod raw;
 mod read;
@@ -21,6 +22,8 @@ pub mod wav;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_limits;
 #[cfg(test)]
 mod tests_unknown;
 
@@ -73,14 +76,9 @@ impl fmt::Display for ConfigError {
 
 impl ConfigError {
     /// An error at byte offset `at` of `text`.
+    /// (One error: for many, [`LineIndex`] finds positions faster.)
     pub fn at(path: &Path, text: &str, at: usize, message: impl Into<String>) -> Self {
-        let (line, col) = line_col(text, at);
-        ConfigError {
-            path: path.to_path_buf(),
-            line,
-            col,
-            message: message.into(),
-        }
+        LineIndex::new(text).error(path, at, message)
     }
 }
 
@@ -103,28 +101,111 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// 1-based line and column (counted in chars) of byte offset `at`.
+#[cfg(test)]
 fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let mut at = at.min(text.len());
-    while !text.is_char_boundary(at) {
-        at -= 1;
-    }
-    let before = &text[..at];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
+    LineIndex::new(text).line_col(at)
 }
 
-/// Reads and validates the file at `path` and every file it names.
+/// Where each line of a text starts, so that turning thousands of error
+/// offsets into line:col costs a binary search each, not a scan of the
+/// file each (`check` stays linear in its input however many errors).
+pub(crate) struct LineIndex<'t> {
+    text: &'t str,
+    starts: Vec<usize>,
+}
+
+impl<'t> LineIndex<'t> {
+    pub(crate) fn new(text: &'t str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { text, starts }
+    }
+
+    /// 1-based line and column (in chars) of byte offset `at`.
+    pub(crate) fn line_col(&self, at: usize) -> (usize, usize) {
+        let mut at = at.min(self.text.len());
+        while !self.text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let line = self.starts.partition_point(|s| *s <= at).max(1);
+        let start = self.starts.get(line - 1).copied().unwrap_or(0);
+        let col = self.text.get(start..at).map_or(0, |s| s.chars().count());
+        (line, col + 1)
+    }
+
+    pub(crate) fn error(&self, path: &Path, at: usize, message: impl Into<String>) -> ConfigError {
+        let (line, col) = self.line_col(at);
+        ConfigError {
+            path: path.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads and validates the file at `path` and every file it names. Unlike
+/// [`parse_str`], a whole file must say what it serves: an empty file (or
+/// one truncated by a failed copy) is refused rather than taken as "no
+/// numbers, no agents", which a reload would apply by dropping them all.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_str(&text, path),
-        Err(e) => Err(ConfigErrors(vec![ConfigError {
+    let whole = |message: String| {
+        ConfigErrors(vec![ConfigError {
             path: path.to_path_buf(),
             line: 1,
             col: 1,
-            message: format!("cannot read config file: {e}"),
-        }])),
+            message,
+        }])
+    };
+    let bytes = file::read_regular(path, file::CONFIG_LIMIT)
+        .map_err(|e| whole(format!("cannot read config file: {e}")))?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| whole(format!("config file is not UTF-8: {e}")))?;
+    let missing = required_tables(&text, path);
+    match parse_str(&text, path) {
+        Ok(config) if missing.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(missing)),
+        Err(ConfigErrors(mut errors)) => {
+            errors.extend(missing);
+            errors.sort_by_key(|e| (e.line, e.col));
+            Err(ConfigErrors(errors))
+        }
     }
+}
+
+/// `[server]` and at least one `[[numbers]]` entry, or an error at 1:1 for
+/// each that is missing (nothing to report when the file does not parse:
+/// the syntax error says more).
+fn required_tables(text: &str, path: &Path) -> Vec<ConfigError> {
+    let Ok(doc) = toml_edit::ImDocument::parse(text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if !doc.contains_key("server") {
+        out.push(ConfigError::at(
+            path,
+            text,
+            0,
+            "the file has no [server] table (is it the whole configuration?)",
+        ));
+    }
+    // A `numbers` of another type is serde's error to report.
+    let numbers = doc.get("numbers").map_or(0, |n| {
+        n.as_array_of_tables()
+            .map(|a| a.len())
+            .or_else(|| n.as_array().map(|a| a.len()))
+            .unwrap_or(1)
+    });
+    if numbers == 0 {
+        out.push(ConfigError::at(
+            path,
+            text,
+            0,
+            "the file routes no [[numbers]]: sipacd would answer no call",
+        ));
+    }
+    out
 }
 
 /// Validates `text` as if read from `path`: relative paths resolve against

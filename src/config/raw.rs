@@ -44,7 +44,7 @@ pub struct RawServer {
     pub data_dir: Option<String>,
     pub prompts: Option<String>,
     pub timezone: Option<S<String>>,
-    pub drain_s: Option<u64>,
+    pub drain_s: Option<S<u64>>,
     pub max_calls: Option<S<u64>>,
     pub rtp_timeout_s: Option<S<u64>>,
     pub queue_log: Option<S<String>>,
@@ -55,6 +55,11 @@ pub struct RawServer {
     pub tcp_idle_s: Option<S<u64>>,
     pub admin_max_connections: Option<S<u64>>,
     pub admin_header_timeout_s: Option<S<u64>>,
+    pub auth_max_failures: Option<S<u64>>,
+    pub auth_user_max_failures: Option<S<u64>>,
+    pub auth_window_s: Option<S<u64>>,
+    pub auth_block_s: Option<S<u64>>,
+    pub auth_trusted: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,7 +85,7 @@ pub struct RawAgent {
 
 #[derive(Debug, Deserialize)]
 pub struct RawRelax {
-    pub after_s: u64,
+    pub after_s: S<u64>,
     #[serde(default)]
     pub skills: Skills,
 }
@@ -93,17 +98,17 @@ pub struct RawQueue {
     pub schedule: Option<S<String>>,
     pub closed: Option<S<String>>,
     pub ring_timeout_s: Option<S<u64>>,
-    pub wrapup_s: Option<u64>,
-    pub retry_s: Option<u64>,
-    pub max_wait_s: Option<u64>,
-    pub max_waiting: Option<u64>,
+    pub wrapup_s: Option<S<u64>>,
+    pub retry_s: Option<S<u64>>,
+    pub max_wait_s: Option<S<u64>>,
+    pub max_waiting: Option<S<u64>>,
     pub overflow: Option<S<String>>,
     pub music: Option<S<String>>,
-    pub announce_position_s: Option<u64>,
+    pub announce_position_s: Option<S<u64>>,
     #[serde(default)]
     pub relax: Vec<S<RawRelax>>,
     pub priority: Option<i32>,
-    pub service_level_s: Option<u64>,
+    pub service_level_s: Option<S<u64>>,
     pub service_level_target: Option<S<u64>>,
 }
 
@@ -111,7 +116,7 @@ pub struct RawQueue {
 pub struct RawNumber {
     pub number: Option<S<String>>,
     pub to: Option<S<String>>,
-    pub ring_s: Option<u64>,
+    pub ring_s: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

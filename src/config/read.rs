@@ -34,9 +34,10 @@ pub fn read(text: &str, path: &Path) -> Read {
             };
         }
     };
+    let lines = super::LineIndex::new(text);
     let mut errors: Vec<ConfigError> = unknown_keys(doc.as_table())
         .into_iter()
-        .map(|u| ConfigError::at(path, text, u.span.start, u.message))
+        .map(|u| lines.error(path, u.span.start, u.message))
         .collect();
 
     let mut left = text.to_string();
@@ -51,7 +52,7 @@ pub fn read(text: &str, path: &Path) -> Read {
             Err(e) => e,
         };
         let at = e.span().map_or(0, |s| s.start);
-        errors.push(ConfigError::at(path, text, at, e.message().trim()));
+        errors.push(lines.error(path, at, e.message().trim()));
         if !blank_entry(&mut left, at) {
             break;
         }

@@ -114,6 +114,10 @@ pub struct ServerConfig {
     /// An admin request's headers (and an idle keep-alive connection's next
     /// request) must arrive within this. Default 10.
     pub admin_header_timeout_s: u64,
+    /// Limits on failed REGISTER answers (`auth_*` keys): after
+    /// `auth_max_failures` in `auth_window_s` a source is refused for
+    /// `auth_block_s`, doubling on each repeat.
+    pub auth_guard: crate::registrar::GuardConfig,
 }
 
 /// How an agent authenticates.

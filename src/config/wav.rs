@@ -51,7 +51,12 @@ const HEAD_LIMIT: u64 = 64 * 1024;
 
 /// Reads and checks the header of the WAV file at `path`.
 pub fn read_info(path: &Path) -> Result<WavInfo, WavError> {
-    let file = std::fs::File::open(path).map_err(|e| WavError::Io(e.to_string()))?;
+    let (file, size) = super::file::open_regular(path).map_err(|e| WavError::Io(e.to_string()))?;
+    let limit = super::file::PROMPT_LIMIT;
+    if size > limit {
+        let e = super::file::FileError::TooLarge { size, limit };
+        return Err(WavError::Io(e.to_string()));
+    }
     let mut head = Vec::new();
     file.take(HEAD_LIMIT)
         .read_to_end(&mut head)

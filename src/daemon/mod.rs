@@ -70,6 +70,7 @@ pub enum ReloadOutcome {
 
 /// Runs the daemon until SIGTERM/SIGINT and the drain that follows.
 pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
+    restrict_umask();
     let cfg = Arc::new(config::load(&config_path).map_err(DaemonError::Config)?);
     std::fs::create_dir_all(&cfg.server.data_dir).map_err(|source| DaemonError::DataDir {
         path: cfg.server.data_dir.clone(),
@@ -412,6 +413,16 @@ fn rtp_ip(cfg: &Config) -> std::net::IpAddr {
         .map_or(cfg.server.advertise, |l| l.addr.ip())
 }
 
+/// Call records, registrations and the queue_log hold callers' numbers and
+/// agents' addresses: whatever the umask inherited from a shell (often
+/// 022), files the daemon creates are not readable by other users (0640,
+/// directories 0750). A stricter umask is kept as it is.
+fn restrict_umask() {
+    use rustix::fs::Mode;
+    let old = rustix::process::umask(Mode::from_bits_truncate(0o027));
+    let _ = rustix::process::umask(old | Mode::from_bits_truncate(0o027));
+}
+
 fn now() -> Now {
     Now {
         mono: Instant::now(),
@@ -426,7 +437,11 @@ async fn start_drain(shards: &Shards, cfg: &Config) -> Instant {
         "draining: new calls get 503"
     );
     shards.ask_all(|ep, _| ep.start_drain()).await;
-    Instant::now() + Duration::from_secs(cfg.server.drain_s)
+    let now = Instant::now();
+    // `drain_s` is bounded by the configuration; an overflow must not
+    // panic on SIGTERM whatever it holds.
+    now.checked_add(Duration::from_secs(cfg.server.drain_s))
+        .unwrap_or(now)
 }
 
 /// Re-reads the file. A valid file replaces the configuration in place

@@ -52,6 +52,7 @@ fn registrar_config(cfg: &Config) -> RegistrarConfig {
             DigestAlgorithm::Sha256 => Algorithm::Sha256,
         })
         .collect();
+    rc.guard = cfg.server.auth_guard.clone();
     rc
 }
 
@@ -215,7 +216,12 @@ impl Endpoint {
                 self.respond(&key, resp, now);
             }
             Method::Register => {
-                let resp = self.registrar().handle_register(&req, from, now.wall);
+                let (resp, auth) = {
+                    let mut reg = self.registrar();
+                    let resp = reg.handle_register(&req, from, now.wall);
+                    (resp, reg.take_auth_tally())
+                };
+                self.tally.auth.add(auth);
                 let ok = resp.status_code.code() == 200;
                 self.respond(&key, resp, now);
                 if let (true, Some(user)) = (ok, headers::to_user(&req)) {
@@ -547,7 +553,7 @@ impl Endpoint {
         resp.headers
             .push(Header::RetryAfter(RETRY_AFTER_S.to_string().into()));
         self.emit_rejected(req, 503, now);
-        self.respond(key, resp, now);
+        self.reject(key, resp, now);
     }
 
     fn find_call(&self, req: &rsip::Request) -> Option<CallKey> {
@@ -558,6 +564,14 @@ impl Endpoint {
     pub(super) fn reply(&mut self, key: &TxKey, req: &rsip::Request, code: u16, now: Now) {
         let resp = headers::response_to(req, code, reason_phrase(code), Some(&new_tag()));
         self.respond(key, resp, now);
+    }
+
+    /// A final answer to a new INVITE that is not taken (unknown number,
+    /// overload), sent without retransmissions (see `send_rejection`).
+    pub(super) fn reject(&mut self, key: &TxKey, resp: rsip::Response, now: Now) {
+        if let Err(e) = self.txn.send_rejection(key, resp, now.mono) {
+            debug!(error = %e, "response for a finished transaction");
+        }
     }
 
     pub(super) fn respond(&mut self, key: &TxKey, resp: rsip::Response, now: Now) {

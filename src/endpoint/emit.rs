@@ -178,7 +178,9 @@ impl Endpoint {
         now: Now,
     ) {
         self.emit_rejected(req, code, now);
-        self.reply(key, req, code, now);
+        let reason = crate::sip::message::reason_phrase(code);
+        let resp = headers::response_to(req, code, reason, Some(&super::calls::new_tag()));
+        self.reject(key, resp, now);
     }
 
     /// A new INVITE was not accepted.

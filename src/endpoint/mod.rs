@@ -270,7 +270,12 @@ impl Endpoint {
         if now.mono >= self.housekeeping_at {
             // Registrations are shared: the primary sweeps them.
             let expired = if self.shard.is_primary() {
-                self.registrar().expire(now.wall)
+                let mut reg = self.registrar();
+                let expired = reg.expire(now.wall);
+                let auth = reg.take_auth_tally();
+                drop(reg);
+                self.tally.auth.add(auth);
+                expired
             } else {
                 Vec::new()
             };

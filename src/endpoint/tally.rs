@@ -23,6 +23,9 @@ pub struct Tally {
     pub handovers: u64,
     /// Seconds each routing decision took.
     pub decisions: Vec<f64>,
+    /// The registrar's guessing limits (shared by the shards: whichever
+    /// takes it counts for all).
+    pub auth: crate::registrar::AuthTally,
 }
 
 impl Tally {
@@ -33,6 +36,7 @@ impl Tally {
             && self.dropped.is_empty()
             && self.handovers == 0
             && self.decisions.is_empty()
+            && self.auth == crate::registrar::AuthTally::default()
     }
 
     /// Counts one SIP message; `direction` is `in` or `out`.

@@ -89,10 +89,14 @@ impl Prompt {
 
     /// Reads and decodes a WAV file.
     pub fn load(path: &Path) -> Result<Prompt, PromptError> {
-        let bytes = std::fs::read(path).map_err(|e| PromptError::Io {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        // Checked again at play time: the file may have changed since the
+        // configuration was loaded (into a FIFO, or grown huge).
+        let limit = crate::config::file::PROMPT_LIMIT;
+        let bytes =
+            crate::config::file::read_regular(path, limit).map_err(|e| PromptError::Io {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         Prompt::from_wav_bytes(&bytes).map_err(|source| PromptError::Wav {
             path: path.to_path_buf(),
             source,
@@ -255,6 +259,23 @@ mod tests {
         ));
         assert_eq!(cache.len(), 1);
         assert_eq!(Prompt::concat(&[a.clone(), a]).len(), 4);
+    }
+
+    #[test]
+    fn a_prompt_that_became_a_fifo_or_huge_is_refused_at_play_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f.wav");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo failed");
+        // No writer: a blocking open would hang the media task here.
+        let e = Prompt::load(&fifo).unwrap_err().to_string();
+        assert!(e.contains("named pipe (FIFO), not a regular file"), "{e}");
+        let big = dir.path().join("big.wav");
+        std::fs::write(&big, wav_with(7, 8, &[0x20; 320])).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
+        f.set_len(crate::config::file::PROMPT_LIMIT + 1).unwrap();
+        let e = Prompt::load(&big).unwrap_err().to_string();
+        assert!(e.contains("more than the limit"), "{e}");
     }
 
     #[test]

@@ -14,22 +14,34 @@
 //!   the authenticated one. Unknown users are hashed against a dummy HA1 so
 //!   the work done matches;
 //! * a correct answer to an expired nonce → 401 with `stale=true`.
+//!
+//! Against guessing (`guard`): a nonce is spent by a wrong answer (the next
+//! try needs a new challenge: one guess per round trip, not thousands per
+//! nonce), a spent or replayed nonce is challenged again *before* its answer
+//! is checked (a 401-versus-403 difference would tell a right guess), and a
+//! source that fails too often is refused with 403 for a while, whatever it
+//! sends. Blocks and failures count the same for made-up and real users.
 
+mod auth_log;
 mod bindings;
 mod contact;
 mod digest;
+mod guard;
 mod nonce;
 mod store;
 mod writer;
 
 pub use bindings::Binding;
 pub use digest::{parse_authorization, Algorithm, AuthParseError, DigestCredentials};
+pub use guard::{GuardConfig, Network, MAX_BLOCK_DOUBLINGS};
 pub use store::{Snapshot, StoreError};
 pub use writer::{BindingsWriter, Nudge, WriterStats, DEFAULT_WINDOW, DURABLE_WITHIN};
 
+use auth_log::FailureLog;
 use bindings::{BindingTable, Limits, Update, UpdateError};
 use contact::{parse_contacts, parse_name_addr, ContactValue};
 use digest::{challenge_value, constant_time_eq, hmac_sha256};
+use guard::{Guard, Verdict};
 use nonce::{NonceStatus, Nonces};
 use rsip::headers::UntypedHeader;
 use rsip::{Header, Method, Request, Response, StatusCode};
@@ -73,6 +85,8 @@ pub struct RegistrarConfig {
     pub min_expires: u32,
     pub max_expires: u32,
     pub default_expires: u32,
+    /// Limits on failed answers.
+    pub guard: GuardConfig,
 }
 
 impl RegistrarConfig {
@@ -85,6 +99,7 @@ impl RegistrarConfig {
             min_expires: 60,
             max_expires: 3600,
             default_expires: 3600,
+            guard: GuardConfig::default(),
         }
     }
 
@@ -113,9 +128,40 @@ impl Default for RegistrarConfig {
 /// Result of checking a REGISTER's credentials.
 enum Auth {
     Ok(String),
-    Challenge { stale: bool },
-    Forbidden,
+    Challenge {
+        stale: bool,
+    },
+    /// A well-formed answer that does not verify, for this user name.
+    Forbidden(String),
     BadRequest(&'static str),
+}
+
+/// What the guessing limits counted since the last
+/// [`Registrar::take_auth_tally`], as plain numbers (the daemon adds them
+/// to its Prometheus counters, like the endpoint's tally).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthTally {
+    /// Digest answers that did not verify.
+    pub failures: u64,
+    /// REGISTERs refused because their source was blocked.
+    pub refused: u64,
+    /// Times a source was blocked.
+    pub blocks: u64,
+    /// Sources blocked at the last sweep ([`Registrar::expire`]), if one
+    /// ran since.
+    pub blocked_sources: Option<u64>,
+}
+
+impl AuthTally {
+    /// Adds `later` to this one (the newer gauge value wins).
+    pub fn add(&mut self, later: AuthTally) {
+        self.failures += later.failures;
+        self.refused += later.refused;
+        self.blocks += later.blocks;
+        if later.blocked_sources.is_some() {
+            self.blocked_sources = later.blocked_sources;
+        }
+    }
 }
 
 /// The registrar: users, nonces and the location table.
@@ -131,6 +177,9 @@ pub struct Registrar {
     dirty: bool,
     /// Wakes the writer thread on a change.
     nudge: Option<Nudge>,
+    guard: Guard,
+    auth_log: FailureLog,
+    tally: AuthTally,
 }
 
 impl Registrar {
@@ -143,6 +192,9 @@ impl Registrar {
     ) -> Self {
         Registrar {
             nonces: Nonces::new(secret, cfg.nonce_ttl),
+            guard: Guard::new(cfg.guard.clone()),
+            auth_log: FailureLog::default(),
+            tally: AuthTally::default(),
             cfg,
             users: users.into_iter().map(|c| (c.user.clone(), c)).collect(),
             secret,
@@ -202,11 +254,22 @@ impl Registrar {
     /// under another realm stop verifying.
     pub fn update_config(&mut self, cfg: RegistrarConfig) {
         self.nonces.set_ttl(cfg.nonce_ttl);
+        self.guard.set_config(cfg.guard.clone());
         self.cfg = cfg;
     }
 
     pub fn config(&self) -> &RegistrarConfig {
         &self.cfg
+    }
+
+    /// What the guessing limits counted since the last call.
+    pub fn take_auth_tally(&mut self) -> AuthTally {
+        std::mem::take(&mut self.tally)
+    }
+
+    /// Sources refused at `now` for failing too often, with the time left.
+    pub fn blocked_sources(&self, now: SystemTime) -> Vec<(std::net::IpAddr, Duration)> {
+        self.guard.blocked_sources(now)
     }
 
     /// Unexpired bindings of `user`.
@@ -230,6 +293,12 @@ impl Registrar {
     /// Call it from a timer; it also forgets old nonce counts.
     pub fn expire(&mut self, now: SystemTime) -> Vec<(String, String)> {
         self.nonces.prune(now);
+        self.guard.prune(now);
+        let blocked = self.guard.blocked_count(now);
+        self.tally.blocked_sources = Some(u64::try_from(blocked).unwrap_or(u64::MAX));
+        if let Some(s) = self.auth_log.flush(now) {
+            log_suppressed(s);
+        }
         let gone = self.table.expire(now);
         if !gone.is_empty() {
             self.persist();
@@ -283,6 +352,16 @@ impl Registrar {
             }
         }
 
+        // A blocked source learns nothing, right guess or not.
+        if let Some(left) = self.guard.blocked(source.addr.ip(), now) {
+            self.tally.refused += 1;
+            let (line, summary) = self.auth_log.note(auth_log::Event::Blocked, now);
+            summary.into_iter().for_each(log_suppressed);
+            if line {
+                tracing::info!(%source, left_s = left.as_secs(), "REGISTER refused: source blocked");
+            }
+            return reply(StatusCode::Forbidden, vec![]);
+        }
         let user = match self.authenticate(req, now) {
             Auth::Ok(user) => user,
             Auth::Challenge { stale } => {
@@ -290,8 +369,8 @@ impl Registrar {
                 tracing::debug!(%source, stale, "REGISTER challenged");
                 return reply(StatusCode::Unauthorized, extra);
             }
-            Auth::Forbidden => {
-                tracing::info!(%source, "REGISTER with failing credentials");
+            Auth::Forbidden(name) => {
+                self.failed(source, &name, now);
                 return reply(StatusCode::Forbidden, vec![]);
             }
             Auth::BadRequest(why) => {
@@ -301,9 +380,12 @@ impl Registrar {
         };
         // The AOR must be the authenticated user's own (§10.3 step 3).
         if to.user() != Some(user.as_str()) {
-            tracing::info!(%source, "REGISTER for another user's AOR");
+            // Counted (and logged, rate-limited) against the AOR asked for:
+            // one valid account must not be a free base for guessing others.
+            self.failed(source, to.user().unwrap_or_default(), now);
             return reply(StatusCode::Forbidden, vec![]);
         }
+        self.guard.success(source.addr.ip(), &user, now);
 
         let update = Update {
             contacts: &contacts,
@@ -394,6 +476,12 @@ impl Registrar {
         if status == NonceStatus::Invalid {
             return Auth::Challenge { stale: false };
         }
+        // Spent by a wrong answer, or an nc already used: a new challenge,
+        // decided before the answer is checked so the code says nothing
+        // about whether the guess was right.
+        if !self.nonces.count_usable(&c.nonce, nc) {
+            return Auth::Challenge { stale: false };
+        }
         if c.opaque.as_deref().is_some_and(|o| o != self.opaque()) {
             return Auth::Challenge { stale: false };
         }
@@ -421,7 +509,8 @@ impl Registrar {
         let answer = c.response.trim().to_ascii_lowercase();
         let digest_ok = constant_time_eq(expected.as_bytes(), answer.as_bytes());
         if !(digest_ok && genuine) {
-            return Auth::Forbidden;
+            self.nonces.spend(&c.nonce, now);
+            return Auth::Forbidden(c.username.clone());
         }
         if status == NonceStatus::Stale {
             return Auth::Challenge { stale: true };
@@ -449,6 +538,27 @@ impl Registrar {
                 )))
             })
             .collect()
+    }
+
+    /// Counts and logs a failed answer from `source` for `user`; blocks
+    /// the source when it has failed too often.
+    fn failed(&mut self, source: Peer, user: &str, now: SystemTime) {
+        self.tally.failures += 1;
+        let verdict = self.guard.failure(source.addr.ip(), user, now);
+        let (line, summary) = self.auth_log.note(auth_log::Event::Failure, now);
+        summary.into_iter().for_each(log_suppressed);
+        match verdict {
+            Verdict::Blocked(time) => {
+                self.tally.blocks += 1;
+                // Not rate-limited: one line per source per block at most,
+                // and what a fail2ban jail acts on.
+                tracing::warn!(%source, block_s = time.as_secs(), "source blocked after repeated failed REGISTERs");
+            }
+            Verdict::Counted if line => {
+                tracing::info!(%source, "REGISTER with failing credentials");
+            }
+            Verdict::Counted => {}
+        }
     }
 
     fn opaque(&self) -> String {
@@ -523,6 +633,15 @@ impl Registrar {
             None => Ok(false),
         }
     }
+}
+
+fn log_suppressed(s: auth_log::Suppressed) {
+    tracing::warn!(
+        failures = s.failures,
+        refused_blocked = s.blocked,
+        interval_s = auth_log::INTERVAL.as_secs(),
+        "more failed REGISTERs than logged one by one in the last interval"
+    );
 }
 
 /// The response to `req` with `extra` headers before Content-Length.

@@ -82,6 +82,22 @@ impl Nonces {
         }
     }
 
+    /// False if `nonce` was spent by a wrong answer or `nc` is not above
+    /// the highest count accepted for it (a replay).
+    pub fn count_usable(&self, nonce: &str, nc: u32) -> bool {
+        self.counts.get(nonce).is_none_or(|(last, _)| nc > *last)
+    }
+
+    /// Spends `nonce`: after a wrong answer no count of it is accepted, so
+    /// each guess costs a new challenge.
+    pub fn spend(&mut self, nonce: &str, now: SystemTime) {
+        if let Some((last, _)) = self.counts.get_mut(nonce) {
+            *last = u32::MAX;
+            return;
+        }
+        self.track(nonce, u32::MAX, now);
+    }
+
     /// Records `nc` for `nonce` if it is higher than every earlier one.
     /// Returns false for a replayed or out-of-order count.
     pub fn accept_count(&mut self, nonce: &str, nc: u32, now: SystemTime) -> bool {
@@ -92,6 +108,11 @@ impl Nonces {
             *last = nc;
             return true;
         }
+        self.track(nonce, nc, now);
+        true
+    }
+
+    fn track(&mut self, nonce: &str, nc: u32, now: SystemTime) {
         if self.counts.len() >= MAX_TRACKED {
             self.prune(now);
         }
@@ -111,7 +132,6 @@ impl Nonces {
             .map(|(ts, _, _)| UNIX_EPOCH + Duration::from_millis(ts))
             .unwrap_or(now);
         self.counts.insert(nonce.to_string(), (nc, issued));
-        true
     }
 
     /// Forgets counts of nonces past their TTL (they fail as stale anyway).
@@ -190,5 +210,22 @@ mod tests {
         assert!(!n.accept_count(&a, 2, t(2)));
         n.prune(t(400));
         assert_eq!(n.tracked(), 0);
+    }
+
+    #[test]
+    fn a_spent_nonce_takes_no_count() {
+        let mut n = Nonces::new([7; 32], Duration::from_secs(300));
+        let a = n.issue(t(0));
+        let b = n.issue(t(0));
+        assert!(n.count_usable(&a, 1));
+        n.spend(&a, t(1));
+        assert!(!n.count_usable(&a, 2) && !n.count_usable(&a, u32::MAX));
+        assert!(!n.accept_count(&a, 7, t(2)));
+        // Spending one in use works the same; others are untouched.
+        assert!(n.accept_count(&b, 1, t(1)));
+        n.spend(&b, t(2));
+        assert!(!n.count_usable(&b, 2));
+        let c = n.issue(t(3));
+        assert!(n.count_usable(&c, 1));
     }
 }

@@ -903,3 +903,187 @@ fn quoted_contact_params_of_real_phones_register() {
     assert_eq!(bad.status_code, StatusCode::BadRequest);
     assert_eq!(r.bindings("1001", t(1)).len(), 3);
 }
+
+/// One guess for `user` from `from`: challenge, then an answer made with
+/// `password`; the two status codes.
+fn guess(r: &mut Registrar, from: Peer, user: &str, password: &str, now: SystemTime) -> (u16, u16) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let cid = format!("g{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let first = r.handle_register(&req(user, &cid, 1, &[]), from, now);
+    let code = first.status_code.code();
+    let Some(ch) = www_auth(&first).into_iter().next() else {
+        return (code, 0);
+    };
+    let a = answer(
+        Algorithm::Md5,
+        user,
+        &ha1(Algorithm::Md5, user, password),
+        &ch,
+        1,
+        &format!("sip:{REALM}"),
+    );
+    let contact = format!("Contact: <sip:{user}@10.0.0.5>");
+    let second = r.handle_register(&req(user, &cid, 2, &[contact, a]), from, now);
+    (code, second.status_code.code())
+}
+
+fn guarded(max: u32, user_max: u32) -> Registrar {
+    let mut cfg = RegistrarConfig::new(REALM);
+    cfg.guard = GuardConfig {
+        max_failures: max,
+        user_max_failures: user_max,
+        window: Duration::from_secs(60),
+        block: Duration::from_secs(30),
+        trusted: Vec::new(),
+    };
+    Registrar::new(cfg, users(), [42; 32])
+}
+
+fn from(ip: &str) -> Peer {
+    Peer::udp(format!("{ip}:5060").parse().unwrap())
+}
+
+#[test]
+fn a_wrong_answer_spends_its_nonce_before_the_next_answer_is_checked() {
+    let mut r = guarded(100, 0);
+    let ch = get_challenge(&mut r, Algorithm::Md5, t(0));
+    let uri = format!("sip:{REALM}");
+    let contact = "Contact: <sip:1001@10.0.0.5>".to_string();
+    let wrong = answer(
+        Algorithm::Md5,
+        "1001",
+        &ha1(Algorithm::Md5, "1001", "x"),
+        &ch,
+        1,
+        &uri,
+    );
+    let resp = r.handle_register(
+        &req("1001", "c", 2, &[contact.clone(), wrong]),
+        peer(),
+        t(1),
+    );
+    assert_eq!(resp.status_code, StatusCode::Forbidden);
+    // The right password on the same nonce, next nc: a new challenge, not
+    // 200, and not a 403 either (that would tell the guess apart).
+    let right = answer(
+        Algorithm::Md5,
+        "1001",
+        &ha1(Algorithm::Md5, "1001", "secret1"),
+        &ch,
+        2,
+        &uri,
+    );
+    let resp = r.handle_register(
+        &req("1001", "c", 3, &[contact.clone(), right]),
+        peer(),
+        t(1),
+    );
+    assert_eq!(resp.status_code, StatusCode::Unauthorized);
+    assert!(!www_auth(&resp).is_empty());
+    let wrong = answer(
+        Algorithm::Md5,
+        "1001",
+        &ha1(Algorithm::Md5, "1001", "y"),
+        &ch,
+        3,
+        &uri,
+    );
+    let resp = r.handle_register(&req("1001", "c", 4, &[contact, wrong]), peer(), t(1));
+    assert_eq!(resp.status_code, StatusCode::Unauthorized);
+    assert!(!r.is_registered("1001", t(1)));
+}
+
+#[test]
+fn a_blocked_source_is_refused_even_with_the_right_password() {
+    let mut r = guarded(3, 0);
+    let a = from("203.0.113.9");
+    for i in 0..3 {
+        assert_eq!(guess(&mut r, a, "1001", &format!("g{i}"), t(i)), (401, 403));
+    }
+    assert_eq!(guess(&mut r, a, "1001", "secret1", t(4)), (403, 0));
+    assert!(!r.is_registered("1001", t(4)));
+    assert_eq!(r.blocked_sources(t(4)).len(), 1);
+    // Another source registers; after the block the first one may too.
+    assert_eq!(
+        guess(&mut r, from("198.51.100.1"), "1001", "secret1", t(4)),
+        (401, 200)
+    );
+    assert_eq!(guess(&mut r, a, "1001", "secret1", t(33)), (401, 200));
+    assert!(r.blocked_sources(t(33)).is_empty());
+}
+
+#[test]
+fn blocks_look_the_same_for_real_and_made_up_users() {
+    // Same steps for a real user and a made-up one, each from its own
+    // source: every response matches, block included.
+    let run = |user: &str, ip: &str| -> Vec<Vec<String>> {
+        let mut r = guarded(3, 5);
+        let mut out = Vec::new();
+        for i in 0..5 {
+            let first = r.handle_register(&req(user, "g", 1, &[]), from(ip), t(i));
+            out.push(normalized(&first));
+            if let Some(ch) = www_auth(&first).into_iter().next() {
+                let a = answer(
+                    Algorithm::Md5,
+                    user,
+                    &ha1(Algorithm::Md5, user, "no"),
+                    &ch,
+                    1,
+                    &format!("sip:{REALM}"),
+                );
+                let second = r.handle_register(&req(user, "g", 2, &[a]), from(ip), t(i));
+                out.push(normalized(&second));
+            }
+        }
+        out
+    };
+    let real = run("1001", "203.0.113.1");
+    let fake = run("7777", "203.0.113.1");
+    // Nonces differ; compare without WWW-Authenticate values.
+    let strip = |v: Vec<Vec<String>>| -> Vec<Vec<String>> {
+        v.into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .map(|h| {
+                        if h.starts_with("WWW-Authenticate") {
+                            "WWW".into()
+                        } else {
+                            h.replace("7777", "1001")
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let (real, fake) = (strip(real), strip(fake));
+    assert_eq!(real.len(), 8, "3 guesses, then 2 refusals");
+    assert_eq!(real, fake);
+}
+
+#[test]
+fn a_distributed_attack_does_not_lock_the_agent_out() {
+    let mut r = guarded(10, 3);
+    let home = from("198.51.100.20");
+    assert_eq!(guess(&mut r, home, "1001", "secret1", t(0)), (401, 200));
+    // Many sources, one guess each: beyond 3 failures for 1001, each new
+    // attacking source is blocked at its first.
+    for i in 0..10u8 {
+        let codes = guess(
+            &mut r,
+            from(&format!("203.0.113.{i}")),
+            "1001",
+            "nope",
+            t(1),
+        );
+        assert_eq!(codes, (401, 403));
+    }
+    assert_eq!(r.blocked_sources(t(2)).len(), 7);
+    // The agent's own phone still registers, even after one typo.
+    assert_eq!(guess(&mut r, home, "1001", "typo", t(3)), (401, 403));
+    assert_eq!(guess(&mut r, home, "1001", "secret1", t(4)), (401, 200));
+    // So does the agent from a new address with the right password.
+    assert_eq!(
+        guess(&mut r, from("192.0.2.77"), "1001", "secret1", t(5)),
+        (401, 200)
+    );
+}

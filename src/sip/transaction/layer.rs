@@ -367,6 +367,27 @@ impl TransactionLayer {
         }
     }
 
+    /// Send a final non-2xx answer to an INVITE that never became a call
+    /// (unknown number, overload) without timer G: the answer goes out
+    /// once, and again only for each retransmitted INVITE, as a stateless
+    /// server would. Retransmitting it up to ten times on UDP unasked would
+    /// make sipacd a reflector (a spoofed INVITE buys ten answers); a lost
+    /// answer costs the caller one INVITE retransmission. Timer H still
+    /// ends the transaction, which absorbs the ACK.
+    pub fn send_rejection(
+        &mut self,
+        key: &TxKey,
+        resp: Response,
+        now: Instant,
+    ) -> Result<(), TxError> {
+        self.send_response(key, resp, now)?;
+        if let Some(ServerTx::Invite(t)) = self.servers.get_mut(key) {
+            // The stale heap entry of G is skipped when it comes due.
+            t.timers.stop(TimerKind::G);
+        }
+        Ok(())
+    }
+
     /// Queue a message outside any transaction: an ACK for a 2xx, a
     /// stateless error answer to a request that cannot be keyed.
     pub fn send_stateless(&mut self, msg: impl Into<rsip::SipMessage>, to: Peer) {

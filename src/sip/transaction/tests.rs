@@ -161,6 +161,35 @@ fn server_invite_486_retransmitted_on_g_until_ack_then_i_cleans_up() {
 }
 
 #[test]
+fn a_rejection_is_sent_once_and_again_only_per_retransmitted_invite() {
+    let t0 = Instant::now();
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let inv = invite("z9hG4bKrej");
+    let key = new_request_key(l.on_request(inv.clone(), udp(), t0));
+    drain(&mut l);
+    l.send_rejection(&key, answer(&inv, 404, "r1"), t0).unwrap();
+    assert_eq!(status(&drain(&mut l)[0]), Some(404));
+    // No timer G: nothing more unless the INVITE comes again.
+    assert!(run_until(&mut l, t0, t0 + ms(10_000)).is_empty());
+    assert_eq!(l.on_request(inv.clone(), udp(), t0 + ms(10_000)), None);
+    let again = drain(&mut l);
+    assert_eq!(again.len(), 1);
+    assert_eq!(status(&again[0]), Some(404));
+    // The ACK is absorbed; H still ends an unacknowledged one.
+    let ack = request(Method::Ack, "z9hG4bKrej", 1, Some("r1"));
+    assert_eq!(l.on_request(ack, udp(), t0 + ms(10_100)), None);
+    let inv2 = invite("z9hG4bKrej2");
+    let key2 = new_request_key(l.on_request(inv2.clone(), udp(), t0));
+    drain(&mut l);
+    l.send_rejection(&key2, answer(&inv2, 503, "r2"), t0)
+        .unwrap();
+    drain(&mut l);
+    assert!(run_until(&mut l, t0, t0 + ms(31_999)).is_empty());
+    run_until(&mut l, t0, t0 + ms(32_000));
+    assert!(events(&mut l).contains(&TxEvent::Server(ServerEvent::Timeout { key: key2 })));
+}
+
+#[test]
 fn server_invite_h_fires_when_ack_never_comes() {
     let t0 = Instant::now();
     let mut l = TransactionLayer::new(TimerConfig::default());
