@@ -232,23 +232,26 @@ impl SipCounters {
     /// Counts one SIP message; `direction` is `in` or `out`.
     pub fn count_sip(&mut self, m: &Metrics, direction: &'static str, msg: &rsip::SipMessage) {
         match msg {
-            rsip::SipMessage::Request(r) => {
-                let method = method_label(&r.method);
-                self.requests
-                    .entry((direction, method))
-                    .or_insert_with(|| {
-                        m.sip_requests
-                            .get_or_create(&RequestLabels { direction, method })
-                            .clone()
-                    })
-                    .inc();
-            }
+            rsip::SipMessage::Request(r) => self.count_request(m, direction, &r.method),
             rsip::SipMessage::Response(r) => {
                 let method =
                     crate::sip::headers::cseq(r).map_or("other", |(_, m)| method_label(&m));
                 self.count_response(m, direction, method, r.status_code.code());
             }
         }
+    }
+
+    /// Counts one request (one that was never parsed, too).
+    pub fn count_request(&mut self, m: &Metrics, direction: &'static str, method: &rsip::Method) {
+        let method = method_label(method);
+        self.requests
+            .entry((direction, method))
+            .or_insert_with(|| {
+                m.sip_requests
+                    .get_or_create(&RequestLabels { direction, method })
+                    .clone()
+            })
+            .inc();
     }
 
     pub fn count_response(
