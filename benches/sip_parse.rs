@@ -1,8 +1,17 @@
-//! Parsing cost of a typical INVITE with SDP: our `parse` (normalise +
-//! validate + rsip) against rsip alone, and building a 200 with `response_to`.
+//! Parsing cost per message on the hot path, in ns per message:
+//! `parse/*`: our `parse` (normalise + validate + build) of an INVITE with
+//! SDP, its ACK and a BYE, against rsip alone on the INVITE;
+//! `inbound/*`: the whole `Endpoint::handle_inbound` for what arrives again
+//! in a call: a retransmitted INVITE (absorbed), a retransmitted ACK for
+//! our 2xx, a retransmitted BYE (answered again from its transaction);
+//! `response_to 200`: building an answer from a parsed request.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use sipacd::sip::{headers, message};
+use sipacd::endpoint::{Endpoint, Now};
+use sipacd::sip::{headers, message, Peer};
 
 const INVITE: &str = "INVITE sip:5000@acd.example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.10:5060;rport;branch=z9hG4bK776asdhds\r\n\
@@ -35,17 +44,70 @@ a=sendrecv\r\n\
 a=label:main-audio-stream-1\r\n\
 a=x-extra:pad\r\n";
 
+/// An in-dialog request of the INVITE's call (ACK or BYE), To tag `tag`.
+fn in_dialog(method: &str, cseq: u32, tag: &str) -> Vec<u8> {
+    format!(
+        "{method} sip:+15551234567@192.0.2.10:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.10:5060;rport;branch=z9hG4bK-{method}-77\r\n\
+         Via: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKproxy-{method};received=198.51.100.1\r\n\
+         Max-Forwards: 69\r\n\
+         To: <sip:5000@acd.example.com>;tag={tag}\r\n\
+         From: \"Alice Caller\" <sip:+15551234567@carrier.example.net>;tag=1928301774\r\n\
+         Call-ID: a84b4c76e66710@pc33.carrier.example.net\r\n\
+         CSeq: {cseq} {method}\r\n\
+         User-Agent: ExampleSBC/4.2\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+const CONFIG: &str = r#"
+[server]
+sip = ["udp:127.0.0.1:5060"]
+advertise = "127.0.0.1"
+rtp_ports = "20000-29999"
+data_dir = "DATA"
+
+[queues.support]
+
+[[numbers]]
+number = "5000"
+to = "queue:support"
+"#;
+
+/// Drains what the endpoint wants to send; returns our To tag from a 200.
+fn drain(ep: &mut Endpoint) -> Option<String> {
+    let mut tag = None;
+    while let Some((_, bytes)) = ep.poll_transmit() {
+        if bytes.starts_with(b"SIP/2.0 200") {
+            let text = String::from_utf8_lossy(&bytes);
+            let to = text.lines().find(|l| l.starts_with("To:"))?;
+            tag = to.split("tag=").nth(1).map(|t| t.trim().to_string());
+        }
+    }
+    tag
+}
+
 fn bench(c: &mut Criterion) {
     let raw = INVITE.as_bytes();
-    assert!(message::parse(raw).is_ok(), "bench message must parse");
+    let ack = in_dialog("ACK", 314159, "bench");
+    let bye = in_dialog("BYE", 314160, "bench");
+    for m in [raw, &ack[..], &bye[..]] {
+        assert!(message::parse(m).is_ok(), "bench message must parse");
+    }
     println!("INVITE size: {} bytes", raw.len());
 
-    c.bench_function("sipacd parse INVITE+SDP", |b| {
-        b.iter(|| message::parse(black_box(raw)))
-    });
-    c.bench_function("rsip raw parse INVITE+SDP", |b| {
+    let mut g = c.benchmark_group("parse");
+    g.bench_function("INVITE+SDP", |b| b.iter(|| message::parse(black_box(raw))));
+    g.bench_function("ACK", |b| b.iter(|| message::parse(black_box(&ack))));
+    g.bench_function("BYE", |b| b.iter(|| message::parse(black_box(&bye))));
+    g.bench_function("rsip alone INVITE+SDP", |b| {
         b.iter(|| rsip::SipMessage::try_from(black_box(raw)))
     });
+    g.finish();
+
+    inbound(c);
+
     let Ok(rsip::SipMessage::Request(req)) = message::parse(raw) else {
         return;
     };
@@ -58,6 +120,52 @@ fn bench(c: &mut Criterion) {
             message::serialize(&resp.into())
         })
     });
+}
+
+/// Retransmissions through a real endpoint. The clock stands still, so
+/// the transactions they hit stay alive for the whole run.
+fn inbound(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("sipacd-parse-bench-{}", std::process::id()));
+    let text = CONFIG.replace("DATA", dir.to_str().unwrap_or("/tmp"));
+    let Ok(cfg) = sipacd::config::parse_str(&text, &dir.join("b.toml")) else {
+        panic!("bench config must load");
+    };
+    let now = Now {
+        mono: Instant::now(),
+        wall: SystemTime::now(),
+    };
+    let mut ep = Endpoint::new(Arc::new(cfg), now);
+    let phone = Peer::udp("192.0.2.10:5060".parse().expect("addr"));
+    ep.handle_inbound(INVITE.as_bytes(), phone, now);
+    let tag = drain(&mut ep).expect("the INVITE is answered with 200");
+    let ack = in_dialog("ACK", 314159, &tag);
+    ep.handle_inbound(&ack, phone, now);
+    drain(&mut ep);
+
+    let mut g = c.benchmark_group("inbound");
+    g.bench_function("INVITE retransmission", |b| {
+        b.iter(|| {
+            ep.handle_inbound(black_box(INVITE.as_bytes()), phone, now);
+            while ep.poll_transmit().is_some() {}
+        })
+    });
+    g.bench_function("ACK retransmission", |b| {
+        b.iter(|| {
+            ep.handle_inbound(black_box(&ack), phone, now);
+            while ep.poll_transmit().is_some() {}
+        })
+    });
+    let bye = in_dialog("BYE", 314160, &tag);
+    ep.handle_inbound(&bye, phone, now);
+    while ep.poll_transmit().is_some() {}
+    g.bench_function("BYE retransmission", |b| {
+        b.iter(|| {
+            ep.handle_inbound(black_box(&bye), phone, now);
+            while ep.poll_transmit().is_some() {}
+        })
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 criterion_group!(benches, bench);

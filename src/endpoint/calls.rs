@@ -74,9 +74,11 @@ fn credentials(cfg: &Config) -> Vec<Credentials> {
 }
 
 impl Endpoint {
-    pub(super) fn on_request(&mut self, mut req: rsip::Request, from: Peer, now: Now) {
+    /// A request parsed from `raw` (kept by the transaction layer to spot
+    /// its retransmissions).
+    pub(super) fn on_request(&mut self, mut req: rsip::Request, raw: &[u8], from: Peer, now: Now) {
         headers::stamp_via_received(&mut req, from.addr);
-        if let Some(ev) = self.txn.on_request(req, from, now.mono) {
+        if let Some(ev) = self.txn.on_request_raw(req, raw, from, now.mono) {
             self.on_server_event(ev, now);
         }
     }

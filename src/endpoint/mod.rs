@@ -232,12 +232,20 @@ impl Endpoint {
 
     /// One message as received from `from`.
     pub fn handle_inbound(&mut self, bytes: &[u8], from: Peer, now: Now) {
+        // A retransmission (or a repeated ACK) is recognised from its bytes
+        // alone: the transaction layer saw the very same ones before.
+        if let Some(ids) = crate::sip::message::peek_request(bytes) {
+            if self.txn.absorb_repeat(&ids, bytes, now.mono) {
+                self.tally.request("in", &ids.method);
+                return;
+            }
+        }
         let parsed = crate::sip::message::parse(bytes);
         if let Ok(msg) = &parsed {
             self.tally.sip("in", msg);
         }
         match parsed {
-            Ok(rsip::SipMessage::Request(req)) => self.on_request(req, from, now),
+            Ok(rsip::SipMessage::Request(req)) => self.on_request(req, bytes, from, now),
             Ok(rsip::SipMessage::Response(resp)) => self.on_response(resp, from, now),
             // A CRLF keep-alive (RFC 5626 §4.4.1) is not an error.
             Err(crate::sip::message::ParseError::Empty) => {}

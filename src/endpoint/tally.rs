@@ -42,18 +42,21 @@ impl Tally {
     /// Counts one SIP message; `direction` is `in` or `out`.
     pub fn sip(&mut self, direction: &'static str, msg: &rsip::SipMessage) {
         match msg {
-            rsip::SipMessage::Request(r) => {
-                *self
-                    .requests
-                    .entry((direction, method_label(&r.method)))
-                    .or_default() += 1;
-            }
+            rsip::SipMessage::Request(r) => self.request(direction, &r.method),
             rsip::SipMessage::Response(r) => {
                 let method =
                     crate::sip::headers::cseq(r).map_or("other", |(_, m)| method_label(&m));
                 self.response(direction, method, r.status_code.code());
             }
         }
+    }
+
+    /// Counts one request (one that was never parsed, too).
+    pub fn request(&mut self, direction: &'static str, method: &rsip::Method) {
+        *self
+            .requests
+            .entry((direction, method_label(method)))
+            .or_default() += 1;
     }
 
     pub fn response(&mut self, direction: &'static str, method: &'static str, code: u16) {

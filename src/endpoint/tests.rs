@@ -442,6 +442,61 @@ fn retransmitted_invite_makes_one_call() {
     assert_eq!(arrivals, 1, "one call record");
 }
 
+/// Requests counted `in` for `method`.
+fn requests_in(h: &mut Harness, method: &'static str) -> u64 {
+    h.metrics()
+        .sip_requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            direction: "in",
+            method,
+        })
+        .get()
+}
+
+#[test]
+fn repeated_invite_ack_and_bye_are_handled_as_before_and_counted() {
+    let mut h = Harness::new();
+    let phone = h.phone;
+    // What the caller gets (agents' phones may be offered the call).
+    let send = |h: &mut Harness, text: &str| -> Vec<rsip::SipMessage> {
+        let out = h.send_from(phone, text);
+        out.into_iter()
+            .filter(|(p, _)| *p == phone)
+            .map(|(_, m)| m)
+            .collect()
+    };
+    let inv = invite("1560", "call-rep", "z9hG4bKrep1");
+    let first = send(&mut h, &inv);
+    assert_eq!(codes(&first), vec![100, 200]);
+    let tag = to_tag(&first[1]);
+    assert!(send(&mut h, &inv).is_empty(), "absorbed in Accepted");
+    let ack = in_dialog("ACK", "1560", "call-rep", &tag, 1, "z9hG4bKrepa");
+    assert!(send(&mut h, &ack).is_empty());
+    assert!(
+        send(&mut h, &ack).is_empty(),
+        "a repeated ACK changes nothing"
+    );
+    // The ACK stopped the 200's retransmissions; the repeat restarted nothing.
+    let later = h.advance_all(Duration::from_millis(4000));
+    assert!(later.iter().all(|(p, _)| *p != phone), "{later:?}");
+    assert_eq!(h.ep.active_calls(), 1);
+    let bye = in_dialog("BYE", "1560", "call-rep", &tag, 2, "z9hG4bKrepb");
+    assert_eq!(codes(&send(&mut h, &bye)), vec![200]);
+    assert_eq!(h.ep.active_calls(), 0);
+    // The BYE's transaction answers its retransmission with the same 200.
+    let again = send(&mut h, &bye);
+    assert_eq!(codes(&again), vec![200]);
+    assert_eq!(to_tag(&again[0]), tag);
+    assert_eq!(requests_in(&mut h, "INVITE"), 2);
+    assert_eq!(requests_in(&mut h, "ACK"), 2);
+    assert_eq!(requests_in(&mut h, "BYE"), 2);
+    // Not the same bytes: a new request, parsed (481, the call is gone).
+    let other = bye
+        .replace("CSeq: 2 BYE", "CSeq: 3 BYE")
+        .replace("repb", "repc");
+    assert_eq!(codes(&send(&mut h, &other)), vec![481]);
+}
+
 #[test]
 fn ivr_hangup_node_answers_then_byes() {
     let mut h = Harness::new();

@@ -31,41 +31,126 @@ fn same_name(a: &str, b: &str) -> bool {
     full(a).eq_ignore_ascii_case(full(b))
 }
 
+/// [`header_parts`] without formatting the header: rsip's `Display` writes
+/// `Name: value`, so the parts are the variant's display name and its
+/// trimmed value. `None` for an `Other` header whose name holds a ':'
+/// (its text would split elsewhere; `header_parts` decides).
+fn borrowed_parts(header: &rsip::Header) -> Option<(&str, &str)> {
+    use rsip::Header as H;
+    macro_rules! parts {
+        ($($variant:ident => $name:literal),* $(,)?) => {
+            match header {
+                $(H::$variant(h) => Some(($name, h.value().trim())),)*
+                H::Other(n, _) if n.contains(':') => None,
+                H::Other(n, v) => Some((n.trim(), v.trim())),
+            }
+        };
+    }
+    parts!(
+        Accept => "Accept",
+        AcceptEncoding => "Accept-Encoding",
+        AcceptLanguage => "Accept-Language",
+        AlertInfo => "Alert-Info",
+        Allow => "Allow",
+        AuthenticationInfo => "Authentication-Info",
+        Authorization => "Authorization",
+        CSeq => "CSeq",
+        CallId => "Call-ID",
+        CallInfo => "Call-Info",
+        Contact => "Contact",
+        ContentDisposition => "Content-Disposition",
+        ContentEncoding => "Content-Encoding",
+        ContentLanguage => "Content-Language",
+        ContentLength => "Content-Length",
+        ContentType => "Content-Type",
+        Date => "Date",
+        ErrorInfo => "Error-Info",
+        Event => "Event",
+        Expires => "Expires",
+        From => "From",
+        InReplyTo => "In-Reply-To",
+        MaxForwards => "Max-Forwards",
+        MimeVersion => "Mime-Version",
+        MinExpires => "Min-Expires",
+        Organization => "Organization",
+        Priority => "Priority",
+        ProxyAuthenticate => "Proxy-Authenticate",
+        ProxyAuthorization => "Proxy-Authorization",
+        ProxyRequire => "Proxy-Require",
+        RecordRoute => "Record-Route",
+        ReplyTo => "Reply-To",
+        Require => "Require",
+        RetryAfter => "Retry-After",
+        Route => "Route",
+        Server => "Server",
+        Subject => "Subject",
+        SubscriptionState => "Subscription-State",
+        Supported => "Supported",
+        Timestamp => "Timestamp",
+        To => "To",
+        Unsupported => "Unsupported",
+        UserAgent => "User-Agent",
+        Via => "Via",
+        Warning => "Warning",
+        WwwAuthenticate => "WWW-Authenticate",
+    )
+}
+
+/// The value of `header` if its name is `name` (see [`same_name`]).
+fn value_if_named(header: &rsip::Header, name: &str) -> Option<String> {
+    match borrowed_parts(header) {
+        Some((n, v)) => same_name(n, name).then(|| v.to_string()),
+        None => {
+            let (n, v) = header_parts(header);
+            same_name(&n, name).then_some(v)
+        }
+    }
+}
+
 /// Every value of the header `name` (case-insensitive, compact forms
 /// accepted in `name` and in the message), in message order.
 pub fn header_values<M: HasHeaders + ?Sized>(msg: &M, name: &str) -> Vec<String> {
     msg.headers()
         .iter()
-        .map(header_parts)
-        .filter(|(n, _)| same_name(n, name))
-        .map(|(_, v)| v)
+        .filter_map(|h| value_if_named(h, name))
         .collect()
 }
 
 /// The first value of the header `name`.
 pub fn header_value<M: HasHeaders + ?Sized>(msg: &M, name: &str) -> Option<String> {
-    msg.headers()
-        .iter()
-        .map(header_parts)
-        .find(|(n, _)| same_name(n, name))
-        .map(|(_, v)| v)
+    msg.headers().iter().find_map(|h| value_if_named(h, name))
 }
 
 /// A header parameter (`;name=value` after the address or Via sent-by),
 /// case-insensitive. A flag parameter (`;lr`) yields `Some("")`.
 pub fn header_param(value: &str, name: &str) -> Option<String> {
+    param_str(value, name).map(str::to_string)
+}
+
+/// [`header_param`] without the copy.
+pub(crate) fn param_str<'a>(value: &'a str, name: &str) -> Option<&'a str> {
     let params = params_part(value)?;
+    params_in(params, name)
+}
+
+/// `name`'s value among `;`-separated `params` (which start with ';').
+pub(crate) fn params_in<'a>(params: &'a str, name: &str) -> Option<&'a str> {
     split_semis(params).into_iter().skip(1).find_map(|p| {
         let (n, v) = p.split_once('=').unwrap_or((p, ""));
-        n.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
 }
 
 /// The text from the first parameter-separating ';' on: after `<...>` when
 /// the address is bracketed, else at the first ';' outside quotes.
 fn params_part(value: &str) -> Option<&str> {
+    params_region(value).map(|rest| if rest.starts_with(';') { rest } else { "" })
+}
+
+/// Where the parameters of a name-addr or Via would start: after the last
+/// `>` closing a `<`, else at the first ';' outside quotes (as written, so
+/// maybe after LWS that normalisation would have removed).
+pub(crate) fn params_region(value: &str) -> Option<&str> {
     let mut quotes = Quotes::default();
     let mut first_semi = None;
     let mut angle_close = None;
@@ -89,7 +174,6 @@ fn params_part(value: &str) -> Option<&str> {
         Some(i) => value.get(i + 1..),
         None => first_semi.and_then(|i| value.get(i..)),
     }
-    .map(|rest| if rest.starts_with(';') { rest } else { "" })
 }
 
 /// Value of the topmost Via.
@@ -307,6 +391,77 @@ pub fn stamp_via_received(req: &mut rsip::Request, source: SocketAddr) {
 mod tests {
     use super::*;
     use crate::sip::message::parse;
+
+    /// The borrowed split is the formatted one, for every rsip variant.
+    #[test]
+    fn borrowed_parts_are_header_parts() {
+        let names = [
+            "Accept",
+            "Accept-Encoding",
+            "Accept-Language",
+            "Alert-Info",
+            "Allow",
+            "Authentication-Info",
+            "Authorization",
+            "Call-Info",
+            "Contact",
+            "Content-Disposition",
+            "Content-Encoding",
+            "Content-Language",
+            "Content-Type",
+            "Date",
+            "Error-Info",
+            "Event",
+            "Expires",
+            "In-Reply-To",
+            "Mime-Version",
+            "Min-Expires",
+            "Organization",
+            "Priority",
+            "Proxy-Authenticate",
+            "Proxy-Authorization",
+            "Proxy-Require",
+            "Record-Route",
+            "Reply-To",
+            "Require",
+            "Retry-After",
+            "Route",
+            "Server",
+            "Subject",
+            "Supported",
+            "Timestamp",
+            "Unsupported",
+            "User-Agent",
+            "Warning",
+            "WWW-Authenticate",
+            "X-Other",
+        ];
+        let extra: String = names
+            .iter()
+            .map(|n| format!("{n}: <sip:v@h> ;x\r\n"))
+            .collect();
+        let raw = REQ.replacen(
+            "Max-Forwards: 69\r\n",
+            &format!("Max-Forwards: 69\r\n{extra}"),
+            1,
+        );
+        let mut req = match parse(raw.as_bytes()) {
+            Ok(rsip::SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        req.headers
+            .push(rsip::headers::SubscriptionState::new(" active ").into());
+        req.headers
+            .push(rsip::Header::Other("x-odd ".into(), " v ".into()));
+        assert!(req.headers.iter().count() > names.len() + 5);
+        for h in req.headers.iter() {
+            let (n, v) = borrowed_parts(h).expect("no ':' in these names");
+            assert_eq!((n.to_string(), v.to_string()), header_parts(h), "{h:?}");
+        }
+        let odd = rsip::Header::Other("a:b".into(), "c".into());
+        assert_eq!(borrowed_parts(&odd), None);
+        assert_eq!(value_if_named(&odd, "a"), Some("b: c".to_string()));
+    }
 
     const REQ: &str = "INVITE sip:2000@acd.example.com;user=phone SIP/2.0\r\n\
 Via: SIP/2.0/UDP 10.0.0.5:5062;rport;branch=z9hG4bKtop\r\n\

@@ -6,21 +6,26 @@
 //! ignored). So a datagram goes through four stages:
 //! `normalize` frames and rewrites it into one canonical layout, `validate`
 //! enforces RFC 3261 rules rsip skips, `uri` parses the Request-URI (rsip's
-//! URI parser rejects valid RFC 4475 URIs), and only then rsip builds the
-//! typed message from the canonical bytes. `reject` builds an error response
-//! straight from raw bytes when any stage refuses a request.
+//! URI parser rejects valid RFC 4475 URIs), and `build` moves the result
+//! into rsip's typed message (as rsip's tokenizer would type it, without
+//! rsip parsing anything). `reject` builds an error response straight from
+//! raw bytes when any stage refuses a request.
 
+mod build;
 mod normalize;
+mod peek;
 mod reject;
 mod scan;
 mod uri;
 mod validate;
 
 use std::fmt::Write as _;
+#[cfg(test)]
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rsip::prelude::*;
 
+pub use peek::{peek_request, RequestIds};
 pub use reject::error_response;
 
 pub(crate) use normalize::{expand_compact, is_token, split_list};
@@ -98,8 +103,32 @@ impl ParseError {
 
 /// Parse one datagram (or one framed stream message) into an rsip message.
 ///
-/// Never panics: rsip runs under `catch_unwind` and a panic there is a 400.
+/// One pass over the bytes: the normalised frame is moved into rsip's
+/// types directly (`build`), never serialised and parsed again. Never
+/// panics.
 pub fn parse(datagram: &[u8]) -> Result<rsip::SipMessage, ParseError> {
+    let frame = normalize::frame(datagram)?;
+    validate::validate(&frame)?;
+    match &frame.start {
+        normalize::StartLine::Request { method, uri } => {
+            let uri = uri::parse_request_uri(uri)?;
+            let Some(method) = known_method(method) else {
+                return Err(ParseError::UnsupportedMethod(clip(method)));
+            };
+            Ok(build::request(method, uri, frame).into())
+        }
+        normalize::StartLine::Response { code, reason } => {
+            let (code, reason) = (*code, reason.clone());
+            Ok(build::response(code, reason, frame).into())
+        }
+    }
+}
+
+/// What `parse` did before `build` existed: the frame serialised in the
+/// canonical layout and handed to rsip's own parser. Kept to prove that
+/// `build` types every message exactly as rsip would.
+#[cfg(test)]
+pub(crate) fn parse_via_rsip(datagram: &[u8]) -> Result<rsip::SipMessage, ParseError> {
     let frame = normalize::frame(datagram)?;
     validate::validate(&frame)?;
     let uri = match &frame.start {
@@ -251,4 +280,8 @@ pub(crate) fn clip(s: &str) -> String {
 }
 
 #[cfg(test)]
+mod generated;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_once;

@@ -3,7 +3,6 @@
 
 use super::scan::Quotes;
 use super::{clip, ParseError, MAX_HEADERS, MAX_MESSAGE_SIZE};
-use std::fmt::Write as _;
 
 /// A message split into its parts, headers already canonical.
 #[derive(Debug)]
@@ -25,9 +24,11 @@ impl Frame<'_> {
         matches!(self.start, StartLine::Request { .. })
     }
 
-    /// The layout rsip's tokenizer accepts. The Request-URI is a placeholder:
-    /// `parse` substitutes the one parsed by `uri`.
+    /// The layout rsip's tokenizer accepts (the reference `build` is tested
+    /// against). The Request-URI is a placeholder.
+    #[cfg(test)]
     pub fn canonical_bytes(&self) -> Vec<u8> {
+        use std::fmt::Write as _;
         let mut s = String::with_capacity(256 + self.headers.len() * 48);
         match &self.start {
             StartLine::Request { method, .. } => {

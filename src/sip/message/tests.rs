@@ -3,7 +3,7 @@ use super::*;
 use crate::sip::headers;
 use proptest::prelude::*;
 
-const INVITE: &str = "INVITE sip:1000@acd.example.com SIP/2.0\r\n\
+pub(super) const INVITE: &str = "INVITE sip:1000@acd.example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds\r\n\
 Max-Forwards: 70\r\n\
 To: <sip:1000@acd.example.com>\r\n\
@@ -349,7 +349,7 @@ fn status_and_reasons() {
     assert_eq!(ParseError::BadRequest("why".into()).reason(), "why");
 }
 
-fn mutated(base: &'static str) -> impl Strategy<Value = Vec<u8>> {
+pub(super) fn mutated(base: &'static str) -> impl Strategy<Value = Vec<u8>> {
     let len = base.len();
     (
         0..=len,
@@ -373,11 +373,11 @@ fn mutated(base: &'static str) -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
-const SIPPY_BYTES: &[u8] = b"\r\n \t:;,=<>\"\\/@SIP2.0INVITEViaCSeq%[]";
+pub(super) const SIPPY_BYTES: &[u8] = b"\r\n \t:;,=<>\"\\/@SIP2.0INVITEViaCSeq%[]";
 
 /// `parse` turns a panic inside rsip into an error; the properties below
 /// must see it as the failure it is, not as a refused message.
-fn rsip_panicked(r: &Result<rsip::SipMessage, ParseError>) -> bool {
+pub(super) fn rsip_panicked(r: &Result<rsip::SipMessage, ParseError>) -> bool {
     matches!(r, Err(e) if e.reason() == "rsip panicked")
 }
 

@@ -7,6 +7,7 @@ use rsip::{Method, Request, Response};
 
 use super::TxError;
 use crate::sip::headers;
+use crate::sip::message::RequestIds;
 
 /// The RFC 3261 branch prefix; branches without it come from RFC 2543
 /// elements and are matched on other header fields.
@@ -93,6 +94,21 @@ impl TxKey {
                     method,
                 })
             }
+        }
+    }
+
+    /// The server transaction of a request known by its raw identifiers
+    /// (always an RFC 3261 branch): what [`TxKey::server`] gives once the
+    /// request is parsed.
+    pub fn server_for_ids(ids: &RequestIds<'_>) -> TxKey {
+        TxKey {
+            side: Side::Server,
+            branch: ids.branch.to_string(),
+            sent_by: ids.sent_by.to_ascii_lowercase(),
+            method: match ids.method {
+                Method::Ack => Method::Invite,
+                m => m,
+            },
         }
     }
 

@@ -11,12 +11,13 @@ use tracing::debug;
 use super::client_invite::{ClientInvite, RespOutcome};
 use super::client_non_invite::ClientNonInvite;
 use super::key::{Side, TxKey};
-use super::server_invite::{AckOutcome, ServerInvite};
+use super::server_invite::{AckOutcome, ServerInvite, State};
 use super::server_non_invite::{SendOutcome, ServerNonInvite};
 use super::timers::{TimerConfig, TimerKind, TimerTable};
 use super::uas2xx::{Uas2xxEvent, Uas2xxRetransmitter};
 use super::{Fired, Transmit, TxError};
 use crate::sip::headers::response_with_status;
+use crate::sip::message::RequestIds;
 use crate::sip::Peer;
 
 /// Something the server side tells the TU.
@@ -135,6 +136,20 @@ pub struct TransactionLayer {
     /// stale when a timer moves; `indexed` says which entry is current.
     deadlines: BinaryHeap<Reverse<Deadline>>,
     indexed: HashMap<TxKey, Instant>,
+    /// The bytes of what server transactions were fed, so that a
+    /// byte-identical repeat is recognised before anyone parses it.
+    seen: HashMap<TxKey, Seen>,
+    /// ACKs that matched a 2xx (keyed like their own transaction), kept
+    /// for 64*T1 with their expiry in arrival order.
+    acks: HashMap<TxKey, Box<[u8]>>,
+    acks_expire: VecDeque<(Instant, TxKey)>,
+}
+
+/// A server transaction's request and, once a 300-699 was ACKed, its ACK.
+#[derive(Debug)]
+struct Seen {
+    request: Box<[u8]>,
+    ack: Option<Box<[u8]>>,
 }
 
 /// A heap entry: ordered by time only.
@@ -172,6 +187,9 @@ impl TransactionLayer {
             events: VecDeque::new(),
             deadlines: BinaryHeap::new(),
             indexed: HashMap::new(),
+            seen: HashMap::new(),
+            acks: HashMap::new(),
+            acks_expire: VecDeque::new(),
         }
     }
 
@@ -233,6 +251,19 @@ impl TransactionLayer {
     /// Feed a received request. Retransmissions are absorbed (the last
     /// response is queued again) and yield `None`; so do malformed requests.
     pub fn on_request(&mut self, req: Request, from: Peer, now: Instant) -> Option<ServerEvent> {
+        self.on_request_raw(req, &[], from, now)
+    }
+
+    /// [`Self::on_request`] for a request parsed from `raw`: over an
+    /// unreliable transport the bytes are kept, so that a byte-identical
+    /// repeat can be handled by [`Self::absorb_repeat`] without parsing.
+    pub fn on_request_raw(
+        &mut self,
+        req: Request,
+        raw: &[u8],
+        from: Peer,
+        now: Instant,
+    ) -> Option<ServerEvent> {
         let key = match TxKey::server(&req) {
             Ok(k) => k,
             Err(e) => {
@@ -240,13 +271,73 @@ impl TransactionLayer {
                 return None;
             }
         };
+        // Reliable transports carry no retransmissions.
+        let raw = match from.transport.is_reliable() {
+            true => &[][..],
+            false => raw,
+        };
         let ev = match req.method {
-            Method::Ack => self.on_ack(key.clone(), req, from, now),
+            Method::Ack => self.on_ack(key.clone(), req, raw, from, now),
             Method::Cancel => self.on_cancel(key.clone(), req, from, now),
             _ => self.on_other(key.clone(), req, from, now),
         };
+        if req_is_new(&ev) && !raw.is_empty() && self.servers.contains_key(&key) {
+            let request = raw.into();
+            self.seen.insert(key.clone(), Seen { request, ack: None });
+        }
         self.index(&key);
         ev
+    }
+
+    /// Handles a request byte-identical to one this layer was fed before
+    /// (`ids` read from `raw` by `message::peek_request`), exactly as
+    /// `on_request` would once it was parsed: a retransmitted request gets
+    /// its transaction's last response again, a repeated ACK is dropped.
+    /// Returns false when `raw` is not such a repeat: parse it then.
+    pub fn absorb_repeat(&mut self, ids: &RequestIds<'_>, raw: &[u8], now: Instant) -> bool {
+        let key = TxKey::server_for_ids(ids);
+        let seen = self.seen.get(&key);
+        if ids.method == Method::Ack {
+            // The ACK of a 300-699: absorbed in Confirmed (state unchanged).
+            let confirmed = seen.and_then(|s| s.ack.as_deref()) == Some(raw)
+                && matches!(self.servers.get(&key), Some(ServerTx::Invite(t)) if t.state == State::Confirmed);
+            if confirmed {
+                return true;
+            }
+            // The ACK of a 2xx: it matched the retransmission once, and an
+            // identical one confirms nothing more.
+            self.expire_acks(now);
+            return self.acks.get(&key).is_some_and(|a| **a == *raw);
+        }
+        if seen.is_none_or(|s| *s.request != *raw) {
+            return false;
+        }
+        let Some(tx) = self.servers.get(&key) else {
+            return false;
+        };
+        if let Some(resp) = tx.on_retransmit() {
+            self.transmits.push_back(Transmit {
+                to: tx.peer(),
+                msg: resp.clone().into(),
+            });
+        }
+        true
+    }
+
+    fn expire_acks(&mut self, now: Instant) {
+        while let Some((at, key)) = self.acks_expire.front() {
+            if *at > now {
+                break;
+            }
+            self.acks.remove(key);
+            self.acks_expire.pop_front();
+        }
+    }
+
+    /// Forgets a server transaction (and the bytes it was fed).
+    fn remove_server(&mut self, key: &TxKey) -> bool {
+        self.seen.remove(key);
+        self.servers.remove(key).is_some()
     }
 
     fn on_other(
@@ -283,20 +374,34 @@ impl TransactionLayer {
         &mut self,
         key: TxKey,
         req: Request,
+        raw: &[u8],
         from: Peer,
         now: Instant,
     ) -> Option<ServerEvent> {
         if let Some(ServerTx::Invite(tx)) = self.servers.get_mut(&key) {
             match tx.on_ack(now, &self.cfg) {
-                AckOutcome::Absorbed => return None,
+                AckOutcome::Absorbed => {
+                    let confirmed = tx.state == State::Confirmed;
+                    if let Some(seen) = self.seen.get_mut(&key).filter(|_| confirmed) {
+                        if seen.ack.is_none() && !raw.is_empty() {
+                            seen.ack = Some(raw.into());
+                        }
+                    }
+                    return None;
+                }
                 AckOutcome::Terminated => {
-                    self.servers.remove(&key);
+                    self.remove_server(&key);
                     return None;
                 }
                 AckOutcome::PassUp => {}
             }
         }
-        self.retransmitter.on_ack(&req);
+        if self.retransmitter.on_ack(&req) && !raw.is_empty() {
+            self.expire_acks(now);
+            if self.acks.insert(key.clone(), raw.into()).is_none() {
+                self.acks_expire.push_back((now + self.cfg.t1x64(), key));
+            }
+        }
         Some(ServerEvent::Ack { req, from })
     }
 
@@ -352,7 +457,7 @@ impl TransactionLayer {
             ServerTx::NonInvite(t) => t.send(&resp, now, &self.cfg)? == SendOutcome::Terminated,
         };
         if terminated {
-            self.servers.remove(key);
+            self.remove_server(key);
         }
         self.index(key);
         self.transmits.push_back(Transmit {
@@ -468,7 +573,7 @@ impl TransactionLayer {
     pub fn abandon(&mut self, key: &TxKey) -> bool {
         let removed = match key.side() {
             Side::Client => self.clients.remove(key).is_some(),
-            Side::Server => self.servers.remove(key).is_some(),
+            Side::Server => self.remove_server(key),
         };
         self.index(key);
         removed
@@ -572,4 +677,12 @@ impl TransactionLayer {
     pub fn poll_event(&mut self) -> Option<TxEvent> {
         self.events.pop_front()
     }
+}
+
+/// Whether `on_request` just created a server transaction.
+fn req_is_new(ev: &Option<ServerEvent>) -> bool {
+    matches!(
+        ev,
+        Some(ServerEvent::NewRequest { .. } | ServerEvent::Cancel { .. })
+    )
 }

@@ -26,6 +26,8 @@ mod uas2xx;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_repeat;
 
 pub use key::{Side, TxKey, MAGIC_COOKIE};
 pub use layer::{ClientEvent, ServerEvent, TransactionLayer, TxEvent};
