@@ -124,6 +124,12 @@ pub struct Registrar {
     nonces: Nonces,
     table: BindingTable,
     store: Option<PathBuf>,
+    /// Bindings changed since the file was last written. The file is
+    /// rewritten whole, so writing it on every REGISTER made registering
+    /// n agents O(n²) (and a refresh storm a write and an fsync per
+    /// REGISTER on the signalling thread): changes are written at most
+    /// once per `expire` sweep (every second) instead, and on drop.
+    dirty: bool,
 }
 
 impl Registrar {
@@ -141,10 +147,12 @@ impl Registrar {
             secret,
             table: BindingTable::default(),
             store: None,
+            dirty: false,
         }
     }
 
-    /// Saves bindings to `path` whenever they change (does not load).
+    /// Saves bindings to `path` after they change (does not load); see
+    /// [`Registrar::flush`].
     pub fn with_store(mut self, path: impl Into<PathBuf>) -> Self {
         self.store = Some(path.into());
         self
@@ -209,14 +217,30 @@ impl Registrar {
     }
 
     /// Removes bindings expired at `now`, returning (user, contact) of each.
-    /// Call it from a timer; it also forgets old nonce counts.
+    /// Call it from a timer (every second): it also forgets old nonce
+    /// counts and writes the bindings file if anything changed since the
+    /// last write.
     pub fn expire(&mut self, now: SystemTime) -> Vec<(String, String)> {
         self.nonces.prune(now);
         let gone = self.table.expire(now);
         if !gone.is_empty() {
             self.persist();
         }
+        self.flush();
         gone
+    }
+
+    /// Writes the bindings file now if bindings changed since the last
+    /// write (a no-op without a store).
+    pub fn flush(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        if let Some(path) = &self.store {
+            if let Err(e) = store::save(path, &self.table) {
+                tracing::warn!(error = %e, "could not save registrations");
+            }
+        }
     }
 
     /// Handles one REGISTER received from `source` at `now` and returns the
@@ -460,12 +484,16 @@ impl Registrar {
         hex::encode(m.get(..6).unwrap_or(&m))
     }
 
-    fn persist(&self) {
-        if let Some(path) = &self.store {
-            if let Err(e) = store::save(path, &self.table) {
-                tracing::warn!(error = %e, "could not save registrations");
-            }
-        }
+    /// Bindings changed: the next [`Registrar::flush`] writes them.
+    fn persist(&mut self) {
+        self.dirty = true;
+    }
+}
+
+impl Drop for Registrar {
+    /// A clean stop keeps the last changes too.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

@@ -662,6 +662,27 @@ fn bindings_expire_over_time() {
 }
 
 #[test]
+fn a_refreshed_or_removed_binding_is_not_swept_at_its_old_expiry() {
+    let mut r = registrar();
+    let both = "Contact: <sip:1001@a.example>;expires=60, <sip:1001@b.example>;expires=60";
+    register(&mut r, "cid", 2, &[both], t(0));
+    // a is refreshed for longer, b removed.
+    let refresh = "Contact: <sip:1001@a.example>;expires=600, <sip:1001@b.example>;expires=0";
+    register(&mut r, "cid", 3, &[refresh], t(30));
+    assert!(
+        r.expire(t(61)).is_empty(),
+        "nothing expired at the old time"
+    );
+    assert!(r.is_registered("1001", t(61)));
+    assert_eq!(
+        r.expire(t(630)),
+        vec![("1001".to_string(), "sip:1001@a.example".to_string())]
+    );
+    assert!(!r.is_registered("1001", t(630)));
+    assert!(r.expire(t(2000)).is_empty());
+}
+
+#[test]
 fn too_brief_interval_gets_423_and_long_one_is_clamped() {
     let mut r = registrar();
     let resp = register(
@@ -772,6 +793,11 @@ fn persistence_round_trip_and_restart_drops_expired() {
         &["Contact: <sip:1001@a.example>;expires=60, <sip:1001@b.example>;q=0.7;expires=600"],
         t(0),
     );
+    assert!(
+        !path.exists(),
+        "written by the next sweep, not per REGISTER"
+    );
+    r.expire(t(1));
     assert!(path.exists());
     assert!(!dir
         .path()
@@ -809,6 +835,7 @@ fn corrupt_or_missing_store_is_ignored() {
     assert_eq!(r.load_from(&path, t(0)), 0);
     // Still usable, and it overwrites the bad file on the next change.
     register(&mut r, "cid", 2, &["Contact: <sip:1001@a.example>"], t(0));
+    r.flush();
     let mut fresh = registrar();
     assert_eq!(fresh.load_from(&path, t(1)), 1);
 }
