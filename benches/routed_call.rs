@@ -182,6 +182,7 @@ fn register(user: &str, cseq: u32, auth: Option<&str>) -> String {
 
 /// RFC 2617 digest answer (MD5, qop=auth) to `www`.
 fn authorization(user: &str, password: &str, www: &str) -> String {
+    let www = www.trim_start_matches("Digest").trim_start();
     let get = |name: &str| param(www, name).map(|v| v.trim_matches('"').to_string());
     let realm = get("realm").expect("realm");
     let nonce = get("nonce").expect("nonce");
