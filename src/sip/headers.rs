@@ -36,19 +36,26 @@ fn same_name(a: &str, b: &str) -> bool {
 pub fn header_values<M: HasHeaders + ?Sized>(msg: &M, name: &str) -> Vec<String> {
     msg.headers()
         .iter()
-        .map(header_parts)
-        .filter(|(n, _)| same_name(n, name))
-        .map(|(_, v)| v)
+        .filter_map(|h| value_if_named(h, name))
         .collect()
 }
 
 /// The first value of the header `name`.
 pub fn header_value<M: HasHeaders + ?Sized>(msg: &M, name: &str) -> Option<String> {
-    msg.headers()
-        .iter()
-        .map(header_parts)
-        .find(|(n, _)| same_name(n, name))
-        .map(|(_, v)| v)
+    msg.headers().iter().find_map(|h| value_if_named(h, name))
+}
+
+/// `header`'s value if its name is `name` (as [`header_parts`] splits it).
+/// One formatting per header looked at, and a value string only for the
+/// match: lookups pass every header before theirs, and splitting each
+/// into two new strings cost three allocations per header passed.
+fn value_if_named(header: &rsip::Header, name: &str) -> Option<String> {
+    let text = header.to_string();
+    let (n, v) = match text.split_once(':') {
+        Some((n, v)) => (n.trim(), v.trim()),
+        None => (text.as_str(), ""),
+    };
+    same_name(n, name).then(|| v.to_string())
 }
 
 /// A header parameter (`;name=value` after the address or Via sent-by),
