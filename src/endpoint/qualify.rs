@@ -17,16 +17,18 @@ pub const QUALIFY_EVERY: Duration = Duration::from_secs(30);
 impl Endpoint {
     /// Pings every static contact that has no ping outstanding.
     pub(super) fn qualify_round(&mut self, now: Now) {
+        // Agents with a ping outstanding, looked up once: scanning the
+        // outstanding pings for each agent made a round O(agents²).
+        let pending: std::collections::HashSet<&str> =
+            self.qualifies.values().map(String::as_str).collect();
         let agents: Vec<(String, String)> = self
             .cfg
             .agents
             .values()
+            .filter(|a| !pending.contains(a.id.as_str()))
             .filter_map(|a| Some((a.id.clone(), a.contact.clone()?)))
             .collect();
         for (id, contact) in agents {
-            if self.qualifies.values().any(|a| *a == id) {
-                continue;
-            }
             let Some(binding) = super::agents::static_binding(&contact, now) else {
                 continue;
             };

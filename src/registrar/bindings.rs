@@ -3,7 +3,7 @@
 
 use super::contact::{ContactValue, NameAddr};
 use crate::sip::Peer;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 /// One registered contact of a user.
@@ -71,6 +71,10 @@ pub enum UpdateError {
 #[derive(Debug, Default, Clone)]
 pub struct BindingTable {
     by_user: BTreeMap<String, Vec<Binding>>,
+    /// (expires_at, user, contact) of every binding in `by_user`, so the
+    /// once-a-second sweep looks at the expired ones only instead of
+    /// walking every binding (100,000 agents: milliseconds a second).
+    by_expiry: BTreeSet<(SystemTime, String, String)>,
 }
 
 impl BindingTable {
@@ -92,23 +96,50 @@ impl BindingTable {
     /// Inserts a binding as loaded from disk (replacing one with the same contact).
     pub fn insert(&mut self, user: &str, b: Binding) {
         let list = self.by_user.entry(user.to_string()).or_default();
+        for old in list.iter().filter(|x| x.contact == b.contact) {
+            self.by_expiry
+                .remove(&(old.expires_at, user.to_string(), old.contact.clone()));
+        }
         list.retain(|x| x.contact != b.contact);
+        self.by_expiry
+            .insert((b.expires_at, user.to_string(), b.contact.clone()));
         list.push(b);
+    }
+
+    /// Replaces `user`'s bindings with `list` (none: the user goes).
+    fn set(&mut self, user: &str, list: Vec<Binding>) {
+        if let Some(old) = self.by_user.remove(user) {
+            for b in old {
+                self.by_expiry
+                    .remove(&(b.expires_at, user.to_string(), b.contact));
+            }
+        }
+        if list.is_empty() {
+            return;
+        }
+        for b in &list {
+            self.by_expiry
+                .insert((b.expires_at, user.to_string(), b.contact.clone()));
+        }
+        self.by_user.insert(user.to_string(), list);
     }
 
     /// Removes expired bindings; returns (user, contact) of each.
     pub fn expire(&mut self, now: SystemTime) -> Vec<(String, String)> {
         let mut gone = Vec::new();
-        for (user, list) in self.by_user.iter_mut() {
-            list.retain(|b| {
-                let live = b.is_live(now);
-                if !live {
-                    gone.push((user.clone(), b.contact.clone()));
+        // Expired = not live: expires_at <= now.
+        while self.by_expiry.first().is_some_and(|(at, _, _)| *at <= now) {
+            let Some((_, user, contact)) = self.by_expiry.pop_first() else {
+                break;
+            };
+            if let Some(list) = self.by_user.get_mut(&user) {
+                list.retain(|b| b.contact != contact);
+                if list.is_empty() {
+                    self.by_user.remove(&user);
                 }
-                live
-            });
+            }
+            gone.push((user, contact));
         }
-        self.by_user.retain(|_, v| !v.is_empty());
         gone
     }
 
@@ -122,6 +153,7 @@ impl BindingTable {
             }
             k
         });
+        self.by_expiry.retain(|(_, user, _)| keep(user));
         gone
     }
 
@@ -147,7 +179,7 @@ impl BindingTable {
                 return Err(UpdateError::OutOfOrder);
             }
             let changed = before_len > 0;
-            self.by_user.remove(user);
+            self.set(user, Vec::new());
             return Ok(changed);
         }
 
@@ -193,11 +225,7 @@ impl BindingTable {
         // Any contact at all means a write; a query (no Contact) changes
         // nothing unless it swept expired bindings.
         let changed = !up.contacts.is_empty() || list.len() != before_len;
-        if list.is_empty() {
-            self.by_user.remove(user);
-        } else {
-            self.by_user.insert(user.to_string(), list);
-        }
+        self.set(user, list);
         Ok(changed)
     }
 }

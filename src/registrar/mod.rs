@@ -290,7 +290,8 @@ impl Registrar {
     }
 
     /// Removes bindings expired at `now`, returning (user, contact) of each.
-    /// Call it from a timer; it also forgets old nonce counts.
+    /// Call it from a timer (every second): it also forgets old nonce
+    /// counts and marks the bindings changed for the writer.
     pub fn expire(&mut self, now: SystemTime) -> Vec<(String, String)> {
         self.nonces.prune(now);
         self.guard.prune(now);

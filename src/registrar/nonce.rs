@@ -7,7 +7,7 @@
 //! is the highest `nc` seen per nonce, bounded and pruned on expiry.
 
 use super::digest::{constant_time_eq, hmac_sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How many nonces we remember nc values for; beyond it the oldest go.
@@ -33,6 +33,10 @@ pub struct Nonces {
     salt: u64,
     /// nonce -> (highest nc accepted, issue time)
     counts: HashMap<String, (u32, SystemTime)>,
+    /// The same nonces by issue time, so pruning and forgetting the oldest
+    /// do not scan every tracked nonce (with `MAX_TRACKED` live nonces, as
+    /// when thousands of phones register at once, each new one did).
+    by_age: BTreeSet<(SystemTime, String)>,
 }
 
 impl Nonces {
@@ -42,6 +46,7 @@ impl Nonces {
             ttl,
             salt: 0,
             counts: HashMap::new(),
+            by_age: BTreeSet::new(),
         }
     }
 
@@ -119,12 +124,7 @@ impl Nonces {
         if self.counts.len() >= MAX_TRACKED {
             // Still full of live nonces: forget the oldest. A client using it
             // gets a fresh challenge at worst, never a replay window beyond it.
-            if let Some(oldest) = self
-                .counts
-                .iter()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(k, _)| k.clone())
-            {
+            if let Some((_, oldest)) = self.by_age.pop_first() {
                 self.counts.remove(&oldest);
             }
         }
@@ -132,16 +132,23 @@ impl Nonces {
             .map(|(ts, _, _)| UNIX_EPOCH + Duration::from_millis(ts))
             .unwrap_or(now);
         self.counts.insert(nonce.to_string(), (nc, issued));
+        self.by_age.insert((issued, nonce.to_string()));
     }
 
     /// Forgets counts of nonces past their TTL (they fail as stale anyway).
     pub fn prune(&mut self, now: SystemTime) {
-        let ttl = self.ttl;
-        self.counts.retain(|_, (_, issued)| {
-            now.duration_since(*issued)
-                .map(|age| age <= ttl)
-                .unwrap_or(true)
-        });
+        let Some(limit) = now.checked_sub(self.ttl) else {
+            return;
+        };
+        // Issued strictly before `now - ttl`: older than the TTL.
+        while let Some((issued, _)) = self.by_age.first() {
+            if *issued >= limit {
+                break;
+            }
+            if let Some((_, nonce)) = self.by_age.pop_first() {
+                self.counts.remove(&nonce);
+            }
+        }
     }
 
     #[cfg(test)]
@@ -227,5 +234,32 @@ mod tests {
         assert!(!n.count_usable(&b, 2));
         let c = n.issue(t(3));
         assert!(n.count_usable(&c, 1));
+    }
+
+    #[test]
+    fn prune_keeps_nonces_within_the_ttl_and_full_table_forgets_the_oldest() {
+        let mut n = Nonces::new([7; 32], Duration::from_secs(300));
+        let old = n.issue(t(0));
+        let young = n.issue(t(200));
+        assert!(n.accept_count(&old, 1, t(201)));
+        assert!(n.accept_count(&young, 1, t(201)));
+        n.prune(t(300)); // `old` is exactly 300 s old: still within
+        assert_eq!(n.tracked(), 2);
+        n.prune(t(301));
+        assert_eq!(n.tracked(), 1);
+        assert!(!n.accept_count(&young, 1, t(302)), "young is still tracked");
+
+        // A full table of live nonces drops the one issued first.
+        let mut n = Nonces::new([7; 32], Duration::from_secs(300));
+        let first = n.issue(t(0));
+        assert!(n.accept_count(&first, 5, t(0)));
+        for i in 0..MAX_TRACKED {
+            let x = n.issue(t(1 + (i as u64 % 100)));
+            assert!(n.accept_count(&x, 1, t(100)));
+        }
+        assert_eq!(n.tracked(), MAX_TRACKED);
+        // `first` was forgotten: its count starts over (a replay of nc 5
+        // is accepted once, which the old code allowed too).
+        assert!(n.accept_count(&first, 5, t(100)));
     }
 }

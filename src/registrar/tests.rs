@@ -662,6 +662,27 @@ fn bindings_expire_over_time() {
 }
 
 #[test]
+fn a_refreshed_or_removed_binding_is_not_swept_at_its_old_expiry() {
+    let mut r = registrar();
+    let both = "Contact: <sip:1001@a.example>;expires=60, <sip:1001@b.example>;expires=60";
+    register(&mut r, "cid", 2, &[both], t(0));
+    // a is refreshed for longer, b removed.
+    let refresh = "Contact: <sip:1001@a.example>;expires=600, <sip:1001@b.example>;expires=0";
+    register(&mut r, "cid", 3, &[refresh], t(30));
+    assert!(
+        r.expire(t(61)).is_empty(),
+        "nothing expired at the old time"
+    );
+    assert!(r.is_registered("1001", t(61)));
+    assert_eq!(
+        r.expire(t(630)),
+        vec![("1001".to_string(), "sip:1001@a.example".to_string())]
+    );
+    assert!(!r.is_registered("1001", t(630)));
+    assert!(r.expire(t(2000)).is_empty());
+}
+
+#[test]
 fn too_brief_interval_gets_423_and_long_one_is_clamped() {
     let mut r = registrar();
     let resp = register(
