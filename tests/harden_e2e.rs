@@ -560,6 +560,11 @@ fn control_characters_are_escaped_in_the_log_and_queue_log_and_files_are_private
     // Files the daemon made are not readable by others, whatever the
     // umask of the shell that started it.
     use std::os::unix::fs::PermissionsExt;
+    // The bindings file is written by its writer within a second.
+    let bindings = d.cfg.root().join("data").join("registrations.json");
+    common::wait_until("registrations.json written", Duration::from_secs(5), || {
+        bindings.exists()
+    });
     let mut seen = Vec::new();
     for entry in std::fs::read_dir(d.cfg.root().join("data")).unwrap() {
         let e = entry.unwrap();
