@@ -17,5 +17,6 @@ pub mod endpoint;
 pub mod ivr;
 pub mod media;
 pub mod metrics;
+pub mod plan;
 pub mod registrar;
 pub mod sip;
