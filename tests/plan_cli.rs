@@ -266,3 +266,97 @@ fn plan_rejects_a_bad_interval_and_an_unknown_queue() {
     assert_eq!(code, 1);
     assert!(err.contains("unknown queue `nope`"), "{err}");
 }
+
+/// Demand from the call records in data_dir: 100 calls in one half hour
+/// three days ago, 180 s talk each, nobody gave up: Erlang C says 14
+/// agents for 80% in 20 s (13 reach only 79.6%). The same half hour of
+/// the coming week must say so, next to the one agent on shift.
+#[test]
+fn plan_staffs_from_the_call_records() {
+    use sipacd::cdr::{CallRecord, CdrStore, Disposition};
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("sipacd.toml");
+    std::fs::write(
+        &config,
+        r#"
+[server]
+timezone = "UTC"
+data_dir = "data"
+[agents.solo]
+password = "x"
+[queues.q]
+service_level_s = 20
+"#,
+    )
+    .unwrap();
+    let now = chrono::Utc::now();
+    let slot_ms = {
+        let t = (now - chrono::Duration::days(3)).timestamp_millis();
+        t - t.rem_euclid(1_800_000)
+    };
+    let (mut store, _) = CdrStore::open(&tmp.path().join("data")).unwrap();
+    let records: Vec<CallRecord> = (0..100)
+        .map(|i| {
+            let at = slot_ms + i * 18_000;
+            let mut r = CallRecord::arrival(&format!("c{i}"), "sip:x@y", "1500", at);
+            r.queue = Some("q".into());
+            r.ivr_path = vec!["queue:q".into()];
+            r.queued_ms = Some(at);
+            r.offered_ms = Some(at);
+            r.answered_ms = Some(at);
+            r.ended_ms = Some(at + 180_000);
+            r.agent = Some("solo".into());
+            r.disposition = Disposition::Answered;
+            r
+        })
+        .collect();
+    store.write_batch(&records).unwrap();
+    drop(store);
+    let slot = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(slot_ms).unwrap()
+        + chrono::Duration::days(7);
+    let (date, time) = (
+        slot.format("%Y-%m-%d").to_string(),
+        slot.format("%H:%M").to_string(),
+    );
+    for (shrinkage, scheduled) in [("0", "14"), ("0.3", "20")] {
+        let (code, csv, err) = run(
+            &config,
+            &[
+                "plan",
+                "--history-weeks",
+                "1",
+                "--format",
+                "csv",
+                "--shrinkage",
+                shrinkage,
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+        let row: Vec<&str> = csv
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f[col("date")] == date && f[col("local_start")] == time)
+            .unwrap_or_else(|| panic!("no row {date} {time} in\n{csv}"));
+        assert_eq!(row[col("calls")], "100.00", "{row:?}");
+        assert_eq!(row[col("needed")], "14", "{row:?}");
+        assert_eq!(row[col("scheduled")], scheduled, "{row:?}");
+        assert_eq!(row[col("eligible")], "1", "{row:?}");
+        // Other half hours of the week expect no calls.
+        let quiet = csv
+            .lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| f.len() == header.len() && f[col("calls")] == "0.00")
+            .count();
+        assert_eq!(quiet, 7 * 48 - 1, "{csv}");
+    }
+    let (code, text, _) = run(&config, &["plan", "--history-weeks", "1"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("Erlang C"), "{text}");
+    let line = format!(
+        "{} {time}  100.0 calls, need 14 on the phones (14 scheduled), 1 on shift",
+        date
+    );
+    assert!(text.contains(&line), "want {line:?} in:\n{text}");
+}

@@ -397,3 +397,69 @@ overflow = "queue:spill"
         .unwrap();
     assert_eq!((q.offered, q.overflowed, q.closed), (1, 1, 1));
 }
+
+#[test]
+fn demand_counts_handle_time_and_patience_per_interval() {
+    use crate::cdr::{CallRecord, Disposition};
+    let c = cfg(r#"
+[server]
+timezone = "UTC"
+[schedules.jkt]
+timezone = "Asia/Jakarta"
+open = ["00:00-24:00"]
+[agents.a]
+password = "x"
+[queues.q]
+schedule = "jkt"
+wrapup_s = 10
+"#);
+    // Monday 2026-06-01 03:00 UTC is 10:00 in Jakarta: interval 20 of the
+    // week (30 minutes) on the queue's clock.
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 6, 1, 3, 0, 0)
+        .unwrap()
+        .timestamp_millis();
+    let rec = |i: i64, wait_s: i64, talk_s: Option<i64>| {
+        let mut r = CallRecord::arrival(&format!("c{i}"), "", "1", t0 + i * 1000);
+        r.queue = Some("q".into());
+        r.queued_ms = Some(t0 + i * 1000);
+        let end = t0 + i * 1000 + wait_s * 1000;
+        match talk_s {
+            Some(t) => {
+                r.answered_ms = Some(end);
+                r.ended_ms = Some(end + t * 1000);
+                r.disposition = Disposition::Answered;
+            }
+            None => {
+                r.ended_ms = Some(end);
+                r.disposition = Disposition::Abandoned;
+            }
+        }
+        r
+    };
+    let records = vec![
+        rec(0, 10, Some(100)),
+        rec(1, 20, Some(200)),
+        rec(2, 30, Some(300)),
+        rec(3, 40, None),
+    ];
+    let d = super::demand(
+        &c,
+        &records,
+        &super::DemandOptions {
+            since_ms: t0 - 86_400_000,
+            until_ms: t0 + 86_400_000,
+            interval_min: 30,
+        },
+    );
+    let q = &d.queues["q"];
+    assert_eq!((q.offered, q.answered, q.abandoned), (4, 3, 1));
+    assert_eq!(q.slots.keys().copied().collect::<Vec<_>>(), vec![20]);
+    assert_eq!(q.weeks, 1.0);
+    assert!((q.calls_per_week(20) - 4.0).abs() < 1e-12);
+    // Talk 200 s on average plus 10 s wrap-up.
+    assert!((q.handle_for(20).unwrap() - 210.0).abs() < 1e-9);
+    // Everyone's waiting (10+20+30+40 s) over one abandon.
+    assert!((q.patience_s.unwrap() - 100.0).abs() < 1e-9);
+    assert!((q.abandon_wait_s.unwrap() - 40.0).abs() < 1e-9);
+}
