@@ -360,3 +360,74 @@ service_level_s = 20
     );
     assert!(text.contains(&line), "want {line:?} in:\n{text}");
 }
+
+/// The demo's comments (config/sipacd.toml) say what `sipacd plan` shows:
+/// no queue has a gap; support's nights and Saturday morning rest on Dewi
+/// (1004) alone, two or more agents 07:00-22:00 UTC on weekdays in winter
+/// and 06:00-21:00 in summer; billing is covered only after its relax
+/// step 17:00-20:00 Jakarta time on weekdays, by Alice alone before.
+#[test]
+fn the_demo_follows_the_sun_as_its_comments_say() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sipacd.toml");
+    for (from, day_utc) in [("2027-01-04", (7, 22)), ("2027-06-07", (6, 21))] {
+        let (code, json, err) = run(
+            &demo,
+            &["plan", "--from", from, "--history-weeks", "0", "--format", "json", "--interval", "60"],
+        );
+        assert_eq!(code, 0, "{err}");
+        let v: Value = serde_json::from_str(&json).unwrap();
+        let queue = |name: &str| {
+            v["queues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|q| q["queue"] == name)
+                .cloned()
+                .unwrap()
+        };
+        for q in v["queues"].as_array().unwrap() {
+            assert!(
+                q["ranges"].as_array().unwrap().iter().all(|r| r["status"] != "gap"),
+                "{from}: a gap in {}",
+                q["queue"]
+            );
+        }
+        let support = queue("support");
+        for r in support["ranges"].as_array().unwrap() {
+            assert_eq!(r["status"], "fragile", "{r}");
+            assert_eq!(r["agents"], serde_json::json!(["1004"]), "{r}");
+        }
+        for day in &support["days"].as_array().unwrap()[..5] {
+            for (h, cell) in day["cells"].as_array().unwrap().iter().enumerate() {
+                let n = cell["eligible"][0].as_u64().unwrap();
+                let wide = h >= day_utc.0 && h < day_utc.1;
+                assert_eq!(n >= 2, wide, "{from} support {} {h}:00: {n}", day["date"]);
+            }
+        }
+        let billing = queue("billing");
+        let relax: Vec<(String, String)> = billing["ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "relax_only")
+            .map(|r| {
+                let s = r["start_local"].as_str().unwrap();
+                let e = r["end_local"].as_str().unwrap();
+                (s[11..].to_owned(), e[11..].to_owned())
+            })
+            .collect();
+        assert_eq!(relax, vec![("17:00".to_owned(), "20:00".to_owned()); 5], "{from}");
+        let fragile: Vec<&Value> = billing["ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "fragile")
+            .collect();
+        assert!(fragile.iter().all(|r| r["agents"] == serde_json::json!(["1001"])));
+        assert_eq!(fragile[0]["start_local"], format!("{from} 08:00"));
+        assert_eq!(fragile[0]["end_local"], format!("{from} 17:00"));
+    }
+    let (code, out, err) = run(&demo, &["check"]);
+    assert_eq!((code, out.trim()), (0, "ok"), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+}
