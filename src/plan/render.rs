@@ -9,10 +9,10 @@
 //! * `1` fragile: a single agent; `2`..`9` agents; `+` ten or more
 //! * blank: a wall time the clock skips that day (daylight saving)
 //!
-//! With history, a second map shows staffing: `=` enough agents on shift,
-//! `-` understaffed by one, `1`..`9` short by that many more (so `2` is
-//! short by two... see [`short_symbol`]), `^` overstaffed by two or more,
-//! `.` closed or no calls expected.
+//! With history, a second map shows staffing against the agents on shift
+//! ([`short_symbol`]): `=` enough (or one over), `-` short by one, `2`..`9`
+//! short by that many, `#` by ten or more, `^` two or more over, `.` closed
+//! or no calls expected.
 
 use super::coverage::{Cell, QueueCoverage, Status};
 use super::staffing::{Plan, QueuePlan, SlotNeed};
