@@ -62,7 +62,10 @@ fn big_config(agents: usize, queues: usize) -> sipacd::config::Config {
     }
     for q in 0..queues {
         let relax = if q % 5 == 0 {
-            format!("relax = [{{ after_s = 30, skills = {{ k{} = 1 }} }}]\n", q % 50)
+            format!(
+                "relax = [{{ after_s = 30, skills = {{ k{} = 1 }} }}]\n",
+                q % 50
+            )
         } else {
             String::new()
         };
@@ -97,7 +100,10 @@ fn runs() -> usize {
 fn bench_coverage() {
     let t = Instant::now();
     let cfg = big_config(100_000, 1_000);
-    eprintln!("coverage: config of 100,000 agents and 1,000 queues built in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "coverage: config of 100,000 agents and 1,000 queues built in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let opts = CoverageOptions {
         from: Some(chrono::NaiveDate::from_ymd_opt(2027, 3, 15).unwrap_or_default()),
         weeks: 8,
@@ -138,7 +144,10 @@ fn bench_replay() {
     }
     let cfg = sipacd::config::parse_str(&t, Path::new("/nonexistent/replay.toml"))
         .unwrap_or_else(|e| panic!("{e}"));
-    let since = Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap().timestamp_millis();
+    let since = Utc
+        .with_ymd_and_hms(2026, 5, 1, 0, 0, 0)
+        .unwrap()
+        .timestamp_millis();
     let month_ms = 30 * 86_400_000i64;
     let n = 200_000;
     let mut rng = rand::rngs::StdRng::seed_from_u64(2);

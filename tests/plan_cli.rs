@@ -372,7 +372,17 @@ fn the_demo_follows_the_sun_as_its_comments_say() {
     for (from, day_utc) in [("2027-01-04", (7, 22)), ("2027-06-07", (6, 21))] {
         let (code, json, err) = run(
             &demo,
-            &["plan", "--from", from, "--history-weeks", "0", "--format", "json", "--interval", "60"],
+            &[
+                "plan",
+                "--from",
+                from,
+                "--history-weeks",
+                "0",
+                "--format",
+                "json",
+                "--interval",
+                "60",
+            ],
         );
         assert_eq!(code, 0, "{err}");
         let v: Value = serde_json::from_str(&json).unwrap();
@@ -387,7 +397,11 @@ fn the_demo_follows_the_sun_as_its_comments_say() {
         };
         for q in v["queues"].as_array().unwrap() {
             assert!(
-                q["ranges"].as_array().unwrap().iter().all(|r| r["status"] != "gap"),
+                q["ranges"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|r| r["status"] != "gap"),
                 "{from}: a gap in {}",
                 q["queue"]
             );
@@ -416,14 +430,20 @@ fn the_demo_follows_the_sun_as_its_comments_say() {
                 (s[11..].to_owned(), e[11..].to_owned())
             })
             .collect();
-        assert_eq!(relax, vec![("17:00".to_owned(), "20:00".to_owned()); 5], "{from}");
+        assert_eq!(
+            relax,
+            vec![("17:00".to_owned(), "20:00".to_owned()); 5],
+            "{from}"
+        );
         let fragile: Vec<&Value> = billing["ranges"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|r| r["status"] == "fragile")
             .collect();
-        assert!(fragile.iter().all(|r| r["agents"] == serde_json::json!(["1001"])));
+        assert!(fragile
+            .iter()
+            .all(|r| r["agents"] == serde_json::json!(["1001"])));
         assert_eq!(fragile[0]["start_local"], format!("{from} 08:00"));
         assert_eq!(fragile[0]["end_local"], format!("{from} 17:00"));
     }

@@ -113,10 +113,7 @@ async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> 
 }
 
 async fn require_token_or_query(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let given = req
-        .uri()
-        .query()
-        .and_then(|q| super::events::query_token(q));
+    let given = req.uri().query().and_then(super::events::query_token);
     let want = st.cfg.token.as_deref().filter(|t| !t.is_empty());
     match (want, given) {
         (Some(w), Some(g)) if same(g.as_bytes(), w.as_bytes()) => next.run(req).await,
