@@ -100,8 +100,9 @@ pub struct Cell {
     /// Agents on shift with the skills asked at each level: index 0 the
     /// queue's own skills, then after each relax step.
     pub eligible: Vec<u32>,
-    /// Who they are (at most [`AGENT_LIST_CAP`]): at the first level that
-    /// has anyone, so the queue's own skills unless only a relax step helps.
+    /// Who they are, when [`AGENT_LIST_CAP`] or fewer (else empty: the
+    /// count says how many): at the first level that has anyone, so the
+    /// queue's own skills unless only a relax step helps.
     pub agents: Vec<String>,
     pub status: Status,
 }
@@ -393,6 +394,7 @@ pub fn coverage(
     let skills = SkillIndex::new(cfg);
     let ids: Vec<&str> = cfg.agents.keys().map(String::as_str).collect();
     let mut schedule_bits: HashMap<&str, Bits> = HashMap::new();
+    let mut clocks = Clocks::default();
     let mut out = Vec::with_capacity(queues.len());
     for q in queues {
         let sched = q.schedule.as_ref().and_then(|s| cfg.schedules.get(s));
@@ -425,7 +427,8 @@ pub fn coverage(
             let Some(date) = start.checked_add_signed(Duration::days(d)) else {
                 break;
             };
-            let cells = day_cells(date, tz, opts.interval_min, &judge, |t, level| {
+            let day = clocks.day(tz, date, opts.interval_min);
+            let cells = day_cells(&day, &judge, |t, level| {
                 levels
                     .get(level)
                     .map(|l| l.names(&patterns, &grid, t, &ids))
@@ -471,29 +474,73 @@ fn status(open: bool, counts: &[u32]) -> Status {
     }
 }
 
+/// One wall-clock interval start of a local date: its instants (two where
+/// the clock repeats) and its UTC label.
+#[derive(Debug, Clone)]
+struct SlotClock {
+    local: String,
+    instants: Vec<DateTime<Utc>>,
+    start_utc: String,
+}
+
+/// The interval starts of every (zone, date), computed once for all the
+/// queues in that zone (zone conversions are the costly part).
+#[derive(Default)]
+struct Clocks(HashMap<(Tz, NaiveDate), std::rc::Rc<Vec<Option<SlotClock>>>>);
+
+impl Clocks {
+    fn day(
+        &mut self,
+        tz: Tz,
+        date: NaiveDate,
+        interval: u32,
+    ) -> std::rc::Rc<Vec<Option<SlotClock>>> {
+        self.0
+            .entry((tz, date))
+            .or_insert_with(|| {
+                let Some(midnight) = date.and_hms_opt(0, 0, 0) else {
+                    return std::rc::Rc::new(Vec::new());
+                };
+                let slots = (0..1440 / interval)
+                    .map(|i| {
+                        let local: NaiveDateTime =
+                            midnight + Duration::minutes(i64::from(i * interval));
+                        let mapped = tz.from_local_datetime(&local);
+                        let instants: Vec<DateTime<Utc>> = [mapped.earliest(), mapped.latest()]
+                            .into_iter()
+                            .flatten()
+                            .map(|t| t.with_timezone(&Utc))
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .into_iter()
+                            .collect();
+                        let first = *instants.first()?;
+                        Some(SlotClock {
+                            local: local.format("%H:%M").to_string(),
+                            start_utc: first.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                            instants,
+                        })
+                    })
+                    .collect();
+                std::rc::Rc::new(slots)
+            })
+            .clone()
+    }
+}
+
 /// The cells of one local date.
 fn day_cells(
-    date: NaiveDate,
-    tz: Tz,
-    interval: u32,
+    clocks: &[Option<SlotClock>],
     judge: &impl Fn(DateTime<Utc>) -> (bool, Vec<u32>),
     names: impl Fn(DateTime<Utc>, usize) -> Vec<String>,
 ) -> Vec<Option<Cell>> {
-    let Some(midnight) = date.and_hms_opt(0, 0, 0) else {
-        return Vec::new();
-    };
-    (0..1440 / interval)
-        .map(|i| {
-            let local: NaiveDateTime = midnight + Duration::minutes(i64::from(i * interval));
-            let mapped = tz.from_local_datetime(&local);
-            let instants: Vec<DateTime<Utc>> = [mapped.earliest(), mapped.latest()]
-                .into_iter()
-                .flatten()
-                .map(|t| t.with_timezone(&Utc))
-                .collect();
-            let first = *instants.first()?;
+    clocks
+        .iter()
+        .map(|slot| {
+            let slot = slot.as_ref()?;
+            let first = *slot.instants.first()?;
             // Where the clock repeats, the worse of the two instants.
-            let (at, open, counts, st) = instants
+            let (at, open, counts, st) = slot
+                .instants
                 .iter()
                 .map(|t| {
                     let (open, counts) = judge(*t);
@@ -502,15 +549,15 @@ fn day_cells(
                 })
                 .min_by_key(|(_, _, _, st)| *st)?;
             // Those at the queue's own skills; if none, those a relax
-            // step lets in.
+            // step lets in; named only when few enough to list.
             let level = match counts.iter().position(|n| *n > 0) {
-                Some(l) if open => l,
+                Some(l) if open && counts[l] as usize <= AGENT_LIST_CAP => l,
                 _ => usize::MAX,
             };
             let agents = names(at, level);
             Some(Cell {
-                local: local.format("%H:%M").to_string(),
-                start_utc: first.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                local: slot.local.clone(),
+                start_utc: slot.start_utc.clone(),
                 at: first,
                 open,
                 eligible: counts,
