@@ -30,6 +30,8 @@ pub enum CliError {
     Time(#[from] crate::cdr::TimeParseError),
     #[error(transparent)]
     Cdr(#[from] CdrError),
+    #[error("{0}")]
+    Plan(String),
     #[error("cannot start the tokio runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -267,6 +269,139 @@ pub fn report(config: &Path, args: &ReportArgs) -> Result<String, CliError> {
     };
     let store = CdrStore::open_reader(&cfg.server.data_dir)?;
     Ok(render_text(&store.report(&opts)?))
+}
+
+/// `sipacd plan` options as typed on the command line.
+#[derive(Debug, Clone)]
+pub struct PlanArgs {
+    pub weeks: u32,
+    pub interval: u32,
+    pub queue: Option<String>,
+    /// First local date (`YYYY-MM-DD`); default today in each queue's zone.
+    pub from: Option<String>,
+    pub format: crate::plan::render::Format,
+    /// Weeks of call records the demand is read from (0 = none).
+    pub history_weeks: u32,
+    pub shrinkage: f64,
+}
+
+/// Coverage and staffing from the config and the call records in its
+/// `data_dir` (read only; a missing database means no history).
+pub fn plan(config: &Path, args: &PlanArgs) -> Result<String, CliError> {
+    let cfg = load(config)?;
+    let now = chrono::Utc::now();
+    let from = args
+        .from
+        .as_deref()
+        .map(|d| {
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| CliError::Plan(format!("--from `{d}` must be a date (YYYY-MM-DD)")))
+        })
+        .transpose()?;
+    if !(0.0..0.95).contains(&args.shrinkage) {
+        return Err(CliError::Plan(format!(
+            "--shrinkage {} must be a fraction from 0 to 0.95",
+            args.shrinkage
+        )));
+    }
+    let opts = crate::plan::PlanOptions {
+        coverage: crate::plan::CoverageOptions {
+            from,
+            weeks: args.weeks,
+            interval_min: args.interval,
+            queue: args.queue.clone(),
+            now,
+        },
+        shrinkage: args.shrinkage,
+    };
+    let demand = if args.history_weeks == 0 {
+        None
+    } else {
+        let until_ms = now.timestamp_millis();
+        let since_ms = until_ms - i64::from(args.history_weeks) * 7 * 86_400_000;
+        history(&cfg, since_ms, until_ms, args.interval)?
+    };
+    let plan = crate::plan::plan(&cfg, &opts, demand.as_ref())
+        .map_err(|e| CliError::Plan(e.to_string()))?;
+    Ok(crate::plan::render::render(&plan, args.format))
+}
+
+/// The demand in `[since, until)` from `data_dir`'s records.
+pub fn history(
+    cfg: &Config,
+    since_ms: i64,
+    until_ms: i64,
+    interval: u32,
+) -> Result<Option<crate::plan::Demand>, CliError> {
+    Ok(crate::plan::demand::from_store(
+        cfg,
+        &cfg.server.data_dir,
+        since_ms,
+        until_ms,
+        interval,
+    )?)
+}
+
+/// `sipacd check`'s warnings for a file that loads: queues open with no
+/// eligible agent on shift.
+pub fn check_warnings(cfg: &Config) -> Vec<String> {
+    let text = std::fs::read_to_string(&cfg.source_path).unwrap_or_default();
+    crate::plan::locate::gap_warnings(cfg, &text, chrono::Utc::now())
+}
+
+/// `sipacd replay` options as typed on the command line.
+#[derive(Debug, Clone)]
+pub struct ReplayArgs {
+    pub since: String,
+    pub until: String,
+    /// A data_dir holding the records; default the config's own.
+    pub records: Option<std::path::PathBuf>,
+    pub seed: u64,
+    pub answer_s: u64,
+    pub json: bool,
+}
+
+/// Replays the records of `[since, until)` through the router with the
+/// configuration at `config` and compares with the records.
+pub fn replay(config: &Path, args: &ReplayArgs) -> Result<String, CliError> {
+    let cfg = load(config)?;
+    let tz = cfg.server.timezone;
+    let now = chrono::Utc::now();
+    let since_ms = parse_time(&args.since, tz, now)?;
+    let until_ms = parse_time(&args.until, tz, now)?;
+    let dir = args
+        .records
+        .clone()
+        .unwrap_or_else(|| cfg.server.data_dir.clone());
+    if !dir.join(crate::cdr::DB_FILE).exists() {
+        return Err(CliError::Plan(format!(
+            "no call records in {} ({} is missing)",
+            dir.display(),
+            crate::cdr::DB_FILE
+        )));
+    }
+    let store = CdrStore::open_reader(&dir)?;
+    let filter = crate::cdr::CdrFilter {
+        since_ms: Some(since_ms),
+        until_ms: Some(until_ms),
+    };
+    let records = store.query(&filter)?;
+    let sessions = store.sessions(&filter)?;
+    let opts = crate::plan::replay::ReplayOptions {
+        since_ms,
+        until_ms,
+        seed: args.seed,
+        answer_s: args.answer_s,
+    };
+    let calls = crate::plan::replay::calls_from_records(&cfg, &records, &opts);
+    let report = crate::plan::replay::replay(&cfg, &calls, &records, &sessions, &opts);
+    Ok(if args.json {
+        let mut s = serde_json::to_string_pretty(&report).unwrap_or_default();
+        s.push('\n');
+        s
+    } else {
+        crate::plan::replay::render_text(&report)
+    })
 }
 
 #[cfg(test)]

@@ -19,5 +19,6 @@ pub mod ivr;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod plan;
 pub mod registrar;
 pub mod sip;

@@ -53,6 +53,63 @@ enum Command {
         #[arg(long, value_enum)]
         by: Option<By>,
     },
+    /// Coverage gaps and staffing per queue and interval of the coming weeks.
+    Plan {
+        /// Weeks ahead, from --from (default today in each queue's zone).
+        #[arg(long, default_value_t = 1)]
+        weeks: u32,
+        /// Interval length in minutes: 15, 30 or 60.
+        #[arg(long, default_value_t = 30)]
+        interval: u32,
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// First date (YYYY-MM-DD), in each queue's zone.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// Weeks of call records (in data_dir) the demand is read from; 0: none.
+        #[arg(long, default_value_t = 4)]
+        history_weeks: u32,
+        /// Share of scheduled time agents are not on the phones (0 to 0.95).
+        #[arg(long, default_value_t = 0.0)]
+        shrinkage: f64,
+    },
+    /// Replay recorded calls through the router with --config's agents,
+    /// shifts, skills and strategies, and compare with what happened.
+    Replay {
+        /// Start of the period (e.g. `2026-05-01`, `2026-05-01 08:00`).
+        #[arg(long)]
+        since: String,
+        /// End of the period, exclusive.
+        #[arg(long)]
+        until: String,
+        /// Call records to replay: a data_dir; default --config's data_dir.
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// Seed for callers' patience and the `random` strategy.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Seconds an agent's phone rings before it answers.
+        #[arg(long, default_value_t = 0)]
+        answer_s: u64,
+        #[arg(long, value_enum, default_value_t = ReplayFormat::Text)]
+        format: ReplayFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Csv,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReplayFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -104,6 +161,48 @@ fn main() -> ExitCode {
             };
             print_or_fail(cli::report(&cli.config, &args).map(|t| (t, true)))
         }
+        Command::Plan {
+            weeks,
+            interval,
+            queue,
+            from,
+            format,
+            history_weeks,
+            shrinkage,
+        } => {
+            let args = cli::PlanArgs {
+                weeks,
+                interval,
+                queue,
+                from,
+                format: match format {
+                    PlanFormat::Text => sipacd::plan::render::Format::Text,
+                    PlanFormat::Csv => sipacd::plan::render::Format::Csv,
+                    PlanFormat::Json => sipacd::plan::render::Format::Json,
+                },
+                history_weeks,
+                shrinkage,
+            };
+            print_or_fail(cli::plan(&cli.config, &args).map(|t| (t, true)))
+        }
+        Command::Replay {
+            since,
+            until,
+            records,
+            seed,
+            answer_s,
+            format,
+        } => {
+            let args = cli::ReplayArgs {
+                since,
+                until,
+                records,
+                seed,
+                answer_s,
+                json: matches!(format, ReplayFormat::Json),
+            };
+            print_or_fail(cli::replay(&cli.config, &args).map(|t| (t, true)))
+        }
         Command::Run => {
             init_logging(cli.log_format);
             match run(cli.config) {
@@ -120,7 +219,11 @@ fn main() -> ExitCode {
 
 fn check(path: &std::path::Path) -> ExitCode {
     match sipacd::config::load(path) {
-        Ok(_) => {
+        Ok(cfg) => {
+            // Warnings go to stderr: stdout stays `ok` (the contract).
+            for w in cli::check_warnings(&cfg) {
+                eprintln!("{w}");
+            }
             println!("ok");
             ExitCode::SUCCESS
         }

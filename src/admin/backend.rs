@@ -191,4 +191,9 @@ pub trait AdminBackend: Send + Sync + 'static {
         id: String,
         req: AgentStateRequest,
     ) -> BoxFuture<'_, Result<AgentView, SetStateError>>;
+    /// The configuration in force, for `/plan`; `None` (the default) when
+    /// the backend has none (then `/plan` answers 503).
+    fn config(&self) -> BoxFuture<'_, Option<std::sync::Arc<crate::config::Config>>> {
+        Box::pin(async { None })
+    }
 }

@@ -123,7 +123,7 @@ async fn token_or_query(State(st): State<LiveState>, req: Request, next: Next) -
 }
 
 /// `token` from a query string, percent-decoded.
-fn query_token(q: &str) -> Option<String> {
+pub(super) fn query_token(q: &str) -> Option<String> {
     q.split('&')
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == "token")

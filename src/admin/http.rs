@@ -58,11 +58,21 @@ pub fn router_with_metrics(
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/cdr", get(cdr))
+        .route("/api/v1/plan", get(plan_json))
         .route("/metrics", get(scrape_metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    // A page for browsers: the token may also come as `?token=`.
+    let pages =
+        Router::new()
+            .route("/plan", get(plan_page))
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                require_token_or_query,
+            ));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .merge(api)
+        .merge(pages)
         .with_state(state)
 }
 
@@ -111,6 +121,105 @@ pub(super) fn bearer_token(value: &str) -> Option<&str> {
         return None;
     }
     Some(rest.trim())
+}
+
+async fn require_token_or_query(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let given = req.uri().query().and_then(super::events::query_token);
+    let want = st.cfg.token.as_deref().filter(|t| !t.is_empty());
+    match (want, given) {
+        (Some(w), Some(g)) if same(g.as_bytes(), w.as_bytes()) => next.run(req).await,
+        _ => require_token(State(st), req, next).await,
+    }
+}
+
+/// `GET /plan` and `GET /api/v1/plan` parameters (as `sipacd plan`'s).
+#[derive(Debug, Default, Deserialize)]
+struct PlanQuery {
+    weeks: Option<u32>,
+    interval: Option<u32>,
+    queue: Option<String>,
+    from: Option<String>,
+    history_weeks: Option<u32>,
+    shrinkage: Option<f64>,
+}
+
+async fn compute_plan(st: &AppState, q: PlanQuery) -> Result<crate::plan::Plan, Response> {
+    let Some(cfg) = st.backend.config().await else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no configuration to plan from",
+        ));
+    };
+    let from = match q.from.as_deref() {
+        None => None,
+        Some(d) => Some(
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("from `{d}` must be YYYY-MM-DD"),
+                )
+            })?,
+        ),
+    };
+    let shrinkage = q.shrinkage.unwrap_or(0.0);
+    if !(0.0..0.95).contains(&shrinkage) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "shrinkage must be from 0 to 0.95",
+        ));
+    }
+    let now = chrono::Utc::now();
+    let opts = crate::plan::PlanOptions {
+        coverage: crate::plan::CoverageOptions {
+            from,
+            weeks: q.weeks.unwrap_or(1),
+            interval_min: q.interval.unwrap_or(30),
+            queue: q.queue,
+            now,
+        },
+        shrinkage,
+    };
+    let dir = st.cfg.cdr_dir.clone();
+    let weeks = i64::from(q.history_weeks.unwrap_or(4));
+    let res = tokio::task::spawn_blocking(move || {
+        let until = now.timestamp_millis();
+        let demand = match (&dir, weeks) {
+            (Some(d), w) if w > 0 => crate::plan::demand::from_store(
+                &cfg,
+                d,
+                until - w * 7 * 86_400_000,
+                until,
+                opts.coverage.interval_min,
+            )
+            .map_err(|e| e.to_string())?,
+            _ => None,
+        };
+        crate::plan::plan(&cfg, &opts, demand.as_ref()).map_err(|e| e.to_string())
+    })
+    .await;
+    match res {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(e)) => Err(error(StatusCode::BAD_REQUEST, e)),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+async fn plan_json(State(st): State<AppState>, Query(q): Query<PlanQuery>) -> Response {
+    match compute_plan(&st, q).await {
+        Ok(p) => Json(p).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn plan_page(State(st): State<AppState>, Query(q): Query<PlanQuery>) -> Response {
+    match compute_plan(&st, q).await {
+        Ok(p) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::response::Html(crate::plan::svg::page(&p)),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
 }
 
 /// Compares without stopping at the first difference, so the time taken

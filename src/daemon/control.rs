@@ -19,6 +19,8 @@ pub enum Control {
         reply: oneshot::Sender<Result<AgentView, SetStateError>>,
     },
     Reload(oneshot::Sender<Result<Vec<String>, Vec<String>>>),
+    /// The configuration in force (`/plan`).
+    Config(oneshot::Sender<std::sync::Arc<crate::config::Config>>),
 }
 
 /// [`AdminBackend`] that asks the run loop.
@@ -73,5 +75,9 @@ impl AdminBackend for ControlBackend {
                 .await
                 .unwrap_or_else(|| Err(SetStateError::Refused(STOPPING.to_owned())))
         })
+    }
+
+    fn config(&self) -> BoxFuture<'_, Option<std::sync::Arc<crate::config::Config>>> {
+        Box::pin(async move { self.ask(Control::Config).await })
     }
 }

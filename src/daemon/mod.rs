@@ -374,6 +374,7 @@ async fn on_control(
                 drop(reply.send(res));
             }
         }
+        Control::Config(reply) => drop(reply.send(current.clone())),
         Control::Reload(reply) => {
             let (res, cfg) = match reload(path, current, shards).await {
                 ReloadOutcome::Applied { changed, cfg } => (Ok(changed), Some(cfg)),
