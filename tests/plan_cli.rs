@@ -46,6 +46,10 @@ skills = { t = 5 }
 [queues.help]
 skills = { s = 3 }
 schedule = "hours"
+
+[[numbers]]
+number = "1500"
+to = "queue:help"
 "#;
 
 struct Dir {
@@ -286,6 +290,9 @@ data_dir = "data"
 password = "x"
 [queues.q]
 service_level_s = 20
+[[numbers]]
+number = "1500"
+to = "queue:q"
 "#,
     )
     .unwrap();

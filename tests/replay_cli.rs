@@ -28,6 +28,10 @@ password = "x"
 
 [queues.q]
 service_level_s = 20
+
+[[numbers]]
+number = "1501"
+to = "queue:q"
 "#;
 
 fn base() -> i64 {

@@ -744,19 +744,35 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
     relax.sort_by_key(|r| r.after_s);
     let service_level_target = match &q.service_level_target {
         None => DEFAULT_SERVICE_LEVEL_TARGET,
-        Some(t) => match u8::try_from(*t.get_ref()) {
-            Ok(pct @ 1..=100) => pct,
-            _ => {
-                ctx.err(
-                    t.span(),
-                    format!(
-                        "service_level_target is a percentage, 1 to 100 (got {})",
-                        t.get_ref()
-                    ),
-                );
-                DEFAULT_SERVICE_LEVEL_TARGET
+        Some(t) => {
+            // A fraction (0.8, as the planning docs write it) or a whole
+            // percentage (80); kept as a percentage, to the whole percent.
+            let pct = match *t.get_ref() {
+                super::raw::RawShare::Percent(p) => u8::try_from(p).ok(),
+                super::raw::RawShare::Fraction(f) if f > 0.0 && f <= 1.0 => {
+                    Some((f * 100.0).round().max(1.0) as u8)
+                }
+                super::raw::RawShare::Fraction(f) if f > 1.0 && f <= 100.0 => Some(f.round() as u8),
+                super::raw::RawShare::Fraction(_) => None,
+            };
+            match pct {
+                Some(pct @ 1..=100) => pct,
+                _ => {
+                    let got = match *t.get_ref() {
+                        super::raw::RawShare::Percent(p) => p.to_string(),
+                        super::raw::RawShare::Fraction(f) => f.to_string(),
+                    };
+                    ctx.err(
+                        t.span(),
+                        format!(
+                            "service_level_target is a fraction above 0 up to 1 (0.8) \
+                             or a percentage, 1 to 100 (got {got})"
+                        ),
+                    );
+                    DEFAULT_SERVICE_LEVEL_TARGET
+                }
             }
-        },
+        }
     };
     let announce_position_s = ctx.int(
         q.announce_position_s.as_ref(),

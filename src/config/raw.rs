@@ -16,6 +16,14 @@ use std::collections::BTreeMap;
 pub type S<T> = Spanned<T>;
 pub type Skills = BTreeMap<S<String>, S<i64>>;
 
+/// A share written as a fraction (`0.8`) or a whole percentage (`80`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RawShare {
+    Percent(i64),
+    Fraction(f64),
+}
+
 #[derive(Debug, Deserialize, Default)]
 pub struct RawConfig {
     #[serde(default)]
@@ -109,7 +117,7 @@ pub struct RawQueue {
     pub relax: Vec<S<RawRelax>>,
     pub priority: Option<i32>,
     pub service_level_s: Option<S<u64>>,
-    pub service_level_target: Option<S<u64>>,
+    pub service_level_target: Option<S<RawShare>>,
 }
 
 #[derive(Debug, Deserialize)]

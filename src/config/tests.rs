@@ -614,6 +614,20 @@ fn service_level_target_defaults_to_80() {
     .unwrap();
     assert_eq!(c.queues["x"].service_level_target, 90);
     assert_eq!(c.queues["billing"].service_level_target, 80, "the default");
+    // The same target as a fraction.
+    let c = parse_in(
+        dir.path(),
+        &base_plus("[queues.x]\nservice_level_target = 0.85\n"),
+    )
+    .unwrap();
+    assert_eq!(c.queues["x"].service_level_target, 85);
+    for bad in ["0.0", "-0.5", "100.5"] {
+        let e = errs(&base_plus(&format!(
+            "[queues.x]\nservice_level_target = {bad}\n"
+        )));
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert!(e[0].2.contains("1 to 100"), "{e:?}");
+    }
     for bad in ["0", "101"] {
         let e = errs(&base_plus(&format!(
             "[queues.x]\nservice_level_target = {bad}\n"
