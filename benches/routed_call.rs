@@ -108,7 +108,7 @@ impl Bench {
             while ep.poll_media().is_some() {}
             while ep.poll_event(now).is_some() {}
             while ep.poll_foreign().is_some() {}
-            drop(ep.take_tally());
+            ep.drain_tally(|_| {});
         });
     }
 

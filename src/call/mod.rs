@@ -57,8 +57,6 @@ pub struct Call {
     /// The agent who answered, and when (for the call record).
     pub agent_id: Option<String>,
     pub answered_at: Option<std::time::SystemTime>,
-    /// The agent ended the call (BYE from the agent's phone).
-    pub hangup_by_agent: bool,
     /// Queues the caller entered, in order (call records).
     pub queues_seen: Vec<String>,
     /// When the caller's position is next announced.
@@ -168,7 +166,6 @@ impl Call {
             diverted: None,
             agent_id: None,
             answered_at: None,
-            hangup_by_agent: false,
             announce_at: None,
             queues_seen: Vec::new(),
             leg: None,

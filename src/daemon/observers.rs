@@ -55,8 +55,9 @@ impl Observers {
     /// Folds every event `ep` has queued, and adds its tally to the
     /// counters.
     pub fn drain(&mut self, ep: &mut Endpoint, now: Now) {
-        let tally = ep.take_tally();
-        self.metrics.absorb(ep.shard().index, &tally);
+        let shard = ep.shard().index;
+        let metrics = &mut self.metrics;
+        ep.drain_tally(|t| metrics.absorb(shard, t));
         let Some(first) = ep.poll_event(now) else {
             return;
         };

@@ -317,10 +317,7 @@ impl Endpoint {
         self.reply(key, req, 200, now);
         let call = self.calls.get_mut(&ck);
         let acd = call.as_ref().and_then(|c| c.acd);
-        if let Some(leg) = call.and_then(|c| {
-            c.hangup_by_agent = true;
-            c.agent.take()
-        }) {
+        if let Some(leg) = call.and_then(|c| c.agent.take()) {
             info!(call = %ck.0, agent = %leg.agent_id, "agent hung up");
             self.note_hangup_by(&ck, crate::cdr::HangupBy::Agent);
             if let Some(l) = leg.leg {

@@ -2,14 +2,14 @@
 //! in and out by method and status, unparsable and dropped messages,
 //! routing decisions and their time, handovers between shards. The engine
 //! knows nothing of Prometheus: the daemon takes the tally each turn
-//! ([`Endpoint::take_tally`]) and adds it to its counters
+//! ([`Endpoint::drain_tally`]) and adds it to its counters
 //! ([`crate::metrics::fold::MetricsFold::absorb`]).
 
 use std::collections::HashMap;
 
 use super::Endpoint;
 
-/// Counts since the last [`Endpoint::take_tally`].
+/// Counts since the last [`Endpoint::drain_tally`].
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Tally {
     /// (direction `in`/`out`, method) → requests.
@@ -86,9 +86,26 @@ pub fn method_label(m: &rsip::Method) -> &'static str {
     }
 }
 
+impl Tally {
+    /// Forgets the counts, keeping the maps' room for the next turn.
+    fn clear(&mut self) {
+        self.requests.clear();
+        self.responses.clear();
+        self.parse_errors = 0;
+        self.dropped.clear();
+        self.handovers = 0;
+        self.decisions.clear();
+        self.auth = Default::default();
+    }
+}
+
 impl Endpoint {
-    /// What was counted since the last call.
-    pub fn take_tally(&mut self) -> Tally {
-        std::mem::take(&mut self.tally)
+    /// Hands what was counted since the last call to `f`, then starts
+    /// counting afresh (called every turn: no allocation once warm).
+    pub fn drain_tally(&mut self, f: impl FnOnce(&Tally)) {
+        if !self.tally.is_empty() {
+            f(&self.tally);
+            self.tally.clear();
+        }
     }
 }

@@ -141,7 +141,7 @@ impl Seen {
         let metrics = self
             .metrics
             .get_or_insert_with(|| crate::metrics::fold::MetricsFold::new(registry));
-        metrics.absorb(0, &ep.take_tally());
+        ep.drain_tally(|t| metrics.absorb(0, t));
         while let Some(ev) = ep.poll_event(now) {
             self.records.fold(&ev);
             while let Some(out) = self.records.poll() {

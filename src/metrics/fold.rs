@@ -43,9 +43,7 @@ impl MetricsFold {
 
     /// Adds what shard `shard`'s engine counted of its own work.
     pub fn absorb(&mut self, shard: usize, tally: &crate::endpoint::Tally) {
-        if !tally.is_empty() {
-            self.sip.absorb(&self.metrics, shard, tally);
-        }
+        self.sip.absorb(&self.metrics, shard, tally);
     }
 
     pub fn fold(&mut self, ev: &Event, cfg: &Config) {
