@@ -22,3 +22,4 @@ pub mod metrics;
 pub mod plan;
 pub mod registrar;
 pub mod sip;
+pub mod views;

@@ -1,7 +1,8 @@
 //! Routes, token check and the server loop.
 
-use super::backend::{AdminBackend, AgentStateRequest, SetStateError};
+use super::backend::AdminBackend;
 use crate::cdr::{parse_time, to_csv, to_json, CdrFilter, CdrStore};
+use crate::views::{AgentStateRequest, SetStateError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

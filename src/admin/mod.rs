@@ -11,7 +11,6 @@
 //! scrapers send bearer tokens (`authorization` in a scrape config).
 
 mod backend;
-mod clock;
 mod events;
 mod http;
 mod listen;
@@ -19,11 +18,11 @@ pub mod live;
 mod metrics;
 pub mod today;
 
-pub use backend::{
-    AdminBackend, AgentCall, AgentStateRequest, AgentView, BoxFuture, CallView, NextOpenChange,
-    QueueView, SetStateError, ShiftChange,
+pub use crate::views::{
+    attach_calls, fill_agent_clock, next_open_change, AgentCall, AgentStateRequest, AgentView,
+    CallView, NextOpenChange, QueueView, SetStateError, ShiftChange,
 };
-pub use clock::{attach_calls, fill_agent_clock, next_open_change};
+pub use backend::{AdminBackend, BoxFuture};
 pub use events::{with_live_routes, EventHub};
 pub use http::{router, router_with_metrics, serve, AdminConfig};
 pub use listen::{serve_limited, AdminConnStats, AdminLimits};

@@ -319,7 +319,7 @@ impl Endpoint {
         let acd = call.as_ref().and_then(|c| c.acd);
         if let Some(leg) = call.and_then(|c| c.agent.take()) {
             info!(call = %ck.0, agent = %leg.agent_id, "agent hung up");
-            self.note_hangup_by(&ck, crate::cdr::HangupBy::Agent);
+            self.note_hangup_by(&ck, crate::events::HangupBy::Agent);
             if let Some(l) = leg.leg {
                 self.legs.remove(&l);
                 self.media(MediaCommand::Close { leg: l });

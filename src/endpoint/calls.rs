@@ -372,7 +372,7 @@ impl Endpoint {
                 }
                 self.reply(&key, &req, 200, now);
                 info!(call = %ck.0, "caller hung up");
-                self.note_hangup_by(&ck, crate::cdr::HangupBy::Caller);
+                self.note_hangup_by(&ck, crate::events::HangupBy::Caller);
                 self.end_call(&ck, now);
             }
             None => self.reply(&key, &req, 481, now),
@@ -393,7 +393,7 @@ impl Endpoint {
             self.respond(&k, resp, now);
         }
         info!(call = %ck.0, "caller cancelled");
-        self.note_hangup_by(&ck, crate::cdr::HangupBy::Caller);
+        self.note_hangup_by(&ck, crate::events::HangupBy::Caller);
         self.end_call(&ck, now);
     }
 

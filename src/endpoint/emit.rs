@@ -15,9 +15,9 @@ use super::agents::caller_number;
 use super::{CallKey, Endpoint, Now};
 use crate::acd::DivertReason;
 use crate::call::CallState;
-use crate::cdr::{Candidate, Disposition, HangupBy, RoutingDecision};
 use crate::config::{Strategy, Target};
 use crate::events::{unix_ms, Ended, Event, EventKind};
+use crate::events::{Candidate, Disposition, HangupBy, RoutingDecision};
 use crate::ivr::IvrOutcome;
 use crate::sip::headers;
 

@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 
 use super::{CallKey, Endpoint, Now};
 use crate::acd::AdminState;
-use crate::admin::{fill_agent_clock, next_open_change};
-use crate::admin::{AgentStateRequest, AgentView, CallView, QueueView, SetStateError};
 use crate::call::agent::AgentLegState;
 use crate::call::{Call, CallState};
 use crate::config::Agent;
+use crate::views::{fill_agent_clock, next_open_change};
+use crate::views::{AgentStateRequest, AgentView, CallView, QueueView, SetStateError};
 
 impl Endpoint {
     /// `GET /api/v1/queues`.

@@ -21,8 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::acd::DivertReason;
-use crate::cdr::{Disposition, HangupBy, RoutingDecision};
 use crate::config::Target;
+
+mod outcome;
+pub use outcome::{Candidate, Disposition, HangupBy, RoutingDecision};
 
 /// The two clocks an event (and a handler) may need: monotonic for waits,
 /// wall for what outlives the process.

@@ -6,7 +6,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 
-use super::backend::{AgentCall, AgentView, CallView, NextOpenChange, ShiftChange};
+use super::{AgentCall, AgentView, CallView, NextOpenChange, ShiftChange};
 use crate::config::{Agent, Schedule};
 
 /// `t` as RFC 3339 with `tz`'s offset at that instant, to the second.
