@@ -17,6 +17,7 @@ mod http;
 mod listen;
 pub mod live;
 mod metrics;
+mod status;
 pub mod today;
 
 pub use backend::{
@@ -25,5 +26,6 @@ pub use backend::{
 };
 pub use clock::{attach_calls, fill_agent_clock, next_open_change};
 pub use events::{with_live_routes, EventHub};
-pub use http::{router, router_with_metrics, serve, AdminConfig};
+pub use http::{router, router_with_metrics, router_with_status, serve, AdminConfig};
 pub use listen::{serve_limited, AdminConnStats, AdminLimits};
+pub use status::{BlockedSource, DaemonStatus};
