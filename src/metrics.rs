@@ -157,6 +157,7 @@ pub struct Metrics {
     pub sip_auth_blocked_sources: Gauge,
     /// The socket layer's own atomics, read at scrape time.
     transport: OnceLock<Arc<TransportStats>>,
+    bindings: OnceLock<Arc<crate::registrar::WriterStats>>,
     flood: OnceLock<(Arc<crate::flood::FloodGate>, Arc<crate::flood::SetupCounts>)>,
     /// The call-record writer's counters, read at scrape time.
     cdr: OnceLock<crate::cdr::WriterStatsSource>,
@@ -203,6 +204,7 @@ impl Default for Metrics {
             sip_auth_blocked_sources: Gauge::default(),
             transport: OnceLock::new(),
             flood: OnceLock::new(),
+            bindings: OnceLock::new(),
             cdr: OnceLock::new(),
             config: Mutex::default(),
         }
@@ -333,6 +335,11 @@ impl Metrics {
     /// Lets the scrape read the call-record writer's counters.
     pub fn attach_cdr(&self, stats: crate::cdr::WriterStatsSource) {
         let _ = self.cdr.set(stats);
+    }
+
+    /// Lets the scrape read the registrations writer's counters.
+    pub fn attach_bindings(&self, stats: Arc<crate::registrar::WriterStats>) {
+        let _ = self.bindings.set(stats);
     }
 
     /// Lets the scrape read the flood limits' counters.
@@ -710,12 +717,34 @@ impl Metrics {
                 ConstCounter::new(w.batches),
             );
             reg.register(
+                "cdr_write_failing",
+                "1 while call records cannot be written (they wait and are retried; /health says degraded)",
+                ConstGauge::new(i64::from(w.failing)),
+            );
+            reg.register(
+                "cdr_pending",
+                "Call records waiting for a retry after a failed write",
+                ConstGauge::new(i64::try_from(w.pending).unwrap_or(i64::MAX)),
+            );
+            reg.register(
                 "cdr_backlog",
                 "Call records handed to the writer and not written yet",
                 ConstGauge::new(i64::try_from(w.backlog).unwrap_or(i64::MAX)),
             );
         }
 
+        if let Some(b) = self.bindings.get() {
+            reg.register(
+                "registrations_save_failing",
+                "1 while registrations.json cannot be saved (retried every second; /health says degraded)",
+                ConstGauge::new(i64::from(b.failing.load(Ordering::Relaxed))),
+            );
+            reg.register(
+                "registrations_save_failures",
+                "Failed attempts to save registrations.json",
+                ConstCounter::new(b.failures.load(Ordering::Relaxed)),
+            );
+        }
         reg.register(
             "rtp_relayed_packets",
             "RTP packets relayed from one call leg to the other",

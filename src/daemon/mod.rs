@@ -122,9 +122,16 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     if let Some(e) = endpoints.first() {
         metrics.attach_flood(gate.clone(), e.setup_counts());
     }
+    if let Some(b) = &bindings {
+        metrics.attach_bindings(b.stats());
+    }
     let status = Arc::new(status::Status {
         gate,
         registrar: endpoints.first().map(Endpoint::shared_registrar),
+        records: cdr.handle().stats_source(),
+        registrations: bindings
+            .as_ref()
+            .map(crate::registrar::BindingsWriter::stats),
     });
     metrics.attach_cdr(cdr.handle().stats_source());
     for l in &cfg.server.sip {

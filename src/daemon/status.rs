@@ -1,5 +1,5 @@
-//! The daemon's answers to `/health` and the block list: both limits'
-//! blocked sources, read where they live.
+//! The daemon's answers to `/health` and the block list: the writers'
+//! failures and both limits' blocked sources, read where they live.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,8 @@ use crate::registrar::Registrar;
 pub struct Status {
     pub gate: Arc<FloodGate>,
     pub registrar: Option<Arc<Mutex<Registrar>>>,
+    pub records: crate::cdr::WriterStatsSource,
+    pub registrations: Option<Arc<crate::registrar::WriterStats>>,
 }
 
 impl Status {
@@ -27,7 +29,23 @@ fn secs_up(d: std::time::Duration) -> u64 {
 
 impl DaemonStatus for Status {
     fn degraded(&self) -> Vec<String> {
-        Vec::new()
+        let mut out = Vec::new();
+        let w = self.records.read();
+        if w.failing {
+            let why = self.records.last_error().unwrap_or_default();
+            out.push(format!(
+                "records: cannot be written ({why}); {} waiting",
+                w.pending
+            ));
+        }
+        if let Some(why) = self
+            .registrations
+            .as_ref()
+            .and_then(|r| r.failing_because())
+        {
+            out.push(format!("registrations: cannot be saved ({why})"));
+        }
+        out
     }
 
     fn blocked(&self) -> Vec<BlockedSource> {
