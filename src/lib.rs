@@ -15,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod endpoint;
 pub mod events;
+pub mod flood;
 pub mod ivr;
 pub mod logging;
 pub mod media;

@@ -157,6 +157,8 @@ pub struct Metrics {
     pub sip_auth_blocked_sources: Gauge,
     /// The socket layer's own atomics, read at scrape time.
     transport: OnceLock<Arc<TransportStats>>,
+    bindings: OnceLock<Arc<crate::registrar::WriterStats>>,
+    flood: OnceLock<(Arc<crate::flood::FloodGate>, Arc<crate::flood::SetupCounts>)>,
     /// The call-record writer's counters, read at scrape time.
     cdr: OnceLock<crate::cdr::WriterStatsSource>,
     /// What the configuration in force says the series are.
@@ -201,6 +203,8 @@ impl Default for Metrics {
             sip_auth_refused: Counter::default(),
             sip_auth_blocked_sources: Gauge::default(),
             transport: OnceLock::new(),
+            flood: OnceLock::new(),
+            bindings: OnceLock::new(),
             cdr: OnceLock::new(),
             config: Mutex::default(),
         }
@@ -331,6 +335,20 @@ impl Metrics {
     /// Lets the scrape read the call-record writer's counters.
     pub fn attach_cdr(&self, stats: crate::cdr::WriterStatsSource) {
         let _ = self.cdr.set(stats);
+    }
+
+    /// Lets the scrape read the registrations writer's counters.
+    pub fn attach_bindings(&self, stats: Arc<crate::registrar::WriterStats>) {
+        let _ = self.bindings.set(stats);
+    }
+
+    /// Lets the scrape read the flood limits' counters.
+    pub fn attach_flood(
+        &self,
+        gate: Arc<crate::flood::FloodGate>,
+        setup: Arc<crate::flood::SetupCounts>,
+    ) {
+        let _ = self.flood.set((gate, setup));
     }
 
     /// Lets the scrape read the socket layer's counters.
@@ -597,6 +615,36 @@ impl Metrics {
             "Received SIP messages dropped, by reason (foreign_via: a response whose top Via is not ours)",
             dropped,
         );
+        if let Some((gate, setup)) = self.flood.get() {
+            let c = |a: &AtomicU64| ConstCounter::new(a.load(Ordering::Relaxed));
+            reg.register(
+                "sip_flood_dropped",
+                "SIP messages dropped unread because their source was blocked for flooding",
+                c(&gate.stats.dropped),
+            );
+            reg.register(
+                "sip_flood_blocks",
+                "Times a source was blocked for sending over pike_max_requests per pike_window_s",
+                c(&gate.stats.blocks),
+            );
+            gate.prune(std::time::Instant::now());
+            let blocked = gate.blocked(std::time::Instant::now()).len();
+            reg.register(
+                "sip_flood_blocked_sources",
+                "Sources blocked now for flooding",
+                ConstGauge::new(i64::try_from(blocked).unwrap_or(i64::MAX)),
+            );
+            reg.register(
+                "sip_flood_tracked_sources",
+                "Sources the flood limiter keeps counts for",
+                ConstGauge::new(i64::try_from(gate.tracked()).unwrap_or(i64::MAX)),
+            );
+            reg.register(
+                "sip_setup_limited",
+                "INVITEs answered 503 because their source had max_calls_in_setup_per_source calls in setup",
+                c(&setup.refused),
+            );
+        }
         if let Some(t) = self.transport.get() {
             let c = |a: &AtomicU64| ConstCounter::new(a.load(Ordering::Relaxed));
             reg.register(
@@ -669,12 +717,34 @@ impl Metrics {
                 ConstCounter::new(w.batches),
             );
             reg.register(
+                "cdr_write_failing",
+                "1 while call records cannot be written (they wait and are retried; /health says degraded)",
+                ConstGauge::new(i64::from(w.failing)),
+            );
+            reg.register(
+                "cdr_pending",
+                "Call records waiting for a retry after a failed write",
+                ConstGauge::new(i64::try_from(w.pending).unwrap_or(i64::MAX)),
+            );
+            reg.register(
                 "cdr_backlog",
                 "Call records handed to the writer and not written yet",
                 ConstGauge::new(i64::try_from(w.backlog).unwrap_or(i64::MAX)),
             );
         }
 
+        if let Some(b) = self.bindings.get() {
+            reg.register(
+                "registrations_save_failing",
+                "1 while registrations.json cannot be saved (retried every second; /health says degraded)",
+                ConstGauge::new(i64::from(b.failing.load(Ordering::Relaxed))),
+            );
+            reg.register(
+                "registrations_save_failures",
+                "Failed attempts to save registrations.json",
+                ConstCounter::new(b.failures.load(Ordering::Relaxed)),
+            );
+        }
         reg.register(
             "rtp_relayed_packets",
             "RTP packets relayed from one call leg to the other",

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -34,6 +34,7 @@ struct AppState {
     backend: Arc<dyn AdminBackend>,
     cfg: Arc<AdminConfig>,
     metrics: Arc<crate::metrics::Metrics>,
+    status: Option<Arc<dyn super::status::DaemonStatus>>,
 }
 
 /// The admin router; `serve` it or nest it in a bigger one.
@@ -47,10 +48,22 @@ pub fn router_with_metrics(
     cfg: AdminConfig,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> Router {
+    router_with_status(backend, cfg, metrics, None)
+}
+
+/// [`router_with_metrics`] whose `/health` and `/api/v1/blocked` read the
+/// running daemon's `status`.
+pub fn router_with_status(
+    backend: Arc<dyn AdminBackend>,
+    cfg: AdminConfig,
+    metrics: Arc<crate::metrics::Metrics>,
+    status: Option<Arc<dyn super::status::DaemonStatus>>,
+) -> Router {
     let state = AppState {
         backend,
         cfg: Arc::new(cfg),
         metrics,
+        status,
     };
     let api = Router::new()
         .route("/api/v1/queues", get(queues))
@@ -60,6 +73,8 @@ pub fn router_with_metrics(
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/cdr", get(cdr))
         .route("/api/v1/plan", get(plan_json))
+        .route("/api/v1/blocked", get(blocked))
+        .route("/api/v1/blocked/:addr", delete(unblock))
         .route("/metrics", get(scrape_metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     // A page for browsers: the token may also come as `?token=`.
@@ -71,7 +86,7 @@ pub fn router_with_metrics(
                 require_token_or_query,
             ));
     Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/health", get(health))
         .merge(api)
         .merge(pages)
         .with_state(state)
@@ -86,6 +101,33 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Always 200 while the daemon serves; `degraded` with its reasons when
+/// records or registrations cannot be written.
+async fn health(State(st): State<AppState>) -> Response {
+    let reasons = st.status.as_ref().map(|s| s.degraded()).unwrap_or_default();
+    if reasons.is_empty() {
+        return Json(json!({"status": "ok"})).into_response();
+    }
+    Json(json!({"status": "degraded", "reasons": reasons})).into_response()
+}
+
+/// `GET /api/v1/blocked`: sources blocked now (floods and guessing).
+async fn blocked(State(st): State<AppState>) -> Response {
+    let list = st.status.as_ref().map(|s| s.blocked()).unwrap_or_default();
+    Json(json!({ "blocked": list })).into_response()
+}
+
+/// `DELETE /api/v1/blocked/ADDR`: lifts the blocks on ADDR.
+async fn unblock(State(st): State<AppState>, Path(addr): Path<String>) -> Response {
+    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+        return error(StatusCode::BAD_REQUEST, "not an IP address");
+    };
+    match st.status.as_ref().is_some_and(|s| s.unblock(ip)) {
+        true => Json(json!({ "unblocked": ip.to_string() })).into_response(),
+        false => error(StatusCode::NOT_FOUND, "that address is not blocked"),
+    }
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {

@@ -16,6 +16,7 @@ mod http;
 mod listen;
 pub mod live;
 mod metrics;
+mod status;
 pub mod today;
 
 pub use crate::views::{
@@ -24,5 +25,6 @@ pub use crate::views::{
 };
 pub use backend::{AdminBackend, BoxFuture};
 pub use events::{with_live_routes, EventHub};
-pub use http::{router, router_with_metrics, serve, AdminConfig};
+pub use http::{router, router_with_metrics, router_with_status, serve, AdminConfig};
 pub use listen::{serve_limited, AdminConnStats, AdminLimits};
+pub use status::{BlockedSource, DaemonStatus};

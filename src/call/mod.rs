@@ -84,6 +84,9 @@ pub struct Call {
     pub hangup_by: Option<crate::cdr::HangupBy>,
     /// Its end was reported already (at exit, before the BYEs' answers).
     pub reported: bool,
+    /// It holds one of its source's places in setup (until the ACK or its
+    /// end; see `flood::SetupCounts`).
+    pub in_setup: bool,
 }
 
 /// Time on hold, from either leg's re-INVITE or UPDATE.
@@ -180,6 +183,7 @@ impl Call {
             arrived: std::time::SystemTime::UNIX_EPOCH,
             hangup_by: None,
             reported: false,
+            in_setup: false,
         };
         let action = call.on_timeout(now);
         (call, action)

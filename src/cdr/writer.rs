@@ -1,20 +1,28 @@
 //! The writer thread: the call path sends records over a channel and never
 //! waits; the thread writes whatever has piled up in one transaction.
+//!
+//! A batch that cannot be written (disk full, locked file) is not lost: it
+//! waits in a bounded buffer ([`MAX_PENDING`] records) and is tried again
+//! every [`RETRY_EVERY`] with whatever arrived since, until the disk takes
+//! it. While writes fail the writer says so (`failing`, the last error) for
+//! `/health` and `/metrics`; only records beyond the buffer, oldest first,
+//! are dropped and counted in `failed`.
 
 use super::record::{now_ms, CallRecord, UnixMs};
 use super::store::{CdrError, CdrStore, SessionEvent};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Most records per transaction: bounds the time a reader may wait.
 const MAX_BATCH: usize = 1000;
-/// A failing batch (disk full, locked file) is retried this often, then
-/// counted in `failed` and dropped so the backlog cannot grow without bound.
-const RETRIES: u32 = 3;
-const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Records kept while writes fail (a few hundred bytes each: tens of MB at
+/// most); beyond it the oldest are dropped and counted in `failed`.
+pub const MAX_PENDING: usize = 100_000;
+/// How often records waiting on a failing disk are tried again.
+pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 enum Msg {
     Record(Box<CallRecord>),
@@ -29,6 +37,11 @@ struct Counters {
     written: AtomicU64,
     failed: AtomicU64,
     batches: AtomicU64,
+    /// Records waiting for a write that failed (a gauge).
+    pending: AtomicU64,
+    /// The last write failed; cleared by the next that succeeds.
+    failing: AtomicBool,
+    last_error: Mutex<Option<String>>,
 }
 
 /// What the writer has done so far.
@@ -41,6 +54,10 @@ pub struct WriterStats {
     pub failed: u64,
     /// Transactions committed.
     pub batches: u64,
+    /// Records kept for a retry because the last write failed.
+    pub pending: u64,
+    /// Whether the last write failed.
+    pub failing: bool,
 }
 
 /// Cheap, clonable sender the call path holds.
@@ -101,7 +118,21 @@ impl WriterStatsSource {
             written,
             failed,
             batches: c.batches.load(Ordering::Relaxed),
+            pending: c.pending.load(Ordering::Relaxed),
+            failing: c.failing.load(Ordering::Relaxed),
         }
+    }
+
+    /// The error of the last failed write, while writes fail.
+    pub fn last_error(&self) -> Option<String> {
+        if !self.0.failing.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.0
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -176,16 +207,31 @@ impl Drop for CdrWriter {
 
 fn run(mut store: CdrStore, rx: mpsc::Receiver<Msg>, c: &Counters) {
     let mut batch: Vec<CallRecord> = Vec::new();
+    // Records a failed write left behind, oldest first.
+    let mut pending: Vec<CallRecord> = Vec::new();
     let mut sessions: Vec<SessionEvent> = Vec::new();
     // Agents with a session open: only a change of this is written. The
     // store closed every session when it was opened.
     let mut logged_in: HashSet<String> = HashSet::new();
     let mut waiters: Vec<mpsc::SyncSender<()>> = Vec::new();
-    // Blocks for the first message, then takes whatever else is already
+    // Blocks for the first message (or, with records waiting on a failed
+    // write, until the retry is due), then takes whatever else is already
     // queued: under load batches grow by themselves, idle costs nothing.
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = if pending.is_empty() {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => break,
+            }
+        } else {
+            match rx.recv_timeout(RETRY_EVERY) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => Some(Msg::Stop),
+            }
+        };
         let mut stop = false;
-        let mut next = Some(first);
+        let mut next = first;
         while let Some(msg) = next {
             match msg {
                 Msg::Record(r) => batch.push(*r),
@@ -209,9 +255,9 @@ fn run(mut store: CdrStore, rx: mpsc::Receiver<Msg>, c: &Counters) {
             }
             next = rx.try_recv().ok();
         }
-        if !batch.is_empty() {
-            write_with_retry(&mut store, &batch, c);
-            batch.clear();
+        if !batch.is_empty() || !pending.is_empty() {
+            pending.append(&mut batch);
+            write_pending(&mut store, &mut pending, c);
         }
         if !sessions.is_empty() {
             // Spans are figures, not evidence of a call: a failed write is
@@ -233,24 +279,62 @@ fn run(mut store: CdrStore, rx: mpsc::Receiver<Msg>, c: &Counters) {
             break;
         }
     }
+    if !pending.is_empty() {
+        let n = pending.len() as u64;
+        c.failed.fetch_add(n, Ordering::Relaxed);
+        c.pending.store(0, Ordering::Relaxed);
+        tracing::error!(
+            records = n,
+            "call records lost at exit: the disk would not take them"
+        );
+    }
 }
 
-fn write_with_retry(store: &mut CdrStore, batch: &[CallRecord], c: &Counters) {
-    let n = batch.len() as u64;
-    for attempt in 1..=RETRIES {
-        match store.write_batch(batch) {
+/// Writes `pending` in transactions of [`MAX_BATCH`]; what a failure
+/// leaves stays in `pending` (bounded by [`MAX_PENDING`]) for the retry.
+fn write_pending(store: &mut CdrStore, pending: &mut Vec<CallRecord>, c: &Counters) {
+    let mut done = 0;
+    let mut error = None;
+    while done < pending.len() {
+        let end = (done + MAX_BATCH).min(pending.len());
+        let chunk = pending.get(done..end).unwrap_or_default();
+        match store.write_batch(chunk) {
             Ok(()) => {
-                c.written.fetch_add(n, Ordering::Relaxed);
+                c.written.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 c.batches.fetch_add(1, Ordering::Relaxed);
-                return;
+                done = end;
             }
             Err(e) => {
-                tracing::error!(error = %e, attempt, records = n, "writing call records failed");
-                if attempt < RETRIES {
-                    std::thread::sleep(RETRY_PAUSE);
-                }
+                error = Some(e.to_string());
+                break;
             }
         }
     }
-    c.failed.fetch_add(n, Ordering::Relaxed);
+    pending.drain(..done);
+    match error {
+        None => {
+            if c.failing.swap(false, Ordering::Relaxed) {
+                tracing::info!("call records are written again");
+            }
+        }
+        Some(e) => {
+            if !c.failing.swap(true, Ordering::Relaxed) {
+                tracing::error!(error = %e, waiting = pending.len(), "writing call records failed; they wait and are retried every second");
+            }
+            *c.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        }
+    }
+    if pending.len() > MAX_PENDING {
+        let over = pending.len() - MAX_PENDING;
+        pending.drain(..over);
+        c.failed.fetch_add(over as u64, Ordering::Relaxed);
+        tracing::error!(
+            dropped = over,
+            "call record buffer full: oldest records dropped"
+        );
+    }
+    if pending.is_empty() && pending.capacity() > MAX_BATCH {
+        pending.shrink_to_fit();
+    }
+    c.pending.store(pending.len() as u64, Ordering::Relaxed);
 }

@@ -479,6 +479,7 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
         Some(data_dir.join(p))
     });
     let auth_guard = auth_guard(ctx, s);
+    let (pike, max_calls_in_setup_per_source, allow_networks) = flood(ctx, s);
     ServerConfig {
         sip,
         advertise,
@@ -505,7 +506,75 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
         admin_max_connections: to_usize(at_least_1(ctx, &s.admin_max_connections, 64)),
         admin_header_timeout_s: at_least_1(ctx, &s.admin_header_timeout_s, 10),
         auth_guard,
+        pike,
+        max_calls_in_setup_per_source,
+        allow_networks,
     }
+}
+
+/// The `pike_*` keys, the setup cap and `allow_networks` of `[server]`.
+fn flood(
+    ctx: &mut Ctx,
+    s: &RawServer,
+) -> (
+    crate::flood::PikeConfig,
+    usize,
+    Vec<crate::registrar::Network>,
+) {
+    use crate::registrar::Network;
+    let d = crate::flood::PikeConfig::default();
+    let window = ctx.int(
+        s.pike_window_s.as_ref(),
+        "pike_window_s",
+        1..=3600,
+        d.window.as_secs(),
+    );
+    let max_requests = ctx.int(
+        s.pike_max_requests.as_ref(),
+        "pike_max_requests",
+        0..=1_000_000,
+        u64::from(d.max_requests),
+    );
+    let block = ctx.int(
+        s.pike_block_s.as_ref(),
+        "pike_block_s",
+        1..=DAY,
+        d.block.as_secs(),
+    );
+    let pike = crate::flood::PikeConfig {
+        window: Duration::from_secs(window),
+        max_requests: u32::try_from(max_requests).unwrap_or(d.max_requests),
+        block: Duration::from_secs(block),
+    };
+    let cap = ctx.int(
+        s.max_calls_in_setup_per_source.as_ref(),
+        "max_calls_in_setup_per_source",
+        0..=MAX_CALLS,
+        50,
+    );
+    let allow = match &s.allow_networks {
+        None => ["127.0.0.0/8", "::1"]
+            .iter()
+            .filter_map(|n| Network::parse(n))
+            .collect(),
+        Some(list) => {
+            let mut out = Vec::new();
+            for n in list {
+                match Network::parse(n.get_ref()) {
+                    Some(net) => out.push(net),
+                    None => ctx.err(
+                        n.span(),
+                        format!(
+                            "allow_networks `{}` must be an address or a network such as 10.0.0.0/8",
+                            n.get_ref()
+                        ),
+                    ),
+                }
+            }
+            out
+        }
+    };
+    (pike, to_usize(cap), allow)
 }
 
 /// The `auth_*` keys of `[server]`.

@@ -18,6 +18,8 @@ pub const RESTART_ONLY: &[&str] = &[
     "tcp_idle_s",
     "admin_max_connections",
     "admin_header_timeout_s",
+    "pike",
+    "allow_networks",
 ];
 
 /// Suffix of a change that waits for a restart.
@@ -140,7 +142,8 @@ fn server(old: &Config, new: &Config, out: &mut Vec<String>) {
         admin_token, digest_algorithms, data_dir, prompts, timezone, drain_s,
         max_calls, rtp_timeout_s, queue_log, tcp_connect_timeout_s,
         tcp_max_connections, tcp_max_per_source, tcp_message_timeout_s, tcp_idle_s,
-        admin_max_connections, admin_header_timeout_s, auth_guard);
+        admin_max_connections, admin_header_timeout_s, auth_guard, pike,
+        max_calls_in_setup_per_source, allow_networks);
     for f in fields {
         let later = if RESTART_ONLY.contains(&f.as_str()) {
             AT_RESTART

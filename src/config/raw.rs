@@ -68,6 +68,11 @@ pub struct RawServer {
     pub auth_window_s: Option<S<u64>>,
     pub auth_block_s: Option<S<u64>>,
     pub auth_trusted: Option<Vec<S<String>>>,
+    pub pike_window_s: Option<S<u64>>,
+    pub pike_max_requests: Option<S<u64>>,
+    pub pike_block_s: Option<S<u64>>,
+    pub max_calls_in_setup_per_source: Option<S<u64>>,
+    pub allow_networks: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -183,3 +183,43 @@ fn fifo_and_oversized_prompts_are_refused() {
         "{e:?}"
     );
 }
+
+#[test]
+fn flood_keys_are_range_checked_and_allow_networks_replaces_loopback() {
+    let dir = dir_with_prompt();
+    let path = dir.path().join("sipacd.toml");
+    let base = every_key(7);
+    let c = parse_str(&base, &path).unwrap();
+    let lo: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    assert!(c.server.allow_networks.iter().any(|n| n.contains(lo)));
+    assert_eq!(c.server.pike, crate::flood::PikeConfig::default());
+    assert_eq!(c.server.max_calls_in_setup_per_source, 50);
+    let text = base.replace(
+        "drain_s = 7\n",
+        "drain_s = 7\npike_window_s = 0\npike_max_requests = 2000000\npike_block_s = 90000\n\
+         max_calls_in_setup_per_source = 2000000\nallow_networks = [\"10.0.0.0/33\"]\n",
+    );
+    let e = errors(parse_str(&text, &path));
+    for (line, needle) in [
+        (4, "pike_window_s = 0 is out of range: 1..=3600 seconds"),
+        (
+            5,
+            "pike_max_requests = 2000000 is out of range: 0..=1000000",
+        ),
+        (6, "pike_block_s = 90000 is out of range: 1..=86400 seconds"),
+        (7, "max_calls_in_setup_per_source = 2000000 is out of range"),
+        (
+            8,
+            "allow_networks `10.0.0.0/33` must be an address or a network",
+        ),
+    ] {
+        assert!(
+            e.iter().any(|(l, _, m)| *l == line && m.contains(needle)),
+            "no {line}: {needle:?} in {e:#?}"
+        );
+    }
+    assert_eq!(e.len(), 5, "{e:#?}");
+    let text = base.replace("drain_s = 7\n", "drain_s = 7\nallow_networks = []\n");
+    let c = parse_str(&text, &path).unwrap();
+    assert!(c.server.allow_networks.is_empty(), "[] limits loopback too");
+}

@@ -118,6 +118,16 @@ pub struct ServerConfig {
     /// `auth_max_failures` in `auth_window_s` a source is refused for
     /// `auth_block_s`, doubling on each repeat.
     pub auth_guard: crate::registrar::GuardConfig,
+    /// Request density per source (`pike_*` keys): over
+    /// `pike_max_requests` messages in `pike_window_s` blocks the source
+    /// for `pike_block_s`. Defaults 100 per 2 s, 60 s.
+    pub pike: crate::flood::PikeConfig,
+    /// INVITEs from one source taken as calls and not yet ACKed; more get
+    /// 503. 0 = no cap. Default 50.
+    pub max_calls_in_setup_per_source: usize,
+    /// Networks the flood limits (`pike_*`, the setup cap) never apply
+    /// to. Default loopback (`127.0.0.0/8`, `::1`).
+    pub allow_networks: Vec<crate::registrar::Network>,
 }
 
 /// How an agent authenticates.

@@ -6,6 +6,7 @@ pub mod control;
 pub mod media;
 pub mod observers;
 pub mod shards;
+pub mod status;
 pub mod tcp_policy;
 pub mod transport;
 
@@ -109,9 +110,29 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let (transports, tcp) = Transports::bind(&cfg.server.sip, sip_tx)
         .await
         .map_err(DaemonError::Bind)?;
-    let transports = transports.with_policy(policy, keep_alive(&endpoints));
+    let gate = Arc::new(crate::flood::FloodGate::new(
+        cfg.server.pike,
+        cfg.server.allow_networks.clone(),
+    ));
+    let transports = transports
+        .with_policy(policy, keep_alive(&endpoints))
+        .with_flood_gate(gate.clone());
     transports.start(tcp);
     metrics.attach_transport(transports.stats.clone());
+    if let Some(e) = endpoints.first() {
+        metrics.attach_flood(gate.clone(), e.setup_counts());
+    }
+    if let Some(b) = &bindings {
+        metrics.attach_bindings(b.stats());
+    }
+    let status = Arc::new(status::Status {
+        gate,
+        registrar: endpoints.first().map(Endpoint::shared_registrar),
+        records: cdr.handle().stats_source(),
+        registrations: bindings
+            .as_ref()
+            .map(crate::registrar::BindingsWriter::stats),
+    });
     metrics.attach_cdr(cdr.handle().stats_source());
     for l in &cfg.server.sip {
         info!(transport = %l.transport, addr = %l.addr, "listening");
@@ -120,7 +141,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     // After the SIP listeners: `/health` answering means SIP is up too.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Control>(64);
     let hub = crate::admin::EventHub::default();
-    let (admin_stop, admin_task) = start_admin(&cfg, ctl_tx, metrics.clone(), &hub).await?;
+    let (admin_stop, admin_task) = start_admin(&cfg, ctl_tx, metrics.clone(), &hub, status).await?;
 
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
@@ -279,6 +300,7 @@ async fn start_admin(
     ctl: mpsc::Sender<Control>,
     metrics: Arc<crate::metrics::Metrics>,
     hub: &crate::admin::EventHub,
+    status: Arc<status::Status>,
 ) -> Result<
     (
         tokio::sync::oneshot::Sender<()>,
@@ -291,7 +313,7 @@ async fn start_admin(
         .await
         .map_err(|source| DaemonError::AdminBind { addr, source })?;
     info!(%addr, "admin API listening");
-    let app = crate::admin::router_with_metrics(
+    let app = crate::admin::router_with_status(
         Arc::new(ControlBackend::new(ctl)),
         AdminConfig {
             token: cfg.server.admin_token.clone(),
@@ -299,6 +321,7 @@ async fn start_admin(
             timezone: cfg.server.timezone,
         },
         metrics,
+        Some(status),
     );
     let app = crate::admin::with_live_routes(app, hub, cfg.server.admin_token.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

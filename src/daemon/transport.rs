@@ -72,6 +72,8 @@ pub struct Transports {
     per_source: Arc<DashMap<IpAddr, usize>>,
     policy: Arc<TcpPolicy>,
     keep: Option<KeepAlive>,
+    /// Per-source flood limits, asked before a message is parsed.
+    gate: Option<Arc<crate::flood::FloodGate>>,
     /// One queue per signalling shard; a message goes to the shard that
     /// owns its Call-ID.
     inbound: Arc<Vec<mpsc::Sender<Inbound>>>,
@@ -133,6 +135,7 @@ impl Transports {
             per_source: Arc::new(DashMap::new()),
             policy: Arc::new(TcpPolicy::default()),
             keep: None,
+            gate: None,
             inbound: Arc::new(inbound),
             stats: Arc::new(TransportStats::default()),
         };
@@ -144,6 +147,20 @@ impl Transports {
         self.policy = Arc::new(policy);
         self.keep = keep;
         self
+    }
+
+    /// Sets the flood limits (before `start`).
+    pub fn with_flood_gate(mut self, gate: Arc<crate::flood::FloodGate>) -> Transports {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Whether a message from `ip` may be read (a blocked source's is
+    /// dropped unparsed, counted by the gate).
+    fn admit_message(&self, ip: IpAddr) -> bool {
+        self.gate
+            .as_ref()
+            .is_none_or(|g| g.admit(ip, Instant::now()))
     }
 
     pub fn policy(&self) -> &TcpPolicy {
@@ -329,6 +346,9 @@ impl Transports {
                     match framing::next_frame(&mut buf) {
                         Ok(Some(Frame::Message(bytes))) => {
                             messages += 1;
+                            if !me.admit_message(addr.ip()) {
+                                continue;
+                            }
                             me.stats.tcp_in.fetch_add(1, Ordering::Relaxed);
                             let msg = Inbound {
                                 bytes,
@@ -380,6 +400,12 @@ impl Transports {
 
     /// A slot for a connection accepted from `addr`, or why not.
     fn admit(&self, addr: SocketAddr) -> Result<Slot, &'static str> {
+        if let Some(g) = &self.gate {
+            if g.is_blocked(addr.ip(), Instant::now()) {
+                g.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                return Err("source blocked for flooding");
+            }
+        }
         let open = self.stats.tcp_open.load(Ordering::Relaxed);
         if open >= self.policy.max_connections as u64 {
             self.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
@@ -409,6 +435,9 @@ async fn udp_reader(t: Transports, idx: usize, sock: Arc<UdpSocket>) {
         match sock.recv_from(&mut buf).await {
             Ok((n, from)) => {
                 t.stats.udp_in.fetch_add(1, Ordering::Relaxed);
+                if !t.admit_message(from.ip()) {
+                    continue;
+                }
                 if t.udp.len() > 1 {
                     t.udp_route.insert(from, idx);
                 }

@@ -331,6 +331,10 @@ impl Endpoint {
         if placed.is_err() {
             return self.reject_busy(&key, &req, now);
         }
+        if !self.take_setup_place(&mut call) {
+            self.shared.calls.fetch_sub(1, Ordering::AcqRel);
+            return self.reject_busy(&key, &req, now);
+        }
         let ck = (call_id, local_tag.clone());
         self.invites.insert(ck.clone(), key.clone(), req.clone());
         self.calls.insert(ck.clone(), call);
@@ -348,6 +352,9 @@ impl Endpoint {
         };
         if !self.calls.get_mut(&ck).is_some_and(Call::on_ack) {
             return; // a retransmitted ACK, or one for a re-INVITE
+        }
+        if let Some(c) = self.calls.get_mut(&ck) {
+            release_setup_place(&self.shared.setup, c);
         }
         self.start_ivr(&ck, now);
         let direct_queue = self
@@ -542,11 +549,27 @@ impl Endpoint {
             self.legs.remove(&leg);
             self.media(MediaCommand::Close { leg });
         }
-        if self.calls.remove(ck).is_some() {
+        if let Some(mut c) = self.calls.remove(ck) {
+            release_setup_place(&self.shared.setup, &mut c);
             self.shared.calls.fetch_sub(1, Ordering::AcqRel);
             self.txn.stop_2xx_retransmissions(&ck.0);
         }
         self.invites.remove(ck);
+    }
+
+    /// Takes a place in setup for the call's source unless it is at
+    /// `max_calls_in_setup_per_source` (allow-listed networks have no cap).
+    fn take_setup_place(&self, call: &mut Call) -> bool {
+        let ip = call.remote.addr.ip();
+        let srv = &self.cfg.server;
+        if srv.allow_networks.iter().any(|n| n.contains(ip)) {
+            return true;
+        }
+        call.in_setup = self
+            .shared
+            .setup
+            .try_take(ip, srv.max_calls_in_setup_per_source);
+        call.in_setup
     }
 
     /// 503 with Retry-After: over `max_calls`, or draining.
@@ -607,4 +630,11 @@ impl Endpoint {
 
 pub(super) fn new_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+/// Gives a call's place in setup back (once: at its ACK or its end).
+fn release_setup_place(setup: &crate::flood::SetupCounts, call: &mut Call) {
+    if std::mem::take(&mut call.in_setup) {
+        setup.release(call.remote.addr.ip());
+    }
 }

@@ -150,6 +150,8 @@ pub struct Shared {
     /// Agent states last reported in the live events: whichever shard
     /// changed an agent reports it, at the end of the turn that changed it.
     pub(super) agents_seen: Arc<Mutex<super::emit::AgentsSeen>>,
+    /// Calls in setup per source, on all shards.
+    pub(super) setup: Arc<crate::flood::SetupCounts>,
 }
 
 impl Shared {
@@ -159,6 +161,7 @@ impl Shared {
             ports,
             calls: Arc::default(),
             agents_seen: Arc::default(),
+            setup: Arc::default(),
         }
     }
 
@@ -207,6 +210,11 @@ impl Endpoint {
     /// takes snapshots under its lock and writes them after unlocking).
     pub fn shared_registrar(&self) -> Arc<Mutex<Registrar>> {
         self.shared.registrar.clone()
+    }
+
+    /// Calls in setup per source (the daemon's metrics read its count).
+    pub fn setup_counts(&self) -> Arc<crate::flood::SetupCounts> {
+        self.shared.setup.clone()
     }
 
     pub fn shard(&self) -> ShardId {

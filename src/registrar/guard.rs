@@ -99,7 +99,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The unit a block applies to: the address, or its /64 for IPv6.
-fn source_key(ip: IpAddr) -> IpAddr {
+pub fn source_key(ip: IpAddr) -> IpAddr {
     match canonical(ip) {
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & (u128::MAX << 64);
@@ -208,6 +208,20 @@ impl Guard {
             .collect();
         out.sort();
         out
+    }
+
+    /// Lifts the block on `ip` at `now` (its strikes stay); false if it
+    /// had none.
+    pub fn unblock(&mut self, ip: IpAddr, now: SystemTime) -> bool {
+        match self.sources.get_mut(&source_key(ip)) {
+            Some(s) if s.blocked_until.is_some_and(|u| u > now) => {
+                s.blocked_until = None;
+                s.failures = 0;
+                s.window_start = now;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// How many sources are blocked at `now`.

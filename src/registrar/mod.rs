@@ -33,7 +33,7 @@ mod writer;
 
 pub use bindings::Binding;
 pub use digest::{parse_authorization, Algorithm, AuthParseError, DigestCredentials};
-pub use guard::{GuardConfig, Network, MAX_BLOCK_DOUBLINGS};
+pub use guard::{source_key, GuardConfig, Network, MAX_BLOCK_DOUBLINGS};
 pub use store::{Snapshot, StoreError};
 pub use writer::{BindingsWriter, Nudge, WriterStats, DEFAULT_WINDOW, DURABLE_WITHIN};
 
@@ -270,6 +270,11 @@ impl Registrar {
     /// Sources refused at `now` for failing too often, with the time left.
     pub fn blocked_sources(&self, now: SystemTime) -> Vec<(std::net::IpAddr, Duration)> {
         self.guard.blocked_sources(now)
+    }
+
+    /// Lifts the block on `ip` (the admin API); false if it had none.
+    pub fn unblock_source(&mut self, ip: std::net::IpAddr, now: SystemTime) -> bool {
+        self.guard.unblock(ip, now)
     }
 
     /// Unexpired bindings of `user`.

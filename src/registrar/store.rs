@@ -109,12 +109,18 @@ impl Snapshot {
         let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
         tmp_name.push(".tmp");
         let tmp = dir.join(tmp_name);
-        {
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&json).map_err(io)?;
-            f.sync_all().map_err(io)?;
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = written {
+            // A half-written temporary file (a full disk) must not keep
+            // the space the next try needs; the old file is untouched.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
         }
-        std::fs::rename(&tmp, path).map_err(io)?;
         // Make the rename itself durable; not all platforms allow opening a
         // directory, so this is best effort.
         if let Ok(d) = std::fs::File::open(dir) {

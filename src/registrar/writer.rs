@@ -65,6 +65,24 @@ pub struct WriterStats {
     pub writes: AtomicU64,
     /// Writes that failed (each retried).
     pub failures: AtomicU64,
+    /// The last write failed (`/health` says degraded); cleared by the
+    /// next that succeeds.
+    pub failing: std::sync::atomic::AtomicBool,
+    /// Its error, while failing.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl WriterStats {
+    /// The error of the last failed write, while writes fail.
+    pub fn failing_because(&self) -> Option<String> {
+        if !self.failing.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// The writer thread; [`BindingsWriter::shutdown`] writes the last state.
@@ -195,10 +213,14 @@ fn run(
                         tracing::info!(path = %path.display(), "registrations saved again");
                     }
                     failing = false;
+                    stats.failing.store(false, Ordering::Relaxed);
                     pending = None;
                 }
                 Err(e) => {
                     stats.failures.fetch_add(1, Ordering::Relaxed);
+                    *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(e.to_string());
+                    stats.failing.store(true, Ordering::Relaxed);
                     if !failing {
                         tracing::warn!(error = %e, "could not save registrations; retrying");
                     }

@@ -620,6 +620,32 @@ impl TransactionLayer {
             self.events
                 .push_back(TxEvent::Server(ServerEvent::AckTimeout { call_id, cseq }));
         }
+        self.give_back_room();
+    }
+
+    /// After a flood has drained, gives the tables' room back: a map keeps
+    /// its largest capacity otherwise, and the daemon its peak memory.
+    fn give_back_room(&mut self) {
+        const FLOOR: usize = 4096;
+        fn shrink<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > FLOOR && m.capacity() > 4 * m.len() {
+                m.shrink_to_fit();
+            }
+        }
+        shrink(&mut self.servers);
+        shrink(&mut self.clients);
+        shrink(&mut self.indexed);
+        shrink(&mut self.seen);
+        shrink(&mut self.acks);
+        if self.deadlines.capacity() > FLOOR && self.deadlines.capacity() > 4 * self.deadlines.len()
+        {
+            self.deadlines.shrink_to_fit();
+        }
+        if self.acks_expire.capacity() > FLOOR
+            && self.acks_expire.capacity() > 4 * self.acks_expire.len()
+        {
+            self.acks_expire.shrink_to_fit();
+        }
     }
 
     fn fire(&mut self, key: TxKey, kind: TimerKind, at: Instant, now: Instant) {
