@@ -140,7 +140,7 @@ fn server(old: &Config, new: &Config, out: &mut Vec<String>) {
         admin_token, digest_algorithms, data_dir, prompts, timezone, drain_s,
         max_calls, rtp_timeout_s, queue_log, tcp_connect_timeout_s,
         tcp_max_connections, tcp_max_per_source, tcp_message_timeout_s, tcp_idle_s,
-        admin_max_connections, admin_header_timeout_s, auth_guard);
+        tls, admin_max_connections, admin_header_timeout_s, auth_guard);
     for f in fields {
         let later = if RESTART_ONLY.contains(&f.as_str()) {
             AT_RESTART

@@ -109,11 +109,7 @@ impl Endpoint {
             cid = super::shard::call_id_for(self.shard, &local.host),
             allow = super::ALLOW,
             supported = crate::sip::extensions::SUPPORTED_HEADER,
-            tp = if peer.transport.is_reliable() {
-                ";transport=tcp"
-            } else {
-                ""
-            },
+            tp = peer.transport.uri_param(),
         );
         // Our parser, not rsip's: a registered contact may hold a URI rsip
         // refuses (a GRUU's `;gr=urn:uuid:…`).
