@@ -16,6 +16,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(10);
+const INSTANCE: &str = "0e4b3cc6-4b8e-4a1c-9a5a-1f2f3e4d5c6b";
 
 /// A daemon with a `tls:` listener on its own port and `pki`'s `name`
 /// certificate; returns it and the TLS port.
@@ -55,14 +56,15 @@ fn an_agent_registered_over_tls_is_called_down_that_connection() {
     let (d, tls_port) = start(&pki, "server");
     let mut agent = TlsAgent::connect("1001", tls_port, &pki);
     // The Contact names a port nothing listens on: the call can only come
-    // down the connection the agent registered on.
-    let contact = format!("<sip:1001@127.0.0.1:{};transport=tls>", closed_port());
-    let ok = agent.register(DOMAIN, AGENT_PASSWORD, &contact, "");
-    assert_eq!(
-        status_code(&ok),
-        Some(200),
-        "REGISTER over TLS refused:\n{ok}"
+    // down the connection the agent registered on (an RFC 5626 flow).
+    let contact = format!(
+        "<sips:1001@127.0.0.1:{};ob>;reg-id=1;+sip.instance=\"<urn:uuid:{INSTANCE}>\"",
+        closed_port()
     );
+    let ok = agent.register(DOMAIN, AGENT_PASSWORD, &contact, "Supported: outbound\r\n");
+    assert_eq!(status_code(&ok), Some(200), "REGISTER refused:\n{ok}");
+    assert_eq!(header(&ok, "Require", None), Some("outbound"), "{ok}");
+    assert!(header(&ok, "Flow-Timer", None).is_some(), "{ok}");
     let b = d.wait_binding("1001", T).expect("no binding written");
     assert_eq!(b["transport"], "tls", "{b}");
     assert_eq!(b["source"], agent.local.to_string(), "{b}");
@@ -77,11 +79,10 @@ fn an_agent_registered_over_tls_is_called_down_that_connection() {
         .unwrap_or_else(|| panic!("no INVITE over TLS; sipacd:\n{}", d.stderr()));
     let via = header(&invite, "Via", Some("v")).unwrap_or_default();
     assert!(via.starts_with("SIP/2.0/TLS "), "Via of the offer: {via}");
+    assert!(invite.starts_with("INVITE sips:1001@"), "{invite}");
+    // A sips: target gets a sips: Contact (the others `;transport=tls`).
     let ours = header(&invite, "Contact", Some("m")).unwrap_or_default();
-    assert!(
-        ours.contains(";transport=tls"),
-        "Contact of the offer: {ours}"
-    );
+    assert!(ours.starts_with("<sips:"), "Contact of the offer: {ours}");
     assert!(
         ours.contains(&format!(":{tls_port}")),
         "Contact names the TLS port: {ours}"

@@ -86,6 +86,13 @@ impl Endpoint {
             port: self.listen_port(peer.transport),
         };
         let domain = &self.cfg.server.domain;
+        let contact = binding.contact.trim_matches(|c| c == '<' || c == '>');
+        // A sips: target asks for a sips: Contact (RFC 3261 §8.1.1.8),
+        // which says TLS by itself.
+        let (scheme, tp) = match contact.get(..5) {
+            Some(s) if s.eq_ignore_ascii_case("sips:") => ("sips", ""),
+            _ => ("sip", peer.transport.uri_param()),
+        };
         let text = format!(
             "INVITE {contact} SIP/2.0\r\n\
              Via: SIP/2.0/{t} {host}:{port};branch={branch};rport\r\n\
@@ -94,13 +101,12 @@ impl Endpoint {
              To: <sip:{agent}@{domain}>\r\n\
              Call-ID: {cid}\r\n\
              CSeq: 1 INVITE\r\n\
-             Contact: <sip:sipacd@{host}:{port}{tp}>\r\n\
+             Contact: <{scheme}:sipacd@{host}:{port}{tp}>\r\n\
              Allow: {allow}\r\n\
              Supported: {supported}\r\n\
              X-Sipacd-Queue: {queue}\r\n\
              X-Sipacd-Wait: {wait}\r\n\
              {vars}Content-Length: 0\r\n\r\n",
-            contact = binding.contact.trim_matches(|c| c == '<' || c == '>'),
             t = peer.transport,
             host = local.host,
             port = local.port,
@@ -109,7 +115,6 @@ impl Endpoint {
             cid = super::shard::call_id_for(self.shard, &local.host),
             allow = super::ALLOW,
             supported = crate::sip::extensions::SUPPORTED_HEADER,
-            tp = peer.transport.uri_param(),
         );
         // Our parser, not rsip's: a registered contact may hold a URI rsip
         // refuses (a GRUU's `;gr=urn:uuid:…`).
