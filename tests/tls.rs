@@ -254,3 +254,58 @@ fn check_refuses_a_bad_certificate_or_key_at_its_position() {
         );
     }
 }
+
+/// True if the daemon closed `s` within `within` (EOF or reset).
+fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::{ErrorKind, Read};
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 64];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+    }
+}
+
+#[test]
+fn tls_connections_obey_the_tcp_limits() {
+    let pki = Pki::new();
+    let (cert, key, _) = pki.issue("server");
+    let tls_port = common::free_port();
+    let mut spec = ConfigSpec::new();
+    spec.sip_extra = format!(", \"tls:127.0.0.1:{tls_port}\"");
+    spec.server_extra =
+        Pki::server_lines(&cert, &key) + "tcp_message_timeout_s = 1\ntcp_max_per_source = 2\n";
+    let d = Daemon::start_with(spec);
+
+    // A connection that never says hello is closed by the message timeout.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5)),
+        "a silent TLS connection was kept"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    let deadline = Instant::now() + T;
+    while sample(&metrics(&d), "sipacd_sip_tls_handshake_failures_total") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the handshake timeout was not counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Two connections from one address are taken; a third is closed at once.
+    let _a = TlsAgent::connect("1001", tls_port, &pki);
+    let _b = TlsAgent::connect("1001", tls_port, &pki);
+    let mut third = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    assert!(
+        closed_within(&mut third, Duration::from_millis(900)),
+        "a third TLS connection from one address was accepted"
+    );
+    let m = metrics(&d);
+    assert!(
+        sample(&m, "sipacd_sip_tcp_refused_per_source_total") >= 1.0,
+        "{m}"
+    );
+}

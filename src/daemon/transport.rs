@@ -629,4 +629,18 @@ mod tests {
         assert_eq!(&got, b"one two");
         assert_eq!(t.stats.tcp_dropped.load(Ordering::Relaxed), 0);
     }
+
+    #[tokio::test]
+    async fn a_message_for_a_tls_peer_without_its_connection_is_dropped_never_connected() {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (t, _rx) = transports(TcpPolicy::default()).await;
+        t.send(Peer::tls(addr), Bytes::from_static(b"OPTIONS\r\n\r\n"))
+            .await;
+        assert_eq!(t.stats.tls_no_flow.load(Ordering::Relaxed), 1);
+        assert_eq!(t.stats.tcp_connecting.load(Ordering::Relaxed), 0);
+        let accepted = tokio::time::timeout(Duration::from_millis(300), l.accept()).await;
+        assert!(accepted.is_err(), "a connection was opened to the peer");
+        assert!(t.tcp_conns.is_empty());
+    }
 }
