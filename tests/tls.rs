@@ -185,7 +185,10 @@ fn a_reload_hands_new_connections_the_new_certificate() {
 
 /// `sipacd check` on a configuration with a `tls:` listener and `lines`
 /// in `[server]`: its diagnostics (path, line, column, message).
-fn check_with(lines: &str) -> (bool, Vec<(String, u32, u32, String)>, String) {
+/// `sipacd check`'s diagnostics: path, line, column, message.
+type Diagnostics = Vec<(String, u32, u32, String)>;
+
+fn check_with(lines: &str) -> (bool, Diagnostics, String) {
     let mut spec = ConfigSpec::new();
     spec.sip_extra = format!(", \"tls:127.0.0.1:{}\"", common::free_port());
     spec.server_extra = lines.to_string();
