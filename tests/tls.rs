@@ -120,22 +120,45 @@ fn an_agent_whose_tls_connection_is_gone_is_not_dialled_anew() {
     let contact = format!("<sip:1001@127.0.0.1:{port};transport=tls>");
     let ok = agent.register(DOMAIN, AGENT_PASSWORD, &contact, "");
     assert_eq!(status_code(&ok), Some(200), "{ok}");
+    d.wait_binding("1001", T).expect("no binding written");
     drop(agent);
 
-    let _caller = Caller::dial(d.sip_port(), "1500");
-    let deadline = Instant::now() + T;
-    while sample(&metrics(&d), "sipacd_sip_tls_no_flow_total") < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the offer to the agent whose connection closed was not dropped; sipacd:\n{}",
-            d.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // The caller waits in the queue: the agent is logged out, not rung.
+    let mut caller = Caller::dial(d.sip_port(), "1500");
+    let gone = |l: &str| l.contains("TLS connection the agent registered on is gone");
+    assert!(
+        d.wait_for_log(T, gone),
+        "the agent whose connection closed was not logged out; sipacd:\n{}",
+        d.stderr()
+    );
     assert!(
         contact_port.accept().is_err(),
         "sipacd opened a connection to the agent's Contact"
     );
+
+    // Registered again on a new connection: the waiting call comes down it.
+    let mut again = TlsAgent::connect("1001", tls_port, &pki);
+    let ok = again.register(DOMAIN, AGENT_PASSWORD, &contact, "");
+    assert_eq!(status_code(&ok), Some(200), "{ok}");
+    let invite = again
+        .next(T, |m| method(m) == Some("INVITE"))
+        .unwrap_or_else(|| panic!("no offer after registering again; sipacd:\n{}", d.stderr()));
+    let tag = token();
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let body = sdp(rtp.local_addr().unwrap().port());
+    let me = format!("sip:1001@{};transport=tls", again.local);
+    again.send(&response(&invite, 200, "OK", &tag, Some(&me), Some(&body)));
+    let cid = header(&invite, "Call-ID", Some("i")).unwrap().to_string();
+    assert!(again
+        .next(T, |m| method(m) == Some("ACK")
+            && header(m, "Call-ID", Some("i")) == Some(cid.as_str()))
+        .is_some());
+    caller.bye();
+    assert!(contact_port.accept().is_err());
+    let m = metrics(&d);
+    assert_eq!(sample(&m, "sipacd_sip_tls_no_flow_total"), 0.0, "{m}");
+    let log = d.stderr();
+    assert!(!log.contains(" WARN ") && !log.contains("ERROR"), "{log}");
 }
 
 #[test]

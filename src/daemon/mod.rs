@@ -152,6 +152,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         },
         metrics: metrics.clone(),
     };
+    let mut endpoints = endpoints;
+    for ep in &mut endpoints {
+        let t = outlets.transports.clone();
+        ep.set_flow_check(Arc::new(move |peer| t.connected(peer)));
+    }
     let (shards, mut tasks) = shards::spawn(endpoints, sip_rx, &outlets);
     drop(outlets);
     let mut current = cfg;

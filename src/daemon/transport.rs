@@ -170,6 +170,11 @@ impl Transports {
         &self.policy
     }
 
+    /// Whether a connection to `peer` is open (TCP or TLS).
+    pub fn connected(&self, peer: Peer) -> bool {
+        self.tcp_conns.get(&peer).is_some_and(|c| !c.1.is_closed())
+    }
+
     /// The TLS configuration holder (set at start, swapped by reload).
     pub fn tls(&self) -> &TlsAcceptors {
         &self.tls

@@ -43,6 +43,21 @@ impl Endpoint {
             debug!(%agent, "offered agent has no binding: logged out");
             return self.agent_reachable(&agent, false, now);
         };
+        let flow_gone = binding.source.transport == crate::sip::Transport::Tls
+            && self.flows.as_ref().is_some_and(|up| !up(binding.source));
+        if flow_gone {
+            // Never re-opened (RFC 5626 §5.3): logged out until it
+            // registers again; the router offers the call elsewhere.
+            info!(%agent, peer = %binding.source, "the TLS connection the agent registered on is gone: logged out until it registers again");
+            self.agent_reachable(&agent, false, now);
+            // The router has it ringing: the offer goes back at once (as a
+            // refusal, not a ring-out) and the call to the next agent.
+            if let Some(acd) = self.calls.get(ck).and_then(|c| c.acd) {
+                let r = self.timed(|r| r.rejected(&agent, acd, now.mono));
+                self.acd_result(r, now);
+            }
+            return;
+        }
         if self.calls.get(ck).and_then(|c| c.acd).is_none() {
             return; // the caller left the queue meanwhile
         }
