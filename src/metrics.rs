@@ -678,6 +678,16 @@ impl Metrics {
                 c(&t.tcp_connect_failures),
             );
             reg.register(
+                "sip_tls_handshake_failures",
+                "TLS connections closed because their handshake failed or took too long",
+                c(&t.tls_handshake_failures),
+            );
+            reg.register(
+                "sip_tls_no_flow",
+                "SIP messages dropped because the TLS connection of their peer was gone",
+                c(&t.tls_no_flow),
+            );
+            reg.register(
                 "sip_tcp_dropped",
                 "SIP messages dropped: queued for a failed connect or a peer that does not read",
                 c(&t.tcp_dropped),

@@ -329,6 +329,52 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
     }
 }
 
+/// `tls_cert` and `tls_key`: both or neither, both when a `tls:` listener
+/// is listed; the pair is read and checked here, so `sipacd check` and a
+/// reload refuse what the daemon could not serve.
+fn tls_files(
+    ctx: &mut Ctx,
+    s: &RawServer,
+    base: &Path,
+    sip: &[Listener],
+) -> Option<super::tls::TlsFiles> {
+    use super::tls::{server_config, TlsFile, TlsFiles};
+    let wants_tls = sip.iter().any(|l| l.transport == Transport::Tls);
+    let (cert, key) = match (&s.tls_cert, &s.tls_key) {
+        (Some(c), Some(k)) => (c, k),
+        (None, None) => {
+            if wants_tls {
+                let at = s.sip.as_ref().map_or(0..0, |l| l.span());
+                ctx.err(at, "a tls: listener needs tls_cert and tls_key");
+            }
+            return None;
+        }
+        (Some(one), None) => {
+            ctx.err(one.span(), "tls_cert needs tls_key beside it");
+            return None;
+        }
+        (None, Some(one)) => {
+            ctx.err(one.span(), "tls_key needs tls_cert beside it");
+            return None;
+        }
+    };
+    let files = TlsFiles {
+        cert: base.join(cert.get_ref()),
+        key: base.join(key.get_ref()),
+    };
+    match server_config(&files) {
+        Ok(_) => Some(files),
+        Err((which, e)) => {
+            let at = match which {
+                TlsFile::Cert => cert.span(),
+                TlsFile::Key => key.span(),
+            };
+            ctx.err(at, e.to_string());
+            None
+        }
+    }
+}
+
 fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
     let mut sip = Vec::new();
     match &s.sip {
@@ -352,6 +398,7 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
                     let transport = match t {
                         "udp" => Transport::Udp,
                         "tcp" => Transport::Tcp,
+                        "tls" => Transport::Tls,
                         _ => return None,
                     };
                     Some(Listener {
@@ -367,7 +414,7 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
                     None => ctx.err(
                         l.span(),
                         format!(
-                            "listener `{}` must be udp:IP:PORT or tcp:IP:PORT",
+                            "listener `{}` must be udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT",
                             l.get_ref()
                         ),
                     ),
@@ -480,6 +527,7 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
     });
     let auth_guard = auth_guard(ctx, s);
     let (pike, max_calls_in_setup_per_source, allow_networks) = flood(ctx, s);
+    let tls = tls_files(ctx, s, base, &sip);
     ServerConfig {
         sip,
         advertise,
@@ -503,6 +551,7 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
         tcp_max_per_source: to_usize(at_least_1(ctx, &s.tcp_max_per_source, 128)),
         tcp_message_timeout_s: at_least_1(ctx, &s.tcp_message_timeout_s, 10),
         tcp_idle_s: at_least_1(ctx, &s.tcp_idle_s, 120),
+        tls,
         admin_max_connections: to_usize(at_least_1(ctx, &s.admin_max_connections, 64)),
         admin_header_timeout_s: at_least_1(ctx, &s.admin_header_timeout_s, 10),
         auth_guard,

@@ -142,7 +142,7 @@ fn server(old: &Config, new: &Config, out: &mut Vec<String>) {
         admin_token, digest_algorithms, data_dir, prompts, timezone, drain_s,
         max_calls, rtp_timeout_s, queue_log, tcp_connect_timeout_s,
         tcp_max_connections, tcp_max_per_source, tcp_message_timeout_s, tcp_idle_s,
-        admin_max_connections, admin_header_timeout_s, auth_guard, pike,
+        tls, admin_max_connections, admin_header_timeout_s, auth_guard, pike,
         max_calls_in_setup_per_source, allow_networks);
     for f in fields {
         let later = if RESTART_ONLY.contains(&f.as_str()) {

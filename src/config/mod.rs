@@ -17,6 +17,7 @@ mod keys;
 mod raw;
 mod read;
 pub mod schedule;
+pub mod tls;
 mod types;
 pub mod wav;
 

@@ -61,6 +61,8 @@ pub struct RawServer {
     pub tcp_max_per_source: Option<S<u64>>,
     pub tcp_message_timeout_s: Option<S<u64>>,
     pub tcp_idle_s: Option<S<u64>>,
+    pub tls_cert: Option<S<String>>,
+    pub tls_key: Option<S<String>>,
     pub admin_max_connections: Option<S<u64>>,
     pub admin_header_timeout_s: Option<S<u64>>,
     pub auth_max_failures: Option<S<u64>>,

@@ -297,7 +297,7 @@ fn many_errors_reported_at_once_with_positions() {
         (
             2,
             30,
-            "listener `sctp:1.2.3.4:5060` must be udp:IP:PORT or tcp:IP:PORT",
+            "listener `sctp:1.2.3.4:5060` must be udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT",
         ),
         (2, 51, "listener `udp:127.0.0.1`"),
         (3, 13, "advertise `localhost` must be an IP address"),

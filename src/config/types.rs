@@ -25,7 +25,7 @@ pub struct Config {
     pub source_path: PathBuf,
 }
 
-/// One SIP listener (`udp:IP:PORT` or `tcp:IP:PORT`).
+/// One SIP listener (`udp:IP:PORT`, `tcp:IP:PORT` or `tls:IP:PORT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listener {
     pub transport: Transport,
@@ -37,6 +37,7 @@ impl fmt::Display for Listener {
         let t = match self.transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         };
         write!(f, "{t}:{}", self.addr)
     }
@@ -109,6 +110,10 @@ pub struct ServerConfig {
     /// A TCP connection with no message this long is closed unless a
     /// registration uses it. Default 120.
     pub tcp_idle_s: u64,
+    /// The certificate chain and key of `tls:` listeners (`tls_cert`,
+    /// `tls_key`, PEM, relative to the config file's directory); `None`
+    /// unless both are set. Required when a `tls:` listener is listed.
+    pub tls: Option<super::tls::TlsFiles>,
     /// Open admin HTTP connections at most. Default 64.
     pub admin_max_connections: usize,
     /// An admin request's headers (and an idle keep-alive connection's next

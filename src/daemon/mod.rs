@@ -8,6 +8,7 @@ pub mod observers;
 pub mod shards;
 pub mod status;
 pub mod tcp_policy;
+pub mod tls;
 pub mod transport;
 
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ pub enum DaemonError {
     Config(ConfigErrors),
     #[error("cannot bind SIP listeners: {0}")]
     Bind(std::io::Error),
+    #[error("cannot load the TLS certificate: {0}")]
+    Tls(String),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("cannot prepare data_dir {path}: {source}")]
@@ -117,6 +120,13 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let transports = transports
         .with_policy(policy, keep_alive(&endpoints))
         .with_flood_gate(gate.clone());
+    // Before the listeners accept; the config check has read these files.
+    let tls = transports.tls().clone();
+    tls.load(cfg.server.tls.as_ref())
+        .map_err(DaemonError::Tls)?;
+    if let Some(f) = &cfg.server.tls {
+        info!(cert = %f.cert.display(), "TLS certificate loaded");
+    }
     transports.start(tcp);
     metrics.attach_transport(transports.stats.clone());
     if let Some(e) = endpoints.first() {
@@ -163,6 +173,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         },
         metrics: metrics.clone(),
     };
+    let mut endpoints = endpoints;
+    for ep in &mut endpoints {
+        let t = outlets.transports.clone();
+        ep.set_flow_check(Arc::new(move |peer| t.connected(peer)));
+    }
     let (shards, mut tasks) = shards::spawn(endpoints, sip_rx, &outlets);
     drop(outlets);
     let mut current = cfg;
@@ -178,11 +193,13 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             }
             _ = hup.recv() => {
                 if let ReloadOutcome::Applied { cfg, .. } = reload(&config_path, &current, &shards).await {
+                    tls.reload(cfg.server.tls.as_ref());
                     current = cfg;
                 }
             }
             Some(req) = ctl_rx.recv() => {
                 if let Some(cfg) = on_control(req, &config_path, &current, &shards, &today).await {
+                    tls.reload(cfg.server.tls.as_ref());
                     current = cfg;
                 }
             }
@@ -275,8 +292,7 @@ fn start_bindings_writer(
 /// Keeps an idle TCP connection open while a registration came over it.
 fn keep_alive(endpoints: &[Endpoint]) -> Option<transport::KeepAlive> {
     let reg = endpoints.first()?.shared_registrar();
-    Some(Arc::new(move |addr| {
-        let peer = crate::sip::Peer::tcp(addr);
+    Some(Arc::new(move |peer| {
         lock_registrar(&reg).has_binding_from(peer, SystemTime::now())
     }))
 }

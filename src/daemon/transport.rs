@@ -1,6 +1,8 @@
-//! Sockets. UDP listeners and TCP listeners/connections feed every inbound
-//! message into one channel; outbound messages go back out of the socket
-//! (UDP) or connection (TCP) the peer is reached on. No SIP logic here.
+//! Sockets. UDP listeners and TCP/TLS listeners/connections feed every
+//! inbound message into one channel; outbound messages go back out of the
+//! socket (UDP) or connection (TCP, TLS) the peer is reached on. No SIP
+//! logic here. TLS connections are TCP connections with a handshake first
+//! (`super::tls`): same framing, limits and timeouts, one table.
 //!
 //! Nothing here makes a signalling shard wait: a TCP connect runs on its
 //! own task with a timeout while what is sent meanwhile waits in the
@@ -14,12 +16,13 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::tcp_policy::{ConnClock, Expiry, TcpPolicy};
+use super::tls::TlsAcceptors;
 use crate::config::Listener;
 use crate::sip::framing::{self, Frame};
 use crate::sip::{Peer, Transport};
@@ -51,13 +54,22 @@ pub struct TransportStats {
     /// Messages dropped: queued for a connect that failed, or for a peer
     /// whose queue was full.
     pub tcp_dropped: AtomicU64,
-    /// Open SIP TCP connections, both directions (a gauge).
+    /// Open SIP TCP connections, both directions, TLS ones included (a
+    /// gauge).
     pub tcp_open: AtomicU64,
+    /// Messages received over TLS (counted apart from `tcp_in`).
+    pub tls_in: AtomicU64,
+    /// Accepted connections closed because their TLS handshake failed or
+    /// did not end within the message timeout.
+    pub tls_handshake_failures: AtomicU64,
+    /// Messages dropped: for a TLS peer whose connection is gone (a TLS
+    /// flow is never opened by us; the agent registers again).
+    pub tls_no_flow: AtomicU64,
 }
 
-/// Whether a registration is reached over the TCP connection from this
-/// address (such a connection is kept however idle it is).
-pub type KeepAlive = Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>;
+/// Whether a registration is reached over the TCP or TLS connection from
+/// this peer (such a connection is kept however idle it is).
+pub type KeepAlive = Arc<dyn Fn(Peer) -> bool + Send + Sync>;
 
 /// Bound sockets plus the table of live TCP connections.
 #[derive(Clone)]
@@ -66,14 +78,20 @@ pub struct Transports {
     /// Which UDP socket a peer last reached us on, so replies leave from the
     /// same address (NAT bindings, RFC 3581).
     udp_route: Arc<DashMap<SocketAddr, usize>>,
-    /// Open (or opening) connections by peer: their id and outbound queue.
-    tcp_conns: Arc<DashMap<SocketAddr, (u64, mpsc::Sender<Bytes>)>>,
+    /// Open (or opening) connections by peer (TCP or TLS, and its
+    /// address): their id and outbound queue. An agent's binding keeps the
+    /// peer it registered from, so what is sent to it goes down this
+    /// connection: the RFC 5626 flow.
+    tcp_conns: Arc<DashMap<Peer, (u64, mpsc::Sender<Bytes>)>>,
     /// Accepted connections per source address.
     per_source: Arc<DashMap<IpAddr, usize>>,
     policy: Arc<TcpPolicy>,
     keep: Option<KeepAlive>,
     /// Per-source flood limits, asked before a message is parsed.
     gate: Option<Arc<crate::flood::FloodGate>>,
+    /// The TLS server configuration new connections are accepted with
+    /// (swapped by reload).
+    tls: TlsAcceptors,
     /// One queue per signalling shard; a message goes to the shard that
     /// owns its Call-ID.
     inbound: Arc<Vec<mpsc::Sender<Inbound>>>,
@@ -96,7 +114,7 @@ fn new_queue() -> Queue {
 
 /// Counts an open connection (and, for accepted ones, its source's share)
 /// until dropped.
-struct Slot {
+pub(super) struct Slot {
     t: Transports,
     source: Option<IpAddr>,
 }
@@ -116,16 +134,17 @@ impl Drop for Slot {
 impl Transports {
     /// Binds every listener; fails if any address cannot be bound. Inbound
     /// messages of every socket will be sent to `inbound[shard]`, by Call-ID.
+    /// The stream listeners come back with their transport, for `start`.
     pub async fn bind(
         listeners: &[Listener],
         inbound: Vec<mpsc::Sender<Inbound>>,
-    ) -> std::io::Result<(Transports, Vec<TcpListener>)> {
+    ) -> std::io::Result<(Transports, Vec<(Transport, TcpListener)>)> {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for l in listeners {
             match l.transport {
                 Transport::Udp => udp.push(Arc::new(UdpSocket::bind(l.addr).await?)),
-                Transport::Tcp => tcp.push(TcpListener::bind(l.addr).await?),
+                t => tcp.push((t, TcpListener::bind(l.addr).await?)),
             }
         }
         let t = Transports {
@@ -136,6 +155,7 @@ impl Transports {
             policy: Arc::new(TcpPolicy::default()),
             keep: None,
             gate: None,
+            tls: TlsAcceptors::default(),
             inbound: Arc::new(inbound),
             stats: Arc::new(TransportStats::default()),
         };
@@ -167,13 +187,23 @@ impl Transports {
         &self.policy
     }
 
+    /// Whether a connection to `peer` is open (TCP or TLS).
+    pub fn connected(&self, peer: Peer) -> bool {
+        self.tcp_conns.get(&peer).is_some_and(|c| !c.1.is_closed())
+    }
+
+    /// The TLS configuration holder (set at start, swapped by reload).
+    pub fn tls(&self) -> &TlsAcceptors {
+        &self.tls
+    }
+
     /// Starts one reader task per socket; everything lands in `tx`.
-    pub fn start(&self, tcp: Vec<TcpListener>) {
+    pub fn start(&self, tcp: Vec<(Transport, TcpListener)>) {
         for (idx, sock) in self.udp.iter().enumerate() {
             tokio::spawn(udp_reader(self.clone(), idx, sock.clone()));
         }
-        for listener in tcp {
-            tokio::spawn(tcp_acceptor(self.clone(), listener));
+        for (transport, listener) in tcp {
+            tokio::spawn(tcp_acceptor(self.clone(), listener, transport));
         }
     }
 
@@ -195,6 +225,24 @@ impl Transports {
                 }
             }
             Transport::Tcp => self.send_tcp(to.addr, bytes),
+            Transport::Tls => self.send_flow(to, bytes),
+        }
+    }
+
+    /// Queues `bytes` on the live TLS connection of `to`. None open: the
+    /// message is dropped (counted). We never open a TLS connection: a
+    /// phone's flow is the connection it registered on (RFC 5626 §5.3), and
+    /// a new one to its source port would reach nothing behind its NAT; it
+    /// is reachable again when it registers again.
+    fn send_flow(&self, to: Peer, bytes: Bytes) {
+        let sent = match self.tcp_conns.get(&to) {
+            Some(c) => c.1.try_send(bytes).is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.stats.tls_no_flow.fetch_add(1, Ordering::Relaxed);
+            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            debug!(peer = %to, "no live TLS connection: message dropped");
         }
     }
 
@@ -204,7 +252,8 @@ impl Transports {
         use dashmap::mapref::entry::Entry;
         use mpsc::error::TrySendError;
         // The usual case, under the map's read lock: a connection is there.
-        let sender = self.tcp_conns.get(&addr).map(|c| c.1.clone());
+        let peer = Peer::tcp(addr);
+        let sender = self.tcp_conns.get(&peer).map(|c| c.1.clone());
         let bytes = match sender {
             None => bytes,
             Some(tx) => match tx.try_send(bytes) {
@@ -220,7 +269,7 @@ impl Transports {
         };
         // None there, or it just ended: under the write lock, so two shards
         // sending at once open one connection, not two.
-        let (bytes, id, tx, rx) = match self.tcp_conns.entry(addr) {
+        let (bytes, id, tx, rx) = match self.tcp_conns.entry(peer) {
             Entry::Occupied(mut e) => match e.get().1.try_send(bytes) {
                 Ok(()) => return,
                 Err(TrySendError::Full(_)) => {
@@ -270,12 +319,21 @@ impl Transports {
                     source: None,
                 };
                 let clock = ConnClock::connected(Instant::now());
-                return self.serve(stream, addr, id, tx, rx, clock, slot);
+                let (rd, wr) = stream.into_split();
+                let conn = Conn {
+                    peer: Peer::tcp(addr),
+                    id,
+                    pong: tx,
+                    clock,
+                    slot,
+                };
+                return self.serve(rd, wr, rx, conn);
             }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {:?}", self.policy.connect_timeout),
         };
-        self.tcp_conns.remove_if(&addr, |_, (cid, _)| *cid == id);
+        self.tcp_conns
+            .remove_if(&Peer::tcp(addr), |_, (cid, _)| *cid == id);
         rx.close();
         let mut dropped = 0u64;
         while rx.try_recv().is_ok() {
@@ -289,36 +347,51 @@ impl Transports {
         warn!(peer = %addr, error = %why, dropped, "tcp connect failed: queued messages dropped");
     }
 
-    /// Registers an accepted connection and serves it.
-    fn accepted(&self, stream: TcpStream, addr: SocketAddr, slot: Slot) {
+    /// Registers an accepted connection (its halves: a TCP stream's, or a
+    /// TLS stream's once its handshake is done) and serves it. `clock`
+    /// started at accept: a handshake's time counts against the first
+    /// message's timeout.
+    pub(super) fn accepted<R, W>(&self, rd: R, wr: W, peer: Peer, clock: ConnClock, slot: Slot)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (id, tx, rx) = new_queue();
-        self.tcp_conns.insert(addr, (id, tx.clone()));
-        let clock = ConnClock::accepted(Instant::now());
-        self.serve(stream, addr, id, tx, rx, clock, slot);
+        self.tcp_conns.insert(peer, (id, tx.clone()));
+        let conn = Conn {
+            peer,
+            id,
+            pong: tx,
+            clock,
+            slot,
+        };
+        self.serve(rd, wr, rx, conn);
     }
 
     /// Starts the writer and the reader of one connection; the reader
     /// enforces the policy's timeouts and forgets the connection at close.
-    #[allow(clippy::too_many_arguments)]
-    fn serve(
-        &self,
-        stream: TcpStream,
-        addr: SocketAddr,
-        id: u64,
-        pong: mpsc::Sender<Bytes>,
-        mut out_rx: mpsc::Receiver<Bytes>,
-        mut clock: ConnClock,
-        slot: Slot,
-    ) {
-        let (mut rd, mut wr) = stream.into_split();
+    fn serve<R, W>(&self, mut rd: R, mut wr: W, mut out_rx: mpsc::Receiver<Bytes>, conn: Conn)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn {
+            peer,
+            id,
+            pong,
+            mut clock,
+            slot,
+        } = conn;
         // The writer ends when every sender is gone: the table's entry (removed
         // by the reader on close) and the reader's own handle for pongs.
         tokio::spawn(async move {
             while let Some(b) = out_rx.recv().await {
-                if wr.write_all(&b).await.is_err() {
+                // flush: a TLS writer holds records until flushed.
+                if wr.write_all(&b).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }
             }
+            let _ = wr.shutdown().await;
         });
         let me = self.clone();
         tokio::spawn(async move {
@@ -332,12 +405,12 @@ impl Transports {
                     Ok(Ok(_)) => {}
                     Err(_) => {
                         let now = Instant::now();
-                        if why == Expiry::Idle && me.keep.as_ref().is_some_and(|k| k(addr)) {
+                        if why == Expiry::Idle && me.keep.as_ref().is_some_and(|k| k(peer)) {
                             clock.keep(now);
                             continue;
                         }
                         me.stats.tcp_timed_out.fetch_add(1, Ordering::Relaxed);
-                        debug!(peer = %addr, why = why.as_str(), "closing TCP connection");
+                        debug!(%peer, why = why.as_str(), "closing connection");
                         break;
                     }
                 }
@@ -346,14 +419,15 @@ impl Transports {
                     match framing::next_frame(&mut buf) {
                         Ok(Some(Frame::Message(bytes))) => {
                             messages += 1;
-                            if !me.admit_message(addr.ip()) {
+                            if !me.admit_message(peer.addr.ip()) {
                                 continue;
                             }
-                            me.stats.tcp_in.fetch_add(1, Ordering::Relaxed);
-                            let msg = Inbound {
-                                bytes,
-                                from: Peer::tcp(addr),
+                            let n = match peer.transport {
+                                Transport::Tls => &me.stats.tls_in,
+                                _ => &me.stats.tcp_in,
                             };
+                            n.fetch_add(1, Ordering::Relaxed);
+                            let msg = Inbound { bytes, from: peer };
                             if me.deliver(msg).await.is_err() {
                                 break 'read;
                             }
@@ -364,7 +438,7 @@ impl Transports {
                         Ok(None) => break,
                         Err(e) => {
                             me.stats.framing_errors.fetch_add(1, Ordering::Relaxed);
-                            warn!(peer = %addr, error = %e, "closing TCP connection");
+                            warn!(%peer, error = %e, "closing connection");
                             break 'read;
                         }
                     }
@@ -373,7 +447,7 @@ impl Transports {
                 clock.on_read(Instant::now(), messages, partial);
             }
             // Forget the connection only if the entry is still this one.
-            me.tcp_conns.remove_if(&addr, |_, (cid, _)| *cid == id);
+            me.tcp_conns.remove_if(&peer, |_, (cid, _)| *cid == id);
         });
     }
 
@@ -399,7 +473,7 @@ impl Transports {
     }
 
     /// A slot for a connection accepted from `addr`, or why not.
-    fn admit(&self, addr: SocketAddr) -> Result<Slot, &'static str> {
+    pub(super) fn admit(&self, addr: SocketAddr) -> Result<Slot, &'static str> {
         if let Some(g) = &self.gate {
             if g.is_blocked(addr.ip(), Instant::now()) {
                 g.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -456,7 +530,17 @@ async fn udp_reader(t: Transports, idx: usize, sock: Arc<UdpSocket>) {
     }
 }
 
-async fn tcp_acceptor(t: Transports, listener: TcpListener) {
+/// What one served connection is: its peer and table id, the handle its
+/// reader answers pings with, its timeouts and its slot.
+struct Conn {
+    peer: Peer,
+    id: u64,
+    pong: mpsc::Sender<Bytes>,
+    clock: ConnClock,
+    slot: Slot,
+}
+
+async fn tcp_acceptor(t: Transports, listener: TcpListener, transport: Transport) {
     // Refusals are logged when they start and when they stop, not each.
     let mut refusing = false;
     loop {
@@ -468,7 +552,13 @@ async fn tcp_acceptor(t: Transports, listener: TcpListener) {
                         refusing = false;
                     }
                     let _ = stream.set_nodelay(true);
-                    t.accepted(stream, addr, slot);
+                    let clock = ConnClock::accepted(Instant::now());
+                    if transport == Transport::Tls {
+                        super::tls::accept(&t, stream, addr, clock, slot);
+                    } else {
+                        let (rd, wr) = stream.into_split();
+                        t.accepted(rd, wr, Peer::tcp(addr), clock, slot);
+                    }
                 }
                 Err(why) => {
                     if !refusing {
@@ -572,5 +662,19 @@ mod tests {
             .expect("read");
         assert_eq!(&got, b"one two");
         assert_eq!(t.stats.tcp_dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_message_for_a_tls_peer_without_its_connection_is_dropped_never_connected() {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (t, _rx) = transports(TcpPolicy::default()).await;
+        t.send(Peer::tls(addr), Bytes::from_static(b"OPTIONS\r\n\r\n"))
+            .await;
+        assert_eq!(t.stats.tls_no_flow.load(Ordering::Relaxed), 1);
+        assert_eq!(t.stats.tcp_connecting.load(Ordering::Relaxed), 0);
+        let accepted = tokio::time::timeout(Duration::from_millis(300), l.accept()).await;
+        assert!(accepted.is_err(), "a connection was opened to the peer");
+        assert!(t.tcp_conns.is_empty());
     }
 }

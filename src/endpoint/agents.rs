@@ -43,6 +43,21 @@ impl Endpoint {
             debug!(%agent, "offered agent has no binding: logged out");
             return self.agent_reachable(&agent, false, now);
         };
+        let flow_gone = binding.source.transport == crate::sip::Transport::Tls
+            && self.flows.as_ref().is_some_and(|up| !up(binding.source));
+        if flow_gone {
+            // Never re-opened (RFC 5626 §5.3): logged out until it
+            // registers again; the router offers the call elsewhere.
+            info!(%agent, peer = %binding.source, "the TLS connection the agent registered on is gone: logged out until it registers again");
+            self.agent_reachable(&agent, false, now);
+            // The router has it ringing: the offer goes back at once (as a
+            // refusal, not a ring-out) and the call to the next agent.
+            if let Some(acd) = self.calls.get(ck).and_then(|c| c.acd) {
+                let r = self.timed(|r| r.rejected(&agent, acd, now.mono));
+                self.acd_result(r, now);
+            }
+            return;
+        }
         if self.calls.get(ck).and_then(|c| c.acd).is_none() {
             return; // the caller left the queue meanwhile
         }
@@ -86,6 +101,13 @@ impl Endpoint {
             port: self.listen_port(peer.transport),
         };
         let domain = &self.cfg.server.domain;
+        let contact = binding.contact.trim_matches(|c| c == '<' || c == '>');
+        // A sips: target asks for a sips: Contact (RFC 3261 §8.1.1.8),
+        // which says TLS by itself.
+        let (scheme, tp) = match contact.get(..5) {
+            Some(s) if s.eq_ignore_ascii_case("sips:") => ("sips", ""),
+            _ => ("sip", peer.transport.uri_param()),
+        };
         let text = format!(
             "INVITE {contact} SIP/2.0\r\n\
              Via: SIP/2.0/{t} {host}:{port};branch={branch};rport\r\n\
@@ -94,13 +116,12 @@ impl Endpoint {
              To: <sip:{agent}@{domain}>\r\n\
              Call-ID: {cid}\r\n\
              CSeq: 1 INVITE\r\n\
-             Contact: <sip:sipacd@{host}:{port}{tp}>\r\n\
+             Contact: <{scheme}:sipacd@{host}:{port}{tp}>\r\n\
              Allow: {allow}\r\n\
              Supported: {supported}\r\n\
              X-Sipacd-Queue: {queue}\r\n\
              X-Sipacd-Wait: {wait}\r\n\
              {vars}Content-Length: 0\r\n\r\n",
-            contact = binding.contact.trim_matches(|c| c == '<' || c == '>'),
             t = peer.transport,
             host = local.host,
             port = local.port,
@@ -109,11 +130,6 @@ impl Endpoint {
             cid = super::shard::call_id_for(self.shard, &local.host),
             allow = super::ALLOW,
             supported = crate::sip::extensions::SUPPORTED_HEADER,
-            tp = if peer.transport.is_reliable() {
-                ";transport=tcp"
-            } else {
-                ""
-            },
         );
         // Our parser, not rsip's: a registered contact may hold a URI rsip
         // refuses (a GRUU's `;gr=urn:uuid:…`).

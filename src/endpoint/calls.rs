@@ -617,10 +617,7 @@ impl Endpoint {
 
     pub(super) fn contact_for(&self, remote: Peer, user: &str) -> String {
         let port = self.listen_port(remote.transport);
-        let transport = match remote.transport {
-            crate::sip::Transport::Udp => "",
-            crate::sip::Transport::Tcp => ";transport=tcp",
-        };
+        let transport = remote.transport.uri_param();
         format!(
             "<sip:{user}@{}:{port}{transport}>",
             self.cfg.server.advertise

@@ -103,9 +103,22 @@ pub struct Endpoint {
     next_seq: u64,
     /// `[[numbers]]` by number: index into `cfg.numbers`.
     numbers: HashMap<String, usize>,
+    /// Whether the connection a TLS binding was registered on is still up
+    /// (the transport's answer; `None`: assumed up, as in tests).
+    flows: Option<FlowCheck>,
 }
 
+/// Whether a connection to this peer is open: asked before an agent
+/// registered over TLS is offered a call (a TLS flow is never re-opened).
+pub type FlowCheck = Arc<dyn Fn(Peer) -> bool + Send + Sync>;
+
 impl Endpoint {
+    /// Sets how to tell whether a TLS flow is still up (the daemon's
+    /// transports), before the shard starts.
+    pub fn set_flow_check(&mut self, flows: FlowCheck) {
+        self.flows = Some(flows);
+    }
+
     /// A stand-alone endpoint: the only shard, owning every call.
     pub fn new(cfg: Arc<Config>, now: Now) -> Endpoint {
         let shared = Shared::new(&cfg, now, PortPool::new(cfg.server.rtp_ports.clone()));
@@ -153,6 +166,7 @@ impl Endpoint {
             stream: Default::default(),
             next_seq: 0,
             numbers: number_index(&cfg),
+            flows: None,
             cfg,
         };
         if shard.is_primary() {

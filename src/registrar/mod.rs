@@ -28,6 +28,7 @@ mod contact;
 mod digest;
 mod guard;
 mod nonce;
+mod outbound;
 mod store;
 mod writer;
 
@@ -444,6 +445,9 @@ impl Registrar {
                 Header::Contact(rsip::headers::Contact::new(v))
             })
             .collect();
+        if outbound::applies(req, &contacts, source) {
+            extra.extend(outbound::response_headers());
+        }
         extra.push(Header::Date(rsip::headers::Date::new(http_date(now))));
         reply(StatusCode::OK, extra)
     }

@@ -158,6 +158,7 @@ pub fn load(path: &Path, now: SystemTime) -> Result<Vec<(String, Binding)>, Stor
         let transport = match s.transport.as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
             other => {
                 tracing::warn!(path = %path.display(), transport = other, "skipping stored binding with unknown transport");
                 continue;

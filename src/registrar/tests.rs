@@ -1108,3 +1108,50 @@ fn a_distributed_attack_does_not_lock_the_agent_out() {
         (401, 200)
     );
 }
+
+/// An authenticated REGISTER of `lines` from `from`.
+fn register_from(r: &mut Registrar, from: Peer, cid: &str, lines: &[&str]) -> Response {
+    let ch = get_challenge(r, Algorithm::Md5, t(0));
+    let mut extra: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+    extra.push(answer(
+        Algorithm::Md5,
+        "1001",
+        &ha1(Algorithm::Md5, "1001", "secret1"),
+        &ch,
+        1,
+        &format!("sip:{REALM}"),
+    ));
+    r.handle_register(&req("1001", cid, 1, &extra), from, t(0))
+}
+
+fn header_named(resp: &Response, name: &str) -> Option<String> {
+    crate::sip::headers::header_value(resp, name)
+}
+
+#[test]
+fn outbound_is_taken_up_over_a_connection_only() {
+    let outbound = [
+        "Supported: path, outbound",
+        "Contact: <sip:1001@10.0.0.6:5061;transport=tls;ob>;reg-id=1;\
+         +sip.instance=\"<urn:uuid:0e4b3cc6-4b8e-4a1c-9a5a-1f2f3e4d5c6b>\"",
+    ];
+    let tls = Peer::tls("198.51.100.7:40312".parse().unwrap());
+    let mut r = registrar();
+    let resp = register_from(&mut r, tls, "ob-tls", &outbound);
+    assert_eq!(resp.status_code, StatusCode::OK);
+    assert_eq!(header_named(&resp, "Require").as_deref(), Some("outbound"));
+    assert_eq!(header_named(&resp, "Flow-Timer").as_deref(), Some("120"));
+    assert!(r.has_binding_from(tls, t(1)), "the binding keeps its flow");
+
+    // Over UDP: bound, but outbound is not claimed.
+    let resp = register_from(&mut registrar(), peer(), "ob-udp", &outbound);
+    assert_eq!(resp.status_code, StatusCode::OK);
+    assert_eq!(header_named(&resp, "Require"), None);
+    // Without reg-id, or without Supported: outbound, no outbound either.
+    let plain = ["Supported: outbound", "Contact: <sip:1001@10.0.0.6;ob>"];
+    let resp = register_from(&mut registrar(), tls, "ob-none", &plain);
+    assert_eq!(header_named(&resp, "Require"), None);
+    let unasked = [outbound[1]];
+    let resp = register_from(&mut registrar(), tls, "ob-unasked", &unasked);
+    assert_eq!(header_named(&resp, "Require"), None);
+}

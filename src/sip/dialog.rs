@@ -110,12 +110,12 @@ impl LocalVia {
     }
 
     pub fn contact(&self) -> Contact {
-        match self.transport {
-            Transport::Udp => Contact::new(format!("<sip:{}:{}>", self.host, self.port)),
-            Transport::Tcp => {
-                Contact::new(format!("<sip:{}:{};transport=tcp>", self.host, self.port))
-            }
-        }
+        Contact::new(format!(
+            "<sip:{}:{}{}>",
+            self.host,
+            self.port,
+            self.transport.uri_param()
+        ))
     }
 }
 

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over TLS over TCP (RFC 3261 §26.2, RFC 5630): framed as TCP.
+    Tls,
 }
 
 impl Transport {
@@ -17,12 +19,23 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// The `;transport=` URI parameter for a Contact reached on this
+    /// transport (empty for UDP, the default).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
         }
     }
 
     /// Reliable transports need no retransmission timers (RFC 3261 §17).
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        matches!(self, Transport::Tcp | Transport::Tls)
     }
 }
 
@@ -51,6 +64,13 @@ impl Peer {
     pub fn tcp(addr: SocketAddr) -> Self {
         Peer {
             transport: Transport::Tcp,
+            addr,
+        }
+    }
+
+    pub fn tls(addr: SocketAddr) -> Self {
+        Peer {
+            transport: Transport::Tls,
             addr,
         }
     }

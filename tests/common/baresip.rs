@@ -215,6 +215,12 @@ impl Baresip {
     /// `accounts` file) sending the WAV `source` as its microphone, and waits
     /// until its control socket accepts connections.
     pub fn start(name: &str, account_line: &str, source: &[u8]) -> Baresip {
+        Self::start_with(name, account_line, source, "")
+    }
+
+    /// `start` with `extra` lines appended to baresip's `config` (e.g.
+    /// `sip_cafile` for TLS).
+    pub fn start_with(name: &str, account_line: &str, source: &[u8], extra: &str) -> Baresip {
         let dir = tempfile::Builder::new()
             .prefix(&format!("baresip-{name}-"))
             .tempdir()
@@ -255,7 +261,7 @@ impl Baresip {
              module_tmp account.so\n\
              module_app menu.so\n\
              module_app ctrl_tcp.so\n\
-             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n",
+             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n{extra}",
             src = root.join("source.wav").display(),
             rec = root.join("rec").display(),
         );

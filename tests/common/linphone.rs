@@ -78,6 +78,15 @@ pub enum Role<'a> {
     },
     /// Never registers; calls go out as `user@127.0.0.1`.
     Caller { user: &'a str },
+    /// As `Agent`, over TLS to the daemon's `tls:` listener on
+    /// `proxy_port`, verifying its certificate against `ca` (PEM).
+    TlsAgent {
+        user: &'a str,
+        password: &'a str,
+        domain: &'a str,
+        proxy_port: u16,
+        ca: &'a Path,
+    },
 }
 
 /// One linphonec instance.
@@ -128,7 +137,7 @@ impl Linphone {
             .arg("6")
             .arg("-l")
             .arg(&log_path);
-        if matches!(role, Role::Agent { .. }) {
+        if matches!(role, Role::Agent { .. } | Role::TlsAgent { .. }) {
             cmd.arg("-a"); // auto-answer
         }
         let mut child = cmd
@@ -282,14 +291,27 @@ impl Drop for Linphone {
 /// session timers, ICE, AVPF, RTCP-XR or video.
 fn linphonerc(role: &Role<'_>, sip_port: u16, rtp_lo: u16, rtp_hi: u16) -> String {
     let contact = match role {
-        Role::Agent { user, .. } | Role::Caller { user } => format!("sip:{user}@127.0.0.1"),
+        Role::Agent { user, .. } | Role::Caller { user } | Role::TlsAgent { user, .. } => {
+            format!("sip:{user}@127.0.0.1")
+        }
+    };
+    // TLS needs a TLS listening point (any port: -1); the others keep none.
+    let (tls_port, tls_lines) = match role {
+        Role::TlsAgent { ca, .. } => (
+            -1,
+            format!(
+                "root_ca={}\nverify_server_certs=1\nverify_server_cn=1\n",
+                ca.display()
+            ),
+        ),
+        _ => (0, String::new()),
     };
     let mut rc = format!(
         "# written by tests/common/linphone.rs\n\
          [sip]\n\
          sip_port={sip_port}\n\
          sip_tcp_port=0\n\
-         sip_tls_port=0\n\
+         sip_tls_port={tls_port}\n\
          bind_address=127.0.0.1\n\
          use_ipv6=0\n\
          ipv6_migration_done=1\n\
@@ -297,6 +319,7 @@ fn linphonerc(role: &Role<'_>, sip_port: u16, rtp_lo: u16, rtp_hi: u16) -> Strin
          contact={contact}\n\
          session_expires_enabled=0\n\
          inc_timeout=30\n\
+         {tls_lines}\
          [net]\n\
          mtu=1300\n\
          [rtp]\n\
@@ -313,16 +336,33 @@ fn linphonerc(role: &Role<'_>, sip_port: u16, rtp_lo: u16, rtp_hi: u16) -> Strin
         video = rtp_hi + 1,
         text = rtp_hi + 3,
     );
-    if let Role::Agent {
-        user,
-        password,
-        domain,
-        proxy_port,
-    } = role
-    {
+    let agent = match role {
+        Role::Agent {
+            user,
+            password,
+            domain,
+            proxy_port,
+        } => Some((user, password, domain, proxy_port, "udp")),
+        Role::TlsAgent {
+            user,
+            password,
+            domain,
+            proxy_port,
+            ..
+        } => Some((user, password, domain, proxy_port, "tls")),
+        Role::Caller { .. } => None,
+    };
+    if let Some((user, password, domain, proxy_port, transport)) = agent {
+        // Over TLS by name: this mbedTLS matches a certificate's DNS names
+        // only (it cannot read an IP address SAN).
+        let host = if transport == "tls" {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
         rc.push_str(&format!(
             "[proxy_0]\n\
-             reg_proxy=<sip:127.0.0.1:{proxy_port};transport=udp>\n\
+             reg_proxy=<sip:{host}:{proxy_port};transport={transport}>\n\
              reg_identity=<sip:{user}@{domain}>\n\
              reg_expires=600\n\
              reg_sendregister=1\n\

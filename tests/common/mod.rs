@@ -13,6 +13,7 @@ pub mod netns;
 pub mod phone;
 pub mod sip;
 pub mod sipp;
+pub mod tls;
 
 use std::fs;
 use std::io::Write;
@@ -171,6 +172,8 @@ pub struct ConfigSpec {
     pub extra: String,
     /// Extra `[server]` lines (`key = value`), appended to that table.
     pub server_extra: String,
+    /// Extra listeners appended to `server.sip` (e.g. `, "tls:127.0.0.1:P"`).
+    pub sip_extra: String,
     /// Environment of the daemon process (e.g. `TOKIO_WORKER_THREADS`).
     pub env: Vec<(String, String)>,
 }
@@ -188,6 +191,7 @@ impl ConfigSpec {
             admin_token: String::new(),
             extra: String::new(),
             server_extra: String::new(),
+            sip_extra: String::new(),
             env: Vec::new(),
         }
     }
@@ -198,7 +202,7 @@ impl ConfigSpec {
         format!(
             r#"# written by tests/common/mod.rs
 [server]
-sip = ["udp:127.0.0.1:{p}", "tcp:127.0.0.1:{p}"]
+sip = ["udp:127.0.0.1:{p}", "tcp:127.0.0.1:{p}"{sip_extra}]
 advertise = "127.0.0.1"
 domain = "{DOMAIN}"
 rtp_ports = "{rtp_lo}-{rtp_hi}"
@@ -252,6 +256,7 @@ type = "hangup"
             rtp_timeout = self.rtp_timeout_s,
             extra = self.extra,
             server_extra = self.server_extra,
+            sip_extra = self.sip_extra,
         )
     }
 }
