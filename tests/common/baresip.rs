@@ -215,6 +215,17 @@ impl Baresip {
     /// `accounts` file) sending the WAV `source` as its microphone, and waits
     /// until its control socket accepts connections.
     pub fn start(name: &str, account_line: &str, source: &[u8]) -> Baresip {
+        Baresip::start_with_modules(name, account_line, source, &[])
+    }
+
+    /// [`Baresip::start`] loading `modules` too (e.g. `srtp.so`).
+    pub fn start_with_modules(
+        name: &str,
+        account_line: &str,
+        source: &[u8],
+        modules: &[&str],
+    ) -> Baresip {
+        let extra_modules: String = modules.iter().map(|m| format!("module {m}\n")).collect();
         let dir = tempfile::Builder::new()
             .prefix(&format!("baresip-{name}-"))
             .tempdir()
@@ -252,6 +263,7 @@ impl Baresip {
              module aufile.so\n\
              module aubridge.so\n\
              module sndfile.so\n\
+             {extra_modules}\
              module_tmp account.so\n\
              module_app menu.so\n\
              module_app ctrl_tcp.so\n\

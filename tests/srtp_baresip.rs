@@ -1,0 +1,150 @@
+//! SRTP (SDES) with a real softphone: baresip 1.0 with its `srtp` module
+//! as an agent that insists on SRTP (`mediaenc=srtp-mand`), called by a
+//! plain-RTP caller through sipacd. sipacd decrypts on the agent's leg and
+//! encrypts towards it: each phone's recording must hold the other's tone
+//! (garbled audio, or SRTP the phone cannot authenticate, would not). A
+//! number with `media_encryption = "srtp"` refuses a plain offer with 488.
+//!
+//! Without baresip and its srtp module these tests fail (see
+//! `common::require`).
+
+mod common;
+
+use common::baresip::{
+    assert_tone, baresip_or_skip, caller_account, sine_wav, Baresip, MODULE_PATH,
+};
+use common::{ConfigSpec, Daemon, DOMAIN};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+const SRTP_PASSWORD: &str = "s3cret-1002";
+
+fn srtp_or_skip() -> bool {
+    baresip_or_skip()
+        && common::require(
+            std::path::Path::new(MODULE_PATH).join("srtp.so").exists(),
+            "baresip's srtp module (Debian package baresip-core)",
+        )
+}
+
+/// Agent 1002 of queue `support`, SRTP only; number 1502 SRTP only.
+fn spec() -> ConfigSpec {
+    let mut spec = ConfigSpec::new();
+    spec.extra = format!(
+        r#"
+[agents.1002]
+name = "Bob"
+password = "{SRTP_PASSWORD}"
+skills = {{ support = 5 }}
+media_encryption = "srtp"
+
+[[numbers]]
+number = "1502"
+to = "queue:support"
+media_encryption = "srtp"
+"#
+    );
+    spec
+}
+
+/// baresip's account for agent 1002, SRTP mandatory (RTP/SAVP, a=crypto).
+fn srtp_agent_account(port: u16) -> String {
+    format!(
+        "<sip:1002@{DOMAIN}>;auth_pass={SRTP_PASSWORD};outbound=\"sip:127.0.0.1:{port}\";regint=60;answermode=auto;audio_codecs=PCMU;mediaenc=srtp-mand"
+    )
+}
+
+/// `GET /metrics` (the harness sets no admin token).
+fn metrics(d: &Daemon) -> String {
+    let url = format!("{}/metrics", d.admin_url());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+}
+
+fn assert_heard(who: &Baresip, want: f64, own: f64, min_s: f64) {
+    let files = who.heard();
+    assert_eq!(files.len(), 1, "{}: recordings {files:?}", who.name);
+    assert_tone(&who.name, &files[0], want, own, min_s);
+}
+
+#[test]
+fn srtp_agent_and_plain_caller_hear_each_other() {
+    if !srtp_or_skip() {
+        return;
+    }
+    let d = Daemon::start_with(spec());
+    let port = d.sip_port();
+    let mut agent = Baresip::start_with_modules(
+        "srtp-agent",
+        &srtp_agent_account(port),
+        &sine_wav(1000.0, 20.0),
+        &["srtp.so"],
+    );
+    let mut agent_ctrl = agent.ctrl();
+    assert!(
+        d.wait_binding("1002", WAIT).is_some(),
+        "agent did not register; baresip:\n{}\nsipacd:\n{}",
+        agent.output(),
+        d.stderr()
+    );
+    let mut caller = Baresip::start("caller", &caller_account(port), &sine_wav(440.0, 20.0));
+    let mut caller_ctrl = caller.ctrl();
+    let r = caller_ctrl.command("dial", &format!("sip:1500@127.0.0.1:{port}"));
+    assert_eq!(r["ok"], true, "dial: {r}");
+    assert!(
+        agent_ctrl.wait_event("CALL_ESTABLISHED", WAIT).is_some(),
+        "the SRTP agent never got the call; agent:\n{}\ncaller:\n{}\nsipacd:\n{}",
+        agent.output(),
+        caller.output(),
+        d.stderr()
+    );
+    assert!(caller_ctrl.wait_event("CALL_ESTABLISHED", WAIT).is_some());
+    assert!(d.wait_for_log(WAIT, |l| l.contains("agent answered: bridged")));
+    for (who, ctrl) in [("agent", &mut agent_ctrl), ("caller", &mut caller_ctrl)] {
+        assert!(
+            ctrl.wait_event("CALL_RTPESTAB", WAIT).is_some(),
+            "the {who}'s phone never received RTP; agent:\n{}\nsipacd:\n{}",
+            agent.output(),
+            d.stderr()
+        );
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let r = caller_ctrl.command("hangup", "");
+    assert_eq!(r["ok"], true, "hangup: {r}");
+    assert!(caller_ctrl.wait_event("CALL_CLOSED", WAIT).is_some());
+    assert!(agent_ctrl.wait_event("CALL_CLOSED", WAIT).is_some());
+    caller.stop();
+    agent.stop();
+    // The agent's phone did SRTP (its srtp module says so on the call).
+    let out = agent.output().to_lowercase();
+    assert!(out.contains("srtp"), "agent output:\n{out}");
+    assert_heard(&agent, 440.0, 1000.0, 2.0);
+    assert_heard(&caller, 1000.0, 440.0, 2.0);
+    // Nothing of the agent's SRTP was refused.
+    let metrics = metrics(&d);
+    assert!(metrics.contains("sipacd_"), "{metrics}");
+    assert!(!metrics.contains("reason=\"srtp_auth\""), "{metrics}");
+}
+
+#[test]
+fn srtp_number_refuses_a_plain_offer_with_488() {
+    if !srtp_or_skip() {
+        return;
+    }
+    let d = Daemon::start_with(spec());
+    let port = d.sip_port();
+    let caller = Baresip::start("plain-caller", &caller_account(port), &sine_wav(440.0, 5.0));
+    let mut ctrl = caller.ctrl();
+    let r = ctrl.command("dial", &format!("sip:1502@127.0.0.1:{port}"));
+    assert_eq!(r["ok"], true, "dial: {r}");
+    assert!(
+        caller.wait_for_output(WAIT, |o| o.contains("488")),
+        "no 488 for a plain offer to an SRTP number; caller:\n{}\nsipacd:\n{}",
+        caller.output(),
+        d.stderr()
+    );
+    assert!(!caller.output().contains("CALL_ESTABLISHED"));
+}
