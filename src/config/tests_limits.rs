@@ -207,4 +207,18 @@ fn media_encryption_is_read_per_agent_and_number_and_checked_at_its_place() {
             "media_encryption `sdes` must be one of srtp, optional, none".to_string()
         )]
     );
+    // A reload names the change.
+    let plain = text.replace("media_encryption = \"srtp\"\n", "");
+    let plain = plain.replace(
+        "media_encryption = \"optional\"\n",
+        "media_encryption = \"none\"\n",
+    );
+    let d = diff(&c, &parse_str(&plain, &path).unwrap());
+    assert_eq!(
+        d,
+        [
+            "agent a changed: media_encryption",
+            "number 1 changed: media_encryption"
+        ]
+    );
 }

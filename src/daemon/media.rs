@@ -295,6 +295,15 @@ impl Engine {
                 }
             }
             MediaCommand::Srtp { leg, keys } => {
+                // A re-key of an SRTP leg keeps what did not change.
+                let current = self.slots.get_mut(&leg).and_then(|s| s.srtp.as_mut());
+                if let (Some(cur), Some(k)) = (current, keys.clone()) {
+                    if let Err(e) = cur.update(k) {
+                        warn!(leg, error = %e, "SRTP keys not usable: ending the call");
+                        let _ = self.events.send(MediaEvent::Timeout { leg });
+                    }
+                    return;
+                }
                 let srtp = match keys.map(SrtpLeg::new).transpose() {
                     Ok(s) => s,
                     Err(e) => {

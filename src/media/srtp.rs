@@ -110,6 +110,22 @@ impl SrtpLeg {
         })
     }
 
+    /// New keys from a re-INVITE or UPDATE: only the side whose key
+    /// changed starts afresh. Keeping our sending context when our key
+    /// stays keeps its rollover counter and SRTCP index, which the peer's
+    /// receiver goes on checking.
+    pub fn update(&mut self, keys: SrtpKeys) -> Result<(), SrtpError> {
+        if keys.remote != self.keys.remote {
+            self.rx = context(&keys.remote, true)?;
+            self.ssrcs.clear();
+        }
+        if keys.local != self.keys.local {
+            self.tx = context(&keys.local, false)?;
+        }
+        self.keys = keys;
+        Ok(())
+    }
+
     pub fn keys(&self) -> &SrtpKeys {
         &self.keys
     }
@@ -305,6 +321,38 @@ mod tests {
         }
         let out = us.protect_rtcp(&rr).unwrap();
         assert_eq!(&ph.unprotect_rtcp(&out).unwrap()[..], &rr[..]);
+    }
+
+    #[test]
+    fn a_new_peer_key_keeps_our_sending_stream() {
+        let (ours, phone) = keys();
+        let mut us = SrtpLeg::new(ours.clone()).unwrap();
+        let mut ph = SrtpLeg::new(phone).unwrap();
+        let sent = us
+            .protect_rtp(&rtp(0, 1, 0, 0xA6E, false, &[1; 160]))
+            .unwrap();
+        assert!(ph.unprotect_rtp(&sent).is_ok());
+        // The phone re-keys its own stream (a re-INVITE's a=crypto).
+        let new_remote = CryptoAttr::generate(1, Suite::AesCm128HmacSha1_80);
+        let mut ph2 = SrtpLeg::new(SrtpKeys {
+            local: new_remote.clone(),
+            remote: ours.local.clone(),
+        })
+        .unwrap();
+        us.update(SrtpKeys {
+            local: ours.local.clone(),
+            remote: new_remote,
+        })
+        .unwrap();
+        let theirs = ph2
+            .protect_rtp(&rtp(0, 50, 0, 0xAAA, false, &[2; 160]))
+            .unwrap();
+        assert!(us.unprotect_rtp(&theirs).is_ok());
+        // Our stream goes on where it was for the phone's unchanged receiver.
+        let next = us
+            .protect_rtp(&rtp(0, 2, 160, 0xA6E, false, &[1; 160]))
+            .unwrap();
+        assert!(ph.unprotect_rtp(&next).is_ok());
     }
 
     #[test]
