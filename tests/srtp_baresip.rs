@@ -11,7 +11,8 @@
 mod common;
 
 use common::baresip::{
-    assert_tone, baresip_or_skip, caller_account, sine_wav, Baresip, MODULE_PATH,
+    assert_tone, baresip_or_skip, caller_account, read_wav_8k_mono, rms, sine_wav, Baresip,
+    MODULE_PATH,
 };
 use common::{ConfigSpec, Daemon, DOMAIN};
 use std::time::Duration;
@@ -150,4 +151,80 @@ fn srtp_number_refuses_a_plain_offer_with_488() {
         d.stderr()
     );
     assert!(!caller.output().contains("CALL_ESTABLISHED"));
+}
+
+/// A SIPp caller sending real G.711 A-law audio (sip-tester's pcap) as
+/// plain RTP, to the SRTP agent: the agent's recording holds the caller's
+/// speech, and the agent's SRTP is accepted by sipacd all along (with
+/// `rtp_timeout_s = 2`, a leg whose packets failed authentication would be
+/// hung up, and SIPp fails on the unexpected BYE).
+#[test]
+fn sipp_caller_with_plain_rtp_talks_to_an_srtp_agent() {
+    let pcap = std::path::Path::new("/usr/share/sip-tester/g711a.pcap");
+    if !srtp_or_skip()
+        || !common::sipp::sipp_or_skip()
+        || !common::require(pcap.is_file(), "sip-tester's pcap files")
+    {
+        return;
+    }
+    let mut spec = spec();
+    spec.rtp_timeout_s = 2;
+    let mut d = Daemon::start_with(spec);
+    let port = d.sip_port();
+    let mut agent = Baresip::start_with_modules(
+        "srtp-agent-sipp",
+        &srtp_agent_account(port),
+        &sine_wav(1000.0, 20.0),
+        &["srtp.so"],
+    );
+    let mut agent_ctrl = agent.ctrl();
+    assert!(
+        d.wait_binding("1002", WAIT).is_some(),
+        "agent did not register; baresip:\n{}",
+        agent.output()
+    );
+    let media = common::free_port().to_string();
+    let sipp = std::thread::spawn(move || {
+        common::sipp::run_sipp(
+            port,
+            "caller_g711a",
+            &["-s", "1500", "-mp", &media],
+            Duration::from_secs(30),
+        )
+    });
+    assert!(
+        agent_ctrl.wait_event("CALL_ESTABLISHED", WAIT).is_some(),
+        "the SRTP agent never got the call; agent:\n{}\nsipacd:\n{}",
+        agent.output(),
+        d.stderr()
+    );
+    let run = sipp.join().unwrap();
+    assert!(
+        run.success(),
+        "{}\n--- agent ---\n{}\n--- sipacd ---\n{}",
+        run.report(),
+        agent.output(),
+        d.stderr()
+    );
+    assert!(agent_ctrl.wait_event("CALL_CLOSED", WAIT).is_some());
+    agent.stop();
+    assert!(
+        !d.stderr().contains("no RTP for rtp_timeout_s"),
+        "{}",
+        d.stderr()
+    );
+    let files = agent.heard();
+    assert_eq!(files.len(), 1, "recordings {files:?}");
+    let levels: Vec<f64> = read_wav_8k_mono(&files[0])
+        .chunks_exact(4000)
+        .map(rms)
+        .collect();
+    eprintln!("agent heard rms per 0.5 s: {levels:.0?}");
+    let speech = levels.iter().filter(|&&l| l > 300.0).count();
+    assert!(
+        speech >= 6,
+        "the agent heard too little of the caller: rms per 0.5 s {levels:.0?}"
+    );
+    assert!(agent.output().to_lowercase().contains("srtp is enabled"));
+    assert!(d.is_alive(), "{}", d.stderr());
 }
