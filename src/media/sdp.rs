@@ -223,9 +223,9 @@ pub fn answer_with(
         codec,
         None,
         te,
-        offer.direction.mirrored(),
         origin,
-        Security {
+        Stream {
+            dir: offer.direction.mirrored(),
             savp: crypto.is_some() && offer.secure,
             crypto: crypto.map(std::slice::from_ref).unwrap_or(&[]),
         },
@@ -253,14 +253,18 @@ pub fn offer_with(
         PT_PCMU,
         Some(PT_PCMA),
         Some(PT_TELEPHONE_EVENT),
-        Direction::SendRecv,
         origin,
-        Security { savp, crypto },
+        Stream {
+            dir: Direction::SendRecv,
+            savp,
+            crypto,
+        },
     )
 }
 
-/// The profile and key lines of a stream.
-struct Security<'a> {
+/// The stream's direction, profile and key lines.
+struct Stream<'a> {
+    dir: Direction,
     savp: bool,
     crypto: &'a [CryptoAttr],
 }
@@ -271,9 +275,8 @@ fn render(
     codec: u8,
     second: Option<u8>,
     te: Option<u8>,
-    dir: Direction,
     origin: Origin,
-    sec: Security<'_>,
+    sec: Stream<'_>,
 ) -> String {
     let ip = if addr.is_ipv4() { "IP4" } else { "IP6" };
     let mut pts = vec![codec];
@@ -300,7 +303,7 @@ fn render(
             "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
         );
     }
-    let _ = write!(s, "a=ptime:20\r\na={}\r\n", dir.attr());
+    let _ = write!(s, "a=ptime:20\r\na={}\r\n", sec.dir.attr());
     for c in sec.crypto {
         let _ = write!(s, "a=crypto:{}\r\n", c.value());
     }
