@@ -8,13 +8,14 @@ use super::*;
 use crate::config::{MediaEncryption, NumberRoute, Target};
 use crate::media::crypto_attr::{CryptoAttr, Suite};
 
-/// Number 1502 (queue support) and agent 2001 set to `policy`.
+/// Number 1502 (queue hold) and agent 2001 set to `policy`.
 fn harness(policy: MediaEncryption) -> Harness {
     let mut h = Harness::new();
     let mut cfg = (*h.ep.config()).clone();
     cfg.numbers.push(NumberRoute {
         number: "1502".into(),
-        to: Target::Queue("support".into()),
+        // Nobody has the skill: callers wait, no agent is offered.
+        to: Target::Queue("hold".into()),
         ring_s: 0,
         media_encryption: policy,
     });
@@ -145,4 +146,88 @@ fn an_srtp_agent_gets_an_savp_offer_and_a_plain_answer_is_refused() {
     assert!(!media_cmds(&mut h)
         .iter()
         .any(|c| matches!(c, MediaCommand::Open { .. } | MediaCommand::Bridge { .. })));
+}
+
+fn reinvite(call_id: &str, tag: &str, cseq: u32, sdp: &str) -> String {
+    let plain = in_dialog(
+        "INVITE",
+        "1502",
+        call_id,
+        tag,
+        cseq,
+        &format!("z9hG4bKr{cseq}"),
+    );
+    let (head, _) = plain.split_once("Content-Length:").unwrap();
+    format!(
+        "{head}Contact: <sip:caller@127.0.0.1:5070>\nContent-Type: application/sdp\nContent-Length: {}\n\n{sdp}",
+        sdp.len()
+    )
+}
+
+fn our_crypto(out: &[rsip::SipMessage]) -> Option<CryptoAttr> {
+    out.iter().find_map(|m| {
+        body(m)
+            .lines()
+            .find_map(|l| l.strip_prefix("a=crypto:"))
+            .and_then(|v| CryptoAttr::parse(v).ok())
+    })
+}
+
+#[test]
+fn a_reinvite_keeps_our_key_and_hands_over_only_a_new_peer_key() {
+    let mut h = harness(MediaEncryption::Srtp);
+    let k1 = CryptoAttr::generate(1, Suite::AesCm128HmacSha1_80);
+    let out = h.send(&invite_with("1502", "r1", &savp_offer(&k1)));
+    let tag = to_tag(&out[1]);
+    let ours = our_crypto(&out).expect("answered with a key");
+    h.send(&in_dialog("ACK", "1502", "r1", &tag, 1, "z9hG4bKar1"));
+    let _ = media_cmds(&mut h);
+
+    // The same offer again (a session refresh): same key, no new keys.
+    let out = h.send(&reinvite("r1", &tag, 2, &savp_offer(&k1)));
+    assert!(codes(&out).contains(&200), "{out:?}");
+    assert_eq!(our_crypto(&out).as_ref(), Some(&ours));
+    let cmds = media_cmds(&mut h);
+    assert!(
+        !cmds.iter().any(|c| matches!(c, MediaCommand::Srtp { .. })),
+        "{cmds:?}"
+    );
+
+    // The phone re-keys: our key stays, its new one goes to the engine.
+    let k2 = CryptoAttr::generate(1, Suite::AesCm128HmacSha1_80);
+    let out = h.send(&reinvite("r1", &tag, 3, &savp_offer(&k2)));
+    assert_eq!(our_crypto(&out).as_ref(), Some(&ours));
+    match media_cmds(&mut h).as_slice() {
+        [MediaCommand::Srtp { keys: Some(k), .. }, MediaCommand::Update { .. }, ..] => {
+            assert_eq!((&k.local, &k.remote), (&ours, &k2));
+        }
+        other => panic!("expected Srtp then Update, got {other:?}"),
+    }
+
+    // Dropping SRTP mid-call on an SRTP number: 488, the call goes on.
+    let plain = savp_offer(&k2)
+        .replace("RTP/SAVP", "RTP/AVP")
+        .replace(&format!("a=crypto:{}\r\n", k2.value()), "");
+    let out = h.send(&reinvite("r1", &tag, 4, &plain));
+    assert!(codes(&out).contains(&488), "{out:?}");
+}
+
+#[test]
+fn an_optional_agent_gets_a_best_effort_offer_and_may_answer_plain() {
+    let mut h = harness(MediaEncryption::Optional);
+    let (_, out) = queued_caller(&mut h, "b1");
+    let _ = media_cmds(&mut h);
+    let inv = requests_to(&out, agent(5080)).remove(0);
+    let offer = String::from_utf8_lossy(&inv.body).into_owned();
+    assert!(offer.contains("m=audio 20002 RTP/AVP 0 8 101"), "{offer}");
+    assert_eq!(offer.matches("a=crypto:").count(), 2, "{offer}");
+    h.send_from(agent(5080), &answer(&inv, 200, "ag", AGENT_SDP));
+    let cmds = media_cmds(&mut h);
+    assert!(
+        matches!(
+            cmds.as_slice(),
+            [MediaCommand::Open { .. }, MediaCommand::Bridge { .. }]
+        ),
+        "a plain answer bridges plain: {cmds:?}"
+    );
 }
