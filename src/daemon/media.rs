@@ -360,7 +360,7 @@ impl Engine {
                     decrypted = plain;
                     &decrypted
                 }
-                Err(r) => return drop_refused(&self.metrics, r),
+                Err(r) => return drop_refused(&self.metrics, r, false),
             },
         };
         match bridge {
@@ -427,7 +427,7 @@ impl Engine {
                     &decrypted
                 }
                 Err(r) => {
-                    drop_refused(&self.metrics, r);
+                    drop_refused(&self.metrics, r, true);
                     self.slots.insert(p.leg, me);
                     return;
                 }
@@ -585,10 +585,12 @@ fn count_drops(m: &Metrics, before: &RelayStats, after: &RelayStats) {
 }
 
 /// Counts an SRTP or SRTCP packet refused before anything read it.
-fn drop_refused(m: &Metrics, r: Refused) {
-    let reason = match r {
-        Refused::Auth => "srtp_auth",
-        Refused::Replay => "srtp_replay",
+fn drop_refused(m: &Metrics, r: Refused, rtcp: bool) {
+    let reason = match (r, rtcp) {
+        (Refused::Auth, false) => "srtp_auth",
+        (Refused::Replay, false) => "srtp_replay",
+        (Refused::Auth, true) => "srtcp_auth",
+        (Refused::Replay, true) => "srtcp_replay",
     };
     drop_rtp(m, reason, 1);
 }
