@@ -57,6 +57,7 @@ fn config(agents: usize) -> AcdConfig {
                 timezone: chrono_tz::UTC,
                 shift: vec![],
                 contact: None,
+                media_encryption: Default::default(),
             }
         })
         .collect::<Vec<_>>();

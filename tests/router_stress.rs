@@ -26,6 +26,7 @@ fn config() -> AcdConfig {
             timezone: chrono_tz::UTC,
             shift: vec![],
             contact: None,
+            media_encryption: Default::default(),
         })
         .collect::<Vec<_>>();
     let strategies = [

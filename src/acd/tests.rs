@@ -22,6 +22,7 @@ fn agent(id: &str, s: &[(&str, u8)]) -> Agent {
         timezone: chrono_tz::UTC,
         shift: vec![],
         contact: None,
+        media_encryption: Default::default(),
     }
 }
 

@@ -318,6 +318,7 @@ mod tests {
             timezone: chrono_tz::UTC,
             shift: vec![],
             contact: None,
+            media_encryption: Default::default(),
         }
     }
 

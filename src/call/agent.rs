@@ -42,6 +42,10 @@ pub struct AgentLeg {
     pub sdp_version: u64,
     /// The agent leg's session timer (RFC 4028), if its 2xx agreed one.
     pub session: Option<crate::sip::session_timer::SessionTimer>,
+    /// The `a=crypto` lines of our offer to the agent, and the leg's keys
+    /// once it is SRTP.
+    pub srtp_offered: Vec<crate::media::crypto_attr::CryptoAttr>,
+    pub srtp: Option<crate::media::crypto_attr::SrtpKeys>,
 }
 
 impl AgentLeg {

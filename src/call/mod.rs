@@ -75,6 +75,8 @@ pub struct Call {
     pub session: Option<crate::sip::session_timer::SessionTimer>,
     /// Hold from either side: who holds now, since when, and the total.
     pub hold: Hold,
+    /// The caller leg's SRTP keys, when it is SRTP.
+    pub srtp: Option<crate::media::crypto_attr::SrtpKeys>,
     /// How the event stream names this call.
     pub cref: crate::events::CallRef,
     /// The caller's number (From user), as events and records show it.
@@ -178,6 +180,7 @@ impl Call {
             priority: 0,
             session: None,
             hold: Hold::default(),
+            srtp: None,
             cref,
             caller: String::new(),
             arrived: std::time::SystemTime::UNIX_EPOCH,

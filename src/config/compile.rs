@@ -299,6 +299,7 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
                 number: num.to_string(),
                 to,
                 ring_s: ctx.int(n.get_ref().ring_s.as_ref(), "ring_s", 0..=MAX_RING_S, 0),
+                media_encryption: media_encryption(&mut ctx, n.get_ref().media_encryption.as_ref()),
             });
         }
     }
@@ -689,6 +690,24 @@ fn to_usize(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
+/// `media_encryption = "srtp" | "optional" | "none"` (default none).
+fn media_encryption(ctx: &mut Ctx, v: Option<&S<String>>) -> MediaEncryption {
+    let Some(v) = v else {
+        return MediaEncryption::None;
+    };
+    MediaEncryption::parse(v.get_ref()).unwrap_or_else(|| {
+        ctx.err(
+            v.span(),
+            format!(
+                "media_encryption `{}` must be one of {}",
+                v.get_ref(),
+                MediaEncryption::NAMES.join(", ")
+            ),
+        );
+        MediaEncryption::None
+    })
+}
+
 fn agent(ctx: &mut Ctx, id: &S<String>, a: &RawAgent, default_tz: Tz) -> Agent {
     let name = id.get_ref();
     if name.is_empty()
@@ -767,6 +786,7 @@ fn agent(ctx: &mut Ctx, id: &S<String>, a: &RawAgent, default_tz: Tz) -> Agent {
         timezone,
         shift,
         contact,
+        media_encryption: media_encryption(ctx, a.media_encryption.as_ref()),
     }
 }
 

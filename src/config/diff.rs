@@ -41,19 +41,26 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
     );
     section("agent", &old.agents, &new.agents, agent_fields, &mut out);
     section("queue", &old.queues, &new.queues, queue_fields, &mut out);
-    let routes = |c: &Config| -> BTreeMap<String, (String, u64)> {
+    type Route = (String, u64, super::types::MediaEncryption);
+    let routes = |c: &Config| -> BTreeMap<String, Route> {
         c.numbers
             .iter()
-            .map(|n| (n.number.clone(), (n.to.to_string(), n.ring_s)))
+            .map(|n| {
+                let r = (n.to.to_string(), n.ring_s, n.media_encryption);
+                (n.number.clone(), r)
+            })
             .collect()
     };
-    let number_fields = |o: &(String, u64), n: &(String, u64)| {
+    let number_fields = |o: &Route, n: &Route| {
         let mut f = Vec::new();
         if o.0 != n.0 {
             f.push(format!("to {} -> {}", o.0, n.0));
         }
         if o.1 != n.1 {
             f.push(format!("ring_s {} -> {}", o.1, n.1));
+        }
+        if o.2 != n.2 {
+            f.push("media_encryption".to_string());
         }
         f
     };
@@ -82,7 +89,7 @@ fn schedule_fields(o: &Schedule, n: &Schedule) -> Vec<String> {
 }
 
 fn agent_fields(o: &Agent, n: &Agent) -> Vec<String> {
-    let mut v = changed!(o, n; name, skills, timezone, shift, contact);
+    let mut v = changed!(o, n; name, skills, timezone, shift, contact, media_encryption);
     // Never print a secret, only that it changed.
     if o.credential != n.credential {
         v.push("password".into());

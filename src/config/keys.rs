@@ -184,6 +184,9 @@ mod tests {
         let node = fields_of::<RawNode>();
         assert!(node.contains(&"type") && node.contains(&"queue"));
         assert!(!node.contains(&"kind"));
-        assert_eq!(fields_of::<RawNumber>(), &["number", "to", "ring_s"][..]);
+        assert_eq!(
+            fields_of::<RawNumber>(),
+            &["number", "to", "ring_s", "media_encryption"][..]
+        );
     }
 }

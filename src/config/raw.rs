@@ -96,6 +96,7 @@ pub struct RawAgent {
     pub timezone: Option<S<String>>,
     pub shift: Option<Vec<S<String>>>,
     pub contact: Option<S<String>>,
+    pub media_encryption: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +133,7 @@ pub struct RawNumber {
     pub number: Option<S<String>>,
     pub to: Option<S<String>>,
     pub ring_s: Option<S<u64>>,
+    pub media_encryption: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

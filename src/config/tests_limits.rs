@@ -223,3 +223,42 @@ fn flood_keys_are_range_checked_and_allow_networks_replaces_loopback() {
     let c = parse_str(&text, &path).unwrap();
     assert!(c.server.allow_networks.is_empty(), "[] limits loopback too");
 }
+
+#[test]
+fn media_encryption_is_read_per_agent_and_number_and_checked_at_its_place() {
+    let dir = dir_with_prompt();
+    let path = dir.path().join("sipacd.toml");
+    let text = "[server]\nprompts = \"p\"\n\n\
+                [agents.a]\npassword = \"x\"\nmedia_encryption = \"srtp\"\n\n\
+                [queues.q]\n\n\
+                [[numbers]]\nnumber = \"1\"\nto = \"queue:q\"\nmedia_encryption = \"optional\"\n\n\
+                [[numbers]]\nnumber = \"2\"\nto = \"queue:q\"\n";
+    let c = parse_str(text, &path).unwrap();
+    assert_eq!(c.agents["a"].media_encryption, MediaEncryption::Srtp);
+    assert_eq!(c.numbers[0].media_encryption, MediaEncryption::Optional);
+    assert_eq!(c.numbers[1].media_encryption, MediaEncryption::None);
+    let bad = text.replace("\"optional\"", "\"sdes\"");
+    let e = errors(parse_str(&bad, &path));
+    assert_eq!(
+        e,
+        vec![(
+            13,
+            20,
+            "media_encryption `sdes` must be one of srtp, optional, none".to_string()
+        )]
+    );
+    // A reload names the change.
+    let plain = text.replace("media_encryption = \"srtp\"\n", "");
+    let plain = plain.replace(
+        "media_encryption = \"optional\"\n",
+        "media_encryption = \"none\"\n",
+    );
+    let d = diff(&c, &parse_str(&plain, &path).unwrap());
+    assert_eq!(
+        d,
+        [
+            "agent a changed: media_encryption",
+            "number 1 changed: media_encryption"
+        ]
+    );
+}

@@ -10,6 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
+pub use crate::media::crypto_attr::MediaEncryption;
+
 /// The whole contact center, as loaded from one file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -170,6 +172,8 @@ pub struct Agent {
     pub shift: Vec<Window>,
     /// Static contact (`sip:` URI) instead of REGISTER.
     pub contact: Option<String>,
+    /// SRTP on the agent's leg (`media_encryption`, default none).
+    pub media_encryption: MediaEncryption,
 }
 
 impl Agent {
@@ -299,6 +303,8 @@ pub struct NumberRoute {
     /// (the default) answers at once. Like Asterisk's `Ringing()` before
     /// `Answer()`: it gives callers a ring back and lets them CANCEL.
     pub ring_s: u64,
+    /// SRTP on the caller's leg (`media_encryption`, default none).
+    pub media_encryption: MediaEncryption,
 }
 
 /// `[ivr.NAME]`.

@@ -25,6 +25,7 @@ use tracing::{debug, warn};
 
 use crate::endpoint::{LegId, MediaCommand, MediaEvent};
 use crate::media::relay::is_rtcp;
+use crate::media::srtp::{Refused, SrtpLeg};
 use crate::media::{
     Codec, Deadlines, Leg, LegParams, Outgoing, Prompt, PromptCache, RelayStats, Source,
 };
@@ -55,6 +56,8 @@ struct Slot {
     leg: Leg,
     bridge: Option<LegId>,
     timed_out: bool,
+    /// SRTP keys of the leg (None: plain RTP, the fast path).
+    srtp: Option<SrtpLeg>,
 }
 
 impl Slot {
@@ -105,6 +108,8 @@ struct Engine {
     pkt_tx: mpsc::Sender<Packet>,
     out: Vec<u8>,
     metrics: Arc<Metrics>,
+    /// SRTP keys that came before their leg's Open.
+    pending_srtp: HashMap<LegId, SrtpLeg>,
 }
 
 async fn run(
@@ -125,6 +130,7 @@ async fn run(
         pkt_tx,
         out: Vec::with_capacity(256),
         metrics,
+        pending_srtp: HashMap::new(),
     };
     // One timer, re-armed only when the earliest deadline changes (not per
     // packet batch).
@@ -176,6 +182,7 @@ impl Engine {
                 codec,
                 telephone_event,
             } => {
+                let srtp = self.pending_srtp.remove(&leg);
                 let sock = match UdpSocket::bind(SocketAddr::new(self.bind_ip, port)).await {
                     Ok(s) => Arc::new(s),
                     Err(e) => {
@@ -221,6 +228,7 @@ impl Engine {
                         leg: l,
                         bridge: None,
                         timed_out: false,
+                        srtp,
                     },
                 );
                 self.reschedule(leg);
@@ -286,7 +294,39 @@ impl Engine {
                     self.reschedule(me);
                 }
             }
+            MediaCommand::Srtp { leg, keys } => {
+                // A re-key of an SRTP leg keeps what did not change.
+                let current = self.slots.get_mut(&leg).and_then(|s| s.srtp.as_mut());
+                if let (Some(cur), Some(k)) = (current, keys.clone()) {
+                    if let Err(e) = cur.update(k) {
+                        warn!(leg, error = %e, "SRTP keys not usable: ending the call");
+                        let _ = self.events.send(MediaEvent::Timeout { leg });
+                    }
+                    return;
+                }
+                let srtp = match keys.map(SrtpLeg::new).transpose() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Never fall back to plain RTP on a leg meant to be SRTP.
+                        warn!(leg, error = %e, "SRTP keys not usable: ending the call");
+                        let _ = self.events.send(MediaEvent::Timeout { leg });
+                        return;
+                    }
+                };
+                match self.slots.get_mut(&leg) {
+                    Some(s) => s.srtp = srtp,
+                    None => match srtp {
+                        Some(s) => {
+                            self.pending_srtp.insert(leg, s);
+                        }
+                        None => {
+                            self.pending_srtp.remove(&leg);
+                        }
+                    },
+                }
+            }
             MediaCommand::Close { leg } => {
+                self.pending_srtp.remove(&leg);
                 self.deadlines.cancel(leg);
                 if let Some(s) = self.slots.remove(&leg) {
                     if let Some(b) = s.bridge {
@@ -306,7 +346,23 @@ impl Engine {
         if p.rtcp_port || is_rtcp(&p.bytes) {
             return self.on_rtcp(p, now);
         }
-        let bridge = self.slots.get(&p.leg).and_then(|s| s.bridge);
+        let Some(slot) = self.slots.get_mut(&p.leg) else {
+            return;
+        };
+        let bridge = slot.bridge;
+        // An SRTP leg's packet is authenticated and decrypted first: only
+        // then may it latch, relay or carry digits.
+        let decrypted;
+        let pkt: &[u8] = match slot.srtp.as_mut() {
+            None => &p.bytes,
+            Some(srtp) => match srtp.unprotect_rtp(&p.bytes) {
+                Ok(plain) => {
+                    decrypted = plain;
+                    &decrypted
+                }
+                Err(r) => return drop_refused(&self.metrics, r, false),
+            },
+        };
         match bridge {
             Some(b) if self.slots.contains_key(&b) => {
                 // Two legs of one map: take one out to borrow both.
@@ -317,10 +373,18 @@ impl Engine {
                 if let Some(other) = self.slots.get_mut(&b) {
                     if me
                         .leg
-                        .relay_to(&mut other.leg, p.from, &p.bytes, now, &mut self.out)
+                        .relay_to(&mut other.leg, p.from, pkt, now, &mut self.out)
                     {
-                        if let Some(to) = other.leg.remote() {
-                            match other.sock.try_send_to(&self.out, to) {
+                        let protected;
+                        let wire: Option<&[u8]> = match other.srtp.as_mut() {
+                            None => Some(&self.out),
+                            Some(srtp) => {
+                                protected = srtp.protect_rtp(&self.out);
+                                protected.as_deref()
+                            }
+                        };
+                        if let (Some(to), Some(wire)) = (other.leg.remote(), wire) {
+                            match other.sock.try_send_to(wire, to) {
                                 Ok(_) => self.metrics.rtp_relayed.inc(),
                                 Err(e) => {
                                     drop_rtp(&self.metrics, "send_error", 1);
@@ -337,7 +401,7 @@ impl Engine {
             _ => {
                 if let Some(s) = self.slots.get_mut(&p.leg) {
                     let before = *s.leg.stats();
-                    let _ = s.leg.on_rtp(p.from, &p.bytes, now);
+                    let _ = s.leg.on_rtp(p.from, pkt, now);
                     count_drops(&self.metrics, &before, s.leg.stats());
                 }
             }
@@ -354,25 +418,48 @@ impl Engine {
         let Some(mut me) = self.slots.remove(&p.leg) else {
             return;
         };
+        let decrypted;
+        let pkt: &[u8] = match me.srtp.as_mut() {
+            None => &p.bytes,
+            Some(srtp) => match srtp.unprotect_rtcp(&p.bytes) {
+                Ok(plain) => {
+                    decrypted = plain;
+                    &decrypted
+                }
+                Err(r) => {
+                    drop_refused(&self.metrics, r, true);
+                    self.slots.insert(p.leg, me);
+                    return;
+                }
+            },
+        };
         let before = *me.leg.stats();
         match bridge.and_then(|b| self.slots.get_mut(&b)) {
             Some(other) => {
                 let to = me.leg.relay_rtcp_to(
                     &mut other.leg,
                     p.from,
-                    &p.bytes,
+                    pkt,
                     p.rtcp_port,
                     now,
                     &mut self.out,
                 );
-                if let Some(to) = to {
-                    if let Err(e) = other.rtcp_sock().try_send_to(&self.out, to) {
+                let protected;
+                let wire: Option<&[u8]> = match other.srtp.as_mut() {
+                    None => Some(&self.out),
+                    Some(srtp) => {
+                        protected = to.and_then(|_| srtp.protect_rtcp(&self.out));
+                        protected.as_deref()
+                    }
+                };
+                if let (Some(to), Some(wire)) = (to, wire) {
+                    if let Err(e) = other.rtcp_sock().try_send_to(wire, to) {
                         debug!(error = %e, "rtcp relay send failed");
                     }
                 }
             }
             None => {
-                me.leg.on_rtcp(p.from, &p.bytes, p.rtcp_port, now);
+                me.leg.on_rtcp(p.from, pkt, p.rtcp_port, now);
             }
         }
         count_drops(&self.metrics, &before, me.leg.stats());
@@ -398,13 +485,29 @@ impl Engine {
             Some(r) if !s.leg.rtcp_muxed() => r,
             _ => sock,
         };
+        let srtp = &mut s.srtp;
         s.leg.run_timers(now, wall, &mut self.out, |kind, pkt| {
             let (sock, to) = match kind {
                 Outgoing::Rtp => (sock, rtp_to),
                 Outgoing::Rtcp => (rtcp_sock, rtcp_to),
             };
-            if let Some(to) = to {
-                let _ = sock.try_send_to(pkt, to);
+            let Some(to) = to else {
+                return;
+            };
+            match srtp.as_mut() {
+                None => {
+                    let _ = sock.try_send_to(pkt, to);
+                }
+                // Prompts, music and our reports on an SRTP leg.
+                Some(srtp) => {
+                    let wire = match kind {
+                        Outgoing::Rtp => srtp.protect_rtp(pkt),
+                        Outgoing::Rtcp => srtp.protect_rtcp(pkt),
+                    };
+                    if let Some(wire) = wire {
+                        let _ = sock.try_send_to(&wire, to);
+                    }
+                }
             }
         });
         if !s.timed_out && s.leg.is_timed_out(now, self.rtp_timeout) {
@@ -479,6 +582,17 @@ fn count_drops(m: &Metrics, before: &RelayStats, after: &RelayStats) {
             drop_rtp(m, reason, n);
         }
     }
+}
+
+/// Counts an SRTP or SRTCP packet refused before anything read it.
+fn drop_refused(m: &Metrics, r: Refused, rtcp: bool) {
+    let reason = match (r, rtcp) {
+        (Refused::Auth, false) => "srtp_auth",
+        (Refused::Replay, false) => "srtp_replay",
+        (Refused::Auth, true) => "srtcp_auth",
+        (Refused::Replay, true) => "srtcp_replay",
+    };
+    drop_rtp(m, reason, 1);
 }
 
 fn drop_rtp(m: &Metrics, reason: &'static str, n: u64) -> u64 {

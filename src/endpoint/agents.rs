@@ -16,6 +16,8 @@ use tracing::{debug, info, warn};
 use super::media::{media_of, MediaCommand};
 use super::{CallKey, Endpoint, Now};
 use crate::call::agent::{AgentLeg, AgentLegState};
+use crate::config::MediaEncryption;
+use crate::media::crypto_attr::{accept_answer, offer_keys};
 use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::Binding;
 use crate::sip::dialog::{set_body, Dialog, LocalVia};
@@ -144,7 +146,15 @@ impl Endpoint {
             session_id: u64::from(ports.pair().rtp),
             version: 1,
         };
-        let offer = sdp::offer(self.cfg.server.advertise, ports.pair().rtp, origin);
+        let policy = self.agent_encryption(&agent);
+        let srtp_offered = offer_keys(policy);
+        let offer = sdp::offer_with(
+            self.cfg.server.advertise,
+            ports.pair().rtp,
+            origin,
+            policy == MediaEncryption::Srtp,
+            &srtp_offered,
+        );
         set_body(&mut invite, "application/sdp", offer.into_bytes());
         let key = match self.txn.send_request(invite.clone(), peer, now.mono) {
             Ok(k) => k,
@@ -174,6 +184,8 @@ impl Endpoint {
                 remote_sdp: None,
                 sdp_version: 1,
                 session: None,
+                srtp_offered,
+                srtp: None,
             });
         }
     }
@@ -249,13 +261,28 @@ impl Endpoint {
         let dialog_key = (dialog.call_id.clone(), dialog.local_tag.clone());
         let agent_call_id = dialog.call_id.clone();
         leg.dialog = Some(dialog);
+        let offered = std::mem::take(&mut leg.srtp_offered);
         self.agent_dialogs.insert(dialog_key, ck.clone());
+        let policy = self.agent_encryption(&agent);
+        let answered = answer.as_ref().map_or(&[][..], |a| &a.crypto[..]);
+        let keys = match accept_answer(policy, &offered, answered) {
+            Ok(k) => k,
+            Err(e) => {
+                // Connected, so the leg's release sends the BYE.
+                warn!(call = %ck.0, %agent, reason = %e, "agent answered without SRTP: treated as ring no answer");
+                return self.withdraw_rona(ck, now);
+            }
+        };
         let agent_leg = self.new_leg();
         if let Some(l) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) {
             l.leg = Some(agent_leg);
         }
         self.legs.insert(agent_leg, ck.clone());
         let (remote, codec, telephone_event) = media_of(answer.as_ref());
+        self.secure_leg(agent_leg, None, keys.as_ref());
+        if let Some(l) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) {
+            l.srtp = keys;
+        }
         self.media(MediaCommand::Open {
             leg: agent_leg,
             port,

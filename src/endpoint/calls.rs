@@ -10,7 +10,9 @@ use tracing::{debug, info, warn};
 use super::media::{media_of, MediaCommand};
 use super::{CallKey, Endpoint, Now, ALLOW};
 use crate::call::{Call, CallAction, CallState};
+use crate::config::MediaEncryption;
 use crate::config::{Config, Credential, DigestAlgorithm};
+use crate::media::crypto_attr::answer_keys;
 use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::{Algorithm, Credentials, Registrar, RegistrarConfig};
 use crate::sip::dialog::{Dialog, LocalVia};
@@ -280,6 +282,7 @@ impl Endpoint {
             return self.reject_invite(&key, &req, 404, now);
         };
         let (target, ring) = (route.to.clone(), Duration::from_secs(route.ring_s));
+        let encryption = route.media_encryption;
         let offer = match req.body.is_empty() {
             true => None,
             false => match SdpOffer::parse(&req.body) {
@@ -287,6 +290,10 @@ impl Endpoint {
                 Ok(_) | Err(_) => return self.reject_invite(&key, &req, 488, now),
             },
         };
+        if !super::srtp::offer_acceptable(encryption, offer.as_ref()) {
+            debug!(%from, "offer refused with 488: media_encryption of the number");
+            return self.reject_invite(&key, &req, 488, now);
+        }
         let session = match crate::sip::session_timer::negotiate_uas(&req, now.mono) {
             crate::sip::session_timer::UasTimer::TooSmall => {
                 self.emit_rejected(&req, 422, now);
@@ -466,28 +473,48 @@ impl Endpoint {
         };
         let addr = self.cfg.server.advertise;
         let port = call.ports.pair().rtp;
-        let body = match &call.offer {
-            Some(offer) => sdp::answer(offer, addr, port, origin).ok()?,
-            None => sdp::offer(addr, port, origin),
+        let policy = self.number_encryption(&call.number);
+        let (body, keys) = match &call.offer {
+            Some(offer) => {
+                let ours = call.srtp.as_ref().map(|k| &k.local);
+                let keys = answer_keys(policy, offer.secure, &offer.crypto, ours).ok()?;
+                let local = keys.as_ref().map(|k| &k.local);
+                (
+                    sdp::answer_with(offer, addr, port, origin, local).ok()?,
+                    keys,
+                )
+            }
+            // A re-INVITE without SDP: our offer keeps the leg's keys.
+            None => {
+                let local = call.srtp.as_ref().map(|k| std::slice::from_ref(&k.local));
+                let savp = policy == MediaEncryption::Srtp && local.is_some();
+                let body = sdp::offer_with(addr, port, origin, savp, local.unwrap_or(&[]));
+                (body, call.srtp.clone())
+            }
         };
+        let old_keys = call.srtp.clone();
         let (remote, codec, telephone_event) = media_of(call.offer.as_ref());
         // A phone that holds (sendonly/inactive) stops sending RTP: that
         // silence must not count against rtp_timeout_s.
         let sending = super::mid_call::sends(call.offer.as_ref());
         match call.leg {
-            Some(leg) => self.media(MediaCommand::Update {
-                leg,
-                remote,
-                codec,
-                telephone_event,
-                sending,
-            }),
+            Some(leg) => {
+                self.secure_leg(leg, old_keys.as_ref(), keys.as_ref());
+                self.media(MediaCommand::Update {
+                    leg,
+                    remote,
+                    codec,
+                    telephone_event,
+                    sending,
+                })
+            }
             None => {
                 let leg = self.new_leg();
                 self.legs.insert(leg, ck.clone());
                 if let Some(c) = self.calls.get_mut(ck) {
                     c.leg = Some(leg);
                 }
+                self.secure_leg(leg, None, keys.as_ref());
                 self.media(MediaCommand::Open {
                     leg,
                     port,
@@ -496,6 +523,9 @@ impl Endpoint {
                     telephone_event,
                 });
             }
+        }
+        if let Some(c) = self.calls.get_mut(ck) {
+            c.srtp = keys;
         }
         Some(body)
     }

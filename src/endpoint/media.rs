@@ -59,6 +59,12 @@ pub enum MediaCommand {
     Close {
         leg: LegId,
     },
+    /// The leg's SRTP keys (None: plain RTP again). Sent before the leg's
+    /// Open (the engine keeps them until then) or Update.
+    Srtp {
+        leg: LegId,
+        keys: Option<crate::media::crypto_attr::SrtpKeys>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,8 @@ use tracing::{debug, info, warn};
 use super::media::{media_of, MediaCommand};
 use super::{CallKey, Endpoint, Now, ALLOW};
 use crate::call::agent::AgentLegState;
+use crate::config::MediaEncryption;
+use crate::media::crypto_attr::answer_keys;
 use crate::media::sdp::{self, Direction, Origin, SdpOffer};
 use crate::sip::extensions::SUPPORTED_HEADER;
 use crate::sip::headers;
@@ -181,6 +183,8 @@ impl Endpoint {
         };
         // The Contact of our INVITE to the agent: the phone's target stays put.
         let contact = self.contact_for(peer, "sipacd");
+        let agent_id = self.calls.get(ck).and_then(|c| c.agent.as_ref());
+        let policy = self.agent_encryption(agent_id.map_or("", |a| a.agent_id.as_str()));
         let Some(leg) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) else {
             return;
         };
@@ -199,14 +203,20 @@ impl Endpoint {
                 session_id: u64::from(port),
                 version: leg.sdp_version,
             };
-            match sdp::answer(&o, addr, port, origin) {
+            let ours = leg.srtp.as_ref().map(|k| &k.local);
+            let Ok(keys) = answer_keys(policy, o.secure, &o.crypto, ours) else {
+                return self.reply(&key, &req, 488, now);
+            };
+            match sdp::answer_with(&o, addr, port, origin, keys.as_ref().map(|k| &k.local)) {
                 Ok(b) => body = Some(b),
                 Err(_) => return self.reply(&key, &req, 488, now),
             }
             leg.remote_sdp = Some(o);
             let (remote, codec, telephone_event) = media_of(leg.remote_sdp.as_ref());
             let sending = sends(leg.remote_sdp.as_ref());
+            let old_keys = std::mem::replace(&mut leg.srtp, keys.clone());
             if let Some(media_leg) = leg.leg {
+                self.secure_leg(media_leg, old_keys.as_ref(), keys.as_ref());
                 self.media(MediaCommand::Update {
                     leg: media_leg,
                     remote,
@@ -222,7 +232,15 @@ impl Endpoint {
                 session_id: u64::from(port),
                 version: leg.sdp_version,
             };
-            body = Some(sdp::offer(addr, port, origin));
+            let local = leg.srtp.as_ref().map(|k| std::slice::from_ref(&k.local));
+            let savp = policy == MediaEncryption::Srtp && local.is_some();
+            body = Some(sdp::offer_with(
+                addr,
+                port,
+                origin,
+                savp,
+                local.unwrap_or(&[]),
+            ));
         }
         if let Some(b) = body {
             resp.headers

@@ -15,6 +15,7 @@ mod outbound;
 mod qualify;
 mod routing;
 mod shard;
+mod srtp;
 mod tally;
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,8 @@ mod events;
 mod mid_call;
 #[path = "tests_shards.rs"]
 mod shards;
+#[path = "tests_srtp.rs"]
+mod srtp;
 
 const CONFIG: &str = r#"
 [server]
@@ -818,6 +820,7 @@ fn agent_without_the_skill_is_never_offered() {
         number: "1700".into(),
         to: crate::config::Target::Queue("sales".into()),
         ring_s: 0,
+        media_encryption: Default::default(),
     });
     h.ep.apply_config(Arc::new(cfg), h.now);
     let out = h.send(&invite("1700", "q7", "z9hG4bKq7"));

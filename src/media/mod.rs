@@ -9,6 +9,7 @@
 //! earliest, and hands `poll_event()` results (digits, prompt ends) to the
 //! call logic.
 
+pub mod crypto_attr;
 pub mod deadlines;
 pub mod dtmf;
 pub mod event;
@@ -21,6 +22,7 @@ pub mod relay;
 pub mod rtcp;
 pub mod sdp;
 pub mod session;
+pub mod srtp;
 
 pub use deadlines::Deadlines;
 pub use dtmf::{DtmfEvent, DtmfSource};

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 
+use crate::media::crypto_attr::CryptoAttr;
+
 pub const PT_PCMU: u8 = 0;
 pub const PT_PCMA: u8 = 8;
 /// Payload type we offer for telephone-event when we make the offer.
@@ -63,6 +65,12 @@ pub struct SdpOffer {
     /// The peer's payload type for telephone-event/8000, if any.
     pub telephone_event: Option<u8>,
     pub direction: Direction,
+    /// The `m=` line's profile is `RTP/SAVP` (or `RTP/SAVPF`): SRTP only.
+    pub secure: bool,
+    /// The audio stream's `a=crypto` lines we can use, in the peer's
+    /// order (lines with other suites, MKIs or session parameters are left
+    /// out).
+    pub crypto: Vec<CryptoAttr>,
 }
 
 impl SdpOffer {
@@ -77,6 +85,8 @@ impl SdpOffer {
         let mut media_dir = None;
         let mut audio: Option<(u16, Vec<u8>)> = None;
         let mut telephone_event = None;
+        let mut secure = false;
+        let mut crypto = Vec::new();
         let mut in_audio = false;
         let mut seen_audio = false;
         for line in text.lines() {
@@ -99,7 +109,9 @@ impl SdpOffer {
                         .and_then(|p| p.split('/').next())
                         .and_then(|p| p.parse::<u16>().ok())
                         .ok_or_else(|| SdpError::Malformed(line.into()))?;
-                    let _proto = parts.next();
+                    let proto = parts.next().unwrap_or("");
+                    secure = proto.eq_ignore_ascii_case("RTP/SAVP")
+                        || proto.eq_ignore_ascii_case("RTP/SAVPF");
                     let payloads = parts.filter_map(|p| p.parse::<u8>().ok()).collect();
                     audio = Some((port, payloads));
                     in_audio = true;
@@ -134,7 +146,12 @@ impl SdpOffer {
                             session_dir = dir;
                         }
                     } else if in_audio {
-                        if let Some(rest) = value.strip_prefix("rtpmap:") {
+                        if let Some(rest) = value.strip_prefix("crypto:") {
+                            // Unusable lines are skipped: another may do.
+                            if let Ok(c) = CryptoAttr::parse(rest) {
+                                crypto.push(c);
+                            }
+                        } else if let Some(rest) = value.strip_prefix("rtpmap:") {
                             let mut it = rest.split_whitespace();
                             let pt = it.next().and_then(|p| p.parse::<u8>().ok());
                             let enc = it.next().unwrap_or("");
@@ -154,6 +171,8 @@ impl SdpOffer {
             payloads,
             telephone_event,
             direction: media_dir.unwrap_or(session_dir),
+            secure,
+            crypto,
         })
     }
 
@@ -182,6 +201,18 @@ pub fn answer(
     port: u16,
     origin: Origin,
 ) -> Result<String, SdpError> {
+    answer_with(offer, addr, port, origin, None)
+}
+
+/// [`answer`] with our `a=crypto` line for an SRTP leg: the profile is
+/// then the offer's (RFC 4568 §7.1.2 keeps it), `RTP/SAVP` or `RTP/AVP`.
+pub fn answer_with(
+    offer: &SdpOffer,
+    addr: IpAddr,
+    port: u16,
+    origin: Origin,
+    crypto: Option<&CryptoAttr>,
+) -> Result<String, SdpError> {
     let codec = offer.chosen_codec().ok_or(SdpError::NoCommonCodec)?;
     let te = offer.telephone_event;
     // A rejected stream (port 0) is answered with port 0 too (RFC 3264 §6).
@@ -192,23 +223,50 @@ pub fn answer(
         codec,
         None,
         te,
-        offer.direction.mirrored(),
         origin,
+        Stream {
+            dir: offer.direction.mirrored(),
+            savp: crypto.is_some() && offer.secure,
+            crypto: crypto.map(std::slice::from_ref).unwrap_or(&[]),
+        },
     ))
 }
 
 /// Our own offer (for a late-offer INVITE or an INVITE we send to an agent):
 /// PCMU, PCMA and telephone-event.
 pub fn offer(addr: IpAddr, port: u16, origin: Origin) -> String {
+    offer_with(addr, port, origin, false, &[])
+}
+
+/// [`offer`] with `a=crypto` lines, under `RTP/SAVP` if `savp` (SRTP
+/// required) or `RTP/AVP` (SRTP if the answer takes it).
+pub fn offer_with(
+    addr: IpAddr,
+    port: u16,
+    origin: Origin,
+    savp: bool,
+    crypto: &[CryptoAttr],
+) -> String {
     render(
         addr,
         port,
         PT_PCMU,
         Some(PT_PCMA),
         Some(PT_TELEPHONE_EVENT),
-        Direction::SendRecv,
         origin,
+        Stream {
+            dir: Direction::SendRecv,
+            savp,
+            crypto,
+        },
     )
+}
+
+/// The stream's direction, profile and key lines.
+struct Stream<'a> {
+    dir: Direction,
+    savp: bool,
+    crypto: &'a [CryptoAttr],
 }
 
 fn render(
@@ -217,8 +275,8 @@ fn render(
     codec: u8,
     second: Option<u8>,
     te: Option<u8>,
-    dir: Direction,
     origin: Origin,
+    sec: Stream<'_>,
 ) -> String {
     let ip = if addr.is_ipv4() { "IP4" } else { "IP6" };
     let mut pts = vec![codec];
@@ -229,9 +287,10 @@ fn render(
     // Writing to a String cannot fail.
     let _ = write!(
         s,
-        "v=0\r\no=sipacd {} {} IN {ip} {addr}\r\ns=sipacd\r\nc=IN {ip} {addr}\r\nt=0 0\r\nm=audio {port} RTP/AVP {}\r\n",
+        "v=0\r\no=sipacd {} {} IN {ip} {addr}\r\ns=sipacd\r\nc=IN {ip} {addr}\r\nt=0 0\r\nm=audio {port} {} {}\r\n",
         origin.session_id,
         origin.version,
+        if sec.savp { "RTP/SAVP" } else { "RTP/AVP" },
         pts.join(" ")
     );
     for pt in [Some(codec), second].into_iter().flatten() {
@@ -244,7 +303,10 @@ fn render(
             "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
         );
     }
-    let _ = write!(s, "a=ptime:20\r\na={}\r\n", dir.attr());
+    let _ = write!(s, "a=ptime:20\r\na={}\r\n", sec.dir.attr());
+    for c in sec.crypto {
+        let _ = write!(s, "a=crypto:{}\r\n", c.value());
+    }
     s
 }
 
@@ -312,6 +374,39 @@ mod tests {
         assert_eq!(SdpOffer::parse(b"hello"), Err(SdpError::NoAudio));
         assert!(SdpOffer::parse(b"m=audio x RTP/AVP 0").is_err());
         assert!(SdpOffer::parse(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn crypto_lines_and_profile_both_ways() {
+        use crate::media::crypto_attr::Suite;
+        let ip = "127.0.0.1".parse().unwrap();
+        let keys = [
+            CryptoAttr::generate(1, Suite::AesCm128HmacSha1_80),
+            CryptoAttr::generate(2, Suite::AesCm128HmacSha1_32),
+        ];
+        let ours = offer_with(ip, 20002, origin(), true, &keys);
+        assert!(
+            ours.contains("m=audio 20002 RTP/SAVP 0 8 101\r\n"),
+            "{ours}"
+        );
+        let o = SdpOffer::parse(ours.as_bytes()).unwrap();
+        assert!(o.secure);
+        assert_eq!(o.crypto, keys.to_vec());
+        // Best effort: RTP/AVP with the keys.
+        let soft = offer_with(ip, 20002, origin(), false, &keys);
+        let o = SdpOffer::parse(soft.as_bytes()).unwrap();
+        assert!(!o.secure && o.crypto.len() == 2);
+        // The answer keeps the offer's profile and carries one line.
+        let a = answer_with(&o, ip, 30000, origin(), Some(&keys[1])).unwrap();
+        assert!(a.contains("RTP/AVP") && a.matches("a=crypto:").count() == 1);
+        let sipp = SIPP_OFFER.replace("RTP/AVP", "RTP/SAVP")
+            + "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:MKI|bad\r\n";
+        let o = SdpOffer::parse(sipp.as_bytes()).unwrap();
+        assert!(o.secure && o.crypto.is_empty(), "unusable lines skipped");
+        let a = answer_with(&o, ip, 30000, origin(), Some(&keys[0])).unwrap();
+        assert!(a.contains("m=audio 30000 RTP/SAVP 8 101\r\n"), "{a}");
+        // Plain answers are as before.
+        assert!(!answer(&o, ip, 1, origin()).unwrap().contains("crypto"));
     }
 
     #[test]

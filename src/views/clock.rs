@@ -78,6 +78,7 @@ mod tests {
             timezone: tz,
             shift: shift.iter().map(|w| Window::parse(w).unwrap()).collect(),
             contact: None,
+            media_encryption: Default::default(),
         }
     }
 

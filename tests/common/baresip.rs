@@ -215,12 +215,33 @@ impl Baresip {
     /// `accounts` file) sending the WAV `source` as its microphone, and waits
     /// until its control socket accepts connections.
     pub fn start(name: &str, account_line: &str, source: &[u8]) -> Baresip {
-        Self::start_with(name, account_line, source, "")
+        Self::start_full(name, account_line, source, &[], "")
     }
 
     /// `start` with `extra` lines appended to baresip's `config` (e.g.
     /// `sip_cafile` for TLS).
     pub fn start_with(name: &str, account_line: &str, source: &[u8], extra: &str) -> Baresip {
+        Self::start_full(name, account_line, source, &[], extra)
+    }
+
+    /// [`Baresip::start`] loading `modules` too (e.g. `srtp.so`).
+    pub fn start_with_modules(
+        name: &str,
+        account_line: &str,
+        source: &[u8],
+        modules: &[&str],
+    ) -> Baresip {
+        Self::start_full(name, account_line, source, modules, "")
+    }
+
+    fn start_full(
+        name: &str,
+        account_line: &str,
+        source: &[u8],
+        modules: &[&str],
+        extra: &str,
+    ) -> Baresip {
+        let extra_modules: String = modules.iter().map(|m| format!("module {m}\n")).collect();
         let dir = tempfile::Builder::new()
             .prefix(&format!("baresip-{name}-"))
             .tempdir()
@@ -258,6 +279,7 @@ impl Baresip {
              module aufile.so\n\
              module aubridge.so\n\
              module sndfile.so\n\
+             {extra_modules}\
              module_tmp account.so\n\
              module_app menu.so\n\
              module_app ctrl_tcp.so\n\
