@@ -14,7 +14,7 @@ use rsip::Method;
 use tracing::{debug, info, warn};
 
 use super::media::{media_of, MediaCommand};
-use super::{CallKey, Endpoint, Now};
+use super::{CallHandle, Endpoint, Now};
 use crate::call::agent::{AgentLeg, AgentLegState};
 use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::Binding;
@@ -31,7 +31,7 @@ impl Endpoint {
     /// offer from `queue`, after `waited` in it).
     pub(super) fn offer(
         &mut self,
-        ck: &CallKey,
+        ck: CallHandle,
         agent: &str,
         queue: &str,
         waited: Duration,
@@ -51,7 +51,7 @@ impl Endpoint {
             // router would only re-offer it at once (and again, recursively,
             // while ports stay exhausted), so the caller is told and hung
             // up; the router frees the agent when the call ends.
-            warn!(call = %ck.0, %agent, "no RTP ports left for the agent leg: hanging up");
+            warn!(call = %self.calls.call_id(ck), %agent, "no RTP ports left for the agent leg: hanging up");
             if let Some(call) = self.calls.get_mut(ck) {
                 call.bye_reason = Some(NO_PORTS_REASON);
             }
@@ -137,12 +137,12 @@ impl Endpoint {
                 return self.agent_reachable(&agent, false, now);
             }
         };
-        info!(call = %ck.0, %agent, %queue, wait_s = wait, "offering call to agent");
+        info!(call = %self.calls.call_id(ck), %agent, %queue, wait_s = wait, "offering call to agent");
         self.emit_offered(ck, &agent, now);
-        self.agent_invites.insert(key.clone(), ck.clone());
+        self.agent_invites.insert(key.clone(), ck);
         if let Some(call) = self.calls.get_mut(ck) {
             if let Some(old) = call.agent.take() {
-                warn!(call = %ck.0, agent = %old.agent_id, "second offer while one was out");
+                warn!(call = %call.dialog.call_id, agent = %old.agent_id, "second offer while one was out");
             }
             call.agent = Some(AgentLeg {
                 agent_id: agent,
@@ -178,30 +178,30 @@ impl Endpoint {
         }
         self.agent_invites.remove(key);
         if (200..300).contains(&code) {
-            self.agent_answered(&ck, &resp, now);
+            self.agent_answered(ck, &resp, now);
         } else if matches!(code, 486 | 600 | 603) {
             // Busy or declined: the transaction layer already sent the
             // ACK; the router offers the call elsewhere.
-            self.agent_refused(&ck, code, now);
+            self.agent_refused(ck, code, now);
         } else {
             // 404, 408, 480, 5xx...: the phone cannot take calls at all.
             // Like Asterisk's autopause on unavailable: paused as a ring
             // no answer, or it would be offered every call and refuse all.
-            info!(call = %ck.0, code, "agent's phone failed the offer: treated as ring no answer");
-            self.withdraw_rona(&ck, now);
+            info!(call = %self.calls.call_id(ck), code, "agent's phone failed the offer: treated as ring no answer");
+            self.withdraw_rona(ck, now);
         }
         true
     }
 
     /// The agent's phone said no (or never answered at all).
-    pub(super) fn agent_refused(&mut self, ck: &CallKey, code: u16, now: Now) {
+    pub(super) fn agent_refused(&mut self, ck: CallHandle, code: u16, now: Now) {
         if let Some(leg) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) {
             leg.state = AgentLegState::Ending; // nothing to CANCEL any more
         }
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         let offered_at = self.offered_at(ck);
         if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
-            info!(call = %ck.0, %agent, code, "agent refused the call");
+            info!(call = %self.calls.call_id(ck), %agent, code, "agent refused the call");
             // queue_log readers count every offer that was not taken.
             self.emit_ring_no_answer(ck, &agent, offered_at, now);
             self.touch_agent(&agent);
@@ -210,7 +210,7 @@ impl Endpoint {
         }
     }
 
-    fn agent_answered(&mut self, ck: &CallKey, resp: &rsip::Response, now: Now) {
+    fn agent_answered(&mut self, ck: CallHandle, resp: &rsip::Response, now: Now) {
         let local = self.local_via(ck);
         let Some(leg) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) else {
             return;
@@ -218,7 +218,9 @@ impl Endpoint {
         let mut dialog = match Dialog::from_uac(&leg.invite, resp) {
             Ok(d) => d,
             // Not ACKed: the phone retransmits, then gives up (RONA follows).
-            Err(e) => return warn!(call = %ck.0, error = %e, "agent 2xx without a usable dialog"),
+            Err(e) => {
+                return warn!(call = %self.calls.call_id(ck), error = %e, "agent 2xx without a usable dialog")
+            }
         };
         let mut local = local;
         local.transport = leg.peer.transport;
@@ -233,12 +235,12 @@ impl Endpoint {
         let dialog_key = (dialog.call_id.clone(), dialog.local_tag.clone());
         let agent_call_id = dialog.call_id.clone();
         leg.dialog = Some(dialog);
-        self.agent_dialogs.insert(dialog_key, ck.clone());
+        self.agent_dialogs.insert(dialog_key, ck);
         let agent_leg = self.new_leg();
         if let Some(l) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) {
             l.leg = Some(agent_leg);
         }
-        self.legs.insert(agent_leg, ck.clone());
+        self.legs.insert(agent_leg, ck);
         let (remote, codec, telephone_event) = media_of(answer.as_ref());
         self.media(MediaCommand::Open {
             leg: agent_leg,
@@ -264,11 +266,11 @@ impl Endpoint {
             }
         }
         self.emit_answered(ck, &agent, &agent_call_id, now);
-        info!(call = %ck.0, %agent, "agent answered: bridged");
+        info!(call = %self.calls.call_id(ck), %agent, "agent answered: bridged");
     }
 
     /// When the agent leg of `ck` started ringing.
-    fn offered_at(&self, ck: &CallKey) -> Option<std::time::Instant> {
+    fn offered_at(&self, ck: CallHandle) -> Option<std::time::Instant> {
         self.calls
             .get(ck)
             .and_then(|c| c.agent.as_ref())
@@ -276,7 +278,7 @@ impl Endpoint {
     }
 
     /// Ring no answer: withdraw the offer, pause the agent, try the next.
-    pub(super) fn agent_ring_timeout(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn agent_ring_timeout(&mut self, ck: CallHandle, now: Now) {
         let due = self
             .calls
             .get(ck)
@@ -288,11 +290,11 @@ impl Endpoint {
     }
 
     /// Withdraws the offer of `ck` and pauses its agent `rona`.
-    fn withdraw_rona(&mut self, ck: &CallKey, now: Now) {
+    fn withdraw_rona(&mut self, ck: CallHandle, now: Now) {
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         let offered_at = self.offered_at(ck);
         if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
-            info!(call = %ck.0, %agent, "ring no answer: agent paused (rona)");
+            info!(call = %self.calls.call_id(ck), %agent, "ring no answer: agent paused (rona)");
             self.touch_agent(&agent);
             self.emit_ring_no_answer(ck, &agent, offered_at, now);
             let r = self.timed(|r| r.ring_no_answer(&agent, acd, now.mono));
@@ -315,11 +317,11 @@ impl Endpoint {
             return false;
         };
         self.reply(key, req, 200, now);
-        let call = self.calls.get_mut(&ck);
+        let call = self.calls.get_mut(ck);
         let acd = call.as_ref().and_then(|c| c.acd);
         if let Some(leg) = call.and_then(|c| c.agent.take()) {
-            info!(call = %ck.0, agent = %leg.agent_id, "agent hung up");
-            self.note_hangup_by(&ck, crate::cdr::HangupBy::Agent);
+            info!(call = %self.calls.call_id(ck), agent = %leg.agent_id, "agent hung up");
+            self.note_hangup_by(ck, crate::cdr::HangupBy::Agent);
             if let Some(l) = leg.leg {
                 self.legs.remove(&l);
                 self.media(MediaCommand::Close { leg: l });
@@ -330,13 +332,13 @@ impl Endpoint {
                 self.acd_result(r, now);
             }
         }
-        self.hang_up(&ck, now);
+        self.hang_up(ck, now);
         true
     }
 
     /// Ends the agent leg of `ck` (CANCEL while offering, BYE once
     /// connected) and frees the agent. Returns the agent's id.
-    pub(super) fn release_agent_leg(&mut self, ck: &CallKey, now: Now) -> Option<String> {
+    pub(super) fn release_agent_leg(&mut self, ck: CallHandle, now: Now) -> Option<String> {
         let mut leg = self.calls.get_mut(ck)?.agent.take()?;
         self.agent_invites.remove(&leg.invite_key);
         match leg.state {
@@ -384,7 +386,7 @@ impl Endpoint {
     }
 
     /// Queue music on the caller's leg, if the queue has some.
-    pub(super) fn play_music(&mut self, ck: &CallKey) {
+    pub(super) fn play_music(&mut self, ck: CallHandle) {
         let Some(call) = self.calls.get(ck) else {
             return;
         };
