@@ -2,6 +2,7 @@
 //! `acd` for why it is correct without a global lock.
 
 use super::agent::{Busy, Meta, Slot, Tag, Word};
+use super::ids::{AgentId, QueueId};
 use super::lane::Caller;
 use super::pool::{key, KeyInput, Pool};
 use super::topology::{AcdConfig, Topology};
@@ -22,11 +23,11 @@ use std::time::{Duration, Instant};
 enum Loc {
     Waiting(Caller),
     Offered {
-        agent: u32,
+        agent: AgentId,
         caller: Caller,
     },
     Connected {
-        agent: u32,
+        agent: AgentId,
         caller: Caller,
     },
     /// Hung up while a router thread was taking it; that thread drops it.
@@ -72,6 +73,11 @@ impl Router {
             base,
             seed,
         }
+    }
+
+    /// The agents' and queues' ids of the configuration in force.
+    pub fn names(&self) -> &super::Names {
+        &self.topo.names
     }
 
     fn slot(&self, id: &str) -> Result<&Slot, AcdError> {
@@ -152,7 +158,7 @@ impl Router {
     }
 
     fn arm_caller_timers(&self, c: &Caller, out: &mut Vec<Output>) {
-        let Some(q) = self.topo.queues.get(c.queue as usize) else {
+        let Some(q) = self.topo.queue_rt(c.queue) else {
             return;
         };
         if let Some(r) = q.cfg.relax.get(c.level) {
@@ -201,7 +207,7 @@ impl Router {
                 Loc::HungUp => return out,
             },
         };
-        if let Some(slot) = self.topo.agents.get(held as usize) {
+        if let Some(slot) = self.topo.slot(held) {
             let mut meta = slot.meta();
             if meta.busy.as_ref().is_some_and(|b| b.call == call) {
                 match slot.word().tag {
@@ -217,8 +223,8 @@ impl Router {
         out
     }
 
-    fn left_queue(&self, queue: u32) {
-        if let Some(q) = self.topo.queues.get(queue as usize) {
+    fn left_queue(&self, queue: QueueId) {
+        if let Some(q) = self.topo.queue_rt(queue) {
             // Never below zero, even if a reload raced the count.
             let _ = q
                 .waiting
@@ -233,7 +239,7 @@ impl Router {
     fn requeue(
         &self,
         call: CallId,
-        agent: u32,
+        agent: AgentId,
         refused_at: Option<Instant>,
         out: &mut Vec<Output>,
     ) -> Option<u32> {
@@ -244,7 +250,7 @@ impl Router {
             Loc::Offered { agent: a, caller } if *a == agent => *caller,
             _ => return None,
         };
-        if let (Some(at), Some(q)) = (refused_at, self.topo.queues.get(caller.queue as usize)) {
+        if let (Some(at), Some(q)) = (refused_at, self.topo.queue_rt(caller.queue)) {
             let until = at + secs(q.cfg.retry_s);
             caller.refused.add(agent, until);
             out.push(Output::Arm {
@@ -254,7 +260,7 @@ impl Router {
         }
         match self.topo.lane_of(caller.queue, caller.level) {
             Some((li, lane)) => {
-                if let Some(q) = self.topo.queues.get(caller.queue as usize) {
+                if let Some(q) = self.topo.queue_rt(caller.queue) {
                     q.waiting.fetch_add(1, SeqCst);
                 }
                 lane.insert(caller);
@@ -510,8 +516,7 @@ impl Router {
             if let Loc::Waiting(c) = o.get().clone() {
                 let due = self
                     .topo
-                    .queues
-                    .get(c.queue as usize)
+                    .queue_rt(c.queue)
                     .and_then(|q| q.cfg.relax.get(level.wrapping_sub(1)))
                     .is_some_and(|r| now >= c.arrival + secs(r.after_s));
                 if c.level + 1 == level && due {
@@ -539,7 +544,7 @@ impl Router {
         let mut out = Vec::new();
         if let MapEntry::Occupied(o) = self.calls.entry(call) {
             if let Loc::Waiting(c) = o.get().clone() {
-                let Some(q) = self.topo.queues.get(c.queue as usize) else {
+                let Some(q) = self.topo.queue_rt(c.queue) else {
                     return out;
                 };
                 let due = q.cfg.max_wait_s > 0 && now >= c.arrival + secs(q.cfg.max_wait_s);
@@ -612,7 +617,7 @@ impl Router {
             return;
         }
         let input = KeyInput {
-            idx: slot.idx,
+            idx: slot.idx.raw(),
             epoch: e,
             score: 0,
             calls_taken: meta.calls_taken,
@@ -743,7 +748,7 @@ impl Router {
                     }
                 }
             }
-            let Some(q) = self.topo.queues.get(c.queue as usize) else {
+            let Some(q) = self.topo.queue_rt(c.queue) else {
                 continue;
             };
             meta.busy = Some(Busy {
@@ -795,7 +800,7 @@ impl Router {
                     tag: Tag::Available,
                 });
                 self.recheck(slot, &mut meta, e, now, out);
-                passed.push(slot.idx);
+                passed.push(slot.idx.raw());
             }
         }
     }
@@ -825,16 +830,16 @@ impl Router {
             slot.meta().on_shift = slot.cfg.on_shift(wall);
         }
         // Agents gone from the file but still busy stay until idle.
-        let mut next = topo.agents.len() as u32;
         for slot in &old.agents {
             let meta = slot.meta().clone();
-            if topo.agent_by_id.contains_key(&*slot.id) || slot.word().tag.idle() {
+            if topo.names.agent(&slot.id).is_some() || slot.word().tag.idle() {
                 continue;
             }
             let mut meta = meta;
             meta.removed = true;
             meta.pooled = false;
-            topo.agent_by_id.insert(slot.id.to_string(), next);
+            // Appended to the new table: its id is the next slot's index.
+            let next = topo.names.intern_agent(&slot.id);
             topo.agents.push(Slot::new(
                 slot.id.clone(),
                 (*slot.cfg).clone(),
@@ -843,23 +848,19 @@ impl Router {
                 slot.word(),
                 meta,
             ));
-            next += 1;
         }
         let old_queues: Vec<(Arc<str>, Option<crate::config::Target>)> = old
             .queues
             .iter()
             .map(|q| (q.name.clone(), q.cfg.overflow.clone()))
             .collect();
-        let remap = |qi: u32| {
+        // Ids of the old table to the new one, by name.
+        let remap = |qi: QueueId| {
             old_queues
-                .get(qi as usize)
-                .and_then(|(n, _)| topo.queue_by_name.get(&**n).copied())
+                .get(qi.index())
+                .and_then(|(n, _)| topo.names.queue(n))
         };
-        let agent_remap = |ai: u32| {
-            old.agents
-                .get(ai as usize)
-                .and_then(|s| topo.agent_by_id.get(&*s.id).copied())
-        };
+        let agent_remap = |ai: AgentId| old.slot(ai).and_then(|s| topo.names.agent(&s.id));
         let mut requeued = Vec::new();
         let mut drop_calls = Vec::new();
         for mut item in self.calls.iter_mut() {
@@ -868,14 +869,14 @@ impl Router {
             match loc {
                 Loc::Waiting(c) => match remap(c.queue) {
                     Some(nq) => {
-                        let levels = topo.queues.get(nq as usize).map_or(1, |q| q.lanes.len());
+                        let levels = topo.queue_rt(nq).map_or(1, |q| q.lanes.len());
                         c.queue = nq;
                         c.level = c.level.min(levels.saturating_sub(1));
                         requeued.push(*c);
                     }
                     None => {
                         let (name, target) = old_queues
-                            .get(c.queue as usize)
+                            .get(c.queue.index())
                             .cloned()
                             .unwrap_or((Arc::from(""), None));
                         out.push(Output::Divert {
@@ -888,8 +889,8 @@ impl Router {
                     }
                 },
                 Loc::Offered { agent, caller } | Loc::Connected { agent, caller } => {
-                    caller.queue = remap(caller.queue).unwrap_or(u32::MAX);
-                    *agent = agent_remap(*agent).unwrap_or(u32::MAX);
+                    caller.queue = remap(caller.queue).unwrap_or(QueueId::NONE);
+                    *agent = agent_remap(*agent).unwrap_or(AgentId::NONE);
                 }
                 Loc::HungUp => drop_calls.push(call),
             }
@@ -898,10 +899,9 @@ impl Router {
             self.calls.remove(&call);
         }
         for c in &requeued {
-            if let (Some((_, lane)), Some(q)) = (
-                topo.lane_of(c.queue, c.level),
-                topo.queues.get(c.queue as usize),
-            ) {
+            if let (Some((_, lane)), Some(q)) =
+                (topo.lane_of(c.queue, c.level), topo.queue_rt(c.queue))
+            {
                 q.waiting.fetch_add(1, SeqCst);
                 lane.insert(*c);
                 self.arm_caller_timers_in(&topo, c, &mut out);
@@ -921,7 +921,7 @@ impl Router {
     }
 
     fn arm_caller_timers_in(&self, topo: &Topology, c: &Caller, out: &mut Vec<Output>) {
-        let Some(q) = topo.queues.get(c.queue as usize) else {
+        let Some(q) = topo.queue_rt(c.queue) else {
             return;
         };
         if let Some(r) = q.cfg.relax.get(c.level) {
@@ -981,7 +981,7 @@ impl Router {
             free,
             runners_up: next
                 .into_iter()
-                .filter(|&i| i != agent)
+                .filter(|&i| i != agent.raw())
                 .take(runners_up)
                 .filter_map(id)
                 .collect(),
@@ -1029,7 +1029,7 @@ impl Router {
                 let mut available = 0;
                 let (mut busy, mut wrapup, mut paused) = (0, 0, 0);
                 for a in &q.agents {
-                    if let Some(s) = self.topo.agents.get(*a as usize) {
+                    if let Some(s) = self.topo.slot(*a) {
                         match s.word().tag {
                             Tag::Available | Tag::Deciding => available += 1,
                             Tag::Ringing | Tag::OnCall => busy += 1,
@@ -1064,7 +1064,7 @@ impl Router {
             Some(Loc::Waiting(c)) => *c,
             _ => return None,
         };
-        let q = self.topo.queues.get(c.queue as usize)?;
+        let q = self.topo.queue_rt(c.queue)?;
         let me = c.key();
         let ahead: usize = q
             .lanes
