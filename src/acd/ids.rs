@@ -110,6 +110,43 @@ impl Names {
     }
 }
 
+/// How an event names an agent: by name, or by the id the router gave
+/// it together with its name. An id kept from before a reload may belong
+/// to another agent now: the router checks it against the name and looks
+/// the name up when it no longer matches, so a stale id costs a lookup,
+/// never a wrong agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentRef<'a> {
+    Name(&'a str),
+    Id(AgentId, &'a str),
+}
+
+impl<'a> AgentRef<'a> {
+    pub fn name(self) -> &'a str {
+        match self {
+            AgentRef::Name(n) | AgentRef::Id(_, n) => n,
+        }
+    }
+}
+
+impl<'a> From<&'a str> for AgentRef<'a> {
+    fn from(n: &'a str) -> Self {
+        AgentRef::Name(n)
+    }
+}
+
+impl<'a> From<&'a String> for AgentRef<'a> {
+    fn from(n: &'a String) -> Self {
+        AgentRef::Name(n)
+    }
+}
+
+impl<'a> From<&'a Arc<str>> for AgentRef<'a> {
+    fn from(n: &'a Arc<str>) -> Self {
+        AgentRef::Name(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,7 +81,7 @@ mod topology;
 #[cfg(test)]
 mod tests;
 
-pub use ids::{AgentId, Names, QueueId};
+pub use ids::{AgentId, AgentRef, Names, QueueId};
 pub use pool::random_key;
 pub use router::Router;
 pub use topology::{eligible, required_skills, skill_score, AcdConfig};

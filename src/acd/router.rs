@@ -2,7 +2,7 @@
 //! `acd` for why it is correct without a global lock.
 
 use super::agent::{Busy, Meta, Slot, Tag, Word};
-use super::ids::{AgentId, QueueId};
+use super::ids::{AgentId, AgentRef, QueueId};
 use super::lane::Caller;
 use super::pool::{key, KeyInput, Pool};
 use super::topology::{AcdConfig, Topology};
@@ -84,6 +84,17 @@ impl Router {
         self.topo
             .agent(id)
             .ok_or_else(|| AcdError::UnknownAgent(id.to_string()))
+    }
+
+    /// The agent an event names: by its id when the id still names it
+    /// (no lookup), else by name.
+    fn slot_of(&self, agent: AgentRef<'_>) -> Result<&Slot, AcdError> {
+        if let AgentRef::Id(id, name) = agent {
+            if let Some(s) = self.topo.slot(id).filter(|s| &*s.id == name) {
+                return Ok(s);
+            }
+        }
+        self.slot(agent.name())
     }
 
     // ---- callers -------------------------------------------------------
@@ -344,13 +355,19 @@ impl Router {
     }
 
     /// The agent's leg answered (200 OK to the offer).
-    pub fn answered(&self, agent: &str, call: CallId, now: Instant) -> Result<(), AcdError> {
+    pub fn answered<'a>(
+        &self,
+        agent: impl Into<AgentRef<'a>>,
+        call: CallId,
+        now: Instant,
+    ) -> Result<(), AcdError> {
         let _ = now;
-        let slot = self.slot(agent)?;
+        let agent = agent.into();
+        let slot = self.slot_of(agent)?;
         let mut meta = slot.meta();
         let w = slot.word();
         if w.tag != Tag::Ringing || meta.busy.as_ref().is_none_or(|b| b.call != call) {
-            return Err(wrong(agent, call, "ringing"));
+            return Err(wrong(agent.name(), call, "ringing"));
         }
         if let Some(mut l) = self.calls.get_mut(&call) {
             if let Loc::Offered { agent, caller } = *l {
@@ -367,17 +384,18 @@ impl Router {
 
     /// BYE from either leg: the agent starts wrap-up (`wrapup_s` of the
     /// call's queue) and is offered again after it.
-    pub fn call_ended(
+    pub fn call_ended<'a>(
         &self,
-        agent: &str,
+        agent: impl Into<AgentRef<'a>>,
         call: CallId,
         now: Instant,
     ) -> Result<Vec<Output>, AcdError> {
-        let slot = self.slot(agent)?;
+        let agent = agent.into();
+        let slot = self.slot_of(agent)?;
         let mut out = Vec::new();
         let mut meta = slot.meta();
         if slot.word().tag != Tag::OnCall || meta.busy.as_ref().is_none_or(|b| b.call != call) {
-            return Err(wrong(agent, call, "on a call"));
+            return Err(wrong(agent.name(), call, "on a call"));
         }
         self.calls.remove(&call);
         self.end_call(slot, &mut meta, call, now, &mut out);
@@ -418,19 +436,20 @@ impl Router {
 
     /// The agent answered 486 Busy Here or 603 Decline: it stays available
     /// and the caller is offered to someone else first.
-    pub fn rejected(
+    pub fn rejected<'a>(
         &self,
-        agent: &str,
+        agent: impl Into<AgentRef<'a>>,
         call: CallId,
         now: Instant,
     ) -> Result<Vec<Output>, AcdError> {
-        let slot = self.slot(agent)?;
+        let agent = agent.into();
+        let slot = self.slot_of(agent)?;
         let mut out = Vec::new();
         {
             let mut meta = slot.meta();
             if slot.word().tag != Tag::Ringing || meta.busy.as_ref().is_none_or(|b| b.call != call)
             {
-                return Err(wrong(agent, call, "ringing"));
+                return Err(wrong(agent.name(), call, "ringing"));
             }
             // Still `Ringing` with no call: nobody can claim it meanwhile.
             meta.busy = None;
@@ -447,19 +466,20 @@ impl Router {
 
     /// Ring no answer: the agent is paused with reason `rona`, the caller
     /// goes back to its place in the queue and is offered again.
-    pub fn ring_no_answer(
+    pub fn ring_no_answer<'a>(
         &self,
-        agent: &str,
+        agent: impl Into<AgentRef<'a>>,
         call: CallId,
         now: Instant,
     ) -> Result<Vec<Output>, AcdError> {
-        let slot = self.slot(agent)?;
+        let agent = agent.into();
+        let slot = self.slot_of(agent)?;
         let mut out = Vec::new();
         {
             let mut meta = slot.meta();
             let w = slot.word();
             if w.tag != Tag::Ringing || meta.busy.as_ref().is_none_or(|b| b.call != call) {
-                return Err(wrong(agent, call, "ringing"));
+                return Err(wrong(agent.name(), call, "ringing"));
             }
             meta.busy = None;
             meta.paused = Some(RONA.to_string());

@@ -644,8 +644,11 @@ fn reload_that_moves_ids_keeps_each_agents_own_state() {
         (AgentState::Paused, Some("lunch"))
     );
     assert_eq!(h.state("a"), AgentState::LoggedOut);
-    // b's call, held under its old id, still ends on b.
-    h.r.call_ended("b", CallId(1), h.at(3)).unwrap();
+    // b's call, named by b's id from the old table (now a's), still
+    // ends on b: the name no longer matches, so the name decides.
+    assert_eq!(h.r.names().agent_name(b1.unwrap()).map(|s| &**s), Some("a"));
+    let stale = crate::acd::AgentRef::Id(b1.unwrap(), "b");
+    h.r.call_ended(stale, CallId(1), h.at(3)).unwrap();
     let b = h.r.agent("b").unwrap();
     assert_eq!((b.state, b.calls_taken), (AgentState::Available, 1));
     // A reload that drops an agent: the others keep their state.

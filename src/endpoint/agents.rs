@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::media::{media_of, MediaCommand};
 use super::{CallHandle, Endpoint, Now};
+use crate::acd::{AgentId, AgentRef};
 use crate::call::agent::{AgentLeg, AgentLegState};
 use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::Binding;
@@ -145,6 +146,7 @@ impl Endpoint {
                 warn!(call = %call.dialog.call_id, agent = %old.agent_id, "second offer while one was out");
             }
             call.agent = Some(AgentLeg {
+                agent: self.router.names().agent(&agent),
                 agent_id: agent,
                 invite,
                 invite_key: key,
@@ -200,12 +202,12 @@ impl Endpoint {
         }
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         let offered_at = self.offered_at(ck);
-        if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
+        if let (Some((agent, id)), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %self.calls.call_id(ck), %agent, code, "agent refused the call");
             // queue_log readers count every offer that was not taken.
             self.emit_ring_no_answer(ck, &agent, offered_at, now);
             self.touch_agent(&agent);
-            let r = self.timed(|r| r.rejected(&agent, acd, now.mono));
+            let r = self.timed(|r| r.rejected(agent_ref(id, &agent), acd, now.mono));
             self.acd_result(r, now);
         }
     }
@@ -231,6 +233,7 @@ impl Endpoint {
         leg.remote_sdp = answer.clone();
         leg.session = crate::sip::session_timer::from_uac_response(resp, now.mono);
         let agent = leg.agent_id.clone();
+        let agent_id = leg.agent;
         let port = leg.ports.pair().rtp;
         let dialog_key = (dialog.call_id.clone(), dialog.local_tag.clone());
         let agent_call_id = dialog.call_id.clone();
@@ -261,7 +264,10 @@ impl Endpoint {
             c.acd
         }) {
             self.touch_agent(&agent);
-            if let Err(e) = self.router.answered(&agent, acd, now.mono) {
+            if let Err(e) = self
+                .router
+                .answered(agent_ref(agent_id, &agent), acd, now.mono)
+            {
                 debug!(error = %e, "router did not expect this answer");
             }
         }
@@ -293,11 +299,11 @@ impl Endpoint {
     fn withdraw_rona(&mut self, ck: CallHandle, now: Now) {
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         let offered_at = self.offered_at(ck);
-        if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
+        if let (Some((agent, id)), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %self.calls.call_id(ck), %agent, "ring no answer: agent paused (rona)");
             self.touch_agent(&agent);
             self.emit_ring_no_answer(ck, &agent, offered_at, now);
-            let r = self.timed(|r| r.ring_no_answer(&agent, acd, now.mono));
+            let r = self.timed(|r| r.ring_no_answer(agent_ref(id, &agent), acd, now.mono));
             if r.is_ok() {
                 // Asterisk's autopause logs the pause too.
                 self.emit_paused(&agent, Some(crate::acd::RONA), now);
@@ -328,7 +334,7 @@ impl Endpoint {
             }
             self.touch_agent(&leg.agent_id);
             if let Some(acd) = acd {
-                let r = self.timed(|r| r.call_ended(&leg.agent_id, acd, now.mono));
+                let r = self.timed(|r| r.call_ended(leg.agent_ref(), acd, now.mono));
                 self.acd_result(r, now);
             }
         }
@@ -337,8 +343,13 @@ impl Endpoint {
     }
 
     /// Ends the agent leg of `ck` (CANCEL while offering, BYE once
-    /// connected) and frees the agent. Returns the agent's id.
-    pub(super) fn release_agent_leg(&mut self, ck: CallHandle, now: Now) -> Option<String> {
+    /// connected) and frees the agent. Returns the agent's name and the
+    /// router's id for it.
+    pub(super) fn release_agent_leg(
+        &mut self,
+        ck: CallHandle,
+        now: Now,
+    ) -> Option<(String, Option<AgentId>)> {
         let mut leg = self.calls.get_mut(ck)?.agent.take()?;
         self.agent_invites.remove(&leg.invite_key);
         match leg.state {
@@ -366,7 +377,7 @@ impl Endpoint {
             // The caller hears the queue's music again while waiting.
             self.play_music(ck);
         }
-        Some(leg.agent_id)
+        Some((leg.agent_id, leg.agent))
     }
 }
 
@@ -400,6 +411,14 @@ impl Endpoint {
                 looped: true,
             });
         }
+    }
+}
+
+/// How the router is told which agent: by id when the offer had one.
+fn agent_ref(id: Option<AgentId>, name: &str) -> AgentRef<'_> {
+    match id {
+        Some(id) => AgentRef::Id(id, name),
+        None => AgentRef::Name(name),
     }
 }
 

@@ -534,7 +534,7 @@ impl Endpoint {
     pub(super) fn end_call(&mut self, ck: CallHandle, now: Now) {
         self.emit_ended(ck, now);
         // The caller is gone: CANCEL or BYE the agent's leg, free the agent.
-        if let Some(agent) = self.release_agent_leg(ck, now) {
+        if let Some((agent, _)) = self.release_agent_leg(ck, now) {
             self.touch_agent(&agent);
         }
         self.acd_caller_gone(ck, now);
