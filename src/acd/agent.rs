@@ -1,6 +1,7 @@
 //! One agent's runtime state: the atomic state word the hot path claims, and
 //! the per-agent `meta` every other transition goes through.
 
+use super::ids::AgentId;
 use super::{AgentState, CallId};
 use crate::config::Agent;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
@@ -145,7 +146,7 @@ pub(crate) struct Slot {
     pub id: Arc<str>,
     /// Boxed: read on reloads and shift changes only, kept off the hot lines.
     pub cfg: Box<Agent>,
-    pub idx: u32,
+    pub idx: AgentId,
     pub links: Links,
     word: AtomicU64,
     meta: Mutex<Meta>,
@@ -155,7 +156,7 @@ impl Slot {
     pub(crate) fn new(
         id: Arc<str>,
         cfg: Agent,
-        idx: u32,
+        idx: AgentId,
         links: Links,
         word: Word,
         meta: Meta,

@@ -1,5 +1,6 @@
 //! A lane: the callers of one queue at one relax level, best first.
 
+use super::ids::{AgentId, QueueId};
 use super::CallId;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Caller {
     pub call: CallId,
-    pub queue: u32,
+    pub queue: QueueId,
     /// Extra priority from the IVR `queue` node.
     pub priority: i32,
     pub arrival: Instant,
@@ -30,12 +31,12 @@ pub(crate) const REFUSALS: usize = 4;
 /// The agents who refused a caller, each until when it is not offered the
 /// caller again (the queue's `retry_s`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Refusals([Option<(u32, Instant)>; REFUSALS]);
+pub(crate) struct Refusals([Option<(AgentId, Instant)>; REFUSALS]);
 
 impl Refusals {
     /// Remembers that `agent` refused, until `until`; replaces its older
     /// entry, else an expired one, else the one that expires first.
-    pub(crate) fn add(&mut self, agent: u32, until: Instant) {
+    pub(crate) fn add(&mut self, agent: AgentId, until: Instant) {
         let slot = self
             .0
             .iter()
@@ -53,7 +54,7 @@ impl Refusals {
     }
 
     /// Whether `agent` may not be offered this caller at `now`.
-    pub(crate) fn blocks(&self, agent: u32, now: Instant) -> bool {
+    pub(crate) fn blocks(&self, agent: AgentId, now: Instant) -> bool {
         self.0
             .iter()
             .any(|e| e.is_some_and(|(a, t)| a == agent && now < t))
@@ -122,7 +123,7 @@ impl Lane {
     }
 
     /// The best caller that `agent` has not refused lately.
-    pub(crate) fn head(&self, agent: u32, now: Instant) -> Option<Caller> {
+    pub(crate) fn head(&self, agent: AgentId, now: Instant) -> Option<Caller> {
         if self.is_empty() {
             return None;
         }
@@ -148,7 +149,7 @@ mod tests {
     fn caller(call: u64, priority: i32, at: Instant) -> Caller {
         Caller {
             call: CallId(call),
-            queue: 0,
+            queue: QueueId::from_index(0),
             priority,
             arrival: at,
             seq: call,
@@ -162,19 +163,19 @@ mod tests {
         let t0 = Instant::now();
         let lane = Lane::new(0, 0);
         assert!(lane.is_empty());
-        assert_eq!(lane.head(7, t0), None);
+        assert_eq!(lane.head(AgentId::from_index(7), t0), None);
         let (a, b) = (caller(1, 0, t0), caller(2, 5, t0));
         lane.insert(a);
         lane.insert(b);
         assert!(!lane.is_empty());
         // Higher priority first.
-        assert_eq!(lane.head(7, t0), Some(b));
+        assert_eq!(lane.head(AgentId::from_index(7), t0), Some(b));
         assert_eq!(lane.take(&b.key()), Some(b));
         assert_eq!(lane.take(&b.key()), None);
         assert!(!lane.is_empty());
-        assert_eq!(lane.head(7, t0), Some(a));
+        assert_eq!(lane.head(AgentId::from_index(7), t0), Some(a));
         assert_eq!(lane.take(&a.key()), Some(a));
         assert!(lane.is_empty());
-        assert_eq!(lane.head(7, t0), None);
+        assert_eq!(lane.head(AgentId::from_index(7), t0), None);
     }
 }

@@ -71,6 +71,7 @@
 //! waiting callers keep their place.
 
 mod agent;
+mod ids;
 mod lane;
 pub mod model;
 mod pool;
@@ -80,6 +81,7 @@ mod topology;
 #[cfg(test)]
 mod tests;
 
+pub use ids::{AgentId, AgentRef, Names, QueueId};
 pub use pool::random_key;
 pub use router::Router;
 pub use topology::{eligible, required_skills, skill_score, AcdConfig};

@@ -3,6 +3,7 @@
 //! checks the router against it and the benchmark uses it as the baseline.
 //! Not for production: each decision costs O(agents + callers).
 
+use super::ids::AgentId;
 use super::lane::Refusals;
 use super::pool::{key as entry, KeyInput};
 use super::topology::{eligible, required_skills, skill_score, AcdConfig};
@@ -263,7 +264,7 @@ impl Model {
             .waiting
             .iter()
             .enumerate()
-            .filter(|(_, c)| !c.refused.blocks(ai as u32, now))
+            .filter(|(_, c)| !c.refused.blocks(AgentId::from_index(ai as u32), now))
             .filter_map(|(i, c)| {
                 let (_, q) = self.queues.get(c.queue)?;
                 let req = required_skills(q, c.level);
@@ -455,7 +456,7 @@ impl Model {
         if let Some((ai, mut c, _)) = self.offered.remove(&call) {
             if refused {
                 let until = now + secs(self.queues[c.queue].1.retry_s);
-                c.refused.add(ai as u32, until);
+                c.refused.add(AgentId::from_index(ai as u32), until);
                 out.push(Output::Arm {
                     at: until,
                     timer: Timer::RetryRefused { call },

@@ -2,6 +2,7 @@
 //! `acd` for why it is correct without a global lock.
 
 use super::agent::{Busy, Meta, Slot, Tag, Word};
+use super::ids::{AgentId, AgentRef, QueueId};
 use super::lane::Caller;
 use super::pool::{key, KeyInput, Pool};
 use super::topology::{AcdConfig, Topology};
@@ -22,11 +23,11 @@ use std::time::{Duration, Instant};
 enum Loc {
     Waiting(Caller),
     Offered {
-        agent: u32,
+        agent: AgentId,
         caller: Caller,
     },
     Connected {
-        agent: u32,
+        agent: AgentId,
         caller: Caller,
     },
     /// Hung up while a router thread was taking it; that thread drops it.
@@ -74,10 +75,26 @@ impl Router {
         }
     }
 
+    /// The agents' and queues' ids of the configuration in force.
+    pub fn names(&self) -> &super::Names {
+        &self.topo.names
+    }
+
     fn slot(&self, id: &str) -> Result<&Slot, AcdError> {
         self.topo
             .agent(id)
             .ok_or_else(|| AcdError::UnknownAgent(id.to_string()))
+    }
+
+    /// The agent an event names: by its id when the id still names it
+    /// (no lookup), else by name.
+    fn slot_of(&self, agent: AgentRef<'_>) -> Result<&Slot, AcdError> {
+        if let AgentRef::Id(id, name) = agent {
+            if let Some(s) = self.topo.slot(id).filter(|s| &*s.id == name) {
+                return Ok(s);
+            }
+        }
+        self.slot(agent.name())
     }
 
     // ---- callers -------------------------------------------------------
@@ -152,7 +169,7 @@ impl Router {
     }
 
     fn arm_caller_timers(&self, c: &Caller, out: &mut Vec<Output>) {
-        let Some(q) = self.topo.queues.get(c.queue as usize) else {
+        let Some(q) = self.topo.queue_rt(c.queue) else {
             return;
         };
         if let Some(r) = q.cfg.relax.get(c.level) {
@@ -201,7 +218,7 @@ impl Router {
                 Loc::HungUp => return out,
             },
         };
-        if let Some(slot) = self.topo.agents.get(held as usize) {
+        if let Some(slot) = self.topo.slot(held) {
             let mut meta = slot.meta();
             if meta.busy.as_ref().is_some_and(|b| b.call == call) {
                 match slot.word().tag {
@@ -217,8 +234,8 @@ impl Router {
         out
     }
 
-    fn left_queue(&self, queue: u32) {
-        if let Some(q) = self.topo.queues.get(queue as usize) {
+    fn left_queue(&self, queue: QueueId) {
+        if let Some(q) = self.topo.queue_rt(queue) {
             // Never below zero, even if a reload raced the count.
             let _ = q
                 .waiting
@@ -233,7 +250,7 @@ impl Router {
     fn requeue(
         &self,
         call: CallId,
-        agent: u32,
+        agent: AgentId,
         refused_at: Option<Instant>,
         out: &mut Vec<Output>,
     ) -> Option<u32> {
@@ -244,7 +261,7 @@ impl Router {
             Loc::Offered { agent: a, caller } if *a == agent => *caller,
             _ => return None,
         };
-        if let (Some(at), Some(q)) = (refused_at, self.topo.queues.get(caller.queue as usize)) {
+        if let (Some(at), Some(q)) = (refused_at, self.topo.queue_rt(caller.queue)) {
             let until = at + secs(q.cfg.retry_s);
             caller.refused.add(agent, until);
             out.push(Output::Arm {
@@ -254,7 +271,7 @@ impl Router {
         }
         match self.topo.lane_of(caller.queue, caller.level) {
             Some((li, lane)) => {
-                if let Some(q) = self.topo.queues.get(caller.queue as usize) {
+                if let Some(q) = self.topo.queue_rt(caller.queue) {
                     q.waiting.fetch_add(1, SeqCst);
                 }
                 lane.insert(caller);
@@ -338,13 +355,19 @@ impl Router {
     }
 
     /// The agent's leg answered (200 OK to the offer).
-    pub fn answered(&self, agent: &str, call: CallId, now: Instant) -> Result<(), AcdError> {
+    pub fn answered<'a>(
+        &self,
+        agent: impl Into<AgentRef<'a>>,
+        call: CallId,
+        now: Instant,
+    ) -> Result<(), AcdError> {
         let _ = now;
-        let slot = self.slot(agent)?;
+        let agent = agent.into();
+        let slot = self.slot_of(agent)?;
         let mut meta = slot.meta();
         let w = slot.word();
         if w.tag != Tag::Ringing || meta.busy.as_ref().is_none_or(|b| b.call != call) {
-            return Err(wrong(agent, call, "ringing"));
+            return Err(wrong(agent.name(), call, "ringing"));
         }
         if let Some(mut l) = self.calls.get_mut(&call) {
             if let Loc::Offered { agent, caller } = *l {
@@ -361,17 +384,18 @@ impl Router {
 
     /// BYE from either leg: the agent starts wrap-up (`wrapup_s` of the
     /// call's queue) and is offered again after it.
-    pub fn call_ended(
+    pub fn call_ended<'a>(
         &self,
-        agent: &str,
+        agent: impl Into<AgentRef<'a>>,
         call: CallId,
         now: Instant,
     ) -> Result<Vec<Output>, AcdError> {
-        let slot = self.slot(agent)?;
+        let agent = agent.into();
+        let slot = self.slot_of(agent)?;
         let mut out = Vec::new();
         let mut meta = slot.meta();
         if slot.word().tag != Tag::OnCall || meta.busy.as_ref().is_none_or(|b| b.call != call) {
-            return Err(wrong(agent, call, "on a call"));
+            return Err(wrong(agent.name(), call, "on a call"));
         }
         self.calls.remove(&call);
         self.end_call(slot, &mut meta, call, now, &mut out);
@@ -412,19 +436,20 @@ impl Router {
 
     /// The agent answered 486 Busy Here or 603 Decline: it stays available
     /// and the caller is offered to someone else first.
-    pub fn rejected(
+    pub fn rejected<'a>(
         &self,
-        agent: &str,
+        agent: impl Into<AgentRef<'a>>,
         call: CallId,
         now: Instant,
     ) -> Result<Vec<Output>, AcdError> {
-        let slot = self.slot(agent)?;
+        let agent = agent.into();
+        let slot = self.slot_of(agent)?;
         let mut out = Vec::new();
         {
             let mut meta = slot.meta();
             if slot.word().tag != Tag::Ringing || meta.busy.as_ref().is_none_or(|b| b.call != call)
             {
-                return Err(wrong(agent, call, "ringing"));
+                return Err(wrong(agent.name(), call, "ringing"));
             }
             // Still `Ringing` with no call: nobody can claim it meanwhile.
             meta.busy = None;
@@ -441,19 +466,20 @@ impl Router {
 
     /// Ring no answer: the agent is paused with reason `rona`, the caller
     /// goes back to its place in the queue and is offered again.
-    pub fn ring_no_answer(
+    pub fn ring_no_answer<'a>(
         &self,
-        agent: &str,
+        agent: impl Into<AgentRef<'a>>,
         call: CallId,
         now: Instant,
     ) -> Result<Vec<Output>, AcdError> {
-        let slot = self.slot(agent)?;
+        let agent = agent.into();
+        let slot = self.slot_of(agent)?;
         let mut out = Vec::new();
         {
             let mut meta = slot.meta();
             let w = slot.word();
             if w.tag != Tag::Ringing || meta.busy.as_ref().is_none_or(|b| b.call != call) {
-                return Err(wrong(agent, call, "ringing"));
+                return Err(wrong(agent.name(), call, "ringing"));
             }
             meta.busy = None;
             meta.paused = Some(RONA.to_string());
@@ -510,8 +536,7 @@ impl Router {
             if let Loc::Waiting(c) = o.get().clone() {
                 let due = self
                     .topo
-                    .queues
-                    .get(c.queue as usize)
+                    .queue_rt(c.queue)
                     .and_then(|q| q.cfg.relax.get(level.wrapping_sub(1)))
                     .is_some_and(|r| now >= c.arrival + secs(r.after_s));
                 if c.level + 1 == level && due {
@@ -539,7 +564,7 @@ impl Router {
         let mut out = Vec::new();
         if let MapEntry::Occupied(o) = self.calls.entry(call) {
             if let Loc::Waiting(c) = o.get().clone() {
-                let Some(q) = self.topo.queues.get(c.queue as usize) else {
+                let Some(q) = self.topo.queue_rt(c.queue) else {
                     return out;
                 };
                 let due = q.cfg.max_wait_s > 0 && now >= c.arrival + secs(q.cfg.max_wait_s);
@@ -612,7 +637,7 @@ impl Router {
             return;
         }
         let input = KeyInput {
-            idx: slot.idx,
+            idx: slot.idx.raw(),
             epoch: e,
             score: 0,
             calls_taken: meta.calls_taken,
@@ -743,7 +768,7 @@ impl Router {
                     }
                 }
             }
-            let Some(q) = self.topo.queues.get(c.queue as usize) else {
+            let Some(q) = self.topo.queue_rt(c.queue) else {
                 continue;
             };
             meta.busy = Some(Busy {
@@ -795,7 +820,7 @@ impl Router {
                     tag: Tag::Available,
                 });
                 self.recheck(slot, &mut meta, e, now, out);
-                passed.push(slot.idx);
+                passed.push(slot.idx.raw());
             }
         }
     }
@@ -825,16 +850,16 @@ impl Router {
             slot.meta().on_shift = slot.cfg.on_shift(wall);
         }
         // Agents gone from the file but still busy stay until idle.
-        let mut next = topo.agents.len() as u32;
         for slot in &old.agents {
             let meta = slot.meta().clone();
-            if topo.agent_by_id.contains_key(&*slot.id) || slot.word().tag.idle() {
+            if topo.names.agent(&slot.id).is_some() || slot.word().tag.idle() {
                 continue;
             }
             let mut meta = meta;
             meta.removed = true;
             meta.pooled = false;
-            topo.agent_by_id.insert(slot.id.to_string(), next);
+            // Appended to the new table: its id is the next slot's index.
+            let next = topo.names.intern_agent(&slot.id);
             topo.agents.push(Slot::new(
                 slot.id.clone(),
                 (*slot.cfg).clone(),
@@ -843,23 +868,19 @@ impl Router {
                 slot.word(),
                 meta,
             ));
-            next += 1;
         }
         let old_queues: Vec<(Arc<str>, Option<crate::config::Target>)> = old
             .queues
             .iter()
             .map(|q| (q.name.clone(), q.cfg.overflow.clone()))
             .collect();
-        let remap = |qi: u32| {
+        // Ids of the old table to the new one, by name.
+        let remap = |qi: QueueId| {
             old_queues
-                .get(qi as usize)
-                .and_then(|(n, _)| topo.queue_by_name.get(&**n).copied())
+                .get(qi.index())
+                .and_then(|(n, _)| topo.names.queue(n))
         };
-        let agent_remap = |ai: u32| {
-            old.agents
-                .get(ai as usize)
-                .and_then(|s| topo.agent_by_id.get(&*s.id).copied())
-        };
+        let agent_remap = |ai: AgentId| old.slot(ai).and_then(|s| topo.names.agent(&s.id));
         let mut requeued = Vec::new();
         let mut drop_calls = Vec::new();
         for mut item in self.calls.iter_mut() {
@@ -868,14 +889,14 @@ impl Router {
             match loc {
                 Loc::Waiting(c) => match remap(c.queue) {
                     Some(nq) => {
-                        let levels = topo.queues.get(nq as usize).map_or(1, |q| q.lanes.len());
+                        let levels = topo.queue_rt(nq).map_or(1, |q| q.lanes.len());
                         c.queue = nq;
                         c.level = c.level.min(levels.saturating_sub(1));
                         requeued.push(*c);
                     }
                     None => {
                         let (name, target) = old_queues
-                            .get(c.queue as usize)
+                            .get(c.queue.index())
                             .cloned()
                             .unwrap_or((Arc::from(""), None));
                         out.push(Output::Divert {
@@ -888,8 +909,8 @@ impl Router {
                     }
                 },
                 Loc::Offered { agent, caller } | Loc::Connected { agent, caller } => {
-                    caller.queue = remap(caller.queue).unwrap_or(u32::MAX);
-                    *agent = agent_remap(*agent).unwrap_or(u32::MAX);
+                    caller.queue = remap(caller.queue).unwrap_or(QueueId::NONE);
+                    *agent = agent_remap(*agent).unwrap_or(AgentId::NONE);
                 }
                 Loc::HungUp => drop_calls.push(call),
             }
@@ -898,10 +919,9 @@ impl Router {
             self.calls.remove(&call);
         }
         for c in &requeued {
-            if let (Some((_, lane)), Some(q)) = (
-                topo.lane_of(c.queue, c.level),
-                topo.queues.get(c.queue as usize),
-            ) {
+            if let (Some((_, lane)), Some(q)) =
+                (topo.lane_of(c.queue, c.level), topo.queue_rt(c.queue))
+            {
                 q.waiting.fetch_add(1, SeqCst);
                 lane.insert(*c);
                 self.arm_caller_timers_in(&topo, c, &mut out);
@@ -921,7 +941,7 @@ impl Router {
     }
 
     fn arm_caller_timers_in(&self, topo: &Topology, c: &Caller, out: &mut Vec<Output>) {
-        let Some(q) = topo.queues.get(c.queue as usize) else {
+        let Some(q) = topo.queue_rt(c.queue) else {
             return;
         };
         if let Some(r) = q.cfg.relax.get(c.level) {
@@ -981,7 +1001,7 @@ impl Router {
             free,
             runners_up: next
                 .into_iter()
-                .filter(|&i| i != agent)
+                .filter(|&i| i != agent.raw())
                 .take(runners_up)
                 .filter_map(id)
                 .collect(),
@@ -1029,7 +1049,7 @@ impl Router {
                 let mut available = 0;
                 let (mut busy, mut wrapup, mut paused) = (0, 0, 0);
                 for a in &q.agents {
-                    if let Some(s) = self.topo.agents.get(*a as usize) {
+                    if let Some(s) = self.topo.slot(*a) {
                         match s.word().tag {
                             Tag::Available | Tag::Deciding => available += 1,
                             Tag::Ringing | Tag::OnCall => busy += 1,
@@ -1064,7 +1084,7 @@ impl Router {
             Some(Loc::Waiting(c)) => *c,
             _ => return None,
         };
-        let q = self.topo.queues.get(c.queue as usize)?;
+        let q = self.topo.queue_rt(c.queue)?;
         let me = c.key();
         let ahead: usize = q
             .lanes

@@ -599,6 +599,72 @@ fn reload_keeps_state_counters_and_callers() {
 }
 
 #[test]
+fn reload_that_moves_ids_keeps_each_agents_own_state() {
+    let c1 = cfg(
+        vec![agent("b", &[("x", 5)]), agent("d", &[("x", 5)])],
+        vec![queue("q", &[("x", 1)], Strategy::LongestIdle)],
+    );
+    let mut h = H::new(&c1);
+    h.login(&["b", "d"]);
+    one(&h.arrive(1, "q", 0)); // b
+    h.r.answered("b", CallId(1), h.at(1)).unwrap();
+    h.r.set_state("d", AdminState::Paused("lunch".into()), h.at(1))
+        .unwrap();
+    let (b1, d1) = (h.r.names().agent("b"), h.r.names().agent("d"));
+    assert!(b1.is_some() && d1.is_some() && b1 != d1);
+    // "a" and "c" sort before "b" and "d": both survivors change id.
+    let c2 = cfg(
+        vec![
+            agent("a", &[("x", 5)]),
+            agent("b", &[("x", 5)]),
+            agent("c", &[("x", 5)]),
+            agent("d", &[("x", 5)]),
+        ],
+        vec![
+            queue("p", &[("x", 1)], Strategy::LongestIdle),
+            queue("q", &[("x", 1)], Strategy::LongestIdle),
+        ],
+    );
+    h.r.reload(&c2, h.at(2), wall());
+    let names = h.r.names();
+    assert_ne!(names.agent("b"), b1, "b's id moved");
+    assert_ne!(names.agent("d"), d1, "d's id moved");
+    let ids: std::collections::BTreeSet<_> = ["a", "b", "c", "d"]
+        .iter()
+        .filter_map(|n| names.agent(n))
+        .collect();
+    assert_eq!(ids.len(), 4, "distinct ids");
+    for n in ["a", "b", "c", "d"] {
+        let id = names.agent(n).unwrap();
+        assert_eq!(names.agent_name(id).map(|s| &**s), Some(n));
+    }
+    assert_eq!(h.state("b"), AgentState::OnCall);
+    let d = h.r.agent("d").unwrap();
+    assert_eq!(
+        (d.state, d.pause_reason.as_deref()),
+        (AgentState::Paused, Some("lunch"))
+    );
+    assert_eq!(h.state("a"), AgentState::LoggedOut);
+    // b's call, named by b's id from the old table (now a's), still
+    // ends on b: the name no longer matches, so the name decides.
+    assert_eq!(h.r.names().agent_name(b1.unwrap()).map(|s| &**s), Some("a"));
+    let stale = crate::acd::AgentRef::Id(b1.unwrap(), "b");
+    h.r.call_ended(stale, CallId(1), h.at(3)).unwrap();
+    let b = h.r.agent("b").unwrap();
+    assert_eq!((b.state, b.calls_taken), (AgentState::Available, 1));
+    // A reload that drops an agent: the others keep their state.
+    let c3 = cfg(
+        vec![agent("b", &[("x", 5)]), agent("d", &[("x", 5)])],
+        vec![queue("q", &[("x", 1)], Strategy::LongestIdle)],
+    );
+    h.r.reload(&c3, h.at(4), wall());
+    assert!(h.r.agent("a").is_none());
+    assert_eq!(h.r.agent("b").unwrap().calls_taken, 1);
+    assert_eq!(h.state("d"), AgentState::Paused);
+    assert_eq!(h.r.names().queue("p"), None);
+}
+
+#[test]
 fn index_stays_bounded() {
     let h = H::new(&cfg(
         (0..10)

@@ -3,6 +3,7 @@
 //! Rebuilt on reload; eligibility is computed once here, never per decision.
 
 use super::agent::{Links, Meta, PoolLink, Slot, Word};
+use super::ids::{AgentId, Names, QueueId};
 use super::lane::Lane;
 use super::pool::Pool;
 use crate::config::{Agent, Config, Queue, Schedule};
@@ -62,16 +63,18 @@ pub(crate) struct QueueRt {
     pub lanes: Vec<u32>,
     pub waiting: AtomicUsize,
     /// Agents eligible at level 0 (status only).
-    pub agents: Vec<u32>,
+    pub agents: Vec<AgentId>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Topology {
     /// Side by side (no pointer to chase per agent).
+    /// Indexed by `AgentId` (agents kept past a reload while busy are
+    /// appended), as `queues` by `QueueId`.
     pub agents: Vec<Slot>,
-    pub agent_by_id: HashMap<String, u32>,
     pub queues: Vec<QueueRt>,
-    pub queue_by_name: HashMap<String, u32>,
+    /// The ids' names.
+    pub names: Names,
     pub pools: Vec<Pool>,
     /// Every agent's pool links, an agent's side by side (`Links::pools`).
     pub pool_links: Vec<PoolLink>,
@@ -91,8 +94,8 @@ impl Topology {
         let mut lanes = Vec::new();
         let mut lane_pool = Vec::new();
         let mut queues = Vec::new();
-        let mut queue_by_name = HashMap::new();
-        for (qi, q) in cfg.queues.values().enumerate() {
+        let mut names = Names::default();
+        for q in cfg.queues.values() {
             let mut qlanes = Vec::new();
             for level in 0..=q.relax.len() {
                 let req = required_skills(q, level);
@@ -118,11 +121,14 @@ impl Topology {
                 .first()
                 .and_then(|l| lane_pool.get(*l as usize))
                 .and_then(|p| pool_agents.get(*p as usize))
-                .cloned()
+                .map(|m| m.iter().map(|&a| AgentId::from_index(a)).collect())
                 .unwrap_or_default();
-            queue_by_name.insert(q.name.clone(), qi as u32);
+            let qi = names.intern_queue(&q.name);
             queues.push(QueueRt {
-                name: Arc::from(q.name.as_str()),
+                name: names
+                    .queue_name(qi)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from("")),
                 cfg: q.clone(),
                 lanes: qlanes,
                 waiting: AtomicUsize::new(0),
@@ -173,8 +179,7 @@ impl Topology {
             }
         }
         let mut agents = Vec::new();
-        let mut agent_by_id = HashMap::new();
-        for (i, (a, l)) in agent_cfgs.iter().zip(links).enumerate() {
+        for (a, l) in agent_cfgs.iter().zip(links) {
             let (word, meta) = carry(&a.id).unwrap_or_else(|| {
                 (
                     Word {
@@ -184,11 +189,14 @@ impl Topology {
                     Meta::default(),
                 )
             });
-            agent_by_id.insert(a.id.clone(), i as u32);
+            let i = names.intern_agent(&a.id);
             agents.push(Slot::new(
-                Arc::from(a.id.as_str()),
+                names
+                    .agent_name(i)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from("")),
                 (*a).clone(),
-                i as u32,
+                i,
                 l,
                 word,
                 meta,
@@ -196,9 +204,8 @@ impl Topology {
         }
         Topology {
             agents,
-            agent_by_id,
             queues,
-            queue_by_name,
+            names,
             pools,
             pool_links,
             lanes,
@@ -207,18 +214,24 @@ impl Topology {
     }
 
     pub(crate) fn agent(&self, id: &str) -> Option<&Slot> {
-        self.agent_by_id
-            .get(id)
-            .and_then(|i| self.agents.get(*i as usize))
+        self.names.agent(id).and_then(|i| self.slot(i))
     }
 
-    pub(crate) fn queue(&self, name: &str) -> Option<(u32, &QueueRt)> {
-        let i = *self.queue_by_name.get(name)?;
-        self.queues.get(i as usize).map(|q| (i, q))
+    pub(crate) fn slot(&self, id: AgentId) -> Option<&Slot> {
+        self.agents.get(id.index())
     }
 
-    pub(crate) fn lane_of(&self, queue: u32, level: usize) -> Option<(u32, &Lane)> {
-        let li = *self.queues.get(queue as usize)?.lanes.get(level)?;
+    pub(crate) fn queue(&self, name: &str) -> Option<(QueueId, &QueueRt)> {
+        let i = self.names.queue(name)?;
+        self.queue_rt(i).map(|q| (i, q))
+    }
+
+    pub(crate) fn queue_rt(&self, id: QueueId) -> Option<&QueueRt> {
+        self.queues.get(id.index())
+    }
+
+    pub(crate) fn lane_of(&self, queue: QueueId, level: usize) -> Option<(u32, &Lane)> {
+        let li = *self.queue_rt(queue)?.lanes.get(level)?;
         self.lanes.get(li as usize).map(|l| (li, l))
     }
 }

@@ -23,6 +23,9 @@ pub enum AgentLegState {
 #[derive(Debug)]
 pub struct AgentLeg {
     pub agent_id: String,
+    /// The router's id for the agent (from the table in force when the
+    /// offer was made; see [`crate::acd::AgentRef`]).
+    pub agent: Option<crate::acd::AgentId>,
     /// The INVITE as sent (for CANCEL, the ACK and the dialog).
     pub invite: rsip::Request,
     pub invite_key: TxKey,
@@ -49,6 +52,14 @@ pub struct AgentLeg {
 }
 
 impl AgentLeg {
+    /// The agent as the router's events name it: by id when it has one.
+    pub fn agent_ref(&self) -> crate::acd::AgentRef<'_> {
+        match self.agent {
+            Some(id) => crate::acd::AgentRef::Id(id, &self.agent_id),
+            None => crate::acd::AgentRef::Name(&self.agent_id),
+        }
+    }
+
     /// The next instant the leg needs attention.
     pub fn poll_timeout(&self) -> Option<Instant> {
         (self.state == AgentLegState::Offering).then_some(self.ring_deadline)

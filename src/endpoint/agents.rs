@@ -14,7 +14,8 @@ use rsip::Method;
 use tracing::{debug, info, warn};
 
 use super::media::{media_of, MediaCommand};
-use super::{CallKey, Endpoint, Now};
+use super::{CallHandle, Endpoint, Now};
+use crate::acd::{AgentId, AgentRef};
 use crate::call::agent::{AgentLeg, AgentLegState};
 use crate::config::MediaEncryption;
 use crate::media::crypto_attr::{accept_answer, offer_keys};
@@ -33,7 +34,7 @@ impl Endpoint {
     /// offer from `queue`, after `waited` in it).
     pub(super) fn offer(
         &mut self,
-        ck: &CallKey,
+        ck: CallHandle,
         agent: &str,
         queue: &str,
         waited: Duration,
@@ -68,7 +69,7 @@ impl Endpoint {
             // router would only re-offer it at once (and again, recursively,
             // while ports stay exhausted), so the caller is told and hung
             // up; the router frees the agent when the call ends.
-            warn!(call = %ck.0, %agent, "no RTP ports left for the agent leg: hanging up");
+            warn!(call = %self.calls.call_id(ck), %agent, "no RTP ports left for the agent leg: hanging up");
             if let Some(call) = self.calls.get_mut(ck) {
                 call.bye_reason = Some(NO_PORTS_REASON);
             }
@@ -163,14 +164,15 @@ impl Endpoint {
                 return self.agent_reachable(&agent, false, now);
             }
         };
-        info!(call = %ck.0, %agent, %queue, wait_s = wait, "offering call to agent");
+        info!(call = %self.calls.call_id(ck), %agent, %queue, wait_s = wait, "offering call to agent");
         self.emit_offered(ck, &agent, now);
-        self.agent_invites.insert(key.clone(), ck.clone());
+        self.agent_invites.insert(key.clone(), ck);
         if let Some(call) = self.calls.get_mut(ck) {
             if let Some(old) = call.agent.take() {
-                warn!(call = %ck.0, agent = %old.agent_id, "second offer while one was out");
+                warn!(call = %call.dialog.call_id, agent = %old.agent_id, "second offer while one was out");
             }
             call.agent = Some(AgentLeg {
+                agent: self.router.names().agent(&agent),
                 agent_id: agent,
                 invite,
                 invite_key: key,
@@ -206,39 +208,39 @@ impl Endpoint {
         }
         self.agent_invites.remove(key);
         if (200..300).contains(&code) {
-            self.agent_answered(&ck, &resp, now);
+            self.agent_answered(ck, &resp, now);
         } else if matches!(code, 486 | 600 | 603) {
             // Busy or declined: the transaction layer already sent the
             // ACK; the router offers the call elsewhere.
-            self.agent_refused(&ck, code, now);
+            self.agent_refused(ck, code, now);
         } else {
             // 404, 408, 480, 5xx...: the phone cannot take calls at all.
             // Like Asterisk's autopause on unavailable: paused as a ring
             // no answer, or it would be offered every call and refuse all.
-            info!(call = %ck.0, code, "agent's phone failed the offer: treated as ring no answer");
-            self.withdraw_rona(&ck, now);
+            info!(call = %self.calls.call_id(ck), code, "agent's phone failed the offer: treated as ring no answer");
+            self.withdraw_rona(ck, now);
         }
         true
     }
 
     /// The agent's phone said no (or never answered at all).
-    pub(super) fn agent_refused(&mut self, ck: &CallKey, code: u16, now: Now) {
+    pub(super) fn agent_refused(&mut self, ck: CallHandle, code: u16, now: Now) {
         if let Some(leg) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) {
             leg.state = AgentLegState::Ending; // nothing to CANCEL any more
         }
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         let offered_at = self.offered_at(ck);
-        if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
-            info!(call = %ck.0, %agent, code, "agent refused the call");
+        if let (Some((agent, id)), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
+            info!(call = %self.calls.call_id(ck), %agent, code, "agent refused the call");
             // queue_log readers count every offer that was not taken.
             self.emit_ring_no_answer(ck, &agent, offered_at, now);
             self.touch_agent(&agent);
-            let r = self.timed(|r| r.rejected(&agent, acd, now.mono));
+            let r = self.timed(|r| r.rejected(agent_ref(id, &agent), acd, now.mono));
             self.acd_result(r, now);
         }
     }
 
-    fn agent_answered(&mut self, ck: &CallKey, resp: &rsip::Response, now: Now) {
+    fn agent_answered(&mut self, ck: CallHandle, resp: &rsip::Response, now: Now) {
         let local = self.local_via(ck);
         let Some(leg) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) else {
             return;
@@ -246,7 +248,9 @@ impl Endpoint {
         let mut dialog = match Dialog::from_uac(&leg.invite, resp) {
             Ok(d) => d,
             // Not ACKed: the phone retransmits, then gives up (RONA follows).
-            Err(e) => return warn!(call = %ck.0, error = %e, "agent 2xx without a usable dialog"),
+            Err(e) => {
+                return warn!(call = %self.calls.call_id(ck), error = %e, "agent 2xx without a usable dialog")
+            }
         };
         let mut local = local;
         local.transport = leg.peer.transport;
@@ -257,19 +261,20 @@ impl Endpoint {
         leg.remote_sdp = answer.clone();
         leg.session = crate::sip::session_timer::from_uac_response(resp, now.mono);
         let agent = leg.agent_id.clone();
+        let agent_id = leg.agent;
         let port = leg.ports.pair().rtp;
         let dialog_key = (dialog.call_id.clone(), dialog.local_tag.clone());
         let agent_call_id = dialog.call_id.clone();
         leg.dialog = Some(dialog);
         let offered = std::mem::take(&mut leg.srtp_offered);
-        self.agent_dialogs.insert(dialog_key, ck.clone());
+        self.agent_dialogs.insert(dialog_key, ck);
         let policy = self.agent_encryption(&agent);
         let answered = answer.as_ref().map_or(&[][..], |a| &a.crypto[..]);
         let keys = match accept_answer(policy, &offered, answered) {
             Ok(k) => k,
             Err(e) => {
                 // Connected, so the leg's release sends the BYE.
-                warn!(call = %ck.0, %agent, reason = %e, "agent answered without SRTP: treated as ring no answer");
+                warn!(call = %self.calls.call_id(ck), %agent, reason = %e, "agent answered without SRTP: treated as ring no answer");
                 return self.withdraw_rona(ck, now);
             }
         };
@@ -277,7 +282,7 @@ impl Endpoint {
         if let Some(l) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) {
             l.leg = Some(agent_leg);
         }
-        self.legs.insert(agent_leg, ck.clone());
+        self.legs.insert(agent_leg, ck);
         let (remote, codec, telephone_event) = media_of(answer.as_ref());
         self.secure_leg(agent_leg, None, keys.as_ref());
         if let Some(l) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) {
@@ -302,16 +307,19 @@ impl Endpoint {
             c.acd
         }) {
             self.touch_agent(&agent);
-            if let Err(e) = self.router.answered(&agent, acd, now.mono) {
+            if let Err(e) = self
+                .router
+                .answered(agent_ref(agent_id, &agent), acd, now.mono)
+            {
                 debug!(error = %e, "router did not expect this answer");
             }
         }
         self.emit_answered(ck, &agent, &agent_call_id, now);
-        info!(call = %ck.0, %agent, "agent answered: bridged");
+        info!(call = %self.calls.call_id(ck), %agent, "agent answered: bridged");
     }
 
     /// When the agent leg of `ck` started ringing.
-    fn offered_at(&self, ck: &CallKey) -> Option<std::time::Instant> {
+    fn offered_at(&self, ck: CallHandle) -> Option<std::time::Instant> {
         self.calls
             .get(ck)
             .and_then(|c| c.agent.as_ref())
@@ -319,7 +327,7 @@ impl Endpoint {
     }
 
     /// Ring no answer: withdraw the offer, pause the agent, try the next.
-    pub(super) fn agent_ring_timeout(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn agent_ring_timeout(&mut self, ck: CallHandle, now: Now) {
         let due = self
             .calls
             .get(ck)
@@ -331,14 +339,14 @@ impl Endpoint {
     }
 
     /// Withdraws the offer of `ck` and pauses its agent `rona`.
-    fn withdraw_rona(&mut self, ck: &CallKey, now: Now) {
+    fn withdraw_rona(&mut self, ck: CallHandle, now: Now) {
         let acd = self.calls.get(ck).and_then(|c| c.acd);
         let offered_at = self.offered_at(ck);
-        if let (Some(agent), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
-            info!(call = %ck.0, %agent, "ring no answer: agent paused (rona)");
+        if let (Some((agent, id)), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
+            info!(call = %self.calls.call_id(ck), %agent, "ring no answer: agent paused (rona)");
             self.touch_agent(&agent);
             self.emit_ring_no_answer(ck, &agent, offered_at, now);
-            let r = self.timed(|r| r.ring_no_answer(&agent, acd, now.mono));
+            let r = self.timed(|r| r.ring_no_answer(agent_ref(id, &agent), acd, now.mono));
             if r.is_ok() {
                 // Asterisk's autopause logs the pause too.
                 self.emit_paused(&agent, Some(crate::acd::RONA), now);
@@ -358,28 +366,33 @@ impl Endpoint {
             return false;
         };
         self.reply(key, req, 200, now);
-        let call = self.calls.get_mut(&ck);
+        let call = self.calls.get_mut(ck);
         let acd = call.as_ref().and_then(|c| c.acd);
         if let Some(leg) = call.and_then(|c| c.agent.take()) {
-            info!(call = %ck.0, agent = %leg.agent_id, "agent hung up");
-            self.note_hangup_by(&ck, crate::events::HangupBy::Agent);
+            info!(call = %self.calls.call_id(ck), agent = %leg.agent_id, "agent hung up");
+            self.note_hangup_by(ck, crate::events::HangupBy::Agent);
             if let Some(l) = leg.leg {
                 self.legs.remove(&l);
                 self.media(MediaCommand::Close { leg: l });
             }
             self.touch_agent(&leg.agent_id);
             if let Some(acd) = acd {
-                let r = self.timed(|r| r.call_ended(&leg.agent_id, acd, now.mono));
+                let r = self.timed(|r| r.call_ended(leg.agent_ref(), acd, now.mono));
                 self.acd_result(r, now);
             }
         }
-        self.hang_up(&ck, now);
+        self.hang_up(ck, now);
         true
     }
 
     /// Ends the agent leg of `ck` (CANCEL while offering, BYE once
-    /// connected) and frees the agent. Returns the agent's id.
-    pub(super) fn release_agent_leg(&mut self, ck: &CallKey, now: Now) -> Option<String> {
+    /// connected) and frees the agent. Returns the agent's name and the
+    /// router's id for it.
+    pub(super) fn release_agent_leg(
+        &mut self,
+        ck: CallHandle,
+        now: Now,
+    ) -> Option<(String, Option<AgentId>)> {
         let mut leg = self.calls.get_mut(ck)?.agent.take()?;
         self.agent_invites.remove(&leg.invite_key);
         match leg.state {
@@ -407,7 +420,7 @@ impl Endpoint {
             // The caller hears the queue's music again while waiting.
             self.play_music(ck);
         }
-        Some(leg.agent_id)
+        Some((leg.agent_id, leg.agent))
     }
 }
 
@@ -427,7 +440,7 @@ impl Endpoint {
     }
 
     /// Queue music on the caller's leg, if the queue has some.
-    pub(super) fn play_music(&mut self, ck: &CallKey) {
+    pub(super) fn play_music(&mut self, ck: CallHandle) {
         let Some(call) = self.calls.get(ck) else {
             return;
         };
@@ -441,6 +454,14 @@ impl Endpoint {
                 looped: true,
             });
         }
+    }
+}
+
+/// How the router is told which agent: by id when the offer had one.
+fn agent_ref(id: Option<AgentId>, name: &str) -> AgentRef<'_> {
+    match id {
+        Some(id) => AgentRef::Id(id, name),
+        None => AgentRef::Name(name),
     }
 }
 

@@ -6,26 +6,26 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::media::MediaCommand;
-use super::{CallKey, Endpoint, Now};
+use super::{CallHandle, Endpoint, Now};
 use crate::call::agent::AgentLegState;
 
 impl Endpoint {
     /// Arms the first announcement of a caller who just entered a queue.
-    pub(super) fn schedule_announcement(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn schedule_announcement(&mut self, ck: CallHandle, now: Now) {
         let every = self.announce_every(ck);
         if let Some(call) = self.calls.get_mut(ck) {
             call.announce_at = every.map(|e| now.mono + e);
         }
     }
 
-    fn announce_every(&self, ck: &CallKey) -> Option<Duration> {
+    fn announce_every(&self, ck: CallHandle) -> Option<Duration> {
         let q = self.calls.get(ck)?.queue()?;
         let s = self.cfg.queues.get(q)?.announce_position_s;
         (s > 0).then(|| Duration::from_secs(s))
     }
 
     /// Plays the caller's position if its announcement is due.
-    pub(super) fn announce_position(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn announce_position(&mut self, ck: CallHandle, now: Now) {
         let Some(call) = self.calls.get(ck) else {
             return;
         };

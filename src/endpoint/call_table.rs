@@ -19,11 +19,29 @@ use crate::sip::transaction::TxKey;
 /// A call's place in the slab.
 pub(super) type Slot = u32;
 
+/// A call of this shard: its slot and the slot's generation when the call
+/// was put there. Every map of the engine that finds a call holds one of
+/// these; a handle kept past its call's end finds nothing, even once the
+/// slot holds another call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct CallHandle {
+    slot: Slot,
+    generation: u32,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    /// Bumped each time the slot is emptied.
+    generation: u32,
+    call: Option<(CallKey, Call)>,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct CallTable {
-    slots: Vec<Option<(CallKey, Call)>>,
+    slots: Vec<Entry>,
     free: Vec<Slot>,
-    index: HashMap<CallKey, Slot>,
+    /// The one index by (Call-ID, our tag), for messages from the wire.
+    index: HashMap<CallKey, CallHandle>,
     /// (deadline, slot) of every call that has one.
     deadlines: BTreeSet<(Instant, Slot)>,
     /// Each slot's entry in `deadlines`.
@@ -37,65 +55,102 @@ impl CallTable {
         self.index.len()
     }
 
-    pub fn contains_key(&self, ck: &CallKey) -> bool {
-        self.index.contains_key(ck)
+    /// The call a message from the wire names by (Call-ID, our tag).
+    pub fn find(&self, ck: &CallKey) -> Option<CallHandle> {
+        self.index.get(ck).copied()
     }
 
-    pub fn get(&self, ck: &CallKey) -> Option<&Call> {
-        let slot = *self.index.get(ck)?;
-        self.slots
-            .get(slot as usize)
-            .and_then(Option::as_ref)
-            .map(|(_, c)| c)
+    fn entry(&self, h: CallHandle) -> Option<&(CallKey, Call)> {
+        let e = self.slots.get(h.slot as usize)?;
+        (e.generation == h.generation)
+            .then_some(e.call.as_ref())
+            .flatten()
+    }
+
+    pub fn get(&self, h: CallHandle) -> Option<&Call> {
+        self.entry(h).map(|(_, c)| c)
+    }
+
+    /// The call's (Call-ID, our tag).
+    pub fn key(&self, h: CallHandle) -> Option<&CallKey> {
+        self.entry(h).map(|(k, _)| k)
+    }
+
+    /// The call's Call-ID, for log lines ("" once the call is gone).
+    pub fn call_id(&self, h: CallHandle) -> &str {
+        self.key(h).map_or("", |(id, _)| id.as_str())
     }
 
     /// The call, marked for its deadline to be read again.
-    pub fn get_mut(&mut self, ck: &CallKey) -> Option<&mut Call> {
-        let slot = *self.index.get(ck)?;
-        self.dirty.push(slot);
-        self.slots
-            .get_mut(slot as usize)
-            .and_then(Option::as_mut)
-            .map(|(_, c)| c)
+    pub fn get_mut(&mut self, h: CallHandle) -> Option<&mut Call> {
+        let e = self.slots.get_mut(h.slot as usize)?;
+        if e.generation != h.generation {
+            return None;
+        }
+        let (_, call) = e.call.as_mut()?;
+        self.dirty.push(h.slot);
+        Some(call)
     }
 
-    pub fn insert(&mut self, ck: CallKey, call: Call) {
-        if let Some(old) = self.remove(&ck) {
-            drop(old); // a (Call-ID, tag) is never reused; be safe anyway
+    pub fn insert(&mut self, ck: CallKey, call: Call) -> CallHandle {
+        if let Some(old) = self.find(&ck) {
+            // A (Call-ID, tag) is never reused; be safe anyway.
+            self.remove(old);
         }
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
-                self.slots.push(None);
+                self.slots.push(Entry::default());
                 self.armed.push(None);
                 Slot::try_from(self.slots.len() - 1).unwrap_or(Slot::MAX)
             }
         };
+        let generation = self.slots.get(slot as usize).map_or(0, |e| e.generation);
+        let h = CallHandle { slot, generation };
         if let Some(entry) = self.slots.get_mut(slot as usize) {
-            *entry = Some((ck.clone(), call));
-            self.index.insert(ck, slot);
+            entry.call = Some((ck.clone(), call));
+            self.index.insert(ck, h);
             self.dirty.push(slot);
         }
+        h
     }
 
-    pub fn remove(&mut self, ck: &CallKey) -> Option<Call> {
-        let slot = self.index.remove(ck)?;
-        self.disarm(slot);
-        let (_, call) = self.slots.get_mut(slot as usize)?.take()?;
-        self.free.push(slot);
-        Some(call)
+    /// Takes the call out; its handle (and every copy) finds nothing from
+    /// now on.
+    pub fn remove(&mut self, h: CallHandle) -> Option<(CallKey, Call)> {
+        let e = self.slots.get_mut(h.slot as usize)?;
+        if e.generation != h.generation {
+            return None;
+        }
+        let (ck, call) = e.call.take()?;
+        e.generation = e.generation.wrapping_add(1);
+        self.index.remove(&ck);
+        self.disarm(h.slot);
+        self.free.push(h.slot);
+        Some((ck, call))
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &CallKey> {
-        self.slots.iter().flatten().map(|(k, _)| k)
+    fn live(&self) -> impl Iterator<Item = (CallHandle, &CallKey, &Call)> {
+        self.slots.iter().zip(0..).filter_map(|(e, slot)| {
+            let (k, c) = e.call.as_ref()?;
+            let h = CallHandle {
+                slot,
+                generation: e.generation,
+            };
+            Some((h, k, c))
+        })
+    }
+
+    pub fn handles(&self) -> impl Iterator<Item = CallHandle> + '_ {
+        self.live().map(|(h, _, _)| h)
     }
 
     pub fn values(&self) -> impl Iterator<Item = &Call> {
-        self.slots.iter().flatten().map(|(_, c)| c)
+        self.live().map(|(_, _, c)| c)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&CallKey, &Call)> {
-        self.slots.iter().flatten().map(|(k, c)| (k, c))
+        self.live().map(|(_, k, c)| (k, c))
     }
 
     fn disarm(&mut self, slot: Slot) {
@@ -104,15 +159,18 @@ impl CallTable {
         }
     }
 
+    fn call_at(&self, slot: Slot) -> Option<&Call> {
+        self.slots
+            .get(slot as usize)
+            .and_then(|e| e.call.as_ref())
+            .map(|(_, c)| c)
+    }
+
     /// Re-reads the deadlines of the calls changed since the last time.
     pub fn reindex(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for &slot in &dirty {
-            let at = self
-                .slots
-                .get(slot as usize)
-                .and_then(Option::as_ref)
-                .and_then(|(_, c)| c.poll_timeout());
+            let at = self.call_at(slot).and_then(Call::poll_timeout);
             let armed = self.armed.get(slot as usize).copied().flatten();
             if armed == at {
                 continue;
@@ -138,20 +196,25 @@ impl CallTable {
         let pending = self
             .dirty
             .iter()
-            .filter_map(|&s| self.slots.get(s as usize).and_then(Option::as_ref))
-            .filter_map(|(_, c)| c.poll_timeout())
+            .filter_map(|&s| self.call_at(s))
+            .filter_map(Call::poll_timeout)
             .min();
         indexed.into_iter().chain(pending).min()
     }
 
     /// The calls with a deadline at or before `now`, earliest first.
-    pub fn due(&mut self, now: Instant) -> Vec<CallKey> {
+    pub fn due(&mut self, now: Instant) -> Vec<CallHandle> {
         self.reindex();
         self.deadlines
             .iter()
             .take_while(|(at, _)| *at <= now)
-            .filter_map(|(_, s)| self.slots.get(*s as usize).and_then(Option::as_ref))
-            .map(|(k, _)| k.clone())
+            .filter_map(|&(_, slot)| {
+                let e = self.slots.get(slot as usize)?;
+                e.call.as_ref().map(|_| CallHandle {
+                    slot,
+                    generation: e.generation,
+                })
+            })
             .collect()
     }
 }
@@ -161,33 +224,33 @@ impl CallTable {
 /// INVITE's transaction).
 #[derive(Debug, Default)]
 pub(super) struct InviteTable {
-    by_call: HashMap<CallKey, (TxKey, rsip::Request)>,
-    by_tx: HashMap<TxKey, CallKey>,
+    by_call: HashMap<CallHandle, (TxKey, rsip::Request)>,
+    by_tx: HashMap<TxKey, CallHandle>,
 }
 
 impl InviteTable {
-    pub fn get(&self, ck: &CallKey) -> Option<&(TxKey, rsip::Request)> {
-        self.by_call.get(ck)
+    pub fn get(&self, ck: CallHandle) -> Option<&(TxKey, rsip::Request)> {
+        self.by_call.get(&ck)
     }
 
     /// `ck` is answered on `key` from now on (a re-INVITE replaces the
     /// initial INVITE).
-    pub fn insert(&mut self, ck: CallKey, key: TxKey, req: rsip::Request) {
-        self.by_tx.insert(key.clone(), ck.clone());
+    pub fn insert(&mut self, ck: CallHandle, key: TxKey, req: rsip::Request) {
+        self.by_tx.insert(key.clone(), ck);
         if let Some((old, _)) = self.by_call.insert(ck, (key, req)) {
             self.by_tx.remove(&old);
         }
     }
 
-    pub fn remove(&mut self, ck: &CallKey) {
-        if let Some((key, _)) = self.by_call.remove(ck) {
+    pub fn remove(&mut self, ck: CallHandle) {
+        if let Some((key, _)) = self.by_call.remove(&ck) {
             self.by_tx.remove(&key);
         }
     }
 
     /// The call whose INVITE transaction is `key`.
-    pub fn call_of(&self, key: &TxKey) -> Option<&CallKey> {
-        self.by_tx.get(key)
+    pub fn call_of(&self, key: &TxKey) -> Option<CallHandle> {
+        self.by_tx.get(key).copied()
     }
 }
 
@@ -222,37 +285,60 @@ mod tests {
         let ports = crate::media::PortPool::new(30000..=30100);
         let t0 = Instant::now();
         let mut table = CallTable::default();
+        let mut h = Vec::new();
         for i in 0..20 {
             let ring = Duration::from_secs(10 + i);
-            table.insert(
+            h.push(table.insert(
                 key(&format!("c{i}")),
                 ringing(&format!("c{i}"), &ports, ring, t0),
-            );
+            ));
         }
         assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(10)));
         table.reindex();
-        assert_eq!(
-            table.due(t0 + Duration::from_secs(5)),
-            Vec::<CallKey>::new()
-        );
+        assert_eq!(table.due(t0 + Duration::from_secs(5)), Vec::new());
         let due = table.due(t0 + Duration::from_secs(11));
-        assert_eq!(due, vec![key("c0"), key("c1")]);
+        assert_eq!(due, vec![h[0], h[1]]);
         // A call changed through get_mut is looked at again: its deadline
         // moves (here: it is answered, and nothing is due any more).
-        table.get_mut(&key("c0")).unwrap().state = crate::call::CallState::Confirmed;
+        table.get_mut(h[0]).unwrap().state = crate::call::CallState::Confirmed;
         assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(10)));
         table.reindex();
         assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(11)));
         // A removed call leaves no deadline behind, and its slot is reused.
-        table.remove(&key("c1"));
+        table.remove(h[1]);
         assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(12)));
-        table.insert(key("n"), ringing("n", &ports, Duration::from_secs(1), t0));
+        let n = table.insert(key("n"), ringing("n", &ports, Duration::from_secs(1), t0));
         assert_eq!(table.len(), 20);
         assert_eq!(table.slots.len(), 20, "the freed slot was reused");
-        assert_eq!(table.due(t0 + Duration::from_secs(2)), vec![key("n")]);
-        assert_eq!(
-            table.get(&key("n")).map(|c| c.number.as_str()),
-            Some("1500")
+        assert_eq!(table.due(t0 + Duration::from_secs(2)), vec![n]);
+        assert_eq!(table.get(n).map(|c| c.number.as_str()), Some("1500"));
+        assert_eq!(table.find(&key("n")), Some(n));
+    }
+
+    #[test]
+    fn a_stale_handle_finds_nothing_after_its_slot_is_reused() {
+        let ports = crate::media::PortPool::new(30000..=30100);
+        let t0 = Instant::now();
+        let ring = Duration::from_secs(5);
+        let mut table = CallTable::default();
+        let old = table.insert(key("old"), ringing("old", &ports, ring, t0));
+        assert_eq!(table.call_id(old), "old");
+        let (ck, _) = table.remove(old).unwrap();
+        assert_eq!(ck, key("old"));
+        let new = table.insert(key("new"), ringing("new", &ports, ring, t0));
+        assert_eq!(table.slots.len(), 1, "the slot was reused");
+        assert_ne!(old, new);
+        assert!(table.get(old).is_none());
+        assert!(table.get_mut(old).is_none());
+        assert!(table.key(old).is_none());
+        assert_eq!(table.call_id(old), "");
+        assert!(
+            table.remove(old).is_none(),
+            "a stale handle removes nothing"
         );
+        assert_eq!(table.call_id(new), "new");
+        assert_eq!(table.find(&key("old")), None);
+        assert_eq!(table.handles().collect::<Vec<_>>(), vec![new]);
+        assert_eq!(table.due(t0 + ring), vec![new]);
     }
 }

@@ -8,7 +8,7 @@ use rsip::{Header, Method};
 use tracing::{debug, info, warn};
 
 use super::media::{media_of, MediaCommand};
-use super::{CallKey, Endpoint, Now, ALLOW};
+use super::{CallHandle, Endpoint, Now, ALLOW};
 use crate::call::{Call, CallAction, CallState};
 use crate::config::MediaEncryption;
 use crate::config::{Config, Credential, DigestAlgorithm};
@@ -132,13 +132,12 @@ impl Endpoint {
             ServerEvent::AckTimeout { call_id, .. } => {
                 let keys: Vec<_> = self
                     .calls
-                    .keys()
-                    .filter(|k| k.0 == call_id)
-                    .cloned()
+                    .handles()
+                    .filter(|&h| self.calls.call_id(h) == call_id)
                     .collect();
                 for ck in keys {
-                    info!(call = %ck.0, "no ACK for our 200: hanging up");
-                    self.hang_up(&ck, now);
+                    info!(call = %self.calls.call_id(ck), "no ACK for our 200: hanging up");
+                    self.hang_up(ck, now);
                 }
             }
         }
@@ -177,10 +176,10 @@ impl Endpoint {
         if let ClientEvent::Timeout { key } = &ev {
             if let Some(ck) = self.agent_invites.remove(key) {
                 // The agent's phone never answered at all: like no answer.
-                if let Some(leg) = self.calls.get_mut(&ck).and_then(|c| c.agent.as_mut()) {
+                if let Some(leg) = self.calls.get_mut(ck).and_then(|c| c.agent.as_mut()) {
                     leg.ring_deadline = now.mono;
                 }
-                self.agent_ring_timeout(&ck, now);
+                self.agent_ring_timeout(ck, now);
                 return;
             }
         }
@@ -189,12 +188,12 @@ impl Endpoint {
             // (or a timeout) ends the call.
             ClientEvent::Response { key, resp } if resp.status_code.code() >= 200 => {
                 if let Some(ck) = self.byes.remove(&key) {
-                    self.end_call(&ck, now);
+                    self.end_call(ck, now);
                 }
             }
             ClientEvent::Timeout { key } => {
                 if let Some(ck) = self.byes.remove(&key) {
-                    self.end_call(&ck, now);
+                    self.end_call(ck, now);
                 }
             }
             ClientEvent::Response { .. } | ClientEvent::Stray2xx { .. } => {}
@@ -247,8 +246,8 @@ impl Endpoint {
                 // DTMF by SIP INFO (application/dtmf-relay or dtmf).
                 let ctype = headers::content_type(&req).unwrap_or_default();
                 if let Some(ev) = crate::media::dtmf::parse_info(&ctype, &req.body) {
-                    info!(call = %ck.0, digit = %ev.digit, "digit (SIP INFO)");
-                    self.ivr_event(&ck, crate::ivr::IvrEvent::Digit(ev.digit), now);
+                    info!(call = %self.calls.call_id(ck), digit = %ev.digit, "digit (SIP INFO)");
+                    self.ivr_event(ck, crate::ivr::IvrEvent::Digit(ev.digit), now);
                 }
             }
             Method::Update => self.on_session_request(key, req, now),
@@ -342,35 +341,34 @@ impl Endpoint {
             self.shared.calls.fetch_sub(1, Ordering::AcqRel);
             return self.reject_busy(&key, &req, now);
         }
-        let ck = (call_id, local_tag.clone());
-        self.invites.insert(ck.clone(), key.clone(), req.clone());
-        self.calls.insert(ck.clone(), call);
-        self.emit_arrived(&ck, &req, now);
+        let ck = self.calls.insert((call_id, local_tag.clone()), call);
+        self.invites.insert(ck, key.clone(), req.clone());
+        self.emit_arrived(ck, &req, now);
         if action.is_none() {
             let resp = headers::response_to(&req, 180, "Ringing", Some(&local_tag));
             self.respond(&key, resp, now);
         }
-        self.run_action(&ck, action, now);
+        self.run_action(ck, action, now);
     }
 
     fn on_ack(&mut self, req: &rsip::Request, now: Now) {
         let Some(ck) = self.find_call(req) else {
             return debug!("ACK for no call");
         };
-        if !self.calls.get_mut(&ck).is_some_and(Call::on_ack) {
+        if !self.calls.get_mut(ck).is_some_and(Call::on_ack) {
             return; // a retransmitted ACK, or one for a re-INVITE
         }
-        if let Some(c) = self.calls.get_mut(&ck) {
+        if let Some(c) = self.calls.get_mut(ck) {
             release_setup_place(&self.shared.setup, c);
         }
-        self.start_ivr(&ck, now);
+        self.start_ivr(ck, now);
         let direct_queue = self
             .calls
-            .get(&ck)
+            .get(ck)
             .filter(|c| c.state == CallState::Confirmed && c.queued_at.is_none())
             .and_then(|c| c.queue().map(str::to_owned));
         if let Some(queue) = direct_queue {
-            self.enter_queue(&ck, &queue, 0, now);
+            self.enter_queue(ck, &queue, 0, now);
         }
     }
 
@@ -379,15 +377,15 @@ impl Endpoint {
             Some(ck) => {
                 let in_order = self
                     .calls
-                    .get_mut(&ck)
+                    .get_mut(ck)
                     .map(|c| c.dialog.on_remote_request(&req));
                 if let Some(Err(_)) = in_order {
                     return self.reply(&key, &req, 500, now);
                 }
                 self.reply(&key, &req, 200, now);
-                info!(call = %ck.0, "caller hung up");
-                self.note_hangup_by(&ck, crate::events::HangupBy::Caller);
-                self.end_call(&ck, now);
+                info!(call = %self.calls.call_id(ck), "caller hung up");
+                self.note_hangup_by(ck, crate::events::HangupBy::Caller);
+                self.end_call(ck, now);
             }
             None => self.reply(&key, &req, 481, now),
         }
@@ -396,22 +394,23 @@ impl Endpoint {
     fn on_cancel(&mut self, invite_key: TxKey, cancel_key: TxKey, cancel: rsip::Request, now: Now) {
         // 200 for the CANCEL itself, whatever happens to the INVITE.
         self.reply(&cancel_key, &cancel, 200, now);
-        let Some(ck) = self.invites.call_of(&invite_key).cloned() else {
+        let Some(ck) = self.invites.call_of(&invite_key) else {
             return;
         };
-        if !self.calls.get(&ck).is_some_and(Call::is_cancellable) {
+        if !self.calls.get(ck).is_some_and(Call::is_cancellable) {
             return; // already answered: the caller will BYE
         }
-        if let Some((k, inv)) = self.invites.get(&ck).cloned() {
-            let resp = headers::response_to(&inv, 487, "Request Terminated", Some(&ck.1));
+        if let Some((k, inv)) = self.invites.get(ck).cloned() {
+            let tag = self.calls.key(ck).map(|(_, tag)| tag.as_str());
+            let resp = headers::response_to(&inv, 487, "Request Terminated", tag);
             self.respond(&k, resp, now);
         }
-        info!(call = %ck.0, "caller cancelled");
-        self.note_hangup_by(&ck, crate::events::HangupBy::Caller);
-        self.end_call(&ck, now);
+        info!(call = %self.calls.call_id(ck), "caller cancelled");
+        self.note_hangup_by(ck, crate::events::HangupBy::Caller);
+        self.end_call(ck, now);
     }
 
-    pub(super) fn call_timeout(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn call_timeout(&mut self, ck: CallHandle, now: Now) {
         let action = self.calls.get_mut(ck).and_then(|c| c.on_timeout(now.mono));
         self.run_action(ck, action, now);
         self.agent_ring_timeout(ck, now);
@@ -420,7 +419,7 @@ impl Endpoint {
         self.session_timeouts(ck, now);
     }
 
-    pub(super) fn hang_up(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn hang_up(&mut self, ck: CallHandle, now: Now) {
         let action = self.calls.get_mut(ck).and_then(Call::hang_up);
         match action {
             Some(a) => self.run_action(ck, Some(a), now),
@@ -428,7 +427,7 @@ impl Endpoint {
         }
     }
 
-    fn run_action(&mut self, ck: &CallKey, action: Option<CallAction>, now: Now) {
+    fn run_action(&mut self, ck: CallHandle, action: Option<CallAction>, now: Now) {
         match action {
             Some(CallAction::SendAnswer) => self.send_answer(ck, now),
             Some(CallAction::SendBye) => self.send_bye(ck, now),
@@ -436,7 +435,7 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn send_answer(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn send_answer(&mut self, ck: CallHandle, now: Now) {
         let Some((key, inv)) = self.invites.get(ck).cloned() else {
             return;
         };
@@ -446,7 +445,8 @@ impl Endpoint {
         let Some(call) = self.calls.get(ck) else {
             return;
         };
-        let mut resp = headers::response_to(&inv, 200, "OK", Some(&ck.1));
+        let tag = self.calls.key(ck).map(|(_, tag)| tag.as_str());
+        let mut resp = headers::response_to(&inv, 200, "OK", tag);
         resp.headers.push(Header::Contact(
             self.contact_for(call.remote, &call.number).into(),
         ));
@@ -465,7 +465,7 @@ impl Endpoint {
     /// Our SDP for the caller's leg (the answer to its offer, or our offer
     /// when it made none), after telling the media engine where the
     /// caller's RTP goes. None when no codec fits (488).
-    pub(super) fn caller_sdp(&mut self, ck: &CallKey) -> Option<String> {
+    pub(super) fn caller_sdp(&mut self, ck: CallHandle) -> Option<String> {
         let call = self.calls.get(ck)?;
         let origin = Origin {
             session_id: call.sdp_session_id(),
@@ -510,7 +510,7 @@ impl Endpoint {
             }
             None => {
                 let leg = self.new_leg();
-                self.legs.insert(leg, ck.clone());
+                self.legs.insert(leg, ck);
                 if let Some(c) = self.calls.get_mut(ck) {
                     c.leg = Some(leg);
                 }
@@ -530,7 +530,7 @@ impl Endpoint {
         Some(body)
     }
 
-    fn send_bye(&mut self, ck: &CallKey, now: Now) {
+    fn send_bye(&mut self, ck: CallHandle, now: Now) {
         let local = self.local_via(ck);
         let Some(call) = self.calls.get_mut(ck) else {
             return;
@@ -545,7 +545,7 @@ impl Endpoint {
         // to an address a Contact or Via names (NAT, and loopback in tests).
         match self.txn.send_request(bye, call.remote, now.mono) {
             Ok(key) => {
-                self.byes.insert(key, ck.clone());
+                self.byes.insert(key, ck);
             }
             Err(e) => {
                 debug!(error = %e, "could not send BYE");
@@ -554,7 +554,7 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn local_via(&self, ck: &CallKey) -> LocalVia {
+    pub(super) fn local_via(&self, ck: CallHandle) -> LocalVia {
         let transport = self
             .calls
             .get(ck)
@@ -568,10 +568,10 @@ impl Endpoint {
     }
 
     /// Forgets a call and releases its resources (ports go back on drop).
-    pub(super) fn end_call(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn end_call(&mut self, ck: CallHandle, now: Now) {
         self.emit_ended(ck, now);
         // The caller is gone: CANCEL or BYE the agent's leg, free the agent.
-        if let Some(agent) = self.release_agent_leg(ck, now) {
+        if let Some((agent, _)) = self.release_agent_leg(ck, now) {
             self.touch_agent(&agent);
         }
         self.acd_caller_gone(ck, now);
@@ -579,10 +579,10 @@ impl Endpoint {
             self.legs.remove(&leg);
             self.media(MediaCommand::Close { leg });
         }
-        if let Some(mut c) = self.calls.remove(ck) {
+        if let Some(((call_id, _), mut c)) = self.calls.remove(ck) {
             release_setup_place(&self.shared.setup, &mut c);
             self.shared.calls.fetch_sub(1, Ordering::AcqRel);
-            self.txn.stop_2xx_retransmissions(&ck.0);
+            self.txn.stop_2xx_retransmissions(&call_id);
         }
         self.invites.remove(ck);
     }
@@ -611,9 +611,9 @@ impl Endpoint {
         self.reject(key, resp, now);
     }
 
-    fn find_call(&self, req: &rsip::Request) -> Option<CallKey> {
-        let ck = (headers::call_id(req)?, headers::to_tag(req)?);
-        self.calls.contains_key(&ck).then_some(ck)
+    fn find_call(&self, req: &rsip::Request) -> Option<CallHandle> {
+        self.calls
+            .find(&(headers::call_id(req)?, headers::to_tag(req)?))
     }
 
     pub(super) fn reply(&mut self, key: &TxKey, req: &rsip::Request, code: u16, now: Now) {

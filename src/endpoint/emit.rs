@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::agents::caller_number;
-use super::{CallKey, Endpoint, Now};
+use super::{CallHandle, Endpoint, Now};
 use crate::acd::DivertReason;
 use crate::call::CallState;
 use crate::config::{Strategy, Target};
@@ -40,7 +40,7 @@ pub(super) struct Stream {
     /// Compare every agent (reload, shifts re-read, the periodic sweep).
     agents_all: bool,
     /// IVR nodes already reported per call.
-    ivr_seen: HashMap<CallKey, usize>,
+    ivr_seen: HashMap<CallHandle, usize>,
 }
 
 /// Agent id to the state last reported, its pause reason and since when
@@ -150,7 +150,7 @@ impl Endpoint {
     }
 
     /// Call `ck` was accepted.
-    pub(super) fn emit_arrived(&mut self, ck: &CallKey, invite: &rsip::Request, now: Now) {
+    pub(super) fn emit_arrived(&mut self, ck: CallHandle, invite: &rsip::Request, now: Now) {
         let shard = self.shard;
         self.next_seq += 1;
         let seq = shard.make_id(self.next_seq);
@@ -207,7 +207,7 @@ impl Endpoint {
     /// Remembers who ended call `ck`, unless someone already did. A BYE
     /// that crosses ours (the call is already `Ending`) does not count: we
     /// hung up first.
-    pub(super) fn note_hangup_by(&mut self, ck: &CallKey, who: HangupBy) {
+    pub(super) fn note_hangup_by(&mut self, ck: CallHandle, who: HangupBy) {
         if let Some(c) = self.calls.get_mut(ck) {
             let ours_first = c.state == CallState::Ending;
             c.hangup_by
@@ -217,7 +217,7 @@ impl Endpoint {
 
     /// Reports the IVR nodes call `ck` entered since the last report, and
     /// the `closed` branches of `schedule` nodes it took.
-    pub(super) fn emit_ivr_steps(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn emit_ivr_steps(&mut self, ck: CallHandle, now: Now) {
         let Some(call) = self.calls.get_mut(ck) else {
             return;
         };
@@ -227,7 +227,7 @@ impl Endpoint {
         };
         let closed = run.take_closed_branches();
         let path = run.path();
-        let seen = self.stream.ivr_seen.entry(ck.clone()).or_default();
+        let seen = self.stream.ivr_seen.entry(ck).or_default();
         let new: Vec<String> = path.get(*seen..).unwrap_or_default().to_vec();
         *seen = path.len();
         for node in new {
@@ -243,7 +243,7 @@ impl Endpoint {
     /// Call `ck` reached `queue`; `refused` if the router turned it away.
     pub(super) fn emit_queued(
         &mut self,
-        ck: &CallKey,
+        ck: CallHandle,
         queue: &str,
         refused: Option<DivertReason>,
         now: Now,
@@ -270,7 +270,7 @@ impl Endpoint {
     /// The router moved call `ck` out of `queue` without an agent.
     pub(super) fn emit_diverted(
         &mut self,
-        ck: &CallKey,
+        ck: CallHandle,
         queue: &str,
         reason: DivertReason,
         target: Option<&Target>,
@@ -289,7 +289,7 @@ impl Endpoint {
     }
 
     /// The router's offer of `ck` to `agent` went out.
-    pub(super) fn emit_offered(&mut self, ck: &CallKey, agent: &str, now: Now) {
+    pub(super) fn emit_offered(&mut self, ck: CallHandle, agent: &str, now: Now) {
         let routing = self.routing_decision(ck, agent, now);
         let Some(call) = self.calls.get(ck) else {
             return;
@@ -306,7 +306,7 @@ impl Endpoint {
     /// `agent` did not take the offer of `ck`, made at `offered_at`.
     pub(super) fn emit_ring_no_answer(
         &mut self,
-        ck: &CallKey,
+        ck: CallHandle,
         agent: &str,
         offered_at: Option<std::time::Instant>,
         now: Now,
@@ -329,7 +329,7 @@ impl Endpoint {
     /// `agent` answered `ck` on its leg `agent_call_id`.
     pub(super) fn emit_answered(
         &mut self,
-        ck: &CallKey,
+        ck: CallHandle,
         agent: &str,
         agent_call_id: &str,
         now: Now,
@@ -372,8 +372,8 @@ impl Endpoint {
 
     /// Call `ck` ends now: reports how it went. Runs before the call's
     /// state is dropped, so the IVR path and queue times are still there.
-    pub(super) fn emit_ended(&mut self, ck: &CallKey, now: Now) {
-        self.stream.ivr_seen.remove(ck);
+    pub(super) fn emit_ended(&mut self, ck: CallHandle, now: Now) {
+        self.stream.ivr_seen.remove(&ck);
         let draining = self.draining;
         let Some(call) = self.calls.get_mut(ck) else {
             return;
@@ -451,9 +451,9 @@ impl Endpoint {
     /// `interrupted`, as a crash would have left them.
     pub fn finish_records(&mut self, now: Now) {
         self.draining = true;
-        let keys: Vec<CallKey> = self.calls.keys().cloned().collect();
+        let keys: Vec<CallHandle> = self.calls.handles().collect();
         for ck in keys {
-            self.emit_ended(&ck, now);
+            self.emit_ended(ck, now);
         }
     }
 
@@ -462,7 +462,7 @@ impl Endpoint {
     /// eligible and still free, and the next in line with theirs. It costs
     /// what the router touched, never a pass over every agent, so the
     /// record stays small whatever the size of the contact center.
-    fn routing_decision(&self, ck: &CallKey, chosen: &str, now: Now) -> Option<RoutingDecision> {
+    fn routing_decision(&self, ck: CallHandle, chosen: &str, now: Now) -> Option<RoutingDecision> {
         let call = self.calls.get(ck)?;
         let queue = call.queue()?;
         let q = self.cfg.queues.get(queue)?;

@@ -6,13 +6,13 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use super::media::MediaCommand;
-use super::{CallKey, Endpoint, Now};
+use super::{CallHandle, Endpoint, Now};
 use crate::config::Target;
 use crate::ivr::{IvrAction, IvrEvent, IvrRun};
 
 impl Endpoint {
     /// Starts the IVR of a call routed to `ivr:NAME`.
-    pub(super) fn start_ivr(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn start_ivr(&mut self, ck: CallHandle, now: Now) {
         let Some(call) = self.calls.get(ck) else {
             return;
         };
@@ -29,7 +29,7 @@ impl Endpoint {
 
     /// Sends a caller diverted out of a queue (closed, overflow) back into
     /// an IVR: the one it came through (keeping its variables), or a new one.
-    pub(super) fn resume_ivr(&mut self, ck: &CallKey, target: Target, now: Now) {
+    pub(super) fn resume_ivr(&mut self, ck: CallHandle, target: Target, now: Now) {
         let cfg = self.cfg.clone();
         let Some(call) = self.calls.get_mut(ck) else {
             return;
@@ -48,7 +48,7 @@ impl Endpoint {
     }
 
     /// Feeds one event to the call's IVR, if it has one running.
-    pub(super) fn ivr_event(&mut self, ck: &CallKey, ev: IvrEvent, now: Now) {
+    pub(super) fn ivr_event(&mut self, ck: CallHandle, ev: IvrEvent, now: Now) {
         let cfg = self.cfg.clone();
         let Some(run) = self.calls.get_mut(ck).and_then(|c| c.ivr.as_mut()) else {
             return;
@@ -57,7 +57,7 @@ impl Endpoint {
         self.run_ivr_actions(ck, actions, now);
     }
 
-    pub(super) fn ivr_timeout(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn ivr_timeout(&mut self, ck: CallHandle, now: Now) {
         let cfg = self.cfg.clone();
         let Some(run) = self.calls.get_mut(ck).and_then(|c| c.ivr.as_mut()) else {
             return;
@@ -69,7 +69,7 @@ impl Endpoint {
         self.run_ivr_actions(ck, actions, now);
     }
 
-    fn run_ivr_actions(&mut self, ck: &CallKey, actions: Vec<IvrAction>, now: Now) {
+    fn run_ivr_actions(&mut self, ck: CallHandle, actions: Vec<IvrAction>, now: Now) {
         self.emit_ivr_steps(ck, now);
         for action in actions {
             let Some(call) = self.calls.get_mut(ck) else {
@@ -97,7 +97,7 @@ impl Endpoint {
                 IvrAction::SetVariable { .. } => {}
                 IvrAction::EnterQueue { queue, priority } => {
                     if !self.cfg.queues.contains_key(&queue) {
-                        warn!(call = %ck.0, %queue, "IVR sent the call to an unknown queue");
+                        warn!(call = %self.calls.call_id(ck), %queue, "IVR sent the call to an unknown queue");
                         self.hang_up(ck, now);
                         return;
                     }
@@ -105,7 +105,7 @@ impl Endpoint {
                     self.enter_queue(ck, &queue, priority, now);
                 }
                 IvrAction::Hangup => {
-                    info!(call = %ck.0, "IVR hung up");
+                    info!(call = %self.calls.call_id(ck), "IVR hung up");
                     self.hang_up(ck, now);
                     return;
                 }

@@ -128,22 +128,22 @@ impl Endpoint {
         };
         match ev {
             MediaEvent::Timeout { .. } => {
-                info!(call = %ck.0, leg, "no RTP for rtp_timeout_s: hanging up");
-                if let Some(call) = self.calls.get_mut(&ck) {
+                info!(call = %self.calls.call_id(ck), leg, "no RTP for rtp_timeout_s: hanging up");
+                if let Some(call) = self.calls.get_mut(ck) {
                     call.bye_reason = Some(RTP_TIMEOUT_REASON);
                 }
-                self.hang_up(&ck, now);
+                self.hang_up(ck, now);
             }
             MediaEvent::Digit { digit, .. } => {
-                info!(call = %ck.0, %digit, "digit");
-                self.ivr_event(&ck, IvrEvent::Digit(digit), now);
+                info!(call = %self.calls.call_id(ck), %digit, "digit");
+                self.ivr_event(ck, IvrEvent::Digit(digit), now);
             }
             MediaEvent::PromptEnded { .. } => {
-                let playing = self.calls.get_mut(&ck).and_then(|c| c.prompt.take());
+                let playing = self.calls.get_mut(ck).and_then(|c| c.prompt.take());
                 match playing {
-                    Some(id) => self.ivr_event(&ck, IvrEvent::PromptEnded(id), now),
+                    Some(id) => self.ivr_event(ck, IvrEvent::PromptEnded(id), now),
                     // Queue announcements done: back to the music.
-                    None => self.play_music(&ck),
+                    None => self.play_music(ck),
                 }
             }
         }

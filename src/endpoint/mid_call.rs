@@ -12,7 +12,7 @@ use rsip::{Header, Method};
 use tracing::{debug, info, warn};
 
 use super::media::{media_of, MediaCommand};
-use super::{CallKey, Endpoint, Now, ALLOW};
+use super::{CallHandle, Endpoint, Now, ALLOW};
 use crate::call::agent::AgentLegState;
 use crate::config::MediaEncryption;
 use crate::media::crypto_attr::answer_keys;
@@ -33,7 +33,7 @@ pub(super) enum Side {
 }
 
 /// A refresh (UPDATE) we sent: which call and leg it keeps alive.
-pub(super) type Refresh = (CallKey, Side);
+pub(super) type Refresh = (CallHandle, Side);
 
 /// Whether an SDP puts the call on hold (RFC 3264 §8.4, and the older
 /// `c=0.0.0.0` form).
@@ -66,14 +66,12 @@ pub(super) fn timer_headers(timer: Option<&SessionTimer>) -> Vec<Header> {
 
 impl Endpoint {
     /// Which call and leg an in-dialog request belongs to.
-    pub(super) fn dialog_of(&self, req: &rsip::Request) -> Option<(CallKey, Side)> {
+    pub(super) fn dialog_of(&self, req: &rsip::Request) -> Option<(CallHandle, Side)> {
         let id = (headers::call_id(req)?, headers::to_tag(req)?);
-        if self.calls.contains_key(&id) {
-            return Some((id, Side::Caller));
+        if let Some(ck) = self.calls.find(&id) {
+            return Some((ck, Side::Caller));
         }
-        self.agent_dialogs
-            .get(&id)
-            .map(|ck| (ck.clone(), Side::Agent))
+        self.agent_dialogs.get(&id).map(|&ck| (ck, Side::Agent))
     }
 
     /// A re-INVITE or an UPDATE, from the caller's phone or the agent's.
@@ -88,7 +86,7 @@ impl Endpoint {
                 _ => return self.reply(&key, &req, 488, now),
             },
         };
-        let Some(call) = self.calls.get_mut(&ck) else {
+        let Some(call) = self.calls.get_mut(ck) else {
             return self.reply(&key, &req, 481, now);
         };
         let dialog = match side {
@@ -99,7 +97,7 @@ impl Endpoint {
             return self.reply(&key, &req, 481, now);
         };
         if let Err(e) = dialog.on_remote_request(&req) {
-            debug!(call = %ck.0, error = %e, "in-dialog request out of order");
+            debug!(call = %self.calls.call_id(ck), error = %e, "in-dialog request out of order");
             return self.reply(&key, &req, 500, now);
         }
         let timer = match session_timer::negotiate_uas(&req, now.mono) {
@@ -116,21 +114,21 @@ impl Endpoint {
             let held = holds(o);
             if call.hold.set(side == Side::Agent, held, now.mono) {
                 // The method says how the phone held: re-INVITE or UPDATE.
-                info!(call = %ck.0, ?side, held, method = %req.method, "hold changed");
+                info!(call = %self.calls.call_id(ck), ?side, held, method = %req.method, "hold changed");
                 if side == Side::Agent {
-                    self.agent_hold_changed(&ck, held);
+                    self.agent_hold_changed(ck, held);
                 }
             }
         }
         match side {
-            Side::Caller => self.caller_session_request(&ck, key, req, offer, timer, now),
-            Side::Agent => self.agent_session_request(&ck, key, req, offer, timer, now),
+            Side::Caller => self.caller_session_request(ck, key, req, offer, timer, now),
+            Side::Agent => self.agent_session_request(ck, key, req, offer, timer, now),
         }
     }
 
     fn caller_session_request(
         &mut self,
-        ck: &CallKey,
+        ck: CallHandle,
         key: TxKey,
         req: rsip::Request,
         offer: Option<SdpOffer>,
@@ -143,7 +141,7 @@ impl Endpoint {
         call.session = timer;
         if req.method == Method::Invite {
             call.on_reinvite(offer);
-            self.invites.insert(ck.clone(), key, req);
+            self.invites.insert(ck, key, req);
             return self.send_answer(ck, now);
         }
         // UPDATE: the answer goes in its own 200 (RFC 3311 §5.2).
@@ -165,7 +163,7 @@ impl Endpoint {
 
     fn agent_session_request(
         &mut self,
-        ck: &CallKey,
+        ck: CallHandle,
         key: TxKey,
         req: rsip::Request,
         offer: Option<SdpOffer>,
@@ -252,7 +250,7 @@ impl Endpoint {
 
     /// The agent held (the caller hears the queue's music, or silence) or
     /// resumed (caller and agent are bridged again).
-    fn agent_hold_changed(&mut self, ck: &CallKey, held: bool) {
+    fn agent_hold_changed(&mut self, ck: CallHandle, held: bool) {
         let Some(call) = self.calls.get(ck) else {
             return;
         };
@@ -280,7 +278,7 @@ impl Endpoint {
     pub(super) fn on_refer(&mut self, key: TxKey, req: rsip::Request, now: Now) {
         match self.dialog_of(&req) {
             Some((ck, side)) => {
-                info!(call = %ck.0, ?side, "REFER declined: transfer is not supported; the call goes on");
+                info!(call = %self.calls.call_id(ck), ?side, "REFER declined: transfer is not supported; the call goes on");
                 self.reply(&key, &req, 603, now);
             }
             None if headers::to_tag(&req).is_some() => self.reply(&key, &req, 481, now),
@@ -294,7 +292,7 @@ impl Endpoint {
 
     /// Session timers due at `now`: refresh ours, end sessions whose
     /// phone stopped refreshing.
-    pub(super) fn session_timeouts(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn session_timeouts(&mut self, ck: CallHandle, now: Now) {
         for side in [Side::Caller, Side::Agent] {
             let Some(call) = self.calls.get_mut(ck) else {
                 return;
@@ -312,7 +310,7 @@ impl Endpoint {
             }
             match t.refresher {
                 Refresher::Peer => {
-                    warn!(call = %ck.0, ?side, "session timer expired: hanging up");
+                    warn!(call = %call.dialog.call_id, ?side, "session timer expired: hanging up");
                     call.bye_reason = Some(SESSION_EXPIRED_REASON);
                     *slot = None;
                     return self.hang_up(ck, now);
@@ -326,7 +324,7 @@ impl Endpoint {
     }
 
     /// An UPDATE without a body keeps the session alive (RFC 4028 §7.4).
-    fn send_refresh(&mut self, ck: &CallKey, side: Side, t: SessionTimer, now: Now) {
+    fn send_refresh(&mut self, ck: CallHandle, side: Side, t: SessionTimer, now: Now) {
         let mut local = self.local_via(ck);
         let Some(call) = self.calls.get_mut(ck) else {
             return;
@@ -352,10 +350,12 @@ impl Endpoint {
             .push(Header::Supported(SUPPORTED_HEADER.into()));
         match self.txn.send_request(update, peer, now.mono) {
             Ok(key) => {
-                debug!(call = %ck.0, ?side, "session refresh sent");
-                self.refreshes.insert(key, (ck.clone(), side));
+                debug!(call = %self.calls.call_id(ck), ?side, "session refresh sent");
+                self.refreshes.insert(key, (ck, side));
             }
-            Err(e) => debug!(call = %ck.0, error = %e, "session refresh not sent"),
+            Err(e) => {
+                debug!(call = %self.calls.call_id(ck), error = %e, "session refresh not sent")
+            }
         }
     }
 
@@ -365,20 +365,20 @@ impl Endpoint {
             return false;
         };
         match code {
-            Some(200..=299) => debug!(call = %ck.0, ?side, "session refreshed"),
+            Some(200..=299) => debug!(call = %self.calls.call_id(ck), ?side, "session refreshed"),
             // The dialog is gone on the phone's side (RFC 4028 §10).
             Some(408) | Some(481) | None => {
-                info!(call = %ck.0, ?side, ?code, "session refresh failed: hanging up");
-                if let Some(call) = self.calls.get_mut(&ck) {
+                info!(call = %self.calls.call_id(ck), ?side, ?code, "session refresh failed: hanging up");
+                if let Some(call) = self.calls.get_mut(ck) {
                     call.bye_reason = Some(SESSION_EXPIRED_REASON);
                 }
-                self.hang_up(&ck, now);
+                self.hang_up(ck, now);
             }
             // The phone will not take UPDATE (or this one): stop refreshing
             // and leave the call up; its own timer, if any, decides.
             Some(code) => {
-                info!(call = %ck.0, ?side, code, "session refresh refused: timer off for this leg");
-                if let Some(call) = self.calls.get_mut(&ck) {
+                info!(call = %self.calls.call_id(ck), ?side, code, "session refresh refused: timer off for this leg");
+                if let Some(call) = self.calls.get_mut(ck) {
                     match side {
                         Side::Caller => call.session = None,
                         Side::Agent => {

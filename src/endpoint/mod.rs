@@ -46,6 +46,7 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// A call by (Call-ID, our tag).
 type CallKey = (String, String);
+use call_table::CallHandle;
 
 /// Methods we implement; everything else gets 405 with this list.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE";
@@ -63,13 +64,13 @@ pub struct Endpoint {
     /// The INVITE (transaction and request) each call is being answered on.
     invites: call_table::InviteTable,
     /// BYEs we sent, to end their call when answered.
-    byes: HashMap<TxKey, CallKey>,
+    byes: HashMap<TxKey, CallHandle>,
     /// The ACD router: agents' states, waiting callers, offers.
     router: Arc<crate::acd::Router>,
     /// Router outputs about calls of other shards, to hand over.
     foreign: std::collections::VecDeque<(usize, crate::acd::Output)>,
     /// Router call handles to our calls.
-    acd_calls: HashMap<crate::acd::CallId, CallKey>,
+    acd_calls: HashMap<crate::acd::CallId, CallHandle>,
     next_acd: u64,
     acd_timers: routing::AcdTimers,
     /// Router outputs not carried out yet, and whether a loop is draining
@@ -78,9 +79,9 @@ pub struct Endpoint {
     acd_applying: bool,
     shift_check_at: Instant,
     /// INVITEs offering a call to an agent, by client transaction.
-    agent_invites: HashMap<TxKey, CallKey>,
+    agent_invites: HashMap<TxKey, CallHandle>,
     /// Answered agent legs by (Call-ID, our tag), for the agent's BYE.
-    agent_dialogs: HashMap<CallKey, CallKey>,
+    agent_dialogs: HashMap<CallKey, CallHandle>,
     /// Session refreshes (UPDATE) we sent, by client transaction.
     refreshes: HashMap<TxKey, mid_call::Refresh>,
     /// OPTIONS pings to static contacts, by client transaction.
@@ -89,7 +90,7 @@ pub struct Endpoint {
     unreachable: std::collections::HashSet<String>,
     qualify_at: Instant,
     /// Media legs to their call, for the media engine's events.
-    legs: HashMap<LegId, CallKey>,
+    legs: HashMap<LegId, CallHandle>,
     next_leg: LegId,
     media_out: std::collections::VecDeque<MediaCommand>,
     out: outbound::Queue,
@@ -239,9 +240,9 @@ impl Endpoint {
 
     /// Ends every call with a BYE (the drain deadline passed).
     pub fn shutdown(&mut self, now: Now) {
-        let keys: Vec<_> = self.calls.keys().cloned().collect();
+        let keys: Vec<_> = self.calls.handles().collect();
         for key in keys {
-            self.hang_up(&key, now);
+            self.hang_up(key, now);
         }
     }
 
@@ -287,7 +288,7 @@ impl Endpoint {
         // Only the calls that have something due: one deadline table.
         let due = self.calls.due(now.mono);
         for key in due {
-            self.call_timeout(&key, now);
+            self.call_timeout(key, now);
         }
         self.acd_timeouts(now);
         if now.mono >= self.housekeeping_at {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tracing::{debug, info, warn};
 
-use super::{CallKey, Endpoint, Now};
+use super::{CallHandle, Endpoint, Now};
 use crate::acd::{AcdConfig, CallId, Output, Router, Timer};
 use crate::config::{Config, Target};
 
@@ -53,7 +53,7 @@ pub(super) fn wall(now: Now) -> DateTime<Utc> {
 
 impl Endpoint {
     /// The caller of `ck` waits in `queue` from now on.
-    pub(super) fn enter_queue(&mut self, ck: &CallKey, queue: &str, priority: i32, now: Now) {
+    pub(super) fn enter_queue(&mut self, ck: CallHandle, queue: &str, priority: i32, now: Now) {
         let Some(call) = self.calls.get_mut(ck) else {
             return;
         };
@@ -66,8 +66,8 @@ impl Endpoint {
             self.next_acd += 1;
             CallId(shard.make_id(self.next_acd))
         });
-        self.acd_calls.insert(id, ck.clone());
-        info!(call = %ck.0, %queue, priority, "caller entered queue");
+        self.acd_calls.insert(id, ck);
+        info!(call = %self.calls.call_id(ck), %queue, priority, "caller entered queue");
         self.play_music(ck);
         self.schedule_announcement(ck, now);
         let arrived = self.timed(|r| r.caller_arrives(id, queue, priority, now.mono, wall(now)));
@@ -81,7 +81,7 @@ impl Endpoint {
         match arrived {
             Ok(out) => self.apply_acd(out, now),
             Err(e) => {
-                warn!(call = %ck.0, error = %e, "queue refused the caller");
+                warn!(call = %self.calls.call_id(ck), error = %e, "queue refused the caller");
                 self.hang_up(ck, now);
             }
         }
@@ -126,7 +126,7 @@ impl Endpoint {
                 let Some(ck) = self.acd_calls.get(&o.call).cloned() else {
                     return;
                 };
-                self.offer(&ck, &o.agent, &o.queue, o.waited, now);
+                self.offer(ck, &o.agent, &o.queue, o.waited, now);
             }
             Output::Divert {
                 call,
@@ -137,13 +137,13 @@ impl Endpoint {
                 let Some(ck) = self.acd_calls.remove(&call) else {
                     return;
                 };
-                info!(call = %ck.0, %queue, ?reason, target = ?target, "caller leaves the queue");
-                self.emit_diverted(&ck, &queue, reason, target.as_ref(), now);
-                if let Some(c) = self.calls.get_mut(&ck) {
+                info!(call = %self.calls.call_id(ck), %queue, ?reason, target = ?target, "caller leaves the queue");
+                self.emit_diverted(ck, &queue, reason, target.as_ref(), now);
+                if let Some(c) = self.calls.get_mut(ck) {
                     c.acd = None;
                     c.diverted = Some(reason);
                 }
-                self.divert(&ck, target, now);
+                self.divert(ck, target, now);
             }
             Output::Arm { at, timer } => {
                 if !matches!(timer, Timer::RingTimeout { .. }) {
@@ -153,7 +153,7 @@ impl Endpoint {
         }
     }
 
-    fn divert(&mut self, ck: &CallKey, target: Option<Target>, now: Now) {
+    fn divert(&mut self, ck: CallHandle, target: Option<Target>, now: Now) {
         match target {
             Some(Target::Queue(q)) => {
                 let prio = self.calls.get(ck).map_or(0, |c| c.priority);
@@ -218,7 +218,7 @@ impl Endpoint {
     }
 
     /// Forgets the router's side of a call that is ending.
-    pub(super) fn acd_caller_gone(&mut self, ck: &CallKey, now: Now) {
+    pub(super) fn acd_caller_gone(&mut self, ck: CallHandle, now: Now) {
         let Some(id) = self.calls.get_mut(ck).and_then(|c| c.acd.take()) else {
             return;
         };

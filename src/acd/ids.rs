@@ -1,0 +1,178 @@
+//! Agents and queues by small typed ids: an index into the name table of
+//! the configuration in force, so that the router's structures hold a
+//! `u32` where they would hold a `String`, and an agent's id can never be
+//! passed where a queue's is wanted. Names are looked up at the edges only
+//! (an event that names an agent, the admin API, a REGISTER's user).
+//!
+//! A reload builds a new table: an id is only meaningful with the table it
+//! came from. What must survive a reload (an agent's state and counters,
+//! a waiting caller's queue) is carried across by name.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// An agent of one configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AgentId(u32);
+
+/// A queue of one configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(u32);
+
+impl AgentId {
+    /// No agent of any table (a call whose agent vanished in a reload).
+    pub(crate) const NONE: AgentId = AgentId(u32::MAX);
+
+    pub(crate) fn from_index(i: u32) -> AgentId {
+        AgentId(i)
+    }
+
+    /// Its place in the table (and in the router's agent array).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    pub(crate) fn raw(self) -> u32 {
+        self.0
+    }
+}
+
+impl QueueId {
+    /// No queue of any table (a call whose queue vanished in a reload).
+    pub(crate) const NONE: QueueId = QueueId(u32::MAX);
+
+    #[cfg(test)]
+    pub(crate) fn from_index(i: u32) -> QueueId {
+        QueueId(i)
+    }
+
+    /// Its place in the table (and in the router's queue array).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One half of the table: names by id, ids by name.
+#[derive(Debug, Clone, Default)]
+struct Interner {
+    names: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, u32>,
+}
+
+impl Interner {
+    /// The id of `name`, a new one if it is not in the table yet.
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.ids.get(name) {
+            return i;
+        }
+        let i = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        let name: Arc<str> = Arc::from(name);
+        self.names.push(name.clone());
+        self.ids.insert(name, i);
+        i
+    }
+}
+
+/// The agents' and queues' names of one configuration, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    agents: Interner,
+    queues: Interner,
+}
+
+impl Names {
+    pub(crate) fn intern_agent(&mut self, name: &str) -> AgentId {
+        AgentId(self.agents.intern(name))
+    }
+
+    pub(crate) fn intern_queue(&mut self, name: &str) -> QueueId {
+        QueueId(self.queues.intern(name))
+    }
+
+    pub fn agent(&self, name: &str) -> Option<AgentId> {
+        self.agents.ids.get(name).copied().map(AgentId)
+    }
+
+    pub fn queue(&self, name: &str) -> Option<QueueId> {
+        self.queues.ids.get(name).copied().map(QueueId)
+    }
+
+    pub fn agent_name(&self, id: AgentId) -> Option<&Arc<str>> {
+        self.agents.names.get(id.index())
+    }
+
+    pub fn queue_name(&self, id: QueueId) -> Option<&Arc<str>> {
+        self.queues.names.get(id.index())
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.agents.names.len()
+    }
+}
+
+/// How an event names an agent: by name, or by the id the router gave
+/// it together with its name. An id kept from before a reload may belong
+/// to another agent now: the router checks it against the name and looks
+/// the name up when it no longer matches, so a stale id costs a lookup,
+/// never a wrong agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentRef<'a> {
+    Name(&'a str),
+    Id(AgentId, &'a str),
+}
+
+impl<'a> AgentRef<'a> {
+    pub fn name(self) -> &'a str {
+        match self {
+            AgentRef::Name(n) | AgentRef::Id(_, n) => n,
+        }
+    }
+}
+
+impl<'a> From<&'a str> for AgentRef<'a> {
+    fn from(n: &'a str) -> Self {
+        AgentRef::Name(n)
+    }
+}
+
+impl<'a> From<&'a String> for AgentRef<'a> {
+    fn from(n: &'a String) -> Self {
+        AgentRef::Name(n)
+    }
+}
+
+impl<'a> From<&'a Arc<str>> for AgentRef<'a> {
+    fn from(n: &'a Arc<str>) -> Self {
+        AgentRef::Name(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        let mut n = Names::default();
+        let a = n.intern_agent("alice");
+        let b = n.intern_agent("bob");
+        assert_ne!(a, b);
+        assert_eq!(
+            n.intern_agent("alice"),
+            a,
+            "interning again gives the same id"
+        );
+        assert_eq!(n.agent("bob"), Some(b));
+        assert_eq!(n.agent("carol"), None);
+        assert_eq!(n.agent_name(a).map(|s| &**s), Some("alice"));
+        assert_eq!(n.agent_count(), 2);
+        // Queues have their own numbering: a queue named like an agent is
+        // another thing.
+        let q = n.intern_queue("alice");
+        assert_eq!(q.index(), 0);
+        assert_eq!(n.queue("alice"), Some(q));
+        assert_eq!(n.queue("bob"), None);
+        assert_eq!(n.queue_name(q).map(|s| &**s), Some("alice"));
+        assert_eq!(n.agent_count(), 2);
+    }
+}
