@@ -11,36 +11,27 @@ pub(crate) fn validate(frame: &Frame<'_>) -> Result<(), ParseError> {
         true => ParseError::BadRequest(r),
         false => ParseError::BadResponse(r),
     };
-    // Each header's name is compared once; the checks below then pick
-    // their headers by kind, in the order they always ran.
-    let kinds: Vec<Kind> = frame.headers.iter().map(|(n, _)| kind(n)).collect();
-    let values = |k: Kind| {
+    let values = |name: &'static str| {
         frame
             .headers
             .iter()
-            .zip(&kinds)
-            .filter(move |(_, &hk)| hk == k)
-            .map(|((_, v), _)| v.as_ref())
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
     };
-    for (k, name) in [
-        (Kind::From, "From"),
-        (Kind::To, "To"),
-        (Kind::CallId, "Call-ID"),
-        (Kind::CSeq, "CSeq"),
-    ] {
-        match values(k).count() {
+    for name in ["From", "To", "Call-ID", "CSeq"] {
+        match values(name).count() {
             0 => return Err(bad(format!("missing {name}"))),
             1 => {}
             _ => return Err(bad(format!("more than one {name}"))),
         }
     }
-    if values(Kind::Via).next().is_none() {
+    if values("Via").next().is_none() {
         return Err(bad("missing Via".into()));
     }
-    if values(Kind::CallId).any(str::is_empty) {
+    if values("Call-ID").any(str::is_empty) {
         return Err(bad("empty Call-ID".into()));
     }
-    for cseq in values(Kind::CSeq) {
+    for cseq in values("CSeq") {
         let method = cseq_method(cseq).map_err(|r| bad(r.into()))?;
         if let StartLine::Request { method: m, .. } = &frame.start {
             if *m != method {
@@ -52,57 +43,20 @@ pub(crate) fn validate(frame: &Frame<'_>) -> Result<(), ParseError> {
             }
         }
     }
-    for mf in values(Kind::MaxForwards) {
+    for mf in values("Max-Forwards") {
         if mf.is_empty() || !mf.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad("Max-Forwards is not a number".into()));
         }
     }
-    for via in values(Kind::Via) {
+    for via in values("Via") {
         check_via(via).map_err(|r| bad(format!("Via: {r}")))?;
     }
-    for (k, name) in [
-        (Kind::From, "From"),
-        (Kind::To, "To"),
-        (Kind::Contact, "Contact"),
-        (Kind::Route, "Route"),
-        (Kind::RecordRoute, "Record-Route"),
-    ] {
-        for v in values(k) {
+    for name in ["From", "To", "Contact", "Route", "Record-Route"] {
+        for v in values(name) {
             check_name_addr(v).map_err(|r| bad(format!("{name}: {r}")))?;
         }
     }
     Ok(())
-}
-
-/// The headers `validate` looks at (names compared case-insensitively).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    From,
-    To,
-    CallId,
-    CSeq,
-    Via,
-    MaxForwards,
-    Contact,
-    Route,
-    RecordRoute,
-    Other,
-}
-
-fn kind(name: &str) -> Kind {
-    let is = |n: &str| name.eq_ignore_ascii_case(n);
-    match name.len() {
-        2 if is("To") => Kind::To,
-        3 if is("Via") => Kind::Via,
-        4 if is("From") => Kind::From,
-        4 if is("CSeq") => Kind::CSeq,
-        5 if is("Route") => Kind::Route,
-        7 if is("Call-ID") => Kind::CallId,
-        7 if is("Contact") => Kind::Contact,
-        12 if is("Max-Forwards") => Kind::MaxForwards,
-        12 if is("Record-Route") => Kind::RecordRoute,
-        _ => Kind::Other,
-    }
 }
 
 /// "1*DIGIT LWS Method" with the number below 2**32 (RFC 3261 §8.1.1.5).
