@@ -12,7 +12,9 @@
 # registered), the calls are placed at --rate calls/s, then the counters are
 # dumped. What the daemon burns idle over the same wall time (its timers,
 # measured for --idle-s seconds before the calls) is taken off, and the
-# rest divided by the calls completed. Prints
+# rest divided by the calls completed. The call-record writer thread's
+# share is printed apart: it commits one SQLite transaction per wake-up,
+# so at this low rate it costs more per call than under load. Prints
 #   instructions per routed call: N, per IVR call: M
 #
 # Usage: benches/instructions_per_call.sh [options]
@@ -129,7 +131,7 @@ dump_ir() {
 
 # run_mode MODE: prints "calls instructions idle_ir_per_s wall_s".
 run_mode() {
-    local mode=$1 pid uas_pid="" uac_port uas_port t0 t1 idle0 idle_ir ir ok
+    local mode=$1 pid uas_pid="" uac_port uas_port t0 t1 idle0 idle_ir ir ok retrans
     D="$work/$mode"
     SIP_PORT=$(free_port)
     ADMIN_PORT=$(free_port)
@@ -185,6 +187,12 @@ run_mode() {
     t1=$(date +%s.%N)
     ir=$(dump_ir "$pid" 2)
     ok=$(stat_col "$D/uac_stat.csv" 'SuccessfulCall(C)')
+    retrans=$(stat_col "$D/uac_stat.csv" 'Retransmissions(C)')
+    # The call-record writer thread commits a batch per wake-up: at this
+    # low rate a batch holds a call or two, so its share is reported apart.
+    local cdr
+    cdr=$(callgrind_annotate --inclusive=yes --threshold=100 "$D/cg.out.$pid.2" 2>/dev/null |
+        awk '/sipacd::cdr::writer::run / { gsub(",", "", $1); print $1; exit }')
     [ -n "$uas_pid" ] && kill "$uas_pid" 2>/dev/null
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -192,7 +200,7 @@ run_mode() {
         echo "== $mode: top functions ($D/cg.out.$pid.2)" >&2
         callgrind_annotate "$D/cg.out.$pid.2" 2>/dev/null | sed -n '1,60p' >&2
     fi
-    echo "$ok $ir $idle_ir $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
+    echo "$ok $ir $idle_ir $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') ${cdr:-0} $retrans"
 }
 
 per_call() { # "ok ir idle wall" -> net instructions per call
@@ -203,9 +211,11 @@ declare -A FIG
 for mode in routed ivr; do
     [ -z "$ONLY" ] || [ "$ONLY" = "$mode" ] || continue
     line=$(run_mode "$mode")
-    read -r ok ir idle wall <<<"$line"
+    read -r ok ir idle wall cdr retrans <<<"$line"
     FIG[$mode]=$(per_call "$line")
     echo "# $mode: $ok of $CALLS calls in ${wall} s, $ir instructions; idle $idle instructions/s taken off;" \
-        "raw $(awk -v i="$ir" -v o="$ok" 'BEGIN { if (o > 0) printf "%.0f", i / o }') per call"
+        "raw $(awk -v i="$ir" -v o="$ok" 'BEGIN { if (o > 0) printf "%.0f", i / o }') per call," \
+        "of which the call-record writer $(awk -v i="$cdr" -v o="$ok" 'BEGIN { if (o > 0) printf "%.0f", i / o }');" \
+        "$retrans retransmissions by the callers (each one is work counted too)"
 done
 echo "instructions per routed call: ${FIG[routed]:--}, per IVR call: ${FIG[ivr]:--}"
