@@ -5,13 +5,29 @@
 //! in a call: a retransmitted INVITE (absorbed), a retransmitted ACK for
 //! our 2xx, a retransmitted BYE (answered again from its transaction);
 //! `response_to 200`: building an answer from a parsed request.
+//! Before the timings it prints the allocations (and bytes) of one `parse`
+//! of each message and of one `serialize`, counted by a counting global
+//! allocator: they do not depend on the load of the machine.
 
+use std::alloc::System;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use sipacd::endpoint::{Endpoint, Now};
 use sipacd::sip::{headers, message, Peer};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Allocations and bytes of one run of `f` (its result dropped inside).
+fn allocs<T>(f: impl FnOnce() -> T) -> (usize, usize) {
+    let region = Region::new(GLOBAL);
+    drop(black_box(f()));
+    let s = region.change();
+    (s.allocations + s.reallocations, s.bytes_allocated)
+}
 
 const INVITE: &str = "INVITE sip:5000@acd.example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.10:5060;rport;branch=z9hG4bK776asdhds\r\n\
@@ -96,6 +112,14 @@ fn bench(c: &mut Criterion) {
         assert!(message::parse(m).is_ok(), "bench message must parse");
     }
     println!("INVITE size: {} bytes", raw.len());
+    for (name, m) in [("INVITE+SDP", raw), ("ACK", &ack[..]), ("BYE", &bye[..])] {
+        let (n, bytes) = allocs(|| message::parse(m));
+        println!("allocations per parse {name}: {n} ({bytes} bytes)");
+    }
+    if let Ok(msg) = message::parse(raw) {
+        let (n, bytes) = allocs(|| message::serialize(&msg));
+        println!("allocations per serialize INVITE+SDP: {n} ({bytes} bytes)");
+    }
 
     let mut g = c.benchmark_group("parse");
     g.bench_function("INVITE+SDP", |b| b.iter(|| message::parse(black_box(raw))));

@@ -59,7 +59,7 @@ impl DialogId {
 /// The single address of `name` (From, To), by our own parser: rsip's typed
 /// headers refuse quoted parameters (`;+sip.instance="<urn:…>"`).
 fn address<M: HasHeaders>(msg: &M, name: &'static str) -> Result<NameAddr, DialogError> {
-    let value = headers::header_value(msg, name).ok_or(DialogError::MissingHeader(name))?;
+    let value = headers::header_ref(msg, name).ok_or(DialogError::MissingHeader(name))?;
     NameAddr::parse(&value).map_err(|e| DialogError::BadAddress(name, e))
 }
 
@@ -67,7 +67,7 @@ fn address<M: HasHeaders>(msg: &M, name: &'static str) -> Result<NameAddr, Dialo
 fn address_uri<M: HasHeaders>(msg: &M, name: &'static str) -> Result<Uri, DialogError> {
     let first = match name {
         "Contact" => {
-            let value = headers::header_value(msg, name).ok_or(DialogError::MissingHeader(name))?;
+            let value = headers::header_ref(msg, name).ok_or(DialogError::MissingHeader(name))?;
             parse_list(&value)
                 .map_err(|e| DialogError::BadAddress(name, e))?
                 .into_iter()

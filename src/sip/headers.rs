@@ -3,12 +3,16 @@
 //! `Option` and scans the header text itself: rsip's typed headers reject
 //! much of what `message::parse` accepts (RFC 4475), and must not decide.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use rsip::message::HasHeaders;
 use rsip::prelude::UntypedHeader;
 
-use crate::sip::message::{expand_compact, known_method, reason_phrase, split_semis, Quotes};
+use crate::sip::message::{
+    expand_compact, known_method, reason_phrase, semis, split_semis, Quotes,
+};
 
 pub use crate::sip::message::serialize;
 
@@ -35,14 +39,29 @@ fn same_name(a: &str, b: &str) -> bool {
 /// `Name: value`, so the parts are the variant's display name and its
 /// trimmed value. `None` for an `Other` header whose name holds a ':'
 /// (its text would split elsewhere; `header_parts` decides).
+/// (`value_ref_if_named` does this split inline; the test holds it to
+/// `header_parts`.)
+#[cfg(test)]
 fn borrowed_parts(header: &rsip::Header) -> Option<(&str, &str)> {
+    match header {
+        rsip::Header::Other(n, _) if n.contains(':') => None,
+        _ => {
+            let (n, v) = wire_parts(header);
+            Some((n.trim(), v.trim()))
+        }
+    }
+}
+
+/// What rsip's `Display` writes around ": " for `header`, as written
+/// (untrimmed), without formatting: `message::serialize` appends the two
+/// parts instead of going through `fmt` for every header.
+pub(crate) fn wire_parts(header: &rsip::Header) -> (&str, &str) {
     use rsip::Header as H;
     macro_rules! parts {
         ($($variant:ident => $name:literal),* $(,)?) => {
             match header {
-                $(H::$variant(h) => Some(($name, h.value().trim())),)*
-                H::Other(n, _) if n.contains(':') => None,
-                H::Other(n, v) => Some((n.trim(), v.trim())),
+                $(H::$variant(h) => ($name, h.value()),)*
+                H::Other(n, v) => (n, v),
             }
         };
     }
@@ -98,13 +117,34 @@ fn borrowed_parts(header: &rsip::Header) -> Option<(&str, &str)> {
 
 /// The value of `header` if its name is `name` (see [`same_name`]).
 fn value_if_named(header: &rsip::Header, name: &str) -> Option<String> {
-    match borrowed_parts(header) {
-        Some((n, v)) => same_name(n, name).then(|| v.to_string()),
-        None => {
+    value_ref_if_named(header, name).map(Cow::into_owned)
+}
+
+/// [`value_if_named`], borrowed unless the header must be formatted.
+fn value_ref_if_named<'h>(header: &'h rsip::Header, name: &str) -> Option<Cow<'h, str>> {
+    match header {
+        rsip::Header::Other(n, _) if n.contains(':') => {
             let (n, v) = header_parts(header);
-            same_name(&n, name).then_some(v)
+            same_name(&n, name).then_some(Cow::Owned(v))
+        }
+        // `borrowed_parts`, the value trimmed only once the name matched
+        // (most headers a lookup passes are not the one it wants).
+        _ => {
+            let (n, v) = wire_parts(header);
+            same_name(n.trim(), name).then(|| Cow::Borrowed(v.trim()))
         }
     }
+}
+
+/// [`header_value`] without the copy (the accessors below read values
+/// they do not keep).
+pub(crate) fn header_ref<'m, M: HasHeaders + ?Sized>(
+    msg: &'m M,
+    name: &str,
+) -> Option<Cow<'m, str>> {
+    msg.headers()
+        .iter()
+        .find_map(|h| value_ref_if_named(h, name))
 }
 
 /// Every value of the header `name` (case-insensitive, compact forms
@@ -135,7 +175,7 @@ pub(crate) fn param_str<'a>(value: &'a str, name: &str) -> Option<&'a str> {
 
 /// `name`'s value among `;`-separated `params` (which start with ';').
 pub(crate) fn params_in<'a>(params: &'a str, name: &str) -> Option<&'a str> {
-    split_semis(params).into_iter().skip(1).find_map(|p| {
+    semis(params).skip(1).find_map(|p| {
         let (n, v) = p.split_once('=').unwrap_or((p, ""));
         n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
@@ -155,7 +195,9 @@ pub(crate) fn params_region(value: &str) -> Option<&str> {
     let mut first_semi = None;
     let mut angle_close = None;
     let mut in_angle = false;
-    for (i, c) in value.char_indices() {
+    // Bytes, not chars: the delimiters are ASCII (see `message::semis`).
+    for (i, c) in value.bytes().enumerate() {
+        let c = c as char;
         if quotes.skip(c) {
             continue;
         }
@@ -181,9 +223,14 @@ pub fn top_via<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
     header_value(msg, "Via")
 }
 
+/// [`top_via`] without the copy.
+pub(crate) fn top_via_ref<M: HasHeaders + ?Sized>(msg: &M) -> Option<Cow<'_, str>> {
+    header_ref(msg, "Via")
+}
+
 /// `branch` of the topmost Via (None when absent or empty, e.g. RFC 2543 peers).
 pub fn top_via_branch<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
-    top_via(msg)
+    header_ref(msg, "Via")
         .and_then(|v| header_param(&v, "branch"))
         .filter(|b| !b.is_empty())
 }
@@ -214,7 +261,7 @@ pub fn call_id<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
 
 /// CSeq number and method (None for a method rsip cannot represent).
 pub fn cseq<M: HasHeaders + ?Sized>(msg: &M) -> Option<(u32, rsip::Method)> {
-    let value = header_value(msg, "CSeq")?;
+    let value = header_ref(msg, "CSeq")?;
     let mut parts = value.split_ascii_whitespace();
     let num = parts.next()?;
     if !num.bytes().all(|b| b.is_ascii_digit()) {
@@ -225,13 +272,13 @@ pub fn cseq<M: HasHeaders + ?Sized>(msg: &M) -> Option<(u32, rsip::Method)> {
 }
 
 pub fn from_tag<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
-    header_value(msg, "From")
+    header_ref(msg, "From")
         .and_then(|v| header_param(&v, "tag"))
         .filter(|t| !t.is_empty())
 }
 
 pub fn to_tag<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
-    header_value(msg, "To")
+    header_ref(msg, "To")
         .and_then(|v| header_param(&v, "tag"))
         .filter(|t| !t.is_empty())
 }
@@ -247,12 +294,12 @@ pub fn request_user(req: &rsip::Request) -> Option<String> {
 
 /// User part of the To URI (the AOR of a REGISTER).
 pub fn to_user<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
-    let to = crate::sip::name_addr::NameAddr::parse(&header_value(msg, "To")?).ok()?;
+    let to = crate::sip::name_addr::NameAddr::parse(&header_ref(msg, "To")?).ok()?;
     to.user().filter(|u| !u.is_empty()).map(str::to_string)
 }
 
 fn number_header<M: HasHeaders + ?Sized>(msg: &M, name: &str) -> Option<u32> {
-    let v = header_value(msg, name)?;
+    let v = header_ref(msg, name)?;
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -272,7 +319,7 @@ pub fn max_forwards<M: HasHeaders + ?Sized>(msg: &M) -> Option<u32> {
 
 /// Content-Type media type, lower-cased, without parameters.
 pub fn content_type<M: HasHeaders + ?Sized>(msg: &M) -> Option<String> {
-    let v = header_value(msg, "Content-Type")?;
+    let v = header_ref(msg, "Content-Type")?;
     let media = v.split(';').next()?.trim().to_ascii_lowercase();
     (!media.is_empty()).then_some(media)
 }
@@ -356,33 +403,33 @@ pub fn stamp_via_received(req: &mut rsip::Request, source: SocketAddr) {
     let Some((head, params)) = parts.split_first() else {
         return;
     };
-    let name_of = |p: &str| {
+    let is = |p: &str, name: &str| {
         p.split('=')
             .next()
             .unwrap_or("")
             .trim()
-            .to_ascii_lowercase()
+            .eq_ignore_ascii_case(name)
     };
-    let has_rport = params.iter().any(|p| name_of(p) == "rport");
+    let has_rport = params.iter().any(|p| is(p, "rport"));
     let host_matches = via_sent_by(&value)
         .and_then(|(host, _)| host.parse::<IpAddr>().ok())
         .is_some_and(|ip| ip == source.ip());
     let add_received = has_rport || !host_matches;
-    let mut out = head.to_string();
+    let mut out = String::with_capacity(value.len() + 32);
+    out.push_str(head);
     for p in params {
-        match name_of(p).as_str() {
-            "received" if add_received => continue,
-            "rport" if !p.contains('=') => {
-                out.push_str(&format!(";rport={}", source.port()));
-            }
-            _ => {
-                out.push(';');
-                out.push_str(p);
-            }
+        if add_received && is(p, "received") {
+            continue;
+        }
+        if is(p, "rport") && !p.contains('=') {
+            let _ = write!(out, ";rport={}", source.port());
+        } else {
+            out.push(';');
+            out.push_str(p);
         }
     }
     if add_received {
-        out.push_str(&format!(";received={}", source.ip()));
+        let _ = write!(out, ";received={}", source.ip());
     }
     via.replace(out);
 }
@@ -457,9 +504,13 @@ mod tests {
         for h in req.headers.iter() {
             let (n, v) = borrowed_parts(h).expect("no ':' in these names");
             assert_eq!((n.to_string(), v.to_string()), header_parts(h), "{h:?}");
+            let (n, v) = wire_parts(h);
+            assert_eq!(format!("{n}: {v}"), h.to_string(), "{h:?}");
         }
         let odd = rsip::Header::Other("a:b".into(), "c".into());
         assert_eq!(borrowed_parts(&odd), None);
+        let (n, v) = wire_parts(&odd);
+        assert_eq!(format!("{n}: {v}"), odd.to_string());
         assert_eq!(value_if_named(&odd, "a"), Some("b: c".to_string()));
     }
 

@@ -2,6 +2,8 @@
 //! headers are moved into rsip's variants by name, exactly as rsip's own
 //! tokenizer would type them, so nothing is serialised and parsed again.
 
+use std::borrow::Cow;
+
 use rsip::headers::*;
 use rsip::Header;
 
@@ -17,10 +19,10 @@ pub(crate) fn request(method: rsip::Method, uri: rsip::Uri, frame: Frame<'_>) ->
     }
 }
 
-pub(crate) fn response(code: u16, reason: String, frame: Frame<'_>) -> rsip::Response {
+pub(crate) fn response(code: u16, reason: &str, frame: Frame<'_>) -> rsip::Response {
     // rsip keeps the reason only for codes it has no variant for.
     let status_code = match rsip::StatusCode::from(code) {
-        rsip::StatusCode::Other(code, _) => rsip::StatusCode::Other(code, reason),
+        rsip::StatusCode::Other(code, _) => rsip::StatusCode::Other(code, reason.to_string()),
         known => known,
     };
     rsip::Response {
@@ -31,7 +33,7 @@ pub(crate) fn response(code: u16, reason: String, frame: Frame<'_>) -> rsip::Res
     }
 }
 
-fn headers(raw: Vec<(String, String)>) -> rsip::Headers {
+fn headers(raw: Vec<(&str, Cow<'_, str>)>) -> rsip::Headers {
     raw.into_iter()
         .map(|(n, v)| header(n, v))
         .collect::<Vec<_>>()
@@ -42,11 +44,11 @@ fn headers(raw: Vec<(String, String)>) -> rsip::Headers {
 /// Subscription-State which rsip has a variant for but never parses into,
 /// is `Other` with the name as written). Grouped by length so that a name
 /// is compared with a handful of candidates, not all of them.
-pub(crate) fn header(name: String, value: String) -> Header {
+pub(crate) fn header(name: &str, value: Cow<'_, str>) -> Header {
     macro_rules! pick {
         ($($text:literal => $variant:ident),* $(,)?) => {{
             $(if name.eq_ignore_ascii_case($text) {
-                return Header::$variant($variant::new(value));
+                return Header::$variant($variant::new(value.into_owned()));
             })*
         }};
     }
@@ -102,5 +104,5 @@ pub(crate) fn header(name: String, value: String) -> Header {
         ),
         _ => {}
     }
-    Header::Other(name, value)
+    Header::Other(name.to_string(), value.into_owned())
 }

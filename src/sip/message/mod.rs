@@ -31,7 +31,7 @@ pub use reject::error_response;
 pub(crate) use normalize::{expand_compact, is_token, split_list};
 pub(crate) use scan::{find_unquoted, Quotes};
 pub(crate) use uri::parse_header_uri;
-pub(crate) use validate::split_semis;
+pub(crate) use validate::{semis, split_semis};
 
 /// Largest message accepted, in bytes (a UDP datagram can't exceed it anyway).
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -118,7 +118,7 @@ pub fn parse(datagram: &[u8]) -> Result<rsip::SipMessage, ParseError> {
             Ok(build::request(method, uri, frame).into())
         }
         normalize::StartLine::Response { code, reason } => {
-            let (code, reason) = (*code, reason.clone());
+            let (code, reason) = (*code, *reason);
             Ok(build::response(code, reason, frame).into())
         }
     }
@@ -164,7 +164,7 @@ pub(crate) fn parse_via_rsip(datagram: &[u8]) -> Result<rsip::SipMessage, ParseE
 /// raw bytes (not lossy UTF-8), the status line carries real reason phrases,
 /// and Content-Length always matches the body (fixed or appended).
 pub fn serialize(msg: &rsip::SipMessage) -> Vec<u8> {
-    let mut head = String::with_capacity(512);
+    let mut head = String::with_capacity(1024 + msg.body().len());
     match msg {
         rsip::SipMessage::Request(r) => {
             let _ = write!(head, "{} {} SIP/2.0\r\n", r.method, r.uri);
@@ -188,7 +188,13 @@ pub fn serialize(msg: &rsip::SipMessage) -> Vec<u8> {
             }
             continue;
         }
-        let _ = write!(head, "{h}\r\n");
+        // What `{h}` would write, appended without `fmt` (the test of
+        // `wire_parts` holds the two alike for every variant).
+        let (name, value) = crate::sip::headers::wire_parts(h);
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
     }
     if !wrote_length {
         let _ = write!(head, "Content-Length: {}\r\n", body.len());

@@ -1,5 +1,12 @@
 //! Framing and layout normalisation (RFC 3261 §7): leading CRLFs, header
 //! folding, LWS around colons, compact names, comma lists, Content-Length.
+//!
+//! Borrowed where it can be: a header whose value normalisation leaves as
+//! written (no folding, no LWS to tighten, the usual case) points into the
+//! datagram, so a message costs one `String` per header when `build` moves
+//! it into rsip, not four (`benches/sip_parse.rs`).
+
+use std::borrow::Cow;
 
 use super::scan::Quotes;
 use super::{clip, ParseError, MAX_HEADERS, MAX_MESSAGE_SIZE};
@@ -7,16 +14,16 @@ use super::{clip, ParseError, MAX_HEADERS, MAX_MESSAGE_SIZE};
 /// A message split into its parts, headers already canonical.
 #[derive(Debug)]
 pub(crate) struct Frame<'a> {
-    pub start: StartLine,
+    pub start: StartLine<'a>,
     /// (name, value): full names, unfolded, trimmed, one list element each.
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(&'a str, Cow<'a, str>)>,
     pub body: &'a [u8],
 }
 
 #[derive(Debug)]
-pub(crate) enum StartLine {
-    Request { method: String, uri: String },
-    Response { code: u16, reason: String },
+pub(crate) enum StartLine<'a> {
+    Request { method: &'a str, uri: &'a str },
+    Response { code: u16, reason: &'a str },
 }
 
 impl Frame<'_> {
@@ -77,8 +84,13 @@ pub(crate) fn expand_compact(name: &str) -> Option<&'static str> {
 }
 
 /// RFC 3261 token characters (method names, header names, param names).
+#[inline]
 pub(crate) fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '-' | '.' | '!' | '%' | '*' | '_' | '+' | '`' | '\'' | '~'
+        )
 }
 
 pub(crate) fn is_token(s: &str) -> bool {
@@ -145,11 +157,13 @@ fn version_is_2_0(v: &str) -> Result<bool, ()> {
     if !digits(major) || !digits(minor) {
         return Err(());
     }
-    let num = |s: &str| s.trim_start_matches('0').to_string();
+    fn num(s: &str) -> &str {
+        s.trim_start_matches('0')
+    }
     Ok(num(major) == "2" && num(minor).is_empty())
 }
 
-fn parse_start(line: &[u8]) -> Result<StartLine, ParseError> {
+fn parse_start(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if starts_with_sip(line) {
         let bad = |r: &str| ParseError::BadResponse(r.into());
         let line = std::str::from_utf8(line).map_err(|_| bad("status line not UTF-8"))?;
@@ -168,32 +182,36 @@ fn parse_start(line: &[u8]) -> Result<StartLine, ParseError> {
         }
         return Ok(StartLine::Response {
             code,
-            reason: reason.trim().to_string(),
+            reason: reason.trim(),
         });
     }
     // Liberal about runs of whitespace (RFC 4475 lwsstart, trws), strict
     // about their count: "sip:u@h; lr" is four fields (lwsruri) -> 400.
-    let fields: Vec<&[u8]> = line
+    // The first three fields, the last one and how many there are.
+    let (mut first3, mut last, mut count): ([&[u8]; 3], &[u8], usize) = ([&[]; 3], &[], 0);
+    for f in line
         .split(|&b| b == b' ' || b == b'\t')
         .filter(|f| !f.is_empty())
-        .collect();
-    let looks_like_request = fields.len() >= 2
-        && fields.last().is_some_and(|v| starts_with_sip(v))
-        && fields
-            .first()
-            .is_some_and(|m| m.iter().all(|&b| is_token_char(b as char)));
+    {
+        if count < 3 {
+            first3[count] = f;
+        }
+        (last, count) = (f, count + 1);
+    }
+    let looks_like_request =
+        count >= 2 && starts_with_sip(last) && first3[0].iter().all(|&b| is_token_char(b as char));
     if !looks_like_request {
         return Err(ParseError::Garbage("no request or status line"));
     }
     let bad = |r: &str| ParseError::BadRequest(r.into());
-    let [method, uri, version] = fields[..] else {
+    let ([method, uri, version], 3) = (first3, count) else {
         return Err(bad("request line must have three fields"));
     };
-    let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_string);
+    let text = std::str::from_utf8;
     let version = text(version).map_err(|_| bad("version not UTF-8"))?;
-    match version_is_2_0(&version) {
+    match version_is_2_0(version) {
         Ok(true) => {}
-        Ok(false) => return Err(ParseError::VersionNotSupported(clip(&version))),
+        Ok(false) => return Err(ParseError::VersionNotSupported(clip(version))),
         Err(()) => return Err(bad("malformed SIP version")),
     }
     Ok(StartLine::Request {
@@ -224,21 +242,42 @@ pub(crate) fn frame(datagram: &[u8]) -> Result<Frame<'_>, ParseError> {
     let lines = std::str::from_utf8(lines).map_err(|_| bad("header block not UTF-8".into()))?;
     let raw = unfold(lines).map_err(|r| bad(r.into()))?;
 
-    let mut headers = Vec::with_capacity(raw.len() + 4);
+    let mut headers: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(raw.len() + 4);
     for (name, value) in raw {
-        let name = expand_compact(&name).map(str::to_string).unwrap_or(name);
-        match shape(&name) {
+        let name = expand_compact(name).unwrap_or(name);
+        match shape(name) {
             Some((seps, split)) => {
-                let value = tighten(&value, seps);
-                if split {
-                    for item in split_list(&value, ',') {
-                        if item.is_empty() {
-                            return Err(bad(format!("empty element in {name} list")));
-                        }
-                        headers.push((name.clone(), item.to_string()));
-                    }
-                } else {
+                let value = tighten_cow(value, seps);
+                if !split {
                     headers.push((name, value));
+                } else {
+                    let empty = || bad(format!("empty element in {name} list"));
+                    match value {
+                        // One element, as written (most Via/Contact/Route values).
+                        Cow::Borrowed(v) if !v.contains(',') => {
+                            let v = v.trim();
+                            if v.is_empty() {
+                                return Err(empty());
+                            }
+                            headers.push((name, Cow::Borrowed(v)));
+                        }
+                        Cow::Borrowed(v) => {
+                            for item in split_list(v, ',') {
+                                if item.is_empty() {
+                                    return Err(empty());
+                                }
+                                headers.push((name, Cow::Borrowed(item)));
+                            }
+                        }
+                        Cow::Owned(v) => {
+                            for item in split_list(&v, ',') {
+                                if item.is_empty() {
+                                    return Err(empty());
+                                }
+                                headers.push((name, Cow::Owned(item.to_string())));
+                            }
+                        }
+                    }
                 }
             }
             None => headers.push((name, value)),
@@ -256,8 +295,8 @@ pub(crate) fn frame(datagram: &[u8]) -> Result<Frame<'_>, ParseError> {
 }
 
 /// Join continuation lines (RFC 3261 §7.3.1) and split "name LWS : LWS value".
-fn unfold(lines: &str) -> Result<Vec<(String, String)>, &'static str> {
-    let mut out: Vec<(String, String)> = Vec::new();
+fn unfold(lines: &str) -> Result<Vec<(&str, Cow<'_, str>)>, &'static str> {
+    let mut out: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(16);
     for line in lines.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() {
@@ -265,6 +304,7 @@ fn unfold(lines: &str) -> Result<Vec<(String, String)>, &'static str> {
         }
         if line.starts_with([' ', '\t']) {
             let (_, value) = out.last_mut().ok_or("continuation before any header")?;
+            let value = value.to_mut();
             value.push(' ');
             value.push_str(line.trim_start_matches([' ', '\t']));
             continue;
@@ -277,15 +317,61 @@ fn unfold(lines: &str) -> Result<Vec<(String, String)>, &'static str> {
         if !is_token(name) {
             return Err("invalid header name");
         }
-        out.push((name.to_string(), value.to_string()));
+        out.push((name, Cow::Borrowed(value)));
     }
     for (_, value) in &mut out {
-        let trimmed = value.trim_matches([' ', '\t']);
-        if trimmed.len() != value.len() {
-            *value = trimmed.to_string();
+        match value {
+            Cow::Borrowed(v) => *v = v.trim_matches([' ', '\t']),
+            Cow::Owned(v) => {
+                let trimmed = v.trim_matches([' ', '\t']);
+                if trimmed.len() != v.len() {
+                    *v = trimmed.to_string();
+                }
+            }
         }
     }
     Ok(out)
+}
+
+/// [`tighten`], borrowed when there is no LWS to touch (the value is then
+/// left exactly as it is).
+fn tighten_cow<'a>(value: Cow<'a, str>, seps: &str) -> Cow<'a, str> {
+    if is_tight(value.as_bytes(), seps.as_bytes()) {
+        value
+    } else {
+        Cow::Owned(tighten(&value, seps))
+    }
+}
+
+/// Whether [`tighten`] would leave `value` as it is: outside quoted
+/// strings and <...>, every LWS is one SP between two bytes that are
+/// neither LWS nor separators ("SIP/2.0/UDP host;branch=x" is tight).
+fn is_tight(value: &[u8], seps: &[u8]) -> bool {
+    let (mut quotes, mut angle) = (Quotes::default(), false);
+    let loose = |b: u8| b == b' ' || b == b'\t' || seps.contains(&b);
+    for (i, &b) in value.iter().enumerate() {
+        if quotes.skip(b as char) {
+            continue;
+        }
+        if angle {
+            angle = b != b'>';
+            continue;
+        }
+        match b {
+            b'"' => quotes.open(),
+            b'<' => angle = true,
+            b'\t' => return false,
+            b' ' => {
+                let before = i.checked_sub(1).and_then(|j| value.get(j));
+                let after = value.get(i + 1);
+                if !matches!((before, after), (Some(&p), Some(&n)) if !loose(p) && !loose(n)) {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Drop LWS next to `seps` and collapse other LWS runs to one SP, outside
@@ -307,7 +393,7 @@ pub(crate) fn tighten(value: &str, seps: &str) -> String {
         }
         match c {
             ' ' | '\t' => pending_ws = true,
-            c if seps.contains(c) => {
+            c if c.is_ascii() && seps.as_bytes().contains(&(c as u8)) => {
                 out.push(c);
                 (pending_ws, after_sep) = (false, true);
             }
@@ -327,12 +413,15 @@ pub(crate) fn tighten(value: &str, seps: &str) -> String {
     out
 }
 
-/// Split at `sep` outside quoted strings and <...>; items are trimmed.
+/// Split at `sep` (ASCII) outside quoted strings and <...>; items are trimmed.
 pub(crate) fn split_list(value: &str, sep: char) -> Vec<&str> {
+    debug_assert!(sep.is_ascii());
     let mut items = Vec::new();
     let (mut quotes, mut angle) = (Quotes::default(), false);
     let mut start = 0;
-    for (i, c) in value.char_indices() {
+    // Bytes, not chars: the delimiters are ASCII (see `message::semis`).
+    for (i, c) in value.bytes().enumerate() {
+        let c = c as char;
         if quotes.skip(c) {
             continue;
         }
@@ -342,7 +431,7 @@ pub(crate) fn split_list(value: &str, sep: char) -> Vec<&str> {
             '>' => angle = false,
             c if c == sep && !angle => {
                 items.push(value[start..i].trim());
-                start = i + c.len_utf8();
+                start = i + 1;
             }
             _ => {}
         }
@@ -355,7 +444,7 @@ pub(crate) fn split_list(value: &str, sep: char) -> Vec<&str> {
 /// 3261 §18.3); without the header the rest of the datagram. Leaves exactly
 /// one canonical Content-Length header.
 fn apply_content_length<'a>(
-    headers: &mut Vec<(String, String)>,
+    headers: &mut Vec<(&'a str, Cow<'a, str>)>,
     rest: &'a [u8],
 ) -> Result<&'a [u8], String> {
     let mut length: Option<usize> = None;
@@ -376,7 +465,7 @@ fn apply_content_length<'a>(
     }
     let Some(n) = length else {
         // UDP without Content-Length: the body runs to the end of the datagram.
-        headers.push(("Content-Length".into(), rest.len().to_string()));
+        headers.push(("Content-Length", Cow::Owned(rest.len().to_string())));
         return Ok(rest);
     };
     let mut seen = false;
@@ -388,8 +477,11 @@ fn apply_content_length<'a>(
             return false;
         }
         seen = true;
-        *name = "Content-Length".into();
-        *value = n.to_string();
+        *name = "Content-Length";
+        // Already canonical (no leading zeros): keep it borrowed.
+        if value.len() > 1 && value.starts_with('0') {
+            *value = Cow::Owned(n.to_string());
+        }
         true
     });
     rest.get(..n)

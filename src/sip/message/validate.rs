@@ -16,7 +16,7 @@ pub(crate) fn validate(frame: &Frame<'_>) -> Result<(), ParseError> {
             .headers
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     };
     for name in ["From", "To", "Call-ID", "CSeq"] {
         match values(name).count() {
@@ -34,7 +34,7 @@ pub(crate) fn validate(frame: &Frame<'_>) -> Result<(), ParseError> {
     for cseq in values("CSeq") {
         let method = cseq_method(cseq).map_err(|r| bad(r.into()))?;
         if let StartLine::Request { method: m, .. } = &frame.start {
-            if m != method {
+            if *m != method {
                 return Err(bad(format!(
                     "CSeq method {} is not {}",
                     clip(method),
@@ -78,8 +78,9 @@ pub(crate) fn cseq_method(value: &str) -> Result<&str, &'static str> {
 fn check_via(via: &str) -> Result<(), &'static str> {
     let (head, params) = via.split_once(';').unwrap_or((via, ""));
     let (protocol, sent_by) = head.split_once(' ').ok_or("no sent-by")?;
-    let parts: Vec<&str> = protocol.split('/').collect();
-    if parts.len() != 3 || !parts.iter().all(|p| is_token(p)) {
+    let mut parts = protocol.split('/');
+    let three_tokens = (0..3).all(|_| parts.next().is_some_and(is_token));
+    if !three_tokens || parts.next().is_some() {
         return Err("bad sent-protocol");
     }
     if sent_by.is_empty() || sent_by.contains([' ', '"', '<', '>']) {
@@ -99,7 +100,10 @@ fn check_name_addr(value: &str) -> Result<(), &'static str> {
     let mut quotes = Quotes::default();
     let mut addr_end = None;
     let mut angle_open = false;
-    for (i, c) in value.char_indices() {
+    // Bytes, not chars: every delimiter is ASCII, and no byte of a UTF-8
+    // multi-byte character is.
+    for (i, c) in value.bytes().enumerate() {
+        let c = c as char;
         if quotes.skip(c) {
             continue;
         }
@@ -133,7 +137,7 @@ fn check_name_addr(value: &str) -> Result<(), &'static str> {
 
 /// "name[=value]" separated by ';', names tokens, none empty.
 fn check_params(params: &str) -> Result<(), &'static str> {
-    for p in split_semis(params) {
+    for p in semis(params) {
         let name = p.split_once('=').map_or(p, |(n, _)| n);
         if !is_token(name) {
             return Err("empty or invalid parameter");
@@ -144,21 +148,46 @@ fn check_params(params: &str) -> Result<(), &'static str> {
 
 /// Split at ';' outside quoted strings.
 pub(crate) fn split_semis(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut quotes, mut start) = (Quotes::default(), 0);
-    for (i, c) in s.char_indices() {
-        if quotes.skip(c) {
-            continue;
-        }
-        match c {
-            '"' => quotes.open(),
-            ';' => {
-                out.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
+    semis(s).collect()
+}
+
+/// [`split_semis`] as an iterator (nothing allocated).
+pub(crate) fn semis(s: &str) -> Semis<'_> {
+    Semis {
+        rest: Some(s),
+        quotes: Quotes::default(),
     }
-    out.push(&s[start..]);
-    out
+}
+
+/// The pieces of [`semis`]: always at least one, the last one after the
+/// last unquoted ';'.
+pub(crate) struct Semis<'a> {
+    rest: Option<&'a str>,
+    quotes: Quotes,
+}
+
+impl<'a> Iterator for Semis<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest?;
+        // Bytes, not chars: ';' and '"' are ASCII, and no byte of a UTF-8
+        // multi-byte character is, so every cut is on a char boundary.
+        for (i, c) in s.bytes().enumerate() {
+            let c = c as char;
+            if self.quotes.skip(c) {
+                continue;
+            }
+            match c {
+                '"' => self.quotes.open(),
+                ';' => {
+                    self.rest = s.get(i + 1..);
+                    return s.get(..i);
+                }
+                _ => {}
+            }
+        }
+        self.rest = None;
+        Some(s)
+    }
 }

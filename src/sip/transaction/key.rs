@@ -68,7 +68,7 @@ impl TxKey {
     /// The server transaction a received request belongs to. The Via is
     /// read by our own accessors: rsip's typed Via refuses quoted parameters.
     pub(crate) fn server(req: &Request) -> Result<TxKey, TxError> {
-        let via = headers::top_via(req).ok_or(TxError::MissingHeader("Via"))?;
+        let via = headers::top_via_ref(req).ok_or(TxError::MissingHeader("Via"))?;
         let method = match req.method {
             Method::Ack => Method::Invite,
             m => m,
@@ -136,7 +136,7 @@ impl TxKey {
 
 /// The top Via's branch (an error when the Via or its branch is missing).
 fn branch_of<M: HasHeaders>(msg: &M) -> Result<String, TxError> {
-    let via = headers::top_via(msg).ok_or(TxError::MissingHeader("Via"))?;
+    let via = headers::top_via_ref(msg).ok_or(TxError::MissingHeader("Via"))?;
     headers::header_param(&via, "branch")
         .filter(|b| !b.is_empty())
         .ok_or(TxError::NoBranch)

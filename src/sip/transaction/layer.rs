@@ -122,12 +122,17 @@ impl ClientTx {
     }
 }
 
+/// The maps keyed by transaction: every message in or out looks a few
+/// keys up, and SipHash was ~5% of a routed call's instructions; aHash is
+/// randomly seeded too (keys are peers' branches).
+type TxMap<V> = HashMap<TxKey, V, ahash::RandomState>;
+
 /// All transactions of the daemon. See the module docs for the I/O style.
 #[derive(Debug)]
 pub struct TransactionLayer {
     cfg: TimerConfig,
-    servers: HashMap<TxKey, ServerTx>,
-    clients: HashMap<TxKey, ClientTx>,
+    servers: TxMap<ServerTx>,
+    clients: TxMap<ClientTx>,
     retransmitter: Uas2xxRetransmitter,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TxEvent>,
@@ -135,13 +140,13 @@ pub struct TransactionLayer {
     /// costs O(log n) instead of a scan of every transaction. Entries go
     /// stale when a timer moves; `indexed` says which entry is current.
     deadlines: BinaryHeap<Reverse<Deadline>>,
-    indexed: HashMap<TxKey, Instant>,
+    indexed: TxMap<Instant>,
     /// The bytes of what server transactions were fed, so that a
     /// byte-identical repeat is recognised before anyone parses it.
-    seen: HashMap<TxKey, Seen>,
+    seen: TxMap<Seen>,
     /// ACKs that matched a 2xx (keyed like their own transaction), kept
     /// for 64*T1 with their expiry in arrival order.
-    acks: HashMap<TxKey, Box<[u8]>>,
+    acks: TxMap<Box<[u8]>>,
     acks_expire: VecDeque<(Instant, TxKey)>,
 }
 
@@ -180,15 +185,15 @@ impl TransactionLayer {
     pub fn new(cfg: TimerConfig) -> Self {
         TransactionLayer {
             cfg,
-            servers: HashMap::new(),
-            clients: HashMap::new(),
+            servers: TxMap::default(),
+            clients: TxMap::default(),
             retransmitter: Uas2xxRetransmitter::new(cfg),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             deadlines: BinaryHeap::new(),
-            indexed: HashMap::new(),
-            seen: HashMap::new(),
-            acks: HashMap::new(),
+            indexed: TxMap::default(),
+            seen: TxMap::default(),
+            acks: TxMap::default(),
             acks_expire: VecDeque::new(),
         }
     }
