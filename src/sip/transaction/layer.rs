@@ -632,7 +632,7 @@ impl TransactionLayer {
     /// its largest capacity otherwise, and the daemon its peak memory.
     fn give_back_room(&mut self) {
         const FLOOR: usize = 4096;
-        fn shrink<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+        fn shrink<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(m: &mut HashMap<K, V, S>) {
             if m.capacity() > FLOOR && m.capacity() > 4 * m.len() {
                 m.shrink_to_fit();
             }
