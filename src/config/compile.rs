@@ -761,7 +761,22 @@ fn agent(ctx: &mut Ctx, id: &S<String>, a: &RawAgent, default_tz: Tz) -> Agent {
                 format!("contact `{v}` must be a sip: URI such as sip:1001@10.0.0.5:5062"),
             );
         }
-        ok.then(|| v.clone())
+        // sipacd reaches a static contact over UDP or TCP only: it never
+        // opens TLS connections to phones (an agent on TLS registers, and
+        // is called down its own connection).
+        let transport = static_contact_transport(v);
+        let usable = matches!(transport.as_deref(), None | Some("udp" | "tcp"));
+        if ok && !usable {
+            ctx.err(
+                c.span(),
+                format!(
+                    "contact `{v}`: a static contact is reached over udp or tcp, not `{}` \
+                     (an agent on TLS registers and is called down its own connection)",
+                    transport.unwrap_or_default()
+                ),
+            );
+        }
+        (ok && usable).then(|| v.clone())
     });
     let timezone = match &a.timezone {
         Some(tz) => ctx.tz(tz).unwrap_or(default_tz),
@@ -1327,6 +1342,17 @@ fn visit<'g>(
     }
     path.pop();
     done.insert(node);
+}
+
+/// The `transport` parameter of a static contact URI, lower-cased.
+fn static_contact_transport(uri: &str) -> Option<String> {
+    let lower = uri.to_ascii_lowercase();
+    let at = lower.find(";transport=")? + ";transport=".len();
+    let value: String = lower[at..]
+        .chars()
+        .take_while(|c| !matches!(c, ';' | '?' | '>'))
+        .collect();
+    Some(value)
 }
 
 #[cfg(test)]

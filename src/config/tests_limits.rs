@@ -262,3 +262,22 @@ fn media_encryption_is_read_per_agent_and_number_and_checked_at_its_place() {
         ]
     );
 }
+
+#[test]
+fn a_static_contact_on_tls_is_refused_at_its_place() {
+    let dir = dir_with_prompt();
+    let path = dir.path().join("sipacd.toml");
+    let text = "[server]\nprompts = \"p\"\n\n\
+                [agents.a]\ncontact = \"sip:a@127.0.0.1:5062;transport=TCP\"\n\n\
+                [agents.b]\ncontact = \"sip:b@127.0.0.1:5063\"\n\n\
+                [queues.q]\n\n\
+                [[numbers]]\nnumber = \"1\"\nto = \"queue:q\"\n";
+    let c = parse_str(text, &path).unwrap();
+    assert!(c.agents["a"].contact.is_some() && c.agents["b"].contact.is_some());
+    let bad = text.replace(";transport=TCP", ";transport=tls");
+    let e = errors(parse_str(&bad, &path));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    let (line, _, msg) = &e[0];
+    assert_eq!(*line, 5);
+    assert!(msg.contains("reached over udp or tcp, not `tls`"), "{msg}");
+}
