@@ -6,7 +6,7 @@
 //!
 //! Every wait is bounded by the timeout the test passes.
 
-use super::sip::{call_id, header, method, ok_for, status_code, token};
+use super::sip::{call_id, digest_authorization, header, method, ok_for, status_code, token};
 use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -324,8 +324,6 @@ impl AgentPhone {
     /// digest authentication (MD5, qop=auth), as a softphone does; panics
     /// unless the REGISTER is accepted within [`PROMPT`].
     pub fn register(&mut self, daemon: u16, domain: &str, password: &str) {
-        use md5::{Digest, Md5};
-        let hex = |s: String| format!("{:x}", Md5::digest(s.as_bytes()));
         self.daemon = Some(SocketAddr::from(([127, 0, 0, 1], daemon)));
         let cid = format!("reg-{}", token());
         let (id, port, tag) = (self.id.clone(), self.port, token());
@@ -352,35 +350,7 @@ impl AgentPhone {
         self.send(&register(1, ""));
         let challenge = answer(self, 1);
         assert_eq!(status_code(&challenge), Some(401), "{challenge}");
-        // Of the challenges (one per algorithm), the MD5 one.
-        let www = challenge
-            .lines()
-            .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
-            .map(str::trim)
-            .find(|v| !v.contains("algorithm=") || v.contains("algorithm=MD5,"))
-            .unwrap_or_else(|| panic!("no MD5 challenge:\n{challenge}"));
-        let param = |name: &str| {
-            www.split(',')
-                .map(|p| p.trim().trim_start_matches("Digest ").trim())
-                .find_map(|p| p.strip_prefix(&format!("{name}=")))
-                .map(|v| v.trim_matches('"').to_string())
-        };
-        let realm = param("realm").expect("realm");
-        let nonce = param("nonce").expect("nonce");
-        let uri = format!("sip:{domain}");
-        let cnonce = token();
-        let ha1 = hex(format!("{id}:{realm}:{password}"));
-        let ha2 = hex(format!("REGISTER:{uri}"));
-        let response = hex(format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
-        let mut auth = format!(
-            "Authorization: Digest username=\"{id}\", realm=\"{realm}\", nonce=\"{nonce}\", \
-             uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, \
-             cnonce=\"{cnonce}\""
-        );
-        if let Some(opaque) = param("opaque") {
-            auth.push_str(&format!(", opaque=\"{opaque}\""));
-        }
-        auth.push_str("\r\n");
+        let auth = digest_authorization(&challenge, &id, password, &format!("sip:{domain}"));
         self.send(&register(2, &auth));
         let ok = answer(self, 2);
         assert_eq!(status_code(&ok), Some(200), "REGISTER refused:\n{ok}");

@@ -280,3 +280,40 @@ pub fn ok_for(req: &str) -> String {
 pub fn options_status(port: u16, timeout: Duration) -> Option<u16> {
     Uac::new(port).options(timeout)
 }
+
+/// The `Authorization` header line (CRLF included) answering the MD5
+/// challenge in the 401 `challenge` for user `id` with `password`, for a
+/// REGISTER to `uri`.
+pub fn digest_authorization(challenge: &str, id: &str, password: &str, uri: &str) -> String {
+    use md5::{Digest as _, Md5};
+    let hex = |s: String| format!("{:x}", Md5::digest(s.as_bytes()));
+    // Of the challenges (one per algorithm), the MD5 one.
+    let www = challenge
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
+        .map(str::trim)
+        .find(|v| !v.contains("algorithm=") || v.contains("algorithm=MD5,"))
+        .unwrap_or_else(|| panic!("no MD5 challenge:\n{challenge}"));
+    let param = |name: &str| {
+        www.split(',')
+            .map(|p| p.trim().trim_start_matches("Digest ").trim())
+            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    let realm = param("realm").expect("realm");
+    let nonce = param("nonce").expect("nonce");
+    let cnonce = token();
+    let ha1 = hex(format!("{id}:{realm}:{password}"));
+    let ha2 = hex(format!("REGISTER:{uri}"));
+    let response = hex(format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+    let mut auth = format!(
+        "Authorization: Digest username=\"{id}\", realm=\"{realm}\", nonce=\"{nonce}\", \
+         uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, \
+         cnonce=\"{cnonce}\""
+    );
+    if let Some(opaque) = param("opaque") {
+        auth.push_str(&format!(", opaque=\"{opaque}\""));
+    }
+    auth.push_str("\r\n");
+    auth
+}

@@ -6,7 +6,7 @@
 //!
 //! Every wait is bounded by the timeout the test passes.
 
-use super::sip::{header, method, status_code, token};
+use super::sip::{digest_authorization, header, method, status_code, token};
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -216,8 +216,6 @@ impl TlsAgent {
     /// the connection; returns the final answer to the authenticated
     /// REGISTER. `extra` is more header lines (each ending in CRLF).
     pub fn register(&mut self, domain: &str, password: &str, contact: &str, extra: &str) -> String {
-        use md5::{Digest, Md5};
-        let hex = |s: String| format!("{:x}", Md5::digest(s.as_bytes()));
         let cid = format!("reg-{}", token());
         let (id, local, tag) = (self.id.clone(), self.local, token());
         let register = |cseq: u32, auth: &str| {
@@ -243,34 +241,7 @@ impl TlsAgent {
         self.send(&register(1, ""));
         let challenge = final_for(self, 1);
         assert_eq!(status_code(&challenge), Some(401), "{challenge}");
-        let www = challenge
-            .lines()
-            .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
-            .map(str::trim)
-            .find(|v| !v.contains("algorithm=") || v.contains("algorithm=MD5,"))
-            .unwrap_or_else(|| panic!("no MD5 challenge:\n{challenge}"));
-        let param = |name: &str| {
-            www.split(',')
-                .map(|p| p.trim().trim_start_matches("Digest ").trim())
-                .find_map(|p| p.strip_prefix(&format!("{name}=")))
-                .map(|v| v.trim_matches('"').to_string())
-        };
-        let realm = param("realm").expect("realm");
-        let nonce = param("nonce").expect("nonce");
-        let uri = format!("sips:{domain}");
-        let cnonce = token();
-        let ha1 = hex(format!("{id}:{realm}:{password}"));
-        let ha2 = hex(format!("REGISTER:{uri}"));
-        let resp = hex(format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
-        let mut auth = format!(
-            "Authorization: Digest username=\"{id}\", realm=\"{realm}\", nonce=\"{nonce}\", \
-             uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, \
-             cnonce=\"{cnonce}\""
-        );
-        if let Some(opaque) = param("opaque") {
-            auth.push_str(&format!(", opaque=\"{opaque}\""));
-        }
-        auth.push_str("\r\n");
+        let auth = digest_authorization(&challenge, &id, password, &format!("sips:{domain}"));
         self.send(&register(2, &auth));
         final_for(self, 2)
     }
