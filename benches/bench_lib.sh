@@ -110,3 +110,64 @@ stat_col() {
     awk -F';' -v n="$name" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == n) c = i }
                             END { print (c ? $c : 0) + 0 }' "$file"
 }
+
+# write_config DIR AGENTS: the benches' contact center: a queue `support`
+# (number 1500) served by AGENTS agents with passwords (a0001...), and the
+# IVR `hello` (number 1600) that plays a 0.2 s prompt and hangs up. Ports:
+# SIP_PORT, ADMIN_PORT; domain DOMAIN; SERVER_KEYS, if set, are more
+# [server] lines.
+write_config() {
+    local d=$1 n=$2 i extra=${SERVER_KEYS:-}
+    mkdir -p "$d/data" "$d/prompts"
+    write_wav "$d/prompts/hello.wav" 1600
+    cat >"$d/sipacd.toml" <<EOF
+[server]
+sip = ["udp:127.0.0.1:$SIP_PORT"]
+advertise = "127.0.0.1"
+domain = "$DOMAIN"
+rtp_ports = "40000-59999"
+admin = "127.0.0.1:$ADMIN_PORT"
+data_dir = "$d/data"
+prompts = "$d/prompts"
+timezone = "UTC"
+drain_s = 2
+max_calls = 100000
+$extra
+
+[queues.support]
+skills = { support = 1 }
+strategy = "longest_idle"
+wrapup_s = 0
+ring_timeout_s = 15
+
+[[numbers]]
+number = "${NUMBER_QUEUE:-1500}"
+to = "queue:support"
+
+[[numbers]]
+number = "${NUMBER_IVR:-1600}"
+to = "ivr:hello"
+
+[ivr.hello]
+start = "prompt"
+
+[ivr.hello.nodes.prompt]
+type = "play"
+prompt = "hello.wav"
+next = "bye"
+
+[ivr.hello.nodes.bye]
+type = "hangup"
+EOF
+    echo SEQUENTIAL >"$d/agents.csv"
+    for i in $(seq "$n"); do
+        printf '\n[agents.a%04d]\npassword = "pw%d"\nskills = { support = 5 }\n' "$i" "$i" >>"$d/sipacd.toml"
+        printf 'a%04d;[authentication username=a%04d password=pw%d]\n' "$i" "$i" "$i" >>"$d/agents.csv"
+    done
+}
+
+# Sum of a metric's samples whose labels contain $2 (e.g. 'queue="support"').
+metric() {
+    curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" |
+        awk -v m="$1" -v l="${2:-}" 'index($1, m) == 1 && (l == "" || index($1, l)) { s += $2 } END { print s + 0 }'
+}

@@ -66,61 +66,6 @@ ensure_bin
 [ "$ANNOTATE" = 0 ] || KEEP=1
 DOMAIN=bench.sipacd.local
 
-write_config() { # DIR AGENTS
-    local d=$1 n=$2 i
-    mkdir -p "$d/data" "$d/prompts"
-    write_wav "$d/prompts/hello.wav" 1600
-    cat >"$d/sipacd.toml" <<EOF
-[server]
-sip = ["udp:127.0.0.1:$SIP_PORT"]
-advertise = "127.0.0.1"
-domain = "$DOMAIN"
-rtp_ports = "40000-59999"
-admin = "127.0.0.1:$ADMIN_PORT"
-data_dir = "$d/data"
-prompts = "$d/prompts"
-timezone = "UTC"
-drain_s = 2
-max_calls = 100000
-
-[queues.support]
-skills = { support = 1 }
-strategy = "longest_idle"
-wrapup_s = 0
-ring_timeout_s = 15
-
-[[numbers]]
-number = "1500"
-to = "queue:support"
-
-[[numbers]]
-number = "1600"
-to = "ivr:hello"
-
-[ivr.hello]
-start = "prompt"
-
-[ivr.hello.nodes.prompt]
-type = "play"
-prompt = "hello.wav"
-next = "bye"
-
-[ivr.hello.nodes.bye]
-type = "hangup"
-EOF
-    echo SEQUENTIAL >"$d/agents.csv"
-    for i in $(seq "$n"); do
-        printf '\n[agents.a%04d]\npassword = "pw%d"\nskills = { support = 5 }\n' "$i" "$i" >>"$d/sipacd.toml"
-        printf 'a%04d;[authentication username=a%04d password=pw%d]\n' "$i" "$i" "$i" >>"$d/agents.csv"
-    done
-}
-
-# Sum of a metric's samples whose labels contain $2.
-metric() {
-    curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" |
-        awk -v m="$1" -v l="${2:-}" 'index($1, m) == 1 && (l == "" || index($1, l)) { s += $2 } END { print s + 0 }'
-}
-
 # Instructions (Ir) of the daemon's Nth callgrind dump (PID N), taken now.
 dump_ir() {
     local f="$D/cg.out.$1.$2"

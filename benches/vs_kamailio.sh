@@ -90,10 +90,6 @@ NUMBER_QUEUE=1500
 SUMMARY=()
 
 # --------------------------------------------------------------- the daemon
-write_prompt() { # 8 kHz mono 16-bit PCM, 0.2 s of silence
-    write_wav "$1" 1600
-}
-
 # The [server] keys of --limits: the flood gate counts every message from
 # 127.0.0.1, and never blocks at the bench's rates.
 limit_keys() {
@@ -101,60 +97,9 @@ limit_keys() {
     printf 'allow_networks = []\npike_window_s = 1\npike_max_requests = 1000000\nmax_calls_in_setup_per_source = 1000000\n'
 }
 
+SERVER_KEYS=$(limit_keys)  # bench_lib.sh's write_config adds them
+
 lim_tag() { if [ "$LIMITS" = 1 ]; then echo " (limits on)"; fi; }
-
-# write_config DIR AGENTS: a queue `support` (number 1500) served by AGENTS
-# agents with passwords (a0001...), and the IVR `hello` (number 1600) that
-# plays a prompt and hangs up. Ports: SIP_PORT, ADMIN_PORT.
-write_config() {
-    local d=$1 n=$2 i
-    mkdir -p "$d/data" "$d/prompts"
-    write_prompt "$d/prompts/hello.wav"
-    cat >"$d/sipacd.toml" <<EOF
-[server]
-sip = ["udp:127.0.0.1:$SIP_PORT"]
-advertise = "127.0.0.1"
-domain = "$DOMAIN"
-rtp_ports = "40000-59999"
-admin = "127.0.0.1:$ADMIN_PORT"
-data_dir = "$d/data"
-prompts = "$d/prompts"
-timezone = "UTC"
-drain_s = 2
-max_calls = 100000
-$(limit_keys)
-
-[queues.support]
-skills = { support = 1 }
-strategy = "longest_idle"
-wrapup_s = 0
-ring_timeout_s = 15
-
-[[numbers]]
-number = "$NUMBER_QUEUE"
-to = "queue:support"
-
-[[numbers]]
-number = "$NUMBER_IVR"
-to = "ivr:hello"
-
-[ivr.hello]
-start = "prompt"
-
-[ivr.hello.nodes.prompt]
-type = "play"
-prompt = "hello.wav"
-next = "bye"
-
-[ivr.hello.nodes.bye]
-type = "hangup"
-EOF
-    echo SEQUENTIAL >"$d/agents.csv"
-    for i in $(seq "$n"); do
-        printf '\n[agents.a%04d]\npassword = "pw%d"\nskills = { support = 5 }\n' "$i" "$i" >>"$d/sipacd.toml"
-        printf 'a%04d;[authentication username=a%04d password=pw%d]\n' "$i" "$i" "$i" >>"$d/agents.csv"
-    done
-}
 
 DAEMON_PID=""
 # start_daemon AGENTS LABEL: a fresh daemon (and data_dir) with AGENTS agents.
@@ -180,12 +125,6 @@ stop_daemon() {
     kill -9 "$DAEMON_PID" 2>/dev/null || true
     wait "$DAEMON_PID" 2>/dev/null || true
     DAEMON_PID=""
-}
-
-# Sum of a metric's samples whose labels contain $2 (e.g. 'queue="support"').
-metric() {
-    curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" |
-        awk -v m="$1" -v l="${2:-}" 'index($1, m) == 1 && (l == "" || index($1, l)) { s += $2 } END { print s + 0 }'
 }
 
 # register_agents N PORT: N agents of the current config register from
