@@ -13,16 +13,15 @@
 //! only relay, cost nothing between their packets.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use super::rtp_sockets::{Binder, IdlePorts, Packet, Parked, SocketPair, MAX_PARKED};
 use crate::endpoint::{LegId, MediaCommand, MediaEvent};
 use crate::media::relay::is_rtcp;
 use crate::media::srtp::{Refused, SrtpLeg};
@@ -38,21 +37,10 @@ const MIN_RESCHEDULE: Duration = Duration::from_millis(1);
 /// What the sleep waits for when no leg has a deadline.
 const IDLE_SLEEP: Duration = Duration::from_secs(3600);
 
-/// A received datagram and where it came from.
-struct Packet {
-    leg: LegId,
-    bytes: Bytes,
-    from: SocketAddr,
-    /// Received on the leg's RTCP port (else its RTP port).
-    rtcp_port: bool,
-}
-
 struct Slot {
-    sock: Arc<UdpSocket>,
-    /// None if the RTCP port could not be bound: RTCP then goes from the
-    /// RTP port, the call does not suffer.
-    rtcp_sock: Option<Arc<UdpSocket>>,
-    readers: Vec<JoinHandle<()>>,
+    /// The leg's RTP port (its pair is parked under it when the leg closes).
+    port: u16,
+    pair: SocketPair,
     leg: Leg,
     bridge: Option<LegId>,
     timed_out: bool,
@@ -64,17 +52,9 @@ impl Slot {
     /// Where our RTCP for this leg leaves from: the RTP port for a peer that
     /// muxes (RFC 5761), else the RTCP port.
     fn rtcp_sock(&self) -> &UdpSocket {
-        match &self.rtcp_sock {
+        match &self.pair.rtcp_sock {
             Some(s) if !self.leg.rtcp_muxed() => s,
-            _ => &self.sock,
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        for r in &self.readers {
-            r.abort();
+            _ => &self.pair.sock,
         }
     }
 }
@@ -87,10 +67,28 @@ pub struct Media {
 
 /// Starts the media task; legs bind on `bind_ip`; RTP is counted in
 /// `metrics`.
-pub fn spawn(bind_ip: IpAddr, rtp_timeout: Duration, metrics: Arc<Metrics>) -> Media {
+/// Pairs of closed legs stay open for the next leg on their port
+/// (`super::rtp_sockets`); `idle` tells the port pool which those are.
+/// `rtp_pairs`: how many pairs may be open at once, parked ones included.
+pub fn spawn(
+    bind_ip: IpAddr,
+    rtp_timeout: Duration,
+    metrics: Arc<Metrics>,
+    idle: IdlePorts,
+    rtp_pairs: usize,
+) -> Media {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(bind_ip, rtp_timeout, cmd_rx, ev_tx, metrics));
+    let parked = Parked::new(idle, MAX_PARKED.min(rtp_pairs));
+    tokio::spawn(run(
+        bind_ip,
+        rtp_timeout,
+        cmd_rx,
+        ev_tx,
+        metrics,
+        parked,
+        rtp_pairs,
+    ));
     Media {
         commands: cmd_tx,
         events: ev_rx,
@@ -98,14 +96,18 @@ pub fn spawn(bind_ip: IpAddr, rtp_timeout: Duration, metrics: Arc<Metrics>) -> M
 }
 
 struct Engine {
-    bind_ip: IpAddr,
+    /// Binds new socket pairs; their readers feed the packet channel.
+    binder: Binder,
+    /// Pairs of closed legs, kept for the next leg on their port.
+    parked: Parked,
+    /// Pairs the descriptor budget counts as open at most.
+    rtp_pairs: usize,
     rtp_timeout: Duration,
     slots: HashMap<LegId, Slot>,
     /// When each leg next needs a look (frames, reports, DTMF, timeout).
     deadlines: Deadlines<LegId>,
     prompts: PromptCache,
     events: mpsc::UnboundedSender<MediaEvent>,
-    pkt_tx: mpsc::Sender<Packet>,
     out: Vec<u8>,
     metrics: Arc<Metrics>,
     /// SRTP keys that came before their leg's Open.
@@ -118,16 +120,23 @@ async fn run(
     mut commands: mpsc::UnboundedReceiver<MediaCommand>,
     events: mpsc::UnboundedSender<MediaEvent>,
     metrics: Arc<Metrics>,
+    parked: Parked,
+    rtp_pairs: usize,
 ) {
     let (pkt_tx, mut packets) = mpsc::channel::<Packet>(8192);
     let mut e = Engine {
-        bind_ip,
+        binder: Binder {
+            ip: bind_ip,
+            packets: pkt_tx,
+            metrics: metrics.clone(),
+        },
+        parked,
+        rtp_pairs,
         rtp_timeout,
         slots: HashMap::new(),
         deadlines: Deadlines::new(),
         prompts: PromptCache::new(),
         events,
-        pkt_tx,
         out: Vec::with_capacity(256),
         metrics,
         pending_srtp: HashMap::new(),
@@ -183,54 +192,32 @@ impl Engine {
                 telephone_event,
             } => {
                 let srtp = self.pending_srtp.remove(&leg);
-                let sock = match UdpSocket::bind(SocketAddr::new(self.bind_ip, port)).await {
-                    Ok(s) => Arc::new(s),
-                    Err(e) => {
-                        // Taken since the pool probed it: without media the
-                        // call is hung up, as on an RTP timeout.
-                        warn!(leg, port, error = %e, "cannot bind RTP port: ending the call");
-                        let _ = self.events.send(MediaEvent::Timeout { leg });
-                        return;
-                    }
-                };
-                let mut readers = vec![tokio::spawn(read_loop(
-                    leg,
-                    sock.clone(),
-                    false,
-                    self.pkt_tx.clone(),
-                    self.metrics.clone(),
-                ))];
-                let rtcp_addr = SocketAddr::new(self.bind_ip, port.saturating_add(1));
-                let rtcp_sock = match UdpSocket::bind(rtcp_addr).await {
-                    Ok(s) => {
-                        let s = Arc::new(s);
-                        readers.push(tokio::spawn(read_loop(
-                            leg,
-                            s.clone(),
-                            true,
-                            self.pkt_tx.clone(),
-                            self.metrics.clone(),
-                        )));
-                        Some(s)
-                    }
-                    Err(e) => {
-                        warn!(leg, port = port.saturating_add(1), error = %e, "cannot bind RTCP port");
-                        None
-                    }
+                let pair = match self.parked.take(port, leg) {
+                    Some(pair) => pair,
+                    None => match self.binder.bind(port, leg).await {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // Taken since the pool probed it: without media
+                            // the call is hung up, as on an RTP timeout.
+                            warn!(leg, port, error = %e, "cannot bind RTP port: ending the call");
+                            let _ = self.events.send(MediaEvent::Timeout { leg });
+                            return;
+                        }
+                    },
                 };
                 let l = Leg::new(params(codec, telephone_event), remote, now);
-                self.slots.insert(
-                    leg,
-                    Slot {
-                        sock,
-                        rtcp_sock,
-                        readers,
-                        leg: l,
-                        bridge: None,
-                        timed_out: false,
-                        srtp,
-                    },
-                );
+                let slot = Slot {
+                    port,
+                    pair,
+                    leg: l,
+                    bridge: None,
+                    timed_out: false,
+                    srtp,
+                };
+                if let Some(old) = self.slots.insert(leg, slot) {
+                    // A second Open for one leg: the first pair is let go.
+                    drop(old);
+                }
                 self.reschedule(leg);
             }
             MediaCommand::Update {
@@ -329,6 +316,11 @@ impl Engine {
                 self.pending_srtp.remove(&leg);
                 self.deadlines.cancel(leg);
                 if let Some(s) = self.slots.remove(&leg) {
+                    // Open and parked pairs within the descriptors set
+                    // aside for RTP.
+                    if self.slots.len() + self.parked.len() < self.rtp_pairs {
+                        self.parked.park(s.port, s.pair);
+                    }
                     if let Some(b) = s.bridge {
                         if let Some(other) = self.slots.get_mut(&b) {
                             other.bridge = None;
@@ -384,7 +376,7 @@ impl Engine {
                             }
                         };
                         if let (Some(to), Some(wire)) = (other.leg.remote(), wire) {
-                            match other.sock.try_send_to(wire, to) {
+                            match other.pair.sock.try_send_to(wire, to) {
                                 Ok(_) => self.metrics.rtp_relayed.inc(),
                                 Err(e) => {
                                     drop_rtp(&self.metrics, "send_error", 1);
@@ -480,8 +472,8 @@ impl Engine {
         };
         let (rtp_to, rtcp_to) = (s.leg.remote(), s.leg.rtcp_remote());
         // As `Slot::rtcp_sock`, by field, to leave `s.leg` free to borrow.
-        let sock: &UdpSocket = &s.sock;
-        let rtcp_sock: &UdpSocket = match &s.rtcp_sock {
+        let sock: &UdpSocket = &s.pair.sock;
+        let rtcp_sock: &UdpSocket = match &s.pair.rtcp_sock {
             Some(r) if !s.leg.rtcp_muxed() => r,
             _ => sock,
         };
@@ -599,31 +591,4 @@ fn drop_rtp(m: &Metrics, reason: &'static str, n: u64) -> u64 {
     m.rtp_dropped
         .get_or_create(&ReasonLabel { reason })
         .inc_by(n)
-}
-
-async fn read_loop(
-    leg: LegId,
-    sock: Arc<UdpSocket>,
-    rtcp_port: bool,
-    tx: mpsc::Sender<Packet>,
-    metrics: Arc<Metrics>,
-) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        match sock.recv_from(&mut buf).await {
-            Ok((n, from)) => {
-                let p = Packet {
-                    leg,
-                    bytes: Bytes::copy_from_slice(&buf[..n]),
-                    from,
-                    rtcp_port,
-                };
-                if tx.try_send(p).is_err() {
-                    drop_rtp(&metrics, "overload", 1);
-                    debug!(leg, "media task busy: packet dropped");
-                }
-            }
-            Err(e) => debug!(leg, error = %e, "rtp recv error"),
-        }
-    }
 }

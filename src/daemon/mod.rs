@@ -5,11 +5,13 @@
 pub mod control;
 pub mod media;
 pub mod observers;
+pub mod rtp_sockets;
 pub mod shards;
 pub mod status;
 pub mod tcp_policy;
 pub mod tls;
 pub mod transport;
+pub mod udp_socket;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,9 +96,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     // share the lock-free router.
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     let bind_ip = rtp_ip(&cfg);
-    let ports = shards::rtp_pool(cfg.server.rtp_ports.clone(), bind_ip);
+    let idle_rtp = rtp_sockets::IdlePorts::default();
+    let ports = shards::rtp_pool(cfg.server.rtp_ports.clone(), bind_ip, idle_rtp.clone());
     let open_files = tcp_policy::raise_open_files();
-    let policy = tcp_policy::from_config(&cfg.server, open_files, ports.available());
+    let rtp_pairs = ports.available();
+    let policy = tcp_policy::from_config(&cfg.server, open_files, rtp_pairs);
     info!(
         // 0: no limit.
         open_files = open_files.unwrap_or(0),
@@ -158,7 +162,15 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
 
     let rtp_timeout = Duration::from_secs(cfg.server.rtp_timeout_s);
-    let mut media = media::spawn(bind_ip, rtp_timeout, metrics.clone());
+    // RTP descriptors as the budget counts them (two legs a call at most).
+    let rtp_pairs = rtp_pairs.min(cfg.server.max_calls.saturating_mul(2));
+    let mut media = media::spawn(
+        bind_ip,
+        rtp_timeout,
+        metrics.clone(),
+        idle_rtp.clone(),
+        rtp_pairs,
+    );
     let today = crate::admin::today::TodayBoard::default();
     let outlets = shards::Outlets {
         transports,
@@ -172,6 +184,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             waiting: Default::default(),
         },
         metrics: metrics.clone(),
+        idle_rtp,
     };
     let mut endpoints = endpoints;
     for ep in &mut endpoints {

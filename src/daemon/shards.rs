@@ -59,6 +59,9 @@ pub struct Shards {
     /// Calls in progress on all shards (the endpoints' shared count).
     calls: Arc<AtomicUsize>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// RTP ports whose sockets the media task keeps parked (a new pool
+    /// after a reload asks it too).
+    pub idle_rtp: super::rtp_sockets::IdlePorts,
 }
 
 impl Shards {
@@ -126,6 +129,7 @@ pub struct Outlets {
     pub media: mpsc::UnboundedSender<MediaCommand>,
     pub sinks: super::observers::Sinks,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub idle_rtp: super::rtp_sockets::IdlePorts,
 }
 
 /// The shards' SIP queues: senders for the transports, receivers for
@@ -149,6 +153,7 @@ pub fn spawn(
             .first()
             .map_or_else(Arc::default, Endpoint::calls_everywhere),
         metrics: outlets.metrics.clone(),
+        idle_rtp: outlets.idle_rtp.clone(),
     };
     // What the endpoints said while being built (agents logged in at
     // start) goes out first, before any shard handles a call: the shards
@@ -291,9 +296,17 @@ impl ShardTask {
 
 /// The RTP port pool of `range`, skipping pairs another process holds on
 /// `ip` (tried with a bind that is let go at once; the error says whether
-/// the port is taken or the process out of file descriptors).
-pub fn rtp_pool(range: std::ops::RangeInclusive<u16>, ip: std::net::IpAddr) -> PortPool {
+/// the port is taken or the process out of file descriptors). A pair the
+/// media task keeps parked (`idle`) is ours and free without a try.
+pub fn rtp_pool(
+    range: std::ops::RangeInclusive<u16>,
+    ip: std::net::IpAddr,
+    idle: super::rtp_sockets::IdlePorts,
+) -> PortPool {
     let probe = move |p: crate::media::PortPair| {
+        if idle.contains(p.rtp) {
+            return Ok(());
+        }
         let rtp = std::net::UdpSocket::bind((ip, p.rtp))?;
         let rtcp = std::net::UdpSocket::bind((ip, p.rtcp()))?;
         drop((rtp, rtcp));
@@ -374,8 +387,13 @@ pub async fn reload_all(
         Some(out) => (cfg, out, true),
         None => (old.clone(), Vec::new(), false),
     };
-    let ports = (cfg.server.rtp_ports != old.server.rtp_ports)
-        .then(|| rtp_pool(cfg.server.rtp_ports.clone(), rtp_ip));
+    let ports = (cfg.server.rtp_ports != old.server.rtp_ports).then(|| {
+        rtp_pool(
+            cfg.server.rtp_ports.clone(),
+            rtp_ip,
+            shards.idle_rtp.clone(),
+        )
+    });
     let router = router.unwrap_or(stand_in);
     let mut by_shard = outputs_by_shard(out, shards.len());
     for (i, tx) in resumes {

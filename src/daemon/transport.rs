@@ -143,7 +143,7 @@ impl Transports {
         let mut tcp = Vec::new();
         for l in listeners {
             match l.transport {
-                Transport::Udp => udp.push(Arc::new(UdpSocket::bind(l.addr).await?)),
+                Transport::Udp => udp.push(Arc::new(super::udp_socket::bind(l.addr)?)),
                 t => tcp.push((t, TcpListener::bind(l.addr).await?)),
             }
         }

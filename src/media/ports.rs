@@ -4,10 +4,19 @@
 //! §11). A pair is never handed out twice while in use; it returns to the
 //! pool when its lease is dropped, so a leg that ends for any reason (BYE,
 //! timeout, a panicking task) gives its ports back.
+//!
+//! A pair given back is handed out again first, once it has rested for
+//! [`REUSE_AFTER`] (late packets of its last call have stopped): the media
+//! task keeps such pairs' sockets open, so reusing them saves binding new
+//! ones. Otherwise the pool walks the range from a cursor.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a released pair rests before it is preferred again.
+pub const REUSE_AFTER: Duration = Duration::from_secs(1);
 
 /// An RTP port and its RTCP companion (`rtp + 1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,6 +37,11 @@ struct PoolState {
     /// just-freed port idle for a while, so late packets of an old call do
     /// not land in a new one.
     cursor: u16,
+    /// Released pairs, oldest first, with when (an entry is stale if the
+    /// pair was taken again or released again since: `released` says).
+    recycled: VecDeque<(u16, Instant)>,
+    released: HashMap<u16, Instant>,
+    reuse_after: Duration,
 }
 
 /// Tries whether a pair can be bound now (another process may hold a port
@@ -71,6 +85,9 @@ impl PortPool {
             state: Arc::new(Mutex::new(PoolState {
                 free,
                 cursor: first,
+                recycled: VecDeque::new(),
+                released: HashMap::new(),
+                reuse_after: REUSE_AFTER,
             })),
             probe: None,
         }
@@ -120,16 +137,32 @@ impl PortPool {
         None
     }
 
+    /// How long a released pair rests before it is preferred (tests).
+    pub fn with_reuse_after(self, rest: Duration) -> Self {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reuse_after = rest;
+        self
+    }
+
     fn take_next(&self) -> Option<PortLease> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let port = st
-            .free
-            .range(st.cursor..)
-            .next()
-            .or_else(|| st.free.iter().next())
-            .copied()?;
+        let port = match st.rested(Instant::now()) {
+            Some(p) => p,
+            None => {
+                let p = st
+                    .free
+                    .range(st.cursor..)
+                    .next()
+                    .or_else(|| st.free.iter().next())
+                    .copied()?;
+                st.cursor = p.wrapping_add(2);
+                p
+            }
+        };
         st.free.remove(&port);
-        st.cursor = port.wrapping_add(2);
+        st.released.remove(&port);
         Some(PortLease {
             pair: PortPair { rtp: port },
             pool: self.clone(),
@@ -146,8 +179,31 @@ impl PortPool {
     }
 
     fn release(&self, pair: PortPair) {
+        let now = Instant::now();
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.free.insert(pair.rtp);
+        st.released.insert(pair.rtp, now);
+        st.recycled.push_back((pair.rtp, now));
+    }
+}
+
+impl PoolState {
+    /// The oldest released pair that has rested long enough and is still
+    /// free, dropping stale entries on the way.
+    fn rested(&mut self, now: Instant) -> Option<u16> {
+        while let Some(&(port, at)) = self.recycled.front() {
+            let current = self.released.get(&port) == Some(&at) && self.free.contains(&port);
+            if !current {
+                self.recycled.pop_front();
+                continue;
+            }
+            if now.saturating_duration_since(at) < self.reuse_after {
+                return None;
+            }
+            self.recycled.pop_front();
+            return Some(port);
+        }
+        None
     }
 }
 
@@ -174,6 +230,30 @@ impl Drop for PortLease {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_released_pair_is_handed_out_again_first_once_rested() {
+        let pool = PortPool::new(20000..=20009).with_reuse_after(Duration::ZERO);
+        let a = pool.allocate().unwrap();
+        let b = pool.allocate().unwrap();
+        assert_eq!((a.pair().rtp, b.pair().rtp), (20000, 20002));
+        drop(b);
+        drop(a);
+        // Oldest released first, not the cursor's 20004.
+        let c = pool.allocate().unwrap();
+        assert_eq!(c.pair().rtp, 20002);
+        let d = pool.allocate().unwrap();
+        assert_eq!(d.pair().rtp, 20000);
+        // Nothing rested left: the cursor goes on.
+        assert_eq!(pool.allocate().unwrap().pair().rtp, 20004);
+    }
+
+    #[test]
+    fn a_pair_that_has_not_rested_is_not_preferred() {
+        let pool = PortPool::new(20000..=20009).with_reuse_after(Duration::from_secs(3600));
+        drop(pool.allocate().unwrap());
+        assert_eq!(pool.allocate().unwrap().pair().rtp, 20002, "20000 rests");
+    }
 
     #[test]
     fn pairs_the_probe_finds_taken_are_skipped_and_kept() {
