@@ -41,7 +41,6 @@ impl QueueId {
     /// No queue of any table (a call whose queue vanished in a reload).
     pub(crate) const NONE: QueueId = QueueId(u32::MAX);
 
-    #[cfg(test)]
     pub(crate) fn from_index(i: u32) -> QueueId {
         QueueId(i)
     }

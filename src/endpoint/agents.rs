@@ -30,13 +30,13 @@ use crate::sip::transaction::{build_cancel, new_branch, TxKey};
 const NO_PORTS_REASON: &str = "SIP;cause=503;text=\"No RTP ports left\"";
 
 impl Endpoint {
-    /// Sends the INVITE that offers call `ck` to `agent` (the router's
-    /// offer from `queue`, after `waited` in it).
+    /// Sends the INVITE that offers call `ck` to agent `id` named `agent`
+    /// (the router's offer from the call's queue, after `waited` in it).
     pub(super) fn offer(
         &mut self,
         ck: CallHandle,
+        id: AgentId,
         agent: &str,
-        queue: &str,
         waited: Duration,
         now: Now,
     ) {
@@ -78,7 +78,8 @@ impl Endpoint {
         let Some(call) = self.calls.get(ck) else {
             return;
         };
-        let ring = self.cfg.queues.get(queue).map_or(15, |q| q.ring_timeout_s);
+        let queue = call.queue().unwrap_or_default().to_owned();
+        let ring = self.cfg.queues.get(&queue).map_or(15, |q| q.ring_timeout_s);
         let wait = waited.as_secs();
         let caller = call.caller.clone();
         // Screen pop: one header per IVR variable. Names are config
@@ -172,7 +173,7 @@ impl Endpoint {
                 warn!(call = %call.dialog.call_id, agent = %old.agent_id, "second offer while one was out");
             }
             call.agent = Some(AgentLeg {
-                agent: self.router.names().agent(&agent),
+                agent: Some(id),
                 agent_id: agent,
                 invite,
                 invite_key: key,
