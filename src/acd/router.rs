@@ -234,6 +234,16 @@ impl Router {
         out
     }
 
+    /// The agent a call is offered to or talking with, if any (the engine
+    /// marks it before the caller's hang-up frees it: a freed agent is
+    /// named by no output).
+    pub fn agent_of_call(&self, call: CallId) -> Option<AgentId> {
+        match self.calls.get(&call).as_deref()? {
+            Loc::Offered { agent, .. } | Loc::Connected { agent, .. } => Some(*agent),
+            Loc::Waiting(_) | Loc::HungUp => None,
+        }
+    }
+
     fn left_queue(&self, queue: QueueId) {
         if let Some(q) = self.topo.queue_rt(queue) {
             // Never below zero, even if a reload raced the count.

@@ -56,7 +56,7 @@ impl Endpoint {
             // The router has it ringing: the offer goes back at once (as a
             // refusal, not a ring-out) and the call to the next agent.
             if let Some(acd) = self.calls.get(ck).and_then(|c| c.acd) {
-                let r = self.timed(|r| r.rejected(&agent, acd, now.mono));
+                let r = self.timed(|r| r.rejected(agent_ref(Some(id), &agent), acd, now.mono));
                 self.acd_result(r, now);
             }
             return;
@@ -235,7 +235,7 @@ impl Endpoint {
             info!(call = %self.calls.call_id(ck), %agent, code, "agent refused the call");
             // queue_log readers count every offer that was not taken.
             self.emit_ring_no_answer(ck, &agent, offered_at, now);
-            self.touch_agent(&agent);
+            self.touch_agent_ref(agent_ref(id, &agent));
             let r = self.timed(|r| r.rejected(agent_ref(id, &agent), acd, now.mono));
             self.acd_result(r, now);
         }
@@ -307,7 +307,7 @@ impl Endpoint {
             c.agent_id = Some(agent.clone());
             c.acd
         }) {
-            self.touch_agent(&agent);
+            self.touch_agent_ref(agent_ref(agent_id, &agent));
             if let Err(e) = self
                 .router
                 .answered(agent_ref(agent_id, &agent), acd, now.mono)
@@ -345,7 +345,7 @@ impl Endpoint {
         let offered_at = self.offered_at(ck);
         if let (Some((agent, id)), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %self.calls.call_id(ck), %agent, "ring no answer: agent paused (rona)");
-            self.touch_agent(&agent);
+            self.touch_agent_ref(agent_ref(id, &agent));
             self.emit_ring_no_answer(ck, &agent, offered_at, now);
             let r = self.timed(|r| r.ring_no_answer(agent_ref(id, &agent), acd, now.mono));
             if r.is_ok() {
@@ -376,7 +376,7 @@ impl Endpoint {
                 self.legs.remove(&l);
                 self.media(MediaCommand::Close { leg: l });
             }
-            self.touch_agent(&leg.agent_id);
+            self.touch_agent_ref(leg.agent_ref());
             if let Some(acd) = acd {
                 let r = self.timed(|r| r.call_ended(leg.agent_ref(), acd, now.mono));
                 self.acd_result(r, now);

@@ -83,14 +83,23 @@ impl Endpoint {
         }
     }
 
+    /// As [`Endpoint::touch_agent`], for an agent a call's leg names: by
+    /// its id while that id still names it (no lookup), else by name.
+    pub(super) fn touch_agent_ref(&mut self, agent: crate::acd::AgentRef<'_>) {
+        if let Some(id) = self.router.names().resolve(agent) {
+            self.stream.agents_touched.push(id);
+        }
+    }
+
     /// As [`Endpoint::touch_agent`], for an agent the router named by id.
     pub(super) fn touch_agent_id(&mut self, agent: crate::acd::AgentId) {
         self.stream.agents_touched.push(agent);
     }
 
-    /// Any agent may have changed (reload, shifts, the periodic sweep that
-    /// also catches an agent freed by a caller whose offer was still being
-    /// handed over between shards).
+    /// Any agent may have changed (a reload, shifts re-read). Everything
+    /// else marks the agents it concerns, an agent freed by a caller's
+    /// hang-up included (see `acd_caller_gone`), so no turn compares every
+    /// agent for nothing.
     pub(super) fn touch_all_agents(&mut self) {
         self.stream.agents_all = true;
     }

@@ -223,6 +223,12 @@ impl Endpoint {
             return;
         };
         self.acd_calls.remove(&id);
+        // Its agent (if the router had it ringing or talking, even with an
+        // offer still on its way from another shard) is freed by no output
+        // that names it: marked here, so no sweep over every agent is needed.
+        if let Some(agent) = self.router.agent_of_call(id) {
+            self.touch_agent_id(agent);
+        }
         let out = self.router.caller_hangup(id, now.mono);
         self.apply_acd(out, now);
     }
