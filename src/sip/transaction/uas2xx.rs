@@ -222,7 +222,8 @@ mod tests {
         let t0 = Instant::now();
         let cfg = TimerConfig::default();
         let mut r = Uas2xxRetransmitter::new(cfg);
-        // 50 answered calls, one every 100 ms: the first resends at T1.
+        // 50 answered calls, one every 100 ms: each resends T1 after its
+        // start (c3 at T1 + 300 ms).
         for i in 0..50u64 {
             let at = t0 + Duration::from_millis(100 * i);
             r.start(ok(&format!("c{i}"), &format!("t{i}")), peer(), at)
@@ -242,7 +243,7 @@ mod tests {
         r.stop("c1");
         r.stop("c2");
         assert_eq!(r.len(), 48);
-        r.handle_timeout(t0 + cfg.t1 + Duration::from_millis(250));
+        r.handle_timeout(t0 + cfg.t1 + Duration::from_millis(300));
         assert_eq!(r.visited(), 2, "only c3 was due");
         // At 64*T1 after its start the first gives up, with its To tag.
         let mut end = t0 + cfg.t1x64();
