@@ -103,7 +103,7 @@ fn wall() -> DateTime<Utc> {
 fn offers(out: Vec<Output>, busy: &mut VecDeque<(Arc<str>, CallId)>) {
     for o in out {
         if let Output::Offer(of) = o {
-            busy.push_back((of.agent, of.call));
+            busy.push_back((of.agent_name, of.call));
         }
     }
 }

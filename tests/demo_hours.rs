@@ -140,10 +140,15 @@ impl Walk<'_> {
                     let Some((queue, since)) = self.queued.take() else {
                         panic!("an offer for a call in no queue: {:?}", self.steps);
                     };
-                    assert_eq!(*offer.queue, *queue, "offered from another queue");
+                    let offered_from = self.router.names().queue_name(offer.queue).cloned();
+                    assert_eq!(
+                        offered_from.as_deref(),
+                        Some(queue.as_str()),
+                        "offered from another queue"
+                    );
                     self.steps.push(Step::Agent {
                         queue,
-                        agent: offer.agent.to_string(),
+                        agent: offer.agent_name.to_string(),
                         waited_s: (self.now - since).as_secs(),
                     });
                     return Vec::new();

@@ -86,7 +86,7 @@ impl Book {
     fn record(&mut self, out: Vec<Output>) {
         for o in out {
             if let Output::Offer(of) = o {
-                let agent = of.agent.to_string();
+                let agent = of.agent_name.to_string();
                 if let Some(prev) = self.busy.get(&agent) {
                     // Only legal if a caller hung up (the router frees the
                     // agent at once, and the records of racing threads may

@@ -1,7 +1,7 @@
 //! One agent's runtime state: the atomic state word the hot path claims, and
 //! the per-agent `meta` every other transition goes through.
 
-use super::ids::AgentId;
+use super::ids::{AgentId, QueueId};
 use super::{AgentState, CallId};
 use crate::config::Agent;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
@@ -83,8 +83,12 @@ impl Word {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Busy {
     pub call: CallId,
-    /// By name: it must survive a reload that renumbers queues.
-    pub queue: Arc<str>,
+    /// Of the table in force; a reload renumbers it by name.
+    pub queue: QueueId,
+    /// While ringing, the ring deadline; in wrap-up, its end. A timer
+    /// firing earlier is from an earlier offer (or an id a reload moved)
+    /// and does nothing.
+    pub until: Instant,
 }
 
 /// Everything but the word; only touched under the agent's own mutex.

@@ -41,7 +41,6 @@ impl QueueId {
     /// No queue of any table (a call whose queue vanished in a reload).
     pub(crate) const NONE: QueueId = QueueId(u32::MAX);
 
-    #[cfg(test)]
     pub(crate) fn from_index(i: u32) -> QueueId {
         QueueId(i)
     }
@@ -105,6 +104,15 @@ impl Names {
         self.queues.names.get(id.index())
     }
 
+    /// The id of the agent `agent` names in this table: its id when that
+    /// still names it, else its name's.
+    pub fn resolve(&self, agent: AgentRef<'_>) -> Option<AgentId> {
+        match agent {
+            AgentRef::Id(id, name) if self.agent_name(id).is_some_and(|n| &**n == name) => Some(id),
+            other => self.agent(other.name()),
+        }
+    }
+
     pub fn agent_count(&self) -> usize {
         self.agents.names.len()
     }
@@ -166,6 +174,11 @@ mod tests {
         assert_eq!(n.agent("carol"), None);
         assert_eq!(n.agent_name(a).map(|s| &**s), Some("alice"));
         assert_eq!(n.agent_count(), 2);
+        // An id that names another agent now resolves by the name.
+        assert_eq!(n.resolve(AgentRef::Id(a, "alice")), Some(a));
+        assert_eq!(n.resolve(AgentRef::Id(a, "bob")), Some(b));
+        assert_eq!(n.resolve(AgentRef::Id(AgentId::NONE, "alice")), Some(a));
+        assert_eq!(n.resolve(AgentRef::Name("carol")), None);
         // Queues have their own numbering: a queue named like an agent is
         // another thing.
         let q = n.intern_queue("alice");

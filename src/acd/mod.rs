@@ -142,10 +142,14 @@ pub enum DivertReason {
 /// that no longer applies (the call moved on) is ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Timer {
-    /// Ring no answer: the agent is paused with reason `rona`.
-    RingTimeout { agent: Arc<str>, call: CallId },
-    /// After-call work is over.
-    WrapupEnd { agent: Arc<str>, call: CallId },
+    /// Ring no answer: the agent is paused with reason `rona`. The id is
+    /// of the table in force when it was armed: the router only acts on it
+    /// when that agent is still ringing with `call` and its ring deadline
+    /// has come, and a reload that moves the agent's id arms it again under
+    /// the new id (see [`Router::reload`]).
+    RingTimeout { agent: AgentId, call: CallId },
+    /// After-call work is over (checked like `RingTimeout`).
+    WrapupEnd { agent: AgentId, call: CallId },
     /// The caller reaches relax step `level` (1-based).
     Relax { call: CallId, level: usize },
     /// The caller waited `max_wait_s`.
@@ -157,9 +161,16 @@ pub enum Timer {
 /// Ring `agent` with `call`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Offer {
-    pub agent: Arc<str>,
+    /// The router's id for the agent, for what the engine tells it back
+    /// about this offer (as an [`AgentRef`]).
+    pub agent: AgentId,
+    /// The agent's name, for the edges: the INVITE, its binding, events
+    /// and logs. An offer handed between shards may be carried out after a
+    /// reload renumbered the agents; the name is what stays true.
+    pub agent_name: Arc<str>,
     pub call: CallId,
-    pub queue: Arc<str>,
+    /// The queue it was offered from (the call knows its queue's name).
+    pub queue: QueueId,
     /// Time in queue so far (for `X-Sipacd-Wait`).
     pub waited: Duration,
 }

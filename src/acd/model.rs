@@ -3,7 +3,7 @@
 //! checks the router against it and the benchmark uses it as the baseline.
 //! Not for production: each decision costs O(agents + callers).
 
-use super::ids::AgentId;
+use super::ids::{AgentId, QueueId};
 use super::lane::Refusals;
 use super::pool::{key as entry, KeyInput};
 use super::topology::{eligible, required_skills, skill_score, AcdConfig};
@@ -35,7 +35,8 @@ struct MAgent {
     registered: bool,
     on_shift: bool,
     paused: Option<String>,
-    busy: Option<(CallId, usize)>,
+    /// The call, its queue, and the ring deadline or the wrap-up's end.
+    busy: Option<(CallId, usize, Instant)>,
     calls_taken: u64,
     last_call_end: Option<Instant>,
 }
@@ -288,21 +289,23 @@ impl Model {
         if strategy == Strategy::RoundRobin {
             self.cursors.insert((strategy as u8, req), ai as u32);
         }
-        let (qname, q) = self.queues[c.queue].clone();
+        let until = now + secs(self.queues[c.queue].1.ring_timeout_s);
         let a = &mut self.agents[ai];
-        a.busy = Some((c.call, c.queue));
+        a.busy = Some((c.call, c.queue, until));
         a.st = St::Ringing;
         self.offered.insert(c.call, (ai, c, false));
+        let id = AgentId::from_index(ai as u32);
         out.push(Output::Offer(Offer {
-            agent: a.id.clone(),
+            agent: id,
+            agent_name: a.id.clone(),
             call: c.call,
-            queue: qname,
+            queue: QueueId::from_index(c.queue as u32),
             waited: now.saturating_duration_since(c.arrival),
         }));
         out.push(Output::Arm {
-            at: now + secs(q.ring_timeout_s),
+            at: until,
             timer: Timer::RingTimeout {
-                agent: a.id.clone(),
+                agent: id,
                 call: c.call,
             },
         });
@@ -393,7 +396,7 @@ impl Model {
     fn busy_with(&self, agent: &str, call: CallId, st: St) -> Result<usize, AcdError> {
         let ai = self.agent_idx(agent)?;
         let a = &self.agents[ai];
-        if a.st == st && a.busy.is_some_and(|(c, _)| c == call) {
+        if a.st == st && a.busy.is_some_and(|(c, _, _)| c == call) {
             Ok(ai)
         } else {
             Err(AcdError::WrongState {
@@ -423,14 +426,19 @@ impl Model {
         self.agents[ai].last_call_end = Some(now);
         let wrapup = self.agents[ai]
             .busy
-            .and_then(|(_, q)| self.queues.get(q))
+            .and_then(|(_, q, _)| self.queues.get(q))
             .map_or(0, |(_, q)| q.wrapup_s);
         if wrapup > 0 {
-            self.agents[ai].st = St::Wrapup;
+            let until = now + secs(wrapup);
+            let a = &mut self.agents[ai];
+            a.st = St::Wrapup;
+            if let Some(b) = a.busy.as_mut() {
+                b.2 = until;
+            }
             out.push(Output::Arm {
-                at: now + secs(wrapup),
+                at: until,
                 timer: Timer::WrapupEnd {
-                    agent: self.agents[ai].id.clone(),
+                    agent: AgentId::from_index(ai as u32),
                     call,
                 },
             });
@@ -519,10 +527,16 @@ impl Model {
         let mut out = Vec::new();
         match timer {
             Timer::RingTimeout { agent, call } => {
-                return self.ring_no_answer(agent, *call, now).unwrap_or_default()
+                let Some(name) = self.due_agent(*agent, *call, now) else {
+                    return out;
+                };
+                return self.ring_no_answer(&name, *call, now).unwrap_or_default();
             }
             Timer::WrapupEnd { agent, call } => {
-                if let Ok(ai) = self.busy_with(agent, *call, St::Wrapup) {
+                let Some(name) = self.due_agent(*agent, *call, now) else {
+                    return out;
+                };
+                if let Ok(ai) = self.busy_with(&name, *call, St::Wrapup) {
                     self.agents[ai].busy = None;
                     self.free(ai, now, &mut out);
                 }
@@ -567,6 +581,15 @@ impl Model {
             }
         }
         out
+    }
+
+    /// The agent an agent timer names, if it is busy with `call` and the
+    /// deadline of that stay has come.
+    fn due_agent(&self, agent: AgentId, call: CallId, now: Instant) -> Option<Arc<str>> {
+        let a = self.agents.get(agent.index())?;
+        a.busy
+            .is_some_and(|(c, _, until)| c == call && now >= until)
+            .then(|| a.id.clone())
     }
 
     /// Waiting calls, sorted.

@@ -234,6 +234,16 @@ impl Router {
         out
     }
 
+    /// The agent a call is offered to or talking with, if any (the engine
+    /// marks it before the caller's hang-up frees it: a freed agent is
+    /// named by no output).
+    pub fn agent_of_call(&self, call: CallId) -> Option<AgentId> {
+        match self.calls.get(&call).as_deref()? {
+            Loc::Offered { agent, .. } | Loc::Connected { agent, .. } => Some(*agent),
+            Loc::Waiting(_) | Loc::HungUp => None,
+        }
+    }
+
     fn left_queue(&self, queue: QueueId) {
         if let Some(q) = self.topo.queue_rt(queue) {
             // Never below zero, even if a reload raced the count.
@@ -414,17 +424,21 @@ impl Router {
         let wrapup = meta
             .busy
             .as_ref()
-            .and_then(|b| self.topo.queue(&b.queue))
-            .map_or(0, |(_, q)| q.cfg.wrapup_s);
+            .and_then(|b| self.topo.queue_rt(b.queue))
+            .map_or(0, |q| q.cfg.wrapup_s);
         if wrapup > 0 {
+            let until = now + secs(wrapup);
+            if let Some(b) = meta.busy.as_mut() {
+                b.until = until;
+            }
             slot.set(Word {
                 epoch: slot.word().epoch,
                 tag: Tag::Wrapup,
             });
             out.push(Output::Arm {
-                at: now + secs(wrapup),
+                at: until,
                 timer: Timer::WrapupEnd {
-                    agent: slot.id.clone(),
+                    agent: slot.idx,
                     call,
                 },
             });
@@ -494,18 +508,41 @@ impl Router {
         Ok(out)
     }
 
-    /// A timer the driver armed is due. Stale timers do nothing.
+    /// A timer the driver armed is due. Stale timers do nothing: an agent
+    /// timer acts only on the agent its id names now, busy in the timer's
+    /// state with the timer's call, and only once that stay's own deadline
+    /// has come. So a timer of an earlier offer of the same call, or one
+    /// armed under an id a reload gave to another agent, finds nothing to
+    /// do (a reload arms a moved agent's timer again under its new id).
     pub fn timer(&self, timer: &Timer, now: Instant) -> Vec<Output> {
         match timer {
             Timer::RingTimeout { agent, call } => {
-                self.ring_no_answer(agent, *call, now).unwrap_or_default()
+                let due = self.topo.slot(*agent).filter(|slot| {
+                    slot.word().tag == Tag::Ringing
+                        && slot
+                            .meta()
+                            .busy
+                            .as_ref()
+                            .is_some_and(|b| b.call == *call && now >= b.until)
+                });
+                match due {
+                    Some(slot) => {
+                        let name = slot.id.clone();
+                        self.ring_no_answer(AgentRef::Id(*agent, &name), *call, now)
+                            .unwrap_or_default()
+                    }
+                    None => Vec::new(),
+                }
             }
             Timer::WrapupEnd { agent, call } => {
                 let mut out = Vec::new();
-                if let Ok(slot) = self.slot(agent) {
+                if let Some(slot) = self.topo.slot(*agent) {
                     let mut meta = slot.meta();
                     if slot.word().tag == Tag::Wrapup
-                        && meta.busy.as_ref().is_some_and(|b| b.call == *call)
+                        && meta
+                            .busy
+                            .as_ref()
+                            .is_some_and(|b| b.call == *call && now >= b.until)
                     {
                         meta.busy = None;
                         self.free(slot, &mut meta, now, &mut out);
@@ -771,9 +808,11 @@ impl Router {
             let Some(q) = self.topo.queue_rt(c.queue) else {
                 continue;
             };
+            let until = now + secs(q.cfg.ring_timeout_s);
             meta.busy = Some(Busy {
                 call: c.call,
-                queue: q.name.clone(),
+                queue: c.queue,
+                until,
             });
             slot.set(Word {
                 epoch: e,
@@ -781,15 +820,16 @@ impl Router {
             });
             self.unpool(slot, meta);
             out.push(Output::Offer(Offer {
-                agent: slot.id.clone(),
+                agent: slot.idx,
+                agent_name: slot.id.clone(),
                 call: c.call,
-                queue: q.name.clone(),
+                queue: c.queue,
                 waited: now.saturating_duration_since(c.arrival),
             }));
             out.push(Output::Arm {
-                at: now + secs(q.cfg.ring_timeout_s),
+                at: until,
                 timer: Timer::RingTimeout {
-                    agent: slot.id.clone(),
+                    agent: slot.idx,
                     call: c.call,
                 },
             });
@@ -880,6 +920,30 @@ impl Router {
                 .get(qi.index())
                 .and_then(|(n, _)| topo.names.queue(n))
         };
+        // Busy agents: their call's queue in the new numbering, and their
+        // pending timer again under the new id when theirs moved (the old
+        // one may name another agent now; it finds that agent not busy
+        // with its call and does nothing).
+        for slot in &topo.agents {
+            let mut meta = slot.meta();
+            let Some(busy) = meta.busy.as_mut() else {
+                continue;
+            };
+            busy.queue = remap(busy.queue).unwrap_or(QueueId::NONE);
+            if old.names.agent(&slot.id) == Some(slot.idx) {
+                continue;
+            }
+            let (agent, call) = (slot.idx, busy.call);
+            let timer = match slot.word().tag {
+                Tag::Ringing => Timer::RingTimeout { agent, call },
+                Tag::Wrapup => Timer::WrapupEnd { agent, call },
+                _ => continue,
+            };
+            out.push(Output::Arm {
+                at: busy.until,
+                timer,
+            });
+        }
         let agent_remap = |ai: AgentId| old.slot(ai).and_then(|s| topo.names.agent(&s.id));
         let mut requeued = Vec::new();
         let mut drop_calls = Vec::new();
@@ -1017,6 +1081,18 @@ impl Router {
             if meta.removed && w.tag.idle() {
                 continue;
             }
+            f(&slot.id, w.tag.public(), meta.paused.as_deref());
+        }
+    }
+
+    /// As [`Router::visit_agent_states`], for the one agent `id` names.
+    pub fn visit_agent(&self, id: AgentId, f: impl FnOnce(&Arc<str>, AgentState, Option<&str>)) {
+        let Some(slot) = self.topo.slot(id) else {
+            return;
+        };
+        let meta = slot.meta();
+        let w = slot.word();
+        if !(meta.removed && w.tag.idle()) {
             f(&slot.id, w.tag.public(), meta.paused.as_deref());
         }
     }

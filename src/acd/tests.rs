@@ -100,7 +100,7 @@ impl H {
 fn offers(out: &[Output]) -> Vec<(String, u64)> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Offer(of) => Some((of.agent.to_string(), of.call.0)),
+            Output::Offer(of) => Some((of.agent_name.to_string(), of.call.0)),
             _ => None,
         })
         .collect()
@@ -662,6 +662,140 @@ fn reload_that_moves_ids_keeps_each_agents_own_state() {
     assert_eq!(h.r.agent("b").unwrap().calls_taken, 1);
     assert_eq!(h.state("d"), AgentState::Paused);
     assert_eq!(h.r.names().queue("p"), None);
+}
+
+/// The agent timers among `out`, with when they are due.
+fn agent_timers(out: &[Output]) -> Vec<(Instant, Timer)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Arm { at, timer } => match timer {
+                Timer::RingTimeout { .. } | Timer::WrapupEnd { .. } => Some((*at, timer.clone())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn agent_timers_kept_over_a_reload_that_moves_ids_hit_their_own_agent() {
+    let mut q = queue("q", &[], Strategy::LongestIdle);
+    q.wrapup_s = 10;
+    let c1 = cfg(vec![agent("b", &[]), agent("d", &[])], vec![q.clone()]);
+    let mut h = H::new(&c1);
+    h.login(&["b", "d"]);
+    // The agent offered call 1 talks and wraps up; the other rings with
+    // call 2.
+    let wrapping = one(&h.arrive(1, "q", 0)).0;
+    let ringing = if wrapping == "b" { "d" } else { "b" }.to_string();
+    let ended = h.serve(&wrapping, 1, 1);
+    let wrap = agent_timers(&ended);
+    assert_eq!(wrap.len(), 1, "{ended:?}");
+    assert_eq!(wrap[0].0, h.at(11));
+    let out = h.arrive(2, "q", 2);
+    assert_eq!(one(&out), (ringing.clone(), 2));
+    let ring = agent_timers(&out);
+    assert_eq!(ring.len(), 1, "{out:?}");
+    assert_eq!(ring[0].0, h.at(17));
+    let old_ids = (h.r.names().agent("b"), h.r.names().agent("d"));
+    // "a" and "c" sort first: b's and d's ids move, and the old ones now
+    // name other agents (b's old id is a's, d's old id is b's).
+    let c2 = cfg(
+        vec![
+            agent("a", &[]),
+            agent("b", &[]),
+            agent("c", &[]),
+            agent("d", &[]),
+        ],
+        vec![q],
+    );
+    let reloaded = h.r.reload(&c2, h.at(3), wall());
+    assert_ne!(h.r.names().agent("b"), old_ids.0);
+    assert_ne!(h.r.names().agent("d"), old_ids.1);
+    // The reload arms both again, under the new ids, for the same instants.
+    let mut again = agent_timers(&reloaded);
+    again.sort();
+    let id = |n: &str| h.r.names().agent(n).unwrap();
+    let mut want = vec![
+        (
+            h.at(11),
+            Timer::WrapupEnd {
+                agent: id(&wrapping),
+                call: CallId(1),
+            },
+        ),
+        (
+            h.at(17),
+            Timer::RingTimeout {
+                agent: id(&ringing),
+                call: CallId(2),
+            },
+        ),
+    ];
+    want.sort();
+    assert_eq!(again, want);
+    // The old timers fire first: their ids name other agents now, which
+    // are not busy with those calls, so nothing happens to anyone.
+    assert!(h.r.timer(&wrap[0].1, h.at(11)).is_empty());
+    assert!(h.r.timer(&ring[0].1, h.at(17)).is_empty());
+    assert_eq!(h.state(&wrapping), AgentState::Wrapup);
+    assert_eq!(h.state(&ringing), AgentState::Ringing);
+    assert_eq!(h.state("a"), AgentState::LoggedOut);
+    // The ones armed again end the wrap-up and ring out the right agents.
+    assert!(h.r.timer(&want[0].1, h.at(11)).is_empty());
+    assert_eq!(h.state(&wrapping), AgentState::Available);
+    let out = h.r.timer(&want[1].1, h.at(17));
+    assert_eq!(
+        one(&out),
+        (wrapping.clone(), 2),
+        "re-offered to the free one"
+    );
+    let r = h.r.agent(&ringing).unwrap();
+    assert_eq!(
+        (r.state, r.pause_reason.as_deref()),
+        (AgentState::Paused, Some(RONA))
+    );
+}
+
+#[test]
+fn a_ring_timer_of_an_earlier_offer_leaves_a_later_offer_ringing() {
+    let h = H::new(&cfg(
+        vec![agent("a", &[])],
+        vec![queue("q", &[], Strategy::LongestIdle)],
+    ));
+    h.login(&["a"]);
+    let out = h.arrive(1, "q", 0);
+    let first = agent_timers(&out);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0, h.at(15));
+    // Refused at 1 (retry_s 5): offered to the same agent again at 6.
+    let out = h.r.rejected("a", CallId(1), h.at(1)).unwrap();
+    assert!(offers(&out).is_empty(), "{out:?}");
+    let retry = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Arm { at, timer } if matches!(timer, Timer::RetryRefused { .. }) => {
+                Some((*at, timer.clone()))
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(retry.0, h.at(6));
+    let out = h.r.timer(&retry.1, h.at(6));
+    assert_eq!(one(&out), ("a".into(), 1));
+    let second = agent_timers(&out);
+    assert_eq!(second[0].0, h.at(21));
+    // The first offer's timer is the same timer value, but early for this
+    // ring: the agent keeps ringing.
+    assert_eq!(first[0].1, second[0].1);
+    assert!(h.r.timer(&first[0].1, h.at(15)).is_empty());
+    assert_eq!(h.state("a"), AgentState::Ringing);
+    assert!(h.r.timer(&second[0].1, h.at(21)).is_empty());
+    let a = h.r.agent("a").unwrap();
+    assert_eq!(
+        (a.state, a.pause_reason.as_deref()),
+        (AgentState::Paused, Some(RONA))
+    );
 }
 
 #[test]

@@ -30,13 +30,13 @@ use crate::sip::transaction::{build_cancel, new_branch, TxKey};
 const NO_PORTS_REASON: &str = "SIP;cause=503;text=\"No RTP ports left\"";
 
 impl Endpoint {
-    /// Sends the INVITE that offers call `ck` to `agent` (the router's
-    /// offer from `queue`, after `waited` in it).
+    /// Sends the INVITE that offers call `ck` to agent `id` named `agent`
+    /// (the router's offer from the call's queue, after `waited` in it).
     pub(super) fn offer(
         &mut self,
         ck: CallHandle,
+        id: AgentId,
         agent: &str,
-        queue: &str,
         waited: Duration,
         now: Now,
     ) {
@@ -56,7 +56,7 @@ impl Endpoint {
             // The router has it ringing: the offer goes back at once (as a
             // refusal, not a ring-out) and the call to the next agent.
             if let Some(acd) = self.calls.get(ck).and_then(|c| c.acd) {
-                let r = self.timed(|r| r.rejected(&agent, acd, now.mono));
+                let r = self.timed(|r| r.rejected(agent_ref(Some(id), &agent), acd, now.mono));
                 self.acd_result(r, now);
             }
             return;
@@ -78,7 +78,8 @@ impl Endpoint {
         let Some(call) = self.calls.get(ck) else {
             return;
         };
-        let ring = self.cfg.queues.get(queue).map_or(15, |q| q.ring_timeout_s);
+        let queue = call.queue().unwrap_or_default().to_owned();
+        let ring = self.cfg.queues.get(&queue).map_or(15, |q| q.ring_timeout_s);
         let wait = waited.as_secs();
         let caller = call.caller.clone();
         // Screen pop: one header per IVR variable. Names are config
@@ -172,7 +173,7 @@ impl Endpoint {
                 warn!(call = %call.dialog.call_id, agent = %old.agent_id, "second offer while one was out");
             }
             call.agent = Some(AgentLeg {
-                agent: self.router.names().agent(&agent),
+                agent: Some(id),
                 agent_id: agent,
                 invite,
                 invite_key: key,
@@ -234,7 +235,7 @@ impl Endpoint {
             info!(call = %self.calls.call_id(ck), %agent, code, "agent refused the call");
             // queue_log readers count every offer that was not taken.
             self.emit_ring_no_answer(ck, &agent, offered_at, now);
-            self.touch_agent(&agent);
+            self.touch_agent_ref(agent_ref(id, &agent));
             let r = self.timed(|r| r.rejected(agent_ref(id, &agent), acd, now.mono));
             self.acd_result(r, now);
         }
@@ -306,7 +307,7 @@ impl Endpoint {
             c.agent_id = Some(agent.clone());
             c.acd
         }) {
-            self.touch_agent(&agent);
+            self.touch_agent_ref(agent_ref(agent_id, &agent));
             if let Err(e) = self
                 .router
                 .answered(agent_ref(agent_id, &agent), acd, now.mono)
@@ -344,7 +345,7 @@ impl Endpoint {
         let offered_at = self.offered_at(ck);
         if let (Some((agent, id)), Some(acd)) = (self.release_agent_leg(ck, now), acd) {
             info!(call = %self.calls.call_id(ck), %agent, "ring no answer: agent paused (rona)");
-            self.touch_agent(&agent);
+            self.touch_agent_ref(agent_ref(id, &agent));
             self.emit_ring_no_answer(ck, &agent, offered_at, now);
             let r = self.timed(|r| r.ring_no_answer(agent_ref(id, &agent), acd, now.mono));
             if r.is_ok() {
@@ -375,7 +376,7 @@ impl Endpoint {
                 self.legs.remove(&l);
                 self.media(MediaCommand::Close { leg: l });
             }
-            self.touch_agent(&leg.agent_id);
+            self.touch_agent_ref(leg.agent_ref());
             if let Some(acd) = acd {
                 let r = self.timed(|r| r.call_ended(leg.agent_ref(), acd, now.mono));
                 self.acd_result(r, now);

@@ -48,6 +48,9 @@ pub(super) struct CallTable {
     armed: Vec<Option<Instant>>,
     /// Slots changed since the last reindex (may repeat).
     dirty: Vec<Slot>,
+    /// Deadline entries handed out by `due` so far (tests: a turn with
+    /// nothing due hands out, and so visits, none).
+    visited: u64,
 }
 
 impl CallTable {
@@ -205,7 +208,8 @@ impl CallTable {
     /// The calls with a deadline at or before `now`, earliest first.
     pub fn due(&mut self, now: Instant) -> Vec<CallHandle> {
         self.reindex();
-        self.deadlines
+        let due: Vec<CallHandle> = self
+            .deadlines
             .iter()
             .take_while(|(at, _)| *at <= now)
             .filter_map(|&(_, slot)| {
@@ -215,7 +219,15 @@ impl CallTable {
                     generation: e.generation,
                 })
             })
-            .collect()
+            .collect();
+        self.visited += due.len() as u64;
+        due
+    }
+
+    /// Deadline entries handed out by [`CallTable::due`] so far.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn visited(&self) -> u64 {
+        self.visited
     }
 }
 
@@ -313,6 +325,41 @@ mod tests {
         assert_eq!(table.due(t0 + Duration::from_secs(2)), vec![n]);
         assert_eq!(table.get(n).map(|c| c.number.as_str()), Some("1500"));
         assert_eq!(table.find(&key("n")), Some(n));
+    }
+
+    #[test]
+    fn a_timer_fires_at_its_deadline_and_an_idle_turn_visits_nothing() {
+        let ports = crate::media::PortPool::new(30000..=30300);
+        let t0 = Instant::now();
+        let mut table = CallTable::default();
+        // 100 ringing calls due 30 s out, and one due at 5 s.
+        let far: Vec<_> = (0..100)
+            .map(|i| {
+                let id = format!("far{i}");
+                table.insert(key(&id), ringing(&id, &ports, Duration::from_secs(30), t0))
+            })
+            .collect();
+        let near = table.insert(
+            key("near"),
+            ringing("near", &ports, Duration::from_secs(5), t0),
+        );
+        // Turns before anything is due hand out, and visit, nothing.
+        for ms in [0, 1000, 4999] {
+            assert_eq!(table.due(t0 + Duration::from_millis(ms)), Vec::new());
+        }
+        assert_eq!(table.visited(), 0);
+        // At its deadline exactly, the one call is due, and only it.
+        assert_eq!(table.due(t0 + Duration::from_secs(5)), vec![near]);
+        assert_eq!(table.visited(), 1);
+        // Answered: its deadline goes, and the next turns visit nothing
+        // again until the far calls are due.
+        table.get_mut(near).unwrap().state = crate::call::CallState::Confirmed;
+        assert_eq!(table.due(t0 + Duration::from_secs(6)), Vec::new());
+        assert_eq!(table.due(t0 + Duration::from_secs(29)), Vec::new());
+        assert_eq!(table.visited(), 1);
+        assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(30)));
+        assert_eq!(table.due(t0 + Duration::from_secs(30)).len(), far.len());
+        assert_eq!(table.visited(), 1 + far.len() as u64);
     }
 
     #[test]

@@ -129,16 +129,14 @@ impl Endpoint {
             } => self.on_cancel(invite_key, cancel_key, cancel_req, now),
             // Our final non-2xx was never ACKed: nothing is left to undo.
             ServerEvent::Timeout { .. } => {}
-            ServerEvent::AckTimeout { call_id, .. } => {
-                let keys: Vec<_> = self
-                    .calls
-                    .handles()
-                    .filter(|&h| self.calls.call_id(h) == call_id)
-                    .collect();
-                for ck in keys {
-                    info!(call = %self.calls.call_id(ck), "no ACK for our 200: hanging up");
-                    self.hang_up(ck, now);
-                }
+            // The dialog our unacknowledged 2xx confirmed, found by its
+            // (Call-ID, our tag): never a pass over the shard's calls.
+            ServerEvent::AckTimeout { call_id, tag, .. } => {
+                let Some(ck) = tag.and_then(|tag| self.calls.find(&(call_id, tag))) else {
+                    return;
+                };
+                info!(call = %self.calls.call_id(ck), "no ACK for our 200: hanging up");
+                self.hang_up(ck, now);
             }
         }
     }

@@ -35,8 +35,9 @@ const RUNNERS_UP: usize = 2;
 pub(super) struct Stream {
     out: VecDeque<Event>,
     /// Agents named in what the router was told or answered since the
-    /// last comparison: only they can have changed state.
-    agents_touched: Vec<String>,
+    /// last comparison: only they can have changed state. By id of the
+    /// table in force (a reload compares every agent anyway).
+    agents_touched: Vec<crate::acd::AgentId>,
     /// Compare every agent (reload, shifts re-read, the periodic sweep).
     agents_all: bool,
     /// IVR nodes already reported per call.
@@ -77,12 +78,28 @@ impl Endpoint {
     /// The router was told something about `agent`, or named it in an
     /// output: its state may have changed.
     pub(super) fn touch_agent(&mut self, agent: &str) {
-        self.stream.agents_touched.push(agent.to_owned());
+        if let Some(id) = self.router.names().agent(agent) {
+            self.stream.agents_touched.push(id);
+        }
     }
 
-    /// Any agent may have changed (reload, shifts, the periodic sweep that
-    /// also catches an agent freed by a caller whose offer was still being
-    /// handed over between shards).
+    /// As [`Endpoint::touch_agent`], for an agent a call's leg names: by
+    /// its id while that id still names it (no lookup), else by name.
+    pub(super) fn touch_agent_ref(&mut self, agent: crate::acd::AgentRef<'_>) {
+        if let Some(id) = self.router.names().resolve(agent) {
+            self.stream.agents_touched.push(id);
+        }
+    }
+
+    /// As [`Endpoint::touch_agent`], for an agent the router named by id.
+    pub(super) fn touch_agent_id(&mut self, agent: crate::acd::AgentId) {
+        self.stream.agents_touched.push(agent);
+    }
+
+    /// Any agent may have changed (a reload, shifts re-read). Everything
+    /// else marks the agents it concerns, an agent freed by a caller's
+    /// hang-up included (see `acd_caller_gone`), so no turn compares every
+    /// agent for nothing.
     pub(super) fn touch_all_agents(&mut self) {
         self.stream.agents_all = true;
     }
@@ -112,10 +129,9 @@ impl Endpoint {
         } else {
             touched.sort_unstable();
             touched.dedup();
-            for id in &touched {
-                if let Some(st) = self.router.agent(id) {
-                    check(id, st.state, st.pause_reason.as_deref());
-                }
+            for &id in &touched {
+                self.router
+                    .visit_agent(id, |name, state, reason| check(name, state, reason));
             }
         }
         let since_ms = unix_ms(now.wall);

@@ -310,9 +310,6 @@ impl Endpoint {
                     self.agent_reachable(&user, false, now);
                 }
             }
-            if self.shard.is_primary() {
-                self.touch_all_agents();
-            }
             self.housekeeping_at = now.mono + HOUSEKEEPING;
         }
         if self.shard.is_primary() && now.mono >= self.qualify_at {

@@ -95,11 +95,11 @@ impl Endpoint {
     pub(super) fn apply_acd(&mut self, outputs: Vec<Output>, now: Now) {
         for o in &outputs {
             match o {
-                Output::Offer(offer) => self.touch_agent(&offer.agent),
+                Output::Offer(offer) => self.touch_agent_id(offer.agent),
                 Output::Arm {
                     timer: Timer::RingTimeout { agent, .. } | Timer::WrapupEnd { agent, .. },
                     ..
-                } => self.touch_agent(agent),
+                } => self.touch_agent_id(*agent),
                 _ => {}
             }
         }
@@ -126,7 +126,7 @@ impl Endpoint {
                 let Some(ck) = self.acd_calls.get(&o.call).cloned() else {
                     return;
                 };
-                self.offer(ck, &o.agent, &o.queue, o.waited, now);
+                self.offer(ck, o.agent, &o.agent_name, o.waited, now);
             }
             Output::Divert {
                 call,
@@ -168,7 +168,7 @@ impl Endpoint {
     pub(super) fn acd_timeouts(&mut self, now: Now) {
         for timer in self.acd_timers.due(now.mono) {
             if let Timer::RingTimeout { agent, .. } | Timer::WrapupEnd { agent, .. } = &timer {
-                self.touch_agent(agent);
+                self.touch_agent_id(*agent);
             }
             let out = self.timed(|r| r.timer(&timer, now.mono));
             self.apply_acd(out, now);
@@ -223,6 +223,12 @@ impl Endpoint {
             return;
         };
         self.acd_calls.remove(&id);
+        // Its agent (if the router had it ringing or talking, even with an
+        // offer still on its way from another shard) is freed by no output
+        // that names it: marked here, so no sweep over every agent is needed.
+        if let Some(agent) = self.router.agent_of_call(id) {
+            self.touch_agent_id(agent);
+        }
         let out = self.router.caller_hangup(id, now.mono);
         self.apply_acd(out, now);
     }

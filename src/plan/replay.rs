@@ -531,11 +531,12 @@ fn apply(
                     };
                     l.phase = Phase::Ringing;
                     l.rec.offered_ms.get_or_insert(ms);
-                    let at = ms + answer_ms(&offer.queue);
+                    let queue = router.names().queue_name(offer.queue).cloned();
+                    let at = ms + answer_ms(queue.as_deref().unwrap_or(""));
                     clock.push(
                         at,
                         Ev::Answer {
-                            agent: offer.agent,
+                            agent: offer.agent_name,
                             call: offer.call,
                         },
                     );

@@ -43,8 +43,13 @@ pub enum ServerEvent {
     },
     /// Timer H: the ACK for our 300-699 never came.
     Timeout { key: TxKey },
-    /// Our 2xx to an INVITE was never ACKed within 64*T1: send BYE.
-    AckTimeout { call_id: String, cseq: u32 },
+    /// Our 2xx to an INVITE was never ACKed within 64*T1: send BYE. `tag`
+    /// is the 2xx's To tag (ours): with the Call-ID it names the dialog.
+    AckTimeout {
+        call_id: String,
+        cseq: u32,
+        tag: Option<String>,
+    },
 }
 
 /// Something the client side tells the TU.
@@ -620,10 +625,15 @@ impl TransactionLayer {
         while let Some(t) = self.retransmitter.poll_transmit() {
             self.transmits.push_back(t);
         }
-        while let Some(Uas2xxEvent::AckTimeout { call_id, cseq }) = self.retransmitter.poll_event()
+        while let Some(Uas2xxEvent::AckTimeout { call_id, cseq, tag }) =
+            self.retransmitter.poll_event()
         {
             self.events
-                .push_back(TxEvent::Server(ServerEvent::AckTimeout { call_id, cseq }));
+                .push_back(TxEvent::Server(ServerEvent::AckTimeout {
+                    call_id,
+                    cseq,
+                    tag,
+                }));
         }
         self.give_back_room();
     }

@@ -522,7 +522,8 @@ fn unacked_2xx_doubles_to_t2_then_reports_ack_timeout() {
         events(&mut l),
         vec![TxEvent::Server(ServerEvent::AckTimeout {
             call_id: "call-1@10.0.0.1".into(),
-            cseq: 1
+            cseq: 1,
+            tag: Some("b1".into()),
         })]
     );
     assert_eq!(l.len(), 0);
