@@ -970,6 +970,7 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         announce_position_s,
         relax,
         priority: q.priority.unwrap_or(0),
+        transfer_priority: q.transfer_priority.unwrap_or(0),
         service_level_s: ctx.int(q.service_level_s.as_ref(), "service_level_s", 0..=DAY, 20),
         service_level_target,
     }

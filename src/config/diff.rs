@@ -100,7 +100,7 @@ fn agent_fields(o: &Agent, n: &Agent) -> Vec<String> {
 fn queue_fields(o: &Queue, n: &Queue) -> Vec<String> {
     changed!(o, n; skills, strategy, schedule, closed, ring_timeout_s, wrapup_s,
         retry_s, max_wait_s, max_waiting, overflow, music, announce_position_s,
-        relax, priority, service_level_s)
+        relax, priority, transfer_priority, service_level_s)
 }
 
 fn ivr_fields(o: &Ivr, n: &Ivr) -> Vec<String> {

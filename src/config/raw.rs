@@ -124,6 +124,7 @@ pub struct RawQueue {
     #[serde(default)]
     pub relax: Vec<S<RawRelax>>,
     pub priority: Option<i32>,
+    pub transfer_priority: Option<i32>,
     pub service_level_s: Option<S<u64>>,
     pub service_level_target: Option<S<RawShare>>,
 }

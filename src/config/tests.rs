@@ -541,7 +541,7 @@ fn queue_defaults_and_values() {
         &base_plus(
             "[queues.full]\nskills = { billing = 6 }\nstrategy = \"fewest_calls\"\nschedule = \"office\"\nclosed = \"ivr:main.menu\"\n\
              ring_timeout_s = 20\nwrapup_s = 7\nretry_s = 2\nmax_wait_s = 100\nmax_waiting = 3\noverflow = \"hangup\"\nmusic = \"ulaw.wav\"\n\
-             relax = [{ after_s = 90, skills = { billing = 2 } }, { after_s = 30, skills = { billing = 4 } }]\npriority = 5\nservice_level_s = 15\nservice_level_target = 90\n",
+             relax = [{ after_s = 90, skills = { billing = 2 } }, { after_s = 30, skills = { billing = 4 } }]\npriority = 5\ntransfer_priority = 8\nservice_level_s = 15\nservice_level_target = 90\n",
         ),
     )
     .unwrap();
@@ -590,6 +590,7 @@ fn queue_defaults_and_values() {
         (20, 7, 2, 100, 3, 5)
     );
     assert_eq!((q.service_level_s, q.service_level_target), (15, 90));
+    assert_eq!((q.transfer_priority, d.transfer_priority), (8, 0));
 }
 
 #[test]

@@ -282,6 +282,9 @@ pub struct Queue {
     pub relax: Vec<Relax>,
     /// Default 0; higher is served first.
     pub priority: i32,
+    /// The priority of a caller an agent transfers into this queue (blind
+    /// REFER); default 0, as a new caller. Higher is served first.
+    pub transfer_priority: i32,
     /// Default 20.
     pub service_level_s: u64,
     /// Percent of calls to answer within `service_level_s`, 1..=100;

@@ -17,6 +17,7 @@ mod routing;
 mod shard;
 mod srtp;
 mod tally;
+mod transfer;
 #[cfg(test)]
 mod tests;
 mod views;
@@ -49,7 +50,7 @@ type CallKey = (String, String);
 use call_table::CallHandle;
 
 /// Methods we implement; everything else gets 405 with this list.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE, REFER";
 
 pub struct Endpoint {
     cfg: Arc<Config>,

@@ -18,6 +18,8 @@ mod mid_call;
 mod shards;
 #[path = "tests_srtp.rs"]
 mod srtp;
+#[path = "tests_transfer.rs"]
+mod transfer;
 
 const CONFIG: &str = r#"
 [server]
