@@ -247,7 +247,9 @@ impl QueueLogFold {
                 let data = vec![hold, agent_call_id.clone(), ring.to_string()];
                 self.line(wall, &call.call_id, &queue, agent, "CONNECT", data);
             }
-            EventKind::Transferred { call, agent, to, .. } => {
+            EventKind::Transferred {
+                call, agent, to, ..
+            } => {
                 // Asterisk: BLINDTRANSFER|extension|context|holdtime|calltime|origposition.
                 let Some(stay) = self.stays.remove(call) else {
                     return;
@@ -265,7 +267,14 @@ impl QueueLogFold {
                     talk,
                     stay.origpos.to_string(),
                 ];
-                self.line(wall, &call.call_id, &stay.queue, agent, "BLINDTRANSFER", data);
+                self.line(
+                    wall,
+                    &call.call_id,
+                    &stay.queue,
+                    agent,
+                    "BLINDTRANSFER",
+                    data,
+                );
             }
             EventKind::Ended(end) => {
                 let Some(mut stay) = self.stays.remove(&end.call) else {

@@ -17,9 +17,9 @@ mod routing;
 mod shard;
 mod srtp;
 mod tally;
-mod transfer;
 #[cfg(test)]
 mod tests;
+mod transfer;
 mod views;
 
 use std::collections::HashMap;

@@ -215,8 +215,10 @@ fn agent_hold_without_music_silences_the_caller_and_update_resumes() {
 fn refer_from_the_caller_is_declined_and_the_call_goes_on() {
     let mut h = Harness::new();
     let b = bridged(&mut h, "mr1");
-    let refer = in_dialog("REFER", "1500", "mr1", &b.caller_tag, 2, "z9hG4bKr1")
-        .replace("Content-Length: 0", "Refer-To: <sip:1501@127.0.0.1>\nContent-Length: 0");
+    let refer = in_dialog("REFER", "1500", "mr1", &b.caller_tag, 2, "z9hG4bKr1").replace(
+        "Content-Length: 0",
+        "Refer-To: <sip:1501@127.0.0.1>\nContent-Length: 0",
+    );
     let out = h.send_from(h.phone, &refer);
     let codes: Vec<u16> = responses_to(&out, h.phone)
         .iter()

@@ -43,7 +43,14 @@ fn bridged_from_ivr(h: &mut Harness, call_id: &str) -> Bridged {
     let tag = to_tag(&out[1]);
     h.send_from(
         h.phone,
-        &in_dialog("ACK", "1550", call_id, &tag, 1, &format!("z9hG4bKa{call_id}")),
+        &in_dialog(
+            "ACK",
+            "1550",
+            call_id,
+            &tag,
+            1,
+            &format!("z9hG4bKa{call_id}"),
+        ),
     );
     let leg = media_cmds(h)
         .iter()
@@ -125,7 +132,13 @@ fn refer_to_a_queue_number_moves_the_caller_and_tells_the_transferor() {
     assert!(requests_to(&out, h.phone).is_empty(), "{out:?}");
 
     // The second agent answers; then the caller hangs up.
-    let second = answered_by(&mut h, agent(5081), &offer[0], b.caller_tag.clone(), b.caller_leg);
+    let second = answered_by(
+        &mut h,
+        agent(5081),
+        &offer[0],
+        b.caller_tag.clone(),
+        b.caller_leg,
+    );
     let bye = in_dialog("BYE", "1550", "bt1", &second.caller_tag, 3, "z9hG4bKbye");
     h.send_from(h.phone, &bye);
 
@@ -139,7 +152,11 @@ fn refer_to_a_queue_number_moves_the_caller_and_tells_the_transferor() {
     });
     assert_eq!(
         transferred,
-        Some((Some("support".into()), "2001".into(), "queue:billing".into()))
+        Some((
+            Some("support".into()),
+            "2001".into(),
+            "queue:billing".into()
+        ))
     );
     let billing_priority = events.iter().find_map(|e| match &e.kind {
         EventKind::Queued {
@@ -159,7 +176,10 @@ fn refer_to_a_queue_number_moves_the_caller_and_tells_the_transferor() {
     assert_eq!(last.disposition, crate::cdr::Disposition::Answered);
     assert_eq!(last.agent.as_deref(), Some("2002"));
     assert_eq!(last.queue.as_deref(), Some("billing"));
-    assert_eq!(last.variables.get("account").map(String::as_str), Some("4242"));
+    assert_eq!(
+        last.variables.get("account").map(String::as_str),
+        Some("4242")
+    );
     let legs: Vec<(&str, Option<&str>, Option<&str>)> = last
         .legs
         .iter()
@@ -211,7 +231,11 @@ fn refer_to_an_outside_number_or_an_agent_is_403_and_the_call_goes_on() {
             .map(|(p, b)| (p, String::from_utf8_lossy(&b).into_owned()))
             .filter(|(_, m)| !m.starts_with("OPTIONS"))
             .collect();
-        assert_eq!(sent.len(), 1, "{to}: only the answer, no NOTIFY or BYE: {sent:?}");
+        assert_eq!(
+            sent.len(),
+            1,
+            "{to}: only the answer, no NOTIFY or BYE: {sent:?}"
+        );
         assert_eq!(sent[0].0, agent(5080));
         let status = format!("SIP/2.0 {code} {phrase}\r\n");
         assert!(sent[0].1.starts_with(&status), "{to}: {}", sent[0].1);
@@ -268,8 +292,14 @@ fn refer_targets_are_read_from_the_numbers_and_agents() {
         t("<sip:1500@127.0.0.1>"),
         ReferTarget::Known(Target::Queue("support".into()))
     );
-    assert!(matches!(t("sip:1550@x"), ReferTarget::Known(Target::Ivr { .. })));
-    assert_eq!(t("<sip:2001@test.local>"), ReferTarget::Agent("2001".into()));
+    assert!(matches!(
+        t("sip:1550@x"),
+        ReferTarget::Known(Target::Ivr { .. })
+    ));
+    assert_eq!(
+        t("<sip:2001@test.local>"),
+        ReferTarget::Agent("2001".into())
+    );
     assert_eq!(t("<sip:9999@test.local>"), ReferTarget::Outside);
     assert_eq!(t("<sip:test.local>"), ReferTarget::Unreadable);
     assert_eq!(refer_target(&cfg, &numbers, None), ReferTarget::Unreadable);

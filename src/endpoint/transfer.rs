@@ -107,7 +107,12 @@ impl Endpoint {
             }
         };
         let mut accepted = headers::response_to(&req, 202, "Accepted", None);
-        if let Some(peer) = self.calls.get(ck).and_then(|c| c.agent.as_ref()).map(|a| a.peer) {
+        if let Some(peer) = self
+            .calls
+            .get(ck)
+            .and_then(|c| c.agent.as_ref())
+            .map(|a| a.peer)
+        {
             let contact = self.contact_for(peer, "sipacd");
             accepted.headers.push(Header::Contact(contact.into()));
         }
@@ -178,7 +183,12 @@ impl Endpoint {
         };
         let local = self.agent_via(leg.peer);
         let contact = self.contact_for(leg.peer, "sipacd");
-        let notify = notify_request(dialog.new_request(Method::Notify, &local), &contact, status, true);
+        let notify = notify_request(
+            dialog.new_request(Method::Notify, &local),
+            &contact,
+            status,
+            true,
+        );
         let _ = self.txn.send_request(notify, leg.peer, now.mono);
         let bye = dialog.new_request(Method::Bye, &local);
         let _ = self.txn.send_request(bye, leg.peer, now.mono);
@@ -196,7 +206,12 @@ impl Endpoint {
 
     /// A NOTIFY on the agent leg's dialog while the agent is still on it.
     fn notify_transferor(&mut self, ck: CallHandle, status: &str, last: bool, now: Now) {
-        let Some(peer) = self.calls.get(ck).and_then(|c| c.agent.as_ref()).map(|l| l.peer) else {
+        let Some(peer) = self
+            .calls
+            .get(ck)
+            .and_then(|c| c.agent.as_ref())
+            .map(|l| l.peer)
+        else {
             return;
         };
         let local = self.agent_via(peer);
@@ -209,14 +224,24 @@ impl Endpoint {
         else {
             return;
         };
-        let notify = notify_request(dialog.new_request(Method::Notify, &local), &contact, status, last);
+        let notify = notify_request(
+            dialog.new_request(Method::Notify, &local),
+            &contact,
+            status,
+            last,
+        );
         let _ = self.txn.send_request(notify, peer, now.mono);
     }
 }
 
 /// `req` (a fresh in-dialog NOTIFY) with the refer event package's
 /// headers and a `message/sipfrag` body holding `status`.
-fn notify_request(mut req: rsip::Request, contact: &str, status: &str, last: bool) -> rsip::Request {
+fn notify_request(
+    mut req: rsip::Request,
+    contact: &str,
+    status: &str,
+    last: bool,
+) -> rsip::Request {
     let state = if last {
         "terminated;reason=noresource"
     } else {
