@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::super::transfer::{refer_target, ReferTarget, NO_AGENT_TRANSFER, NO_TRUNK};
+use super::super::transfer::{refer_target, ReferTarget, NO_AGENT_TRANSFER, NO_ATTENDED, NO_TRUNK};
 use super::super::{MediaCommand, MediaEvent};
 use super::mid_call::{answered_by, from_agent, responses_to, Bridged};
 use super::*;
@@ -220,6 +220,11 @@ fn refer_to_an_outside_number_or_an_agent_is_403_and_the_call_goes_on() {
     let cases = [
         ("sip:0049301234567@127.0.0.1", 403, NO_TRUNK),
         ("sip:2002@test.local", 403, NO_AGENT_TRANSFER),
+        (
+            "sip:1500@127.0.0.1?Replaces=abc%3Bto-tag%3Dx%3Bfrom-tag%3Dy",
+            403,
+            NO_ATTENDED,
+        ),
         ("tel:+15550100", 400, "Bad Refer-To"),
     ];
     for (cseq, (to, code, phrase)) in (1..).zip(cases) {
@@ -301,6 +306,10 @@ fn refer_targets_are_read_from_the_numbers_and_agents() {
         ReferTarget::Agent("2001".into())
     );
     assert_eq!(t("<sip:9999@test.local>"), ReferTarget::Outside);
+    assert_eq!(
+        t("<sip:1500@x?Replaces=a%3Bto-tag%3Db>"),
+        ReferTarget::Attended
+    );
     assert_eq!(t("<sip:test.local>"), ReferTarget::Unreadable);
     assert_eq!(refer_target(&cfg, &numbers, None), ReferTarget::Unreadable);
 }

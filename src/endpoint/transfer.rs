@@ -28,6 +28,8 @@ pub enum ReferTarget {
     Known(Target),
     /// A configured agent's id: offering to one agent is not supported.
     Agent(String),
+    /// A `Refer-To` with `Replaces` (RFC 3891): an attended transfer.
+    Attended,
     /// Anything else would need a trunk, and none is configured.
     Outside,
     /// No usable `Refer-To` (missing, unparsable, not a SIP URI).
@@ -37,6 +39,7 @@ pub enum ReferTarget {
 /// The 403 reason phrases a refused transfer carries.
 pub const NO_TRUNK: &str = "Forbidden (no trunk is configured for outside numbers)";
 pub const NO_AGENT_TRANSFER: &str = "Forbidden (transfer to an agent is not supported)";
+pub const NO_ATTENDED: &str = "Forbidden (attended transfer is not supported)";
 
 /// Where `refer_to` (a `Refer-To` value) leads under `cfg`. `numbers`
 /// indexes `cfg.numbers` by number.
@@ -48,11 +51,13 @@ pub fn refer_target(
     let Some(addr) = refer_to.and_then(|v| NameAddr::parse(v).ok()) else {
         return ReferTarget::Unreadable;
     };
-    // A Refer-To with `?Replaces=` is an attended transfer: not this one.
     let Some(user) = addr.user() else {
         return ReferTarget::Unreadable;
     };
-    let user = user.split('?').next().unwrap_or(user);
+    let attended = refer_to.is_some_and(|v| v.to_ascii_lowercase().contains("replaces="));
+    if attended {
+        return ReferTarget::Attended;
+    }
     if let Some(n) = numbers.get(user).and_then(|&i| cfg.numbers.get(i)) {
         return ReferTarget::Known(n.to.clone());
     }
@@ -99,6 +104,7 @@ impl Endpoint {
             refused => {
                 let phrase = match refused {
                     ReferTarget::Agent(_) => NO_AGENT_TRANSFER,
+                    ReferTarget::Attended => NO_ATTENDED,
                     _ => NO_TRUNK,
                 };
                 info!(call = %self.calls.call_id(ck), refer_to = ?refer_to, "transfer refused: {phrase}");
