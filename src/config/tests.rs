@@ -740,3 +740,43 @@ fn queue_log_is_relative_to_data_dir_or_absolute() {
     let errs = parse_str("[server]\nqueue_logs = \"x\"\n", base).unwrap_err();
     assert!(errs.0[0].to_string().contains("queue_logs"), "{errs:?}");
 }
+
+#[test]
+fn feature_codes_are_parsed_and_checked() {
+    let dir = setup();
+    let c = parse_in(
+        dir.path(),
+        &base_plus(
+            "[features]\npause = \"*45\"\nunpause = \"*46\"\npause_reasons = { \"1\" = \"lunch\", \"22\" = \"training\" }\n",
+        ),
+    )
+    .unwrap();
+    assert_eq!(c.features.pause.as_deref(), Some("*45"));
+    assert_eq!(c.features.unpause.as_deref(), Some("*46"));
+    assert_eq!(c.features.pause_reasons["22"], "training");
+    let none = parse_in(dir.path(), BASE).unwrap();
+    assert_eq!(none.features, Features::default());
+
+    let e = errs(&base_plus(
+        "[features]\npause = \"1500\"\nunpause = \"pause!\"\npause_reasons = { \"x\" = \"lunch\" }\n",
+    ));
+    has(
+        &e,
+        31,
+        9,
+        "features.pause `1500` is also a [[numbers]] number",
+    );
+    has(&e, 32, 11, "must be digits, `*` and `#` only");
+    has(&e, 33, 19, "pause reason code `x` must be digits");
+    let e = errs(&base_plus(
+        "[features]\npause = \"*4\"\nunpause = \"*46\"\n",
+    ));
+    has(
+        &e,
+        32,
+        11,
+        "features.unpause `*46` starts with the pause code `*4`",
+    );
+    let e = errs(&base_plus("[features]\npaus = \"*45\"\n"));
+    assert!(e.iter().any(|(_, _, m)| m.contains("unknown key")), "{e:?}");
+}

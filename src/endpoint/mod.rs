@@ -8,6 +8,7 @@ mod announce;
 mod call_table;
 mod calls;
 mod emit;
+mod features;
 mod ivr;
 mod media;
 mod mid_call;

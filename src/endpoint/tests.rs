@@ -12,6 +12,8 @@ use crate::sip::Peer;
 mod contacts;
 #[path = "tests_events.rs"]
 mod events;
+#[path = "tests_features.rs"]
+mod features;
 #[path = "tests_mid_call.rs"]
 mod mid_call;
 #[path = "tests_shards.rs"]
