@@ -687,6 +687,15 @@ fn diff_names_changes() {
         ]
     );
     assert_eq!(diff(&new, &old)[2], "agent 1002 removed");
+    let coded = parse_in(
+        dir.path(),
+        &base_plus("[features]\npause = \"*45\"\npause_reasons = { \"1\" = \"lunch\" }\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        diff(&old, &coded),
+        ["features changed: pause, pause_reasons"]
+    );
     // Keys read once at start say so; a changed route names old and new.
     let text = BASE
         .replace("prompts = \"p\"", "prompts = \"p\"\nqueue_log = \"ql\"")
