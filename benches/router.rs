@@ -84,6 +84,7 @@ fn config(agents: usize) -> AcdConfig {
                 announce_position_s: 0,
                 relax: vec![],
                 priority: (i % 3) as i32,
+                transfer_priority: 0,
                 service_level_s: 20,
                 service_level_target: 80,
             }

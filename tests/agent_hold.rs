@@ -1,7 +1,8 @@
 //! A baresip agent holds and resumes in the middle of a call, then tries a
 //! transfer: while held the caller hears the queue's music (not the agent,
 //! and the call is not cut off); after resume they hear each other again;
-//! sipacd declines the REFER without ending anything; the call record
+//! a transfer to an outside number is refused (403: no trunk) without
+//! ending anything; the call record
 //! counts the time on hold. Checked by tone frequency in the caller's
 //! recording.
 //!
@@ -27,7 +28,7 @@ const MUSIC_HZ: f64 = 400.0;
 const TONES: &[(char, f64, f64)] = &[('A', AGENT_HZ, 0.5), ('M', MUSIC_HZ, 0.4)];
 
 #[test]
-fn baresip_agent_holds_resumes_and_a_refer_does_not_drop_the_call() {
+fn baresip_agent_holds_resumes_and_a_refused_refer_does_not_drop_the_call() {
     if !baresip_or_skip() {
         return;
     }
@@ -78,24 +79,25 @@ fn baresip_agent_holds_resumes_and_a_refer_does_not_drop_the_call() {
     );
     std::thread::sleep(Duration::from_secs(3));
 
-    // A blind transfer: sipacd declines the REFER (603) and ends nothing.
-    // baresip 1.0's menu hangs its own call up when a transfer fails, so
-    // here the call ends by the agent's BYE, after the decline.
-    let r = agent_ctrl.command("transfer", &format!("sip:1600@127.0.0.1:{port}"));
+    // A blind transfer to an outside number: no trunk, so sipacd refuses
+    // the REFER (403) and ends nothing. baresip 1.0's menu hangs its own
+    // call up when a transfer fails, so here the call ends by the agent's
+    // BYE, after the refusal.
+    let r = agent_ctrl.command("transfer", &format!("sip:0049301234567@127.0.0.1:{port}"));
     assert_eq!(r["ok"], true, "transfer: {r}");
     assert!(
-        d.wait_for_log(WAIT, |l| l.contains("REFER declined")),
+        d.wait_for_log(WAIT, |l| l.contains("transfer refused")),
         "no REFER reached sipacd:\n{}",
         d.stderr()
     );
     assert!(
-        agent.wait_for_output(WAIT, |o| o.contains("603 Decline")),
-        "the agent's phone did not see the decline:\n{}",
+        agent.wait_for_output(WAIT, |o| o.contains("403")),
+        "the agent's phone did not see the refusal:\n{}",
         agent.output()
     );
     assert!(caller_ctrl.wait_event("CALL_CLOSED", WAIT).is_some());
     let log = d.stderr();
-    let declined = log.find("REFER declined").expect("declined");
+    let declined = log.find("transfer refused").expect("refused");
     let agent_bye = log.find("agent hung up").unwrap_or_else(|| {
         panic!("the call must end by the agent's own BYE, not by sipacd:\n{log}")
     });

@@ -347,7 +347,10 @@ fn a_data_dir_of_the_first_release_is_migrated_in_place() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2, "closed_by and agent_sessions, then hold_ms");
+    assert_eq!(
+        version, 3,
+        "closed_by and agent_sessions, then hold_ms, then legs"
+    );
     // Opening again changes nothing.
     drop(reader);
     let (again, _) = CdrStore::open(dir.path()).unwrap();

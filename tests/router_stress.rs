@@ -62,6 +62,7 @@ fn config() -> AcdConfig {
             priority: (i % 3) as i32,
             service_level_s: 20,
             service_level_target: 80,
+            transfer_priority: 0,
         })
         .collect::<Vec<_>>();
     AcdConfig {

@@ -43,6 +43,7 @@ fn queue(name: &str, s: &[(&str, u8)], strategy: Strategy) -> Queue {
         announce_position_s: 0,
         relax: vec![],
         priority: 0,
+        transfer_priority: 0,
         service_level_s: 20,
         service_level_target: 80,
     }

@@ -60,6 +60,14 @@ pub enum EventKind {
         agent: String,
         wait_s: f64,
     },
+    /// `agent` passed the call on (blind transfer) to `to`
+    /// (`queue:NAME`, `ivr:NAME.NODE`); it goes to wrap-up.
+    CallTransferred {
+        call: String,
+        queue: Option<String>,
+        agent: String,
+        to: String,
+    },
     /// The caller hung up before an agent answered.
     CallAbandoned {
         call: String,
@@ -165,6 +173,17 @@ pub fn live_events(ev: &Event) -> Vec<LiveEvent> {
             queue: queue.clone(),
             agent: agent.clone(),
             wait_s: ms_precision(waited.as_secs_f64()),
+        }],
+        Step::Transferred {
+            call,
+            queue,
+            agent,
+            to,
+        } => vec![EventKind::CallTransferred {
+            call: call_id(call),
+            queue: queue.clone(),
+            agent: agent.clone(),
+            to: to.clone(),
         }],
         Step::Diverted {
             call,

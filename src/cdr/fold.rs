@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::events::{unix_ms, CallRef, Ended, Event, EventKind};
 
-use super::record::UnixMs;
+use super::record::{AgentLegRecord, UnixMs};
 use super::{CallRecord, Disposition, HangupBy};
 
 /// What the record writer is given.
@@ -111,15 +111,35 @@ impl RecordFold {
                     r.queued_ms = Some(at);
                 }
             }
-            EventKind::Answered { call, agent, .. } => {
+            EventKind::Answered {
+                call, agent, queue, ..
+            } => {
                 if let Some(r) = self.open.get_mut(call) {
                     let first = r.answered_ms.is_none();
                     r.answered_ms.get_or_insert(at);
                     r.agent = Some(agent.clone());
+                    r.legs.push(AgentLegRecord {
+                        agent: agent.clone(),
+                        queue: queue.clone(),
+                        answered_ms: at,
+                        ended_ms: None,
+                        transferred_to: None,
+                    });
                     if first {
                         // The row written at arrival, now with the answer.
                         self.out.push_back(RecordOut::Call(Box::new(r.clone())));
                     }
+                }
+            }
+            EventKind::Transferred { call, to, .. } => {
+                if let Some(leg) = self
+                    .open
+                    .get_mut(call)
+                    .and_then(|r| r.legs.last_mut())
+                    .filter(|l| l.ended_ms.is_none())
+                {
+                    leg.ended_ms = Some(at);
+                    leg.transferred_to = Some(to.clone());
                 }
             }
             EventKind::Ended(end) => self.end(end, at),
@@ -164,6 +184,9 @@ impl RecordFold {
             rec.answered_ms = end.answered.map(unix_ms);
         }
         rec.ended_ms = Some(at);
+        for leg in rec.legs.iter_mut().filter(|l| l.ended_ms.is_none()) {
+            leg.ended_ms = Some(at);
+        }
         rec.hangup_by = Some(end.hangup_by);
         rec.disposition = end.disposition;
         self.out.push_back(RecordOut::Call(Box::new(rec)));

@@ -26,7 +26,9 @@ mod writer;
 
 pub use export::{to_csv, to_json};
 pub use queue_log::{QueueLogHandle, QueueLogWriter};
-pub use record::{AgentSession, CallRecord, Candidate, Disposition, HangupBy, RoutingDecision};
+pub use record::{
+    AgentLegRecord, AgentSession, CallRecord, Candidate, Disposition, HangupBy, RoutingDecision,
+};
 pub use report::{
     compute_report, render_text, text_table, AgentRow, Bucket, ClosedRow, QueueRow, Report,
     ReportOptions, SHORT_ABANDON_MS,

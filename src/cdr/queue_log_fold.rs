@@ -1,6 +1,6 @@
 //! Asterisk `queue_log` lines folded from the engine's event stream
 //! (`server.queue_log`): ENTERQUEUE, CONNECT, RINGNOANSWER, COMPLETE*,
-//! ABANDON, EXIT*, FULL, JOINUNAVAIL, AGENTLOGIN/OFF, PAUSE/UNPAUSE.
+//! ABANDON, BLINDTRANSFER, EXIT*, FULL, JOINUNAVAIL, AGENTLOGIN/OFF, PAUSE/UNPAUSE.
 //! Nothing here touches a file: [`QueueLogFold::poll`] hands the lines to
 //! the writer thread.
 
@@ -246,6 +246,35 @@ impl QueueLogFold {
                 self.stays.insert(call.clone(), s);
                 let data = vec![hold, agent_call_id.clone(), ring.to_string()];
                 self.line(wall, &call.call_id, &queue, agent, "CONNECT", data);
+            }
+            EventKind::Transferred {
+                call, agent, to, ..
+            } => {
+                // Asterisk: BLINDTRANSFER|extension|context|holdtime|calltime|origposition.
+                let Some(stay) = self.stays.remove(call) else {
+                    return;
+                };
+                let Some((_, at)) = &stay.answered else {
+                    return;
+                };
+                let hold = secs(at.saturating_duration_since(stay.entered));
+                let talk = secs(mono.saturating_duration_since(*at));
+                let (ext, ctx) = to.split_once(':').unwrap_or((to.as_str(), ""));
+                let data = vec![
+                    ctx.to_owned(),
+                    ext.to_owned(),
+                    hold,
+                    talk,
+                    stay.origpos.to_string(),
+                ];
+                self.line(
+                    wall,
+                    &call.call_id,
+                    &stay.queue,
+                    agent,
+                    "BLINDTRANSFER",
+                    data,
+                );
             }
             EventKind::Ended(end) => {
                 let Some(mut stay) = self.stays.remove(&end.call) else {

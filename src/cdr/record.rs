@@ -40,6 +40,25 @@ pub struct CallRecord {
     /// `queue:NAME` (a queue's `closed` redirect). After-hours demand.
     #[serde(default)]
     pub closed_by: Option<String>,
+    /// The agents who had the call, in order: one leg per answer, each
+    /// ended by a transfer (`transferred_to`) or by the end of the call.
+    #[serde(default)]
+    pub legs: Vec<AgentLegRecord>,
+}
+
+/// One agent's part of a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentLegRecord {
+    pub agent: String,
+    /// The queue the agent answered from.
+    pub queue: Option<String>,
+    pub answered_ms: UnixMs,
+    /// `None` while the agent is still on the call.
+    pub ended_ms: Option<UnixMs>,
+    /// Where the agent passed the call on to (`queue:NAME`,
+    /// `ivr:NAME.NODE`), if it did.
+    #[serde(default)]
+    pub transferred_to: Option<String>,
 }
 
 /// One span of an agent's logged-in time (any state but `logged_out` and
@@ -72,6 +91,7 @@ impl CallRecord {
             routing: None,
             hold_ms: 0,
             closed_by: None,
+            legs: Vec::new(),
         }
     }
 }

@@ -15,6 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
 
+#[path = "features.rs"]
+mod features;
+
 /// A day: the longest any duration in the file may be.
 const DAY: u64 = 86_400;
 /// The most calls, waiting callers, menu retries a file may ask for.
@@ -311,6 +314,7 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
     }
 
     check_loops(&mut ctx, &raw, &queues, &ivrs);
+    let features = features::compile(&mut ctx, &raw.features, &numbers);
 
     if ctx.errors.is_empty() {
         Ok(Config {
@@ -320,6 +324,7 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
             queues,
             numbers,
             ivrs,
+            features,
             source_path: path.to_path_buf(),
         })
     } else {
@@ -970,6 +975,7 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         announce_position_s,
         relax,
         priority: q.priority.unwrap_or(0),
+        transfer_priority: q.transfer_priority.unwrap_or(0),
         service_level_s: ctx.int(q.service_level_s.as_ref(), "service_level_s", 0..=DAY, 20),
         service_level_target,
     }

@@ -72,6 +72,10 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
         &mut out,
     );
     section("ivr", &old.ivrs, &new.ivrs, ivr_fields, &mut out);
+    let f = feature_fields(&old.features, &new.features);
+    if !f.is_empty() {
+        out.push(format!("features changed: {}", f.join(", ")));
+    }
     out
 }
 
@@ -82,6 +86,10 @@ macro_rules! changed {
         $( if $o.$f != $n.$f { v.push(stringify!($f).to_string()); } )*
         v
     }};
+}
+
+fn feature_fields(o: &super::Features, n: &super::Features) -> Vec<String> {
+    changed!(o, n; pause, unpause, pause_reasons)
 }
 
 fn schedule_fields(o: &Schedule, n: &Schedule) -> Vec<String> {
@@ -100,7 +108,7 @@ fn agent_fields(o: &Agent, n: &Agent) -> Vec<String> {
 fn queue_fields(o: &Queue, n: &Queue) -> Vec<String> {
     changed!(o, n; skills, strategy, schedule, closed, ring_timeout_s, wrapup_s,
         retry_s, max_wait_s, max_waiting, overflow, music, announce_position_s,
-        relax, priority, service_level_s)
+        relax, priority, transfer_priority, service_level_s)
 }
 
 fn ivr_fields(o: &Ivr, n: &Ivr) -> Vec<String> {

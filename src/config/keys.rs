@@ -4,7 +4,9 @@
 //! walked against the raw structs' field lists instead. The field lists come
 //! from the serde derives themselves, so they cannot drift from `raw`.
 
-use super::raw::{RawAgent, RawConfig, RawIvr, RawNode, RawNumber, RawQueue, RawRelax};
+use super::raw::{
+    RawAgent, RawConfig, RawFeatures, RawIvr, RawNode, RawNumber, RawQueue, RawRelax,
+};
 use super::raw::{RawSchedule, RawServer};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use std::fmt;
@@ -38,6 +40,7 @@ fn fields_at(path: &[Seg]) -> Option<&'static [&'static str]> {
     Some(match path {
         [] => fields_of::<RawConfig>(),
         [K("server")] => fields_of::<RawServer>(),
+        [K("features")] => fields_of::<RawFeatures>(),
         [K("schedules"), K(_)] => fields_of::<RawSchedule>(),
         [K("agents"), K(_)] => fields_of::<RawAgent>(),
         [K("queues"), K(_)] => fields_of::<RawQueue>(),

@@ -38,6 +38,18 @@ pub struct RawConfig {
     pub numbers: Vec<S<RawNumber>>,
     #[serde(default)]
     pub ivr: BTreeMap<S<String>, RawIvr>,
+    #[serde(default)]
+    pub features: RawFeatures,
+}
+
+/// `[features]`: the codes agents dial from their phones.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawFeatures {
+    pub pause: Option<S<String>>,
+    pub unpause: Option<S<String>>,
+    /// Digits dialled after the pause code -> the pause reason.
+    #[serde(default)]
+    pub pause_reasons: BTreeMap<S<String>, S<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -124,6 +136,7 @@ pub struct RawQueue {
     #[serde(default)]
     pub relax: Vec<S<RawRelax>>,
     pub priority: Option<i32>,
+    pub transfer_priority: Option<i32>,
     pub service_level_s: Option<S<u64>>,
     pub service_level_target: Option<S<RawShare>>,
 }

@@ -541,7 +541,7 @@ fn queue_defaults_and_values() {
         &base_plus(
             "[queues.full]\nskills = { billing = 6 }\nstrategy = \"fewest_calls\"\nschedule = \"office\"\nclosed = \"ivr:main.menu\"\n\
              ring_timeout_s = 20\nwrapup_s = 7\nretry_s = 2\nmax_wait_s = 100\nmax_waiting = 3\noverflow = \"hangup\"\nmusic = \"ulaw.wav\"\n\
-             relax = [{ after_s = 90, skills = { billing = 2 } }, { after_s = 30, skills = { billing = 4 } }]\npriority = 5\nservice_level_s = 15\nservice_level_target = 90\n",
+             relax = [{ after_s = 90, skills = { billing = 2 } }, { after_s = 30, skills = { billing = 4 } }]\npriority = 5\ntransfer_priority = 8\nservice_level_s = 15\nservice_level_target = 90\n",
         ),
     )
     .unwrap();
@@ -590,6 +590,7 @@ fn queue_defaults_and_values() {
         (20, 7, 2, 100, 3, 5)
     );
     assert_eq!((q.service_level_s, q.service_level_target), (15, 90));
+    assert_eq!((q.transfer_priority, d.transfer_priority), (8, 0));
 }
 
 #[test]
@@ -686,6 +687,15 @@ fn diff_names_changes() {
         ]
     );
     assert_eq!(diff(&new, &old)[2], "agent 1002 removed");
+    let coded = parse_in(
+        dir.path(),
+        &base_plus("[features]\npause = \"*45\"\npause_reasons = { \"1\" = \"lunch\" }\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        diff(&old, &coded),
+        ["features changed: pause, pause_reasons"]
+    );
     // Keys read once at start say so; a changed route names old and new.
     let text = BASE
         .replace("prompts = \"p\"", "prompts = \"p\"\nqueue_log = \"ql\"")
@@ -738,4 +748,44 @@ fn queue_log_is_relative_to_data_dir_or_absolute() {
     );
     let errs = parse_str("[server]\nqueue_logs = \"x\"\n", base).unwrap_err();
     assert!(errs.0[0].to_string().contains("queue_logs"), "{errs:?}");
+}
+
+#[test]
+fn feature_codes_are_parsed_and_checked() {
+    let dir = setup();
+    let c = parse_in(
+        dir.path(),
+        &base_plus(
+            "[features]\npause = \"*45\"\nunpause = \"*46\"\npause_reasons = { \"1\" = \"lunch\", \"22\" = \"training\" }\n",
+        ),
+    )
+    .unwrap();
+    assert_eq!(c.features.pause.as_deref(), Some("*45"));
+    assert_eq!(c.features.unpause.as_deref(), Some("*46"));
+    assert_eq!(c.features.pause_reasons["22"], "training");
+    let none = parse_in(dir.path(), BASE).unwrap();
+    assert_eq!(none.features, Features::default());
+
+    let e = errs(&base_plus(
+        "[features]\npause = \"1500\"\nunpause = \"pause!\"\npause_reasons = { \"x\" = \"lunch\" }\n",
+    ));
+    has(
+        &e,
+        31,
+        9,
+        "features.pause `1500` is also a [[numbers]] number",
+    );
+    has(&e, 32, 11, "must be digits, `*` and `#` only");
+    has(&e, 33, 19, "pause reason code `x` must be digits");
+    let e = errs(&base_plus(
+        "[features]\npause = \"*4\"\nunpause = \"*46\"\n",
+    ));
+    has(
+        &e,
+        32,
+        11,
+        "features.unpause `*46` starts with the pause code `*4`",
+    );
+    let e = errs(&base_plus("[features]\npaus = \"*45\"\n"));
+    assert!(e.iter().any(|(_, _, m)| m.contains("unknown key")), "{e:?}");
 }

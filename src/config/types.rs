@@ -23,6 +23,8 @@ pub struct Config {
     pub numbers: Vec<NumberRoute>,
     /// The `[ivr.NAME]` tables.
     pub ivrs: BTreeMap<String, Ivr>,
+    /// `[features]`: agents' feature codes.
+    pub features: Features,
     /// The file this was loaded from.
     pub source_path: PathBuf,
 }
@@ -282,6 +284,9 @@ pub struct Queue {
     pub relax: Vec<Relax>,
     /// Default 0; higher is served first.
     pub priority: i32,
+    /// The priority of a caller an agent transfers into this queue (blind
+    /// REFER); default 0, as a new caller. Higher is served first.
+    pub transfer_priority: i32,
     /// Default 20.
     pub service_level_s: u64,
     /// Percent of calls to answer within `service_level_s`, 1..=100;
@@ -292,6 +297,43 @@ pub struct Queue {
 /// `service_level_target` when the queue does not set it: the common 80/20
 /// goal (80 % of calls answered within `service_level_s`).
 pub const DEFAULT_SERVICE_LEVEL_TARGET: u8 = 80;
+
+/// `[features]`: codes an agent dials from its own registered phone.
+/// `None`: that feature has no code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    /// Pause; followed by a code of `pause_reasons`, pause with that reason.
+    pub pause: Option<String>,
+    pub unpause: Option<String>,
+    /// Reason code (digits) -> pause reason.
+    pub pause_reasons: BTreeMap<String, String>,
+}
+
+/// What a dialled feature code asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeatureAction {
+    Pause(Option<String>),
+    Unpause,
+    /// The pause code followed by digits that are no configured reason.
+    UnknownReason(String),
+}
+
+impl Features {
+    /// What dialling `number` asks for, if it is a feature code.
+    pub fn action(&self, number: &str) -> Option<FeatureAction> {
+        if self.unpause.as_deref() == Some(number) {
+            return Some(FeatureAction::Unpause);
+        }
+        let rest = number.strip_prefix(self.pause.as_deref()?)?;
+        if rest.is_empty() {
+            return Some(FeatureAction::Pause(None));
+        }
+        Some(match self.pause_reasons.get(rest) {
+            Some(r) => FeatureAction::Pause(Some(r.clone())),
+            None => FeatureAction::UnknownReason(rest.to_owned()),
+        })
+    }
+}
 
 /// `[[numbers]]`: what callers dial and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

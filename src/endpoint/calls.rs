@@ -10,8 +10,8 @@ use tracing::{debug, info, warn};
 use super::media::{media_of, MediaCommand};
 use super::{CallHandle, Endpoint, Now, ALLOW};
 use crate::call::{Call, CallAction, CallState};
-use crate::config::MediaEncryption;
 use crate::config::{Config, Credential, DigestAlgorithm};
+use crate::config::{MediaEncryption, Target};
 use crate::media::crypto_attr::answer_keys;
 use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::{Algorithm, Credentials, Registrar, RegistrarConfig};
@@ -271,15 +271,26 @@ impl Endpoint {
         let Some(number) = headers::request_user(&req) else {
             return self.reject_invite(&key, &req, 404, now);
         };
-        let route = self
-            .numbers
-            .get(&number)
-            .and_then(|&i| self.cfg.numbers.get(i));
-        let Some(route) = route else {
-            return self.reject_invite(&key, &req, 404, now);
+        let (target, ring, encryption) = match self.cfg.features.action(&number) {
+            // A feature code: answered, then hung up after the ACK.
+            Some(action) => match self.feature_code(&key, &req, from, action, now) {
+                Some(policy) => (Target::Hangup, Duration::ZERO, policy),
+                None => return,
+            },
+            None => {
+                let route = self
+                    .numbers
+                    .get(&number)
+                    .and_then(|&i| self.cfg.numbers.get(i));
+                let Some(route) = route else {
+                    return self.reject_invite(&key, &req, 404, now);
+                };
+                let ring = Duration::from_secs(route.ring_s);
+                (route.to.clone(), ring, route.media_encryption)
+            }
         };
-        let (target, ring) = (route.to.clone(), Duration::from_secs(route.ring_s));
-        let encryption = route.media_encryption;
+        // Not a caller: no record, no events of a call.
+        let feature = target == Target::Hangup;
         let offer = match req.body.is_empty() {
             true => None,
             false => match SdpOffer::parse(&req.body) {
@@ -341,7 +352,10 @@ impl Endpoint {
         }
         let ck = self.calls.insert((call_id, local_tag.clone()), call);
         self.invites.insert(ck, key.clone(), req.clone());
-        self.emit_arrived(ck, &req, now);
+        match self.calls.get_mut(ck) {
+            Some(c) if feature => c.reported = true,
+            _ => self.emit_arrived(ck, &req, now),
+        }
         if action.is_none() {
             let resp = headers::response_to(&req, 180, "Ringing", Some(&local_tag));
             self.respond(&key, resp, now);
@@ -358,6 +372,14 @@ impl Endpoint {
         }
         if let Some(c) = self.calls.get_mut(ck) {
             release_setup_place(&self.shared.setup, c);
+        }
+        if self
+            .calls
+            .get(ck)
+            .is_some_and(|c| c.target == Target::Hangup)
+        {
+            // A feature code's answer: done once the phone confirmed it.
+            return self.hang_up(ck, now);
         }
         self.start_ivr(ck, now);
         let direct_queue = self

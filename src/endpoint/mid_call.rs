@@ -1,7 +1,7 @@
 //! Requests inside an established call, from either leg: re-INVITE and
 //! UPDATE (new SDP — hold, resume, a codec change — or only a session
-//! refresh), REFER (refused without touching the call until transfer
-//! exists), and session timers (RFC 4028) on both legs: the phone's
+//! refresh), REFER (the agent's is a blind transfer, `transfer.rs`; the
+//! caller's is declined), and session timers (RFC 4028) on both legs: the phone's
 //! refreshes are answered, ours are sent by UPDATE, and a session whose
 //! refresher went quiet is hung up.
 //!
@@ -273,12 +273,14 @@ impl Endpoint {
         }
     }
 
-    /// REFER from either phone: transfer is not implemented yet, so it is
-    /// declined and the call goes on (RFC 3515 lets the recipient refuse).
+    /// REFER from either phone: the agent's is a blind transfer (see
+    /// `transfer.rs`); the caller's is declined and the call goes on
+    /// (RFC 3515 lets the recipient refuse).
     pub(super) fn on_refer(&mut self, key: TxKey, req: rsip::Request, now: Now) {
         match self.dialog_of(&req) {
-            Some((ck, side)) => {
-                info!(call = %self.calls.call_id(ck), ?side, "REFER declined: transfer is not supported; the call goes on");
+            Some((ck, Side::Agent)) => self.agent_refer(ck, key, req, now),
+            Some((ck, Side::Caller)) => {
+                info!(call = %self.calls.call_id(ck), "REFER from the caller declined; the call goes on");
                 self.reply(&key, &req, 603, now);
             }
             None if headers::to_tag(&req).is_some() => self.reply(&key, &req, 481, now),

@@ -8,6 +8,7 @@ mod announce;
 mod call_table;
 mod calls;
 mod emit;
+mod features;
 mod ivr;
 mod media;
 mod mid_call;
@@ -19,6 +20,7 @@ mod srtp;
 mod tally;
 #[cfg(test)]
 mod tests;
+mod transfer;
 mod views;
 
 use std::collections::HashMap;
@@ -49,7 +51,7 @@ type CallKey = (String, String);
 use call_table::CallHandle;
 
 /// Methods we implement; everything else gets 405 with this list.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE, REFER";
 
 pub struct Endpoint {
     cfg: Arc<Config>,

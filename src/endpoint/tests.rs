@@ -12,12 +12,16 @@ use crate::sip::Peer;
 mod contacts;
 #[path = "tests_events.rs"]
 mod events;
+#[path = "tests_features.rs"]
+mod features;
 #[path = "tests_mid_call.rs"]
 mod mid_call;
 #[path = "tests_shards.rs"]
 mod shards;
 #[path = "tests_srtp.rs"]
 mod srtp;
+#[path = "tests_transfer.rs"]
+mod transfer;
 
 const CONFIG: &str = r#"
 [server]

@@ -145,7 +145,7 @@ fn every_contact_form_of_an_agent_2xx_is_acked_at_its_uri() {
 
 /// Registers agent 1001 (password "secret") from `from` with `contact`
 /// through the endpoint's registrar: REGISTER, 401, digest answer, 200.
-fn register_1001(h: &mut Harness, from: Peer, contact: &str) {
+pub(super) fn register_1001(h: &mut Harness, from: Peer, contact: &str) {
     use crate::registrar::{parse_authorization, Algorithm};
     use rsip::message::HasHeaders;
     let register = |cseq: u32, auth: &str| {

@@ -1,6 +1,6 @@
 //! Mid-call requests from either leg: the agent's hold and resume, UPDATE,
-//! REFER declined without losing the call, session timers, and the checks
-//! every request passes first (420, 415).
+//! the caller's REFER declined without losing the call, session timers,
+//! and the checks every request passes first (420, 415).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +11,13 @@ use super::*;
 /// Our answer to the agent, then the agent's ACK: caller and agent bridged.
 /// Returns the agent leg's dialog lines (From/To/Call-ID as the agent sends
 /// them) and the two media legs.
-struct Bridged {
-    from_line: String,
-    to_line: String,
-    call_id_line: String,
-    caller_tag: String,
-    caller_leg: u64,
-    agent_leg: u64,
+pub(super) struct Bridged {
+    pub(super) from_line: String,
+    pub(super) to_line: String,
+    pub(super) call_id_line: String,
+    pub(super) caller_tag: String,
+    pub(super) caller_leg: u64,
+    pub(super) agent_leg: u64,
 }
 
 fn bridged(h: &mut Harness, call_id: &str) -> Bridged {
@@ -30,8 +30,19 @@ fn bridged(h: &mut Harness, call_id: &str) -> Bridged {
         })
         .expect("caller leg opened");
     let inv = requests_to(&out, agent(5080)).remove(0);
-    let out = h.send_from(agent(5080), &answer(&inv, 200, "agt", AGENT_SDP));
-    let ack = requests_to(&out, agent(5080)).remove(0).to_string();
+    answered_by(h, agent(5080), &inv, caller_tag, caller_leg)
+}
+
+/// The agent's phone at `phone` answers the offer `inv`: bridged.
+pub(super) fn answered_by(
+    h: &mut Harness,
+    phone: Peer,
+    inv: &rsip::Request,
+    caller_tag: String,
+    caller_leg: u64,
+) -> Bridged {
+    let out = h.send_from(phone, &answer(inv, 200, "agt", AGENT_SDP));
+    let ack = requests_to(&out, phone).remove(0).to_string();
     let agent_leg = media_cmds(h)
         .iter()
         .find_map(|c| match c {
@@ -60,7 +71,7 @@ const HOLD_SDP: &str = "v=0\r\no=- 2 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0
 const RESUME_SDP: &str = "v=0\r\no=- 2 4 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
 
 /// A request from the agent's phone in its dialog with us.
-fn from_agent(b: &Bridged, method: &str, cseq: u32, extra: &str, body: &str) -> String {
+pub(super) fn from_agent(b: &Bridged, method: &str, cseq: u32, extra: &str, body: &str) -> String {
     let ctype = if body.is_empty() {
         ""
     } else {
@@ -78,7 +89,7 @@ fn from_agent(b: &Bridged, method: &str, cseq: u32, extra: &str, body: &str) -> 
     )
 }
 
-fn responses_to(out: &[(Peer, rsip::SipMessage)], to: Peer) -> Vec<rsip::Response> {
+pub(super) fn responses_to(out: &[(Peer, rsip::SipMessage)], to: Peer) -> Vec<rsip::Response> {
     out.iter()
         .filter(|(p, _)| *p == to)
         .filter_map(|(_, m)| match m {
@@ -201,14 +212,15 @@ fn agent_hold_without_music_silences_the_caller_and_update_resumes() {
 }
 
 #[test]
-fn refer_from_the_agent_is_declined_and_the_call_goes_on() {
+fn refer_from_the_caller_is_declined_and_the_call_goes_on() {
     let mut h = Harness::new();
     let b = bridged(&mut h, "mr1");
-    let out = h.send_from(
-        agent(5080),
-        &from_agent(&b, "REFER", 1, "Refer-To: <sip:1501@127.0.0.1>\n", ""),
+    let refer = in_dialog("REFER", "1500", "mr1", &b.caller_tag, 2, "z9hG4bKr1").replace(
+        "Content-Length: 0",
+        "Refer-To: <sip:1501@127.0.0.1>\nContent-Length: 0",
     );
-    let codes: Vec<u16> = responses_to(&out, agent(5080))
+    let out = h.send_from(h.phone, &refer);
+    let codes: Vec<u16> = responses_to(&out, h.phone)
         .iter()
         .map(|r| r.status_code.code())
         .collect();

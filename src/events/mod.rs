@@ -130,6 +130,15 @@ pub enum EventKind {
         waited: Duration,
         rang: Duration,
     },
+    /// `agent`, on the call with the caller in `queue`, passed it on by a
+    /// blind transfer (REFER) to `to` (`queue:NAME` or `ivr:NAME.NODE`):
+    /// its leg is over and it goes to wrap-up; the caller enters `to`.
+    Transferred {
+        call: CallRef,
+        queue: Option<String>,
+        agent: String,
+        to: String,
+    },
     /// The router moved the caller out of `queue` without an agent.
     Diverted {
         call: CallRef,
@@ -188,6 +197,7 @@ impl EventKind {
             | EventKind::Offered { call, .. }
             | EventKind::RingNoAnswer { call, .. }
             | EventKind::Answered { call, .. }
+            | EventKind::Transferred { call, .. }
             | EventKind::Diverted { call, .. } => Some(call),
             EventKind::Ended(e) => Some(&e.call),
             EventKind::Rejected { .. }

@@ -92,6 +92,15 @@ impl MetricsFold {
                     self.calls.insert(call.clone(), stage);
                 }
             }
+            // The first agent's talk ends here; the caller's next queue
+            // (a `Queued` that follows) starts a new stage.
+            EventKind::Transferred { call, .. } => {
+                if let Some(Stage::Talking(agent, since)) = self.calls.remove(call) {
+                    let talked = ev.at.mono.saturating_duration_since(since);
+                    let c = self.handles.agent(m, &agent);
+                    c.talk_seconds.inc_by(talked.as_secs_f64());
+                }
+            }
             EventKind::Ended(end) => match self.calls.remove(&end.call) {
                 Some(Stage::Waiting(queue)) => {
                     self.handles.queue(m, &queue).abandoned.inc();

@@ -23,6 +23,7 @@
 //! sends. Blocks and failures count the same for made-up and real users.
 
 mod auth_log;
+mod authorize;
 mod bindings;
 mod contact;
 mod digest;

@@ -1,0 +1,267 @@
+//! Blind transfer (RFC 3515): an agent's REFER passes its caller on to a
+//! number sipacd serves (a queue or an IVR). The REFER is answered 202,
+//! the implicit subscription gets its NOTIFYs (`100 Trying`, then the
+//! outcome, RFC 3515 §2.4.4–5), and the agent's leg is hung up; the agent
+//! goes to wrap-up while the caller enters the target with its IVR
+//! variables, at the target queue's `transfer_priority`.
+//!
+//! Where a transfer may go is decided by [`refer_target`] alone (a pure
+//! function of the configuration), so it is tested without a call.
+
+use rsip::{Header, Method};
+use tracing::{debug, info};
+
+use super::media::MediaCommand;
+use super::{CallHandle, Endpoint, Now};
+use crate::call::agent::{AgentLeg, AgentLegState};
+use crate::config::{Config, Target};
+use crate::events::EventKind;
+use crate::sip::dialog::{set_body, LocalVia};
+use crate::sip::headers;
+use crate::sip::name_addr::NameAddr;
+use crate::sip::transaction::TxKey;
+
+/// Where a REFER's `Refer-To` leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferTarget {
+    /// A `[[numbers]]` entry: its queue or IVR.
+    Known(Target),
+    /// A configured agent's id: offering to one agent is not supported.
+    Agent(String),
+    /// A `Refer-To` with `Replaces` (RFC 3891): an attended transfer.
+    Attended,
+    /// Anything else would need a trunk, and none is configured.
+    Outside,
+    /// No usable `Refer-To` (missing, unparsable, not a SIP URI).
+    Unreadable,
+}
+
+/// The 403 reason phrases a refused transfer carries.
+pub const NO_TRUNK: &str = "Forbidden (no trunk is configured for outside numbers)";
+pub const NO_AGENT_TRANSFER: &str = "Forbidden (transfer to an agent is not supported)";
+pub const NO_ATTENDED: &str = "Forbidden (attended transfer is not supported)";
+
+/// Where `refer_to` (a `Refer-To` value) leads under `cfg`. `numbers`
+/// indexes `cfg.numbers` by number.
+pub fn refer_target(
+    cfg: &Config,
+    numbers: &std::collections::HashMap<String, usize>,
+    refer_to: Option<&str>,
+) -> ReferTarget {
+    let Some(addr) = refer_to.and_then(|v| NameAddr::parse(v).ok()) else {
+        return ReferTarget::Unreadable;
+    };
+    let Some(user) = addr.user() else {
+        return ReferTarget::Unreadable;
+    };
+    let attended = refer_to.is_some_and(|v| v.to_ascii_lowercase().contains("replaces="));
+    if attended {
+        return ReferTarget::Attended;
+    }
+    if let Some(n) = numbers.get(user).and_then(|&i| cfg.numbers.get(i)) {
+        return ReferTarget::Known(n.to.clone());
+    }
+    if cfg.agents.contains_key(user) {
+        return ReferTarget::Agent(user.to_owned());
+    }
+    ReferTarget::Outside
+}
+
+/// How a target is written in events and records.
+fn target_name(t: &Target) -> String {
+    match t {
+        Target::Queue(q) => format!("queue:{q}"),
+        Target::Ivr { ivr, node } => format!("ivr:{ivr}.{node}"),
+        Target::Hangup => "hangup".into(),
+    }
+}
+
+impl Endpoint {
+    /// A REFER from the agent's phone on a bridged call.
+    pub(super) fn agent_refer(&mut self, ck: CallHandle, key: TxKey, req: rsip::Request, now: Now) {
+        let connected = self
+            .calls
+            .get_mut(ck)
+            .and_then(|c| c.agent.as_mut())
+            .filter(|l| l.state == AgentLegState::Connected)
+            .and_then(|l| l.dialog.as_mut())
+            .map(|d| d.on_remote_request(&req));
+        match connected {
+            None => return self.reply(&key, &req, 481, now),
+            Some(Err(e)) => {
+                debug!(call = %self.calls.call_id(ck), error = %e, "REFER out of order");
+                return self.reply(&key, &req, 500, now);
+            }
+            Some(Ok(())) => {}
+        }
+        let refer_to = headers::header_value(&req, "Refer-To");
+        let target = match refer_target(&self.cfg, &self.numbers, refer_to.as_deref()) {
+            ReferTarget::Known(t) => t,
+            ReferTarget::Unreadable => {
+                let resp = headers::response_to(&req, 400, "Bad Refer-To", None);
+                return self.respond(&key, resp, now);
+            }
+            refused => {
+                let phrase = match refused {
+                    ReferTarget::Agent(_) => NO_AGENT_TRANSFER,
+                    ReferTarget::Attended => NO_ATTENDED,
+                    _ => NO_TRUNK,
+                };
+                info!(call = %self.calls.call_id(ck), refer_to = ?refer_to, "transfer refused: {phrase}");
+                let resp = headers::response_to(&req, 403, phrase, None);
+                return self.respond(&key, resp, now);
+            }
+        };
+        let mut accepted = headers::response_to(&req, 202, "Accepted", None);
+        if let Some(peer) = self
+            .calls
+            .get(ck)
+            .and_then(|c| c.agent.as_ref())
+            .map(|a| a.peer)
+        {
+            let contact = self.contact_for(peer, "sipacd");
+            accepted.headers.push(Header::Contact(contact.into()));
+        }
+        self.respond(&key, accepted, now);
+        self.notify_transferor(ck, "100 Trying", false, now);
+        self.blind_transfer(ck, target, now);
+    }
+
+    /// Passes the caller of `ck` on to `target`: the agent's leg is taken
+    /// off the call (wrap-up), the caller enters the target, and the agent
+    /// hears how it went before its leg is hung up.
+    fn blind_transfer(&mut self, ck: CallHandle, target: Target, now: Now) {
+        let Some(call) = self.calls.get_mut(ck) else {
+            return;
+        };
+        let Some(mut leg) = call.agent.take() else {
+            return;
+        };
+        // The agent's hold ends with its leg; a caller's own hold goes on.
+        call.hold.set(true, false, now.mono);
+        let acd = call.acd.take();
+        let cref = call.cref.clone();
+        let from_queue = call.queue().map(str::to_owned);
+        if let Some(d) = leg.dialog.as_ref() {
+            self.agent_dialogs
+                .remove(&(d.call_id.clone(), d.local_tag.clone()));
+        }
+        if let Some(l) = leg.leg.take() {
+            self.legs.remove(&l);
+            self.media(MediaCommand::Close { leg: l });
+        }
+        let to = target_name(&target);
+        info!(call = %self.calls.call_id(ck), agent = %leg.agent_id, %to, "blind transfer");
+        self.emit(
+            EventKind::Transferred {
+                call: cref,
+                queue: from_queue,
+                agent: leg.agent_id.clone(),
+                to,
+            },
+            now,
+        );
+        self.touch_agent(&leg.agent_id);
+        if let Some(acd) = acd {
+            self.acd_calls.remove(&acd);
+            let r = self.timed(|r| r.call_ended(leg.agent_ref(), acd, now.mono));
+            self.acd_result(r, now);
+        }
+        match target {
+            Target::Queue(q) => {
+                let prio = self.cfg.queues.get(&q).map_or(0, |c| c.transfer_priority);
+                self.enter_queue(ck, &q, prio, now);
+            }
+            t @ Target::Ivr { .. } => self.resume_ivr(ck, t, now),
+            Target::Hangup => self.hang_up(ck, now),
+        }
+        let outcome = match self.calls.get(ck) {
+            Some(c) if !c.reported => "200 OK",
+            _ => "503 Service Unavailable",
+        };
+        self.finish_transferor(leg, outcome, now);
+    }
+
+    /// The last NOTIFY to the transferor, then the BYE that ends its leg.
+    fn finish_transferor(&mut self, mut leg: AgentLeg, status: &str, now: Now) {
+        let Some(dialog) = leg.dialog.as_mut() else {
+            return;
+        };
+        let local = self.agent_via(leg.peer);
+        let contact = self.contact_for(leg.peer, "sipacd");
+        let notify = notify_request(
+            dialog.new_request(Method::Notify, &local),
+            &contact,
+            status,
+            true,
+        );
+        let _ = self.txn.send_request(notify, leg.peer, now.mono);
+        let bye = dialog.new_request(Method::Bye, &local);
+        let _ = self.txn.send_request(bye, leg.peer, now.mono);
+        leg.state = AgentLegState::Ending;
+    }
+
+    /// Our Via for a request to the agent's phone at `peer`.
+    fn agent_via(&self, peer: crate::sip::Peer) -> LocalVia {
+        LocalVia {
+            transport: peer.transport,
+            host: self.cfg.server.advertise.to_string(),
+            port: self.listen_port(peer.transport),
+        }
+    }
+
+    /// A NOTIFY on the agent leg's dialog while the agent is still on it.
+    fn notify_transferor(&mut self, ck: CallHandle, status: &str, last: bool, now: Now) {
+        let Some(peer) = self
+            .calls
+            .get(ck)
+            .and_then(|c| c.agent.as_ref())
+            .map(|l| l.peer)
+        else {
+            return;
+        };
+        let local = self.agent_via(peer);
+        let contact = self.contact_for(peer, "sipacd");
+        let Some(dialog) = self
+            .calls
+            .get_mut(ck)
+            .and_then(|c| c.agent.as_mut())
+            .and_then(|l| l.dialog.as_mut())
+        else {
+            return;
+        };
+        let notify = notify_request(
+            dialog.new_request(Method::Notify, &local),
+            &contact,
+            status,
+            last,
+        );
+        let _ = self.txn.send_request(notify, peer, now.mono);
+    }
+}
+
+/// `req` (a fresh in-dialog NOTIFY) with the refer event package's
+/// headers and a `message/sipfrag` body holding `status`.
+fn notify_request(
+    mut req: rsip::Request,
+    contact: &str,
+    status: &str,
+    last: bool,
+) -> rsip::Request {
+    let state = if last {
+        "terminated;reason=noresource"
+    } else {
+        "active;expires=60"
+    };
+    req.headers.push(Header::Contact(contact.into()));
+    req.headers
+        .push(Header::Other("Event".into(), "refer".into()));
+    req.headers
+        .push(Header::Other("Subscription-State".into(), state.into()));
+    set_body(
+        &mut req,
+        "message/sipfrag;version=2.0",
+        format!("SIP/2.0 {status}\r\n").into_bytes(),
+    );
+    req
+}
