@@ -86,6 +86,8 @@ fn config(agents: usize) -> AcdConfig {
                 priority: (i % 3) as i32,
                 service_level_s: 20,
                 service_level_target: 80,
+                record: Default::default(),
+                record_prompt: None,
             }
         })
         .collect::<Vec<_>>();

@@ -62,6 +62,8 @@ fn config() -> AcdConfig {
             priority: (i % 3) as i32,
             service_level_s: 20,
             service_level_target: 80,
+            record: Default::default(),
+            record_prompt: None,
         })
         .collect::<Vec<_>>();
     AcdConfig {

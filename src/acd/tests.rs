@@ -45,6 +45,8 @@ fn queue(name: &str, s: &[(&str, u8)], strategy: Strategy) -> Queue {
         priority: 0,
         service_level_s: 20,
         service_level_target: 80,
+        record: Default::default(),
+        record_prompt: None,
     }
 }
 

@@ -122,6 +122,14 @@ impl RecordFold {
                     }
                 }
             }
+            EventKind::RecordingStarted { call, path } => {
+                if let Some(r) = self.open.get_mut(call) {
+                    r.recording = Some(path.clone());
+                    // Written now, so a crash mid-call still leaves the
+                    // link to the file it was writing.
+                    self.out.push_back(RecordOut::Call(Box::new(r.clone())));
+                }
+            }
             EventKind::Ended(end) => self.end(end, at),
             EventKind::AgentState { agent, state, .. } => {
                 self.out.push_back(RecordOut::Session {
@@ -135,7 +143,8 @@ impl RecordFold {
             | EventKind::RingNoAnswer { .. }
             | EventKind::Diverted { .. }
             | EventKind::AgentReachable { .. }
-            | EventKind::AgentPaused { .. } => {}
+            | EventKind::AgentPaused { .. }
+            | EventKind::RecordingEnded { .. } => {}
         }
     }
 

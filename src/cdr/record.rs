@@ -40,6 +40,11 @@ pub struct CallRecord {
     /// `queue:NAME` (a queue's `closed` redirect). After-hours demand.
     #[serde(default)]
     pub closed_by: Option<String>,
+    /// The call's recording, relative to `server.data_dir`
+    /// (`recordings/YYYY-MM-DD/CALL.wav`); served by
+    /// `GET /api/v1/calls/ID/recording`.
+    #[serde(default)]
+    pub recording: Option<String>,
 }
 
 /// One span of an agent's logged-in time (any state but `logged_out` and
@@ -72,6 +77,7 @@ impl CallRecord {
             routing: None,
             hold_ms: 0,
             closed_by: None,
+            recording: None,
         }
     }
 }

@@ -33,7 +33,7 @@ CREATE INDEX IF NOT EXISTS calls_in_progress ON calls(disposition)
 /// What each schema version (`PRAGMA user_version`) adds to the one
 /// before: version 0 is [`SCHEMA`], the first release's. A file of any
 /// older version is brought up to date when it is opened; its rows stay.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     // 1: after-hours demand and agents' logged-in time.
     "
 ALTER TABLE calls ADD COLUMN closed_by TEXT;
@@ -47,11 +47,13 @@ CREATE INDEX agent_sessions_login ON agent_sessions(login_ms);
 ",
     // 2: time on hold from either leg (re-INVITE/UPDATE hold), in ms.
     "ALTER TABLE calls ADD COLUMN hold_ms INTEGER NOT NULL DEFAULT 0;",
+    // 3: the call's recording, relative to data_dir.
+    "ALTER TABLE calls ADD COLUMN recording TEXT;",
 ];
 
 const COLUMNS: &str = "id, caller, number, ivr_path, variables, queue, arrived_ms, \
     queued_ms, offered_ms, answered_ms, ended_ms, agent, disposition, hangup_by, routing, \
-    closed_by, hold_ms";
+    closed_by, hold_ms, recording";
 
 /// An agent's logged-in state changed (see [`CdrStore::write_sessions`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +223,7 @@ impl CdrStore {
         {
             let mut stmt = tx.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO calls ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
             ))?;
             for r in records {
                 let routing = match &r.routing {
@@ -246,6 +248,7 @@ impl CdrStore {
                     routing,
                     r.closed_by,
                     r.hold_ms,
+                    r.recording,
                 ])?;
             }
         }
@@ -316,6 +319,7 @@ struct RawRow {
     routing: Option<String>,
     closed_by: Option<String>,
     hold_ms: i64,
+    recording: Option<String>,
 }
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -337,6 +341,7 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         routing: r.get(14)?,
         closed_by: r.get(15)?,
         hold_ms: r.get(16)?,
+        recording: r.get(17)?,
     })
 }
 
@@ -382,6 +387,7 @@ impl RawRow {
             routing,
             closed_by: self.closed_by,
             hold_ms: self.hold_ms,
+            recording: self.recording,
         })
     }
 }
@@ -438,16 +444,15 @@ INSERT INTO calls (id, caller, number, arrived_ms, ended_ms, disposition, hangup
         assert_eq!(version as usize, MIGRATIONS.len());
         let old = store.get("old-1").expect("read").expect("row kept");
         assert_eq!(old.hold_ms, 0);
+        assert_eq!(old.recording, None);
         assert_eq!(old.caller, "555");
         let mut rec = CallRecord::arrival("new-1", "556", "1500", 2000);
         rec.hold_ms = 1500;
-        store.write_batch(&[rec]).expect("write");
+        rec.recording = Some("recordings/2027-01-15/new-1.wav".into());
+        store.write_batch(&[rec.clone()]).expect("write");
         drop(store);
         // Opening again runs no step twice.
         let (store, _) = CdrStore::open(dir.path()).expect("reopen");
-        assert_eq!(
-            store.get("new-1").expect("read").expect("row").hold_ms,
-            1500
-        );
+        assert_eq!(store.get("new-1").expect("read").expect("row"), rec);
     }
 }

@@ -5,6 +5,7 @@
 pub mod control;
 pub mod media;
 pub mod observers;
+pub mod recorder;
 pub mod shards;
 pub mod status;
 pub mod tcp_policy;

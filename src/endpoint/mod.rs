@@ -13,6 +13,7 @@ mod media;
 mod mid_call;
 mod outbound;
 mod qualify;
+mod recording;
 mod routing;
 mod shard;
 mod srtp;
