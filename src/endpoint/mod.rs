@@ -36,6 +36,7 @@ use crate::sip::Peer;
 
 pub use crate::events::Now;
 pub use media::{LegId, MediaCommand, MediaEvent};
+pub use recording::{recording_path, RECORDINGS_DIR};
 pub use shard::{
     owner_of_output, raw_call_id, shard_of_call_id, shard_of_id, stand_in_router, ShardId, Shared,
 };
