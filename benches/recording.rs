@@ -59,7 +59,7 @@ fn leg(now: Instant) -> Leg {
 /// the time the media task spent.
 fn media_task(recorder: Option<(&Recorder, &std::path::Path)>) -> Duration {
     let t0 = Instant::now();
-    let (mut a, mut b) = (leg(t0), leg(t0));
+    let mut legs = [leg(t0), leg(t0)];
     let from_a: SocketAddr = "10.0.0.1:4000".parse().unwrap();
     let from_b: SocketAddr = "10.0.0.2:4000".parse().unwrap();
     let payload: Vec<u8> = (0..160).map(|i| i as u8).collect();
@@ -70,10 +70,13 @@ fn media_task(recorder: Option<(&Recorder, &std::path::Path)>) -> Duration {
     let start = Instant::now();
     for i in 0..CALL_SECONDS * PACKETS_PER_SIDE {
         let now = t0 + Duration::from_millis(u64::from(i) * 20);
-        for (me, other, from, ch, ssrc) in [
-            (&mut a, &mut b, from_a, Channel::Left, 7),
-            (&mut b, &mut a, from_b, Channel::Right, 9),
-        ] {
+        for (dir, from, ch, ssrc) in [(0, from_a, Channel::Left, 7), (1, from_b, Channel::Right, 9)] {
+            let (first, second) = legs.split_at_mut(1);
+            let (me, other) = if dir == 0 {
+                (&mut first[0], &mut second[0])
+            } else {
+                (&mut second[0], &mut first[0])
+            };
             let pkt = Bytes::from(rtp(i as u16, i * 160, ssrc, &payload));
             let relayed = me.relay_to(other, from, &pkt, now, &mut out);
             if let (true, Some((r, _))) = (relayed, recorder) {
