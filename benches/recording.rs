@@ -70,7 +70,10 @@ fn media_task(recorder: Option<(&Recorder, &std::path::Path)>) -> Duration {
     let start = Instant::now();
     for i in 0..CALL_SECONDS * PACKETS_PER_SIDE {
         let now = t0 + Duration::from_millis(u64::from(i) * 20);
-        for (dir, from, ch, ssrc) in [(0, from_a, Channel::Left, 7), (1, from_b, Channel::Right, 9)] {
+        for (dir, from, ch, ssrc) in [
+            (0, from_a, Channel::Left, 7),
+            (1, from_b, Channel::Right, 9),
+        ] {
             let (first, second) = legs.split_at_mut(1);
             let (me, other) = if dir == 0 {
                 (&mut first[0], &mut second[0])

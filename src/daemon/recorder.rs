@@ -161,11 +161,10 @@ fn finish(mut o: Open, lost: u64, out: &mut Vec<i16>) {
     out.clear();
     o.align.finish(out);
     let stats = o.align.stats();
-    let done = o
-        .wav
-        .write(out)
-        .and_then(|()| Ok(o.wav.frames()))
-        .and_then(|frames| o.wav.finish().map(|_| frames));
+    let done = o.wav.write(out).and_then(|()| {
+        let frames = o.wav.frames();
+        o.wav.finish().map(|_| frames)
+    });
     match done {
         Ok(frames) => info!(
             path = %o.path.display(),
