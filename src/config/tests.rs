@@ -747,10 +747,8 @@ fn record_is_none_all_or_a_percentage_and_its_prompt_is_checked() {
         dir.path(),
         &base_plus(
             "[queues.a]\nrecord = \"all\"\nrecord_prompt = \"menu.wav\"\n\
-             [queues.n]\nrecord = \"none\"\n[queues.p]\nrecord = 25\n\
-             [server.x]\n",
-        )
-        .replace("\n[server.x]\n", "\n"),
+             [queues.n]\nrecord = \"none\"\n[queues.p]\nrecord = 25\n",
+        ),
     )
     .unwrap();
     assert_eq!(c.queues["a"].record, RecordPolicy::All);
@@ -783,5 +781,8 @@ fn retention_days_is_read_and_bounded() {
     let c = parse_in(dir.path(), &text).unwrap();
     assert_eq!(c.server.retention_days, 90);
     let e = errs(&base_plus("").replacen("[server]\n", "[server]\nretention_days = 40000\n", 1));
-    assert!(e.iter().any(|(_, _, m)| m.contains("retention_days")), "{e:?}");
+    assert!(
+        e.iter().any(|(_, _, m)| m.contains("retention_days")),
+        "{e:?}"
+    );
 }
