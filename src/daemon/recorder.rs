@@ -26,6 +26,11 @@ use crate::media::wav_out::WavWriter;
 /// of 50 recorded calls.
 pub const MAX_QUEUED: usize = 8192;
 
+/// The header of a recording in progress is brought up to date every this
+/// many frames (10 s): a process killed mid-call leaves a file that plays
+/// to within 10 s of its end.
+const CHECKPOINT_FRAMES: u64 = 10 * 8000;
+
 /// One recording, as the media task numbers it.
 pub type RecordingId = u64;
 
@@ -132,7 +137,14 @@ fn run(rx: mpsc::Receiver<Msg>, queued: Arc<AtomicUsize>) {
                 o.align.push(f.channel, f.arrival, f.ssrc, f.ts, &pcm);
                 out.clear();
                 if o.align.drain_ready(&mut out) > 0 {
-                    if let Err(e) = o.wav.write(&out) {
+                    let before = o.wav.frames() / CHECKPOINT_FRAMES;
+                    let written = o.wav.write(&out).and_then(|()| {
+                        if o.wav.frames() / CHECKPOINT_FRAMES > before {
+                            o.wav.checkpoint()?;
+                        }
+                        Ok(())
+                    });
+                    if let Err(e) = written {
                         warn!(path = %o.path.display(), error = %e, "recording stopped: write failed");
                         open.remove(&f.id);
                     }

@@ -1,8 +1,8 @@
 //! Writing a 16-bit PCM WAV file of any channel count at 8 kHz: a header
 //! with placeholder sizes first, the samples as they come, and the sizes
-//! patched in at the end (a file cut off by a crash still plays up to its
-//! header's claim of zero length in strict players, and fully in those that
-//! read to the end of the file).
+//! patched in at checkpoints and at the end (a file cut off by a crash
+//! plays up to its last checkpoint in strict players, and fully in those
+//! that read to the end of the file).
 
 use std::io::{self, Seek, SeekFrom, Write};
 
@@ -73,13 +73,18 @@ impl<W: Write + Seek> WavWriter<W> {
         u64::from(self.data_len) / (2 * u64::from(self.channels))
     }
 
-    /// Patches the sizes into the header and hands the writer back.
-    pub fn finish(mut self) -> io::Result<W> {
+    /// Writes the sizes of what was written so far into the header.
+    pub fn checkpoint(&mut self) -> io::Result<()> {
         self.out.flush()?;
         self.out.seek(SeekFrom::Start(0))?;
         self.out.write_all(&header(self.channels, self.data_len))?;
         self.out.seek(SeekFrom::End(0))?;
-        self.out.flush()?;
+        self.out.flush()
+    }
+
+    /// Patches the sizes into the header and hands the writer back.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.checkpoint()?;
         Ok(self.out)
     }
 }
@@ -114,6 +119,24 @@ mod tests {
         );
         assert_eq!(&bytes[44..48], &[1, 0, 0xFF, 0xFF]);
         assert_eq!(&bytes[52..56], &[0xFF, 0x7F, 0x00, 0x80]);
+    }
+
+    #[test]
+    fn a_checkpoint_makes_what_was_written_so_far_a_whole_file() {
+        let mut w = WavWriter::new(Cursor::new(Vec::new()), 1).expect("header");
+        w.write(&[3; 160]).expect("write");
+        w.checkpoint().expect("checkpoint");
+        w.write(&[4; 80]).expect("write after");
+        let bytes = w.out.get_ref().clone();
+        // As a crash would leave it: the header says the first 160.
+        assert_eq!(parse(&bytes).expect("valid wav").data_len, 320);
+        assert_eq!(
+            bytes.len(),
+            44 + 480,
+            "later samples appended, not overwritten"
+        );
+        let done = w.finish().expect("finish").into_inner();
+        assert_eq!(parse(&done).expect("valid wav").data_len, 480);
     }
 
     #[test]
