@@ -87,6 +87,8 @@ fn config(agents: usize) -> AcdConfig {
                 transfer_priority: 0,
                 service_level_s: 20,
                 service_level_target: 80,
+                record: Default::default(),
+                record_prompt: None,
             }
         })
         .collect::<Vec<_>>();

@@ -139,6 +139,10 @@ pub struct Metrics {
     pub sip_dropped: Family<ReasonLabel, Counter>,
     pub rtp_relayed: Counter,
     pub rtp_dropped: Family<ReasonLabel, Counter>,
+    /// Recordings started, and RTP packets a recording lost because its
+    /// writer lagged (the relayed audio never waits for it).
+    pub recordings: Counter,
+    pub recording_lost: Counter,
     pub routing_seconds: AtomicHistogram,
     /// Router calls per signalling shard (each runs on its own task).
     pub shard_decisions: Family<ShardLabel, Counter>,
@@ -193,6 +197,8 @@ impl Default for Metrics {
             sip_dropped: Family::default(),
             rtp_relayed: Counter::default(),
             rtp_dropped: Family::default(),
+            recordings: Counter::default(),
+            recording_lost: Counter::default(),
             routing_seconds: AtomicHistogram::new(ROUTING_BUCKETS),
             shard_decisions: Family::default(),
             shard_handovers: Counter::default(),
@@ -759,6 +765,16 @@ impl Metrics {
             "rtp_relayed_packets",
             "RTP packets relayed from one call leg to the other",
             self.rtp_relayed.clone(),
+        );
+        reg.register(
+            "recordings",
+            "Calls whose recording started",
+            self.recordings.clone(),
+        );
+        reg.register(
+            "recording_lost_packets",
+            "RTP packets left out of a recording because its writer lagged (the relayed audio is unaffected)",
+            self.recording_lost.clone(),
         );
         let rtp_dropped = self.rtp_dropped.clone();
         for reason in RTP_DROP_REASONS {

@@ -63,6 +63,8 @@ fn config() -> AcdConfig {
             service_level_s: 20,
             service_level_target: 80,
             transfer_priority: 0,
+            record: Default::default(),
+            record_prompt: None,
         })
         .collect::<Vec<_>>();
     AcdConfig {

@@ -46,6 +46,8 @@ fn queue(name: &str, s: &[(&str, u8)], strategy: Strategy) -> Queue {
         transfer_priority: 0,
         service_level_s: 20,
         service_level_target: 80,
+        record: Default::default(),
+        record_prompt: None,
     }
 }
 

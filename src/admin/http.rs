@@ -70,6 +70,7 @@ pub fn router_with_status(
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/agents/:id/state", post(set_agent_state))
         .route("/api/v1/calls", get(calls))
+        .route("/api/v1/calls/:id/recording", get(recording))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/cdr", get(cdr))
         .route("/api/v1/plan", get(plan_json))
@@ -374,6 +375,49 @@ async fn cdr(
             to_json(&records),
         )
             .into_response()
+    }
+}
+
+/// `GET /api/v1/calls/ID/recording`: the call's WAV, as its record links
+/// it; 404 when the call has no record, was not recorded, or its file is
+/// gone (`retention_days`).
+async fn recording(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(dir) = st.cfg.cdr_dir.clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "call records are not enabled",
+        );
+    };
+    let d = dir.clone();
+    let rec =
+        tokio::task::spawn_blocking(move || CdrStore::open_reader(&d).and_then(|s| s.get(&id)))
+            .await;
+    let rel = match rec {
+        Ok(Ok(Some(r))) => match r.recording {
+            Some(rel) => rel,
+            None => return error(StatusCode::NOT_FOUND, "this call was not recorded"),
+        },
+        Ok(Ok(None)) => return error(StatusCode::NOT_FOUND, "no such call"),
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    // The record names a file under data_dir, never outside it.
+    let rel_path = std::path::Path::new(&rel);
+    let inside = rel_path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !inside {
+        return error(
+            StatusCode::NOT_FOUND,
+            "recording path is not under data_dir",
+        );
+    }
+    match tokio::fs::read(dir.join(rel_path)).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "audio/wav")], bytes).into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            error(StatusCode::NOT_FOUND, "recording file is gone")
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

@@ -234,7 +234,9 @@ pub fn live_events(ev: &Event) -> Vec<LiveEvent> {
         Step::IvrClosed { .. }
         | Step::RingNoAnswer { .. }
         | Step::AgentReachable { .. }
-        | Step::AgentPaused { .. } => Vec::new(),
+        | Step::AgentPaused { .. }
+        | Step::RecordingStarted { .. }
+        | Step::RecordingEnded { .. } => Vec::new(),
     };
     kinds
         .into_iter()

@@ -89,6 +89,11 @@ pub struct Call {
     /// It holds one of its source's places in setup (until the ACK or its
     /// end; see `flood::SetupCounts`).
     pub in_setup: bool,
+    /// The recording chosen for this call once bridged, relative to
+    /// `data_dir`; taken when its end is reported.
+    pub recording: Option<String>,
+    /// The recording notice plays to the caller: bridge when it ends.
+    pub bridge_after_prompt: bool,
 }
 
 /// Time on hold, from either leg's re-INVITE or UPDATE.
@@ -187,6 +192,8 @@ impl Call {
             hangup_by: None,
             reported: false,
             in_setup: false,
+            recording: None,
+            bridge_after_prompt: false,
         };
         let action = call.on_timeout(now);
         (call, action)

@@ -142,6 +142,14 @@ impl RecordFold {
                     leg.transferred_to = Some(to.clone());
                 }
             }
+            EventKind::RecordingStarted { call, path } => {
+                if let Some(r) = self.open.get_mut(call) {
+                    r.recording = Some(path.clone());
+                    // Written now, so a crash mid-call still leaves the
+                    // link to the file it was writing.
+                    self.out.push_back(RecordOut::Call(Box::new(r.clone())));
+                }
+            }
             EventKind::Ended(end) => self.end(end, at),
             EventKind::AgentState { agent, state, .. } => {
                 self.out.push_back(RecordOut::Session {
@@ -155,7 +163,8 @@ impl RecordFold {
             | EventKind::RingNoAnswer { .. }
             | EventKind::Diverted { .. }
             | EventKind::AgentReachable { .. }
-            | EventKind::AgentPaused { .. } => {}
+            | EventKind::AgentPaused { .. }
+            | EventKind::RecordingEnded { .. } => {}
         }
     }
 

@@ -325,7 +325,9 @@ impl QueueLogFold {
             | EventKind::Rejected { .. }
             | EventKind::IvrStep { .. }
             | EventKind::IvrClosed { .. }
-            | EventKind::AgentState { .. } => {}
+            | EventKind::AgentState { .. }
+            | EventKind::RecordingStarted { .. }
+            | EventKind::RecordingEnded { .. } => {}
         }
     }
 }

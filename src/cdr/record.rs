@@ -44,6 +44,11 @@ pub struct CallRecord {
     /// ended by a transfer (`transferred_to`) or by the end of the call.
     #[serde(default)]
     pub legs: Vec<AgentLegRecord>,
+    /// The call's recording, relative to `server.data_dir`
+    /// (`recordings/YYYY-MM-DD/CALL.wav`); served by
+    /// `GET /api/v1/calls/ID/recording`.
+    #[serde(default)]
+    pub recording: Option<String>,
 }
 
 /// One agent's part of a call.
@@ -92,6 +97,7 @@ impl CallRecord {
             hold_ms: 0,
             closed_by: None,
             legs: Vec::new(),
+            recording: None,
         }
     }
 }

@@ -33,7 +33,7 @@ CREATE INDEX IF NOT EXISTS calls_in_progress ON calls(disposition)
 /// What each schema version (`PRAGMA user_version`) adds to the one
 /// before: version 0 is [`SCHEMA`], the first release's. A file of any
 /// older version is brought up to date when it is opened; its rows stay.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // 1: after-hours demand and agents' logged-in time.
     "
 ALTER TABLE calls ADD COLUMN closed_by TEXT;
@@ -49,11 +49,13 @@ CREATE INDEX agent_sessions_login ON agent_sessions(login_ms);
     "ALTER TABLE calls ADD COLUMN hold_ms INTEGER NOT NULL DEFAULT 0;",
     // 3: the agents' legs of a call, in order (blind transfers), as JSON.
     "ALTER TABLE calls ADD COLUMN legs TEXT NOT NULL DEFAULT '[]';",
+    // 4: the call's recording, relative to data_dir.
+    "ALTER TABLE calls ADD COLUMN recording TEXT;",
 ];
 
 const COLUMNS: &str = "id, caller, number, ivr_path, variables, queue, arrived_ms, \
     queued_ms, offered_ms, answered_ms, ended_ms, agent, disposition, hangup_by, routing, \
-    closed_by, hold_ms, legs";
+    closed_by, hold_ms, legs, recording";
 
 /// An agent's logged-in state changed (see [`CdrStore::write_sessions`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,7 +225,7 @@ impl CdrStore {
         {
             let mut stmt = tx.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO calls ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
             ))?;
             for r in records {
                 let routing = match &r.routing {
@@ -249,6 +251,7 @@ impl CdrStore {
                     r.closed_by,
                     r.hold_ms,
                     to_json(&r.id, "legs", &r.legs)?,
+                    r.recording,
                 ])?;
             }
         }
@@ -320,6 +323,7 @@ struct RawRow {
     closed_by: Option<String>,
     hold_ms: i64,
     legs: String,
+    recording: Option<String>,
 }
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -342,6 +346,7 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         closed_by: r.get(15)?,
         hold_ms: r.get(16)?,
         legs: r.get(17)?,
+        recording: r.get(18)?,
     })
 }
 
@@ -389,6 +394,7 @@ impl RawRow {
             closed_by: self.closed_by,
             hold_ms: self.hold_ms,
             legs,
+            recording: self.recording,
         })
     }
 }
@@ -446,16 +452,16 @@ INSERT INTO calls (id, caller, number, arrived_ms, ended_ms, disposition, hangup
         let old = store.get("old-1").expect("read").expect("row kept");
         assert_eq!(old.hold_ms, 0);
         assert!(old.legs.is_empty());
+        assert_eq!(old.recording, None);
         assert_eq!(old.caller, "555");
         let mut rec = CallRecord::arrival("new-1", "556", "1500", 2000);
         rec.hold_ms = 1500;
-        store.write_batch(&[rec]).expect("write");
+        rec.recording = Some("recordings/2027-01-15/new-1.wav".into());
+        store.write_batch(&[rec.clone()]).expect("write");
         drop(store);
         // Opening again runs no step twice.
         let (store, _) = CdrStore::open(dir.path()).expect("reopen");
-        assert_eq!(
-            store.get("new-1").expect("read").expect("row").hold_ms,
-            1500
-        );
+        let back = store.get("new-1").expect("read").expect("row");
+        assert_eq!((back.hold_ms, back.recording), (1500, rec.recording));
     }
 }

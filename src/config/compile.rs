@@ -548,6 +548,7 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
         drain_s,
         max_calls,
         rtp_timeout_s,
+        retention_days: ctx.int(s.retention_days.as_ref(), "retention_days", 0..=36_500, 0),
         queue_log,
         tcp_connect_timeout_s: at_least_1(ctx, &s.tcp_connect_timeout_s, 10),
         tcp_max_connections: s
@@ -978,6 +979,34 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         transfer_priority: q.transfer_priority.unwrap_or(0),
         service_level_s: ctx.int(q.service_level_s.as_ref(), "service_level_s", 0..=DAY, 20),
         service_level_target,
+        record: record_policy(ctx, q),
+        record_prompt: q.record_prompt.as_ref().map(|m| prompts.check(ctx, m)),
+    }
+}
+
+/// A queue's `record`: `none`, `all` or a whole percentage 0..=100.
+fn record_policy(ctx: &mut Ctx, q: &RawQueue) -> RecordPolicy {
+    use super::raw::RawRecord;
+    let Some(r) = &q.record else {
+        return RecordPolicy::None;
+    };
+    match r.get_ref() {
+        RawRecord::Word(w) if w == "none" => RecordPolicy::None,
+        RawRecord::Word(w) if w == "all" => RecordPolicy::All,
+        RawRecord::Percent(p @ 0..=100) => RecordPolicy::Percent(*p as u8),
+        other => {
+            let got = match other {
+                RawRecord::Word(w) => format!("`{w}`"),
+                RawRecord::Percent(p) => p.to_string(),
+            };
+            ctx.err(
+                r.span(),
+                format!(
+                    "record is \"none\", \"all\" or a percentage of calls, 0 to 100 (got {got})"
+                ),
+            );
+            RecordPolicy::None
+        }
     }
 }
 

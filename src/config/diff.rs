@@ -108,7 +108,7 @@ fn agent_fields(o: &Agent, n: &Agent) -> Vec<String> {
 fn queue_fields(o: &Queue, n: &Queue) -> Vec<String> {
     changed!(o, n; skills, strategy, schedule, closed, ring_timeout_s, wrapup_s,
         retry_s, max_wait_s, max_waiting, overflow, music, announce_position_s,
-        relax, priority, transfer_priority, service_level_s)
+        relax, priority, transfer_priority, service_level_s, record, record_prompt)
 }
 
 fn ivr_fields(o: &Ivr, n: &Ivr) -> Vec<String> {
@@ -158,7 +158,7 @@ fn server(old: &Config, new: &Config, out: &mut Vec<String>) {
         max_calls, rtp_timeout_s, queue_log, tcp_connect_timeout_s,
         tcp_max_connections, tcp_max_per_source, tcp_message_timeout_s, tcp_idle_s,
         tls, admin_max_connections, admin_header_timeout_s, auth_guard, pike,
-        max_calls_in_setup_per_source, allow_networks);
+        max_calls_in_setup_per_source, allow_networks, retention_days);
     for f in fields {
         let later = if RESTART_ONLY.contains(&f.as_str()) {
             AT_RESTART

@@ -24,6 +24,14 @@ pub enum RawShare {
     Fraction(f64),
 }
 
+/// A queue's `record`: a word (`none`, `all`) or a percentage of calls.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RawRecord {
+    Percent(i64),
+    Word(String),
+}
+
 #[derive(Debug, Deserialize, Default)]
 pub struct RawConfig {
     #[serde(default)]
@@ -87,6 +95,7 @@ pub struct RawServer {
     pub pike_block_s: Option<S<u64>>,
     pub max_calls_in_setup_per_source: Option<S<u64>>,
     pub allow_networks: Option<Vec<S<String>>>,
+    pub retention_days: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +148,8 @@ pub struct RawQueue {
     pub transfer_priority: Option<i32>,
     pub service_level_s: Option<S<u64>>,
     pub service_level_target: Option<S<RawShare>>,
+    pub record: Option<S<RawRecord>>,
+    pub record_prompt: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

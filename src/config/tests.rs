@@ -789,3 +789,50 @@ fn feature_codes_are_parsed_and_checked() {
     let e = errs(&base_plus("[features]\npaus = \"*45\"\n"));
     assert!(e.iter().any(|(_, _, m)| m.contains("unknown key")), "{e:?}");
 }
+
+#[test]
+fn record_is_none_all_or_a_percentage_and_its_prompt_is_checked() {
+    let dir = setup();
+    let c = parse_in(
+        dir.path(),
+        &base_plus(
+            "[queues.a]\nrecord = \"all\"\nrecord_prompt = \"menu.wav\"\n\
+             [queues.n]\nrecord = \"none\"\n[queues.p]\nrecord = 25\n",
+        ),
+    )
+    .unwrap();
+    assert_eq!(c.queues["a"].record, RecordPolicy::All);
+    assert!(c.queues["a"]
+        .record_prompt
+        .as_ref()
+        .is_some_and(|p| p.ends_with("menu.wav")));
+    assert_eq!(c.queues["n"].record, RecordPolicy::None);
+    assert_eq!(c.queues["p"].record, RecordPolicy::Percent(25));
+    assert_eq!(c.queues["billing"].record, RecordPolicy::None, "default");
+    assert_eq!(c.server.retention_days, 0, "kept by default");
+
+    let e = errs(&base_plus(
+        "[queues.x]\nrecord = \"some\"\n[queues.y]\nrecord = 101\n\
+         [queues.z]\nrecord = \"all\"\nrecord_prompt = \"missing.wav\"\n\
+         [queues.w]\nrecord_prompt = \"stereo.wav\"\n",
+    ));
+    let msgs: Vec<&str> = e.iter().map(|(_, _, m)| m.as_str()).collect();
+    assert_eq!(msgs.len(), 4, "{e:?}");
+    assert!(msgs[0].contains("(got `some`)"), "{e:?}");
+    assert!(msgs[1].contains("0 to 100 (got 101)"), "{e:?}");
+    assert!(msgs.iter().any(|m| m.contains("missing.wav")), "{e:?}");
+    assert!(msgs.iter().any(|m| m.contains("stereo.wav")), "{e:?}");
+}
+
+#[test]
+fn retention_days_is_read_and_bounded() {
+    let text = base_plus("").replacen("[server]\n", "[server]\nretention_days = 90\n", 1);
+    let dir = setup();
+    let c = parse_in(dir.path(), &text).unwrap();
+    assert_eq!(c.server.retention_days, 90);
+    let e = errs(&base_plus("").replacen("[server]\n", "[server]\nretention_days = 40000\n", 1));
+    assert!(
+        e.iter().any(|(_, _, m)| m.contains("retention_days")),
+        "{e:?}"
+    );
+}

@@ -98,6 +98,9 @@ pub struct ServerConfig {
     pub max_calls: usize,
     /// A leg without RTP this long is hung up. Default 60.
     pub rtp_timeout_s: u64,
+    /// Recordings older than this many days are deleted; 0 (default) =
+    /// kept until an operator removes them.
+    pub retention_days: u64,
     /// Asterisk-format queue_log file, relative to `data_dir`; `None`
     /// (default) = not written.
     pub queue_log: Option<PathBuf>,
@@ -292,6 +295,41 @@ pub struct Queue {
     /// Percent of calls to answer within `service_level_s`, 1..=100;
     /// default 80 (the wallboard colours the service level against it).
     pub service_level_target: u8,
+    /// Which calls are recorded once bridged. Default none.
+    pub record: RecordPolicy,
+    /// Played to the caller before the agent is bridged on a call that is
+    /// recorded; resolved against the prompts dir.
+    pub record_prompt: Option<PathBuf>,
+}
+
+/// A queue's `record` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordPolicy {
+    #[default]
+    None,
+    All,
+    /// This share of calls, 0..=100, chosen per call.
+    Percent(u8),
+}
+
+impl RecordPolicy {
+    /// Whether the call with this Call-ID is recorded. A percentage picks
+    /// calls by a hash of the Call-ID: each call is one draw, and the same
+    /// call gives the same answer wherever it is asked (shards, retries).
+    pub fn records(self, call_id: &str) -> bool {
+        match self {
+            RecordPolicy::None => false,
+            RecordPolicy::All => true,
+            RecordPolicy::Percent(p) => {
+                // FNV-1a: stable across builds and platforms, unlike the
+                // std hasher.
+                let h = call_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+                h % 100 < u64::from(p)
+            }
+        }
+    }
 }
 
 /// `service_level_target` when the queue does not set it: the common 80/20

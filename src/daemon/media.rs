@@ -14,21 +14,26 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::rtp_sockets::{Binder, IdlePorts, Packet, Parked, SocketPair, MAX_PARKED};
 use crate::endpoint::{LegId, MediaCommand, MediaEvent};
+use crate::media::record_align::Channel;
 use crate::media::relay::is_rtcp;
 use crate::media::srtp::{Refused, SrtpLeg};
 use crate::media::{
     Codec, Deadlines, Leg, LegParams, Outgoing, Prompt, PromptCache, RelayStats, Source,
 };
 use crate::metrics::{Metrics, ReasonLabel};
+
+use super::recorder::{Frame, Recorder, RecordingId};
 
 /// A leg whose timer still claims to be due right after its turn waits
 /// this long, so it cannot spin the task.
@@ -46,6 +51,8 @@ struct Slot {
     timed_out: bool,
     /// SRTP keys of the leg (None: plain RTP, the fast path).
     srtp: Option<SrtpLeg>,
+    /// The recording this leg's received audio goes to, and its channel.
+    rec: Option<(RecordingId, Channel)>,
 }
 
 impl Slot {
@@ -112,6 +119,16 @@ struct Engine {
     metrics: Arc<Metrics>,
     /// SRTP keys that came before their leg's Open.
     pending_srtp: HashMap<LegId, SrtpLeg>,
+    /// The recorder thread, started with the first recording.
+    recorder: Option<Recorder>,
+    /// Recordings in progress: their legs and the packets they lost.
+    recordings: HashMap<RecordingId, Recording>,
+    next_recording: RecordingId,
+}
+
+struct Recording {
+    legs: [LegId; 2],
+    lost: u64,
 }
 
 async fn run(
@@ -140,6 +157,9 @@ async fn run(
         out: Vec::with_capacity(256),
         metrics,
         pending_srtp: HashMap::new(),
+        recorder: None,
+        recordings: HashMap::new(),
+        next_recording: 0,
     };
     // One timer, re-armed only when the earliest deadline changes (not per
     // packet batch).
@@ -213,6 +233,7 @@ impl Engine {
                     bridge: None,
                     timed_out: false,
                     srtp,
+                    rec: None,
                 };
                 if let Some(old) = self.slots.insert(leg, slot) {
                     // A second Open for one leg: the first pair is let go.
@@ -312,7 +333,13 @@ impl Engine {
                     },
                 }
             }
+            MediaCommand::Record {
+                caller,
+                agent,
+                path,
+            } => self.start_recording(caller, agent, path, now),
             MediaCommand::Close { leg } => {
+                self.stop_recording(leg);
                 self.pending_srtp.remove(&leg);
                 self.deadlines.cancel(leg);
                 if let Some(s) = self.slots.remove(&leg) {
@@ -344,17 +371,14 @@ impl Engine {
         let bridge = slot.bridge;
         // An SRTP leg's packet is authenticated and decrypted first: only
         // then may it latch, relay or carry digits.
-        let decrypted;
-        let pkt: &[u8] = match slot.srtp.as_mut() {
-            None => &p.bytes,
+        let data: Bytes = match slot.srtp.as_mut() {
+            None => p.bytes.clone(),
             Some(srtp) => match srtp.unprotect_rtp(&p.bytes) {
-                Ok(plain) => {
-                    decrypted = plain;
-                    &decrypted
-                }
+                Ok(plain) => plain,
                 Err(r) => return drop_refused(&self.metrics, r, false),
             },
         };
+        let pkt: &[u8] = &data;
         match bridge {
             Some(b) if self.slots.contains_key(&b) => {
                 // Two legs of one map: take one out to borrow both.
@@ -385,6 +409,11 @@ impl Engine {
                                 }
                             };
                         }
+                        // After the relay's send: the recording's copy
+                        // costs the relayed packet nothing.
+                        if let Some(rec) = me.rec {
+                            self.record(rec, &data, now);
+                        }
                     }
                 }
                 count_drops(&self.metrics, &before, me.leg.stats());
@@ -400,6 +429,88 @@ impl Engine {
         }
         self.drain_events(p.leg);
         self.reschedule_earlier(p.leg);
+    }
+
+    /// Hands the audio of a relayed packet to its recording.
+    fn record(&mut self, (id, channel): (RecordingId, Channel), data: &Bytes, now: Instant) {
+        let Ok(rtp) = crate::media::relay::parse(data) else {
+            return;
+        };
+        // Telephone-events and comfort noise are not audio to keep.
+        let Some(codec) = Codec::from_pt(rtp.pt) else {
+            return;
+        };
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        let frame = Frame {
+            id,
+            channel,
+            arrival: now,
+            ssrc: rtp.header.ssrc,
+            ts: rtp.header.ts,
+            codec,
+            payload: data.slice_ref(rtp.payload),
+        };
+        if !recorder.frame(frame) {
+            self.metrics.recording_lost.inc();
+            if let Some(r) = self.recordings.get_mut(&id) {
+                r.lost += 1;
+            }
+        }
+    }
+
+    /// Starts recording the legs `caller` (left) and `agent` (right).
+    fn start_recording(&mut self, caller: LegId, agent: LegId, path: PathBuf, now: Instant) {
+        if !(self.slots.contains_key(&caller) && self.slots.contains_key(&agent)) {
+            return;
+        }
+        // A leg records into one file at a time.
+        self.stop_recording(caller);
+        self.stop_recording(agent);
+        if self.recorder.is_none() {
+            match Recorder::spawn() {
+                Ok(r) => self.recorder = Some(r),
+                Err(e) => return warn!(error = %e, "cannot start the recorder: call not recorded"),
+            }
+        }
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        self.next_recording += 1;
+        let id = self.next_recording;
+        recorder.start(id, path, now);
+        self.metrics.recordings.inc();
+        for (leg, ch) in [(caller, Channel::Left), (agent, Channel::Right)] {
+            if let Some(s) = self.slots.get_mut(&leg) {
+                s.rec = Some((id, ch));
+            }
+        }
+        self.recordings.insert(
+            id,
+            Recording {
+                legs: [caller, agent],
+                lost: 0,
+            },
+        );
+    }
+
+    /// Ends the recording leg `leg` is part of, if any.
+    fn stop_recording(&mut self, leg: LegId) {
+        let Some((id, _)) = self.slots.get(&leg).and_then(|s| s.rec) else {
+            return;
+        };
+        let Some(r) = self.recordings.remove(&id) else {
+            return;
+        };
+        for l in r.legs {
+            if let Some(s) = self.slots.get_mut(&l) {
+                s.rec = None;
+            }
+        }
+        if let Some(recorder) = &self.recorder {
+            recorder.stop(id, r.lost);
+        }
     }
 
     /// Valid RTCP from a bridged leg's peer goes to the other leg's peer

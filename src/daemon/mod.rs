@@ -6,6 +6,8 @@ pub mod control;
 pub mod media;
 pub mod observers;
 pub mod rtp_sockets;
+pub mod recorder;
+pub mod retention;
 pub mod shards;
 pub mod status;
 pub mod tcp_policy;
@@ -193,6 +195,8 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     }
     let (shards, mut tasks) = shards::spawn(endpoints, sip_rx, &outlets);
     drop(outlets);
+    let retention = Arc::new(std::sync::atomic::AtomicU64::new(cfg.server.retention_days));
+    let sweeper = retention::spawn(cfg.server.data_dir.clone(), retention.clone());
     let mut current = cfg;
     let mut drain_deadline: Option<Instant> = None;
     let mut failed: Option<String> = None;
@@ -207,12 +211,14 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             _ = hup.recv() => {
                 if let ReloadOutcome::Applied { cfg, .. } = reload(&config_path, &current, &shards).await {
                     tls.reload(cfg.server.tls.as_ref());
+                    retention.store(cfg.server.retention_days, std::sync::atomic::Ordering::Relaxed);
                     current = cfg;
                 }
             }
             Some(req) = ctl_rx.recv() => {
                 if let Some(cfg) = on_control(req, &config_path, &current, &shards, &today).await {
                     tls.reload(cfg.server.tls.as_ref());
+                    retention.store(cfg.server.retention_days, std::sync::atomic::Ordering::Relaxed);
                     current = cfg;
                 }
             }
@@ -241,6 +247,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             }
         }
     }
+    sweeper.abort();
     // Every shard hangs its calls up and hands over its last records.
     shards.stop_all().await;
     while tasks.join_next().await.is_some() {}

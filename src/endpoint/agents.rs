@@ -296,12 +296,7 @@ impl Endpoint {
             codec,
             telephone_event,
         });
-        if let Some(caller_leg) = self.calls.get(ck).and_then(|c| c.leg) {
-            self.media(MediaCommand::Bridge {
-                a: caller_leg,
-                b: agent_leg,
-            });
-        }
+        self.bridge_answered(ck, now);
         if let Some(acd) = self.calls.get_mut(ck).and_then(|c| {
             c.answered_at = Some(now.wall);
             c.agent_id = Some(agent.clone());

@@ -394,9 +394,14 @@ impl Endpoint {
         let Some(call) = self.calls.get_mut(ck) else {
             return;
         };
-        if std::mem::replace(&mut call.reported, true) {
+        if call.reported {
             return;
         }
+        self.end_recording(ck, now);
+        let Some(call) = self.calls.get_mut(ck) else {
+            return;
+        };
+        call.reported = true;
         let mut path = Vec::new();
         let mut variables = Default::default();
         let mut closed_by_ivr = false;

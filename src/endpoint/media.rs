@@ -56,6 +56,13 @@ pub enum MediaCommand {
         a: LegId,
         b: LegId,
     },
+    /// Record the bridged legs `caller` (left channel) and `agent` (right)
+    /// to a stereo WAV at `path`, until either leg closes.
+    Record {
+        caller: LegId,
+        agent: LegId,
+        path: PathBuf,
+    },
     Close {
         leg: LegId,
     },
@@ -143,7 +150,11 @@ impl Endpoint {
                 match playing {
                     Some(id) => self.ivr_event(ck, IvrEvent::PromptEnded(id), now),
                     // Queue announcements done: back to the music.
-                    None => self.play_music(ck),
+                    None => {
+                        if !self.prompt_ended_before_bridge(ck, now) {
+                            self.play_music(ck);
+                        }
+                    }
                 }
             }
         }

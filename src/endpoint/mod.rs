@@ -14,6 +14,7 @@ mod media;
 mod mid_call;
 mod outbound;
 mod qualify;
+mod recording;
 mod routing;
 mod shard;
 mod srtp;
@@ -37,6 +38,7 @@ use crate::sip::Peer;
 
 pub use crate::events::Now;
 pub use media::{LegId, MediaCommand, MediaEvent};
+pub use recording::{recording_path, RECORDINGS_DIR};
 pub use shard::{
     owner_of_output, raw_call_id, shard_of_call_id, shard_of_id, stand_in_router, ShardId, Shared,
 };

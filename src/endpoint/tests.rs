@@ -16,6 +16,8 @@ mod events;
 mod features;
 #[path = "tests_mid_call.rs"]
 mod mid_call;
+#[path = "tests_recording.rs"]
+mod recording;
 #[path = "tests_shards.rs"]
 mod shards;
 #[path = "tests_srtp.rs"]
@@ -169,6 +171,11 @@ impl Seen {
 
 impl Harness {
     fn new() -> Harness {
+        Self::with_config(|t| t.to_owned())
+    }
+
+    /// The harness on `CONFIG` as `edit` rewrites it.
+    fn with_config(edit: impl Fn(&str) -> String) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let prompts = dir.path().join("prompts");
@@ -182,7 +189,7 @@ impl Harness {
         {
             std::fs::write(prompts.join(name), wav_8k_pcm16(800)).unwrap();
         }
-        let text = CONFIG
+        let text = edit(CONFIG)
             .replace("DATA", data.to_str().unwrap())
             .replace("PROMPTS", prompts.to_str().unwrap());
         let cfg = crate::config::parse_str(&text, &dir.path().join("t.toml")).unwrap();

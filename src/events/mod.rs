@@ -146,6 +146,12 @@ pub enum EventKind {
         reason: DivertReason,
         target: Option<Target>,
     },
+    /// Both directions of the bridged call are being recorded to `path`
+    /// (relative to `server.data_dir`).
+    RecordingStarted { call: CallRef, path: String },
+    /// The call's recording stopped (the call ended): the file is complete
+    /// once the recorder has written what it was handed.
+    RecordingEnded { call: CallRef, path: String },
     /// The call is over.
     Ended(Box<Ended>),
     /// An agent's state changed (the states of `GET /api/v1/agents`).
@@ -198,7 +204,9 @@ impl EventKind {
             | EventKind::RingNoAnswer { call, .. }
             | EventKind::Answered { call, .. }
             | EventKind::Transferred { call, .. }
-            | EventKind::Diverted { call, .. } => Some(call),
+            | EventKind::Diverted { call, .. }
+            | EventKind::RecordingStarted { call, .. }
+            | EventKind::RecordingEnded { call, .. } => Some(call),
             EventKind::Ended(e) => Some(&e.call),
             EventKind::Rejected { .. }
             | EventKind::AgentState { .. }

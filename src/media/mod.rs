@@ -18,11 +18,13 @@ pub mod latch;
 pub mod pacer;
 pub mod ports;
 pub mod prompt;
+pub mod record_align;
 pub mod relay;
 pub mod rtcp;
 pub mod sdp;
 pub mod session;
 pub mod srtp;
+pub mod wav_out;
 
 pub use deadlines::Deadlines;
 pub use dtmf::{DtmfEvent, DtmfSource};

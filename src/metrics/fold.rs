@@ -122,7 +122,9 @@ impl MetricsFold {
             | EventKind::RingNoAnswer { .. }
             | EventKind::AgentState { .. }
             | EventKind::AgentReachable { .. }
-            | EventKind::AgentPaused { .. } => {}
+            | EventKind::AgentPaused { .. }
+            | EventKind::RecordingStarted { .. }
+            | EventKind::RecordingEnded { .. } => {}
         }
     }
 }
