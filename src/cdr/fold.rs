@@ -135,7 +135,10 @@ impl RecordFold {
             | EventKind::RingNoAnswer { .. }
             | EventKind::Diverted { .. }
             | EventKind::AgentReachable { .. }
-            | EventKind::AgentPaused { .. } => {}
+            | EventKind::AgentPaused { .. }
+            // An outbound call has no inbound call record of its own; the
+            // feature that places it records what it was for.
+            | EventKind::Trunk { .. } => {}
         }
     }
 

@@ -296,7 +296,8 @@ impl QueueLogFold {
             | EventKind::Rejected { .. }
             | EventKind::IvrStep { .. }
             | EventKind::IvrClosed { .. }
-            | EventKind::AgentState { .. } => {}
+            | EventKind::AgentState { .. }
+            | EventKind::Trunk { .. } => {}
         }
     }
 }

@@ -29,6 +29,9 @@ const MAX_AUTH_FAILURES: u64 = 100_000;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[path = "compile_trunks.rs"]
+mod trunks;
+
 struct Ctx<'a> {
     lines: super::LineIndex<'a>,
     path: &'a Path,
@@ -312,6 +315,13 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
 
     check_loops(&mut ctx, &raw, &queues, &ivrs);
 
+    let mut trunk_map = BTreeMap::new();
+    for (name, t) in &raw.trunks {
+        if let Some(t) = trunks::trunk(&mut ctx, name, t) {
+            trunk_map.insert(name.get_ref().clone(), std::sync::Arc::new(t));
+        }
+    }
+
     if ctx.errors.is_empty() {
         Ok(Config {
             server,
@@ -320,6 +330,7 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
             queues,
             numbers,
             ivrs,
+            trunks: trunk_map,
             source_path: path.to_path_buf(),
         })
     } else {

@@ -5,7 +5,7 @@
 //! from the serde derives themselves, so they cannot drift from `raw`.
 
 use super::raw::{RawAgent, RawConfig, RawIvr, RawNode, RawNumber, RawQueue, RawRelax};
-use super::raw::{RawSchedule, RawServer};
+use super::raw::{RawSchedule, RawServer, RawTrunk};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use std::fmt;
 use std::ops::Range;
@@ -45,6 +45,7 @@ fn fields_at(path: &[Seg]) -> Option<&'static [&'static str]> {
         [K("numbers"), I(_)] => fields_of::<RawNumber>(),
         [K("ivr"), K(_)] => fields_of::<RawIvr>(),
         [K("ivr"), K(_), K("nodes"), K(_)] => fields_of::<RawNode>(),
+        [K("trunks"), K(_)] => fields_of::<RawTrunk>(),
         _ => return None,
     })
 }

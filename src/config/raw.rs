@@ -38,6 +38,18 @@ pub struct RawConfig {
     pub numbers: Vec<S<RawNumber>>,
     #[serde(default)]
     pub ivr: BTreeMap<S<String>, RawIvr>,
+    #[serde(default)]
+    pub trunks: BTreeMap<S<String>, RawTrunk>,
+}
+
+/// `[trunks.NAME]`: a gateway sipacd places outbound calls through.
+#[derive(Debug, Deserialize)]
+pub struct RawTrunk {
+    pub uri: Option<S<String>>,
+    pub username: Option<S<String>>,
+    pub password: Option<S<String>>,
+    pub caller_id: Option<S<String>>,
+    pub max_calls: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

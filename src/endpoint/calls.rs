@@ -157,7 +157,15 @@ impl Endpoint {
             }
         }
         if let ClientEvent::Response { key, resp } = &ev {
+            if self.on_trunk_response(key, resp, now) {
+                return;
+            }
             if self.on_agent_response(key, resp.clone(), now) {
+                return;
+            }
+        }
+        if let ClientEvent::Timeout { key } = &ev {
+            if self.on_trunk_timeout(key, now) {
                 return;
             }
         }
@@ -234,7 +242,7 @@ impl Endpoint {
             }
             Method::Invite => self.on_invite(key, req, from, now),
             Method::Bye => {
-                if !self.on_agent_bye(&key, &req, now) {
+                if !self.on_agent_bye(&key, &req, now) && !self.on_trunk_bye(&key, &req, now) {
                     self.on_bye(key, req, now)
                 }
             }

@@ -26,6 +26,7 @@ mod auth_log;
 mod bindings;
 mod contact;
 mod digest;
+pub mod digest_uac;
 mod guard;
 mod nonce;
 mod outbound;
