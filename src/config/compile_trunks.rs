@@ -162,4 +162,51 @@ mod tests {
             assert!(gateway(bad).is_err(), "{bad}");
         }
     }
+
+    fn load(text: &str) -> Result<crate::config::Config, Vec<String>> {
+        crate::config::parse_str(text, std::path::Path::new("t.toml"))
+            .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn a_trunk_is_read_with_its_defaults() {
+        let cfg = load("[trunks.carrier]\nuri = \"sip:10.1.1.1:5070\"\nusername = \"acme\"\npassword = \"pw\"\n").unwrap();
+        let t = &cfg.trunks["carrier"];
+        assert_eq!(t.caller_id, "acme", "the username is presented by default");
+        assert_eq!(t.max_calls, 0);
+        assert_eq!(t.auth.as_ref().map(|a| a.password.as_str()), Some("pw"));
+        assert!(!format!("{t:?}").contains("pw"), "never printed");
+    }
+
+    #[test]
+    fn mistakes_point_at_their_place() {
+        let errs = load(
+            "[trunks.a]\nuri = \"sip:gw.example.com\"\n\
+             [trunks.b]\nuri = \"sip:10.0.0.1\"\nusername = \"u\"\n\
+             [trunks.c]\ncaller_id = \"a b\"\n\
+             [trunks.d]\nuri = \"sip:10.0.0.1\"\nmax_calls = 2000000\nsecret = 1\n",
+        )
+        .unwrap_err();
+        let joined = errs.join("\n");
+        assert!(
+            joined.contains(
+                "t.toml:2:7: trunk uri `sip:gw.example.com`: the host must be an IP address"
+            ),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("t.toml:5:12: a trunk `username` needs a `password`"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("t.toml:6:1: trunk `c` needs `uri`")
+                || joined.contains("t.toml:6:9: trunk `c` needs `uri`"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("max_calls = 2000000 is out of range"),
+            "{joined}"
+        );
+        assert!(joined.contains("unknown key `trunks.d.secret`"), "{joined}");
+    }
 }

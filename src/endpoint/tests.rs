@@ -18,6 +18,8 @@ mod mid_call;
 mod shards;
 #[path = "tests_srtp.rs"]
 mod srtp;
+#[path = "tests_trunk.rs"]
+mod trunk;
 
 const CONFIG: &str = r#"
 [server]
@@ -109,6 +111,16 @@ start = "end"
 
 [ivr.bye.nodes.end]
 type = "hangup"
+
+[trunks.gw]
+uri = "sip:gw@127.0.0.1:5090"
+username = "acme"
+password = "pw"
+caller_id = "1500"
+max_calls = 1
+
+[trunks.open]
+uri = "sip:127.0.0.1:5091"
 "#;
 
 struct Harness {
