@@ -455,6 +455,7 @@ impl Metrics {
         let waiting = Family::<QueueLabel, Gauge>::default();
         let longest = Family::<QueueLabel, Gauge<f64, AtomicU64>>::default();
         let open = Family::<QueueLabel, Gauge>::default();
+        let estimated = Family::<QueueLabel, Gauge<f64, AtomicU64>>::default();
         for q in queues {
             let l = QueueLabel {
                 queue: q.name.clone(),
@@ -462,7 +463,17 @@ impl Metrics {
             waiting.get_or_create(&l).set(i64::from(q.waiting));
             longest.get_or_create(&l).set(q.longest_wait_s);
             open.get_or_create(&l).set(i64::from(q.open));
+            // No series while there is no estimate: absent, not zero.
+            if let Some(w) = q.estimated_wait_s {
+                estimated.get_or_create(&l).set(w);
+            }
         }
+        reg.register_with_unit(
+            "queue_estimated_wait",
+            "The expected wait of a caller arriving now (absent while nobody serves the queue or nothing is known)",
+            Unit::Seconds,
+            estimated,
+        );
         reg.register(
             "queue_callers_waiting",
             "Callers waiting in the queue now",

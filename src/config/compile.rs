@@ -29,6 +29,9 @@ const MAX_AUTH_FAILURES: u64 = 100_000;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The optional prompts that let a position announcement add the wait.
+pub const WAIT_PROMPTS: [&str; 2] = ["estimated-wait.wav", "minutes.wav"];
+
 #[path = "compile_trunks.rs"]
 mod trunks;
 
@@ -331,6 +334,9 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
             numbers,
             ivrs,
             trunks: trunk_map,
+            wait_prompts: WAIT_PROMPTS
+                .iter()
+                .all(|p| wav::read_info(&prompts.dir.join(p)).is_ok()),
             source_path: path.to_path_buf(),
         })
     } else {

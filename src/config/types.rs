@@ -26,6 +26,9 @@ pub struct Config {
     /// The `[trunks.NAME]` tables. Shared so that a call placed on a trunk
     /// keeps the settings it started with across a reload.
     pub trunks: BTreeMap<String, std::sync::Arc<Trunk>>,
+    /// Whether the prompts directory holds `estimated-wait.wav` and
+    /// `minutes.wav`: then position announcements add the estimated wait.
+    pub wait_prompts: bool,
     /// The file this was loaded from.
     pub source_path: PathBuf,
 }

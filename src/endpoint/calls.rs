@@ -577,6 +577,7 @@ impl Endpoint {
 
     /// Forgets a call and releases its resources (ports go back on drop).
     pub(super) fn end_call(&mut self, ck: CallHandle, now: Now) {
+        self.note_handle_time(ck, now);
         self.emit_ended(ck, now);
         // The caller is gone: CANCEL or BYE the agent's leg, free the agent.
         if let Some((agent, _)) = self.release_agent_leg(ck, now) {

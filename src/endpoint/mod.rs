@@ -21,6 +21,7 @@ mod tally;
 mod tests;
 mod trunk;
 mod views;
+mod wait;
 
 use std::collections::HashMap;
 use std::sync::Arc;
