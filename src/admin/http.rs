@@ -333,16 +333,17 @@ async fn place_trunk_call(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let body: TrunkCallBody =
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => return error(
+    let body: TrunkCallBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "body must be {{\"to\":\"NUMBER\"}} with an optional \"ring_timeout_s\": {e}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     if !(1..=MAX_TRUNK_RING_S).contains(&body.ring_timeout_s) {
         return error(
             StatusCode::BAD_REQUEST,

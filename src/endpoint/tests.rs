@@ -20,6 +20,8 @@ mod shards;
 mod srtp;
 #[path = "tests_trunk.rs"]
 mod trunk;
+#[path = "tests_wait.rs"]
+mod wait;
 
 const CONFIG: &str = r#"
 [server]
