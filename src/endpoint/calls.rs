@@ -169,6 +169,11 @@ impl Endpoint {
                 return;
             }
         }
+        if let ClientEvent::Stray2xx { resp, .. } = &ev {
+            if self.on_trunk_2xx_again(resp) {
+                return;
+            }
+        }
         let refresh = match &ev {
             ClientEvent::Response { key, resp } if resp.status_code.code() >= 200 => {
                 Some((key, Some(resp.status_code.code())))

@@ -126,6 +126,13 @@ fn a_challenged_call_is_authenticated_answered_and_hung_up_by_the_far_end() {
     assert_eq!(ack.len(), 1, "the 200 is ACKed");
     assert_eq!(headers::cseq(&ack[0]).map(|c| c.0), Some(2));
     assert!(h.ep.trunk_media_leg(call.id).is_some(), "media opened");
+    // The 2xx again (our ACK lost): ACKed again.
+    let out = h.send_from(gw(), &answer(second, 200, "", true));
+    assert_eq!(
+        requests(&out, rsip::Method::Ack).len(),
+        1,
+        "the repeated 200 is ACKed"
+    );
 
     let bye = format!(
         "BYE sip:sipacd@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKgwbye\n\

@@ -245,6 +245,31 @@ impl Endpoint {
         true
     }
 
+    /// A gateway's 2xx again (our ACK was lost): ACKed again (RFC 3261
+    /// §13.2.2.4). Returns false if it is not for an outbound call.
+    pub(super) fn on_trunk_2xx_again(&mut self, resp: &rsip::Response) -> bool {
+        let dialog = (
+            headers::call_id(resp).unwrap_or_default(),
+            headers::from_tag(resp).unwrap_or_default(),
+        );
+        let Some(id) = self.trunk_dialogs.get(&dialog).copied() else {
+            return false;
+        };
+        let Some(trunk) = self.trunk_calls.get(&id).map(|l| l.trunk.clone()) else {
+            return false;
+        };
+        let local = self.trunk_via(&trunk);
+        let ack = self
+            .trunk_calls
+            .get_mut(&id)
+            .and_then(|l| l.dialog.as_mut())
+            .map(|d| d.new_request(Method::Ack, &local));
+        if let Some(ack) = ack {
+            self.txn.send_stateless(ack, trunk.peer);
+        }
+        true
+    }
+
     /// Outbound calls whose ring timeout passed are cancelled.
     pub(super) fn trunk_timeouts(&mut self, now: Now) {
         let due: Vec<u64> = self
