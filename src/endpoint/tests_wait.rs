@@ -79,3 +79,63 @@ fn a_waiting_caller_sees_its_place_and_no_estimate_while_nobody_serves() {
             .unwrap();
     assert_eq!(hold.estimated_wait_s, None);
 }
+
+#[test]
+fn the_position_announcement_adds_the_wait_when_its_prompts_exist() {
+    use super::super::MediaCommand;
+    let mut h = Harness::new();
+    let mut cfg = (*h.ep.config()).clone();
+    cfg.wait_prompts = true;
+    if let Some(q) = cfg.queues.get_mut("support") {
+        q.announce_position_s = 2;
+    }
+    h.ep.apply_config(Arc::new(cfg), h.now);
+    h.drain_all();
+    // A first call teaches a 60 s handle time.
+    let (tag, out) = queued_caller(&mut h, "a1");
+    let (port, inv) = offered(&out);
+    h.send_from(agent(port), &answer(&inv, 200, "aga1", AGENT_SDP));
+    h.advance_all(Duration::from_secs(60));
+    h.send_from(
+        h.phone,
+        &in_dialog("BYE", "1500", "a1", &tag, 2, "z9hG4bKba1"),
+    );
+    // The other agent paused, this one on a call: the next caller waits.
+    let paused = if port == 5080 { "2002" } else { "2001" };
+    h.ep.set_agent_state(paused, AgentStateRequest::Paused { reason: None }, h.now)
+        .unwrap();
+    let (_, out) = queued_caller(&mut h, "a2");
+    let (p2, inv2) = offered(&out);
+    h.send_from(agent(p2), &answer(&inv2, 200, "aga2", AGENT_SDP));
+    let out = h.send(&invite("1500", "a3", "z9hG4bKa3"));
+    let tag3 = to_tag(&out[1]);
+    h.send_from(h.phone, &queued_ack("a3", &tag3));
+    while h.ep.poll_media().is_some() {}
+    h.advance_all(Duration::from_secs(2));
+    let plays: Vec<Vec<String>> = std::iter::from_fn(|| h.ep.poll_media())
+        .filter_map(|c| match c {
+            MediaCommand::Play {
+                prompts,
+                looped: false,
+                ..
+            } => Some(
+                prompts
+                    .iter()
+                    .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<String> = [
+        "you-are-number.wav",
+        "1.wav",
+        "in-the-queue.wav",
+        "estimated-wait.wav",
+        "1.wav",
+        "minutes.wav",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert!(plays.contains(&want), "{plays:?}");
+}
