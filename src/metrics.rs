@@ -53,6 +53,12 @@ pub struct AgentLabel {
 
 /// A node of an IVR (`[ivr.IVR.nodes.NODE]`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrunkResultLabel {
+    pub trunk: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IvrNodeLabel {
     pub ivr: String,
     pub node: String,
@@ -132,6 +138,9 @@ pub struct Metrics {
     pub agent_talk_seconds: Family<AgentLabel, FloatCounter>,
     /// Calls an IVR `schedule` node sent down its `closed` branch.
     pub ivr_closed: Family<IvrNodeLabel, Counter>,
+    /// Outbound calls through each trunk by how they went: `answered` or
+    /// `failed` (the gateway's code is in the live event).
+    pub trunk_calls: Family<TrunkResultLabel, Counter>,
     pub sip_requests: Family<RequestLabels, Counter>,
     pub sip_responses: Family<ResponseLabels, Counter>,
     pub sip_parse_errors: Counter,
@@ -191,6 +200,7 @@ impl Default for Metrics {
             agent_answered: Family::default(),
             agent_talk_seconds: Family::default(),
             ivr_closed: Family::default(),
+            trunk_calls: Family::default(),
             sip_requests: Family::default(),
             sip_responses: Family::default(),
             sip_parse_errors: Counter::default(),
@@ -387,6 +397,11 @@ impl Metrics {
         self.register_queues(reg, queues);
         self.register_agents(reg, agents);
         self.register_ivrs(reg);
+        reg.register(
+            "trunk_calls",
+            "Outbound calls placed through a trunk, by result (answered or failed)",
+            self.trunk_calls.clone(),
+        );
         self.register_sip(reg);
         self.register_rest(reg);
 
@@ -446,6 +461,7 @@ impl Metrics {
         let waiting = Family::<QueueLabel, Gauge>::default();
         let longest = Family::<QueueLabel, Gauge<f64, AtomicU64>>::default();
         let open = Family::<QueueLabel, Gauge>::default();
+        let estimated = Family::<QueueLabel, Gauge<f64, AtomicU64>>::default();
         for q in queues {
             let l = QueueLabel {
                 queue: q.name.clone(),
@@ -453,7 +469,17 @@ impl Metrics {
             waiting.get_or_create(&l).set(i64::from(q.waiting));
             longest.get_or_create(&l).set(q.longest_wait_s);
             open.get_or_create(&l).set(i64::from(q.open));
+            // No series while there is no estimate: absent, not zero.
+            if let Some(w) = q.estimated_wait_s {
+                estimated.get_or_create(&l).set(w);
+            }
         }
+        reg.register_with_unit(
+            "queue_estimated_wait",
+            "The expected wait of a caller arriving now (absent while nobody serves the queue or nothing is known)",
+            Unit::Seconds,
+            estimated,
+        );
         reg.register(
             "queue_callers_waiting",
             "Callers waiting in the queue now",

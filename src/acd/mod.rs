@@ -71,6 +71,7 @@
 //! waiting callers keep their place.
 
 mod agent;
+pub mod estimate;
 mod ids;
 mod lane;
 pub mod model;

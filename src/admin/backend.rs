@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::views::{AgentStateRequest, AgentView, CallView, QueueView, SetStateError};
+use crate::views::{PlaceCallError, TrunkCallPlaced};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -26,5 +27,16 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// the backend has none (then `/plan` answers 503).
     fn config(&self) -> BoxFuture<'_, Option<std::sync::Arc<crate::config::Config>>> {
         Box::pin(async { None })
+    }
+    /// Calls `to` through trunk `trunk`, giving up after `ring_s`
+    /// unanswered. The default refuses (a backend without trunks).
+    fn place_trunk_call(
+        &self,
+        trunk: String,
+        to: String,
+        ring_s: u64,
+    ) -> BoxFuture<'_, Result<TrunkCallPlaced, PlaceCallError>> {
+        let _ = (to, ring_s);
+        Box::pin(async move { Err(PlaceCallError::UnknownTrunk(trunk)) })
     }
 }

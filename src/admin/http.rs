@@ -72,6 +72,7 @@ pub fn router_with_status(
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/calls/:id/recording", get(recording))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/trunks/:name/calls", post(place_trunk_call))
         .route("/api/v1/cdr", get(cdr))
         .route("/api/v1/plan", get(plan_json))
         .route("/api/v1/blocked", get(blocked))
@@ -309,6 +310,57 @@ async fn set_agent_state(
         Ok(agent) => Json(agent).into_response(),
         Err(e @ SetStateError::UnknownAgent(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+/// Body of `POST /api/v1/trunks/{name}/calls`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrunkCallBody {
+    to: String,
+    #[serde(default = "default_ring_s")]
+    ring_timeout_s: u64,
+}
+
+fn default_ring_s() -> u64 {
+    30
+}
+
+/// Longest ring of an outbound call placed over the API.
+const MAX_TRUNK_RING_S: u64 = 600;
+
+async fn place_trunk_call(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let body: TrunkCallBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "body must be {{\"to\":\"NUMBER\"}} with an optional \"ring_timeout_s\": {e}"
+                ),
+            )
+        }
+    };
+    if !(1..=MAX_TRUNK_RING_S).contains(&body.ring_timeout_s) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("ring_timeout_s must be 1..={MAX_TRUNK_RING_S}"),
+        );
+    }
+    use crate::views::PlaceCallError as E;
+    match st
+        .backend
+        .place_trunk_call(name, body.to, body.ring_timeout_s)
+        .await
+    {
+        Ok(placed) => (StatusCode::ACCEPTED, Json(placed)).into_response(),
+        Err(e @ E::UnknownTrunk(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ E::BadRequest(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ E::Refused(_)) => error(StatusCode::CONFLICT, e.to_string()),
     }
 }
 

@@ -97,6 +97,16 @@ pub enum EventKind {
         state: &'static str,
         reason: Option<String>,
     },
+    /// A step of an outbound call through `trunk` to `to`: `step` is
+    /// `placed`, `ringing`, `authenticated`, `answered`, `failed` or
+    /// `ended`; `code` the gateway's SIP code where there is one.
+    TrunkCall {
+        call: String,
+        trunk: String,
+        to: String,
+        step: &'static str,
+        code: Option<u16>,
+    },
 }
 
 fn secs_between(from_ms: Option<i64>, to_ms: Option<i64>) -> f64 {
@@ -231,6 +241,28 @@ pub fn live_events(ev: &Event) -> Vec<LiveEvent> {
             state,
             reason: reason.clone(),
         }],
+        Step::Trunk {
+            call,
+            trunk,
+            to,
+            step,
+        } => {
+            use crate::events::TrunkStep as T;
+            let code = match step {
+                T::Ringing { code } | T::Authenticated { code } | T::Failed { code, .. } => {
+                    Some(*code)
+                }
+                T::Answered => Some(200),
+                T::Placed | T::Ended { .. } => None,
+            };
+            vec![EventKind::TrunkCall {
+                call: call.call_id.to_string(),
+                trunk: trunk.clone(),
+                to: to.clone(),
+                step: step.name(),
+                code,
+            }]
+        }
         Step::IvrClosed { .. }
         | Step::RingNoAnswer { .. }
         | Step::AgentReachable { .. }

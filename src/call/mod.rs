@@ -4,6 +4,7 @@
 //! returns; the call also holds its IVR run, agent leg and media leg ids.
 
 pub mod agent;
+pub mod trunk;
 
 use std::time::{Duration, Instant};
 

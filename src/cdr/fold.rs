@@ -164,7 +164,10 @@ impl RecordFold {
             | EventKind::Diverted { .. }
             | EventKind::AgentReachable { .. }
             | EventKind::AgentPaused { .. }
-            | EventKind::RecordingEnded { .. } => {}
+            | EventKind::RecordingEnded { .. }
+            // An outbound call has no inbound call record of its own; the
+            // feature that places it records what it was for.
+            | EventKind::Trunk { .. } => {}
         }
     }
 

@@ -327,7 +327,8 @@ impl QueueLogFold {
             | EventKind::IvrClosed { .. }
             | EventKind::AgentState { .. }
             | EventKind::RecordingStarted { .. }
-            | EventKind::RecordingEnded { .. } => {}
+            | EventKind::RecordingEnded { .. }
+            | EventKind::Trunk { .. } => {}
         }
     }
 }

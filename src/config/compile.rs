@@ -32,6 +32,12 @@ const MAX_AUTH_FAILURES: u64 = 100_000;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The optional prompts that let a position announcement add the wait.
+pub const WAIT_PROMPTS: [&str; 2] = ["estimated-wait.wav", "minutes.wav"];
+
+#[path = "compile_trunks.rs"]
+mod trunks;
+
 struct Ctx<'a> {
     lines: super::LineIndex<'a>,
     path: &'a Path,
@@ -316,6 +322,13 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
     check_loops(&mut ctx, &raw, &queues, &ivrs);
     let features = features::compile(&mut ctx, &raw.features, &numbers);
 
+    let mut trunk_map = BTreeMap::new();
+    for (name, t) in &raw.trunks {
+        if let Some(t) = trunks::trunk(&mut ctx, name, t) {
+            trunk_map.insert(name.get_ref().clone(), std::sync::Arc::new(t));
+        }
+    }
+
     if ctx.errors.is_empty() {
         Ok(Config {
             server,
@@ -325,6 +338,10 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
             numbers,
             ivrs,
             features,
+            trunks: trunk_map,
+            wait_prompts: WAIT_PROMPTS
+                .iter()
+                .all(|p| wav::read_info(&prompts.dir.join(p)).is_ok()),
             source_path: path.to_path_buf(),
         })
     } else {

@@ -1,7 +1,7 @@
 //! What changed between two configurations, in words for `sipacd reload`.
 
 use super::schedule::Schedule;
-use super::types::{Agent, Config, Ivr, Queue};
+use super::types::{Agent, Config, Ivr, Queue, Trunk};
 use std::collections::BTreeMap;
 
 /// `server` keys read once at start: a reload reports them but they take
@@ -28,7 +28,7 @@ pub const AT_RESTART: &str = " (takes effect at the next restart)";
 /// One line per change, naming what changed, e.g. `queue billing changed:
 /// ring_timeout_s, music`, `agent 1002 added`, `server.sip changed (takes
 /// effect at the next restart)`. Empty when nothing changed. Order: server,
-/// schedules, agents, queues, numbers, IVRs.
+/// schedules, agents, queues, numbers, IVRs, trunks.
 pub fn diff(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
     server(old, new, &mut out);
@@ -76,6 +76,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<String> {
     if !f.is_empty() {
         out.push(format!("features changed: {}", f.join(", ")));
     }
+    section("trunk", &old.trunks, &new.trunks, trunk_fields, &mut out);
     out
 }
 
@@ -109,6 +110,15 @@ fn queue_fields(o: &Queue, n: &Queue) -> Vec<String> {
     changed!(o, n; skills, strategy, schedule, closed, ring_timeout_s, wrapup_s,
         retry_s, max_wait_s, max_waiting, overflow, music, announce_position_s,
         relax, priority, transfer_priority, service_level_s, record, record_prompt)
+}
+
+fn trunk_fields(o: &std::sync::Arc<Trunk>, n: &std::sync::Arc<Trunk>) -> Vec<String> {
+    let mut v = changed!(o, n; uri, caller_id, max_calls);
+    // Never print a secret, only that it changed.
+    if o.auth != n.auth {
+        v.push("credentials".into());
+    }
+    v
 }
 
 fn ivr_fields(o: &Ivr, n: &Ivr) -> Vec<String> {

@@ -7,7 +7,7 @@
 use super::raw::{
     RawAgent, RawConfig, RawFeatures, RawIvr, RawNode, RawNumber, RawQueue, RawRelax,
 };
-use super::raw::{RawSchedule, RawServer};
+use super::raw::{RawSchedule, RawServer, RawTrunk};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use std::fmt;
 use std::ops::Range;
@@ -48,6 +48,7 @@ fn fields_at(path: &[Seg]) -> Option<&'static [&'static str]> {
         [K("numbers"), I(_)] => fields_of::<RawNumber>(),
         [K("ivr"), K(_)] => fields_of::<RawIvr>(),
         [K("ivr"), K(_), K("nodes"), K(_)] => fields_of::<RawNode>(),
+        [K("trunks"), K(_)] => fields_of::<RawTrunk>(),
         _ => return None,
     })
 }

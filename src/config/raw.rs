@@ -48,6 +48,8 @@ pub struct RawConfig {
     pub ivr: BTreeMap<S<String>, RawIvr>,
     #[serde(default)]
     pub features: RawFeatures,
+    #[serde(default)]
+    pub trunks: BTreeMap<S<String>, RawTrunk>,
 }
 
 /// `[features]`: the codes agents dial from their phones.
@@ -58,6 +60,16 @@ pub struct RawFeatures {
     /// Digits dialled after the pause code -> the pause reason.
     #[serde(default)]
     pub pause_reasons: BTreeMap<S<String>, S<String>>,
+}
+
+/// `[trunks.NAME]`: a gateway sipacd places outbound calls through.
+#[derive(Debug, Deserialize)]
+pub struct RawTrunk {
+    pub uri: Option<S<String>>,
+    pub username: Option<S<String>>,
+    pub password: Option<S<String>>,
+    pub caller_id: Option<S<String>>,
+    pub max_calls: Option<S<u64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -25,6 +25,12 @@ pub struct Config {
     pub ivrs: BTreeMap<String, Ivr>,
     /// `[features]`: agents' feature codes.
     pub features: Features,
+    /// The `[trunks.NAME]` tables. Shared so that a call placed on a trunk
+    /// keeps the settings it started with across a reload.
+    pub trunks: BTreeMap<String, std::sync::Arc<Trunk>>,
+    /// Whether the prompts directory holds `estimated-wait.wav` and
+    /// `minutes.wav`: then position announcements add the estimated wait.
+    pub wait_prompts: bool,
     /// The file this was loaded from.
     pub source_path: PathBuf,
 }
@@ -448,5 +454,39 @@ impl Node {
             Node::Queue { .. } => "queue",
             Node::Hangup => "hangup",
         }
+    }
+}
+
+/// A gateway outbound calls go through (`[trunks.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    pub name: String,
+    /// The gateway as written (`sip:[user@]IP[:PORT][;transport=tcp]`).
+    pub uri: String,
+    /// Where the gateway is reached: an IP literal, UDP or TCP.
+    pub peer: crate::sip::Peer,
+    /// The Request-URI's host part (`IP:PORT`) and its `;transport=` param.
+    pub host: String,
+    pub uri_params: String,
+    /// Digest credentials for the gateway's 401/407, if it asks.
+    pub auth: Option<TrunkAuth>,
+    /// The number presented in From.
+    pub caller_id: String,
+    /// Calls in progress on this trunk at most (0 = no limit).
+    pub max_calls: u32,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrunkAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for TrunkAuth {
+    // Never print the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrunkAuth")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
 }

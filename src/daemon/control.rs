@@ -21,6 +21,13 @@ pub enum Control {
     Reload(oneshot::Sender<Result<Vec<String>, Vec<String>>>),
     /// The configuration in force (`/plan`).
     Config(oneshot::Sender<std::sync::Arc<crate::config::Config>>),
+    /// Place an outbound call through a trunk.
+    PlaceTrunkCall {
+        trunk: String,
+        to: String,
+        ring_s: u64,
+        reply: oneshot::Sender<Result<crate::views::TrunkCallPlaced, crate::views::PlaceCallError>>,
+    },
 }
 
 /// [`AdminBackend`] that asks the run loop.
@@ -79,5 +86,23 @@ impl AdminBackend for ControlBackend {
 
     fn config(&self) -> BoxFuture<'_, Option<std::sync::Arc<crate::config::Config>>> {
         Box::pin(async move { self.ask(Control::Config).await })
+    }
+
+    fn place_trunk_call(
+        &self,
+        trunk: String,
+        to: String,
+        ring_s: u64,
+    ) -> BoxFuture<'_, Result<crate::views::TrunkCallPlaced, crate::views::PlaceCallError>> {
+        Box::pin(async move {
+            self.ask(|reply| Control::PlaceTrunkCall {
+                trunk,
+                to,
+                ring_s,
+                reply,
+            })
+            .await
+            .unwrap_or_else(|| Err(crate::views::PlaceCallError::Refused(STOPPING.to_owned())))
+        })
     }
 }

@@ -434,6 +434,35 @@ async fn on_control(
             }
         }
         Control::Config(reply) => drop(reply.send(current.clone())),
+        Control::PlaceTrunkCall {
+            trunk,
+            to,
+            ring_s,
+            reply,
+        } => {
+            // Any shard can place it: the Call-ID is drawn for that shard.
+            let res = shards
+                .ask(0, move |ep, t| {
+                    use crate::endpoint::TrunkCallError as T;
+                    use crate::views::PlaceCallError as E;
+                    let ring = Duration::from_secs(ring_s);
+                    match ep.place_trunk_call(&trunk, &to, ring, t) {
+                        Ok(call) => Ok(crate::views::TrunkCallPlaced {
+                            id: call.id,
+                            call: call.call_id.to_string(),
+                            trunk,
+                            to,
+                        }),
+                        Err(e @ T::UnknownTrunk(_)) => Err(E::UnknownTrunk(e.to_string())),
+                        Err(e @ T::BadNumber(_)) => Err(E::BadRequest(e.to_string())),
+                        Err(e) => Err(E::Refused(e.to_string())),
+                    }
+                })
+                .await;
+            if let Some(res) = res {
+                drop(reply.send(res));
+            }
+        }
         Control::Reload(reply) => {
             let (res, cfg) = match reload(path, current, shards).await {
                 ReloadOutcome::Applied { changed, cfg } => (Ok(changed), Some(cfg)),

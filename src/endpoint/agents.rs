@@ -297,6 +297,9 @@ impl Endpoint {
             telephone_event,
         });
         self.bridge_answered(ck, now);
+        if let Some(q) = self.calls.get(ck).and_then(|c| c.queue()) {
+            super::shard::lock(&self.shared.estimates).answered(q, now.mono);
+        }
         if let Some(acd) = self.calls.get_mut(ck).and_then(|c| {
             c.answered_at = Some(now.wall);
             c.agent_id = Some(agent.clone());

@@ -1,6 +1,9 @@
 //! Position announcements for queued callers ("you are number 3 in the
 //! queue"), every `announce_position_s` of their queue, built from the
-//! number prompts in the prompts directory; then the music resumes.
+//! number prompts in the prompts directory; then the music resumes. When
+//! the prompts directory also holds `estimated-wait.wav` and `minutes.wav`
+//! and there is an estimate, the expected wait at that place follows
+//! ("estimated wait 4 minutes", rounded up to whole minutes).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,7 +45,16 @@ impl Endpoint {
         };
         // The router's order: higher priority first, then the longest wait.
         let position = self.router.position(id).unwrap_or(1);
-        let prompts = position_prompts(&self.cfg.server.prompts, position);
+        let mut prompts = position_prompts(&self.cfg.server.prompts, position);
+        if self.cfg.wait_prompts {
+            let wait = call.queue().and_then(|q| {
+                let staff = self.staffing(q, now);
+                self.estimated_wait(q, position, staff, now)
+            });
+            if let Some(wait) = wait {
+                prompts.extend(wait_prompts(&self.cfg.server.prompts, wait));
+            }
+        }
         if let Some(call) = self.calls.get_mut(ck) {
             call.announce_at = next;
         }
@@ -71,6 +83,24 @@ fn position_prompts(dir: &std::path::Path, position: usize) -> Vec<PathBuf> {
     p
 }
 
+/// `estimated-wait.wav`, the minutes digit by digit (rounded up, at
+/// least one), `minutes.wav`; nothing for no wait at all.
+fn wait_prompts(dir: &std::path::Path, wait: Duration) -> Vec<PathBuf> {
+    if wait.is_zero() {
+        return Vec::new();
+    }
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    let mut p = vec![dir.join("estimated-wait.wav")];
+    p.extend(
+        minutes
+            .to_string()
+            .chars()
+            .map(|d| dir.join(format!("{d}.wav"))),
+    );
+    p.push(dir.join("minutes.wav"));
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +116,28 @@ mod tests {
             names,
             ["you-are-number.wav", "1.wav", "2.wav", "in-the-queue.wav"]
         );
+    }
+
+    #[test]
+    fn the_wait_is_read_in_whole_minutes_rounded_up() {
+        let names = |d: Duration| -> Vec<String> {
+            wait_prompts(std::path::Path::new("/p"), d)
+                .iter()
+                .map(|x| x.file_name().unwrap().to_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(Duration::from_secs(61)),
+            ["estimated-wait.wav", "2.wav", "minutes.wav"]
+        );
+        assert_eq!(
+            names(Duration::from_secs(20)),
+            ["estimated-wait.wav", "1.wav", "minutes.wav"]
+        );
+        assert_eq!(
+            names(Duration::from_secs(600)),
+            ["estimated-wait.wav", "1.wav", "0.wav", "minutes.wav"]
+        );
+        assert!(names(Duration::ZERO).is_empty());
     }
 }

@@ -155,7 +155,20 @@ impl Endpoint {
             }
         }
         if let ClientEvent::Response { key, resp } = &ev {
+            if self.on_trunk_response(key, resp, now) {
+                return;
+            }
             if self.on_agent_response(key, resp.clone(), now) {
+                return;
+            }
+        }
+        if let ClientEvent::Timeout { key } = &ev {
+            if self.on_trunk_timeout(key, now) {
+                return;
+            }
+        }
+        if let ClientEvent::Stray2xx { resp, .. } = &ev {
+            if self.on_trunk_2xx_again(resp) {
                 return;
             }
         }
@@ -232,7 +245,7 @@ impl Endpoint {
             }
             Method::Invite => self.on_invite(key, req, from, now),
             Method::Bye => {
-                if !self.on_agent_bye(&key, &req, now) {
+                if !self.on_agent_bye(&key, &req, now) && !self.on_trunk_bye(&key, &req, now) {
                     self.on_bye(key, req, now)
                 }
             }
@@ -589,6 +602,7 @@ impl Endpoint {
 
     /// Forgets a call and releases its resources (ports go back on drop).
     pub(super) fn end_call(&mut self, ck: CallHandle, now: Now) {
+        self.note_handle_time(ck, now);
         self.emit_ended(ck, now);
         // The caller is gone: CANCEL or BYE the agent's leg, free the agent.
         if let Some((agent, _)) = self.release_agent_leg(ck, now) {

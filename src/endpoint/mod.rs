@@ -22,7 +22,9 @@ mod tally;
 #[cfg(test)]
 mod tests;
 mod transfer;
+mod trunk;
 mod views;
+mod wait;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,6 +45,7 @@ pub use shard::{
     owner_of_output, raw_call_id, shard_of_call_id, shard_of_id, stand_in_router, ShardId, Shared,
 };
 pub use tally::{method_label, Tally};
+pub use trunk::TrunkCallError;
 
 /// How often expired registrations are swept and waiting calls are offered
 /// again (an agent's shift may have started).
@@ -112,6 +115,12 @@ pub struct Endpoint {
     /// Whether the connection a TLS binding was registered on is still up
     /// (the transport's answer; `None`: assumed up, as in tests).
     flows: Option<FlowCheck>,
+    /// Calls placed through trunks, by id, and their INVITE transactions
+    /// and answered dialogs.
+    trunk_calls: HashMap<u64, crate::call::trunk::TrunkLeg>,
+    trunk_invites: HashMap<TxKey, u64>,
+    trunk_dialogs: HashMap<CallKey, u64>,
+    next_trunk: u64,
 }
 
 /// Whether a connection to this peer is open: asked before an agent
@@ -173,6 +182,10 @@ impl Endpoint {
             next_seq: 0,
             numbers: number_index(&cfg),
             flows: None,
+            trunk_calls: HashMap::new(),
+            trunk_invites: HashMap::new(),
+            trunk_dialogs: HashMap::new(),
+            next_trunk: 0,
             cfg,
         };
         if shard.is_primary() {
@@ -239,7 +252,7 @@ impl Endpoint {
     }
 
     pub fn active_calls(&self) -> usize {
-        self.calls.len()
+        self.calls.len() + self.trunk_calls.len()
     }
 
     /// Ends every call with a BYE (the drain deadline passed).
@@ -247,6 +260,10 @@ impl Endpoint {
         let keys: Vec<_> = self.calls.handles().collect();
         for key in keys {
             self.hang_up(key, now);
+        }
+        let outbound: Vec<u64> = self.trunk_calls.keys().copied().collect();
+        for id in outbound {
+            self.hang_up_trunk_call(id, now);
         }
     }
 
@@ -295,6 +312,7 @@ impl Endpoint {
             self.call_timeout(key, now);
         }
         self.acd_timeouts(now);
+        self.trunk_timeouts(now);
         if now.mono >= self.housekeeping_at {
             // Registrations are shared: the primary sweeps them.
             let expired = if self.shard.is_primary() {
@@ -334,6 +352,7 @@ impl Endpoint {
             acd,
             self.txn.poll_timeout(),
             calls,
+            self.trunk_deadline(),
             Some(self.housekeeping_at),
         ]
         .into_iter()

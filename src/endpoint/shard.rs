@@ -152,6 +152,11 @@ pub struct Shared {
     pub(super) agents_seen: Arc<Mutex<super::emit::AgentsSeen>>,
     /// Calls in setup per source, on all shards.
     pub(super) setup: Arc<crate::flood::SetupCounts>,
+    /// Recent answers and handle times per queue, for the estimated wait
+    /// (fed once per answer and per answered call's end).
+    pub(super) estimates: Arc<Mutex<crate::acd::estimate::WaitEstimator>>,
+    /// Outbound calls in progress per trunk, on all shards (`max_calls`).
+    pub(super) trunk_calls: Arc<Mutex<std::collections::HashMap<String, u32>>>,
 }
 
 impl Shared {
@@ -162,6 +167,8 @@ impl Shared {
             calls: Arc::default(),
             agents_seen: Arc::default(),
             setup: Arc::default(),
+            trunk_calls: Arc::default(),
+            estimates: Arc::default(),
         }
     }
 

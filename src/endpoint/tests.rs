@@ -24,6 +24,10 @@ mod shards;
 mod srtp;
 #[path = "tests_transfer.rs"]
 mod transfer;
+#[path = "tests_trunk.rs"]
+mod trunk;
+#[path = "tests_wait.rs"]
+mod wait;
 
 const CONFIG: &str = r#"
 [server]
@@ -115,6 +119,16 @@ start = "end"
 
 [ivr.bye.nodes.end]
 type = "hangup"
+
+[trunks.gw]
+uri = "sip:gw@127.0.0.1:5090"
+username = "acme"
+password = "pw"
+caller_id = "1500"
+max_calls = 1
+
+[trunks.open]
+uri = "sip:127.0.0.1:5091"
 "#;
 
 struct Harness {

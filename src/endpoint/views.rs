@@ -40,6 +40,16 @@ impl Endpoint {
                 let count = |f: fn(&crate::acd::QueueStatus) -> usize| {
                     u32::try_from(st.map_or(0, f)).unwrap_or(u32::MAX)
                 };
+                let staff = crate::acd::estimate::Staffing {
+                    available: st.map_or(0, |s| s.agents_available),
+                    busy: st.map_or(0, |s| s.agents_busy),
+                };
+                // The router's count of waiting callers is every shard's,
+                // so every shard gives the same estimate.
+                let position = st.map_or(0, |s| s.waiting) + 1;
+                let estimated_wait_s = self
+                    .estimated_wait(&q.name, position, staff, now)
+                    .map(|d| d.as_secs_f64().round());
                 let schedule = q.schedule.as_ref().and_then(|n| self.cfg.schedules.get(n));
                 let open = schedule.is_none_or(|s| s.is_open(wall));
                 QueueView {
@@ -61,6 +71,8 @@ impl Endpoint {
                     service_level_s: q.service_level_s,
                     service_level_target: q.service_level_target,
                     next_change: schedule.and_then(|s| next_open_change(s, wall)),
+                    estimated_wait_s,
+                    handle_time_s: self.handle_time(&q.name).map(|d| d.as_secs_f64().round()),
                 }
             })
             .collect()
@@ -163,6 +175,18 @@ impl Endpoint {
             (CallState::Confirmed, _) if c.queued_at.is_some() => "queued",
             (CallState::Confirmed, _) => "ivr",
         };
+        let position = c
+            .acd
+            .filter(|_| is_waiting(c))
+            .and_then(|id| self.router.position(id));
+        let estimated_wait_s = match (position, c.queue()) {
+            (Some(p), Some(q)) => {
+                let staff = self.staffing(q, now);
+                self.estimated_wait(q, p, staff, now)
+                    .map(|d| d.as_secs_f64().round())
+            }
+            _ => None,
+        };
         CallView {
             id: ck.0.clone(),
             from: c.caller.clone(),
@@ -172,6 +196,8 @@ impl Endpoint {
             agent: c.agent.as_ref().map(|l| l.agent_id.clone()),
             wait_s: waited_s(c.queued_at, now.mono),
             answered_ms: c.answered_at.map(crate::events::unix_ms),
+            position,
+            estimated_wait_s,
         }
     }
 }

@@ -24,7 +24,9 @@ use crate::acd::DivertReason;
 use crate::config::Target;
 
 mod outcome;
+mod trunk;
 pub use outcome::{Candidate, Disposition, HangupBy, RoutingDecision};
+pub use trunk::{TrunkCallRef, TrunkStep};
 
 /// The two clocks an event (and a handler) may need: monotonic for waits,
 /// wall for what outlives the process.
@@ -169,6 +171,13 @@ pub enum EventKind {
         agent: String,
         reason: Option<String>,
     },
+    /// A step of a call sipacd placed through trunk `trunk` to `to`.
+    Trunk {
+        call: TrunkCallRef,
+        trunk: String,
+        to: String,
+        step: TrunkStep,
+    },
 }
 
 /// The end of a call: how it went, in full.
@@ -211,7 +220,8 @@ impl EventKind {
             EventKind::Rejected { .. }
             | EventKind::AgentState { .. }
             | EventKind::AgentReachable { .. }
-            | EventKind::AgentPaused { .. } => None,
+            | EventKind::AgentPaused { .. }
+            | EventKind::Trunk { .. } => None,
         }
     }
 }

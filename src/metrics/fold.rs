@@ -115,6 +115,20 @@ impl MetricsFold {
             EventKind::IvrClosed { ivr, node, .. } => {
                 self.handles.ivr_closed(m, ivr, node).inc();
             }
+            EventKind::Trunk { trunk, step, .. } => {
+                let result = match step {
+                    crate::events::TrunkStep::Answered => "answered",
+                    crate::events::TrunkStep::Failed { .. } => "failed",
+                    _ => return,
+                };
+                // Once per outbound call: no handle cache needed.
+                m.trunk_calls
+                    .get_or_create(&super::TrunkResultLabel {
+                        trunk: trunk.clone(),
+                        result,
+                    })
+                    .inc();
+            }
             EventKind::Arrived { .. }
             | EventKind::Rejected { .. }
             | EventKind::IvrStep { .. }

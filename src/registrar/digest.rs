@@ -177,7 +177,7 @@ pub fn parse_authorization(value: &str) -> Result<DigestCredentials, AuthParseEr
 }
 
 /// Splits `a=b, c="d\"e"` into (name, unescaped value) pairs.
-fn parse_params(input: &str) -> Result<Vec<(String, String)>, AuthParseError> {
+pub(crate) fn parse_params(input: &str) -> Result<Vec<(String, String)>, AuthParseError> {
     let mut out = Vec::new();
     let mut chars = input.chars().peekable();
     loop {

@@ -27,6 +27,7 @@ mod authorize;
 mod bindings;
 mod contact;
 mod digest;
+pub mod digest_uac;
 mod guard;
 mod nonce;
 mod outbound;

@@ -53,6 +53,15 @@ pub struct QueueView {
     /// schedule or when it never changes.
     #[serde(default)]
     pub next_change: Option<NextOpenChange>,
+    /// The expected wait of a caller arriving now, in seconds (from the
+    /// queue's recent handle times and the agents serving it); null while
+    /// nobody serves the queue or nothing is known yet.
+    #[serde(default)]
+    pub estimated_wait_s: Option<f64>,
+    /// The moving average of the queue's recent handle times (talk plus
+    /// wrap-up), in seconds; null before the first answered call ends.
+    #[serde(default)]
+    pub handle_time_s: Option<f64>,
 }
 
 /// The next change of a queue's schedule.
@@ -135,6 +144,36 @@ pub struct CallView {
     /// When the agent answered (Unix ms); null until then.
     #[serde(default)]
     pub answered_ms: Option<i64>,
+    /// A waiting caller's place in its queue (1 = served next); null once
+    /// an agent answered or outside a queue.
+    #[serde(default)]
+    pub position: Option<usize>,
+    /// The expected rest of a waiting caller's wait at that place, in
+    /// seconds; null when there is no estimate.
+    #[serde(default)]
+    pub estimated_wait_s: Option<f64>,
+}
+
+/// Answer of `POST /api/v1/trunks/{name}/calls`: the outbound call placed;
+/// its steps follow as `trunk_call` live events with the same `call`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrunkCallPlaced {
+    pub id: u64,
+    /// The outbound call's Call-ID (the `call` of its live events).
+    pub call: String,
+    pub trunk: String,
+    pub to: String,
+}
+
+/// Why `POST /api/v1/trunks/{name}/calls` placed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceCallError {
+    #[error("no trunk `{0}`")]
+    UnknownTrunk(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Body of `POST /api/v1/agents/{id}/state`: `{"state":"available"}` or

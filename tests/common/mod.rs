@@ -8,6 +8,7 @@
 
 pub mod baresip;
 pub mod demo;
+pub mod http;
 pub mod linphone;
 pub mod netns;
 pub mod phone;
