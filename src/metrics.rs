@@ -627,6 +627,11 @@ impl Metrics {
                 "Times a source was blocked for sending over pike_max_requests per pike_window_s",
                 c(&gate.stats.blocks),
             );
+            reg.register(
+                "sip_flood_block_extensions",
+                "Times a blocked source went over pike_max_requests again, so its block started again",
+                c(&gate.stats.extended),
+            );
             gate.prune(std::time::Instant::now());
             let blocked = gate.blocked(std::time::Instant::now()).len();
             reg.register(

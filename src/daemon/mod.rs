@@ -136,7 +136,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         metrics.attach_bindings(b.stats());
     }
     let status = Arc::new(status::Status {
-        gate,
+        gate: gate.clone(),
         registrar: endpoints.first().map(Endpoint::shared_registrar),
         records: cdr.handle().stats_source(),
         registrations: bindings
@@ -193,13 +193,13 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             }
             _ = hup.recv() => {
                 if let ReloadOutcome::Applied { cfg, .. } = reload(&config_path, &current, &shards).await {
-                    tls.reload(cfg.server.tls.as_ref());
+                    apply_to_transports(&cfg, &tls, &gate);
                     current = cfg;
                 }
             }
             Some(req) = ctl_rx.recv() => {
                 if let Some(cfg) = on_control(req, &config_path, &current, &shards, &today).await {
-                    tls.reload(cfg.server.tls.as_ref());
+                    apply_to_transports(&cfg, &tls, &gate);
                     current = cfg;
                 }
             }
@@ -256,6 +256,13 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         Some(shard) => Err(DaemonError::ShardStopped(shard)),
         None => Ok(()),
     }
+}
+
+/// What a reload changes outside the shards: the TLS certificate for new
+/// connections, the flood limits and their allow list for the next message.
+fn apply_to_transports(cfg: &Config, tls: &tls::TlsAcceptors, gate: &crate::flood::FloodGate) {
+    tls.reload(cfg.server.tls.as_ref());
+    gate.reconfigure(cfg.server.pike, cfg.server.allow_networks.clone());
 }
 
 fn lock_registrar(
