@@ -148,7 +148,7 @@ fn server(old: &Config, new: &Config, out: &mut Vec<String>) {
         max_calls, rtp_timeout_s, queue_log, tcp_connect_timeout_s,
         tcp_max_connections, tcp_max_per_source, tcp_message_timeout_s, tcp_idle_s,
         tls, admin_max_connections, admin_header_timeout_s, auth_guard,
-        max_calls_in_setup_per_source, allow_networks);
+        max_calls_in_setup_per_source, allow_networks, max_transactions);
     // One `[server]` key each, as the file names them.
     let (po, pn) = (o.pike, n.pike);
     let pike = [

@@ -152,6 +152,8 @@ pub struct Shared {
     pub(super) agents_seen: Arc<Mutex<super::emit::AgentsSeen>>,
     /// Calls in setup per source, on all shards.
     pub(super) setup: Arc<crate::flood::SetupCounts>,
+    /// Server transactions of all shards (`max_transactions` bounds them).
+    pub(super) transactions: Arc<crate::sip::transaction::TxBudget>,
 }
 
 impl Shared {
@@ -162,6 +164,9 @@ impl Shared {
             calls: Arc::default(),
             agents_seen: Arc::default(),
             setup: Arc::default(),
+            transactions: Arc::new(crate::sip::transaction::TxBudget::new(
+                cfg.server.max_transactions,
+            )),
         }
     }
 
@@ -215,6 +220,11 @@ impl Endpoint {
     /// Calls in setup per source (the daemon's metrics read its count).
     pub fn setup_counts(&self) -> Arc<crate::flood::SetupCounts> {
         self.shared.setup.clone()
+    }
+
+    /// The bound on server transactions every shard shares (metrics).
+    pub fn transaction_budget(&self) -> Arc<crate::sip::transaction::TxBudget> {
+        self.shared.transactions.clone()
     }
 
     pub fn shard(&self) -> ShardId {
