@@ -257,6 +257,12 @@ fn a_50x_invite_flood_from_one_source_leaves_other_callers_their_calls() {
     assert_eq!(code, 404, "nothing left to lift");
 }
 
+/// Whether a probe is answered within a few tries: right after a burst
+/// the kernel may have dropped the first one (the socket's buffer full).
+fn answered_soon(sock: &UdpSocket, target: u16) -> bool {
+    (0..4).any(|_| answered(sock, target, Duration::from_millis(700)))
+}
+
 /// Sends `n` OPTIONS from `sock` at once.
 fn options_burst(sock: &UdpSocket, target: u16, n: u64) {
     let port = sock.local_addr().unwrap().port();
@@ -278,6 +284,18 @@ fn seconds_left(admin: u16) -> Option<f64> {
         .iter()
         .find(|b| b["source"] == FLOODER && b["reason"] == "flood")
         .and_then(|b| b["seconds_left"].as_f64())
+}
+
+/// The flooder's block once it shows in the list (within 2 s).
+fn listed_block(admin: u16) -> Option<f64> {
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = seconds_left(admin);
+        if left.is_some() || Instant::now() > until {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Reloads through the admin API; the changes it names.
@@ -318,7 +336,13 @@ fn pike_keys_apply_on_reload_and_a_source_that_keeps_flooding_stays_blocked_long
 
     // 200 at once is under the limit the daemon started with.
     options_burst(&flood, port, 200);
-    assert!(answered(&probe, port, Duration::from_secs(2)));
+    assert!(
+        answered_soon(&probe, port),
+        "under the limit; dropped {} blocks {}; sipacd:\n{}",
+        metric(admin, "sipacd_sip_flood_dropped"),
+        metric(admin, "sipacd_sip_flood_blocks"),
+        d.stderr()
+    );
     assert!(seconds_left(admin).is_none());
 
     // A reload lowers the limit: it applies at once, and says so.
@@ -328,7 +352,7 @@ fn pike_keys_apply_on_reload_and_a_source_that_keeps_flooding_stays_blocked_long
     assert_eq!(changed, ["server.pike_max_requests changed"], "{changed:?}");
     std::thread::sleep(Duration::from_millis(1100)); // a fresh window
     options_burst(&flood, port, 200);
-    let first = seconds_left(admin).expect("blocked under the reloaded limit");
+    let first = listed_block(admin).expect("blocked under the reloaded limit");
     assert!(first <= BLOCK as f64, "first block {first} s");
     assert!(!answered(&probe, port, Duration::from_millis(300)));
 
@@ -353,11 +377,11 @@ fn pike_keys_apply_on_reload_and_a_source_that_keeps_flooding_stays_blocked_long
         Duration::from_secs(BLOCK + 2),
         || seconds_left(admin).is_none(),
     );
-    assert!(answered(&probe, port, Duration::from_secs(1)));
+    assert!(answered_soon(&probe, port));
 
     // Back soon: the next block is twice as long.
     options_burst(&flood, port, 200);
-    let second = seconds_left(admin).expect("blocked again");
+    let second = listed_block(admin).expect("blocked again");
     assert!(
         second > BLOCK as f64 && second <= 2.0 * BLOCK as f64,
         "second block {second} s, the first {BLOCK} s"
@@ -370,9 +394,9 @@ fn pike_keys_apply_on_reload_and_a_source_that_keeps_flooding_stays_blocked_long
     let changed = reload(admin);
     assert_eq!(changed, ["server.allow_networks changed"], "{changed:?}");
     assert!(
-        answered(&probe, port, Duration::from_secs(2)),
+        answered_soon(&probe, port),
         "an allow-listed source is answered"
     );
     options_burst(&flood, port, 200);
-    assert!(answered(&probe, port, Duration::from_secs(2)));
+    assert!(answered_soon(&probe, port));
 }

@@ -351,7 +351,7 @@ fn tcp_register(s: &mut std::net::TcpStream, contact: &str, extra: &str) -> Stri
             br = token(),
         )
     };
-    let mut answer = |s: &mut std::net::TcpStream, msg: String, cseq: u32| {
+    let answer = |s: &mut std::net::TcpStream, msg: String, cseq: u32| {
         s.write_all(msg.as_bytes()).unwrap();
         s.set_read_timeout(Some(T)).unwrap();
         let mut text = String::new();
