@@ -13,7 +13,7 @@ pub const TICK: Duration = Duration::from_secs(1);
 
 /// A drop in live server transactions worth a trim: below this much the
 /// room is a few MB, which the next burst reuses anyway.
-pub const MIN_DROP: usize = 5_000;
+pub const MIN_DROP: usize = 4_000;
 
 /// When to trim, from the live server transactions seen each tick
 /// (sans-IO: the count goes in, whether to trim comes out).
@@ -72,6 +72,6 @@ mod tests {
         assert!(p.tick(20_000));
         // Small tables never trim, however they move.
         let mut q = TrimPolicy::default();
-        assert!(!(0..100).any(|i| q.tick(if i % 2 == 0 { 4_000 } else { 0 })));
+        assert!(!(0..100).any(|i| q.tick(if i % 2 == 0 { 3_000 } else { 0 })));
     }
 }
