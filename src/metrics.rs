@@ -172,6 +172,9 @@ pub struct Metrics {
     transport: OnceLock<Arc<TransportStats>>,
     bindings: OnceLock<Arc<crate::registrar::WriterStats>>,
     flood: OnceLock<(Arc<crate::flood::FloodGate>, Arc<crate::flood::SetupCounts>)>,
+    transactions: OnceLock<Arc<crate::sip::transaction::TxBudget>>,
+    /// Times freed memory was handed back to the system after a flood.
+    pub memory_trims: Counter,
     /// The call-record writer's counters, read at scrape time.
     cdr: OnceLock<crate::cdr::WriterStatsSource>,
     /// What the configuration in force says the series are.
@@ -220,6 +223,8 @@ impl Default for Metrics {
             sip_auth_blocked_sources: Gauge::default(),
             transport: OnceLock::new(),
             flood: OnceLock::new(),
+            transactions: OnceLock::new(),
+            memory_trims: Counter::default(),
             bindings: OnceLock::new(),
             cdr: OnceLock::new(),
             config: Mutex::default(),
@@ -356,6 +361,11 @@ impl Metrics {
     /// Lets the scrape read the registrations writer's counters.
     pub fn attach_bindings(&self, stats: Arc<crate::registrar::WriterStats>) {
         let _ = self.bindings.set(stats);
+    }
+
+    /// Lets the scrape read the bound on server transactions.
+    pub fn attach_transactions(&self, budget: Arc<crate::sip::transaction::TxBudget>) {
+        let _ = self.transactions.set(budget);
     }
 
     /// Lets the scrape read the flood limits' counters.
@@ -647,6 +657,23 @@ impl Metrics {
             "Received SIP messages dropped, by reason (foreign_via: a response whose top Via is not ours)",
             dropped,
         );
+        if let Some(b) = self.transactions.get() {
+            reg.register(
+                "sip_server_transactions",
+                "Server transactions alive now, on all shards (max_transactions bounds them)",
+                ConstGauge::new(i64::try_from(b.live()).unwrap_or(i64::MAX)),
+            );
+            reg.register(
+                "sip_transactions_refused",
+                "Requests answered with a stateless 503 because max_transactions server transactions were alive",
+                ConstCounter::new(b.refused.load(Ordering::Relaxed)),
+            );
+        }
+        reg.register(
+            "memory_trims",
+            "Times freed memory was handed back to the system once the transaction tables shrank",
+            self.memory_trims.clone(),
+        );
         if let Some((gate, setup)) = self.flood.get() {
             let c = |a: &AtomicU64| ConstCounter::new(a.load(Ordering::Relaxed));
             reg.register(
@@ -658,6 +685,11 @@ impl Metrics {
                 "sip_flood_blocks",
                 "Times a source was blocked for sending over pike_max_requests per pike_window_s",
                 c(&gate.stats.blocks),
+            );
+            reg.register(
+                "sip_flood_block_extensions",
+                "Times a blocked source went over pike_max_requests again, so its block started again",
+                c(&gate.stats.extended),
             );
             gate.prune(std::time::Instant::now());
             let blocked = gate.blocked(std::time::Instant::now()).len();

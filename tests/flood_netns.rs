@@ -256,3 +256,147 @@ fn a_50x_invite_flood_from_one_source_leaves_other_callers_their_calls() {
     );
     assert_eq!(code, 404, "nothing left to lift");
 }
+
+/// Whether a probe is answered within a few tries: right after a burst
+/// the kernel may have dropped the first one (the socket's buffer full).
+fn answered_soon(sock: &UdpSocket, target: u16) -> bool {
+    (0..4).any(|_| answered(sock, target, Duration::from_millis(700)))
+}
+
+/// Sends `n` OPTIONS from `sock` at once.
+fn options_burst(sock: &UdpSocket, target: u16, n: u64) {
+    let port = sock.local_addr().unwrap().port();
+    for i in 0..n {
+        let msg = format!(
+            "OPTIONS sip:ping@127.0.0.1:{target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {FLOODER}:{port};branch=z9hG4bKob{i}-{port};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@{FLOODER}>;tag=ob{i}\r\n\
+             To: <sip:ping@127.0.0.1>\r\nCall-ID: ob-{i}-{port}\r\nCSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", target));
+    }
+}
+
+/// The flooder's block: seconds left, if it is listed.
+fn seconds_left(admin: u16) -> Option<f64> {
+    blocked_list(admin)
+        .iter()
+        .find(|b| b["source"] == FLOODER && b["reason"] == "flood")
+        .and_then(|b| b["seconds_left"].as_f64())
+}
+
+/// The flooder's block once it shows in the list (within 2 s).
+fn listed_block(admin: u16) -> Option<f64> {
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = seconds_left(admin);
+        if left.is_some() || Instant::now() > until {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reloads through the admin API; the changes it names.
+fn reload(admin: u16) -> Vec<String> {
+    let (code, v) = http("POST", admin, "/api/v1/reload", Some(TOKEN));
+    assert_eq!(code, 200, "{v}");
+    v["changed"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn pike_keys_apply_on_reload_and_a_source_that_keeps_flooding_stays_blocked_longer_each_time() {
+    if !inside_netns(
+        "pike_keys_apply_on_reload_and_a_source_that_keeps_flooding_stays_blocked_longer_each_time",
+    ) {
+        return;
+    }
+    const BLOCK: u64 = 3;
+    let mut spec = ConfigSpec::new();
+    spec.admin_token = TOKEN.into();
+    let limits = |max: u32, allow: &str| {
+        format!(
+            "allow_networks = [{allow}]\npike_window_s = 1\npike_max_requests = {max}\n\
+             pike_block_s = {BLOCK}\n"
+        )
+    };
+    spec.server_extra = limits(1000, "\"127.0.0.1\"");
+    let mut d = Daemon::start_with(spec);
+    let (port, admin) = (d.sip_port(), d.cfg.spec.admin_port);
+    let flood = UdpSocket::bind((FLOODER, 0)).unwrap();
+    let probe = UdpSocket::bind((FLOODER, 0)).unwrap();
+
+    // 200 at once is under the limit the daemon started with.
+    options_burst(&flood, port, 200);
+    assert!(
+        answered_soon(&probe, port),
+        "under the limit; dropped {} blocks {}; sipacd:\n{}",
+        metric(admin, "sipacd_sip_flood_dropped"),
+        metric(admin, "sipacd_sip_flood_blocks"),
+        d.stderr()
+    );
+    assert!(seconds_left(admin).is_none());
+
+    // A reload lowers the limit: it applies at once, and says so.
+    d.cfg.spec.server_extra = limits(50, "\"127.0.0.1\"");
+    d.cfg.write();
+    let changed = reload(admin);
+    assert_eq!(changed, ["server.pike_max_requests changed"], "{changed:?}");
+    std::thread::sleep(Duration::from_millis(1100)); // a fresh window
+    options_burst(&flood, port, 200);
+    let first = listed_block(admin).expect("blocked under the reloaded limit");
+    assert!(first <= BLOCK as f64, "first block {first} s");
+    assert!(!answered(&probe, port, Duration::from_millis(300)));
+
+    // Still flooding (100 a second, twice the limit) for longer than the
+    // block: it stays blocked all along.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(BLOCK + 3) {
+        options_burst(&flood, port, 10);
+        std::thread::sleep(Duration::from_millis(100));
+        if start.elapsed() > Duration::from_secs(BLOCK + 1) {
+            assert!(
+                seconds_left(admin).is_some(),
+                "let in at {:?} while still flooding",
+                start.elapsed()
+            );
+        }
+    }
+    assert!(metric(admin, "sipacd_sip_flood_block_extensions") >= 1.0);
+    // Quiet: let in within a block's time of its last flooding message.
+    common::wait_until(
+        "the block ends once the flood stops",
+        Duration::from_secs(BLOCK + 2),
+        || seconds_left(admin).is_none(),
+    );
+    assert!(answered_soon(&probe, port));
+
+    // Back soon: the next block is twice as long.
+    options_burst(&flood, port, 200);
+    let second = listed_block(admin).expect("blocked again");
+    assert!(
+        second > BLOCK as f64 && second <= 2.0 * BLOCK as f64,
+        "second block {second} s, the first {BLOCK} s"
+    );
+    assert_eq!(metric(admin, "sipacd_sip_flood_blocks"), 2.0);
+
+    // A reload allow-lists the source: answered at once, though blocked.
+    d.cfg.spec.server_extra = limits(50, "\"127.0.0.1\", \"127.0.0.2\"");
+    d.cfg.write();
+    let changed = reload(admin);
+    assert_eq!(changed, ["server.allow_networks changed"], "{changed:?}");
+    assert!(
+        answered_soon(&probe, port),
+        "an allow-listed source is answered"
+    );
+    options_burst(&flood, port, 200);
+    assert!(answered_soon(&probe, port));
+}

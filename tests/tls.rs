@@ -335,3 +335,142 @@ fn tls_connections_obey_the_tcp_limits() {
         "{m}"
     );
 }
+
+/// One REGISTER over a plain TCP connection, with digest: the final
+/// answer. `contact` is the Contact value, `extra` more header lines.
+fn tcp_register(s: &mut std::net::TcpStream, contact: &str, extra: &str) -> String {
+    use std::io::{Read, Write};
+    let (local, cid, tag) = (s.local_addr().unwrap(), token(), token());
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\n\
+             Via: SIP/2.0/TCP {local};branch=z9hG4bK{br};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:1001@{DOMAIN}>;tag={tag}\r\n\
+             To: <sip:1001@{DOMAIN}>\r\nCall-ID: {cid}\r\nCSeq: {cseq} REGISTER\r\n\
+             Contact: {contact}\r\nExpires: 300\r\n{extra}{auth}Content-Length: 0\r\n\r\n",
+            br = token(),
+        )
+    };
+    let answer = |s: &mut std::net::TcpStream, msg: String, cseq: u32| {
+        s.write_all(msg.as_bytes()).unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        let mut text = String::new();
+        let want = format!("CSeq: {cseq} REGISTER");
+        loop {
+            if let Some(end) = text.find("\r\n\r\n") {
+                let head = text[..end].to_string();
+                text.drain(..end + 4);
+                if head.contains(&want) && !head.starts_with("SIP/2.0 1") {
+                    return head;
+                }
+                continue;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).expect("an answer to REGISTER over TCP");
+            assert!(n > 0, "sipacd closed the TCP connection");
+            text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    };
+    let challenge = answer(s, register(1, ""), 1);
+    assert_eq!(status_code(&challenge), Some(401), "{challenge}");
+    let auth = common::sip::digest_authorization(
+        &challenge,
+        "1001",
+        AGENT_PASSWORD,
+        &format!("sip:{DOMAIN}"),
+    );
+    answer(s, register(2, &auth), 2)
+}
+
+#[test]
+fn a_phone_back_on_a_new_connection_replaces_its_binding_and_a_closed_flow_is_skipped_at_once() {
+    let pki = Pki::new();
+    let (d, tls_port) = start(&pki, "server");
+    let outbound = "Supported: outbound\r\n";
+    let flow = |port: u16| {
+        format!("<sips:1001@127.0.0.1:{port};ob>;reg-id=1;+sip.instance=\"<urn:uuid:{INSTANCE}>\"")
+    };
+    // Registered on one TLS connection, then again on a second one (a NAT
+    // rebinding, a new connection) with another Contact URI: one binding,
+    // on the new connection.
+    let mut first = TlsAgent::connect("1001", tls_port, &pki);
+    let ok = first.register(DOMAIN, AGENT_PASSWORD, &flow(closed_port()), outbound);
+    assert_eq!(status_code(&ok), Some(200), "{ok}");
+    let mut second = TlsAgent::connect("1001", tls_port, &pki);
+    let ok = second.register(DOMAIN, AGENT_PASSWORD, &flow(closed_port()), outbound);
+    assert_eq!(status_code(&ok), Some(200), "{ok}");
+    assert_eq!(
+        ok.matches("\r\nContact:").count(),
+        1,
+        "the 200 lists one binding:\n{ok}"
+    );
+    common::wait_until("one binding on disk", T, || {
+        let b = d.bindings_of("1001");
+        b.len() == 1 && b[0]["source"] == second.local.to_string()
+    });
+    let b = d.bindings_of("1001");
+    assert_eq!(b[0]["reg_id"], "1", "{b:?}");
+    assert_eq!(b[0]["outbound"], true, "{b:?}");
+
+    // The call comes down the new connection, never the old one.
+    let mut caller = Caller::dial(d.sip_port(), "1500");
+    let invite = second
+        .next(T, |m| method(m) == Some("INVITE"))
+        .unwrap_or_else(|| panic!("no INVITE on the new connection; sipacd:\n{}", d.stderr()));
+    second.send(&response(&invite, 486, "Busy Here", &token(), None, None));
+    assert!(
+        first
+            .next(Duration::from_secs(1), |m| method(m) == Some("INVITE"))
+            .is_none(),
+        "the replaced binding was offered a call"
+    );
+    caller.bye();
+    drop((first, second));
+
+    // Over plain TCP, an outbound flow whose connection closes is skipped
+    // at once: the agent is logged out at the offer (no connect to the
+    // phone's address, no ring timeout waited for).
+    let contact_port = TcpListener::bind("127.0.0.1:0").unwrap();
+    contact_port.set_nonblocking(true).unwrap();
+    let port = contact_port.local_addr().unwrap().port();
+    let tcp_flow = format!(
+        "<sip:1001@127.0.0.1:{port};transport=tcp;ob>;reg-id=1;+sip.instance=\"<urn:uuid:{INSTANCE}>\""
+    );
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", d.sip_port())).unwrap();
+    let ok = tcp_register(&mut tcp, &tcp_flow, outbound);
+    assert_eq!(status_code(&ok), Some(200), "{ok}");
+    common::wait_until("the TCP binding on disk", T, || {
+        d.bindings_of("1001")
+            .first()
+            .is_some_and(|b| b["transport"] == "tcp" && b["outbound"] == true)
+    });
+    drop(tcp);
+    std::thread::sleep(Duration::from_millis(300));
+    let _caller = Caller::dial(d.sip_port(), "1500");
+    let gone = |l: &str| l.contains("TCP connection the agent registered on is gone");
+    assert!(
+        d.wait_for_log(T, gone),
+        "the agent whose TCP flow closed was not logged out; sipacd:\n{}",
+        d.stderr()
+    );
+    assert!(
+        contact_port.accept().is_err(),
+        "sipacd connected to the phone's address instead of skipping the flow"
+    );
+
+    // Registered again on a new connection: usable again, offered the call.
+    let mut again = std::net::TcpStream::connect(("127.0.0.1", d.sip_port())).unwrap();
+    let ok = tcp_register(&mut again, &tcp_flow, outbound);
+    assert_eq!(status_code(&ok), Some(200), "{ok}");
+    use std::io::Read;
+    again.set_read_timeout(Some(T)).unwrap();
+    let mut text = String::new();
+    while !text.contains("INVITE sip:1001@") {
+        let mut chunk = [0u8; 4096];
+        let n = again
+            .read(&mut chunk)
+            .expect("an offer down the new TCP flow");
+        assert!(n > 0, "closed before the offer");
+        text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+}

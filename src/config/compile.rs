@@ -551,6 +551,12 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
     let auth_guard = auth_guard(ctx, s);
     let (pike, max_calls_in_setup_per_source, allow_networks) = flood(ctx, s);
     let tls = tls_files(ctx, s, base, &sip);
+    let max_transactions = ctx.int(
+        s.max_transactions.as_ref(),
+        "max_transactions",
+        100..=MAX_TRANSACTIONS,
+        DEFAULT_MAX_TRANSACTIONS,
+    );
     ServerConfig {
         sip,
         advertise,
@@ -582,8 +588,14 @@ fn server(ctx: &mut Ctx, s: &RawServer, base: &Path) -> ServerConfig {
         pike,
         max_calls_in_setup_per_source,
         allow_networks,
+        max_transactions: to_usize(max_transactions),
     }
 }
+
+/// `max_transactions` by default: about 70 MB of transactions at most.
+const DEFAULT_MAX_TRANSACTIONS: u64 = 100_000;
+/// Its upper bound: about 7 GB of transactions.
+const MAX_TRANSACTIONS: u64 = 10_000_000;
 
 /// The `pike_*` keys, the setup cap and `allow_networks` of `[server]`.
 fn flood(

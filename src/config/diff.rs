@@ -18,8 +18,6 @@ pub const RESTART_ONLY: &[&str] = &[
     "tcp_idle_s",
     "admin_max_connections",
     "admin_header_timeout_s",
-    "pike",
-    "allow_networks",
 ];
 
 /// Suffix of a change that waits for a restart.
@@ -167,8 +165,18 @@ fn server(old: &Config, new: &Config, out: &mut Vec<String>) {
         admin_token, digest_algorithms, data_dir, prompts, timezone, drain_s,
         max_calls, rtp_timeout_s, queue_log, tcp_connect_timeout_s,
         tcp_max_connections, tcp_max_per_source, tcp_message_timeout_s, tcp_idle_s,
-        tls, admin_max_connections, admin_header_timeout_s, auth_guard, pike,
-        max_calls_in_setup_per_source, allow_networks, retention_days);
+        tls, admin_max_connections, admin_header_timeout_s, auth_guard,
+        max_calls_in_setup_per_source, allow_networks, max_transactions, retention_days);
+    // One `[server]` key each, as the file names them.
+    let (po, pn) = (o.pike, n.pike);
+    let pike = [
+        ("pike_window_s", po.window != pn.window),
+        ("pike_max_requests", po.max_requests != pn.max_requests),
+        ("pike_block_s", po.block != pn.block),
+    ];
+    let fields = fields
+        .into_iter()
+        .chain(pike.iter().filter(|(_, c)| *c).map(|(k, _)| k.to_string()));
     for f in fields {
         let later = if RESTART_ONLY.contains(&f.as_str()) {
             AT_RESTART

@@ -106,6 +106,7 @@ pub struct RawServer {
     pub pike_max_requests: Option<S<u64>>,
     pub pike_block_s: Option<S<u64>>,
     pub max_calls_in_setup_per_source: Option<S<u64>>,
+    pub max_transactions: Option<S<u64>>,
     pub allow_networks: Option<Vec<S<String>>>,
     pub retention_days: Option<S<u64>>,
 }

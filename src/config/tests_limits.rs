@@ -222,6 +222,23 @@ fn flood_keys_are_range_checked_and_allow_networks_replaces_loopback() {
     let text = base.replace("drain_s = 7\n", "drain_s = 7\nallow_networks = []\n");
     let c = parse_str(&text, &path).unwrap();
     assert!(c.server.allow_networks.is_empty(), "[] limits loopback too");
+    // A reload applies every one of them and names each as the file does.
+    let changed = base.replace(
+        "drain_s = 7\n",
+        "drain_s = 7\npike_window_s = 5\npike_max_requests = 30\npike_block_s = 600\n\
+         max_calls_in_setup_per_source = 3\nallow_networks = [\"10.0.0.0/8\"]\n",
+    );
+    let d = diff(&c, &parse_str(&changed, &path).unwrap());
+    assert_eq!(
+        d,
+        [
+            "server.max_calls_in_setup_per_source changed",
+            "server.allow_networks changed",
+            "server.pike_window_s changed",
+            "server.pike_max_requests changed",
+            "server.pike_block_s changed",
+        ]
+    );
 }
 
 #[test]

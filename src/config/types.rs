@@ -143,6 +143,9 @@ pub struct ServerConfig {
     /// INVITEs from one source taken as calls and not yet ACKed; more get
     /// 503. 0 = no cap. Default 50.
     pub max_calls_in_setup_per_source: usize,
+    /// Server transactions alive at once on all shards; a request that
+    /// would start one more gets a stateless 503. Default 100,000.
+    pub max_transactions: usize,
     /// Networks the flood limits (`pike_*`, the setup cap) never apply
     /// to. Default loopback (`127.0.0.0/8`, `::1`).
     pub allow_networks: Vec<crate::registrar::Network>,

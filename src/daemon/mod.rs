@@ -13,6 +13,7 @@ pub mod status;
 pub mod tcp_policy;
 pub mod tls;
 pub mod transport;
+pub mod trim;
 pub mod udp_socket;
 
 use std::path::PathBuf;
@@ -137,12 +138,14 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     metrics.attach_transport(transports.stats.clone());
     if let Some(e) = endpoints.first() {
         metrics.attach_flood(gate.clone(), e.setup_counts());
+        metrics.attach_transactions(e.transaction_budget());
+        spawn_memory_trim(e.transaction_budget(), metrics.clone());
     }
     if let Some(b) = &bindings {
         metrics.attach_bindings(b.stats());
     }
     let status = Arc::new(status::Status {
-        gate,
+        gate: gate.clone(),
         registrar: endpoints.first().map(Endpoint::shared_registrar),
         records: cdr.handle().stats_source(),
         registrations: bindings
@@ -210,14 +213,14 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             }
             _ = hup.recv() => {
                 if let ReloadOutcome::Applied { cfg, .. } = reload(&config_path, &current, &shards).await {
-                    tls.reload(cfg.server.tls.as_ref());
+                    apply_to_transports(&cfg, &tls, &gate);
                     retention.store(cfg.server.retention_days, std::sync::atomic::Ordering::Relaxed);
                     current = cfg;
                 }
             }
             Some(req) = ctl_rx.recv() => {
                 if let Some(cfg) = on_control(req, &config_path, &current, &shards, &today).await {
-                    tls.reload(cfg.server.tls.as_ref());
+                    apply_to_transports(&cfg, &tls, &gate);
                     retention.store(cfg.server.retention_days, std::sync::atomic::Ordering::Relaxed);
                     current = cfg;
                 }
@@ -276,6 +279,41 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         Some(shard) => Err(DaemonError::ShardStopped(shard)),
         None => Ok(()),
     }
+}
+
+/// Watches the transaction tables each [`trim::TICK`] and, once they
+/// have shrunk by a lot after a flood, hands the freed memory back to the
+/// system on a blocking thread (see `trim`). Ends with the runtime.
+fn spawn_memory_trim(
+    budget: Arc<crate::sip::transaction::TxBudget>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    tokio::spawn(async move {
+        let mut policy = trim::TrimPolicy::default();
+        let mut tick = tokio::time::interval(trim::TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let live = budget.live();
+            if !policy.tick(live) {
+                continue;
+            }
+            let released = tokio::task::spawn_blocking(trim::release_freed_memory).await;
+            metrics.memory_trims.inc();
+            info!(
+                transactions = live,
+                released = released.unwrap_or(false),
+                "transaction tables shrank: freed memory handed back"
+            );
+        }
+    });
+}
+
+/// What a reload changes outside the shards: the TLS certificate for new
+/// connections, the flood limits and their allow list for the next message.
+fn apply_to_transports(cfg: &Config, tls: &tls::TlsAcceptors, gate: &crate::flood::FloodGate) {
+    tls.reload(cfg.server.tls.as_ref());
+    gate.reconfigure(cfg.server.pike, cfg.server.allow_networks.clone());
 }
 
 fn lock_registrar(

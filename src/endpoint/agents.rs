@@ -46,12 +46,11 @@ impl Endpoint {
             debug!(%agent, "offered agent has no binding: logged out");
             return self.agent_reachable(&agent, false, now);
         };
-        let flow_gone = binding.source.transport == crate::sip::Transport::Tls
-            && self.flows.as_ref().is_some_and(|up| !up(binding.source));
-        if flow_gone {
+        if !self.binding_usable(&binding) {
             // Never re-opened (RFC 5626 §5.3): logged out until it
             // registers again; the router offers the call elsewhere.
-            info!(%agent, peer = %binding.source, "the TLS connection the agent registered on is gone: logged out until it registers again");
+            let t = binding.source.transport;
+            info!(%agent, peer = %binding.source, "the {t} connection the agent registered on is gone: logged out until it registers again");
             self.agent_reachable(&agent, false, now);
             // The router has it ringing: the offer goes back at once (as a
             // refusal, not a ring-out) and the call to the next agent.
@@ -430,12 +429,28 @@ impl Endpoint {
         let agent = self.cfg.agents.get(id)?;
         match &agent.contact {
             Some(uri) => static_binding(uri, now),
+            // The newest usable one; an unusable one only when no other
+            // is left (the offer then logs the agent out).
             None => self
                 .registrar()
                 .bindings(id, now.wall)
                 .into_iter()
-                .max_by_key(|b| b.expires_at),
+                .max_by_key(|b| (self.binding_usable(b), b.expires_at)),
         }
+    }
+
+    /// Whether a binding can be reached now: one registered over TLS, or
+    /// as an outbound flow over TCP, only down the connection it was
+    /// registered on (a flow is never re-created, RFC 5626 §5.3), so not
+    /// once that connection is gone. Other TCP bindings are connected
+    /// anew, UDP ones always are.
+    pub(super) fn binding_usable(&self, b: &Binding) -> bool {
+        let flow_only = match b.source.transport {
+            crate::sip::Transport::Tls => true,
+            crate::sip::Transport::Tcp => b.outbound,
+            crate::sip::Transport::Udp => false,
+        };
+        !flow_only || self.flows.as_ref().is_none_or(|up| up(b.source))
     }
 
     /// Queue music on the caller's leg, if the queue has some.
@@ -487,6 +502,9 @@ pub(super) fn static_binding(uri: &str, now: Now) -> Option<Binding> {
         call_id: String::new(),
         cseq: 0,
         q: None,
+        instance: None,
+        reg_id: None,
+        outbound: false,
     })
 }
 

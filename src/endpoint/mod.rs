@@ -151,7 +151,7 @@ impl Endpoint {
     ) -> Endpoint {
         let mut ep = Endpoint {
             ports: shared.ports.clone(),
-            txn: TransactionLayer::new(Default::default()),
+            txn: TransactionLayer::with_budget(Default::default(), shared.transactions.clone()),
             shard,
             shared,
             calls: Default::default(),
@@ -235,6 +235,9 @@ impl Endpoint {
             self.ports = ports;
         }
         self.numbers = number_index(&cfg);
+        self.shared
+            .transactions
+            .set_cap(cfg.server.max_transactions);
         self.cfg = cfg;
         self.touch_all_agents();
         if self.shard.is_primary() {

@@ -157,6 +157,8 @@ pub struct Shared {
     pub(super) estimates: Arc<Mutex<crate::acd::estimate::WaitEstimator>>,
     /// Outbound calls in progress per trunk, on all shards (`max_calls`).
     pub(super) trunk_calls: Arc<Mutex<std::collections::HashMap<String, u32>>>,
+    /// Server transactions of all shards (`max_transactions` bounds them).
+    pub(super) transactions: Arc<crate::sip::transaction::TxBudget>,
 }
 
 impl Shared {
@@ -169,6 +171,9 @@ impl Shared {
             setup: Arc::default(),
             trunk_calls: Arc::default(),
             estimates: Arc::default(),
+            transactions: Arc::new(crate::sip::transaction::TxBudget::new(
+                cfg.server.max_transactions,
+            )),
         }
     }
 
@@ -222,6 +227,11 @@ impl Endpoint {
     /// Calls in setup per source (the daemon's metrics read its count).
     pub fn setup_counts(&self) -> Arc<crate::flood::SetupCounts> {
         self.shared.setup.clone()
+    }
+
+    /// The bound on server transactions every shard shares (metrics).
+    pub fn transaction_budget(&self) -> Arc<crate::sip::transaction::TxBudget> {
+        self.shared.transactions.clone()
     }
 
     pub fn shard(&self) -> ShardId {

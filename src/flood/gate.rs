@@ -1,10 +1,11 @@
 //! The flood gate the socket readers ask before a message is parsed:
-//! allow-listed networks pass without a lock; any other source goes
-//! through the [`Pike`] table. Counters for `/metrics`.
+//! allow-listed networks pass under a shared read lock only; any other
+//! source goes through the [`Pike`] table. Both are replaced by a reload
+//! ([`FloodGate::reconfigure`]). Counters for `/metrics`.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::pike::{Pike, PikeConfig, Verdict};
@@ -16,11 +17,14 @@ pub struct FloodStats {
     pub dropped: AtomicU64,
     /// Times a source was blocked.
     pub blocks: AtomicU64,
+    /// Times a blocked source went over the limit again, so its block
+    /// started again.
+    pub extended: AtomicU64,
 }
 
 #[derive(Debug)]
 pub struct FloodGate {
-    allow: Vec<Network>,
+    allow: RwLock<Arc<[Network]>>,
     pike: Mutex<Pike>,
     pub stats: FloodStats,
 }
@@ -28,7 +32,7 @@ pub struct FloodGate {
 impl FloodGate {
     pub fn new(cfg: PikeConfig, allow: Vec<Network>) -> FloodGate {
         FloodGate {
-            allow,
+            allow: RwLock::new(allow.into()),
             pike: Mutex::new(Pike::new(cfg)),
             stats: FloodStats::default(),
         }
@@ -39,7 +43,20 @@ impl FloodGate {
     }
 
     pub fn allowed(&self, ip: IpAddr) -> bool {
-        self.allow.iter().any(|n| n.contains(ip))
+        let allow = self.allow.read().unwrap_or_else(|e| e.into_inner());
+        allow.iter().any(|n| n.contains(ip))
+    }
+
+    /// Takes a reload's limits and allow list. Blocks in force stay (a
+    /// source now allow-listed is let through at once).
+    pub fn reconfigure(&self, cfg: PikeConfig, allow: Vec<Network>) {
+        *self.allow.write().unwrap_or_else(|e| e.into_inner()) = allow.into();
+        self.lock().set_config(cfg);
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> PikeConfig {
+        self.lock().config()
     }
 
     /// Whether a message from `ip` arriving at `now` may be read.
@@ -53,6 +70,11 @@ impl FloodGate {
                 self.stats.blocks.fetch_add(1, Ordering::Relaxed);
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(source = %ip, "request flood: source blocked");
+                false
+            }
+            Verdict::Extended => {
+                self.stats.extended.fetch_add(1, Ordering::Relaxed);
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 false
             }
             Verdict::Drop => {
@@ -111,5 +133,29 @@ mod tests {
         assert_eq!(g.stats.dropped.load(Ordering::Relaxed), 2);
         assert!(g.unblock(out, now));
         assert!(g.admit(out, now));
+    }
+
+    #[test]
+    fn a_reload_changes_the_limits_and_the_allow_list() {
+        let cfg = PikeConfig {
+            window: Duration::from_secs(2),
+            max_requests: 100,
+            block: Duration::from_secs(5),
+        };
+        let g = FloodGate::new(cfg, vec![]);
+        let now = Instant::now();
+        let a: IpAddr = "192.0.2.3".parse().unwrap();
+        assert!((0..50).all(|_| g.admit(a, now)));
+        let tighter = PikeConfig {
+            max_requests: 10,
+            ..cfg
+        };
+        g.reconfigure(tighter, vec![]);
+        assert_eq!(g.config(), tighter);
+        assert!(!g.admit(a, now), "over the new limit at once");
+        assert!(g.is_blocked(a, now));
+        g.reconfigure(tighter, vec![Network::parse("192.0.2.0/24").unwrap()]);
+        assert!(g.admit(a, now), "allow-listed by the reload");
+        assert!(!g.is_blocked(a, now));
     }
 }

@@ -8,5 +8,5 @@ mod pike;
 mod setup;
 
 pub use gate::{FloodGate, FloodStats};
-pub use pike::{Pike, PikeConfig, Verdict, MAX_SOURCES};
+pub use pike::{Pike, PikeConfig, Verdict, MAX_BLOCK_DOUBLINGS, MAX_SOURCES};
 pub use setup::SetupCounts;

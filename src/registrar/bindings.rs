@@ -1,5 +1,9 @@
 //! The location table: bindings per address-of-record and the update rules
-//! of RFC 3261 §10.3 steps 6–8.
+//! of RFC 3261 §10.3 steps 6–8, with RFC 5626 §6's: a Contact carrying
+//! `+sip.instance` (and `reg-id`) is the same binding as the one of the
+//! same instance (and reg-id), whatever its URI, so a phone that comes back
+//! from another address or on a new connection replaces its old binding
+//! instead of leaving a stale second one that would be offered calls.
 
 use super::contact::{ContactValue, NameAddr};
 use crate::sip::Peer;
@@ -18,9 +22,25 @@ pub struct Binding {
     pub call_id: String,
     pub cseq: u32,
     pub q: Option<f32>,
+    /// `+sip.instance` of the Contact (RFC 5626 §4.1), as sent.
+    pub instance: Option<String>,
+    /// `reg-id` of the Contact (RFC 5626 §4.2), with an instance only.
+    pub reg_id: Option<String>,
+    /// Registered as an outbound flow (RFC 5626, over TCP or TLS): when its
+    /// connection is gone the binding is unusable until the phone registers
+    /// again (§5.3: an edge never re-creates a flow).
+    pub outbound: bool,
 }
 
 impl Binding {
+    /// Whether `self` and `other` are the same RFC 5626 binding: the same
+    /// instance and the same reg-id (or both without).
+    fn same_instance(&self, instance: Option<&str>, reg_id: Option<&str>) -> bool {
+        instance.is_some()
+            && self.instance.as_deref() == instance
+            && self.reg_id.as_deref() == reg_id
+    }
+
     /// Whole seconds left, rounded up (0 once expired).
     pub fn remaining_secs(&self, now: SystemTime) -> u64 {
         match self.expires_at.duration_since(now) {
@@ -52,6 +72,8 @@ pub struct Update<'a> {
     pub cseq: u32,
     pub source: Peer,
     pub now: SystemTime,
+    /// The REGISTER took outbound up (`outbound::applies`).
+    pub outbound: bool,
 }
 
 /// Why an update was refused; nothing was changed.
@@ -197,7 +219,9 @@ impl BindingTable {
             } else {
                 u32::try_from(expires.min(u64::from(lim.max_expires))).unwrap_or(lim.max_expires)
             };
-            if let Some(b) = list.iter().find(|b| b.contact == addr.uri) {
+            let (instance, reg_id) = flow_ids(addr);
+            let same = |b: &&Binding| b.contact == addr.uri || b.same_instance(instance, reg_id);
+            if let Some(b) = list.iter().find(same) {
                 if b.call_id == up.call_id && up.cseq <= b.cseq {
                     return Err(UpdateError::OutOfOrder);
                 }
@@ -206,7 +230,8 @@ impl BindingTable {
         }
 
         for (addr, expires) in plan {
-            list.retain(|b| b.contact != addr.uri);
+            let (instance, reg_id) = flow_ids(addr);
+            list.retain(|b| b.contact != addr.uri && !b.same_instance(instance, reg_id));
             if expires > 0 {
                 list.push(Binding {
                     contact: addr.uri.clone(),
@@ -219,6 +244,10 @@ impl BindingTable {
                         .flatten()
                         .and_then(|q| q.parse::<f32>().ok())
                         .filter(|q| (0.0..=1.0).contains(q)),
+                    instance: instance.map(str::to_owned),
+                    reg_id: reg_id.map(str::to_owned),
+                    outbound: up.source.transport.is_reliable()
+                        && ((up.outbound && reg_id.is_some()) || uri_has_ob(&addr.uri)),
                 });
             }
         }
@@ -228,6 +257,27 @@ impl BindingTable {
         self.set(user, list);
         Ok(changed)
     }
+}
+
+/// A Contact's `+sip.instance` and, with it, its `reg-id` (RFC 5626 §6:
+/// a reg-id without an instance is ignored).
+fn flow_ids(addr: &NameAddr) -> (Option<&str>, Option<&str>) {
+    let instance = addr
+        .param("+sip.instance")
+        .flatten()
+        .filter(|i| !i.is_empty());
+    let reg_id = instance.and(addr.param("reg-id").flatten());
+    (instance, reg_id)
+}
+
+/// Whether a Contact URI carries the `ob` parameter (RFC 5626 §5.4).
+fn uri_has_ob(uri: &str) -> bool {
+    let params = uri.split_once('>').map_or(uri, |(u, _)| u);
+    let params = params.split_once('?').map_or(params, |(u, _)| u);
+    params
+        .split(';')
+        .skip(1)
+        .any(|p| p.trim().eq_ignore_ascii_case("ob"))
 }
 
 /// The contact's `expires` parameter, else the Expires header, else the

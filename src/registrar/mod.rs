@@ -405,6 +405,7 @@ impl Registrar {
             cseq,
             source,
             now,
+            outbound: outbound::applies(req, &contacts, source),
         };
         let limits = Limits {
             min_expires: self.cfg.min_expires,

@@ -55,6 +55,12 @@ struct Stored {
     cseq: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     q: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    instance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reg_id: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    outbound: bool,
 }
 
 /// Every binding at one moment, taken under the registrar's lock (memory
@@ -76,6 +82,9 @@ impl Snapshot {
                     call_id: b.call_id.clone(),
                     cseq: b.cseq,
                     q: b.q,
+                    instance: b.instance.clone(),
+                    reg_id: b.reg_id.clone(),
+                    outbound: b.outbound,
                 })
                 .collect(),
         )
@@ -181,6 +190,9 @@ pub fn load(path: &Path, now: SystemTime) -> Result<Vec<(String, Binding)>, Stor
                 call_id: s.call_id,
                 cseq: s.cseq,
                 q: s.q,
+                instance: s.instance,
+                reg_id: s.reg_id,
+                outbound: s.outbound,
             },
         ));
     }

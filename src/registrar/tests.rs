@@ -1155,3 +1155,88 @@ fn outbound_is_taken_up_over_a_connection_only() {
     let resp = register_from(&mut registrar(), tls, "ob-unasked", &unasked);
     assert_eq!(header_named(&resp, "Require"), None);
 }
+
+#[test]
+fn a_contact_of_the_same_instance_and_reg_id_replaces_its_binding_whatever_its_uri() {
+    const INSTANCE: &str = "+sip.instance=\"<urn:uuid:0e4b3cc6-4b8e-4a1c-9a5a-1f2f3e4d5c6b>\"";
+    let contact = |port: u16, reg_id: u8, expires: &str| {
+        format!("Contact: <sip:1001@10.0.0.6:{port};transport=tcp;ob>;reg-id={reg_id};{INSTANCE}{expires}")
+    };
+    let tcp = |port: u16| Peer::tcp(([198, 51, 100, 7], port).into());
+    let mut r = registrar();
+    let first = contact(5062, 1, "");
+    let lines = ["Supported: outbound", first.as_str()];
+    assert_eq!(
+        register_from(&mut r, tcp(40312), "c1", &lines).status_code,
+        StatusCode::OK
+    );
+    let b = r.bindings("1001", t(1));
+    assert_eq!(b.len(), 1);
+    assert!(b[0].outbound, "an outbound flow over TCP");
+    assert_eq!(b[0].reg_id.as_deref(), Some("1"));
+
+    // After a NAT rebinding, on a new connection, with another Contact
+    // URI and Call-ID: the same binding, not a second one.
+    let moved = contact(5999, 1, "");
+    let lines = ["Supported: outbound", moved.as_str()];
+    let resp = register_from(&mut r, tcp(40999), "c2", &lines);
+    assert_eq!(resp.status_code, StatusCode::OK);
+    assert_eq!(contacts(&resp).len(), 1, "{:?}", contacts(&resp));
+    let b = r.bindings("1001", t(1));
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0].contact, "sip:1001@10.0.0.6:5999;transport=tcp;ob");
+    assert_eq!(b[0].source, tcp(40999));
+    assert!(
+        !r.has_binding_from(tcp(40312), t(1)),
+        "the old flow keeps nothing"
+    );
+
+    // A second flow of the same instance (reg-id 2) is a binding of its own.
+    let second = contact(6000, 2, "");
+    let lines = ["Supported: outbound", second.as_str()];
+    register_from(&mut r, tcp(41000), "c3", &lines);
+    assert_eq!(r.bindings("1001", t(1)).len(), 2);
+    // Removed by instance and reg-id, though named by yet another URI.
+    let gone = contact(7000, 2, ";expires=0");
+    let lines = ["Supported: outbound", gone.as_str()];
+    register_from(&mut r, tcp(41001), "c4", &lines);
+    let b = r.bindings("1001", t(1));
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0].reg_id.as_deref(), Some("1"));
+}
+
+#[test]
+fn without_an_instance_contacts_are_told_apart_by_uri_and_outbound_needs_a_connection() {
+    let mut r = registrar();
+    let tcp = Peer::tcp("198.51.100.7:40312".parse().unwrap());
+    // No instance: a reg-id alone means nothing, two URIs are two bindings.
+    register_from(
+        &mut r,
+        tcp,
+        "n1",
+        &["Contact: <sip:1001@10.0.0.6:5062>;reg-id=1"],
+    );
+    register_from(
+        &mut r,
+        tcp,
+        "n2",
+        &["Contact: <sip:1001@10.0.0.6:5063>;reg-id=1"],
+    );
+    let b = r.bindings("1001", t(1));
+    assert_eq!(b.len(), 2);
+    assert!(b.iter().all(|b| !b.outbound && b.reg_id.is_none()));
+    // `;ob` in the URI over TCP: a flow; over UDP never.
+    let mut r = registrar();
+    register_from(&mut r, tcp, "o1", &["Contact: <sip:1001@10.0.0.6:5062;ob>"]);
+    assert!(r.bindings("1001", t(1))[0].outbound);
+    let mut r = registrar();
+    let ob = [
+        "Supported: outbound",
+        "Contact: <sip:1001@10.0.0.6:5062;ob>;reg-id=1;+sip.instance=\"<urn:uuid:1>\"",
+    ];
+    register_from(&mut r, peer(), "u1", &ob);
+    assert!(
+        !r.bindings("1001", t(1))[0].outbound,
+        "UDP has no flow to lose"
+    );
+}

@@ -257,6 +257,9 @@ mod tests {
                     call_id: format!("c{i}"),
                     cseq: 1,
                     q: None,
+                    instance: None,
+                    reg_id: None,
+                    outbound: false,
                 },
             );
         }

@@ -3,11 +3,13 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rsip::{Method, Request, Response, StatusCode, StatusCodeKind};
 use tracing::debug;
 
+use super::budget::TxBudget;
 use super::client_invite::{ClientInvite, RespOutcome};
 use super::client_non_invite::ClientNonInvite;
 use super::key::{Side, TxKey};
@@ -153,6 +155,14 @@ pub struct TransactionLayer {
     /// for 64*T1 with their expiry in arrival order.
     acks: TxMap<Box<[u8]>>,
     acks_expire: VecDeque<(Instant, TxKey)>,
+    /// The bound on server transactions, shared with the other shards.
+    budget: Arc<TxBudget>,
+}
+
+impl Drop for TransactionLayer {
+    fn drop(&mut self) {
+        self.budget.release(self.servers.len());
+    }
 }
 
 /// A server transaction's request and, once a 300-699 was ACKed, its ACK.
@@ -200,7 +210,25 @@ impl TransactionLayer {
             seen: TxMap::default(),
             acks: TxMap::default(),
             acks_expire: VecDeque::new(),
+            budget: Arc::default(),
         }
+    }
+
+    /// The same, counting its server transactions against `budget`.
+    pub fn with_budget(cfg: TimerConfig, budget: Arc<TxBudget>) -> Self {
+        let mut l = TransactionLayer::new(cfg);
+        l.budget = budget;
+        l
+    }
+
+    /// The bound its server transactions count against.
+    pub fn budget(&self) -> &Arc<TxBudget> {
+        &self.budget
+    }
+
+    /// Server transactions of this layer.
+    pub fn servers(&self) -> usize {
+        self.servers.len()
     }
 
     /// Re-reads `key`'s next deadline into the heap after any change, and
@@ -347,7 +375,11 @@ impl TransactionLayer {
     /// Forgets a server transaction (and the bytes it was fed).
     fn remove_server(&mut self, key: &TxKey) -> bool {
         self.seen.remove(key);
-        self.servers.remove(key).is_some()
+        let removed = self.servers.remove(key).is_some();
+        if removed {
+            self.budget.release(1);
+        }
+        removed
     }
 
     fn on_other(
@@ -364,6 +396,24 @@ impl TransactionLayer {
                     msg: resp.clone().into(),
                 });
             }
+            return None;
+        }
+        if !self.budget.try_take() {
+            // Over the bound: answered as a stateless server would, once
+            // per (retransmitted) request, with nothing kept.
+            let tag = stateless_tag(&key);
+            let mut busy = response_with_status(&req, StatusCode::ServiceUnavailable, Some(&tag));
+            let mut headers: Vec<rsip::Header> = busy.headers.into_iter().collect();
+            let content_length = headers.pop();
+            headers.push(rsip::Header::RetryAfter(
+                OVER_BUDGET_RETRY_AFTER_S.to_string().into(),
+            ));
+            headers.extend(content_length);
+            busy.headers = headers.into();
+            self.transmits.push_back(Transmit {
+                to: from,
+                msg: busy.into(),
+            });
             return None;
         }
         let tx = if req.method == Method::Invite {
@@ -718,6 +768,19 @@ impl TransactionLayer {
     pub fn poll_event(&mut self) -> Option<TxEvent> {
         self.events.pop_front()
     }
+}
+
+/// Retry-After of the 503 sent over [`TxBudget`]'s bound: a flood that
+/// fills the tables has them for 32 s at most.
+const OVER_BUDGET_RETRY_AFTER_S: &str = "10";
+
+/// The To tag of a stateless answer: the same for every retransmission of
+/// the request (a fixed-key hash of its transaction key), nothing kept.
+fn stateless_tag(key: &TxKey) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    format!("sl{:016x}", h.finish())
 }
 
 /// Whether `on_request` just created a server transaction.

@@ -14,6 +14,7 @@
 //! [`Uas2xxRetransmitter`] inside it) until the ACK arrives; that is the UAS
 //! core's job in RFC 3261 but we are only ever a UA, so it lives here.
 
+mod budget;
 mod client_invite;
 mod client_non_invite;
 mod key;
@@ -29,6 +30,7 @@ mod tests;
 #[cfg(test)]
 mod tests_repeat;
 
+pub use budget::TxBudget;
 pub use key::{Side, TxKey, MAGIC_COOKIE};
 pub use layer::{ClientEvent, ServerEvent, TransactionLayer, TxEvent};
 pub use messages::{build_ack, build_cancel, new_branch};

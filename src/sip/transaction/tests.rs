@@ -766,3 +766,50 @@ fn quoted_via_and_from_params_are_keyed_and_retransmissions_absorbed() {
     ));
     assert_eq!(l.on_request(quoted("old1"), udp(), t0), None);
 }
+
+#[test]
+fn over_the_shared_bound_a_request_gets_a_stateless_503_and_keeps_nothing() {
+    let t0 = Instant::now();
+    let budget = std::sync::Arc::new(TxBudget::new(2));
+    // Two shards' layers share one bound.
+    let mut a = TransactionLayer::with_budget(TimerConfig::default(), budget.clone());
+    let mut b = TransactionLayer::with_budget(TimerConfig::default(), budget.clone());
+    new_request_key(a.on_request(invite("z9hG4bKcap1"), udp(), t0));
+    let opts = request(Method::Options, "z9hG4bKcap2", 1, None);
+    let okey = new_request_key(b.on_request(opts, udp(), t0));
+    drain(&mut a);
+    drain(&mut b);
+    assert_eq!(budget.live(), 2);
+
+    // The third, on either shard: 503 with Retry-After and a To tag, sent
+    // once per (re)transmission, no transaction and no timer.
+    let third = || invite("z9hG4bKcap3");
+    for round in 0..2 {
+        assert_eq!(a.on_request(third(), udp(), t0 + ms(round)), None);
+        let sent = drain(&mut a);
+        assert_eq!(sent.len(), 1, "round {round}");
+        assert_eq!(status(&sent[0]), Some(503));
+        let text = sent[0].msg.to_string();
+        assert!(text.contains("Retry-After: 10\r\n"), "{text}");
+        assert!(
+            text.contains("To: <sip:queue@acd.example.com>;tag=sl"),
+            "{text}"
+        );
+    }
+    assert_eq!(a.servers(), 1);
+    assert_eq!(budget.refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+
+    // A transaction that ends gives its place back.
+    b.send_response(
+        &okey,
+        answer(&request(Method::Options, "z9hG4bKcap2", 1, None), 200, "o"),
+        t0 + ms(5),
+    )
+    .unwrap();
+    run_until(&mut b, t0, t0 + Duration::from_secs(40));
+    assert_eq!(budget.live(), 1);
+    new_request_key(a.on_request(third(), udp(), t0 + Duration::from_secs(40)));
+    assert_eq!(budget.live(), 2);
+    drop(a);
+    assert_eq!(budget.live(), 0, "a dropped layer gives every place back");
+}
