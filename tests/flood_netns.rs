@@ -236,6 +236,10 @@ fn a_50x_invite_flood_from_one_source_leaves_other_callers_their_calls() {
     common::wait_until("the flooder listed again", Duration::from_secs(5), || {
         lists(admin, FLOODER)
     });
+    // The rest of the burst is still being read, and a blocked source
+    // that goes on sending is blocked again: lift the block once it has
+    // all been read.
+    std::thread::sleep(Duration::from_millis(1500));
     let (code, v) = http(
         "DELETE",
         admin,
@@ -244,8 +248,9 @@ fn a_50x_invite_flood_from_one_source_leaves_other_callers_their_calls() {
     );
     assert_eq!(code, 200, "{v}");
     assert!(!lists(admin, FLOODER));
+    // Right after a burst on loopback the kernel may drop the first probe.
     assert!(
-        answered(&probe, port, Duration::from_secs(2)),
+        (0..3).any(|_| answered(&probe, port, Duration::from_secs(1))),
         "answered once lifted"
     );
     let (code, _) = http(

@@ -5,9 +5,9 @@
 pub mod control;
 pub mod media;
 pub mod observers;
-pub mod rtp_sockets;
 pub mod recorder;
 pub mod retention;
+pub mod rtp_sockets;
 pub mod shards;
 pub mod status;
 pub mod tcp_policy;
