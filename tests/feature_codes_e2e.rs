@@ -2,7 +2,9 @@
 //! 1001's phone, registers, dials the pause code with reason code 1
 //! (`*451`), answers the digest challenge, and is answered and hung up;
 //! the admin API then shows the agent paused with the reason the
-//! `[features]` table gives that code.
+//! `[features]` table gives that code. A second test dials the logout
+//! code (`*48`, the agent stays registered but `logged_out` in the API,
+//! the metrics and queue_log) and then the login code (`*47`, available).
 //!
 //! Without SIPp this test fails (see `common::require`).
 
@@ -54,8 +56,18 @@ fn a_sipp_agent_dials_the_pause_code_and_is_paused_with_its_reason() {
     let d = Daemon::start_with(spec);
     let run = run_sipp(
         d.sip_port(),
-        "agent_dials_pause",
-        &["-s", "1001", "-au", "1001", "-ap", AGENT_PASSWORD],
+        "agent_dials_code",
+        &[
+            "-s",
+            "1001",
+            "-au",
+            "1001",
+            "-ap",
+            AGENT_PASSWORD,
+            "-key",
+            "code",
+            "*451",
+        ],
         Duration::from_secs(15),
     );
     assert!(
@@ -68,4 +80,86 @@ fn a_sipp_agent_dials_the_pause_code_and_is_paused_with_its_reason() {
     assert_eq!(agent["state"], "paused", "{agent}");
     assert_eq!(agent["pause_reason"], "lunch", "{agent}");
     assert!(d.stderr().contains("feature code"), "{}", d.stderr());
+}
+
+/// Agent 1001 dials `code` from a SIPp phone (registering first).
+fn dial_code(d: &Daemon, code: &str) {
+    let run = run_sipp(
+        d.sip_port(),
+        "agent_dials_code",
+        &[
+            "-s",
+            "1001",
+            "-au",
+            "1001",
+            "-ap",
+            AGENT_PASSWORD,
+            "-key",
+            "code",
+            code,
+        ],
+        Duration::from_secs(15),
+    );
+    assert!(
+        run.success(),
+        "{code}: {}\n--- sipacd ---\n{}",
+        run.report(),
+        d.stderr()
+    );
+}
+
+/// The `sipacd_queue_agents` sample for queue support in `state`.
+fn queue_agents(d: &Daemon, state: &str) -> Option<String> {
+    let (status, text) = common::http::request("GET", &format!("{}/metrics", d.admin_url()), None);
+    assert_eq!(status, 200, "{text}");
+    let want = format!("state=\"{state}\"");
+    text.lines()
+        .find(|l| {
+            l.contains("queue_agents{") && l.contains("queue=\"support\"") && l.contains(&want)
+        })
+        .map(str::to_owned)
+}
+
+#[test]
+fn a_sipp_agent_logs_out_and_back_in_with_its_codes() {
+    if !sipp_or_skip() {
+        return;
+    }
+    let mut spec = ConfigSpec::new();
+    spec.server_extra = "queue_log = \"queue_log\"\n".into();
+    spec.extra = "\n[features]\nlogin = \"*47\"\nlogout = \"*48\"\n".into();
+    let d = Daemon::start_with(spec);
+
+    dial_code(&d, "*48");
+    let agent = agent_1001(&d);
+    assert_eq!(agent["state"], "logged_out", "{agent}");
+    assert_eq!(agent["registered"], true, "still registered: {agent}");
+    let available = queue_agents(&d, "available").expect("an available sample");
+    assert!(available.ends_with(" 0"), "{available}");
+
+    dial_code(&d, "*47");
+    let agent = agent_1001(&d);
+    assert_eq!(agent["state"], "available", "{agent}");
+    let available = queue_agents(&d, "available").expect("an available sample");
+    assert!(available.ends_with(" 1"), "{available}");
+
+    let path = d.cfg.root().join("data/queue_log");
+    let mut events = Vec::new();
+    common::wait_until("queue_log lines", Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        events = text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('|').collect();
+                (f.get(3) == Some(&"1001")).then(|| f.get(4).map_or("", |e| *e).to_owned())
+            })
+            .collect();
+        events.len() >= 3
+    });
+    assert_eq!(
+        events,
+        ["AGENTLOGIN", "AGENTLOGOFF", "AGENTLOGIN"],
+        "{}",
+        d.stderr()
+    );
 }

@@ -97,6 +97,9 @@ pub(crate) struct Meta {
     pub registered: bool,
     pub on_shift: bool,
     pub paused: Option<String>,
+    /// Logged off with the logout feature code: stays `LoggedOut` while
+    /// its phone keeps registering, until the login code.
+    pub logged_off: bool,
     /// Gone from the config: leaves for good once idle.
     pub removed: bool,
     pub busy: Option<Busy>,
@@ -110,7 +113,7 @@ pub(crate) struct Meta {
 impl Meta {
     /// The state the agent rests in when it is not on a call.
     pub(crate) fn resting(&self) -> Tag {
-        if self.removed || !self.registered {
+        if self.removed || !self.registered || self.logged_off {
             Tag::LoggedOut
         } else if !self.on_shift {
             Tag::OffShift

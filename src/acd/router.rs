@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod direct;
+
 /// Where a call is, as far as the router knows.
 #[derive(Debug, Clone)]
 enum Loc {
@@ -346,6 +348,32 @@ impl Router {
         };
         self.settle(slot, &mut meta, now, &mut out);
         Ok(out)
+    }
+
+    /// The agent's own login/logout code: logged off, it rests in
+    /// `LoggedOut` whatever its registration does; logged in again, its
+    /// pause is cleared (as an agent logging in to app_queue starts
+    /// available). A logout during a call applies when it ends.
+    pub fn set_logged_in(
+        &self,
+        agent: &str,
+        logged_in: bool,
+        now: Instant,
+    ) -> Result<Vec<Output>, AcdError> {
+        let slot = self.slot(agent)?;
+        let mut out = Vec::new();
+        let mut meta = slot.meta();
+        meta.logged_off = !logged_in;
+        if logged_in {
+            meta.paused = None;
+        }
+        self.settle(slot, &mut meta, now, &mut out);
+        Ok(out)
+    }
+
+    /// Whether the agent logged itself off with the logout code.
+    pub fn logged_off(&self, agent: &str) -> bool {
+        self.topo.agent(agent).is_some_and(|s| s.meta().logged_off)
     }
 
     /// Re-reads every agent's shift at `wall` (driver: once a minute; shift

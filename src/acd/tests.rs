@@ -535,6 +535,56 @@ fn pause_and_logout_are_respected() {
 }
 
 #[test]
+fn logout_code_outlasts_registration_refreshes_until_login() {
+    let h = H::new(&cfg(
+        vec![agent("a", &[])],
+        vec![queue("q", &[], Strategy::LongestIdle)],
+    ));
+    h.login(&["a"]);
+    h.r.set_state("a", AdminState::Paused("lunch".into()), h.t0)
+        .unwrap();
+    h.r.set_logged_in("a", false, h.t0).unwrap();
+    assert_eq!(h.state("a"), AgentState::LoggedOut);
+    assert!(h.r.logged_off("a"));
+    // The phone's next REGISTER refresh does not log it back in.
+    h.r.agent_registered("a", h.at(1), wall()).unwrap();
+    assert_eq!(h.state("a"), AgentState::LoggedOut);
+    assert!(offers(&h.arrive(1, "q", 2)).is_empty());
+    // Login: available again (its pause gone) and takes the waiting caller.
+    let out = h.r.set_logged_in("a", true, h.at(3)).unwrap();
+    assert_eq!(one(&out), ("a".into(), 1));
+    assert!(!h.r.logged_off("a"));
+    assert_eq!(h.r.agent("a").unwrap().pause_reason, None);
+    // A logout during a call applies after it.
+    h.r.set_logged_in("a", false, h.at(4)).unwrap();
+    assert_eq!(h.state("a"), AgentState::Ringing);
+    h.serve("a", 1, 5);
+    assert_eq!(h.state("a"), AgentState::LoggedOut);
+}
+
+#[test]
+fn a_caller_for_one_agent_rings_it_only_if_available_and_waits_after_a_no_answer() {
+    let h = H::new(&cfg(
+        vec![agent("a", &[]), agent("b", &[])],
+        vec![queue("q", &[], Strategy::LongestIdle)],
+    ));
+    h.login(&["a"]);
+    // b is logged out: refused, nothing changes.
+    assert!(h.r.caller_for_agent(CallId(7), "q", 0, "b", h.t0).is_err());
+    assert!(h.r.agent_of_call(CallId(7)).is_none());
+    let out = h.r.caller_for_agent(CallId(7), "q", 0, "a", h.t0).unwrap();
+    assert_eq!(offers(&out), [("a".to_owned(), 7)]);
+    assert_eq!(h.state("a"), AgentState::Ringing);
+    // a is ringing now: another direct offer to it is refused.
+    assert!(h.r.caller_for_agent(CallId(8), "q", 0, "a", h.t0).is_err());
+    // No answer: the caller waits in q and b, logging in, takes it.
+    h.r.ring_no_answer("a", CallId(7), h.at(1)).unwrap();
+    let out = h.r.agent_registered("b", h.at(2), wall()).unwrap();
+    assert_eq!(one(&out), ("b".into(), 7));
+    h.serve("b", 7, 3);
+}
+
+#[test]
 fn reload_keeps_state_counters_and_callers() {
     let c1 = cfg(
         vec![

@@ -267,6 +267,7 @@ pub fn live_events(ev: &Event) -> Vec<LiveEvent> {
         | Step::RingNoAnswer { .. }
         | Step::AgentReachable { .. }
         | Step::AgentPaused { .. }
+        | Step::AgentLogin { .. }
         | Step::RecordingStarted { .. }
         | Step::RecordingEnded { .. } => Vec::new(),
     };

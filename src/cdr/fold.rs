@@ -164,6 +164,7 @@ impl RecordFold {
             | EventKind::Diverted { .. }
             | EventKind::AgentReachable { .. }
             | EventKind::AgentPaused { .. }
+            | EventKind::AgentLogin { .. }
             | EventKind::RecordingEnded { .. }
             // An outbound call has no inbound call record of its own; the
             // feature that places it records what it was for.

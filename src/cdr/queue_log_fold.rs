@@ -153,6 +153,23 @@ impl QueueLogFold {
         });
     }
 
+    /// AGENTLOGIN or AGENTLOGOFF when `agent`'s login changes.
+    fn login_line(&mut self, at: SystemTime, agent: &str, logged_in: bool) {
+        let changed = if logged_in {
+            self.logged_in.insert(agent.to_owned())
+        } else {
+            self.logged_in.remove(agent)
+        };
+        if changed {
+            let event = if logged_in {
+                "AGENTLOGIN"
+            } else {
+                "AGENTLOGOFF"
+            };
+            self.line(at, NONE, NONE, agent, event, vec![]);
+        }
+    }
+
     fn leave_board(&self, call: &CallRef, stay: &mut Stay) -> usize {
         if !stay.on_board {
             return 1;
@@ -302,21 +319,14 @@ impl QueueLogFold {
                     }
                 }
             }
-            EventKind::AgentReachable { agent, reachable } => {
-                let changed = if *reachable {
-                    self.logged_in.insert(agent.clone())
-                } else {
-                    self.logged_in.remove(agent)
-                };
-                if changed {
-                    let event = if *reachable {
-                        "AGENTLOGIN"
-                    } else {
-                        "AGENTLOGOFF"
-                    };
-                    self.line(wall, NONE, NONE, agent, event, vec![]);
-                }
-            }
+            // Logged in: the phone is reachable and the agent did not log
+            // itself off with its logout code (AGENTLOGIN/OFF once each).
+            EventKind::AgentReachable {
+                agent,
+                reachable,
+                logged_off,
+            } => self.login_line(wall, agent, *reachable && !*logged_off),
+            EventKind::AgentLogin { agent, logged_in } => self.login_line(wall, agent, *logged_in),
             EventKind::AgentPaused { agent, reason } => match reason {
                 Some(r) => self.line(wall, NONE, NONE, agent, "PAUSE", vec![r.clone()]),
                 None => self.line(wall, NONE, NONE, agent, "UNPAUSE", vec![]),

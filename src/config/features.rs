@@ -1,6 +1,6 @@
 //! `[features]`: the codes agents dial from their phones (pause with an
-//! optional reason code appended, unpause), checked so that no code can
-//! shadow a routed number or another code.
+//! optional reason code appended, unpause, login, logout), checked so that
+//! no code can shadow a routed number or another code.
 
 use std::collections::BTreeMap;
 
@@ -37,14 +37,32 @@ pub(super) fn compile(ctx: &mut Ctx, raw: &RawFeatures, numbers: &[NumberRoute])
     };
     let pause = code("pause", &raw.pause);
     let unpause = code("unpause", &raw.unpause);
-    if let (Some(p), Some(u), Some(span)) = (&pause, &unpause, raw.unpause.as_ref()) {
-        // The pause code is a prefix (reasons follow it): unpause may not
-        // start with it, or it would read as a pause reason.
-        if u.starts_with(p.as_str()) {
+    let login = code("login", &raw.login);
+    let logout = code("logout", &raw.logout);
+    let others = [
+        ("unpause", &unpause, &raw.unpause),
+        ("login", &login, &raw.login),
+        ("logout", &logout, &raw.logout),
+    ];
+    for (i, (key, v, span)) in others.iter().enumerate() {
+        let (Some(v), Some(span)) = (v, span) else {
+            continue;
+        };
+        // The pause code is a prefix (reasons follow it): no other code
+        // may start with it, or it would read as a pause reason.
+        if let Some(p) = pause.as_ref().filter(|p| v.starts_with(p.as_str())) {
             ctx.err(
                 span.span(),
-                format!("features.unpause `{u}` starts with the pause code `{p}`"),
+                format!("features.{key} `{v}` starts with the pause code `{p}`"),
             );
+        }
+        for (other, w, _) in &others[..i] {
+            if w.as_deref() == Some(v.as_str()) {
+                ctx.err(
+                    span.span(),
+                    format!("features.{key} `{v}` is also features.{other}"),
+                );
+            }
         }
     }
     let mut pause_reasons = BTreeMap::new();
@@ -90,6 +108,8 @@ pub(super) fn compile(ctx: &mut Ctx, raw: &RawFeatures, numbers: &[NumberRoute])
     Features {
         pause,
         unpause,
+        login,
+        logout,
         pause_reasons,
     }
 }

@@ -57,6 +57,8 @@ pub struct RawConfig {
 pub struct RawFeatures {
     pub pause: Option<S<String>>,
     pub unpause: Option<S<String>>,
+    pub login: Option<S<String>>,
+    pub logout: Option<S<String>>,
     /// Digits dialled after the pause code -> the pause reason.
     #[serde(default)]
     pub pause_reasons: BTreeMap<S<String>, S<String>>,

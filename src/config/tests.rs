@@ -786,6 +786,29 @@ fn feature_codes_are_parsed_and_checked() {
         11,
         "features.unpause `*46` starts with the pause code `*4`",
     );
+    let c = parse_in(
+        dir.path(),
+        &base_plus("[features]\nlogin = \"*47\"\nlogout = \"*48\"\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.features.action("*47"),
+        Some(crate::config::FeatureAction::Login)
+    );
+    assert_eq!(
+        c.features.action("*48"),
+        Some(crate::config::FeatureAction::Logout)
+    );
+    let e = errs(&base_plus(
+        "[features]\npause = \"*4\"\nlogin = \"*47\"\nlogout = \"*99\"\nunpause = \"*99\"\n",
+    ));
+    has(
+        &e,
+        32,
+        9,
+        "features.login `*47` starts with the pause code `*4`",
+    );
+    has(&e, 33, 10, "features.logout `*99` is also features.unpause");
     let e = errs(&base_plus("[features]\npaus = \"*45\"\n"));
     assert!(e.iter().any(|(_, _, m)| m.contains("unknown key")), "{e:?}");
 }

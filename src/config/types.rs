@@ -352,6 +352,10 @@ pub struct Features {
     /// Pause; followed by a code of `pause_reasons`, pause with that reason.
     pub pause: Option<String>,
     pub unpause: Option<String>,
+    /// Log in (back to available) and log out (no offers while the phone
+    /// stays registered), as app_queue's AgentLogin users dial them.
+    pub login: Option<String>,
+    pub logout: Option<String>,
     /// Reason code (digits) -> pause reason.
     pub pause_reasons: BTreeMap<String, String>,
 }
@@ -361,6 +365,8 @@ pub struct Features {
 pub enum FeatureAction {
     Pause(Option<String>),
     Unpause,
+    Login,
+    Logout,
     /// The pause code followed by digits that are no configured reason.
     UnknownReason(String),
 }
@@ -370,6 +376,12 @@ impl Features {
     pub fn action(&self, number: &str) -> Option<FeatureAction> {
         if self.unpause.as_deref() == Some(number) {
             return Some(FeatureAction::Unpause);
+        }
+        if self.login.as_deref() == Some(number) {
+            return Some(FeatureAction::Login);
+        }
+        if self.logout.as_deref() == Some(number) {
+            return Some(FeatureAction::Logout);
         }
         let rest = number.strip_prefix(self.pause.as_deref()?)?;
         if rest.is_empty() {

@@ -372,9 +372,21 @@ impl Endpoint {
     /// An agent's phone became reachable or stopped being so.
     pub(super) fn emit_reachable(&mut self, agent: &str, reachable: bool, now: Now) {
         if self.cfg.agents.contains_key(agent) {
+            let logged_off = self.router.logged_off(agent);
             let agent = agent.to_owned();
-            self.emit(EventKind::AgentReachable { agent, reachable }, now);
+            let kind = EventKind::AgentReachable {
+                agent,
+                reachable,
+                logged_off,
+            };
+            self.emit(kind, now);
         }
+    }
+
+    /// An agent logged itself off or in with its feature code.
+    pub(super) fn emit_login(&mut self, agent: &str, logged_in: bool, now: Now) {
+        let agent = agent.to_owned();
+        self.emit(EventKind::AgentLogin { agent, logged_in }, now);
     }
 
     /// An agent was paused (with its reason) or unpaused.

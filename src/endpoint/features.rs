@@ -1,8 +1,10 @@
 //! Agents' feature codes (`[features]`): an INVITE from an agent's own
-//! phone to the pause code (optionally followed by a reason code) or the
-//! unpause code. The caller must prove it is that agent (a digest
+//! phone to the pause code (optionally followed by a reason code), the
+//! unpause code, or the login/logout codes. The caller must prove it is that agent (a digest
 //! challenge, as for REGISTER); the state changes as the admin API's pause
-//! does (the same router call, the same `AgentPaused` event); the phone is
+//! does (the same router call, the same `AgentPaused` event); logout keeps
+//! the agent `logged_out` while its phone stays registered, login makes it
+//! available again (`AgentLogin` events); the phone is
 //! answered and hung up at once (200, then BYE after its ACK), or refused
 //! with 403 when the change cannot be made. No call record is written.
 
@@ -42,6 +44,17 @@ impl Endpoint {
         let change = match action {
             FeatureAction::Pause(reason) => AgentStateRequest::Paused { reason },
             FeatureAction::Unpause => AgentStateRequest::Available,
+            FeatureAction::Login | FeatureAction::Logout => {
+                let logged_in = action == FeatureAction::Login;
+                self.touch_agent(&agent);
+                let r = self.timed(|r| r.set_logged_in(&agent, logged_in, now.mono));
+                if r.is_ok() {
+                    self.emit_login(&agent, logged_in, now);
+                }
+                self.acd_result(r, now);
+                info!(%agent, number = ?headers::request_user(req), logged_in, "feature code");
+                return Some(self.agent_encryption(&agent));
+            }
             FeatureAction::UnknownReason(code) => {
                 info!(%agent, %code, "feature code refused: no such pause reason");
                 self.forbid(key, req, UNKNOWN_REASON, now);

@@ -10,6 +10,7 @@ use super::*;
 use crate::config::Features;
 use crate::events::EventKind;
 use crate::registrar::{parse_authorization, Algorithm};
+use crate::views::AgentStateRequest;
 use rsip::message::HasHeaders;
 
 fn with_features(h: &mut Harness) {
@@ -17,6 +18,8 @@ fn with_features(h: &mut Harness) {
     cfg.features = Features {
         pause: Some("*45".into()),
         unpause: Some("*46".into()),
+        login: Some("*47".into()),
+        logout: Some("*48".into()),
         pause_reasons: [("1".to_owned(), "lunch".to_owned())].into(),
     };
     h.ep.apply_config(Arc::new(cfg), h.now);
@@ -204,6 +207,7 @@ fn feature_codes_are_read_from_the_table() {
         pause: Some("*45".into()),
         unpause: Some("*46".into()),
         pause_reasons: [("12".to_owned(), "training".to_owned())].into(),
+        ..Features::default()
     };
     assert_eq!(f.action("*45"), Some(A::Pause(None)));
     assert_eq!(f.action("*4512"), Some(A::Pause(Some("training".into()))));
@@ -211,4 +215,50 @@ fn feature_codes_are_read_from_the_table() {
     assert_eq!(f.action("*46"), Some(A::Unpause));
     assert_eq!(f.action("1500"), None);
     assert_eq!(Features::default().action("*45"), None);
+}
+
+#[test]
+fn logout_keeps_a_registered_agent_out_until_it_dials_login() {
+    let mut h = Harness::new();
+    with_features(&mut h);
+    register_1001(&mut h, agent(5072), "<sip:1001@127.0.0.1:5072>");
+    let resp = dial_authenticated(&mut h, "*48", 1);
+    assert_eq!(resp.last().map(|r| r.status_code.code()), Some(200));
+    finish(&mut h, &resp, "*48", 2);
+    assert_eq!(state_of_1001(&h).0, "logged_out");
+
+    // A registration refresh, the unpause code and the API do not log it in.
+    register_1001(&mut h, agent(5072), "<sip:1001@127.0.0.1:5072>");
+    assert_eq!(state_of_1001(&h).0, "logged_out");
+    let resp = dial_authenticated(&mut h, "*46", 3);
+    assert_eq!(resp.last().map(|r| r.status_code.code()), Some(403));
+    let api =
+        h.ep.set_agent_state("1001", AgentStateRequest::Available, h.now);
+    assert!(api.is_err(), "{api:?}");
+    assert_eq!(state_of_1001(&h).0, "logged_out");
+
+    let resp = dial_authenticated(&mut h, "*47", 5);
+    assert_eq!(resp.last().map(|r| r.status_code.code()), Some(200));
+    finish(&mut h, &resp, "*47", 6);
+    assert_eq!(state_of_1001(&h).0, "available");
+
+    h.seen.pump(&mut h.ep, h.now);
+    let logins: Vec<bool> = h
+        .seen
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AgentLogin { agent, logged_in } if agent == "1001" => Some(*logged_in),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logins, [false, true]);
+    let qlog: Vec<&str> = h
+        .queue_log()
+        .iter()
+        .filter(|l| l.agent == "1001")
+        .map(|l| l.event)
+        .collect();
+    assert_eq!(qlog, ["AGENTLOGIN", "AGENTLOGOFF", "AGENTLOGIN"]);
+    assert!(h.records().is_empty());
 }

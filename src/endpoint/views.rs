@@ -116,6 +116,11 @@ impl Endpoint {
         let state = match req {
             AgentStateRequest::Paused { reason } => AdminState::Paused(reason.unwrap_or_default()),
             AgentStateRequest::Available => {
+                if self.router.logged_off(id) {
+                    return Err(SetStateError::Refused(format!(
+                        "agent {id} logged off with its logout code: it dials the login code"
+                    )));
+                }
                 if !self.is_logged_in(&agent, now) {
                     return Err(SetStateError::Refused(format!(
                         "agent {id} is logged out: it becomes available when it registers"

@@ -163,14 +163,22 @@ pub enum EventKind {
         reason: Option<String>,
     },
     /// An agent's phone became reachable (registered, or its static contact
-    /// answers pings) or stopped being so.
-    AgentReachable { agent: String, reachable: bool },
+    /// answers pings) or stopped being so. `logged_off`: the agent logged
+    /// itself off with its logout code, so a reachable phone is no login.
+    AgentReachable {
+        agent: String,
+        reachable: bool,
+        logged_off: bool,
+    },
     /// An agent was paused with `reason` (over the API, or for a ring no
     /// answer), or unpaused (`None`).
     AgentPaused {
         agent: String,
         reason: Option<String>,
     },
+    /// An agent logged itself off (`false`) or in again (`true`) with its
+    /// logout/login feature code; its phone stays registered either way.
+    AgentLogin { agent: String, logged_in: bool },
     /// A step of a call sipacd placed through trunk `trunk` to `to`.
     Trunk {
         call: TrunkCallRef,
@@ -221,6 +229,7 @@ impl EventKind {
             | EventKind::AgentState { .. }
             | EventKind::AgentReachable { .. }
             | EventKind::AgentPaused { .. }
+            | EventKind::AgentLogin { .. }
             | EventKind::Trunk { .. } => None,
         }
     }

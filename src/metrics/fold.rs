@@ -137,6 +137,7 @@ impl MetricsFold {
             | EventKind::AgentState { .. }
             | EventKind::AgentReachable { .. }
             | EventKind::AgentPaused { .. }
+            | EventKind::AgentLogin { .. }
             | EventKind::RecordingStarted { .. }
             | EventKind::RecordingEnded { .. } => {}
         }
