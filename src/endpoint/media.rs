@@ -63,6 +63,15 @@ pub enum MediaCommand {
         agent: LegId,
         path: PathBuf,
     },
+    /// Mix the bridged legs `caller` and `agent` with `supervisor`'s leg
+    /// in `mode` (again with a new mode: the mode changes). Ends when any
+    /// of the three closes; caller and agent are then relayed as before.
+    Monitor {
+        caller: LegId,
+        agent: LegId,
+        supervisor: LegId,
+        mode: crate::media::MonitorMode,
+    },
     Close {
         leg: LegId,
     },
