@@ -327,6 +327,7 @@ impl QueueLogFold {
             | EventKind::IvrClosed { .. }
             | EventKind::AgentState { .. }
             | EventKind::RecordingStarted { .. }
+            | EventKind::Monitor { .. }
             | EventKind::RecordingEnded { .. }
             | EventKind::Trunk { .. } => {}
         }

@@ -143,6 +143,10 @@ impl Endpoint {
             return;
         };
         match ev {
+            MediaEvent::Timeout { .. } if self.is_monitor_leg(ck, leg) => {
+                info!(call = %self.calls.call_id(ck), leg, "no RTP from the supervisor: monitor leg ended");
+                self.release_monitor(ck, "rtp_timeout", now);
+            }
             MediaEvent::Timeout { .. } => {
                 info!(call = %self.calls.call_id(ck), leg, "no RTP for rtp_timeout_s: hanging up");
                 if let Some(call) = self.calls.get_mut(ck) {

@@ -138,6 +138,7 @@ impl MetricsFold {
             | EventKind::AgentReachable { .. }
             | EventKind::AgentPaused { .. }
             | EventKind::RecordingStarted { .. }
+            | EventKind::Monitor { .. }
             | EventKind::RecordingEnded { .. } => {}
         }
     }
