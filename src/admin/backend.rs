@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::views::{AgentStateRequest, AgentView, CallView, QueueView, SetStateError};
-use crate::views::{PlaceCallError, TrunkCallPlaced};
+use crate::views::{MonitorError, MonitorRequest, MonitorView, PlaceCallError, TrunkCallPlaced};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -38,5 +38,16 @@ pub trait AdminBackend: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<TrunkCallPlaced, PlaceCallError>> {
         let _ = (to, ring_s);
         Box::pin(async move { Err(PlaceCallError::UnknownTrunk(trunk)) })
+    }
+
+    /// Starts, changes or ends the monitor leg of call `call` (its
+    /// Call-ID). The default refuses (a backend without calls).
+    fn monitor(
+        &self,
+        call: String,
+        req: MonitorRequest,
+    ) -> BoxFuture<'_, Result<MonitorView, MonitorError>> {
+        let _ = req;
+        Box::pin(async move { Err(MonitorError::UnknownCall(call)) })
     }
 }

@@ -71,6 +71,12 @@ pub fn router_with_status(
         .route("/api/v1/agents/:id/state", post(set_agent_state))
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/calls/:id/recording", get(recording))
+        .route(
+            "/api/v1/calls/:id/monitor",
+            post(start_monitor)
+                .patch(change_monitor)
+                .delete(stop_monitor),
+        )
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/trunks/:name/calls", post(place_trunk_call))
         .route("/api/v1/cdr", get(cdr))
@@ -311,6 +317,90 @@ async fn set_agent_state(
         Err(e @ SetStateError::UnknownAgent(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e) => error(StatusCode::CONFLICT, e.to_string()),
     }
+}
+
+/// Body of `POST /api/v1/calls/{id}/monitor` (`PATCH`: `mode` alone).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MonitorBody {
+    #[serde(default)]
+    supervisor: Option<String>,
+    mode: String,
+}
+
+fn monitor_body(
+    body: &[u8],
+    start: bool,
+) -> Result<(Option<String>, crate::media::MonitorMode), String> {
+    let shape = if start {
+        "{\"supervisor\":\"AGENT or sip:URI\",\"mode\":\"listen|whisper|barge\"}"
+    } else {
+        "{\"mode\":\"listen|whisper|barge\"}"
+    };
+    let b: MonitorBody =
+        serde_json::from_slice(body).map_err(|e| format!("body must be {shape}: {e}"))?;
+    let mode = crate::media::MonitorMode::parse(&b.mode)
+        .ok_or_else(|| format!("mode `{}` is not one of listen, whisper, barge", b.mode))?;
+    match (start, b.supervisor) {
+        (true, None) => Err(format!("body must be {shape}: supervisor missing")),
+        (true, Some(s)) if s.is_empty() || s.chars().any(char::is_control) => {
+            Err("supervisor must be an agent id or a sip: URI".to_owned())
+        }
+        (false, Some(_)) => Err(
+            "the supervisor of a monitor leg cannot change: DELETE it and POST again".to_owned(),
+        ),
+        (_, s) => Ok((s, mode)),
+    }
+}
+
+fn monitor_answer(
+    res: Result<crate::views::MonitorView, crate::views::MonitorError>,
+    ok: StatusCode,
+) -> Response {
+    use crate::views::MonitorError as E;
+    match res {
+        Ok(v) => (ok, Json(v)).into_response(),
+        Err(e @ (E::UnknownCall(_) | E::NotMonitored(_))) => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e @ E::BadRequest(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ E::Conflict(_)) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+/// `POST /api/v1/calls/{id}/monitor`: call a supervisor onto the call.
+async fn start_monitor(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (supervisor, mode) = match monitor_body(&body, true) {
+        Ok((Some(s), m)) => (s, m),
+        Ok((None, _)) => return error(StatusCode::BAD_REQUEST, "supervisor missing"),
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let req = crate::views::MonitorRequest::Start { supervisor, mode };
+    monitor_answer(st.backend.monitor(id, req).await, StatusCode::ACCEPTED)
+}
+
+/// `PATCH /api/v1/calls/{id}/monitor`: the monitor leg's new mode.
+async fn change_monitor(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let mode = match monitor_body(&body, false) {
+        Ok((_, m)) => m,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let req = crate::views::MonitorRequest::Mode(mode);
+    monitor_answer(st.backend.monitor(id, req).await, StatusCode::OK)
+}
+
+/// `DELETE /api/v1/calls/{id}/monitor`: end the monitor leg.
+async fn stop_monitor(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    let req = crate::views::MonitorRequest::Stop;
+    monitor_answer(st.backend.monitor(id, req).await, StatusCode::OK)
 }
 
 /// Body of `POST /api/v1/trunks/{name}/calls`.

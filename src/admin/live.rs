@@ -68,6 +68,15 @@ pub enum EventKind {
         agent: String,
         to: String,
     },
+    /// A supervisor's monitor leg: `step` is `started`, `mode_changed` or
+    /// `ended` (with `reason`); `mode` is `listen`, `whisper` or `barge`.
+    CallMonitor {
+        call: String,
+        supervisor: String,
+        mode: &'static str,
+        step: &'static str,
+        reason: Option<&'static str>,
+    },
     /// The caller hung up before an agent answered.
     CallAbandoned {
         call: String,
@@ -194,6 +203,21 @@ pub fn live_events(ev: &Event) -> Vec<LiveEvent> {
             queue: queue.clone(),
             agent: agent.clone(),
             to: to.clone(),
+        }],
+        Step::Monitor {
+            call,
+            supervisor,
+            mode,
+            step,
+        } => vec![EventKind::CallMonitor {
+            call: call_id(call),
+            supervisor: supervisor.clone(),
+            mode: mode.as_str(),
+            step: step.as_str(),
+            reason: match step {
+                crate::events::MonitorStep::Ended { reason } => Some(reason),
+                _ => None,
+            },
         }],
         Step::Diverted {
             call,

@@ -4,6 +4,7 @@
 //! returns; the call also holds its IVR run, agent leg and media leg ids.
 
 pub mod agent;
+pub mod monitor;
 pub mod trunk;
 
 use std::time::{Duration, Instant};
@@ -51,6 +52,8 @@ pub struct Call {
     pub queued_at: Option<Instant>,
     /// The offer to an agent, while there is one.
     pub agent: Option<agent::AgentLeg>,
+    /// A supervisor's phone listening in (`POST /api/v1/calls/ID/monitor`).
+    pub monitor: Option<monitor::MonitorLeg>,
     /// The router's handle while the caller is queued or with an agent.
     pub acd: Option<crate::acd::CallId>,
     /// Why the router moved the caller out of its queue, if it did.
@@ -195,6 +198,7 @@ impl Call {
             in_setup: false,
             recording: None,
             bridge_after_prompt: false,
+            monitor: None,
         };
         let action = call.on_timeout(now);
         (call, action)
@@ -206,6 +210,10 @@ impl Call {
             CallState::Ringing { answer_at } => Some(answer_at),
             _ => {
                 let agent = self.agent.as_ref().and_then(agent::AgentLeg::poll_timeout);
+                let monitor = self
+                    .monitor
+                    .as_ref()
+                    .and_then(monitor::MonitorLeg::poll_timeout);
                 let ivr = self.ivr.as_ref().and_then(crate::ivr::IvrRun::poll_timeout);
                 let sessions = [
                     self.session.map(|t| t.deadline),
@@ -216,6 +224,7 @@ impl Call {
                 ];
                 agent
                     .into_iter()
+                    .chain(monitor)
                     .chain(ivr)
                     .chain(self.announce_at)
                     .chain(sessions.into_iter().flatten())

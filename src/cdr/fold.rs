@@ -10,8 +10,9 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::events::{unix_ms, CallRef, Ended, Event, EventKind};
 
-use super::record::{AgentLegRecord, UnixMs};
+use super::record::{AgentLegRecord, MonitorMode, MonitorRecord, UnixMs};
 use super::{CallRecord, Disposition, HangupBy};
+use crate::events::MonitorStep;
 
 /// What the record writer is given.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +151,41 @@ impl RecordFold {
                     self.out.push_back(RecordOut::Call(Box::new(r.clone())));
                 }
             }
+            EventKind::Monitor {
+                call,
+                supervisor,
+                mode,
+                step,
+            } => {
+                let Some(r) = self.open.get_mut(call) else {
+                    return;
+                };
+                let span = MonitorMode {
+                    mode: mode.as_str().to_owned(),
+                    since_ms: at,
+                };
+                let open = r
+                    .monitors
+                    .iter_mut()
+                    .rev()
+                    .find(|m| m.supervisor == *supervisor && m.ended_ms.is_none());
+                match (step, open) {
+                    (MonitorStep::Started, _) => r.monitors.push(MonitorRecord {
+                        supervisor: supervisor.clone(),
+                        started_ms: at,
+                        ended_ms: None,
+                        ended_by: None,
+                        modes: vec![span],
+                    }),
+                    (MonitorStep::ModeChanged, Some(m)) => m.modes.push(span),
+                    (MonitorStep::Ended { reason }, Some(m)) => {
+                        m.ended_ms = Some(at);
+                        m.ended_by = Some((*reason).to_owned());
+                    }
+                    // A leg that never answered leaves no record.
+                    (_, None) => {}
+                }
+            }
             EventKind::Ended(end) => self.end(end, at),
             EventKind::AgentState { agent, state, .. } => {
                 self.out.push_back(RecordOut::Session {
@@ -199,6 +235,10 @@ impl RecordFold {
         rec.ended_ms = Some(at);
         for leg in rec.legs.iter_mut().filter(|l| l.ended_ms.is_none()) {
             leg.ended_ms = Some(at);
+        }
+        for m in rec.monitors.iter_mut().filter(|m| m.ended_ms.is_none()) {
+            m.ended_ms = Some(at);
+            m.ended_by = Some("call_ended".into());
         }
         rec.hangup_by = Some(end.hangup_by);
         rec.disposition = end.disposition;

@@ -337,6 +337,7 @@ impl QueueLogFold {
             | EventKind::IvrClosed { .. }
             | EventKind::AgentState { .. }
             | EventKind::RecordingStarted { .. }
+            | EventKind::Monitor { .. }
             | EventKind::RecordingEnded { .. }
             | EventKind::Trunk { .. } => {}
         }

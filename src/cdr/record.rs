@@ -49,6 +49,31 @@ pub struct CallRecord {
     /// `GET /api/v1/calls/ID/recording`.
     #[serde(default)]
     pub recording: Option<String>,
+    /// Supervisors' phones on the call (listen, whisper, barge), in order.
+    #[serde(default)]
+    pub monitors: Vec<MonitorRecord>,
+}
+
+/// One supervisor's monitor leg of a call, from its answer to its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorRecord {
+    /// The agent id or SIP URI called.
+    pub supervisor: String,
+    pub started_ms: UnixMs,
+    /// `None` while the leg is up.
+    pub ended_ms: Option<UnixMs>,
+    /// Why it ended (`supervisor`, `api`, `call_ended`, ...).
+    #[serde(default)]
+    pub ended_by: Option<String>,
+    /// Each mode the leg was in, with when it started.
+    pub modes: Vec<MonitorMode>,
+}
+
+/// One mode span of a monitor leg.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorMode {
+    pub mode: String,
+    pub since_ms: UnixMs,
 }
 
 /// One agent's part of a call.
@@ -98,6 +123,7 @@ impl CallRecord {
             closed_by: None,
             legs: Vec::new(),
             recording: None,
+            monitors: Vec::new(),
         }
     }
 }

@@ -33,7 +33,7 @@ CREATE INDEX IF NOT EXISTS calls_in_progress ON calls(disposition)
 /// What each schema version (`PRAGMA user_version`) adds to the one
 /// before: version 0 is [`SCHEMA`], the first release's. A file of any
 /// older version is brought up to date when it is opened; its rows stay.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     // 1: after-hours demand and agents' logged-in time.
     "
 ALTER TABLE calls ADD COLUMN closed_by TEXT;
@@ -51,11 +51,13 @@ CREATE INDEX agent_sessions_login ON agent_sessions(login_ms);
     "ALTER TABLE calls ADD COLUMN legs TEXT NOT NULL DEFAULT '[]';",
     // 4: the call's recording, relative to data_dir.
     "ALTER TABLE calls ADD COLUMN recording TEXT;",
+    // 5: supervisors' monitor legs (listen, whisper, barge), as JSON.
+    "ALTER TABLE calls ADD COLUMN monitors TEXT NOT NULL DEFAULT '[]';",
 ];
 
 const COLUMNS: &str = "id, caller, number, ivr_path, variables, queue, arrived_ms, \
     queued_ms, offered_ms, answered_ms, ended_ms, agent, disposition, hangup_by, routing, \
-    closed_by, hold_ms, legs, recording";
+    closed_by, hold_ms, legs, recording, monitors";
 
 /// An agent's logged-in state changed (see [`CdrStore::write_sessions`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +227,7 @@ impl CdrStore {
         {
             let mut stmt = tx.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO calls ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
             ))?;
             for r in records {
                 let routing = match &r.routing {
@@ -252,6 +254,7 @@ impl CdrStore {
                     r.hold_ms,
                     to_json(&r.id, "legs", &r.legs)?,
                     r.recording,
+                    to_json(&r.id, "monitors", &r.monitors)?,
                 ])?;
             }
         }
@@ -324,6 +327,7 @@ struct RawRow {
     hold_ms: i64,
     legs: String,
     recording: Option<String>,
+    monitors: String,
 }
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -347,6 +351,7 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         hold_ms: r.get(16)?,
         legs: r.get(17)?,
         recording: r.get(18)?,
+        monitors: r.get(19)?,
     })
 }
 
@@ -363,6 +368,8 @@ impl RawRow {
         let variables =
             serde_json::from_str(&self.variables).map_err(|e| bad("variables", e.to_string()))?;
         let legs = serde_json::from_str(&self.legs).map_err(|e| bad("legs", e.to_string()))?;
+        let monitors =
+            serde_json::from_str(&self.monitors).map_err(|e| bad("monitors", e.to_string()))?;
         let routing = match self.routing {
             Some(s) => Some(serde_json::from_str(&s).map_err(|e| bad("routing", e.to_string()))?),
             None => None,
@@ -395,6 +402,7 @@ impl RawRow {
             hold_ms: self.hold_ms,
             legs,
             recording: self.recording,
+            monitors,
         })
     }
 }
@@ -453,11 +461,26 @@ INSERT INTO calls (id, caller, number, arrived_ms, ended_ms, disposition, hangup
         assert_eq!(old.hold_ms, 0);
         assert!(old.legs.is_empty());
         assert_eq!(old.recording, None);
+        assert!(old.monitors.is_empty());
         assert_eq!(old.caller, "555");
         let mut rec = CallRecord::arrival("new-1", "556", "1500", 2000);
         rec.hold_ms = 1500;
         rec.recording = Some("recordings/2027-01-15/new-1.wav".into());
+        rec.monitors.push(super::super::record::MonitorRecord {
+            supervisor: "2002".into(),
+            started_ms: 2500,
+            ended_ms: Some(3000),
+            ended_by: Some("api".into()),
+            modes: vec![super::super::record::MonitorMode {
+                mode: "whisper".into(),
+                since_ms: 2500,
+            }],
+        });
         store.write_batch(&[rec.clone()]).expect("write");
+        assert_eq!(
+            store.get("new-1").expect("read").expect("row").monitors,
+            rec.monitors
+        );
         drop(store);
         // Opening again runs no step twice.
         let (store, _) = CdrStore::open(dir.path()).expect("reopen");

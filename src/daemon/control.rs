@@ -28,6 +28,12 @@ pub enum Control {
         ring_s: u64,
         reply: oneshot::Sender<Result<crate::views::TrunkCallPlaced, crate::views::PlaceCallError>>,
     },
+    /// Start, change or end a call's monitor leg.
+    Monitor {
+        call: String,
+        req: crate::views::MonitorRequest,
+        reply: oneshot::Sender<Result<crate::views::MonitorView, crate::views::MonitorError>>,
+    },
 }
 
 /// [`AdminBackend`] that asks the run loop.
@@ -103,6 +109,18 @@ impl AdminBackend for ControlBackend {
             })
             .await
             .unwrap_or_else(|| Err(crate::views::PlaceCallError::Refused(STOPPING.to_owned())))
+        })
+    }
+
+    fn monitor(
+        &self,
+        call: String,
+        req: crate::views::MonitorRequest,
+    ) -> BoxFuture<'_, Result<crate::views::MonitorView, crate::views::MonitorError>> {
+        Box::pin(async move {
+            self.ask(|reply| Control::Monitor { call, req, reply })
+                .await
+                .unwrap_or_else(|| Err(crate::views::MonitorError::Conflict(STOPPING.to_owned())))
         })
     }
 }

@@ -25,11 +25,15 @@ use tracing::{debug, warn};
 
 use super::rtp_sockets::{Binder, IdlePorts, Packet, Parked, SocketPair, MAX_PARKED};
 use crate::endpoint::{LegId, MediaCommand, MediaEvent};
+use crate::media::g711::FRAME_SAMPLES;
+use crate::media::mixer::encode_frame;
+use crate::media::pacer::{FRAME, MAX_CATCH_UP};
 use crate::media::record_align::Channel;
 use crate::media::relay::is_rtcp;
 use crate::media::srtp::{Refused, SrtpLeg};
 use crate::media::{
-    Codec, Deadlines, Leg, LegParams, Outgoing, Prompt, PromptCache, RelayStats, Source,
+    Codec, Deadlines, Leg, LegParams, Mixer, MonitorMode, Outgoing, Party, Prompt, PromptCache,
+    RelayStats, Source,
 };
 use crate::metrics::{Metrics, ReasonLabel};
 
@@ -53,6 +57,9 @@ struct Slot {
     srtp: Option<SrtpLeg>,
     /// The recording this leg's received audio goes to, and its channel.
     rec: Option<(RecordingId, Channel)>,
+    /// The monitored call this leg is part of (keyed by the supervisor's
+    /// leg) and as whom. None: the plain relay, the fast path.
+    mix: Option<(LegId, Party)>,
 }
 
 impl Slot {
@@ -124,6 +131,18 @@ struct Engine {
     /// Recordings in progress: their legs and the packets they lost.
     recordings: HashMap<RecordingId, Recording>,
     next_recording: RecordingId,
+    /// Monitored calls by their supervisor's leg, and when each next mixes
+    /// a frame.
+    mixes: HashMap<LegId, Mix>,
+    mix_due: Deadlines<LegId>,
+}
+
+/// One monitored call: its three legs, the mixer, its 20 ms grid.
+struct Mix {
+    /// Caller, agent, supervisor (the order of [`Party::ALL`]).
+    legs: [LegId; 3],
+    mixer: Mixer,
+    next_frame: Instant,
 }
 
 struct Recording {
@@ -160,6 +179,8 @@ async fn run(
         recorder: None,
         recordings: HashMap::new(),
         next_recording: 0,
+        mixes: HashMap::new(),
+        mix_due: Deadlines::new(),
     };
     // One timer, re-armed only when the earliest deadline changes (not per
     // packet batch).
@@ -167,7 +188,10 @@ async fn run(
     tokio::pin!(sleep);
     let mut armed: Option<Instant> = None;
     loop {
-        let next = e.deadlines.earliest();
+        let next = match (e.deadlines.earliest(), e.mix_due.earliest()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if next != armed {
             let at = next.unwrap_or_else(|| Instant::now() + IDLE_SLEEP);
             sleep.as_mut().reset(tokio::time::Instant::from_std(at));
@@ -234,6 +258,7 @@ impl Engine {
                     timed_out: false,
                     srtp,
                     rec: None,
+                    mix: None,
                 };
                 if let Some(old) = self.slots.insert(leg, slot) {
                     // A second Open for one leg: the first pair is let go.
@@ -301,7 +326,20 @@ impl Engine {
                     }
                     self.reschedule(me);
                 }
+                // Resumed from hold on a monitored call: mixed where the
+                // mode says so.
+                for leg in [a, b] {
+                    if let Some(key) = self.slots.get(&leg).and_then(|s| s.mix).map(|m| m.0) {
+                        self.apply_mix_sources(key, now);
+                    }
+                }
             }
+            MediaCommand::Monitor {
+                caller,
+                agent,
+                supervisor,
+                mode,
+            } => self.monitor(caller, agent, supervisor, mode, now),
             MediaCommand::Srtp { leg, keys } => {
                 // A re-key of an SRTP leg keeps what did not change.
                 let current = self.slots.get_mut(&leg).and_then(|s| s.srtp.as_mut());
@@ -340,6 +378,7 @@ impl Engine {
             } => self.start_recording(caller, agent, path, now),
             MediaCommand::Close { leg } => {
                 self.stop_recording(leg);
+                self.stop_mix(leg, now);
                 self.pending_srtp.remove(&leg);
                 self.deadlines.cancel(leg);
                 if let Some(s) = self.slots.remove(&leg) {
@@ -379,6 +418,9 @@ impl Engine {
             },
         };
         let pkt: &[u8] = &data;
+        if let Some(mix) = slot.mix {
+            return self.on_mixed_packet(p.leg, mix, p.from, &data, now);
+        }
         match bridge {
             Some(b) if self.slots.contains_key(&b) => {
                 // Two legs of one map: take one out to borrow both.
@@ -429,6 +471,168 @@ impl Engine {
         }
         self.drain_events(p.leg);
         self.reschedule_earlier(p.leg);
+    }
+
+    /// A packet on a leg of a monitored call: its audio goes to the mixer,
+    /// and to the other phone's leg as a plain relay while that leg is not
+    /// mixed (the mode decides); it is recorded as on any bridged leg.
+    fn on_mixed_packet(
+        &mut self,
+        id: LegId,
+        (key, party): (LegId, Party),
+        from: std::net::SocketAddr,
+        data: &Bytes,
+        now: Instant,
+    ) {
+        let Some(mut me) = self.slots.remove(&id) else {
+            return;
+        };
+        let before = *me.leg.stats();
+        if let Some(rtp) = me.leg.on_rtp(from, data, now) {
+            let audio = Codec::from_pt(rtp.pt).filter(|_| me.leg.params().te_pt != Some(rtp.pt));
+            if let (Some(codec), Some(mix)) = (audio, self.mixes.get_mut(&key)) {
+                mix.mixer.push(party, codec, rtp.payload);
+            }
+            let other = me.bridge.and_then(|b| self.slots.get_mut(&b));
+            if let Some(other) = other {
+                if me.leg.forward_to(&rtp, &mut other.leg, now, &mut self.out) {
+                    send_rtp(other, &self.out, &self.metrics, true);
+                }
+            }
+            if let (Some(rec), Some(_)) = (me.rec, audio) {
+                self.slots.insert(id, me);
+                self.record(rec, data, now);
+                return self.after_packet(id, &before);
+            }
+        }
+        self.slots.insert(id, me);
+        self.after_packet(id, &before);
+    }
+
+    fn after_packet(&mut self, id: LegId, before: &RelayStats) {
+        if let Some(s) = self.slots.get(&id) {
+            count_drops(&self.metrics, before, s.leg.stats());
+        }
+        self.drain_events(id);
+        self.reschedule_earlier(id);
+    }
+
+    /// Starts mixing `supervisor` into the bridged `caller` and `agent`, or
+    /// changes the mode of the mix it is in.
+    fn monitor(
+        &mut self,
+        caller: LegId,
+        agent: LegId,
+        supervisor: LegId,
+        mode: MonitorMode,
+        now: Instant,
+    ) {
+        let legs = [caller, agent, supervisor];
+        if !legs.iter().all(|l| self.slots.contains_key(l)) {
+            return;
+        }
+        if let Some(mix) = self.mixes.get_mut(&supervisor) {
+            mix.mixer.set_mode(mode);
+        } else {
+            // A phone leg is in one mix at a time.
+            self.stop_mix(caller, now);
+            self.stop_mix(agent, now);
+            self.mixes.insert(
+                supervisor,
+                Mix {
+                    legs,
+                    mixer: Mixer::new(mode),
+                    next_frame: now + FRAME,
+                },
+            );
+            for (leg, party) in legs.into_iter().zip(Party::ALL) {
+                if let Some(s) = self.slots.get_mut(&leg) {
+                    s.mix = Some((supervisor, party));
+                }
+            }
+            self.mix_due.schedule(supervisor, now + FRAME);
+        }
+        self.apply_mix_sources(supervisor, now);
+    }
+
+    /// Each leg of mix `key` mixed or relayed as its mode says (a leg
+    /// playing music, held, keeps its music).
+    fn apply_mix_sources(&mut self, key: LegId, now: Instant) {
+        let Some(mix) = self.mixes.get(&key) else {
+            return;
+        };
+        let (legs, mode) = (mix.legs, mix.mixer.mode());
+        for (leg, party) in legs.into_iter().zip(Party::ALL) {
+            let Some(s) = self.slots.get_mut(&leg) else {
+                continue;
+            };
+            let generated = matches!(s.leg.pacer().source(), Source::Prompt { .. });
+            if party == Party::Supervisor || (!generated && mode.mixes_for(party)) {
+                s.leg.play(Source::Mixed, now);
+            } else if !generated && s.bridge.is_some() {
+                s.leg.play(Source::Relay, now);
+            }
+            self.reschedule(leg);
+        }
+    }
+
+    /// Ends the mix leg `leg` is part of, if any: the phones are relayed
+    /// again, the supervisor's leg hears silence until it closes.
+    fn stop_mix(&mut self, leg: LegId, now: Instant) {
+        let Some((key, _)) = self.slots.get(&leg).and_then(|s| s.mix) else {
+            return;
+        };
+        self.mix_due.cancel(key);
+        let Some(mix) = self.mixes.remove(&key) else {
+            return;
+        };
+        for l in mix.legs {
+            if let Some(s) = self.slots.get_mut(&l) {
+                s.mix = None;
+                if s.leg.is_mixed() {
+                    let back = if s.bridge.is_some() {
+                        Source::Relay
+                    } else {
+                        Source::Silence
+                    };
+                    s.leg.play(back, now);
+                }
+            }
+            self.reschedule(l);
+        }
+    }
+
+    /// Mixes the frames due of mix `key` and sends each mixed leg its own.
+    fn run_mix(&mut self, key: LegId, now: Instant) {
+        let Some(mut mix) = self.mixes.remove(&key) else {
+            return;
+        };
+        if now.saturating_duration_since(mix.next_frame) >= FRAME * MAX_CATCH_UP {
+            // Slept through several frames: start again from now rather
+            // than bursting them out.
+            mix.next_frame = now;
+        }
+        let mut frames = [[0i16; FRAME_SAMPLES]; 3];
+        let mut payload = Vec::with_capacity(FRAME_SAMPLES);
+        while mix.next_frame <= now {
+            mix.mixer.mix_frame(&mut frames);
+            for ((leg, frame), _) in mix.legs.iter().zip(&frames).zip(Party::ALL) {
+                let Some(s) = self.slots.get_mut(leg) else {
+                    continue;
+                };
+                if !s.leg.is_mixed() {
+                    continue;
+                }
+                payload.clear();
+                encode_frame(frame, s.leg.params().codec, &mut payload);
+                if s.leg.send_mixed(&payload, now, &mut self.out) {
+                    send_rtp(s, &self.out, &self.metrics, false);
+                }
+            }
+            mix.next_frame += FRAME;
+        }
+        self.mix_due.schedule(key, mix.next_frame);
+        self.mixes.insert(key, mix);
     }
 
     /// Hands the audio of a relayed packet to its recording.
@@ -571,6 +775,9 @@ impl Engine {
 
     /// Runs every leg whose deadline has come, and only those.
     fn on_due(&mut self, now: Instant) {
+        while let Some(key) = self.mix_due.pop_due(now) {
+            self.run_mix(key, now);
+        }
         let wall = SystemTime::now();
         while let Some(id) = self.deadlines.pop_due(now) {
             self.run_leg(id, now, wall);
@@ -662,6 +869,29 @@ impl Engine {
             };
             let _ = self.events.send(ev);
         }
+    }
+}
+
+/// Sends `pkt` (plain RTP) to `to`'s peer, SRTP-protected if the leg is;
+/// `relayed` counts it as relayed.
+fn send_rtp(to: &mut Slot, pkt: &[u8], metrics: &Metrics, relayed: bool) {
+    let protected;
+    let wire: Option<&[u8]> = match to.srtp.as_mut() {
+        None => Some(pkt),
+        Some(srtp) => {
+            protected = srtp.protect_rtp(pkt);
+            protected.as_deref()
+        }
+    };
+    if let (Some(dest), Some(wire)) = (to.leg.remote(), wire) {
+        match to.pair.sock.try_send_to(wire, dest) {
+            Ok(_) if relayed => metrics.rtp_relayed.inc(),
+            Ok(_) => 0,
+            Err(e) => {
+                debug!(error = %e, "rtp send failed");
+                drop_rtp(metrics, "send_error", 1)
+            }
+        };
     }
 }
 

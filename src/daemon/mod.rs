@@ -501,6 +501,25 @@ async fn on_control(
                 drop(reply.send(res));
             }
         }
+        Control::Monitor { call, req, reply } => {
+            // The call lives on the shard its Call-ID hashes to.
+            let shard = crate::endpoint::shard_of_call_id(&call, shards.len());
+            let id = call.clone();
+            let res = shards
+                .ask(shard, move |ep, t| {
+                    use crate::views::MonitorRequest as R;
+                    match req {
+                        R::Start { supervisor, mode } => {
+                            ep.start_monitor(&id, &supervisor, mode, t)
+                        }
+                        R::Mode(mode) => ep.set_monitor_mode(&id, mode, t),
+                        R::Stop => ep.stop_monitor(&id, t),
+                    }
+                })
+                .await
+                .unwrap_or(Err(crate::views::MonitorError::UnknownCall(call)));
+            drop(reply.send(res));
+        }
         Control::Reload(reply) => {
             let (res, cfg) = match reload(path, current, shards).await {
                 ReloadOutcome::Applied { changed, cfg } => (Ok(changed), Some(cfg)),

@@ -368,6 +368,7 @@ impl Endpoint {
         let acd = call.as_ref().and_then(|c| c.acd);
         if let Some(leg) = call.and_then(|c| c.agent.take()) {
             info!(call = %self.calls.call_id(ck), agent = %leg.agent_id, "agent hung up");
+            self.release_monitor(ck, "agent_left", now);
             self.note_hangup_by(ck, crate::events::HangupBy::Agent);
             if let Some(l) = leg.leg {
                 self.legs.remove(&l);
@@ -391,6 +392,8 @@ impl Endpoint {
         ck: CallHandle,
         now: Now,
     ) -> Option<(String, Option<AgentId>)> {
+        // A supervisor hears this agent's call: not the next one's.
+        self.release_monitor(ck, "agent_left", now);
         let mut leg = self.calls.get_mut(ck)?.agent.take()?;
         self.agent_invites.remove(&leg.invite_key);
         match leg.state {

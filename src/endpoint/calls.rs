@@ -158,12 +158,15 @@ impl Endpoint {
             if self.on_trunk_response(key, resp, now) {
                 return;
             }
+            if self.on_monitor_response(key, resp, now) {
+                return;
+            }
             if self.on_agent_response(key, resp.clone(), now) {
                 return;
             }
         }
         if let ClientEvent::Timeout { key } = &ev {
-            if self.on_trunk_timeout(key, now) {
+            if self.on_trunk_timeout(key, now) || self.on_monitor_timeout(key, now) {
                 return;
             }
         }
@@ -245,7 +248,10 @@ impl Endpoint {
             }
             Method::Invite => self.on_invite(key, req, from, now),
             Method::Bye => {
-                if !self.on_agent_bye(&key, &req, now) && !self.on_trunk_bye(&key, &req, now) {
+                if !self.on_monitor_bye(&key, &req, now)
+                    && !self.on_agent_bye(&key, &req, now)
+                    && !self.on_trunk_bye(&key, &req, now)
+                {
                     self.on_bye(key, req, now)
                 }
             }
@@ -447,6 +453,7 @@ impl Endpoint {
         let action = self.calls.get_mut(ck).and_then(|c| c.on_timeout(now.mono));
         self.run_action(ck, action, now);
         self.agent_ring_timeout(ck, now);
+        self.monitor_ring_timeout(ck, now);
         self.ivr_timeout(ck, now);
         self.announce_position(ck, now);
         self.session_timeouts(ck, now);
@@ -603,6 +610,7 @@ impl Endpoint {
     /// Forgets a call and releases its resources (ports go back on drop).
     pub(super) fn end_call(&mut self, ck: CallHandle, now: Now) {
         self.note_handle_time(ck, now);
+        self.release_monitor(ck, "call_ended", now);
         self.emit_ended(ck, now);
         // The caller is gone: CANCEL or BYE the agent's leg, free the agent.
         if let Some((agent, _)) = self.release_agent_leg(ck, now) {

@@ -63,6 +63,15 @@ pub enum MediaCommand {
         agent: LegId,
         path: PathBuf,
     },
+    /// Mix the bridged legs `caller` and `agent` with `supervisor`'s leg
+    /// in `mode` (again with a new mode: the mode changes). Ends when any
+    /// of the three closes; caller and agent are then relayed as before.
+    Monitor {
+        caller: LegId,
+        agent: LegId,
+        supervisor: LegId,
+        mode: crate::media::MonitorMode,
+    },
     Close {
         leg: LegId,
     },
@@ -134,6 +143,10 @@ impl Endpoint {
             return;
         };
         match ev {
+            MediaEvent::Timeout { .. } if self.is_monitor_leg(ck, leg) => {
+                info!(call = %self.calls.call_id(ck), leg, "no RTP from the supervisor: monitor leg ended");
+                self.release_monitor(ck, "rtp_timeout", now);
+            }
             MediaEvent::Timeout { .. } => {
                 info!(call = %self.calls.call_id(ck), leg, "no RTP for rtp_timeout_s: hanging up");
                 if let Some(call) = self.calls.get_mut(ck) {

@@ -12,6 +12,7 @@ mod features;
 mod ivr;
 mod media;
 mod mid_call;
+mod monitor;
 mod outbound;
 mod qualify;
 mod recording;
@@ -89,6 +90,9 @@ pub struct Endpoint {
     agent_invites: HashMap<TxKey, CallHandle>,
     /// Answered agent legs by (Call-ID, our tag), for the agent's BYE.
     agent_dialogs: HashMap<CallKey, CallHandle>,
+    /// INVITEs to supervisors' phones, and their answered dialogs.
+    monitor_invites: HashMap<TxKey, CallHandle>,
+    monitor_dialogs: HashMap<CallKey, CallHandle>,
     /// Session refreshes (UPDATE) we sent, by client transaction.
     refreshes: HashMap<TxKey, mid_call::Refresh>,
     /// OPTIONS pings to static contacts, by client transaction.
@@ -167,6 +171,8 @@ impl Endpoint {
             shift_check_at: now.mono + routing::SHIFT_CHECK,
             agent_invites: HashMap::new(),
             agent_dialogs: HashMap::new(),
+            monitor_invites: HashMap::new(),
+            monitor_dialogs: HashMap::new(),
             qualifies: HashMap::new(),
             refreshes: HashMap::new(),
             unreachable: Default::default(),

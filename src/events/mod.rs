@@ -154,6 +154,15 @@ pub enum EventKind {
     /// The call's recording stopped (the call ended): the file is complete
     /// once the recorder has written what it was handed.
     RecordingEnded { call: CallRef, path: String },
+    /// A supervisor's phone on the call (`POST /api/v1/calls/ID/monitor`):
+    /// it answered (`Started`), its mode changed, or its leg ended.
+    Monitor {
+        call: CallRef,
+        /// The agent id or SIP URI the supervisor was called at.
+        supervisor: String,
+        mode: crate::media::MonitorMode,
+        step: MonitorStep,
+    },
     /// The call is over.
     Ended(Box<Ended>),
     /// An agent's state changed (the states of `GET /api/v1/agents`).
@@ -186,6 +195,29 @@ pub enum EventKind {
         to: String,
         step: TrunkStep,
     },
+}
+
+/// A step of a supervisor's monitor leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorStep {
+    /// The supervisor's phone answered: the mix runs in `mode`.
+    Started,
+    /// The mode changed to `mode`.
+    ModeChanged,
+    /// The monitor leg is over: `reason` is `supervisor` (it hung up),
+    /// `api` (DELETE), `call_ended`, `agent_left`, `no_answer`,
+    /// `refused` (the phone's final error) or `rtp_timeout`.
+    Ended { reason: &'static str },
+}
+
+impl MonitorStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorStep::Started => "started",
+            MonitorStep::ModeChanged => "mode_changed",
+            MonitorStep::Ended { .. } => "ended",
+        }
+    }
 }
 
 /// The end of a call: how it went, in full.
@@ -223,7 +255,8 @@ impl EventKind {
             | EventKind::Transferred { call, .. }
             | EventKind::Diverted { call, .. }
             | EventKind::RecordingStarted { call, .. }
-            | EventKind::RecordingEnded { call, .. } => Some(call),
+            | EventKind::RecordingEnded { call, .. }
+            | EventKind::Monitor { call, .. } => Some(call),
             EventKind::Ended(e) => Some(&e.call),
             EventKind::Rejected { .. }
             | EventKind::AgentState { .. }

@@ -30,6 +30,9 @@ pub enum Source {
     /// Packets come from the other leg through [`Pacer::relay_header`];
     /// nothing is generated on a timer.
     Relay,
+    /// Frames come from a monitored call's mixer through
+    /// [`Pacer::send_mixed`], on the mixer's 20 ms grid.
+    Mixed,
 }
 
 impl Source {
@@ -187,7 +190,7 @@ impl Pacer {
     /// When `poll` next has a packet; None while relaying.
     pub fn next_due(&self) -> Option<Instant> {
         match self.source {
-            Source::Relay => None,
+            Source::Relay | Source::Mixed => None,
             _ => Some(self.next_due),
         }
     }
@@ -199,6 +202,7 @@ impl Pacer {
         let was_relay = matches!(self.source, Source::Relay);
         match source {
             Source::Relay if was_relay => return,
+            Source::Mixed if matches!(self.source, Source::Mixed) => return,
             Source::Relay => self.anchor = None,
             _ if was_relay => {
                 // Back on our own clock from wherever the relayed stream was.
@@ -239,7 +243,7 @@ impl Pacer {
     /// buffer. Returns whether a packet was written.
     pub fn poll_into(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
         out.clear();
-        if matches!(self.source, Source::Relay) || now < self.next_due {
+        if matches!(self.source, Source::Relay | Source::Mixed) || now < self.next_due {
             return false;
         }
         let late = now - self.next_due;
@@ -289,6 +293,34 @@ impl Pacer {
         self.marker = false;
         self.sent += 1;
         self.octets += FRAME_SAMPLES as u64;
+        true
+    }
+
+    /// Writes one mixed frame (a G.711 `payload` in this leg's codec) as
+    /// our next packet into `out` (cleared first). False (nothing written)
+    /// when this leg is not in `Source::Mixed`.
+    pub fn send_mixed(&mut self, payload: &[u8], now: Instant, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if !matches!(self.source, Source::Mixed) {
+            return false;
+        }
+        write_header(
+            out,
+            self.marker,
+            self.codec.pt(),
+            self.next_seq,
+            self.next_ts,
+            self.ssrc,
+        );
+        out.extend_from_slice(payload);
+        self.last_sent = Some((self.next_ts, now));
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_ts = self
+            .next_ts
+            .wrapping_add(u32::try_from(payload.len()).unwrap_or(FRAME_TS));
+        self.marker = false;
+        self.sent += 1;
+        self.octets += payload.len() as u64;
         true
     }
 
@@ -554,5 +586,53 @@ mod tests {
         };
         assert!(!p.relay_header(h, 0, t0, &mut out));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn mixed_frames_continue_the_stream_from_relay_and_back() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(cfg(), t0);
+        p.set_source(Source::Relay, t0);
+        let mut out = Vec::new();
+        let h = InHeader {
+            ssrc: 9,
+            seq: 100,
+            ts: 5000,
+            marker: false,
+        };
+        assert!(p.relay_header(h, 8, t0, &mut out));
+        let (seq0, ts0, ..) = hdr(&out);
+        assert!(!p.send_mixed(&[0xD5; 160], t0, &mut out), "not mixing yet");
+        let t1 = t0 + Duration::from_millis(20);
+        p.set_source(Source::Mixed, t1);
+        assert_eq!(p.next_due(), None, "the mixer's grid drives it");
+        assert!(p.poll(t1 + Duration::from_secs(1)).is_none());
+        assert!(p.send_mixed(&[0xD5; 160], t1, &mut out));
+        let (seq, ts, m, pt, ssrc) = hdr(&out);
+        assert_eq!(
+            (seq, ts, m, pt, ssrc),
+            (
+                seq0.wrapping_add(1),
+                ts0.wrapping_add(160),
+                true,
+                8,
+                0x1234_5678
+            )
+        );
+        assert_eq!(&out[12..], &[0xD5; 160]);
+        assert!(p.send_mixed(&[0xD5; 160], t1 + FRAME, &mut out));
+        assert_eq!(hdr(&out).0, seq0.wrapping_add(2));
+        assert!(!hdr(&out).2);
+        // Back to the relay: the next relayed packet follows on.
+        p.set_source(Source::Relay, t1 + FRAME * 2);
+        let h2 = InHeader {
+            seq: 103,
+            ts: 5480,
+            ..h
+        };
+        assert!(p.relay_header(h2, 8, t1 + FRAME * 2, &mut out));
+        let (seq, ts, m, ..) = hdr(&out);
+        assert_eq!((seq, m), (seq0.wrapping_add(3), true));
+        assert_eq!(ts, ts0.wrapping_add(480));
     }
 }

@@ -309,9 +309,23 @@ impl Leg {
         let Some(rtp) = self.on_rtp(from, pkt, now) else {
             return false;
         };
+        self.forward_to(&rtp, to, now, out)
+    }
+
+    /// Writes `rtp`, a packet this leg accepted, for `to` into `out` when
+    /// `to` is in `Source::Relay` (a monitored call's legs take their
+    /// packets apart: the mixer gets the audio, the relay what is left).
+    pub fn forward_to(
+        &mut self,
+        rtp: &RtpIn<'_>,
+        to: &mut Leg,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        out.clear();
         let to_params = to.params;
         relay::forward(
-            &rtp,
+            rtp,
             &self.params,
             &to_params,
             &mut to.pacer,
@@ -319,6 +333,17 @@ impl Leg {
             out,
             self.inbound.stats_mut(),
         )
+    }
+
+    /// Whether this leg's stream comes from a mixer.
+    pub fn is_mixed(&self) -> bool {
+        matches!(self.pacer.source(), Source::Mixed)
+    }
+
+    /// Writes the next mixed frame (`payload`, in this leg's codec) for
+    /// the peer into `out`; false unless the leg plays `Source::Mixed`.
+    pub fn send_mixed(&mut self, payload: &[u8], now: Instant, out: &mut Vec<u8>) -> bool {
+        self.pacer.send_mixed(payload, now, out)
     }
 
     /// Writes the next generated packet if one is due (call until false).

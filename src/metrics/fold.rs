@@ -139,6 +139,7 @@ impl MetricsFold {
             | EventKind::AgentPaused { .. }
             | EventKind::AgentLogin { .. }
             | EventKind::RecordingStarted { .. }
+            | EventKind::Monitor { .. }
             | EventKind::RecordingEnded { .. } => {}
         }
     }

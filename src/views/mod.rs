@@ -216,3 +216,44 @@ pub enum SetStateError {
     #[error("{0}")]
     Refused(String),
 }
+
+/// Answer of `POST`, `PATCH` and `DELETE /api/v1/calls/{id}/monitor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorView {
+    /// The monitored call's Call-ID (the `call` of its `call_monitor`
+    /// live events).
+    pub call: String,
+    pub supervisor: String,
+    /// `listen`, `whisper` or `barge`.
+    pub mode: String,
+    /// `calling` (the supervisor's phone rings), `connected` or `ended`.
+    pub state: String,
+}
+
+/// Why a monitor request was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MonitorError {
+    #[error("no call `{0}` in progress")]
+    UnknownCall(String),
+    #[error("call `{0}` is not monitored")]
+    NotMonitored(String),
+    #[error("{0}")]
+    BadRequest(String),
+    /// Not bridged, already monitored, supervisor unreachable, no ports.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// What a monitor request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MonitorRequest {
+    /// Call `supervisor` to monitor in `mode`.
+    Start {
+        supervisor: String,
+        mode: crate::media::MonitorMode,
+    },
+    /// The monitor leg's new mode.
+    Mode(crate::media::MonitorMode),
+    /// End the monitor leg.
+    Stop,
+}
