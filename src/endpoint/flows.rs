@@ -54,7 +54,12 @@ impl Endpoint {
     pub fn flow_closed(&mut self, peer: Peer, now: Now) {
         let users = self.registrar().users_with_binding_from(peer, now.wall);
         for user in users {
-            if self.cfg.agents.get(&user).is_none_or(|a| a.contact.is_some()) {
+            if self
+                .cfg
+                .agents
+                .get(&user)
+                .is_none_or(|a| a.contact.is_some())
+            {
                 continue; // not an agent, or reached at its static contact
             }
             if self.has_usable_binding(&user, now) {
