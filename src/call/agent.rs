@@ -31,6 +31,9 @@ pub struct AgentLeg {
     pub invite_key: TxKey,
     /// Where the agent's phone is reached (its registration's source).
     pub peer: Peer,
+    /// Reached only down `peer`'s connection (TLS, or TCP with RFC 5626
+    /// outbound): once it is gone nothing more is sent to the leg.
+    pub flow_only: bool,
     pub state: AgentLegState,
     /// Ring no answer: past this instant the offer is withdrawn (RONA).
     pub ring_deadline: Instant,

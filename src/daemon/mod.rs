@@ -124,8 +124,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         cfg.server.pike,
         cfg.server.allow_networks.clone(),
     ));
+    // Closed connections that carried a registration, for the engine.
+    let (closed_tx, mut closed_rx) = mpsc::unbounded_channel();
     let transports = transports
         .with_policy(policy, keep_alive(&endpoints))
+        .with_close_notices(closed_tx)
         .with_flood_gate(gate.clone());
     // Before the listeners accept; the config check has read these files.
     let tls = transports.tls().clone();
@@ -210,6 +213,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             Some(ev) = media.events.recv() => {
                 let owner = crate::endpoint::shard_of_id(ev.leg(), shards.len());
                 shards.send(owner, shards::ShardMsg::Media(ev));
+            }
+            // Registrations are shared: the primary shard handles it.
+            Some(peer) = closed_rx.recv() => {
+                let job: shards::Job = Box::new(move |ep, now| ep.flow_closed(peer, now));
+                shards.send(0, shards::ShardMsg::Run(job));
             }
             _ = hup.recv() => {
                 if let ReloadOutcome::Applied { cfg, .. } = reload(&config_path, &current, &shards).await {

@@ -87,6 +87,9 @@ pub struct Transports {
     per_source: Arc<DashMap<IpAddr, usize>>,
     policy: Arc<TcpPolicy>,
     keep: Option<KeepAlive>,
+    /// Told the peer of each closed connection a registration came over
+    /// (its RFC 5626 flow is gone: the engine logs the agent out at once).
+    closed: Option<mpsc::UnboundedSender<Peer>>,
     /// Per-source flood limits, asked before a message is parsed.
     gate: Option<Arc<crate::flood::FloodGate>>,
     /// The TLS server configuration new connections are accepted with
@@ -154,6 +157,7 @@ impl Transports {
             per_source: Arc::new(DashMap::new()),
             policy: Arc::new(TcpPolicy::default()),
             keep: None,
+            closed: None,
             gate: None,
             tls: TlsAcceptors::default(),
             inbound: Arc::new(inbound),
@@ -167,6 +171,24 @@ impl Transports {
         self.policy = Arc::new(policy);
         self.keep = keep;
         self
+    }
+
+    /// Where the peers of closed connections that carried a registration
+    /// are sent (before `start`).
+    pub fn with_close_notices(mut self, tx: mpsc::UnboundedSender<Peer>) -> Transports {
+        self.closed = Some(tx);
+        self
+    }
+
+    /// A connection to `peer` is gone: if a registration is reached over
+    /// it, the engine is told.
+    fn flow_closed(&self, peer: Peer) {
+        let (Some(tx), Some(keep)) = (&self.closed, &self.keep) else {
+            return;
+        };
+        if keep(peer) {
+            let _ = tx.send(peer);
+        }
     }
 
     /// Sets the flood limits (before `start`).
@@ -447,7 +469,13 @@ impl Transports {
                 clock.on_read(Instant::now(), messages, partial);
             }
             // Forget the connection only if the entry is still this one.
-            me.tcp_conns.remove_if(&peer, |_, (cid, _)| *cid == id);
+            if me
+                .tcp_conns
+                .remove_if(&peer, |_, (cid, _)| *cid == id)
+                .is_some()
+            {
+                me.flow_closed(peer);
+            }
         });
     }
 

@@ -48,7 +48,8 @@ impl Endpoint {
         };
         if !self.binding_usable(&binding) {
             // Never re-opened (RFC 5626 §5.3): logged out until it
-            // registers again; the router offers the call elsewhere.
+            // registers again (the transport's close notice usually did
+            // that already); the router offers the call elsewhere.
             let t = binding.source.transport;
             info!(%agent, peer = %binding.source, "the {t} connection the agent registered on is gone: logged out until it registers again");
             self.agent_reachable(&agent, false, now);
@@ -177,6 +178,7 @@ impl Endpoint {
                 invite,
                 invite_key: key,
                 peer,
+                flow_only: super::flows::flow_only(&binding),
                 state: AgentLegState::Offering,
                 ring_deadline: now.mono + Duration::from_secs(ring),
                 dialog: None,
@@ -396,23 +398,34 @@ impl Endpoint {
         self.release_monitor(ck, "agent_left", now);
         let mut leg = self.calls.get_mut(ck)?.agent.take()?;
         self.agent_invites.remove(&leg.invite_key);
-        match leg.state {
-            AgentLegState::Offering => {
+        let target = self.agent_leg_target(&leg);
+        match (leg.state, target) {
+            (AgentLegState::Offering, Some(to)) => {
                 if let Ok(cancel) = build_cancel(&leg.invite) {
-                    let _ = self.txn.send_request(cancel, leg.peer, now.mono);
+                    let _ = self.txn.send_request(cancel, to, now.mono);
                 }
             }
-            AgentLegState::Connected => {
+            (AgentLegState::Connected, Some(to)) => {
                 if let Some(dialog) = leg.dialog.as_mut() {
                     self.agent_dialogs
                         .remove(&(dialog.call_id.clone(), dialog.local_tag.clone()));
                     let mut local = self.local_via(ck);
-                    local.transport = leg.peer.transport;
+                    local.transport = to.transport;
                     let bye = dialog.new_request(Method::Bye, &local);
-                    let _ = self.txn.send_request(bye, leg.peer, now.mono);
+                    let _ = self.txn.send_request(bye, to, now.mono);
                 }
             }
-            AgentLegState::Ending => {}
+            (AgentLegState::Offering | AgentLegState::Connected, None) => {
+                if let Some(d) = leg.dialog.as_ref() {
+                    self.agent_dialogs
+                        .remove(&(d.call_id.clone(), d.local_tag.clone()));
+                }
+                // RFC 5626 §5.3: the phone's flow is gone and is not
+                // re-created; its side of the dialog ends when it finds
+                // its connection closed.
+                info!(call = %self.calls.call_id(ck), agent = %leg.agent_id, peer = %leg.peer, "the agent's connection is gone: its leg ended without a BYE (never sent over a new connection)");
+            }
+            (AgentLegState::Ending, _) => {}
         }
         leg.state = AgentLegState::Ending;
         if let Some(l) = leg.leg {
@@ -440,20 +453,6 @@ impl Endpoint {
                 .into_iter()
                 .max_by_key(|b| (self.binding_usable(b), b.expires_at)),
         }
-    }
-
-    /// Whether a binding can be reached now: one registered over TLS, or
-    /// as an outbound flow over TCP, only down the connection it was
-    /// registered on (a flow is never re-created, RFC 5626 §5.3), so not
-    /// once that connection is gone. Other TCP bindings are connected
-    /// anew, UDP ones always are.
-    pub(super) fn binding_usable(&self, b: &Binding) -> bool {
-        let flow_only = match b.source.transport {
-            crate::sip::Transport::Tls => true,
-            crate::sip::Transport::Tcp => b.outbound,
-            crate::sip::Transport::Udp => false,
-        };
-        !flow_only || self.flows.as_ref().is_none_or(|up| up(b.source))
     }
 
     /// Queue music on the caller's leg, if the queue has some.

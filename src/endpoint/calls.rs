@@ -242,7 +242,7 @@ impl Endpoint {
                 let ok = resp.status_code.code() == 200;
                 self.respond(&key, resp, now);
                 if let (true, Some(user)) = (ok, headers::to_user(&req)) {
-                    let registered = self.registrar().is_registered(&user, now.wall);
+                    let registered = self.has_usable_binding(&user, now);
                     self.agent_reachable(&user, registered, now);
                 }
             }

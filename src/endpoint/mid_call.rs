@@ -328,18 +328,34 @@ impl Endpoint {
     /// An UPDATE without a body keeps the session alive (RFC 4028 §7.4).
     fn send_refresh(&mut self, ck: CallHandle, side: Side, t: SessionTimer, now: Now) {
         let mut local = self.local_via(ck);
-        let Some(call) = self.calls.get_mut(ck) else {
-            return;
-        };
-        let (dialog, peer) = match side {
-            Side::Caller => (&mut call.dialog, call.remote),
-            Side::Agent => match call.agent.as_mut() {
-                Some(a) => match a.dialog.as_mut() {
-                    Some(d) => (d, a.peer),
-                    None => return,
+        // The agent's flow gone (RFC 5626 §5.3): the refresh cannot reach
+        // it, which is a failed refresh (RFC 4028 §10): the call ends.
+        let agent_target = match side {
+            Side::Caller => None,
+            Side::Agent => match self.calls.get(ck).and_then(|c| c.agent.as_ref()) {
+                Some(a) => match self.agent_leg_target(a) {
+                    Some(to) => Some(to),
+                    None => {
+                        info!(call = %self.calls.call_id(ck), "session refresh cannot reach the agent (its connection is gone): hanging up");
+                        if let Some(call) = self.calls.get_mut(ck) {
+                            call.bye_reason = Some(SESSION_EXPIRED_REASON);
+                        }
+                        return self.hang_up(ck, now);
+                    }
                 },
                 None => return,
             },
+        };
+        let Some(call) = self.calls.get_mut(ck) else {
+            return;
+        };
+        let (dialog, peer) = match (side, agent_target) {
+            (Side::Caller, _) => (&mut call.dialog, call.remote),
+            (Side::Agent, Some(to)) => match call.agent.as_mut().and_then(|a| a.dialog.as_mut()) {
+                Some(d) => (d, to),
+                None => return,
+            },
+            (Side::Agent, None) => return,
         };
         local.transport = peer.transport;
         let mut update = dialog.new_request(Method::Update, &local);

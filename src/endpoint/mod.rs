@@ -9,6 +9,7 @@ mod call_table;
 mod calls;
 mod emit;
 mod features;
+mod flows;
 mod ivr;
 mod media;
 mod mid_call;
@@ -336,8 +337,7 @@ impl Endpoint {
             };
             for (user, contact) in expired {
                 info!(%user, %contact, "registration expired");
-                let registered = self.registrar().is_registered(&user, now.wall);
-                if !registered {
+                if !self.has_usable_binding(&user, now) {
                     self.agent_reachable(&user, false, now);
                 }
             }

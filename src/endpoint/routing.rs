@@ -209,7 +209,7 @@ impl Endpoint {
             .cfg
             .agents
             .values()
-            .filter(|a| a.contact.is_some() || self.registrar().is_registered(&a.id, now.wall))
+            .filter(|a| a.contact.is_some() || self.has_usable_binding(&a.id, now))
             .map(|a| a.id.clone())
             .collect();
         for id in reachable {

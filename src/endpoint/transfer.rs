@@ -184,20 +184,24 @@ impl Endpoint {
 
     /// The last NOTIFY to the transferor, then the BYE that ends its leg.
     fn finish_transferor(&mut self, mut leg: AgentLeg, status: &str, now: Now) {
+        // Its connection gone (RFC 5626 §5.3): nothing can reach it.
+        let Some(to) = self.agent_leg_target(&leg) else {
+            return;
+        };
         let Some(dialog) = leg.dialog.as_mut() else {
             return;
         };
-        let local = self.agent_via(leg.peer);
-        let contact = self.contact_for(leg.peer, "sipacd");
+        let local = self.agent_via(to);
+        let contact = self.contact_for(to, "sipacd");
         let notify = notify_request(
             dialog.new_request(Method::Notify, &local),
             &contact,
             status,
             true,
         );
-        let _ = self.txn.send_request(notify, leg.peer, now.mono);
+        let _ = self.txn.send_request(notify, to, now.mono);
         let bye = dialog.new_request(Method::Bye, &local);
-        let _ = self.txn.send_request(bye, leg.peer, now.mono);
+        let _ = self.txn.send_request(bye, to, now.mono);
         leg.state = AgentLegState::Ending;
     }
 
@@ -216,7 +220,7 @@ impl Endpoint {
             .calls
             .get(ck)
             .and_then(|c| c.agent.as_ref())
-            .map(|l| l.peer)
+            .and_then(|l| self.agent_leg_target(l))
         else {
             return;
         };

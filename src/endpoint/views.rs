@@ -161,11 +161,12 @@ impl Endpoint {
         view
     }
 
-    /// A registration, or a static contact that answers its pings.
+    /// A registration it can be called on (not one whose TLS or outbound
+    /// flow has closed), or a static contact that answers its pings.
     fn is_logged_in(&self, a: &Agent, now: Now) -> bool {
         match &a.contact {
             Some(_) => !self.unreachable.contains(&a.id),
-            None => !self.registrar().bindings(&a.id, now.wall).is_empty(),
+            None => self.has_usable_binding(&a.id, now),
         }
     }
 

@@ -293,6 +293,19 @@ impl Registrar {
             .any(|(_, b)| b.source == source && b.expires_at > now)
     }
 
+    /// Users with an unexpired binding registered from `source` (a
+    /// connection that just closed: whose flow it was).
+    pub fn users_with_binding_from(&self, source: Peer, now: SystemTime) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .table
+            .all()
+            .filter(|(_, b)| b.source == source && b.expires_at > now)
+            .map(|(u, _)| u.to_owned())
+            .collect();
+        users.dedup();
+        users
+    }
+
     pub fn is_registered(&self, user: &str, now: SystemTime) -> bool {
         !self.table.current(user, now).is_empty()
     }
