@@ -427,7 +427,7 @@ mod tests {
         assert_eq!(rows.len(), 50);
         // Each call's row is its last record.
         for r in rows {
-            let n: u64 = r.id.trim_start_matches('c').parse().unwrap();
+            let n: i64 = r.id.trim_start_matches('c').parse().unwrap();
             assert_eq!(r.ended_ms, Some(150 + n));
         }
     }
