@@ -271,3 +271,119 @@ fn a_plain_tcp_agent_whose_connection_closed_gets_the_bye_on_a_new_connection_to
     assert_eq!(rec["hangup_by"], "caller", "{rec}");
     assert_eq!(rec["agent"], "1001", "{rec}");
 }
+
+#[test]
+fn a_restored_outbound_binding_is_not_offered_after_a_restart_until_the_phone_registers_again() {
+    let mut d = Daemon::start();
+    let contact_port = TcpListener::bind("127.0.0.1:0").unwrap();
+    contact_port.set_nonblocking(true).unwrap();
+    let port = contact_port.local_addr().unwrap().port();
+    let flow = format!(
+        "<sip:1001@127.0.0.1:{port};transport=tcp;ob>;reg-id=1;+sip.instance=\"<urn:uuid:{INSTANCE}>\""
+    );
+    let outbound = "Supported: outbound\r\n";
+    let mut first = connect(&d);
+    let ok = first.register(&flow, outbound);
+    assert_eq!(status_code(&ok), Some(200), "{ok}");
+    wait_until("1001 available", T, || {
+        agent_1001(&d)["state"] == "available"
+    });
+
+    // The process dies with the connection (past the README's 1 s for a
+    // binding to reach the disk); the binding is restored from data_dir,
+    // but its flow is gone: not registered, not offered.
+    std::thread::sleep(Duration::from_millis(1500));
+    d.kill9_and_restart();
+    drop(first);
+    assert!(
+        d.wait_for_log(T, |l| l.contains("registrations restored bindings=1")),
+        "{}",
+        d.stderr()
+    );
+    let a = agent_1001(&d);
+    assert_eq!(a["registered"], false, "{a}\n{}", d.stderr());
+    assert_eq!(a["state"], "logged_out", "{a}");
+    let mut caller = Caller::dial(d.sip_port(), "1500");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(agent_1001(&d)["state"], "logged_out", "{}", d.stderr());
+    assert!(
+        contact_port.accept().is_err(),
+        "sipacd connected to a restored flow's Contact"
+    );
+
+    // The phone registers again on a new connection: the waiting caller
+    // is offered down it.
+    let mut second = connect(&d);
+    let ok = second.register(&flow, outbound);
+    assert_eq!(status_code(&ok), Some(200), "{ok}");
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    second.answer_offer(&format!("sip:1001@127.0.0.1:{port};transport=tcp;ob"), &rtp);
+    wait_until("1001 on the call", T, || {
+        agent_1001(&d)["state"] == "on_call"
+    });
+    caller.bye();
+    let bye = second.next(T, |m| method(m) == Some("BYE"));
+    assert!(bye.is_some(), "no BYE down the new flow\n{}", d.stderr());
+}
+
+#[test]
+fn an_agent_that_registers_again_on_a_new_connection_mid_call_keeps_the_call_on_the_old_one() {
+    let d = Daemon::start();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let flow = format!(
+        "<sip:1001@127.0.0.1:{port};transport=tcp;ob>;reg-id=1;+sip.instance=\"<urn:uuid:{INSTANCE}>\""
+    );
+    let outbound = "Supported: outbound\r\n";
+    let mut first = connect(&d);
+    let ok = first.register(&flow, outbound);
+    assert_eq!(status_code(&ok), Some(200), "{ok}");
+    wait_until("1001 available", T, || {
+        agent_1001(&d)["state"] == "available"
+    });
+    let mut caller = Caller::dial(d.sip_port(), "1500");
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    first.answer_offer(&format!("sip:1001@127.0.0.1:{port};transport=tcp;ob"), &rtp);
+    wait_until("1001 on the call", T, || {
+        agent_1001(&d)["state"] == "on_call"
+    });
+
+    // Mid-call, the phone registers the same instance on a second
+    // connection (as a phone does after a network change it survived).
+    let mut second = connect(&d);
+    let ok = second.register(&flow, outbound);
+    assert_eq!(status_code(&ok), Some(200), "{ok}");
+    assert_eq!(agent_1001(&d)["state"], "on_call", "{}", d.stderr());
+
+    // The call's requests stay on the connection its dialog was made on.
+    caller.bye();
+    let bye = first
+        .next(T, |m| method(m) == Some("BYE"))
+        .unwrap_or_else(|| panic!("no BYE on the call's own connection\n{}", d.stderr()));
+    // Its To already holds the phone's tag.
+    first.send(&response(&bye, 200, "OK", "", None, None));
+    assert!(
+        second
+            .next(Duration::from_millis(500), |m| method(m) == Some("BYE"))
+            .is_none(),
+        "the BYE went down the new registration's connection too"
+    );
+    let rec = final_record(&d, &caller.call_id);
+    assert_eq!(rec["disposition"], "answered", "{rec}");
+    assert_eq!(rec["agent"], "1001", "{rec}");
+    // After the call, the agent is offered calls on the new flow.
+    wait_until("1001 available after the call", T, || {
+        agent_1001(&d)["state"] == "available" || agent_1001(&d)["state"] == "wrap_up"
+    });
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        agent_1001(&d)["registered"],
+        true,
+        "closing the old connection took away the new binding\n{}",
+        d.stderr()
+    );
+}

@@ -158,3 +158,86 @@ fn linphonec_registers_over_tls_and_is_called_down_that_connection() {
     assert_eq!(heard.len(), 1, "caller recordings {heard:?}");
     assert_tone("baresip caller", &heard[0], 1000.0, 440.0, 2.0);
 }
+
+/// Agent 1001 as `GET /api/v1/agents` shows it.
+fn agent_1001(d: &Daemon) -> serde_json::Value {
+    let all = common::http::get_json(&format!("{}/api/v1/agents", d.admin_url()));
+    all.as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == "1001").cloned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn linphonec_over_tls_registers_its_instance_again_after_a_restart_and_is_called_on_the_new_connection(
+) {
+    if !linphonec_or_skip() || !baresip_or_skip() {
+        return;
+    }
+    let pki = Pki::new();
+    let (mut d, tls_port) = start(&pki);
+    let ca = pki.ca_path();
+    let mut agent = Linphone::start(
+        "agent",
+        Role::TlsAgent {
+            user: "1001",
+            password: AGENT_PASSWORD,
+            domain: DOMAIN,
+            proxy_port: tls_port,
+            ca: &ca,
+        },
+        &sine_wav(1000.0, 60.0),
+    );
+    let first = tls_binding(&d, &|| agent.output() + &agent.log());
+    let instance = first["instance"].as_str().unwrap_or_default().to_owned();
+    assert!(instance.contains("urn:uuid:"), "no +sip.instance: {first}");
+
+    // The daemon dies and comes back (past the 1 s in which a binding
+    // reaches the disk): the TLS connection is gone with it, the restored
+    // binding cannot be used, and linphonec registers again on a new
+    // connection with the same instance, replacing it.
+    std::thread::sleep(Duration::from_millis(1500));
+    d.kill9_and_restart();
+    // linphonec connects from its SIP port again, so the source may be the
+    // same: the new REGISTER is told by its CSeq (on disk within 1 s).
+    let again = |b: &serde_json::Value| b["cseq"].as_u64() > first["cseq"].as_u64();
+    common::wait_until(
+        "linphonec registered again",
+        Duration::from_secs(90),
+        || agent_1001(&d)["registered"] == true && d.bindings_of("1001").iter().any(again),
+    );
+    let now = d.bindings_of("1001");
+    assert_eq!(now.len(), 1, "one binding per instance: {now:?}");
+    assert_eq!(now[0]["instance"], instance.as_str(), "{now:?}");
+    assert_eq!(now[0]["transport"], "tls", "{now:?}");
+
+    let port = d.sip_port();
+    let mut caller = Baresip::start("caller", &caller_account(port), &sine_wav(440.0, 20.0));
+    let mut caller_ctrl = caller.ctrl();
+    let r = caller_ctrl.command("dial", &format!("sip:1500@127.0.0.1:{port}"));
+    assert_eq!(r["ok"], true, "dial: {r}");
+    assert!(
+        agent.wait_for_output(WAIT, |o| o.contains("Media streams established")),
+        "the Linphone agent never got the call on its new TLS connection; linphonec:\n{}\nsipacd:\n{}",
+        agent.output(),
+        d.stderr()
+    );
+    assert!(
+        caller_ctrl.wait_event("CALL_ESTABLISHED", WAIT).is_some()
+            && caller_ctrl.wait_event("CALL_RTPESTAB", WAIT).is_some(),
+        "the caller's phone never got audio; sipacd:\n{}",
+        d.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let r = caller_ctrl.command("hangup", "");
+    assert_eq!(r["ok"], true, "hangup: {r}");
+    assert!(
+        agent.wait_for_output(WAIT, |o| o.contains("ended")),
+        "the BYE did not reach the Linphone agent; sipacd:\n{}",
+        d.stderr()
+    );
+    caller.stop();
+    agent.stop();
+    let heard = caller.heard();
+    assert_eq!(heard.len(), 1, "caller recordings {heard:?}");
+    assert_tone("baresip caller", &heard[0], 1000.0, 440.0, 2.0);
+}

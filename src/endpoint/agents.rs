@@ -507,6 +507,7 @@ pub(super) fn static_binding(uri: &str, now: Now) -> Option<Binding> {
         instance: None,
         reg_id: None,
         outbound: false,
+        restored: false,
     })
 }
 

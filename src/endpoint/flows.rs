@@ -33,10 +33,11 @@ impl Endpoint {
     }
 
     /// Whether a binding can be reached now: a flow-only one only while
-    /// its connection is up; other TCP bindings are connected anew, UDP
-    /// ones always are.
+    /// its connection is up, and never one restored at start (its flow
+    /// died with the previous process; the phone registers again when it
+    /// notices); other TCP bindings are connected anew, UDP ones always are.
     pub(super) fn binding_usable(&self, b: &Binding) -> bool {
-        !flow_only(b) || self.flow_up(b.source)
+        !flow_only(b) || (!b.restored && self.flow_up(b.source))
     }
 
     /// Whether agent `user` has a registration it can be called on now.

@@ -30,6 +30,10 @@ pub struct Binding {
     /// connection is gone the binding is unusable until the phone registers
     /// again (§5.3: an edge never re-creates a flow).
     pub outbound: bool,
+    /// Loaded from the registrations file at start: any connection it came
+    /// over belonged to the previous process, so a flow-only binding is
+    /// unusable until the phone registers again (not kept in the file).
+    pub restored: bool,
 }
 
 impl Binding {
@@ -248,6 +252,7 @@ impl BindingTable {
                     reg_id: reg_id.map(str::to_owned),
                     outbound: up.source.transport.is_reliable()
                         && ((up.outbound && reg_id.is_some()) || uri_has_ob(&addr.uri)),
+                    restored: false,
                 });
             }
         }

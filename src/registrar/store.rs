@@ -193,6 +193,7 @@ pub fn load(path: &Path, now: SystemTime) -> Result<Vec<(String, Binding)>, Stor
                 instance: s.instance,
                 reg_id: s.reg_id,
                 outbound: s.outbound,
+                restored: true,
             },
         ));
     }

@@ -810,7 +810,17 @@ fn persistence_round_trip_and_restart_drops_expired() {
 
     let mut restarted = registrar();
     assert_eq!(restarted.load_from(&path, t(10)), 2);
-    assert_eq!(restarted.bindings("1001", t(10)), r.bindings("1001", t(10)));
+    let restored = restarted.bindings("1001", t(10));
+    assert!(restored.iter().all(|b| b.restored), "marked as restored");
+    let as_saved: Vec<_> = r
+        .bindings("1001", t(10))
+        .into_iter()
+        .map(|b| Binding {
+            restored: true,
+            ..b
+        })
+        .collect();
+    assert_eq!(restored, as_saved);
 
     let mut later = registrar();
     assert_eq!(later.load_from(&path, t(100)), 1);

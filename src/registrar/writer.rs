@@ -260,6 +260,7 @@ mod tests {
                     instance: None,
                     reg_id: None,
                     outbound: false,
+                    restored: false,
                 },
             );
         }
