@@ -374,8 +374,8 @@ impl Endpoint {
         // The handler that ran before changed some calls' deadlines.
         self.calls.reindex();
         while let Some(t) = self.txn.poll_transmit() {
-            self.tally.sip("out", &t.msg);
-            self.out.push_msg(t.to, &t.msg);
+            self.tally.wire("out", &t.wire.kind);
+            self.out.push_bytes(t.to, t.wire.bytes);
         }
         self.out.pop()
     }

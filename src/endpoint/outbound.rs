@@ -1,11 +1,10 @@
-//! Messages waiting to go on the wire. Serialising happens here, once per
-//! message, so handlers deal only in typed messages.
+//! Messages waiting to go on the wire, already serialised (once per
+//! message, by the transaction layer's `Wire`).
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::sip::message::serialize;
 use crate::sip::Peer;
 
 #[derive(Debug, Default)]
@@ -14,10 +13,6 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn push_msg(&mut self, to: Peer, msg: &rsip::SipMessage) {
-        self.items.push_back((to, Bytes::from(serialize(msg))));
-    }
-
     pub fn push_bytes(&mut self, to: Peer, bytes: Bytes) {
         self.items.push_back((to, bytes));
     }

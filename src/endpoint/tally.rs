@@ -51,6 +51,18 @@ impl Tally {
         }
     }
 
+    /// Counts one message we send, from what its wire form says.
+    pub fn wire(&mut self, direction: &'static str, kind: &crate::sip::transaction::WireKind) {
+        use crate::sip::transaction::WireKind;
+        match kind {
+            WireKind::Request(m) => self.request(direction, m),
+            WireKind::Response { code, method } => {
+                let method = method.as_ref().map_or("other", method_label);
+                self.response(direction, method, *code);
+            }
+        }
+    }
+
     /// Counts one request (one that was never parsed, too).
     pub fn request(&mut self, direction: &'static str, method: &rsip::Method) {
         *self

@@ -6,7 +6,7 @@ use rsip::{Request, Response, StatusCodeKind};
 
 use super::messages::build_ack;
 use super::timers::{TimerConfig, TimerKind, TimerTable, TIMER_D};
-use super::{Fired, TxError};
+use super::{Fired, TxError, Wire};
 use crate::sip::Peer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,9 @@ pub(crate) struct ClientInvite {
     pub state: State,
     pub peer: Peer,
     request: Request,
-    ack: Option<Request>,
+    /// `request` as sent, for retransmissions.
+    wire: Wire,
+    ack: Option<Wire>,
     pub timers: TimerTable,
     a_interval: Duration,
 }
@@ -30,12 +32,12 @@ pub(crate) struct ClientInvite {
 #[derive(Debug, Default)]
 pub(crate) struct RespOutcome {
     pub pass_up: bool,
-    pub send: Option<rsip::SipMessage>,
+    pub send: Option<Wire>,
     pub terminated: bool,
 }
 
 impl ClientInvite {
-    pub fn new(request: Request, peer: Peer, now: Instant, cfg: &TimerConfig) -> Self {
+    pub fn new(request: Request, wire: Wire, peer: Peer, now: Instant, cfg: &TimerConfig) -> Self {
         let mut timers = TimerTable::default();
         if !peer.transport.is_reliable() {
             timers.set(TimerKind::A, now + cfg.t1);
@@ -45,10 +47,15 @@ impl ClientInvite {
             state: State::Calling,
             peer,
             request,
+            wire,
             ack: None,
             timers,
             a_interval: cfg.t1,
         }
+    }
+
+    pub fn wire(&self) -> &Wire {
+        &self.wire
     }
 
     pub fn on_response(&mut self, resp: &Response, now: Instant) -> Result<RespOutcome, TxError> {
@@ -69,8 +76,8 @@ impl ClientInvite {
                 out.terminated = true;
             }
             (State::Calling | State::Proceeding, _) => {
-                let ack = build_ack(&self.request, resp)?;
-                out.send = Some(ack.clone().into());
+                let ack = Wire::from(build_ack(&self.request, resp)?);
+                out.send = Some(ack.clone());
                 self.ack = Some(ack);
                 self.timers.stop(TimerKind::A);
                 self.timers.stop(TimerKind::B);
@@ -85,7 +92,7 @@ impl ClientInvite {
             (State::Completed, StatusCodeKind::Provisional | StatusCodeKind::Successful) => {}
             (State::Completed, _) => {
                 // A retransmitted final response: re-send the ACK only.
-                out.send = self.ack.clone().map(Into::into);
+                out.send = self.ack.clone();
             }
         }
         Ok(out)
@@ -97,7 +104,7 @@ impl ClientInvite {
             (TimerKind::A, State::Calling) => {
                 self.a_interval *= 2;
                 self.timers.set(TimerKind::A, now + self.a_interval);
-                Fired::Resend(self.request.clone().into())
+                Fired::Resend(self.wire.clone())
             }
             (TimerKind::B, State::Calling) => Fired::TimedOut,
             (TimerKind::D, State::Completed) => Fired::Terminated,

@@ -2,11 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use rsip::{Request, Response, StatusCodeKind};
+use rsip::{Response, StatusCodeKind};
 
 use super::client_invite::RespOutcome;
 use super::timers::{TimerConfig, TimerKind, TimerTable};
-use super::Fired;
+use super::{Fired, Wire};
 use crate::sip::Peer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,13 +20,14 @@ pub(crate) enum State {
 pub(crate) struct ClientNonInvite {
     pub state: State,
     pub peer: Peer,
-    request: Request,
+    /// The request as sent, for retransmissions.
+    wire: Wire,
     pub timers: TimerTable,
     e_interval: Duration,
 }
 
 impl ClientNonInvite {
-    pub fn new(request: Request, peer: Peer, now: Instant, cfg: &TimerConfig) -> Self {
+    pub fn new(wire: Wire, peer: Peer, now: Instant, cfg: &TimerConfig) -> Self {
         let mut timers = TimerTable::default();
         if !peer.transport.is_reliable() {
             timers.set(TimerKind::E, now + cfg.t1);
@@ -35,10 +36,14 @@ impl ClientNonInvite {
         ClientNonInvite {
             state: State::Trying,
             peer,
-            request,
+            wire,
             timers,
             e_interval: cfg.t1,
         }
+    }
+
+    pub fn wire(&self) -> &Wire {
+        &self.wire
     }
 
     pub fn on_response(&mut self, resp: &Response, now: Instant, cfg: &TimerConfig) -> RespOutcome {
@@ -72,7 +77,7 @@ impl ClientNonInvite {
                     _ => (self.e_interval * 2).min(cfg.t2),
                 };
                 self.timers.set(TimerKind::E, now + self.e_interval);
-                Fired::Resend(self.request.clone().into())
+                Fired::Resend(self.wire.clone())
             }
             (TimerKind::F, State::Trying | State::Proceeding) => Fired::TimedOut,
             (TimerKind::K, State::Completed) => Fired::Terminated,

@@ -17,7 +17,7 @@ use super::server_invite::{AckOutcome, ServerInvite, State};
 use super::server_non_invite::{SendOutcome, ServerNonInvite};
 use super::timers::{TimerConfig, TimerKind, TimerTable};
 use super::uas2xx::{Uas2xxEvent, Uas2xxRetransmitter};
-use super::{Fired, Transmit, TxError};
+use super::{Fired, Transmit, TxError, Wire};
 use crate::sip::headers::response_with_status;
 use crate::sip::message::RequestIds;
 use crate::sip::Peer;
@@ -97,7 +97,7 @@ impl ServerTx {
         }
     }
 
-    fn on_retransmit(&self) -> Option<&Response> {
+    fn on_retransmit(&self) -> Option<&Wire> {
         match self {
             ServerTx::Invite(t) => t.on_retransmit(),
             ServerTx::NonInvite(t) => t.on_retransmit(),
@@ -114,6 +114,14 @@ enum ClientTx {
 }
 
 impl ClientTx {
+    /// The request as sent.
+    fn wire(&self) -> &Wire {
+        match self {
+            ClientTx::Invite(t) => t.wire(),
+            ClientTx::NonInvite(t) => t.wire(),
+        }
+    }
+
     fn timers(&self) -> &TimerTable {
         match self {
             ClientTx::Invite(t) => &t.timers,
@@ -353,10 +361,10 @@ impl TransactionLayer {
         let Some(tx) = self.servers.get(&key) else {
             return false;
         };
-        if let Some(resp) = tx.on_retransmit() {
+        if let Some(wire) = tx.on_retransmit() {
             self.transmits.push_back(Transmit {
                 to: tx.peer(),
-                msg: resp.clone().into(),
+                wire: wire.clone(),
             });
         }
         true
@@ -390,10 +398,10 @@ impl TransactionLayer {
         now: Instant,
     ) -> Option<ServerEvent> {
         if let Some(tx) = self.servers.get(&key) {
-            if let Some(resp) = tx.on_retransmit() {
+            if let Some(wire) = tx.on_retransmit() {
                 self.transmits.push_back(Transmit {
                     to: tx.peer(),
-                    msg: resp.clone().into(),
+                    wire: wire.clone(),
                 });
             }
             return None;
@@ -412,15 +420,15 @@ impl TransactionLayer {
             busy.headers = headers.into();
             self.transmits.push_back(Transmit {
                 to: from,
-                msg: busy.into(),
+                wire: busy.into(),
             });
             return None;
         }
         let tx = if req.method == Method::Invite {
-            let trying = response_with_status(&req, StatusCode::Trying, None);
+            let trying = Wire::from(response_with_status(&req, StatusCode::Trying, None));
             self.transmits.push_back(Transmit {
                 to: from,
-                msg: trying.clone().into(),
+                wire: trying.clone(),
             });
             ServerTx::Invite(ServerInvite::new(from, trying))
         } else {
@@ -505,16 +513,23 @@ impl TransactionLayer {
             .get_mut(key)
             .ok_or(TxError::UnknownTransaction)?;
         let to = tx.peer();
-        let mut retransmit = None;
+        let kind = resp.status_code.kind();
+        let invite_2xx = matches!(tx, ServerTx::Invite(_)) && kind == StatusCodeKind::Successful;
+        // Serialised once: the wire bytes serve the send, the transaction's
+        // retransmissions and the 2xx retransmitter alike.
+        let (wire, retransmit) = if invite_2xx {
+            (Wire::of(&resp.clone().into()), Some(resp))
+        } else {
+            (Wire::from(resp), None)
+        };
         let terminated = match tx {
             ServerTx::Invite(t) => {
-                t.send(&resp, now, &self.cfg)?;
-                if resp.status_code.kind() == StatusCodeKind::Successful {
-                    retransmit = Some(resp.clone());
-                }
+                t.send(kind, &wire, now, &self.cfg)?;
                 false
             }
-            ServerTx::NonInvite(t) => t.send(&resp, now, &self.cfg)? == SendOutcome::Terminated,
+            ServerTx::NonInvite(t) => {
+                t.send(kind, &wire, now, &self.cfg)? == SendOutcome::Terminated
+            }
         };
         if terminated {
             self.remove_server(key);
@@ -522,12 +537,12 @@ impl TransactionLayer {
         self.index(key);
         self.transmits.push_back(Transmit {
             to,
-            msg: resp.into(),
+            wire: wire.clone(),
         });
         // The response is out either way; a 2xx without Call-ID/CSeq
         // cannot be matched to its ACK, so it is sent once only.
         match retransmit {
-            Some(r) => self.retransmitter.start(r, to, now),
+            Some(r) => self.retransmitter.start(&r, wire, to, now),
             None => Ok(()),
         }
     }
@@ -558,7 +573,7 @@ impl TransactionLayer {
     pub fn send_stateless(&mut self, msg: impl Into<rsip::SipMessage>, to: Peer) {
         self.transmits.push_back(Transmit {
             to,
-            msg: msg.into(),
+            wire: Wire::of(&msg.into()),
         });
     }
 
@@ -579,15 +594,16 @@ impl TransactionLayer {
         if self.clients.contains_key(&key) {
             return Err(TxError::Duplicate);
         }
+        let tx = if req.method == Method::Invite {
+            let wire = Wire::of(&req.clone().into());
+            ClientTx::Invite(ClientInvite::new(req, wire, to, now, &self.cfg))
+        } else {
+            ClientTx::NonInvite(ClientNonInvite::new(Wire::from(req), to, now, &self.cfg))
+        };
         self.transmits.push_back(Transmit {
             to,
-            msg: req.clone().into(),
+            wire: tx.wire().clone(),
         });
-        let tx = if req.method == Method::Invite {
-            ClientTx::Invite(ClientInvite::new(req, to, now, &self.cfg))
-        } else {
-            ClientTx::NonInvite(ClientNonInvite::new(req, to, now, &self.cfg))
-        };
         self.clients.insert(key.clone(), tx);
         self.index(&key);
         Ok(key)
@@ -618,8 +634,8 @@ impl TransactionLayer {
             },
             ClientTx::NonInvite(t) => t.on_response(&resp, now, &self.cfg),
         };
-        if let Some(msg) = out.send {
-            self.transmits.push_back(Transmit { to, msg });
+        if let Some(wire) = out.send {
+            self.transmits.push_back(Transmit { to, wire });
         }
         if out.terminated {
             self.clients.remove(&key);
@@ -746,7 +762,7 @@ impl TransactionLayer {
         };
         match fired {
             Fired::Nothing => {}
-            Fired::Resend(msg) => self.transmits.push_back(Transmit { to: peer, msg }),
+            Fired::Resend(wire) => self.transmits.push_back(Transmit { to: peer, wire }),
             Fired::Terminated => {
                 self.abandon(&key);
             }

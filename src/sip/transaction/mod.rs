@@ -39,11 +39,65 @@ pub use uas2xx::{Uas2xxEvent, Uas2xxRetransmitter};
 
 use crate::sip::Peer;
 
-/// A message the driver must serialise and send to `to`.
+/// A message the driver must send to `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub to: Peer,
-    pub msg: rsip::SipMessage,
+    pub wire: Wire,
+}
+
+/// A message serialised once for the wire: what a transaction keeps to
+/// send again (a retransmission is a reference count, not a clone of the
+/// parsed message and a new serialisation), with what the counters need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wire {
+    pub bytes: bytes::Bytes,
+    pub kind: WireKind,
+}
+
+/// What a [`Wire`] message is, for the traffic counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireKind {
+    Request(rsip::Method),
+    /// A response's code and its CSeq method (`None` without a usable CSeq).
+    Response {
+        code: u16,
+        method: Option<rsip::Method>,
+    },
+}
+
+impl Wire {
+    pub fn of(msg: &rsip::SipMessage) -> Wire {
+        let kind = match msg {
+            rsip::SipMessage::Request(r) => WireKind::Request(r.method),
+            rsip::SipMessage::Response(r) => WireKind::Response {
+                code: r.status_code.code(),
+                method: crate::sip::headers::cseq(r).map(|(_, m)| m),
+            },
+        };
+        Wire {
+            bytes: crate::sip::message::serialize(msg).into(),
+            kind,
+        }
+    }
+
+    /// The message parsed back (tests look into what was sent).
+    #[cfg(test)]
+    pub fn msg(&self) -> rsip::SipMessage {
+        rsip::SipMessage::try_from(self.bytes.to_vec()).expect("we send what rsip parses")
+    }
+}
+
+impl From<rsip::Response> for Wire {
+    fn from(r: rsip::Response) -> Wire {
+        Wire::of(&r.into())
+    }
+}
+
+impl From<rsip::Request> for Wire {
+    fn from(r: rsip::Request) -> Wire {
+        Wire::of(&r.into())
+    }
 }
 
 /// Errors of the transaction layer.
@@ -72,7 +126,7 @@ pub enum TxError {
 #[derive(Debug)]
 pub(crate) enum Fired {
     Nothing,
-    Resend(rsip::SipMessage),
+    Resend(Wire),
     /// Quietly finished (D, I, J, K, L).
     Terminated,
     /// Gave up (B, F, H): the TU is told.

@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use rsip::{Response, StatusCodeKind};
+use rsip::StatusCodeKind;
 
 use super::timers::{TimerConfig, TimerKind, TimerTable};
-use super::{Fired, TxError};
+use super::{Fired, TxError, Wire};
 use crate::sip::Peer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,8 @@ pub(crate) enum State {
 pub(crate) struct ServerInvite {
     pub state: State,
     pub peer: Peer,
-    pub last: Response,
+    /// The last response sent, as it went on the wire.
+    pub last: Wire,
     pub timers: TimerTable,
     g_interval: Duration,
 }
@@ -40,7 +41,7 @@ pub(crate) enum AckOutcome {
 
 impl ServerInvite {
     /// `trying` is the automatic 100 the layer sends at once.
-    pub fn new(peer: Peer, trying: Response) -> Self {
+    pub fn new(peer: Peer, trying: Wire) -> Self {
         ServerInvite {
             state: State::Proceeding,
             peer,
@@ -51,7 +52,7 @@ impl ServerInvite {
     }
 
     /// The response to re-send for a retransmitted INVITE, if any.
-    pub fn on_retransmit(&self) -> Option<&Response> {
+    pub fn on_retransmit(&self) -> Option<&Wire> {
         match self.state {
             State::Proceeding | State::Completed => Some(&self.last),
             State::Accepted | State::Confirmed => None,
@@ -64,14 +65,15 @@ impl ServerInvite {
 
     pub fn send(
         &mut self,
-        resp: &Response,
+        kind: StatusCodeKind,
+        wire: &Wire,
         now: Instant,
         cfg: &TimerConfig,
     ) -> Result<(), TxError> {
         if self.state != State::Proceeding {
             return Err(TxError::InvalidState(self.state_name()));
         }
-        match resp.status_code.kind() {
+        match kind {
             StatusCodeKind::Provisional => {}
             StatusCodeKind::Successful => {
                 self.state = State::Accepted;
@@ -86,7 +88,7 @@ impl ServerInvite {
                 self.timers.set(TimerKind::H, now + cfg.t1x64());
             }
         }
-        self.last = resp.clone();
+        self.last = wire.clone();
         Ok(())
     }
 
@@ -113,7 +115,7 @@ impl ServerInvite {
             (TimerKind::G, State::Completed) => {
                 self.g_interval = (self.g_interval * 2).min(cfg.t2);
                 self.timers.set(TimerKind::G, now + self.g_interval);
-                Fired::Resend(self.last.clone().into())
+                Fired::Resend(self.last.clone())
             }
             (TimerKind::H, State::Completed) => Fired::TimedOut,
             (TimerKind::I, State::Confirmed) | (TimerKind::L, State::Accepted) => Fired::Terminated,

@@ -2,10 +2,10 @@
 
 use std::time::Instant;
 
-use rsip::{Response, StatusCodeKind};
+use rsip::StatusCodeKind;
 
 use super::timers::{TimerConfig, TimerKind, TimerTable};
-use super::{Fired, TxError};
+use super::{Fired, TxError, Wire};
 use crate::sip::Peer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub(crate) enum State {
 pub(crate) struct ServerNonInvite {
     pub state: State,
     pub peer: Peer,
-    pub last: Option<Response>,
+    pub last: Option<Wire>,
     pub timers: TimerTable,
 }
 
@@ -45,21 +45,22 @@ impl ServerNonInvite {
     }
 
     /// The response to re-send for a retransmitted request, if any.
-    pub fn on_retransmit(&self) -> Option<&Response> {
+    pub fn on_retransmit(&self) -> Option<&Wire> {
         self.last.as_ref()
     }
 
     pub fn send(
         &mut self,
-        resp: &Response,
+        kind: StatusCodeKind,
+        wire: &Wire,
         now: Instant,
         cfg: &TimerConfig,
     ) -> Result<SendOutcome, TxError> {
         if self.state == State::Completed {
             return Err(TxError::InvalidState("Completed"));
         }
-        self.last = Some(resp.clone());
-        if resp.status_code.kind() == StatusCodeKind::Provisional {
+        self.last = Some(wire.clone());
+        if kind == StatusCodeKind::Provisional {
             self.state = State::Proceeding;
             return Ok(SendOutcome::Continue);
         }

@@ -66,14 +66,14 @@ fn events(l: &mut TransactionLayer) -> Vec<TxEvent> {
 }
 
 fn status(t: &Transmit) -> Option<u16> {
-    match &t.msg {
+    match &t.wire.msg() {
         SipMessage::Response(r) => Some(r.status_code.code()),
         SipMessage::Request(_) => None,
     }
 }
 
 fn method(t: &Transmit) -> Option<Method> {
-    match &t.msg {
+    match &t.wire.msg() {
         SipMessage::Request(r) => Some(r.method),
         SipMessage::Response(_) => None,
     }
@@ -283,7 +283,7 @@ fn client_invite_acks_486_with_same_branch_and_absorbs_retransmission() {
     );
     let sent = drain(&mut l);
     assert_eq!(sent.len(), 1);
-    let SipMessage::Request(ack) = &sent[0].msg else {
+    let SipMessage::Request(ack) = &sent[0].wire.msg() else {
         panic!("ACK expected")
     };
     assert_eq!(ack.method, Method::Ack);
@@ -789,7 +789,7 @@ fn over_the_shared_bound_a_request_gets_a_stateless_503_and_keeps_nothing() {
         let sent = drain(&mut a);
         assert_eq!(sent.len(), 1, "round {round}");
         assert_eq!(status(&sent[0]), Some(503));
-        let text = sent[0].msg.to_string();
+        let text = String::from_utf8_lossy(&sent[0].wire.bytes).into_owned();
         assert!(text.contains("Retry-After: 10\r\n"), "{text}");
         assert!(
             text.contains("To: <sip:queue@acd.example.com>;tag=sl"),

@@ -14,7 +14,7 @@ use rsip::prelude::*;
 use rsip::{Request, Response};
 
 use super::timers::TimerConfig;
-use super::{Transmit, TxError};
+use super::{Transmit, TxError, Wire};
 use crate::sip::Peer;
 
 /// What the retransmitter reports.
@@ -34,7 +34,7 @@ pub enum Uas2xxEvent {
 struct Entry {
     key: (String, u32),
     tag: Option<String>,
-    resp: Response,
+    wire: Wire,
     to: Peer,
     next: Instant,
     interval: Duration,
@@ -82,7 +82,14 @@ impl Uas2xxRetransmitter {
 
     /// Schedule retransmissions of `resp`, which the caller has just sent
     /// once. A second `start` for the same Call-ID/CSeq replaces the first.
-    pub fn start(&mut self, resp: Response, to: Peer, now: Instant) -> Result<(), TxError> {
+    /// `wire` is `resp` as it was sent.
+    pub fn start(
+        &mut self,
+        resp: &Response,
+        wire: Wire,
+        to: Peer,
+        now: Instant,
+    ) -> Result<(), TxError> {
         let call_id = resp.call_id_header()?.value().to_string();
         let cseq = resp.cseq_header()?.typed()?.seq;
         let key = (call_id, cseq);
@@ -93,8 +100,8 @@ impl Uas2xxRetransmitter {
         self.next_id += 1;
         let entry = Entry {
             key: key.clone(),
-            tag: crate::sip::headers::to_tag(&resp),
-            resp,
+            tag: crate::sip::headers::to_tag(resp),
+            wire,
             to,
             next: now + self.cfg.t1,
             interval: self.cfg.t1,
@@ -167,7 +174,7 @@ impl Uas2xxRetransmitter {
             }
             self.transmits.push_back(Transmit {
                 to: e.to,
-                msg: e.resp.clone().into(),
+                wire: e.wire.clone(),
             });
             e.interval = (e.interval * 2).min(t2);
             e.next = now + e.interval;
@@ -226,7 +233,8 @@ mod tests {
         // start (c3 at T1 + 300 ms).
         for i in 0..50u64 {
             let at = t0 + Duration::from_millis(100 * i);
-            r.start(ok(&format!("c{i}"), &format!("t{i}")), peer(), at)
+            let resp = ok(&format!("c{i}"), &format!("t{i}"));
+            r.start(&resp, Wire::from(resp.clone()), peer(), at)
                 .unwrap();
         }
         assert_eq!(r.poll_timeout(), Some(t0 + cfg.t1));
