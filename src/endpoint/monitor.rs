@@ -167,6 +167,7 @@ impl Endpoint {
                 dialog: None,
                 ports,
                 leg: None,
+                sdp_version: 1,
             });
         }
         Ok(self.monitor_view(ck, "calling"))
@@ -379,10 +380,13 @@ impl Endpoint {
             .get(ck)
             .and_then(|c| c.monitor.as_ref())
             .is_some_and(|m| m.leg.is_some());
+        // The API user learns the end either way (a refused or
+        // unanswered phone is `failed`, not just a log line).
         if started {
             self.emit_monitor(ck, MonitorStep::Ended { reason }, now);
         } else if self.calls.get(ck).is_some_and(|c| c.monitor.is_some()) {
             info!(call = %self.calls.call_id(ck), reason, "monitor leg never answered");
+            self.emit_monitor(ck, MonitorStep::Failed { reason }, now);
         }
         let local = self.local_via(ck);
         let Some(mut m) = self.calls.get_mut(ck).and_then(|c| c.monitor.take()) else {
