@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sipacd::daemon::recorder::{Frame, Recorder};
 use sipacd::media::g711;
-use sipacd::media::record_align::{Channel, StereoAligner};
-use sipacd::media::wav_out::WavWriter;
 use sipacd::media::g711::FRAME_SAMPLES;
 use sipacd::media::mixer::encode_frame;
+use sipacd::media::record_align::{Channel, StereoAligner};
+use sipacd::media::wav_out::WavWriter;
 use sipacd::media::{Codec, Leg, LegParams, Mixer, MonitorMode, PacerConfig, Party, Source};
 
 /// Seconds of call simulated per figure.
@@ -216,8 +216,12 @@ fn main() {
         took
     });
     let writer = best(&mut || writer_work(dir.path()));
-    let mixed = [MonitorMode::Listen, MonitorMode::Whisper, MonitorMode::Barge]
-        .map(|m| (m, best(&mut || mixed_call(m))));
+    let mixed = [
+        MonitorMode::Listen,
+        MonitorMode::Whisper,
+        MonitorMode::Barge,
+    ]
+    .map(|m| (m, best(&mut || mixed_call(m))));
     println!("media CPU per second of call ({CALL_SECONDS} s calls, 50 packets/s each way):");
     println!(
         "  relayed call:   {:8.1} us (media task)",
