@@ -6,6 +6,12 @@
 //! directory). The relay never waits for the recorder: its figure is the
 //! one that bounds how many calls a media task carries.
 //!
+//! Next to them, a monitored call (listen, whisper, barge): three phones'
+//! packets, each decoded into the mixer (`media::mixer`), the phones that
+//! hear one party relayed as before, and every 20 ms one frame mixed and
+//! encoded for each phone that hears more than one, as the media task does
+//! (`daemon::media`).
+//!
 //! `cargo bench --bench recording`
 
 use std::hint::black_box;
@@ -16,9 +22,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sipacd::daemon::recorder::{Frame, Recorder};
 use sipacd::media::g711;
+use sipacd::media::g711::FRAME_SAMPLES;
+use sipacd::media::mixer::encode_frame;
 use sipacd::media::record_align::{Channel, StereoAligner};
 use sipacd::media::wav_out::WavWriter;
-use sipacd::media::{Codec, Leg, LegParams, PacerConfig, Source};
+use sipacd::media::{Codec, Leg, LegParams, Mixer, MonitorMode, PacerConfig, Party, Source};
 
 /// Seconds of call simulated per figure.
 const CALL_SECONDS: u32 = 600;
@@ -106,6 +114,63 @@ fn media_task(recorder: Option<(&Recorder, &std::path::Path)>) -> Duration {
     took
 }
 
+/// A call of `CALL_SECONDS` monitored in `mode`: each of the three phones
+/// sends 50 packets a second; returns the media task's time.
+fn mixed_call(mode: MonitorMode) -> Duration {
+    let t0 = Instant::now();
+    let mut legs = [leg(t0), leg(t0), leg(t0)];
+    // Caller and agent are bridged (each one's packets relayed to the
+    // other while that one is not mixed); mixed legs play the mix.
+    for (l, party) in legs.iter_mut().zip(Party::ALL) {
+        if party == Party::Supervisor || mode.mixes_for(party) {
+            l.play(Source::Mixed, t0);
+        }
+    }
+    let from: [SocketAddr; 3] = [
+        "10.0.0.1:4000".parse().unwrap(),
+        "10.0.0.2:4000".parse().unwrap(),
+        "10.0.0.3:4000".parse().unwrap(),
+    ];
+    let mut mixer = Mixer::new(mode);
+    let payload: Vec<u8> = (0..160).map(|i| i as u8).collect();
+    let mut out = Vec::with_capacity(1500);
+    let mut frames = [[0i16; FRAME_SAMPLES]; 3];
+    let mut encoded = Vec::with_capacity(FRAME_SAMPLES);
+    let start = Instant::now();
+    for i in 0..CALL_SECONDS * PACKETS_PER_SIDE {
+        let now = t0 + Duration::from_millis(u64::from(i) * 20);
+        for (p, party) in Party::ALL.into_iter().enumerate() {
+            let pkt = rtp(i as u16, i * 160, 7 + p as u32, &payload);
+            let (head, tail) = legs.split_at_mut(1);
+            let (me, other) = match party {
+                Party::Caller => (&mut head[0], Some(&mut tail[0])),
+                Party::Agent => (&mut tail[0], Some(&mut head[0])),
+                Party::Supervisor => (&mut tail[1], None),
+            };
+            let Some(r) = me.on_rtp(from[p], &pkt, now) else {
+                continue;
+            };
+            mixer.push(party, Codec::Pcmu, r.payload);
+            if let Some(other) = other {
+                if me.forward_to(&r, other, now, &mut out) {
+                    black_box(&out);
+                }
+            }
+        }
+        mixer.mix_frame(&mut frames);
+        for (l, frame) in legs.iter_mut().zip(&frames) {
+            if l.is_mixed() {
+                encoded.clear();
+                encode_frame(frame, Codec::Pcmu, &mut encoded);
+                if l.send_mixed(&encoded, now, &mut out) {
+                    black_box(&out);
+                }
+            }
+        }
+    }
+    start.elapsed()
+}
+
 /// The recorder thread's work for the same call, run inline.
 fn writer_work(dir: &std::path::Path) -> Duration {
     let t0 = Instant::now();
@@ -151,6 +216,12 @@ fn main() {
         took
     });
     let writer = best(&mut || writer_work(dir.path()));
+    let mixed = [
+        MonitorMode::Listen,
+        MonitorMode::Whisper,
+        MonitorMode::Barge,
+    ]
+    .map(|m| (m, best(&mut || mixed_call(m))));
     println!("media CPU per second of call ({CALL_SECONDS} s calls, 50 packets/s each way):");
     println!(
         "  relayed call:   {:8.1} us (media task)",
@@ -166,4 +237,12 @@ fn main() {
         per_call_second(recorded) - per_call_second(relayed),
         (recorded.as_secs_f64() / relayed.as_secs_f64() - 1.0) * 100.0
     );
+    for (mode, took) in mixed {
+        println!(
+            "  monitored ({:7}): {:8.1} us (media task; three phones, x{:.1} a relayed call)",
+            mode.as_str(),
+            per_call_second(took),
+            took.as_secs_f64() / relayed.as_secs_f64()
+        );
+    }
 }

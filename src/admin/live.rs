@@ -68,8 +68,9 @@ pub enum EventKind {
         agent: String,
         to: String,
     },
-    /// A supervisor's monitor leg: `step` is `started`, `mode_changed` or
-    /// `ended` (with `reason`); `mode` is `listen`, `whisper` or `barge`.
+    /// A supervisor's monitor leg: `step` is `started`, `mode_changed`,
+    /// `ended` (with `reason`) or `failed` (the phone never answered, with
+    /// `reason`); `mode` is `listen`, `whisper` or `barge`.
     CallMonitor {
         call: String,
         supervisor: String,
@@ -215,7 +216,8 @@ pub fn live_events(ev: &Event) -> Vec<LiveEvent> {
             mode: mode.as_str(),
             step: step.as_str(),
             reason: match step {
-                crate::events::MonitorStep::Ended { reason } => Some(reason),
+                crate::events::MonitorStep::Ended { reason }
+                | crate::events::MonitorStep::Failed { reason } => Some(reason),
                 _ => None,
             },
         }],

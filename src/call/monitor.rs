@@ -30,6 +30,8 @@ pub struct MonitorLeg {
     pub ports: PortLease,
     /// The supervisor's media leg, once answered.
     pub leg: Option<u64>,
+    /// The `o=` version of our last SDP on this leg (RFC 3264 §8).
+    pub sdp_version: u64,
 }
 
 impl MonitorLeg {

@@ -183,7 +183,7 @@ impl RecordFold {
                         m.ended_by = Some((*reason).to_owned());
                     }
                     // A leg that never answered leaves no record.
-                    (_, None) => {}
+                    (MonitorStep::Failed { .. }, _) | (_, None) => {}
                 }
             }
             EventKind::Ended(end) => self.end(end, at),

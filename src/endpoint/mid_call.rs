@@ -30,6 +30,8 @@ const SESSION_EXPIRED_REASON: &str = "SIP;cause=408;text=\"Session timer expired
 pub(super) enum Side {
     Caller,
     Agent,
+    /// A supervisor's monitor leg (`monitor.rs`).
+    Supervisor,
 }
 
 /// A refresh (UPDATE) we sent: which call and leg it keeps alive.
@@ -71,6 +73,9 @@ impl Endpoint {
         if let Some(ck) = self.calls.find(&id) {
             return Some((ck, Side::Caller));
         }
+        if let Some(&ck) = self.monitor_dialogs.get(&id) {
+            return Some((ck, Side::Supervisor));
+        }
         self.agent_dialogs.get(&id).map(|&ck| (ck, Side::Agent))
     }
 
@@ -92,6 +97,7 @@ impl Endpoint {
         let dialog = match side {
             Side::Caller => Some(&mut call.dialog),
             Side::Agent => call.agent.as_mut().and_then(|a| a.dialog.as_mut()),
+            Side::Supervisor => call.monitor.as_mut().and_then(|m| m.dialog.as_mut()),
         };
         let Some(dialog) = dialog else {
             return self.reply(&key, &req, 481, now);
@@ -110,6 +116,11 @@ impl Endpoint {
             UasTimer::Agreed(t) => Some(t),
             UasTimer::None => None,
         };
+        if side == Side::Supervisor {
+            // A supervisor's hold is its own: the call's hold time and
+            // music are the caller's and the agent's.
+            return self.monitor_session_request(ck, key, req, offer, timer, now);
+        }
         if let Some(o) = &offer {
             let held = holds(o);
             if call.hold.set(side == Side::Agent, held, now.mono) {
@@ -123,6 +134,7 @@ impl Endpoint {
         match side {
             Side::Caller => self.caller_session_request(ck, key, req, offer, timer, now),
             Side::Agent => self.agent_session_request(ck, key, req, offer, timer, now),
+            Side::Supervisor => {}
         }
     }
 
@@ -279,8 +291,8 @@ impl Endpoint {
     pub(super) fn on_refer(&mut self, key: TxKey, req: rsip::Request, now: Now) {
         match self.dialog_of(&req) {
             Some((ck, Side::Agent)) => self.agent_refer(ck, key, req, now),
-            Some((ck, Side::Caller)) => {
-                info!(call = %self.calls.call_id(ck), "REFER from the caller declined; the call goes on");
+            Some((ck, side @ (Side::Caller | Side::Supervisor))) => {
+                info!(call = %self.calls.call_id(ck), ?side, "REFER declined; the call goes on");
                 self.reply(&key, &req, 603, now);
             }
             None if headers::to_tag(&req).is_some() => self.reply(&key, &req, 481, now),
@@ -305,6 +317,8 @@ impl Endpoint {
                     Some(a) if a.state == AgentLegState::Connected => &mut a.session,
                     _ => continue,
                 },
+                // No timer is kept on a monitor leg (`monitor_dialog.rs`).
+                Side::Supervisor => continue,
             };
             let Some(t) = *slot else { continue };
             if t.deadline > now.mono {
@@ -332,6 +346,7 @@ impl Endpoint {
         // it, which is a failed refresh (RFC 4028 §10): the call ends.
         let agent_target = match side {
             Side::Caller => None,
+            Side::Supervisor => return,
             Side::Agent => match self.calls.get(ck).and_then(|c| c.agent.as_ref()) {
                 Some(a) => match self.agent_leg_target(a) {
                     Some(to) => Some(to),
@@ -355,7 +370,7 @@ impl Endpoint {
                 Some(d) => (d, to),
                 None => return,
             },
-            (Side::Agent, None) => return,
+            (Side::Agent, None) | (Side::Supervisor, _) => return,
         };
         local.transport = peer.transport;
         let mut update = dialog.new_request(Method::Update, &local);
@@ -404,6 +419,7 @@ impl Endpoint {
                                 a.session = None;
                             }
                         }
+                        Side::Supervisor => {}
                     }
                 }
             }

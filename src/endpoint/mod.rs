@@ -14,6 +14,7 @@ mod ivr;
 mod media;
 mod mid_call;
 mod monitor;
+mod monitor_dialog;
 mod outbound;
 mod qualify;
 mod recording;

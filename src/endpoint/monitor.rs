@@ -42,6 +42,27 @@ impl Endpoint {
         self.call_by_id(call_id).is_some()
     }
 
+    /// The call an API request names (404 when it is not in progress).
+    fn api_call(&self, call_id: &str) -> Result<CallHandle, MonitorError> {
+        self.call_by_id(call_id)
+            .filter(|&ck| self.calls.get(ck).is_some())
+            .ok_or_else(|| MonitorError::UnknownCall(call_id.to_owned()))
+    }
+
+    /// The call an API request names and its monitor leg (404 when
+    /// either is missing).
+    fn api_monitor(
+        &mut self,
+        call_id: &str,
+    ) -> Result<(CallHandle, &mut MonitorLeg), MonitorError> {
+        let ck = self.api_call(call_id)?;
+        self.calls
+            .get_mut(ck)
+            .and_then(|c| c.monitor.as_mut())
+            .map(|m| (ck, m))
+            .ok_or_else(|| MonitorError::NotMonitored(call_id.to_owned()))
+    }
+
     /// `POST /api/v1/calls/{id}/monitor`: calls `supervisor` (an agent id
     /// or a `sip:` URI with an IP address) to monitor the call in `mode`.
     pub fn start_monitor(
@@ -51,9 +72,7 @@ impl Endpoint {
         mode: MonitorMode,
         now: Now,
     ) -> Result<MonitorView, MonitorError> {
-        let ck = self
-            .call_by_id(call_id)
-            .ok_or_else(|| MonitorError::UnknownCall(call_id.to_owned()))?;
+        let ck = self.api_call(call_id)?;
         let call = self
             .calls
             .get(ck)
@@ -167,6 +186,7 @@ impl Endpoint {
                 dialog: None,
                 ports,
                 leg: None,
+                sdp_version: 1,
             });
         }
         Ok(self.monitor_view(ck, "calling"))
@@ -179,12 +199,7 @@ impl Endpoint {
         mode: MonitorMode,
         now: Now,
     ) -> Result<MonitorView, MonitorError> {
-        let ck = self
-            .call_by_id(call_id)
-            .ok_or_else(|| MonitorError::UnknownCall(call_id.to_owned()))?;
-        let Some(m) = self.calls.get_mut(ck).and_then(|c| c.monitor.as_mut()) else {
-            return Err(MonitorError::NotMonitored(call_id.to_owned()));
-        };
+        let (ck, m) = self.api_monitor(call_id)?;
         let changed = m.mode != mode;
         m.mode = mode;
         let connected = m.state == MonitorLegState::Connected;
@@ -198,13 +213,9 @@ impl Endpoint {
 
     /// `DELETE /api/v1/calls/{id}/monitor`: ends the monitor leg.
     pub fn stop_monitor(&mut self, call_id: &str, now: Now) -> Result<MonitorView, MonitorError> {
-        let ck = self
-            .call_by_id(call_id)
-            .ok_or_else(|| MonitorError::UnknownCall(call_id.to_owned()))?;
+        let (ck, _) = self.api_monitor(call_id)?;
         let view = self.monitor_view(ck, "ended");
-        if !self.release_monitor(ck, "api", now) {
-            return Err(MonitorError::NotMonitored(call_id.to_owned()));
-        }
+        self.release_monitor(ck, "api", now);
         Ok(view)
     }
 
@@ -379,10 +390,13 @@ impl Endpoint {
             .get(ck)
             .and_then(|c| c.monitor.as_ref())
             .is_some_and(|m| m.leg.is_some());
+        // The API user learns the end either way (a refused or
+        // unanswered phone is `failed`, not just a log line).
         if started {
             self.emit_monitor(ck, MonitorStep::Ended { reason }, now);
         } else if self.calls.get(ck).is_some_and(|c| c.monitor.is_some()) {
             info!(call = %self.calls.call_id(ck), reason, "monitor leg never answered");
+            self.emit_monitor(ck, MonitorStep::Failed { reason }, now);
         }
         let local = self.local_via(ck);
         let Some(mut m) = self.calls.get_mut(ck).and_then(|c| c.monitor.take()) else {

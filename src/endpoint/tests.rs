@@ -16,6 +16,8 @@ mod events;
 mod features;
 #[path = "tests_mid_call.rs"]
 mod mid_call;
+#[path = "tests_monitor.rs"]
+mod monitor;
 #[path = "tests_recording.rs"]
 mod recording;
 #[path = "tests_shards.rs"]

@@ -131,6 +131,9 @@ impl Endpoint {
     /// off the call (wrap-up), the caller enters the target, and the agent
     /// hears how it went before its leg is hung up.
     fn blind_transfer(&mut self, ck: CallHandle, target: Target, now: Now) {
+        // The supervisor monitored this agent's conversation, not the
+        // caller's next one: its leg ends (BYE) with the agent's.
+        self.release_monitor(ck, "transferred", now);
         let Some(call) = self.calls.get_mut(ck) else {
             return;
         };

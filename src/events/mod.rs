@@ -206,8 +206,13 @@ pub enum MonitorStep {
     ModeChanged,
     /// The monitor leg is over: `reason` is `supervisor` (it hung up),
     /// `api` (DELETE), `call_ended`, `agent_left`, `no_answer`,
-    /// `refused` (the phone's final error) or `rtp_timeout`.
+    /// `transferred` (the agent passed the call on) or `rtp_timeout`.
     Ended { reason: &'static str },
+    /// The supervisor's phone never answered: `reason` is `refused` (a
+    /// final error response), `no_answer` (rang out, or no response at
+    /// all), `api` (DELETE while ringing), `call_ended`, `agent_left` or
+    /// `transferred` (the call moved on while it rang).
+    Failed { reason: &'static str },
 }
 
 impl MonitorStep {
@@ -216,6 +221,7 @@ impl MonitorStep {
             MonitorStep::Started => "started",
             MonitorStep::ModeChanged => "mode_changed",
             MonitorStep::Ended { .. } => "ended",
+            MonitorStep::Failed { .. } => "failed",
         }
     }
 }

@@ -257,14 +257,7 @@ impl Pacer {
             self.marker = true;
             self.resyncs += 1;
         }
-        write_header(
-            out,
-            self.marker,
-            self.codec.pt(),
-            self.next_seq,
-            self.next_ts,
-            self.ssrc,
-        );
+        self.own_header(out);
         let silence = [self.codec.silence(); FRAME_SAMPLES];
         let mut ended = false;
         match &mut self.source {
@@ -286,14 +279,33 @@ impl Pacer {
             self.events.push_back(MediaEvent::PromptEnded);
             self.source = Source::Silence;
         }
-        self.last_sent = Some((self.next_ts, self.next_due));
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.next_ts = self.next_ts.wrapping_add(FRAME_TS);
+        self.count_own(FRAME_TS, self.next_due);
         self.next_due += FRAME;
+        true
+    }
+
+    /// The header of our next own packet (a generated or mixed frame):
+    /// our SSRC, sequence, timestamp and pending marker.
+    fn own_header(&self, out: &mut Vec<u8>) {
+        write_header(
+            out,
+            self.marker,
+            self.codec.pt(),
+            self.next_seq,
+            self.next_ts,
+            self.ssrc,
+        );
+    }
+
+    /// One own packet of `samples` samples (one octet each in G.711) went
+    /// out at `at`: sequence and timestamp move on, the marker is spent.
+    fn count_own(&mut self, samples: u32, at: Instant) {
+        self.last_sent = Some((self.next_ts, at));
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_ts = self.next_ts.wrapping_add(samples);
         self.marker = false;
         self.sent += 1;
-        self.octets += FRAME_SAMPLES as u64;
-        true
+        self.octets += u64::from(samples);
     }
 
     /// Writes one mixed frame (a G.711 `payload` in this leg's codec) as
@@ -304,23 +316,9 @@ impl Pacer {
         if !matches!(self.source, Source::Mixed) {
             return false;
         }
-        write_header(
-            out,
-            self.marker,
-            self.codec.pt(),
-            self.next_seq,
-            self.next_ts,
-            self.ssrc,
-        );
+        self.own_header(out);
         out.extend_from_slice(payload);
-        self.last_sent = Some((self.next_ts, now));
-        self.next_seq = self.next_seq.wrapping_add(1);
-        self.next_ts = self
-            .next_ts
-            .wrapping_add(u32::try_from(payload.len()).unwrap_or(FRAME_TS));
-        self.marker = false;
-        self.sent += 1;
-        self.octets += payload.len() as u64;
+        self.count_own(u32::try_from(payload.len()).unwrap_or(FRAME_TS), now);
         true
     }
 

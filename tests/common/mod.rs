@@ -14,7 +14,9 @@ pub mod netns;
 pub mod phone;
 pub mod sip;
 pub mod sipp;
+pub mod sse;
 pub mod tls;
+pub mod tone;
 
 use std::fs;
 use std::io::Write;

@@ -480,6 +480,65 @@ impl AgentPhone {
         Some(cancel)
     }
 
+    /// Sends `method_name` (CSeq `cseq`) from the phone in the dialog the
+    /// answered `invite` made, as the phone's own request (its From is the
+    /// INVITE's To with our tag); `body`: none, `Some("")` for the phone's
+    /// own SDP, or that SDP. Returns sipacd's final answer, ACKing a 2xx to
+    /// an INVITE. Panics without one within [`PROMPT`].
+    pub fn request_in_dialog(
+        &mut self,
+        invite: &str,
+        method_name: &str,
+        cseq: u32,
+        body: Option<&str>,
+    ) -> String {
+        let tag = self.tag_of(invite);
+        let g = |n: &str, c: Option<&str>| header(invite, n, c).unwrap_or_default().to_string();
+        let target = header(invite, "Contact", Some("m"))
+            .and_then(angle_uri)
+            .expect("sipacd's INVITE has a Contact");
+        let (from, to, cid) = (
+            format!("{};tag={tag}", g("To", Some("t"))),
+            g("From", Some("f")),
+            g("Call-ID", Some("i")),
+        );
+        let (port, contact) = (self.port, self.contact());
+        let request = |m: &str, n: u32, body: Option<&str>| {
+            let (ctype, body) = match body {
+                Some(b) => ("Content-Type: application/sdp\r\n", b),
+                None => ("", ""),
+            };
+            format!(
+                "{m} {target} SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bK{br};rport\r\n\
+                 Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\n\
+                 CSeq: {n} {m}\r\nContact: <{contact}>\r\n{ctype}Content-Length: {len}\r\n\r\n{body}",
+                p = port,
+                br = token(),
+                len = body.len(),
+            )
+        };
+        let sdp_body = body.map(|b| {
+            if b.is_empty() {
+                sdp(self.rtp.local_addr().unwrap().port())
+            } else {
+                b.to_owned()
+            }
+        });
+        self.send(&request(method_name, cseq, sdp_body.as_deref()));
+        let want = format!("{cseq} {method_name}");
+        let resp = self
+            .next(PROMPT, |m| {
+                status_code(m).is_some_and(|c| c >= 200)
+                    && header(m, "CSeq", None) == Some(want.as_str())
+            })
+            .unwrap_or_else(|| panic!("{}: no answer to its {method_name}", self.id));
+        if method_name == "INVITE" && status_code(&resp).is_some_and(|c| c < 300) {
+            self.send(&request("ACK", cseq, None));
+        }
+        resp
+    }
+
     /// Waits for a BYE and answers it 200. Returns the BYE.
     pub fn expect_bye(&mut self, timeout: Duration) -> Option<String> {
         let bye = self.next(timeout, |m| method(m) == Some("BYE"))?;
