@@ -68,6 +68,26 @@ pub(crate) type LaneKey = (Reverse<i32>, Instant, u64);
 pub(crate) type Rank = (Reverse<i64>, Instant, u64);
 
 impl Caller {
+    /// A caller arriving at `now` in `queue` (relax level 0, no refusals);
+    /// `seq` is the router's arrival counter.
+    pub(crate) fn arriving(
+        call: CallId,
+        queue: QueueId,
+        priority: i32,
+        now: Instant,
+        seq: u64,
+    ) -> Caller {
+        Caller {
+            call,
+            queue,
+            priority,
+            arrival: now,
+            seq,
+            level: 0,
+            refused: Refusals::default(),
+        }
+    }
+
     pub(crate) fn key(&self) -> LaneKey {
         (Reverse(self.priority), self.arrival, self.seq)
     }

@@ -143,15 +143,7 @@ impl Router {
             });
             return Ok(out);
         }
-        let caller = Caller {
-            call,
-            queue: qi,
-            priority,
-            arrival: now,
-            seq: self.seq.fetch_add(1, SeqCst),
-            level: 0,
-            refused: Default::default(),
-        };
+        let caller = Caller::arriving(call, qi, priority, now, self.seq.fetch_add(1, SeqCst));
         match self.calls.entry(call) {
             MapEntry::Occupied(_) => {
                 q.waiting.fetch_sub(1, SeqCst);

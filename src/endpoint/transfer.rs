@@ -13,6 +13,7 @@ use tracing::{debug, info};
 
 use super::media::MediaCommand;
 use super::{CallHandle, Endpoint, Now};
+use crate::acd::{AgentState, CallId};
 use crate::call::agent::{AgentLeg, AgentLegState};
 use crate::config::{Config, Target};
 use crate::events::EventKind;
@@ -26,7 +27,7 @@ use crate::sip::transaction::TxKey;
 pub enum ReferTarget {
     /// A `[[numbers]]` entry: its queue or IVR.
     Known(Target),
-    /// A configured agent's id: offering to one agent is not supported.
+    /// A configured agent's id: the caller rings that agent alone.
     Agent(String),
     /// A `Refer-To` with `Replaces` (RFC 3891): an attended transfer.
     Attended,
@@ -38,8 +39,13 @@ pub enum ReferTarget {
 
 /// The 403 reason phrases a refused transfer carries.
 pub const NO_TRUNK: &str = "Forbidden (no trunk is configured for outside numbers)";
-pub const NO_AGENT_TRANSFER: &str = "Forbidden (transfer to an agent is not supported)";
 pub const NO_ATTENDED: &str = "Forbidden (attended transfer is not supported)";
+
+/// The last NOTIFY's sipfrag when the agent a transfer names cannot ring:
+/// on a call (ringing, talking, wrap-up), or not there (paused, logged
+/// out, unregistered), as Asterisk reports a busy or unavailable extension.
+pub const BUSY: &str = "486 Busy Here";
+pub const UNAVAILABLE: &str = "480 Temporarily Unavailable";
 
 /// Where `refer_to` (a `Refer-To` value) leads under `cfg`. `numbers`
 /// indexes `cfg.numbers` by number.
@@ -96,14 +102,14 @@ impl Endpoint {
         }
         let refer_to = headers::header_value(&req, "Refer-To");
         let target = match refer_target(&self.cfg, &self.numbers, refer_to.as_deref()) {
-            ReferTarget::Known(t) => t,
+            ReferTarget::Known(t) => Ok(t),
+            ReferTarget::Agent(id) => Err(id),
             ReferTarget::Unreadable => {
                 let resp = headers::response_to(&req, 400, "Bad Refer-To", None);
                 return self.respond(&key, resp, now);
             }
             refused => {
                 let phrase = match refused {
-                    ReferTarget::Agent(_) => NO_AGENT_TRANSFER,
                     ReferTarget::Attended => NO_ATTENDED,
                     _ => NO_TRUNK,
                 };
@@ -124,22 +130,110 @@ impl Endpoint {
         }
         self.respond(&key, accepted, now);
         self.notify_transferor(ck, "100 Trying", false, now);
-        self.blind_transfer(ck, target, now);
+        match target {
+            Ok(t) => self.blind_transfer(ck, t, now),
+            Err(agent) => self.transfer_to_agent(ck, &agent, now),
+        }
+    }
+
+    /// Passes the caller of `ck` on to the configured agent `agent` alone
+    /// (as Asterisk's blind transfer to an agent's extension): it rings
+    /// there in the caller's queue, and a ring-out or refusal leaves the
+    /// caller waiting in that queue. An agent that cannot ring now (busy,
+    /// paused, logged out, unregistered) fails the transfer before anything
+    /// changed: the transferor hears `486`/`480` in the last NOTIFY and
+    /// keeps the caller (RFC 3515 §2.4.5).
+    fn transfer_to_agent(&mut self, ck: CallHandle, agent: &str, now: Now) {
+        let Some(queue) = self
+            .calls
+            .get(ck)
+            .and_then(|c| c.queue())
+            .map(str::to_owned)
+        else {
+            return self.notify_transferor(ck, UNAVAILABLE, true, now);
+        };
+        let prio = self
+            .cfg
+            .queues
+            .get(&queue)
+            .map_or(0, |c| c.transfer_priority);
+        // A fresh router id: the transferor's call stays the router's
+        // until the new agent is claimed.
+        self.next_acd += 1;
+        let id = CallId(self.shard.make_id(self.next_acd));
+        let offered = self.timed(|r| r.caller_for_agent(id, &queue, prio, agent, now.mono));
+        let out = match offered {
+            Ok(out) => out,
+            Err(e) => {
+                let status = self.agent_unavailable_status(agent);
+                info!(call = %self.calls.call_id(ck), %agent, reason = %e, "transfer to agent failed: {status}; the caller stays with the transferor");
+                return self.notify_transferor(ck, status, true, now);
+            }
+        };
+        let Some(leg) = self.detach_transferor(ck, format!("agent:{agent}"), now) else {
+            // Nobody to take it from: the claimed agent is let go at once.
+            let r = self.timed(|r| r.caller_hangup(id, now.mono));
+            return self.apply_acd(r, now);
+        };
+        if let Some(call) = self.calls.get_mut(ck) {
+            call.acd = Some(id);
+            call.priority = prio;
+            call.queued_at = Some(now.mono);
+        }
+        self.acd_calls.insert(id, ck);
+        self.play_music(ck);
+        self.apply_acd(out, now);
+        self.finish_transferor(leg, "200 OK", now);
+    }
+
+    /// The sipfrag status of a transfer to `agent` that could not ring:
+    /// busy on a call (ringing, talking, wrapping up) or not there at all.
+    fn agent_unavailable_status(&self, agent: &str) -> &'static str {
+        match self.router.agent(agent) {
+            Some(s)
+                if s.registered
+                    && matches!(
+                        s.state,
+                        AgentState::Ringing | AgentState::OnCall | AgentState::Wrapup
+                    ) =>
+            {
+                BUSY
+            }
+            _ => UNAVAILABLE,
+        }
     }
 
     /// Passes the caller of `ck` on to `target`: the agent's leg is taken
     /// off the call (wrap-up), the caller enters the target, and the agent
     /// hears how it went before its leg is hung up.
     fn blind_transfer(&mut self, ck: CallHandle, target: Target, now: Now) {
+        let Some(leg) = self.detach_transferor(ck, target_name(&target), now) else {
+            return;
+        };
+        match target {
+            Target::Queue(q) => {
+                let prio = self.cfg.queues.get(&q).map_or(0, |c| c.transfer_priority);
+                self.enter_queue(ck, &q, prio, now);
+            }
+            t @ Target::Ivr { .. } => self.resume_ivr(ck, t, now),
+            Target::Hangup => self.hang_up(ck, now),
+        }
+        let outcome = match self.calls.get(ck) {
+            Some(c) if !c.reported => "200 OK",
+            _ => "503 Service Unavailable",
+        };
+        self.finish_transferor(leg, outcome, now);
+    }
+
+    /// Takes the transferring agent's leg off `ck` (its media closed, the
+    /// router told its call ended: wrap-up) and records the transfer to
+    /// `to`; the leg is returned for its last NOTIFY and BYE.
+    fn detach_transferor(&mut self, ck: CallHandle, to: String, now: Now) -> Option<AgentLeg> {
         // The supervisor monitored this agent's conversation, not the
         // caller's next one: its leg ends (BYE) with the agent's.
         self.release_monitor(ck, "transferred", now);
-        let Some(call) = self.calls.get_mut(ck) else {
-            return;
-        };
-        let Some(mut leg) = call.agent.take() else {
-            return;
-        };
+        let call = self.calls.get_mut(ck)?;
+        let mut leg = call.agent.take()?;
         // The agent's hold ends with its leg; a caller's own hold goes on.
         call.hold.set(true, false, now.mono);
         let acd = call.acd.take();
@@ -153,7 +247,6 @@ impl Endpoint {
             self.legs.remove(&l);
             self.media(MediaCommand::Close { leg: l });
         }
-        let to = target_name(&target);
         info!(call = %self.calls.call_id(ck), agent = %leg.agent_id, %to, "blind transfer");
         self.emit(
             EventKind::Transferred {
@@ -170,19 +263,7 @@ impl Endpoint {
             let r = self.timed(|r| r.call_ended(leg.agent_ref(), acd, now.mono));
             self.acd_result(r, now);
         }
-        match target {
-            Target::Queue(q) => {
-                let prio = self.cfg.queues.get(&q).map_or(0, |c| c.transfer_priority);
-                self.enter_queue(ck, &q, prio, now);
-            }
-            t @ Target::Ivr { .. } => self.resume_ivr(ck, t, now),
-            Target::Hangup => self.hang_up(ck, now),
-        }
-        let outcome = match self.calls.get(ck) {
-            Some(c) if !c.reported => "200 OK",
-            _ => "503 Service Unavailable",
-        };
-        self.finish_transferor(leg, outcome, now);
+        Some(leg)
     }
 
     /// The last NOTIFY to the transferor, then the BYE that ends its leg.

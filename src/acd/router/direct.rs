@@ -44,15 +44,7 @@ impl Router {
         if !slot.try_claim(w.epoch) {
             return Err(unavailable());
         }
-        let caller = Caller {
-            call,
-            queue: qi,
-            priority,
-            arrival: now,
-            seq: self.seq.fetch_add(1, SeqCst),
-            level: 0,
-            refused: Default::default(),
-        };
+        let caller = Caller::arriving(call, qi, priority, now, self.seq.fetch_add(1, SeqCst));
         match self.calls.entry(call) {
             MapEntry::Vacant(v) => {
                 v.insert(Loc::Offered {
