@@ -133,6 +133,26 @@ fn connect(d: &Daemon) -> Wire {
     Wire::new(TcpStream::connect(("127.0.0.1", d.sip_port())).unwrap())
 }
 
+const OUTBOUND: &str = "Supported: outbound\r\n";
+
+/// An outbound-flow Contact (RFC 5626: `;ob`, reg-id, instance) at `port`.
+fn flow_contact(port: u16) -> String {
+    format!(
+        "<sip:1001@127.0.0.1:{port};transport=tcp;ob>;reg-id=1;+sip.instance=\"<urn:uuid:{INSTANCE}>\""
+    )
+}
+
+/// 1001 registers `flow` on a new connection and is available.
+fn register_flow(d: &Daemon, flow: &str) -> Wire {
+    let mut w = connect(d);
+    let ok = w.register(flow, OUTBOUND);
+    assert_eq!(status_code(&ok), Some(200), "{ok}");
+    wait_until("1001 available", T, || {
+        agent_1001(d)["state"] == "available"
+    });
+    w
+}
+
 /// Agent 1001 as `GET /api/v1/agents` shows it.
 fn agent_1001(d: &Daemon) -> serde_json::Value {
     let all = get_json(&format!("{}/api/v1/agents", d.admin_url()));
@@ -162,16 +182,8 @@ fn a_closed_outbound_flow_logs_the_agent_out_at_once_and_a_call_on_it_still_ends
     let contact_port = TcpListener::bind("127.0.0.1:0").unwrap();
     contact_port.set_nonblocking(true).unwrap();
     let port = contact_port.local_addr().unwrap().port();
-    let flow = format!(
-        "<sip:1001@127.0.0.1:{port};transport=tcp;ob>;reg-id=1;+sip.instance=\"<urn:uuid:{INSTANCE}>\""
-    );
-    let outbound = "Supported: outbound\r\n";
-    let mut first = connect(&d);
-    let ok = first.register(&flow, outbound);
-    assert_eq!(status_code(&ok), Some(200), "{ok}");
-    wait_until("1001 available", T, || {
-        agent_1001(&d)["state"] == "available"
-    });
+    let (flow, outbound) = (flow_contact(port), OUTBOUND);
+    let first = register_flow(&d, &flow);
 
     // The connection closes with no call anywhere: the API shows the
     // agent logged out at once, before any offer could find it out.
@@ -278,16 +290,8 @@ fn a_restored_outbound_binding_is_not_offered_after_a_restart_until_the_phone_re
     let contact_port = TcpListener::bind("127.0.0.1:0").unwrap();
     contact_port.set_nonblocking(true).unwrap();
     let port = contact_port.local_addr().unwrap().port();
-    let flow = format!(
-        "<sip:1001@127.0.0.1:{port};transport=tcp;ob>;reg-id=1;+sip.instance=\"<urn:uuid:{INSTANCE}>\""
-    );
-    let outbound = "Supported: outbound\r\n";
-    let mut first = connect(&d);
-    let ok = first.register(&flow, outbound);
-    assert_eq!(status_code(&ok), Some(200), "{ok}");
-    wait_until("1001 available", T, || {
-        agent_1001(&d)["state"] == "available"
-    });
+    let (flow, outbound) = (flow_contact(port), OUTBOUND);
+    let first = register_flow(&d, &flow);
 
     // The process dies with the connection (past the README's 1 s for a
     // binding to reach the disk); the binding is restored from data_dir,
@@ -334,16 +338,8 @@ fn an_agent_that_registers_again_on_a_new_connection_mid_call_keeps_the_call_on_
         .local_addr()
         .unwrap()
         .port();
-    let flow = format!(
-        "<sip:1001@127.0.0.1:{port};transport=tcp;ob>;reg-id=1;+sip.instance=\"<urn:uuid:{INSTANCE}>\""
-    );
-    let outbound = "Supported: outbound\r\n";
-    let mut first = connect(&d);
-    let ok = first.register(&flow, outbound);
-    assert_eq!(status_code(&ok), Some(200), "{ok}");
-    wait_until("1001 available", T, || {
-        agent_1001(&d)["state"] == "available"
-    });
+    let (flow, outbound) = (flow_contact(port), OUTBOUND);
+    let mut first = register_flow(&d, &flow);
     let mut caller = Caller::dial(d.sip_port(), "1500");
     let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     first.answer_offer(&format!("sip:1001@127.0.0.1:{port};transport=tcp;ob"), &rtp);

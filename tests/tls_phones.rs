@@ -92,6 +92,38 @@ fn baresip_registers_over_tls_and_is_called_down_that_connection() {
     }
 }
 
+/// A baresip caller at 440 Hz dials the queue, the linphonec agent (which
+/// registered over TLS) takes the call and both get audio; after 3 s the
+/// caller hangs up and the agent sees the call end. Returns the caller.
+fn call_the_linphone_agent(d: &Daemon, agent: &Linphone) -> Baresip {
+    let port = d.sip_port();
+    let caller = Baresip::start("caller", &caller_account(port), &sine_wav(440.0, 20.0));
+    let mut caller_ctrl = caller.ctrl();
+    let r = caller_ctrl.command("dial", &format!("sip:1500@127.0.0.1:{port}"));
+    assert_eq!(r["ok"], true, "dial: {r}");
+    assert!(
+        agent.wait_for_output(WAIT, |o| o.contains("Media streams established")),
+        "the Linphone agent never got the call over TLS; linphonec:\n{}\nsipacd:\n{}",
+        agent.output(),
+        d.stderr()
+    );
+    assert!(
+        caller_ctrl.wait_event("CALL_ESTABLISHED", WAIT).is_some()
+            && caller_ctrl.wait_event("CALL_RTPESTAB", WAIT).is_some(),
+        "the caller's phone never got audio; sipacd:\n{}",
+        d.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let r = caller_ctrl.command("hangup", "");
+    assert_eq!(r["ok"], true, "hangup: {r}");
+    assert!(
+        agent.wait_for_output(WAIT, |o| o.contains("ended")),
+        "the BYE did not reach the Linphone agent over TLS; sipacd:\n{}",
+        d.stderr()
+    );
+    caller
+}
+
 #[test]
 fn linphonec_registers_over_tls_and_is_called_down_that_connection() {
     if !linphonec_or_skip() || !baresip_or_skip() {
@@ -118,31 +150,7 @@ fn linphonec_registers_over_tls_and_is_called_down_that_connection() {
         .to_ascii_lowercase();
     assert!(contact.contains("transport=tls"), "{b}");
 
-    let port = d.sip_port();
-    let mut caller = Baresip::start("caller", &caller_account(port), &sine_wav(440.0, 20.0));
-    let mut caller_ctrl = caller.ctrl();
-    let r = caller_ctrl.command("dial", &format!("sip:1500@127.0.0.1:{port}"));
-    assert_eq!(r["ok"], true, "dial: {r}");
-    assert!(
-        agent.wait_for_output(WAIT, |o| o.contains("Media streams established")),
-        "the Linphone agent never got the call over TLS; linphonec:\n{}\nsipacd:\n{}",
-        agent.output(),
-        d.stderr()
-    );
-    assert!(
-        caller_ctrl.wait_event("CALL_ESTABLISHED", WAIT).is_some()
-            && caller_ctrl.wait_event("CALL_RTPESTAB", WAIT).is_some(),
-        "the caller's phone never got audio; sipacd:\n{}",
-        d.stderr()
-    );
-    std::thread::sleep(Duration::from_secs(3));
-    let r = caller_ctrl.command("hangup", "");
-    assert_eq!(r["ok"], true, "hangup: {r}");
-    assert!(
-        agent.wait_for_output(WAIT, |o| o.contains("ended")),
-        "the BYE did not reach the Linphone agent over TLS; sipacd:\n{}",
-        d.stderr()
-    );
+    let mut caller = call_the_linphone_agent(&d, &agent);
     // One offer, taken at once: sipacd opens no TLS connection of its own,
     // so it came down the connection linphonec registered on.
     assert_eq!(
@@ -210,31 +218,7 @@ fn linphonec_over_tls_registers_its_instance_again_after_a_restart_and_is_called
     assert_eq!(now[0]["instance"], instance.as_str(), "{now:?}");
     assert_eq!(now[0]["transport"], "tls", "{now:?}");
 
-    let port = d.sip_port();
-    let mut caller = Baresip::start("caller", &caller_account(port), &sine_wav(440.0, 20.0));
-    let mut caller_ctrl = caller.ctrl();
-    let r = caller_ctrl.command("dial", &format!("sip:1500@127.0.0.1:{port}"));
-    assert_eq!(r["ok"], true, "dial: {r}");
-    assert!(
-        agent.wait_for_output(WAIT, |o| o.contains("Media streams established")),
-        "the Linphone agent never got the call on its new TLS connection; linphonec:\n{}\nsipacd:\n{}",
-        agent.output(),
-        d.stderr()
-    );
-    assert!(
-        caller_ctrl.wait_event("CALL_ESTABLISHED", WAIT).is_some()
-            && caller_ctrl.wait_event("CALL_RTPESTAB", WAIT).is_some(),
-        "the caller's phone never got audio; sipacd:\n{}",
-        d.stderr()
-    );
-    std::thread::sleep(Duration::from_secs(3));
-    let r = caller_ctrl.command("hangup", "");
-    assert_eq!(r["ok"], true, "hangup: {r}");
-    assert!(
-        agent.wait_for_output(WAIT, |o| o.contains("ended")),
-        "the BYE did not reach the Linphone agent; sipacd:\n{}",
-        d.stderr()
-    );
+    let mut caller = call_the_linphone_agent(&d, &agent);
     caller.stop();
     agent.stop();
     let heard = caller.heard();
