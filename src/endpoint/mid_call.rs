@@ -52,6 +52,23 @@ pub(super) fn sends(offer: Option<&SdpOffer>) -> bool {
 
 /// `Session-Expires` (and `Require: timer` when the phone refreshes) for a
 /// 2xx we send to a request of the phone's.
+/// The 200 to a re-INVITE or UPDATE within a leg's dialog, before its SDP:
+/// our Contact (the phone's target stays put), what we allow and support,
+/// and the session timer agreed (RFC 4028), if any.
+pub(super) fn session_ok(
+    req: &rsip::Request,
+    contact: String,
+    timer: Option<&SessionTimer>,
+) -> rsip::Response {
+    let mut resp = headers::response_to(req, 200, "OK", None);
+    resp.headers.push(Header::Contact(contact.into()));
+    resp.headers.push(Header::Allow(ALLOW.into()));
+    resp.headers
+        .push(Header::Supported(SUPPORTED_HEADER.into()));
+    resp.headers.extend(timer_headers(timer));
+    resp
+}
+
 pub(super) fn timer_headers(timer: Option<&SessionTimer>) -> Vec<Header> {
     let Some(t) = timer else {
         return Vec::new();
@@ -199,12 +216,7 @@ impl Endpoint {
             return;
         };
         leg.session = timer;
-        let mut resp = headers::response_to(&req, 200, "OK", None);
-        resp.headers.push(Header::Contact(contact.into()));
-        resp.headers.push(Header::Allow(ALLOW.into()));
-        resp.headers
-            .push(Header::Supported(SUPPORTED_HEADER.into()));
-        resp.headers.extend(timer_headers(timer.as_ref()));
+        let mut resp = session_ok(&req, contact, timer.as_ref());
         let port = leg.ports.pair().rtp;
         let mut body = None;
         if let Some(o) = offer {

@@ -7,11 +7,9 @@
 use rsip::{Header, Method};
 
 use super::media::{media_of, MediaCommand};
-use super::mid_call::{sends, timer_headers};
-use super::{CallHandle, Endpoint, Now, ALLOW};
+use super::mid_call::{sends, session_ok};
+use super::{CallHandle, Endpoint, Now};
 use crate::media::sdp::{self, Origin, SdpOffer};
-use crate::sip::extensions::SUPPORTED_HEADER;
-use crate::sip::headers;
 use crate::sip::session_timer::{Refresher, SessionTimer};
 use crate::sip::transaction::TxKey;
 
@@ -40,16 +38,11 @@ impl Endpoint {
         let Some(m) = self.calls.get_mut(ck).and_then(|c| c.monitor.as_mut()) else {
             return self.reply(&key, &req, 481, now);
         };
-        let mut resp = headers::response_to(&req, 200, "OK", None);
-        resp.headers.push(Header::Contact(contact.into()));
-        resp.headers.push(Header::Allow(ALLOW.into()));
-        resp.headers
-            .push(Header::Supported(SUPPORTED_HEADER.into()));
         // We send no refreshes on a monitor leg: a timer is agreed only
         // when the phone refreshes (its expiry is the phone's own; a dead
         // phone ends the leg by RTP timeout).
         let peer_refreshes = timer.filter(|t| t.refresher == Refresher::Peer);
-        resp.headers.extend(timer_headers(peer_refreshes.as_ref()));
+        let mut resp = session_ok(&req, contact, peer_refreshes.as_ref());
         let port = m.ports.pair().rtp;
         let body = match offer {
             // Monitor legs are plain RTP (we offered no keys).
