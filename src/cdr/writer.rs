@@ -76,8 +76,13 @@ pub struct CdrHandle {
 impl CdrHandle {
     /// Queues a record (insert or replace by call id). Never blocks.
     pub fn record(&self, r: CallRecord) -> Result<(), CdrError> {
+        self.record_boxed(Box::new(r))
+    }
+
+    /// [`Self::record`] for a record already on the heap (the fold's).
+    pub fn record_boxed(&self, r: Box<CallRecord>) -> Result<(), CdrError> {
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(Msg::Record(Box::new(r))).map_err(|_| {
+        self.tx.send(Msg::Record(r)).map_err(|_| {
             self.counters.sent.fetch_sub(1, Ordering::Relaxed);
             CdrError::WriterGone
         })

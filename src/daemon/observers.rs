@@ -72,7 +72,7 @@ impl Observers {
         self.records.fold(ev);
         while let Some(out) = self.records.poll() {
             let sent = match out {
-                RecordOut::Call(r) => self.sinks.records.record(*r),
+                RecordOut::Call(r) => self.sinks.records.record_boxed(r),
                 RecordOut::Session {
                     agent,
                     logged_in,
@@ -93,8 +93,12 @@ impl Observers {
         }
         self.metrics.fold(ev, cfg);
         self.sinks.today.fold(ev, cfg);
-        for live in crate::admin::live::live_events(ev) {
-            self.sinks.hub.publish(&live);
+        // Building a live event formats its time and copies its strings:
+        // only worth it for someone listening.
+        if self.sinks.hub.subscribers() > 0 {
+            for live in crate::admin::live::live_events(ev) {
+                self.sinks.hub.publish(&live);
+            }
         }
     }
 }
