@@ -836,6 +836,11 @@ fn transfer_trunk_names_a_trunk_and_its_prefixes_are_dialable() {
         )),
     )
     .unwrap();
+    // A reload swaps the rule in (or out) like the other feature keys.
+    assert_eq!(
+        crate::config::diff(&c, &any),
+        ["features changed: transfer"]
+    );
     let t = any.features.transfer.expect("transfer");
     assert!(t.allows("0033123"));
     assert_eq!(t.ring_s, 12);
