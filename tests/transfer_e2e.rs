@@ -27,6 +27,7 @@ mod common;
 use common::http::get_json;
 use common::phone::Caller;
 use common::sipp::{run_sipp, run_sipp_at, sipp_or_skip, SippRun};
+use common::sse::Stream;
 use common::{free_port, ConfigSpec, Daemon};
 use sipacd::cdr::{CdrFilter, CdrStore, Disposition, HangupBy};
 use std::thread::JoinHandle;
@@ -283,6 +284,8 @@ fn a_transfer_to_an_outside_number_goes_out_through_the_trunk_and_the_caller_tal
     spec.support_extra = "wrapup_s = 30\n".into();
     let d = Daemon::start_with(spec);
     let port = d.sip_port();
+    let mut events = Stream::open(d.cfg.spec.admin_port, "", "");
+    events.until("hello", |v| v["type"] == "hello");
     let media = free_port().to_string();
     let gateway = std::thread::spawn(move || {
         let args = ["-rtp_echo", "-mp", &media];
@@ -295,6 +298,12 @@ fn a_transfer_to_an_outside_number_goes_out_through_the_trunk_and_the_caller_tal
     logged(&d, "outside number answered: bridged to the trunk");
     // The gateway echoes; the transferor (detached by now) never did.
     assert_talks(&caller, "the outside number", &d);
+    events.until("call_transferred", |v| {
+        v["type"] == "call_transferred" && v["to"] == "number:0049301234567"
+    });
+    events.until("call_trunk_bridged", |v| {
+        v["type"] == "call_trunk_bridged" && v["trunk"] == "gw" && v["to"] == OUTSIDE
+    });
     wait_state(&d, "2001", "wrapup", T);
     let calls = get_json(&format!("{}/api/v1/calls", d.admin_url()));
     assert_eq!(calls[0]["state"], "connected", "{calls}");
@@ -309,6 +318,9 @@ fn a_transfer_to_an_outside_number_goes_out_through_the_trunk_and_the_caller_tal
         gateway.report()
     );
 
+    events.until("call_ended", |v| {
+        v["type"] == "call_ended" && v["disposition"] == "answered" && v["hangup_by"] == "caller"
+    });
     let rec = final_record(&d);
     assert_eq!(rec.disposition, Disposition::Answered, "{rec:?}");
     assert_eq!(rec.hangup_by, Some(HangupBy::Caller), "{rec:?}");
