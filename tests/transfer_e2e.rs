@@ -154,9 +154,16 @@ fn a_sipp_agent_transfers_its_caller_to_an_agent_id_and_they_talk_while_it_wraps
     }
     let (first, second) = (free_port(), free_port());
     let mut spec = two_agents(first, second);
-    spec.support_extra = "wrapup_s = 2\n".into();
+    spec.support_extra = "wrapup_s = 3\n".into();
     let d = Daemon::start_with(spec);
     let port = d.sip_port();
+    let mut events = Stream::open(d.cfg.spec.admin_port, "", "");
+    events.until("hello", |v| v["type"] == "hello");
+    let state_of_2001 = |want: &'static str| {
+        move |v: &serde_json::Value| {
+            v["type"] == "agent_state" && v["agent"] == "2001" && v["state"] == want
+        }
+    };
     let target_arg = ["-key", "target", "2002"];
     let transferor = sipp_agent(first, port, "agent_transfers_to_agent", &target_arg, false);
     let target = sipp_agent(second, port, "agent_takes_direct_transfer", &[], true);
@@ -164,12 +171,16 @@ fn a_sipp_agent_transfers_its_caller_to_an_agent_id_and_they_talk_while_it_wraps
     std::thread::sleep(Duration::from_millis(1500));
     let mut caller = Caller::dial_from(port, "1500", "caller");
     logged(&d, "blind transfer");
-    // The transferor wraps up (wrapup_s = 2), then is offered calls again.
-    wait_state(&d, "2001", "wrapup", T);
+    // The transferor wraps up (wrapup_s = 3), then is offered calls again.
+    let wrapup = events.until("2001 in wrap-up", state_of_2001("wrapup"));
+    assert_eq!(agent_state(&d, "2001"), "wrapup", "{wrapup}");
     wait_state(&d, "2002", "on_call", T);
     // Only 2002 echoes: what comes back went through its leg.
     assert_talks(&caller, "agent 2002", &d);
-    wait_state(&d, "2001", "available", Duration::from_secs(5));
+    let available = events.until("2001 available again", state_of_2001("available"));
+    let waited = available["ts_ms"].as_i64().unwrap_or(0) - wrapup["ts_ms"].as_i64().unwrap_or(0);
+    assert!(waited >= 2500, "wrap-up lasted {waited} ms, not wrapup_s");
+    assert_eq!(agent_state(&d, "2001"), "available");
     caller.bye();
     check("transferring agent", &transferor.join().expect("sipp"), &d);
     check("agent 2002", &target.join().expect("sipp"), &d);
