@@ -61,11 +61,19 @@ pub enum EventKind {
         wait_s: f64,
     },
     /// `agent` passed the call on (blind transfer) to `to`
-    /// (`queue:NAME`, `ivr:NAME.NODE`); it goes to wrap-up.
+    /// (`queue:NAME`, `ivr:NAME.NODE`, `agent:ID`, `number:NUMBER`); it
+    /// goes to wrap-up.
     CallTransferred {
         call: String,
         queue: Option<String>,
         agent: String,
+        to: String,
+    },
+    /// The outside number `to` a blind transfer called through `trunk`
+    /// answered: the caller talks to it now (after `call_transferred`).
+    CallTrunkBridged {
+        call: String,
+        trunk: String,
         to: String,
     },
     /// A supervisor's monitor leg: `step` is `started`, `mode_changed`,
@@ -203,6 +211,13 @@ pub fn live_events(ev: &Event) -> Vec<LiveEvent> {
             call: call_id(call),
             queue: queue.clone(),
             agent: agent.clone(),
+            to: to.clone(),
+        }],
+        Step::TrunkBridged {
+            call, trunk, to, ..
+        } => vec![EventKind::CallTrunkBridged {
+            call: call_id(call),
+            trunk: trunk.clone(),
             to: to.clone(),
         }],
         Step::Monitor {

@@ -52,6 +52,9 @@ pub struct Call {
     pub queued_at: Option<Instant>,
     /// The offer to an agent, while there is one.
     pub agent: Option<agent::AgentLeg>,
+    /// The outside number a blind transfer relays the caller to, once it
+    /// answered (the call is connected, not waiting).
+    pub outside: Option<String>,
     /// A supervisor's phone listening in (`POST /api/v1/calls/ID/monitor`).
     pub monitor: Option<monitor::MonitorLeg>,
     /// The router's handle while the caller is queued or with an agent.
@@ -176,6 +179,7 @@ impl Call {
             sdp_version: 0,
             queued_at: None,
             agent: None,
+            outside: None,
             acd: None,
             diverted: None,
             agent_id: None,

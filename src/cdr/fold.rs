@@ -125,6 +125,8 @@ impl RecordFold {
                         answered_ms: at,
                         ended_ms: None,
                         transferred_to: None,
+                        trunk: None,
+                        number: None,
                     });
                     if first {
                         // The row written at arrival, now with the answer.
@@ -141,6 +143,13 @@ impl RecordFold {
                 {
                     leg.ended_ms = Some(at);
                     leg.transferred_to = Some(to.clone());
+                }
+            }
+            EventKind::TrunkBridged {
+                call, trunk, to, ..
+            } => {
+                if let Some(r) = self.open.get_mut(call) {
+                    r.legs.push(AgentLegRecord::outside(trunk, to, at));
                 }
             }
             EventKind::RecordingStarted { call, path } => {

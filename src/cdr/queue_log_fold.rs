@@ -339,6 +339,8 @@ impl QueueLogFold {
             | EventKind::RecordingStarted { .. }
             | EventKind::Monitor { .. }
             | EventKind::RecordingEnded { .. }
+            // The transferor's BLINDTRANSFER line was written already.
+            | EventKind::TrunkBridged { .. }
             | EventKind::Trunk { .. } => {}
         }
     }

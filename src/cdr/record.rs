@@ -89,6 +89,27 @@ pub struct AgentLegRecord {
     /// `ivr:NAME.NODE`), if it did.
     #[serde(default)]
     pub transferred_to: Option<String>,
+    /// A leg through a trunk (a transfer to an outside number): the trunk
+    /// and the number called; `agent` is empty then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+}
+
+impl AgentLegRecord {
+    /// The leg of an outside number `number` answered on `trunk`.
+    pub fn outside(trunk: &str, number: &str, answered_ms: UnixMs) -> Self {
+        AgentLegRecord {
+            agent: String::new(),
+            queue: None,
+            answered_ms,
+            ended_ms: None,
+            transferred_to: None,
+            trunk: Some(trunk.to_owned()),
+            number: Some(number.to_owned()),
+        }
+    }
 }
 
 /// One span of an agent's logged-in time (any state but `logged_out` and

@@ -320,7 +320,7 @@ pub(super) fn compile(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
     }
 
     check_loops(&mut ctx, &raw, &queues, &ivrs);
-    let features = features::compile(&mut ctx, &raw.features, &numbers);
+    let features = features::compile(&mut ctx, &raw.features, &numbers, &raw.trunks);
 
     let mut trunk_map = BTreeMap::new();
     for (name, t) in &raw.trunks {

@@ -88,7 +88,7 @@ macro_rules! changed {
 }
 
 fn feature_fields(o: &super::Features, n: &super::Features) -> Vec<String> {
-    changed!(o, n; pause, unpause, login, logout, pause_reasons)
+    changed!(o, n; pause, unpause, login, logout, pause_reasons, transfer)
 }
 
 fn schedule_fields(o: &Schedule, n: &Schedule) -> Vec<String> {

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::super::raw::{RawFeatures, S};
-use super::super::types::{Features, NumberRoute};
+use super::super::raw::{RawFeatures, RawTrunk, S};
+use super::super::types::{Features, NumberRoute, OutsideTransfer, DEFAULT_TRANSFER_RING_S};
 use super::Ctx;
 
 /// A code is what a keypad dials: digits, `*` and `#`.
@@ -15,7 +15,12 @@ fn dialable(s: &str) -> bool {
             .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
 }
 
-pub(super) fn compile(ctx: &mut Ctx, raw: &RawFeatures, numbers: &[NumberRoute]) -> Features {
+pub(super) fn compile(
+    ctx: &mut Ctx,
+    raw: &RawFeatures,
+    numbers: &[NumberRoute],
+    trunks: &BTreeMap<S<String>, RawTrunk>,
+) -> Features {
     let mut code = |key: &str, v: &Option<S<String>>| -> Option<String> {
         let v = v.as_ref()?;
         let text = v.get_ref();
@@ -111,5 +116,70 @@ pub(super) fn compile(ctx: &mut Ctx, raw: &RawFeatures, numbers: &[NumberRoute])
         login,
         logout,
         pause_reasons,
+        transfer: transfer(ctx, raw, trunks),
     }
+}
+
+/// Upper bound of `transfer_ring_s` (as a queue's ring timeout).
+const MAX_TRANSFER_RING_S: u64 = 600;
+
+/// `transfer_trunk` (a `[trunks]` name), its prefixes and ring time.
+fn transfer(
+    ctx: &mut Ctx,
+    raw: &RawFeatures,
+    trunks: &BTreeMap<S<String>, RawTrunk>,
+) -> Option<OutsideTransfer> {
+    let mut prefixes = Vec::new();
+    for p in raw.transfer_prefixes.iter().flat_map(|v| v.get_ref()) {
+        let text = p.get_ref();
+        let ok = !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_digit() || "+*#".contains(c));
+        if ok {
+            prefixes.push(text.clone());
+        } else {
+            ctx.err(
+                p.span(),
+                format!(
+                    "features.transfer_prefixes `{text}` must be digits, `+`, `*` and `#` only"
+                ),
+            );
+        }
+    }
+    let ring_s = ctx.int(
+        raw.transfer_ring_s.as_ref(),
+        "transfer_ring_s",
+        1..=MAX_TRANSFER_RING_S,
+        u64::from(DEFAULT_TRANSFER_RING_S),
+    );
+    let Some(name) = &raw.transfer_trunk else {
+        let stray = raw
+            .transfer_prefixes
+            .as_ref()
+            .map(S::span)
+            .or_else(|| raw.transfer_ring_s.as_ref().map(S::span));
+        if let Some(span) = stray {
+            ctx.err(
+                span,
+                "features.transfer_prefixes and transfer_ring_s need features.transfer_trunk",
+            );
+        }
+        return None;
+    };
+    if !trunks.keys().any(|k| k.get_ref() == name.get_ref()) {
+        ctx.err(
+            name.span(),
+            format!(
+                "features.transfer_trunk `{}` is no [trunks] entry",
+                name.get_ref()
+            ),
+        );
+        return None;
+    }
+    Some(OutsideTransfer {
+        trunk: name.get_ref().clone(),
+        prefixes,
+        ring_s: u32::try_from(ring_s).unwrap_or(DEFAULT_TRANSFER_RING_S),
+    })
 }

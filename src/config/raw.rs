@@ -62,6 +62,12 @@ pub struct RawFeatures {
     /// Digits dialled after the pause code -> the pause reason.
     #[serde(default)]
     pub pause_reasons: BTreeMap<S<String>, S<String>>,
+    /// The `[trunks]` entry a REFER to an outside number goes out through.
+    pub transfer_trunk: Option<S<String>>,
+    /// Prefixes an outside number must start with (none: any number).
+    pub transfer_prefixes: Option<S<Vec<S<String>>>>,
+    /// How long the outside number may ring before the transfer fails.
+    pub transfer_ring_s: Option<S<u64>>,
 }
 
 /// `[trunks.NAME]`: a gateway sipacd places outbound calls through.

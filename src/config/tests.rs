@@ -814,6 +814,55 @@ fn feature_codes_are_parsed_and_checked() {
 }
 
 #[test]
+fn transfer_trunk_names_a_trunk_and_its_prefixes_are_dialable() {
+    let dir = setup();
+    let trunk = "[trunks.gw]\nuri = \"sip:10.0.0.1\"\n";
+    let c = parse_in(
+        dir.path(),
+        &base_plus(&format!(
+            "{trunk}[features]\ntransfer_trunk = \"gw\"\ntransfer_prefixes = [\"0049\", \"+49\"]\n"
+        )),
+    )
+    .unwrap();
+    let t = c.features.transfer.as_ref().expect("transfer");
+    assert_eq!(t.trunk, "gw");
+    assert_eq!(t.ring_s, crate::config::DEFAULT_TRANSFER_RING_S);
+    assert!(t.allows("0049301234567") && t.allows("+4930"));
+    assert!(!t.allows("0033123") && !t.allows("900"));
+    let any = parse_in(
+        dir.path(),
+        &base_plus(&format!(
+            "{trunk}[features]\ntransfer_trunk = \"gw\"\ntransfer_ring_s = 12\n"
+        )),
+    )
+    .unwrap();
+    // A reload swaps the rule in (or out) like the other feature keys.
+    assert_eq!(
+        crate::config::diff(&c, &any),
+        ["features changed: transfer"]
+    );
+    let t = any.features.transfer.expect("transfer");
+    assert!(t.allows("0033123"));
+    assert_eq!(t.ring_s, 12);
+
+    // Line 30 is `[features]` (the trunk takes lines 30-31 when present).
+    let e = errs(&base_plus("[features]\ntransfer_trunk = \"nope\"\n"));
+    has(
+        &e,
+        31,
+        18,
+        "features.transfer_trunk `nope` is no [trunks] entry",
+    );
+    let e = errs(&base_plus(&format!(
+        "{trunk}[features]\ntransfer_trunk = \"gw\"\ntransfer_prefixes = [\"00 49\"]\ntransfer_ring_s = 0\n"
+    )));
+    has(&e, 34, 22, "`00 49` must be digits, `+`, `*` and `#` only");
+    has(&e, 35, 19, "transfer_ring_s");
+    let e = errs(&base_plus("[features]\ntransfer_ring_s = 5\n"));
+    has(&e, 31, 19, "need features.transfer_trunk");
+}
+
+#[test]
 fn record_is_none_all_or_a_percentage_and_its_prompt_is_checked() {
     let dir = setup();
     let c = parse_in(

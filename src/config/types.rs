@@ -358,6 +358,31 @@ pub struct Features {
     pub logout: Option<String>,
     /// Reason code (digits) -> pause reason.
     pub pause_reasons: BTreeMap<String, String>,
+    /// Blind transfers to outside numbers (`transfer_trunk`); `None`: such
+    /// a REFER is refused with 403.
+    pub transfer: Option<OutsideTransfer>,
+}
+
+/// How an agent's REFER to a number sipacd does not serve goes out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutsideTransfer {
+    /// A `[trunks]` name.
+    pub trunk: String,
+    /// A number must start with one of these (empty: any dialable number),
+    /// as a dialplan pattern restricts where a transfer may go.
+    pub prefixes: Vec<String>,
+    /// Ring time before the transfer fails (and the caller stays).
+    pub ring_s: u32,
+}
+
+/// `transfer_ring_s` when unset: what Asterisk's Dial is usually given.
+pub const DEFAULT_TRANSFER_RING_S: u32 = 30;
+
+impl OutsideTransfer {
+    /// Whether `number` may be called by a transfer.
+    pub fn allows(&self, number: &str) -> bool {
+        self.prefixes.is_empty() || self.prefixes.iter().any(|p| number.starts_with(p.as_str()))
+    }
 }
 
 /// What a dialled feature code asks for.

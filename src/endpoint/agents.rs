@@ -366,12 +366,16 @@ impl Endpoint {
             return false;
         };
         self.reply(key, req, 200, now);
+        // Gone after its REFER to an outside number: the transfer goes on.
+        let transferring = self.trunk_transfer_ringing(ck);
         let call = self.calls.get_mut(ck);
         let acd = call.as_ref().and_then(|c| c.acd);
         if let Some(leg) = call.and_then(|c| c.agent.take()) {
             info!(call = %self.calls.call_id(ck), agent = %leg.agent_id, "agent hung up");
             self.release_monitor(ck, "agent_left", now);
-            self.note_hangup_by(ck, crate::events::HangupBy::Agent);
+            if !transferring {
+                self.note_hangup_by(ck, crate::events::HangupBy::Agent);
+            }
             if let Some(l) = leg.leg {
                 self.legs.remove(&l);
                 self.media(MediaCommand::Close { leg: l });
@@ -380,6 +384,10 @@ impl Endpoint {
             if let Some(acd) = acd {
                 let r = self.timed(|r| r.call_ended(leg.agent_ref(), acd, now.mono));
                 self.acd_result(r, now);
+            }
+            if transferring {
+                self.transferor_left(ck, leg.agent_id, now);
+                return true;
             }
         }
         self.hang_up(ck, now);

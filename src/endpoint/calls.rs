@@ -610,6 +610,7 @@ impl Endpoint {
     /// Forgets a call and releases its resources (ports go back on drop).
     pub(super) fn end_call(&mut self, ck: CallHandle, now: Now) {
         self.note_handle_time(ck, now);
+        self.drop_trunk_transfer(ck, now);
         self.release_monitor(ck, "call_ended", now);
         self.emit_ended(ck, now);
         // The caller is gone: CANCEL or BYE the agent's leg, free the agent.

@@ -25,6 +25,7 @@ mod tally;
 #[cfg(test)]
 mod tests;
 mod transfer;
+mod transfer_trunk;
 mod trunk;
 mod views;
 mod wait;
@@ -127,6 +128,8 @@ pub struct Endpoint {
     trunk_invites: HashMap<TxKey, u64>,
     trunk_dialogs: HashMap<CallKey, u64>,
     next_trunk: u64,
+    /// Trunk calls placed for blind transfers, by trunk call id.
+    trunk_transfers: HashMap<u64, transfer_trunk::TrunkTransfer>,
 }
 
 /// Whether a connection to this peer is open: asked before an agent
@@ -194,6 +197,7 @@ impl Endpoint {
             trunk_invites: HashMap::new(),
             trunk_dialogs: HashMap::new(),
             next_trunk: 0,
+            trunk_transfers: HashMap::new(),
             cfg,
         };
         if shard.is_primary() {

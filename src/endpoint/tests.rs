@@ -26,6 +26,8 @@ mod shards;
 mod srtp;
 #[path = "tests_transfer.rs"]
 mod transfer;
+#[path = "tests_transfer_trunk.rs"]
+mod transfer_trunk;
 #[path = "tests_trunk.rs"]
 mod trunk;
 #[path = "tests_wait.rs"]

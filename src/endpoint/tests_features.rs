@@ -21,6 +21,7 @@ fn with_features(h: &mut Harness) {
         login: Some("*47".into()),
         logout: Some("*48".into()),
         pause_reasons: [("1".to_owned(), "lunch".to_owned())].into(),
+        transfer: None,
     };
     h.ep.apply_config(Arc::new(cfg), h.now);
 }

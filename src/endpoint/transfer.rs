@@ -31,7 +31,8 @@ pub enum ReferTarget {
     Agent(String),
     /// A `Refer-To` with `Replaces` (RFC 3891): an attended transfer.
     Attended,
-    /// Anything else would need a trunk, and none is configured.
+    /// Anything else: an outside number, through `[features]
+    /// transfer_trunk` (refused with 403 without one).
     Outside,
     /// No usable `Refer-To` (missing, unparsable, not a SIP URI).
     Unreadable,
@@ -108,6 +109,10 @@ impl Endpoint {
                 let resp = headers::response_to(&req, 400, "Bad Refer-To", None);
                 return self.respond(&key, resp, now);
             }
+            // Through `[features] transfer_trunk`, if set (transfer_trunk.rs).
+            ReferTarget::Outside => {
+                return self.refer_outside(ck, key, req, refer_to.as_deref(), now)
+            }
             refused => {
                 let phrase = match refused {
                     ReferTarget::Attended => NO_ATTENDED,
@@ -118,7 +123,22 @@ impl Endpoint {
                 return self.respond(&key, resp, now);
             }
         };
-        let mut accepted = headers::response_to(&req, 202, "Accepted", None);
+        self.accept_refer(ck, &key, &req, now);
+        match target {
+            Ok(t) => self.blind_transfer(ck, t, now),
+            Err(agent) => self.transfer_to_agent(ck, &agent, now),
+        }
+    }
+
+    /// `202 Accepted` for the REFER, then the first NOTIFY (`100 Trying`).
+    pub(super) fn accept_refer(
+        &mut self,
+        ck: CallHandle,
+        key: &TxKey,
+        req: &rsip::Request,
+        now: Now,
+    ) {
+        let mut accepted = headers::response_to(req, 202, "Accepted", None);
         if let Some(peer) = self
             .calls
             .get(ck)
@@ -128,12 +148,8 @@ impl Endpoint {
             let contact = self.contact_for(peer, "sipacd");
             accepted.headers.push(Header::Contact(contact.into()));
         }
-        self.respond(&key, accepted, now);
+        self.respond(key, accepted, now);
         self.notify_transferor(ck, "100 Trying", false, now);
-        match target {
-            Ok(t) => self.blind_transfer(ck, t, now),
-            Err(agent) => self.transfer_to_agent(ck, &agent, now),
-        }
     }
 
     /// Passes the caller of `ck` on to the configured agent `agent` alone
@@ -228,7 +244,12 @@ impl Endpoint {
     /// Takes the transferring agent's leg off `ck` (its media closed, the
     /// router told its call ended: wrap-up) and records the transfer to
     /// `to`; the leg is returned for its last NOTIFY and BYE.
-    fn detach_transferor(&mut self, ck: CallHandle, to: String, now: Now) -> Option<AgentLeg> {
+    pub(super) fn detach_transferor(
+        &mut self,
+        ck: CallHandle,
+        to: String,
+        now: Now,
+    ) -> Option<AgentLeg> {
         // The supervisor monitored this agent's conversation, not the
         // caller's next one: its leg ends (BYE) with the agent's.
         self.release_monitor(ck, "transferred", now);
@@ -267,7 +288,7 @@ impl Endpoint {
     }
 
     /// The last NOTIFY to the transferor, then the BYE that ends its leg.
-    fn finish_transferor(&mut self, mut leg: AgentLeg, status: &str, now: Now) {
+    pub(super) fn finish_transferor(&mut self, mut leg: AgentLeg, status: &str, now: Now) {
         // Its connection gone (RFC 5626 §5.3): nothing can reach it.
         let Some(to) = self.agent_leg_target(&leg) else {
             return;
@@ -299,7 +320,7 @@ impl Endpoint {
     }
 
     /// A NOTIFY on the agent leg's dialog while the agent is still on it.
-    fn notify_transferor(&mut self, ck: CallHandle, status: &str, last: bool, now: Now) {
+    pub(super) fn notify_transferor(&mut self, ck: CallHandle, status: &str, last: bool, now: Now) {
         let Some(peer) = self
             .calls
             .get(ck)

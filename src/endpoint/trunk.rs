@@ -414,6 +414,8 @@ impl Endpoint {
         if cancelled {
             // Our CANCEL crossed the 2xx: the call is up, so it gets a BYE.
             self.hang_up_trunk_call(id, now);
+        } else {
+            self.trunk_transfer_answered(id, now);
         }
     }
 
@@ -463,9 +465,11 @@ impl Endpoint {
             },
             trunk: leg.trunk.name.clone(),
             to: leg.to.clone(),
-            step,
+            step: step.clone(),
         };
         self.emit(kind, now);
+        // A call placed for a transfer moves its caller on.
+        self.trunk_transfer_step(id, &step, now);
     }
 
     fn trunk_via(&self, t: &Trunk) -> LocalVia {

@@ -177,6 +177,7 @@ impl Endpoint {
             (CallState::Answered, _) => "answering",
             (CallState::Ending, _) => "ending",
             (CallState::Confirmed, Some(AgentLegState::Connected)) => "connected",
+            (CallState::Confirmed, None) if c.outside.is_some() => "connected",
             (CallState::Confirmed, Some(AgentLegState::Offering)) => "offered",
             (CallState::Confirmed, _) if c.queued_at.is_some() => "queued",
             (CallState::Confirmed, _) => "ivr",
@@ -212,6 +213,7 @@ impl Endpoint {
 fn is_waiting(c: &Call) -> bool {
     c.state == CallState::Confirmed
         && c.queued_at.is_some()
+        && c.outside.is_none()
         && c.agent
             .as_ref()
             .is_none_or(|l| l.state != AgentLegState::Connected)

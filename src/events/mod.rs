@@ -133,7 +133,8 @@ pub enum EventKind {
         rang: Duration,
     },
     /// `agent`, on the call with the caller in `queue`, passed it on by a
-    /// blind transfer (REFER) to `to` (`queue:NAME` or `ivr:NAME.NODE`):
+    /// blind transfer (REFER) to `to` (`queue:NAME`, `ivr:NAME.NODE`,
+    /// `agent:ID` or, once it answered, `number:NUMBER` through a trunk):
     /// its leg is over and it goes to wrap-up; the caller enters `to`.
     Transferred {
         call: CallRef,
@@ -188,6 +189,15 @@ pub enum EventKind {
     /// An agent logged itself off (`false`) or in again (`true`) with its
     /// logout/login feature code; its phone stays registered either way.
     AgentLogin { agent: String, logged_in: bool },
+    /// The outside number `to` of a blind transfer answered on trunk call
+    /// `trunk_call` (after the transferor's `Transferred`): the caller is
+    /// relayed to it until either side hangs up.
+    TrunkBridged {
+        call: CallRef,
+        trunk: String,
+        to: String,
+        trunk_call: TrunkCallRef,
+    },
     /// A step of a call sipacd placed through trunk `trunk` to `to`.
     Trunk {
         call: TrunkCallRef,
@@ -262,7 +272,8 @@ impl EventKind {
             | EventKind::Diverted { call, .. }
             | EventKind::RecordingStarted { call, .. }
             | EventKind::RecordingEnded { call, .. }
-            | EventKind::Monitor { call, .. } => Some(call),
+            | EventKind::Monitor { call, .. }
+            | EventKind::TrunkBridged { call, .. } => Some(call),
             EventKind::Ended(e) => Some(&e.call),
             EventKind::Rejected { .. }
             | EventKind::AgentState { .. }

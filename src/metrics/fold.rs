@@ -132,6 +132,8 @@ impl MetricsFold {
             EventKind::Arrived { .. }
             | EventKind::Rejected { .. }
             | EventKind::IvrStep { .. }
+            // Counted as the trunk call's `answered`.
+            | EventKind::TrunkBridged { .. }
             | EventKind::Offered { .. }
             | EventKind::RingNoAnswer { .. }
             | EventKind::AgentState { .. }

@@ -177,6 +177,8 @@ pub struct ConfigSpec {
     pub server_extra: String,
     /// Extra listeners appended to `server.sip` (e.g. `, "tls:127.0.0.1:P"`).
     pub sip_extra: String,
+    /// Extra `[queues.support]` lines (`wrapup_s = 2`).
+    pub support_extra: String,
     /// Environment of the daemon process (e.g. `TOKIO_WORKER_THREADS`).
     pub env: Vec<(String, String)>,
 }
@@ -195,6 +197,7 @@ impl ConfigSpec {
             extra: String::new(),
             server_extra: String::new(),
             sip_extra: String::new(),
+            support_extra: String::new(),
             env: Vec::new(),
         }
     }
@@ -227,7 +230,7 @@ skills = {{ support = 5 }}
 skills = {{ support = 1 }}
 strategy = "longest_idle"
 music = "moh.wav"
-
+{support_extra}
 [[numbers]]
 number = "1500"
 to = "queue:support"
@@ -260,6 +263,7 @@ type = "hangup"
             extra = self.extra,
             server_extra = self.server_extra,
             sip_extra = self.sip_extra,
+            support_extra = self.support_extra,
         )
     }
 }

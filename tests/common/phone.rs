@@ -201,6 +201,44 @@ impl Caller {
         &self.rtp
     }
 
+    /// Sends `packets` PCMU packets (20 ms apart) with a payload of their
+    /// own to sipacd's leg and counts those that come back unchanged: with
+    /// a far end that echoes what it hears (SIPp `-rtp_echo`), audio went
+    /// both ways through sipacd's relay. Music and prompts never match.
+    pub fn echoed(&self, packets: u16) -> usize {
+        const MARK: &[u8] = b"sipacd-echo-test";
+        let Some(port) = self.leg_port else {
+            return 0;
+        };
+        let mut got = 0;
+        let mut buf = [0u8; 2048];
+        self.rtp
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut count = |rtp: &UdpSocket| {
+            while let Ok((n, _)) = rtp.recv_from(&mut buf) {
+                if n > 12 && buf[12..n].starts_with(MARK) {
+                    got += 1;
+                }
+            }
+        };
+        for seq in 0..packets {
+            let mut pkt = vec![0x80, 0x00];
+            pkt.extend_from_slice(&seq.to_be_bytes());
+            pkt.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            pkt.extend_from_slice(&0x5eed_u32.to_be_bytes());
+            pkt.extend(MARK.iter().cycle().take(160));
+            self.rtp.send_to(&pkt, ("127.0.0.1", port)).unwrap();
+            count(&self.rtp);
+        }
+        // What is still on its way back.
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            count(&self.rtp);
+        }
+        got
+    }
+
     fn in_dialog(&self, method: &str, cseq: u32) -> String {
         format!(
             "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bK{br};rport\r\n\
