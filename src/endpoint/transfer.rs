@@ -30,7 +30,7 @@ pub enum ReferTarget {
     /// A configured agent's id: the caller rings that agent alone.
     Agent(String),
     /// A `Refer-To` with `Replaces` (RFC 3891): an attended transfer.
-    Attended,
+    Attended(super::Replaces),
     /// Anything else would need a trunk, and none is configured.
     Outside,
     /// No usable `Refer-To` (missing, unparsable, not a SIP URI).
@@ -39,7 +39,6 @@ pub enum ReferTarget {
 
 /// The 403 reason phrases a refused transfer carries.
 pub const NO_TRUNK: &str = "Forbidden (no trunk is configured for outside numbers)";
-pub const NO_ATTENDED: &str = "Forbidden (attended transfer is not supported)";
 
 /// The last NOTIFY's sipfrag when the agent a transfer names cannot ring:
 /// on a call (ringing, talking, wrap-up), or not there (paused, logged
@@ -62,7 +61,9 @@ pub fn refer_target(
     };
     let attended = refer_to.is_some_and(|v| v.to_ascii_lowercase().contains("replaces="));
     if attended {
-        return ReferTarget::Attended;
+        return refer_to
+            .and_then(super::replaces_of)
+            .map_or(ReferTarget::Unreadable, ReferTarget::Attended);
     }
     if let Some(n) = numbers.get(user).and_then(|&i| cfg.numbers.get(i)) {
         return ReferTarget::Known(n.to.clone());
@@ -102,21 +103,16 @@ impl Endpoint {
         }
         let refer_to = headers::header_value(&req, "Refer-To");
         let target = match refer_target(&self.cfg, &self.numbers, refer_to.as_deref()) {
-            ReferTarget::Known(t) => Ok(t),
-            ReferTarget::Agent(id) => Err(id),
             ReferTarget::Unreadable => {
                 let resp = headers::response_to(&req, 400, "Bad Refer-To", None);
                 return self.respond(&key, resp, now);
             }
-            refused => {
-                let phrase = match refused {
-                    ReferTarget::Attended => NO_ATTENDED,
-                    _ => NO_TRUNK,
-                };
-                info!(call = %self.calls.call_id(ck), refer_to = ?refer_to, "transfer refused: {phrase}");
-                let resp = headers::response_to(&req, 403, phrase, None);
+            ReferTarget::Outside => {
+                info!(call = %self.calls.call_id(ck), refer_to = ?refer_to, "transfer refused: {NO_TRUNK}");
+                let resp = headers::response_to(&req, 403, NO_TRUNK, None);
                 return self.respond(&key, resp, now);
             }
+            target => target,
         };
         let mut accepted = headers::response_to(&req, 202, "Accepted", None);
         if let Some(peer) = self
@@ -131,8 +127,10 @@ impl Endpoint {
         self.respond(&key, accepted, now);
         self.notify_transferor(ck, "100 Trying", false, now);
         match target {
-            Ok(t) => self.blind_transfer(ck, t, now),
-            Err(agent) => self.transfer_to_agent(ck, &agent, now),
+            ReferTarget::Known(t) => self.blind_transfer(ck, t, now),
+            ReferTarget::Agent(agent) => self.transfer_to_agent(ck, &agent, now),
+            ReferTarget::Attended(r) => self.attended_transfer(ck, r, now),
+            ReferTarget::Outside | ReferTarget::Unreadable => {}
         }
     }
 
@@ -228,7 +226,12 @@ impl Endpoint {
     /// Takes the transferring agent's leg off `ck` (its media closed, the
     /// router told its call ended: wrap-up) and records the transfer to
     /// `to`; the leg is returned for its last NOTIFY and BYE.
-    fn detach_transferor(&mut self, ck: CallHandle, to: String, now: Now) -> Option<AgentLeg> {
+    pub(super) fn detach_transferor(
+        &mut self,
+        ck: CallHandle,
+        to: String,
+        now: Now,
+    ) -> Option<AgentLeg> {
         // The supervisor monitored this agent's conversation, not the
         // caller's next one: its leg ends (BYE) with the agent's.
         self.release_monitor(ck, "transferred", now);
@@ -243,6 +246,7 @@ impl Endpoint {
             self.agent_dialogs
                 .remove(&(d.call_id.clone(), d.local_tag.clone()));
         }
+        self.agent_leg_left(&leg, now);
         if let Some(l) = leg.leg.take() {
             self.legs.remove(&l);
             self.media(MediaCommand::Close { leg: l });
@@ -267,7 +271,7 @@ impl Endpoint {
     }
 
     /// The last NOTIFY to the transferor, then the BYE that ends its leg.
-    fn finish_transferor(&mut self, mut leg: AgentLeg, status: &str, now: Now) {
+    pub(super) fn finish_transferor(&mut self, mut leg: AgentLeg, status: &str, now: Now) {
         // Its connection gone (RFC 5626 §5.3): nothing can reach it.
         let Some(to) = self.agent_leg_target(&leg) else {
             return;
@@ -290,7 +294,7 @@ impl Endpoint {
     }
 
     /// Our Via for a request to the agent's phone at `peer`.
-    fn agent_via(&self, peer: crate::sip::Peer) -> LocalVia {
+    pub(super) fn agent_via(&self, peer: crate::sip::Peer) -> LocalVia {
         LocalVia {
             transport: peer.transport,
             host: self.cfg.server.advertise.to_string(),
@@ -299,7 +303,7 @@ impl Endpoint {
     }
 
     /// A NOTIFY on the agent leg's dialog while the agent is still on it.
-    fn notify_transferor(&mut self, ck: CallHandle, status: &str, last: bool, now: Now) {
+    pub(super) fn notify_transferor(&mut self, ck: CallHandle, status: &str, last: bool, now: Now) {
         let Some(peer) = self
             .calls
             .get(ck)
