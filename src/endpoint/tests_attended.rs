@@ -122,15 +122,24 @@ fn call_id_of(r: &rsip::Request) -> String {
     crate::sip::headers::call_id(r).unwrap_or_default()
 }
 
-/// The records of every shard, ended ones only.
-fn final_records(s: &mut Sharded) -> Vec<crate::cdr::CallRecord> {
-    let mut out = Vec::new();
+/// What every shard's consumers made of its events: the ended records,
+/// the queue_log events by Call-ID, the live events' types.
+type Folded = (
+    Vec<crate::cdr::CallRecord>,
+    Vec<(String, &'static str)>,
+    Vec<crate::admin::live::EventKind>,
+);
+
+fn folded(s: &mut Sharded) -> Folded {
+    let (mut recs, mut lines, mut live) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..s.eps.len() {
         let mut seen = Seen::default();
         seen.pump(&mut s.eps[i], s.h.now);
-        out.extend(seen.calls.into_iter().filter(|r| r.ended_ms.is_some()));
+        recs.extend(seen.calls.into_iter().filter(|r| r.ended_ms.is_some()));
+        lines.extend(seen.lines.into_iter().map(|l| (l.call_id.clone(), l.event)));
+        live.extend(seen.live.into_iter().map(|e| e.kind));
     }
-    out
+    (recs, lines, live)
 }
 
 #[test]
@@ -196,7 +205,28 @@ fn replaces_joins_the_caller_with_the_consulted_agent_across_shards() {
     let bye = to_caller[0].clone();
     c.s.deliver(c.s.h.phone, &answer(&bye, 200, "x", ""));
 
-    let recs = final_records(&mut c.s);
+    let (recs, qlog, live) = folded(&mut c.s);
+    let events_of = |cid: &str| -> Vec<&str> {
+        qlog.iter()
+            .filter(|(c, _)| c == cid)
+            .map(|(_, e)| *e)
+            .collect()
+    };
+    assert_eq!(
+        events_of(&c.c1),
+        ["ENTERQUEUE", "CONNECT", "ATTENDEDTRANSFER"],
+        "{qlog:?}"
+    );
+    assert_eq!(
+        events_of(&c.c2),
+        ["ENTERQUEUE", "CONNECT", "ATTENDEDTRANSFER"],
+        "{qlog:?}"
+    );
+    assert!(live.iter().any(|e| matches!(
+        e,
+        crate::admin::live::EventKind::CallJoined { call, agent, from_call, .. }
+            if *call == c.c1 && agent == "2002" && *from_call == c.c2
+    )));
     let rec = |cid: &str| {
         recs.iter()
             .find(|r| r.id == cid)
