@@ -230,3 +230,139 @@ fn an_agent_consults_another_and_joins_the_caller_with_it_by_refer_with_replaces
     let log = d.stderr();
     assert!(log.contains("attended transfer"), "{log}");
 }
+
+/// The same with a real softphone as the transferring agent: Linphone
+/// (`linphonec` 5.1, agent 1001 registered with its password) answers the
+/// caller, holds it (`pause`), places the consultation to 1700, and
+/// `transfer 1 --to-call 2` sends the REFER with Replaces. Without linphonec this test fails (see `common::require`).
+#[test]
+fn a_linphone_agent_transfers_its_caller_to_the_agent_it_consulted() {
+    if !common::linphone::linphonec_or_skip() {
+        return;
+    }
+    let mut consulted = AgentPhone::new("2002");
+    let mut spec = ConfigSpec::new();
+    spec.env
+        .push(("TOKIO_WORKER_THREADS".into(), SHARDS.to_string()));
+    spec.extra = consulted.toml("skills = { billing = 1 }")
+        + "\n[queues.billing]\nskills = { billing = 1 }\n\
+           \n[[numbers]]\nnumber = \"1700\"\nto = \"queue:billing\"\n";
+    let d = Daemon::start_with(spec);
+    let port = d.sip_port();
+    let mut agent = common::linphone::Linphone::start(
+        "transferor",
+        common::linphone::Role::Agent {
+            user: "1001",
+            password: common::AGENT_PASSWORD,
+            domain: common::DOMAIN,
+            proxy_port: port,
+        },
+        &common::baresip::sine_wav(TRANSFEROR_HZ, 40.0),
+    );
+    let fail = |what: &str, agent: &common::linphone::Linphone| -> String {
+        format!(
+            "{what}\n--- linphonec ---\n{}\n--- sipacd ---\n{}",
+            agent.output(),
+            d.stderr()
+        )
+    };
+    assert!(
+        d.wait_binding("1001", WAIT).is_some(),
+        "{}",
+        fail("linphonec did not register", &agent)
+    );
+    let established = |agent: &common::linphone::Linphone, n: usize| {
+        agent.wait_for_output(WAIT, |o| {
+            o.matches("Media streams established").count() >= n
+        })
+    };
+
+    let caller_cid = call_id_on("lcaller", 0);
+    let caller = Caller::dial_as(port, "1500", "5551234", caller_cid.clone());
+    let caller_tone = ToneStream::start(
+        caller.rtp_socket(),
+        CALLER_HZ,
+        caller.leg_port.expect("caller leg port"),
+    );
+    assert!(
+        established(&agent, 1),
+        "{}",
+        fail("no call to 1001", &agent)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    // The consultation: Linphone holds call 1 and dials 1700.
+    agent.command("pause");
+    assert!(
+        d.wait_for_log(WAIT, |l| l.contains("hold changed")
+            && l.contains("held=true")),
+        "{}",
+        fail("Linphone did not hold the caller", &agent)
+    );
+    agent.command(&format!("call sip:1700@127.0.0.1:{port}"));
+    let inv = consulted
+        .expect_invite(WAIT)
+        .unwrap_or_else(|| panic!("{}", fail("2002 was not offered the consultation", &agent)));
+    consulted.answer(&inv);
+    let consulted_tone = ToneStream::start(consulted.rtp_socket(), CONSULTED_HZ, sdp_port(&inv));
+    assert!(
+        established(&agent, 2),
+        "{}",
+        fail("the consultation has no media", &agent)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    agent.command("transfer 1 --to-call 2");
+    assert!(
+        d.wait_for_log(WAIT, |l| l.contains("attended transfer")
+            && l.contains("transferor=1001")),
+        "{}",
+        fail("no attended transfer", &agent)
+    );
+    assert_eq!(listen(&caller_tone, "caller"), [false, false, true]);
+    assert_eq!(listen(&consulted_tone, "2002"), [true, false, false]);
+
+    // What Linphone was sent: the 202, both NOTIFYs, a BYE on each call.
+    let log_has = |agent: &common::linphone::Linphone, start: &str, n: usize| {
+        common::wait_until(start, WAIT, || agent.messages(start).len() >= n);
+    };
+    log_has(&agent, "SIP/2.0 202", 1);
+    log_has(&agent, "NOTIFY ", 2);
+    log_has(&agent, "BYE ", 2);
+    let log = agent.log();
+    assert!(log.contains("SIP/2.0 100 Trying"), "{log}");
+    assert!(log.contains("Replaces="), "{log}");
+
+    let bye = consulted.request_in_dialog(&inv, "BYE", 1, None);
+    assert!(bye.starts_with("SIP/2.0 200"), "{}", fail(&bye, &agent));
+    assert!(
+        caller.expect_bye(WAIT).is_some(),
+        "{}",
+        fail("no BYE to the caller", &agent)
+    );
+    drop((caller_tone, consulted_tone));
+    agent.stop();
+
+    let data = d.cfg.root().join("data");
+    let mut rec = None;
+    common::wait_until("the caller's final record", WAIT, || {
+        let store = CdrStore::open_reader(&data).expect("records");
+        rec = store
+            .query(&CdrFilter::default())
+            .expect("query")
+            .into_iter()
+            .find(|r| r.id == caller_cid && r.ended_ms.is_some());
+        rec.is_some()
+    });
+    let rec = rec.expect("record");
+    let legs: Vec<(&str, Option<&str>)> = rec
+        .legs
+        .iter()
+        .map(|l| (l.agent.as_str(), l.transferred_to.as_deref()))
+        .collect();
+    assert_eq!(
+        legs,
+        [("1001", Some("attended:agent:2002")), ("2002", None)],
+        "{rec:?}"
+    );
+}
