@@ -57,7 +57,8 @@ fn dialog_lines(ack: &str) -> [String; 3] {
     ]
 }
 
-fn consulting() -> Consulting {
+/// The two calls set up, the consultation on shard `consult_shard`.
+fn consulting_on(consult_shard: usize) -> Consulting {
     let mut s = Sharded::with(2, |cfg| {
         if let Some(q) = cfg.queues.get_mut("support") {
             q.wrapup_s = 30;
@@ -72,7 +73,7 @@ fn consulting() -> Consulting {
     media(&mut s, 0);
 
     // 2001 dials the queue from its own phone: it is this call's caller.
-    let c2 = s.call_id_on("consult", 1);
+    let c2 = s.call_id_on("consult", consult_shard);
     let out = s.deliver(agent(5080), &invite("1500", &c2, "z9hG4bKc2"));
     let ok = out
         .iter()
@@ -87,7 +88,7 @@ fn consulting() -> Consulting {
     let inv_b = requests_to(&out, agent(5081)).remove(0);
     let out = s.deliver(agent(5081), &answer(&inv_b, 200, "b1", AGENT_SDP));
     let b_ack = requests_to(&out, agent(5081)).remove(0).to_string();
-    let legs = opened(&media(&mut s, 1));
+    let legs = opened(&media(&mut s, consult_shard));
     assert_eq!(legs.len(), 2, "the consultation's two legs");
     Consulting {
         s,
@@ -99,6 +100,10 @@ fn consulting() -> Consulting {
         caller_leg,
         b_leg: legs[1],
     }
+}
+
+fn consulting() -> Consulting {
+    consulting_on(1)
 }
 
 /// A request from the phone at `port` in the dialog `lines` name.
@@ -204,6 +209,15 @@ fn replaces_joins_the_caller_with_the_consulted_agent_across_shards() {
     assert_eq!(call_id_of(&to_caller[0]), c.c1);
     let bye = to_caller[0].clone();
     c.s.deliver(c.s.h.phone, &answer(&bye, 200, "x", ""));
+    // Shard 1 forwards 2002's dialog a while longer (late answers), then
+    // forgets it.
+    assert_eq!(c.s.eps[1].moved.len(), 1);
+    assert!(c.s.eps[1].moved_legs.is_empty());
+    let mut later = c.s.h.now;
+    later.mono += std::time::Duration::from_secs(40);
+    later.wall += std::time::Duration::from_secs(40);
+    c.s.eps[1].handle_timeout(later);
+    assert!(c.s.eps[1].moved.is_empty());
 
     let (recs, qlog, live) = folded(&mut c.s);
     let events_of = |cid: &str| -> Vec<&str> {
@@ -308,4 +322,33 @@ fn replaces_is_read_from_the_refer_to_uri() {
     ] {
         assert_eq!(crate::endpoint::replaces_of(bad), None, "{bad}");
     }
+}
+
+#[test]
+fn replaces_naming_a_consultation_on_the_same_shard_joins_it_there() {
+    let mut c = consulting_on(0);
+    let a = agent(5080);
+    let refer = from_phone(5080, &c.d1, "REFER", 1, &refer_to(&c.c2, &c.tag2, "c1"));
+    let out = c.s.deliver(a, &refer);
+    let to_a = requests_to(&out, a);
+    let methods: Vec<String> = to_a.iter().map(|r| r.method.to_string()).collect();
+    assert_eq!(methods, ["NOTIFY", "BYE", "NOTIFY", "BYE"], "{out:?}");
+    assert_eq!(call_id_of(&to_a[1]), c.c2, "the consultation's BYE");
+    assert_eq!(to_a[2].body, b"SIP/2.0 200 OK\r\n");
+    assert_eq!(c.s.shard_that_sent(a, Method::Bye), [0, 0]);
+    let m0 = media(&mut c.s, 0);
+    let bridge = MediaCommand::Bridge {
+        a: c.caller_leg,
+        b: c.b_leg,
+    };
+    assert!(m0.contains(&bridge), "{m0:?}");
+    // Nothing moved between shards: 2002's BYE is handled where it lands.
+    let b_lines = dialog_lines(&c.b_ack);
+    let out =
+        c.s.deliver(agent(5081), &from_phone(5081, &b_lines, "BYE", 1, ""));
+    assert_eq!(responses_to(&out, agent(5081))[0].status_code.code(), 200);
+    let to_caller = requests_to(&out, c.s.h.phone);
+    assert_eq!(to_caller.len(), 1, "{out:?}");
+    assert_eq!(call_id_of(&to_caller[0]), c.c1);
+    assert!(c.s.eps.iter().all(|e| e.moved.is_empty()));
 }
