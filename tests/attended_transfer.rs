@@ -10,8 +10,9 @@
 //! hang-up by 2002 reaches the caller; the caller's record has both legs
 //! in order and the consultation's says where its agent went.
 //!
-//! The phones are the raw-UDP ones of `common::phone`, each streaming its
-//! own tone (`common::tone`).
+//! The first test's phones are the raw-UDP ones of `common::phone`, each
+//! streaming its own tone (`common::tone`); the second has Linphone as the
+//! transferring agent, the third SIPp phones throughout.
 
 mod common;
 
@@ -365,4 +366,118 @@ fn a_linphone_agent_transfers_its_caller_to_the_agent_it_consulted() {
         [("1001", Some("attended:agent:2002")), ("2002", None)],
         "{rec:?}"
     );
+}
+
+/// The same with SIPp phones. The transferring agent's two dialogs are two
+/// SIPp twins (3PCC): `agent_transfers_attended` answers the caller, holds
+/// it, has its twin `agent_consults` dial 1700 (Call-ID `consult_cid`, From
+/// tag `consultA`), gets sipacd's To tag of that dialog back from it, and
+/// sends the REFER with Replaces; it checks the 202, the NOTIFY sequence
+/// and sipacd's BYE, its twin the BYE of the consultation. The consulted
+/// agent (`agent_takes_consultation`) keeps its dialog and gets sipacd's BYE
+/// when the caller (`call_caller_is_transferred`, on the other shard) hangs
+/// up. Without SIPp this test fails (see `common::require`).
+#[test]
+fn sipp_agents_do_an_attended_transfer_across_shards() {
+    if !common::sipp::sipp_or_skip() {
+        return;
+    }
+    use common::sipp::{run_sipp, run_sipp_at, SippRun};
+    let (first, second, twin) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let mut spec = ConfigSpec::new();
+    spec.env
+        .push(("TOKIO_WORKER_THREADS".into(), SHARDS.to_string()));
+    spec.extra = format!(
+        "\n[agents.2001]\ncontact = \"sip:2001@127.0.0.1:{first}\"\nskills = {{ support = 5 }}\n\
+         \n[agents.2002]\ncontact = \"sip:2002@127.0.0.1:{second}\"\nskills = {{ billing = 1 }}\n\
+         \n[queues.billing]\nskills = {{ billing = 1 }}\n\
+         \n[[numbers]]\nnumber = \"1700\"\nto = \"queue:billing\"\n"
+    );
+    let d = Daemon::start_with(spec);
+    let port = d.sip_port();
+    let caller_cid = call_id_on("sipp-caller", 0);
+    let consult_cid = call_id_on("sipp-consult", 1);
+    let t = Duration::from_secs(25);
+    let twin_addr = format!("127.0.0.1:{twin}");
+    let consults = {
+        let twin_addr = twin_addr.clone();
+        std::thread::spawn(move || {
+            run_sipp(port, "agent_consults", &["-3pcc", &twin_addr, "-m", "1"], t)
+        })
+    };
+    let consulted = std::thread::spawn(move || {
+        run_sipp_at(second, port, "agent_takes_consultation", &["-m", "2"], t)
+    });
+    // The twin listens before the transferor connects to it; both agents'
+    // pings are answered before the call.
+    std::thread::sleep(Duration::from_millis(1500));
+    let transfers = {
+        let cid = consult_cid.clone();
+        std::thread::spawn(move || {
+            run_sipp_at(
+                first,
+                port,
+                "agent_transfers_attended",
+                &["-3pcc", &twin_addr, "-m", "2", "-key", "consult_cid", &cid],
+                t,
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let caller = run_sipp(
+        port,
+        "call_caller_is_transferred",
+        &["-s", "1500", "-cid_str", &caller_cid],
+        t,
+    );
+    let check = |name: &str, run: &SippRun| {
+        assert!(
+            run.success(),
+            "{name}: {}\n--- sipacd ---\n{}",
+            run.report(),
+            d.stderr()
+        );
+    };
+    check("caller", &caller);
+    check("transferring agent", &transfers.join().expect("sipp"));
+    check("its consultation", &consults.join().expect("sipp"));
+    check("consulted agent", &consulted.join().expect("sipp"));
+
+    let data = d.cfg.root().join("data");
+    let mut rec = None;
+    common::wait_until("the caller's final record", WAIT, || {
+        let store = CdrStore::open_reader(&data).expect("records");
+        rec = store
+            .query(&CdrFilter::default())
+            .expect("query")
+            .into_iter()
+            .find(|r| r.id == caller_cid && r.ended_ms.is_some());
+        rec.is_some()
+    });
+    let rec = rec.expect("record");
+    let legs: Vec<(&str, Option<&str>, Option<&str>)> = rec
+        .legs
+        .iter()
+        .map(|l| {
+            (
+                l.agent.as_str(),
+                l.queue.as_deref(),
+                l.transferred_to.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        legs,
+        [
+            ("2001", Some("support"), Some("attended:agent:2002")),
+            ("2002", Some("billing"), None)
+        ],
+        "{rec:?}"
+    );
+    assert!(rec.hold_ms > 0, "{rec:?}");
+    assert!(d.stderr().contains("attended transfer"), "{}", d.stderr());
 }
