@@ -238,6 +238,20 @@ fn an_agent_consults_another_and_joins_the_caller_with_it_by_refer_with_replaces
 /// `transfer 1 --to-call 2` sends the REFER with Replaces. Without linphonec this test fails (see `common::require`).
 #[test]
 fn a_linphone_agent_transfers_its_caller_to_the_agent_it_consulted() {
+    linphone_consults_and_transfers("1700", "billing");
+}
+
+/// The same with the consultation dialled straight to the colleague's
+/// agent id: Linphone answers sipacd's digest challenge, and 2002 rings
+/// in the queue of 1001's call (`support`).
+#[test]
+fn a_linphone_agent_dials_a_colleague_by_agent_id_and_transfers_to_it() {
+    linphone_consults_and_transfers("2002", "support");
+}
+
+/// Linphone agent 1001 consults by dialling `number`; 2002 answers the
+/// consultation, which is in `queue`.
+fn linphone_consults_and_transfers(number: &str, queue: &str) {
     if !common::linphone::linphonec_or_skip() {
         return;
     }
@@ -300,7 +314,7 @@ fn a_linphone_agent_transfers_its_caller_to_the_agent_it_consulted() {
         "{}",
         fail("Linphone did not hold the caller", &agent)
     );
-    agent.command(&format!("call sip:1700@127.0.0.1:{port}"));
+    agent.command(&format!("call sip:{number}@127.0.0.1:{port}"));
     let inv = consulted
         .expect_invite(WAIT)
         .unwrap_or_else(|| panic!("{}", fail("2002 was not offered the consultation", &agent)));
@@ -313,6 +327,13 @@ fn a_linphone_agent_transfers_its_caller_to_the_agent_it_consulted() {
     );
     std::thread::sleep(Duration::from_secs(1));
 
+    if number == "2002" {
+        let log = d.stderr();
+        assert!(
+            log.contains("consultation call agent=1001 target=2002 queue=support"),
+            "{log}"
+        );
+    }
     agent.command("transfer 1 --to-call 2");
     assert!(
         d.wait_for_log(WAIT, |l| l.contains("attended transfer")
@@ -356,14 +377,23 @@ fn a_linphone_agent_transfers_its_caller_to_the_agent_it_consulted() {
         rec.is_some()
     });
     let rec = rec.expect("record");
-    let legs: Vec<(&str, Option<&str>)> = rec
+    let legs: Vec<(&str, Option<&str>, Option<&str>)> = rec
         .legs
         .iter()
-        .map(|l| (l.agent.as_str(), l.transferred_to.as_deref()))
+        .map(|l| {
+            (
+                l.agent.as_str(),
+                l.queue.as_deref(),
+                l.transferred_to.as_deref(),
+            )
+        })
         .collect();
     assert_eq!(
         legs,
-        [("1001", Some("attended:agent:2002")), ("2002", None)],
+        [
+            ("1001", Some("support"), Some("attended:agent:2002")),
+            ("2002", Some(queue), None)
+        ],
         "{rec:?}"
     );
 }

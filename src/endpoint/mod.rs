@@ -7,6 +7,7 @@ mod agents;
 mod announce;
 mod call_table;
 mod calls;
+mod consult;
 mod emit;
 mod features;
 mod flows;

@@ -352,3 +352,64 @@ fn replaces_naming_a_consultation_on_the_same_shard_joins_it_there() {
     assert_eq!(call_id_of(&to_caller[0]), c.c1);
     assert!(c.s.eps.iter().all(|e| e.moved.is_empty()));
 }
+
+/// Agent 1001 (password `secret`, the only one in `support`) and 2001,
+/// 2002 in `sales`; 1001's phone registered at 5072.
+fn consulting_by_id() -> super::Harness {
+    let mut h = super::Harness::with_config(|t| {
+        t.replace("skills = { support = 5 }", "skills = { sales = 1 }")
+            .replace("20000-20005", "20000-20099")
+            .replace("max_calls = 2", "max_calls = 10")
+            .replace(
+                "password = \"secret\"",
+                "password = \"secret\"\nskills = { support = 5 }",
+            )
+    });
+    super::contacts::register_1001(&mut h, agent(5072), "<sip:1001@127.0.0.1:5072>");
+    h
+}
+
+#[test]
+fn an_agent_dials_a_colleague_by_id_only_on_a_call_and_only_if_it_can_ring() {
+    use super::features::dial_authenticated;
+    let mut h = consulting_by_id();
+    let last = |r: &[rsip::Response]| r.last().map(|r| r.status_code.code());
+    // Not on a call: nothing to consult about.
+    let refused = dial_authenticated(&mut h, "2002", 1);
+    assert_eq!(last(&refused), Some(403), "{refused:?}");
+
+    // 1001 takes a caller of `support`.
+    let (_, out) = super::queued_caller(&mut h, "byid");
+    let inv = requests_to(&out, agent(5072)).remove(0);
+    h.send_from(agent(5072), &answer(&inv, 200, "one", AGENT_SDP));
+    // Now 1001 dials 2002: answered at once, and 2002 rings alone in
+    // `support` (not its queue) with 1001 as the caller.
+    let ok = dial_authenticated(&mut h, "2002", 3);
+    assert_eq!(last(&ok), Some(200), "{ok:?}");
+    let tag = to_tag(&rsip::SipMessage::Response(
+        ok.last().cloned().expect("200"),
+    ));
+    let ack = format!(
+        "ACK sip:2002@test.local SIP/2.0\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5072;branch=z9hG4bKfack4\n\
+         Max-Forwards: 70\nFrom: <sip:1001@test.local>;tag=f4\n\
+         To: <sip:2002@test.local>;tag={tag}\nCall-ID: fc-2002-4\n\
+         CSeq: 4 ACK\nContent-Length: 0\n\n"
+    );
+    let out = h.send_from(agent(5072), &ack);
+    let offer = requests_to(&out, agent(5081));
+    assert_eq!(offer.len(), 1, "{out:?}");
+    let text = offer[0].to_string();
+    assert!(text.contains("X-Sipacd-Queue: support"), "{text}");
+    assert!(text.contains("sip:1001@"), "{text}");
+    assert!(
+        requests_to(&out, agent(5080)).is_empty(),
+        "2001 is not rung"
+    );
+    // 2002 rings already: a second consultation is refused busy.
+    let busy = dial_authenticated(&mut h, "2002", 5);
+    assert_eq!(last(&busy), Some(486), "{busy:?}");
+    // Nor does an agent consult itself.
+    let itself = dial_authenticated(&mut h, "1001", 7);
+    assert_eq!(last(&itself), Some(403), "{itself:?}");
+}
