@@ -40,6 +40,10 @@ pub struct Replaces {
 /// such, or no agent has answered it yet (RFC 3891 §3).
 pub const NO_DIALOG: &str = "481 Call/Transaction Does Not Exist";
 
+/// The last NOTIFY's sipfrag when the consulted agent's leg arrived but
+/// could not be joined.
+const GONE: &str = "503 Service Unavailable";
+
 /// How long a shard still forwards a moved leg's messages after the leg
 /// ended (its BYE's answer, retransmissions): 64·T1, a transaction's life.
 const FORWARD_GRACE: Duration = Duration::from_secs(32);
@@ -363,12 +367,15 @@ impl Endpoint {
             .get(ck)
             .and_then(|c| c.agent.as_ref())
             .is_some_and(|l| l.state == AgentLegState::Connected);
-        let Some(caller_leg) = self.calls.get(ck).and_then(|c| c.leg) else {
-            return self.drop_handover(h, now);
-        };
         if !transferor_on {
             return self.drop_handover(h, now);
         }
+        let Some(caller_leg) = self.calls.get(ck).and_then(|c| c.leg) else {
+            // A caller without media cannot be joined: the transferor
+            // keeps it and hears why.
+            self.notify_transferor(ck, GONE, true, now);
+            return self.drop_handover(h, now);
+        };
         let agent = h.leg.agent_id.clone();
         let Some(transferor) = self.detach_transferor(ck, format!("attended:agent:{agent}"), now)
         else {
