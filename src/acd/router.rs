@@ -1092,6 +1092,18 @@ impl Router {
         })
     }
 
+    /// The queue `call` is in or was answered from (None: not a call of
+    /// the router's, or hung up).
+    pub fn queue_of(&self, call: CallId) -> Option<Arc<str>> {
+        let queue = match self.calls.get(&call).as_deref()? {
+            Loc::Waiting(c) | Loc::Offered { caller: c, .. } | Loc::Connected { caller: c, .. } => {
+                c.queue
+            }
+            Loc::HungUp => return None,
+        };
+        self.topo.names.queue_name(queue).cloned()
+    }
+
     /// Visits every agent's public state and pause reason without building
     /// an `AgentStatus` for each: for change detection on every loop turn.
     pub fn visit_agent_states(&self, mut f: impl FnMut(&Arc<str>, AgentState, Option<&str>)) {

@@ -76,6 +76,14 @@ pub enum EventKind {
         trunk: String,
         to: String,
     },
+    /// An attended transfer joined `agent` (from the transferor's
+    /// consultation call `from_call`) to the caller of `call`.
+    CallJoined {
+        call: String,
+        queue: Option<String>,
+        agent: String,
+        from_call: String,
+    },
     /// A supervisor's monitor leg: `step` is `started`, `mode_changed`,
     /// `ended` (with `reason`) or `failed` (the phone never answered, with
     /// `reason`); `mode` is `listen`, `whisper` or `barge`.
@@ -219,6 +227,18 @@ pub fn live_events(ev: &Event) -> Vec<LiveEvent> {
             call: call_id(call),
             trunk: trunk.clone(),
             to: to.clone(),
+        }],
+        Step::Joined {
+            call,
+            queue,
+            agent,
+            from_call,
+            ..
+        } => vec![EventKind::CallJoined {
+            call: call_id(call),
+            queue: queue.clone(),
+            agent: agent.clone(),
+            from_call: from_call.clone(),
         }],
         Step::Monitor {
             call,

@@ -101,6 +101,9 @@ pub struct Call {
     pub recording: Option<String>,
     /// The recording notice plays to the caller: bridge when it ends.
     pub bridge_after_prompt: bool,
+    /// An agent dialled this agent id to consult it: it rings that agent
+    /// alone once the call is confirmed.
+    pub ring_agent: Option<String>,
 }
 
 /// Time on hold, from either leg's re-INVITE or UPDATE.
@@ -202,6 +205,7 @@ impl Call {
             in_setup: false,
             recording: None,
             bridge_after_prompt: false,
+            ring_agent: None,
             monitor: None,
         };
         let action = call.on_timeout(now);

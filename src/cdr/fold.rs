@@ -152,6 +152,24 @@ impl RecordFold {
                     r.legs.push(AgentLegRecord::outside(trunk, to, at));
                 }
             }
+            // The consulted agent's leg joins the caller's record as its
+            // next leg (after the transferor's, ended by `Transferred`).
+            EventKind::Joined {
+                call, agent, queue, ..
+            } => {
+                if let Some(r) = self.open.get_mut(call) {
+                    r.agent = Some(agent.clone());
+                    r.legs.push(AgentLegRecord {
+                        agent: agent.clone(),
+                        queue: queue.clone(),
+                        answered_ms: at,
+                        ended_ms: None,
+                        transferred_to: None,
+                        trunk: None,
+                        number: None,
+                    });
+                }
+            }
             EventKind::RecordingStarted { call, path } => {
                 if let Some(r) = self.open.get_mut(call) {
                     r.recording = Some(path.clone());

@@ -276,6 +276,18 @@ impl QueueLogFold {
                 };
                 let hold = secs(at.saturating_duration_since(stay.entered));
                 let talk = secs(mono.saturating_duration_since(*at));
+                // Asterisk 12+: ATTENDEDTRANSFER|BRIDGE|target|holdtime|calltime|origposition.
+                if let Some(target) = to.strip_prefix("attended:") {
+                    let data = vec![
+                        "BRIDGE".to_owned(),
+                        target.to_owned(),
+                        hold,
+                        talk,
+                        stay.origpos.to_string(),
+                    ];
+                    let (q, id) = (&stay.queue, &call.call_id);
+                    return self.line(wall, id, q, agent, "ATTENDEDTRANSFER", data);
+                }
                 let (ext, ctx) = to.split_once(':').unwrap_or((to.as_str(), ""));
                 let data = vec![
                     ctx.to_owned(),
@@ -341,6 +353,9 @@ impl QueueLogFold {
             | EventKind::RecordingEnded { .. }
             // The transferor's BLINDTRANSFER line was written already.
             | EventKind::TrunkBridged { .. }
+            // After an attended transfer the caller's stay was closed by
+            // its ATTENDEDTRANSFER line, as Asterisk logs it.
+            | EventKind::Joined { .. }
             | EventKind::Trunk { .. } => {}
         }
     }

@@ -388,7 +388,10 @@ impl Engine {
                         self.parked.park(s.port, s.pair);
                     }
                     if let Some(b) = s.bridge {
-                        if let Some(other) = self.slots.get_mut(&b) {
+                        // Unless the other leg was bridged elsewhere since
+                        // (an attended transfer moves a leg to a new call).
+                        let other = self.slots.get_mut(&b).filter(|o| o.bridge == Some(leg));
+                        if let Some(other) = other {
                             other.bridge = None;
                             other.leg.play(Source::Silence, now);
                         }

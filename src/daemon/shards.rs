@@ -27,6 +27,9 @@ pub enum ShardMsg {
     Media(MediaEvent),
     /// A router output decided on another shard about one of our calls.
     Acd(Output),
+    /// Work another shard handed over (attended transfer: a leg moving,
+    /// messages for a leg that moved).
+    Relay(crate::endpoint::Relay),
     /// Run this on the shard's endpoint (admin views, drain).
     Run(Job),
     /// Hand the router over for a reload and wait for it to come back.
@@ -245,6 +248,7 @@ impl ShardTask {
                 self.guarded("media event", |ep| ep.handle_media_event(ev, now()))
             }
             ShardMsg::Acd(out) => self.guarded("handover", |ep| ep.handle_foreign(out, now())),
+            ShardMsg::Relay(r) => self.guarded("relay", |ep| ep.handle_relay(r, now())),
             ShardMsg::Run(f) => self.guarded("admin request", |ep| f(ep, now())),
             ShardMsg::Park(p) => {
                 let mine = self.ep.swap_router(p.stand_in);
@@ -282,6 +286,11 @@ impl ShardTask {
         self.obs.drain(&mut self.ep, now());
         while let Some((shard, out)) = self.ep.poll_foreign() {
             self.peers.send(shard, ShardMsg::Acd(out));
+        }
+        // After this turn's media commands: a leg handed over is closed
+        // from its old call before its new one bridges it.
+        while let Some((shard, r)) = self.ep.poll_relay() {
+            self.peers.send(shard, ShardMsg::Relay(r));
         }
     }
 

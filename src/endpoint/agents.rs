@@ -372,6 +372,7 @@ impl Endpoint {
         let acd = call.as_ref().and_then(|c| c.acd);
         if let Some(leg) = call.and_then(|c| c.agent.take()) {
             info!(call = %self.calls.call_id(ck), agent = %leg.agent_id, "agent hung up");
+            self.agent_leg_left(&leg, now);
             self.release_monitor(ck, "agent_left", now);
             if !transferring {
                 self.note_hangup_by(ck, crate::events::HangupBy::Agent);
@@ -406,6 +407,7 @@ impl Endpoint {
         self.release_monitor(ck, "agent_left", now);
         let mut leg = self.calls.get_mut(ck)?.agent.take()?;
         self.agent_invites.remove(&leg.invite_key);
+        self.agent_leg_left(&leg, now);
         let target = self.agent_leg_target(&leg);
         match (leg.state, target) {
             (AgentLegState::Offering, Some(to)) => {

@@ -290,6 +290,7 @@ impl Endpoint {
         let Some(number) = headers::request_user(&req) else {
             return self.reject_invite(&key, &req, 404, now);
         };
+        let mut ring_agent = None;
         let (target, ring, encryption) = match self.cfg.features.action(&number) {
             // A feature code: answered, then hung up after the ACK.
             Some(action) => match self.feature_code(&key, &req, from, action, now) {
@@ -301,11 +302,23 @@ impl Endpoint {
                     .numbers
                     .get(&number)
                     .and_then(|&i| self.cfg.numbers.get(i));
-                let Some(route) = route else {
-                    return self.reject_invite(&key, &req, 404, now);
-                };
-                let ring = Duration::from_secs(route.ring_s);
-                (route.to.clone(), ring, route.media_encryption)
+                match route {
+                    Some(route) => {
+                        let ring = Duration::from_secs(route.ring_s);
+                        (route.to.clone(), ring, route.media_encryption)
+                    }
+                    // An agent id: an agent consulting a colleague.
+                    None if self.cfg.agents.contains_key(&number) => {
+                        let Some((queue, policy)) =
+                            self.consult_route(&key, &req, from, &number, now)
+                        else {
+                            return;
+                        };
+                        ring_agent = Some(number.clone());
+                        (Target::Queue(queue), Duration::ZERO, policy)
+                    }
+                    None => return self.reject_invite(&key, &req, 404, now),
+                }
             }
         };
         // Not a caller: no record, no events of a call.
@@ -353,6 +366,7 @@ impl Endpoint {
         let (mut call, action) =
             Call::new(dialog, from, number, target, offer, ports, ring, now.mono);
         call.session = session;
+        call.ring_agent = ring_agent;
         info!(call = %call_id, number = %call.number, "new call");
         // max_calls counts every shard's calls: take a place atomically
         // (the check above is only the cheap early answer).
@@ -407,7 +421,10 @@ impl Endpoint {
             .filter(|c| c.state == CallState::Confirmed && c.queued_at.is_none())
             .and_then(|c| c.queue().map(str::to_owned));
         if let Some(queue) = direct_queue {
-            self.enter_queue(ck, &queue, 0, now);
+            match self.calls.get_mut(ck).and_then(|c| c.ring_agent.take()) {
+                Some(agent) => self.ring_consulted(ck, &queue, &agent, now),
+                None => self.enter_queue(ck, &queue, 0, now),
+            }
         }
     }
 

@@ -71,7 +71,7 @@ impl Endpoint {
         Some(self.agent_encryption(&agent))
     }
 
-    fn forbid(&mut self, key: &TxKey, req: &rsip::Request, phrase: &str, now: Now) {
+    pub(super) fn forbid(&mut self, key: &TxKey, req: &rsip::Request, phrase: &str, now: Now) {
         let resp = headers::response_to(req, 403, phrase, Some(&super::calls::new_tag()));
         self.respond(key, resp, now);
     }

@@ -138,6 +138,9 @@ impl Endpoint {
 
     /// Something the media engine noticed on one of our legs.
     pub fn handle_media_event(&mut self, ev: MediaEvent, now: Now) {
+        let Err(ev) = self.forward_media(ev) else {
+            return; // the leg moved to another shard
+        };
         let leg = ev.leg();
         let Some(ck) = self.legs.get(&leg).cloned() else {
             return;

@@ -7,6 +7,7 @@ mod agents;
 mod announce;
 mod call_table;
 mod calls;
+mod consult;
 mod emit;
 mod features;
 mod flows;
@@ -25,6 +26,7 @@ mod tally;
 #[cfg(test)]
 mod tests;
 mod transfer;
+mod transfer_attended;
 mod transfer_trunk;
 mod trunk;
 mod views;
@@ -49,6 +51,7 @@ pub use shard::{
     owner_of_output, raw_call_id, shard_of_call_id, shard_of_id, stand_in_router, ShardId, Shared,
 };
 pub use tally::{method_label, Tally};
+pub use transfer_attended::{replaces_of, Relay, Replaces};
 pub use trunk::TrunkCallError;
 
 /// How often expired registrations are swept and waiting calls are offered
@@ -130,6 +133,11 @@ pub struct Endpoint {
     next_trunk: u64,
     /// Trunk calls placed for blind transfers, by trunk call id.
     trunk_transfers: HashMap<u64, transfer_trunk::TrunkTransfer>,
+    /// Work for other shards (attended transfer), and the legs that moved
+    /// away from here: their SIP messages by Call-ID, media events by leg.
+    relay_out: std::collections::VecDeque<(usize, Relay)>,
+    moved: HashMap<String, transfer_attended::Moved>,
+    moved_legs: HashMap<LegId, usize>,
 }
 
 /// Whether a connection to this peer is open: asked before an agent
@@ -198,6 +206,9 @@ impl Endpoint {
             trunk_dialogs: HashMap::new(),
             next_trunk: 0,
             trunk_transfers: HashMap::new(),
+            relay_out: Default::default(),
+            moved: HashMap::new(),
+            moved_legs: HashMap::new(),
             cfg,
         };
         if shard.is_primary() {
@@ -284,6 +295,10 @@ impl Endpoint {
 
     /// One message as received from `from`.
     pub fn handle_inbound(&mut self, bytes: &[u8], from: Peer, now: Now) {
+        // A leg handed to another shard by an attended transfer.
+        if self.forward_moved(bytes, from) {
+            return;
+        }
         // A retransmission (or a repeated ACK) is recognised from its bytes
         // alone: the transaction layer saw the very same ones before.
         if let Some(ids) = crate::sip::message::peek_request(bytes) {
@@ -346,6 +361,7 @@ impl Endpoint {
                     self.agent_reachable(&user, false, now);
                 }
             }
+            self.sweep_moved(now);
             self.housekeeping_at = now.mono + HOUSEKEEPING;
         }
         if self.shard.is_primary() && now.mono >= self.qualify_at {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use super::{Endpoint, Now};
 use crate::sip::Peer;
 
+#[path = "tests_attended.rs"]
+mod attended;
 #[path = "tests_contacts.rs"]
 mod contacts;
 #[path = "tests_events.rs"]

@@ -55,7 +55,7 @@ fn responses(out: &[(Peer, rsip::SipMessage)]) -> Vec<rsip::Response> {
 }
 
 /// Dials `code` as 1001 (password "secret"), answering the challenge.
-fn dial_authenticated(h: &mut Harness, code: &str, cseq: u32) -> Vec<rsip::Response> {
+pub(super) fn dial_authenticated(h: &mut Harness, code: &str, cseq: u32) -> Vec<rsip::Response> {
     let out = h.send_from(agent(5072), &dial("1001", code, cseq, ""));
     let challenge = responses(&out)
         .iter()

@@ -10,20 +10,26 @@ use super::{
 };
 use crate::sip::Peer;
 
-struct Sharded {
-    eps: Vec<Endpoint>,
-    h: Harness,
+pub(super) struct Sharded {
+    pub(super) eps: Vec<Endpoint>,
+    pub(super) h: Harness,
     /// Which shard sent each message of the last step.
     sent_by: Vec<(usize, Peer, rsip::SipMessage)>,
 }
 
 impl Sharded {
-    fn new(count: usize) -> Sharded {
+    pub(super) fn new(count: usize) -> Sharded {
+        Sharded::with(count, |_| {})
+    }
+
+    /// The same with the harness's configuration as `edit` changes it.
+    pub(super) fn with(count: usize, edit: impl FnOnce(&mut crate::config::Config)) -> Sharded {
         let h = Harness::new();
         // Room for a few bridged calls (the harness's own is tiny).
         let mut cfg = (*h.ep.config()).clone();
         cfg.server.rtp_ports = 20000..=20099;
         cfg.server.max_calls = 10;
+        edit(&mut cfg);
         let eps = Shared::endpoints(&std::sync::Arc::new(cfg), count, h.now);
         Sharded {
             eps,
@@ -33,14 +39,14 @@ impl Sharded {
     }
 
     /// A Call-ID (with `prefix`) that the daemon gives to shard `shard`.
-    fn call_id_on(&self, prefix: &str, shard: usize) -> String {
+    pub(super) fn call_id_on(&self, prefix: &str, shard: usize) -> String {
         (0..)
             .map(|n| format!("{prefix}-{n}"))
             .find(|c| shard_of_call_id(c, self.eps.len()) == shard)
             .unwrap_or_default()
     }
 
-    fn deliver(&mut self, from: Peer, text: &str) -> Vec<(Peer, rsip::SipMessage)> {
+    pub(super) fn deliver(&mut self, from: Peer, text: &str) -> Vec<(Peer, rsip::SipMessage)> {
         let wire = text.replace("\r\n", "\n").replace('\n', "\r\n");
         let shard = raw_call_id(wire.as_bytes()).map_or(0, |c| shard_of_call_id(c, self.eps.len()));
         self.eps[shard].handle_inbound(wire.as_bytes(), from, self.h.now);
@@ -49,7 +55,7 @@ impl Sharded {
 
     /// Hands router outputs to their shards until none are left; returns
     /// what was sent (OPTIONS pings left out).
-    fn pump(&mut self) -> Vec<(Peer, rsip::SipMessage)> {
+    pub(super) fn pump(&mut self) -> Vec<(Peer, rsip::SipMessage)> {
         self.sent_by.clear();
         loop {
             let mut moved = false;
@@ -57,6 +63,11 @@ impl Sharded {
                 while let Some((to, out)) = self.eps[i].poll_foreign() {
                     assert_ne!(to, i, "an output of our own is never handed over");
                     self.eps[to].handle_foreign(out, self.h.now);
+                    moved = true;
+                }
+                while let Some((to, r)) = self.eps[i].poll_relay() {
+                    assert_ne!(to, i, "work of our own is done at once");
+                    self.eps[to].handle_relay(r, self.h.now);
                     moved = true;
                 }
                 while let Some((peer, bytes)) = self.eps[i].poll_transmit() {
@@ -78,7 +89,7 @@ impl Sharded {
     }
 
     /// A caller of queue `support`, answered and ACKed; returns its To tag.
-    fn queued(&mut self, call_id: &str) -> (String, Vec<(Peer, rsip::SipMessage)>) {
+    pub(super) fn queued(&mut self, call_id: &str) -> (String, Vec<(Peer, rsip::SipMessage)>) {
         let phone = self.h.phone;
         let out = self.deliver(
             phone,
@@ -89,7 +100,7 @@ impl Sharded {
         (tag, self.deliver(phone, &ack))
     }
 
-    fn shard_that_sent(&self, to: Peer, method: rsip::Method) -> Vec<usize> {
+    pub(super) fn shard_that_sent(&self, to: Peer, method: rsip::Method) -> Vec<usize> {
         self.sent_by
             .iter()
             .filter(|(_, p, m)| {

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::super::transfer::{refer_target, ReferTarget, NO_ATTENDED, NO_TRUNK};
+use super::super::transfer::{refer_target, ReferTarget, NO_TRUNK};
 use super::super::{MediaCommand, MediaEvent};
 use super::mid_call::{answered_by, from_agent, responses_to, Bridged};
 use super::*;
@@ -214,15 +214,16 @@ fn refer_to_a_queue_number_moves_the_caller_and_tells_the_transferor() {
 }
 
 #[test]
-fn refer_to_an_outside_number_or_with_replaces_is_403_and_the_call_goes_on() {
+fn refer_to_an_outside_number_is_403_and_the_call_goes_on() {
     let mut h = Harness::new();
     let b = bridged(&mut h);
     let cases = [
         ("sip:0049301234567@127.0.0.1", 403, NO_TRUNK),
+        // A Replaces without both tags names no dialog.
         (
-            "sip:1500@127.0.0.1?Replaces=abc%3Bto-tag%3Dx%3Bfrom-tag%3Dy",
-            403,
-            NO_ATTENDED,
+            "sip:1500@127.0.0.1?Replaces=abc%3Bto-tag%3Dx",
+            400,
+            "Bad Refer-To",
         ),
         ("tel:+15550100", 400, "Bad Refer-To"),
     ];
@@ -306,8 +307,16 @@ fn refer_targets_are_read_from_the_numbers_and_agents() {
     );
     assert_eq!(t("<sip:9999@test.local>"), ReferTarget::Outside);
     assert_eq!(
+        t("<sip:1500@x?Replaces=a%3Bto-tag%3Db%3Bfrom-tag%3Dc>"),
+        ReferTarget::Attended(crate::endpoint::Replaces {
+            call_id: "a".into(),
+            to_tag: "b".into(),
+            from_tag: "c".into(),
+        })
+    );
+    assert_eq!(
         t("<sip:1500@x?Replaces=a%3Bto-tag%3Db>"),
-        ReferTarget::Attended
+        ReferTarget::Unreadable
     );
     assert_eq!(t("<sip:test.local>"), ReferTarget::Unreadable);
     assert_eq!(refer_target(&cfg, &numbers, None), ReferTarget::Unreadable);

@@ -30,7 +30,7 @@ pub enum ReferTarget {
     /// A configured agent's id: the caller rings that agent alone.
     Agent(String),
     /// A `Refer-To` with `Replaces` (RFC 3891): an attended transfer.
-    Attended,
+    Attended(super::Replaces),
     /// Anything else: an outside number, through `[features]
     /// transfer_trunk` (refused with 403 without one).
     Outside,
@@ -40,7 +40,6 @@ pub enum ReferTarget {
 
 /// The 403 reason phrases a refused transfer carries.
 pub const NO_TRUNK: &str = "Forbidden (no trunk is configured for outside numbers)";
-pub const NO_ATTENDED: &str = "Forbidden (attended transfer is not supported)";
 
 /// The last NOTIFY's sipfrag when the agent a transfer names cannot ring:
 /// on a call (ringing, talking, wrap-up), or not there (paused, logged
@@ -63,7 +62,9 @@ pub fn refer_target(
     };
     let attended = refer_to.is_some_and(|v| v.to_ascii_lowercase().contains("replaces="));
     if attended {
-        return ReferTarget::Attended;
+        return refer_to
+            .and_then(super::replaces_of)
+            .map_or(ReferTarget::Unreadable, ReferTarget::Attended);
     }
     if let Some(n) = numbers.get(user).and_then(|&i| cfg.numbers.get(i)) {
         return ReferTarget::Known(n.to.clone());
@@ -103,8 +104,6 @@ impl Endpoint {
         }
         let refer_to = headers::header_value(&req, "Refer-To");
         let target = match refer_target(&self.cfg, &self.numbers, refer_to.as_deref()) {
-            ReferTarget::Known(t) => Ok(t),
-            ReferTarget::Agent(id) => Err(id),
             ReferTarget::Unreadable => {
                 let resp = headers::response_to(&req, 400, "Bad Refer-To", None);
                 return self.respond(&key, resp, now);
@@ -113,20 +112,14 @@ impl Endpoint {
             ReferTarget::Outside => {
                 return self.refer_outside(ck, key, req, refer_to.as_deref(), now)
             }
-            refused => {
-                let phrase = match refused {
-                    ReferTarget::Attended => NO_ATTENDED,
-                    _ => NO_TRUNK,
-                };
-                info!(call = %self.calls.call_id(ck), refer_to = ?refer_to, "transfer refused: {phrase}");
-                let resp = headers::response_to(&req, 403, phrase, None);
-                return self.respond(&key, resp, now);
-            }
+            target => target,
         };
         self.accept_refer(ck, &key, &req, now);
         match target {
-            Ok(t) => self.blind_transfer(ck, t, now),
-            Err(agent) => self.transfer_to_agent(ck, &agent, now),
+            ReferTarget::Known(t) => self.blind_transfer(ck, t, now),
+            ReferTarget::Agent(agent) => self.transfer_to_agent(ck, &agent, now),
+            ReferTarget::Attended(r) => self.attended_transfer(ck, r, now),
+            ReferTarget::Outside | ReferTarget::Unreadable => {}
         }
     }
 
@@ -264,6 +257,7 @@ impl Endpoint {
             self.agent_dialogs
                 .remove(&(d.call_id.clone(), d.local_tag.clone()));
         }
+        self.agent_leg_left(&leg, now);
         if let Some(l) = leg.leg.take() {
             self.legs.remove(&l);
             self.media(MediaCommand::Close { leg: l });
@@ -311,7 +305,7 @@ impl Endpoint {
     }
 
     /// Our Via for a request to the agent's phone at `peer`.
-    fn agent_via(&self, peer: crate::sip::Peer) -> LocalVia {
+    pub(super) fn agent_via(&self, peer: crate::sip::Peer) -> LocalVia {
         LocalVia {
             transport: peer.transport,
             host: self.cfg.server.advertise.to_string(),

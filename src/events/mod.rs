@@ -142,6 +142,18 @@ pub enum EventKind {
         agent: String,
         to: String,
     },
+    /// `agent`, talking on another call (`from_call`, the transferor's
+    /// consultation call), was joined to this call's caller by an attended
+    /// transfer (REFER with Replaces): its leg `agent_call_id` is this
+    /// call's agent leg from now on. The transferor's own leg ended just
+    /// before (a `Transferred` with `to` = `attended:agent:ID`).
+    Joined {
+        call: CallRef,
+        queue: Option<String>,
+        agent: String,
+        agent_call_id: String,
+        from_call: String,
+    },
     /// The router moved the caller out of `queue` without an agent.
     Diverted {
         call: CallRef,
@@ -269,6 +281,7 @@ impl EventKind {
             | EventKind::RingNoAnswer { call, .. }
             | EventKind::Answered { call, .. }
             | EventKind::Transferred { call, .. }
+            | EventKind::Joined { call, .. }
             | EventKind::Diverted { call, .. }
             | EventKind::RecordingStarted { call, .. }
             | EventKind::RecordingEnded { call, .. }

@@ -101,6 +101,13 @@ impl MetricsFold {
                     c.talk_seconds.inc_by(talked.as_secs_f64());
                 }
             }
+            // The consulted agent talks with the caller from now on: its
+            // talk time counts from the join (its answer was counted on the
+            // consultation call).
+            EventKind::Joined { call, agent, .. } => {
+                let stage = Stage::Talking(agent.clone(), ev.at.mono);
+                self.calls.insert(call.clone(), stage);
+            }
             EventKind::Ended(end) => match self.calls.remove(&end.call) {
                 Some(Stage::Waiting(queue)) => {
                     self.handles.queue(m, &queue).abandoned.inc();

@@ -253,6 +253,17 @@ impl Caller {
         )
     }
 
+    /// The dialog's tags: (ours, sipacd's), what a `Replaces` names.
+    pub fn tags(&self) -> (String, String) {
+        let tag = |v: &str| {
+            v.split(";tag=")
+                .nth(1)
+                .map(|t| t.split(';').next().unwrap_or(t).trim().to_string())
+                .unwrap_or_default()
+        };
+        (tag(&self.from), tag(&self.to))
+    }
+
     /// Hangs up: BYE, and waits (bounded) for its 200. Panics without one.
     pub fn bye(&mut self) {
         self.cseq += 1;
@@ -530,6 +541,19 @@ impl AgentPhone {
         cseq: u32,
         body: Option<&str>,
     ) -> String {
+        self.request_in_dialog_with(invite, method_name, cseq, body, "")
+    }
+
+    /// The same with `extra` header lines (each ending in CRLF), e.g. a
+    /// REFER's `Refer-To`.
+    pub fn request_in_dialog_with(
+        &mut self,
+        invite: &str,
+        method_name: &str,
+        cseq: u32,
+        body: Option<&str>,
+        extra: &str,
+    ) -> String {
         let tag = self.tag_of(invite);
         let g = |n: &str, c: Option<&str>| header(invite, n, c).unwrap_or_default().to_string();
         let target = header(invite, "Contact", Some("m"))
@@ -550,7 +574,7 @@ impl AgentPhone {
                 "{m} {target} SIP/2.0\r\n\
                  Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bK{br};rport\r\n\
                  Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\n\
-                 CSeq: {n} {m}\r\nContact: <{contact}>\r\n{ctype}Content-Length: {len}\r\n\r\n{body}",
+                 CSeq: {n} {m}\r\nContact: <{contact}>\r\n{extra}{ctype}Content-Length: {len}\r\n\r\n{body}",
                 p = port,
                 br = token(),
                 len = body.len(),
@@ -579,9 +603,19 @@ impl AgentPhone {
 
     /// Waits for a BYE and answers it 200. Returns the BYE.
     pub fn expect_bye(&mut self, timeout: Duration) -> Option<String> {
-        let bye = self.next(timeout, |m| method(m) == Some("BYE"))?;
-        let ok = ok_for(&bye);
-        self.reply(&bye, ok);
-        Some(bye)
+        self.expect_request(timeout, |m| method(m) == Some("BYE"))
+    }
+
+    /// Waits for a request `want` accepts (a NOTIFY with some sipfrag...)
+    /// and answers it 200. Returns it.
+    pub fn expect_request(
+        &mut self,
+        timeout: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let req = self.next(timeout, |m| method(m).is_some() && want(m))?;
+        let ok = ok_for(&req);
+        self.reply(&req, ok);
+        Some(req)
     }
 }
