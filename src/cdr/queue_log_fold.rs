@@ -328,6 +328,10 @@ impl QueueLogFold {
             | EventKind::AgentState { .. }
             | EventKind::RecordingStarted { .. }
             | EventKind::RecordingEnded { .. }
+            | EventKind::VoicemailStarted { .. }
+            | EventKind::VoicemailEnded { .. }
+            | EventKind::SurveyStarted { .. }
+            | EventKind::CsatScored { .. }
             | EventKind::Trunk { .. } => {}
         }
     }

@@ -49,6 +49,14 @@ pub struct CallRecord {
     /// `GET /api/v1/calls/ID/recording`.
     #[serde(default)]
     pub recording: Option<String>,
+    /// The message the caller left in a `voicemail` node, relative to
+    /// `server.data_dir` (`voicemail/YYYY-MM-DD/CALL.wav`); served by
+    /// `GET /api/v1/voicemail/ID`.
+    #[serde(default)]
+    pub voicemail: Option<String>,
+    /// The caller's score in the post-call survey (CSAT), if it gave one.
+    #[serde(default)]
+    pub csat: Option<u8>,
 }
 
 /// One agent's part of a call.
@@ -98,6 +106,8 @@ impl CallRecord {
             closed_by: None,
             legs: Vec::new(),
             recording: None,
+            voicemail: None,
+            csat: None,
         }
     }
 }
