@@ -98,6 +98,12 @@ pub struct Call {
     pub recording: Option<String>,
     /// The recording notice plays to the caller: bridge when it ends.
     pub bridge_after_prompt: bool,
+    /// The message a `voicemail` node is recording: its path (relative to
+    /// `data_dir`) and when it started.
+    pub message: Option<(String, std::time::SystemTime)>,
+    /// Set once the agent hung up and the caller went to the queue's
+    /// survey: the queue and agent its score is for.
+    pub survey_of: Option<(Option<String>, String)>,
 }
 
 /// Time on hold, from either leg's re-INVITE or UPDATE.
@@ -199,6 +205,8 @@ impl Call {
             recording: None,
             bridge_after_prompt: false,
             monitor: None,
+            message: None,
+            survey_of: None,
         };
         let action = call.on_timeout(now);
         (call, action)

@@ -339,6 +339,10 @@ impl QueueLogFold {
             | EventKind::RecordingStarted { .. }
             | EventKind::Monitor { .. }
             | EventKind::RecordingEnded { .. }
+            | EventKind::VoicemailStarted { .. }
+            | EventKind::VoicemailEnded { .. }
+            | EventKind::SurveyStarted { .. }
+            | EventKind::CsatScored { .. }
             | EventKind::Trunk { .. } => {}
         }
     }

@@ -366,8 +366,10 @@ impl Endpoint {
             return false;
         };
         self.reply(key, req, 200, now);
+        let survey = self.survey_target(ck);
         let call = self.calls.get_mut(ck);
         let acd = call.as_ref().and_then(|c| c.acd);
+        let mut agent = None;
         if let Some(leg) = call.and_then(|c| c.agent.take()) {
             info!(call = %self.calls.call_id(ck), agent = %leg.agent_id, "agent hung up");
             self.release_monitor(ck, "agent_left", now);
@@ -378,11 +380,22 @@ impl Endpoint {
             }
             self.touch_agent_ref(leg.agent_ref());
             if let Some(acd) = acd {
+                if survey.is_some() {
+                    // The router is done with the call; the caller stays.
+                    if let Some(c) = self.calls.get_mut(ck) {
+                        c.acd = None;
+                    }
+                    self.acd_calls.remove(&acd);
+                }
                 let r = self.timed(|r| r.call_ended(leg.agent_ref(), acd, now.mono));
                 self.acd_result(r, now);
             }
+            agent = Some(leg.agent_id);
         }
-        self.hang_up(ck, now);
+        match (survey, agent) {
+            (Some(target), Some(agent)) => self.start_survey(ck, agent, target, now),
+            _ => self.hang_up(ck, now),
+        }
         true
     }
 
