@@ -89,6 +89,8 @@ fn config(agents: usize) -> AcdConfig {
                 service_level_target: 80,
                 record: Default::default(),
                 record_prompt: None,
+                rejoin_s: 0,
+                survey: None,
             }
         })
         .collect::<Vec<_>>();

@@ -58,6 +58,13 @@ pub struct TrunkResultLabel {
     pub result: &'static str,
 }
 
+/// The queue and agent a survey score is for (`""` when the call had none).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CsatLabel {
+    pub queue: String,
+    pub agent: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IvrNodeLabel {
     pub ivr: String,
@@ -141,6 +148,12 @@ pub struct Metrics {
     /// Outbound calls through each trunk by how they went: `answered` or
     /// `failed` (the gateway's code is in the live event).
     pub trunk_calls: Family<TrunkResultLabel, Counter>,
+    /// Post-call survey scores: how many, and their sum (mean = sum /
+    /// responses), per queue and agent.
+    pub csat_responses: Family<CsatLabel, Counter>,
+    pub csat_score: Family<CsatLabel, Counter>,
+    /// Messages left in `voicemail` nodes.
+    pub voicemails: Counter,
     pub sip_requests: Family<RequestLabels, Counter>,
     pub sip_responses: Family<ResponseLabels, Counter>,
     pub sip_parse_errors: Counter,
@@ -204,6 +217,9 @@ impl Default for Metrics {
             agent_talk_seconds: Family::default(),
             ivr_closed: Family::default(),
             trunk_calls: Family::default(),
+            csat_responses: Family::default(),
+            csat_score: Family::default(),
+            voicemails: Counter::default(),
             sip_requests: Family::default(),
             sip_responses: Family::default(),
             sip_parse_errors: Counter::default(),
@@ -411,6 +427,21 @@ impl Metrics {
             "trunk_calls",
             "Outbound calls placed through a trunk, by result (answered or failed)",
             self.trunk_calls.clone(),
+        );
+        reg.register(
+            "csat_responses",
+            "Post-call survey scores given, per queue and agent",
+            self.csat_responses.clone(),
+        );
+        reg.register(
+            "csat_score",
+            "Sum of the post-call survey scores, per queue and agent (mean = csat_score_total / csat_responses_total)",
+            self.csat_score.clone(),
+        );
+        reg.register(
+            "voicemail_messages",
+            "Messages callers left in voicemail nodes",
+            self.voicemails.clone(),
         );
         self.register_sip(reg);
         self.register_rest(reg);

@@ -348,8 +348,8 @@ fn a_data_dir_of_the_first_release_is_migrated_in_place() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        version, 5,
-        "closed_by and agent_sessions, then hold_ms, legs, recording, monitors"
+        version, 6,
+        "closed_by and agent_sessions, then hold_ms, legs, recording, monitors, voicemail and csat"
     );
     // Opening again changes nothing.
     drop(reader);

@@ -125,6 +125,11 @@ impl Walk<'_> {
                         return;
                     }
                     IvrAction::StopPrompt | IvrAction::SetVariable { .. } => {}
+                    // The demo's IVRs leave no message and take no score
+                    // on the paths walked here.
+                    IvrAction::StartMessage | IvrAction::StopMessage | IvrAction::Score(_) => {
+                        panic!("a message or survey step on a demo path: {:?}", self.steps)
+                    }
                 }
             }
             actions = next;

@@ -65,6 +65,8 @@ fn config() -> AcdConfig {
             transfer_priority: 0,
             record: Default::default(),
             record_prompt: None,
+            rejoin_s: 0,
+            survey: None,
         })
         .collect::<Vec<_>>();
     AcdConfig {

@@ -76,6 +76,7 @@ mod ids;
 mod lane;
 pub mod model;
 mod pool;
+mod rejoin;
 mod router;
 mod topology;
 

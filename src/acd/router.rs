@@ -55,6 +55,11 @@ pub struct Router {
     seq: AtomicU64,
     base: Instant,
     seed: u64,
+    /// Places left by callers who hung up, for queues with `rejoin_s`.
+    rejoin: std::sync::Mutex<super::rejoin::RejoinBook>,
+    /// Set once a caller entered the book: until then no call's end takes
+    /// its mutex.
+    rejoin_used: std::sync::atomic::AtomicBool,
 }
 
 /// A configured duration. The configuration bounds them to a day; the
@@ -74,7 +79,13 @@ impl Router {
             seq: AtomicU64::new(0),
             base,
             seed,
+            rejoin: Default::default(),
+            rejoin_used: Default::default(),
         }
+    }
+
+    fn rejoin_book(&self) -> std::sync::MutexGuard<'_, super::rejoin::RejoinBook> {
+        self.rejoin.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The agents' and queues' ids of the configuration in force.
@@ -112,6 +123,22 @@ impl Router {
         now: Instant,
         wall: DateTime<Utc>,
     ) -> Result<Vec<Output>, AcdError> {
+        self.caller_arrives_from(call, queue, priority, None, now, wall)
+    }
+
+    /// As [`Router::caller_arrives`], for a caller whose number is known:
+    /// in a queue with `rejoin_s`, a number that hung up while waiting
+    /// there within `rejoin_s` takes its old place back (see
+    /// `acd::rejoin`).
+    pub fn caller_arrives_from(
+        &self,
+        call: CallId,
+        queue: &str,
+        priority: i32,
+        number: Option<&str>,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> Result<Vec<Output>, AcdError> {
         let (qi, q) = self
             .topo
             .queue(queue)
@@ -143,10 +170,23 @@ impl Router {
             });
             return Ok(out);
         }
-        let caller = Caller::arriving(call, qi, priority, now, self.seq.fetch_add(1, SeqCst));
+        let mut caller = Caller::arriving(call, qi, priority, now, self.seq.fetch_add(1, SeqCst));
+        if self.calls.contains_key(&call) {
+            q.waiting.fetch_sub(1, SeqCst);
+            return Err(AcdError::DuplicateCall(call));
+        }
+        let number = number.filter(|n| super::rejoin::usable_number(n));
+        if let (true, Some(n)) = (q.cfg.rejoin_s > 0, number) {
+            self.rejoin_used.store(true, SeqCst);
+            if let Some(p) = self.rejoin_book().arrive(call, &q.name, n, now) {
+                caller.arrival = p.arrival;
+                caller.seq = p.seq;
+            }
+        }
         match self.calls.entry(call) {
             MapEntry::Occupied(_) => {
                 q.waiting.fetch_sub(1, SeqCst);
+                self.rejoin_book().forget(call);
                 return Err(AcdError::DuplicateCall(call));
             }
             MapEntry::Vacant(v) => {
@@ -189,7 +229,10 @@ impl Router {
     pub fn caller_hangup(&self, call: CallId, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
         let held = match self.calls.entry(call) {
-            MapEntry::Vacant(_) => return out,
+            MapEntry::Vacant(_) => {
+                self.forget_place(call);
+                return out;
+            }
             MapEntry::Occupied(mut o) => match o.get().clone() {
                 Loc::Waiting(c) => {
                     let taken = self
@@ -199,6 +242,7 @@ impl Router {
                     if taken.is_some() {
                         o.remove();
                         self.left_queue(c.queue);
+                        self.keep_place(&c, now);
                     } else {
                         // A router thread is taking it right now.
                         o.insert(Loc::HungUp);
@@ -207,9 +251,13 @@ impl Router {
                 }
                 Loc::Offered { agent, .. } | Loc::Connected { agent, .. } => {
                     o.remove();
+                    self.forget_place(call);
                     agent
                 }
-                Loc::HungUp => return out,
+                Loc::HungUp => {
+                    self.forget_place(call);
+                    return out;
+                }
             },
         };
         if let Some(slot) = self.topo.slot(held) {
@@ -226,6 +274,26 @@ impl Router {
             }
         }
         out
+    }
+
+    /// A waiting caller hung up: in a queue with `rejoin_s`, its place is
+    /// kept for that long.
+    fn keep_place(&self, c: &Caller, now: Instant) {
+        let Some(q) = self.topo.queue_rt(c.queue) else {
+            return self.forget_place(c.call);
+        };
+        if q.cfg.rejoin_s > 0 {
+            let keep = secs(q.cfg.rejoin_s);
+            self.rejoin_book()
+                .hung_up(c.call, c.arrival, c.seq, keep, now);
+        }
+    }
+
+    /// The call leaves no place behind (taken by an agent, diverted, gone).
+    fn forget_place(&self, call: CallId) {
+        if self.rejoin_used.load(SeqCst) {
+            self.rejoin_book().forget(call);
+        }
     }
 
     /// The agent a call is offered to or talking with, if any (the engine

@@ -48,6 +48,8 @@ fn queue(name: &str, s: &[(&str, u8)], strategy: Strategy) -> Queue {
         service_level_target: 80,
         record: Default::default(),
         record_prompt: None,
+        rejoin_s: 0,
+        survey: None,
     }
 }
 

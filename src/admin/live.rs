@@ -94,6 +94,28 @@ pub enum EventKind {
         step: &'static str,
         reason: Option<&'static str>,
     },
+    /// The caller left a message (`voicemail` node), `seconds` long;
+    /// `GET /api/v1/voicemail/CALL` serves it.
+    Voicemail {
+        call: String,
+        from: String,
+        path: String,
+        seconds: f64,
+    },
+    /// The agent hung up and the caller went on to the survey `to`.
+    CallSurvey {
+        call: String,
+        queue: Option<String>,
+        agent: String,
+        to: String,
+    },
+    /// The caller rated the call `score` (CSAT) for `queue` and `agent`.
+    CallRated {
+        call: String,
+        queue: Option<String>,
+        agent: Option<String>,
+        score: u8,
+    },
     /// The caller hung up before an agent answered.
     CallAbandoned {
         call: String,
@@ -324,7 +346,41 @@ pub fn live_events(ev: &Event) -> Vec<LiveEvent> {
                 code,
             }]
         }
+        Step::VoicemailEnded {
+            call,
+            caller,
+            path,
+            seconds,
+        } => vec![EventKind::Voicemail {
+            call: call_id(call),
+            from: caller.clone(),
+            path: path.clone(),
+            seconds: ms_precision(*seconds),
+        }],
+        Step::SurveyStarted {
+            call,
+            queue,
+            agent,
+            to,
+        } => vec![EventKind::CallSurvey {
+            call: call_id(call),
+            queue: queue.clone(),
+            agent: agent.clone(),
+            to: to.clone(),
+        }],
+        Step::CsatScored {
+            call,
+            queue,
+            agent,
+            score,
+        } => vec![EventKind::CallRated {
+            call: call_id(call),
+            queue: queue.clone(),
+            agent: agent.clone(),
+            score: *score,
+        }],
         Step::IvrClosed { .. }
+        | Step::VoicemailStarted { .. }
         | Step::RingNoAnswer { .. }
         | Step::AgentReachable { .. }
         | Step::AgentPaused { .. }

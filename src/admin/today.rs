@@ -1,7 +1,8 @@
 //! Today's figures per queue (the wallboard, `GET /api/v1/queues`), folded
 //! from the calls that ended today in `server.timezone`: offered, answered,
 //! abandoned, their waits, and the service level (answered within the
-//! queue's `service_level_s`, divided by answered plus abandoned). One
+//! queue's `service_level_s`, divided by answered plus abandoned), and
+//! the post-call survey scores (CSAT) per queue and per agent. One
 //! board is shared by every shard; a call costs one short lock at its end.
 
 use std::collections::HashMap;
@@ -45,10 +46,26 @@ impl ServiceCount {
     }
 }
 
+/// Survey scores: how many, and their sum.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Csat {
+    pub responses: u64,
+    pub sum: u64,
+}
+
+impl Csat {
+    /// The mean score; `None` before the first.
+    pub fn mean(&self) -> Option<f64> {
+        (self.responses > 0).then(|| self.sum as f64 / self.responses as f64)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Day {
     day: Option<NaiveDate>,
     queues: HashMap<String, ServiceCount>,
+    queue_csat: HashMap<String, Csat>,
+    agent_csat: HashMap<String, Csat>,
 }
 
 /// The day's counts, shared by the shards that fold into it and the views
@@ -67,8 +84,67 @@ fn local_day(cfg: &Config, wall: std::time::SystemTime) -> NaiveDate {
 impl TodayBoard {
     /// Counts a call that ended (other events change nothing here).
     pub fn fold(&self, ev: &Event, cfg: &Config) {
-        if let EventKind::Ended(end) = &ev.kind {
-            self.count(end, ev.at, cfg);
+        match &ev.kind {
+            EventKind::Ended(end) => self.count(end, ev.at, cfg),
+            EventKind::CsatScored {
+                queue,
+                agent,
+                score,
+                ..
+            } => {
+                let mut today = self.today(cfg, ev.at);
+                let add = |c: &mut Csat| {
+                    c.responses += 1;
+                    c.sum += u64::from(*score);
+                };
+                if let Some(q) = queue {
+                    add(today.queue_csat.entry(q.clone()).or_default());
+                }
+                if let Some(a) = agent {
+                    add(today.agent_csat.entry(a.clone()).or_default());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The board, started afresh on a new day.
+    fn today(&self, cfg: &Config, at: Now) -> std::sync::MutexGuard<'_, Day> {
+        let day = local_day(cfg, at.wall);
+        let mut today = self.day.lock().unwrap_or_else(PoisonError::into_inner);
+        if today.day != Some(day) {
+            *today = Day {
+                day: Some(day),
+                ..Day::default()
+            };
+        }
+        today
+    }
+
+    /// Today's survey scores of `agent`.
+    pub fn agent_csat(&self, agent: &str, cfg: &Config, now: Now) -> Csat {
+        let today = self.day.lock().unwrap_or_else(PoisonError::into_inner);
+        if today.day != Some(local_day(cfg, now.wall)) {
+            return Csat::default();
+        }
+        today.agent_csat.get(agent).copied().unwrap_or_default()
+    }
+
+    /// Today's survey scores of `queue`.
+    pub fn queue_csat(&self, queue: &str, cfg: &Config, now: Now) -> Csat {
+        let today = self.day.lock().unwrap_or_else(PoisonError::into_inner);
+        if today.day != Some(local_day(cfg, now.wall)) {
+            return Csat::default();
+        }
+        today.queue_csat.get(queue).copied().unwrap_or_default()
+    }
+
+    /// Fills the day's survey scores into agent views.
+    pub fn fill_agents(&self, views: &mut [crate::views::AgentView], cfg: &Config, now: Now) {
+        for v in views {
+            let c = self.agent_csat(&v.id, cfg, now);
+            v.csat_today = c.mean();
+            v.csat_responses_today = c.responses;
         }
     }
 
@@ -87,7 +163,6 @@ impl TodayBoard {
         if !offered {
             return;
         }
-        let day = local_day(cfg, at.wall);
         let sl_ms = cfg
             .queues
             .get(queue)
@@ -97,13 +172,7 @@ impl TodayBoard {
         let waited_ms = end
             .answered
             .map_or(0, |a| unix_ms(a).saturating_sub(unix_ms(from)));
-        let mut today = self.day.lock().unwrap_or_else(PoisonError::into_inner);
-        if today.day != Some(day) {
-            *today = Day {
-                day: Some(day),
-                queues: HashMap::new(),
-            };
-        }
+        let mut today = self.today(cfg, at);
         let c = today.queues.entry(queue.to_owned()).or_default();
         c.offered += 1;
         if answered {
@@ -138,6 +207,9 @@ impl TodayBoard {
             v.abandoned_today = t.abandoned;
             v.abandon_rate_today = t.abandon_rate();
             v.asa_today_s = t.asa_s();
+            let c = self.queue_csat(&v.name, cfg, now);
+            v.csat_today = c.mean();
+            v.csat_responses_today = c.responses;
         }
     }
 }

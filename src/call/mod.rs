@@ -104,6 +104,12 @@ pub struct Call {
     /// An agent dialled this agent id to consult it: it rings that agent
     /// alone once the call is confirmed.
     pub ring_agent: Option<String>,
+    /// The message a `voicemail` node is recording: its path (relative to
+    /// `data_dir`) and when it started.
+    pub message: Option<(String, std::time::SystemTime)>,
+    /// Set once the agent hung up and the caller went to the queue's
+    /// survey: the queue and agent its score is for.
+    pub survey_of: Option<(Option<String>, String)>,
 }
 
 /// Time on hold, from either leg's re-INVITE or UPDATE.
@@ -207,6 +213,8 @@ impl Call {
             bridge_after_prompt: false,
             ring_agent: None,
             monitor: None,
+            message: None,
+            survey_of: None,
         };
         let action = call.on_timeout(now);
         (call, action)

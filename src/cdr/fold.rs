@@ -213,6 +213,29 @@ impl RecordFold {
                     (MonitorStep::Failed { .. }, _) | (_, None) => {}
                 }
             }
+            EventKind::VoicemailStarted { call, path } => {
+                if let Some(r) = self.open.get_mut(call) {
+                    r.voicemail = Some(path.clone());
+                    // Written now: a crash mid-message still links the file.
+                    self.out.push_back(RecordOut::Call(Box::new(r.clone())));
+                }
+            }
+            EventKind::SurveyStarted { call, .. } => {
+                // The agent's leg ends with its hang-up, not with the survey.
+                if let Some(leg) = self
+                    .open
+                    .get_mut(call)
+                    .and_then(|r| r.legs.last_mut())
+                    .filter(|l| l.ended_ms.is_none())
+                {
+                    leg.ended_ms = Some(at);
+                }
+            }
+            EventKind::CsatScored { call, score, .. } => {
+                if let Some(r) = self.open.get_mut(call) {
+                    r.csat = Some(*score);
+                }
+            }
             EventKind::Ended(end) => self.end(end, at),
             EventKind::AgentState { agent, state, .. } => {
                 self.out.push_back(RecordOut::Session {
@@ -229,6 +252,7 @@ impl RecordFold {
             | EventKind::AgentPaused { .. }
             | EventKind::AgentLogin { .. }
             | EventKind::RecordingEnded { .. }
+            | EventKind::VoicemailEnded { .. }
             // An outbound call has no inbound call record of its own; the
             // feature that places it records what it was for.
             | EventKind::Trunk { .. } => {}

@@ -356,6 +356,10 @@ impl QueueLogFold {
             // After an attended transfer the caller's stay was closed by
             // its ATTENDEDTRANSFER line, as Asterisk logs it.
             | EventKind::Joined { .. }
+            | EventKind::VoicemailStarted { .. }
+            | EventKind::VoicemailEnded { .. }
+            | EventKind::SurveyStarted { .. }
+            | EventKind::CsatScored { .. }
             | EventKind::Trunk { .. } => {}
         }
     }

@@ -52,6 +52,14 @@ pub struct CallRecord {
     /// Supervisors' phones on the call (listen, whisper, barge), in order.
     #[serde(default)]
     pub monitors: Vec<MonitorRecord>,
+    /// The message the caller left in a `voicemail` node, relative to
+    /// `server.data_dir` (`voicemail/YYYY-MM-DD/CALL.wav`); served by
+    /// `GET /api/v1/voicemail/ID`.
+    #[serde(default)]
+    pub voicemail: Option<String>,
+    /// The caller's score in the post-call survey (CSAT), if it gave one.
+    #[serde(default)]
+    pub csat: Option<u8>,
 }
 
 /// One supervisor's monitor leg of a call, from its answer to its end.
@@ -145,6 +153,8 @@ impl CallRecord {
             legs: Vec::new(),
             recording: None,
             monitors: Vec::new(),
+            voicemail: None,
+            csat: None,
         }
     }
 }

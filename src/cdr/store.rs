@@ -33,7 +33,7 @@ CREATE INDEX IF NOT EXISTS calls_in_progress ON calls(disposition)
 /// What each schema version (`PRAGMA user_version`) adds to the one
 /// before: version 0 is [`SCHEMA`], the first release's. A file of any
 /// older version is brought up to date when it is opened; its rows stay.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     // 1: after-hours demand and agents' logged-in time.
     "
 ALTER TABLE calls ADD COLUMN closed_by TEXT;
@@ -53,11 +53,18 @@ CREATE INDEX agent_sessions_login ON agent_sessions(login_ms);
     "ALTER TABLE calls ADD COLUMN recording TEXT;",
     // 5: supervisors' monitor legs (listen, whisper, barge), as JSON.
     "ALTER TABLE calls ADD COLUMN monitors TEXT NOT NULL DEFAULT '[]';",
+    // 6: the message left in a voicemail node, and the post-call survey's
+    // score (CSAT).
+    "
+ALTER TABLE calls ADD COLUMN voicemail TEXT;
+ALTER TABLE calls ADD COLUMN csat INTEGER;
+CREATE INDEX calls_voicemail ON calls(arrived_ms) WHERE voicemail IS NOT NULL;
+",
 ];
 
 const COLUMNS: &str = "id, caller, number, ivr_path, variables, queue, arrived_ms, \
     queued_ms, offered_ms, answered_ms, ended_ms, agent, disposition, hangup_by, routing, \
-    closed_by, hold_ms, legs, recording, monitors";
+    closed_by, hold_ms, legs, recording, monitors, voicemail, csat";
 
 /// An agent's logged-in state changed (see [`CdrStore::write_sessions`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,7 +234,7 @@ impl CdrStore {
         {
             let mut stmt = tx.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO calls ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
             ))?;
             for r in records {
                 let routing = match &r.routing {
@@ -255,6 +262,8 @@ impl CdrStore {
                     to_json(&r.id, "legs", &r.legs)?,
                     r.recording,
                     to_json(&r.id, "monitors", &r.monitors)?,
+                    r.voicemail,
+                    r.csat,
                 ])?;
             }
         }
@@ -287,6 +296,27 @@ impl CdrStore {
             Some(raw) => Ok(Some(raw.decode()?)),
             None => Ok(None),
         }
+    }
+
+    /// Calls that left a message, newest first, at most `limit`.
+    pub fn voicemails(
+        &self,
+        filter: &CdrFilter,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, CdrError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM calls WHERE voicemail IS NOT NULL \
+             AND arrived_ms >= ?1 AND arrived_ms < ?2 ORDER BY arrived_ms DESC, id LIMIT ?3"
+        ))?;
+        let since = filter.since_ms.unwrap_or(i64::MIN);
+        let until = filter.until_ms.unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![since, until, limit], raw_row)?;
+        let mut out = Vec::new();
+        for raw in rows {
+            out.push(raw?.decode()?);
+        }
+        Ok(out)
     }
 
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
@@ -328,6 +358,8 @@ struct RawRow {
     legs: String,
     recording: Option<String>,
     monitors: String,
+    voicemail: Option<String>,
+    csat: Option<u8>,
 }
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -352,6 +384,8 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         legs: r.get(17)?,
         recording: r.get(18)?,
         monitors: r.get(19)?,
+        voicemail: r.get(20)?,
+        csat: r.get(21)?,
     })
 }
 
@@ -403,6 +437,8 @@ impl RawRow {
             legs,
             recording: self.recording,
             monitors,
+            voicemail: self.voicemail,
+            csat: self.csat,
         })
     }
 }
@@ -486,5 +522,42 @@ INSERT INTO calls (id, caller, number, arrived_ms, ended_ms, disposition, hangup
         let (store, _) = CdrStore::open(dir.path()).expect("reopen");
         let back = store.get("new-1").expect("read").expect("row");
         assert_eq!((back.hold_ms, back.recording), (1500, rec.recording));
+    }
+
+    #[test]
+    fn a_message_and_a_score_are_kept_and_messages_are_listed_newest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // A file of version 4: no voicemail or csat columns yet.
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+            conn.execute_batch(VERSION_0).expect("old schema");
+            for m in MIGRATIONS.iter().take(4) {
+                conn.execute_batch(m).expect("step");
+            }
+            conn.pragma_update(None, "user_version", 4)
+                .expect("version");
+        }
+        let (mut store, _) = CdrStore::open(dir.path()).expect("migrated");
+        let mut a = CallRecord::arrival("m-1", "555", "1500", 2000);
+        a.voicemail = Some("voicemail/2027-01-15/m-1.wav".into());
+        let mut b = CallRecord::arrival("m-2", "556", "1500", 3000);
+        b.voicemail = Some("voicemail/2027-01-15/m-2.wav".into());
+        let mut c = CallRecord::arrival("s-1", "557", "1500", 4000);
+        c.csat = Some(4);
+        store.write_batch(&[a, b.clone(), c]).expect("write");
+        let listed = store.voicemails(&CdrFilter::default(), 10).expect("list");
+        let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["m-2", "m-1"]);
+        assert_eq!(listed[0].voicemail, b.voicemail);
+        assert_eq!(
+            store
+                .voicemails(&CdrFilter::default(), 1)
+                .expect("list")
+                .len(),
+            1
+        );
+        let s = store.get("s-1").expect("read").expect("row");
+        assert_eq!((s.csat, s.voicemail), (Some(4), None));
+        assert_eq!(store.get("old-1").expect("read").expect("kept").csat, None);
     }
 }

@@ -1010,6 +1010,23 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         service_level_target,
         record: record_policy(ctx, q),
         record_prompt: q.record_prompt.as_ref().map(|m| prompts.check(ctx, m)),
+        rejoin_s: ctx.int(q.rejoin_s.as_ref(), "rejoin_s", 0..=DAY, 0),
+        survey: survey_target(ctx, names, q),
+    }
+}
+
+/// A queue's `survey`: an `ivr:` target (a survey needs prompts and digits).
+fn survey_target(ctx: &mut Ctx, names: &Names, q: &RawQueue) -> Option<Target> {
+    let s = q.survey.as_ref()?;
+    match target(ctx, names, s, Scope::Anywhere)? {
+        t @ Target::Ivr { .. } => Some(t),
+        _ => {
+            ctx.err(
+                s.span(),
+                "survey must be an IVR: `ivr:NAME` or `ivr:NAME.NODE`",
+            );
+            None
+        }
     }
 }
 
@@ -1055,6 +1072,8 @@ fn allowed_keys(kind: &str) -> Option<&'static [&'static str]> {
         "schedule" => &["schedule", "open", "closed"],
         "queue" => &["queue", "priority"],
         "hangup" => &[],
+        "voicemail" => &["prompt", "max_s", "end_key", "silence_s", "next"],
+        "survey" => &["prompt", "min", "max", "timeout_s", "retries", "next"],
         _ => return None,
     })
 }
@@ -1122,7 +1141,7 @@ fn compile_node(
         ctx.err(
             kind.span(),
             format!(
-                "node type `{}` must be play, menu, collect, schedule, queue or hangup",
+                "node type `{}` must be play, menu, collect, schedule, queue, hangup, voicemail or survey",
                 kind.get_ref()
             ),
         );
@@ -1283,9 +1302,69 @@ fn compile_node(
                 priority: n.priority.as_ref().map_or(0, |p| *p.get_ref()),
             }
         }
+        "voicemail" => {
+            let prompt = n.prompt.as_ref().map(|p| prompts.check(ctx, p));
+            let end_key = match &n.end_key {
+                None => Some('#'),
+                Some(t) => one_key_or_none(ctx, t, "end_key"),
+            };
+            let next = tgt(ctx, &n.next);
+            Node::Voicemail {
+                prompt,
+                max_s: ctx.int(n.max_s.as_ref(), "max_s", 1..=MAX_MESSAGE_S, 120),
+                end_key,
+                silence_s: ctx.int(
+                    n.silence_s.as_ref(),
+                    "silence_s",
+                    0..=MAX_WAIT_FOR_INPUT_S,
+                    5,
+                ),
+                next: next?,
+            }
+        }
+        "survey" => {
+            let prompt = need(ctx, &n.prompt, "prompt").map(|p| prompts.check(ctx, &p));
+            let min = ctx.int(n.min.as_ref(), "min", 0..=9, 1);
+            let max = ctx.int(n.max.as_ref(), "max", 0..=9, 5);
+            if min > max {
+                ctx.err(
+                    key.span(),
+                    format!("survey node `{node_name}`: min ({min}) is above max ({max})"),
+                );
+            }
+            let next = tgt(ctx, &n.next);
+            Node::Survey {
+                prompt: prompt?,
+                min: u8::try_from(min).unwrap_or(1),
+                max: u8::try_from(max).unwrap_or(5),
+                timeout_s: timeout(ctx, n, 5),
+                retries: u32::try_from(ctx.int(n.retries.as_ref(), "retries", 0..=MAX_RETRIES, 1))
+                    .unwrap_or(1),
+                next: next?,
+            }
+        }
         _ => Node::Hangup,
     };
     ok.then_some(node)
+}
+
+/// The longest message a `voicemail` node may record: an hour.
+const MAX_MESSAGE_S: u64 = 3600;
+
+/// One DTMF key, or `""` for none.
+fn one_key_or_none(ctx: &mut Ctx, t: &S<String>, what: &str) -> Option<char> {
+    let mut c = t.get_ref().chars();
+    match (c.next(), c.next()) {
+        (None, _) => None,
+        (Some(c), None) if is_dtmf(c) => Some(c),
+        _ => {
+            ctx.err(
+                t.span(),
+                format!("{what} must be one DTMF key (0-9, *, #) or \"\""),
+            );
+            None
+        }
+    }
 }
 
 fn timeout(ctx: &mut Ctx, n: &RawNode, default: u64) -> u64 {

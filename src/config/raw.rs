@@ -171,6 +171,8 @@ pub struct RawQueue {
     pub service_level_target: Option<S<RawShare>>,
     pub record: Option<S<RawRecord>>,
     pub record_prompt: Option<S<String>>,
+    pub rejoin_s: Option<S<u64>>,
+    pub survey: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,6 +210,11 @@ pub struct RawNode {
     pub closed: Option<S<String>>,
     pub queue: Option<S<String>>,
     pub priority: Option<S<i32>>,
+    pub max_s: Option<S<u64>>,
+    pub end_key: Option<S<String>>,
+    pub silence_s: Option<S<u64>>,
+    pub min: Option<S<u64>>,
+    pub max: Option<S<u64>>,
 }
 
 impl RawNode {
@@ -223,7 +230,9 @@ impl RawNode {
             retries => "retries", options => "options", on_fail => "on_fail",
             max_digits => "max_digits", variable => "variable",
             terminator => "terminator", schedule => "schedule", open => "open",
-            closed => "closed", queue => "queue", priority => "priority");
+            closed => "closed", queue => "queue", priority => "priority",
+            max_s => "max_s", end_key => "end_key", silence_s => "silence_s",
+            min => "min", max => "max");
         v
     }
 }

@@ -309,6 +309,14 @@ pub struct Queue {
     /// Played to the caller before the agent is bridged on a call that is
     /// recorded; resolved against the prompts dir.
     pub record_prompt: Option<PathBuf>,
+    /// A caller who hung up while waiting and calls again from the same
+    /// number within this many seconds takes its old place back (as
+    /// mod_callcenter's abandoned resume); 0 (default) = never.
+    pub rejoin_s: u64,
+    /// Where the caller goes once the agent hangs up (`ivr:NAME[.NODE]`),
+    /// for a post-call survey; `None` (default): the call ends with the
+    /// agent's hang-up.
+    pub survey: Option<Target>,
 }
 
 /// A queue's `record` key.
@@ -482,6 +490,30 @@ pub enum Node {
         priority: i32,
     },
     Hangup,
+    /// Leave a message: play `prompt` (if any), then record the caller
+    /// (mono WAV under `data_dir/voicemail/`) until `end_key` (default
+    /// `#`), `silence_s` seconds without voice (default 5, 0 = never) or
+    /// `max_s` seconds (default 120); then go to `next` (default: hang up).
+    Voicemail {
+        prompt: Option<PathBuf>,
+        max_s: u64,
+        end_key: Option<char>,
+        silence_s: u64,
+        next: Target,
+    },
+    /// Post-call survey: play `prompt`, take one digit `min..=max`
+    /// (default 1..=5) as the caller's satisfaction score (CSAT) for the
+    /// call record; a wrong digit or `timeout_s` (default 5) without one
+    /// replays up to `retries` (default 1) times. Then `next` (default:
+    /// hang up), with or without a score.
+    Survey {
+        prompt: PathBuf,
+        min: u8,
+        max: u8,
+        timeout_s: u64,
+        retries: u32,
+        next: Target,
+    },
 }
 
 impl Node {
@@ -493,6 +525,8 @@ impl Node {
             Node::Schedule { .. } => "schedule",
             Node::Queue { .. } => "queue",
             Node::Hangup => "hangup",
+            Node::Voicemail { .. } => "voicemail",
+            Node::Survey { .. } => "survey",
         }
     }
 }

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::rtp_sockets::{Binder, IdlePorts, Packet, Parked, SocketPair, MAX_PARKED};
-use crate::endpoint::{LegId, MediaCommand, MediaEvent};
+use crate::endpoint::{LegId, MediaCommand, MediaEvent, VOICE_EVERY};
 use crate::media::g711::FRAME_SAMPLES;
 use crate::media::mixer::encode_frame;
 use crate::media::pacer::{FRAME, MAX_CATCH_UP};
@@ -148,6 +148,8 @@ struct Mix {
 struct Recording {
     legs: [LegId; 2],
     lost: u64,
+    /// A message (one leg, not bridged): when speech was last reported.
+    message: Option<Option<Instant>>,
 }
 
 async fn run(
@@ -376,6 +378,8 @@ impl Engine {
                 agent,
                 path,
             } => self.start_recording(caller, agent, path, now),
+            MediaCommand::RecordMessage { leg, path } => self.start_message(leg, path, now),
+            MediaCommand::StopRecording { leg } => self.stop_recording(leg),
             MediaCommand::Close { leg } => {
                 self.stop_recording(leg);
                 self.stop_mix(leg, now);
@@ -465,10 +469,18 @@ impl Engine {
                 self.slots.insert(p.leg, me);
             }
             _ => {
+                let mut rec = None;
                 if let Some(s) = self.slots.get_mut(&p.leg) {
                     let before = *s.leg.stats();
                     let _ = s.leg.on_rtp(p.from, pkt, now);
                     count_drops(&self.metrics, &before, s.leg.stats());
+                    rec = s.rec;
+                }
+                // A message being left: the caller's audio, and whether
+                // it is speech.
+                if let Some(rec) = rec {
+                    self.record(rec, &data, now);
+                    self.heard(p.leg, rec.0, &data, now);
                 }
             }
         }
@@ -667,6 +679,67 @@ impl Engine {
         }
     }
 
+    /// Tells the endpoint a message heard speech, at most every
+    /// [`VOICE_EVERY`].
+    fn heard(&mut self, leg: LegId, id: RecordingId, data: &Bytes, now: Instant) {
+        let Some(Some(last)) = self.recordings.get_mut(&id).map(|r| r.message.as_mut()) else {
+            return;
+        };
+        if last.is_some_and(|t| now.duration_since(t) < VOICE_EVERY) {
+            return;
+        }
+        let Ok(rtp) = crate::media::relay::parse(data) else {
+            return;
+        };
+        let Some(codec) = Codec::from_pt(rtp.pt) else {
+            return;
+        };
+        if crate::media::g711::is_voiced(codec, rtp.payload) {
+            *last = Some(now);
+            let _ = self.events.send(MediaEvent::Voice { leg });
+        }
+    }
+
+    /// Starts recording what the peer of `leg` says, alone, to a mono file.
+    fn start_message(&mut self, leg: LegId, path: PathBuf, now: Instant) {
+        if !self.slots.contains_key(&leg) {
+            return;
+        }
+        self.stop_recording(leg);
+        let id = self.next_recording + 1;
+        let Some(recorder) = self.recorder() else {
+            return;
+        };
+        recorder.start_mono(id, path, now);
+        self.next_recording = id;
+        self.metrics.recordings.inc();
+        if let Some(s) = self.slots.get_mut(&leg) {
+            s.rec = Some((id, Channel::Left));
+        }
+        self.recordings.insert(
+            id,
+            Recording {
+                legs: [leg, leg],
+                lost: 0,
+                message: Some(None),
+            },
+        );
+    }
+
+    /// The recorder thread, started on first use.
+    fn recorder(&mut self) -> Option<&Recorder> {
+        if self.recorder.is_none() {
+            match Recorder::spawn() {
+                Ok(r) => self.recorder = Some(r),
+                Err(e) => {
+                    warn!(error = %e, "cannot start the recorder: not recorded");
+                    return None;
+                }
+            }
+        }
+        self.recorder.as_ref()
+    }
+
     /// Starts recording the legs `caller` (left) and `agent` (right).
     fn start_recording(&mut self, caller: LegId, agent: LegId, path: PathBuf, now: Instant) {
         if !(self.slots.contains_key(&caller) && self.slots.contains_key(&agent)) {
@@ -698,6 +771,7 @@ impl Engine {
             Recording {
                 legs: [caller, agent],
                 lost: 0,
+                message: None,
             },
         );
     }

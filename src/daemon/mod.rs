@@ -452,6 +452,7 @@ async fn on_control(
                 .flatten()
                 .collect();
             crate::admin::attach_calls(&mut views, &calls);
+            today.fill_agents(&mut views, current, now());
             drop(reply.send(views));
         }
         Control::Calls(reply) => {

@@ -1,5 +1,6 @@
 //! The recorder: one thread that turns copies of relayed RTP payloads into
-//! stereo WAV files, off the media task. The media task hands it a packet
+//! WAV files, off the media task: stereo for a bridged call (caller left,
+//! agent right), mono for a message left in a `voicemail` node. The media task hands it a packet
 //! with [`Recorder::frame`], which never blocks: past [`MAX_QUEUED`]
 //! packets waiting, the packet is left out of the recording (and counted)
 //! while the relay goes on untouched. Starts and stops always pass, so a
@@ -51,6 +52,8 @@ enum Msg {
         id: RecordingId,
         path: PathBuf,
         at: Instant,
+        /// 2: both sides of a call; 1: the caller's left channel alone.
+        channels: u16,
     },
     Frame(Frame),
     Stop {
@@ -80,7 +83,22 @@ impl Recorder {
     }
 
     pub fn start(&self, id: RecordingId, path: PathBuf, at: Instant) {
-        let _ = self.tx.send(Msg::Start { id, path, at });
+        let _ = self.tx.send(Msg::Start {
+            id,
+            path,
+            at,
+            channels: 2,
+        });
+    }
+
+    /// Starts a mono recording of the frames sent on [`Channel::Left`].
+    pub fn start_mono(&self, id: RecordingId, path: PathBuf, at: Instant) {
+        let _ = self.tx.send(Msg::Start {
+            id,
+            path,
+            at,
+            channels: 1,
+        });
     }
 
     /// Hands a packet over; false if the writer lags (the packet is not
@@ -104,6 +122,7 @@ impl Recorder {
 
 struct Open {
     path: PathBuf,
+    channels: u16,
     align: StereoAligner,
     wav: WavWriter<BufWriter<File>>,
 }
@@ -114,12 +133,18 @@ fn run(rx: mpsc::Receiver<Msg>, queued: Arc<AtomicUsize>) {
     let mut out = Vec::with_capacity(8192);
     while let Ok(msg) = rx.recv() {
         match msg {
-            Msg::Start { id, path, at } => match create(&path) {
+            Msg::Start {
+                id,
+                path,
+                at,
+                channels,
+            } => match create(&path, channels) {
                 Ok(wav) => {
                     open.insert(
                         id,
                         Open {
                             path,
+                            channels,
                             align: StereoAligner::new(at),
                             wav,
                         },
@@ -137,6 +162,7 @@ fn run(rx: mpsc::Receiver<Msg>, queued: Arc<AtomicUsize>) {
                 o.align.push(f.channel, f.arrival, f.ssrc, f.ts, &pcm);
                 out.clear();
                 if o.align.drain_ready(&mut out) > 0 {
+                    mono_if(o.channels, &mut out);
                     let before = o.wav.frames() / CHECKPOINT_FRAMES;
                     let written = o.wav.write(&out).and_then(|()| {
                         if o.wav.frames() / CHECKPOINT_FRAMES > before {
@@ -162,16 +188,28 @@ fn run(rx: mpsc::Receiver<Msg>, queued: Arc<AtomicUsize>) {
     }
 }
 
-fn create(path: &std::path::Path) -> std::io::Result<WavWriter<BufWriter<File>>> {
+fn create(path: &std::path::Path, channels: u16) -> std::io::Result<WavWriter<BufWriter<File>>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    WavWriter::new(BufWriter::new(File::create(path)?), 2)
+    WavWriter::new(BufWriter::new(File::create(path)?), channels)
+}
+
+/// The aligner hands out stereo pairs; a mono file keeps the left sample.
+fn mono_if(channels: u16, out: &mut Vec<i16>) {
+    if channels == 1 {
+        let mut i = 0;
+        out.retain(|_| {
+            i += 1;
+            i % 2 == 1
+        });
+    }
 }
 
 fn finish(mut o: Open, lost: u64, out: &mut Vec<i16>) {
     out.clear();
     o.align.finish(out);
+    mono_if(o.channels, out);
     let stats = o.align.stats();
     let done = o.wav.write(out).and_then(|()| {
         let frames = o.wav.frames();
@@ -234,5 +272,46 @@ mod tests {
         let second = i16::from_le_bytes([bytes[46], bytes[47]]);
         assert_eq!(first, g711::ULAW_DECODE[0x00]);
         assert_eq!(second, g711::ULAW_DECODE[0x80]);
+    }
+
+    #[test]
+    fn a_message_is_a_mono_file_of_the_left_channel() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("voicemail/2027-01-15/m1.wav");
+        let rec = Recorder::spawn().expect("thread");
+        let t0 = Instant::now();
+        rec.start_mono(7, path.clone(), t0);
+        for i in 0..10u32 {
+            assert!(rec.frame(Frame {
+                id: 7,
+                channel: Channel::Left,
+                arrival: t0 + Duration::from_millis(u64::from(i) * 20),
+                ssrc: 9,
+                ts: i * 160,
+                codec: Codec::Pcmu,
+                payload: Bytes::from(vec![0x10; 160]),
+            }));
+        }
+        rec.stop(7, 0);
+        drop(rec);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let bytes = loop {
+            let b = std::fs::read(&path).unwrap_or_default();
+            if b.len() >= 44 && b[40..44] != [0; 4] {
+                break b;
+            }
+            assert!(Instant::now() < deadline, "message never finished");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(bytes[22], 1, "mono");
+        let data_len = u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]]);
+        assert_eq!(data_len, 10 * 160 * 2);
+        let s = i16::from_le_bytes([bytes[44], bytes[45]]);
+        assert_eq!(s, g711::ULAW_DECODE[0x10]);
+        let last = bytes.len() - 2;
+        assert_eq!(
+            i16::from_le_bytes([bytes[last], bytes[last + 1]]),
+            g711::ULAW_DECODE[0x10]
+        );
     }
 }

@@ -368,8 +368,11 @@ impl Endpoint {
         self.reply(key, req, 200, now);
         // Gone after its REFER to an outside number: the transfer goes on.
         let transferring = self.trunk_transfer_ringing(ck);
+        // A transferor's caller goes on to the transfer, not the survey.
+        let survey = (!transferring).then(|| self.survey_target(ck)).flatten();
         let call = self.calls.get_mut(ck);
         let acd = call.as_ref().and_then(|c| c.acd);
+        let mut agent = None;
         if let Some(leg) = call.and_then(|c| c.agent.take()) {
             info!(call = %self.calls.call_id(ck), agent = %leg.agent_id, "agent hung up");
             self.agent_leg_left(&leg, now);
@@ -383,6 +386,13 @@ impl Endpoint {
             }
             self.touch_agent_ref(leg.agent_ref());
             if let Some(acd) = acd {
+                if survey.is_some() {
+                    // The router is done with the call; the caller stays.
+                    if let Some(c) = self.calls.get_mut(ck) {
+                        c.acd = None;
+                    }
+                    self.acd_calls.remove(&acd);
+                }
                 let r = self.timed(|r| r.call_ended(leg.agent_ref(), acd, now.mono));
                 self.acd_result(r, now);
             }
@@ -390,8 +400,12 @@ impl Endpoint {
                 self.transferor_left(ck, leg.agent_id, now);
                 return true;
             }
+            agent = Some(leg.agent_id);
         }
-        self.hang_up(ck, now);
+        match (survey, agent) {
+            (Some(target), Some(agent)) => self.start_survey(ck, agent, target, now),
+            _ => self.hang_up(ck, now),
+        }
         true
     }
 

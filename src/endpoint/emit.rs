@@ -410,6 +410,7 @@ impl Endpoint {
             return;
         }
         self.end_recording(ck, now);
+        self.end_message(ck, now);
         let Some(call) = self.calls.get_mut(ck) else {
             return;
         };

@@ -109,6 +109,9 @@ impl Endpoint {
                     self.hang_up(ck, now);
                     return;
                 }
+                IvrAction::StartMessage => self.start_message(ck, now),
+                IvrAction::StopMessage => self.end_message(ck, now),
+                IvrAction::Score(score) => self.survey_scored(ck, score, now),
             }
         }
     }

@@ -72,6 +72,17 @@ pub enum MediaCommand {
         supervisor: LegId,
         mode: crate::media::MonitorMode,
     },
+    /// Record what the caller of leg `leg` says (a message) to a mono WAV
+    /// at `path`, reporting [`MediaEvent::Voice`] while it hears speech,
+    /// until `StopRecording` or the leg closes.
+    RecordMessage {
+        leg: LegId,
+        path: PathBuf,
+    },
+    /// End the recording leg `leg` is part of.
+    StopRecording {
+        leg: LegId,
+    },
     Close {
         leg: LegId,
     },
@@ -96,7 +107,15 @@ pub enum MediaEvent {
     Timeout {
         leg: LegId,
     },
+    /// The message being recorded on the leg heard speech (at most every
+    /// [`VOICE_EVERY`]).
+    Voice {
+        leg: LegId,
+    },
 }
+
+/// How often a message recording reports that it hears speech.
+pub const VOICE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Where the peer wants our RTP, from its SDP.
 pub(super) fn media_of(sdp: Option<&SdpOffer>) -> (Option<SocketAddr>, u8, Option<u8>) {
@@ -116,7 +135,8 @@ impl MediaEvent {
         match self {
             MediaEvent::PromptEnded { leg }
             | MediaEvent::Digit { leg, .. }
-            | MediaEvent::Timeout { leg } => *leg,
+            | MediaEvent::Timeout { leg }
+            | MediaEvent::Voice { leg } => *leg,
         }
     }
 }
@@ -157,6 +177,7 @@ impl Endpoint {
                 }
                 self.hang_up(ck, now);
             }
+            MediaEvent::Voice { .. } => self.ivr_event(ck, IvrEvent::Voice, now),
             MediaEvent::Digit { digit, .. } => {
                 info!(call = %self.calls.call_id(ck), %digit, "digit");
                 self.ivr_event(ck, IvrEvent::Digit(digit), now);

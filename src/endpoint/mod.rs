@@ -20,6 +20,7 @@ mod outbound;
 mod qualify;
 mod recording;
 mod routing;
+mod selfserve;
 mod shard;
 mod srtp;
 mod tally;
@@ -45,7 +46,7 @@ use crate::sip::transaction::{TransactionLayer, TxKey};
 use crate::sip::Peer;
 
 pub use crate::events::Now;
-pub use media::{LegId, MediaCommand, MediaEvent};
+pub use media::{LegId, MediaCommand, MediaEvent, VOICE_EVERY};
 pub use recording::{recording_path, RECORDINGS_DIR};
 pub use shard::{
     owner_of_output, raw_call_id, shard_of_call_id, shard_of_id, stand_in_router, ShardId, Shared,

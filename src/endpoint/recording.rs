@@ -19,6 +19,12 @@ pub const RECORDINGS_DIR: &str = "recordings";
 /// peer's choice: no `/`, `..` or control characters reach the disk).
 pub fn recording_path(call_id: &str, now: Now) -> String {
     let day = DateTime::<Utc>::from(now.wall).format("%Y-%m-%d");
+    format!("{RECORDINGS_DIR}/{day}/{}.wav", safe_file_name(call_id))
+}
+
+/// A Call-ID as a file name: characters not safe in one become `_`, and
+/// it never starts with a dot.
+pub(super) fn safe_file_name(call_id: &str) -> String {
     let mut name: String = call_id
         .chars()
         .take(200)
@@ -30,7 +36,7 @@ pub fn recording_path(call_id: &str, now: Now) -> String {
     if name.is_empty() || name.starts_with('.') {
         name.insert(0, '_');
     }
-    format!("{RECORDINGS_DIR}/{day}/{name}.wav")
+    name
 }
 
 impl Endpoint {

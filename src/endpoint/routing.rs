@@ -61,6 +61,7 @@ impl Endpoint {
         call.queues_seen.push(queue.to_owned());
         call.priority = priority;
         call.queued_at = Some(now.mono);
+        let caller = call.caller.clone();
         let shard = self.shard;
         let id = *call.acd.get_or_insert_with(|| {
             self.next_acd += 1;
@@ -70,7 +71,9 @@ impl Endpoint {
         info!(call = %self.calls.call_id(ck), %queue, priority, "caller entered queue");
         self.play_music(ck);
         self.schedule_announcement(ck, now);
-        let arrived = self.timed(|r| r.caller_arrives(id, queue, priority, now.mono, wall(now)));
+        let arrived = self.timed(|r| {
+            r.caller_arrives_from(id, queue, priority, Some(&caller), now.mono, wall(now))
+        });
         let refused = arrived.as_ref().ok().and_then(|out| {
             out.iter().find_map(|o| match o {
                 Output::Divert { call, reason, .. } if *call == id => Some(*reason),

@@ -68,6 +68,8 @@ impl Endpoint {
                     abandoned_today: 0,
                     abandon_rate_today: None,
                     asa_today_s: None,
+                    csat_today: None,
+                    csat_responses_today: 0,
                     service_level_s: q.service_level_s,
                     service_level_target: q.service_level_target,
                     next_change: schedule.and_then(|s| next_open_change(s, wall)),

@@ -176,6 +176,33 @@ pub enum EventKind {
         mode: crate::media::MonitorMode,
         step: MonitorStep,
     },
+    /// A `voicemail` node started recording the caller's message to `path`
+    /// (relative to `server.data_dir`).
+    VoicemailStarted { call: CallRef, path: String },
+    /// The message is complete (end key, silence, length limit or the
+    /// caller hung up): `seconds` long, left by `caller`.
+    VoicemailEnded {
+        call: CallRef,
+        caller: String,
+        path: String,
+        seconds: f64,
+    },
+    /// The agent hung up and the caller went on to the queue's survey
+    /// (`to`, `ivr:NAME.NODE`): the agent's leg is over, wrap-up starts.
+    SurveyStarted {
+        call: CallRef,
+        queue: Option<String>,
+        agent: String,
+        to: String,
+    },
+    /// The caller gave the call `score` in a `survey` node; `queue` and
+    /// `agent` are those of the call it rated.
+    CsatScored {
+        call: CallRef,
+        queue: Option<String>,
+        agent: Option<String>,
+        score: u8,
+    },
     /// The call is over.
     Ended(Box<Ended>),
     /// An agent's state changed (the states of `GET /api/v1/agents`).
@@ -286,7 +313,11 @@ impl EventKind {
             | EventKind::RecordingStarted { call, .. }
             | EventKind::RecordingEnded { call, .. }
             | EventKind::Monitor { call, .. }
-            | EventKind::TrunkBridged { call, .. } => Some(call),
+            | EventKind::TrunkBridged { call, .. }
+            | EventKind::VoicemailStarted { call, .. }
+            | EventKind::VoicemailEnded { call, .. }
+            | EventKind::SurveyStarted { call, .. }
+            | EventKind::CsatScored { call, .. } => Some(call),
             EventKind::Ended(e) => Some(&e.call),
             EventKind::Rejected { .. }
             | EventKind::AgentState { .. }

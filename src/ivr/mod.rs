@@ -15,6 +15,8 @@
 mod run;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_selfserve;
 
 pub use run::IvrRun;
 
@@ -51,6 +53,10 @@ pub enum IvrEvent {
     Digit(char),
     /// The caller sent BYE/CANCEL; the run ends without further actions.
     CallerHungUp,
+    /// The message being recorded heard the caller's voice (sent at most
+    /// a few times a second): a `voicemail` node's silence timeout starts
+    /// again.
+    Voice,
 }
 
 /// What the driver must do, in order.
@@ -69,6 +75,13 @@ pub enum IvrAction {
     EnterQueue { queue: String, priority: i32 },
     /// Hang up the caller; the IVR is done.
     Hangup,
+    /// A `voicemail` node starts recording the caller (the driver picks
+    /// the file and reports [`IvrEvent::Voice`] while it hears speech).
+    StartMessage,
+    /// The message is complete (end key, silence or length limit).
+    StopMessage,
+    /// A `survey` node took the caller's score.
+    Score(u8),
 }
 
 /// How a run ended, for the call record.

@@ -33,6 +33,44 @@ struct Collect {
     digits: String,
 }
 
+/// A `voicemail` node: its prompt, then the recording.
+#[derive(Debug, Clone)]
+struct Message {
+    max: Duration,
+    end_key: Option<char>,
+    /// `None`: silence does not end the message.
+    silence: Option<Duration>,
+    next: Target,
+    /// When the recording ends at the latest; `None` while the prompt plays.
+    until: Option<Instant>,
+    /// Since when the caller has been silent.
+    quiet_since: Option<Instant>,
+}
+
+impl Message {
+    /// The earlier of the length limit and the end of the silence allowed.
+    fn deadline(&self) -> Option<Instant> {
+        let until = self.until?;
+        let quiet = self
+            .silence
+            .zip(self.quiet_since)
+            .and_then(|(s, q)| q.checked_add(s));
+        Some(quiet.map_or(until, |q| q.min(until)))
+    }
+}
+
+/// A `survey` node waiting for a score.
+#[derive(Debug, Clone)]
+struct Survey {
+    prompt: PathBuf,
+    min: u8,
+    max: u8,
+    timeout: Duration,
+    retries: u32,
+    next: Target,
+    failures: u32,
+}
+
 #[derive(Debug, Clone)]
 enum State {
     /// A `play` node: waiting for its prompt to end.
@@ -41,6 +79,8 @@ enum State {
     },
     Menu(Menu),
     Collect(Collect),
+    Message(Message),
+    Survey(Survey),
     Done(IvrOutcome),
 }
 
@@ -136,6 +176,14 @@ impl IvrRun {
                 }
                 self.digit(cfg, d, now, wall, &mut out);
             }
+            IvrEvent::Voice => {
+                if let State::Message(m) = &mut self.state {
+                    if m.until.is_some() {
+                        m.quiet_since = Some(now);
+                        self.deadline = m.deadline();
+                    }
+                }
+            }
         }
         out
     }
@@ -160,6 +208,12 @@ impl IvrRun {
         match &self.state {
             State::Menu(_) => self.menu_failed(cfg, now, wall, &mut out),
             State::Collect(_) => self.collect_done(cfg, now, wall, &mut out),
+            State::Message(m) => match m.deadline() {
+                Some(d) if now >= d => self.message_done(cfg, now, wall, &mut out),
+                // The caller spoke since: wait for the new deadline.
+                d => self.deadline = d,
+            },
+            State::Survey(_) => self.survey_failed(cfg, now, wall, &mut out),
             State::Play { .. } | State::Done(_) => {}
         }
         out
@@ -211,6 +265,8 @@ impl IvrRun {
             }
             State::Menu(m) => self.deadline = now.checked_add(m.timeout),
             State::Collect(c) => self.deadline = now.checked_add(c.timeout),
+            State::Message(_) => self.start_message(now, out),
+            State::Survey(s) => self.deadline = now.checked_add(s.timeout),
             State::Done(_) => {}
         }
     }
@@ -226,6 +282,29 @@ impl IvrRun {
         match &mut self.state {
             // A `play` prompt is not interruptible; the digit is dropped.
             State::Play { .. } | State::Done(_) => {}
+            // The end key ends the message (once recording); others are
+            // part of it.
+            State::Message(m) => {
+                if m.until.is_some() && m.end_key == Some(d) {
+                    self.message_done(cfg, now, wall, out);
+                }
+            }
+            State::Survey(s) => {
+                let score = d
+                    .to_digit(10)
+                    .and_then(|v| u8::try_from(v).ok())
+                    .filter(|v| (s.min..=s.max).contains(v));
+                let next = s.next.clone();
+                self.stop_prompt(out);
+                self.deadline = None;
+                match score {
+                    Some(v) => {
+                        out.push(IvrAction::Score(v));
+                        self.goto(cfg, next, now, wall, out);
+                    }
+                    None => self.survey_failed(cfg, now, wall, out),
+                }
+            }
             State::Menu(m) => {
                 let choice = m.options.get(&d).cloned();
                 self.stop_prompt(out);
@@ -272,6 +351,53 @@ impl IvrRun {
             self.goto(cfg, on_fail, now, wall, out);
         } else {
             let prompt = m.prompt.clone();
+            self.play(prompt, out);
+        }
+    }
+
+    /// The prompt of a `voicemail` node ended (or it had none): record.
+    fn start_message(&mut self, now: Instant, out: &mut Vec<IvrAction>) {
+        let State::Message(m) = &mut self.state else {
+            return;
+        };
+        m.until = now.checked_add(m.max);
+        m.quiet_since = Some(now);
+        self.deadline = m.deadline();
+        out.push(IvrAction::StartMessage);
+    }
+
+    fn message_done(
+        &mut self,
+        cfg: &Config,
+        now: Instant,
+        wall: DateTime<Utc>,
+        out: &mut Vec<IvrAction>,
+    ) {
+        let State::Message(m) = &self.state else {
+            return;
+        };
+        let next = m.next.clone();
+        out.push(IvrAction::StopMessage);
+        self.goto(cfg, next, now, wall, out);
+    }
+
+    /// A wrong digit or no digit: ask again, or go on without a score.
+    fn survey_failed(
+        &mut self,
+        cfg: &Config,
+        now: Instant,
+        wall: DateTime<Utc>,
+        out: &mut Vec<IvrAction>,
+    ) {
+        let State::Survey(s) = &mut self.state else {
+            return;
+        };
+        s.failures = s.failures.saturating_add(1);
+        if s.failures > s.retries {
+            let next = s.next.clone();
+            self.goto(cfg, next, now, wall, out);
+        } else {
+            let prompt = s.prompt.clone();
             self.play(prompt, out);
         }
     }
@@ -399,6 +525,49 @@ impl IvrRun {
                             return;
                         }
                     }
+                }
+                Node::Voicemail {
+                    prompt,
+                    max_s,
+                    end_key,
+                    silence_s,
+                    next,
+                } => {
+                    self.state = State::Message(Message {
+                        max: Duration::from_secs(*max_s),
+                        end_key: *end_key,
+                        silence: (*silence_s > 0).then(|| Duration::from_secs(*silence_s)),
+                        next: next.clone(),
+                        until: None,
+                        quiet_since: None,
+                    });
+                    match prompt {
+                        Some(p) => return self.play(p.clone(), out),
+                        None => {
+                            self.stop_prompt(out);
+                            self.steps_without_wait = 0;
+                            return self.start_message(now, out);
+                        }
+                    }
+                }
+                Node::Survey {
+                    prompt,
+                    min,
+                    max,
+                    timeout_s,
+                    retries,
+                    next,
+                } => {
+                    self.state = State::Survey(Survey {
+                        prompt: prompt.clone(),
+                        min: *min,
+                        max: *max,
+                        timeout: Duration::from_secs(*timeout_s),
+                        retries: *retries,
+                        next: next.clone(),
+                        failures: 0,
+                    });
+                    return self.play(prompt.clone(), out);
                 }
             }
         }

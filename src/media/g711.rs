@@ -216,6 +216,24 @@ pub fn transcode_into(from: Codec, to: Codec, payload: &[u8], out: &mut Vec<u8>)
 }
 
 /// Decodes G.711 bytes into linear samples, appending to `out`.
+/// Mean absolute amplitude of a G.711 payload above which a message
+/// recording takes it for speech: about -40 dBFS, above line noise and
+/// comfort noise, below any voice.
+pub const VOICE_LEVEL: u32 = 330;
+
+/// Whether a G.711 payload holds speech (its mean absolute amplitude is
+/// at least [`VOICE_LEVEL`]).
+pub fn is_voiced(codec: Codec, payload: &[u8]) -> bool {
+    if payload.is_empty() {
+        return false;
+    }
+    let sum: u64 = payload
+        .iter()
+        .map(|&b| u64::from(codec.decode(b).unsigned_abs()))
+        .sum();
+    sum / payload.len() as u64 >= u64::from(VOICE_LEVEL)
+}
+
 pub fn decode_into(codec: Codec, payload: &[u8], out: &mut Vec<i16>) {
     let table = match codec {
         Codec::Pcmu => &ULAW_DECODE,
@@ -302,5 +320,20 @@ mod tests {
             let lin = ALAW_DECODE[a as usize] as i32;
             assert!((ULAW_DECODE[u as usize] as i32 - lin).abs() <= lin.abs() / 16 + 8);
         }
+    }
+
+    #[test]
+    fn silence_is_not_voice_and_a_tone_is() {
+        assert!(!is_voiced(Codec::Pcmu, &[0xFF; 160]));
+        assert!(!is_voiced(Codec::Pcma, &[0xD5; 160]));
+        assert!(!is_voiced(Codec::Pcmu, &[]));
+        // A 400 Hz tone at about -20 dBFS.
+        let tone: Vec<u8> = (0..160)
+            .map(|i| {
+                let x = (f64::from(i) * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin();
+                linear_to_ulaw((x * 3300.0) as i16)
+            })
+            .collect();
+        assert!(is_voiced(Codec::Pcmu, &tone));
     }
 }

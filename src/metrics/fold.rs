@@ -94,7 +94,7 @@ impl MetricsFold {
             }
             // The first agent's talk ends here; the caller's next queue
             // (a `Queued` that follows) starts a new stage.
-            EventKind::Transferred { call, .. } => {
+            EventKind::Transferred { call, .. } | EventKind::SurveyStarted { call, .. } => {
                 if let Some(Stage::Talking(agent, since)) = self.calls.remove(call) {
                     let talked = ev.at.mono.saturating_duration_since(since);
                     let c = self.handles.agent(m, &agent);
@@ -119,6 +119,23 @@ impl MetricsFold {
                 }
                 None => {}
             },
+            EventKind::CsatScored {
+                queue,
+                agent,
+                score,
+                ..
+            } => {
+                // Once per survey: no handle cache needed.
+                let label = super::CsatLabel {
+                    queue: queue.clone().unwrap_or_default(),
+                    agent: agent.clone().unwrap_or_default(),
+                };
+                m.csat_responses.get_or_create(&label).inc();
+                m.csat_score.get_or_create(&label).inc_by(u64::from(*score));
+            }
+            EventKind::VoicemailEnded { .. } => {
+                m.voicemails.inc();
+            }
             EventKind::IvrClosed { ivr, node, .. } => {
                 self.handles.ivr_closed(m, ivr, node).inc();
             }
@@ -149,7 +166,8 @@ impl MetricsFold {
             | EventKind::AgentLogin { .. }
             | EventKind::RecordingStarted { .. }
             | EventKind::Monitor { .. }
-            | EventKind::RecordingEnded { .. } => {}
+            | EventKind::RecordingEnded { .. }
+            | EventKind::VoicemailStarted { .. } => {}
         }
     }
 }

@@ -499,7 +499,10 @@ fn follow(cfg: &Config, target: &Target, wall_at: DateTime<Utc>) -> Option<(Stri
                     }
                     Node::Play { next, .. } => next.clone(),
                     Node::Collect { next, .. } => next.clone(),
-                    Node::Menu { .. } | Node::Hangup => return None,
+                    Node::Menu { .. }
+                    | Node::Hangup
+                    | Node::Voicemail { .. }
+                    | Node::Survey { .. } => return None,
                 };
             }
         }

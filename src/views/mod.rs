@@ -43,6 +43,13 @@ pub struct QueueView {
     /// seconds; null before the first.
     #[serde(default)]
     pub asa_today_s: Option<f64>,
+    /// Mean post-call survey score (CSAT) of today's calls of the queue;
+    /// null before the first score.
+    #[serde(default)]
+    pub csat_today: Option<f64>,
+    /// Survey scores given today for the queue's calls.
+    #[serde(default)]
+    pub csat_responses_today: u64,
     /// The queue's `service_level_s`.
     #[serde(default)]
     pub service_level_s: u64,
@@ -129,6 +136,12 @@ pub struct AgentView {
     /// The call the agent is talking on; null otherwise.
     #[serde(default)]
     pub call: Option<AgentCall>,
+    /// Mean post-call survey score (CSAT) of the agent's calls today;
+    /// null before the first score.
+    #[serde(default)]
+    pub csat_today: Option<f64>,
+    #[serde(default)]
+    pub csat_responses_today: u64,
 }
 
 /// `GET /api/v1/calls` item.
