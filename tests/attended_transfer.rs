@@ -67,6 +67,36 @@ fn agent_state(d: &Daemon, id: &str) -> String {
         .to_owned()
 }
 
+/// The record of call `cid` once it has ended.
+fn final_record(d: &Daemon, cid: &str) -> sipacd::cdr::CallRecord {
+    let data = d.cfg.root().join("data");
+    let mut rec = None;
+    common::wait_until("the call's final record", WAIT, || {
+        let store = CdrStore::open_reader(&data).expect("records");
+        rec = store
+            .query(&CdrFilter::default())
+            .expect("query")
+            .into_iter()
+            .find(|r| r.id == cid && r.ended_ms.is_some());
+        rec.is_some()
+    });
+    rec.expect("record")
+}
+
+/// A record's legs as (agent, queue, transferred_to).
+fn legs_of(r: &sipacd::cdr::CallRecord) -> Vec<(&str, Option<&str>, Option<&str>)> {
+    r.legs
+        .iter()
+        .map(|l| {
+            (
+                l.agent.as_str(),
+                l.queue.as_deref(),
+                l.transferred_to.as_deref(),
+            )
+        })
+        .collect()
+}
+
 fn sipfrag(notify: &str) -> &str {
     notify.split("\r\n\r\n").nth(1).unwrap_or_default().trim()
 }
@@ -199,20 +229,13 @@ fn an_agent_consults_another_and_joins_the_caller_with_it_by_refer_with_replaces
             .find(|r| r.id == cid)
             .unwrap_or_else(|| panic!("no record of {cid}: {recs:?}"))
     };
-    let legs = |r: &sipacd::cdr::CallRecord| -> Vec<(String, Option<String>, Option<String>)> {
-        r.legs
-            .iter()
-            .map(|l| (l.agent.clone(), l.queue.clone(), l.transferred_to.clone()))
-            .collect()
-    };
-    let s = |v: &str| Some(v.to_owned());
     let first = rec(&caller_cid);
     assert_eq!(first.agent.as_deref(), Some("2002"), "{first:?}");
     assert_eq!(
-        legs(first),
+        legs_of(first),
         [
-            ("2001".into(), s("front"), s("attended:agent:2002")),
-            ("2002".into(), s("billing"), None)
+            ("2001", Some("front"), Some("attended:agent:2002")),
+            ("2002", Some("billing"), None)
         ],
         "{first:?}"
     );
@@ -220,11 +243,11 @@ fn an_agent_consults_another_and_joins_the_caller_with_it_by_refer_with_replaces
     assert!(first.hold_ms > 0, "the caller was held: {first:?}");
     let second = rec(&consult_cid);
     assert_eq!(
-        legs(second),
+        legs_of(second),
         [(
-            "2002".into(),
-            s("billing"),
-            Some(format!("attended:{caller_cid}"))
+            "2002",
+            Some("billing"),
+            Some(format!("attended:{caller_cid}").as_str())
         )],
         "{second:?}"
     );
@@ -365,31 +388,9 @@ fn linphone_consults_and_transfers(number: &str, queue: &str) {
     drop((caller_tone, consulted_tone));
     agent.stop();
 
-    let data = d.cfg.root().join("data");
-    let mut rec = None;
-    common::wait_until("the caller's final record", WAIT, || {
-        let store = CdrStore::open_reader(&data).expect("records");
-        rec = store
-            .query(&CdrFilter::default())
-            .expect("query")
-            .into_iter()
-            .find(|r| r.id == caller_cid && r.ended_ms.is_some());
-        rec.is_some()
-    });
-    let rec = rec.expect("record");
-    let legs: Vec<(&str, Option<&str>, Option<&str>)> = rec
-        .legs
-        .iter()
-        .map(|l| {
-            (
-                l.agent.as_str(),
-                l.queue.as_deref(),
-                l.transferred_to.as_deref(),
-            )
-        })
-        .collect();
+    let rec = final_record(&d, &caller_cid);
     assert_eq!(
-        legs,
+        legs_of(&rec),
         [
             ("1001", Some("support"), Some("attended:agent:2002")),
             ("2002", Some(queue), None)
@@ -477,31 +478,9 @@ fn sipp_agents_do_an_attended_transfer_across_shards() {
     check("its consultation", &consults.join().expect("sipp"));
     check("consulted agent", &consulted.join().expect("sipp"));
 
-    let data = d.cfg.root().join("data");
-    let mut rec = None;
-    common::wait_until("the caller's final record", WAIT, || {
-        let store = CdrStore::open_reader(&data).expect("records");
-        rec = store
-            .query(&CdrFilter::default())
-            .expect("query")
-            .into_iter()
-            .find(|r| r.id == caller_cid && r.ended_ms.is_some());
-        rec.is_some()
-    });
-    let rec = rec.expect("record");
-    let legs: Vec<(&str, Option<&str>, Option<&str>)> = rec
-        .legs
-        .iter()
-        .map(|l| {
-            (
-                l.agent.as_str(),
-                l.queue.as_deref(),
-                l.transferred_to.as_deref(),
-            )
-        })
-        .collect();
+    let rec = final_record(&d, &caller_cid);
     assert_eq!(
-        legs,
+        legs_of(&rec),
         [
             ("2001", Some("support"), Some("attended:agent:2002")),
             ("2002", Some("billing"), None)
