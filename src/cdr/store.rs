@@ -66,6 +66,24 @@ const COLUMNS: &str = "id, caller, number, ivr_path, variables, queue, arrived_m
     queued_ms, offered_ms, answered_ms, ended_ms, agent, disposition, hangup_by, routing, \
     closed_by, hold_ms, legs, recording, monitors, voicemail, csat";
 
+/// A record's row, inserted or, for a call already written, updated in
+/// place: `INSERT OR REPLACE` deleted and re-inserted the row, with its
+/// index entries, for each of a call's records.
+static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns: Vec<&str> = COLUMNS.split(',').map(str::trim).collect();
+    let values: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| **c != "id")
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO calls ({COLUMNS}) VALUES ({}) ON CONFLICT(id) DO UPDATE SET {}",
+        values.join(", "),
+        updates.join(", ")
+    )
+});
+
 /// An agent's logged-in state changed (see [`CdrStore::write_sessions`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionEvent {
@@ -232,10 +250,7 @@ impl CdrStore {
     pub fn write_batch(&mut self, records: &[CallRecord]) -> Result<(), CdrError> {
         let tx = self.conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO calls ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
-            ))?;
+            let mut stmt = tx.prepare_cached(&UPSERT)?;
             for r in records {
                 let routing = match &r.routing {
                     Some(d) => Some(to_json(&r.id, "routing", d)?),
