@@ -245,6 +245,8 @@ pub struct ReportArgs {
     pub until: Option<String>,
     pub queue: Option<String>,
     pub by: Option<Bucket>,
+    /// First-contact resolution window in hours (default 24).
+    pub fcr_window_h: Option<u32>,
 }
 
 /// Reads the call records under the config's `data_dir` and renders the
@@ -265,6 +267,15 @@ pub fn report(config: &Path, args: &ReportArgs) -> Result<String, CliError> {
             .values()
             .map(|q| (q.name.clone(), q.service_level_s))
             .collect(),
+        wrapup_s: cfg
+            .queues
+            .values()
+            .map(|q| (q.name.clone(), q.wrapup_s))
+            .collect(),
+        fcr_window_ms: args
+            .fcr_window_h
+            .map_or(crate::cdr::DEFAULT_FCR_WINDOW_H, i64::from)
+            * 3_600_000,
         ..ReportOptions::default()
     };
     let store = CdrStore::open_reader(&cfg.server.data_dir)?;

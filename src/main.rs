@@ -52,6 +52,10 @@ enum Command {
         /// One row per hour or day.
         #[arg(long, value_enum)]
         by: Option<By>,
+        /// First-contact resolution: a caller whose number does not call
+        /// again within this many hours counts as resolved.
+        #[arg(long, default_value_t = 24)]
+        fcr_window_h: u32,
     },
     /// Coverage gaps and staffing per queue and interval of the coming weeks.
     Plan {
@@ -149,11 +153,13 @@ fn main() -> ExitCode {
             until,
             queue,
             by,
+            fcr_window_h,
         } => {
             let args = cli::ReportArgs {
                 since,
                 until,
                 queue,
+                fcr_window_h: Some(fcr_window_h),
                 by: by.map(|b| match b {
                     By::Hour => sipacd::cdr::Bucket::Hour,
                     By::Day => sipacd::cdr::Bucket::Day,

@@ -234,11 +234,15 @@ fn per_queue_and_per_agent_figures_match_the_hand_count() {
     let cells: Vec<_> = line.split_whitespace().collect();
     assert_eq!(
         cells,
-        ["billing", "6", "2", "2", "50.0", "1", "2", "2", "20.0", "20.0", "90.0", "45.0"]
+        [
+            "billing", "6", "2", "2", "50.0", "1", "2", "2", "20.0", "20.0", "90.0", "45.0",
+            // no scores; both answered callers (one number) called again
+            "-", "0", "0.0"
+        ]
     );
     assert!(text.lines().any(|l| l
         .split_whitespace()
-        .eq(["1001", "2", "220.0", "2340.0", "9.4"])));
+        .eq(["1001", "2", "220.0", "2340.0", "9.4", "-", "0"])));
     assert!(text
         .lines()
         .any(|l| l.split_whitespace().eq(["ivr:main.hours", "2", "1"])));
@@ -397,4 +401,67 @@ fn exports_carry_every_record() {
         .starts_with("a1,+62811,1500,billing,2026-05-01T07:59:58.000Z,2026-05-01T08:00:00.000Z,"));
     // The JSON column with a quote and comma is quoted, quotes doubled.
     assert!(lines[1].contains(r#""{""note"":""said \""hi\"", twice""}""#));
+}
+
+/// CSAT, first-contact resolution and AHT with wrap-up on calls whose
+/// answers are worked out by hand.
+#[test]
+fn outcome_figures_csat_fcr_and_aht_with_wrapup() {
+    const H: i64 = 3_600 * S;
+    let from = |mut r: CallRecord, number: &str| {
+        r.number = number.into();
+        r
+    };
+    // x1 (+1) answered by 1001, scored 5; +1 calls again 2 h after x1's end:
+    // not resolved in 24 h, resolved in a 1 h window.
+    let mut x1 = from(answered("x1", "sales", 0, 10 * S, 100 * S, "1001"), "+1");
+    x1.csat = Some(5);
+    let x1_end = 110 * S;
+    // x2 (+1) again, answered by 1002, scored 2; no later call from +1.
+    let mut x2 = from(
+        answered("x2", "sales", x1_end + 2 * H + 2 * S, 4 * S, 60 * S, "1002"),
+        "+1",
+    );
+    x2.csat = Some(2);
+    // y1 (+2) answered by 1001, no score; +2 calls again 30 h later.
+    let y1 = from(answered("y1", "sales", 0, 6 * S, 40 * S, "1001"), "+2");
+    let y2 = from(
+        abandoned("y2", "sales", 46 * S + 30 * H + 2 * S, 20 * S),
+        "+2",
+    );
+    // An abandoned call's score-less caller is no FCR case.
+    let records = vec![x1, x2, y1, y2];
+    let mut opts = ReportOptions::default();
+    opts.wrapup_s.insert("sales".into(), 15);
+
+    let r = compute_report(&records, &[], &opts);
+    let q = &r.queues[0];
+    assert_eq!(q.queue, "sales");
+    assert_eq!((q.answered, q.abandoned), (3, 1));
+    assert_eq!(q.csat_count, 2);
+    assert_eq!(q.csat_mean, Some(3.5)); // (5 + 2) / 2
+                                        // 24 h window: x1 not resolved (+1 again after 2 h), x2 and y1 are.
+    let fcr = q.fcr_pct.expect("fcr");
+    assert!((fcr - 200.0 / 3.0).abs() < 1e-9, "{fcr}");
+    assert_eq!(q.abandon_rate_pct, Some(25.0));
+    // AHT: ((100 + 15) + (60 + 15) + (40 + 15)) / 3
+    let aht = q.aht_s.expect("aht");
+    assert!((aht - 245.0 / 3.0).abs() < 1e-9, "{aht}");
+    let a1001 = r.agents.iter().find(|a| a.agent == "1001").expect("1001");
+    assert_eq!((a1001.csat_mean, a1001.csat_count), (Some(5.0), 1));
+    let a1002 = r.agents.iter().find(|a| a.agent == "1002").expect("1002");
+    assert_eq!((a1002.csat_mean, a1002.csat_count), (Some(2.0), 1));
+
+    // A 1 h window: every answered caller resolved; 40 h: y1 not either.
+    opts.fcr_window_ms = H;
+    let q1 = compute_report(&records, &[], &opts).queues[0].clone();
+    assert_eq!(q1.fcr_pct, Some(100.0));
+    opts.fcr_window_ms = 40 * H;
+    let q40 = compute_report(&records, &[], &opts).queues[0].clone();
+    let fcr40 = q40.fcr_pct.expect("fcr");
+    assert!((fcr40 - 100.0 / 3.0).abs() < 1e-9, "{fcr40}");
+
+    let text = render_text(&r);
+    assert!(text.contains("CSAT") && text.contains("FCR%"), "{text}");
+    assert!(text.contains("3.50"), "{text}");
 }

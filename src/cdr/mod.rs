@@ -31,7 +31,7 @@ pub use record::{
 };
 pub use report::{
     compute_report, render_text, text_table, AgentRow, Bucket, ClosedRow, QueueRow, Report,
-    ReportOptions, SHORT_ABANDON_MS,
+    ReportOptions, DEFAULT_FCR_WINDOW_H, SHORT_ABANDON_MS,
 };
 pub use store::{CdrError, CdrFilter, CdrStore, SessionEvent, DB_FILE};
 pub use time::{parse_time, TimeParseError};

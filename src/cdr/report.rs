@@ -61,7 +61,16 @@ pub struct ReportOptions {
     pub service_level_s: BTreeMap<String, u64>,
     /// For queues no longer in the configuration.
     pub default_service_level_s: u64,
+    /// `wrapup_s` per queue from the configuration, added to each handled
+    /// call's talk time for AHT (the records hold no wrap-up time).
+    pub wrapup_s: BTreeMap<String, u64>,
+    /// First-contact resolution: an answered caller counts as resolved
+    /// when its number did not call again within this window.
+    pub fcr_window_ms: i64,
 }
+
+/// Default `--fcr-window-h`.
+pub const DEFAULT_FCR_WINDOW_H: i64 = 24;
 
 impl Default for ReportOptions {
     fn default() -> Self {
@@ -73,6 +82,8 @@ impl Default for ReportOptions {
             tz: chrono_tz::UTC,
             service_level_s: BTreeMap::new(),
             default_service_level_s: 20,
+            wrapup_s: BTreeMap::new(),
+            fcr_window_ms: DEFAULT_FCR_WINDOW_H * 3_600_000,
         }
     }
 }
@@ -97,8 +108,16 @@ pub struct QueueRow {
     /// Percent; None when nothing counts in the denominator.
     pub service_level_pct: Option<f64>,
     pub asa_s: Option<f64>,
+    /// Talk (hold included: it lies inside the talk span) plus the queue's
+    /// configured `wrapup_s`, per answered call.
     pub aht_s: Option<f64>,
     pub longest_wait_s: f64,
+    /// Mean post-call survey score and how many callers gave one.
+    pub csat_mean: Option<f64>,
+    pub csat_count: u64,
+    /// Answered calls whose number did not call again within the FCR
+    /// window, percent of answered calls with a number.
+    pub fcr_pct: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -110,6 +129,8 @@ pub struct AgentRow {
     pub logged_in_s: f64,
     /// Talk time, percent of `logged_in_s`; None when never logged in.
     pub occupancy_pct: Option<f64>,
+    pub csat_mean: Option<f64>,
+    pub csat_count: u64,
 }
 
 /// After-hours demand: the calls one closed branch turned away.
@@ -146,6 +167,21 @@ struct Acc {
     talk_ms: i64,
     talks: u64,
     longest_wait_ms: i64,
+    csat_sum: u64,
+    csat_count: u64,
+    fcr_base: u64,
+    fcr_resolved: u64,
+}
+
+/// Whether the caller of `r` did not call again within `window_ms` of its
+/// end. `arrivals` holds every record's (number, arrival), sorted.
+fn resolved_first_time(r: &CallRecord, arrivals: &[(String, i64)], window_ms: i64) -> bool {
+    let end = r.ended_ms.unwrap_or(r.arrived_ms);
+    let from = arrivals.partition_point(|(n, t)| (n.as_str(), *t) <= (r.number.as_str(), end));
+    !arrivals[from..]
+        .iter()
+        .take_while(|(n, _)| *n == r.number)
+        .any(|(_, t)| *t <= end.saturating_add(window_ms))
 }
 
 /// The branch that turned `r` away, if one did: its `closed_by`, or for
@@ -169,7 +205,13 @@ pub fn compute_report(
     opts: &ReportOptions,
 ) -> Report {
     let mut queues: BTreeMap<(String, Option<String>), Acc> = BTreeMap::new();
-    let mut agents: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    let mut agents: BTreeMap<String, (u64, i64, u64, u64)> = BTreeMap::new();
+    let mut arrivals: Vec<(String, i64)> = records
+        .iter()
+        .filter(|r| !r.number.is_empty())
+        .map(|r| (r.number.clone(), r.arrived_ms))
+        .collect();
+    arrivals.sort();
     let mut closed: BTreeMap<(String, Option<String>), (u64, u64)> = BTreeMap::new();
     let wanted = |q: &str| opts.queue.as_deref().is_none_or(|w| w == q);
 
@@ -225,6 +267,10 @@ pub fn compute_report(
                 let e = agents.entry(agent.clone()).or_default();
                 e.0 += 1;
                 e.1 += r.ended_ms.map_or(0, |end| (end - ans).max(0));
+                if let Some(c) = r.csat {
+                    e.2 += u64::from(c);
+                    e.3 += 1;
+                }
             }
         }
 
@@ -240,7 +286,17 @@ pub fn compute_report(
             .copied()
             .unwrap_or(opts.default_service_level_s)
             .saturating_mul(1000);
+        let wrapup_ms = opts
+            .wrapup_s
+            .get(q)
+            .copied()
+            .unwrap_or(0)
+            .saturating_mul(1000) as i64;
         let a = queues.entry((q.to_owned(), period)).or_default();
+        if let Some(c) = r.csat {
+            a.csat_sum += u64::from(c);
+            a.csat_count += 1;
+        }
         match r.disposition {
             Disposition::InProgress => {}
             // An IVR's closed branch hung up after the call had been in
@@ -268,8 +324,14 @@ pub fn compute_report(
                         a.in_sl += 1;
                     }
                     if let Some(end) = r.ended_ms {
-                        a.talk_ms += (end - ans).max(0);
+                        a.talk_ms += (end - ans).max(0) + wrapup_ms;
                         a.talks += 1;
+                    }
+                }
+                if !r.number.is_empty() {
+                    a.fcr_base += 1;
+                    if resolved_first_time(r, &arrivals, opts.fcr_window_ms) {
+                        a.fcr_resolved += 1;
                     }
                 }
             }
@@ -314,6 +376,9 @@ pub fn compute_report(
                 asa_s: ratio(a.wait_answered_ms as f64 / 1000.0, a.waits_answered as f64),
                 aht_s: ratio(a.talk_ms as f64 / 1000.0, a.talks as f64),
                 longest_wait_s: a.longest_wait_ms as f64 / 1000.0,
+                csat_mean: ratio(a.csat_sum as f64, a.csat_count as f64),
+                csat_count: a.csat_count,
+                fcr_pct: ratio(a.fcr_resolved as f64, a.fcr_base as f64).map(|x| x * 100.0),
                 queue,
             }
         })
@@ -325,13 +390,15 @@ pub fn compute_report(
     }
     let agent_rows = agents
         .into_iter()
-        .map(|(agent, (calls, talk_ms))| {
+        .map(|(agent, (calls, talk_ms, csat_sum, csat_count))| {
             let on = logged_in.get(&agent).copied().unwrap_or(0);
             AgentRow {
                 calls_taken: calls,
                 talk_s: talk_ms as f64 / 1000.0,
                 logged_in_s: on as f64 / 1000.0,
                 occupancy_pct: ratio(talk_ms as f64, on as f64).map(|x| x * 100.0),
+                csat_mean: ratio(csat_sum as f64, csat_count as f64),
+                csat_count,
                 agent,
             }
         })
@@ -400,6 +467,9 @@ pub fn render_text(report: &Report) -> String {
         "ASA s",
         "AHT s",
         "longest s",
+        "CSAT",
+        "CSAT n",
+        "FCR%",
     ]);
     let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
     for q in &report.queues {
@@ -419,6 +489,9 @@ pub fn render_text(report: &Report) -> String {
             opt(q.asa_s, 1),
             opt(q.aht_s, 1),
             format!("{:.1}", q.longest_wait_s),
+            opt(q.csat_mean, 2),
+            q.csat_count.to_string(),
+            opt(q.fcr_pct, 1),
         ]);
         rows.push(row);
     }
@@ -430,6 +503,8 @@ pub fn render_text(report: &Report) -> String {
         "talk s".to_owned(),
         "logged in s".to_owned(),
         "occupancy%".to_owned(),
+        "CSAT".to_owned(),
+        "CSAT n".to_owned(),
     ]];
     for a in &report.agents {
         arows.push(vec![
@@ -438,6 +513,8 @@ pub fn render_text(report: &Report) -> String {
             format!("{:.1}", a.talk_s),
             format!("{:.1}", a.logged_in_s),
             opt(a.occupancy_pct, 1),
+            opt(a.csat_mean, 2),
+            a.csat_count.to_string(),
         ]);
     }
     out.push_str(&table(&arows));
@@ -457,7 +534,9 @@ pub fn render_text(report: &Report) -> String {
     }
     out.push_str(&table(&crows));
     out.push_str(
-        "\naband% = abandoned / (answered + abandoned); occupancy = talk time / logged-in time\n",
+        "\naband% = abandoned / (answered + abandoned); occupancy = talk time / logged-in time\n\
+         AHT = talk (hold included) + the queue's wrapup_s; CSAT = mean survey score (n scores);\n\
+         FCR% = answered callers whose number did not call again within the FCR window\n",
     );
     out
 }
