@@ -80,6 +80,8 @@ pub fn router_with_status(
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/trunks/:name/calls", post(place_trunk_call))
         .route("/api/v1/cdr", get(cdr))
+        .route("/api/v1/voicemail", get(voicemail_list))
+        .route("/api/v1/voicemail/:id", get(voicemail_fetch))
         .route("/api/v1/plan", get(plan_json))
         .route("/api/v1/blocked", get(blocked))
         .route("/api/v1/blocked/:addr", delete(unblock))
@@ -517,6 +519,60 @@ async fn cdr(
             to_json(&records),
         )
             .into_response()
+    }
+}
+
+/// `GET /api/v1/voicemail`: the messages left in `voicemail` nodes by calls
+/// arrived in [`since`, `until`), newest first.
+async fn voicemail_list(
+    State(st): State<AppState>,
+    q: Result<Query<CdrQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "query takes `since` and `until` only",
+        );
+    };
+    let Some(dir) = st.cfg.cdr_dir.clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "call records are not enabled",
+        );
+    };
+    let now = chrono::Utc::now();
+    let parse = |v: &Option<String>| v.as_deref().map(|s| parse_time(s, st.cfg.timezone, now));
+    let filter = match (parse(&q.since).transpose(), parse(&q.until).transpose()) {
+        (Ok(since_ms), Ok(until_ms)) => CdrFilter { since_ms, until_ms },
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match tokio::task::spawn_blocking(move || super::voicemail::list(&dir, &filter)).await {
+        Ok(Ok(list)) => Json(list).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /api/v1/voicemail/ID`: the WAV of call ID's message; 404 when the
+/// call is unknown, left no message, or its file is gone.
+async fn voicemail_fetch(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    use super::voicemail::FetchError;
+    let Some(dir) = st.cfg.cdr_dir.clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "call records are not enabled",
+        );
+    };
+    match tokio::task::spawn_blocking(move || super::voicemail::fetch(&dir, &id)).await {
+        Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, "audio/wav")], bytes).into_response(),
+        Ok(Err(
+            e @ (FetchError::NoCall
+            | FetchError::NoMessage
+            | FetchError::Outside
+            | FetchError::Gone),
+        )) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

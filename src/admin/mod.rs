@@ -18,6 +18,7 @@ pub mod live;
 mod metrics;
 mod status;
 pub mod today;
+mod voicemail;
 
 pub use crate::views::{
     attach_calls, fill_agent_clock, next_open_change, AgentCall, AgentStateRequest, AgentView,

@@ -34,5 +34,6 @@ pub use report::{
     ReportOptions, DEFAULT_FCR_WINDOW_H, SHORT_ABANDON_MS,
 };
 pub use store::{CdrError, CdrFilter, CdrStore, SessionEvent, DB_FILE};
+pub(crate) use time::rfc3339;
 pub use time::{parse_time, TimeParseError};
 pub use writer::{CdrHandle, CdrWriter, WriterStats, WriterStatsSource};
