@@ -107,7 +107,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("m.wav");
         let mut bytes = crate::media::wav_out::header(1, 24_000).to_vec();
-        bytes.extend(std::iter::repeat(0u8).take(24_000));
+        bytes.extend(std::iter::repeat_n(0u8, 24_000));
         std::fs::write(&p, bytes).expect("write");
         assert_eq!(wav_seconds(&p), Some(1.5));
         assert_eq!(wav_seconds(&dir.path().join("none.wav")), None);
