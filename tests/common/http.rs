@@ -37,3 +37,32 @@ pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// GET `url`: (status, Content-Type, raw body), for files the API serves.
+#[allow(dead_code)]
+pub fn get_bytes(url: &str) -> (u16, String, Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let kind = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (
+            status,
+            kind,
+            resp.bytes().await.unwrap_or_default().to_vec(),
+        )
+    })
+}
