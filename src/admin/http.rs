@@ -470,28 +470,40 @@ struct CdrQuery {
     until: Option<String>,
 }
 
+/// The records directory and the `since`/`until` filter of a request on
+/// the call records, or the answer refusing it.
+fn records_query(
+    st: &AppState,
+    q: Result<Query<CdrQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<(std::path::PathBuf, CdrFilter), Box<Response>> {
+    let Ok(Query(q)) = q else {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "query takes `since` and `until` only",
+        )));
+    };
+    let Some(dir) = st.cfg.cdr_dir.clone() else {
+        return Err(Box::new(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "call records are not enabled",
+        )));
+    };
+    let now = chrono::Utc::now();
+    let parse = |v: &Option<String>| v.as_deref().map(|s| parse_time(s, st.cfg.timezone, now));
+    match (parse(&q.since).transpose(), parse(&q.until).transpose()) {
+        (Ok(since_ms), Ok(until_ms)) => Ok((dir, CdrFilter { since_ms, until_ms })),
+        (Err(e), _) | (_, Err(e)) => Err(Box::new(error(StatusCode::BAD_REQUEST, e.to_string()))),
+    }
+}
+
 async fn cdr(
     State(st): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<CdrQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "query takes `since` and `until` only",
-        );
-    };
-    let Some(dir) = st.cfg.cdr_dir.clone() else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "call records are not enabled",
-        );
-    };
-    let now = chrono::Utc::now();
-    let parse = |v: &Option<String>| v.as_deref().map(|s| parse_time(s, st.cfg.timezone, now));
-    let filter = match (parse(&q.since).transpose(), parse(&q.until).transpose()) {
-        (Ok(since_ms), Ok(until_ms)) => CdrFilter { since_ms, until_ms },
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    let (dir, filter) = match records_query(&st, q) {
+        Ok(v) => v,
+        Err(resp) => return *resp,
     };
     // SQLite is blocking: keep it off the async workers.
     let rows = tokio::task::spawn_blocking(move || {
@@ -528,23 +540,9 @@ async fn voicemail_list(
     State(st): State<AppState>,
     q: Result<Query<CdrQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "query takes `since` and `until` only",
-        );
-    };
-    let Some(dir) = st.cfg.cdr_dir.clone() else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "call records are not enabled",
-        );
-    };
-    let now = chrono::Utc::now();
-    let parse = |v: &Option<String>| v.as_deref().map(|s| parse_time(s, st.cfg.timezone, now));
-    let filter = match (parse(&q.since).transpose(), parse(&q.until).transpose()) {
-        (Ok(since_ms), Ok(until_ms)) => CdrFilter { since_ms, until_ms },
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    let (dir, filter) = match records_query(&st, q) {
+        Ok(v) => v,
+        Err(resp) => return *resp,
     };
     match tokio::task::spawn_blocking(move || super::voicemail::list(&dir, &filter)).await {
         Ok(Ok(list)) => Json(list).into_response(),
