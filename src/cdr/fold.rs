@@ -119,15 +119,7 @@ impl RecordFold {
                     let first = r.answered_ms.is_none();
                     r.answered_ms.get_or_insert(at);
                     r.agent = Some(agent.clone());
-                    r.legs.push(AgentLegRecord {
-                        agent: agent.clone(),
-                        queue: queue.clone(),
-                        answered_ms: at,
-                        ended_ms: None,
-                        transferred_to: None,
-                        trunk: None,
-                        number: None,
-                    });
+                    r.legs.push(AgentLegRecord::agent(agent, queue.clone(), at));
                     if first {
                         // The row written at arrival, now with the answer.
                         self.out.push_back(RecordOut::Call(Box::new(r.clone())));
@@ -159,15 +151,7 @@ impl RecordFold {
             } => {
                 if let Some(r) = self.open.get_mut(call) {
                     r.agent = Some(agent.clone());
-                    r.legs.push(AgentLegRecord {
-                        agent: agent.clone(),
-                        queue: queue.clone(),
-                        answered_ms: at,
-                        ended_ms: None,
-                        transferred_to: None,
-                        trunk: None,
-                        number: None,
-                    });
+                    r.legs.push(AgentLegRecord::agent(agent, queue.clone(), at));
                 }
             }
             EventKind::RecordingStarted { call, path } => {

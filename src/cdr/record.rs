@@ -106,6 +106,19 @@ pub struct AgentLegRecord {
 }
 
 impl AgentLegRecord {
+    /// The leg of `agent`, answered at `answered_ms` in `queue`.
+    pub fn agent(agent: &str, queue: Option<String>, answered_ms: UnixMs) -> Self {
+        AgentLegRecord {
+            agent: agent.to_owned(),
+            queue,
+            answered_ms,
+            ended_ms: None,
+            transferred_to: None,
+            trunk: None,
+            number: None,
+        }
+    }
+
     /// The leg of an outside number `number` answered on `trunk`.
     pub fn outside(trunk: &str, number: &str, answered_ms: UnixMs) -> Self {
         AgentLegRecord {

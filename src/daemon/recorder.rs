@@ -232,6 +232,20 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The file at `path` once the recorder thread has finished it (its
+    /// data size patched into the header), within 5 s.
+    fn finished_wav(path: &std::path::Path, what: &str) -> Vec<u8> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let b = std::fs::read(path).unwrap_or_default();
+            if b.len() >= 44 && b[40..44] != [0; 4] {
+                return b;
+            }
+            assert!(Instant::now() < deadline, "{what} never finished");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn a_recording_is_written_and_finished_by_the_thread() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -255,15 +269,7 @@ mod tests {
         rec.stop(1, 0);
         drop(rec);
         // The thread ends once it has finished the file.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let bytes = loop {
-            let b = std::fs::read(&path).unwrap_or_default();
-            if b.len() >= 44 && b[40..44] != [0; 4] {
-                break b;
-            }
-            assert!(Instant::now() < deadline, "recording never finished");
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let bytes = finished_wav(&path, "recording");
         assert_eq!(bytes[22], 2, "stereo");
         let data_len = u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]]);
         assert_eq!(data_len, 10 * 160 * 4);
@@ -294,15 +300,7 @@ mod tests {
         }
         rec.stop(7, 0);
         drop(rec);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let bytes = loop {
-            let b = std::fs::read(&path).unwrap_or_default();
-            if b.len() >= 44 && b[40..44] != [0; 4] {
-                break b;
-            }
-            assert!(Instant::now() < deadline, "message never finished");
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let bytes = finished_wav(&path, "message");
         assert_eq!(bytes[22], 1, "mono");
         let data_len = u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]]);
         assert_eq!(data_len, 10 * 160 * 2);
