@@ -91,6 +91,7 @@ fn config(agents: usize) -> AcdConfig {
                 record_prompt: None,
                 rejoin_s: 0,
                 survey: None,
+                callback: None,
             }
         })
         .collect::<Vec<_>>();

@@ -58,6 +58,14 @@ pub struct TrunkResultLabel {
     pub result: &'static str,
 }
 
+/// A queue's callbacks by step: offered, accepted, reached, gave_up,
+/// cancelled.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallbackLabel {
+    pub queue: String,
+    pub step: &'static str,
+}
+
 /// The queue and agent a survey score is for (`""` when the call had none).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CsatLabel {
@@ -154,6 +162,7 @@ pub struct Metrics {
     pub csat_score: Family<CsatLabel, Counter>,
     /// Messages left in `voicemail` nodes.
     pub voicemails: Counter,
+    pub callbacks: Family<CallbackLabel, Counter>,
     pub sip_requests: Family<RequestLabels, Counter>,
     pub sip_responses: Family<ResponseLabels, Counter>,
     pub sip_parse_errors: Counter,
@@ -220,6 +229,7 @@ impl Default for Metrics {
             csat_responses: Family::default(),
             csat_score: Family::default(),
             voicemails: Counter::default(),
+            callbacks: Family::default(),
             sip_requests: Family::default(),
             sip_responses: Family::default(),
             sip_parse_errors: Counter::default(),
@@ -442,6 +452,11 @@ impl Metrics {
             "voicemail_messages",
             "Messages callers left in voicemail nodes",
             self.voicemails.clone(),
+        );
+        reg.register(
+            "callbacks",
+            "Callbacks per queue by step: offered to a waiting caller, accepted, reached (the customer answered), gave_up (every try failed), cancelled",
+            self.callbacks.clone(),
         );
         self.register_sip(reg);
         self.register_rest(reg);

@@ -67,6 +67,7 @@ fn config() -> AcdConfig {
             record_prompt: None,
             rejoin_s: 0,
             survey: None,
+            callback: None,
         })
         .collect::<Vec<_>>();
     AcdConfig {

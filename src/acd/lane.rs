@@ -22,6 +22,8 @@ pub(crate) struct Caller {
     pub level: usize,
     /// Agents who refused this caller lately (486, 603).
     pub refused: Refusals,
+    /// A callback waiting in the caller's place (no `max_wait_s`).
+    pub callback: bool,
 }
 
 /// How many refusing agents a caller remembers; the oldest is forgotten
@@ -85,6 +87,7 @@ impl Caller {
             seq,
             level: 0,
             refused: Refusals::default(),
+            callback: false,
         }
     }
 
@@ -175,6 +178,7 @@ mod tests {
             seq: call,
             level: 0,
             refused: Refusals::default(),
+            callback: false,
         }
     }
 

@@ -202,6 +202,78 @@ impl Router {
         Ok(out)
     }
 
+    /// A waiting caller's place: its arrival, arrival order and priority.
+    pub fn waiting_place(&self, call: CallId) -> Option<(Instant, u64, i32)> {
+        match self.calls.get(&call).as_deref() {
+            Some(Loc::Waiting(c)) => Some((c.arrival, c.seq, c.priority)),
+            _ => None,
+        }
+    }
+
+    /// The waiting caller `call` accepted a callback: it keeps its place
+    /// as a callback (no `max_wait_s` from now on, no rejoin place). False
+    /// when it is not waiting (an agent took it this moment).
+    pub fn make_callback(&self, call: CallId) -> bool {
+        let MapEntry::Occupied(mut o) = self.calls.entry(call) else {
+            return false;
+        };
+        let Loc::Waiting(c) = o.get().clone() else {
+            return false;
+        };
+        let Some((_, lane)) = self.topo.lane_of(c.queue, c.level) else {
+            return false;
+        };
+        if lane.take(&c.key()).is_none() {
+            return false;
+        }
+        let cb = Caller {
+            callback: true,
+            ..c
+        };
+        lane.insert(cb);
+        o.insert(Loc::Waiting(cb));
+        drop(o);
+        self.forget_place(call);
+        true
+    }
+
+    /// A callback (again) waits in `queue` at the place `arrival` gives it
+    /// (its caller's arrival; after a restart, now minus the time waited):
+    /// after a customer who did not answer, or read back from the file. A
+    /// callback is never turned away as closed or full, and has no
+    /// `max_wait_s`.
+    pub fn callback_waits(
+        &self,
+        call: CallId,
+        queue: &str,
+        priority: i32,
+        arrival: Instant,
+        now: Instant,
+    ) -> Result<Vec<Output>, AcdError> {
+        let (qi, q) = self
+            .topo
+            .queue(queue)
+            .ok_or_else(|| AcdError::UnknownQueue(queue.to_string()))?;
+        let mut caller =
+            Caller::arriving(call, qi, priority, arrival, self.seq.fetch_add(1, SeqCst));
+        caller.callback = true;
+        match self.calls.entry(call) {
+            MapEntry::Occupied(_) => return Err(AcdError::DuplicateCall(call)),
+            MapEntry::Vacant(v) => {
+                v.insert(Loc::Waiting(caller));
+            }
+        }
+        q.waiting.fetch_add(1, SeqCst);
+        let mut out = Vec::new();
+        let Some((li, lane)) = self.topo.lane_of(qi, 0) else {
+            return Ok(out);
+        };
+        lane.insert(caller);
+        self.arm_caller_timers(&caller, &mut out);
+        self.route_lane(li, now, &mut out);
+        Ok(out)
+    }
+
     fn arm_caller_timers(&self, c: &Caller, out: &mut Vec<Output>) {
         let Some(q) = self.topo.queue_rt(c.queue) else {
             return;
@@ -215,7 +287,7 @@ impl Router {
                 },
             });
         }
-        if c.level == 0 && q.cfg.max_wait_s > 0 {
+        if c.level == 0 && q.cfg.max_wait_s > 0 && !c.callback {
             out.push(Output::Arm {
                 at: c.arrival + secs(q.cfg.max_wait_s),
                 timer: Timer::MaxWait { call: c.call },
@@ -692,7 +764,9 @@ impl Router {
                 let Some(q) = self.topo.queue_rt(c.queue) else {
                     return out;
                 };
-                let due = q.cfg.max_wait_s > 0 && now >= c.arrival + secs(q.cfg.max_wait_s);
+                let due = q.cfg.max_wait_s > 0
+                    && !c.callback
+                    && now >= c.arrival + secs(q.cfg.max_wait_s);
                 let taken = due
                     && self
                         .topo

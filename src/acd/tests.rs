@@ -50,6 +50,7 @@ fn queue(name: &str, s: &[(&str, u8)], strategy: Strategy) -> Queue {
         record_prompt: None,
         rejoin_s: 0,
         survey: None,
+        callback: None,
     }
 }
 

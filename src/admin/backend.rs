@@ -40,6 +40,17 @@ pub trait AdminBackend: Send + Sync + 'static {
         Box::pin(async move { Err(PlaceCallError::UnknownTrunk(trunk)) })
     }
 
+    /// Waiting callbacks (`GET /api/v1/callbacks`). The default: none.
+    fn callbacks(&self) -> BoxFuture<'_, Vec<crate::views::CallbackView>> {
+        Box::pin(async { Vec::new() })
+    }
+
+    /// Cancels callback `id`; false when there is none.
+    fn cancel_callback(&self, id: String) -> BoxFuture<'_, bool> {
+        let _ = id;
+        Box::pin(async { false })
+    }
+
     /// Starts, changes or ends the monitor leg of call `call` (its
     /// Call-ID). The default refuses (a backend without calls).
     fn monitor(

@@ -77,6 +77,8 @@ pub fn router_with_status(
                 .patch(change_monitor)
                 .delete(stop_monitor),
         )
+        .route("/api/v1/callbacks", get(callbacks))
+        .route("/api/v1/callbacks/:id", delete(cancel_callback))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/trunks/:name/calls", post(place_trunk_call))
         .route("/api/v1/cdr", get(cdr))
@@ -295,6 +297,20 @@ async fn agents(State(st): State<AppState>) -> Response {
 
 async fn calls(State(st): State<AppState>) -> Response {
     Json(st.backend.calls().await).into_response()
+}
+
+/// `GET /api/v1/callbacks`: waiting callbacks, next first.
+async fn callbacks(State(st): State<AppState>) -> Response {
+    Json(st.backend.callbacks().await).into_response()
+}
+
+/// `DELETE /api/v1/callbacks/ID`: cancels a callback (a call in progress
+/// for it ends).
+async fn cancel_callback(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+    match st.backend.cancel_callback(id.clone()).await {
+        true => Json(json!({ "cancelled": id })).into_response(),
+        false => error(StatusCode::NOT_FOUND, "no such callback"),
+    }
 }
 
 async fn set_agent_state(

@@ -39,7 +39,10 @@ pub enum EventKind {
         number: String,
     },
     /// The caller entered IVR node `node` (`ivr.node`).
-    CallIvr { call: String, node: String },
+    CallIvr {
+        call: String,
+        node: String,
+    },
     /// The caller waits in `queue`, at `position` (1 = next).
     CallQueued {
         call: String,
@@ -115,6 +118,39 @@ pub enum EventKind {
         queue: Option<String>,
         agent: Option<String>,
         score: u8,
+    },
+    /// The waiting caller was offered a callback.
+    CallbackOffered {
+        call: String,
+        queue: String,
+    },
+    /// The caller accepted: callback `id` keeps its place in `queue`.
+    CallbackAccepted {
+        call: String,
+        queue: String,
+        id: String,
+        number: String,
+    },
+    /// An agent was claimed for callback `id`; `call` is the call placed
+    /// for it (try `attempt`).
+    CallbackAttempt {
+        call: String,
+        id: String,
+        queue: String,
+        number: String,
+        attempt: u32,
+    },
+    /// The try's outcome: `reached`, `busy`, `no_answer`, `failed`.
+    CallbackResult {
+        call: String,
+        id: String,
+        queue: String,
+        outcome: String,
+        gave_up: bool,
+    },
+    CallbackCancelled {
+        id: String,
+        queue: String,
     },
     /// The caller hung up before an agent answered.
     CallAbandoned {
@@ -378,6 +414,54 @@ pub fn live_events(ev: &Event) -> Vec<LiveEvent> {
             queue: queue.clone(),
             agent: agent.clone(),
             score: *score,
+        }],
+        Step::CallbackOffered { call, queue } => vec![EventKind::CallbackOffered {
+            call: call_id(call),
+            queue: queue.clone(),
+        }],
+        Step::CallbackAccepted {
+            call,
+            queue,
+            id,
+            number,
+            ..
+        } => vec![EventKind::CallbackAccepted {
+            call: call_id(call),
+            queue: queue.clone(),
+            id: id.clone(),
+            number: number.clone(),
+        }],
+        Step::CallbackAttempt {
+            call,
+            id,
+            queue,
+            number,
+            attempt,
+            ..
+        } => vec![EventKind::CallbackAttempt {
+            call: call_id(call),
+            id: id.clone(),
+            queue: queue.clone(),
+            number: number.clone(),
+            attempt: *attempt,
+        }],
+        Step::CallbackResult {
+            call,
+            id,
+            queue,
+            outcome,
+            gave_up,
+            ..
+        } => vec![EventKind::CallbackResult {
+            call: call_id(call),
+            id: id.clone(),
+            queue: queue.clone(),
+            outcome: outcome.as_str().to_owned(),
+            gave_up: *gave_up,
+        }],
+        Step::CallbackCancelled { id, queue } => vec![EventKind::CallbackCancelled {
+            id: id.clone(),
+            queue: queue.clone(),
         }],
         Step::IvrClosed { .. }
         | Step::VoicemailStarted { .. }

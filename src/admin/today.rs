@@ -149,7 +149,7 @@ impl TodayBoard {
     }
 
     fn count(&self, end: &Ended, at: Now, cfg: &Config) {
-        let Some(queue) = end.queue.as_deref() else {
+        let Some(queue) = end.queue.as_deref().filter(|_| !end.placed) else {
             return;
         };
         let answered = end.disposition == Disposition::Answered;

@@ -4,6 +4,7 @@
 //! returns; the call also holds its IVR run, agent leg and media leg ids.
 
 pub mod agent;
+pub mod callback;
 pub mod monitor;
 pub mod trunk;
 
@@ -110,6 +111,12 @@ pub struct Call {
     /// Set once the agent hung up and the caller went to the queue's
     /// survey: the queue and agent its score is for.
     pub survey_of: Option<(Option<String>, String)>,
+    /// The queue's callback offer to this waiting caller, and when its
+    /// next step is due (the offer, the end of keying a number).
+    pub callback: Option<callback::Stage>,
+    pub callback_at: Option<Instant>,
+    /// Set on a call sipacd placed for a callback (no caller leg).
+    pub attempt: Option<callback::Attempt>,
 }
 
 /// Time on hold, from either leg's re-INVITE or UPDATE.
@@ -215,6 +222,9 @@ impl Call {
             monitor: None,
             message: None,
             survey_of: None,
+            callback: None,
+            callback_at: None,
+            attempt: None,
         };
         let action = call.on_timeout(now);
         (call, action)
@@ -243,6 +253,7 @@ impl Call {
                     .chain(monitor)
                     .chain(ivr)
                     .chain(self.announce_at)
+                    .chain(self.callback_at)
                     .chain(sessions.into_iter().flatten())
                     .min()
             }

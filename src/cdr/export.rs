@@ -11,7 +11,7 @@ pub fn to_json(records: &[CallRecord]) -> String {
 }
 
 const CSV_HEADER: &str = "id,caller,number,queue,arrived,queued,offered,answered,ended,\
-agent,disposition,hangup_by,ivr_path,variables,routing,closed_by,hold_s,legs,recording,monitors,voicemail,csat\r\n";
+agent,disposition,hangup_by,ivr_path,variables,routing,closed_by,hold_s,legs,recording,monitors,voicemail,csat,callback\r\n";
 
 /// RFC 4180 CSV with a header line.
 pub fn to_csv(records: &[CallRecord]) -> String {
@@ -43,6 +43,7 @@ pub fn to_csv(records: &[CallRecord]) -> String {
             json(&r.monitors),
             r.voicemail.clone().unwrap_or_default(),
             r.csat.map(|c| c.to_string()).unwrap_or_default(),
+            r.callback.as_ref().map(json).unwrap_or_default(),
         ];
         for (i, f) in fields.iter().enumerate() {
             if i > 0 {

@@ -220,6 +220,60 @@ impl RecordFold {
                     r.csat = Some(*score);
                 }
             }
+            EventKind::CallbackOffered { call, .. } => {
+                if let Some(r) = self.open.get_mut(call) {
+                    r.callback.get_or_insert_with(Default::default).offered_ms = Some(at);
+                }
+            }
+            EventKind::CallbackAccepted {
+                call, id, number, ..
+            } => {
+                if let Some(r) = self.open.get_mut(call) {
+                    let c = r.callback.get_or_insert_with(Default::default);
+                    c.id = Some(id.clone());
+                    c.number = Some(number.clone());
+                    c.accepted_ms = Some(at);
+                }
+            }
+            EventKind::CallbackAttempt {
+                call,
+                id,
+                queue,
+                number,
+                attempt,
+                origin,
+                accepted,
+            } => {
+                // The placed call's own record: the customer's number as
+                // the caller, `callback` as the number it came through.
+                let mut rec = CallRecord::arrival(&call.call_id, number, "callback", at);
+                rec.queue = Some(queue.clone());
+                rec.queued_ms = Some(at);
+                rec.callback = Some(super::record::CallbackRecord {
+                    id: Some(id.clone()),
+                    number: Some(number.clone()),
+                    accepted_ms: Some(crate::events::unix_ms(*accepted)),
+                    attempt: Some(*attempt),
+                    origin: Some(origin.clone()),
+                    ..Default::default()
+                });
+                self.out.push_back(RecordOut::Call(Box::new(rec.clone())));
+                self.open.insert(call.clone(), rec);
+            }
+            EventKind::CallbackResult {
+                call,
+                outcome,
+                gave_up,
+                ..
+            } => {
+                if let Some(c) = self.open.get_mut(call).and_then(|r| r.callback.as_mut()) {
+                    c.outcome = Some(outcome.as_str().to_owned());
+                    c.gave_up = *gave_up;
+                    if *outcome == crate::events::CallbackOutcome::Reached {
+                        c.reached_ms = Some(at);
+                    }
+                }
+            }
             EventKind::Ended(end) => self.end(end, at),
             EventKind::AgentState { agent, state, .. } => {
                 self.out.push_back(RecordOut::Session {
@@ -237,6 +291,7 @@ impl RecordFold {
             | EventKind::AgentLogin { .. }
             | EventKind::RecordingEnded { .. }
             | EventKind::VoicemailEnded { .. }
+            | EventKind::CallbackCancelled { .. }
             // An outbound call has no inbound call record of its own; the
             // feature that places it records what it was for.
             | EventKind::Trunk { .. } => {}
@@ -386,6 +441,7 @@ mod tests {
             path: vec!["queue:support".into()],
             variables: Default::default(),
             hold: Duration::from_secs(2),
+            placed: false,
         };
         fold.fold(&Event {
             at: at(t0, 9000),

@@ -305,6 +305,24 @@ impl QueueLogFold {
                     data,
                 );
             }
+            // The caller left its place to a callback: it pressed a key to
+            // leave the queue (Asterisk's EXITWITHKEY).
+            EventKind::CallbackAccepted {
+                call, key, position, ..
+            } => {
+                let Some(mut stay) = self.stays.remove(call) else {
+                    return;
+                };
+                self.leave_board(call, &mut stay);
+                let waited = secs(mono.saturating_duration_since(stay.entered));
+                let data = vec![
+                    key.to_string(),
+                    position.to_string(),
+                    stay.origpos.to_string(),
+                    waited,
+                ];
+                self.line(wall, &call.call_id, &stay.queue, NONE, "EXITWITHKEY", data);
+            }
             EventKind::Ended(end) => {
                 let Some(mut stay) = self.stays.remove(&end.call) else {
                     return;
@@ -360,6 +378,10 @@ impl QueueLogFold {
             | EventKind::VoicemailEnded { .. }
             | EventKind::SurveyStarted { .. }
             | EventKind::CsatScored { .. }
+            | EventKind::CallbackOffered { .. }
+            | EventKind::CallbackAttempt { .. }
+            | EventKind::CallbackResult { .. }
+            | EventKind::CallbackCancelled { .. }
             | EventKind::Trunk { .. } => {}
         }
     }

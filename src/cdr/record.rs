@@ -60,6 +60,44 @@ pub struct CallRecord {
     /// The caller's score in the post-call survey (CSAT), if it gave one.
     #[serde(default)]
     pub csat: Option<u8>,
+    /// A queue's callback: offered to (and perhaps accepted by) this
+    /// caller, or, on a call sipacd placed for one, which try it was and
+    /// what became of it.
+    #[serde(default)]
+    pub callback: Option<CallbackRecord>,
+}
+
+/// The callback part of a call record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackRecord {
+    /// The callback's id (`GET /api/v1/callbacks`), once accepted.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The number called back.
+    #[serde(default)]
+    pub number: Option<String>,
+    /// When the waiting caller was offered the callback (the call that
+    /// asked) .
+    #[serde(default)]
+    pub offered_ms: Option<UnixMs>,
+    /// When the caller accepted it.
+    #[serde(default)]
+    pub accepted_ms: Option<UnixMs>,
+    /// On a call placed for the callback: its try (from 1) and the call
+    /// that asked for it.
+    #[serde(default)]
+    pub attempt: Option<u32>,
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// `reached`, `busy`, `no_answer` or `failed` (a placed call).
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// When the customer answered (a placed call that reached it).
+    #[serde(default)]
+    pub reached_ms: Option<UnixMs>,
+    /// The last try the queue allows failed: the callback was given up.
+    #[serde(default)]
+    pub gave_up: bool,
 }
 
 /// One supervisor's monitor leg of a call, from its answer to its end.
@@ -168,6 +206,7 @@ impl CallRecord {
             monitors: Vec::new(),
             voicemail: None,
             csat: None,
+            callback: None,
         }
     }
 }

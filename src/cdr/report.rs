@@ -299,6 +299,9 @@ pub fn compute_report(
         }
         match r.disposition {
             Disposition::InProgress => {}
+            // The caller left its place to a callback (see the callback
+            // figures); neither answered nor abandoned.
+            Disposition::Callback => {}
             // An IVR's closed branch hung up after the call had been in
             // this queue (overflow to an after-hours IVR) or a record older
             // than `closed_by`.

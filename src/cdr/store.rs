@@ -33,7 +33,7 @@ CREATE INDEX IF NOT EXISTS calls_in_progress ON calls(disposition)
 /// What each schema version (`PRAGMA user_version`) adds to the one
 /// before: version 0 is [`SCHEMA`], the first release's. A file of any
 /// older version is brought up to date when it is opened; its rows stay.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     // 1: after-hours demand and agents' logged-in time.
     "
 ALTER TABLE calls ADD COLUMN closed_by TEXT;
@@ -60,11 +60,14 @@ ALTER TABLE calls ADD COLUMN voicemail TEXT;
 ALTER TABLE calls ADD COLUMN csat INTEGER;
 CREATE INDEX calls_voicemail ON calls(arrived_ms) WHERE voicemail IS NOT NULL;
 ",
+    // 7: a queue's callback: offered, accepted, or the try of a placed
+    // call and its outcome, as JSON.
+    "ALTER TABLE calls ADD COLUMN callback TEXT;",
 ];
 
 const COLUMNS: &str = "id, caller, number, ivr_path, variables, queue, arrived_ms, \
     queued_ms, offered_ms, answered_ms, ended_ms, agent, disposition, hangup_by, routing, \
-    closed_by, hold_ms, legs, recording, monitors, voicemail, csat";
+    closed_by, hold_ms, legs, recording, monitors, voicemail, csat, callback";
 
 /// A record's row, inserted or, for a call already written, updated in
 /// place: `INSERT OR REPLACE` deleted and re-inserted the row, with its
@@ -256,6 +259,10 @@ impl CdrStore {
                     Some(d) => Some(to_json(&r.id, "routing", d)?),
                     None => None,
                 };
+                let callback = match &r.callback {
+                    Some(c) => Some(to_json(&r.id, "callback", c)?),
+                    None => None,
+                };
                 stmt.execute(params![
                     r.id,
                     r.caller,
@@ -279,6 +286,7 @@ impl CdrStore {
                     to_json(&r.id, "monitors", &r.monitors)?,
                     r.voicemail,
                     r.csat,
+                    callback,
                 ])?;
             }
         }
@@ -375,6 +383,7 @@ struct RawRow {
     monitors: String,
     voicemail: Option<String>,
     csat: Option<u8>,
+    callback: Option<String>,
 }
 
 fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -401,6 +410,7 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         monitors: r.get(19)?,
         voicemail: r.get(20)?,
         csat: r.get(21)?,
+        callback: r.get(22)?,
     })
 }
 
@@ -431,6 +441,10 @@ impl RawRow {
             Some(s) => Some(s.parse().map_err(|e| bad("hangup_by", e))?),
             None => None,
         };
+        let callback = match self.callback {
+            Some(s) => Some(serde_json::from_str(&s).map_err(|e| bad("callback", e.to_string()))?),
+            None => None,
+        };
         Ok(CallRecord {
             id,
             caller: self.caller,
@@ -454,6 +468,7 @@ impl RawRow {
             monitors,
             voicemail: self.voicemail,
             csat: self.csat,
+            callback,
         })
     }
 }

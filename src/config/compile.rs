@@ -130,6 +130,7 @@ impl Ctx<'_> {
 /// cross references do not depend on section order.
 struct Names<'r> {
     queues: BTreeSet<&'r str>,
+    trunks: BTreeSet<&'r str>,
     schedules: BTreeSet<&'r str>,
     /// IVR name -> (start node as written, node names).
     ivrs: BTreeMap<&'r str, (Option<&'r str>, BTreeSet<&'r str>)>,
@@ -139,6 +140,7 @@ impl<'r> Names<'r> {
     fn new(raw: &'r RawConfig) -> Self {
         Names {
             queues: raw.queues.keys().map(|k| k.get_ref().as_str()).collect(),
+            trunks: raw.trunks.keys().map(|k| k.get_ref().as_str()).collect(),
             schedules: raw.schedules.keys().map(|k| k.get_ref().as_str()).collect(),
             ivrs: raw
                 .ivr
@@ -1012,8 +1014,124 @@ fn queue(ctx: &mut Ctx, names: &Names, prompts: &Prompts, name: &S<String>, q: &
         record_prompt: q.record_prompt.as_ref().map(|m| prompts.check(ctx, m)),
         rejoin_s: ctx.int(q.rejoin_s.as_ref(), "rejoin_s", 0..=DAY, 0),
         survey: survey_target(ctx, names, q),
+        callback: q
+            .callback
+            .as_ref()
+            .and_then(|c| callback_offer(ctx, names, prompts, c)),
     }
 }
+
+/// Default prompts of a queue's callback offer.
+pub const CALLBACK_PROMPTS: [&str; 4] = [
+    "callback-offer.wav",
+    "callback-number.wav",
+    "callback-accepted.wav",
+    "callback-agent.wav",
+];
+
+/// A queue's `[queues.NAME.callback]`.
+fn callback_offer(
+    ctx: &mut Ctx,
+    names: &Names,
+    prompts: &Prompts,
+    c: &S<super::raw::RawCallback>,
+) -> Option<CallbackOffer> {
+    let raw = c.get_ref();
+    let trunk = match &raw.trunk {
+        None => {
+            ctx.err(
+                c.span(),
+                "a queue's callback needs `trunk` (a [trunks] entry)",
+            );
+            return None;
+        }
+        Some(t) if !names.trunks.contains(t.get_ref().as_str()) => {
+            ctx.err(
+                t.span(),
+                format!("callback trunk `{}` is no [trunks] entry", t.get_ref()),
+            );
+            return None;
+        }
+        Some(t) => t.get_ref().clone(),
+    };
+    let after_s = raw
+        .after_s
+        .as_ref()
+        .map(|v| ctx.int(Some(v), "after_s", 0..=DAY, 0));
+    let above_wait_s = raw
+        .above_wait_s
+        .as_ref()
+        .map(|v| ctx.int(Some(v), "above_wait_s", 0..=DAY, 0));
+    if after_s.is_none() && above_wait_s.is_none() {
+        ctx.err(
+            c.span(),
+            "a queue's callback needs `after_s` or `above_wait_s` (when to offer it)",
+        );
+    }
+    let digit = match &raw.digit {
+        None => '1',
+        Some(d) => {
+            let mut chars = d.get_ref().chars();
+            match (chars.next(), chars.next()) {
+                (Some(k), None) if k.is_ascii_digit() || k == '*' => k,
+                _ => {
+                    ctx.err(d.span(), "callback digit is one key: 0-9 or *");
+                    '1'
+                }
+            }
+        }
+    };
+    let mut prompt = |given: &Option<S<String>>, default: &str| -> PathBuf {
+        match given {
+            Some(p) => prompts.check(ctx, p),
+            None => {
+                let path = prompts.dir.join(default);
+                if let Err(e) = wav::read_info(&path) {
+                    ctx.err(
+                        c.span(),
+                        format!(
+                            "this queue offers callbacks but prompt {} is unusable: {e}",
+                            path.display()
+                        ),
+                    );
+                }
+                path
+            }
+        }
+    };
+    let [offer, number, accepted, agent] = CALLBACK_PROMPTS;
+    let prompt_path = prompt(&raw.prompt, offer);
+    let number_prompt = prompt(&raw.number_prompt, number);
+    let accepted_prompt = prompt(&raw.accepted_prompt, accepted);
+    let agent_prompt = prompt(&raw.agent_prompt, agent);
+    let retry_s = match &raw.retry_s {
+        None => vec![120, 600],
+        Some(list) => {
+            if list.len() > 10 {
+                ctx.err(c.span(), "callback retry_s holds at most 10 waits");
+            }
+            list.iter()
+                .take(10)
+                .map(|v| ctx.int(Some(v), "retry_s", 1..=DAY, 120))
+                .collect()
+        }
+    };
+    Some(CallbackOffer {
+        trunk,
+        after_s,
+        above_wait_s,
+        digit,
+        prompt: prompt_path,
+        number_prompt,
+        accepted_prompt,
+        agent_prompt,
+        ring_s: ctx.int(raw.ring_s.as_ref(), "ring_s", 5..=MAX_RING_CALLBACK_S, 30),
+        retry_s,
+    })
+}
+
+/// Longest a callback lets the customer's phone ring.
+const MAX_RING_CALLBACK_S: u64 = 300;
 
 /// A queue's `survey`: an `ivr:` target (a survey needs prompts and digits).
 fn survey_target(ctx: &mut Ctx, names: &Names, q: &RawQueue) -> Option<Target> {

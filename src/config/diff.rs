@@ -107,7 +107,7 @@ fn agent_fields(o: &Agent, n: &Agent) -> Vec<String> {
 fn queue_fields(o: &Queue, n: &Queue) -> Vec<String> {
     changed!(o, n; skills, strategy, schedule, closed, ring_timeout_s, wrapup_s,
         retry_s, max_wait_s, max_waiting, overflow, music, announce_position_s,
-        relax, priority, transfer_priority, service_level_s, record, record_prompt, rejoin_s, survey)
+        relax, priority, transfer_priority, service_level_s, record, record_prompt, rejoin_s, survey, callback)
 }
 
 fn trunk_fields(o: &std::sync::Arc<Trunk>, n: &std::sync::Arc<Trunk>) -> Vec<String> {

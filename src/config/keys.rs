@@ -5,7 +5,7 @@
 //! from the serde derives themselves, so they cannot drift from `raw`.
 
 use super::raw::{
-    RawAgent, RawConfig, RawFeatures, RawIvr, RawNode, RawNumber, RawQueue, RawRelax,
+    RawAgent, RawCallback, RawConfig, RawFeatures, RawIvr, RawNode, RawNumber, RawQueue, RawRelax,
 };
 use super::raw::{RawSchedule, RawServer, RawTrunk};
 use serde::de::{self, Deserialize, Deserializer, Visitor};
@@ -45,6 +45,7 @@ fn fields_at(path: &[Seg]) -> Option<&'static [&'static str]> {
         [K("agents"), K(_)] => fields_of::<RawAgent>(),
         [K("queues"), K(_)] => fields_of::<RawQueue>(),
         [K("queues"), K(_), K("relax"), I(_)] => fields_of::<RawRelax>(),
+        [K("queues"), K(_), K("callback")] => fields_of::<RawCallback>(),
         [K("numbers"), I(_)] => fields_of::<RawNumber>(),
         [K("ivr"), K(_)] => fields_of::<RawIvr>(),
         [K("ivr"), K(_), K("nodes"), K(_)] => fields_of::<RawNode>(),

@@ -173,6 +173,22 @@ pub struct RawQueue {
     pub record_prompt: Option<S<String>>,
     pub rejoin_s: Option<S<u64>>,
     pub survey: Option<S<String>>,
+    pub callback: Option<S<RawCallback>>,
+}
+
+/// `[queues.NAME.callback]`: offering a waiting caller to be called back.
+#[derive(Debug, Deserialize)]
+pub struct RawCallback {
+    pub trunk: Option<S<String>>,
+    pub after_s: Option<S<u64>>,
+    pub above_wait_s: Option<S<u64>>,
+    pub digit: Option<S<String>>,
+    pub prompt: Option<S<String>>,
+    pub number_prompt: Option<S<String>>,
+    pub accepted_prompt: Option<S<String>>,
+    pub agent_prompt: Option<S<String>>,
+    pub ring_s: Option<S<u64>>,
+    pub retry_s: Option<Vec<S<u64>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -317,6 +317,39 @@ pub struct Queue {
     /// for a post-call survey; `None` (default): the call ends with the
     /// agent's hang-up.
     pub survey: Option<Target>,
+    /// Offering waiting callers to be called back in turn instead.
+    pub callback: Option<CallbackOffer>,
+}
+
+/// A queue's `[queues.NAME.callback]`: when a waiting caller is offered a
+/// callback, the prompts of the exchange, the trunk it is placed on and
+/// the retries when the customer does not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackOffer {
+    /// The `[trunks]` entry the customer is called through.
+    pub trunk: String,
+    /// Offered once the caller has waited this long.
+    pub after_s: Option<u64>,
+    /// Offered as soon as the estimated wait is above this.
+    pub above_wait_s: Option<u64>,
+    /// The key that accepts (default `1`).
+    pub digit: char,
+    /// "Press 1 to be called back" (default `callback-offer.wav`).
+    pub prompt: PathBuf,
+    /// "Press # for the number you call from, or key another then #"
+    /// (default `callback-number.wav`).
+    pub number_prompt: PathBuf,
+    /// "We will call you back" before sipacd hangs up (default
+    /// `callback-accepted.wav`).
+    pub accepted_prompt: PathBuf,
+    /// What the agent hears before the customer is dialled, followed by
+    /// the number digit by digit (default `callback-agent.wav`).
+    pub agent_prompt: PathBuf,
+    /// How long the customer's phone rings (default 30).
+    pub ring_s: u64,
+    /// Waits before each new try when the customer did not answer or was
+    /// busy (default `[120, 600]`: three tries in all).
+    pub retry_s: Vec<u64>,
 }
 
 /// A queue's `record` key.

@@ -28,6 +28,12 @@ pub enum Control {
         ring_s: u64,
         reply: oneshot::Sender<Result<crate::views::TrunkCallPlaced, crate::views::PlaceCallError>>,
     },
+    /// Waiting callbacks, and cancelling one.
+    Callbacks(oneshot::Sender<Vec<crate::views::CallbackView>>),
+    CancelCallback {
+        id: String,
+        reply: oneshot::Sender<bool>,
+    },
     /// Start, change or end a call's monitor leg.
     Monitor {
         call: String,
@@ -121,6 +127,18 @@ impl AdminBackend for ControlBackend {
             self.ask(|reply| Control::Monitor { call, req, reply })
                 .await
                 .unwrap_or_else(|| Err(crate::views::MonitorError::Conflict(STOPPING.to_owned())))
+        })
+    }
+
+    fn callbacks(&self) -> BoxFuture<'_, Vec<crate::views::CallbackView>> {
+        Box::pin(async move { self.ask(Control::Callbacks).await.unwrap_or_default() })
+    }
+
+    fn cancel_callback(&self, id: String) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            self.ask(|reply| Control::CancelCallback { id, reply })
+                .await
+                .unwrap_or(false)
         })
     }
 }

@@ -111,8 +111,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         tcp_max_per_source = policy.max_per_source,
         "descriptor budget"
     );
-    let endpoints = crate::endpoint::Shared::endpoints_with_ports(&cfg, workers, now(), ports);
+    let mut endpoints = crate::endpoint::Shared::endpoints_with_ports(&cfg, workers, now(), ports);
     let bindings = start_bindings_writer(&endpoints)?;
+    let callbacks = start_callbacks_writer(&mut endpoints)?;
     let metrics = crate::metrics::Metrics::new();
     metrics.set_config(&cfg);
     // The shards' SIP queues exist before the sockets, which feed them.
@@ -267,6 +268,10 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     if let Some(w) = bindings {
         let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
     }
+    // And the callbacks still waiting.
+    if let Some(w) = callbacks {
+        let _ = tokio::task::spawn_blocking(move || w.shutdown()).await;
+    }
     drop(hub); // ends the live event streams
     let _ = admin_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
@@ -352,6 +357,41 @@ fn start_bindings_writer(
     )
     .map_err(|source| DaemonError::DataDir { path, source })?;
     lock_registrar(&reg).set_nudge(writer.nudge());
+    Ok(Some(writer))
+}
+
+/// Reads back the callbacks the last run left waiting (the primary shard
+/// queues them again) and starts the thread that saves them from now on.
+/// A file that cannot be read is logged and left as it is (renamed aside
+/// by nobody): the daemon starts without those callbacks.
+fn start_callbacks_writer(
+    endpoints: &mut [Endpoint],
+) -> Result<Option<crate::registrar::BindingsWriter>, DaemonError> {
+    let Some(primary) = endpoints.first_mut() else {
+        return Ok(None);
+    };
+    if let Err(e) = primary.restore_callbacks(now()) {
+        error!(error = %e, "saved callbacks not read: they are not called back");
+    }
+    let book = primary.callback_book();
+    let path = primary.callbacks_path();
+    let take_from = book.clone();
+    let writer = crate::registrar::BindingsWriter::spawn_for(
+        "sipacd-callbacks",
+        "callbacks",
+        path.clone(),
+        crate::registrar::DEFAULT_WINDOW,
+        move || {
+            take_from
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take_snapshot()
+        },
+    )
+    .map_err(|source| DaemonError::DataDir { path, source })?;
+    book.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .set_nudge(writer.nudge());
     Ok(Some(writer))
 }
 
@@ -481,6 +521,31 @@ async fn on_control(
             }
         }
         Control::Config(reply) => drop(reply.send(current.clone())),
+        Control::Callbacks(reply) => {
+            let mut views: Vec<_> = shards
+                .ask_all(|ep, t| ep.callback_views(t))
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            // Next to be called first: by queue, then place.
+            views.sort_by(|a, b| {
+                (&a.queue, a.position.unwrap_or(usize::MAX), &a.id).cmp(&(
+                    &b.queue,
+                    b.position.unwrap_or(usize::MAX),
+                    &b.id,
+                ))
+            });
+            drop(reply.send(views));
+        }
+        Control::CancelCallback { id, reply } => {
+            let found = shards
+                .ask_all(move |ep, t| ep.cancel_callback(&id, t))
+                .await
+                .into_iter()
+                .any(|f| f);
+            let _ = reply.send(found);
+        }
         Control::PlaceTrunkCall {
             trunk,
             to,
@@ -553,6 +618,7 @@ fn merge_queue_views(per_shard: Vec<Vec<crate::admin::QueueView>>) -> Vec<crate:
         for (m, v) in merged.iter_mut().zip(views) {
             if m.name == v.name {
                 m.waiting = m.waiting.saturating_add(v.waiting);
+                m.callbacks_waiting = m.callbacks_waiting.saturating_add(v.callbacks_waiting);
                 m.longest_wait_s = m.longest_wait_s.max(v.longest_wait_s);
             }
         }

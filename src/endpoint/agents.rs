@@ -98,6 +98,11 @@ impl Endpoint {
                     .collect()
             })
             .unwrap_or_default();
+        // A callback's call: the agent's phone shows whom it calls back.
+        let vars = match &call.attempt {
+            Some(a) => format!("{vars}X-Sipacd-Callback: {}\r\n", a.number),
+            None => vars,
+        };
         let peer = binding.source;
         let local = LocalVia {
             transport: peer.transport,

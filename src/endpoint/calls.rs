@@ -473,10 +473,15 @@ impl Endpoint {
         self.monitor_ring_timeout(ck, now);
         self.ivr_timeout(ck, now);
         self.announce_position(ck, now);
+        self.callback_timeout(ck, now);
         self.session_timeouts(ck, now);
     }
 
     pub(super) fn hang_up(&mut self, ck: CallHandle, now: Now) {
+        if self.is_placed_call(ck) {
+            // No caller leg to BYE: its agent's and customer's legs end.
+            return self.end_call(ck, now);
+        }
         let action = self.calls.get_mut(ck).and_then(Call::hang_up);
         match action {
             Some(a) => self.run_action(ck, Some(a), now),
@@ -628,6 +633,7 @@ impl Endpoint {
     pub(super) fn end_call(&mut self, ck: CallHandle, now: Now) {
         self.note_handle_time(ck, now);
         self.drop_trunk_transfer(ck, now);
+        self.end_attempt(ck, now);
         self.release_monitor(ck, "call_ended", now);
         self.emit_ended(ck, now);
         // The caller is gone: CANCEL or BYE the agent's leg, free the agent.

@@ -434,6 +434,8 @@ impl Endpoint {
         let by = call.hangup_by.unwrap_or(HangupBy::System);
         let disposition = if call.answered_at.is_some() {
             Disposition::Answered
+        } else if call.callback == Some(crate::call::callback::Stage::Accepted) {
+            Disposition::Callback
         } else if call.diverted == Some(DivertReason::Closed) {
             Disposition::Closed
         } else if call.diverted.is_some() {
@@ -476,6 +478,7 @@ impl Endpoint {
             path,
             variables,
             hold: call.hold.total_at(now.mono),
+            placed: call.attempt.is_some(),
         };
         self.emit(EventKind::Ended(Box::new(end)), now);
     }

@@ -180,7 +180,9 @@ impl Endpoint {
             MediaEvent::Voice { .. } => self.ivr_event(ck, IvrEvent::Voice, now),
             MediaEvent::Digit { digit, .. } => {
                 info!(call = %self.calls.call_id(ck), %digit, "digit");
-                self.ivr_event(ck, IvrEvent::Digit(digit), now);
+                if !self.callback_digit(ck, digit, now) {
+                    self.ivr_event(ck, IvrEvent::Digit(digit), now);
+                }
             }
             MediaEvent::PromptEnded { .. } => {
                 let playing = self.calls.get_mut(ck).and_then(|c| c.prompt.take());
@@ -188,6 +190,9 @@ impl Endpoint {
                     Some(id) => self.ivr_event(ck, IvrEvent::PromptEnded(id), now),
                     // Queue announcements done: back to the music.
                     None => {
+                        if self.callback_prompt_ended(ck, now) {
+                            return;
+                        }
                         if !self.prompt_ended_before_bridge(ck, now) {
                             self.play_music(ck);
                         }

@@ -6,6 +6,7 @@
 mod agents;
 mod announce;
 mod call_table;
+mod callback;
 mod calls;
 mod consult;
 mod emit;
@@ -139,6 +140,10 @@ pub struct Endpoint {
     relay_out: std::collections::VecDeque<(usize, Relay)>,
     moved: HashMap<String, transfer_attended::Moved>,
     moved_legs: HashMap<LegId, usize>,
+    /// This shard's callbacks by router id, and the outbound calls that
+    /// call their customers.
+    callbacks: HashMap<crate::acd::CallId, crate::call::callback::Callback>,
+    callback_trunks: HashMap<u64, CallHandle>,
 }
 
 /// Whether a connection to this peer is open: asked before an agent
@@ -210,6 +215,8 @@ impl Endpoint {
             relay_out: Default::default(),
             moved: HashMap::new(),
             moved_legs: HashMap::new(),
+            callbacks: HashMap::new(),
+            callback_trunks: HashMap::new(),
             cfg,
         };
         if shard.is_primary() {
@@ -344,6 +351,7 @@ impl Endpoint {
         }
         self.acd_timeouts(now);
         self.trunk_timeouts(now);
+        self.callback_retries(now);
         if now.mono >= self.housekeeping_at {
             // Registrations are shared: the primary sweeps them.
             let expired = if self.shard.is_primary() {
@@ -384,6 +392,7 @@ impl Endpoint {
             self.txn.poll_timeout(),
             calls,
             self.trunk_deadline(),
+            self.callback_deadline(),
             Some(self.housekeeping_at),
         ]
         .into_iter()

@@ -43,6 +43,9 @@ impl Endpoint {
     /// The agent of `ck` answered: bridge it to the caller, first playing
     /// the queue's `record_prompt` to the caller when the call is recorded.
     pub(super) fn bridge_answered(&mut self, ck: CallHandle, now: Now) {
+        if self.attempt_agent_answered(ck, now) {
+            return;
+        }
         let Some(call) = self.calls.get_mut(ck) else {
             return;
         };

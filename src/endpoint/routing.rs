@@ -81,6 +81,9 @@ impl Endpoint {
             })
         });
         self.emit_queued(ck, queue, refused, now);
+        if refused.is_none() && arrived.is_ok() {
+            self.arm_callback_offer(ck, now);
+        }
         match arrived {
             Ok(out) => self.apply_acd(out, now),
             Err(e) => {
@@ -127,6 +130,7 @@ impl Endpoint {
         match out {
             Output::Offer(o) => {
                 let Some(ck) = self.acd_calls.get(&o.call).cloned() else {
+                    self.offer_callback(o.call, o.agent, &o.agent_name, o.waited, now);
                     return;
                 };
                 self.offer(ck, o.agent, &o.agent_name, o.waited, now);
@@ -138,8 +142,19 @@ impl Endpoint {
                 target,
             } => {
                 let Some(ck) = self.acd_calls.remove(&call) else {
+                    self.callback_diverted(call, now);
                     return;
                 };
+                if self.is_placed_call(ck) {
+                    // A callback's call whose queue went: it ends, and
+                    // the callback with it.
+                    if let Some(c) = self.calls.get_mut(ck) {
+                        c.acd = None;
+                    }
+                    self.hang_up(ck, now);
+                    self.callback_diverted(call, now);
+                    return;
+                }
                 info!(call = %self.calls.call_id(ck), %queue, ?reason, target = ?target, "caller leaves the queue");
                 self.emit_diverted(ck, &queue, reason, target.as_ref(), now);
                 if let Some(c) = self.calls.get_mut(ck) {

@@ -159,6 +159,8 @@ pub struct Shared {
     pub(super) trunk_calls: Arc<Mutex<std::collections::HashMap<String, u32>>>,
     /// Server transactions of all shards (`max_transactions` bounds them).
     pub(super) transactions: Arc<crate::sip::transaction::TxBudget>,
+    /// Every shard's waiting callbacks (`callbacks.json`).
+    pub(super) callbacks: Arc<Mutex<crate::call::callback::CallbackBook>>,
 }
 
 impl Shared {
@@ -171,6 +173,7 @@ impl Shared {
             setup: Arc::default(),
             trunk_calls: Arc::default(),
             estimates: Arc::default(),
+            callbacks: Arc::default(),
             transactions: Arc::new(crate::sip::transaction::TxBudget::new(
                 cfg.server.max_transactions,
             )),

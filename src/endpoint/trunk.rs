@@ -416,6 +416,7 @@ impl Endpoint {
             self.hang_up_trunk_call(id, now);
         } else {
             self.trunk_transfer_answered(id, now);
+            self.callback_trunk_answered(id, now);
         }
     }
 
@@ -468,8 +469,9 @@ impl Endpoint {
             step: step.clone(),
         };
         self.emit(kind, now);
-        // A call placed for a transfer moves its caller on.
+        // A call placed for a transfer or a callback moves its call on.
         self.trunk_transfer_step(id, &step, now);
+        self.callback_trunk_step(id, &step, now);
     }
 
     fn trunk_via(&self, t: &Trunk) -> LocalVia {

@@ -52,10 +52,14 @@ impl Endpoint {
                     .map(|d| d.as_secs_f64().round());
                 let schedule = q.schedule.as_ref().and_then(|n| self.cfg.schedules.get(n));
                 let open = schedule.is_none_or(|s| s.is_open(wall));
+                let (callbacks, longest_callback) = self.callbacks_waiting(&q.name, now);
                 QueueView {
                     name: q.name.clone(),
-                    waiting: u32::try_from(waits.len()).unwrap_or(u32::MAX),
-                    longest_wait_s: waits.into_iter().fold(0.0, f64::max),
+                    waiting: u32::try_from(waits.len())
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(callbacks),
+                    callbacks_waiting: callbacks,
+                    longest_wait_s: waits.into_iter().fold(longest_callback, f64::max),
                     agents_available: count(|s| s.agents_available),
                     agents_busy: count(|s| s.agents_busy),
                     open,

@@ -25,7 +25,7 @@ use crate::config::Target;
 
 mod outcome;
 mod trunk;
-pub use outcome::{Candidate, Disposition, HangupBy, RoutingDecision};
+pub use outcome::{CallbackOutcome, Candidate, Disposition, HangupBy, RoutingDecision};
 pub use trunk::{TrunkCallRef, TrunkStep};
 
 /// The two clocks an event (and a handler) may need: monotonic for waits,
@@ -203,6 +203,45 @@ pub enum EventKind {
         agent: Option<String>,
         score: u8,
     },
+    /// The waiting caller was offered a callback (`[queues.NAME.callback]`).
+    CallbackOffered { call: CallRef, queue: String },
+    /// The caller accepted: callback `id` waits in its place in `queue`,
+    /// to call `number` back.
+    CallbackAccepted {
+        call: CallRef,
+        queue: String,
+        id: String,
+        number: String,
+        /// The key the caller pressed (queue_log's EXITWITHKEY).
+        key: char,
+        /// Its place in the queue then (1 = next).
+        position: usize,
+    },
+    /// An agent was claimed for callback `id`: `call` is the call sipacd
+    /// places for it (the agent first, then `number` through the trunk),
+    /// try number `attempt` (from 1). `origin` is the Call-ID of the call
+    /// that asked for it, `accepted` when it did.
+    CallbackAttempt {
+        call: CallRef,
+        id: String,
+        queue: String,
+        number: String,
+        attempt: u32,
+        origin: String,
+        accepted: std::time::SystemTime,
+    },
+    /// What became of an attempt: the customer answered (`Reached`), or
+    /// not; `gave_up` when that was the last try the queue allows.
+    CallbackResult {
+        call: CallRef,
+        id: String,
+        queue: String,
+        number: String,
+        outcome: CallbackOutcome,
+        gave_up: bool,
+    },
+    /// Callback `id` was cancelled over the admin API (or its queue went).
+    CallbackCancelled { id: String, queue: String },
     /// The call is over.
     Ended(Box<Ended>),
     /// An agent's state changed (the states of `GET /api/v1/agents`).
@@ -294,6 +333,9 @@ pub struct Ended {
     pub path: Vec<String>,
     pub variables: BTreeMap<String, String>,
     pub hold: Duration,
+    /// A call sipacd placed (a callback's agent and customer), not a
+    /// caller's: the queue's figures do not count it as offered.
+    pub placed: bool,
 }
 
 impl EventKind {
@@ -317,14 +359,19 @@ impl EventKind {
             | EventKind::VoicemailStarted { call, .. }
             | EventKind::VoicemailEnded { call, .. }
             | EventKind::SurveyStarted { call, .. }
-            | EventKind::CsatScored { call, .. } => Some(call),
+            | EventKind::CsatScored { call, .. }
+            | EventKind::CallbackOffered { call, .. }
+            | EventKind::CallbackAccepted { call, .. }
+            | EventKind::CallbackAttempt { call, .. }
+            | EventKind::CallbackResult { call, .. } => Some(call),
             EventKind::Ended(e) => Some(&e.call),
             EventKind::Rejected { .. }
             | EventKind::AgentState { .. }
             | EventKind::AgentReachable { .. }
             | EventKind::AgentPaused { .. }
             | EventKind::AgentLogin { .. }
-            | EventKind::Trunk { .. } => None,
+            | EventKind::Trunk { .. }
+            | EventKind::CallbackCancelled { .. } => None,
         }
     }
 }

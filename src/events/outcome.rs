@@ -16,6 +16,8 @@ pub enum Disposition {
     Closed,
     Rejected,
     Interrupted,
+    /// The caller accepted a callback and left its place to it.
+    Callback,
 }
 
 impl Disposition {
@@ -28,6 +30,7 @@ impl Disposition {
             Disposition::Closed => "closed",
             Disposition::Rejected => "rejected",
             Disposition::Interrupted => "interrupted",
+            Disposition::Callback => "callback",
         }
     }
 }
@@ -49,6 +52,7 @@ impl FromStr for Disposition {
             "closed" => Disposition::Closed,
             "rejected" => Disposition::Rejected,
             "interrupted" => Disposition::Interrupted,
+            "callback" => Disposition::Callback,
             other => return Err(format!("unknown disposition `{other}`")),
         })
     }
@@ -111,4 +115,39 @@ pub struct RoutingDecision {
     /// Of those, still available right after this offer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free: Option<u64>,
+}
+
+/// How one callback attempt ended for the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackOutcome {
+    /// The customer answered and was bridged to the agent.
+    Reached,
+    /// 486/600/603.
+    Busy,
+    /// Not answered within the callback's `ring_s` (or 408/480).
+    NoAnswer,
+    /// Any other failure: the trunk full or refusing, the agent gone
+    /// before the customer answered.
+    Failed,
+}
+
+impl CallbackOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackOutcome::Reached => "reached",
+            CallbackOutcome::Busy => "busy",
+            CallbackOutcome::NoAnswer => "no_answer",
+            CallbackOutcome::Failed => "failed",
+        }
+    }
+
+    /// The outcome of a trunk call that failed with `code`.
+    pub fn of_code(code: u16) -> CallbackOutcome {
+        match code {
+            486 | 600 | 603 => CallbackOutcome::Busy,
+            408 | 480 | 487 => CallbackOutcome::NoAnswer,
+            _ => CallbackOutcome::Failed,
+        }
+    }
 }

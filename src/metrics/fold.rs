@@ -133,9 +133,35 @@ impl MetricsFold {
                 m.csat_responses.get_or_create(&label).inc();
                 m.csat_score.get_or_create(&label).inc_by(u64::from(*score));
             }
+            EventKind::CallbackOffered { queue, .. } => {
+                m.callbacks.get_or_create(&callback(queue, "offered")).inc();
+            }
+            // The caller left its place to the callback: not abandoned.
+            EventKind::CallbackAccepted { call, queue, .. } => {
+                self.calls.remove(call);
+                m.callbacks.get_or_create(&callback(queue, "accepted")).inc();
+            }
+            EventKind::CallbackResult {
+                queue,
+                outcome,
+                gave_up,
+                ..
+            } => {
+                if *outcome == crate::events::CallbackOutcome::Reached {
+                    m.callbacks.get_or_create(&callback(queue, "reached")).inc();
+                } else if *gave_up {
+                    m.callbacks.get_or_create(&callback(queue, "gave_up")).inc();
+                }
+            }
+            EventKind::CallbackCancelled { queue, .. } => {
+                m.callbacks
+                    .get_or_create(&callback(queue, "cancelled"))
+                    .inc();
+            }
             EventKind::VoicemailEnded { .. } => {
                 m.voicemails.inc();
             }
+            EventKind::CallbackAttempt { .. } => {}
             EventKind::IvrClosed { ivr, node, .. } => {
                 self.handles.ivr_closed(m, ivr, node).inc();
             }
@@ -169,5 +195,12 @@ impl MetricsFold {
             | EventKind::RecordingEnded { .. }
             | EventKind::VoicemailStarted { .. } => {}
         }
+    }
+}
+
+fn callback(queue: &str, step: &'static str) -> super::CallbackLabel {
+    super::CallbackLabel {
+        queue: queue.to_owned(),
+        step,
     }
 }

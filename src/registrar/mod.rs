@@ -37,8 +37,8 @@ mod writer;
 pub use bindings::Binding;
 pub use digest::{parse_authorization, Algorithm, AuthParseError, DigestCredentials};
 pub use guard::{source_key, GuardConfig, Network, MAX_BLOCK_DOUBLINGS};
-pub use store::{Snapshot, StoreError};
-pub use writer::{BindingsWriter, Nudge, WriterStats, DEFAULT_WINDOW, DURABLE_WITHIN};
+pub use store::{write_atomic, Snapshot, StoreError};
+pub use writer::{BindingsWriter, FileState, Nudge, WriterStats, DEFAULT_WINDOW, DURABLE_WITHIN};
 
 use auth_log::FailureLog;
 use bindings::{BindingTable, Limits, Update, UpdateError};

@@ -110,33 +110,43 @@ impl Snapshot {
             source,
         };
         let json = serde_json::to_vec_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".tmp");
-        let tmp = dir.join(tmp_name);
-        let written = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if let Err(e) = written {
-            // A half-written temporary file (a full disk) must not keep
-            // the space the next try needs; the old file is untouched.
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(e));
-        }
-        // Make the rename itself durable; not all platforms allow opening a
-        // directory, so this is best effort.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        write_atomic(path, &json)
     }
+}
+
+/// Writes `bytes` to `path` whole or not at all: a temporary file beside
+/// it, synced, renamed over it, and the directory synced.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        // A half-written temporary file (a full disk) must not keep
+        // the space the next try needs; the old file is untouched.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    // Make the rename itself durable; not all platforms allow opening a
+    // directory, so this is best effort.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Reads bindings saved by [`Snapshot::save`], dropping those expired at `now` and

@@ -16,7 +16,19 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::store::Snapshot;
+use super::store::{Snapshot, StoreError};
+
+/// A state the writer saves whole to its file (the bindings, the waiting
+/// callbacks).
+pub trait FileState: Send + 'static {
+    fn save(&self, path: &std::path::Path) -> Result<(), StoreError>;
+}
+
+impl FileState for Snapshot {
+    fn save(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        Snapshot::save(self, path)
+    }
+}
 
 /// Changes arriving this soon after the first are written together.
 pub const DEFAULT_WINDOW: Duration = Duration::from_millis(250);
@@ -102,12 +114,24 @@ impl BindingsWriter {
         window: Duration,
         take: impl FnMut() -> Option<Snapshot> + Send + 'static,
     ) -> std::io::Result<BindingsWriter> {
+        BindingsWriter::spawn_for("sipacd-bindings", "registrations", path, window, take)
+    }
+
+    /// The same writer for another state: thread `thread`, logs naming
+    /// `what`.
+    pub fn spawn_for<S: FileState>(
+        thread: &str,
+        what: &'static str,
+        path: PathBuf,
+        window: Duration,
+        take: impl FnMut() -> Option<S> + Send + 'static,
+    ) -> std::io::Result<BindingsWriter> {
         let signal = Arc::new(Signal::default());
         let stats = Arc::new(WriterStats::default());
         let (sig, st) = (signal.clone(), stats.clone());
         let thread = std::thread::Builder::new()
-            .name("sipacd-bindings".into())
-            .spawn(move || run(&sig, &st, &path, window, take))?;
+            .name(thread.into())
+            .spawn(move || run(&sig, &st, &path, window, what, take))?;
         Ok(BindingsWriter {
             signal,
             thread: Some(thread),
@@ -137,7 +161,7 @@ impl BindingsWriter {
         }
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
-                tracing::error!("registrations writer panicked");
+                tracing::error!("file writer panicked");
             }
         }
     }
@@ -190,15 +214,16 @@ fn wait_for_work(sig: &Signal, window: Duration, retrying: bool) -> bool {
     f.stop
 }
 
-fn run(
+fn run<S: FileState>(
     sig: &Signal,
     stats: &WriterStats,
     path: &std::path::Path,
     window: Duration,
-    mut take: impl FnMut() -> Option<Snapshot>,
+    what: &'static str,
+    mut take: impl FnMut() -> Option<S>,
 ) {
     // A snapshot whose write failed, kept until a newer one replaces it.
-    let mut pending: Option<Snapshot> = None;
+    let mut pending: Option<S> = None;
     let mut failing = false;
     loop {
         let stopping = wait_for_work(sig, window, pending.is_some());
@@ -210,7 +235,7 @@ fn run(
                 Ok(()) => {
                     stats.writes.fetch_add(1, Ordering::Relaxed);
                     if failing {
-                        tracing::info!(path = %path.display(), "registrations saved again");
+                        tracing::info!(path = %path.display(), "{what} saved again");
                     }
                     failing = false;
                     stats.failing.store(false, Ordering::Relaxed);
@@ -222,7 +247,7 @@ fn run(
                         Some(e.to_string());
                     stats.failing.store(true, Ordering::Relaxed);
                     if !failing {
-                        tracing::warn!(error = %e, "could not save registrations; retrying");
+                        tracing::warn!(error = %e, "could not save {what}; retrying");
                     }
                     failing = true;
                 }
@@ -230,7 +255,7 @@ fn run(
         }
         if stopping {
             if pending.is_some() {
-                tracing::error!(path = %path.display(), "registrations changed since the last successful save are lost");
+                tracing::error!(path = %path.display(), "{what} changed since the last successful save are lost");
             }
             return;
         }

@@ -15,7 +15,13 @@ pub use clock::{attach_calls, fill_agent_clock, next_open_change, rfc3339_in};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueueView {
     pub name: String,
+    /// Callers waiting, callbacks waiting in their callers' places
+    /// included.
     pub waiting: u32,
+    /// Of `waiting`, the callbacks (the caller hung up and is called
+    /// back in turn).
+    #[serde(default)]
+    pub callbacks_waiting: u32,
     pub longest_wait_s: f64,
     pub agents_available: u32,
     pub agents_busy: u32,
@@ -142,6 +148,32 @@ pub struct AgentView {
     pub csat_today: Option<f64>,
     #[serde(default)]
     pub csat_responses_today: u64,
+}
+
+/// `GET /api/v1/callbacks` item: a callback waiting in its caller's place,
+/// being called, or waiting for its next try.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallbackView {
+    /// `cb-…` (`DELETE /api/v1/callbacks/ID` cancels it).
+    pub id: String,
+    pub queue: String,
+    /// The number called back.
+    pub number: String,
+    /// The number the caller called from.
+    pub caller: String,
+    /// The Call-ID of the call that asked for it.
+    pub call: String,
+    /// `waiting`, `calling` or `retry`.
+    pub state: String,
+    /// Its place in the queue while waiting (1 = next).
+    pub position: Option<usize>,
+    /// Time since the caller entered the queue.
+    pub waited_s: f64,
+    pub accepted_ms: i64,
+    /// Tries made so far.
+    pub attempts: u32,
+    /// Seconds to the next try (`retry`).
+    pub retry_in_s: Option<f64>,
 }
 
 /// `GET /api/v1/calls` item.

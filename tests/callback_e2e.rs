@@ -1,0 +1,366 @@
+//! Callback keeping the caller's place, against the running daemon: a
+//! waiting caller is offered a callback, presses 1, keys another number
+//! and `#`, is told goodbye and hung up on; its place is kept ahead of a
+//! caller who came later. When the agent (a raw SIP phone with a static
+//! contact) is free again, sipacd calls it first, then the customer
+//! through the trunk: a SIPp "gateway" on loopback that challenges with
+//! 401, checks the digest and answers, echoing the agent's audio. A
+//! second test kills the daemon with a callback waiting: after the
+//! restart it is still called back.
+
+mod common;
+
+use common::http::{get_json, post_json, request};
+use common::phone::{AgentPhone, Caller};
+use common::sip::{header, method};
+use common::sipp::{run_sipp_at, sipp_or_skip};
+use common::{free_port, wait_until, ConfigSpec, Daemon};
+use serde_json::{json, Value};
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(20);
+const CUSTOMER: &str = "0301234567";
+
+/// The callback settings of the queue: offered after 1 s, every prompt
+/// the test directory's half-second tone.
+fn spec(gw_port: u16, agent: &AgentPhone) -> ConfigSpec {
+    let mut spec = ConfigSpec::new();
+    spec.support_extra = "wrapup_s = 1\n\n[queues.support.callback]\ntrunk = \"gw\"\n\
+        after_s = 1\nretry_s = [2]\nprompt = \"moh.wav\"\nnumber_prompt = \"moh.wav\"\n\
+        accepted_prompt = \"moh.wav\"\nagent_prompt = \"moh.wav\"\n"
+        .into();
+    spec.extra = format!(
+        "\n[trunks.gw]\nuri = \"sip:gw@127.0.0.1:{gw_port}\"\nusername = \"acme\"\n\
+         password = \"pw\"\ncaller_id = \"1500\"\n{}",
+        agent.toml("skills = { support = 5 }")
+    );
+    spec
+}
+
+/// RFC 4733 event codes: 0-9, `*` = 10, `#` = 11.
+fn event_code(key: char) -> u8 {
+    match key {
+        '*' => 10,
+        '#' => 11,
+        d => d.to_digit(10).map_or(0, |v| v as u8),
+    }
+}
+
+/// Presses `keys` as telephone-events on the caller's RTP, one press each
+/// 300 ms (each its own event: its own timestamp).
+fn press(caller: &Caller, keys: &str, first: u16) {
+    let leg = caller.leg_port.expect("sipacd's RTP port in the 200");
+    for (k, key) in keys.chars().enumerate() {
+        let n = first + k as u16;
+        for (i, end) in [false, false, true, true, true].into_iter().enumerate() {
+            let seq = 100 + 10 * n + i as u16;
+            let dur = 160u16 * (i as u16 + 1);
+            let mut p = vec![0x80, if i == 0 { 0x80 | 101 } else { 101 }];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(8000 * u32::from(n + 1)).to_be_bytes());
+            p.extend_from_slice(&[0x0D, 0xE3, 0x00, 0x02]);
+            p.extend_from_slice(&[event_code(key), if end { 0x80 | 10 } else { 10 }]);
+            p.extend_from_slice(&dur.to_be_bytes());
+            caller.rtp_socket().send_to(&p, ("127.0.0.1", leg)).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn set_state(d: &Daemon, agent: &str, state: &str) {
+    let url = format!("{}/api/v1/agents/{agent}/state", d.admin_url());
+    let (status, v) = post_json(&url, &json!({ "state": state }));
+    assert_eq!(status, 200, "{v}");
+}
+
+fn logged(d: &Daemon, what: &str) {
+    assert!(
+        d.wait_for_log(T, |l| l.contains(what)),
+        "never logged `{what}`:\n{}",
+        d.stderr()
+    );
+}
+
+/// sipacd's RTP port in an SDP body (its offer to the agent).
+fn sdp_port(msg: &str) -> u16 {
+    msg.lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|m| m.split(' ').next()?.parse().ok())
+        .expect("an m=audio line")
+}
+
+/// Sends `packets` marked PCMU packets from `rtp` to sipacd's `port` and
+/// counts those that come back unchanged (the far end echoes).
+fn echoed(rtp: &UdpSocket, port: u16, packets: u16) -> usize {
+    const MARK: &[u8] = b"sipacd-callback-echo";
+    rtp.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut got = 0;
+    let mut count = |rtp: &UdpSocket| {
+        while let Ok((n, _)) = rtp.recv_from(&mut buf) {
+            if n > 12 && buf[12..n].starts_with(MARK) {
+                got += 1;
+            }
+        }
+    };
+    for seq in 0..packets {
+        let mut pkt = vec![0x80, 0x00];
+        pkt.extend_from_slice(&seq.to_be_bytes());
+        pkt.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        pkt.extend_from_slice(&0xcb_u32.to_be_bytes());
+        pkt.extend(MARK.iter().cycle().take(160));
+        rtp.send_to(&pkt, ("127.0.0.1", port)).unwrap();
+        count(rtp);
+    }
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        count(rtp);
+    }
+    got
+}
+
+fn callbacks(d: &Daemon) -> Value {
+    get_json(&format!("{}/api/v1/callbacks", d.admin_url()))
+}
+
+fn support(d: &Daemon) -> Value {
+    let queues = get_json(&format!("{}/api/v1/queues", d.admin_url()));
+    queues
+        .as_array()
+        .and_then(|a| a.iter().find(|q| q["name"] == "support"))
+        .cloned()
+        .expect("queue support")
+}
+
+fn records(d: &Daemon) -> Vec<Value> {
+    let v = get_json(&format!("{}/api/v1/cdr", d.admin_url()));
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// A caller accepts the callback with another number: the goodbye, then
+/// sipacd's BYE; the callback waits in its place. Returns the caller.
+fn accept_callback(d: &Daemon, from: &str, keys: &str) -> Caller {
+    let caller = Caller::dial_from(d.sip_port(), "1500", from);
+    logged(d, "callback offered");
+    press(&caller, keys, 0);
+    logged(d, "callback accepted: the caller's place is kept");
+    assert!(
+        caller.expect_bye(T).is_some(),
+        "sipacd hangs up after the goodbye\n{}",
+        d.stderr()
+    );
+    caller
+}
+
+#[test]
+fn a_caller_takes_a_callback_keeps_its_place_and_is_called_back_through_the_challenged_trunk() {
+    if !sipp_or_skip() {
+        return;
+    }
+    let gw_port = free_port();
+    let mut agent = AgentPhone::new("2001");
+    let d = Daemon::start_with(spec(gw_port, &agent));
+    let port = d.sip_port();
+    // Nobody free: callers wait.
+    set_state(&d, "2001", "paused");
+
+    // 1001 takes a callback to another number; 1002 comes later and waits.
+    let first = accept_callback(&d, "1001", &format!("1{CUSTOMER}#"));
+    let later = Caller::dial_from(port, "1500", "1002");
+    wait_until("both wait, the callback counted", T, || {
+        let q = support(&d);
+        q["waiting"] == 2 && q["callbacks_waiting"] == 1
+    });
+    let list = callbacks(&d);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let cb = &list[0];
+    assert_eq!(
+        (&cb["number"], &cb["caller"], &cb["state"], &cb["position"]),
+        (
+            &json!(CUSTOMER),
+            &json!("1001"),
+            &json!("waiting"),
+            &json!(1)
+        ),
+        "{cb}"
+    );
+    assert_eq!(cb["call"], json!(first.call_id), "{cb}");
+    let calls = get_json(&format!("{}/api/v1/calls", d.admin_url()));
+    let live = calls
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["id"] == json!(later.call_id)))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        live["position"], 2,
+        "the later caller waits behind: {calls}"
+    );
+
+    // The agent is free: the callback comes first, the agent's phone
+    // shows whom it calls back.
+    let gateway = std::thread::spawn(move || {
+        let media = free_port().to_string();
+        let args = ["-rtp_echo", "-mp", &media];
+        run_sipp_at(gw_port, port, "gateway_answers_callback", &args, T)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    set_state(&d, "2001", "available");
+    let invite = agent
+        .expect_invite(T)
+        .expect("the callback's INVITE to the agent");
+    assert_eq!(
+        header(&invite, "X-Sipacd-Callback", None),
+        Some(CUSTOMER),
+        "{invite}\n{}",
+        d.stderr()
+    );
+    assert!(
+        header(&invite, "From", Some("f")).is_some_and(|f| f.contains(&format!("sip:{CUSTOMER}@"))),
+        "{invite}"
+    );
+    agent.answer(&invite);
+    logged(&d, "callback: calling the customer");
+    logged(&d, "callback: the customer answered; bridged to the agent");
+    let heard = echoed(agent.rtp_socket(), sdp_port(&invite), 50);
+    assert!(
+        heard >= 25,
+        "only {heard} of 50 packets came back from the customer\n{}",
+        d.stderr()
+    );
+    assert!(
+        callbacks(&d).as_array().is_some_and(Vec::is_empty),
+        "a reached callback is done"
+    );
+    // The agent hangs up: sipacd ends the customer's call (its BYE).
+    let bye = agent.request_in_dialog(&invite, "BYE", 2, None);
+    assert!(bye.starts_with("SIP/2.0 200"), "{bye}");
+    let gw = gateway.join().expect("sipp");
+    assert!(
+        gw.success(),
+        "{}\n--- sipacd ---\n{}",
+        gw.report(),
+        d.stderr()
+    );
+    assert!(gw.messages.contains("CSeq: 2 INVITE"), "{}", gw.report());
+
+    // Wrap-up over, the later caller is next.
+    let next = agent.expect_invite(T).expect("the later caller's offer");
+    assert!(
+        header(&next, "From", Some("f")).is_some_and(|f| f.contains("sip:1002@")),
+        "{next}"
+    );
+    assert!(header(&next, "X-Sipacd-Callback", None).is_none(), "{next}");
+    let mut later = later;
+    later.bye();
+    drop(first);
+
+    wait_until("both records written", T, || {
+        records(&d)
+            .iter()
+            .filter(|r| !r["callback"].is_null())
+            .count()
+            == 2
+    });
+    let recs = records(&d);
+    let asked = recs
+        .iter()
+        .find(|r| r["id"] == json!(first_call_id(&recs, "1001")))
+        .cloned()
+        .expect("the record of the call that asked");
+    assert_eq!(asked["disposition"], "callback", "{asked}");
+    assert_eq!(asked["callback"]["number"], CUSTOMER, "{asked}");
+    assert!(asked["callback"]["offered_ms"].is_i64(), "{asked}");
+    assert!(asked["callback"]["accepted_ms"].is_i64(), "{asked}");
+    let placed = recs
+        .iter()
+        .find(|r| r["callback"]["attempt"] == 1)
+        .cloned()
+        .expect("the record of the call placed for it");
+    assert_eq!(placed["callback"]["outcome"], "reached", "{placed}");
+    assert_eq!(placed["callback"]["origin"], asked["id"], "{placed}");
+    assert_eq!(placed["agent"], "2001", "{placed}");
+    assert_eq!(placed["disposition"], "answered", "{placed}");
+    let metrics = request("GET", &format!("{}/metrics", d.admin_url()), None).1;
+    // The later caller was offered one too (it waited past after_s).
+    for (step, n) in [("offered", 2), ("accepted", 1), ("reached", 1)] {
+        let line = format!("sipacd_callbacks_total{{queue=\"support\",step=\"{step}\"}} {n}");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+}
+
+/// The id of the record whose caller is `caller` (its first).
+fn first_call_id(recs: &[Value], caller: &str) -> String {
+    recs.iter()
+        .find(|r| r["caller"] == caller && r["number"] == "1500")
+        .and_then(|r| r["id"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_waiting_callback_survives_a_kill_9_and_is_called_back_after_the_restart() {
+    if !sipp_or_skip() {
+        return;
+    }
+    let gw_port = free_port();
+    let mut agent = AgentPhone::new("2001");
+    let mut d = Daemon::start_with(spec(gw_port, &agent));
+    set_state(&d, "2001", "paused");
+    // `#` alone: the number the caller calls from.
+    let _caller = accept_callback(&d, "0307654321", "1#");
+    let list = callbacks(&d);
+    let id = list[0]["id"].as_str().expect("an id").to_owned();
+    assert_eq!(list[0]["number"], "0307654321", "{list}");
+    let file = d.cfg.root().join("data/callbacks.json");
+    wait_until("the callback is on disk", T, || {
+        std::fs::read_to_string(&file).is_ok_and(|s| s.contains(&id))
+    });
+
+    d.kill9_and_restart();
+    let list = callbacks(&d);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["id"], json!(id), "{list}");
+    assert_eq!(list[0]["number"], "0307654321", "{list}");
+    // Its place kept the time it had waited.
+    assert!(
+        list[0]["waited_s"].as_f64().is_some_and(|w| w >= 1.0),
+        "{list}"
+    );
+    // Waiting, or (the agent available again after the restart) being
+    // called already.
+    assert!(
+        ["waiting", "calling"].contains(&list[0]["state"].as_str().unwrap_or_default()),
+        "{list}"
+    );
+
+    // The agent (available again after the restart, or made so) is
+    // offered the callback.
+    set_state(&d, "2001", "available");
+    let invite = agent
+        .expect_invite(T)
+        .expect("the callback's INVITE after the restart");
+    assert_eq!(
+        header(&invite, "X-Sipacd-Callback", None),
+        Some("0307654321"),
+        "{invite}"
+    );
+    assert_eq!(method(&invite), Some("INVITE"));
+    // Cancelled over the API: the agent's phone is CANCELled, the list empty.
+    let (status, body) = request(
+        "DELETE",
+        &format!("{}/api/v1/callbacks/{id}", d.admin_url()),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(agent.expect_cancel(T).is_some(), "{}", d.stderr());
+    assert!(callbacks(&d).as_array().is_some_and(Vec::is_empty));
+    let (status, _) = request(
+        "DELETE",
+        &format!("{}/api/v1/callbacks/{id}", d.admin_url()),
+        None,
+    );
+    assert_eq!(status, 404);
+}
