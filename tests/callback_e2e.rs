@@ -364,3 +364,73 @@ fn a_waiting_callback_survives_a_kill_9_and_is_called_back_after_the_restart() {
     );
     assert_eq!(status, 404);
 }
+
+#[test]
+fn a_busy_customer_is_tried_again_after_retry_s_then_given_up() {
+    if !sipp_or_skip() {
+        return;
+    }
+    let gw_port = free_port();
+    let mut agent = AgentPhone::new("2001");
+    let d = Daemon::start_with(spec(gw_port, &agent));
+    let port = d.sip_port();
+    set_state(&d, "2001", "paused");
+    let _caller = accept_callback(&d, "1001", &format!("1{CUSTOMER}#"));
+    let gateway = std::thread::spawn(move || {
+        run_sipp_at(gw_port, port, "gateway_busy_callback", &["-m", "2"], T)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    set_state(&d, "2001", "available");
+
+    // Try 1: the agent answers, the customer is busy, the agent's call
+    // ends; the callback waits for its retry.
+    let invite = agent.expect_invite(T).expect("try 1 to the agent");
+    agent.answer(&invite);
+    assert!(agent.expect_bye(T).is_some(), "{}", d.stderr());
+    logged(&d, "gave_up=false");
+    let list = callbacks(&d);
+    assert_eq!(list[0]["state"], "retry", "{list}");
+    assert_eq!(list[0]["attempts"], 1, "{list}");
+    // Try 2, after retry_s (2 s) and the agent's wrap-up: busy again, the
+    // last try the queue allows.
+    let invite = agent.expect_invite(T).expect("try 2 to the agent");
+    assert_eq!(
+        header(&invite, "X-Sipacd-Callback", None),
+        Some(CUSTOMER),
+        "{invite}"
+    );
+    agent.answer(&invite);
+    assert!(agent.expect_bye(T).is_some(), "{}", d.stderr());
+    logged(&d, "gave_up=true");
+    assert!(callbacks(&d).as_array().is_some_and(Vec::is_empty));
+    let gw = gateway.join().expect("sipp");
+    assert!(
+        gw.success(),
+        "{}\n--- sipacd ---\n{}",
+        gw.report(),
+        d.stderr()
+    );
+
+    wait_until("both tries recorded", T, || {
+        records(&d)
+            .iter()
+            .filter(|r| r["callback"]["outcome"] == "busy")
+            .count()
+            == 2
+    });
+    let recs = records(&d);
+    let tries: Vec<(i64, bool)> = recs
+        .iter()
+        .filter(|r| !r["callback"]["attempt"].is_null())
+        .map(|r| {
+            (
+                r["callback"]["attempt"].as_i64().unwrap_or(0),
+                r["callback"]["gave_up"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(tries, [(1, false), (2, true)], "{recs:?}");
+    let metrics = request("GET", &format!("{}/metrics", d.admin_url()), None).1;
+    let line = "sipacd_callbacks_total{queue=\"support\",step=\"gave_up\"} 1";
+    assert!(metrics.contains(line), "{line} in\n{metrics}");
+}

@@ -352,8 +352,8 @@ fn a_data_dir_of_the_first_release_is_migrated_in_place() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        version, 6,
-        "closed_by and agent_sessions, then hold_ms, legs, recording, monitors, voicemail and csat"
+        version, 7,
+        "closed_by and agent_sessions, then hold_ms, legs, recording, monitors, voicemail and csat, callback"
     );
     // Opening again changes nothing.
     drop(reader);
@@ -408,8 +408,10 @@ fn exports_carry_every_record() {
 #[test]
 fn outcome_figures_csat_fcr_and_aht_with_wrapup() {
     const H: i64 = 3_600 * S;
+    // FCR goes by the number called from (`caller`), not the number
+    // dialled: every record here dialled 1500.
     let from = |mut r: CallRecord, number: &str| {
-        r.number = number.into();
+        r.caller = number.into();
         r
     };
     // x1 (+1) answered by 1001, scored 5; +1 calls again 2 h after x1's end:
@@ -464,4 +466,70 @@ fn outcome_figures_csat_fcr_and_aht_with_wrapup() {
     let text = render_text(&r);
     assert!(text.contains("CSAT") && text.contains("FCR%"), "{text}");
     assert!(text.contains("3.50"), "{text}");
+}
+
+#[test]
+fn callback_figures_count_offers_acceptances_tries_and_the_time_to_the_callback() {
+    use sipacd::cdr::CallbackRecord;
+    // w1 waits in sales, is offered a callback and accepts it after 50 s;
+    // w2 is offered one and takes its call in the queue; w3 never is.
+    let mut w1 = call("w1", Some("sales"), 0);
+    w1.ended_ms = Some(T0 + 55 * S);
+    w1.disposition = Disposition::Callback;
+    w1.hangup_by = Some(HangupBy::System);
+    w1.callback = Some(CallbackRecord {
+        id: Some("cb-1".into()),
+        number: Some("0301234567".into()),
+        offered_ms: Some(T0 + 30 * S),
+        accepted_ms: Some(T0 + 50 * S),
+        ..Default::default()
+    });
+    let mut w2 = answered("w2", "sales", 10 * S, 40 * S, 60 * S, "1002");
+    w2.callback = Some(CallbackRecord {
+        offered_ms: Some(T0 + 40 * S),
+        ..Default::default()
+    });
+    let w3 = answered("w3", "sales", 20 * S, 5 * S, 60 * S, "1001");
+    // Two tries for cb-1: busy 100 s after it was accepted, then reached
+    // 400 s after (agent 1001 talks 90 s).
+    let placed = |id: &str, attempt: u32, outcome: &str, reached: Option<i64>| {
+        let mut r = answered(id, "sales", 150 * S, 0, 90 * S, "1001");
+        r.caller = "0301234567".into();
+        r.number = "callback".into();
+        r.callback = Some(CallbackRecord {
+            id: Some("cb-1".into()),
+            number: Some("0301234567".into()),
+            accepted_ms: Some(T0 + 50 * S),
+            attempt: Some(attempt),
+            origin: Some("w1".into()),
+            outcome: Some(outcome.into()),
+            reached_ms: reached,
+            gave_up: false,
+            offered_ms: None,
+        });
+        r
+    };
+    let p1 = placed("p1", 1, "busy", None);
+    let p2 = placed("p2", 2, "reached", Some(T0 + 450 * S));
+    let records = vec![w1, w2, w3, p1, p2];
+    let r = compute_report(&records, &[], &ReportOptions::default());
+
+    let q = &r.queues[0];
+    // The placed calls are no offers to the queue; the accepted callback
+    // is neither answered nor abandoned.
+    assert_eq!((q.offered, q.answered, q.abandoned), (2, 2, 0), "{q:?}");
+    let c = &r.callbacks[0];
+    assert_eq!(c.queue, "sales");
+    assert_eq!(
+        (c.offered, c.accepted, c.tries, c.reached, c.gave_up),
+        (2, 1, 2, 1, 0)
+    );
+    assert_eq!(c.accepted_pct, Some(50.0));
+    assert_eq!(c.time_to_callback_s, Some(400.0));
+    // The agent did the placed calls' work: w3 plus the two tries.
+    let a1001 = r.agents.iter().find(|a| a.agent == "1001").expect("1001");
+    assert_eq!(a1001.calls_taken, 3);
+    let text = render_text(&r);
+    assert!(text.contains("callbacks (queue)"), "{text}");
+    assert!(text.contains("400.0"), "{text}");
 }

@@ -27,11 +27,12 @@ mod writer;
 pub use export::{to_csv, to_json};
 pub use queue_log::{QueueLogHandle, QueueLogWriter};
 pub use record::{
-    AgentLegRecord, AgentSession, CallRecord, Candidate, Disposition, HangupBy, RoutingDecision,
+    AgentLegRecord, AgentSession, CallRecord, CallbackRecord, Candidate, Disposition, HangupBy,
+    RoutingDecision,
 };
 pub use report::{
-    compute_report, render_text, text_table, AgentRow, Bucket, ClosedRow, QueueRow, Report,
-    ReportOptions, DEFAULT_FCR_WINDOW_H, SHORT_ABANDON_MS,
+    compute_report, render_text, text_table, AgentRow, Bucket, CallbackRow, ClosedRow, QueueRow,
+    Report, ReportOptions, DEFAULT_FCR_WINDOW_H, SHORT_ABANDON_MS,
 };
 pub use store::{CdrError, CdrFilter, CdrStore, SessionEvent, DB_FILE};
 pub(crate) use time::rfc3339;

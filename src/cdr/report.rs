@@ -27,6 +27,16 @@
 //!   and `off_shift`, paused included) and occupancy = talk time over
 //!   logged-in time. An agent logged in during the period without a call
 //!   shows with 0 calls and 0% occupancy.
+//! * first-contact resolution: answered calls whose caller (the record's
+//!   `caller`, the number called from) did not call again within the
+//!   window, percent of answered calls with a caller number.
+//! * callbacks, per queue: offered (waiting callers the offer was played
+//!   to), accepted (the caller left its place to a callback: neither
+//!   answered nor abandoned, and not offered to the queue's figures),
+//!   tries (calls sipacd placed for them: their agent answered first),
+//!   reached (the customer answered), given up (the last try failed),
+//!   and the mean time from accepting to being reached. The placed calls
+//!   count for their agents (calls, talk) but not in the queue figures.
 //! * after hours: per closed branch (`ivr:IVR.NODE`, `queue:NAME`), the
 //!   calls it turned away (bucketed like the queues), and how many of them an
 //!   agent answered anyway (a closed branch that leads to a 24/7 queue).
@@ -144,11 +154,67 @@ pub struct ClosedRow {
     pub answered_after: u64,
 }
 
+/// A queue's callbacks over the period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CallbackRow {
+    pub queue: String,
+    pub offered: u64,
+    pub accepted: u64,
+    /// accepted / offered, percent.
+    pub accepted_pct: Option<f64>,
+    pub tries: u64,
+    pub reached: u64,
+    pub gave_up: u64,
+    /// Mean time from accepting to the customer's answer, in seconds.
+    pub time_to_callback_s: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub queues: Vec<QueueRow>,
     pub agents: Vec<AgentRow>,
     pub closed: Vec<ClosedRow>,
+    pub callbacks: Vec<CallbackRow>,
+}
+
+/// Whether `r` is a call sipacd placed for a callback (not a caller's).
+fn is_placed(r: &CallRecord) -> bool {
+    r.callback.as_ref().is_some_and(|c| c.attempt.is_some())
+}
+
+/// The callback figures per queue (see the module comment).
+fn callback_rows(records: &[CallRecord], opts: &ReportOptions) -> Vec<CallbackRow> {
+    let mut rows: BTreeMap<String, (CallbackRow, i64, u64)> = BTreeMap::new();
+    for r in records {
+        let (Some(c), Some(q)) = (&r.callback, &r.queue) else {
+            continue;
+        };
+        if opts.queue.as_deref().is_some_and(|w| w != q) {
+            continue;
+        }
+        let (row, wait_ms, waits) = rows.entry(q.clone()).or_default();
+        if c.attempt.is_some() {
+            row.tries += 1;
+            row.gave_up += u64::from(c.gave_up);
+            if let (Some(reached), Some(accepted)) = (c.reached_ms, c.accepted_ms) {
+                row.reached += 1;
+                *wait_ms += (reached - accepted).max(0);
+                *waits += 1;
+            }
+        } else {
+            row.offered += u64::from(c.offered_ms.is_some());
+            row.accepted += u64::from(c.accepted_ms.is_some());
+        }
+    }
+    rows.into_iter()
+        .map(|(queue, (mut row, wait_ms, waits))| {
+            row.queue = queue;
+            row.accepted_pct =
+                (row.offered > 0).then(|| 100.0 * row.accepted as f64 / row.offered as f64);
+            row.time_to_callback_s = (waits > 0).then(|| wait_ms as f64 / 1000.0 / waits as f64);
+            row
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -177,10 +243,10 @@ struct Acc {
 /// end. `arrivals` holds every record's (number, arrival), sorted.
 fn resolved_first_time(r: &CallRecord, arrivals: &[(String, i64)], window_ms: i64) -> bool {
     let end = r.ended_ms.unwrap_or(r.arrived_ms);
-    let from = arrivals.partition_point(|(n, t)| (n.as_str(), *t) <= (r.number.as_str(), end));
+    let from = arrivals.partition_point(|(n, t)| (n.as_str(), *t) <= (r.caller.as_str(), end));
     !arrivals[from..]
         .iter()
-        .take_while(|(n, _)| *n == r.number)
+        .take_while(|(n, _)| *n == r.caller)
         .any(|(_, t)| *t <= end.saturating_add(window_ms))
 }
 
@@ -206,10 +272,12 @@ pub fn compute_report(
 ) -> Report {
     let mut queues: BTreeMap<(String, Option<String>), Acc> = BTreeMap::new();
     let mut agents: BTreeMap<String, (u64, i64, u64, u64)> = BTreeMap::new();
+    // Callers by the number they call from; the calls sipacd placed are
+    // no caller calling again.
     let mut arrivals: Vec<(String, i64)> = records
         .iter()
-        .filter(|r| !r.number.is_empty())
-        .map(|r| (r.number.clone(), r.arrived_ms))
+        .filter(|r| !r.caller.is_empty() && !is_placed(r))
+        .map(|r| (r.caller.clone(), r.arrived_ms))
         .collect();
     arrivals.sort();
     let mut closed: BTreeMap<(String, Option<String>), (u64, u64)> = BTreeMap::new();
@@ -277,6 +345,9 @@ pub fn compute_report(
         let Some(q) = r.queue.as_deref().filter(|q| wanted(q)) else {
             continue;
         };
+        if is_placed(r) {
+            continue; // in the callback figures
+        }
         if closed_queue == Some(q) {
             continue; // counted above
         }
@@ -331,7 +402,7 @@ pub fn compute_report(
                         a.talks += 1;
                     }
                 }
-                if !r.number.is_empty() {
+                if !r.caller.is_empty() {
                     a.fcr_base += 1;
                     if resolved_first_time(r, &arrivals, opts.fcr_window_ms) {
                         a.fcr_resolved += 1;
@@ -420,6 +491,7 @@ pub fn compute_report(
         queues: queue_rows,
         agents: agent_rows,
         closed: closed_rows,
+        callbacks: callback_rows(records, opts),
     }
 }
 
@@ -536,10 +608,39 @@ pub fn render_text(report: &Report) -> String {
         crows.push(row);
     }
     out.push_str(&table(&crows));
+    if !report.callbacks.is_empty() {
+        out.push('\n');
+        let mut brows = vec![[
+            "callbacks (queue)",
+            "offered",
+            "accepted",
+            "accepted%",
+            "tries",
+            "reached",
+            "given up",
+            "to callback s",
+        ]
+        .map(str::to_owned)
+        .to_vec()];
+        for c in &report.callbacks {
+            brows.push(vec![
+                c.queue.clone(),
+                c.offered.to_string(),
+                c.accepted.to_string(),
+                opt(c.accepted_pct, 1),
+                c.tries.to_string(),
+                c.reached.to_string(),
+                c.gave_up.to_string(),
+                opt(c.time_to_callback_s, 1),
+            ]);
+        }
+        out.push_str(&table(&brows));
+    }
     out.push_str(
         "\naband% = abandoned / (answered + abandoned); occupancy = talk time / logged-in time\n\
          AHT = talk (hold included) + the queue's wrapup_s; CSAT = mean survey score (n scores);\n\
-         FCR% = answered callers whose number did not call again within the FCR window\n",
+         FCR% = answered callers whose number did not call again within the FCR window;\n\
+         callbacks: tries are the calls placed (agent first), reached = the customer answered\n",
     );
     out
 }

@@ -555,6 +555,38 @@ INSERT INTO calls (id, caller, number, arrived_ms, ended_ms, disposition, hangup
     }
 
     #[test]
+    fn a_file_of_version_6_takes_callbacks_and_its_rows_have_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+            conn.execute_batch(VERSION_0).expect("old schema");
+            for m in MIGRATIONS.iter().take(6) {
+                conn.execute_batch(m).expect("step");
+            }
+            conn.pragma_update(None, "user_version", 6)
+                .expect("version");
+        }
+        let (mut store, _) = CdrStore::open(dir.path()).expect("migrated");
+        let mut r = CallRecord::arrival("cb-call", "1001", "1500", 5000);
+        r.disposition = Disposition::Callback;
+        r.callback = Some(crate::cdr::CallbackRecord {
+            id: Some("cb-1".into()),
+            number: Some("0301234567".into()),
+            offered_ms: Some(5500),
+            accepted_ms: Some(6000),
+            ..Default::default()
+        });
+        store.write_batch(std::slice::from_ref(&r)).expect("write");
+        let back = store.get("cb-call").expect("read").expect("row");
+        assert_eq!(back.callback, r.callback);
+        assert_eq!(back.disposition, Disposition::Callback);
+        assert_eq!(
+            store.get("old-1").expect("read").expect("kept").callback,
+            None
+        );
+    }
+
+    #[test]
     fn a_message_and_a_score_are_kept_and_messages_are_listed_newest_first() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
