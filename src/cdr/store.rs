@@ -568,7 +568,7 @@ INSERT INTO calls (id, caller, number, arrived_ms, ended_ms, disposition, hangup
         }
         let (mut store, _) = CdrStore::open(dir.path()).expect("migrated");
         let mut r = CallRecord::arrival("cb-call", "1001", "1500", 5000);
-        r.disposition = Disposition::Callback;
+        r.disposition = crate::events::Disposition::Callback;
         r.callback = Some(crate::cdr::CallbackRecord {
             id: Some("cb-1".into()),
             number: Some("0301234567".into()),
@@ -579,7 +579,7 @@ INSERT INTO calls (id, caller, number, arrived_ms, ended_ms, disposition, hangup
         store.write_batch(std::slice::from_ref(&r)).expect("write");
         let back = store.get("cb-call").expect("read").expect("row");
         assert_eq!(back.callback, r.callback);
-        assert_eq!(back.disposition, Disposition::Callback);
+        assert_eq!(back.disposition, crate::events::Disposition::Callback);
         assert_eq!(
             store.get("old-1").expect("read").expect("kept").callback,
             None
