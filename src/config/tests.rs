@@ -908,3 +908,79 @@ fn retention_days_is_read_and_bounded() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_queue_callback_names_its_trunk_when_to_offer_and_its_prompts() {
+    let dir = setup();
+    let trunk = "[trunks.gw]\nuri = \"sip:10.0.0.1\"\n";
+    let prompts = "prompt = \"menu.wav\"\nnumber_prompt = \"menu.wav\"\n\
+                   accepted_prompt = \"menu.wav\"\nagent_prompt = \"menu.wav\"\n";
+    let c = parse_in(
+        dir.path(),
+        &base_plus(&format!(
+            "{trunk}[queues.billing.callback]\ntrunk = \"gw\"\nafter_s = 60\n{prompts}"
+        )),
+    )
+    .unwrap();
+    let cb = c.queues["billing"].callback.as_ref().expect("callback");
+    assert_eq!(cb.trunk, "gw");
+    assert_eq!((cb.after_s, cb.above_wait_s), (Some(60), None));
+    assert_eq!((cb.digit, cb.ring_s), ('1', 30));
+    assert_eq!(cb.retry_s, [120, 600]);
+    assert!(cb.agent_prompt.ends_with("menu.wav"));
+    let other = parse_in(
+        dir.path(),
+        &base_plus(&format!(
+            "{trunk}[queues.billing.callback]\ntrunk = \"gw\"\nabove_wait_s = 300\n\
+             digit = \"*\"\nretry_s = [30]\nring_s = 20\n{prompts}"
+        )),
+    )
+    .unwrap();
+    let cb = other.queues["billing"].callback.as_ref().expect("callback");
+    assert_eq!((cb.after_s, cb.above_wait_s), (None, Some(300)));
+    assert_eq!(
+        (cb.digit, cb.ring_s, cb.retry_s.clone()),
+        ('*', 20, vec![30])
+    );
+    // A reload names the change.
+    assert_eq!(
+        crate::config::diff(&c, &other),
+        ["queue billing changed: callback"]
+    );
+
+    // Line 30 is the first after BASE.
+    let e = errs(&base_plus(&format!(
+        "[queues.billing.callback]\ntrunk = \"nope\"\nafter_s = 1\n{prompts}"
+    )));
+    has(&e, 31, 9, "callback trunk `nope` is no [trunks] entry");
+    let e = errs(&base_plus(&format!(
+        "{trunk}[queues.billing.callback]\ntrunk = \"gw\"\ndigit = \"12\"\n{prompts}"
+    )));
+    has(&e, 34, 9, "callback digit is one key");
+    assert!(
+        e.iter()
+            .any(|(_, _, m)| m.contains("needs `after_s` or `above_wait_s`")),
+        "{e:#?}"
+    );
+    // The default prompts must be in the prompts directory.
+    let e = errs(&base_plus(&format!(
+        "{trunk}[queues.billing.callback]\ntrunk = \"gw\"\nafter_s = 1\n"
+    )));
+    assert!(
+        e.iter()
+            .any(|(_, _, m)| m.contains("offers callbacks but prompt")
+                && m.contains("callback-offer.wav")),
+        "{e:#?}"
+    );
+    let e = errs(&base_plus(
+        "[queues.billing.callback]\nafter_s = 1\nbogus = 2\n",
+    ));
+    assert!(
+        e.iter().any(|(_, _, m)| m.contains("needs `trunk`")),
+        "{e:#?}"
+    );
+    assert!(
+        e.iter().any(|(l, _, m)| *l == 32 && m.contains("bogus")),
+        "{e:#?}"
+    );
+}
