@@ -731,8 +731,8 @@ pub fn render_text(report: &Report) -> String {
         "\naband% = abandoned / (answered + abandoned); occupancy = talk time / logged-in time\n\
          AHT = talk + hold + the queue's wrapup_s (means per answered call); CSAT = mean survey\n\
          score (n scores); FCR% = answered callers whose number did not call again within the\n\
-         FCR window; self% = self-served calls (ended in the IVR after a node completed, no\n\
-         queue, no message, not turned away) / calls\n",
+         FCR window; self% = self-served calls (ended in the IVR by the IVR, or by the caller\n\
+         after a node completed; no queue, message or closed branch) / calls\n",
     );
     out
 }
