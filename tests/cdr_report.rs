@@ -528,7 +528,13 @@ fn overall_self_service_abandonment_and_aht_with_hold() {
     // Rejected at the door: not a call of the IVR.
     let mut r1 = call("r1", None, 0);
     r1.disposition = Disposition::Rejected;
-    let records = vec![q1, q2, q3, o1, s1, s2, e1, e2, v1, v2, t1, r1];
+    // Cut off in the menu by the daemon's stop: in no class either.
+    let i1 = ivr(
+        "i1",
+        &["main.welcome", "main.menu"],
+        Disposition::Interrupted,
+    );
+    let records = vec![q1, q2, q3, o1, s1, s2, e1, e2, v1, v2, t1, r1, i1];
     let (_dir, got, sessions) = read_back(&records);
     assert_eq!(got.len(), records.len());
     let mut opts = opts();

@@ -37,7 +37,9 @@
 //!   agent answered anyway (a closed branch that leads to a 24/7 queue).
 //! * overall (the whole contact center, per period; only without a queue
 //!   filter): every finished call that reached the IVR (`rejected` ones
-//!   did not) falls in exactly one class, tried in this order:
+//!   did not; one the daemon's stop cut off in the IVR, `interrupted`
+//!   before any queue, is left out too) falls in exactly one class, tried
+//!   in this order:
 //!   - queued: it was offered to a queue (a `queue:` step or a last
 //!     queue, other than a queue that was closed to it);
 //!   - voicemail: it left a message in a `voicemail` node;
@@ -561,7 +563,11 @@ fn overall_rows(
         let period = opts
             .by
             .map(|b| bucket_label(start, opts.tz, b == Bucket::Hour));
-        classes.entry(period).or_default()[outcome(r) as usize] += 1;
+        let class = outcome(r);
+        if class != Outcome::Queued && r.disposition == Disposition::Interrupted {
+            continue; // cut off in the IVR by the daemon's stop
+        }
+        classes.entry(period).or_default()[class as usize] += 1;
     }
     let mut together: BTreeMap<Option<String>, Acc> = BTreeMap::new();
     for ((_, period), a) in queues {
