@@ -247,6 +247,8 @@ pub struct ReportArgs {
     pub by: Option<Bucket>,
     /// First-contact resolution window in hours (default 24).
     pub fcr_window_h: Option<u32>,
+    /// JSON instead of text tables.
+    pub json: bool,
 }
 
 /// Reads the call records under the config's `data_dir` and renders the
@@ -279,7 +281,12 @@ pub fn report(config: &Path, args: &ReportArgs) -> Result<String, CliError> {
         ..ReportOptions::default()
     };
     let store = CdrStore::open_reader(&cfg.server.data_dir)?;
-    Ok(render_text(&store.report(&opts)?))
+    let report = store.report(&opts)?;
+    Ok(if args.json {
+        crate::cdr::report_json(&report)
+    } else {
+        render_text(&report)
+    })
 }
 
 /// `sipacd plan` options as typed on the command line.

@@ -56,6 +56,9 @@ enum Command {
         /// again within this many hours counts as resolved.
         #[arg(long, default_value_t = 24)]
         fcr_window_h: u32,
+        /// Print the report as JSON (the same figures, every field named).
+        #[arg(long)]
+        json: bool,
     },
     /// Coverage gaps and staffing per queue and interval of the coming weeks.
     Plan {
@@ -154,12 +157,14 @@ fn main() -> ExitCode {
             queue,
             by,
             fcr_window_h,
+            json,
         } => {
             let args = cli::ReportArgs {
                 since,
                 until,
                 queue,
                 fcr_window_h: Some(fcr_window_h),
+                json,
                 by: by.map(|b| match b {
                     By::Hour => sipacd::cdr::Bucket::Hour,
                     By::Day => sipacd::cdr::Bucket::Day,

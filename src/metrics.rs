@@ -15,11 +15,13 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::{Registry, Unit};
 
 mod atomic_histogram;
+mod csat;
 pub mod fold;
 mod handles;
 mod process;
 
 pub use atomic_histogram::AtomicHistogram;
+pub use csat::{CsatSum, CsatTotals};
 pub use handles::{AgentCounters, CounterHandles, QueueCounters};
 pub use process::ProcessStats;
 
@@ -160,6 +162,8 @@ pub struct Metrics {
     /// responses), per queue and agent.
     pub csat_responses: Family<CsatLabel, Counter>,
     pub csat_score: Family<CsatLabel, Counter>,
+    /// The same scores per queue and per agent, with their means.
+    pub csat: CsatTotals,
     /// Messages left in `voicemail` nodes.
     pub voicemails: Counter,
     pub callbacks: Family<CallbackLabel, Counter>,
@@ -228,6 +232,7 @@ impl Default for Metrics {
             trunk_calls: Family::default(),
             csat_responses: Family::default(),
             csat_score: Family::default(),
+            csat: CsatTotals::default(),
             voicemails: Counter::default(),
             callbacks: Family::default(),
             sip_requests: Family::default(),
@@ -448,6 +453,9 @@ impl Metrics {
             "Sum of the post-call survey scores, per queue and agent (mean = csat_score_total / csat_responses_total)",
             self.csat_score.clone(),
         );
+        let queue_names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+        let agent_ids: Vec<String> = agents.iter().map(|a| a.id.clone()).collect();
+        self.csat.register(reg, &queue_names, &agent_ids);
         reg.register(
             "voicemail_messages",
             "Messages callers left in voicemail nodes",

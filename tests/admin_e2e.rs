@@ -631,6 +631,31 @@ fn call_records_and_report_after_scripted_calls_and_kill_9() {
     // 1 answered out of 3 offered minus 1 short abandon, within 20 s: 50%.
     assert_eq!(row("support")[8], "50.0", "{t}");
     assert_eq!(row("2001")[..2], ["2001", "1"], "{t}");
+    // The same figures as JSON, with the overall classes: the answered,
+    // abandoned and interrupted calls were queued; 1600's IVR ended its
+    // call itself (self-served); the rejected one never reached the IVR.
+    let out = sipacd(
+        &["report", "--config", cfg.to_str().unwrap(), "--json"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let j: Value =
+        serde_json::from_str(&text(&out)).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let support = find(&j["queues"], "queue", "support");
+    assert_eq!(support["offered"], 3, "{support}");
+    assert_eq!(support["abandon_rate_pct"], 50.0, "{support}");
+    let all = &j["overall"][0];
+    assert_eq!(
+        [
+            &all["calls"],
+            &all["queued"],
+            &all["self_served"],
+            &all["ivr_abandoned"]
+        ],
+        [&json!(4), &json!(3), &json!(1), &json!(0)],
+        "{all}"
+    );
+    assert_eq!(all["self_service_pct"], 25.0, "{all}");
     let out = sipacd(
         &[
             "report",

@@ -1,16 +1,20 @@
 //! A real softphone, baresip 1.0, against the running daemon: it registers
 //! with digest authentication (and is refused with a wrong password), and two
 //! of them, a caller and an agent, talk through sipacd's bridge: each one's
-//! recording must hold the other's tone, by frequency.
+//! recording must hold the other's tone, by frequency. A baresip caller
+//! leaves a message in a `voicemail` node: the WAV the admin API serves
+//! holds its tone.
 //!
 //! Without baresip these tests fail (see `common::require`).
 
 mod common;
 
 use common::baresip::{
-    agent_account, assert_tone, baresip_or_skip, caller_account, sine_wav, Baresip,
+    agent_account, assert_tone, baresip_or_skip, caller_account, read_wav_8k_mono, rms, sine_wav,
+    tone_share, Baresip,
 };
-use common::{Daemon, AGENT_PASSWORD};
+use common::http::{get_bytes, get_json};
+use common::{ConfigSpec, Daemon, AGENT_PASSWORD};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -147,4 +151,107 @@ fn two_softphones_talk_through_sipacd() {
 
     assert_heard(&agent, 440.0, 1000.0, 2.0);
     assert_heard(&caller, 1000.0, 440.0, 2.0);
+}
+
+/// A number whose IVR goes straight to a message: no prompt, 1 s of
+/// silence ends it.
+const MESSAGE_IVR: &str = r#"
+[[numbers]]
+number = "1900"
+to = "ivr:message"
+
+[ivr.message]
+start = "record"
+
+[ivr.message.nodes.record]
+type = "voicemail"
+silence_s = 1
+max_s = 20
+"#;
+
+#[test]
+fn a_baresip_callers_message_holds_its_tone() {
+    if !baresip_or_skip() {
+        return;
+    }
+    const CALLER_HZ: f64 = 600.0;
+    let mut spec = ConfigSpec::new();
+    spec.extra = MESSAGE_IVR.into();
+    let d = Daemon::start_with(spec);
+    let port = d.sip_port();
+    // Its microphone: 3 s of tone, then silence (zeros, sent as RTP like
+    // the tone) until the daemon hangs up.
+    let mut source: Vec<i16> = (0..3 * 8000)
+        .map(|i| {
+            let t = f64::from(i) / 8000.0;
+            (16000.0 * (2.0 * std::f64::consts::PI * CALLER_HZ * t).sin()) as i16
+        })
+        .collect();
+    source.extend(std::iter::repeat_n(0i16, 8000 * 10));
+    let mut caller = Baresip::start(
+        "caller",
+        &caller_account(port),
+        &common::wav_from_samples(&source),
+    );
+    let mut ctrl = caller.ctrl();
+    let r = ctrl.command("dial", &format!("sip:1900@127.0.0.1:{port}"));
+    assert_eq!(r["ok"], true, "dial: {r}");
+    assert!(
+        ctrl.wait_event("CALL_ESTABLISHED", WAIT).is_some(),
+        "the IVR did not answer; baresip:\n{}\nsipacd:\n{}",
+        caller.output(),
+        d.stderr()
+    );
+    // The tone, then a second of silence: the node ends the message and
+    // hangs up (the phone does not).
+    assert!(
+        ctrl.wait_event("CALL_CLOSED", Duration::from_secs(15))
+            .is_some(),
+        "the IVR did not hang up after the silence; sipacd:\n{}",
+        d.stderr()
+    );
+    caller.stop();
+
+    let api = d.admin_url();
+    let mut list = serde_json::Value::Null;
+    common::wait_until("the message listed", WAIT, || {
+        list = get_json(&format!("{api}/api/v1/voicemail"));
+        list.as_array().is_some_and(|l| !l.is_empty())
+    });
+    let m = &list[0];
+    assert_eq!(m["caller"], "5551234", "{m}");
+    assert_eq!(m["number"], "1900", "{m}");
+    let secs = m["seconds"].as_f64().unwrap_or_else(|| panic!("{m}"));
+    assert!(
+        (2.5..=6.0).contains(&secs),
+        "about 3 s of tone and 1 s of silence: {m}"
+    );
+    let cid = m["call"].as_str().unwrap_or_else(|| panic!("{m}"));
+    let (code, kind, wav) = get_bytes(&format!("{api}/api/v1/voicemail/{cid}"));
+    assert_eq!((code, kind.as_str()), (200, "audio/wav"));
+    let file = d.cfg.root().join("message.wav");
+    std::fs::write(&file, &wav).expect("write the fetched WAV");
+    let samples = read_wav_8k_mono(&file);
+    // Half-second windows of the caller's tone: most of its 3 s, and no
+    // window of it after the silence began (the end is silence).
+    let windows: Vec<bool> = samples
+        .chunks_exact(4000)
+        .map(|w| rms(w) > 1000.0 && tone_share(w, CALLER_HZ) > 0.5)
+        .collect();
+    let toned = windows.iter().filter(|t| **t).count();
+    assert!(
+        toned >= 4,
+        "the message holds {toned} half-seconds of {CALLER_HZ} Hz: {windows:?}"
+    );
+    assert_eq!(windows.last(), Some(&false), "{windows:?}");
+    eprintln!(
+        "message: {secs} s, {toned} of {} half-seconds hold the tone",
+        windows.len()
+    );
+    let rec = get_json(&format!("{api}/api/v1/cdr"));
+    let row = rec
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["id"] == cid))
+        .unwrap_or_else(|| panic!("no record of {cid}: {rec}"));
+    assert_eq!(row["voicemail"], m["path"], "{row}");
 }

@@ -2,8 +2,8 @@
 //! hand below, read back through the store and writer.
 
 use sipacd::cdr::{
-    compute_report, render_text, to_csv, to_json, AgentSession, Bucket, CallRecord, CdrFilter,
-    CdrStore, CdrWriter, Disposition, HangupBy, ReportOptions,
+    compute_report, render_text, report_json, to_csv, to_json, AgentSession, Bucket, CallRecord,
+    CdrFilter, CdrStore, CdrWriter, Disposition, HangupBy, ReportOptions,
 };
 use std::collections::BTreeMap;
 
@@ -235,7 +235,9 @@ fn per_queue_and_per_agent_figures_match_the_hand_count() {
     assert_eq!(
         cells,
         [
-            "billing", "6", "2", "2", "50.0", "1", "2", "2", "20.0", "20.0", "90.0", "45.0",
+            "billing", "6", "2", "2", "50.0", "1", "2", "2", "20.0", "20.0", "90.0",
+            // AHT's parts: talk, hold, wrap-up
+            "90.0", "0.0", "0.0", "45.0",
             // no scores; both answered callers (one number) called again
             "-", "0", "0.0"
         ]
@@ -418,6 +420,7 @@ fn outcome_figures_csat_fcr_and_aht_with_wrapup() {
     // not resolved in 24 h, resolved in a 1 h window.
     let mut x1 = from(answered("x1", "sales", 0, 10 * S, 100 * S, "1001"), "+1");
     x1.csat = Some(5);
+    x1.hold_ms = 20 * S; // inside its 100 s of talk
     let x1_end = 110 * S;
     // x2 (+1) again, answered by 1002, scored 2; no later call from +1.
     let mut x2 = from(
@@ -449,6 +452,11 @@ fn outcome_figures_csat_fcr_and_aht_with_wrapup() {
     // AHT: ((100 + 15) + (60 + 15) + (40 + 15)) / 3
     let aht = q.aht_s.expect("aht");
     assert!((aht - 245.0 / 3.0).abs() < 1e-9, "{aht}");
+    // Its parts: talk ((100 - 20) + 60 + 40) / 3, hold 20 / 3, wrap-up 15.
+    let close = |v: Option<f64>, want: f64| v.is_some_and(|x| (x - want).abs() < 1e-9);
+    assert!(close(q.aht_talk_s, 60.0), "{:?}", q.aht_talk_s);
+    assert!(close(q.aht_hold_s, 20.0 / 3.0), "{:?}", q.aht_hold_s);
+    assert!(close(q.aht_wrapup_s, 15.0), "{:?}", q.aht_wrapup_s);
     let a1001 = r.agents.iter().find(|a| a.agent == "1001").expect("1001");
     assert_eq!((a1001.csat_mean, a1001.csat_count), (Some(5.0), 1));
     let a1002 = r.agents.iter().find(|a| a.agent == "1002").expect("1002");
@@ -518,6 +526,8 @@ fn callback_figures_count_offers_acceptances_tries_and_the_time_to_the_callback(
     // The placed calls are no offers to the queue; the accepted callback
     // is neither answered nor abandoned.
     assert_eq!((q.offered, q.answered, q.abandoned), (2, 2, 0), "{q:?}");
+    // The overall classes count the callers' calls only.
+    assert_eq!(r.overall[0].calls, 3, "{:?}", r.overall);
     let c = &r.callbacks[0];
     assert_eq!(c.queue, "sales");
     assert_eq!(
@@ -532,4 +542,153 @@ fn callback_figures_count_offers_acceptances_tries_and_the_time_to_the_callback(
     let text = render_text(&r);
     assert!(text.contains("callbacks (queue)"), "{text}");
     assert!(text.contains("400.0"), "{text}");
+}
+
+/// The overall figures: every call in one class (queued, voicemail, turned
+/// away, IVR abandoned, self-served), the self-service rate, and the
+/// queues' abandonment rate and AHT (talk + hold + wrap-up) taken together,
+/// each call counted once; worked out by hand, read back through the store.
+#[test]
+fn overall_self_service_abandonment_and_aht_with_hold() {
+    let ivr = |id: &str, path: &[&str], disposition: Disposition| {
+        let mut r = call(id, None, 5 * S); // arrived at 08:00:03
+        r.ivr_path = path.iter().map(|p| p.to_string()).collect();
+        r.ended_ms = Some(T0 + 30 * S);
+        r.disposition = disposition;
+        r.hangup_by = Some(match disposition {
+            Disposition::Abandoned => HangupBy::Caller,
+            _ => HangupBy::System,
+        });
+        r
+    };
+    // Queued (4). q1: sales, talk 100 s of which 30 s on hold.
+    let mut q1 = answered("q1", "sales", 0, 10 * S, 100 * S, "1001");
+    q1.hold_ms = 30 * S;
+    q1.ivr_path = vec!["main.welcome".into(), "queue:sales".into()];
+    let q2 = abandoned("q2", "sales", 10 * S, 20 * S);
+    let q3 = answered("q3", "support", 20 * S, 5 * S, 50 * S, "1002");
+    // o1: support overflowed to sales, answered there (talk 70 s).
+    let mut o1 = answered("o1", "sales", 30 * S, 5 * S, 70 * S, "1002");
+    o1.ivr_path = vec!["queue:support".into(), "queue:sales".into()];
+    // Self-served (2): the IVR hung up after the balance, or the caller
+    // left the menu after the welcome had played.
+    let s1 = ivr(
+        "s1",
+        &["main.welcome", "main.balance", "main.bye"],
+        Disposition::Closed,
+    );
+    let s2 = ivr("s2", &["main.welcome", "main.menu"], Disposition::Abandoned);
+    // IVR abandoned (2): gone during the first node, or before the IVR.
+    let e1 = ivr("e1", &["main.welcome"], Disposition::Abandoned);
+    let e2 = ivr("e2", &[], Disposition::Abandoned);
+    // Voicemail (2): after hours, and sales closed to the caller.
+    let mut v1 = ivr("v1", &["main.hours", "main.vm"], Disposition::Abandoned);
+    v1.closed_by = Some("ivr:main.hours".into());
+    v1.voicemail = Some("voicemail/2026-05-01/v1.wav".into());
+    let mut v2 = call("v2", Some("sales"), 40 * S);
+    v2.ivr_path = vec!["queue:sales".into(), "main.vm".into()];
+    v2.closed_by = Some("queue:sales".into());
+    v2.voicemail = Some("voicemail/2026-05-01/v2.wav".into());
+    v2.ended_ms = Some(T0 + 90 * S);
+    v2.disposition = Disposition::Abandoned;
+    v2.hangup_by = Some(HangupBy::Caller);
+    // Turned away (1): the closed branch played its prompt and hung up.
+    let mut t1 = ivr("t1", &["main.hours", "main.closed"], Disposition::Closed);
+    t1.closed_by = Some("ivr:main.hours".into());
+    // Rejected at the door: not a call of the IVR.
+    let mut r1 = call("r1", None, 0);
+    r1.disposition = Disposition::Rejected;
+    // Cut off in the menu by the daemon's stop: in no class either.
+    let i1 = ivr(
+        "i1",
+        &["main.welcome", "main.menu"],
+        Disposition::Interrupted,
+    );
+    let records = vec![q1, q2, q3, o1, s1, s2, e1, e2, v1, v2, t1, r1, i1];
+    let (_dir, got, sessions) = read_back(&records);
+    assert_eq!(got.len(), records.len());
+    let mut opts = opts();
+    opts.wrapup_s = BTreeMap::from([("sales".into(), 10)]);
+
+    let r = compute_report(&got, &sessions, &opts);
+    assert_eq!(r.overall.len(), 1);
+    let o = &r.overall[0];
+    assert_eq!(o.calls, 11);
+    assert_eq!(
+        (
+            o.queued,
+            o.voicemail,
+            o.turned_away,
+            o.ivr_abandoned,
+            o.self_served
+        ),
+        (4, 2, 1, 2, 2)
+    );
+    let close = |v: Option<f64>, want: f64| v.is_some_and(|x| (x - want).abs() < 1e-9);
+    assert!(close(o.self_service_pct, 200.0 / 11.0), "{o:?}");
+    // Queues together: q1, q3, o1 answered, q2 abandoned.
+    assert_eq!((o.answered, o.abandoned), (3, 1));
+    assert_eq!(o.abandon_rate_pct, Some(25.0));
+    // AHT: (100 + 10) + (50 + 0) + (70 + 10) = 240 s over 3 calls; talk
+    // (70 + 50 + 70) / 3, hold 30 / 3, wrap-up 20 / 3.
+    assert!(close(o.aht_s, 80.0), "{o:?}");
+    assert!(close(o.aht_talk_s, 190.0 / 3.0), "{o:?}");
+    assert!(close(o.aht_hold_s, 10.0), "{o:?}");
+    assert!(close(o.aht_wrapup_s, 20.0 / 3.0), "{o:?}");
+
+    // Per queue: sales answered q1 and o1, abandoned q2; v2 closed there.
+    let sales = r.queues.iter().find(|q| q.queue == "sales").expect("sales");
+    assert_eq!((sales.answered, sales.abandoned, sales.closed), (2, 1, 1));
+    assert!(close(sales.abandon_rate_pct, 100.0 / 3.0), "{sales:?}");
+    assert!(close(sales.aht_s, 95.0), "{sales:?}");
+    assert!(close(sales.aht_talk_s, 70.0), "{sales:?}");
+    assert!(close(sales.aht_hold_s, 15.0), "{sales:?}");
+    assert!(close(sales.aht_wrapup_s, 10.0), "{sales:?}");
+    let support = r
+        .queues
+        .iter()
+        .find(|q| q.queue == "support")
+        .expect("support");
+    assert_eq!(
+        (support.offered, support.answered, support.overflowed),
+        (2, 1, 1)
+    );
+    assert!(close(support.aht_s, 50.0) && close(support.aht_hold_s, 0.0));
+    assert_eq!(support.abandon_rate_pct, Some(0.0));
+
+    // Text: the overall table with the rate; JSON: the same figures.
+    let text = render_text(&r);
+    assert!(
+        text.contains("self-served") && text.contains("self%"),
+        "{text}"
+    );
+    let all = text
+        .lines()
+        .find(|l| l.starts_with("all "))
+        .expect("overall row");
+    let cells: Vec<&str> = all.split_whitespace().collect();
+    assert_eq!(&cells[1..5], ["11", "4", "2", "18.2"], "{all}");
+    assert!(cells.contains(&"25.0") && cells.contains(&"80.0"), "{all}");
+    let json: serde_json::Value = serde_json::from_str(&report_json(&r)).unwrap();
+    assert_eq!(json["overall"][0]["self_served"], 2);
+    assert_eq!(json["overall"][0]["abandon_rate_pct"], 25.0);
+    let jsales = json["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "sales")
+        .unwrap();
+    assert_eq!(jsales["aht_hold_s"], 15.0);
+
+    // By hour: the same call in one bucket; one queue: no overall rows.
+    opts.by = Some(Bucket::Hour);
+    let hourly = compute_report(&got, &sessions, &opts);
+    assert_eq!(hourly.overall.len(), 1);
+    assert_eq!(
+        hourly.overall[0].period.as_deref(),
+        Some("2026-05-01 08:00")
+    );
+    opts.by = None;
+    opts.queue = Some("sales".into());
+    assert!(compute_report(&got, &sessions, &opts).overall.is_empty());
 }

@@ -16,7 +16,9 @@
 //! * A caller who reaches a queue whose schedule is open is offered to an
 //!   agent on shift (all demo agents registered) before `max_wait_s`, at
 //!   the latest when the queue's last relax step applies; a caller who
-//!   reaches a closed queue hears closed.wav and is hung up.
+//!   reaches a closed queue hears voicemail.wav, leaves a message (the
+//!   walk sends no voice: it ends after the node's 5 s of silence) and is
+//!   hung up.
 
 use chrono::{DateTime, Datelike, Duration as Days, NaiveDate, TimeZone, Utc, Weekday};
 use sipacd::acd::{AcdConfig, CallId, Output, Router, Timer};
@@ -31,6 +33,10 @@ const MENU: [(char, &str); 2] = [('1', "billing"), ('2', "support")];
 const MENU_FAIL: &str = "general";
 /// Where 1500 leads while the office is closed.
 const FOLLOW_THE_SUN: &str = "support";
+/// What a caller of a closed queue hears before its message, and the
+/// silence that ends a message.
+const MESSAGE_PROMPT: &str = "voicemail.wav";
+const MESSAGE_SILENCE_S: u64 = 5;
 
 /// One thing the caller meets, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +53,10 @@ enum Step {
     },
     /// The caller left a queue without an agent (closed, max_wait...).
     Diverted(String),
+    /// A message was recorded for this long (start to stop).
+    Message {
+        seconds: u64,
+    },
     Hangup,
 }
 
@@ -78,6 +88,8 @@ struct Walk<'a> {
     queued: Option<(String, Instant)>,
     timers: Vec<(Instant, Timer)>,
     steps: Vec<Step>,
+    /// When the message being recorded started.
+    message: Option<Instant>,
 }
 
 const CALL: CallId = CallId(1);
@@ -125,10 +137,21 @@ impl Walk<'_> {
                         return;
                     }
                     IvrAction::StopPrompt | IvrAction::SetVariable { .. } => {}
-                    // The demo's IVRs leave no message and take no score
-                    // on the paths walked here.
-                    IvrAction::StartMessage | IvrAction::StopMessage | IvrAction::Score(_) => {
-                        panic!("a message or survey step on a demo path: {:?}", self.steps)
+                    IvrAction::StartMessage => {
+                        assert!(self.message.is_none(), "a second message: {:?}", self.steps);
+                        self.message = Some(now);
+                    }
+                    IvrAction::StopMessage => {
+                        let Some(since) = self.message.take() else {
+                            panic!("a message stopped that never started: {:?}", self.steps);
+                        };
+                        self.steps.push(Step::Message {
+                            seconds: (now - since).as_secs(),
+                        });
+                    }
+                    // The demo takes no score on the paths walked here.
+                    IvrAction::Score(_) => {
+                        panic!("a survey step on a demo path: {:?}", self.steps)
                     }
                 }
             }
@@ -226,6 +249,7 @@ fn walk(cfg: &Config, target: Target, keys: &[char], wall: DateTime<Utc>) -> Vec
         queued: None,
         timers: Vec::new(),
         steps: Vec::new(),
+        message: None,
     };
     w.act(actions);
     let mut keys = keys.iter().copied();
@@ -292,7 +316,8 @@ fn queue_open(cfg: &Config, queue: &str, wall: DateTime<Utc>) -> bool {
 
 /// Checks what a caller meets after entering `queue` at `wall`: an agent
 /// of that queue (by its last relax step at the latest, before max_wait_s)
-/// while the queue is open, else closed.wav and a hangup. Waits longer
+/// while the queue is open, else the message prompt, a message that ends
+/// on silence and a hangup. Waits longer
 /// than zero are noted in `waits`.
 fn check_queue(
     cfg: &Config,
@@ -305,7 +330,10 @@ fn check_queue(
     if !queue_open(cfg, queue, wall) {
         let want = [
             Step::Diverted("Closed".into()),
-            Step::Prompt("closed.wav".into()),
+            Step::Prompt(MESSAGE_PROMPT.into()),
+            Step::Message {
+                seconds: MESSAGE_SILENCE_S,
+            },
             Step::Hangup,
         ];
         return if tail == want {

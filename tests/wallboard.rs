@@ -193,6 +193,18 @@ fn http(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Value) {
+    let (code, text) = http_text(port, method, path, token, body);
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The same, the body as text.
+fn http_text(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
@@ -226,7 +238,7 @@ fn http(
     }
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf).unwrap();
-    (code, serde_json::from_slice(&buf).unwrap_or(Value::Null))
+    (code, String::from_utf8_lossy(&buf).into_owned())
 }
 
 fn shot_path(name: &str) -> PathBuf {
@@ -546,6 +558,72 @@ fn the_wallboard_shows_queues_talks_agents_and_events() {
         "not plain words: {lines:#?}"
     );
     b.screenshot(&shot_path("wallboard-today.png"));
+
+    // 4: Bob hangs up, the caller rates the call 4 in billing's survey:
+    // the tile's CSAT and Bob's row show it (no score before).
+    let csat = text_of(tile, ".csat b");
+    assert_eq!(b.eval(&csat), json!("–"));
+    assert_eq!(
+        b.eval(&text_of(bob_row, ".csat")),
+        json!("–"),
+        "Bob has no score yet"
+    );
+    let mut fourth = Caller::dial_from(d.sip_port(), "1700", "555-0104");
+    let inv = agent
+        .expect_invite(WAIT)
+        .expect("Bob offered the fourth call");
+    agent.answer(&inv);
+    b.wait_for(
+        "Bob talking to 555-0104",
+        &format!("{} === 'Bob ↔ 555-0104'", text_of(talk, ".who")),
+        SHOW,
+    );
+    let bye = agent.request_in_dialog(&inv, "BYE", 2, None);
+    assert!(bye.starts_with("SIP/2.0 200"), "{bye}");
+    let mut rated = Value::Null;
+    common::wait_until("the caller scored the call", WAIT, || {
+        // The survey's prompt may still be starting: press again until
+        // the view has the score (a second press of a rated call is
+        // ignored; the survey hangs up once it has one).
+        let _ = fourth.dtmf_info('4');
+        rated = by(&get(admin, "/api/v1/queues"), "name", "billing").clone();
+        rated["csat_responses_today"] == 1
+    });
+    assert_eq!(rated["csat_today"], 4.0, "{rated}");
+    // The same score on /metrics, per queue and per agent.
+    let (code, metrics) = http_text(admin, "GET", "/metrics", Some(TOKEN), None);
+    assert_eq!(code, 200);
+    for line in [
+        "sipacd_queue_csat_responses_total{queue=\"billing\"} 1",
+        "sipacd_queue_csat_mean{queue=\"billing\"} 4.0",
+        "sipacd_agent_csat_mean{agent=\"2001\"} 4.0",
+        "sipacd_agent_csat_score_total{agent=\"2001\"} 4",
+        "sipacd_queue_csat_responses_total{queue=\"sales\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line} in:\n{metrics}"
+        );
+    }
+    b.wait_for(
+        "today's CSAT on the tile and Bob's row",
+        &format!(
+            "{csat} === '4.0' && {} === 'CSAT (1 score)' && {} === '4.0 (1 score)'",
+            text_of(tile, ".csat span"),
+            text_of(bob_row, ".csat"),
+        ),
+        SHOW,
+    );
+    let log =
+        b.eval("[...document.querySelectorAll('#log li')].map(li => li.lastChild.textContent)");
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "Caller 555-0104 rated the call with Bob 4 in billing"),
+        "{log:#}"
+    );
+    b.screenshot(&shot_path("wallboard-csat.png"));
 }
 
 /// A daily window from `from` to `to` minutes around now on the wall clock
@@ -638,7 +716,9 @@ fn start_board() -> Board {
     spec.extra = format!(
         "{}\n[schedules.office]\ntimezone = \"Asia/Jakarta\"\nopen = [\"{open}\"]\n\n\
          [queues.billing]\nskills = {{ support = 1 }}\nschedule = \"office\"\n\
-         service_level_s = 2\nservice_level_target = 90\n\n\
+         service_level_s = 2\nservice_level_target = 90\nsurvey = \"ivr:post\"\n\n\
+         [ivr.post]\nstart = \"rate\"\n\n[ivr.post.nodes.rate]\ntype = \"survey\"\n\
+         prompt = \"moh.wav\"\ntimeout_s = 10\n\n\
          [schedules.late]\ntimezone = \"Asia/Kolkata\"\nopen = [\"{late}\"]\n\n\
          [queues.sales]\nskills = {{ sales = 1 }}\nschedule = \"late\"\n\n\
          [[numbers]]\nnumber = \"1700\"\nto = \"queue:billing\"\n",

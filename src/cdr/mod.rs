@@ -31,8 +31,8 @@ pub use record::{
     RoutingDecision,
 };
 pub use report::{
-    compute_report, render_text, text_table, AgentRow, Bucket, CallbackRow, ClosedRow, QueueRow,
-    Report, ReportOptions, DEFAULT_FCR_WINDOW_H, SHORT_ABANDON_MS,
+    compute_report, render_text, report_json, text_table, AgentRow, Bucket, CallbackRow, ClosedRow,
+    OverallRow, QueueRow, Report, ReportOptions, DEFAULT_FCR_WINDOW_H, SHORT_ABANDON_MS,
 };
 pub use store::{CdrError, CdrFilter, CdrStore, SessionEvent, DB_FILE};
 pub(crate) use time::rfc3339;

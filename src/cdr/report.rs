@@ -19,8 +19,13 @@
 //! * service level: answered within the queue's `service_level_s`, divided by
 //!   offered minus short abandons (a caller who gives up at once is not a
 //!   service failure), in percent.
-//! * ASA: mean wait of answered calls; AHT: mean answer-to-end time of
-//!   answered calls (talk time; wrap-up is not in the record).
+//! * ASA: mean wait of answered calls.
+//! * AHT (average handle time): talk + hold + wrap-up per answered call,
+//!   shown with its three parts: talk is the answer-to-end span less the
+//!   record's `hold_ms` (hold lies inside that span), hold is `hold_ms`
+//!   (at most the span), wrap-up is the queue's configured `wrapup_s` (the
+//!   records hold no wrap-up time). Hold is counted once: AHT equals the
+//!   answer-to-end span plus wrap-up.
 //! * longest wait: the longest an answered or abandoned caller waited.
 //! * per agent: calls taken (answered), talk time, logged-in time (the
 //!   agent's sessions, clipped to the period: any state but `logged_out`
@@ -40,6 +45,26 @@
 //! * after hours: per closed branch (`ivr:IVR.NODE`, `queue:NAME`), the
 //!   calls it turned away (bucketed like the queues), and how many of them an
 //!   agent answered anyway (a closed branch that leads to a 24/7 queue).
+//! * overall (the whole contact center, per period; only without a queue
+//!   filter): every finished call that reached the IVR (`rejected` ones
+//!   did not; one the daemon's stop cut off in the IVR, `interrupted`
+//!   before any queue, is left out too) falls in exactly one class, tried
+//!   in this order:
+//!   - queued: it was offered to a queue (a `queue:` step or a last
+//!     queue, other than a queue that was closed to it);
+//!   - voicemail: it left a message in a `voicemail` node;
+//!   - turned away: a closed branch (`closed_by`) ended it in the IVR;
+//!   - IVR abandoned: the caller hung up (or its phone went away) before
+//!     any IVR node completed: the record's path holds at most the node
+//!     it was in;
+//!   - self-served: the rest, calls the IVR ended or the caller left after
+//!     at least one node had done its work, without asking for an agent
+//!     (Amazon Connect's "contained in the flow").
+//!
+//!   Self-service rate = self-served / calls, in percent (IVR abandons,
+//!   voicemail and turned-away calls are in the denominator: the IVR did
+//!   not serve them). The overall abandonment rate and AHT are those of
+//!   the queues taken together (each call counts once, in its last queue).
 
 use super::record::{AgentSession, CallRecord, Disposition, UnixMs};
 use super::time::bucket_label;
@@ -121,6 +146,11 @@ pub struct QueueRow {
     /// Talk (hold included: it lies inside the talk span) plus the queue's
     /// configured `wrapup_s`, per answered call.
     pub aht_s: Option<f64>,
+    /// The three parts of `aht_s`: mean talk (hold excluded), hold and
+    /// wrap-up per answered call.
+    pub aht_talk_s: Option<f64>,
+    pub aht_hold_s: Option<f64>,
+    pub aht_wrapup_s: Option<f64>,
     pub longest_wait_s: f64,
     /// Mean post-call survey score and how many callers gave one.
     pub csat_mean: Option<f64>,
@@ -169,12 +199,38 @@ pub struct CallbackRow {
     pub time_to_callback_s: Option<f64>,
 }
 
+/// The whole contact center's outcome figures for a period (see the
+/// module doc for the classes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OverallRow {
+    pub period: Option<String>,
+    /// Finished calls that reached the IVR: the sum of the five classes.
+    pub calls: u64,
+    pub queued: u64,
+    pub voicemail: u64,
+    pub turned_away: u64,
+    pub ivr_abandoned: u64,
+    pub self_served: u64,
+    /// self_served / calls, percent; None without calls.
+    pub self_service_pct: Option<f64>,
+    /// The queues together: answered, abandoned, their rate and AHT.
+    pub answered: u64,
+    pub abandoned: u64,
+    pub abandon_rate_pct: Option<f64>,
+    pub aht_s: Option<f64>,
+    pub aht_talk_s: Option<f64>,
+    pub aht_hold_s: Option<f64>,
+    pub aht_wrapup_s: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub queues: Vec<QueueRow>,
     pub agents: Vec<AgentRow>,
     pub closed: Vec<ClosedRow>,
     pub callbacks: Vec<CallbackRow>,
+    /// Empty when the report is limited to one queue.
+    pub overall: Vec<OverallRow>,
 }
 
 /// Whether `r` is a call sipacd placed for a callback (not a caller's).
@@ -232,6 +288,9 @@ struct Acc {
     waits_answered: u64,
     talk_ms: i64,
     talks: u64,
+    /// Of `talk_ms` (the AHT sum): hold and wrap-up.
+    hold_ms: i64,
+    wrapup_ms: i64,
     longest_wait_ms: i64,
     csat_sum: u64,
     csat_count: u64,
@@ -398,8 +457,7 @@ pub fn compute_report(
                         a.in_sl += 1;
                     }
                     if let Some(end) = r.ended_ms {
-                        a.talk_ms += (end - ans).max(0) + wrapup_ms;
-                        a.talks += 1;
+                        a.add_handled(end - ans, r.hold_ms, wrapup_ms);
                     }
                 }
                 if !r.caller.is_empty() {
@@ -423,6 +481,11 @@ pub fn compute_report(
         }
     }
 
+    let overall = if opts.queue.is_none() {
+        overall_rows(records, &queues, opts)
+    } else {
+        Vec::new()
+    };
     let queue_rows = queues
         .into_iter()
         .map(|((queue, period), a)| {
@@ -449,6 +512,9 @@ pub fn compute_report(
                 service_level_pct: ratio(a.in_sl as f64, denom as f64).map(|x| x * 100.0),
                 asa_s: ratio(a.wait_answered_ms as f64 / 1000.0, a.waits_answered as f64),
                 aht_s: ratio(a.talk_ms as f64 / 1000.0, a.talks as f64),
+                aht_talk_s: a.aht_part(a.talk_ms - a.hold_ms - a.wrapup_ms),
+                aht_hold_s: a.aht_part(a.hold_ms),
+                aht_wrapup_s: a.aht_part(a.wrapup_ms),
                 longest_wait_s: a.longest_wait_ms as f64 / 1000.0,
                 csat_mean: ratio(a.csat_sum as f64, a.csat_count as f64),
                 csat_count: a.csat_count,
@@ -492,7 +558,133 @@ pub fn compute_report(
         agents: agent_rows,
         closed: closed_rows,
         callbacks: callback_rows(records, opts),
+        overall,
     }
+}
+
+impl Acc {
+    /// One answered call's handle time: its answer-to-end `span` (hold
+    /// inside it), its `hold` and the queue's wrap-up, all in ms.
+    fn add_handled(&mut self, span: i64, hold: i64, wrapup: i64) {
+        let span = span.max(0);
+        self.talk_ms += span + wrapup;
+        self.hold_ms += hold.clamp(0, span);
+        self.wrapup_ms += wrapup;
+        self.talks += 1;
+    }
+
+    /// Mean per answered call of one part of AHT, in seconds.
+    fn aht_part(&self, ms: i64) -> Option<f64> {
+        ratio(ms as f64 / 1000.0, self.talks as f64)
+    }
+}
+
+/// What became of one call, for the overall figures (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Queued,
+    Voicemail,
+    TurnedAway,
+    IvrAbandoned,
+    SelfServed,
+}
+
+/// The class of a finished call that reached the IVR.
+fn outcome(r: &CallRecord) -> Outcome {
+    let branch = closed_branch(r);
+    let closed_queue = branch.as_deref().and_then(|b| b.strip_prefix("queue:"));
+    let queued = r
+        .ivr_path
+        .iter()
+        .filter_map(|p| p.strip_prefix("queue:"))
+        .chain(r.queue.as_deref())
+        .any(|q| Some(q) != closed_queue);
+    let nodes = r
+        .ivr_path
+        .iter()
+        .filter(|p| !p.starts_with("queue:"))
+        .count();
+    // The caller hung up or its phone went away (no ACK, media timeout).
+    let caller_left = r.disposition == Disposition::Abandoned;
+    if queued {
+        Outcome::Queued
+    } else if r.voicemail.is_some() {
+        Outcome::Voicemail
+    } else if branch.is_some() {
+        Outcome::TurnedAway
+    } else if caller_left && nodes <= 1 {
+        Outcome::IvrAbandoned
+    } else {
+        Outcome::SelfServed
+    }
+}
+
+/// The overall rows: each period's calls by class, and the queues' rows
+/// of that period taken together.
+fn overall_rows(
+    records: &[CallRecord],
+    queues: &BTreeMap<(String, Option<String>), Acc>,
+    opts: &ReportOptions,
+) -> Vec<OverallRow> {
+    let mut classes: BTreeMap<Option<String>, [u64; 5]> = BTreeMap::new();
+    for r in records {
+        // Calls sipacd placed (callbacks) are no callers' calls.
+        if matches!(
+            r.disposition,
+            Disposition::InProgress | Disposition::Rejected
+        ) || is_placed(r)
+        {
+            continue;
+        }
+        let start = r.queued_ms.unwrap_or(r.arrived_ms);
+        let period = opts
+            .by
+            .map(|b| bucket_label(start, opts.tz, b == Bucket::Hour));
+        let class = outcome(r);
+        if class != Outcome::Queued && r.disposition == Disposition::Interrupted {
+            continue; // cut off in the IVR by the daemon's stop
+        }
+        classes.entry(period).or_default()[class as usize] += 1;
+    }
+    let mut together: BTreeMap<Option<String>, Acc> = BTreeMap::new();
+    for ((_, period), a) in queues {
+        let t = together.entry(period.clone()).or_default();
+        t.answered += a.answered;
+        t.abandoned += a.abandoned;
+        t.talk_ms += a.talk_ms;
+        t.talks += a.talks;
+        t.hold_ms += a.hold_ms;
+        t.wrapup_ms += a.wrapup_ms;
+    }
+    for period in together.keys() {
+        classes.entry(period.clone()).or_default();
+    }
+    classes
+        .into_iter()
+        .map(|(period, c)| {
+            let a = together.remove(&period).unwrap_or_default();
+            let calls: u64 = c.iter().sum();
+            let self_served = c[Outcome::SelfServed as usize];
+            OverallRow {
+                calls,
+                queued: c[Outcome::Queued as usize],
+                voicemail: c[Outcome::Voicemail as usize],
+                turned_away: c[Outcome::TurnedAway as usize],
+                ivr_abandoned: c[Outcome::IvrAbandoned as usize],
+                self_served,
+                self_service_pct: ratio(self_served as f64, calls as f64).map(|x| x * 100.0),
+                answered: a.answered,
+                abandoned: a.abandoned,
+                abandon_rate_pct: ratio(a.abandoned as f64, (a.answered + a.abandoned) as f64)
+                    .map(|x| x * 100.0),
+                aht_s: ratio(a.talk_ms as f64 / 1000.0, a.talks as f64),
+                aht_talk_s: a.aht_part(a.talk_ms - a.hold_ms - a.wrapup_ms),
+                aht_hold_s: a.aht_part(a.hold_ms),
+                aht_wrapup_s: a.aht_part(a.wrapup_ms),
+                period,
+            }
+        })
+        .collect()
 }
 
 /// Each agent's logged-in milliseconds inside the period: its sessions
@@ -541,6 +733,9 @@ pub fn render_text(report: &Report) -> String {
         "SL%",
         "ASA s",
         "AHT s",
+        "talk",
+        "hold",
+        "wrap",
         "longest s",
         "CSAT",
         "CSAT n",
@@ -563,6 +758,9 @@ pub fn render_text(report: &Report) -> String {
             opt(q.service_level_pct, 1),
             opt(q.asa_s, 1),
             opt(q.aht_s, 1),
+            opt(q.aht_talk_s, 1),
+            opt(q.aht_hold_s, 1),
+            opt(q.aht_wrapup_s, 1),
             format!("{:.1}", q.longest_wait_s),
             opt(q.csat_mean, 2),
             q.csat_count.to_string(),
@@ -636,13 +834,77 @@ pub fn render_text(report: &Report) -> String {
         }
         out.push_str(&table(&brows));
     }
+    if !report.overall.is_empty() {
+        out.push('\n');
+        out.push_str(&render_overall(&report.overall, bucketed));
+    }
     out.push_str(
         "\naband% = abandoned / (answered + abandoned); occupancy = talk time / logged-in time\n\
-         AHT = talk (hold included) + the queue's wrapup_s; CSAT = mean survey score (n scores);\n\
-         FCR% = answered callers whose number did not call again within the FCR window;\n\
+         AHT = talk + hold + the queue's wrapup_s (means per answered call); CSAT = mean survey\n\
+         score (n scores); FCR% = answered callers whose number did not call again within the\n\
+         FCR window; self% = self-served calls (ended in the IVR by the IVR, or by the caller\n\
+         after a node completed; no queue, message or closed branch) / calls;\n\
          callbacks: tries are the calls placed (agent first), reached = the customer answered\n",
     );
     out
+}
+
+/// The report as pretty JSON (`sipacd report --json`): `queues`,
+/// `agents`, `closed` and `overall`, with the fields of their rows.
+pub fn report_json(report: &Report) -> String {
+    let mut s = serde_json::to_string_pretty(report).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// The overall table of [`render_text`]: one row per period.
+fn render_overall(rows: &[OverallRow], bucketed: bool) -> String {
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |x| format!("{x:.1}"));
+    let mut header = vec!["overall"];
+    if bucketed {
+        header.push("period");
+    }
+    header.extend([
+        "calls",
+        "queued",
+        "self-served",
+        "self%",
+        "IVR aband",
+        "voicemail",
+        "turned away",
+        "answered",
+        "abandoned",
+        "aband%",
+        "AHT s",
+        "talk",
+        "hold",
+        "wrap",
+    ]);
+    let mut out = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+    for o in rows {
+        let mut row = vec!["all".to_owned()];
+        if bucketed {
+            row.push(o.period.clone().unwrap_or_default());
+        }
+        row.extend([
+            o.calls.to_string(),
+            o.queued.to_string(),
+            o.self_served.to_string(),
+            opt(o.self_service_pct),
+            o.ivr_abandoned.to_string(),
+            o.voicemail.to_string(),
+            o.turned_away.to_string(),
+            o.answered.to_string(),
+            o.abandoned.to_string(),
+            opt(o.abandon_rate_pct),
+            opt(o.aht_s),
+            opt(o.aht_talk_s),
+            opt(o.aht_hold_s),
+            opt(o.aht_wrapup_s),
+        ]);
+        out.push(row);
+    }
+    table(&out)
 }
 
 /// Left-aligned first column, right-aligned numbers.

@@ -241,6 +241,7 @@ pub(crate) mod tests {
         for name in [
             "menu.wav",
             "closed.wav",
+            "voicemail.wav",
             "moh.wav",
             "0.wav",
             "9.wav",

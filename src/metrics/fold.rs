@@ -1,7 +1,8 @@
 //! The Prometheus queue, agent and IVR counters, folded from the engine's
 //! event stream: offered, answered (and within the service level),
 //! abandoned, overflowed and closed per queue; answered and talk time per
-//! agent; closed branches per IVR `schedule` node.
+//! agent; closed branches per IVR `schedule` node; survey scores per queue
+//! and agent (`super::csat`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -132,6 +133,7 @@ impl MetricsFold {
                 };
                 m.csat_responses.get_or_create(&label).inc();
                 m.csat_score.get_or_create(&label).inc_by(u64::from(*score));
+                m.csat.add(queue.as_deref(), agent.as_deref(), *score);
             }
             EventKind::CallbackOffered { queue, .. } => {
                 m.callbacks.get_or_create(&callback(queue, "offered")).inc();

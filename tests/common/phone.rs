@@ -264,6 +264,43 @@ impl Caller {
         (tag(&self.from), tag(&self.to))
     }
 
+    /// Presses `digit` by SIP INFO (`application/dtmf-relay`) and waits
+    /// (bounded) for its 200; a BYE from sipacd meanwhile is answered and
+    /// returned as the error.
+    pub fn dtmf_info(&mut self, digit: char) -> Result<(), String> {
+        self.cseq += 1;
+        let cseq = self.cseq;
+        let body = format!("Signal={digit}\r\nDuration=160\r\n");
+        let msg = self.in_dialog("INFO", cseq).replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        self.send(&msg);
+        let deadline = Instant::now() + PROMPT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Some((m, _)) = recv(&self.sock, left) else {
+                continue;
+            };
+            if call_id(&m) != Some(self.call_id.as_str()) {
+                continue;
+            }
+            if method(&m) == Some("BYE") {
+                self.send(&ok_for(&m));
+                return Err(format!("sipacd hung up before the INFO's answer:\n{m}"));
+            }
+            if header(&m, "CSeq", None) == Some(format!("{cseq} INFO").as_str()) {
+                return match status_code(&m) {
+                    Some(200) => Ok(()),
+                    _ => Err(format!("INFO answered with:\n{m}")),
+                };
+            }
+        }
+        Err(format!("no answer to the INFO within {PROMPT:?}"))
+    }
+
     /// Hangs up: BYE, and waits (bounded) for its 200. Panics without one.
     pub fn bye(&mut self) {
         self.cseq += 1;
