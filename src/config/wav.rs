@@ -247,6 +247,10 @@ pub(crate) mod tests {
             "9.wav",
             "you-are-number.wav",
             "in-the-queue.wav",
+            "callback-offer.wav",
+            "callback-number.wav",
+            "callback-accepted.wav",
+            "callback-agent.wav",
         ] {
             let info = read_info(&dir.join(name)).unwrap();
             assert_eq!(info.format, WavFormat::Pcm16, "{name}");
