@@ -314,9 +314,10 @@ impl RecordFold {
         // Clamped: the queue was entered after arrival and, if there was an
         // offer, at the latest then (the last queue may come after an
         // offer in an earlier one).
-        rec.queued_ms = end.queued.map(|t| {
-            unix_ms(t)
-                .min(rec.offered_ms.unwrap_or(i64::MAX))
+        // A caller who left its queue for an IVR (a post-call survey) keeps
+        // the time it entered the queue.
+        rec.queued_ms = end.queued.map(unix_ms).or(rec.queued_ms).map(|t| {
+            t.min(rec.offered_ms.unwrap_or(i64::MAX))
                 .max(rec.arrived_ms)
         });
         if rec.answered_ms.is_none() {

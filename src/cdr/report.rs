@@ -22,7 +22,9 @@
 //! * ASA: mean wait of answered calls.
 //! * AHT (average handle time): talk + hold + wrap-up per answered call,
 //!   shown with its three parts: talk is the answer-to-end span less the
-//!   record's `hold_ms` (hold lies inside that span), hold is `hold_ms`
+//!   record's `hold_ms` (hold lies inside that span; the span ends with
+//!   the last agent's leg, so a caller's time in a post-call survey is
+//!   not talk), hold is `hold_ms`
 //!   (at most the span), wrap-up is the queue's configured `wrapup_s` (the
 //!   records hold no wrap-up time). Hold is counted once: AHT equals the
 //!   answer-to-end span plus wrap-up.
@@ -393,7 +395,7 @@ pub fn compute_report(
             if let (Some(agent), Some(ans)) = (&r.agent, r.answered_ms) {
                 let e = agents.entry(agent.clone()).or_default();
                 e.0 += 1;
-                e.1 += r.ended_ms.map_or(0, |end| (end - ans).max(0));
+                e.1 += talk_end(r).map_or(0, |end| (end - ans).max(0));
                 if let Some(c) = r.csat {
                     e.2 += u64::from(c);
                     e.3 += 1;
@@ -456,7 +458,7 @@ pub fn compute_report(
                     if i128::from(wait) <= i128::from(sl_ms) {
                         a.in_sl += 1;
                     }
-                    if let Some(end) = r.ended_ms {
+                    if let Some(end) = talk_end(r) {
                         a.add_handled(end - ans, r.hold_ms, wrapup_ms);
                     }
                 }
@@ -705,6 +707,19 @@ fn logged_in_ms(sessions: &[AgentSession], opts: &ReportOptions) -> BTreeMap<Str
         *out.entry(s.agent.clone()).or_default() += (end - start).max(0);
     }
     out
+}
+
+/// When the talk of a finished call ended: with its last leg (an agent
+/// who hung up on a caller that then went on to a post-call survey talked
+/// until then), at the latest when the call ended.
+fn talk_end(r: &CallRecord) -> Option<UnixMs> {
+    let end = r.ended_ms?;
+    Some(
+        r.legs
+            .last()
+            .and_then(|l| l.ended_ms)
+            .map_or(end, |l| l.min(end)),
+    )
 }
 
 fn ratio(num: f64, den: f64) -> Option<f64> {

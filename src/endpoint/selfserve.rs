@@ -87,6 +87,9 @@ impl Endpoint {
 
     /// The agent `agent` hung up on `ck`: the caller goes on to `target`.
     pub(super) fn start_survey(&mut self, ck: CallHandle, agent: String, target: Target, now: Now) {
+        // The agent's handle time ends with its leg, and is learnt while
+        // the call still names its queue (the survey's IVR takes its place).
+        self.note_handle_time(ck, now);
         let Some(call) = self.calls.get_mut(ck) else {
             return;
         };
