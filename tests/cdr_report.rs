@@ -2,8 +2,8 @@
 //! hand below, read back through the store and writer.
 
 use sipacd::cdr::{
-    compute_report, render_text, report_json, to_csv, to_json, AgentSession, Bucket, CallRecord,
-    CdrFilter, CdrStore, CdrWriter, Disposition, HangupBy, ReportOptions,
+    compute_report, render_text, report_json, to_csv, to_json, AgentLegRecord, AgentSession,
+    Bucket, CallRecord, CdrFilter, CdrStore, CdrWriter, Disposition, HangupBy, ReportOptions,
 };
 use std::collections::BTreeMap;
 
@@ -542,6 +542,24 @@ fn callback_figures_count_offers_acceptances_tries_and_the_time_to_the_callback(
     let text = render_text(&r);
     assert!(text.contains("callbacks (queue)"), "{text}");
     assert!(text.contains("400.0"), "{text}");
+}
+
+#[test]
+fn a_surveyed_calls_talk_and_aht_end_with_the_agents_leg() {
+    // The agent talks 40 s and hangs up; the caller then spends 25 s in the
+    // post-call survey before the call ends.
+    let mut r = answered("s1", "sales", 0, 5 * S, 65 * S, "1001");
+    let answered_ms = r.answered_ms.expect("answered");
+    let mut leg = AgentLegRecord::agent("1001", Some("sales".into()), answered_ms);
+    leg.ended_ms = Some(answered_ms + 40 * S);
+    r.legs = vec![leg];
+    r.csat = Some(4);
+    let mut opts = ReportOptions::default();
+    opts.wrapup_s.insert("sales".into(), 10);
+    let rep = compute_report(&[r], &[], &opts);
+    assert_eq!(rep.queues[0].aht_s, Some(50.0), "40 s talk + 10 s wrap-up");
+    assert_eq!(rep.agents[0].talk_s, 40.0);
+    assert_eq!(rep.agents[0].csat_mean, Some(4.0));
 }
 
 /// The overall figures: every call in one class (queued, voicemail, turned
