@@ -1,13 +1,19 @@
 //! Estimated wait against the running daemon: a SIPp agent (static
 //! contact) takes one SIPp caller, whose talk time plus the queue's wrap-up
 //! is the queue's first handle time; while that agent is in wrap-up, the
-//! next SIPp caller waits and the API shows its place and estimate.
+//! next SIPp caller waits and the API shows its place and estimate. With
+//! three callers waiting on that one agent, a second agent made available
+//! through the admin API takes the first of them and the estimates of the
+//! queue, of the last caller and on `/metrics` fall.
 
 mod common;
 
-use common::http::{get_json, request};
+use common::http::{get_json, post_json, request};
+use common::phone::{AgentPhone, Caller};
+use common::sip::header;
 use common::sipp::{run_sipp, run_sipp_at, sipp_or_skip};
 use common::{free_port, wait_until, ConfigSpec, Daemon};
+use serde_json::{json, Value};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
@@ -81,4 +87,145 @@ fn a_waiting_caller_sees_the_wait_the_last_call_taught() {
         "{metrics}"
     );
     assert!(second.join().unwrap().success());
+}
+
+/// `sipacd_queue_estimated_wait_seconds` of queue `agents` on `/metrics`.
+fn metric_estimate(base: &str) -> Option<f64> {
+    let metrics = request("GET", &format!("{base}/metrics"), None).1;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sipacd_queue_estimated_wait_seconds{queue=\"agents\"} "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn the_estimated_wait_falls_as_a_second_agent_joins() {
+    if !sipp_or_skip() {
+        return;
+    }
+    let agent_port = free_port();
+    let mut second = AgentPhone::new("2102");
+    let mut spec = ConfigSpec::new();
+    spec.extra = format!(
+        "\n[agents.2101]\ncontact = \"sip:2101@127.0.0.1:{agent_port}\"\nskills = {{ s = 1 }}\n\
+         {}\n[queues.agents]\nskills = {{ s = 1 }}\nwrapup_s = {WRAPUP_S}\n\
+         \n[[numbers]]\nnumber = \"1820\"\nto = \"queue:agents\"\n",
+        second.toml("skills = { s = 1 }")
+    );
+    let d = Daemon::start_with(spec);
+    let port = d.sip_port();
+    let base = d.admin_url();
+    let set_state = |agent: &str, state: &str| {
+        let url = format!("{base}/api/v1/agents/{agent}/state");
+        let (code, v) = post_json(&url, &json!({ "state": state }));
+        assert_eq!(code, 200, "{v}");
+    };
+    let queue = |field: &str| {
+        let qs = get_json(&format!("{base}/api/v1/queues"));
+        qs.as_array()
+            .and_then(|a| a.iter().find(|q| q["name"] == "agents").cloned())
+            .map(|q| q[field].clone())
+            .unwrap_or_default()
+    };
+    let waiting = || -> Vec<Value> {
+        let calls = get_json(&format!("{base}/api/v1/calls"));
+        let mut v: Vec<Value> = calls
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["queue"] == "agents" && c["position"].is_number())
+            .cloned()
+            .collect();
+        v.sort_by_key(|c| c["position"].as_u64());
+        v
+    };
+    // 2102 stays out until the line has formed.
+    set_state("2102", "paused");
+
+    // The handle time, taught as above: 2101 answers, the caller hangs up
+    // after ~3 s, 2101 wraps up for WRAPUP_S.
+    let agent =
+        std::thread::spawn(move || run_sipp_at(agent_port, port, "agent_answers", &["-m", "2"], T));
+    std::thread::sleep(Duration::from_millis(500));
+    let first = run_sipp(port, "call_caller_waits", &["-s", "1820"], T);
+    assert!(first.success(), "{}\n{}", first.report(), d.stderr());
+    assert!(agent.join().unwrap().success());
+    wait_until("the first handle time is learnt", T, || {
+        queue("handle_time_s").as_f64().is_some()
+    });
+    let aht = queue("handle_time_s").as_f64().unwrap();
+
+    // Three callers wait on the one agent serving (2101, in wrap-up).
+    // Each is in the line before the next dials: the order is known.
+    let mut callers: Vec<Caller> = Vec::new();
+    for n in ["5552001", "5552002", "5552003"] {
+        callers.push(Caller::dial_from(port, "1820", n));
+        let want = callers.len();
+        wait_until("the caller in the line", T, || waiting().len() == want);
+    }
+    let mut line = Vec::new();
+    wait_until("three callers wait with estimates", T, || {
+        line = waiting();
+        line.len() == 3 && line.iter().all(|c| c["estimated_wait_s"].is_number())
+    });
+    let last = &line[2];
+    assert_eq!(last["id"], callers[2].call_id.as_str(), "{last}");
+    assert_eq!(last["position"], 3, "{last}");
+    let alone = last["estimated_wait_s"].as_f64().unwrap();
+    assert!(
+        (alone - 3.0 * aht).abs() <= 1.5,
+        "third in line, one agent: {alone} vs 3 x {aht}"
+    );
+    let queue_alone = queue("estimated_wait_s").as_f64().unwrap();
+    assert!(
+        (queue_alone - 4.0 * aht).abs() <= 1.5,
+        "a fourth caller, one agent: {queue_alone} vs 4 x {aht}"
+    );
+    let metric_alone = metric_estimate(&base).expect("the queue's estimate on /metrics");
+    assert!(
+        (metric_alone - queue_alone).abs() <= 1.5,
+        "/metrics {metric_alone} vs the API's {queue_alone}"
+    );
+
+    // 2102 joins: it is offered the first caller, and two agents serve.
+    set_state("2102", "available");
+    let inv = second
+        .expect_invite(T)
+        .unwrap_or_else(|| panic!("2102 was offered nobody\n{}", d.stderr()));
+    let from = header(&inv, "From", Some("f")).unwrap_or_default();
+    assert!(from.contains("<sip:5552001@"), "{from}");
+    second.answer(&inv);
+    let mut now = Value::Null;
+    wait_until("the last caller's estimate falls", T, || {
+        now = waiting()
+            .into_iter()
+            .find(|c| c["id"] == callers[2].call_id.as_str())
+            .unwrap_or_default();
+        now["estimated_wait_s"].as_f64().is_some_and(|e| e < alone)
+    });
+    assert_eq!(now["position"], 2, "{now}");
+    let joined = now["estimated_wait_s"].as_f64().unwrap();
+    assert!(
+        (joined - aht).abs() <= 1.5,
+        "second in line, two agents: {joined} vs 2 x {aht} / 2"
+    );
+    let queue_joined = queue("estimated_wait_s").as_f64().unwrap();
+    assert!(
+        queue_joined < queue_alone && (queue_joined - 1.5 * aht).abs() <= 1.5,
+        "a third caller, two agents: {queue_joined} vs 3 x {aht} / 2 (was {queue_alone})"
+    );
+    let metric_joined = metric_estimate(&base).expect("the queue's estimate on /metrics");
+    assert!(
+        metric_joined < metric_alone && (metric_joined - queue_joined).abs() <= 1.5,
+        "/metrics {metric_joined} (was {metric_alone}) vs the API's {queue_joined}"
+    );
+
+    eprintln!(
+        "handle time {aht} s; last caller {alone} -> {joined} s; queue {queue_alone} -> \
+         {queue_joined} s; /metrics {metric_alone} -> {metric_joined} s"
+    );
+    for c in &mut callers {
+        c.bye();
+    }
+    assert!(second.expect_bye(T).is_some(), "no BYE to 2102");
 }
