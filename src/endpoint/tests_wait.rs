@@ -139,3 +139,39 @@ fn the_position_announcement_adds_the_wait_when_its_prompts_exist() {
     .to_vec();
     assert!(plays.contains(&want), "{plays:?}");
 }
+
+#[test]
+fn a_surveyed_calls_handle_time_ends_with_the_agents_hang_up() {
+    let mut h = Harness::with_config(|t| {
+        t.replace(
+            "[queues.support]\nring_timeout_s = 10\n",
+            "[queues.support]\nring_timeout_s = 10\nsurvey = \"ivr:rate\"\n",
+        ) + "\n[ivr.rate]\nstart = \"score\"\n\n[ivr.rate.nodes.score]\ntype = \"survey\"\n\
+             prompt = \"menu.wav\"\ntimeout_s = 5\nretries = 0\nnext = \"hangup\"\n"
+    });
+    let (tag, out) = queued_caller(&mut h, "sv1");
+    let (port, inv) = offered(&out);
+    let out = h.send_from(agent(port), &answer(&inv, 200, "agsv1", AGENT_SDP));
+    let ack = requests_to(&out, agent(port)).remove(0).to_string();
+    h.advance_all(Duration::from_secs(40));
+    // The agent hangs up in its leg's dialog; the caller goes on to the
+    // survey and hangs up there 10 s later.
+    let line = |name: &str| ack.lines().find(|l| l.starts_with(name)).unwrap();
+    let bye = format!(
+        "BYE sip:sipacd@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKsvbye\n\
+         Max-Forwards: 70\n{}\n{}\n{}\nCSeq: 2 BYE\nContent-Length: 0\n\n",
+        line("To:").replacen("To:", "From:", 1),
+        line("From:").replacen("From:", "To:", 1),
+        line("Call-ID:"),
+    );
+    let out = h.send_from(agent(port), &bye);
+    assert!(requests_to(&out, h.phone).is_empty(), "the caller stays");
+    assert_eq!(support(&h).handle_time_s, Some(40.0));
+    h.advance_all(Duration::from_secs(10));
+    h.send_from(
+        h.phone,
+        &in_dialog("BYE", "1500", "sv1", &tag, 2, "z9hG4bKbsv1"),
+    );
+    assert!(h.ep.call_views(h.now).is_empty(), "the call ended");
+    assert_eq!(support(&h).handle_time_s, Some(40.0), "learnt once");
+}
