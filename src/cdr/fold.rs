@@ -456,4 +456,68 @@ mod tests {
         assert_eq!(last.ivr_path, ["queue:support"]);
         assert_eq!(fold.open_calls(), 0);
     }
+
+    #[test]
+    fn a_caller_who_left_its_queue_for_the_survey_keeps_its_queue_time() {
+        let t0 = Now {
+            mono: Instant::now(),
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        };
+        let call = CallRef {
+            seq: 8,
+            call_id: "c2".into(),
+        };
+        let mut fold = RecordFold::default();
+        let steps = [
+            (
+                0,
+                EventKind::Arrived {
+                    call: call.clone(),
+                    caller: "555".into(),
+                    number: "1500".into(),
+                    queue: None,
+                },
+            ),
+            (
+                3000,
+                EventKind::Queued {
+                    call: call.clone(),
+                    queue: "support".into(),
+                    caller: "555".into(),
+                    position: 1,
+                    priority: 0,
+                    refused: None,
+                },
+            ),
+        ];
+        for (ms, kind) in steps {
+            fold.fold(&Event {
+                at: at(t0, ms),
+                kind,
+            });
+        }
+        // The engine's end of a surveyed call: back in an IVR, no queue time.
+        let end = Ended {
+            call: call.clone(),
+            caller: "555".into(),
+            number: "1500".into(),
+            queue: Some("support".into()),
+            agent: Some("2001".into()),
+            disposition: Disposition::Answered,
+            hangup_by: HangupBy::Agent,
+            arrived: t0.wall,
+            queued: None,
+            answered: Some(at(t0, 4000).wall),
+            path: vec!["ivr:rate.score".into()],
+            variables: Default::default(),
+            hold: Duration::ZERO,
+            placed: false,
+        };
+        fold.fold(&Event {
+            at: at(t0, 9000),
+            kind: EventKind::Ended(Box::new(end)),
+        });
+        let last = calls(&mut fold).pop().expect("the final record");
+        assert_eq!(last.queued_ms, Some(t0.unix_ms() + 3000));
+    }
 }
