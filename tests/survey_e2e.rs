@@ -7,17 +7,26 @@
 //! on the daemon's data directory shows CSAT 4.00 (one score) for the
 //! queue and the agent, with an AHT of the agent's talk time plus the
 //! queue's wrap-up (not the time the caller spent in the survey).
+//!
+//! A raw-UDP caller then shows what it hears: the agent's tone (a raw
+//! phone streaming 1000 Hz) and nothing of the survey's prompt while they
+//! talk; the prompt's tone and nothing of the agent once the agent hangs
+//! up. Its RFC 4733 digit 2 is then the record's csat.
 
 mod common;
 
+use common::baresip::{rms, tone_share};
 use common::http::get_json;
+use common::phone::{AgentPhone, Caller};
 use common::sipp::{run_sipp, run_sipp_at, sipp_or_skip, SippRun};
 use common::sse::Stream;
+use common::tone::ToneStream;
 use common::{free_port, sipacd_bin, wait_until, ConfigSpec, Daemon};
 use serde_json::Value;
+use std::net::UdpSocket;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(20);
 const WRAPUP_S: u64 = 7;
@@ -70,19 +79,13 @@ fn number(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
-#[test]
-fn the_caller_rates_the_call_after_the_agent_hangs_up_and_the_record_and_report_hold_the_score() {
-    if !sipp_or_skip() || !common::require(Path::new(PCAP).is_file(), "sip-tester's pcap files") {
-        return;
-    }
-    let agent_port = free_port();
+/// Queue `rated` (number 1830) sends its callers to the survey `rate`
+/// once their agent hangs up; `agents` is the agents' TOML.
+fn survey_spec(agents: &str) -> ConfigSpec {
     let mut spec = ConfigSpec::new();
     spec.extra = format!(
         r#"
-[agents.2301]
-contact = "sip:2301@127.0.0.1:{agent_port}"
-skills = {{ rate = 1 }}
-
+{agents}
 [queues.rated]
 skills = {{ rate = 1 }}
 wrapup_s = {WRAPUP_S}
@@ -105,7 +108,62 @@ retries = 1
 next = "hangup"
 "#
     );
-    let d = Daemon::start_with(spec);
+    spec
+}
+
+/// Key `digit` (0-9) pressed for 80 ms, as RFC 4733 telephone-events
+/// (payload type 101, as the callers' SDP offers), from `sock` to
+/// sipacd's leg on `port`: three updates, then the end packet three times.
+fn press(sock: &UdpSocket, port: u16, digit: u8) {
+    let (ssrc, ts) = (0x4733_u32, 0x1000_u32);
+    for (i, (end, duration)) in [(false, 160u16), (false, 320), (false, 480)]
+        .into_iter()
+        .chain([(true, 640); 3])
+        .enumerate()
+    {
+        let first = i == 0;
+        let mut pkt = vec![0x80, if first { 0x80 | 101 } else { 101 }];
+        pkt.extend_from_slice(&(100 + i as u16).to_be_bytes());
+        pkt.extend_from_slice(&ts.to_be_bytes());
+        pkt.extend_from_slice(&ssrc.to_be_bytes());
+        pkt.extend_from_slice(&[digit, if end { 0x80 | 10 } else { 10 }]);
+        pkt.extend_from_slice(&duration.to_be_bytes());
+        sock.send_to(&pkt, ("127.0.0.1", port)).expect("send RTP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Tenths of a second in `samples` that are loud and mostly `hz` (the
+/// prompt, moh.wav, is a 400 Hz square wave).
+fn tenths_of(samples: &[i16], hz: f64) -> usize {
+    samples
+        .chunks_exact(800)
+        .filter(|w| rms(w) > 300.0 && tone_share(w, hz) > 0.5)
+        .count()
+}
+
+/// The audio port sipacd offers in an INVITE to an agent.
+fn offered_port(invite: &str) -> u16 {
+    invite
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|m| m.split(' ').next()?.parse().ok())
+        .expect("SDP with m=audio")
+}
+
+const PROMPT_HZ: f64 = 400.0;
+const AGENT_HZ: f64 = 1000.0;
+
+#[test]
+fn the_caller_rates_the_call_after_the_agent_hangs_up_and_the_record_and_report_hold_the_score() {
+    if !sipp_or_skip() || !common::require(Path::new(PCAP).is_file(), "sip-tester's pcap files") {
+        return;
+    }
+    let agent_port = free_port();
+    let agent_toml = format!(
+        "[agents.2301]\ncontact = \"sip:2301@127.0.0.1:{agent_port}\"\nskills = {{ rate = 1 }}\n"
+    );
+    let d = Daemon::start_with(survey_spec(&agent_toml));
     let port = d.sip_port();
     let api = d.admin_url();
     let mut events = Stream::open(d.cfg.spec.admin_port, "", "");
@@ -233,5 +291,76 @@ next = "hangup"
     assert!(
         (talk - talk_ms / 1000.0).abs() <= 0.06,
         "talk {talk} s, the agent's leg lasted {talk_ms} ms\n{t}\n{rec}"
+    );
+}
+
+#[test]
+fn the_caller_hears_the_survey_once_the_agent_hangs_up_and_its_digit_is_the_score() {
+    let mut agent = AgentPhone::new("2302");
+    let d = Daemon::start_with(survey_spec(&agent.toml("skills = { rate = 1 }")));
+    let api = d.admin_url();
+    let caller = Caller::dial_from(d.sip_port(), "1830", "5550202");
+    let port = caller.leg_port.expect("sipacd's RTP port for the caller");
+    // The caller listens (and sends nothing but its digit).
+    let ears = ToneStream::start(caller.rtp_socket(), 1000.0, 0);
+    let inv = agent
+        .expect_invite(T)
+        .unwrap_or_else(|| panic!("no offer\n{}", d.stderr()));
+    agent.answer(&inv);
+    let voice = ToneStream::start(agent.rtp_socket(), AGENT_HZ, offered_port(&inv));
+    let talking = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(voice);
+    let bye = agent.request_in_dialog(&inv, "BYE", 1, None);
+    assert!(bye.starts_with("SIP/2.0 200"), "{bye}");
+    let surveyed = Instant::now();
+    let before = ears.heard_since(talking);
+    // The talk: up to the agent's last packet (1.5 s of it).
+    let before = &before[..before.len().min(11_200)];
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = ears.heard_since(surveyed);
+    let figures = format!(
+        "while talking {} samples: {} tenths of the agent, {} of the prompt; \
+         after the hang-up {} samples: {} tenths of the agent, {} of the prompt",
+        before.len(),
+        tenths_of(before, AGENT_HZ),
+        tenths_of(before, PROMPT_HZ),
+        after.len(),
+        tenths_of(&after, AGENT_HZ),
+        tenths_of(&after, PROMPT_HZ),
+    );
+    eprintln!("{figures}");
+    assert!(
+        tenths_of(before, AGENT_HZ) >= 5 && tenths_of(before, PROMPT_HZ) == 0,
+        "the caller talks to the agent: {figures}\n{}",
+        d.stderr()
+    );
+    assert!(
+        tenths_of(&after, PROMPT_HZ) >= 3 && tenths_of(&after, AGENT_HZ) == 0,
+        "the caller hears the survey: {figures}\n{}",
+        d.stderr()
+    );
+    press(caller.rtp_socket(), port, 2);
+    assert!(
+        caller.expect_bye(T).is_some(),
+        "the survey did not hang up after the score\n{}",
+        d.stderr()
+    );
+    let mut rec = Value::Null;
+    wait_until("the finished call record", T, || {
+        rec = get_json(&format!("{api}/api/v1/cdr"))
+            .as_array()
+            .and_then(|rows| {
+                rows.iter()
+                    .find(|r| r["id"] == caller.call_id.as_str())
+                    .cloned()
+            })
+            .unwrap_or_default();
+        rec["ended_ms"].is_number()
+    });
+    assert_eq!(
+        (&rec["csat"], &rec["agent"], &rec["queue"]),
+        (&Value::from(2), &Value::from("2302"), &Value::from("rated")),
+        "{rec}"
     );
 }
