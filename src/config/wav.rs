@@ -251,6 +251,7 @@ pub(crate) mod tests {
             "callback-number.wav",
             "callback-accepted.wav",
             "callback-agent.wav",
+            "rate-us.wav",
         ] {
             let info = read_info(&dir.join(name)).unwrap();
             assert_eq!(info.format, WavFormat::Pcm16, "{name}");

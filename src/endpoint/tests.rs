@@ -10,6 +10,8 @@ use crate::sip::Peer;
 
 #[path = "tests_attended.rs"]
 mod attended;
+#[path = "tests_callback.rs"]
+mod callback;
 #[path = "tests_contacts.rs"]
 mod contacts;
 #[path = "tests_events.rs"]

@@ -219,6 +219,8 @@ impl Endpoint {
 fn is_waiting(c: &Call) -> bool {
     c.state == CallState::Confirmed
         && c.queued_at.is_some()
+        // Its place went to a callback (counted as one) as it accepted.
+        && c.callback != Some(crate::call::callback::Stage::Accepted)
         && c.outside.is_none()
         && c.agent
             .as_ref()
