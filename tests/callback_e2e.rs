@@ -11,13 +11,12 @@
 mod common;
 
 use common::http::{get_json, post_json, request};
-use common::phone::{AgentPhone, Caller};
+use common::phone::{echoed, AgentPhone, Caller};
 use common::sip::{header, method};
 use common::sipp::{run_sipp_at, sipp_or_skip};
 use common::{free_port, wait_until, ConfigSpec, Daemon};
 use serde_json::{json, Value};
-use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 const CUSTOMER: &str = "0301234567";
@@ -36,37 +35,6 @@ fn spec(gw_port: u16, agent: &AgentPhone) -> ConfigSpec {
         agent.toml("skills = { support = 5 }")
     );
     spec
-}
-
-/// RFC 4733 event codes: 0-9, `*` = 10, `#` = 11.
-fn event_code(key: char) -> u8 {
-    match key {
-        '*' => 10,
-        '#' => 11,
-        d => d.to_digit(10).map_or(0, |v| v as u8),
-    }
-}
-
-/// Presses `keys` as telephone-events on the caller's RTP, one press each
-/// 300 ms (each its own event: its own timestamp).
-fn press(caller: &Caller, keys: &str, first: u16) {
-    let leg = caller.leg_port.expect("sipacd's RTP port in the 200");
-    for (k, key) in keys.chars().enumerate() {
-        let n = first + k as u16;
-        for (i, end) in [false, false, true, true, true].into_iter().enumerate() {
-            let seq = 100 + 10 * n + i as u16;
-            let dur = 160u16 * (i as u16 + 1);
-            let mut p = vec![0x80, if i == 0 { 0x80 | 101 } else { 101 }];
-            p.extend_from_slice(&seq.to_be_bytes());
-            p.extend_from_slice(&(8000 * u32::from(n + 1)).to_be_bytes());
-            p.extend_from_slice(&[0x0D, 0xE3, 0x00, 0x02]);
-            p.extend_from_slice(&[event_code(key), if end { 0x80 | 10 } else { 10 }]);
-            p.extend_from_slice(&dur.to_be_bytes());
-            caller.rtp_socket().send_to(&p, ("127.0.0.1", leg)).unwrap();
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn set_state(d: &Daemon, agent: &str, state: &str) {
@@ -89,37 +57,6 @@ fn sdp_port(msg: &str) -> u16 {
         .find_map(|l| l.strip_prefix("m=audio "))
         .and_then(|m| m.split(' ').next()?.parse().ok())
         .expect("an m=audio line")
-}
-
-/// Sends `packets` marked PCMU packets from `rtp` to sipacd's `port` and
-/// counts those that come back unchanged (the far end echoes).
-fn echoed(rtp: &UdpSocket, port: u16, packets: u16) -> usize {
-    const MARK: &[u8] = b"sipacd-callback-echo";
-    rtp.set_read_timeout(Some(Duration::from_millis(20)))
-        .unwrap();
-    let mut buf = [0u8; 2048];
-    let mut got = 0;
-    let mut count = |rtp: &UdpSocket| {
-        while let Ok((n, _)) = rtp.recv_from(&mut buf) {
-            if n > 12 && buf[12..n].starts_with(MARK) {
-                got += 1;
-            }
-        }
-    };
-    for seq in 0..packets {
-        let mut pkt = vec![0x80, 0x00];
-        pkt.extend_from_slice(&seq.to_be_bytes());
-        pkt.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-        pkt.extend_from_slice(&0xcb_u32.to_be_bytes());
-        pkt.extend(MARK.iter().cycle().take(160));
-        rtp.send_to(&pkt, ("127.0.0.1", port)).unwrap();
-        count(rtp);
-    }
-    let until = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < until {
-        count(rtp);
-    }
-    got
 }
 
 fn callbacks(d: &Daemon) -> Value {
@@ -145,7 +82,7 @@ fn records(d: &Daemon) -> Vec<Value> {
 fn accept_callback(d: &Daemon, from: &str, keys: &str) -> Caller {
     let caller = Caller::dial_from(d.sip_port(), "1500", from);
     logged(d, "callback offered");
-    press(&caller, keys, 0);
+    caller.press(keys, 0);
     logged(d, "callback accepted: the caller's place is kept");
     assert!(
         caller.expect_bye(T).is_some(),

@@ -78,24 +78,6 @@ fn zone_at_local_hour(hour: i64) -> (String, FixedOffset) {
     (name, FixedOffset::east_opt((o * 3600) as i32).unwrap())
 }
 
-/// Sends digit `d` (0..9) as RFC 4733 telephone-events on the caller's RTP;
-/// `n` numbers the key press (each press is a new event: its own timestamp).
-fn press(caller: &Caller, d: u8, n: u16) {
-    let leg = caller.leg_port.expect("sipacd's RTP port in the 200");
-    for (i, end) in [false, false, true, true, true].into_iter().enumerate() {
-        let seq = 100 + 10 * n + i as u16;
-        let dur = 160u16 * (i as u16 + 1);
-        let mut p = vec![0x80, if i == 0 { 0x80 | 101 } else { 101 }];
-        p.extend_from_slice(&seq.to_be_bytes());
-        p.extend_from_slice(&(8000 * u32::from(n + 1)).to_be_bytes());
-        p.extend_from_slice(&[0x0D, 0xE3, 0x00, 0x02]);
-        p.extend_from_slice(&[d, if end { 0x80 | 10 } else { 10 }]);
-        p.extend_from_slice(&dur.to_be_bytes());
-        caller.rtp_socket().send_to(&p, ("127.0.0.1", leg)).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// RTP packets the caller receives within `within` (stops at `enough`).
 fn rtp_heard(caller: &Caller, enough: usize, within: Duration) -> usize {
     let s = caller.rtp_socket();
@@ -168,7 +150,7 @@ queue = "second"
 
     let c = Caller::dial_from(d.sip_port(), "3500", "7100002");
     std::thread::sleep(Duration::from_millis(200));
-    press(&c, 2, 0);
+    c.press("2", 0);
     let inv = two
         .expect_invite(OFFER)
         .unwrap_or_else(|| panic!("option 2's agent got no offer:\n{}", d.stderr()));
@@ -249,9 +231,9 @@ on_fail = "queue:fallback"
 
     let c = Caller::dial(d.sip_port(), "3515");
     std::thread::sleep(Duration::from_millis(200));
-    press(&c, 9, 0);
+    c.press("9", 0);
     agent.expect_no_invite(Duration::from_millis(700), "after one wrong digit of two");
-    press(&c, 9, 1);
+    c.press("9", 1);
     let inv = agent
         .expect_invite(OFFER)
         .unwrap_or_else(|| panic!("two wrong digits did not take on_fail:\n{}", d.stderr()));

@@ -629,6 +629,65 @@ fn the_wallboard_shows_queues_talks_agents_and_events() {
 /// A daily window from `from` to `to` minutes around now on the wall clock
 /// of `offset_min` (a zone without DST), and the instant it ends there as
 /// RFC 3339 (what the views must say).
+/// A caller who chose a callback hangs up, yet still waits on the board:
+/// the tile counts it in `waiting` and apart as a callback, and the event
+/// log says so in words.
+#[test]
+fn the_wallboard_counts_a_caller_who_chose_a_callback() {
+    if !require(
+        Path::new(CHROMIUM).exists(),
+        "chromium (Debian package `chromium`)",
+    ) {
+        return;
+    }
+    let mut spec = ConfigSpec::new();
+    // Nobody serves support (1001 never registers): callers wait.
+    spec.support_extra = "\n[queues.support.callback]\ntrunk = \"gw\"\nafter_s = 1\n\
+        prompt = \"moh.wav\"\nnumber_prompt = \"moh.wav\"\naccepted_prompt = \"moh.wav\"\n\
+        agent_prompt = \"moh.wav\"\n"
+        .into();
+    spec.extra = "\n[trunks.gw]\nuri = \"sip:gw@127.0.0.1:9\"\n".into();
+    let d = Daemon::start_with(spec);
+    let mut b = Browser::start();
+    b.call("Page.enable", json!({}));
+    b.call(
+        "Page.navigate",
+        json!({"url": format!("{}/", d.admin_url())}),
+    );
+    let w = waiting("support");
+    let callbacks = text_of("[data-queue=\"support\"]", ".callbacks b");
+    b.wait_for(
+        "the live stream and nobody waiting",
+        &format!("document.getElementById('conn')?.textContent === 'live' && {w} === '0' && {callbacks} === '0'"),
+        SHOW,
+    );
+    let caller = Caller::dial_from(d.sip_port(), "1500", "5550101");
+    assert!(
+        d.wait_for_log(WAIT, |l| l.contains("callback offered")),
+        "{}",
+        d.stderr()
+    );
+    // 1, then # for the number it calls from.
+    caller.press("1#", 0);
+    assert!(
+        d.wait_for_log(WAIT, |l| l.contains("callback accepted")),
+        "{}",
+        d.stderr()
+    );
+    assert!(caller.expect_bye(WAIT).is_some(), "the goodbye, then BYE");
+    b.wait_for(
+        "one waiting, a callback",
+        &format!("{w} === '1' && {callbacks} === '1'"),
+        SHOW,
+    );
+    b.wait_for(
+        "the callback in words",
+        "document.getElementById('log').innerText.includes('chose to be called back on 5550101')",
+        "document.getElementById('log').innerText",
+    );
+    b.screenshot(&shot_path("wallboard-callback.png"));
+}
+
 fn window_around_now(offset_min: i32, from: i64, to: i64) -> (String, String) {
     let (window, _, end) = window_and_edges(offset_min, from, to);
     (window, end)

@@ -74,7 +74,7 @@ fn a_long_estimated_wait_brings_the_offer_and_a_keyed_number_keeps_the_place() {
     let (p2, inv2) = offered(&out);
     h.send_from(agent(p2), &answer(&inv2, 200, "agc2", AGENT_SDP));
     plays(&mut h);
-    let (tag3, _) = queued_caller(&mut h, "c3");
+    let _ = queued_caller(&mut h, "c3");
     assert_eq!(
         support(&h).estimated_wait_s,
         Some(120.0),
@@ -138,17 +138,7 @@ fn a_long_estimated_wait_brings_the_offer_and_a_keyed_number_keeps_the_place() {
         })
         .unwrap_or_else(|| panic!("sipacd's BYE: {out:?}"));
     // The caller answers it: the call ends.
-    let branch = bye
-        .split("branch=")
-        .nth(1)
-        .unwrap()
-        .split([';', '\r'])
-        .next()
-        .unwrap();
-    let cseq_line = bye.lines().find(|l| l.starts_with("CSeq")).unwrap();
-    let ok = format!(
-        "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\nFrom: <sip:1500@127.0.0.1>;tag={tag3}\nTo: <sip:caller@127.0.0.1>;tag=c1\nCall-ID: c3\n{cseq_line}\nContent-Length: 0\n\n"
-    );
+    let ok = ok_for_request(&bye);
     h.send(&ok);
     let recs = h.records();
     let c3 = recs

@@ -97,6 +97,41 @@ fn response(
     out
 }
 
+/// Sends `packets` PCMU packets (20 ms apart) with a payload of their own
+/// from `rtp` to sipacd's `port` and counts those that come back
+/// unchanged: with a far end that echoes what it hears (SIPp
+/// `-rtp_echo`), audio went both ways through sipacd's relay. Music and
+/// prompts never match.
+pub fn echoed(rtp: &UdpSocket, port: u16, packets: u16) -> usize {
+    const MARK: &[u8] = b"sipacd-echo-test";
+    let mut got = 0;
+    let mut buf = [0u8; 2048];
+    rtp.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut count = |rtp: &UdpSocket| {
+        while let Ok((n, _)) = rtp.recv_from(&mut buf) {
+            if n > 12 && buf[12..n].starts_with(MARK) {
+                got += 1;
+            }
+        }
+    };
+    for seq in 0..packets {
+        let mut pkt = vec![0x80, 0x00];
+        pkt.extend_from_slice(&seq.to_be_bytes());
+        pkt.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        pkt.extend_from_slice(&0x5eed_u32.to_be_bytes());
+        pkt.extend(MARK.iter().cycle().take(160));
+        rtp.send_to(&pkt, ("127.0.0.1", port)).unwrap();
+        count(rtp);
+    }
+    // What is still on its way back.
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        count(rtp);
+    }
+    got
+}
+
 /// The URI inside the first `<...>` of a header value.
 fn angle_uri(v: &str) -> Option<String> {
     Some(v.split('<').nth(1)?.split('>').next()?.to_string())
@@ -206,37 +241,38 @@ impl Caller {
     /// a far end that echoes what it hears (SIPp `-rtp_echo`), audio went
     /// both ways through sipacd's relay. Music and prompts never match.
     pub fn echoed(&self, packets: u16) -> usize {
-        const MARK: &[u8] = b"sipacd-echo-test";
-        let Some(port) = self.leg_port else {
-            return 0;
-        };
-        let mut got = 0;
-        let mut buf = [0u8; 2048];
-        self.rtp
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let mut count = |rtp: &UdpSocket| {
-            while let Ok((n, _)) = rtp.recv_from(&mut buf) {
-                if n > 12 && buf[12..n].starts_with(MARK) {
-                    got += 1;
-                }
+        match self.leg_port {
+            Some(port) => echoed(&self.rtp, port, packets),
+            None => 0,
+        }
+    }
+
+    /// Presses `keys` (0-9, `*`, `#`) as RFC 4733 telephone-events on the
+    /// caller's RTP, 300 ms apart; `first` numbers the first press (each
+    /// press is a new event, with a timestamp of its own).
+    pub fn press(&self, keys: &str, first: u16) {
+        let leg = self.leg_port.expect("sipacd's RTP port in the 200");
+        for (k, key) in keys.chars().enumerate() {
+            let code = match key {
+                '*' => 10,
+                '#' => 11,
+                d => d.to_digit(10).map_or(0, |v| v as u8),
+            };
+            let n = first + k as u16;
+            for (i, end) in [false, false, true, true, true].into_iter().enumerate() {
+                let seq = 100 + 10 * n + i as u16;
+                let dur = 160u16 * (i as u16 + 1);
+                let mut p = vec![0x80, if i == 0 { 0x80 | 101 } else { 101 }];
+                p.extend_from_slice(&seq.to_be_bytes());
+                p.extend_from_slice(&(8000 * u32::from(n + 1)).to_be_bytes());
+                p.extend_from_slice(&[0x0D, 0xE3, 0x00, 0x02]);
+                p.extend_from_slice(&[code, if end { 0x80 | 10 } else { 10 }]);
+                p.extend_from_slice(&dur.to_be_bytes());
+                self.rtp.send_to(&p, ("127.0.0.1", leg)).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
             }
-        };
-        for seq in 0..packets {
-            let mut pkt = vec![0x80, 0x00];
-            pkt.extend_from_slice(&seq.to_be_bytes());
-            pkt.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-            pkt.extend_from_slice(&0x5eed_u32.to_be_bytes());
-            pkt.extend(MARK.iter().cycle().take(160));
-            self.rtp.send_to(&pkt, ("127.0.0.1", port)).unwrap();
-            count(&self.rtp);
+            std::thread::sleep(Duration::from_millis(200));
         }
-        // What is still on its way back.
-        let until = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < until {
-            count(&self.rtp);
-        }
-        got
     }
 
     fn in_dialog(&self, method: &str, cseq: u32) -> String {
