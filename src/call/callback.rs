@@ -72,6 +72,11 @@ pub struct StoredCallback {
     pub priority: i32,
     /// Tries made so far (a try ends when the customer answers or not).
     pub attempts: u32,
+    /// The trunk the customer is called through, as the queue named it
+    /// when the caller accepted (kept if a reload drops the queue's
+    /// callback settings).
+    #[serde(default)]
+    pub trunk: String,
 }
 
 /// A placed call's part: which callback, and how far it got.
@@ -248,6 +253,7 @@ mod tests {
             accepted_ms: 61_000,
             priority: 0,
             attempts: 1,
+            trunk: "gw".into(),
         }
     }
 

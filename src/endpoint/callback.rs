@@ -48,6 +48,8 @@ const RECHECK: Duration = Duration::from_secs(10);
 const WHILE_RINGING: Duration = Duration::from_secs(5);
 /// Keying a number: given up after this long without a key.
 const COLLECT: Duration = Duration::from_secs(15);
+/// The customer's ring time when the queue no longer says (a reload).
+const DEFAULT_RING_S: u64 = 30;
 /// No RTP ports for the placed call: tried again after this.
 const NO_PORTS_RETRY: Duration = Duration::from_secs(30);
 
@@ -273,6 +275,7 @@ impl Endpoint {
             accepted_ms: callback::ms(now.wall),
             priority,
             attempts: 0,
+            trunk: cfg.trunk.clone(),
         };
         // The caller's call no longer holds the router's entry: its end
         // leaves the callback where it is.
@@ -350,6 +353,16 @@ impl Endpoint {
             return false;
         };
         let stored = cb.stored.clone();
+        if self.draining {
+            // Stopping: no new calls. The callback stays in the file and
+            // waits again after the restart.
+            let out = self.router.caller_hangup(id, now.mono);
+            self.apply_acd(out, now);
+            if let Some(cb) = self.callbacks.get_mut(&id) {
+                cb.state = CallbackState::RetryAt(now.mono);
+            }
+            return true;
+        }
         let Some(ck) = self.placed_call(id, &stored, now) else {
             // No RTP ports (or no trunk): the agent is freed, the
             // callback keeps its place and is claimed again a little later.
@@ -389,16 +402,26 @@ impl Endpoint {
         true
     }
 
-    /// The call placed for a callback: in the call table like a caller's,
-    /// with no caller leg (its dialog is never used on the wire).
-    fn placed_call(&mut self, id: CallId, stored: &StoredCallback, now: Now) -> Option<CallHandle> {
-        let trunk = self
+    /// The trunk callback `stored` calls out on: its queue's now, else the
+    /// one it was accepted with.
+    fn callback_trunk(
+        &self,
+        stored: &StoredCallback,
+    ) -> Option<std::sync::Arc<crate::config::Trunk>> {
+        let now = self
             .cfg
             .queues
             .get(&stored.queue)
             .and_then(|q| q.callback.as_ref())
-            .and_then(|c| self.cfg.trunks.get(&c.trunk))
-            .map(|t| t.peer)?;
+            .map(|c| c.trunk.as_str());
+        let name = now.unwrap_or(stored.trunk.as_str());
+        self.cfg.trunks.get(name).cloned()
+    }
+
+    /// The call placed for a callback: in the call table like a caller's,
+    /// with no caller leg (its dialog is never used on the wire).
+    fn placed_call(&mut self, id: CallId, stored: &StoredCallback, now: Now) -> Option<CallHandle> {
+        let trunk = self.callback_trunk(stored)?.peer;
         let Some(ports) = self.ports.allocate() else {
             warn!(id = %stored.id, "no RTP ports left for the callback's call");
             return None;
@@ -498,21 +521,23 @@ impl Endpoint {
 
     /// The agent heard the announcement: the customer is called.
     fn call_customer(&mut self, ck: CallHandle, now: Now) {
-        let Some(cfg) = self.callback_cfg(ck) else {
-            return self.attempt_failed(ck, CallbackOutcome::Failed, now);
-        };
-        let Some(number) = self
-            .calls
-            .get(ck)
-            .and_then(|c| c.attempt.as_ref())
-            .map(|a| a.number.clone())
-        else {
+        let Some(attempt) = self.calls.get(ck).and_then(|c| c.attempt.clone()) else {
             return;
         };
-        let ring = Duration::from_secs(cfg.ring_s);
-        match self.place_trunk_call(&cfg.trunk, &number, ring, now) {
+        let number = attempt.number.clone();
+        let trunk = self
+            .callbacks
+            .get(&attempt.callback)
+            .and_then(|cb| self.callback_trunk(&cb.stored))
+            .map(|t| t.name.clone());
+        let Some(trunk) = trunk else {
+            return self.attempt_failed(ck, CallbackOutcome::Failed, now);
+        };
+        let ring_s = self.callback_cfg(ck).map_or(DEFAULT_RING_S, |c| c.ring_s);
+        let ring = Duration::from_secs(ring_s);
+        match self.place_trunk_call(&trunk, &number, ring, now) {
             Ok(placed) => {
-                info!(call = %self.calls.call_id(ck), %number, trunk = %cfg.trunk, outbound = %placed.call_id, "callback: calling the customer");
+                info!(call = %self.calls.call_id(ck), %number, %trunk, outbound = %placed.call_id, "callback: calling the customer");
                 self.callback_trunks.insert(placed.id, ck);
                 let Some(call) = self.calls.get_mut(ck) else {
                     return;
