@@ -123,13 +123,23 @@ fn baresip_agent_holds_resumes_and_a_refused_refer_does_not_drop_the_call() {
     eprintln!("caller timeline (0.5 s each): {line}");
 
     // The call record: answered, ended by the agent, ~3 s on hold.
+    // The record reaches the file shortly after the call's end (the
+    // writer gathers a commit): waited for, not assumed.
     let store = CdrStore::open_reader(&d.cfg.root().join("data")).expect("records");
-    let rec = store
-        .query(&CdrFilter::default())
-        .expect("query")
-        .into_iter()
-        .find(|r| r.ended_ms.is_some())
-        .expect("a finished record");
+    let finished = || {
+        store
+            .query(&CdrFilter::default())
+            .expect("query")
+            .into_iter()
+            .find(|r| r.ended_ms.is_some())
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut rec = finished();
+    while rec.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        rec = finished();
+    }
+    let rec = rec.expect("a finished record");
     assert_eq!(rec.disposition, Disposition::Answered, "{rec:?}");
     assert_eq!(rec.hangup_by, Some(HangupBy::Agent), "{rec:?}");
     assert!(

@@ -433,20 +433,20 @@ fn options_gets_200_with_allow() {
 fn unknown_number_is_404() {
     let mut h = Harness::new();
     let out = h.send(&invite("9999", "c404", "z9hG4bKi404"));
-    assert_eq!(codes(&out), vec![100, 404]);
+    assert_eq!(codes(&out), vec![404]);
 }
 
 #[test]
 fn answered_call_then_caller_bye() {
     let mut h = Harness::new();
     let out = h.send(&invite("1500", "call1", "z9hG4bKi1"));
-    assert_eq!(codes(&out), vec![100, 200]);
-    let ok = out[1].to_string();
+    assert_eq!(codes(&out), vec![200]);
+    let ok = out[0].to_string();
     assert!(ok.contains("m=audio 2000"), "{ok}");
     assert!(ok.contains("PCMU"));
     assert!(ok.contains("telephone-event"));
     assert!(ok.contains("Contact: <sip:1500@127.0.0.1:5060>"));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     assert_eq!(h.ep.active_calls(), 1);
     let out = h.send_from(
         h.phone,
@@ -473,7 +473,7 @@ fn answered_call_then_caller_bye() {
 fn unacked_200_is_retransmitted() {
     let mut h = Harness::new();
     let out = h.send(&invite("1500", "call2", "z9hG4bKi2"));
-    assert_eq!(codes(&out), vec![100, 200]);
+    assert_eq!(codes(&out), vec![200]);
     let again = h.advance(Duration::from_millis(500));
     assert_eq!(codes(&again), vec![200]);
 }
@@ -483,7 +483,7 @@ fn retransmitted_invite_makes_one_call() {
     let mut h = Harness::new();
     let inv = invite("1500", "call3", "z9hG4bKi3");
     let first = h.send(&inv);
-    assert_eq!(codes(&first), vec![100, 200]);
+    assert_eq!(codes(&first), vec![200]);
     let second = h.send(&inv);
     // RFC 6026 "Accepted": the retransmission is absorbed, no new call...
     assert!(second.is_empty(), "{second:?}");
@@ -491,7 +491,7 @@ fn retransmitted_invite_makes_one_call() {
     // ...and the caller still gets the one call's 200, retransmitted at T1.
     let again = h.advance(Duration::from_millis(500));
     assert_eq!(codes(&again), vec![200], "{again:?}");
-    assert_eq!(to_tag(&again[0]), to_tag(&first[1]));
+    assert_eq!(to_tag(&again[0]), to_tag(&first[0]));
     let arrivals = h
         .records()
         .into_iter()
@@ -525,8 +525,8 @@ fn repeated_invite_ack_and_bye_are_handled_as_before_and_counted() {
     };
     let inv = invite("1560", "call-rep", "z9hG4bKrep1");
     let first = send(&mut h, &inv);
-    assert_eq!(codes(&first), vec![100, 200]);
-    let tag = to_tag(&first[1]);
+    assert_eq!(codes(&first), vec![200]);
+    let tag = to_tag(&first[0]);
     assert!(send(&mut h, &inv).is_empty(), "absorbed in Accepted");
     let ack = in_dialog("ACK", "1560", "call-rep", &tag, 1, "z9hG4bKrepa");
     assert!(send(&mut h, &ack).is_empty());
@@ -559,8 +559,8 @@ fn repeated_invite_ack_and_bye_are_handled_as_before_and_counted() {
 fn ivr_hangup_node_answers_then_byes() {
     let mut h = Harness::new();
     let out = h.send(&invite("1600", "call4", "z9hG4bKi4"));
-    assert_eq!(codes(&out), vec![100, 200]);
-    let tag = to_tag(&out[1]);
+    assert_eq!(codes(&out), vec![200]);
+    let tag = to_tag(&out[0]);
     let out = h.send(&in_dialog("ACK", "1600", "call4", &tag, 1, "z9hG4bKa4"));
     assert_eq!(out.len(), 1);
     let rsip::SipMessage::Request(bye) = &out[0] else {
@@ -602,11 +602,11 @@ fn over_max_calls_is_503_with_retry_after() {
     let mut h = Harness::new();
     for i in 0..2 {
         let out = h.send(&invite("1500", &format!("m{i}"), &format!("z9hG4bKm{i}")));
-        assert_eq!(codes(&out), vec![100, 200]);
+        assert_eq!(codes(&out), vec![200]);
     }
     let out = h.send(&invite("1500", "m3", "z9hG4bKm3"));
-    assert_eq!(codes(&out), vec![100, 503]);
-    assert!(out[1].to_string().contains("Retry-After: "));
+    assert_eq!(codes(&out), vec![503]);
+    assert!(out[0].to_string().contains("Retry-After: "));
 }
 
 #[test]
@@ -634,7 +634,7 @@ fn draining_rejects_new_calls() {
     h.ep.start_drain();
     assert_eq!(
         codes(&h.send(&invite("1500", "d1", "z9hG4bKd1"))),
-        vec![100, 503]
+        vec![503]
     );
 }
 
@@ -721,7 +721,7 @@ fn queued_ack(call_id: &str, to_tag: &str) -> String {
 /// the caller leg's To tag and what the endpoint sent on the ACK.
 fn queued_caller(h: &mut Harness, call_id: &str) -> (String, Vec<(Peer, rsip::SipMessage)>) {
     let out = h.send(&invite("1500", call_id, &format!("z9hG4bK{call_id}")));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     let wire = queued_ack(call_id, &tag).replace('\n', "\r\n");
     h.ep.handle_inbound(wire.as_bytes(), h.phone, h.now);
     (tag, h.drain_all())
@@ -869,7 +869,7 @@ fn agent_without_the_skill_is_never_offered() {
     });
     h.ep.apply_config(Arc::new(cfg), h.now);
     let out = h.send(&invite("1700", "q7", "z9hG4bKq7"));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     let out = h.send_from(
         h.phone,
         &in_dialog("ACK", "1700", "q7", &tag, 1, "z9hG4bKaq7"),
@@ -890,7 +890,7 @@ fn answer_opens_the_caller_leg_and_bye_closes_it() {
     use super::MediaCommand;
     let mut h = Harness::new();
     let out = h.send(&invite("1600", "m1", "z9hG4bKm1"));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     let cmds = media_cmds(&mut h);
     let [MediaCommand::Open {
         leg,
@@ -1019,7 +1019,7 @@ fn ivr_menu_collect_and_queue_reach_the_agent_with_variables() {
     use super::{MediaCommand, MediaEvent};
     let mut h = Harness::new();
     let out = h.send(&invite("1550", "ivr1", "z9hG4bKivr1"));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     h.send_from(
         h.phone,
         &in_dialog("ACK", "1550", "ivr1", &tag, 1, "z9hG4bKaivr1"),
@@ -1053,7 +1053,7 @@ fn ivr_menu_timeout_goes_to_on_fail() {
     use super::{MediaCommand, MediaEvent};
     let mut h = Harness::new();
     let out = h.send(&invite("1550", "ivr2", "z9hG4bKivr2"));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     h.send_from(
         h.phone,
         &in_dialog("ACK", "1550", "ivr2", &tag, 1, "z9hG4bKaivr2"),
@@ -1076,7 +1076,7 @@ fn queued_callers_hear_their_position() {
     let mut h = Harness::new();
     for cid in ["pos1", "pos2"] {
         let out = h.send(&invite("1560", cid, &format!("z9hG4bK{cid}")));
-        let tag = to_tag(&out[1]);
+        let tag = to_tag(&out[0]);
         h.send_from(
             h.phone,
             &in_dialog("ACK", "1560", cid, &tag, 1, &format!("z9hG4bKa{cid}")),
@@ -1124,7 +1124,7 @@ fn hold_by_reinvite_is_mirrored_and_inactive_stops_the_rtp_clock() {
     use super::MediaCommand;
     let mut h = Harness::new();
     let out = h.send(&invite("1600", "hold1", "z9hG4bKh1"));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     media_cmds(&mut h);
     let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=inactive\r\n";
     let reinvite = format!(
@@ -1149,7 +1149,7 @@ fn hold_by_reinvite_is_mirrored_and_inactive_stops_the_rtp_clock() {
 fn overflow_on_max_wait_is_recorded_as_overflowed() {
     let mut h = Harness::new();
     let out = h.send(&invite("1570", "ov1", "z9hG4bKov1"));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     h.send_from(
         h.phone,
         &in_dialog("ACK", "1570", "ov1", &tag, 1, "z9hG4bKaov1"),

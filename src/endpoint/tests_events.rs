@@ -113,7 +113,7 @@ fn an_overflow_by_max_wait_is_reported_with_its_reason() {
     let mut h = Harness::new();
     events(&mut h);
     let out = h.send(&invite("1570", "ev2", "z9hG4bKev2"));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     h.send(&in_dialog("ACK", "1570", "ev2", &tag, 1, "z9hG4bKaev2"));
     let out = h.advance(Duration::from_millis(1100));
     answer_caller_bye(&mut h, &out);
@@ -139,7 +139,7 @@ fn ivr_nodes_and_rejections_are_reported() {
     let mut h = Harness::new();
     events(&mut h);
     let out = h.send(&invite("1600", "ev3", "z9hG4bKev3"));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     let out = h.send(&in_dialog("ACK", "1600", "ev3", &tag, 1, "z9hG4bKaev3"));
     answer_caller_bye(&mut h, &out);
     h.send(&invite("9999", "ev4", "z9hG4bKev4"));

@@ -95,7 +95,7 @@ impl Sharded {
             phone,
             &invite("1500", call_id, &format!("z9hG4bK{call_id}")),
         );
-        let tag = to_tag(&out[1].1);
+        let tag = to_tag(&out[0].1);
         let ack = queued_ack(call_id, &tag);
         (tag, self.deliver(phone, &ack))
     }

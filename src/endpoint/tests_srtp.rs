@@ -178,7 +178,7 @@ fn a_reinvite_keeps_our_key_and_hands_over_only_a_new_peer_key() {
     let mut h = harness(MediaEncryption::Srtp);
     let k1 = CryptoAttr::generate(1, Suite::AesCm128HmacSha1_80);
     let out = h.send(&invite_with("1502", "r1", &savp_offer(&k1)));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     let ours = our_crypto(&out).expect("answered with a key");
     h.send(&in_dialog("ACK", "1502", "r1", &tag, 1, "z9hG4bKar1"));
     let _ = media_cmds(&mut h);

@@ -40,7 +40,7 @@ fn with_billing(h: &mut Harness) {
 /// by agent 2001.
 fn bridged_from_ivr(h: &mut Harness, call_id: &str) -> Bridged {
     let out = h.send(&invite("1550", call_id, &format!("z9hG4bK{call_id}")));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     h.send_from(
         h.phone,
         &in_dialog(

@@ -63,7 +63,7 @@ fn the_wait_is_learnt_from_handle_times_and_falls_as_an_agent_joins() {
 fn a_waiting_caller_sees_its_place_and_no_estimate_while_nobody_serves() {
     let mut h = Harness::new();
     let out = h.send(&invite("1560", "nw1", "z9hG4bKnw1"));
-    let tag = to_tag(&out[1]);
+    let tag = to_tag(&out[0]);
     h.send_from(
         h.phone,
         &in_dialog("ACK", "1560", "nw1", &tag, 1, "z9hG4bKanw1"),
@@ -108,7 +108,7 @@ fn the_position_announcement_adds_the_wait_when_its_prompts_exist() {
     let (p2, inv2) = offered(&out);
     h.send_from(agent(p2), &answer(&inv2, 200, "aga2", AGENT_SDP));
     let out = h.send(&invite("1500", "a3", "z9hG4bKa3"));
-    let tag3 = to_tag(&out[1]);
+    let tag3 = to_tag(&out[0]);
     h.send_from(h.phone, &queued_ack("a3", &tag3));
     while h.ep.poll_media().is_some() {}
     h.advance_all(Duration::from_secs(2));

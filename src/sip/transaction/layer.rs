@@ -150,6 +150,12 @@ pub struct TransactionLayer {
     clients: TxMap<ClientTx>,
     retransmitter: Uas2xxRetransmitter,
     transmits: VecDeque<Transmit>,
+    /// INVITE transactions whose automatic 100 Trying waits for the end
+    /// of the turn: a final answer sent by the TU in the same turn makes
+    /// it needless (RFC 3261 §17.2.1: a UAS that answers within 200 ms
+    /// need not send it), so an IVR or queue answering at once sends one
+    /// message fewer.
+    trying_due: Vec<(TxKey, Transmit)>,
     events: VecDeque<TxEvent>,
     /// Each transaction's next deadline, earliest first, so that waking up
     /// costs O(log n) instead of a scan of every transaction. Entries go
@@ -212,6 +218,7 @@ impl TransactionLayer {
             clients: TxMap::default(),
             retransmitter: Uas2xxRetransmitter::new(cfg),
             transmits: VecDeque::new(),
+            trying_due: Vec::new(),
             events: VecDeque::new(),
             deadlines: BinaryHeap::new(),
             indexed: TxMap::default(),
@@ -426,10 +433,13 @@ impl TransactionLayer {
         }
         let tx = if req.method == Method::Invite {
             let trying = Wire::from(response_with_status(&req, StatusCode::Trying, None));
-            self.transmits.push_back(Transmit {
-                to: from,
-                wire: trying.clone(),
-            });
+            self.trying_due.push((
+                key.clone(),
+                Transmit {
+                    to: from,
+                    wire: trying.clone(),
+                },
+            ));
             ServerTx::Invite(ServerInvite::new(from, trying))
         } else {
             ServerTx::NonInvite(ServerNonInvite::new(from, now, &self.cfg))
@@ -778,7 +788,24 @@ impl TransactionLayer {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if !self.trying_due.is_empty() {
+            self.send_due_tryings();
+        }
         self.transmits.pop_front()
+    }
+
+    /// The turn is over: the 100 Trying of each new INVITE the TU has not
+    /// answered finally goes out, ahead of what else is queued.
+    fn send_due_tryings(&mut self) {
+        for (key, t) in std::mem::take(&mut self.trying_due).into_iter().rev() {
+            let answered = match self.servers.get(&key) {
+                Some(ServerTx::Invite(tx)) => tx.final_sent(),
+                _ => true,
+            };
+            if !answered {
+                self.transmits.push_front(t);
+            }
+        }
     }
 
     pub fn poll_event(&mut self) -> Option<TxEvent> {
