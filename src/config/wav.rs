@@ -252,6 +252,8 @@ pub(crate) mod tests {
             "callback-accepted.wav",
             "callback-agent.wav",
             "rate-us.wav",
+            "estimated-wait.wav",
+            "minutes.wav",
         ] {
             let info = read_info(&dir.join(name)).unwrap();
             assert_eq!(info.format, WavFormat::Pcm16, "{name}");
