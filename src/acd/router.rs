@@ -193,12 +193,7 @@ impl Router {
                 v.insert(Loc::Waiting(caller));
             }
         }
-        let Some((li, lane)) = self.topo.lane_of(qi, 0) else {
-            return Ok(out);
-        };
-        lane.insert(caller);
-        self.arm_caller_timers(&caller, &mut out);
-        self.route_lane(li, now, &mut out);
+        self.seat(caller, &mut out, now);
         Ok(out)
     }
 
@@ -265,13 +260,19 @@ impl Router {
         }
         q.waiting.fetch_add(1, SeqCst);
         let mut out = Vec::new();
-        let Some((li, lane)) = self.topo.lane_of(qi, 0) else {
-            return Ok(out);
+        self.seat(caller, &mut out, now);
+        Ok(out)
+    }
+
+    /// Puts a caller entered in `calls` into its queue's first lane, arms
+    /// its timers and offers what the lane can take now.
+    fn seat(&self, caller: Caller, out: &mut Vec<Output>, now: Instant) {
+        let Some((li, lane)) = self.topo.lane_of(caller.queue, 0) else {
+            return;
         };
         lane.insert(caller);
-        self.arm_caller_timers(&caller, &mut out);
-        self.route_lane(li, now, &mut out);
-        Ok(out)
+        self.arm_caller_timers(&caller, out);
+        self.route_lane(li, now, out);
     }
 
     fn arm_caller_timers(&self, c: &Caller, out: &mut Vec<Output>) {

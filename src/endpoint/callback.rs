@@ -170,7 +170,10 @@ impl Endpoint {
             Stage::Offered => false,
             Stage::Collecting { mut digits } => {
                 match digit {
-                    '#' => return self.finish_number(ck, &digits, now),
+                    '#' => {
+                        self.finish_number(ck, &digits, now);
+                        return true;
+                    }
                     '*' => digits.clear(),
                     d if d.is_ascii_digit() && digits.len() < callback::MAX_DIGITS => {
                         digits.push(d);
@@ -210,10 +213,10 @@ impl Endpoint {
     }
 
     /// `#` or the end of keying: the number keyed, or the caller's own;
-    /// asked again when neither can be called. Returns true.
-    fn finish_number(&mut self, ck: CallHandle, digits: &str, now: Now) -> bool {
+    /// asked again when neither can be called.
+    fn finish_number(&mut self, ck: CallHandle, digits: &str, now: Now) {
         let Some(caller) = self.calls.get(ck).map(|c| c.caller.clone()) else {
-            return true;
+            return;
         };
         match callback::number_to_call(digits, &caller) {
             Some(number) if self.still_waiting(ck) => self.accept_callback(ck, number, now),
@@ -231,7 +234,6 @@ impl Endpoint {
                 }
             }
         }
-        true
     }
 
     /// The caller accepted: its place goes to a callback of `number`.
