@@ -378,7 +378,41 @@ pub(super) const SIPPY_BYTES: &[u8] = b"\r\n \t:;,=<>\"\\/@SIP2.0INVITEViaCSeq%[
 /// `parse` turns a panic inside rsip into an error; the properties below
 /// must see it as the failure it is, not as a refused message.
 pub(super) fn rsip_panicked(r: &Result<rsip::SipMessage, ParseError>) -> bool {
-    matches!(r, Err(e) if e.reason() == "rsip panicked")
+    matches!(r, Err(e) if e.reason().ends_with(super::uri::RSIP_PANICKED))
+}
+
+#[test]
+fn a_panic_inside_rsip_is_what_the_properties_look_for() {
+    // The reason `parse_request_uri` gives a caught panic, as `parse`
+    // returns it: the properties below must recognise it.
+    let caught: Result<rsip::SipMessage, ParseError> = Err(ParseError::BadRequest(format!(
+        "Request-URI: {}",
+        super::uri::RSIP_PANICKED
+    )));
+    assert!(rsip_panicked(&caught));
+    assert!(!rsip_panicked(&Err(ParseError::UnsupportedUriScheme(
+        "tel".into()
+    ))));
+}
+
+/// Requests whose Request-URI has a scheme other than sip/sips: these are
+/// the ones handed to rsip's own URI parser.
+fn other_scheme_invite() -> impl Strategy<Value = Vec<u8>> {
+    let scheme = proptest::sample::select(vec![
+        "tel", "urn", "im", "pres", "h323", "x", "TEL", "mailto", "a+b.c-d",
+    ]);
+    let rest = proptest::collection::vec(0..SIPPY_BYTES.len(), 0..60)
+        .prop_map(|idx| idx.into_iter().map(|i| SIPPY_BYTES[i]).collect::<Vec<u8>>());
+    (scheme, rest, "[+0-9a-z;=.@:%-]{0,40}").prop_map(|(scheme, rest, tail)| {
+        let mut b = format!("INVITE {scheme}:{tail}").into_bytes();
+        b.extend(rest.iter().filter(|c| !c.is_ascii_whitespace()));
+        b.extend_from_slice(
+            b" SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+              From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@127.0.0.1>\r\n\
+              Call-ID: c1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        );
+        b
+    })
 }
 
 proptest! {
@@ -401,6 +435,12 @@ proptest! {
         if let Err(e) = r {
             let _ = error_response(&bytes, &e);
         }
+    }
+
+    #[test]
+    fn never_panics_on_other_uri_schemes(bytes in other_scheme_invite()) {
+        let r = parse(&bytes);
+        prop_assert!(!rsip_panicked(&r), "rsip panicked on {:?}", String::from_utf8_lossy(&bytes));
     }
 
     #[test]

@@ -9,6 +9,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::{clip, ParseError};
 
+/// The reason of a Request-URI that made rsip panic.
+pub(crate) const RSIP_PANICKED: &str = "rsip panicked";
+
 pub(crate) fn parse_request_uri(s: &str) -> Result<rsip::Uri, ParseError> {
     let bad = |r: &str| ParseError::BadRequest(format!("Request-URI: {r}"));
     let (scheme, rest) = s.split_once(':').ok_or_else(|| bad("no scheme"))?;
@@ -25,10 +28,14 @@ pub(crate) fn parse_request_uri(s: &str) -> Result<rsip::Uri, ParseError> {
     if scheme.eq_ignore_ascii_case("sips") {
         return parse_sip(rsip::Scheme::Sips, rest).map_err(bad);
     }
+    // A panic inside rsip is refused as a bad request under a reason of
+    // its own, so the never-panics properties see it (a plain 416 would
+    // hide it among the schemes rsip merely cannot carry).
     let other = catch_unwind(AssertUnwindSafe(|| rsip::Uri::try_from(s)));
     match other {
         Ok(Ok(uri)) if uri.to_string().eq_ignore_ascii_case(s) => Ok(uri),
-        _ => Err(ParseError::UnsupportedUriScheme(clip(scheme))),
+        Ok(_) => Err(ParseError::UnsupportedUriScheme(clip(scheme))),
+        Err(_) => Err(bad(RSIP_PANICKED)),
     }
 }
 
