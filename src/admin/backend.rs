@@ -16,6 +16,11 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn reload(&self) -> BoxFuture<'_, Result<Vec<String>, Vec<String>>>;
     fn queues(&self) -> BoxFuture<'_, Vec<QueueView>>;
     fn agents(&self) -> BoxFuture<'_, Vec<AgentView>>;
+    /// Every agent's state only (the `/metrics` gauges): by default the
+    /// full [`AdminBackend::agents`].
+    fn agent_states(&self) -> BoxFuture<'_, Vec<AgentView>> {
+        self.agents()
+    }
     fn calls(&self) -> BoxFuture<'_, Vec<CallView>>;
     /// Returns the agent as it is after the change.
     fn set_agent_state(

@@ -470,7 +470,8 @@ pub fn live_events(ev: &Event) -> Vec<LiveEvent> {
         | Step::AgentPaused { .. }
         | Step::AgentLogin { .. }
         | Step::RecordingStarted { .. }
-        | Step::RecordingEnded { .. } => Vec::new(),
+        | Step::RecordingEnded { .. }
+        | Step::CallbackRestored { .. } => Vec::new(),
     };
     kinds
         .into_iter()

@@ -1,5 +1,6 @@
 //! `GET /metrics`: the daemon's counters plus gauges computed now from the
-//! queue and agent views, in the Prometheus text format (0.0.4), or in
+//! queue views and agent states (in the daemon, both folded from the event
+//! stream: [`super::board`]), in the Prometheus text format (0.0.4), or in
 //! OpenMetrics when the scraper's `Accept` asks for it.
 
 use axum::http::{header, HeaderMap};
@@ -18,7 +19,7 @@ pub(super) async fn scrape(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/openmetrics-text"));
     let queues = backend.queues().await;
-    let agents = backend.agents().await;
+    let agents = backend.agent_states().await;
     let body = metrics.render(&queues, &agents, openmetrics);
     let ctype = if openmetrics {
         OPENMETRICS_CONTENT_TYPE

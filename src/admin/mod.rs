@@ -11,6 +11,7 @@
 //! scrapers send bearer tokens (`authorization` in a scrape config).
 
 mod backend;
+pub mod board;
 mod events;
 mod http;
 mod listen;

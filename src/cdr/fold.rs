@@ -292,6 +292,7 @@ impl RecordFold {
             | EventKind::RecordingEnded { .. }
             | EventKind::VoicemailEnded { .. }
             | EventKind::CallbackCancelled { .. }
+            | EventKind::CallbackRestored { .. }
             // An outbound call has no inbound call record of its own; the
             // feature that places it records what it was for.
             | EventKind::Trunk { .. } => {}

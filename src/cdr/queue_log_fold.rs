@@ -382,6 +382,7 @@ impl QueueLogFold {
             | EventKind::CallbackAttempt { .. }
             | EventKind::CallbackResult { .. }
             | EventKind::CallbackCancelled { .. }
+            | EventKind::CallbackRestored { .. }
             | EventKind::Trunk { .. } => {}
         }
     }

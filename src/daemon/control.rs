@@ -12,6 +12,8 @@ use crate::admin::{
 pub enum Control {
     Queues(oneshot::Sender<Vec<QueueView>>),
     Agents(oneshot::Sender<Vec<AgentView>>),
+    /// Every agent's state, as the live board folded it.
+    AgentStates(oneshot::Sender<Vec<AgentView>>),
     Calls(oneshot::Sender<Vec<CallView>>),
     SetAgentState {
         id: String,
@@ -78,6 +80,10 @@ impl AdminBackend for ControlBackend {
 
     fn agents(&self) -> BoxFuture<'_, Vec<AgentView>> {
         Box::pin(async move { self.ask(Control::Agents).await.unwrap_or_default() })
+    }
+
+    fn agent_states(&self) -> BoxFuture<'_, Vec<AgentView>> {
+        Box::pin(async move { self.ask(Control::AgentStates).await.unwrap_or_default() })
     }
 
     fn calls(&self) -> BoxFuture<'_, Vec<CallView>> {

@@ -181,6 +181,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
         rtp_pairs,
     );
     let today = crate::admin::today::TodayBoard::default();
+    let board = crate::admin::board::LiveBoard::default();
     let outlets = shards::Outlets {
         transports,
         media: media.commands.clone(),
@@ -190,6 +191,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
             hub: hub.clone(),
             metrics: metrics.clone(),
             today: today.clone(),
+            board: board.clone(),
             waiting: Default::default(),
         },
         metrics: metrics.clone(),
@@ -228,7 +230,7 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
                 }
             }
             Some(req) = ctl_rx.recv() => {
-                if let Some(cfg) = on_control(req, &config_path, &current, &shards, &today).await {
+                if let Some(cfg) = on_control(req, &config_path, &current, &shards, (&today, &board)).await {
                     apply_to_transports(&cfg, &tls, &gate);
                     retention.store(cfg.server.retention_days, std::sync::atomic::Ordering::Relaxed);
                     current = cfg;
@@ -469,15 +471,20 @@ async fn on_control(
     path: &std::path::Path,
     current: &Arc<Config>,
     shards: &Shards,
-    today: &crate::admin::today::TodayBoard,
+    (today, board): (
+        &crate::admin::today::TodayBoard,
+        &crate::admin::board::LiveBoard,
+    ),
 ) -> Option<Arc<Config>> {
     match req {
+        // Folded from the event stream: no shard is asked.
         Control::Queues(reply) => {
-            let views = shards.ask_all(|ep, t| ep.queue_views(t)).await;
-            let mut views = merge_queue_views(views);
-            today.fill(&mut views, current, now());
+            let t = now();
+            let mut views = board.queue_views(current, t);
+            today.fill(&mut views, current, t);
             drop(reply.send(views));
         }
+        Control::AgentStates(reply) => drop(reply.send(board.agent_states(current))),
         // Agents are shared: the primary knows them all. Their calls are on
         // every shard.
         Control::Agents(reply) => {
@@ -604,26 +611,6 @@ async fn on_control(
         }
     }
     None
-}
-
-/// One view per queue from the shards' views: callers are split across
-/// shards (summed, longest of the longest waits); agent counts and the
-/// service level are shared, so any shard's are everyone's.
-fn merge_queue_views(per_shard: Vec<Vec<crate::admin::QueueView>>) -> Vec<crate::admin::QueueView> {
-    let mut shards = per_shard.into_iter();
-    let Some(mut merged) = shards.next() else {
-        return Vec::new();
-    };
-    for views in shards {
-        for (m, v) in merged.iter_mut().zip(views) {
-            if m.name == v.name {
-                m.waiting = m.waiting.saturating_add(v.waiting);
-                m.callbacks_waiting = m.callbacks_waiting.saturating_add(v.callbacks_waiting);
-                m.longest_wait_s = m.longest_wait_s.max(v.longest_wait_s);
-            }
-        }
-    }
-    merged
 }
 
 /// The address RTP legs bind on: the first SIP listener's.

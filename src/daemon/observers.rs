@@ -1,7 +1,8 @@
 //! One shard's consumers of the engine's event stream, wired to where
 //! their output goes: call records and agent sessions to the record
 //! writer, queue_log lines to theirs, live events to the admin hub, and
-//! the Prometheus counters and today's figures updated in place. Each
+//! the Prometheus counters, today's figures and the live queue figures
+//! updated in place. Each
 //! consumer is its own module ([`crate::events`] lists them); this only
 //! hands every event to each, in order.
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use tracing::error;
 
+use crate::admin::board::LiveBoard;
 use crate::admin::today::TodayBoard;
 use crate::admin::EventHub;
 use crate::cdr::fold::{RecordFold, RecordOut};
@@ -28,6 +30,7 @@ pub struct Sinks {
     pub hub: EventHub,
     pub metrics: Arc<Metrics>,
     pub today: TodayBoard,
+    pub board: LiveBoard,
     pub waiting: WaitingBoard,
 }
 
@@ -93,6 +96,7 @@ impl Observers {
         }
         self.metrics.fold(ev, cfg);
         self.sinks.today.fold(ev, cfg);
+        self.sinks.board.fold(ev, cfg);
         // Building a live event formats its time and copies its strings:
         // only worth it for someone listening.
         if self.sinks.hub.subscribers() > 0 {

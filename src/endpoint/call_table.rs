@@ -148,6 +148,7 @@ impl CallTable {
         self.live().map(|(h, _, _)| h)
     }
 
+    #[cfg(test)]
     pub fn values(&self) -> impl Iterator<Item = &Call> {
         self.live().map(|(_, _, c)| c)
     }

@@ -855,6 +855,7 @@ impl Endpoint {
 
     /// Waiting callbacks of `queue` on this shard and how long the
     /// longest has waited (the queue's waiting figures count them).
+    #[cfg(test)]
     pub(super) fn callbacks_waiting(&self, queue: &str, now: Now) -> (u32, f64) {
         self.callbacks
             .values()
@@ -894,6 +895,12 @@ impl Endpoint {
             self.next_acd += 1;
             let id = CallId(self.shard.make_id(self.next_acd));
             super::shard::lock(&self.shared.callbacks).put(stored.clone());
+            let restored_ev = EventKind::CallbackRestored {
+                id: stored.id.clone(),
+                queue: stored.queue.clone(),
+                waited,
+            };
+            self.emit(restored_ev, now);
             self.callbacks.insert(
                 id,
                 Callback {

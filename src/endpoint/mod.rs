@@ -19,6 +19,8 @@ mod monitor;
 mod monitor_dialog;
 mod outbound;
 mod qualify;
+#[cfg(test)]
+mod queue_count;
 mod recording;
 mod routing;
 mod selfserve;

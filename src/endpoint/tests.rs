@@ -157,6 +157,7 @@ struct Seen {
     /// The counters the folds count into.
     registry: std::sync::Arc<crate::metrics::Metrics>,
     today: crate::admin::today::TodayBoard,
+    board: crate::admin::board::LiveBoard,
     calls: Vec<crate::cdr::CallRecord>,
     lines: Vec<crate::cdr::queue_log_fold::QueueLogLine>,
     live: Vec<crate::admin::live::LiveEvent>,
@@ -185,6 +186,7 @@ impl Seen {
             }
             metrics.fold(&ev, &cfg);
             self.today.fold(&ev, &cfg);
+            self.board.fold(&ev, &cfg);
             self.live.extend(crate::admin::live::live_events(&ev));
             self.events.push(ev);
         }
@@ -192,6 +194,19 @@ impl Seen {
 }
 
 impl Harness {
+    /// The queues as the live board folded them from the events, checked
+    /// against the engine's own count of the same moment.
+    fn queue_views(&mut self) -> Vec<crate::views::QueueView> {
+        self.seen.pump(&mut self.ep, self.now);
+        let folded = self.seen.board.queue_views(&self.ep.config(), self.now);
+        assert_eq!(
+            folded,
+            self.ep.queue_views(self.now),
+            "board and engine differ"
+        );
+        folded
+    }
+
     fn new() -> Harness {
         Self::with_config(|t| t.to_owned())
     }

@@ -7,8 +7,8 @@
 use super::*;
 use crate::views::AgentStateRequest;
 
-fn support(h: &Harness) -> crate::views::QueueView {
-    h.ep.queue_views(h.now)
+fn support(h: &mut Harness) -> crate::views::QueueView {
+    h.queue_views()
         .into_iter()
         .find(|q| q.name == "support")
         .unwrap()
@@ -76,7 +76,7 @@ fn a_long_estimated_wait_brings_the_offer_and_a_keyed_number_keeps_the_place() {
     plays(&mut h);
     let _ = queued_caller(&mut h, "c3");
     assert_eq!(
-        support(&h).estimated_wait_s,
+        support(&mut h).estimated_wait_s,
         Some(120.0),
         "c3 waits, the next 2 handle times"
     );
@@ -112,13 +112,13 @@ fn a_long_estimated_wait_brings_the_offer_and_a_keyed_number_keeps_the_place() {
             .any(|(_, p)| p == &["in-the-queue.wav"]),
         "asked again"
     );
-    assert_eq!(support(&h).callbacks_waiting, 0);
+    assert_eq!(support(&mut h).callbacks_waiting, 0);
     press(&mut h, "0301234#");
     assert!(
         plays(&mut h).iter().any(|(_, p)| p == &["menu.wav"]),
         "the goodbye"
     );
-    let q = support(&h);
+    let q = support(&mut h);
     assert_eq!((q.waiting, q.callbacks_waiting), (1, 1), "{q:?}");
     let cbs = h.ep.callback_views(h.now);
     assert_eq!(cbs.len(), 1);
@@ -151,6 +151,6 @@ fn a_long_estimated_wait_brings_the_offer_and_a_keyed_number_keeps_the_place() {
     assert_eq!(cb.number.as_deref(), Some("0301234"));
     assert!(cb.offered_ms.is_some() && cb.accepted_ms.is_some());
     // The callback still waits after its caller's call is gone.
-    assert_eq!(support(&h).callbacks_waiting, 1);
+    assert_eq!(support(&mut h).callbacks_waiting, 1);
     assert!(super::super::shard::lock(&h.ep.shared.callbacks).len() == 1);
 }

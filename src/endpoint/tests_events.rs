@@ -100,7 +100,7 @@ fn an_answered_call_from_arrival_to_end_with_agent_states() {
         .collect();
     assert_eq!(states, ["ringing", "on_call", "available"], "{evs:?}");
     // Answered in 1.5 s, within the default 20 s: 100 %.
-    let mut q = h.ep.queue_views(h.now);
+    let mut q = h.queue_views();
     h.seen.today.fill(&mut q, &h.ep.config(), h.now);
     let support = q.iter().find(|q| q.name == "support").unwrap();
     assert_eq!(support.service_level_today, Some(100.0));

@@ -5,8 +5,8 @@
 use super::*;
 use crate::views::AgentStateRequest;
 
-fn support(h: &Harness) -> crate::views::QueueView {
-    h.ep.queue_views(h.now)
+fn support(h: &mut Harness) -> crate::views::QueueView {
+    h.queue_views()
         .into_iter()
         .find(|q| q.name == "support")
         .unwrap()
@@ -25,8 +25,12 @@ fn offered(out: &[(Peer, rsip::SipMessage)]) -> (u16, rsip::Request) {
 #[test]
 fn the_wait_is_learnt_from_handle_times_and_falls_as_an_agent_joins() {
     let mut h = Harness::new();
-    assert_eq!(support(&h).estimated_wait_s, Some(0.0), "two agents free");
-    assert_eq!(support(&h).handle_time_s, None);
+    assert_eq!(
+        support(&mut h).estimated_wait_s,
+        Some(0.0),
+        "two agents free"
+    );
+    assert_eq!(support(&mut h).handle_time_s, None);
 
     // One call, answered and talked for 60 s.
     let (tag, out) = queued_caller(&mut h, "w1");
@@ -37,7 +41,7 @@ fn the_wait_is_learnt_from_handle_times_and_falls_as_an_agent_joins() {
         h.phone,
         &in_dialog("BYE", "1500", "w1", &tag, 2, "z9hG4bKbw1"),
     );
-    assert_eq!(support(&h).handle_time_s, Some(60.0));
+    assert_eq!(support(&mut h).handle_time_s, Some(60.0));
 
     // One agent paused, the other on a call: a new caller waits one
     // handle time.
@@ -48,14 +52,14 @@ fn the_wait_is_learnt_from_handle_times_and_falls_as_an_agent_joins() {
     let (_, out) = queued_caller(&mut h, "w2");
     let (p2, inv2) = offered(&out);
     h.send_from(agent(p2), &answer(&inv2, 200, "agw2", AGENT_SDP));
-    let q = support(&h);
+    let q = support(&mut h);
     assert_eq!((q.agents_available, q.agents_busy), (0, 1), "{q:?}");
     assert_eq!(q.estimated_wait_s, Some(60.0));
 
     // The paused agent comes back: the next caller is taken at once.
     h.ep.set_agent_state(paused, AgentStateRequest::Available, h.now)
         .unwrap();
-    let q = support(&h);
+    let q = support(&mut h);
     assert_eq!(q.estimated_wait_s, Some(0.0), "{q:?}");
 }
 
@@ -72,11 +76,11 @@ fn a_waiting_caller_sees_its_place_and_no_estimate_while_nobody_serves() {
     let c = calls.iter().find(|c| c.id == "nw1").unwrap();
     assert_eq!(c.position, Some(1));
     assert_eq!(c.estimated_wait_s, None, "queue `hold` has no agent");
-    let hold =
-        h.ep.queue_views(h.now)
-            .into_iter()
-            .find(|q| q.name == "hold")
-            .unwrap();
+    let hold = h
+        .queue_views()
+        .into_iter()
+        .find(|q| q.name == "hold")
+        .unwrap();
     assert_eq!(hold.estimated_wait_s, None);
 }
 
@@ -166,12 +170,12 @@ fn a_surveyed_calls_handle_time_ends_with_the_agents_hang_up() {
     );
     let out = h.send_from(agent(port), &bye);
     assert!(requests_to(&out, h.phone).is_empty(), "the caller stays");
-    assert_eq!(support(&h).handle_time_s, Some(40.0));
+    assert_eq!(support(&mut h).handle_time_s, Some(40.0));
     h.advance_all(Duration::from_secs(10));
     h.send_from(
         h.phone,
         &in_dialog("BYE", "1500", "sv1", &tag, 2, "z9hG4bKbsv1"),
     );
     assert!(h.ep.call_views(h.now).is_empty(), "the call ended");
-    assert_eq!(support(&h).handle_time_s, Some(40.0), "learnt once");
+    assert_eq!(support(&mut h).handle_time_s, Some(40.0), "learnt once");
 }

@@ -36,6 +36,7 @@ impl Endpoint {
     }
 
     /// The queue's average handle time, if a call of it ended yet.
+    #[cfg(test)]
     pub(super) fn handle_time(&self, queue: &str) -> Option<Duration> {
         super::shard::lock(&self.shared.estimates).handle_time(queue)
     }

@@ -9,6 +9,7 @@
 //! | call records and agent sessions | [`crate::cdr::fold`] |
 //! | live events (SSE, wallboard feed) | [`crate::admin::live`] |
 //! | today's figures per queue (wallboard, `GET /api/v1/queues`) | [`crate::admin::today`] |
+//! | the figures of the moment: waiting, longest wait, agents by state, estimated wait (wallboard, `GET /api/v1/queues`, `/metrics` gauges) | [`crate::admin::board`] |
 //! | queue_log lines | [`crate::cdr::queue_log_fold`] |
 //! | Prometheus queue, agent and IVR counters | [`crate::metrics::fold`] |
 //!
@@ -242,6 +243,13 @@ pub enum EventKind {
     },
     /// Callback `id` was cancelled over the admin API (or its queue went).
     CallbackCancelled { id: String, queue: String },
+    /// At start, callback `id`, saved by the last run, waits again in
+    /// `queue` at the place it had: it had waited `waited` so far.
+    CallbackRestored {
+        id: String,
+        queue: String,
+        waited: Duration,
+    },
     /// The call is over.
     Ended(Box<Ended>),
     /// An agent's state changed (the states of `GET /api/v1/agents`).
@@ -371,7 +379,8 @@ impl EventKind {
             | EventKind::AgentPaused { .. }
             | EventKind::AgentLogin { .. }
             | EventKind::Trunk { .. }
-            | EventKind::CallbackCancelled { .. } => None,
+            | EventKind::CallbackCancelled { .. }
+            | EventKind::CallbackRestored { .. } => None,
         }
     }
 }

@@ -163,7 +163,7 @@ impl MetricsFold {
             EventKind::VoicemailEnded { .. } => {
                 m.voicemails.inc();
             }
-            EventKind::CallbackAttempt { .. } => {}
+            EventKind::CallbackAttempt { .. } | EventKind::CallbackRestored { .. } => {}
             EventKind::IvrClosed { ivr, node, .. } => {
                 self.handles.ivr_closed(m, ivr, node).inc();
             }
