@@ -186,3 +186,54 @@ fn undrained_events_are_bounded() {
         format!("flood{}", 3000 - calls.len())
     );
 }
+
+/// With about a thousand agents serving the queue (990 more: every
+/// first state fits the test build's bound on undrained events), an offer's explanation still
+/// names the chosen agent and at most two runners-up, and counts the
+/// eligible and free agents right: it is read off the router's pool, not
+/// built from every agent of the contact center.
+#[test]
+fn the_routing_explanation_stays_small_with_a_thousand_agents() {
+    const MORE: usize = 990;
+    let mut h = Harness::with_config(|t| {
+        let mut t = t.to_owned();
+        for i in 0..MORE {
+            t.push_str(&format!(
+                "\n[agents.9{i:04}]\ncontact = \"sip:9{i:04}@127.0.0.1:{}\"\nskills = {{ support = 5 }}\n",
+                10000 + i
+            ));
+        }
+        t
+    });
+    h.drain_all();
+    // Every agent's first state, folded before the call.
+    h.seen.pump(&mut h.ep, h.now);
+    let (_, out) = queued_caller(&mut h, "big1");
+    assert!(!out.is_empty());
+    h.seen.pump(&mut h.ep, h.now);
+    let routing = h
+        .seen
+        .events
+        .iter()
+        .find_map(|e| match &e.kind {
+            crate::events::EventKind::Offered { call, routing, .. } if &*call.call_id == "big1" => {
+                routing.clone()
+            }
+            _ => None,
+        })
+        .expect("an offer with its routing decision");
+    assert!((1..=3).contains(&routing.candidates.len()), "{routing:?}");
+    assert_eq!(routing.candidates[0].note, "chosen");
+    // The queue asks no skill: 2001, 2002 and 1001 (not registered) too.
+    assert_eq!(routing.eligible, Some(MORE as u64 + 3), "{routing:?}");
+    // Every agent is free but the one ringing and 1001.
+    assert_eq!(routing.free, Some(MORE as u64 + 1), "{routing:?}");
+    assert!(routing.reason.len() < 200, "{}", routing.reason);
+    let q = h.queue_views();
+    let support = q.iter().find(|q| q.name == "support").unwrap();
+    assert_eq!(
+        (support.agents_available, support.agents_busy),
+        (MORE as u32 + 1, 1),
+        "{support:?}"
+    );
+}
