@@ -718,19 +718,20 @@ impl Endpoint {
         self.calls.get(ck).is_some_and(|c| c.attempt.is_some())
     }
 
-    /// Callbacks whose next try is due go back to their place.
+    /// Callbacks whose next try is due go back to their place (only
+    /// those: the callbacks' deadline table hands them out).
     pub(super) fn callback_retries(&mut self, now: Now) {
         if self.draining {
             return;
         }
-        let due: Vec<CallId> = self
-            .callbacks
-            .iter()
-            .filter(|(_, c)| matches!(c.state, CallbackState::RetryAt(t) if t <= now.mono))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            self.callback_back_in_queue(id, now);
+        for id in self.callbacks.due(now.mono) {
+            let due = self
+                .callbacks
+                .get(&id)
+                .is_some_and(|c| matches!(c.state, CallbackState::RetryAt(t) if t <= now.mono));
+            if due {
+                self.callback_back_in_queue(id, now);
+            }
         }
     }
 
@@ -752,15 +753,13 @@ impl Endpoint {
         }
     }
 
-    /// The earliest retry of this shard's callbacks.
+    /// The earliest retry of this shard's callbacks (none while draining:
+    /// no retry is made then, so none is waited for).
     pub(super) fn callback_deadline(&self) -> Option<Instant> {
-        self.callbacks
-            .values()
-            .filter_map(|c| match c.state {
-                CallbackState::RetryAt(t) => Some(t),
-                _ => None,
-            })
-            .min()
+        if self.draining {
+            return None;
+        }
+        self.callbacks.next_deadline()
     }
 
     /// The router diverted callback `id` (its queue went in a reload): it

@@ -29,6 +29,7 @@ mod srtp;
 mod tally;
 #[cfg(test)]
 mod tests;
+mod timed_map;
 mod transfer;
 mod transfer_attended;
 mod transfer_trunk;
@@ -129,9 +130,9 @@ pub struct Endpoint {
     /// Whether the connection a TLS binding was registered on is still up
     /// (the transport's answer; `None`: assumed up, as in tests).
     flows: Option<FlowCheck>,
-    /// Calls placed through trunks, by id, and their INVITE transactions
-    /// and answered dialogs.
-    trunk_calls: HashMap<u64, crate::call::trunk::TrunkLeg>,
+    /// Calls placed through trunks, by id, with their ring deadlines, and
+    /// their INVITE transactions and answered dialogs.
+    trunk_calls: timed_map::TimedMap<u64, crate::call::trunk::TrunkLeg>,
     trunk_invites: HashMap<TxKey, u64>,
     trunk_dialogs: HashMap<CallKey, u64>,
     next_trunk: u64,
@@ -142,9 +143,9 @@ pub struct Endpoint {
     relay_out: std::collections::VecDeque<(usize, Relay)>,
     moved: HashMap<String, transfer_attended::Moved>,
     moved_legs: HashMap<LegId, usize>,
-    /// This shard's callbacks by router id, and the outbound calls that
-    /// call their customers.
-    callbacks: HashMap<crate::acd::CallId, crate::call::callback::Callback>,
+    /// This shard's callbacks by router id, with their retry deadlines,
+    /// and the outbound calls that call their customers.
+    callbacks: timed_map::TimedMap<crate::acd::CallId, crate::call::callback::Callback>,
     callback_trunks: HashMap<u64, CallHandle>,
 }
 
@@ -209,7 +210,7 @@ impl Endpoint {
             next_seq: 0,
             numbers: number_index(&cfg),
             flows: None,
-            trunk_calls: HashMap::new(),
+            trunk_calls: Default::default(),
             trunk_invites: HashMap::new(),
             trunk_dialogs: HashMap::new(),
             next_trunk: 0,
@@ -217,7 +218,7 @@ impl Endpoint {
             relay_out: Default::default(),
             moved: HashMap::new(),
             moved_legs: HashMap::new(),
-            callbacks: HashMap::new(),
+            callbacks: Default::default(),
             callback_trunks: HashMap::new(),
             cfg,
         };
@@ -339,7 +340,7 @@ impl Endpoint {
                 }
             }
         }
-        self.calls.reindex();
+        self.reindex_deadlines();
     }
 
     /// Timers due at `now`.
@@ -379,7 +380,15 @@ impl Endpoint {
             self.qualify_round(now);
             self.qualify_at = now.mono + qualify::QUALIFY_EVERY;
         }
+        self.reindex_deadlines();
+    }
+
+    /// Re-reads the deadlines of the calls, trunk legs and callbacks the
+    /// last handler changed (each table knows which).
+    fn reindex_deadlines(&mut self) {
         self.calls.reindex();
+        self.trunk_calls.reindex();
+        self.callbacks.reindex();
     }
 
     /// The earliest instant the endpoint wants `handle_timeout`.
@@ -393,7 +402,7 @@ impl Endpoint {
             acd,
             self.txn.poll_timeout(),
             calls,
-            self.trunk_deadline(),
+            self.trunk_calls.next_deadline(),
             self.callback_deadline(),
             Some(self.housekeeping_at),
         ]
@@ -404,8 +413,8 @@ impl Endpoint {
 
     /// Next message to put on the wire.
     pub fn poll_transmit(&mut self) -> Option<(Peer, Bytes)> {
-        // The handler that ran before changed some calls' deadlines.
-        self.calls.reindex();
+        // The handler that ran before changed some deadlines.
+        self.reindex_deadlines();
         while let Some(t) = self.txn.poll_transmit() {
             self.tally.wire("out", &t.wire.kind);
             self.out.push_bytes(t.to, t.wire.bytes);

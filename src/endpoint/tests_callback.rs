@@ -154,3 +154,89 @@ fn a_long_estimated_wait_brings_the_offer_and_a_keyed_number_keeps_the_place() {
     assert_eq!(support(&mut h).callbacks_waiting, 1);
     assert!(super::super::shard::lock(&h.ep.shared.callbacks).len() == 1);
 }
+
+/// A callback of `support` whose next try is at `at`, as a failed try
+/// leaves it.
+fn retrying(n: u64, at: Instant) -> crate::call::callback::Callback {
+    crate::call::callback::Callback {
+        stored: crate::call::callback::StoredCallback {
+            id: format!("cb-{n}"),
+            queue: "support".into(),
+            number: format!("030{n}"),
+            caller: format!("030{n}"),
+            origin: format!("c{n}"),
+            waiting_since_ms: 0,
+            accepted_ms: 0,
+            priority: 0,
+            attempts: 1,
+            trunk: "gw".into(),
+        },
+        arrival: at,
+        state: crate::call::callback::CallbackState::RetryAt(at),
+    }
+}
+
+fn retry_states(h: &Harness) -> usize {
+    h.ep.callback_views(h.now)
+        .iter()
+        .filter(|c| c.state == "retry")
+        .count()
+}
+
+#[test]
+fn turns_before_a_retry_is_due_visit_no_callback() {
+    let mut h = Harness::new();
+    let t0 = h.now.mono;
+    // Nobody is logged in to take them: they go back to waiting only.
+    for a in ["2001", "2002"] {
+        h.ep.set_agent_state(a, AgentStateRequest::Paused { reason: None }, h.now)
+            .unwrap();
+    }
+    for n in 0..30 {
+        let at = t0 + Duration::from_secs(if n < 3 { 5 } else { 60 });
+        h.ep.callbacks
+            .insert(crate::acd::CallId(1_000_000 + n), retrying(n, at));
+    }
+    assert_eq!(
+        h.ep.poll_timeout()
+            .map(|t| t <= t0 + Duration::from_secs(5)),
+        Some(true)
+    );
+    for _ in 0..4 {
+        h.advance_all(Duration::from_secs(1));
+    }
+    assert_eq!(h.ep.callbacks.visited(), 0, "nothing due: none looked at");
+    assert_eq!(retry_states(&h), 30);
+    // At 5 s the three that are due go back in the queue; only they.
+    h.advance_all(Duration::from_secs(1));
+    assert_eq!(h.ep.callbacks.visited(), 3);
+    assert_eq!(retry_states(&h), 27);
+    assert_eq!(support(&h).callbacks_waiting, 30, "waiting and retrying");
+    assert_eq!(
+        h.ep.callbacks.next_deadline(),
+        Some(t0 + Duration::from_secs(60))
+    );
+    // A cancelled one takes its retry with it.
+    assert!(h.ep.cancel_callback("cb-29", h.now));
+    for _ in 0..10 {
+        h.advance_all(Duration::from_secs(1));
+    }
+    assert_eq!(h.ep.callbacks.visited(), 3);
+    h.advance_all(Duration::from_secs(60));
+    assert_eq!(h.ep.callbacks.visited(), 3 + 26);
+    assert_eq!(retry_states(&h), 0);
+}
+
+#[test]
+fn while_draining_no_retry_is_waited_for() {
+    let mut h = Harness::new();
+    let at = h.now.mono + Duration::from_secs(5);
+    h.ep.callbacks
+        .insert(crate::acd::CallId(1_000_000), retrying(0, at));
+    assert_eq!(h.ep.callback_deadline(), Some(at));
+    h.ep.start_drain();
+    assert_eq!(h.ep.callback_deadline(), None);
+    h.advance_all(Duration::from_secs(10));
+    assert_eq!(h.ep.callbacks.visited(), 0);
+    assert_eq!(retry_states(&h), 1, "it waits for the restart");
+}

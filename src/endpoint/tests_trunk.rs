@@ -306,3 +306,69 @@ fn a_reload_keeps_a_call_in_progress_on_the_old_trunk_settings() {
         "the call placed before the reload still has its credentials"
     );
 }
+
+/// CANCELs sent, wherever they go (the `open` trunk's gateway too).
+fn cancels(out: &[(Peer, rsip::SipMessage)]) -> Vec<&rsip::Request> {
+    out.iter()
+        .filter_map(|(_, m)| match m {
+            rsip::SipMessage::Request(r) if r.method == rsip::Method::Cancel => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn turns_before_any_ring_timeout_visit_no_trunk_leg() {
+    let mut h = Harness::with_config(|t| t.replace("20000-20005", "20000-20099"));
+    let ring = Duration::from_secs(30);
+    for n in 0..20 {
+        h.ep.place_trunk_call("open", &format!("55{n}"), ring, h.now)
+            .unwrap();
+    }
+    h.drain_all();
+    assert_eq!(h.ep.trunk_calls_in_progress(), 20);
+    let placed = h.now.mono;
+    assert_eq!(h.ep.trunk_calls.next_deadline(), Some(placed + ring));
+    // Turn after turn with nothing due: no leg is handed out.
+    for _ in 0..29 {
+        let out = h.advance_all(Duration::from_secs(1));
+        assert!(cancels(&out).is_empty());
+    }
+    assert_eq!(h.ep.trunk_calls.visited(), 0);
+    // At the ring timeout every leg is due, and each is visited once.
+    let out = h.advance_all(Duration::from_secs(1));
+    assert_eq!(cancels(&out).len(), 20);
+    assert_eq!(h.ep.trunk_calls.visited(), 20);
+    // Cancelling has no deadline: later turns visit none again.
+    h.advance_all(Duration::from_secs(1));
+    assert_eq!(h.ep.trunk_calls.visited(), 20);
+    assert_eq!(h.ep.trunk_calls.next_deadline(), None);
+}
+
+#[test]
+fn an_answered_or_failed_leg_leaves_no_ring_deadline() {
+    let mut h = Harness::with_config(|t| t.replace("20000-20005", "20000-20099"));
+    let gw2 = Peer::udp("127.0.0.1:5091".parse().unwrap());
+    let ring = Duration::from_secs(5);
+    let a = h.ep.place_trunk_call("open", "551", ring, h.now).unwrap();
+    let a_due = h.now.mono + ring;
+    h.advance_all(Duration::from_secs(1));
+    let b = h.ep.place_trunk_call("open", "552", ring, h.now).unwrap();
+    let b_due = h.now.mono + ring;
+    h.drain_all();
+    assert_eq!(h.ep.trunk_calls.next_deadline(), Some(a_due));
+    assert_eq!(h.ep.poll_timeout().map(|t| t <= a_due), Some(true));
+    let invite = |h: &Harness, id| h.ep.trunk_calls.get(&id).unwrap().invite.clone();
+    // The first fails: its deadline goes with it.
+    let a_inv = invite(&h, a.id);
+    h.send_from(gw2, &answer(&a_inv, 486, "", false));
+    assert_eq!(h.ep.trunk_calls.next_deadline(), Some(b_due));
+    // The second is answered: no ring deadline any more.
+    let b_inv = invite(&h, b.id);
+    h.send_from(gw2, &answer(&b_inv, 200, "", true));
+    assert_eq!(h.ep.trunk_calls.next_deadline(), None);
+    let out = h.advance_all(Duration::from_secs(10));
+    assert!(cancels(&out).is_empty());
+    assert_eq!(h.ep.trunk_calls.visited(), 0);
+    assert_eq!(h.ep.trunk_calls_in_progress(), 1, "the answered call stays");
+}

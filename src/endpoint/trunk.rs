@@ -270,26 +270,20 @@ impl Endpoint {
         true
     }
 
-    /// Outbound calls whose ring timeout passed are cancelled.
+    /// Outbound calls whose ring timeout passed are cancelled (only those:
+    /// the legs' deadline table hands them out).
     pub(super) fn trunk_timeouts(&mut self, now: Now) {
-        let due: Vec<u64> = self
-            .trunk_calls
-            .values()
-            .filter(|l| l.poll_timeout().is_some_and(|t| t <= now.mono))
-            .map(|l| l.id)
-            .collect();
-        for id in due {
-            info!(id, "outbound call not answered in time: cancelled");
-            self.hang_up_trunk_call(id, now);
+        for id in self.trunk_calls.due(now.mono) {
+            let ringing_too_long = self
+                .trunk_calls
+                .get(&id)
+                .and_then(TrunkLeg::poll_timeout)
+                .is_some_and(|t| t <= now.mono);
+            if ringing_too_long {
+                info!(id, "outbound call not answered in time: cancelled");
+                self.hang_up_trunk_call(id, now);
+            }
         }
-    }
-
-    /// The earliest ring deadline of the outbound calls.
-    pub(super) fn trunk_deadline(&self) -> Option<std::time::Instant> {
-        self.trunk_calls
-            .values()
-            .filter_map(TrunkLeg::poll_timeout)
-            .min()
     }
 
     /// Answers a 401/407 once. False when it cannot (no credentials, a
