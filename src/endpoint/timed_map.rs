@@ -81,6 +81,7 @@ impl<K: Copy + Eq + Hash + Ord, V: Timed> TimedMap<K, V> {
         self.entries.keys()
     }
 
+    #[cfg(test)]
     pub fn values(&self) -> hash_map::Values<'_, K, V> {
         self.entries.values()
     }
