@@ -288,16 +288,11 @@ fn queue_filter_and_hourly_buckets() {
     assert_eq!(closed, [("queue:billing", Some("2026-05-01 08:00"), 2)]);
 }
 
-/// A `calls.sqlite` as the first release wrote it: no `closed_by`, no
-/// `agent_sessions`, `user_version` 0.
-const V0_SCHEMA: &str = "
-CREATE TABLE calls (
-    id TEXT PRIMARY KEY, caller TEXT NOT NULL, number TEXT NOT NULL,
-    ivr_path TEXT NOT NULL DEFAULT '[]', variables TEXT NOT NULL DEFAULT '{}',
-    queue TEXT, arrived_ms INTEGER NOT NULL, queued_ms INTEGER, offered_ms INTEGER,
-    answered_ms INTEGER, ended_ms INTEGER, agent TEXT, disposition TEXT NOT NULL,
-    hangup_by TEXT, routing TEXT
-);
+/// A `calls.sqlite` as the first release wrote it (no `closed_by`, no
+/// `agent_sessions`, `user_version` 0; the store's tests use the same
+/// frozen file), with two of that release's rows.
+const V0_SCHEMA: &str = include_str!("fixtures/calls_sqlite/v0.sql");
+const V0_ROWS: &str = "
 INSERT INTO calls (id, caller, number, queue, arrived_ms, queued_ms, ended_ms, disposition)
     VALUES ('old1', '+62811', '1500', 'billing', 1777622400000, 1777622401000, 1777622460000, 'closed'),
            ('old2', '+62812', '1500', 'billing', 1777622500000, NULL, NULL, 'in_progress');
@@ -309,6 +304,7 @@ fn a_data_dir_of_the_first_release_is_migrated_in_place() {
     {
         let c = rusqlite::Connection::open(dir.path().join(sipacd::cdr::DB_FILE)).unwrap();
         c.execute_batch(V0_SCHEMA).unwrap();
+        c.execute_batch(V0_ROWS).unwrap();
     }
     let (store, interrupted) = CdrStore::open(dir.path()).unwrap();
     assert_eq!(interrupted, 1, "old2 was in progress");

@@ -34,7 +34,7 @@ pub use report::{
     compute_report, render_text, report_json, text_table, AgentRow, Bucket, CallbackRow, ClosedRow,
     OverallRow, QueueRow, Report, ReportOptions, DEFAULT_FCR_WINDOW_H, SHORT_ABANDON_MS,
 };
-pub use store::{CdrError, CdrFilter, CdrStore, SessionEvent, DB_FILE};
+pub use store::{CdrError, CdrFilter, CdrStore, SessionEvent, DB_FILE, SCHEMA_VERSION};
 pub(crate) use time::rfc3339;
 pub use time::{parse_time, TimeParseError};
 pub use writer::{CdrHandle, CdrWriter, WriterStats, WriterStatsSource};

@@ -65,6 +65,10 @@ CREATE INDEX calls_voicemail ON calls(arrived_ms) WHERE voicemail IS NOT NULL;
     "ALTER TABLE calls ADD COLUMN callback TEXT;",
 ];
 
+/// The schema version this build writes: a file of a higher one was
+/// written by a newer sipacd and is refused (see [`CdrError::NewerSchema`]).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 const COLUMNS: &str = "id, caller, number, ivr_path, variables, queue, arrived_ms, \
     queued_ms, offered_ms, answered_ms, ended_ms, agent, disposition, hangup_by, routing, \
     closed_by, hold_ms, legs, recording, monitors, voicemail, csat, callback";
@@ -114,6 +118,18 @@ pub enum CdrError {
     },
     #[error("call record writer has stopped")]
     WriterGone,
+    /// The file was written by a newer sipacd (then downgraded): this
+    /// build neither knows its columns nor may mark it as its own version.
+    #[error(
+        "{} has schema version {found}, this sipacd knows up to {known}: \
+         refusing to open it (run the newer sipacd again, or move the file aside)",
+        path.display()
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
 }
 
 /// Which records to read: arrival time in `[since, until)`.
@@ -155,42 +171,47 @@ impl CdrStore {
 
     /// Opens (creating if needed) without touching in-progress rows: for
     /// reports and the admin API while the daemon runs.
+    ///
+    /// A file of an older schema version is brought up to date; one of a
+    /// newer version ([`SCHEMA_VERSION`]) is refused before anything is
+    /// written to it.
     pub fn open_reader(dir: &Path) -> Result<CdrStore, CdrError> {
         std::fs::create_dir_all(dir).map_err(|source| CdrError::Dir {
             path: dir.to_owned(),
             source,
         })?;
-        let conn = Connection::open(dir.join(DB_FILE))?;
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Before anything below writes to it.
+        refuse_newer(&conn, &path)?;
         // WAL: readers never block the writer; NORMAL: fsync at checkpoints
         // only (see the module docs for what a power loss can cost).
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         let mut store = CdrStore { conn };
-        store.migrate()?;
+        store.migrate(&path)?;
         Ok(store)
     }
 
     /// Applies the [`MIGRATIONS`] the file lacks, in one transaction taken
     /// for writing first, so the daemon and a `sipacd report` opening the
     /// same old file at once do not both apply them.
-    fn migrate(&mut self) -> Result<(), CdrError> {
-        let version = |c: &Connection| -> rusqlite::Result<usize> {
-            let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            Ok(usize::try_from(v).unwrap_or(0))
-        };
-        if version(&self.conn)? >= MIGRATIONS.len() {
+    fn migrate(&mut self, path: &Path) -> Result<(), CdrError> {
+        if schema_version(&self.conn)? == SCHEMA_VERSION {
             return Ok(());
         }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let from = version(&tx)?;
+        // A newer sipacd may have upgraded the file since it was opened.
+        refuse_newer(&tx, path)?;
+        let from = schema_version(&tx)?;
         for m in MIGRATIONS.iter().skip(from) {
             tx.execute_batch(m)?;
         }
-        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION as i64)?;
         tx.commit()?;
         Ok(())
     }
@@ -350,6 +371,25 @@ impl CdrStore {
     }
 }
 
+/// The file's `PRAGMA user_version`; a negative one (not ours) counts as 0.
+fn schema_version(conn: &Connection) -> rusqlite::Result<usize> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok(usize::try_from(v).unwrap_or(0))
+}
+
+/// [`CdrError::NewerSchema`] when a newer sipacd wrote the file at `path`.
+fn refuse_newer(conn: &Connection, path: &Path) -> Result<(), CdrError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if usize::try_from(found).is_ok_and(|v| v > SCHEMA_VERSION) {
+        return Err(CdrError::NewerSchema {
+            path: path.to_owned(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
 fn to_json<T: serde::Serialize>(id: &str, column: &'static str, v: &T) -> Result<String, CdrError> {
     serde_json::to_string(v).map_err(|e| CdrError::Corrupt {
         id: id.to_owned(),
@@ -493,133 +533,4 @@ impl CdrStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The table as the first released schema wrote it (no `hold_ms`, no
-    /// `user_version`), with one finished call in it.
-    const VERSION_0: &str = "
-CREATE TABLE calls (
-    id TEXT PRIMARY KEY, caller TEXT NOT NULL, number TEXT NOT NULL,
-    ivr_path TEXT NOT NULL DEFAULT '[]', variables TEXT NOT NULL DEFAULT '{}',
-    queue TEXT, arrived_ms INTEGER NOT NULL, queued_ms INTEGER,
-    offered_ms INTEGER, answered_ms INTEGER, ended_ms INTEGER, agent TEXT,
-    disposition TEXT NOT NULL, hangup_by TEXT, routing TEXT);
-INSERT INTO calls (id, caller, number, arrived_ms, ended_ms, disposition, hangup_by)
-    VALUES ('old-1', '555', '1500', 1000, 5000, 'abandoned', 'caller');
-";
-
-    #[test]
-    fn a_file_of_the_previous_schema_is_migrated_and_keeps_its_rows() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
-            conn.execute_batch(VERSION_0).expect("old schema");
-        }
-        let (mut store, interrupted) = CdrStore::open(dir.path()).expect("migrated");
-        assert_eq!(interrupted, 0);
-        let version: i64 = store
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .expect("user_version");
-        assert_eq!(version as usize, MIGRATIONS.len());
-        let old = store.get("old-1").expect("read").expect("row kept");
-        assert_eq!(old.hold_ms, 0);
-        assert!(old.legs.is_empty());
-        assert_eq!(old.recording, None);
-        assert!(old.monitors.is_empty());
-        assert_eq!(old.caller, "555");
-        let mut rec = CallRecord::arrival("new-1", "556", "1500", 2000);
-        rec.hold_ms = 1500;
-        rec.recording = Some("recordings/2027-01-15/new-1.wav".into());
-        rec.monitors.push(super::super::record::MonitorRecord {
-            supervisor: "2002".into(),
-            started_ms: 2500,
-            ended_ms: Some(3000),
-            ended_by: Some("api".into()),
-            modes: vec![super::super::record::MonitorMode {
-                mode: "whisper".into(),
-                since_ms: 2500,
-            }],
-        });
-        store.write_batch(&[rec.clone()]).expect("write");
-        assert_eq!(
-            store.get("new-1").expect("read").expect("row").monitors,
-            rec.monitors
-        );
-        drop(store);
-        // Opening again runs no step twice.
-        let (store, _) = CdrStore::open(dir.path()).expect("reopen");
-        let back = store.get("new-1").expect("read").expect("row");
-        assert_eq!((back.hold_ms, back.recording), (1500, rec.recording));
-    }
-
-    #[test]
-    fn a_file_of_version_6_takes_callbacks_and_its_rows_have_none() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
-            conn.execute_batch(VERSION_0).expect("old schema");
-            for m in MIGRATIONS.iter().take(6) {
-                conn.execute_batch(m).expect("step");
-            }
-            conn.pragma_update(None, "user_version", 6)
-                .expect("version");
-        }
-        let (mut store, _) = CdrStore::open(dir.path()).expect("migrated");
-        let mut r = CallRecord::arrival("cb-call", "1001", "1500", 5000);
-        r.disposition = crate::events::Disposition::Callback;
-        r.callback = Some(crate::cdr::CallbackRecord {
-            id: Some("cb-1".into()),
-            number: Some("0301234567".into()),
-            offered_ms: Some(5500),
-            accepted_ms: Some(6000),
-            ..Default::default()
-        });
-        store.write_batch(std::slice::from_ref(&r)).expect("write");
-        let back = store.get("cb-call").expect("read").expect("row");
-        assert_eq!(back.callback, r.callback);
-        assert_eq!(back.disposition, crate::events::Disposition::Callback);
-        assert_eq!(
-            store.get("old-1").expect("read").expect("kept").callback,
-            None
-        );
-    }
-
-    #[test]
-    fn a_message_and_a_score_are_kept_and_messages_are_listed_newest_first() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            // A file of version 4: no voicemail or csat columns yet.
-            let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
-            conn.execute_batch(VERSION_0).expect("old schema");
-            for m in MIGRATIONS.iter().take(4) {
-                conn.execute_batch(m).expect("step");
-            }
-            conn.pragma_update(None, "user_version", 4)
-                .expect("version");
-        }
-        let (mut store, _) = CdrStore::open(dir.path()).expect("migrated");
-        let mut a = CallRecord::arrival("m-1", "555", "1500", 2000);
-        a.voicemail = Some("voicemail/2027-01-15/m-1.wav".into());
-        let mut b = CallRecord::arrival("m-2", "556", "1500", 3000);
-        b.voicemail = Some("voicemail/2027-01-15/m-2.wav".into());
-        let mut c = CallRecord::arrival("s-1", "557", "1500", 4000);
-        c.csat = Some(4);
-        store.write_batch(&[a, b.clone(), c]).expect("write");
-        let listed = store.voicemails(&CdrFilter::default(), 10).expect("list");
-        let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["m-2", "m-1"]);
-        assert_eq!(listed[0].voicemail, b.voicemail);
-        assert_eq!(
-            store
-                .voicemails(&CdrFilter::default(), 1)
-                .expect("list")
-                .len(),
-            1
-        );
-        let s = store.get("s-1").expect("read").expect("row");
-        assert_eq!((s.csat, s.voicemail), (Some(4), None));
-        assert_eq!(store.get("old-1").expect("read").expect("kept").csat, None);
-    }
-}
+mod tests;

@@ -49,7 +49,9 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("call records: {0}")]
+    /// Each of its messages names the call records or their file; shown
+    /// as is, so the chain `{:#}` prints does not repeat it.
+    #[error(transparent)]
     Cdr(#[from] CdrError),
     #[error("cannot open queue_log {path}: {source}")]
     QueueLog {
