@@ -4,6 +4,12 @@
 //! `inbound/*`: the whole `Endpoint::handle_inbound` for what arrives again
 //! in a call: a retransmitted INVITE (absorbed), a retransmitted ACK for
 //! our 2xx, a retransmitted BYE (answered again from its transaction);
+//! `in-dialog ACK/*`: what a first ACK of a known call costs, routed from
+//! its peeked ids (`peek+check`: the bytes checked, nothing built) against
+//! the whole parse it had before, alone and through `handle_inbound`
+//! (`peek+route` against `full parse+route`: the same ACK in a layout
+//! `peek_request` declines, which takes the whole parse);
+//! `in-dialog BYE/*`: a BYE's lean build against its whole one;
 //! `response_to 200`: building an answer from a parsed request.
 //! Before the timings it prints the allocations (and bytes) of one `parse`
 //! of each message and of one `serialize`, counted by a counting global
@@ -116,6 +122,10 @@ fn bench(c: &mut Criterion) {
         let (n, bytes) = allocs(|| message::parse(m));
         println!("allocations per parse {name}: {n} ({bytes} bytes)");
     }
+    let (n, bytes) = allocs(|| message::check(&bye).map(message::Checked::build_lean));
+    println!("allocations per lean build BYE: {n} ({bytes} bytes)");
+    let (n, bytes) = allocs(|| message::check(&ack).map(|_| ()));
+    println!("allocations per check ACK (nothing built): {n} ({bytes} bytes)");
     if let Ok(msg) = message::parse(raw) {
         let (n, bytes) = allocs(|| message::serialize(&msg));
         println!("allocations per serialize INVITE+SDP: {n} ({bytes} bytes)");
@@ -128,6 +138,22 @@ fn bench(c: &mut Criterion) {
     g.bench_function("rsip alone INVITE+SDP", |b| {
         b.iter(|| rsip::SipMessage::try_from(black_box(raw)))
     });
+    g.finish();
+
+    let mut g = c.benchmark_group("in-dialog ACK");
+    g.bench_function("peek+check", |b| {
+        b.iter(|| {
+            let ids = message::peek_request(black_box(&ack));
+            (ids.is_some(), message::check(black_box(&ack)).is_ok())
+        })
+    });
+    g.bench_function("full parse", |b| b.iter(|| message::parse(black_box(&ack))));
+    g.finish();
+    let mut g = c.benchmark_group("in-dialog BYE");
+    g.bench_function("lean build", |b| {
+        b.iter(|| message::check(black_box(&bye)).map(message::Checked::build_lean))
+    });
+    g.bench_function("full parse", |b| b.iter(|| message::parse(black_box(&bye))));
     g.finish();
 
     inbound(c);
@@ -179,6 +205,32 @@ fn inbound(c: &mut Criterion) {
             while ep.poll_transmit().is_some() {}
         })
     });
+    // An ACK of the confirmed call that is not a repeat (a branch of its
+    // own): routed every time, by its ids or, in a layout peek declines
+    // (LWS before a Via parameter), by its whole parse.
+    let late_ack = String::from_utf8_lossy(&ack).replace("-ACK-77", "-ACK-78");
+    let peekable = late_ack.into_bytes();
+    let declined = String::from_utf8_lossy(&peekable)
+        .replacen(":5060;rport;", ":5060 ;rport;", 1)
+        .into_bytes();
+    assert!(message::peek_request(&peekable).is_some());
+    assert!(message::peek_request(&declined).is_none() && message::parse(&declined).is_ok());
+    for (name, bytes) in [("peek+route", &peekable), ("full parse+route", &declined)] {
+        let before = ep.builds();
+        let (n, size) = allocs(|| ep.handle_inbound(bytes, phone, now));
+        let after = ep.builds();
+        println!(
+            "in-dialog ACK {name}: built {} whole, {} from ids; {n} allocations ({size} bytes)",
+            after.full - before.full,
+            after.ids_only - before.ids_only
+        );
+        g.bench_function(format!("in-dialog ACK: {name}"), |b| {
+            b.iter(|| {
+                ep.handle_inbound(black_box(bytes), phone, now);
+                while ep.poll_transmit().is_some() {}
+            })
+        });
+    }
     let bye = in_dialog("BYE", 314160, &tag);
     ep.handle_inbound(&bye, phone, now);
     while ep.poll_transmit().is_some() {}

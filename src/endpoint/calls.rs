@@ -397,7 +397,14 @@ impl Endpoint {
     }
 
     fn on_ack(&mut self, req: &rsip::Request, now: Now) {
-        let Some(ck) = self.find_call(req) else {
+        let dialog = headers::call_id(req).zip(headers::to_tag(req));
+        self.on_dialog_ack(dialog, now);
+    }
+
+    /// An ACK for a 2xx, by its dialog's (Call-ID, To tag): all an ACK's
+    /// handling reads of it.
+    pub(super) fn on_dialog_ack(&mut self, dialog: Option<super::CallKey>, now: Now) {
+        let Some(ck) = dialog.and_then(|d| self.calls.find(&d)) else {
             return debug!("ACK for no call");
         };
         if !self.calls.get_mut(ck).is_some_and(Call::on_ack) {

@@ -86,14 +86,18 @@ pub(super) fn timer_headers(timer: Option<&SessionTimer>) -> Vec<Header> {
 impl Endpoint {
     /// Which call and leg an in-dialog request belongs to.
     pub(super) fn dialog_of(&self, req: &rsip::Request) -> Option<(CallHandle, Side)> {
-        let id = (headers::call_id(req)?, headers::to_tag(req)?);
-        if let Some(ck) = self.calls.find(&id) {
+        self.dialog_of_id(&(headers::call_id(req)?, headers::to_tag(req)?))
+    }
+
+    /// [`Self::dialog_of`] by (Call-ID, our tag).
+    pub(super) fn dialog_of_id(&self, id: &super::CallKey) -> Option<(CallHandle, Side)> {
+        if let Some(ck) = self.calls.find(id) {
             return Some((ck, Side::Caller));
         }
-        if let Some(&ck) = self.monitor_dialogs.get(&id) {
+        if let Some(&ck) = self.monitor_dialogs.get(id) {
             return Some((ck, Side::Supervisor));
         }
-        self.agent_dialogs.get(&id).map(|&ck| (ck, Side::Agent))
+        self.agent_dialogs.get(id).map(|&ck| (ck, Side::Agent))
     }
 
     /// A re-INVITE or an UPDATE, from the caller's phone or the agent's.

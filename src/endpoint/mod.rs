@@ -12,6 +12,7 @@ mod consult;
 mod emit;
 mod features;
 mod flows;
+mod in_dialog;
 mod ivr;
 mod media;
 mod mid_call;
@@ -50,6 +51,7 @@ use crate::sip::transaction::{TransactionLayer, TxKey};
 use crate::sip::Peer;
 
 pub use crate::events::Now;
+pub use in_dialog::{Builds, Need};
 pub use media::{LegId, MediaCommand, MediaEvent, VOICE_EVERY};
 pub use recording::{recording_path, RECORDINGS_DIR};
 pub use shard::{
@@ -147,6 +149,8 @@ pub struct Endpoint {
     /// and the outbound calls that call their customers.
     callbacks: timed_map::TimedMap<crate::acd::CallId, crate::call::callback::Callback>,
     callback_trunks: HashMap<u64, CallHandle>,
+    /// Checked messages by how far they were typed into rsip.
+    builds: Builds,
 }
 
 /// Whether a connection to this peer is open: asked before an agent
@@ -220,6 +224,7 @@ impl Endpoint {
             moved_legs: HashMap::new(),
             callbacks: Default::default(),
             callback_trunks: HashMap::new(),
+            builds: Builds::default(),
             cfg,
         };
         if shard.is_primary() {
@@ -312,19 +317,17 @@ impl Endpoint {
         }
         // A retransmission (or a repeated ACK) is recognised from its bytes
         // alone: the transaction layer saw the very same ones before.
-        if let Some(ids) = crate::sip::message::peek_request(bytes) {
-            if self.txn.absorb_repeat(&ids, bytes, now.mono) {
+        let ids = crate::sip::message::peek_request(bytes);
+        if let Some(ids) = &ids {
+            if self.txn.absorb_repeat(ids, bytes, now.mono) {
                 self.tally.request("in", &ids.method);
                 return;
             }
         }
-        let parsed = crate::sip::message::parse(bytes);
-        if let Ok(msg) = &parsed {
-            self.tally.sip("in", msg);
-        }
-        match parsed {
-            Ok(rsip::SipMessage::Request(req)) => self.on_request(req, bytes, from, now),
-            Ok(rsip::SipMessage::Response(resp)) => self.on_response(resp, from, now),
+        // Checked once; typed into rsip only as far as its handling needs
+        // (`in_dialog`).
+        match crate::sip::message::check(bytes) {
+            Ok(msg) => self.on_checked(msg, ids.as_ref(), bytes, from, now),
             // A CRLF keep-alive (RFC 5626 §4.4.1) is not an error.
             Err(crate::sip::message::ParseError::Empty) => {}
             Err(err) => {

@@ -18,6 +18,8 @@ mod contacts;
 mod events;
 #[path = "tests_features.rs"]
 mod features;
+#[path = "tests_in_dialog.rs"]
+mod in_dialog;
 #[path = "tests_mid_call.rs"]
 mod mid_call;
 #[path = "tests_monitor.rs"]

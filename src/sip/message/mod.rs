@@ -107,20 +107,86 @@ impl ParseError {
 /// types directly (`build`), never serialised and parsed again. Never
 /// panics.
 pub fn parse(datagram: &[u8]) -> Result<rsip::SipMessage, ParseError> {
+    check(datagram).map(Checked::build)
+}
+
+/// Every stage of [`parse`] but the last: the datagram is framed,
+/// normalised and validated, and its Request-URI parsed, so it is known to
+/// parse (with the very errors `parse` gives), yet nothing is typed into
+/// rsip until the caller asks with [`Checked::build`] or
+/// [`Checked::build_lean`]. Never panics.
+pub fn check(datagram: &[u8]) -> Result<Checked<'_>, ParseError> {
     let frame = normalize::frame(datagram)?;
     validate::validate(&frame)?;
-    match &frame.start {
+    let start = match &frame.start {
         normalize::StartLine::Request { method, uri } => {
             let uri = uri::parse_request_uri(uri)?;
             let Some(method) = known_method(method) else {
                 return Err(ParseError::UnsupportedMethod(clip(method)));
             };
-            Ok(build::request(method, uri, frame).into())
+            Start::Request(method, uri)
         }
-        normalize::StartLine::Response { code, reason } => {
-            let (code, reason) = (*code, *reason);
-            Ok(build::response(code, reason, frame).into())
+        normalize::StartLine::Response { code, reason } => Start::Response(*code, reason),
+    };
+    Ok(Checked { frame, start })
+}
+
+/// A message [`check`] accepted, borrowing the datagram.
+#[derive(Debug)]
+pub struct Checked<'a> {
+    frame: normalize::Frame<'a>,
+    start: Start<'a>,
+}
+
+#[derive(Debug)]
+enum Start<'a> {
+    Request(rsip::Method, rsip::Uri),
+    Response(u16, &'a str),
+}
+
+/// What a lean request keeps: the headers a response copies (RFC 3261
+/// §8.2.6.2, the Timestamp of a 100), the transaction and dialog
+/// identifiers, and what `sip::extensions::screen` reads.
+const LEAN_HEADERS: [&str; 9] = [
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Timestamp",
+    "Require",
+    "Content-Encoding",
+    "Content-Type",
+];
+
+impl Checked<'_> {
+    /// The request's method (`None` for a response).
+    pub fn method(&self) -> Option<rsip::Method> {
+        match &self.start {
+            Start::Request(m, _) => Some(*m),
+            Start::Response(..) => None,
         }
+    }
+
+    /// The whole typed message, as [`parse`] returns it.
+    pub fn build(self) -> rsip::SipMessage {
+        match self.start {
+            Start::Request(method, uri) => build::request(method, uri, self.frame).into(),
+            Start::Response(code, reason) => build::response(code, reason, self.frame).into(),
+        }
+    }
+
+    /// A request with only the headers of [`LEAN_HEADERS`] (in their
+    /// order, typed as `build` types them) and the body: enough to key its
+    /// transaction, find its dialog, screen it and answer it, for handlers
+    /// that read nothing else. A response is built whole.
+    pub fn build_lean(mut self) -> rsip::SipMessage {
+        if let Start::Request(..) = self.start {
+            self.frame
+                .headers
+                .retain(|(name, _)| LEAN_HEADERS.iter().any(|l| l.eq_ignore_ascii_case(name)));
+        }
+        self.build()
     }
 }
 
@@ -289,5 +355,7 @@ pub(crate) fn clip(s: &str) -> String {
 mod generated;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lean;
 #[cfg(test)]
 mod tests_once;

@@ -33,6 +33,11 @@ fn peek_agrees(bytes: &[u8]) -> Result<Option<bool>, TestCaseError> {
     prop_assert_eq!(ids.method, req.method);
     prop_assert_eq!(Some(ids.call_id.to_string()), headers::call_id(&req));
     prop_assert_eq!(Some(ids.cseq), headers::cseq(&req).map(|c| c.0));
+    // What the 2xx retransmitter matches a parsed ACK by (rsip's typed CSeq).
+    prop_assert_eq!(
+        crate::sip::transaction::ack_ids(&req),
+        Some((ids.call_id, ids.cseq))
+    );
     prop_assert_eq!(ids.from_tag.map(str::to_string), headers::from_tag(&req));
     prop_assert_eq!(ids.to_tag.map(str::to_string), headers::to_tag(&req));
     Ok(Some(true))

@@ -9,6 +9,7 @@ use std::time::Instant;
 use rsip::{Method, Request, Response, StatusCode, StatusCodeKind};
 use tracing::debug;
 
+use super::ack_ids;
 use super::budget::TxBudget;
 use super::client_invite::{ClientInvite, RespOutcome};
 use super::client_non_invite::ClientNonInvite;
@@ -330,7 +331,10 @@ impl TransactionLayer {
             false => raw,
         };
         let ev = match req.method {
-            Method::Ack => self.on_ack(key.clone(), req, raw, from, now),
+            Method::Ack => {
+                let up = self.on_ack(&key, ack_ids(&req), raw, now);
+                up.then_some(ServerEvent::Ack { req, from })
+            }
             Method::Cancel => self.on_cancel(key.clone(), req, from, now),
             _ => self.on_other(key.clone(), req, from, now),
         };
@@ -448,39 +452,60 @@ impl TransactionLayer {
         Some(ServerEvent::NewRequest { key, req, from })
     }
 
-    fn on_ack(
+    /// An ACK known by its identifiers (bytes `raw` that
+    /// `message::check` accepted, `ids` read from them by
+    /// `message::peek_request`), handled as [`Self::on_request_raw`]
+    /// handles it once parsed. Returns true when it is an ACK for a 2xx
+    /// the TU must hear of (what `on_request` reports as
+    /// [`ServerEvent::Ack`]).
+    pub fn on_ack_ids(
         &mut self,
-        key: TxKey,
-        req: Request,
+        ids: &RequestIds<'_>,
         raw: &[u8],
         from: Peer,
         now: Instant,
-    ) -> Option<ServerEvent> {
-        if let Some(ServerTx::Invite(tx)) = self.servers.get_mut(&key) {
+    ) -> bool {
+        let key = TxKey::server_for_ids(ids);
+        let raw = match from.transport.is_reliable() {
+            true => &[][..],
+            false => raw,
+        };
+        let up = self.on_ack(&key, Some((ids.call_id, ids.cseq)), raw, now);
+        self.index(&key);
+        up
+    }
+
+    /// The ACK of transaction `key` (Call-ID and CSeq number in `ids`):
+    /// absorbed by its INVITE transaction, or true for an ACK to pass up.
+    fn on_ack(&mut self, key: &TxKey, ids: Option<(&str, u32)>, raw: &[u8], now: Instant) -> bool {
+        if let Some(ServerTx::Invite(tx)) = self.servers.get_mut(key) {
             match tx.on_ack(now, &self.cfg) {
                 AckOutcome::Absorbed => {
                     let confirmed = tx.state == State::Confirmed;
-                    if let Some(seen) = self.seen.get_mut(&key).filter(|_| confirmed) {
+                    if let Some(seen) = self.seen.get_mut(key).filter(|_| confirmed) {
                         if seen.ack.is_none() && !raw.is_empty() {
                             seen.ack = Some(raw.into());
                         }
                     }
-                    return None;
+                    return false;
                 }
                 AckOutcome::Terminated => {
-                    self.remove_server(&key);
-                    return None;
+                    self.remove_server(key);
+                    return false;
                 }
                 AckOutcome::PassUp => {}
             }
         }
-        if self.retransmitter.on_ack(&req) && !raw.is_empty() {
+        let matched =
+            ids.is_some_and(|(call_id, cseq)| self.retransmitter.on_ack_ids(call_id, cseq));
+        if matched && !raw.is_empty() {
             self.expire_acks(now);
             if self.acks.insert(key.clone(), raw.into()).is_none() {
-                self.acks_expire.push_back((now + self.cfg.t1x64(), key));
+                self.acks_expire
+                    .push_back((now + self.cfg.t1x64(), key.clone()));
             }
         }
-        Some(ServerEvent::Ack { req, from })
+        true
     }
 
     fn on_cancel(

@@ -35,6 +35,7 @@ pub use key::{Side, TxKey, MAGIC_COOKIE};
 pub use layer::{ClientEvent, ServerEvent, TransactionLayer, TxEvent};
 pub use messages::{build_ack, build_cancel, new_branch};
 pub use timers::{TimerConfig, TimerKind, T1, T2, T4, TIMER_D};
+pub(crate) use uas2xx::ack_ids;
 pub use uas2xx::{Uas2xxEvent, Uas2xxRetransmitter};
 
 use crate::sip::Peer;

@@ -30,6 +30,15 @@ pub enum Uas2xxEvent {
     },
 }
 
+/// The Call-ID and CSeq number an ACK matches its 2xx by. The number is
+/// read as `message::peek_request` reads it (any LWS before the method):
+/// rsip's typed CSeq refuses a tab there, which left such an ACK
+/// unmatched and its call hung up at the 2xx's timeout.
+pub(crate) fn ack_ids(ack: &Request) -> Option<(&str, u32)> {
+    let call_id = ack.call_id_header().ok()?;
+    Some((call_id.value(), crate::sip::headers::cseq(ack)?.0))
+}
+
 #[derive(Debug)]
 struct Entry {
     key: (String, u32),
@@ -129,11 +138,12 @@ impl Uas2xxRetransmitter {
 
     /// Stop retransmitting for this ACK. Returns whether it matched.
     pub fn on_ack(&mut self, ack: &Request) -> bool {
-        let (Ok(call_id), Ok(cseq)) = (ack.call_id_header(), ack.cseq_header()) else {
-            return false;
-        };
-        let Ok(cseq) = cseq.typed() else { return false };
-        let key = (call_id.value().to_string(), cseq.seq);
+        ack_ids(ack).is_some_and(|(call_id, cseq)| self.on_ack_ids(call_id, cseq))
+    }
+
+    /// [`Self::on_ack`] for an ACK known by its Call-ID and CSeq number.
+    pub fn on_ack_ids(&mut self, call_id: &str, cseq: u32) -> bool {
+        let key = (call_id.to_string(), cseq);
         match self.by_key.get(&key).copied() {
             Some(id) => self.remove(id).is_some(),
             None => false,
