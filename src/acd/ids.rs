@@ -23,7 +23,7 @@ impl AgentId {
     /// No agent of any table (a call whose agent vanished in a reload).
     pub(crate) const NONE: AgentId = AgentId(u32::MAX);
 
-    pub(crate) fn from_index(i: u32) -> AgentId {
+    pub(crate) const fn from_index(i: u32) -> AgentId {
         AgentId(i)
     }
 
@@ -41,7 +41,7 @@ impl QueueId {
     /// No queue of any table (a call whose queue vanished in a reload).
     pub(crate) const NONE: QueueId = QueueId(u32::MAX);
 
-    pub(crate) fn from_index(i: u32) -> QueueId {
+    pub(crate) const fn from_index(i: u32) -> QueueId {
         QueueId(i)
     }
 
@@ -118,6 +118,55 @@ impl Names {
     }
 }
 
+/// What the last reload did to the ids: each old agent's and queue's id
+/// in the new table (`NONE` when it is gone), and the reload's number. A
+/// structure keyed by ids outside the router ([`crate::acd::estimate`],
+/// the engine's last reported agent states) follows it: when its
+/// generation is one behind it moves each entry to its new id, when it is
+/// further behind (never, as reloads go) it starts over.
+#[derive(Debug, Clone, Default)]
+pub struct Renumbering {
+    generation: u64,
+    agents: Vec<AgentId>,
+    queues: Vec<QueueId>,
+}
+
+impl Renumbering {
+    /// From table `old` to table `new`, as reload number `generation`.
+    pub(crate) fn between(old: &Names, new: &Names, generation: u64) -> Renumbering {
+        Renumbering {
+            generation,
+            agents: (old.agents.names.iter())
+                .map(|n| new.agent(n).unwrap_or(AgentId::NONE))
+                .collect(),
+            queues: (old.queues.names.iter())
+                .map(|n| new.queue(n).unwrap_or(QueueId::NONE))
+                .collect(),
+        }
+    }
+
+    /// How many reloads the router has had.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The new id of the agent that had `old`.
+    pub fn agent(&self, old: AgentId) -> Option<AgentId> {
+        self.agents
+            .get(old.index())
+            .copied()
+            .filter(|a| *a != AgentId::NONE)
+    }
+
+    /// The new id of the queue that had `old`.
+    pub fn queue(&self, old: QueueId) -> Option<QueueId> {
+        self.queues
+            .get(old.index())
+            .copied()
+            .filter(|q| *q != QueueId::NONE)
+    }
+}
+
 /// How an event names an agent: by name, or by the id the router gave
 /// it together with its name. An id kept from before a reload may belong
 /// to another agent now: the router checks it against the name and looks
@@ -187,5 +236,22 @@ mod tests {
         assert_eq!(n.queue("bob"), None);
         assert_eq!(n.queue_name(q).map(|s| &**s), Some("alice"));
         assert_eq!(n.agent_count(), 2);
+    }
+
+    #[test]
+    fn a_renumbering_maps_each_old_id_to_its_names_new_one() {
+        let mut old = Names::default();
+        let (a, b) = (old.intern_agent("alice"), old.intern_agent("bob"));
+        let q = old.intern_queue("sales");
+        let mut new = Names::default();
+        let b2 = new.intern_agent("bob");
+        let q2 = new.intern_queue("sales");
+        let r = Renumbering::between(&old, &new, 4);
+        assert_eq!(r.generation(), 4);
+        assert_eq!(r.agent(b), Some(b2));
+        assert_eq!(r.agent(a), None, "alice is gone");
+        assert_eq!(r.agent(AgentId::NONE), None);
+        assert_eq!(r.queue(q), Some(q2));
+        assert_eq!(r.queue(QueueId::from_index(7)), None);
     }
 }

@@ -83,7 +83,7 @@ mod topology;
 #[cfg(test)]
 mod tests;
 
-pub use ids::{AgentId, AgentRef, Names, QueueId};
+pub use ids::{AgentId, AgentRef, Names, QueueId, Renumbering};
 pub use pool::random_key;
 pub use router::Router;
 pub use topology::{eligible, required_skills, skill_score, AcdConfig};

@@ -2,7 +2,7 @@
 //! `acd` for why it is correct without a global lock.
 
 use super::agent::{Busy, Meta, Slot, Tag, Word};
-use super::ids::{AgentId, AgentRef, QueueId};
+use super::ids::{AgentId, AgentRef, QueueId, Renumbering};
 use super::lane::Caller;
 use super::pool::{key, KeyInput, Pool};
 use super::topology::{AcdConfig, Topology};
@@ -60,6 +60,8 @@ pub struct Router {
     /// Set once a caller entered the book: until then no call's end takes
     /// its mutex.
     rejoin_used: std::sync::atomic::AtomicBool,
+    /// What the last reload did to the ids.
+    renumbering: Renumbering,
 }
 
 /// A configured duration. The configuration bounds them to a day; the
@@ -81,6 +83,7 @@ impl Router {
             seed,
             rejoin: Default::default(),
             rejoin_used: Default::default(),
+            renumbering: Renumbering::default(),
         }
     }
 
@@ -91,6 +94,12 @@ impl Router {
     /// The agents' and queues' ids of the configuration in force.
     pub fn names(&self) -> &super::Names {
         &self.topo.names
+    }
+
+    /// What the last reload did to those ids, for structures that keep
+    /// their own entries by id (see [`Renumbering`]).
+    pub fn renumbering(&self) -> &Renumbering {
+        &self.renumbering
     }
 
     fn slot(&self, id: &str) -> Result<&Slot, AcdError> {
@@ -1154,6 +1163,11 @@ impl Router {
                 self.arm_caller_timers_in(&topo, c, &mut out);
             }
         }
+        self.renumbering = Renumbering::between(
+            &self.topo.names,
+            &topo.names,
+            self.renumbering.generation() + 1,
+        );
         self.topo = topo;
         for slot in &self.topo.agents {
             let mut meta = slot.meta();
@@ -1249,26 +1263,33 @@ impl Router {
 
     /// Visits every agent's public state and pause reason without building
     /// an `AgentStatus` for each: for change detection on every loop turn.
-    pub fn visit_agent_states(&self, mut f: impl FnMut(&Arc<str>, AgentState, Option<&str>)) {
+    pub fn visit_agent_states(
+        &self,
+        mut f: impl FnMut(AgentId, &Arc<str>, AgentState, Option<&str>),
+    ) {
         for slot in &self.topo.agents {
             let meta = slot.meta();
             let w = slot.word();
             if meta.removed && w.tag.idle() {
                 continue;
             }
-            f(&slot.id, w.tag.public(), meta.paused.as_deref());
+            f(slot.idx, &slot.id, w.tag.public(), meta.paused.as_deref());
         }
     }
 
     /// As [`Router::visit_agent_states`], for the one agent `id` names.
-    pub fn visit_agent(&self, id: AgentId, f: impl FnOnce(&Arc<str>, AgentState, Option<&str>)) {
+    pub fn visit_agent(
+        &self,
+        id: AgentId,
+        f: impl FnOnce(AgentId, &Arc<str>, AgentState, Option<&str>),
+    ) {
         let Some(slot) = self.topo.slot(id) else {
             return;
         };
         let meta = slot.meta();
         let w = slot.word();
         if !(meta.removed && w.tag.idle()) {
-            f(&slot.id, w.tag.public(), meta.paused.as_deref());
+            f(slot.idx, &slot.id, w.tag.public(), meta.paused.as_deref());
         }
     }
 
@@ -1279,6 +1300,24 @@ impl Router {
             .iter()
             .filter_map(|s| self.agent(&s.id))
             .collect()
+    }
+
+    /// Who serves `queue` now: its agents (at the first relax level) free
+    /// and busy. O(the queue's agents), and no other queue's: what an
+    /// announcement or a callback offer asks once per caller.
+    pub fn staffing(&self, queue: QueueId) -> super::estimate::Staffing {
+        let mut staff = super::estimate::Staffing::default();
+        let Some(q) = self.topo.queue_rt(queue) else {
+            return staff;
+        };
+        for a in &q.agents {
+            match self.topo.slot(*a).map(|s| s.word().tag) {
+                Some(Tag::Available | Tag::Deciding) => staff.available += 1,
+                Some(Tag::Ringing | Tag::OnCall | Tag::Wrapup) => staff.busy += 1,
+                _ => {}
+            }
+        }
+        staff
     }
 
     /// Every queue, by name (O(waiting + agents): for the API, not routing).

@@ -1082,3 +1082,77 @@ fn position_follows_priority_then_arrival_across_relax_levels() {
     assert_eq!(h.r.position(CallId(1)), Some(1));
     assert_eq!(h.r.position(CallId(2)), Some(2));
 }
+
+#[test]
+fn one_queues_staffing_counts_as_the_queue_listing_does() {
+    let c = cfg(
+        vec![
+            agent("a", &[("x", 5)]),
+            agent("b", &[("x", 5)]),
+            agent("c", &[("x", 5)]),
+            agent("y", &[("y", 5)]),
+        ],
+        vec![
+            queue("q", &[("x", 1)], Strategy::LongestIdle),
+            queue("other", &[("y", 1)], Strategy::LongestIdle),
+        ],
+    );
+    let h = H::new(&c);
+    h.login(&["a", "b", "c", "y"]);
+    one(&h.arrive(1, "q", 0)); // one of a, b, c rings
+    h.r.set_state("c", AdminState::Paused("lunch".into()), h.at(1))
+        .unwrap();
+    let q = h.r.names().queue("q").unwrap();
+    let listed = h.r.queues(h.at(1));
+    let listed = listed.iter().find(|s| &*s.name == "q").unwrap();
+    let staff = h.r.staffing(q);
+    assert_eq!(
+        (staff.available, staff.busy),
+        (listed.agents_available, listed.agents_busy)
+    );
+    // The ringing agent is busy, the paused one neither, y serves another
+    // queue.
+    assert_eq!((staff.available, staff.busy), (1, 1));
+    assert_eq!(h.r.staffing(QueueId::NONE).available, 0);
+}
+
+#[test]
+fn a_reload_says_where_each_id_went() {
+    let c1 = cfg(
+        vec![agent("b", &[("x", 5)]), agent("d", &[("x", 5)])],
+        vec![
+            queue("q", &[("x", 1)], Strategy::LongestIdle),
+            queue("z", &[("x", 1)], Strategy::LongestIdle),
+        ],
+    );
+    let mut h = H::new(&c1);
+    let (b, d) = (
+        h.r.names().agent("b").unwrap(),
+        h.r.names().agent("d").unwrap(),
+    );
+    let (q, z) = (
+        h.r.names().queue("q").unwrap(),
+        h.r.names().queue("z").unwrap(),
+    );
+    assert_eq!(h.r.renumbering().generation(), 0);
+    // "a" comes before both agents, "m" before "q"; "z" is gone.
+    let c2 = cfg(
+        vec![
+            agent("a", &[("x", 5)]),
+            agent("b", &[("x", 5)]),
+            agent("d", &[("x", 5)]),
+        ],
+        vec![
+            queue("m", &[("x", 1)], Strategy::LongestIdle),
+            queue("q", &[("x", 1)], Strategy::LongestIdle),
+        ],
+    );
+    h.r.reload(&c2, h.at(1), wall());
+    let r = h.r.renumbering();
+    assert_eq!(r.generation(), 1);
+    assert_eq!(r.agent(b), h.r.names().agent("b"));
+    assert_eq!(r.agent(d), h.r.names().agent("d"));
+    assert_ne!(r.agent(b), Some(b), "b moved");
+    assert_eq!(r.queue(q), h.r.names().queue("q"));
+    assert_eq!(r.queue(z), None, "z is gone");
+}

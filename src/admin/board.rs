@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use crate::acd::estimate::{Staffing, WaitEstimator};
+use crate::acd::estimate::{self, QueueHistory, Staffing};
 use crate::acd::{eligible, required_skills};
 use crate::config::Config;
 use crate::events::{CallbackOutcome, Event, EventKind, Now};
@@ -62,7 +62,9 @@ struct Board {
     /// until the attempt's result.
     attempts: HashMap<u64, String>,
     agents: HashMap<String, &'static str>,
-    estimates: WaitEstimator,
+    /// Recent answers and handle times per queue, by name (the names
+    /// outlive a reload; the engine's own are by queue id).
+    estimates: HashMap<String, QueueHistory>,
 }
 
 /// One board, shared by every shard's fold and the views that read it.
@@ -117,13 +119,15 @@ impl LiveBoard {
                     next_change: schedule.and_then(|s| next_open_change(s, wall)),
                     service_level_s: q.service_level_s,
                     service_level_target: q.service_level_target,
-                    estimated_wait_s: b
-                        .estimates
-                        .for_new_caller(&q.name, waiting, staff.serving(), now.mono)
-                        .map(|d| d.as_secs_f64().round()),
-                    handle_time_s: b
-                        .estimates
-                        .handle_time(&q.name)
+                    estimated_wait_s: estimate::estimate(
+                        b.estimates.get(&q.name),
+                        waiting + 1,
+                        staff.serving(),
+                        now.mono,
+                    )
+                    .map(|d| d.as_secs_f64().round()),
+                    handle_time_s: (b.estimates.get(&q.name))
+                        .and_then(QueueHistory::handle_time)
                         .map(|d| d.as_secs_f64().round()),
                     ..QueueView::default()
                 }
@@ -249,8 +253,7 @@ impl Board {
         {
             let talk = at.duration_since(answered).unwrap_or_default();
             let wrapup = cfg.queues.get(&queue).map_or(0, |q| q.wrapup_s);
-            self.estimates
-                .handled(&queue, talk + Duration::from_secs(wrapup));
+            (self.estimates.entry(queue).or_default()).handled(talk + Duration::from_secs(wrapup));
         }
     }
 
@@ -302,7 +305,7 @@ impl Board {
             EventKind::Answered { call, queue, .. } => {
                 self.leave(call.seq);
                 if let Some(q) = queue {
-                    self.estimates.answered(q, at.mono);
+                    (self.estimates.entry(q.clone()).or_default()).answered(at.mono);
                 }
                 let stage = Stage::Talking {
                     queue: queue.clone(),

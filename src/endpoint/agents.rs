@@ -303,8 +303,12 @@ impl Endpoint {
             telephone_event,
         });
         self.bridge_answered(ck, now);
-        if let Some(q) = self.calls.get(ck).and_then(|c| c.queue()) {
-            super::shard::lock(&self.shared.estimates).answered(q, now.mono);
+        if let Some(q) = self
+            .calls
+            .get(ck)
+            .and_then(|c| c.queue().map(str::to_owned))
+        {
+            self.note_answered(&q, now);
         }
         if let Some(acd) = self.calls.get_mut(ck).and_then(|c| {
             c.answered_at = Some(now.wall);

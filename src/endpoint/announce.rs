@@ -47,10 +47,9 @@ impl Endpoint {
         let position = self.router.position(id).unwrap_or(1);
         let mut prompts = position_prompts(&self.cfg.server.prompts, position);
         if self.cfg.wait_prompts {
-            let wait = call.queue().and_then(|q| {
-                let staff = self.staffing(q, now);
-                self.estimated_wait(q, position, staff, now)
-            });
+            let wait = call
+                .queue()
+                .and_then(|q| self.estimated_wait(q, position, now));
             if let Some(wait) = wait {
                 prompts.extend(wait_prompts(&self.cfg.server.prompts, wait));
             }

@@ -119,8 +119,7 @@ impl Endpoint {
         let by_time = cfg.after_s.is_some_and(|a| waited.as_secs() >= a);
         let by_wait = cfg.above_wait_s.is_some_and(|above| {
             let position = self.router.position(id).unwrap_or(1);
-            let staff = self.staffing(&queue, now);
-            self.estimated_wait(&queue, position, staff, now)
+            self.estimated_wait(&queue, position, now)
                 .is_some_and(|w| w.as_secs() > above)
         });
         let next = if ringing {

@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::agents::caller_number;
 use super::{CallHandle, Endpoint, Now};
-use crate::acd::DivertReason;
+use crate::acd::{AgentId, DivertReason};
 use crate::call::CallState;
 use crate::config::{Strategy, Target};
 use crate::events::{unix_ms, Ended, Event, EventKind};
@@ -44,9 +44,50 @@ pub(super) struct Stream {
     ivr_seen: HashMap<CallHandle, usize>,
 }
 
-/// Agent id to the state last reported, its pause reason and since when
-/// (shared by the shards).
-pub(super) type AgentsSeen = HashMap<String, AgentSeen>;
+/// The state last reported of each agent, its pause reason and since
+/// when (shared by the shards), by the router's agent id. The ids follow
+/// a reload ([`crate::acd::Renumbering`]); an agent gone from the file is
+/// forgotten.
+#[derive(Debug, Default)]
+pub(super) struct AgentsSeen {
+    by_id: Vec<Option<AgentSeen>>,
+    /// The router generation the ids are of.
+    generation: u64,
+}
+
+impl AgentsSeen {
+    /// Brings the ids up to the router's table (O(1) without a reload).
+    fn follow(&mut self, renumbering: &crate::acd::Renumbering) {
+        if self.generation == renumbering.generation() {
+            return;
+        }
+        let old = std::mem::take(&mut self.by_id);
+        if self.generation + 1 == renumbering.generation() {
+            for (i, seen) in old.into_iter().enumerate() {
+                let new = renumbering.agent(AgentId::from_index(i as u32));
+                if let (Some(id), Some(seen)) = (new, seen) {
+                    self.insert(id, seen);
+                }
+            }
+        }
+        self.generation = renumbering.generation();
+    }
+
+    fn get(&self, id: AgentId) -> Option<&AgentSeen> {
+        self.by_id.get(id.index()).and_then(Option::as_ref)
+    }
+
+    fn insert(&mut self, id: AgentId, seen: AgentSeen) {
+        if id == AgentId::NONE {
+            return;
+        }
+        let i = id.index();
+        if self.by_id.len() <= i {
+            self.by_id.resize_with(i + 1, || None);
+        }
+        self.by_id[i] = Some(seen);
+    }
+}
 
 #[derive(Debug)]
 pub(super) struct AgentSeen {
@@ -112,38 +153,40 @@ impl Endpoint {
         let mut touched = std::mem::take(&mut self.stream.agents_touched);
         let mut changed = Vec::new();
         let mut seen_lock = super::shard::lock(&self.shared.agents_seen);
+        seen_lock.follow(self.router.renumbering());
         let seen = &*seen_lock;
-        let mut check = |id: &str, state: crate::acd::AgentState, reason: Option<&str>| {
+        let mut check = |id: AgentId,
+                         name: &std::sync::Arc<str>,
+                         state: crate::acd::AgentState,
+                         reason: Option<&str>| {
             let state = state.as_str();
             let reason = reason.filter(|r| !r.is_empty());
             let same = seen
                 .get(id)
                 .is_some_and(|s| s.state == state && s.reason.as_deref() == reason);
             if !same {
-                changed.push((id.to_string(), state, reason.map(str::to_owned)));
+                changed.push((id, name.to_string(), state, reason.map(str::to_owned)));
             }
         };
         if all {
-            self.router
-                .visit_agent_states(|id, state, reason| check(id, state, reason));
+            self.router.visit_agent_states(&mut check);
         } else {
             touched.sort_unstable();
             touched.dedup();
             for &id in &touched {
-                self.router
-                    .visit_agent(id, |name, state, reason| check(name, state, reason));
+                self.router.visit_agent(id, &mut check);
             }
         }
         let since_ms = unix_ms(now.wall);
         let kinds: Vec<EventKind> = changed
             .into_iter()
-            .map(|(agent, state, reason)| {
+            .map(|(id, agent, state, reason)| {
                 let seen = AgentSeen {
                     state,
                     reason: reason.clone(),
                     since_ms,
                 };
-                seen_lock.insert(agent.clone(), seen);
+                seen_lock.insert(id, seen);
                 EventKind::AgentState {
                     agent,
                     state,
@@ -160,9 +203,10 @@ impl Endpoint {
     /// When agent `id` entered its current state (as far as this process
     /// saw), in Unix milliseconds.
     pub(super) fn agent_state_since(&self, id: &str) -> Option<i64> {
-        super::shard::lock(&self.shared.agents_seen)
-            .get(id)
-            .map(|s| s.since_ms)
+        let agent = self.router.names().agent(id)?;
+        let mut seen = super::shard::lock(&self.shared.agents_seen);
+        seen.follow(self.router.renumbering());
+        seen.get(agent).map(|s| s.since_ms)
     }
 
     /// Call `ck` was accepted.

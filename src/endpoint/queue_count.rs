@@ -45,7 +45,7 @@ impl Endpoint {
                 // so every shard gives the same estimate.
                 let position = st.map_or(0, |s| s.waiting) + 1;
                 let estimated_wait_s = self
-                    .estimated_wait(&q.name, position, staff, now)
+                    .estimate_with(&q.name, position, staff, now)
                     .map(|d| d.as_secs_f64().round());
                 let schedule = q.schedule.as_ref().and_then(|n| self.cfg.schedules.get(n));
                 let open = schedule.is_none_or(|s| s.is_open(wall));

@@ -123,11 +123,9 @@ impl Endpoint {
             .filter(|_| is_waiting(c))
             .and_then(|id| self.router.position(id));
         let estimated_wait_s = match (position, c.queue()) {
-            (Some(p), Some(q)) => {
-                let staff = self.staffing(q, now);
-                self.estimated_wait(q, p, staff, now)
-                    .map(|d| d.as_secs_f64().round())
-            }
+            (Some(p), Some(q)) => self
+                .estimated_wait(q, p, now)
+                .map(|d| d.as_secs_f64().round()),
             _ => None,
         };
         CallView {

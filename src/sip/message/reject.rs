@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 /// Bytes of the response to send for a request `parse` refused, or `None`
 /// when the error is to be dropped silently, `raw` is not recognisably a
-/// request, or it carries no Via to send the response back along.
+/// request, is an ACK (never answered), or carries no Via to send the
+/// response back along.
 pub fn error_response(raw: &[u8], err: &ParseError) -> Option<Vec<u8>> {
     let status = err.status()?;
     let raw = raw.get(..raw.len().min(MAX_MESSAGE_SIZE))?;
@@ -17,7 +18,9 @@ pub fn error_response(raw: &[u8], err: &ParseError) -> Option<Vec<u8>> {
         .unwrap_or(raw.len());
     let head = String::from_utf8_lossy(raw.get(..head_end)?);
     let mut lines = head.lines();
-    if !looks_like_request(lines.next()?) {
+    let first = lines.next()?;
+    // An ACK is never answered (RFC 3261 §17): a broken one is dropped.
+    if !looks_like_request(first) || first.split_ascii_whitespace().next() == Some("ACK") {
         return None;
     }
 

@@ -304,6 +304,27 @@ fn error_response_copies_transaction_headers() {
 }
 
 #[test]
+fn a_broken_ack_is_dropped_unanswered() {
+    // The same fault answered with a 400 in a BYE is dropped in an ACK.
+    let bye = INVITE
+        .replacen("INVITE sip:", "BYE sip:", 1)
+        .replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE");
+    let ack = INVITE
+        .replacen("INVITE sip:", "ACK sip:", 1)
+        .replace("CSeq: 314159 INVITE", "CSeq: 314159 ACK");
+    for (raw, answered) in [(bye, true), (ack, false)] {
+        let raw = raw.replace("CSeq: 314159", "CSeq: 4294967296");
+        let e = err(&raw);
+        assert_eq!(e.status(), Some(400), "{raw}");
+        assert_eq!(
+            error_response(raw.as_bytes(), &e).is_some(),
+            answered,
+            "{raw}"
+        );
+    }
+}
+
+#[test]
 fn error_response_keeps_an_existing_to_tag() {
     let raw = INVITE
         .replace(
