@@ -177,6 +177,61 @@ fn a_challenged_call_is_authenticated_answered_and_hung_up_by_the_far_end() {
 }
 
 #[test]
+fn a_proxy_challenge_is_answered_with_proxy_authorization() {
+    let mut h = Harness::new();
+    let call =
+        h.ep.place_trunk_call("gw", "5551234", Duration::from_secs(30), h.now)
+            .unwrap();
+    let out = h.drain_all();
+    let first = requests(&out, rsip::Method::Invite);
+    assert_eq!(first.len(), 1);
+    let first = &first[0];
+    let challenge =
+        "Proxy-Authenticate: Digest realm=\"px\", nonce=\"n407\", qop=\"auth\", algorithm=MD5\n";
+    let out = h.send_from(gw(), &answer(first, 407, challenge, false));
+    assert_eq!(
+        requests(&out, rsip::Method::Ack).len(),
+        1,
+        "the 407 is ACKed"
+    );
+    let second = requests(&out, rsip::Method::Invite);
+    assert_eq!(second.len(), 1, "the INVITE goes again with credentials");
+    let second = &second[0];
+    assert_eq!(headers::cseq(second).map(|c| c.0), Some(2));
+    assert!(
+        headers::header_value(second, "Authorization").is_none(),
+        "a proxy's challenge is not answered in Authorization"
+    );
+    let creds = parse_authorization(
+        &headers::header_value(second, "Proxy-Authorization").expect("Proxy-Authorization"),
+    )
+    .unwrap();
+    assert_eq!(
+        (creds.username.as_str(), creds.realm.as_str()),
+        ("acme", "px")
+    );
+    let ha1 = Algorithm::Md5.ha1("acme", "px", "pw");
+    let want = Algorithm::Md5.response(
+        &ha1,
+        "n407",
+        creds.nc.as_deref().unwrap(),
+        creds.cnonce.as_deref().unwrap(),
+        "INVITE",
+        &creds.uri,
+    );
+    assert_eq!(creds.response, want, "the proxy would accept this answer");
+    h.send_from(gw(), &answer(second, 200, "", true));
+    assert!(h.ep.trunk_media_leg(call.id).is_some(), "media opened");
+    let steps = trunk_steps(&mut h);
+    assert_eq!(
+        steps[1],
+        TrunkStep::Authenticated { code: 407 },
+        "{steps:?}"
+    );
+    assert_eq!(steps.last(), Some(&TrunkStep::Answered), "{steps:?}");
+}
+
+#[test]
 fn wrong_credentials_fail_with_the_second_challenge() {
     let mut h = Harness::new();
     h.ep.place_trunk_call("gw", "555", Duration::from_secs(30), h.now)
