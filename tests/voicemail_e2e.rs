@@ -10,6 +10,7 @@ mod common;
 use common::baresip::{read_wav_8k_mono, rms, tone_share};
 use common::http::{get_bytes, get_json};
 use common::phone::Caller;
+use common::sse::Stream;
 use common::tone::ToneStream;
 use common::{ConfigSpec, Daemon};
 use std::time::{Duration, Instant};
@@ -35,7 +36,11 @@ max_s = 20
 fn a_callers_message_ends_on_silence_and_is_listed_served_and_recorded() {
     let mut spec = ConfigSpec::new();
     spec.extra = MESSAGE_IVR.into();
+    let admin_port = spec.admin_port;
     let d = Daemon::start_with(spec);
+    // Subscribed before the call, so the message's live event is seen.
+    let mut live = Stream::open(admin_port, "", "");
+    assert_eq!(live.status(), 200, "{}", live.head);
     let caller = Caller::dial_from(d.sip_port(), "1900", "5557777");
     let cid = caller.call_id.clone();
     let port = caller.leg_port.expect("the IVR answered with SDP");
@@ -73,6 +78,19 @@ fn a_callers_message_ends_on_silence_and_is_listed_served_and_recorded() {
     assert!(
         (1.5..=4.5).contains(&secs),
         "about 2 s of tone and 1 s of silence: {m}"
+    );
+
+    let event = live.until("the voicemail live event", |e| {
+        e["type"] == "voicemail" && e["call"] == cid.as_str()
+    });
+    assert_eq!(event["from"], "5557777", "{event}");
+    assert_eq!(event["path"], m["path"], "{event}");
+    // The event counts the time the recording ran; the list the audio the
+    // file holds, which lacks the silence here (no RTP is sent in it).
+    let ran = event["seconds"].as_f64().unwrap_or_else(|| panic!("{event}"));
+    assert!(
+        ran >= secs && ran <= secs + 1.5,
+        "recording ran {ran} s for {secs} s of audio: {event}"
     );
 
     let (code, kind, wav) = get_bytes(&format!("{api}/api/v1/voicemail/{cid}"));
