@@ -226,6 +226,42 @@ fn a_caller_takes_a_callback_keeps_its_place_and_is_called_back_through_the_chal
         let line = format!("sipacd_callbacks_total{{queue=\"support\",step=\"{step}\"}} {n}");
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
+
+    // `sipacd report` on the daemon's own records, the later caller's
+    // among them (it was offered a callback too): the callback figures.
+    // The report reads the store, which the writer fills in batches.
+    let report = |d: &Daemon| -> Value {
+        let out = std::process::Command::new(common::sipacd_bin())
+            .args(["report", "--json", "--fcr-window-h", "1", "--config"])
+            .arg(d.cfg.config_path())
+            .output()
+            .expect("run sipacd report");
+        assert!(out.status.success(), "{out:?}");
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        report["callbacks"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["queue"] == "support"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no callback row for support: {report}"))
+    };
+    let mut row = Value::Null;
+    wait_until("the later caller's record stored", T, || {
+        row = report(&d);
+        row["offered"] == 2
+    });
+    assert_eq!(row["accepted"], 1, "{row}");
+    assert_eq!(row["accepted_pct"], 50.0, "{row}");
+    assert_eq!(row["tries"], 1, "{row}");
+    assert_eq!(row["reached"], 1, "{row}");
+    assert_eq!(row["gave_up"], 0, "{row}");
+    let ttc = row["time_to_callback_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{row}"));
+    assert!(
+        (0.1..20.0).contains(&ttc),
+        "time to callback {ttc} s: {row}"
+    );
 }
 
 /// The id of the record whose caller is `caller` (its first).

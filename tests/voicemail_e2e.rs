@@ -87,7 +87,9 @@ fn a_callers_message_ends_on_silence_and_is_listed_served_and_recorded() {
     assert_eq!(event["path"], m["path"], "{event}");
     // The event counts the time the recording ran; the list the audio the
     // file holds, which lacks the silence here (no RTP is sent in it).
-    let ran = event["seconds"].as_f64().unwrap_or_else(|| panic!("{event}"));
+    let ran = event["seconds"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{event}"));
     assert!(
         ran >= secs && ran <= secs + 1.5,
         "recording ran {ran} s for {secs} s of audio: {event}"
