@@ -4,7 +4,8 @@
 //! next SIPp caller waits and the API shows its place and estimate. With
 //! three callers waiting on that one agent, a second agent made available
 //! through the admin API takes the first of them and the estimates of the
-//! queue, of the last caller and on `/metrics` fall.
+//! queue, of the last caller and on `/metrics` fall. A third test listens
+//! to a waiting caller's announcement: its position, then its estimate.
 
 mod common;
 
@@ -228,4 +229,151 @@ fn the_estimated_wait_falls_as_a_second_agent_joins() {
         c.bye();
     }
     assert!(second.expect_bye(T).is_some(), "no BYE to 2102");
+}
+
+/// The prompts of the position and wait announcement, copied from the
+/// project's `prompts/` (real speech, so each prompt's frames are its own).
+const SPOKEN: [&str; 6] = [
+    "you-are-number.wav",
+    "1.wav",
+    "in-the-queue.wav",
+    "estimated-wait.wav",
+    "2.wav",
+    "minutes.wav",
+];
+
+/// The PCMU frames of a project prompt that no other prompt of [`SPOKEN`]
+/// sends, so a frame heard names its prompt.
+fn own_frames() -> Vec<(usize, std::collections::HashSet<Vec<u8>>)> {
+    use sipacd::media::{prompt::Prompt, Codec};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+    let sets: Vec<std::collections::HashSet<Vec<u8>>> = SPOKEN
+        .iter()
+        .map(|name| {
+            let p = Prompt::load(&dir.join(name)).unwrap();
+            (0..p.len())
+                .filter_map(|i| p.frame(i, Codec::Pcmu))
+                .filter(|f| f.iter().any(|b| *b != f[0]))
+                .map(|f| f.to_vec())
+                .collect()
+        })
+        .collect();
+    (0..sets.len())
+        .map(|i| {
+            let own = sets[i]
+                .iter()
+                .filter(|f| {
+                    sets.iter()
+                        .enumerate()
+                        .all(|(j, s)| j == i || !s.contains(*f))
+                })
+                .cloned()
+                .collect();
+            (i, own)
+        })
+        .collect()
+}
+
+#[test]
+fn the_caller_hears_its_position_then_its_estimated_wait() {
+    if !sipp_or_skip() {
+        return;
+    }
+    // A handle time of about 93 s (3 s talk, 90 s wrap-up): the first
+    // waiting caller's estimate is one handle time, read as "2 minutes".
+    let agent_port = free_port();
+    let mut spec = ConfigSpec::new();
+    spec.extra = format!(
+        "\n[agents.2102]\ncontact = \"sip:2102@127.0.0.1:{agent_port}\"\nskills = {{ s = 1 }}\n\
+         \n[queues.agents]\nskills = {{ s = 1 }}\nwrapup_s = 90\n\
+         \n[[numbers]]\nnumber = \"1821\"\nto = \"queue:agents\"\n"
+    );
+    let mut d = Daemon::start_with(spec);
+    // Announcements need their prompts, which are checked when the
+    // configuration is compiled: put them in place, then turn them on.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+    let digits = (0..10).map(|n| format!("{n}.wav"));
+    for name in SPOKEN.iter().map(|s| s.to_string()).chain(digits) {
+        std::fs::copy(src.join(&name), d.cfg.root().join("prompts").join(&name)).unwrap();
+    }
+    d.cfg.spec.extra = d.cfg.spec.extra.replace(
+        "wrapup_s = 90\n",
+        "wrapup_s = 90\nannounce_position_s = 10\n",
+    );
+    d.cfg.write();
+    d.signal("HUP");
+    assert!(
+        d.wait_for_log(T, |l| l.contains("reload") && l.contains("applied")),
+        "{}",
+        d.stderr()
+    );
+    let port = d.sip_port();
+    let base = d.admin_url();
+
+    let agent =
+        std::thread::spawn(move || run_sipp_at(agent_port, port, "agent_answers", &["-m", "1"], T));
+    std::thread::sleep(Duration::from_millis(500));
+    let first = run_sipp(port, "call_caller_waits", &["-s", "1821"], T);
+    assert!(first.success(), "{}\n{}", first.report(), d.stderr());
+    assert!(agent.join().unwrap().success());
+    wait_until("the first handle time is learnt", T, || {
+        get_json(&format!("{base}/api/v1/queues"))
+            .as_array()
+            .and_then(|a| a.iter().find(|q| q["name"] == "agents").cloned())
+            .is_some_and(|q| q["handle_time_s"].as_f64().is_some_and(|h| h > 60.0))
+    });
+
+    // The agent is in wrap-up: this caller waits first in line.
+    let caller = Caller::dial_from(port, "1821", "5550021");
+    let rtp = caller.rtp_socket();
+    rtp.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let frames = own_frames();
+    for (i, own) in &frames {
+        assert!(
+            own.len() > 5,
+            "{} has too few frames of its own",
+            SPOKEN[*i]
+        );
+    }
+    // The prompts heard, in order, each counted once it sent 5 of its frames.
+    let mut heard: Vec<usize> = Vec::new();
+    let mut count = [0usize; SPOKEN.len()];
+    let mut buf = [0u8; 2048];
+    // Announced 10 s after joining; the whole announcement lasts ~7 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while heard.len() < SPOKEN.len() && std::time::Instant::now() < deadline {
+        let Ok((n, _)) = rtp.recv_from(&mut buf) else {
+            continue;
+        };
+        if n <= 12 || buf[1] & 0x7F != 0 {
+            continue;
+        }
+        if let Some((i, _)) = frames.iter().find(|(_, own)| own.contains(&buf[12..n])) {
+            count[*i] += 1;
+            if count[*i] == 5 && !heard.contains(i) {
+                heard.push(*i);
+            }
+        }
+    }
+    let names: Vec<&str> = heard.iter().map(|i| SPOKEN[*i]).collect();
+    assert_eq!(
+        names,
+        SPOKEN.to_vec(),
+        "\"you are number 1 in the queue, estimated wait 2 minutes\" in that order\n{}",
+        d.stderr()
+    );
+    let calls = get_json(&format!("{base}/api/v1/calls"));
+    let mine = calls
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|c| c["id"] == caller.call_id.as_str())
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("{calls}"));
+    let est = mine["estimated_wait_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{mine}"));
+    assert!((60.0..=120.0).contains(&est), "read as 2 minutes: {mine}");
 }
