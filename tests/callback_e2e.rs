@@ -6,7 +6,10 @@
 //! through the trunk: a SIPp "gateway" on loopback that challenges with
 //! 401, checks the digest and answers, echoing the agent's audio. A
 //! second test kills the daemon with a callback waiting: after the
-//! restart it is still called back.
+//! restart it is still called back. Others reload the configuration with
+//! a callback waiting (`sipacd reload`: it keeps its place and is called
+//! back), and check that a caller who came first and took the callback
+//! is served before a caller who came later and stayed on the line.
 
 mod common;
 
@@ -14,7 +17,8 @@ use common::http::{get_json, post_json, request};
 use common::phone::{echoed, AgentPhone, Caller};
 use common::sip::{header, method};
 use common::sipp::{run_sipp_at, sipp_or_skip};
-use common::{free_port, wait_until, ConfigSpec, Daemon};
+use common::spoken::{self, Spoken};
+use common::{free_port, sipacd_bin, wait_until, ConfigSpec, Daemon};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -22,19 +26,57 @@ const T: Duration = Duration::from_secs(20);
 const CUSTOMER: &str = "0301234567";
 
 /// The callback settings of the queue: offered after 1 s, every prompt
-/// the test directory's half-second tone.
+/// the test directory's half-second tone but the agent's, the repository's
+/// spoken `callback-agent.wav` (so the agent's hearing it can be told).
 fn spec(gw_port: u16, agent: &AgentPhone) -> ConfigSpec {
     let mut spec = ConfigSpec::new();
-    spec.support_extra = "wrapup_s = 1\n\n[queues.support.callback]\ntrunk = \"gw\"\n\
+    spec.support_extra = format!(
+        "wrapup_s = 1\n\n[queues.support.callback]\ntrunk = \"gw\"\n\
         after_s = 1\nretry_s = [2]\nprompt = \"moh.wav\"\nnumber_prompt = \"moh.wav\"\n\
-        accepted_prompt = \"moh.wav\"\nagent_prompt = \"moh.wav\"\n"
-        .into();
+        accepted_prompt = \"moh.wav\"\nagent_prompt = \"{}\"\n",
+        agent_prompt().display()
+    );
     spec.extra = format!(
         "\n[trunks.gw]\nuri = \"sip:gw@127.0.0.1:{gw_port}\"\nusername = \"acme\"\n\
          password = \"pw\"\ncaller_id = \"1500\"\n{}",
         agent.toml("skills = { support = 5 }")
     );
     spec
+}
+
+/// The repository's prompt the agent hears before the customer is called.
+fn agent_prompt() -> std::path::PathBuf {
+    spoken::dir().join("callback-agent.wav")
+}
+
+/// What the agent hears, in order, before the customer is called: the
+/// agent prompt, then the number called back digit by digit.
+fn agent_hears(agent: &AgentPhone) -> (Vec<String>, Vec<String>) {
+    let mut expected = vec!["callback-agent.wav".to_string()];
+    expected.extend(CUSTOMER.chars().map(|c| format!("{c}.wav")));
+    let mut names: Vec<&str> = expected.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    let heard = Spoken::new(&names).heard_in_order(
+        agent.rtp_socket(),
+        expected.len(),
+        5,
+        Duration::from_secs(15),
+    );
+    (heard, expected)
+}
+
+/// The digits' prompts in the daemon's prompt directory (read when
+/// played, so no reload is needed).
+fn copy_digits(d: &Daemon) {
+    for c in '0'..='9' {
+        let name = format!("{c}.wav");
+        std::fs::copy(
+            spoken::dir().join(&name),
+            d.cfg.root().join("prompts").join(&name),
+        )
+        .unwrap();
+    }
 }
 
 fn set_state(d: &Daemon, agent: &str, state: &str) {
@@ -100,6 +142,7 @@ fn a_caller_takes_a_callback_keeps_its_place_and_is_called_back_through_the_chal
     let gw_port = free_port();
     let mut agent = AgentPhone::new("2001");
     let d = Daemon::start_with(spec(gw_port, &agent));
+    copy_digits(&d);
     let port = d.sip_port();
     // Nobody free: callers wait.
     set_state(&d, "2001", "paused");
@@ -159,6 +202,20 @@ fn a_caller_takes_a_callback_keeps_its_place_and_is_called_back_through_the_chal
         "{invite}"
     );
     agent.answer(&invite);
+    // The agent hears why it is called (the 2 s agent prompt) and whom
+    // (the number, digit by digit) before the customer's phone rings.
+    let (heard, expected) = agent_hears(&agent);
+    assert_eq!(
+        heard,
+        expected,
+        "the agent prompt, then the number called back\n{}",
+        d.stderr()
+    );
+    assert!(
+        !d.stderr().contains("callback: calling the customer"),
+        "the customer is called only once the agent heard the prompt\n{}",
+        d.stderr()
+    );
     logged(&d, "callback: calling the customer");
     logged(&d, "callback: the customer answered; bridged to the agent");
     let heard = echoed(agent.rtp_socket(), sdp_port(&invite), 50);
@@ -406,4 +463,177 @@ fn a_busy_customer_is_tried_again_after_retry_s_then_given_up() {
     let metrics = request("GET", &format!("{}/metrics", d.admin_url()), None).1;
     let line = "sipacd_callbacks_total{queue=\"support\",step=\"gave_up\"} 1";
     assert!(metrics.contains(line), "{line} in\n{metrics}");
+}
+
+/// The agent is made available with the gateway ready: its first INVITE
+/// must be the callback of `CUSTOMER`; answered, the customer is called
+/// through the gateway and bridged (audio both ways). The agent hangs
+/// up. Returns the agent's INVITE.
+fn call_back_and_reach(d: &Daemon, agent: &mut AgentPhone, gw_port: u16) -> String {
+    let port = d.sip_port();
+    let gateway = std::thread::spawn(move || {
+        let media = free_port().to_string();
+        let args = ["-rtp_echo", "-mp", &media];
+        run_sipp_at(gw_port, port, "gateway_answers_callback", &args, T)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    set_state(d, "2001", "available");
+    let invite = agent
+        .expect_invite(T)
+        .expect("the agent's first INVITE once it is free");
+    assert_eq!(
+        header(&invite, "X-Sipacd-Callback", None),
+        Some(CUSTOMER),
+        "the agent's first call is the callback\n{invite}\n{}",
+        d.stderr()
+    );
+    agent.answer(&invite);
+    logged(d, "callback: the customer answered; bridged to the agent");
+    let heard = echoed(agent.rtp_socket(), sdp_port(&invite), 50);
+    assert!(
+        heard >= 25,
+        "only {heard} of 50 packets came back from the customer\n{}",
+        d.stderr()
+    );
+    assert!(
+        callbacks(d).as_array().is_some_and(Vec::is_empty),
+        "a reached callback is done"
+    );
+    let bye = agent.request_in_dialog(&invite, "BYE", 2, None);
+    assert!(bye.starts_with("SIP/2.0 200"), "{bye}");
+    let gw = gateway.join().expect("sipp");
+    assert!(
+        gw.success(),
+        "{}\n--- sipacd ---\n{}",
+        gw.report(),
+        d.stderr()
+    );
+    invite
+}
+
+#[test]
+fn a_waiting_callback_keeps_its_place_across_sipacd_reload_and_is_called_back() {
+    if !sipp_or_skip() {
+        return;
+    }
+    let gw_port = free_port();
+    let mut agent = AgentPhone::new("2001");
+    let mut d = Daemon::start_with(spec(gw_port, &agent));
+    set_state(&d, "2001", "paused");
+    // The caller takes the callback and is hung up on: nobody is on the
+    // line any more, only the callback holds the place.
+    let caller = accept_callback(&d, "1001", &format!("1{CUSTOMER}#"));
+    let before = callbacks(&d);
+    assert_eq!(before.as_array().map(Vec::len), Some(1), "{before}");
+    let id = before[0]["id"].as_str().expect("an id").to_owned();
+    assert_eq!(before[0]["position"], 1, "{before}");
+
+    // The file gains a queue; `sipacd reload` applies it.
+    d.cfg.spec.extra.push_str("\n[queues.sales]\n");
+    d.cfg.write();
+    let out = std::process::Command::new(sipacd_bin())
+        .args(["reload", "--admin", &d.admin_url()])
+        .env_remove("SIPACD_ADMIN_TOKEN")
+        .output()
+        .expect("sipacd reload runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}\n{}", d.stderr());
+    assert!(
+        text.starts_with("reload applied") && text.contains("sales"),
+        "{text}"
+    );
+    let queues = get_json(&format!("{}/api/v1/queues", d.admin_url()));
+    assert!(
+        queues
+            .as_array()
+            .is_some_and(|a| a.iter().any(|q| q["name"] == "sales")),
+        "the reload applied: {queues}"
+    );
+
+    // The same callback, at the same place, still counted as waiting.
+    let after = callbacks(&d);
+    assert_eq!(after.as_array().map(Vec::len), Some(1), "{after}");
+    let cb = &after[0];
+    assert_eq!(
+        (&cb["id"], &cb["state"], &cb["position"], &cb["number"]),
+        (&json!(id), &json!("waiting"), &json!(1), &json!(CUSTOMER)),
+        "{after}"
+    );
+    assert_eq!(cb["call"], json!(caller.call_id), "{cb}");
+    assert_eq!(cb["accepted_ms"], before[0]["accepted_ms"], "{cb}");
+    let q = support(&d);
+    assert_eq!(
+        (&q["waiting"], &q["callbacks_waiting"]),
+        (&json!(1), &json!(1)),
+        "{q}"
+    );
+
+    // An agent becomes free: the callback is placed and reached.
+    call_back_and_reach(&d, &mut agent, gw_port);
+    wait_until("the placed call's record", T, || {
+        records(&d)
+            .iter()
+            .any(|r| r["callback"]["outcome"] == "reached")
+    });
+}
+
+#[test]
+fn a_first_callers_callback_is_served_before_a_later_caller_who_stayed_on_the_line() {
+    if !sipp_or_skip() {
+        return;
+    }
+    let gw_port = free_port();
+    let mut agent = AgentPhone::new("2001");
+    let d = Daemon::start_with(spec(gw_port, &agent));
+    let port = d.sip_port();
+    set_state(&d, "2001", "paused");
+    // A first, then B: both wait on the line.
+    let first = Caller::dial_from(port, "1500", "1001");
+    wait_until("A waits", T, || support(&d)["waiting"] == 1);
+    let later = Caller::dial_from(port, "1500", "1002");
+    wait_until("both wait", T, || support(&d)["waiting"] == 2);
+    // Only then does A take the callback (B, offered too, keeps waiting).
+    let a_offered = |l: &str| l.contains("callback offered") && l.contains(&first.call_id);
+    assert!(d.wait_for_log(T, a_offered), "A's offer\n{}", d.stderr());
+    first.press(&format!("1{CUSTOMER}#"), 0);
+    logged(&d, "callback accepted: the caller's place is kept");
+    assert!(first.expect_bye(T).is_some(), "{}", d.stderr());
+    wait_until("A's callback and B wait", T, || {
+        let q = support(&d);
+        q["waiting"] == 2 && q["callbacks_waiting"] == 1
+    });
+    let list = callbacks(&d);
+    assert_eq!(list[0]["call"], json!(first.call_id), "{list}");
+    assert_eq!(
+        list[0]["position"], 1,
+        "A's callback keeps A's place: {list}"
+    );
+    let calls = get_json(&format!("{}/api/v1/calls", d.admin_url()));
+    let b = calls
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["id"] == json!(later.call_id)))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        b["position"], 2,
+        "B, though on the line, is behind: {calls}"
+    );
+
+    // One agent free: the callback first (asserted by its INVITE), then B.
+    call_back_and_reach(&d, &mut agent, gw_port);
+    let next = agent
+        .expect_invite(T)
+        .expect("B's offer after the callback");
+    assert!(
+        header(&next, "From", Some("f")).is_some_and(|f| f.contains("sip:1002@")),
+        "{next}"
+    );
+    assert!(header(&next, "X-Sipacd-Callback", None).is_none(), "{next}");
+    let mut later = later;
+    later.bye();
+    drop(first);
 }

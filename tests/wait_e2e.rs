@@ -13,6 +13,7 @@ use common::http::{get_json, post_json, request};
 use common::phone::{AgentPhone, Caller};
 use common::sip::header;
 use common::sipp::{run_sipp, run_sipp_at, sipp_or_skip};
+use common::spoken::Spoken;
 use common::{free_port, wait_until, ConfigSpec, Daemon};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -242,38 +243,6 @@ const SPOKEN: [&str; 6] = [
     "minutes.wav",
 ];
 
-/// The PCMU frames of a project prompt that no other prompt of [`SPOKEN`]
-/// sends, so a frame heard names its prompt.
-fn own_frames() -> Vec<(usize, std::collections::HashSet<Vec<u8>>)> {
-    use sipacd::media::{prompt::Prompt, Codec};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
-    let sets: Vec<std::collections::HashSet<Vec<u8>>> = SPOKEN
-        .iter()
-        .map(|name| {
-            let p = Prompt::load(&dir.join(name)).unwrap();
-            (0..p.len())
-                .filter_map(|i| p.frame(i, Codec::Pcmu))
-                .filter(|f| f.iter().any(|b| *b != f[0]))
-                .map(|f| f.to_vec())
-                .collect()
-        })
-        .collect();
-    (0..sets.len())
-        .map(|i| {
-            let own = sets[i]
-                .iter()
-                .filter(|f| {
-                    sets.iter()
-                        .enumerate()
-                        .all(|(j, s)| j == i || !s.contains(*f))
-                })
-                .cloned()
-                .collect();
-            (i, own)
-        })
-        .collect()
-}
-
 #[test]
 fn the_caller_hears_its_position_then_its_estimated_wait() {
     if !sipp_or_skip() {
@@ -326,37 +295,8 @@ fn the_caller_hears_its_position_then_its_estimated_wait() {
     // The agent is in wrap-up: this caller waits first in line.
     let caller = Caller::dial_from(port, "1821", "5550021");
     let rtp = caller.rtp_socket();
-    rtp.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let frames = own_frames();
-    for (i, own) in &frames {
-        assert!(
-            own.len() > 5,
-            "{} has too few frames of its own",
-            SPOKEN[*i]
-        );
-    }
-    // The prompts heard, in order, each counted once it sent 5 of its frames.
-    let mut heard: Vec<usize> = Vec::new();
-    let mut count = [0usize; SPOKEN.len()];
-    let mut buf = [0u8; 2048];
     // Announced 10 s after joining; the whole announcement lasts ~7 s.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while heard.len() < SPOKEN.len() && std::time::Instant::now() < deadline {
-        let Ok((n, _)) = rtp.recv_from(&mut buf) else {
-            continue;
-        };
-        if n <= 12 || buf[1] & 0x7F != 0 {
-            continue;
-        }
-        if let Some((i, _)) = frames.iter().find(|(_, own)| own.contains(&buf[12..n])) {
-            count[*i] += 1;
-            if count[*i] == 5 && !heard.contains(i) {
-                heard.push(*i);
-            }
-        }
-    }
-    let names: Vec<&str> = heard.iter().map(|i| SPOKEN[*i]).collect();
+    let names = Spoken::new(&SPOKEN).heard_in_order(rtp, SPOKEN.len(), 5, Duration::from_secs(30));
     assert_eq!(
         names,
         SPOKEN.to_vec(),
@@ -376,4 +316,81 @@ fn the_caller_hears_its_position_then_its_estimated_wait() {
         .as_f64()
         .unwrap_or_else(|| panic!("{mine}"));
     assert!((60.0..=120.0).contains(&est), "read as 2 minutes: {mine}");
+}
+
+#[test]
+fn a_callback_is_offered_once_the_estimated_wait_is_above_the_queues_limit() {
+    if !sipp_or_skip() {
+        return;
+    }
+    // The queue offers a callback only by estimate (`above_wait_s = 60`,
+    // no `after_s`). The first caller meets a free agent: no wait, no
+    // offer. Its call teaches a handle time of about 93 s (3 s talk, 90 s
+    // wrap-up), so the next caller's estimate is above 60 s: offered.
+    let agent_port = free_port();
+    let mut spec = ConfigSpec::new();
+    spec.extra = format!(
+        "\n[agents.2102]\ncontact = \"sip:2102@127.0.0.1:{agent_port}\"\nskills = {{ s = 1 }}\n\
+         \n[queues.agents]\nskills = {{ s = 1 }}\nwrapup_s = 90\n\
+         \n[queues.agents.callback]\ntrunk = \"gw\"\nabove_wait_s = 60\nprompt = \"moh.wav\"\n\
+         number_prompt = \"moh.wav\"\naccepted_prompt = \"moh.wav\"\nagent_prompt = \"moh.wav\"\n\
+         \n[trunks.gw]\nuri = \"sip:gw@127.0.0.1:9\"\n\
+         \n[[numbers]]\nnumber = \"1821\"\nto = \"queue:agents\"\n"
+    );
+    let d = Daemon::start_with(spec);
+    let port = d.sip_port();
+    let base = d.admin_url();
+    let agent =
+        std::thread::spawn(move || run_sipp_at(agent_port, port, "agent_answers", &["-m", "1"], T));
+    std::thread::sleep(Duration::from_millis(500));
+    let first = run_sipp(port, "call_caller_waits", &["-s", "1821"], T);
+    assert!(first.success(), "{}\n{}", first.report(), d.stderr());
+    assert!(agent.join().unwrap().success());
+    assert!(
+        !d.stderr().contains("callback offered"),
+        "no offer to a caller with no wait ahead\n{}",
+        d.stderr()
+    );
+    wait_until("the first handle time is learnt", T, || {
+        get_json(&format!("{base}/api/v1/queues"))
+            .as_array()
+            .and_then(|a| a.iter().find(|q| q["name"] == "agents").cloned())
+            .is_some_and(|q| q["handle_time_s"].as_f64().is_some_and(|h| h > 60.0))
+    });
+
+    // The agent is in wrap-up: this caller's estimate is one handle time.
+    let caller = Caller::dial_from(port, "1821", "5550021");
+    let cid = caller.call_id.clone();
+    assert!(
+        d.wait_for_log(Duration::from_secs(5), |l| {
+            l.contains("callback offered") && l.contains(&cid)
+        }),
+        "no offer by estimate\n{}",
+        d.stderr()
+    );
+    let calls = get_json(&format!("{base}/api/v1/calls"));
+    let mine = calls
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["id"] == cid.as_str()).cloned())
+        .unwrap_or_else(|| panic!("{calls}"));
+    let est = mine["estimated_wait_s"].as_f64().unwrap_or_default();
+    assert!(
+        est > 60.0,
+        "offered because the estimate is above 60 s: {mine}"
+    );
+    // Accepted with its own number: it waits as a callback.
+    caller.press("1#", 0);
+    assert!(
+        d.wait_for_log(T, |l| l.contains("callback accepted")),
+        "{}",
+        d.stderr()
+    );
+    assert!(caller.expect_bye(T).is_some(), "the goodbye, then BYE");
+    let list = get_json(&format!("{base}/api/v1/callbacks"));
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(
+        (&list[0]["number"], &list[0]["call"], &list[0]["queue"]),
+        (&json!("5550021"), &json!(cid), &json!("agents")),
+        "{list}"
+    );
 }

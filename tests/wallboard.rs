@@ -436,6 +436,15 @@ fn the_wallboard_shows_queues_talks_agents_and_events() {
     );
     let mut second = Caller::dial_from(d.sip_port(), "1700", "555-0199");
     b.wait_for("the second caller waiting", &format!("{w} === '1'"), SHOW);
+    // Nobody serves billing (Bob paused): no estimate to show.
+    let estwait = text_of(tile, ".estwait b");
+    let billing_now = by(&get(admin, "/api/v1/queues"), "name", "billing").clone();
+    assert_eq!(
+        billing_now["estimated_wait_s"],
+        Value::Null,
+        "{billing_now}"
+    );
+    b.wait_for("no estimated wait", &format!("{estwait} === '–'"), SHOW);
     second.bye();
 
     // 3: waits, from the event stream (the page is not reloaded), then
@@ -485,6 +494,19 @@ fn the_wallboard_shows_queues_talks_agents_and_events() {
             text_of(talk, ".talk"),
         ),
         SHOW,
+    );
+    // Bob on a call, nobody waiting: a new caller would wait for Bob, one
+    // handle time (learnt from the first call, which lasted well under a
+    // second); the tile shows the view's estimate, no longer "–".
+    let est = by(&get(admin, "/api/v1/queues"), "name", "billing")["estimated_wait_s"].clone();
+    let est = est
+        .as_f64()
+        .unwrap_or_else(|| panic!("an estimate with Bob busy: {est}"));
+    assert!((0.0..5.0).contains(&est), "one short handle time: {est}");
+    b.wait_for(
+        "the estimated wait of the view",
+        &format!("{estwait} === {}", json!(fmt_dur(est))),
+        &estwait,
     );
     b.screenshot(&shot_path("wallboard-talking.png"));
     third.bye();

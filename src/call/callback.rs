@@ -43,6 +43,11 @@ pub enum CallbackState {
     Calling,
     /// The customer did not answer: back in the queue at this instant.
     RetryAt(Instant),
+    /// Its queue is gone from the configuration (a reload removed it, or
+    /// the file read at start has no such queue): kept, in the file too,
+    /// until a reload brings the queue back; it then waits at its
+    /// original place. Never called meanwhile; `DELETE` cancels it.
+    Held,
 }
 
 /// One callback of this shard, by its router call id.

@@ -23,7 +23,9 @@
 //! Waiting callbacks are kept in `data_dir/callbacks.json` (every shard's,
 //! in one shared book saved by a writer thread, never by a shard), read
 //! back at start by the primary shard; a reload keeps them as it keeps
-//! waiting callers.
+//! waiting callers. One whose queue a reload removes is held (kept, in
+//! the file too, never called) until a reload brings the queue back,
+//! when it waits again at its original place.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -746,9 +748,39 @@ impl Endpoint {
         {
             Ok(out) => self.apply_acd(out, now),
             Err(e) => {
-                warn!(%queue, error = %e, "callback cannot wait in its queue: cancelled");
-                self.drop_callback(id, now);
+                warn!(%queue, error = %e, "callback cannot wait in its queue");
+                self.hold_callback(id);
             }
+        }
+    }
+
+    /// Callback `id` has no queue to wait in: held (kept in the book and
+    /// the file, never called) until a reload brings its queue back.
+    fn hold_callback(&mut self, id: CallId) {
+        let Some(cb) = self.callbacks.get_mut(&id) else {
+            return;
+        };
+        cb.state = CallbackState::Held;
+        super::shard::lock(&self.shared.callbacks).put(cb.stored.clone());
+        warn!(id = %cb.stored.id, queue = %cb.stored.queue, number = %cb.stored.number, "callback held: its queue is gone from the configuration; it waits again at its place once a reload brings the queue back (DELETE /api/v1/callbacks/ID cancels it)");
+    }
+
+    /// After a reload: held callbacks whose queue is back wait again at
+    /// their original places.
+    pub(super) fn requeue_held_callbacks(&mut self, now: Now) {
+        let back: Vec<CallId> = self
+            .callbacks
+            .iter()
+            .filter(|(_, c)| {
+                c.state == CallbackState::Held && self.cfg.queues.contains_key(&c.stored.queue)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in back {
+            if let Some(cb) = self.callbacks.get(&id) {
+                info!(id = %cb.stored.id, queue = %cb.stored.queue, "held callback: its queue is back; it waits again at its place");
+            }
+            self.callback_back_in_queue(id, now);
         }
     }
 
@@ -762,12 +794,13 @@ impl Endpoint {
     }
 
     /// The router diverted callback `id` (its queue went in a reload): it
-    /// is cancelled. False when `id` is no waiting callback.
-    pub(super) fn callback_diverted(&mut self, id: CallId, now: Now) -> bool {
+    /// is held until a reload brings the queue back. False when `id` is
+    /// no callback of this shard.
+    pub(super) fn callback_diverted(&mut self, id: CallId) -> bool {
         if !self.callbacks.contains_key(&id) {
             return false;
         }
-        self.drop_callback(id, now);
+        self.hold_callback(id);
         true
     }
 
@@ -809,7 +842,7 @@ impl Endpoint {
                     self.hang_up(ck, now);
                 }
             }
-            CallbackState::RetryAt(_) => {}
+            CallbackState::RetryAt(_) | CallbackState::Held => {}
         }
         self.drop_callback(id, now);
         true
@@ -827,6 +860,7 @@ impl Endpoint {
                         "retry",
                         Some(t.saturating_duration_since(now.mono).as_secs_f64().round()),
                     ),
+                    CallbackState::Held => ("held", None),
                 };
                 CallbackView {
                     id: c.stored.id.clone(),
@@ -857,7 +891,10 @@ impl Endpoint {
     pub(super) fn callbacks_waiting(&self, queue: &str, now: Now) -> (u32, f64) {
         self.callbacks
             .values()
-            .filter(|c| c.stored.queue == queue && c.state != CallbackState::Calling)
+            .filter(|c| {
+                c.stored.queue == queue
+                    && !matches!(c.state, CallbackState::Calling | CallbackState::Held)
+            })
             .fold((0, 0.0), |(n, longest), c| {
                 let w = now.mono.saturating_duration_since(c.arrival).as_secs_f64();
                 (n + 1, f64::max(longest, w))
@@ -881,9 +918,8 @@ impl Endpoint {
         let saved = callback::load(&self.callbacks_path())?;
         let mut restored = 0;
         for stored in saved {
-            let callable = callback::number_to_call(&stored.number, "").is_some();
-            if !callable || !self.cfg.queues.contains_key(&stored.queue) {
-                warn!(id = %stored.id, queue = %stored.queue, "saved callback dropped: its queue is gone or its number unusable");
+            if callback::number_to_call(&stored.number, "").is_none() {
+                warn!(id = %stored.id, queue = %stored.queue, "saved callback dropped: its number is unusable");
                 continue;
             }
             let since = std::time::UNIX_EPOCH

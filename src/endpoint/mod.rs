@@ -283,6 +283,7 @@ impl Endpoint {
             calls::update_registrar(&mut shard::lock(&self.shared.registrar), &self.cfg);
         }
         self.apply_acd(out, now);
+        self.requeue_held_callbacks(now);
         if self.shard.is_primary() {
             self.announce_agents(now);
         }

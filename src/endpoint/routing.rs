@@ -142,17 +142,17 @@ impl Endpoint {
                 target,
             } => {
                 let Some(ck) = self.acd_calls.remove(&call) else {
-                    self.callback_diverted(call, now);
+                    self.callback_diverted(call);
                     return;
                 };
                 if self.is_placed_call(ck) {
-                    // A callback's call whose queue went: it ends, and
-                    // the callback with it.
+                    // A callback's call whose queue went: it ends (the
+                    // try not counted), the callback is held.
                     if let Some(c) = self.calls.get_mut(ck) {
                         c.acd = None;
                     }
                     self.hang_up(ck, now);
-                    self.callback_diverted(call, now);
+                    self.callback_diverted(call);
                     return;
                 }
                 info!(call = %self.calls.call_id(ck), %queue, ?reason, target = ?target, "caller leaves the queue");

@@ -243,3 +243,299 @@ fn while_draining_no_retry_is_waited_for() {
     assert_eq!(h.ep.callbacks.visited(), 0);
     assert_eq!(retry_states(&h), 1, "it waits for the restart");
 }
+
+/// `CONFIG` with queue `cb` (number 1580) offering a callback after 1 s;
+/// both agents have its skill.
+fn with_cb_queue(t: &str) -> String {
+    both_agents_take_cb(t).replace(
+        "[queues.sales]\n",
+        "[queues.cb]\nring_timeout_s = 10\n\n[queues.cb.callback]\ntrunk = \"gw\"\n\
+         after_s = 1\nprompt = \"you-are-number.wav\"\nnumber_prompt = \"in-the-queue.wav\"\n\
+         accepted_prompt = \"menu.wav\"\nagent_prompt = \"menu.wav\"\n\n\
+         [[numbers]]\nnumber = \"1580\"\nto = \"queue:cb\"\n\n[queues.sales]\n",
+    )
+}
+
+/// `CONFIG` without queue `cb`, its agents' skills as with it.
+fn both_agents_take_cb(t: &str) -> String {
+    t.replace(
+        "skills = { support = 5 }",
+        "skills = { support = 5, cb = 5 }",
+    )
+}
+
+/// `support` offering a callback after 1 s.
+fn with_support_callback(t: &str) -> String {
+    t.replace(
+        "[queues.support]\nring_timeout_s = 10\n",
+        "[queues.support]\nring_timeout_s = 10\n\n[queues.support.callback]\n\
+         trunk = \"gw\"\nafter_s = 1\nprompt = \"you-are-number.wav\"\n\
+         number_prompt = \"in-the-queue.wav\"\naccepted_prompt = \"menu.wav\"\n\
+         agent_prompt = \"menu.wav\"\n",
+    )
+}
+
+/// The configuration `edit` makes of `CONFIG`, in the harness's
+/// directories (what a reload reads).
+fn config_of(h: &Harness, edit: impl Fn(&str) -> String) -> Arc<crate::config::Config> {
+    let dir = h._dir.path();
+    let text = edit(CONFIG)
+        .replace("DATA", dir.join("data").to_str().unwrap())
+        .replace("PROMPTS", dir.join("prompts").to_str().unwrap());
+    Arc::new(crate::config::parse_str(&text, &dir.join("t.toml")).unwrap())
+}
+
+fn pause_both(h: &mut Harness) {
+    for a in ["2001", "2002"] {
+        h.ep.set_agent_state(a, AgentStateRequest::Paused { reason: None }, h.now)
+            .unwrap();
+    }
+}
+
+/// A caller of `number` answered and waiting (its call id `call_id`);
+/// returns its To tag.
+fn waiting_caller(h: &mut Harness, number: &str, call_id: &str) -> String {
+    let out = h.send(&invite(number, call_id, &format!("z9hG4bK{call_id}")));
+    let tag = to_tag(&out[0]);
+    let ack = in_dialog(
+        "ACK",
+        number,
+        call_id,
+        &tag,
+        1,
+        &format!("z9hG4bKa{call_id}"),
+    );
+    h.ep.handle_inbound(ack.replace('\n', "\r\n").as_bytes(), h.phone, h.now);
+    h.drain_all();
+    tag
+}
+
+/// The callback offer plays to the one caller it is due for (1 s on):
+/// 1, `number`, `#` accept; the goodbye ends and sipacd's BYE is
+/// answered. The caller's call is over, its callback waits.
+fn accept_offer(h: &mut Harness, number: &str) {
+    accept_offer_after(h, number, Duration::from_secs(1));
+}
+
+/// [`accept_offer`], the offer due `after` from now.
+fn accept_offer_after(h: &mut Harness, number: &str, after: Duration) {
+    plays(h);
+    h.advance_all(after);
+    let played = plays(h);
+    let offers: Vec<LegId> = played
+        .iter()
+        .filter(|(_, p)| p == &["you-are-number.wav"])
+        .map(|(leg, _)| *leg)
+        .collect();
+    assert_eq!(offers.len(), 1, "one offer due: {played:?}");
+    let leg = offers[0];
+    for digit in format!("1{number}#").chars() {
+        h.ep.handle_media_event(MediaEvent::Digit { leg, digit }, h.now);
+    }
+    assert!(
+        plays(h)
+            .iter()
+            .any(|(l, p)| *l == leg && p == &["menu.wav"]),
+        "the goodbye"
+    );
+    h.ep.handle_media_event(MediaEvent::PromptEnded { leg }, h.now);
+    let bye = h
+        .drain()
+        .iter()
+        .find_map(|m| match m {
+            rsip::SipMessage::Request(r) if r.method == rsip::Method::Bye => Some(r.to_string()),
+            _ => None,
+        })
+        .expect("sipacd's BYE after the goodbye");
+    h.send(&ok_for_request(&bye));
+}
+
+fn header_of(r: &rsip::Request, name: &str) -> Option<String> {
+    r.headers.iter().find_map(|h| {
+        let s = h.to_string();
+        let (n, v) = s.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+fn from_user(r: &rsip::Request) -> String {
+    header_of(r, "From").unwrap_or_default()
+}
+
+#[test]
+fn a_callback_whose_queue_a_reload_removes_is_held_then_waits_at_its_place_when_it_returns() {
+    let mut h = Harness::with_config(with_cb_queue);
+    pause_both(&mut h);
+    waiting_caller(&mut h, "1580", "a1");
+    accept_offer(&mut h, "0301234");
+    let cbs = h.ep.callback_views(h.now);
+    assert_eq!(cbs.len(), 1, "{cbs:?}");
+    let (key, accepted) = (cbs[0].id.clone(), cbs[0].accepted_ms);
+    assert_eq!(
+        (cbs[0].state.as_str(), cbs[0].position),
+        ("waiting", Some(1))
+    );
+    h.live();
+
+    // The reload removes `cb`: the callback is neither cancelled nor
+    // offered anywhere; it is held, listed and kept in the book the file
+    // is written from.
+    let without = config_of(&h, both_agents_take_cb);
+    h.ep.apply_config(without, h.now);
+    let cbs = h.ep.callback_views(h.now);
+    assert_eq!(cbs.len(), 1, "{cbs:?}");
+    assert_eq!(
+        (cbs[0].id.as_str(), cbs[0].state.as_str(), cbs[0].position),
+        (key.as_str(), "held", None)
+    );
+    assert_eq!(cbs[0].accepted_ms, accepted);
+    {
+        let book = super::super::shard::lock(&h.ep.shared.callbacks);
+        assert_eq!(book.len(), 1, "still saved");
+    }
+    assert!(
+        !h.live().iter().any(|e| matches!(
+            e.kind,
+            crate::admin::live::EventKind::CallbackCancelled { .. }
+        )),
+        "not cancelled"
+    );
+    // Never called while held, though an agent is free.
+    h.ep.set_agent_state("2001", AgentStateRequest::Available, h.now)
+        .unwrap();
+    // (Under the 30 s between OPTIONS to static agents, which nobody
+    // answers here.)
+    for _ in 0..5 {
+        let out = h.advance_all(Duration::from_secs(4));
+        assert!(
+            requests_to(&out, agent(5080)).is_empty(),
+            "a held callback is not offered: {out:?}"
+        );
+    }
+    assert_eq!(h.ep.callback_views(h.now)[0].state, "held");
+    pause_both(&mut h);
+    h.drain_all();
+
+    // The queue comes back: the callback waits again at its place (it
+    // has waited since its caller arrived), ahead of a later caller.
+    let with = config_of(&h, with_cb_queue);
+    h.ep.apply_config(with, h.now);
+    let cbs = h.ep.callback_views(h.now);
+    assert_eq!(
+        (cbs[0].id.as_str(), cbs[0].state.as_str(), cbs[0].position),
+        (key.as_str(), "waiting", Some(1))
+    );
+    assert!(cbs[0].waited_s >= 20.0, "{cbs:?}");
+    waiting_caller(&mut h, "1580", "later");
+    h.ep.set_agent_state("2001", AgentStateRequest::Available, h.now)
+        .unwrap();
+    let out = h.drain_all();
+    let invites = requests_to(&out, agent(5080));
+    let first = invites.first().expect("the agent is offered a call");
+    assert_eq!(
+        header_of(first, "X-Sipacd-Callback").as_deref(),
+        Some("0301234"),
+        "the callback first: {first}"
+    );
+    // Cancelled over the API, it is gone for good.
+    assert!(h.ep.cancel_callback(&key, h.now));
+    assert!(h.ep.callback_views(h.now).is_empty());
+}
+
+#[test]
+fn a_held_callback_cancelled_over_the_api_is_gone_from_the_book() {
+    let mut h = Harness::with_config(with_cb_queue);
+    pause_both(&mut h);
+    waiting_caller(&mut h, "1580", "a1");
+    accept_offer(&mut h, "0301234");
+    let key = h.ep.callback_views(h.now)[0].id.clone();
+    let without = config_of(&h, both_agents_take_cb);
+    h.ep.apply_config(without, h.now);
+    assert_eq!(h.ep.callback_views(h.now)[0].state, "held");
+    assert!(h.ep.cancel_callback(&key, h.now));
+    assert!(h.ep.callback_views(h.now).is_empty());
+    assert_eq!(super::super::shard::lock(&h.ep.shared.callbacks).len(), 0);
+    // The queue returning brings nothing back.
+    let with = config_of(&h, with_cb_queue);
+    h.ep.apply_config(with, h.now);
+    assert!(h.ep.callback_views(h.now).is_empty());
+}
+
+#[test]
+fn an_earlier_callers_callback_is_served_before_a_later_live_caller() {
+    let mut h = Harness::with_config(with_support_callback);
+    pause_both(&mut h);
+    // A arrives first; a second later B (its offer not yet due).
+    waiting_caller(&mut h, "1500", "A");
+    plays(&mut h);
+    h.advance_all(Duration::from_millis(500));
+    waiting_caller(&mut h, "1500", "B");
+    // A's offer is due at 1 s, B's at 1.5 s: A accepts; B goes on waiting.
+    accept_offer_after(&mut h, "0301234", Duration::from_millis(500));
+    let cbs = h.ep.callback_views(h.now);
+    assert_eq!(cbs.len(), 1);
+    assert_eq!(cbs[0].call, "A");
+    assert_eq!(cbs[0].position, Some(1), "A's place: {cbs:?}");
+    let calls = h.ep.call_views(h.now);
+    let b = calls.iter().find(|c| c.id == "B").expect("B waits");
+    assert_eq!(b.position, Some(2), "B behind A's callback: {calls:?}");
+
+    // One agent free: the agent's first INVITE is the callback's, not B's.
+    h.ep.set_agent_state("2001", AgentStateRequest::Available, h.now)
+        .unwrap();
+    let out = h.drain_all();
+    let invites = requests_to(&out, agent(5080));
+    assert_eq!(invites.len(), 1, "one offer: {out:?}");
+    assert_eq!(
+        header_of(&invites[0], "X-Sipacd-Callback").as_deref(),
+        Some("0301234"),
+        "A's callback is served first: {}",
+        invites[0]
+    );
+    assert!(
+        from_user(&invites[0]).contains("sip:0301234@"),
+        "{}",
+        invites[0]
+    );
+    let cbs = h.ep.callback_views(h.now);
+    assert_eq!(cbs[0].state, "calling");
+    let calls = h.ep.call_views(h.now);
+    let b = calls.iter().find(|c| c.id == "B").expect("B still waits");
+    assert_eq!(b.position, Some(1), "B is next: {calls:?}");
+}
+
+#[test]
+fn a_saved_callback_whose_queue_is_gone_at_start_is_held_until_a_reload_brings_it_back() {
+    use crate::registrar::FileState;
+    let mut h = Harness::with_config(with_cb_queue);
+    pause_both(&mut h);
+    waiting_caller(&mut h, "1580", "a1");
+    accept_offer(&mut h, "0301234");
+    let key = h.ep.callback_views(h.now)[0].id.clone();
+    // What the writer saves; then a start on a file without `cb`.
+    let path = h.ep.callbacks_path();
+    let snapshot = super::super::shard::lock(&h.ep.shared.callbacks)
+        .take_snapshot()
+        .expect("a change to save");
+    snapshot.save(&path).unwrap();
+    h.advance_all(Duration::from_secs(30));
+    h.ep = Endpoint::new(config_of(&h, both_agents_take_cb), h.now);
+    pause_both(&mut h);
+    assert_eq!(h.ep.restore_callbacks(h.now).unwrap(), 1);
+    let cbs = h.ep.callback_views(h.now);
+    assert_eq!(
+        (cbs[0].id.as_str(), cbs[0].state.as_str()),
+        (key.as_str(), "held")
+    );
+    assert_eq!(super::super::shard::lock(&h.ep.shared.callbacks).len(), 1);
+    // The reload that brings `cb` back puts it at its place.
+    h.ep.apply_config(config_of(&h, with_cb_queue), h.now);
+    let cbs = h.ep.callback_views(h.now);
+    assert_eq!(
+        (cbs[0].state.as_str(), cbs[0].position),
+        ("waiting", Some(1))
+    );
+    assert!(cbs[0].waited_s >= 30.0, "{cbs:?}");
+}

@@ -163,7 +163,8 @@ pub struct CallbackView {
     pub caller: String,
     /// The Call-ID of the call that asked for it.
     pub call: String,
-    /// `waiting`, `calling` or `retry`.
+    /// `waiting`, `calling`, `retry` or `held` (its queue is gone from the
+    /// configuration: kept until a reload brings it back).
     pub state: String,
     /// Its place in the queue while waiting (1 = next).
     pub position: Option<usize>,

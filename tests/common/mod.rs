@@ -14,6 +14,7 @@ pub mod netns;
 pub mod phone;
 pub mod sip;
 pub mod sipp;
+pub mod spoken;
 pub mod sse;
 pub mod tls;
 pub mod tone;
