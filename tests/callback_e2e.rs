@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::baresip::{baresip_or_skip, caller_account, sine_wav, Baresip};
 use common::http::{get_json, post_json, request};
 use common::phone::{echoed, AgentPhone, Caller};
 use common::sip::{header, method};
@@ -636,4 +637,51 @@ fn a_first_callers_callback_is_served_before_a_later_caller_who_stayed_on_the_li
     let mut later = later;
     later.bye();
     drop(first);
+}
+
+#[test]
+fn a_baresip_caller_takes_the_callback_with_its_keypad_and_is_called_back() {
+    if !sipp_or_skip() || !baresip_or_skip() {
+        return;
+    }
+    let gw_port = free_port();
+    let mut agent = AgentPhone::new("2001");
+    let d = Daemon::start_with(spec(gw_port, &agent));
+    set_state(&d, "2001", "paused");
+    // A real softphone dials support; offered the callback after 1 s, it
+    // keys 1, another number and # (RFC 4733 from baresip's keypad).
+    let port = d.sip_port();
+    let mut phone = Baresip::start("caller", &caller_account(port), &sine_wav(440.0, 20.0));
+    let mut ctrl = phone.ctrl();
+    let r = ctrl.command("dial", &format!("sip:1500@127.0.0.1:{port}"));
+    assert_eq!(r["ok"], true, "dial: {r}");
+    assert!(
+        ctrl.wait_event("CALL_ESTABLISHED", T).is_some(),
+        "not answered; baresip:\n{}\nsipacd:\n{}",
+        phone.output(),
+        d.stderr()
+    );
+    logged(&d, "callback offered");
+    for key in format!("1{CUSTOMER}#").chars() {
+        let r = ctrl.command("sndcode", &key.to_string());
+        assert_eq!(r["ok"], true, "sndcode {key}: {r}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    logged(&d, "callback accepted: the caller's place is kept");
+    assert!(
+        ctrl.wait_event("CALL_CLOSED", T).is_some(),
+        "sipacd hangs up after the goodbye; baresip:\n{}\nsipacd:\n{}",
+        phone.output(),
+        d.stderr()
+    );
+    phone.stop();
+    let list = callbacks(&d);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(
+        (&list[0]["number"], &list[0]["caller"], &list[0]["state"]),
+        (&json!(CUSTOMER), &json!("5551234"), &json!("waiting")),
+        "{list}"
+    );
+    // An agent frees up: the callback is placed and reached.
+    call_back_and_reach(&d, &mut agent, gw_port);
 }
