@@ -269,9 +269,9 @@ impl Default for Metrics {
 /// take for every turn.
 #[derive(Debug, Default)]
 pub struct SipCounters {
-    requests: std::collections::HashMap<(&'static str, &'static str), Counter>,
-    responses: std::collections::HashMap<(&'static str, &'static str, u16), Counter>,
-    dropped: std::collections::HashMap<&'static str, Counter>,
+    requests: ahash::AHashMap<(&'static str, &'static str), Counter>,
+    responses: ahash::AHashMap<(&'static str, &'static str, u16), Counter>,
+    dropped: ahash::AHashMap<&'static str, Counter>,
     decisions: Option<Counter>,
 }
 

@@ -9,7 +9,8 @@
 //! ([`crate::acd::estimate`]) fed with the answers and handle times the
 //! events report, so it is the figure callers hear announced.
 
-use std::collections::{BTreeSet, HashMap};
+use ahash::AHashMap as HashMap;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 

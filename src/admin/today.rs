@@ -5,7 +5,7 @@
 //! the post-call survey scores (CSAT) per queue and per agent. One
 //! board is shared by every shard; a call costs one short lock at its end.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, NaiveDate, Utc};

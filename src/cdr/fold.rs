@@ -6,7 +6,8 @@
 //! touches a disk: the daemon hands what [`RecordFold::poll`] yields to the
 //! record writer.
 
-use std::collections::{HashMap, VecDeque};
+use ahash::AHashMap as HashMap;
+use std::collections::VecDeque;
 
 use crate::events::{unix_ms, CallRef, Ended, Event, EventKind};
 

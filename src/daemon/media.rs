@@ -12,7 +12,7 @@
 //! a wake-up touches only the legs that are due, so bridged legs, which
 //! only relay, cost nothing between their packets.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

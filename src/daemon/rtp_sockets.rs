@@ -10,7 +10,7 @@
 //! leg on that port skips all of it. The pool's probe asks [`IdlePorts`]:
 //! a parked pair is ours, not "in use by another process".
 
-use std::collections::{HashMap, HashSet};
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -9,7 +9,8 @@
 //! then [`CallTable::next_deadline`] also looks at the marked calls, so a
 //! deadline is never missed.
 
-use std::collections::{BTreeSet, HashMap};
+use ahash::AHashMap as HashMap;
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::CallKey;

@@ -38,7 +38,7 @@ mod trunk;
 mod views;
 mod wait;
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

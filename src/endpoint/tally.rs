@@ -5,7 +5,7 @@
 //! ([`Endpoint::drain_tally`]) and adds it to its counters
 //! ([`crate::metrics::fold::MetricsFold::absorb`]).
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 
 use super::Endpoint;
 

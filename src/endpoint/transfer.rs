@@ -51,7 +51,7 @@ pub const UNAVAILABLE: &str = "480 Temporarily Unavailable";
 /// indexes `cfg.numbers` by number.
 pub fn refer_target(
     cfg: &Config,
-    numbers: &std::collections::HashMap<String, usize>,
+    numbers: &ahash::AHashMap<String, usize>,
     refer_to: Option<&str>,
 ) -> ReferTarget {
     let Some(addr) = refer_to.and_then(|v| NameAddr::parse(v).ok()) else {

@@ -5,8 +5,9 @@
 //! surfaces. Sans-IO: the driver sleeps until [`Deadlines::earliest`] and then
 //! takes what [`Deadlines::pop_due`] hands out.
 
+use ahash::AHashMap as HashMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::hash::Hash;
 use std::time::Instant;
 

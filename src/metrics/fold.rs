@@ -4,7 +4,7 @@
 //! agent; closed branches per IVR `schedule` node; survey scores per queue
 //! and agent (`super::csat`).
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 

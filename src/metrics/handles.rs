@@ -4,7 +4,7 @@
 //! event of a queue (agent, node) counting is a hash lookup in a map the
 //! shard owns and an atomic add.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 
 use prometheus_client::metrics::counter::Counter;
 

@@ -7,7 +7,8 @@
 //! retransmission or giving up) is one entry of a deadline table, so a
 //! turn visits only the 2xx responses that have something due.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use ahash::AHashMap as HashMap;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use rsip::prelude::*;
