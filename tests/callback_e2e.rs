@@ -17,7 +17,7 @@ use common::baresip::{baresip_or_skip, caller_account, sine_wav, Baresip};
 use common::http::{get_json, post_json, request};
 use common::phone::{echoed, AgentPhone, Caller};
 use common::sip::{header, method};
-use common::sipp::{run_sipp_at, sipp_or_skip};
+use common::sipp::{run_sipp_at, sipp_or_skip, SippRun};
 use common::spoken::{self, Spoken};
 use common::{free_port, sipacd_bin, wait_until, ConfigSpec, Daemon};
 use serde_json::{json, Value};
@@ -181,64 +181,24 @@ fn a_caller_takes_a_callback_keeps_its_place_and_is_called_back_through_the_chal
     );
 
     // The agent is free: the callback comes first, the agent's phone
-    // shows whom it calls back.
-    let gateway = std::thread::spawn(move || {
-        let media = free_port().to_string();
-        let args = ["-rtp_echo", "-mp", &media];
-        run_sipp_at(gw_port, port, "gateway_answers_callback", &args, T)
+    // shows whom it calls back and hears why (the 2 s agent prompt) and
+    // whom (the number, digit by digit) before the customer's phone rings.
+    let (_, gw) = call_back_and_reach(&d, &mut agent, gw_port, |agent| {
+        let (heard, expected) = agent_hears(agent);
+        assert_eq!(
+            heard,
+            expected,
+            "the agent prompt, then the number called back\n{}",
+            d.stderr()
+        );
+        assert!(
+            !d.stderr().contains("callback: calling the customer"),
+            "the customer is called only once the agent heard the prompt\n{}",
+            d.stderr()
+        );
+        logged(&d, "callback: calling the customer");
     });
-    std::thread::sleep(Duration::from_millis(500));
-    set_state(&d, "2001", "available");
-    let invite = agent
-        .expect_invite(T)
-        .expect("the callback's INVITE to the agent");
-    assert_eq!(
-        header(&invite, "X-Sipacd-Callback", None),
-        Some(CUSTOMER),
-        "{invite}\n{}",
-        d.stderr()
-    );
-    assert!(
-        header(&invite, "From", Some("f")).is_some_and(|f| f.contains(&format!("sip:{CUSTOMER}@"))),
-        "{invite}"
-    );
-    agent.answer(&invite);
-    // The agent hears why it is called (the 2 s agent prompt) and whom
-    // (the number, digit by digit) before the customer's phone rings.
-    let (heard, expected) = agent_hears(&agent);
-    assert_eq!(
-        heard,
-        expected,
-        "the agent prompt, then the number called back\n{}",
-        d.stderr()
-    );
-    assert!(
-        !d.stderr().contains("callback: calling the customer"),
-        "the customer is called only once the agent heard the prompt\n{}",
-        d.stderr()
-    );
-    logged(&d, "callback: calling the customer");
-    logged(&d, "callback: the customer answered; bridged to the agent");
-    let heard = echoed(agent.rtp_socket(), sdp_port(&invite), 50);
-    assert!(
-        heard >= 25,
-        "only {heard} of 50 packets came back from the customer\n{}",
-        d.stderr()
-    );
-    assert!(
-        callbacks(&d).as_array().is_some_and(Vec::is_empty),
-        "a reached callback is done"
-    );
-    // The agent hangs up: sipacd ends the customer's call (its BYE).
-    let bye = agent.request_in_dialog(&invite, "BYE", 2, None);
-    assert!(bye.starts_with("SIP/2.0 200"), "{bye}");
-    let gw = gateway.join().expect("sipp");
-    assert!(
-        gw.success(),
-        "{}\n--- sipacd ---\n{}",
-        gw.report(),
-        d.stderr()
-    );
+    // The gateway's 401 was answered: the INVITE again, CSeq + 1.
     assert!(gw.messages.contains("CSeq: 2 INVITE"), "{}", gw.report());
 
     // Wrap-up over, the later caller is next.
@@ -467,10 +427,17 @@ fn a_busy_customer_is_tried_again_after_retry_s_then_given_up() {
 }
 
 /// The agent is made available with the gateway ready: its first INVITE
-/// must be the callback of `CUSTOMER`; answered, the customer is called
-/// through the gateway and bridged (audio both ways). The agent hangs
-/// up. Returns the agent's INVITE.
-fn call_back_and_reach(d: &Daemon, agent: &mut AgentPhone, gw_port: u16) -> String {
+/// must be the callback of `CUSTOMER`, from `CUSTOMER`; it answers, and
+/// `on_answer` runs (what the agent hears before the customer is called);
+/// the customer is then called through the gateway and bridged (audio
+/// both ways). The agent hangs up. Returns the agent's INVITE and the
+/// gateway's run.
+fn call_back_and_reach(
+    d: &Daemon,
+    agent: &mut AgentPhone,
+    gw_port: u16,
+    on_answer: impl FnOnce(&AgentPhone),
+) -> (String, SippRun) {
     let port = d.sip_port();
     let gateway = std::thread::spawn(move || {
         let media = free_port().to_string();
@@ -488,7 +455,12 @@ fn call_back_and_reach(d: &Daemon, agent: &mut AgentPhone, gw_port: u16) -> Stri
         "the agent's first call is the callback\n{invite}\n{}",
         d.stderr()
     );
+    assert!(
+        header(&invite, "From", Some("f")).is_some_and(|f| f.contains(&format!("sip:{CUSTOMER}@"))),
+        "{invite}"
+    );
     agent.answer(&invite);
+    on_answer(agent);
     logged(d, "callback: the customer answered; bridged to the agent");
     let heard = echoed(agent.rtp_socket(), sdp_port(&invite), 50);
     assert!(
@@ -500,6 +472,7 @@ fn call_back_and_reach(d: &Daemon, agent: &mut AgentPhone, gw_port: u16) -> Stri
         callbacks(d).as_array().is_some_and(Vec::is_empty),
         "a reached callback is done"
     );
+    // The agent hangs up: sipacd ends the customer's call (its BYE).
     let bye = agent.request_in_dialog(&invite, "BYE", 2, None);
     assert!(bye.starts_with("SIP/2.0 200"), "{bye}");
     let gw = gateway.join().expect("sipp");
@@ -509,7 +482,7 @@ fn call_back_and_reach(d: &Daemon, agent: &mut AgentPhone, gw_port: u16) -> Stri
         gw.report(),
         d.stderr()
     );
-    invite
+    (invite, gw)
 }
 
 #[test]
@@ -574,7 +547,7 @@ fn a_waiting_callback_keeps_its_place_across_sipacd_reload_and_is_called_back() 
     );
 
     // An agent becomes free: the callback is placed and reached.
-    call_back_and_reach(&d, &mut agent, gw_port);
+    call_back_and_reach(&d, &mut agent, gw_port, |_| {});
     wait_until("the placed call's record", T, || {
         records(&d)
             .iter()
@@ -625,7 +598,7 @@ fn a_first_callers_callback_is_served_before_a_later_caller_who_stayed_on_the_li
     );
 
     // One agent free: the callback first (asserted by its INVITE), then B.
-    call_back_and_reach(&d, &mut agent, gw_port);
+    call_back_and_reach(&d, &mut agent, gw_port, |_| {});
     let next = agent
         .expect_invite(T)
         .expect("B's offer after the callback");
@@ -683,5 +656,5 @@ fn a_baresip_caller_takes_the_callback_with_its_keypad_and_is_called_back() {
         "{list}"
     );
     // An agent frees up: the callback is placed and reached.
-    call_back_and_reach(&d, &mut agent, gw_port);
+    call_back_and_reach(&d, &mut agent, gw_port, |_| {});
 }

@@ -243,6 +243,25 @@ const SPOKEN: [&str; 6] = [
     "minutes.wav",
 ];
 
+/// One call to 1821 through the SIPp agent on `agent_port` (3 s talk):
+/// the queue `agents` learns a handle time above 60 s (its 90 s wrap-up),
+/// and the agent is then in wrap-up.
+fn teach_handle_time(d: &Daemon, agent_port: u16) {
+    let (port, base) = (d.sip_port(), d.admin_url());
+    let agent =
+        std::thread::spawn(move || run_sipp_at(agent_port, port, "agent_answers", &["-m", "1"], T));
+    std::thread::sleep(Duration::from_millis(500));
+    let first = run_sipp(port, "call_caller_waits", &["-s", "1821"], T);
+    assert!(first.success(), "{}\n{}", first.report(), d.stderr());
+    assert!(agent.join().unwrap().success());
+    wait_until("the first handle time is learnt", T, || {
+        get_json(&format!("{base}/api/v1/queues"))
+            .as_array()
+            .and_then(|a| a.iter().find(|q| q["name"] == "agents").cloned())
+            .is_some_and(|q| q["handle_time_s"].as_f64().is_some_and(|h| h > 60.0))
+    });
+}
+
 #[test]
 fn the_caller_hears_its_position_then_its_estimated_wait() {
     if !sipp_or_skip() {
@@ -276,21 +295,8 @@ fn the_caller_hears_its_position_then_its_estimated_wait() {
         "{}",
         d.stderr()
     );
-    let port = d.sip_port();
-    let base = d.admin_url();
-
-    let agent =
-        std::thread::spawn(move || run_sipp_at(agent_port, port, "agent_answers", &["-m", "1"], T));
-    std::thread::sleep(Duration::from_millis(500));
-    let first = run_sipp(port, "call_caller_waits", &["-s", "1821"], T);
-    assert!(first.success(), "{}\n{}", first.report(), d.stderr());
-    assert!(agent.join().unwrap().success());
-    wait_until("the first handle time is learnt", T, || {
-        get_json(&format!("{base}/api/v1/queues"))
-            .as_array()
-            .and_then(|a| a.iter().find(|q| q["name"] == "agents").cloned())
-            .is_some_and(|q| q["handle_time_s"].as_f64().is_some_and(|h| h > 60.0))
-    });
+    let (port, base) = (d.sip_port(), d.admin_url());
+    teach_handle_time(&d, agent_port);
 
     // The agent is in wrap-up: this caller waits first in line.
     let caller = Caller::dial_from(port, "1821", "5550021");
@@ -338,25 +344,13 @@ fn a_callback_is_offered_once_the_estimated_wait_is_above_the_queues_limit() {
          \n[[numbers]]\nnumber = \"1821\"\nto = \"queue:agents\"\n"
     );
     let d = Daemon::start_with(spec);
-    let port = d.sip_port();
-    let base = d.admin_url();
-    let agent =
-        std::thread::spawn(move || run_sipp_at(agent_port, port, "agent_answers", &["-m", "1"], T));
-    std::thread::sleep(Duration::from_millis(500));
-    let first = run_sipp(port, "call_caller_waits", &["-s", "1821"], T);
-    assert!(first.success(), "{}\n{}", first.report(), d.stderr());
-    assert!(agent.join().unwrap().success());
+    let (port, base) = (d.sip_port(), d.admin_url());
+    teach_handle_time(&d, agent_port);
     assert!(
         !d.stderr().contains("callback offered"),
         "no offer to a caller with no wait ahead\n{}",
         d.stderr()
     );
-    wait_until("the first handle time is learnt", T, || {
-        get_json(&format!("{base}/api/v1/queues"))
-            .as_array()
-            .and_then(|a| a.iter().find(|q| q["name"] == "agents").cloned())
-            .is_some_and(|q| q["handle_time_s"].as_f64().is_some_and(|h| h > 60.0))
-    });
 
     // The agent is in wrap-up: this caller's estimate is one handle time.
     let caller = Caller::dial_from(port, "1821", "5550021");
