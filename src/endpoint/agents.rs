@@ -203,7 +203,7 @@ impl Endpoint {
     pub(super) fn on_agent_response(
         &mut self,
         key: &TxKey,
-        resp: rsip::Response,
+        resp: &rsip::Response,
         now: Now,
     ) -> bool {
         let Some(ck) = self.agent_invites.get(key).cloned() else {
@@ -215,7 +215,7 @@ impl Endpoint {
         }
         self.agent_invites.remove(key);
         if (200..300).contains(&code) {
-            self.agent_answered(ck, &resp, now);
+            self.agent_answered(ck, resp, now);
         } else if matches!(code, 486 | 600 | 603) {
             // Busy or declined: the transaction layer already sent the
             // ACK; the router offers the call elsewhere.

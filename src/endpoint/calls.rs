@@ -161,7 +161,7 @@ impl Endpoint {
             if self.on_monitor_response(key, resp, now) {
                 return;
             }
-            if self.on_agent_response(key, resp.clone(), now) {
+            if self.on_agent_response(key, resp, now) {
                 return;
             }
         }

@@ -131,7 +131,14 @@ fn value_ref_if_named<'h>(header: &'h rsip::Header, name: &str) -> Option<Cow<'h
         // (most headers a lookup passes are not the one it wants).
         _ => {
             let (n, v) = wire_parts(header);
-            same_name(n.trim(), name).then(|| Cow::Borrowed(v.trim()))
+            // Names are nearly always trimmed already: test the ends
+            // before paying for a trim of every name passed.
+            let n = if n.starts_with(char::is_whitespace) || n.ends_with(char::is_whitespace) {
+                n.trim()
+            } else {
+                n
+            };
+            same_name(n, name).then(|| Cow::Borrowed(v.trim()))
         }
     }
 }

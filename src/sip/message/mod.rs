@@ -23,8 +23,6 @@ use std::fmt::Write as _;
 #[cfg(test)]
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use rsip::prelude::*;
-
 pub use peek::{peek_request, RequestIds};
 pub use reject::error_response;
 
@@ -230,23 +228,35 @@ pub(crate) fn parse_via_rsip(datagram: &[u8]) -> Result<rsip::SipMessage, ParseE
 /// raw bytes (not lossy UTF-8), the status line carries real reason phrases,
 /// and Content-Length always matches the body (fixed or appended).
 pub fn serialize(msg: &rsip::SipMessage) -> Vec<u8> {
-    let mut head = String::with_capacity(1024 + msg.body().len());
     match msg {
-        rsip::SipMessage::Request(r) => {
-            let _ = write!(head, "{} {} SIP/2.0\r\n", r.method, r.uri);
-        }
-        rsip::SipMessage::Response(r) => {
-            let code = r.status_code.code();
-            let reason = match &r.status_code {
-                rsip::StatusCode::Other(_, reason) => reason.as_str(),
-                _ => reason_phrase(code),
-            };
-            let _ = write!(head, "SIP/2.0 {code} {reason}\r\n");
-        }
+        rsip::SipMessage::Request(r) => serialize_request(r),
+        rsip::SipMessage::Response(r) => serialize_response(r),
     }
-    let body = msg.body();
+}
+
+/// [`serialize`] of a request, from a borrow (no `SipMessage` to build).
+pub fn serialize_request(r: &rsip::Request) -> Vec<u8> {
+    let mut head = String::with_capacity(1024 + r.body.len());
+    let _ = write!(head, "{} {} SIP/2.0\r\n", r.method, r.uri);
+    finish(head, &r.headers, &r.body)
+}
+
+/// [`serialize`] of a response, from a borrow.
+pub fn serialize_response(r: &rsip::Response) -> Vec<u8> {
+    let mut head = String::with_capacity(1024 + r.body.len());
+    let code = r.status_code.code();
+    let reason = match &r.status_code {
+        rsip::StatusCode::Other(_, reason) => reason.as_str(),
+        _ => reason_phrase(code),
+    };
+    let _ = write!(head, "SIP/2.0 {code} {reason}\r\n");
+    finish(head, &r.headers, &r.body)
+}
+
+/// The headers, a Content-Length matching `body`, the blank line, `body`.
+fn finish(mut head: String, headers: &rsip::Headers, body: &[u8]) -> Vec<u8> {
     let mut wrote_length = false;
-    for h in msg.headers().iter() {
+    for h in headers.iter() {
         if matches!(h, rsip::Header::ContentLength(_)) {
             if !wrote_length {
                 let _ = write!(head, "Content-Length: {}\r\n", body.len());

@@ -553,7 +553,7 @@ impl TransactionLayer {
         // Serialised once: the wire bytes serve the send, the transaction's
         // retransmissions and the 2xx retransmitter alike.
         let (wire, retransmit) = if invite_2xx {
-            (Wire::of(&resp.clone().into()), Some(resp))
+            (Wire::of_response(&resp), Some(resp))
         } else {
             (Wire::from(resp), None)
         };
@@ -630,7 +630,7 @@ impl TransactionLayer {
             return Err(TxError::Duplicate);
         }
         let tx = if req.method == Method::Invite {
-            let wire = Wire::of(&req.clone().into());
+            let wire = Wire::of_request(&req);
             ClientTx::Invite(ClientInvite::new(req, wire, to, now, &self.cfg))
         } else {
             ClientTx::NonInvite(ClientNonInvite::new(Wire::from(req), to, now, &self.cfg))

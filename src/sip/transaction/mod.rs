@@ -69,16 +69,29 @@ pub enum WireKind {
 
 impl Wire {
     pub fn of(msg: &rsip::SipMessage) -> Wire {
-        let kind = match msg {
-            rsip::SipMessage::Request(r) => WireKind::Request(r.method),
-            rsip::SipMessage::Response(r) => WireKind::Response {
+        match msg {
+            rsip::SipMessage::Request(r) => Wire::of_request(r),
+            rsip::SipMessage::Response(r) => Wire::of_response(r),
+        }
+    }
+
+    /// A request's bytes, from a borrow: what is kept for retransmissions
+    /// beside the request itself costs no clone of it.
+    pub fn of_request(r: &rsip::Request) -> Wire {
+        Wire {
+            bytes: crate::sip::message::serialize_request(r).into(),
+            kind: WireKind::Request(r.method),
+        }
+    }
+
+    /// A response's bytes, from a borrow.
+    pub fn of_response(r: &rsip::Response) -> Wire {
+        Wire {
+            bytes: crate::sip::message::serialize_response(r).into(),
+            kind: WireKind::Response {
                 code: r.status_code.code(),
                 method: crate::sip::headers::cseq(r).map(|(_, m)| m),
             },
-        };
-        Wire {
-            bytes: crate::sip::message::serialize(msg).into(),
-            kind,
         }
     }
 
