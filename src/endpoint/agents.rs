@@ -21,7 +21,7 @@ use crate::config::MediaEncryption;
 use crate::media::crypto_attr::{accept_answer, offer_keys};
 use crate::media::sdp::{self, Origin, SdpOffer};
 use crate::registrar::Binding;
-use crate::sip::dialog::{set_body, Dialog, LocalVia};
+use crate::sip::dialog::{Dialog, LocalVia};
 use crate::sip::headers;
 use crate::sip::name_addr::NameAddr;
 use crate::sip::transaction::{build_cancel, new_branch, TxKey};
@@ -117,38 +117,6 @@ impl Endpoint {
             Some(s) if s.eq_ignore_ascii_case("sips:") => ("sips", ""),
             _ => ("sip", peer.transport.uri_param()),
         };
-        let text = format!(
-            "INVITE {contact} SIP/2.0\r\n\
-             Via: SIP/2.0/{t} {host}:{port};branch={branch};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: \"{caller}\" <sip:{caller}@{domain}>;tag={tag}\r\n\
-             To: <sip:{agent}@{domain}>\r\n\
-             Call-ID: {cid}\r\n\
-             CSeq: 1 INVITE\r\n\
-             Contact: <{scheme}:sipacd@{host}:{port}{tp}>\r\n\
-             Allow: {allow}\r\n\
-             Supported: {supported}\r\n\
-             X-Sipacd-Queue: {queue}\r\n\
-             X-Sipacd-Wait: {wait}\r\n\
-             {vars}Content-Length: 0\r\n\r\n",
-            t = peer.transport,
-            host = local.host,
-            port = local.port,
-            branch = new_branch(),
-            tag = super::calls::new_tag(),
-            cid = super::shard::call_id_for(self.shard, &local.host),
-            allow = super::ALLOW,
-            supported = crate::sip::extensions::SUPPORTED_HEADER,
-        );
-        // Our parser, not rsip's: a registered contact may hold a URI rsip
-        // refuses (a GRUU's `;gr=urn:uuid:…`).
-        let Ok(rsip::SipMessage::Request(mut invite)) = crate::sip::message::parse(text.as_bytes())
-        else {
-            // The router has the agent ringing: without an INVITE nothing
-            // would ever end that. The contact is unusable: logged out.
-            warn!(%agent, contact = %binding.contact, "cannot build an INVITE to this contact: agent logged out");
-            return self.agent_reachable(&agent, false, now);
-        };
         let origin = Origin {
             session_id: u64::from(ports.pair().rtp),
             version: 1,
@@ -162,8 +130,46 @@ impl Endpoint {
             policy == MediaEncryption::Srtp,
             &srtp_offered,
         );
-        set_body(&mut invite, "application/sdp", offer.into_bytes());
-        let key = match self.txn.send_request(invite.clone(), peer, now.mono) {
+        // The text is parsed for the leg's dialog and sent as written: it
+        // is not serialised a second time.
+        let text = format!(
+            "INVITE {contact} SIP/2.0\r\n\
+             Via: SIP/2.0/{t} {host}:{port};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: \"{caller}\" <sip:{caller}@{domain}>;tag={tag}\r\n\
+             To: <sip:{agent}@{domain}>\r\n\
+             Call-ID: {cid}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <{scheme}:sipacd@{host}:{port}{tp}>\r\n\
+             Allow: {allow}\r\n\
+             Supported: {supported}\r\n\
+             X-Sipacd-Queue: {queue}\r\n\
+             X-Sipacd-Wait: {wait}\r\n\
+             {vars}Content-Type: application/sdp\r\n\
+             Content-Length: {len}\r\n\r\n{offer}",
+            len = offer.len(),
+            t = peer.transport,
+            host = local.host,
+            port = local.port,
+            branch = new_branch(),
+            tag = super::calls::new_tag(),
+            cid = super::shard::call_id_for(self.shard, &local.host),
+            allow = super::ALLOW,
+            supported = crate::sip::extensions::SUPPORTED_HEADER,
+        );
+        // Our parser, not rsip's: a registered contact may hold a URI rsip
+        // refuses (a GRUU's `;gr=urn:uuid:…`).
+        let Ok(rsip::SipMessage::Request(invite)) = crate::sip::message::parse(text.as_bytes())
+        else {
+            // The router has the agent ringing: without an INVITE nothing
+            // would ever end that. The contact is unusable: logged out.
+            warn!(%agent, contact = %binding.contact, "cannot build an INVITE to this contact: agent logged out");
+            return self.agent_reachable(&agent, false, now);
+        };
+        let key = match self
+            .txn
+            .send_request_as(invite.clone(), text.into(), peer, now.mono)
+        {
             Ok(k) => k,
             Err(e) => {
                 warn!(%agent, error = %e, "agent INVITE not sent: agent logged out");

@@ -68,11 +68,16 @@ fn address_uri<M: HasHeaders>(msg: &M, name: &'static str) -> Result<Uri, Dialog
     let first = match name {
         "Contact" => {
             let value = headers::header_ref(msg, name).ok_or(DialogError::MissingHeader(name))?;
-            parse_list(&value)
-                .map_err(|e| DialogError::BadAddress(name, e))?
-                .into_iter()
-                .next()
-                .ok_or(DialogError::MissingHeader(name))?
+            // One contact (nearly always): parsed as it is, no list built.
+            if !value.contains(',') {
+                NameAddr::parse(&value).map_err(|e| DialogError::BadAddress(name, e))?
+            } else {
+                parse_list(&value)
+                    .map_err(|e| DialogError::BadAddress(name, e))?
+                    .into_iter()
+                    .next()
+                    .ok_or(DialogError::MissingHeader(name))?
+            }
         }
         _ => address(msg, name)?,
     };

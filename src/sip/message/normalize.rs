@@ -254,7 +254,7 @@ pub(crate) fn frame(datagram: &[u8]) -> Result<Frame<'_>, ParseError> {
                     let empty = || bad(format!("empty element in {name} list"));
                     match value {
                         // One element, as written (most Via/Contact/Route values).
-                        Cow::Borrowed(v) if !v.contains(',') => {
+                        Cow::Borrowed(v) if memchr::memchr(b',', v.as_bytes()).is_none() => {
                             let v = v.trim();
                             if v.is_empty() {
                                 return Err(empty());
@@ -297,7 +297,23 @@ pub(crate) fn frame(datagram: &[u8]) -> Result<Frame<'_>, ParseError> {
 /// Join continuation lines (RFC 3261 §7.3.1) and split "name LWS : LWS value".
 fn unfold(lines: &str) -> Result<Vec<(&str, Cow<'_, str>)>, &'static str> {
     let mut out: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(16);
-    for line in lines.split('\n') {
+    // Lines and the colon found with memchr: a message is a dozen lines
+    // or more, each searched once.
+    let mut at = 0;
+    let mut next_line = || {
+        let rest = lines.get(at..).filter(|r| !r.is_empty() || at == 0)?;
+        match memchr::memchr(b'\n', rest.as_bytes()) {
+            Some(i) => {
+                at += i + 1;
+                rest.get(..i)
+            }
+            None => {
+                at = lines.len() + 1;
+                Some(rest)
+            }
+        }
+    };
+    while let Some(line) = next_line() {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() {
             continue;
@@ -312,7 +328,9 @@ fn unfold(lines: &str) -> Result<Vec<(&str, Cow<'_, str>)>, &'static str> {
         if out.len() >= MAX_HEADERS {
             return Err("too many headers");
         }
-        let (name, value) = line.split_once(':').ok_or("header line without colon")?;
+        let colon = memchr::memchr(b':', line.as_bytes()).ok_or("header line without colon")?;
+        // ':' is ASCII: both cuts are on char boundaries.
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
         let name = name.trim_end_matches([' ', '\t']);
         if !is_token(name) {
             return Err("invalid header name");

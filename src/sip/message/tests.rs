@@ -481,3 +481,45 @@ proptest! {
         }
     }
 }
+
+/// The reason of a refusal, whatever the order of the headers: presence
+/// and uniqueness first, then CSeq, Max-Forwards, Via, and the addresses
+/// (From, To, Contact, Route, Record-Route).
+#[test]
+fn the_reported_rule_does_not_depend_on_header_order() {
+    let reason = |raw: &str| match err(raw) {
+        ParseError::BadRequest(r) => r,
+        other => panic!("expected a 400, got {other:?}"),
+    };
+    // A bad Contact written before a bad Max-Forwards: Max-Forwards is told.
+    let raw = INVITE
+        .replace("Contact: <sip:alice@192.0.2.10>\r\n", "")
+        .replace(
+            "Max-Forwards: 70\r\n",
+            "Contact: <sip:alice@192.0.2.10\r\nMax-Forwards: x\r\n",
+        );
+    assert_eq!(reason(&raw), "Max-Forwards is not a number");
+    // A bad From before a bad Via: the Via is told.
+    let raw = INVITE
+        .replace(
+            "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds\r\n",
+            "",
+        )
+        .replace(
+            "Call-ID:",
+            "Via: SIP/2.0/UDP 192.0.2.10:5060;;branch=x\r\nCall-ID:",
+        )
+        .replace("From: \"Alice\" <", "From: \"Alice <");
+    assert!(reason(&raw).starts_with("Via: "), "{}", reason(&raw));
+    // Two CSeqs, one of them malformed: the duplicate is told.
+    let raw = INVITE.replace("CSeq: 314159 INVITE\r\n", "CSeq: x\r\nCSeq: 1 INVITE\r\n");
+    assert_eq!(reason(&raw), "more than one CSeq");
+    // The first bad value of one rule is told: two bad Contacts.
+    let raw = INVITE.replace(
+        "Contact: <sip:alice@192.0.2.10>\r\n",
+        "Contact: <sip:a@192.0.2.10>;;x\r\nContact: \"b <sip:b@192.0.2.10>\r\n",
+    );
+    assert_eq!(reason(&raw), "Contact: empty or invalid parameter");
+    // Nothing wrong: accepted.
+    request(INVITE);
+}

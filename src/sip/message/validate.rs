@@ -11,52 +11,137 @@ pub(crate) fn validate(frame: &Frame<'_>) -> Result<(), ParseError> {
         true => ParseError::BadRequest(r),
         false => ParseError::BadResponse(r),
     };
-    let values = |name: &'static str| {
-        frame
-            .headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_ref())
+    // One pass over the headers. Every rule has a rank; the error reported
+    // is the one of the lowest rank (the first value within a rank), the
+    // order in which the rules are listed in `Rule`, whatever the order of
+    // the headers. The text of an error is only made when it is kept.
+    let mut counts = [0u8; 4]; // From, To, Call-ID, CSeq
+    let mut vias = 0usize;
+    let mut worst: Option<(Rule, String)> = None;
+    let mut note = |rule: Rule, why: &dyn Fn() -> String| {
+        if worst.as_ref().is_none_or(|(r, _)| rule < *r) {
+            worst = Some((rule, why()));
+        }
     };
-    for name in ["From", "To", "Call-ID", "CSeq"] {
-        match values(name).count() {
+    for (name, value) in &frame.headers {
+        let value: &str = value.as_ref();
+        let Some(kind) = Kind::of(name) else {
+            continue;
+        };
+        match kind {
+            Kind::Required(i) => {
+                counts[i] = counts[i].saturating_add(1);
+                if i == CALL_ID && value.is_empty() {
+                    note(Rule::EmptyCallId, &|| "empty Call-ID".into());
+                }
+                if i == CSEQ {
+                    match cseq_method(value) {
+                        Err(r) => note(Rule::CSeq, &|| r.into()),
+                        Ok(method) => {
+                            if let StartLine::Request { method: m, .. } = &frame.start {
+                                if *m != method {
+                                    note(Rule::CSeq, &|| {
+                                        format!("CSeq method {} is not {}", clip(method), clip(m))
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+                if i == FROM || i == TO {
+                    if let Err(r) = check_name_addr(value) {
+                        let rule = if i == FROM {
+                            Rule::FromAddr
+                        } else {
+                            Rule::ToAddr
+                        };
+                        note(rule, &|| format!("{}: {r}", REQUIRED[i]));
+                    }
+                }
+            }
+            Kind::Via => {
+                vias += 1;
+                if let Err(r) = check_via(value) {
+                    note(Rule::Via, &|| format!("Via: {r}"));
+                }
+            }
+            Kind::MaxForwards => {
+                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                    note(Rule::MaxForwards, &|| "Max-Forwards is not a number".into());
+                }
+            }
+            Kind::Addr(rule, label) => {
+                if let Err(r) = check_name_addr(value) {
+                    note(rule, &|| format!("{label}: {r}"));
+                }
+            }
+        }
+    }
+    for (i, name) in REQUIRED.iter().enumerate() {
+        match counts[i] {
             0 => return Err(bad(format!("missing {name}"))),
             1 => {}
             _ => return Err(bad(format!("more than one {name}"))),
         }
     }
-    if values("Via").next().is_none() {
+    if vias == 0 {
         return Err(bad("missing Via".into()));
     }
-    if values("Call-ID").any(str::is_empty) {
-        return Err(bad("empty Call-ID".into()));
+    match worst {
+        Some((_, why)) => Err(bad(why)),
+        None => Ok(()),
     }
-    for cseq in values("CSeq") {
-        let method = cseq_method(cseq).map_err(|r| bad(r.into()))?;
-        if let StartLine::Request { method: m, .. } = &frame.start {
-            if *m != method {
-                return Err(bad(format!(
-                    "CSeq method {} is not {}",
-                    clip(method),
-                    clip(m)
-                )));
-            }
+}
+
+const REQUIRED: [&str; 4] = ["From", "To", "Call-ID", "CSeq"];
+const FROM: usize = 0;
+const TO: usize = 1;
+const CALL_ID: usize = 2;
+const CSEQ: usize = 3;
+
+/// The rules after presence and uniqueness, in the order they are
+/// reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rule {
+    EmptyCallId,
+    CSeq,
+    MaxForwards,
+    Via,
+    FromAddr,
+    ToAddr,
+    ContactAddr,
+    RouteAddr,
+    RecordRouteAddr,
+}
+
+/// The headers `validate` looks at.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// An index into [`REQUIRED`].
+    Required(usize),
+    Via,
+    MaxForwards,
+    /// A name-addr header other than From and To, with its name.
+    Addr(Rule, &'static str),
+}
+
+impl Kind {
+    /// By length first: most names are told apart without a comparison.
+    fn of(name: &str) -> Option<Kind> {
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        match name.len() {
+            2 if is("To") => Some(Kind::Required(TO)),
+            3 if is("Via") => Some(Kind::Via),
+            4 if is("From") => Some(Kind::Required(FROM)),
+            4 if is("CSeq") => Some(Kind::Required(CSEQ)),
+            5 if is("Route") => Some(Kind::Addr(Rule::RouteAddr, "Route")),
+            7 if is("Call-ID") => Some(Kind::Required(CALL_ID)),
+            7 if is("Contact") => Some(Kind::Addr(Rule::ContactAddr, "Contact")),
+            12 if is("Max-Forwards") => Some(Kind::MaxForwards),
+            12 if is("Record-Route") => Some(Kind::Addr(Rule::RecordRouteAddr, "Record-Route")),
+            _ => None,
         }
     }
-    for mf in values("Max-Forwards") {
-        if mf.is_empty() || !mf.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad("Max-Forwards is not a number".into()));
-        }
-    }
-    for via in values("Via") {
-        check_via(via).map_err(|r| bad(format!("Via: {r}")))?;
-    }
-    for name in ["From", "To", "Contact", "Route", "Record-Route"] {
-        for v in values(name) {
-            check_name_addr(v).map_err(|r| bad(format!("{name}: {r}")))?;
-        }
-    }
-    Ok(())
 }
 
 /// "1*DIGIT LWS Method" with the number below 2**32 (RFC 3261 §8.1.1.5).
@@ -97,6 +182,24 @@ fn check_name_addr(value: &str) -> Result<(), &'static str> {
     if value == "*" {
         return Ok(());
     }
+    // Without a quote (nearly every value) the first '<' opens the address
+    // and the first '>' after it closes it: no byte-by-byte walk.
+    if memchr::memchr(b'"', value.as_bytes()).is_none() {
+        let addr_end = match memchr::memchr(b'<', value.as_bytes()) {
+            Some(open) => {
+                let close =
+                    memchr::memchr(b'>', &value.as_bytes()[open..]).ok_or("unterminated <")?;
+                Some(open + close + 1)
+            }
+            None => None,
+        };
+        return check_addr_params(value, addr_end);
+    }
+    check_name_addr_walk(value)
+}
+
+/// [`check_name_addr`] byte by byte, quotes and escapes followed.
+fn check_name_addr_walk(value: &str) -> Result<(), &'static str> {
     let mut quotes = Quotes::default();
     let mut addr_end = None;
     let mut angle_open = false;
@@ -123,6 +226,12 @@ fn check_name_addr(value: &str) -> Result<(), &'static str> {
     if angle_open {
         return Err("unterminated <");
     }
+    check_addr_params(value, addr_end)
+}
+
+/// The ;params after a name-addr's address (which ends at `addr_end`, when
+/// it is in <...>).
+fn check_addr_params(value: &str, addr_end: Option<usize>) -> Result<(), &'static str> {
     // Without <...> the first ';' starts header parameters (RFC 3261 §20).
     let params = match addr_end {
         Some(end) => value.get(end..).unwrap_or(""),
@@ -189,5 +298,19 @@ impl<'a> Iterator for Semis<'a> {
         }
         self.rest = None;
         Some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The quick path of a value without quotes says what the walk says.
+        #[test]
+        fn the_quick_name_addr_check_agrees_with_the_walk(v in "[<>;=a-z@: ,\\\\\"]{0,24}") {
+            prop_assert_eq!(check_name_addr(&v), if v == "*" { Ok(()) } else { check_name_addr_walk(&v) });
+        }
     }
 }

@@ -622,6 +622,29 @@ impl TransactionLayer {
     /// Start a client transaction for `req` (its top Via must carry a fresh
     /// branch, see [`super::new_branch`]) and queue it for sending.
     pub fn send_request(&mut self, req: Request, to: Peer, now: Instant) -> Result<TxKey, TxError> {
+        self.send_request_with(req, None, to, now)
+    }
+
+    /// [`send_request`](Self::send_request) for a request built from
+    /// `bytes` (parsed from them): they are sent as they are, with no
+    /// second serialisation.
+    pub fn send_request_as(
+        &mut self,
+        req: Request,
+        bytes: bytes::Bytes,
+        to: Peer,
+        now: Instant,
+    ) -> Result<TxKey, TxError> {
+        self.send_request_with(req, Some(bytes), to, now)
+    }
+
+    fn send_request_with(
+        &mut self,
+        req: Request,
+        bytes: Option<bytes::Bytes>,
+        to: Peer,
+        now: Instant,
+    ) -> Result<TxKey, TxError> {
         if req.method == Method::Ack {
             return Err(TxError::AckNotTransactional);
         }
@@ -629,11 +652,17 @@ impl TransactionLayer {
         if self.clients.contains_key(&key) {
             return Err(TxError::Duplicate);
         }
+        let wire = match bytes {
+            Some(bytes) => Wire {
+                bytes,
+                kind: super::WireKind::Request(req.method),
+            },
+            None => Wire::of_request(&req),
+        };
         let tx = if req.method == Method::Invite {
-            let wire = Wire::of_request(&req);
             ClientTx::Invite(ClientInvite::new(req, wire, to, now, &self.cfg))
         } else {
-            ClientTx::NonInvite(ClientNonInvite::new(Wire::from(req), to, now, &self.cfg))
+            ClientTx::NonInvite(ClientNonInvite::new(wire, to, now, &self.cfg))
         };
         self.transmits.push_back(Transmit {
             to,
