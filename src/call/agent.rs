@@ -27,7 +27,7 @@ pub struct AgentLeg {
     /// offer was made; see [`crate::acd::AgentRef`]).
     pub agent: Option<crate::acd::AgentId>,
     /// The INVITE as sent (for CANCEL, the ACK and the dialog).
-    pub invite: rsip::Request,
+    pub invite: std::sync::Arc<rsip::Request>,
     pub invite_key: TxKey,
     /// Where the agent's phone is reached (its registration's source).
     pub peer: Peer,

@@ -166,6 +166,7 @@ impl Endpoint {
             warn!(%agent, contact = %binding.contact, "cannot build an INVITE to this contact: agent logged out");
             return self.agent_reachable(&agent, false, now);
         };
+        let invite = std::sync::Arc::new(invite);
         let key = match self
             .txn
             .send_request_as(invite.clone(), text.into(), peer, now.mono)

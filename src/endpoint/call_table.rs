@@ -238,18 +238,19 @@ impl CallTable {
 /// INVITE's transaction).
 #[derive(Debug, Default)]
 pub(super) struct InviteTable {
-    by_call: HashMap<CallHandle, (TxKey, rsip::Request)>,
+    /// Shared: a handler that answers takes a reference count, not a copy.
+    by_call: HashMap<CallHandle, (TxKey, std::sync::Arc<rsip::Request>)>,
     by_tx: HashMap<TxKey, CallHandle>,
 }
 
 impl InviteTable {
-    pub fn get(&self, ck: CallHandle) -> Option<&(TxKey, rsip::Request)> {
+    pub fn get(&self, ck: CallHandle) -> Option<&(TxKey, std::sync::Arc<rsip::Request>)> {
         self.by_call.get(&ck)
     }
 
     /// `ck` is answered on `key` from now on (a re-INVITE replaces the
     /// initial INVITE).
-    pub fn insert(&mut self, ck: CallHandle, key: TxKey, req: rsip::Request) {
+    pub fn insert(&mut self, ck: CallHandle, key: TxKey, req: std::sync::Arc<rsip::Request>) {
         self.by_tx.insert(key.clone(), ck);
         if let Some((old, _)) = self.by_call.insert(ck, (key, req)) {
             self.by_tx.remove(&old);

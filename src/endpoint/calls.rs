@@ -384,6 +384,7 @@ impl Endpoint {
             return self.reject_busy(&key, &req, now);
         }
         let ck = self.calls.insert((call_id, local_tag.clone()), call);
+        let req = std::sync::Arc::new(req);
         self.invites.insert(ck, key.clone(), req.clone());
         match self.calls.get_mut(ck) {
             Some(c) if feature => c.reported = true,

@@ -174,7 +174,7 @@ impl Endpoint {
         call.session = timer;
         if req.method == Method::Invite {
             call.on_reinvite(offer);
-            self.invites.insert(ck, key, req);
+            self.invites.insert(ck, key, std::sync::Arc::new(req));
             return self.send_answer(ck, now);
         }
         // UPDATE: the answer goes in its own 200 (RFC 3311 §5.2).

@@ -20,7 +20,7 @@ pub(crate) enum State {
 pub(crate) struct ClientInvite {
     pub state: State,
     pub peer: Peer,
-    request: Request,
+    request: std::sync::Arc<Request>,
     /// `request` as sent, for retransmissions.
     wire: Wire,
     ack: Option<Wire>,
@@ -37,7 +37,13 @@ pub(crate) struct RespOutcome {
 }
 
 impl ClientInvite {
-    pub fn new(request: Request, wire: Wire, peer: Peer, now: Instant, cfg: &TimerConfig) -> Self {
+    pub fn new(
+        request: std::sync::Arc<Request>,
+        wire: Wire,
+        peer: Peer,
+        now: Instant,
+        cfg: &TimerConfig,
+    ) -> Self {
         let mut timers = TimerTable::default();
         if !peer.transport.is_reliable() {
             timers.set(TimerKind::A, now + cfg.t1);

@@ -622,55 +622,61 @@ impl TransactionLayer {
     /// Start a client transaction for `req` (its top Via must carry a fresh
     /// branch, see [`super::new_branch`]) and queue it for sending.
     pub fn send_request(&mut self, req: Request, to: Peer, now: Instant) -> Result<TxKey, TxError> {
-        self.send_request_with(req, None, to, now)
+        let key = self.new_client_key(&req)?;
+        let wire = Wire::of_request(&req);
+        let tx = if req.method == Method::Invite {
+            ClientTx::Invite(ClientInvite::new(Arc::new(req), wire, to, now, &self.cfg))
+        } else {
+            ClientTx::NonInvite(ClientNonInvite::new(wire, to, now, &self.cfg))
+        };
+        Ok(self.start_client(key, tx))
     }
 
-    /// [`send_request`](Self::send_request) for a request built from
-    /// `bytes` (parsed from them): they are sent as they are, with no
-    /// second serialisation.
+    /// [`send_request`](Self::send_request) for a request parsed from
+    /// `bytes`: they are sent as they are, with no second serialisation,
+    /// and the request is shared with the caller (an INVITE kept for its
+    /// dialog and CANCEL is not copied).
     pub fn send_request_as(
         &mut self,
-        req: Request,
+        req: Arc<Request>,
         bytes: bytes::Bytes,
         to: Peer,
         now: Instant,
     ) -> Result<TxKey, TxError> {
-        self.send_request_with(req, Some(bytes), to, now)
-    }
-
-    fn send_request_with(
-        &mut self,
-        req: Request,
-        bytes: Option<bytes::Bytes>,
-        to: Peer,
-        now: Instant,
-    ) -> Result<TxKey, TxError> {
-        if req.method == Method::Ack {
-            return Err(TxError::AckNotTransactional);
-        }
-        let key = TxKey::client_for_request(&req)?;
-        if self.clients.contains_key(&key) {
-            return Err(TxError::Duplicate);
-        }
-        let wire = match bytes {
-            Some(bytes) => Wire {
-                bytes,
-                kind: super::WireKind::Request(req.method),
-            },
-            None => Wire::of_request(&req),
+        let key = self.new_client_key(&req)?;
+        let wire = Wire {
+            bytes,
+            kind: super::WireKind::Request(req.method),
         };
         let tx = if req.method == Method::Invite {
             ClientTx::Invite(ClientInvite::new(req, wire, to, now, &self.cfg))
         } else {
             ClientTx::NonInvite(ClientNonInvite::new(wire, to, now, &self.cfg))
         };
+        Ok(self.start_client(key, tx))
+    }
+
+    /// The key of a new client transaction for `req`.
+    fn new_client_key(&self, req: &Request) -> Result<TxKey, TxError> {
+        if req.method == Method::Ack {
+            return Err(TxError::AckNotTransactional);
+        }
+        let key = TxKey::client_for_request(req)?;
+        if self.clients.contains_key(&key) {
+            return Err(TxError::Duplicate);
+        }
+        Ok(key)
+    }
+
+    /// Sends `tx`'s first transmission and keeps it under `key`.
+    fn start_client(&mut self, key: TxKey, tx: ClientTx) -> TxKey {
         self.transmits.push_back(Transmit {
-            to,
+            to: tx.peer(),
             wire: tx.wire().clone(),
         });
         self.clients.insert(key.clone(), tx);
         self.index(&key);
-        Ok(key)
+        key
     }
 
     /// Feed a received response. Retransmitted final responses are absorbed.
