@@ -83,13 +83,8 @@ pub fn shard_of_call_id(call_id: &str, count: usize) -> usize {
 /// whichever shard gets it answers 400). Works on bytes, line by line (CRLF
 /// or bare LF), so a body or an odd byte elsewhere does not matter.
 pub fn raw_call_id(msg: &[u8]) -> Option<&str> {
-    // Line ends found with memchr: this runs on every datagram, before
-    // any parse, and the Call-ID is often the fifth header or later.
-    let mut start = memchr::memchr(b'\n', msg)? + 1;
-    while start <= msg.len() {
-        let end = memchr::memchr(b'\n', &msg[start..]).map_or(msg.len(), |i| start + i);
-        let line = &msg[start..end];
-        start = end + 1;
+    for span in crate::sip::message::line_spans(msg).skip(1) {
+        let line = &msg[span];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             return None; // end of the headers

@@ -10,7 +10,7 @@ use rsip::prelude::*;
 use rsip::{Header, Headers, Method, Param, Request, Response, Uri, UriWithParams};
 
 use crate::sip::headers;
-use crate::sip::name_addr::{parse_list, NameAddr, NameAddrError};
+use crate::sip::name_addr::{parse_first, parse_list, NameAddr, NameAddrError};
 use crate::sip::transaction::new_branch;
 use crate::sip::Transport;
 
@@ -68,16 +68,7 @@ fn address_uri<M: HasHeaders>(msg: &M, name: &'static str) -> Result<Uri, Dialog
     let first = match name {
         "Contact" => {
             let value = headers::header_ref(msg, name).ok_or(DialogError::MissingHeader(name))?;
-            // One contact (nearly always): parsed as it is, no list built.
-            if !value.contains(',') {
-                NameAddr::parse(&value).map_err(|e| DialogError::BadAddress(name, e))?
-            } else {
-                parse_list(&value)
-                    .map_err(|e| DialogError::BadAddress(name, e))?
-                    .into_iter()
-                    .next()
-                    .ok_or(DialogError::MissingHeader(name))?
-            }
+            parse_first(&value).map_err(|e| DialogError::BadAddress(name, e))?
         }
         _ => address(msg, name)?,
     };

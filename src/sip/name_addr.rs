@@ -128,6 +128,19 @@ pub fn parse_list(value: &str) -> Result<Vec<NameAddr>, NameAddrError> {
         .collect()
 }
 
+/// The first element of a comma-separated header value, with the rule of
+/// [`parse_list`] (every element must parse). A single element, nearly
+/// every Contact, is parsed without building the list.
+pub fn parse_first(value: &str) -> Result<NameAddr, NameAddrError> {
+    if !value.contains(',') {
+        return NameAddr::parse(value);
+    }
+    parse_list(value)?
+        .into_iter()
+        .next()
+        .ok_or(NameAddrError::Empty)
+}
+
 /// `s` starts just after an opening '"': the unescaped content and the
 /// text after the closing quote.
 fn take_quoted(s: &str) -> Result<(String, &str), NameAddrError> {

@@ -27,7 +27,7 @@ pub use peek::{peek_request, RequestIds};
 pub use reject::error_response;
 
 pub(crate) use normalize::{expand_compact, is_token, split_list};
-pub(crate) use scan::{find_unquoted, Quotes};
+pub(crate) use scan::{find_unquoted, line_spans, Quotes};
 pub(crate) use uri::parse_header_uri;
 pub(crate) use validate::{semis, split_semis};
 

@@ -297,23 +297,11 @@ pub(crate) fn frame(datagram: &[u8]) -> Result<Frame<'_>, ParseError> {
 /// Join continuation lines (RFC 3261 §7.3.1) and split "name LWS : LWS value".
 fn unfold(lines: &str) -> Result<Vec<(&str, Cow<'_, str>)>, &'static str> {
     let mut out: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(16);
-    // Lines and the colon found with memchr: a message is a dozen lines
-    // or more, each searched once.
-    let mut at = 0;
-    let mut next_line = || {
-        let rest = lines.get(at..).filter(|r| !r.is_empty() || at == 0)?;
-        match memchr::memchr(b'\n', rest.as_bytes()) {
-            Some(i) => {
-                at += i + 1;
-                rest.get(..i)
-            }
-            None => {
-                at = lines.len() + 1;
-                Some(rest)
-            }
-        }
-    };
-    while let Some(line) = next_line() {
+    for span in super::line_spans(lines.as_bytes()) {
+        // '\n' is ASCII: every span is on char boundaries.
+        let line = lines
+            .get(span)
+            .ok_or("header block cut inside a character")?;
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() {
             continue;

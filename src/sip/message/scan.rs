@@ -35,6 +35,20 @@ impl Quotes {
     }
 }
 
+/// Where the lines of `b` are, cut at each '\n' as `split` cuts them (the
+/// last one after the last '\n', empty when `b` ends with one). The line
+/// ends are found with memchr: this runs over every datagram.
+pub(crate) fn line_spans(b: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', b)
+        .chain(std::iter::once(b.len()))
+        .map(move |end| {
+            let span = start..end;
+            start = end + 1;
+            span
+        })
+}
+
 /// Byte index of the first `wanted` outside a quoted string.
 pub(crate) fn find_unquoted(s: &str, wanted: char) -> Option<usize> {
     let mut quotes = Quotes::default();

@@ -15,7 +15,7 @@ pub(crate) fn validate(frame: &Frame<'_>) -> Result<(), ParseError> {
     // is the one of the lowest rank (the first value within a rank), the
     // order in which the rules are listed in `Rule`, whatever the order of
     // the headers. The text of an error is only made when it is kept.
-    let mut counts = [0u8; 4]; // From, To, Call-ID, CSeq
+    let mut counts = [0u8; REQUIRED.len()];
     let mut vias = 0usize;
     let mut worst: Option<(Rule, String)> = None;
     let mut note = |rule: Rule, why: &dyn Fn() -> String| {
@@ -28,37 +28,27 @@ pub(crate) fn validate(frame: &Frame<'_>) -> Result<(), ParseError> {
         let Some(kind) = Kind::of(name) else {
             continue;
         };
+        if let Some(i) = kind.required() {
+            counts[i] = counts[i].saturating_add(1);
+        }
         match kind {
-            Kind::Required(i) => {
-                counts[i] = counts[i].saturating_add(1);
-                if i == CALL_ID && value.is_empty() {
+            Kind::CallId => {
+                if value.is_empty() {
                     note(Rule::EmptyCallId, &|| "empty Call-ID".into());
                 }
-                if i == CSEQ {
-                    match cseq_method(value) {
-                        Err(r) => note(Rule::CSeq, &|| r.into()),
-                        Ok(method) => {
-                            if let StartLine::Request { method: m, .. } = &frame.start {
-                                if *m != method {
-                                    note(Rule::CSeq, &|| {
-                                        format!("CSeq method {} is not {}", clip(method), clip(m))
-                                    });
-                                }
-                            }
+            }
+            Kind::CSeq => match cseq_method(value) {
+                Err(r) => note(Rule::CSeq, &|| r.into()),
+                Ok(method) => {
+                    if let StartLine::Request { method: m, .. } = &frame.start {
+                        if *m != method {
+                            note(Rule::CSeq, &|| {
+                                format!("CSeq method {} is not {}", clip(method), clip(m))
+                            });
                         }
                     }
                 }
-                if i == FROM || i == TO {
-                    if let Err(r) = check_name_addr(value) {
-                        let rule = if i == FROM {
-                            Rule::FromAddr
-                        } else {
-                            Rule::ToAddr
-                        };
-                        note(rule, &|| format!("{}: {r}", REQUIRED[i]));
-                    }
-                }
-            }
+            },
             Kind::Via => {
                 vias += 1;
                 if let Err(r) = check_via(value) {
@@ -93,11 +83,9 @@ pub(crate) fn validate(frame: &Frame<'_>) -> Result<(), ParseError> {
     }
 }
 
+/// The headers that must be there once each, in the order their absence
+/// or repetition is reported.
 const REQUIRED: [&str; 4] = ["From", "To", "Call-ID", "CSeq"];
-const FROM: usize = 0;
-const TO: usize = 1;
-const CALL_ID: usize = 2;
-const CSEQ: usize = 3;
 
 /// The rules after presence and uniqueness, in the order they are
 /// reported.
@@ -117,11 +105,12 @@ enum Rule {
 /// The headers `validate` looks at.
 #[derive(Clone, Copy)]
 enum Kind {
-    /// An index into [`REQUIRED`].
-    Required(usize),
+    CallId,
+    CSeq,
     Via,
     MaxForwards,
-    /// A name-addr header other than From and To, with its name.
+    /// A name-addr header (From, To, Contact, Route, Record-Route), with
+    /// the rule its address falls under and its name.
     Addr(Rule, &'static str),
 }
 
@@ -130,15 +119,26 @@ impl Kind {
     fn of(name: &str) -> Option<Kind> {
         let is = |n: &str| name.eq_ignore_ascii_case(n);
         match name.len() {
-            2 if is("To") => Some(Kind::Required(TO)),
+            2 if is("To") => Some(Kind::Addr(Rule::ToAddr, "To")),
             3 if is("Via") => Some(Kind::Via),
-            4 if is("From") => Some(Kind::Required(FROM)),
-            4 if is("CSeq") => Some(Kind::Required(CSEQ)),
+            4 if is("From") => Some(Kind::Addr(Rule::FromAddr, "From")),
+            4 if is("CSeq") => Some(Kind::CSeq),
             5 if is("Route") => Some(Kind::Addr(Rule::RouteAddr, "Route")),
-            7 if is("Call-ID") => Some(Kind::Required(CALL_ID)),
+            7 if is("Call-ID") => Some(Kind::CallId),
             7 if is("Contact") => Some(Kind::Addr(Rule::ContactAddr, "Contact")),
             12 if is("Max-Forwards") => Some(Kind::MaxForwards),
             12 if is("Record-Route") => Some(Kind::Addr(Rule::RecordRouteAddr, "Record-Route")),
+            _ => None,
+        }
+    }
+
+    /// Its index in [`REQUIRED`], if it is one of those.
+    fn required(self) -> Option<usize> {
+        match self {
+            Kind::Addr(Rule::FromAddr, _) => Some(0),
+            Kind::Addr(Rule::ToAddr, _) => Some(1),
+            Kind::CallId => Some(2),
+            Kind::CSeq => Some(3),
             _ => None,
         }
     }

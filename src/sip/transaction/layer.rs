@@ -644,10 +644,7 @@ impl TransactionLayer {
         now: Instant,
     ) -> Result<TxKey, TxError> {
         let key = self.new_client_key(&req)?;
-        let wire = Wire {
-            bytes,
-            kind: super::WireKind::Request(req.method),
-        };
+        let wire = Wire::of_request_bytes(req.method, bytes);
         let tx = if req.method == Method::Invite {
             ClientTx::Invite(ClientInvite::new(req, wire, to, now, &self.cfg))
         } else {

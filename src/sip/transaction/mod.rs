@@ -84,6 +84,14 @@ impl Wire {
         }
     }
 
+    /// The bytes a request of `method` was parsed from, sent as they are.
+    pub fn of_request_bytes(method: rsip::Method, bytes: bytes::Bytes) -> Wire {
+        Wire {
+            bytes,
+            kind: WireKind::Request(method),
+        }
+    }
+
     /// A response's bytes, from a borrow.
     pub fn of_response(r: &rsip::Response) -> Wire {
         Wire {
