@@ -227,6 +227,16 @@ fn params(codec: u8, telephone_event: Option<u8>) -> LegParams {
 }
 
 impl Engine {
+    /// Binds a new pair for `leg`, first closing a parked one if open and
+    /// parked pairs fill the descriptors set aside for RTP: a cache of idle
+    /// sockets must never be what turns a call away.
+    async fn bind_within_budget(&mut self, port: u16, leg: LegId) -> std::io::Result<SocketPair> {
+        if self.slots.len() + self.parked.len() >= self.rtp_pairs {
+            self.parked.evict_newest();
+        }
+        self.binder.bind(port, leg).await
+    }
+
     async fn apply(&mut self, cmd: MediaCommand) {
         let now = Instant::now();
         match cmd {
@@ -240,7 +250,7 @@ impl Engine {
                 let srtp = self.pending_srtp.remove(&leg);
                 let pair = match self.parked.take(port, leg) {
                     Some(pair) => pair,
-                    None => match self.binder.bind(port, leg).await {
+                    None => match self.bind_within_budget(port, leg).await {
                         Ok(pair) => pair,
                         Err(e) => {
                             // Taken since the pool probed it: without media

@@ -106,6 +106,9 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let open_files = tcp_policy::raise_open_files();
     let rtp_pairs = ports.available();
     let policy = tcp_policy::from_config(&cfg.server, open_files, rtp_pairs);
+    // What the media task may hold open, parked pairs included: the
+    // descriptors TCP and the files leave, not only the range.
+    let rtp_fd_pairs = tcp_policy::rtp_pairs_left(open_files, policy.max_connections);
     info!(
         // 0: no limit.
         open_files = open_files.unwrap_or(0),
@@ -173,8 +176,11 @@ pub async fn run(config_path: PathBuf) -> Result<(), DaemonError> {
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
 
     let rtp_timeout = Duration::from_secs(cfg.server.rtp_timeout_s);
-    // RTP descriptors as the budget counts them (two legs a call at most).
-    let rtp_pairs = rtp_pairs.min(cfg.server.max_calls.saturating_mul(2));
+    // RTP descriptors as the budget counts them (two legs a call at most),
+    // within the descriptors left to RTP.
+    let rtp_pairs = rtp_pairs
+        .min(cfg.server.max_calls.saturating_mul(2))
+        .min(rtp_fd_pairs);
     let mut media = media::spawn(
         bind_ip,
         rtp_timeout,

@@ -123,7 +123,11 @@ impl Binder {
 
 /// Pairs whose legs have closed, by RTP port.
 pub struct Parked {
-    pairs: HashMap<u16, SocketPair>,
+    /// Each with the order it was parked in.
+    pairs: HashMap<u16, (u64, SocketPair)>,
+    /// Ports by parking order: the newest is let go first.
+    order: std::collections::BTreeMap<u64, u16>,
+    next: u64,
     idle: IdlePorts,
     max: usize,
 }
@@ -132,6 +136,8 @@ impl Parked {
     pub fn new(idle: IdlePorts, max: usize) -> Parked {
         Parked {
             pairs: HashMap::new(),
+            order: std::collections::BTreeMap::new(),
+            next: 0,
             idle,
             max,
         }
@@ -141,7 +147,8 @@ impl Parked {
     /// it while parked (late packets of the last call) is thrown away
     /// first, so the new leg cannot latch onto the old peer.
     pub fn take(&mut self, port: u16, leg: LegId) -> Option<SocketPair> {
-        let pair = self.pairs.remove(&port)?;
+        let (seq, pair) = self.pairs.remove(&port)?;
+        self.order.remove(&seq);
         self.idle.lock().remove(&port);
         drain(&pair.sock);
         if let Some(s) = &pair.rtcp_sock {
@@ -159,8 +166,25 @@ impl Parked {
         if self.pairs.len() >= self.max {
             return;
         }
-        self.pairs.insert(port, pair);
+        let seq = self.next;
+        self.next += 1;
+        if let Some((old, _)) = self.pairs.insert(port, (seq, pair)) {
+            self.order.remove(&old);
+        }
+        self.order.insert(seq, port);
         self.idle.lock().insert(port);
+    }
+
+    /// Closes the pair parked last, making room for a new one: the pool
+    /// hands out the longest-released pairs first, so it is the one wanted
+    /// last. False when none is parked.
+    pub fn evict_newest(&mut self) -> bool {
+        let Some((_, port)) = self.order.pop_last() else {
+            return false;
+        };
+        self.idle.lock().remove(&port);
+        // Dropping it aborts its readers and closes its sockets.
+        self.pairs.remove(&port).is_some()
     }
 
     pub fn len(&self) -> usize {
@@ -313,5 +337,35 @@ mod tests {
         assert!(std::net::UdpSocket::bind(("127.0.0.1", ports[2])).is_ok());
         assert!(parked.take(ports[2], 5).is_none());
         assert!(parked.take(ports[0], 5).is_some());
+    }
+
+    #[tokio::test]
+    async fn room_is_made_by_closing_the_pair_parked_last() {
+        let (b, _rx) = binder();
+        let idle = IdlePorts::default();
+        let mut parked = Parked::new(idle.clone(), 8);
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 3 {
+            let p = free_port();
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        for (i, &p) in ports.iter().enumerate() {
+            let pair = b.bind(p, i as u64 + 1).await.expect("bind");
+            parked.park(p, pair);
+        }
+        // The middle one is taken and parked again: now it is the newest.
+        let again = parked.take(ports[1], 7).expect("parked");
+        parked.park(ports[1], again);
+        assert!(parked.evict_newest());
+        assert_eq!(parked.len(), 2);
+        assert!(!idle.contains(ports[1]), "the pair parked last is closed");
+        assert!(idle.contains(ports[0]) && idle.contains(ports[2]));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(std::net::UdpSocket::bind(("127.0.0.1", ports[1])).is_ok());
+        assert!(parked.evict_newest() && parked.evict_newest());
+        assert!(!parked.evict_newest(), "none left");
+        assert!(parked.is_empty());
     }
 }

@@ -146,6 +146,18 @@ pub fn tcp_budget(open_files: Option<u64>, max_calls: usize, rtp_pairs: usize) -
     usize::try_from(left).unwrap_or(usize::MAX).min(65_536)
 }
 
+/// How many RTP port pairs (two descriptors each) fit in `open_files`
+/// once `tcp_max` connections and [`FIXED_FDS`] have theirs: the most the
+/// media task keeps open, parked pairs included (None = unlimited).
+pub fn rtp_pairs_left(open_files: Option<u64>, tcp_max: usize) -> usize {
+    let Some(limit) = open_files else {
+        return usize::MAX;
+    };
+    let usable = limit.saturating_sub(FIXED_FDS);
+    let pairs = usable.saturating_sub(tcp_max as u64) / 2;
+    usize::try_from(pairs).unwrap_or(usize::MAX)
+}
+
 /// Raises the soft open-file limit to the hard one (as Kamailio's
 /// `open_files_limit` and most daemons do) and returns the soft limit now
 /// in force; None = unlimited.
@@ -262,5 +274,16 @@ mod tests {
         assert_eq!(tcp_budget(Some(1024), 5000, 5000), (1024 - 128) / 4);
         assert_eq!(tcp_budget(Some(10), 1, 1), 1);
         assert_eq!(tcp_budget(None, 1, 1), 65_536);
+    }
+
+    #[test]
+    fn rtp_gets_what_tcp_and_files_leave() {
+        // The bench box: 20,000 descriptors, a range of 10,000 pairs that
+        // would need all of them; TCP keeps its quarter.
+        let tcp = tcp_budget(Some(20_000), 5000, 10_000);
+        assert_eq!(tcp, (20_000 - 128) / 4);
+        assert_eq!(rtp_pairs_left(Some(20_000), tcp), (20_000 - 128 - tcp) / 2);
+        assert_eq!(rtp_pairs_left(Some(100), 1000), 0);
+        assert_eq!(rtp_pairs_left(None, 1000), usize::MAX);
     }
 }

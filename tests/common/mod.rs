@@ -166,6 +166,8 @@ pub struct ConfigSpec {
     pub sip_port: u16,
     pub admin_port: u16,
     pub rtp_base: u16,
+    /// Ports in `server.rtp_ports` from `rtp_base` (100: 50 pairs).
+    pub rtp_count: u16,
     pub max_calls: u32,
     pub drain_s: u32,
     /// `server.rtp_timeout_s`.
@@ -191,6 +193,7 @@ impl ConfigSpec {
             sip_port: free_port(),
             admin_port: free_port(),
             rtp_base,
+            rtp_count: 100,
             max_calls: 100,
             drain_s: 2,
             rtp_timeout_s: 60,
@@ -253,7 +256,7 @@ start = "bye"
 type = "hangup"
 {extra}"#,
             rtp_lo = self.rtp_base,
-            rtp_hi = self.rtp_base + 99,
+            rtp_hi = self.rtp_base + self.rtp_count.max(2) - 1,
             admin = self.admin_port,
             token = self.admin_token,
             data = root.join("data").display(),
