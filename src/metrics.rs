@@ -722,6 +722,11 @@ impl Metrics {
                 "Requests answered with a stateless 503 because max_transactions server transactions were alive",
                 ConstCounter::new(b.refused.load(Ordering::Relaxed)),
             );
+            reg.register(
+                "sip_overload_rejected",
+                "New INVITEs answered with a stateless 503 because their shard was behind on its messages",
+                ConstCounter::new(b.shed.load(Ordering::Relaxed)),
+            );
         }
         reg.register(
             "memory_trims",

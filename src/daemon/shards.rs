@@ -221,9 +221,11 @@ impl ShardTask {
                     }
                 }
                 Some(msg) = sip.recv() => {
+                    self.ep.set_behind(self.behind());
                     self.guarded("SIP message", |ep| ep.handle_inbound(&msg.bytes, msg.from, now()));
                     // Handle a burst in one go before sending.
                     while let Ok(msg) = sip.try_recv() {
+                        self.ep.set_behind(self.behind());
                         self.guarded("SIP message", |ep| ep.handle_inbound(&msg.bytes, msg.from, now()));
                     }
                 }
@@ -231,6 +233,17 @@ impl ShardTask {
             }
             self.flush().await;
         }
+    }
+
+    /// Whether the daemon is behind on what it is sent: datagrams wait in
+    /// a UDP socket's buffer (the reader waits for a full shard queue, or
+    /// for the CPU itself).
+    fn behind(&self) -> bool {
+        self.out
+            .transports
+            .stats
+            .udp_behind
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs one event's handler. A handler that panics (a bug a peer's

@@ -10,9 +10,9 @@
 //! (limits per source and in all, message and idle timeouts).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
@@ -38,6 +38,10 @@ pub struct Inbound {
 #[derive(Debug, Default)]
 pub struct TransportStats {
     pub udp_in: AtomicU64,
+    /// A UDP reader has not found its socket empty for [`BEHIND_AFTER`]:
+    /// datagrams wait in the kernel's buffer (the shards, or the reader
+    /// itself, are short of CPU). The shards turn new calls away meanwhile.
+    pub udp_behind: AtomicBool,
     pub tcp_in: AtomicU64,
     pub send_errors: AtomicU64,
     pub framing_errors: AtomicU64,
@@ -531,10 +535,33 @@ impl Transports {
     }
 }
 
+/// How long a datagram may have waited in a SIP socket's buffer (the
+/// kernel's receive stamp against the time it is read) before the daemon
+/// counts as behind. A healthy daemon reads within a millisecond or so;
+/// a busy one has stalls of tens of milliseconds that pass by themselves.
+/// 100 ms is well under SIP's first retransmission (T1, 500 ms): the calls
+/// let in are set up before their INVITEs are sent again, and those
+/// repeats are what turn an overload into a collapse (the routed bench:
+/// 250 ms let 3,200 calls/s reach retransmissions and the steps after it
+/// fail; 100 ms held).
+pub const BEHIND_AFTER: Duration = Duration::from_millis(100);
+
 async fn udp_reader(t: Transports, idx: usize, sock: Arc<UdpSocket>) {
     let mut buf = vec![0u8; UDP_BUF];
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
     loop {
-        match sock.recv_from(&mut buf).await {
+        let read = || super::udp_socket::recv_stamped(&sock, &mut buf, &mut cmsg);
+        let got = match sock.async_io(tokio::io::Interest::READABLE, read).await {
+            Ok((n, from, waited)) => {
+                let behind = waited.is_some_and(|w| w >= BEHIND_AFTER);
+                if behind != t.stats.udp_behind.load(Ordering::Relaxed) {
+                    t.stats.udp_behind.store(behind, Ordering::Relaxed);
+                }
+                Ok((n, from))
+            }
+            Err(e) => Err(e),
+        };
+        match got {
             Ok((n, from)) => {
                 t.stats.udp_in.fetch_add(1, Ordering::Relaxed);
                 if !t.admit_message(from.ip()) {

@@ -36,7 +36,62 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     } else {
         info!(%addr, receive_buffer = got, "SIP UDP listener");
     }
+    // The kernel stamps each datagram with its arrival: the reader tells
+    // from it how long datagrams wait (`transport::BEHIND_AFTER`).
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
+    {
+        warn!(%addr, error = %e, "no receive timestamps: overload is not detected on this listener");
+    }
     UdpSocket::from_std(sock.into())
+}
+
+/// Reads one datagram without waiting: its length, its source and, when
+/// the kernel stamped it, how long it waited in the socket's buffer.
+#[cfg(target_os = "linux")]
+pub fn recv_stamped(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    cmsg: &mut Vec<u8>,
+) -> std::io::Result<(usize, std::net::SocketAddr, Option<std::time::Duration>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrStorage>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(cmsg),
+        MsgFlags::MSG_DONTWAIT,
+    )?;
+    let from = msg
+        .address
+        .as_ref()
+        .and_then(socket_addr)
+        .ok_or_else(|| std::io::Error::other("datagram without an IP source"))?;
+    let mut waited = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                let at = std::time::UNIX_EPOCH
+                    + std::time::Duration::new(
+                        u64::try_from(ts.tv_sec()).unwrap_or(0),
+                        u32::try_from(ts.tv_nsec()).unwrap_or(0),
+                    );
+                waited = std::time::SystemTime::now().duration_since(at).ok();
+            }
+        }
+    }
+    Ok((msg.bytes, from, waited))
+}
+
+#[cfg(target_os = "linux")]
+fn socket_addr(a: &nix::sys::socket::SockaddrStorage) -> Option<std::net::SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(std::net::SocketAddrV4::from(*v4).into());
+    }
+    a.as_sockaddr_in6()
+        .map(|v6| std::net::SocketAddrV6::from(*v6).into())
 }
 
 fn grow_buffers(sock: &Socket) {
@@ -57,6 +112,24 @@ fn grow_buffers(sock: &Socket) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_datagram_is_read_with_its_source_and_how_long_it_waited() {
+        let sock = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let to = sock.local_addr().expect("addr");
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("peer");
+        peer.send_to(b"OPTIONS", to).expect("send");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let mut buf = [0u8; 64];
+        let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        let (n, from, waited) = recv_stamped(&sock, &mut buf, &mut cmsg).expect("read");
+        assert_eq!(&buf[..n], b"OPTIONS");
+        assert_eq!(from, peer.local_addr().expect("addr"));
+        let waited = waited.expect("stamped");
+        assert!(waited >= std::time::Duration::from_millis(30), "{waited:?}");
+        let again = recv_stamped(&sock, &mut buf, &mut cmsg).expect_err("empty");
+        assert_eq!(again.kind(), std::io::ErrorKind::WouldBlock);
+    }
 
     #[tokio::test]
     async fn a_listener_gets_more_than_the_default_receive_buffer() {

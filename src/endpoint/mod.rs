@@ -310,6 +310,12 @@ impl Endpoint {
         }
     }
 
+    /// Whether this shard is behind on its received messages (its task
+    /// decides): new calls are then turned away with a stateless 503.
+    pub fn set_behind(&mut self, behind: bool) {
+        self.txn.set_behind(behind);
+    }
+
     /// One message as received from `from`.
     pub fn handle_inbound(&mut self, bytes: &[u8], from: Peer, now: Now) {
         // A leg handed to another shard by an attended transfer.

@@ -16,6 +16,8 @@ pub struct TxBudget {
     cap: AtomicUsize,
     /// Requests answered 503 because the bound was reached.
     pub refused: AtomicU64,
+    /// New INVITEs answered 503 because their shard was behind.
+    pub shed: AtomicU64,
 }
 
 impl Default for TxBudget {
@@ -31,6 +33,7 @@ impl TxBudget {
             live: AtomicUsize::new(0),
             cap: AtomicUsize::new(cap),
             refused: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
         }
     }
 

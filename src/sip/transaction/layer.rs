@@ -172,6 +172,9 @@ pub struct TransactionLayer {
     acks_expire: VecDeque<(Instant, TxKey)>,
     /// The bound on server transactions, shared with the other shards.
     budget: Arc<TxBudget>,
+    /// The shard is behind on its messages: new calls are turned away
+    /// (see [`TransactionLayer::set_behind`]).
+    behind: bool,
 }
 
 impl Drop for TransactionLayer {
@@ -227,7 +230,18 @@ impl TransactionLayer {
             acks: TxMap::default(),
             acks_expire: VecDeque::new(),
             budget: Arc::default(),
+            behind: false,
         }
+    }
+
+    /// Whether the shard is behind on the messages it has received (its
+    /// queue is long). While it is, an INVITE that would start a new call
+    /// is answered statelessly, 503 with Retry-After, and counted
+    /// (`TxBudget::shed`): the calls already up keep the CPU, so an
+    /// overload ends when the burst does instead of feeding on the
+    /// retransmissions of calls that are set up too late.
+    pub fn set_behind(&mut self, behind: bool) {
+        self.behind = behind;
     }
 
     /// The same, counting its server transactions against `budget`.
@@ -417,9 +431,15 @@ impl TransactionLayer {
             }
             return None;
         }
-        if !self.budget.try_take() {
-            // Over the bound: answered as a stateless server would, once
-            // per (retransmitted) request, with nothing kept.
+        let shed = self.behind && req.method == Method::Invite && to_tag_absent(&req);
+        if shed {
+            self.budget
+                .shed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if shed || !self.budget.try_take() {
+            // Over the bound, or behind: answered as a stateless server
+            // would, once per (retransmitted) request, with nothing kept.
             let tag = stateless_tag(&key);
             let mut busy = response_with_status(&req, StatusCode::ServiceUnavailable, Some(&tag));
             let mut headers: Vec<rsip::Header> = busy.headers.into_iter().collect();
@@ -881,6 +901,11 @@ fn stateless_tag(key: &TxKey) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);
     format!("sl{:016x}", h.finish())
+}
+
+/// A request outside any dialog (its To has no tag).
+fn to_tag_absent(req: &Request) -> bool {
+    crate::sip::headers::to_tag(req).is_none()
 }
 
 /// Whether `on_request` just created a server transaction.

@@ -813,3 +813,41 @@ fn over_the_shared_bound_a_request_gets_a_stateless_503_and_keeps_nothing() {
     drop(a);
     assert_eq!(budget.live(), 0, "a dropped layer gives every place back");
 }
+
+#[test]
+fn while_behind_a_new_invite_gets_a_stateless_503_and_requests_in_dialog_go_on() {
+    let t0 = Instant::now();
+    let budget = std::sync::Arc::new(TxBudget::default());
+    let mut l = TransactionLayer::with_budget(TimerConfig::default(), budget.clone());
+    l.set_behind(true);
+    assert_eq!(l.on_request(invite("z9hG4bKshed1"), udp(), t0), None);
+    let sent = drain(&mut l);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(status(&sent[0]), Some(503));
+    let text = String::from_utf8_lossy(&sent[0].wire.bytes).into_owned();
+    assert!(text.contains("Retry-After: 10\r\n"), "{text}");
+    assert_eq!(l.servers(), 0, "nothing kept");
+    let shed = || budget.shed.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(shed(), 1);
+
+    // A re-INVITE and a BYE belong to calls already up: handled.
+    let reinvite = request(Method::Invite, "z9hG4bKshed2", 2, Some("up"));
+    assert!(matches!(
+        l.on_request(reinvite, udp(), t0),
+        Some(ServerEvent::NewRequest { .. })
+    ));
+    let bye = request(Method::Bye, "z9hG4bKshed3", 3, Some("up"));
+    assert!(matches!(
+        l.on_request(bye, udp(), t0),
+        Some(ServerEvent::NewRequest { .. })
+    ));
+    assert_eq!(shed(), 1);
+
+    // Caught up: new calls are let in again.
+    l.set_behind(false);
+    assert!(matches!(
+        l.on_request(invite("z9hG4bKshed4"), udp(), t0),
+        Some(ServerEvent::NewRequest { .. })
+    ));
+    assert_eq!(shed(), 1);
+}
