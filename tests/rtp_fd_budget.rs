@@ -9,10 +9,9 @@
 mod common;
 
 use common::phone::Caller;
-use common::{sipacd_bin, ConfigDir, ConfigSpec};
+use common::{ConfigDir, ConfigSpec};
 use std::fs;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const OPEN_FILES: u64 = 256;
 /// Far more pairs than the descriptors hold (500 pairs: 1,000 sockets).
@@ -22,51 +21,15 @@ const RTP_PORTS: u16 = 1000;
 /// parked and kept.
 const CALLS: usize = 200;
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn parked_rtp_sockets_never_take_the_descriptors_of_new_calls() {
-    assert!(
-        common::require(
-            Command::new("prlimit").arg("--version").output().is_ok(),
-            "prlimit (util-linux)"
-        ),
-        "skipped"
-    );
+    assert!(common::limited::have_prlimit(), "skipped");
     let mut spec = ConfigSpec::new();
     spec.rtp_base = 40_000;
     spec.rtp_count = RTP_PORTS;
     let cfg = ConfigDir::new(spec);
-    let log = cfg.root().join("stderr.log");
-    let child = Command::new("prlimit")
-        .arg(format!("--nofile={OPEN_FILES}:{OPEN_FILES}"))
-        .arg(sipacd_bin())
-        .arg("--config")
-        .arg(cfg.config_path())
-        .current_dir(cfg.root())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
-    let daemon = Killed(child);
+    let (daemon, log) = common::limited::start(&cfg, OPEN_FILES);
     let port = cfg.spec.sip_port;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while common::sip::options_status(port, Duration::from_millis(300)) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "no answer: {}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
 
     let started = Instant::now();
     let mut ports = std::collections::HashSet::new();

@@ -7,24 +7,14 @@
 mod common;
 
 use common::phone::Caller;
-use common::{sipacd_bin, ConfigDir, ConfigSpec};
+use common::{ConfigDir, ConfigSpec};
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const OPEN_FILES: u64 = 256;
 /// More than the daemon has descriptors: unbounded, they would take them all.
 const CONNECTIONS: usize = 250;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn connect(from: u8, port: u16) -> TcpStream {
     use socket2::{Domain, Socket, Type};
@@ -48,37 +38,10 @@ fn field(line: &str, key: &str) -> Option<u64> {
 
 #[test]
 fn calls_keep_their_rtp_ports_when_idle_tcp_connections_pile_up() {
-    assert!(
-        common::require(
-            Command::new("prlimit").arg("--version").output().is_ok(),
-            "prlimit (util-linux)"
-        ),
-        "skipped"
-    );
+    assert!(common::limited::have_prlimit(), "skipped");
     let cfg = ConfigDir::new(ConfigSpec::new());
-    let log = cfg.root().join("stderr.log");
-    let child = Command::new("prlimit")
-        .arg(format!("--nofile={OPEN_FILES}:{OPEN_FILES}"))
-        .arg(sipacd_bin())
-        .arg("--config")
-        .arg(cfg.config_path())
-        .current_dir(cfg.root())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
-    let _daemon = Killed(child);
+    let (_daemon, log) = common::limited::start(&cfg, OPEN_FILES);
     let port = cfg.spec.sip_port;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while common::sip::options_status(port, Duration::from_millis(300)) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "no answer: {}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
     let text = fs::read_to_string(&log).unwrap();
     let budget = text
         .lines()

@@ -309,11 +309,11 @@ mod tests {
         drop(pair);
     }
 
-    #[tokio::test]
-    async fn at_the_limit_a_pair_is_closed_instead_of_parked() {
+    /// Three pairs on distinct free ports, parked in order (at most `max`
+    /// kept), and their ports.
+    async fn three_parked(idle: &IdlePorts, max: usize) -> (Parked, Vec<u16>) {
         let (b, _rx) = binder();
-        let idle = IdlePorts::default();
-        let mut parked = Parked::new(idle.clone(), 2);
+        let mut parked = Parked::new(idle.clone(), max);
         let mut ports: Vec<u16> = Vec::new();
         while ports.len() < 3 {
             let p = free_port();
@@ -325,6 +325,13 @@ mod tests {
             let pair = b.bind(p, i as u64 + 1).await.expect("bind");
             parked.park(p, pair);
         }
+        (parked, ports)
+    }
+
+    #[tokio::test]
+    async fn at_the_limit_a_pair_is_closed_instead_of_parked() {
+        let idle = IdlePorts::default();
+        let (mut parked, ports) = three_parked(&idle, 2).await;
         assert_eq!(parked.len(), 2);
         assert!(
             idle.contains(ports[0]) && idle.contains(ports[1]),
@@ -341,20 +348,8 @@ mod tests {
 
     #[tokio::test]
     async fn room_is_made_by_closing_the_pair_parked_last() {
-        let (b, _rx) = binder();
         let idle = IdlePorts::default();
-        let mut parked = Parked::new(idle.clone(), 8);
-        let mut ports: Vec<u16> = Vec::new();
-        while ports.len() < 3 {
-            let p = free_port();
-            if !ports.contains(&p) {
-                ports.push(p);
-            }
-        }
-        for (i, &p) in ports.iter().enumerate() {
-            let pair = b.bind(p, i as u64 + 1).await.expect("bind");
-            parked.park(p, pair);
-        }
+        let (mut parked, ports) = three_parked(&idle, 8).await;
         // The middle one is taken and parked again: now it is the newest.
         let again = parked.take(ports[1], 7).expect("parked");
         parked.park(ports[1], again);

@@ -9,6 +9,7 @@
 pub mod baresip;
 pub mod demo;
 pub mod http;
+pub mod limited;
 pub mod linphone;
 pub mod netns;
 pub mod phone;
