@@ -42,7 +42,15 @@ struct PoolState {
     recycled: VecDeque<(u16, Instant)>,
     released: HashMap<u16, Instant>,
     reuse_after: Duration,
+    /// Pairs the probe found taken, and when that was last logged.
+    in_use_skips: u64,
+    in_use_logged: Option<Instant>,
 }
+
+/// At most one warning per this long for pairs found taken: under load a
+/// pair whose call just ended may still be closing, and a line per skip
+/// flooded the log (16,925 lines in one bench run).
+const IN_USE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Tries whether a pair can be bound now (another process may hold a port
 /// of the range, or the process may be out of file descriptors). The
@@ -88,6 +96,8 @@ impl PortPool {
                 recycled: VecDeque::new(),
                 released: HashMap::new(),
                 reuse_after: REUSE_AFTER,
+                in_use_skips: 0,
+                in_use_logged: None,
             })),
             probe: None,
         }
@@ -124,10 +134,7 @@ impl PortPool {
                     return None;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                    tracing::warn!(
-                        port = lease.pair.rtp,
-                        "RTP port pair in use by another process: skipped"
-                    );
+                    self.note_in_use(lease.pair.rtp);
                 }
                 Err(e) => {
                     tracing::warn!(port = lease.pair.rtp, error = %e, "RTP port pair cannot be bound: skipped");
@@ -135,6 +142,35 @@ impl PortPool {
             }
         }
         None
+    }
+
+    /// Counts a pair found taken; warns about it at most once per
+    /// [`IN_USE_LOG_EVERY`], with how many were skipped in all.
+    fn note_in_use(&self, port: u16) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.in_use_skips += 1;
+        let now = Instant::now();
+        if st
+            .in_use_logged
+            .is_some_and(|at| now.duration_since(at) < IN_USE_LOG_EVERY)
+        {
+            tracing::debug!(port, "RTP port pair in use: skipped");
+            return;
+        }
+        st.in_use_logged = Some(now);
+        tracing::warn!(
+            port,
+            skipped = st.in_use_skips,
+            "RTP port pair in use by another process: skipped (logged at most once a minute; skipped counts them all)"
+        );
+    }
+
+    /// Pairs the probe has found taken since start.
+    pub fn in_use_skips(&self) -> u64 {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .in_use_skips
     }
 
     /// How long a released pair rests before it is preferred (tests).
@@ -271,6 +307,8 @@ mod tests {
         assert_eq!(b.pair().rtp, 20004);
         // Only the taken pair is left: no lease while it stays taken...
         assert!(pool.allocate().is_none());
+        // (every skip counted, though only the first is logged)
+        assert!(pool.in_use_skips() >= 2, "{}", pool.in_use_skips());
         // ...and it is handed out once its squatter is gone.
         taken.lock().unwrap().clear();
         assert_eq!(pool.allocate().unwrap().pair().rtp, 20000);
