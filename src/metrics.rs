@@ -724,7 +724,7 @@ impl Metrics {
             );
             reg.register(
                 "sip_overload_rejected",
-                "New INVITEs answered with a stateless 503 because their shard was behind on its messages",
+                "New INVITEs answered with a stateless 503 because SIP datagrams waited 100 ms or more before being read",
                 ConstCounter::new(b.shed.load(Ordering::Relaxed)),
             );
         }

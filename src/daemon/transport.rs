@@ -38,9 +38,9 @@ pub struct Inbound {
 #[derive(Debug, Default)]
 pub struct TransportStats {
     pub udp_in: AtomicU64,
-    /// A UDP reader has not found its socket empty for [`BEHIND_AFTER`]:
-    /// datagrams wait in the kernel's buffer (the shards, or the reader
-    /// itself, are short of CPU). The shards turn new calls away meanwhile.
+    /// The last datagram a UDP reader read had waited [`BEHIND_AFTER`] or
+    /// more in the kernel's buffer (the shards, or the reader itself, are
+    /// short of CPU). The shards turn new calls away meanwhile.
     pub udp_behind: AtomicBool,
     pub tcp_in: AtomicU64,
     pub send_errors: AtomicU64,

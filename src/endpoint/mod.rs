@@ -310,7 +310,7 @@ impl Endpoint {
         }
     }
 
-    /// Whether this shard is behind on its received messages (its task
+    /// Whether the daemon is behind on what it is sent (the shard's task
     /// decides): new calls are then turned away with a stateless 503.
     pub fn set_behind(&mut self, behind: bool) {
         self.txn.set_behind(behind);

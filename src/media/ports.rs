@@ -166,7 +166,8 @@ impl PortPool {
     }
 
     /// Pairs the probe has found taken since start.
-    pub fn in_use_skips(&self) -> u64 {
+    #[cfg(test)]
+    fn in_use_skips(&self) -> u64 {
         self.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -16,7 +16,8 @@ pub struct TxBudget {
     cap: AtomicUsize,
     /// Requests answered 503 because the bound was reached.
     pub refused: AtomicU64,
-    /// New INVITEs answered 503 because their shard was behind.
+    /// New INVITEs answered 503 because the daemon was behind
+    /// (`TransactionLayer::set_behind`).
     pub shed: AtomicU64,
 }
 

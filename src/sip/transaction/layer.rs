@@ -172,7 +172,7 @@ pub struct TransactionLayer {
     acks_expire: VecDeque<(Instant, TxKey)>,
     /// The bound on server transactions, shared with the other shards.
     budget: Arc<TxBudget>,
-    /// The shard is behind on its messages: new calls are turned away
+    /// The daemon is behind on what it is sent: new calls are turned away
     /// (see [`TransactionLayer::set_behind`]).
     behind: bool,
 }
@@ -234,8 +234,9 @@ impl TransactionLayer {
         }
     }
 
-    /// Whether the shard is behind on the messages it has received (its
-    /// queue is long). While it is, an INVITE that would start a new call
+    /// Whether the daemon is behind on what it is sent (its driver says:
+    /// the daemon's measure is how long datagrams waited before being
+    /// read). While it is, an INVITE that would start a new call
     /// is answered statelessly, 503 with Retry-After, and counted
     /// (`TxBudget::shed`): the calls already up keep the CPU, so an
     /// overload ends when the burst does instead of feeding on the
